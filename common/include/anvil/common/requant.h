@@ -1,0 +1,137 @@
+#pragma once
+/// Integer requantization: the one implementation of the int32 -> int8 arithmetic of anvil.
+///
+/// The reference executor, the compiler (which precomputes multipliers) and the hardware model's
+/// vector engine all call these functions, so their int8 results are equal bit for bit.
+///
+/// A real multiplier M (for example input_scale * weight_scale / output_scale) is represented as a
+/// Q31 fixed-point mantissa `multiplier` in [2^30, 2^31) and a power-of-two `shift`:
+///     M ~= multiplier * 2^(shift - 31).
+/// Applying it to an int32 accumulator x (TFLite's MultiplyByQuantizedMultiplier):
+///   1. if shift > 0, x is multiplied by 2^shift, saturating to int32;
+///   2. the product x * multiplier is taken as a 64-bit value, doubled, and its high 32 bits are
+///      kept, rounding to nearest with ties away from zero (SaturatingRoundingDoublingHighMul);
+///   3. if shift < 0, the result is divided by 2^-shift, rounding to nearest with ties away from
+///      zero (RoundingDivideByPOT).
+/// These are TFLite's rounding rules; results may differ from float math by one unit on ties.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+namespace anvil::math {
+
+/// A quantized multiplier: M ~= multiplier * 2^(shift - 31). multiplier == 0 means M == 0.
+struct QuantizedMultiplier {
+  int32_t multiplier = 0;
+  int32_t shift = 0;
+};
+
+/// Splits a non-negative real multiplier into Q31 mantissa and shift. M must be finite and >= 0;
+/// multipliers below 2^-31 become 0 (they cannot change any int32 value by a full unit).
+inline QuantizedMultiplier quantize_multiplier(double m) {
+  QuantizedMultiplier q;
+  if (!(m > 0.0) || !std::isfinite(m)) return q;
+  int exponent = 0;
+  const double mantissa = std::frexp(m, &exponent);  // m = mantissa * 2^exponent, mantissa in [0.5, 1)
+  int64_t fixed = static_cast<int64_t>(std::llround(mantissa * (1LL << 31)));
+  if (fixed == (1LL << 31)) {  // rounding carried into the next power of two
+    fixed /= 2;
+    ++exponent;
+  }
+  if (exponent < -31) return q;
+  if (exponent > 30) exponent = 30, fixed = std::numeric_limits<int32_t>::max();  // saturate absurdly large M
+  q.multiplier = static_cast<int32_t>(fixed);
+  q.shift = exponent;
+  return q;
+}
+
+/// High 32 bits of 2*a*b, rounded to nearest (ties away from zero); saturates the one overflow case.
+inline int32_t saturating_rounding_doubling_high_mul(int32_t a, int32_t b) {
+  if (a == std::numeric_limits<int32_t>::min() && b == std::numeric_limits<int32_t>::min())
+    return std::numeric_limits<int32_t>::max();
+  const int64_t ab = static_cast<int64_t>(a) * static_cast<int64_t>(b);
+  const int64_t nudge = ab >= 0 ? (1LL << 30) : (1 - (1LL << 30));
+  return static_cast<int32_t>((ab + nudge) / (1LL << 31));  // C++ division truncates toward zero
+}
+
+/// x / 2^exponent rounded to nearest, ties away from zero. exponent in [0, 31].
+inline int32_t rounding_divide_by_pot(int32_t x, int exponent) {
+  if (exponent <= 0) return x;
+  const int32_t mask = static_cast<int32_t>((1LL << exponent) - 1);
+  const int32_t remainder = x & mask;
+  const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+  return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/// x * M with the rounding stated at the top of this file.
+inline int32_t multiply_by_quantized_multiplier(int32_t x, QuantizedMultiplier q) {
+  if (q.multiplier == 0) return 0;
+  const int left = q.shift > 0 ? q.shift : 0;
+  const int right = q.shift > 0 ? 0 : -q.shift;
+  int64_t shifted = static_cast<int64_t>(x) * (int64_t{1} << left);
+  shifted = std::clamp<int64_t>(shifted, std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max());
+  return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(static_cast<int32_t>(shifted), q.multiplier),
+                                right);
+}
+
+/// Requantizes an int32 accumulator to int8: clamp(x * M + zero_point, act_min, act_max).
+/// act_min/act_max carry a fused activation (ReLU: act_min = zero_point) and default to int8's range.
+inline int8_t requantize(int32_t acc, QuantizedMultiplier q, int32_t zero_point, int32_t act_min = -128,
+                         int32_t act_max = 127) {
+  const int32_t v = multiply_by_quantized_multiplier(acc, q) + zero_point;
+  return static_cast<int8_t>(std::clamp(v, act_min, act_max));
+}
+
+/// Elementwise addition of two int8 tensors with their own scales (TFLite's quantized ADD).
+/// Both inputs are moved to a common scale 2*max(s_a, s_b) with 20 bits of headroom, added in
+/// int32 and requantized to the output scale.
+struct AddParams {
+  int32_t a_zero_point = 0, b_zero_point = 0, out_zero_point = 0;
+  QuantizedMultiplier a, b, out;
+  int32_t act_min = -128, act_max = 127;
+};
+constexpr int kAddLeftShift = 20;
+
+inline AddParams make_add_params(double a_scale, int32_t a_zp, double b_scale, int32_t b_zp, double out_scale,
+                                 int32_t out_zp, int32_t act_min = -128, int32_t act_max = 127) {
+  AddParams p;
+  const double twice_max = 2.0 * std::max(a_scale, b_scale);
+  p.a_zero_point = a_zp;
+  p.b_zero_point = b_zp;
+  p.out_zero_point = out_zp;
+  p.a = quantize_multiplier(a_scale / twice_max);
+  p.b = quantize_multiplier(b_scale / twice_max);
+  p.out = quantize_multiplier(twice_max / (static_cast<double>(1 << kAddLeftShift) * out_scale));
+  p.act_min = act_min;
+  p.act_max = act_max;
+  return p;
+}
+
+/// One element of the quantized ADD. |a - zp| <= 255, so (a - zp) << 20 stays below 2^28: no overflow.
+inline int8_t add_int8(int8_t a, int8_t b, const AddParams& p) {
+  const int32_t sa = multiply_by_quantized_multiplier((a - p.a_zero_point) * (1 << kAddLeftShift), p.a);
+  const int32_t sb = multiply_by_quantized_multiplier((b - p.b_zero_point) * (1 << kAddLeftShift), p.b);
+  return requantize(sa + sb, p.out, p.out_zero_point, p.act_min, p.act_max);
+}
+
+/// Average over `count` int8 values (pooling): the int32 sum of (x - in_zp) is requantized with
+/// M = in_scale / (out_scale * count), so a scale change and the division share one rounding.
+inline QuantizedMultiplier average_multiplier(double in_scale, double out_scale, int64_t count) {
+  return quantize_multiplier(in_scale / (out_scale * static_cast<double>(count)));
+}
+
+/// ONNX QuantizeLinear for one float: saturate(round_half_to_even(x / scale) + zero_point) to int8.
+/// The division is done in float32, as ONNX Runtime does.
+inline int8_t quantize_float(float x, float scale, int32_t zero_point) {
+  const float r = std::nearbyint(x / scale);  // default rounding mode: to nearest, ties to even
+  const float v = r + static_cast<float>(zero_point);
+  return static_cast<int8_t>(std::clamp(v, -128.0f, 127.0f));
+}
+
+/// ONNX DequantizeLinear for one int8.
+inline float dequantize(int32_t q, float scale, int32_t zero_point) {
+  return static_cast<float>(q - zero_point) * scale;
+}
+
+}  // namespace anvil::math

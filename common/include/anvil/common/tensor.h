@@ -1,0 +1,125 @@
+#pragma once
+/// Tensor: a dense, row-major, typed n-dimensional array with value semantics.
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "anvil/common/status.h"
+
+namespace anvil {
+
+/// Element types. Values follow onnx::TensorProto_DataType so conversion is a cast.
+enum class DType : int32_t {
+  kUndefined = 0,
+  kFloat32 = 1,
+  kUInt8 = 2,
+  kInt8 = 3,
+  kUInt16 = 4,
+  kInt16 = 5,
+  kInt32 = 6,
+  kInt64 = 7,
+  kBool = 9,
+  kFloat64 = 11,
+  kUInt32 = 12,
+  kUInt64 = 13,
+};
+
+/// Bytes per element; throws kUnsupported for kUndefined.
+size_t dtype_size(DType t);
+/// "float32", "int8", ... (numpy names).
+const char* dtype_name(DType t);
+/// Inverse of dtype_name; throws kInvalidArgument for an unknown name.
+DType dtype_from_name(const std::string& name);
+
+template <typename T> constexpr DType dtype_of();
+template <> constexpr DType dtype_of<float>() { return DType::kFloat32; }
+template <> constexpr DType dtype_of<double>() { return DType::kFloat64; }
+template <> constexpr DType dtype_of<uint8_t>() { return DType::kUInt8; }
+template <> constexpr DType dtype_of<int8_t>() { return DType::kInt8; }
+template <> constexpr DType dtype_of<uint16_t>() { return DType::kUInt16; }
+template <> constexpr DType dtype_of<int16_t>() { return DType::kInt16; }
+template <> constexpr DType dtype_of<int32_t>() { return DType::kInt32; }
+template <> constexpr DType dtype_of<int64_t>() { return DType::kInt64; }
+template <> constexpr DType dtype_of<uint32_t>() { return DType::kUInt32; }
+template <> constexpr DType dtype_of<uint64_t>() { return DType::kUInt64; }
+template <> constexpr DType dtype_of<bool>() { return DType::kBool; }
+
+using Shape = std::vector<int64_t>;
+
+/// Number of elements of a shape (1 for a scalar); throws kInvalidArgument on a negative dimension.
+int64_t shape_numel(const Shape& shape);
+/// "[1, 3, 224, 224]"
+std::string shape_str(const Shape& shape);
+
+class Tensor {
+ public:
+  Tensor() = default;
+  /// Zero-filled tensor.
+  Tensor(DType dtype, Shape shape);
+
+  template <typename T>
+  static Tensor from_vector(Shape shape, const std::vector<T>& values) {
+    Tensor t(dtype_of<T>(), std::move(shape));
+    if (static_cast<int64_t>(values.size()) != t.numel())
+      fail(ErrorCode::kInvalidArgument, "Tensor::from_vector: " + std::to_string(values.size()) +
+                                            " values for shape " + shape_str(t.shape()));
+    if (!values.empty()) std::memcpy(t.raw(), values.data(), values.size() * sizeof(T));
+    return t;
+  }
+  template <typename T>
+  static Tensor scalar(T value) { return from_vector<T>({}, {value}); }
+
+  DType dtype() const { return dtype_; }
+  const Shape& shape() const { return shape_; }
+  int64_t dim(size_t i) const { return shape_.at(i); }
+  size_t rank() const { return shape_.size(); }
+  int64_t numel() const { return numel_; }
+  size_t nbytes() const { return bytes_.size(); }
+  bool empty() const { return dtype_ == DType::kUndefined; }
+
+  /// Typed access; throws kInvalidArgument when T does not match dtype().
+  template <typename T>
+  T* data() {
+    check_type(dtype_of<T>());
+    return reinterpret_cast<T*>(bytes_.data());
+  }
+  template <typename T>
+  const T* data() const {
+    check_type(dtype_of<T>());
+    return reinterpret_cast<const T*>(bytes_.data());
+  }
+  template <typename T>
+  std::vector<T> to_vector() const {
+    const T* p = data<T>();
+    return std::vector<T>(p, p + numel_);
+  }
+  uint8_t* raw() { return bytes_.data(); }
+  const uint8_t* raw() const { return bytes_.data(); }
+
+  /// Same bytes, new shape with the same element count; one dimension may be -1.
+  Tensor reshaped(Shape shape) const;
+  /// Element-wise conversion to another dtype (C++ static_cast semantics; float->int truncates).
+  Tensor cast(DType to) const;
+  /// Rows [begin, end) along axis 0.
+  Tensor slice0(int64_t begin, int64_t end) const;
+  /// Concatenation along axis 0 of tensors of equal dtype and trailing shape.
+  static Tensor concat0(const std::vector<Tensor>& parts);
+
+  bool operator==(const Tensor& o) const {
+    return dtype_ == o.dtype_ && shape_ == o.shape_ && bytes_ == o.bytes_;
+  }
+
+ private:
+  void check_type(DType t) const;
+  DType dtype_ = DType::kUndefined;
+  Shape shape_;
+  int64_t numel_ = 0;
+  std::vector<uint8_t> bytes_;
+};
+
+/// Named tensors, ordered by name (deterministic iteration).
+using TensorMap = std::map<std::string, Tensor>;
+
+}  // namespace anvil

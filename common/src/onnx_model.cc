@@ -1,0 +1,123 @@
+#include "anvil/common/onnx_model.h"
+
+#include <onnx/checker.h>
+
+#include "anvil/common/tensor_io.h"
+
+namespace anvil {
+
+onnx::ModelProto parse_onnx(const std::string& bytes, const std::string& what, bool check) {
+  onnx::ModelProto model;
+  if (bytes.empty() || !model.ParseFromString(bytes) || !model.has_graph())
+    fail(ErrorCode::kParseError, what + ": not an ONNX model (protobuf ModelProto with a graph expected)");
+  if (check) {
+    try {
+      check_onnx(model, what);
+    } catch (const Error& e) {
+      fail(ErrorCode::kParseError, e.what());
+    }
+  }
+  return model;
+}
+
+void check_onnx(const onnx::ModelProto& model, const std::string& what) {
+  try {
+    onnx::checker::check_model(model);
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    for (char& c : msg)
+      if (c == '\n') c = ' ';
+    fail(ErrorCode::kInvalidArgument, what + ": ONNX checker: " + msg);
+  }
+}
+
+onnx::ModelProto load_onnx(const std::string& path) { return parse_onnx(read_file(path), path); }
+
+void save_onnx(const onnx::ModelProto& model, const std::string& path) {
+  std::string bytes;
+  if (!model.SerializeToString(&bytes)) fail(ErrorCode::kInternal, path + ": cannot serialise model");
+  write_file(path, bytes);
+}
+
+namespace {
+template <typename T, typename Field>
+void copy_field(const Field& field, Tensor& t, const std::string& name) {
+  if (static_cast<int64_t>(field.size()) != t.numel())
+    fail(ErrorCode::kParseError, "tensor '" + name + "': " + std::to_string(field.size()) + " values for shape " +
+                                     shape_str(t.shape()));
+  T* out = t.data<T>();
+  for (int i = 0; i < field.size(); ++i) out[i] = static_cast<T>(field.Get(i));
+}
+}  // namespace
+
+Tensor tensor_from_proto(const onnx::TensorProto& proto) {
+  const std::string& name = proto.name();
+  if (proto.data_location() == onnx::TensorProto::EXTERNAL)
+    fail(ErrorCode::kUnsupported, "tensor '" + name + "': external data is not supported");
+  const DType dtype = static_cast<DType>(proto.data_type());
+  switch (dtype) {
+    case DType::kFloat32: case DType::kUInt8: case DType::kInt8: case DType::kUInt16: case DType::kInt16:
+    case DType::kInt32: case DType::kInt64: case DType::kBool: case DType::kFloat64: case DType::kUInt32:
+    case DType::kUInt64: break;
+    default:
+      fail(ErrorCode::kUnsupported, "tensor '" + name + "': unsupported data type " + std::to_string(proto.data_type()));
+  }
+  Shape shape(proto.dims().begin(), proto.dims().end());
+  Tensor t(dtype, shape);
+  if (proto.has_raw_data()) {
+    if (proto.raw_data().size() != t.nbytes())
+      fail(ErrorCode::kParseError, "tensor '" + name + "': raw_data has " + std::to_string(proto.raw_data().size()) +
+                                       " bytes, shape " + shape_str(shape) + " needs " + std::to_string(t.nbytes()));
+    if (t.nbytes()) std::memcpy(t.raw(), proto.raw_data().data(), t.nbytes());
+    return t;
+  }
+  switch (dtype) {
+    case DType::kFloat32: copy_field<float>(proto.float_data(), t, name); break;
+    case DType::kFloat64: copy_field<double>(proto.double_data(), t, name); break;
+    case DType::kInt64: copy_field<int64_t>(proto.int64_data(), t, name); break;
+    case DType::kUInt32: case DType::kUInt64: copy_field<uint64_t>(proto.uint64_data(), t, name); break;
+    case DType::kInt32: copy_field<int32_t>(proto.int32_data(), t, name); break;
+    case DType::kInt8: copy_field<int8_t>(proto.int32_data(), t, name); break;
+    case DType::kUInt8: copy_field<uint8_t>(proto.int32_data(), t, name); break;
+    case DType::kInt16: copy_field<int16_t>(proto.int32_data(), t, name); break;
+    case DType::kUInt16: copy_field<uint16_t>(proto.int32_data(), t, name); break;
+    case DType::kBool: copy_field<bool>(proto.int32_data(), t, name); break;
+    default: break;
+  }
+  return t;
+}
+
+onnx::TensorProto tensor_to_proto(const Tensor& tensor, const std::string& name) {
+  onnx::TensorProto p;
+  p.set_name(name);
+  p.set_data_type(static_cast<int32_t>(tensor.dtype()));
+  for (int64_t d : tensor.shape()) p.add_dims(d);
+  p.set_raw_data(std::string(reinterpret_cast<const char*>(tensor.raw()), tensor.nbytes()));
+  return p;
+}
+
+Tensor read_tensor_pb(const std::string& path, std::string* name) {
+  onnx::TensorProto p;
+  const std::string bytes = read_file(path);
+  if (!p.ParseFromString(bytes)) fail(ErrorCode::kParseError, path + ": not a serialized ONNX TensorProto");
+  if (name) *name = p.name();
+  try {
+    return tensor_from_proto(p);
+  } catch (const Error& e) {
+    fail(e.code(), path + ": " + e.what());
+  }
+}
+
+void write_tensor_pb(const std::string& path, const Tensor& tensor, const std::string& name) {
+  std::string bytes;
+  tensor_to_proto(tensor, name).SerializeToString(&bytes);
+  write_file(path, bytes);
+}
+
+int64_t onnx_opset(const onnx::ModelProto& model) {
+  for (const auto& o : model.opset_import())
+    if (o.domain().empty() || o.domain() == "ai.onnx") return o.version();
+  return 0;
+}
+
+}  // namespace anvil

@@ -1,0 +1,166 @@
+#include "anvil/common/tensor.h"
+
+#include <sstream>
+
+namespace anvil {
+
+size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::kFloat32: case DType::kInt32: case DType::kUInt32: return 4;
+    case DType::kUInt8: case DType::kInt8: case DType::kBool: return 1;
+    case DType::kUInt16: case DType::kInt16: return 2;
+    case DType::kInt64: case DType::kFloat64: case DType::kUInt64: return 8;
+    case DType::kUndefined: break;
+  }
+  fail(ErrorCode::kUnsupported, "unsupported dtype " + std::to_string(static_cast<int>(t)));
+}
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::kFloat32: return "float32";
+    case DType::kUInt8: return "uint8";
+    case DType::kInt8: return "int8";
+    case DType::kUInt16: return "uint16";
+    case DType::kInt16: return "int16";
+    case DType::kInt32: return "int32";
+    case DType::kInt64: return "int64";
+    case DType::kBool: return "bool";
+    case DType::kFloat64: return "float64";
+    case DType::kUInt32: return "uint32";
+    case DType::kUInt64: return "uint64";
+    case DType::kUndefined: break;
+  }
+  return "undefined";
+}
+
+DType dtype_from_name(const std::string& name) {
+  for (DType t : {DType::kFloat32, DType::kUInt8, DType::kInt8, DType::kUInt16, DType::kInt16, DType::kInt32,
+                  DType::kInt64, DType::kBool, DType::kFloat64, DType::kUInt32, DType::kUInt64})
+    if (name == dtype_name(t)) return t;
+  fail(ErrorCode::kInvalidArgument, "unknown dtype '" + name + "'");
+}
+
+int64_t shape_numel(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0) fail(ErrorCode::kInvalidArgument, "negative dimension in shape " + shape_str(shape));
+    n *= d;
+  }
+  return n;
+}
+
+std::string shape_str(const Shape& shape) {
+  std::ostringstream os;
+  os << '[';
+  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
+  os << ']';
+  return os.str();
+}
+
+Tensor::Tensor(DType dtype, Shape shape)
+    : dtype_(dtype), shape_(std::move(shape)), numel_(shape_numel(shape_)),
+      bytes_(static_cast<size_t>(numel_) * dtype_size(dtype)) {}
+
+void Tensor::check_type(DType t) const {
+  if (t != dtype_)
+    fail(ErrorCode::kInvalidArgument,
+         std::string("tensor holds ") + dtype_name(dtype_) + ", accessed as " + dtype_name(t));
+}
+
+Tensor Tensor::reshaped(Shape shape) const {
+  int64_t known = 1;
+  int infer = -1;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == -1) {
+      if (infer >= 0) fail(ErrorCode::kInvalidArgument, "reshape: more than one -1 in " + shape_str(shape));
+      infer = static_cast<int>(i);
+    } else {
+      known *= shape[i];
+    }
+  }
+  if (infer >= 0 && known != 0) shape[infer] = numel_ / known;
+  if (shape_numel(shape) != numel_)
+    fail(ErrorCode::kInvalidArgument, "cannot reshape " + shape_str(shape_) + " to " + shape_str(shape));
+  Tensor t = *this;
+  t.shape_ = std::move(shape);
+  return t;
+}
+
+namespace {
+template <typename To>
+void cast_into(const Tensor& from, To* out) {
+  const int64_t n = from.numel();
+  switch (from.dtype()) {
+#define ANVIL_CAST_CASE(DT, T) \
+  case DT: { const T* p = from.data<T>(); for (int64_t i = 0; i < n; ++i) out[i] = static_cast<To>(p[i]); break; }
+    ANVIL_CAST_CASE(DType::kFloat32, float)
+    ANVIL_CAST_CASE(DType::kFloat64, double)
+    ANVIL_CAST_CASE(DType::kUInt8, uint8_t)
+    ANVIL_CAST_CASE(DType::kInt8, int8_t)
+    ANVIL_CAST_CASE(DType::kUInt16, uint16_t)
+    ANVIL_CAST_CASE(DType::kInt16, int16_t)
+    ANVIL_CAST_CASE(DType::kInt32, int32_t)
+    ANVIL_CAST_CASE(DType::kInt64, int64_t)
+    ANVIL_CAST_CASE(DType::kUInt32, uint32_t)
+    ANVIL_CAST_CASE(DType::kUInt64, uint64_t)
+    ANVIL_CAST_CASE(DType::kBool, bool)
+#undef ANVIL_CAST_CASE
+    default: fail(ErrorCode::kUnsupported, std::string("cast from ") + dtype_name(from.dtype()));
+  }
+}
+}  // namespace
+
+Tensor Tensor::cast(DType to) const {
+  Tensor t(to, shape_);
+  switch (to) {
+    case DType::kFloat32: cast_into(*this, t.data<float>()); break;
+    case DType::kFloat64: cast_into(*this, t.data<double>()); break;
+    case DType::kUInt8: cast_into(*this, t.data<uint8_t>()); break;
+    case DType::kInt8: cast_into(*this, t.data<int8_t>()); break;
+    case DType::kUInt16: cast_into(*this, t.data<uint16_t>()); break;
+    case DType::kInt16: cast_into(*this, t.data<int16_t>()); break;
+    case DType::kInt32: cast_into(*this, t.data<int32_t>()); break;
+    case DType::kInt64: cast_into(*this, t.data<int64_t>()); break;
+    case DType::kUInt32: cast_into(*this, t.data<uint32_t>()); break;
+    case DType::kUInt64: cast_into(*this, t.data<uint64_t>()); break;
+    case DType::kBool: cast_into(*this, t.data<bool>()); break;
+    default: fail(ErrorCode::kUnsupported, std::string("cast to ") + dtype_name(to));
+  }
+  return t;
+}
+
+Tensor Tensor::slice0(int64_t begin, int64_t end) const {
+  if (shape_.empty() || begin < 0 || end > shape_[0] || begin > end)
+    fail(ErrorCode::kInvalidArgument, "slice0 [" + std::to_string(begin) + ", " + std::to_string(end) +
+                                          ") out of range for shape " + shape_str(shape_));
+  Shape s = shape_;
+  s[0] = end - begin;
+  Tensor t(dtype_, s);
+  const size_t row = shape_[0] ? bytes_.size() / static_cast<size_t>(shape_[0]) : 0;
+  if (t.nbytes()) std::memcpy(t.raw(), bytes_.data() + row * begin, t.nbytes());
+  return t;
+}
+
+Tensor Tensor::concat0(const std::vector<Tensor>& parts) {
+  if (parts.empty()) fail(ErrorCode::kInvalidArgument, "concat0 of no tensors");
+  Shape s = parts[0].shape();
+  if (s.empty()) fail(ErrorCode::kInvalidArgument, "concat0 of scalars");
+  int64_t rows = 0;
+  for (const Tensor& p : parts) {
+    Shape tail = p.shape();
+    if (p.dtype() != parts[0].dtype() || tail.empty() ||
+        !std::equal(tail.begin() + 1, tail.end(), s.begin() + 1, s.end()))
+      fail(ErrorCode::kInvalidArgument, "concat0: mismatched part " + shape_str(p.shape()));
+    rows += tail[0];
+  }
+  s[0] = rows;
+  Tensor t(parts[0].dtype(), s);
+  size_t off = 0;
+  for (const Tensor& p : parts) {
+    if (p.nbytes()) std::memcpy(t.raw() + off, p.raw(), p.nbytes());
+    off += p.nbytes();
+  }
+  return t;
+}
+
+}  // namespace anvil

@@ -1,0 +1,118 @@
+#pragma once
+/// The anvil NPU instruction set: the contract between the compiler, the firmware and the hardware
+/// model. docs/isa.md describes it for readers; this header is the definition.
+///
+/// A PE has three execution units that each run their own in-order instruction queue:
+///   DMA     moves data between DRAM and the PE's SRAM (kDmaLoad, kDmaStore);
+///   MAC     the 64 slices' int8 dot-product arrays (kConv; a fully connected layer is a 1x1 conv);
+///   VECTOR  the vector engine (kAdd, kMaxPool, kAvgPool, kRequant).
+/// The sequencer dispatches instructions in program order to their unit. Dependencies between
+/// units are explicit: an instruction starts only when, for every unit u, at least wait[u]
+/// instructions of unit u have completed. Units therefore overlap wherever the compiler allows.
+///
+/// Every instruction is a fixed 128-byte little-endian record. SRAM addresses are byte offsets
+/// in the PE's SRAM (slices x sram_per_slice bytes, slice i at i * sram_per_slice). DRAM
+/// addresses are offsets into one of the regions the firmware relocates at run time.
+/// Tensors in SRAM and DRAM are int8 NCHW; conv weights int8 OIHW (O x I/groups x KH x KW);
+/// bias, multiplier and shift vectors int32, one per output channel.
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <type_traits>
+
+namespace anvil::isa {
+
+constexpr uint16_t kIsaVersion = 1;
+
+enum class Unit : uint8_t { kDma = 0, kMac = 1, kVector = 2 };
+constexpr int kNumUnits = 3;
+const char* unit_name(Unit u);
+
+enum class Opcode : uint8_t {
+  kNop = 0,
+  kDmaLoad = 1,   ///< DRAM -> SRAM, rows x bytes with strides (DmaArgs)
+  kDmaStore = 2,  ///< SRAM -> DRAM (DmaArgs)
+  kConv = 3,      ///< int8 convolution with int32 accumulation and a requantizing epilogue (ConvArgs)
+  kAdd = 4,       ///< elementwise quantized add of two equal-shape tensors (AddArgs)
+  kMaxPool = 5,   ///< max pooling over int8 (PoolArgs)
+  kAvgPool = 6,   ///< average pooling incl. global average pooling (PoolArgs)
+  kRequant = 7,   ///< out = clamp(requantize(x - in_zp) + out_zp): a scale change or a standalone clamp (RequantArgs)
+};
+const char* opcode_name(Opcode op);
+Unit opcode_unit(Opcode op);
+/// True for opcodes this ISA version defines.
+bool opcode_valid(uint8_t op);
+
+/// DRAM regions; the firmware adds the region's base for the current request.
+enum class Region : uint8_t {
+  kConst = 0,    ///< the program's constant section (weights, biases, multipliers)
+  kScratch = 1,  ///< per-PE activation memory, program.scratch_bytes long
+  kIo = 2,       ///< the request's input/output buffer, laid out by the tensor descriptors
+};
+constexpr int kNumRegions = 3;
+
+struct DmaArgs {
+  uint64_t dram_offset;  ///< byte offset in `region`
+  uint32_t sram_addr;    ///< byte address in the PE's SRAM
+  uint32_t row_bytes;    ///< bytes per row
+  uint32_t rows;         ///< number of rows (>= 1)
+  uint32_t dram_stride;  ///< bytes between row starts in DRAM
+  uint32_t sram_stride;  ///< bytes between row starts in SRAM
+  uint8_t region;        ///< Region
+  uint8_t pad[3];
+};
+
+struct ConvArgs {
+  uint32_t in_addr, weight_addr, bias_addr, mult_addr, shift_addr, out_addr;  ///< SRAM
+  uint16_t n, in_c, in_h, in_w, out_c, out_h, out_w;
+  uint16_t kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w, groups;
+  int32_t in_zero_point, out_zero_point, act_min, act_max;
+};
+
+struct AddArgs {
+  uint32_t a_addr, b_addr, out_addr, count;  ///< SRAM addresses; count elements
+  int32_t a_zero_point, b_zero_point, out_zero_point;
+  int32_t a_mult, a_shift, b_mult, b_shift, out_mult, out_shift;  ///< math::AddParams
+  int32_t act_min, act_max;
+};
+
+struct PoolArgs {
+  uint32_t in_addr, out_addr;
+  uint16_t n, c, in_h, in_w, out_h, out_w, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left;
+  int32_t in_zero_point, out_zero_point;
+  int32_t mult, shift;  ///< avg pool: math::average_multiplier for a full window (count = kernel_h * kernel_w)
+  int32_t act_min, act_max;
+  uint8_t count_include_pad;  ///< avg pool: divide by the full window even where it overlaps padding
+  uint8_t pad[3];
+};
+
+struct RequantArgs {
+  uint32_t in_addr, out_addr, count;
+  int32_t in_zero_point, out_zero_point, mult, shift, act_min, act_max;
+};
+
+/// One instruction: a 16-byte header and a 112-byte argument block.
+struct Instruction {
+  Opcode opcode;
+  uint8_t reserved[3];
+  uint32_t wait[kNumUnits];  ///< start only when unit u has completed >= wait[u] instructions
+  union {
+    DmaArgs dma;
+    ConvArgs conv;
+    AddArgs add;
+    PoolArgs pool;
+    RequantArgs requant;
+    uint8_t raw[112];
+  };
+  Instruction() : opcode(Opcode::kNop), reserved{}, wait{} { std::memset(raw, 0, sizeof raw); }
+};
+static_assert(sizeof(Instruction) == 128, "instructions are 128-byte records");
+static_assert(std::is_trivially_copyable_v<Instruction>, "instructions are copied as bytes");
+
+/// One line of assembly-like text for logs, traces and `anvil disasm`.
+std::string to_string(const Instruction& inst);
+
+/// Multiply-accumulates a kConv performs (for utilisation and cost models).
+uint64_t conv_macs(const ConvArgs& c);
+
+}  // namespace anvil::isa

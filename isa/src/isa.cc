@@ -1,0 +1,74 @@
+#include "anvil/isa/isa.h"
+
+#include <sstream>
+
+namespace anvil::isa {
+
+const char* unit_name(Unit u) {
+  switch (u) {
+    case Unit::kDma: return "dma";
+    case Unit::kMac: return "mac";
+    case Unit::kVector: return "vector";
+  }
+  return "?";
+}
+
+const char* opcode_name(Opcode op) {
+  switch (op) {
+    case Opcode::kNop: return "nop";
+    case Opcode::kDmaLoad: return "dma.load";
+    case Opcode::kDmaStore: return "dma.store";
+    case Opcode::kConv: return "conv";
+    case Opcode::kAdd: return "add";
+    case Opcode::kMaxPool: return "maxpool";
+    case Opcode::kAvgPool: return "avgpool";
+    case Opcode::kRequant: return "requant";
+  }
+  return "?";
+}
+
+bool opcode_valid(uint8_t op) { return op <= static_cast<uint8_t>(Opcode::kRequant); }
+
+Unit opcode_unit(Opcode op) {
+  switch (op) {
+    case Opcode::kDmaLoad: case Opcode::kDmaStore: return Unit::kDma;
+    case Opcode::kConv: return Unit::kMac;
+    default: return Unit::kVector;
+  }
+}
+
+uint64_t conv_macs(const ConvArgs& c) {
+  const uint64_t per_out = static_cast<uint64_t>(c.in_c / (c.groups ? c.groups : 1)) * c.kernel_h * c.kernel_w;
+  return static_cast<uint64_t>(c.n) * c.out_c * c.out_h * c.out_w * per_out;
+}
+
+std::string to_string(const Instruction& i) {
+  std::ostringstream os;
+  os << opcode_name(i.opcode) << " [wait dma>=" << i.wait[0] << " mac>=" << i.wait[1] << " vec>=" << i.wait[2] << "]";
+  switch (i.opcode) {
+    case Opcode::kDmaLoad: case Opcode::kDmaStore:
+      os << " region=" << int(i.dma.region) << " dram+" << i.dma.dram_offset << " sram@" << i.dma.sram_addr << " "
+         << i.dma.rows << "x" << i.dma.row_bytes << "B";
+      break;
+    case Opcode::kConv:
+      os << " in@" << i.conv.in_addr << " " << i.conv.n << "x" << i.conv.in_c << "x" << i.conv.in_h << "x" << i.conv.in_w
+         << " -> out@" << i.conv.out_addr << " " << i.conv.out_c << "x" << i.conv.out_h << "x" << i.conv.out_w << " k"
+         << i.conv.kernel_h << "x" << i.conv.kernel_w << " s" << i.conv.stride_h << " g" << i.conv.groups;
+      break;
+    case Opcode::kAdd:
+      os << " a@" << i.add.a_addr << " b@" << i.add.b_addr << " -> @" << i.add.out_addr << " n=" << i.add.count;
+      break;
+    case Opcode::kMaxPool: case Opcode::kAvgPool:
+      os << " in@" << i.pool.in_addr << " " << i.pool.n << "x" << i.pool.c << "x" << i.pool.in_h << "x" << i.pool.in_w
+         << " -> out@" << i.pool.out_addr << " " << i.pool.out_h << "x" << i.pool.out_w << " k" << i.pool.kernel_h << "x"
+         << i.pool.kernel_w;
+      break;
+    case Opcode::kRequant:
+      os << " in@" << i.requant.in_addr << " -> @" << i.requant.out_addr << " n=" << i.requant.count;
+      break;
+    case Opcode::kNop: break;
+  }
+  return os.str();
+}
+
+}  // namespace anvil::isa

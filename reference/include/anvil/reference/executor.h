@@ -1,0 +1,45 @@
+#pragma once
+/// The reference executor: the golden model of anvil.
+///
+/// Executor runs an ONNX model with float semantics (every operator as the ONNX spec defines it,
+/// QuantizeLinear/DequantizeLinear included); calibration uses it to observe every tensor.
+/// The integer execution of a quantized model is in int8_graph.h.
+#include <onnx/onnx_pb.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "anvil/common/status.h"
+#include "anvil/common/tensor.h"
+
+namespace anvil::ref {
+
+struct RunOptions {
+  /// Called for every tensor the graph produces (node outputs, in execution order) and for the
+  /// graph inputs, with its ONNX name. Used by calibration.
+  std::function<void(const std::string& name, const Tensor& value)> observe;
+};
+
+/// A prepared model. Cheap to copy (shared, immutable state); run() is thread safe.
+class Executor {
+ public:
+  /// Validates and prepares a model: topological order, initializers, operator support.
+  /// Errors name the node: unsupported operator or attribute, missing input, cycle, type mismatch.
+  static Expected<Executor> create(const onnx::ModelProto& model);
+
+  /// Runs the model. `inputs` maps graph input names to tensors (any batch size where the batch
+  /// dimension is dynamic). Returns the graph outputs by name. Errors name the input or node.
+  Expected<TensorMap> run(const TensorMap& inputs, const RunOptions& options = {}) const;
+
+  /// Graph input names (excluding initializers) and output names, in graph order.
+  const std::vector<std::string>& input_names() const;
+  const std::vector<std::string>& output_names() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<const Impl> impl_;
+};
+
+}  // namespace anvil::ref

@@ -1,0 +1,91 @@
+#pragma once
+/// The integer program a quantized (QDQ) ONNX model denotes, and its reference execution.
+///
+/// lower_qdq() recognises the QDQ patterns the quantizer emits (and ONNX Runtime's QDQ format):
+///   DQ(x) , DQ(W int8 per-channel) , DQ(b int32) -> Conv|Gemm|MatMul [-> Relu|Clip] -> Q
+///   DQ(a), DQ(b) -> Add [-> Relu|Clip] -> Q
+///   DQ(x) -> MaxPool|AveragePool|GlobalAveragePool -> Q
+///   DQ(x) -> Relu|Clip -> Q                       (standalone activation)
+///   Flatten / Reshape on quantized values         (pure data movement)
+/// and turns each into one Int8Op whose arithmetic is fully integer: int32 accumulation and
+/// math::requantize (common/requant.h). The compiler lowers the same Int8Graph to the ISA, so
+/// run_int8() here is the golden model the hardware model is checked against bit for bit.
+#include <onnx/onnx_pb.h>
+
+#include <array>
+#include <string>
+#include <vector>
+
+#include "anvil/common/requant.h"
+#include "anvil/common/status.h"
+#include "anvil/common/tensor.h"
+
+namespace anvil::ref {
+
+struct QuantParams {
+  float scale = 1.0f;
+  int32_t zero_point = 0;
+};
+
+/// An int8 tensor of the integer graph.
+struct Int8Value {
+  std::string name;  ///< the ONNX tensor name (the quantized value's name)
+  Shape shape;       ///< concrete, batch included
+  QuantParams q;
+};
+
+enum class Int8OpKind {
+  kConv,     ///< Conv, and Gemm/MatMul with constant weights as a 1x1 conv over N x K x 1 x 1
+  kAdd,      ///< elementwise add of equal shapes, math::AddParams
+  kMaxPool,
+  kAvgPool,  ///< AveragePool and GlobalAveragePool
+  kRequant,  ///< scale change and/or clamp (standalone Relu/Clip)
+  kReshape,  ///< Flatten/Reshape: same bytes, new shape
+};
+const char* int8_op_name(Int8OpKind k);
+
+struct Int8Op {
+  Int8OpKind kind;
+  std::string node;          ///< name of the ONNX node the op came from (errors, reports)
+  std::vector<int> inputs;   ///< Int8Value indices
+  int output = -1;
+
+  // kConv: weight int8 O x I/groups x KH x KW (zero point 0), bias int32 [O],
+  // one multiplier per output channel = in_scale * w_scale[o] / out_scale.
+  Tensor weight, bias;
+  std::vector<math::QuantizedMultiplier> multipliers;
+  int groups = 1;
+  // kConv and pooling geometry.
+  std::array<int, 2> kernel{1, 1}, strides{1, 1}, dilations{1, 1};
+  std::array<int, 4> pads{0, 0, 0, 0};  ///< top, left, bottom, right
+  bool count_include_pad = false;       ///< kAvgPool
+  // kAdd
+  math::AddParams add;
+  // kAvgPool (window multiplier, count = kernel area) and kRequant (scale ratio).
+  math::QuantizedMultiplier multiplier;
+  // Fused activation clamp, in the output's int8 domain (kConv, kAdd, kRequant, pooling).
+  int32_t act_min = -128, act_max = 127;
+};
+
+struct Int8Graph {
+  std::vector<Int8Value> values;
+  std::vector<Int8Op> ops;  ///< topological order
+  /// Graph inputs: the host quantizes the float input with the value's QuantParams
+  /// (math::quantize_float). `input_names` are the float ONNX input names, in order.
+  std::vector<int> inputs, outputs;
+  std::vector<std::string> input_names, output_names;  ///< the float ONNX graph's I/O names
+};
+
+/// Builds the integer graph of a QDQ model for a concrete batch size. Errors name the node and
+/// operator (kUnsupported) or the malformed pattern (kInvalidArgument).
+Expected<Int8Graph> lower_qdq(const onnx::ModelProto& model, int64_t batch);
+
+/// Runs the integer graph: int8 inputs (by float input name, shapes as values[inputs[i]]) to
+/// int8 outputs (by float output name).
+Expected<TensorMap> run_int8(const Int8Graph& graph, const TensorMap& int8_inputs);
+
+/// Host-side conversions at the graph boundary (math::quantize_float / math::dequantize).
+Tensor quantize_tensor(const Tensor& f32, QuantParams q);
+Tensor dequantize_tensor(const Tensor& i8, QuantParams q);
+
+}  // namespace anvil::ref

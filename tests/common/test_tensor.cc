@@ -1,0 +1,42 @@
+#include <gtest/gtest.h>
+
+#include "anvil/common/tensor.h"
+
+using namespace anvil;
+
+TEST(Tensor, ZeroFilledWithShape) {
+  Tensor t(DType::kInt8, {2, 3});
+  EXPECT_EQ(t.numel(), 6);
+  EXPECT_EQ(t.nbytes(), 6u);
+  for (int8_t v : t.to_vector<int8_t>()) EXPECT_EQ(v, 0);
+}
+
+TEST(Tensor, TypedAccessChecksDtype) {
+  Tensor t(DType::kFloat32, {4});
+  EXPECT_THROW(t.data<int8_t>(), Error);
+}
+
+TEST(Tensor, ReshapeInfersOneDimension) {
+  Tensor t = Tensor::from_vector<int32_t>({2, 3}, {1, 2, 3, 4, 5, 6});
+  EXPECT_EQ(t.reshaped({3, -1}).shape(), (Shape{3, 2}));
+  EXPECT_THROW(t.reshaped({4, 2}), Error);
+}
+
+TEST(Tensor, CastConvertsElements) {
+  Tensor t = Tensor::from_vector<float>({3}, {1.5f, -2.0f, 7.0f});
+  EXPECT_EQ(t.cast(DType::kInt32).to_vector<int32_t>(), (std::vector<int32_t>{1, -2, 7}));
+}
+
+TEST(Tensor, Slice0AndConcat0RoundTrip) {
+  Tensor t = Tensor::from_vector<int32_t>({3, 2}, {1, 2, 3, 4, 5, 6});
+  Tensor a = t.slice0(0, 1), b = t.slice0(1, 3);
+  EXPECT_EQ(b.to_vector<int32_t>(), (std::vector<int32_t>{3, 4, 5, 6}));
+  EXPECT_EQ(Tensor::concat0({a, b}), t);
+  EXPECT_THROW(t.slice0(2, 4), Error);
+}
+
+TEST(Tensor, FromVectorRejectsWrongCount) {
+  EXPECT_THROW(Tensor::from_vector<float>({2, 2}, {1.0f}), Error);
+}
+
+TEST(Tensor, NegativeDimensionIsAnError) { EXPECT_THROW(Tensor(DType::kInt8, {-1, 2}), Error); }

@@ -1,0 +1,72 @@
+#include <gtest/gtest.h>
+
+#include "anvil/isa/program.h"
+
+using namespace anvil;
+using namespace anvil::isa;
+
+namespace {
+Program sample() {
+  Program p;
+  p.batch = 2;
+  p.io_bytes = 64;
+  p.scratch_bytes = 128;
+  Instruction i;
+  i.opcode = Opcode::kDmaLoad;
+  i.dma.region = static_cast<uint8_t>(Region::kIo);
+  i.dma.row_bytes = 16;
+  i.dma.rows = 1;
+  p.instructions.push_back(i);
+  TensorDesc in;
+  in.name = "input";
+  in.shape = {2, 1, 4, 4};
+  in.scale = 0.1f;
+  in.zero_point = -3;
+  p.inputs.push_back(in);
+  TensorDesc out;
+  out.name = "logits";
+  out.shape = {2, 10};
+  out.io_offset = 32;
+  out.layout = Layout::kNC;
+  p.outputs.push_back(out);
+  p.constants = {1, 2, 3, 4, 5};
+  p.metadata = R"({"model":"x"})";
+  return p;
+}
+}  // namespace
+
+TEST(Program, RoundTrip) {
+  const std::string bytes = sample().serialize();
+  Program q = Program::parse(bytes, "mem");
+  EXPECT_EQ(q.batch, 2u);
+  EXPECT_EQ(q.instructions.size(), 1u);
+  EXPECT_EQ(q.instructions[0].opcode, Opcode::kDmaLoad);
+  EXPECT_EQ(q.inputs[0].name, "input");
+  EXPECT_EQ(q.inputs[0].zero_point, -3);
+  EXPECT_EQ(q.outputs[0].shape, (Shape{2, 10}));
+  EXPECT_EQ(q.constants, (std::vector<uint8_t>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(q.serialize(), bytes);  // deterministic
+}
+
+TEST(Program, TruncatedFileIsRejected) {
+  std::string bytes = sample().serialize();
+  bytes.resize(bytes.size() - 1);
+  try {
+    Program::parse(bytes, "prog.bin");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kParseError);
+    EXPECT_NE(std::string(e.what()).find("prog.bin"), std::string::npos);
+  }
+}
+
+TEST(Program, EveryFlippedByteIsRejected) {
+  const std::string bytes = sample().serialize();
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    std::string bad = bytes;
+    bad[i] = static_cast<char>(bad[i] ^ 0x40);
+    EXPECT_THROW(Program::parse(bad, "prog.bin"), Error) << "byte " << i;
+  }
+}
+
+TEST(Program, NotAProgram) { EXPECT_THROW(Program::parse("hello", "x"), Error); }

@@ -1,0 +1,197 @@
+// Bad input to the `anvil` command gets one clear line on stderr and a non-zero exit, never a
+// crash or a hang: missing files, files that are not ONNX, unsupported operators, corrupt
+// programs, and input tensors of the wrong shape or dtype.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "anvil/common/onnx_model.h"
+#include "anvil/common/tensor_io.h"
+#include "anvil/isa/program.h"
+
+using namespace anvil;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int exit_code;
+  std::string out, err;
+};
+
+std::string tmpdir() {
+  static const std::string dir = [] {
+    const fs::path p = fs::temp_directory_path() / ("anvil_cli_" + std::to_string(::getpid()));
+    fs::create_directories(p);
+    return p.string();
+  }();
+  return dir;
+}
+
+Result anvil_cmd(const std::string& args) {
+  const std::string err_file = tmpdir() + "/stderr.txt";
+  const std::string cmd = std::string(ANVIL_BINARY_DIR) + "/tools/anvil " + args + " 2>" + err_file;
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.err = read_file(err_file);
+  return r;
+}
+
+/// Expects a failure reported on exactly one stderr line, exit code 1 (not a crash), mentioning each of `needles`.
+void expect_clear_error(const Result& r, const std::vector<std::string>& needles) {
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  ASSERT_FALSE(r.err.empty());
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line expected, got: " << r.err;
+  EXPECT_EQ(r.err.rfind("anvil: error: ", 0), 0u) << r.err;
+  for (const std::string& s : needles) EXPECT_NE(r.err.find(s), std::string::npos) << "'" << s << "' not in: " << r.err;
+}
+
+onnx::TensorProto init_scalar_f(const std::string& name, float v) { return tensor_to_proto(Tensor::scalar<float>(v), name); }
+onnx::TensorProto init_scalar_i8(const std::string& name, int8_t v) { return tensor_to_proto(Tensor::scalar<int8_t>(v), name); }
+
+/// x -> Q -> DQ -> Exp -> Q -> DQ -> y: a valid QDQ model whose middle operator the NPU cannot run.
+std::string write_qdq_model_with_exp() {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(13);
+  onnx::GraphProto* g = m.mutable_graph();
+  g->set_name("exp_graph");
+  auto add_io = [](onnx::ValueInfoProto* v, const std::string& name) {
+    v->set_name(name);
+    auto* t = v->mutable_type()->mutable_tensor_type();
+    t->set_elem_type(onnx::TensorProto::FLOAT);
+    t->mutable_shape()->add_dim()->set_dim_param("N");
+    t->mutable_shape()->add_dim()->set_dim_value(4);
+  };
+  add_io(g->add_input(), "x");
+  add_io(g->add_output(), "y");
+  *g->add_initializer() = init_scalar_f("s", 0.05f);
+  *g->add_initializer() = init_scalar_i8("zp", 0);
+  auto node = [&](const std::string& op, const std::string& name, std::vector<std::string> in, const std::string& out) {
+    onnx::NodeProto* n = g->add_node();
+    n->set_op_type(op);
+    n->set_name(name);
+    for (const auto& i : in) n->add_input(i);
+    n->add_output(out);
+  };
+  node("QuantizeLinear", "q_in", {"x", "s", "zp"}, "xq");
+  node("DequantizeLinear", "dq_in", {"xq", "s", "zp"}, "xd");
+  node("Exp", "exp_node", {"xd"}, "e");
+  node("QuantizeLinear", "q_out", {"e", "s", "zp"}, "eq");
+  node("DequantizeLinear", "dq_out", {"eq", "s", "zp"}, "y");
+  const std::string path = tmpdir() + "/exp_qdq.onnx";
+  check_onnx(m, path);
+  save_onnx(m, path);
+  return path;
+}
+
+/// A hand-assembled program: copy the int8 input x [1, 4] to the output y [1, 4] through SRAM.
+std::string write_copy_program() {
+  isa::Program p;
+  isa::TensorDesc in, out;
+  in.name = "x";
+  in.shape = {1, 4};
+  in.layout = isa::Layout::kNC;
+  out = in;
+  out.name = "y";
+  out.io_offset = 64;
+  p.inputs = {in};
+  p.outputs = {out};
+  p.io_bytes = 128;
+  p.sram_bytes = 4;
+  isa::Instruction load, store;
+  load.opcode = isa::Opcode::kDmaLoad;
+  load.dma = {0, 0, 4, 1, 4, 4, static_cast<uint8_t>(isa::Region::kIo), {}};
+  store.opcode = isa::Opcode::kDmaStore;
+  store.dma = {64, 0, 4, 1, 4, 4, static_cast<uint8_t>(isa::Region::kIo), {}};
+  store.wait[0] = 1;  // after the load completed
+  p.instructions = {load, store};
+  const std::string path = tmpdir() + "/copy.anvil";
+  p.save(path);
+  return path;
+}
+
+}  // namespace
+
+TEST(CliErrors, MissingModelFile) {
+  expect_clear_error(anvil_cmd("compile /nonexistent/model.onnx -o " + tmpdir() + "/x.anvil"), {"/nonexistent/model.onnx"});
+}
+
+TEST(CliErrors, FileThatIsNotOnnx) {
+  const std::string path = tmpdir() + "/junk.onnx";
+  write_file(path, "certainly not a protobuf model\n");
+  expect_clear_error(anvil_cmd("compile " + path + " -o " + tmpdir() + "/x.anvil"), {path, "not an ONNX model"});
+}
+
+TEST(CliErrors, UnsupportedOperatorNamesOperatorAndNode) {
+  const std::string model = write_qdq_model_with_exp();
+  expect_clear_error(anvil_cmd("compile " + model + " -o " + tmpdir() + "/x.anvil"), {"Exp", "exp_node"});
+}
+
+TEST(CliErrors, CopyProgramRunsAndReturnsItsInput) {
+  const std::string prog = write_copy_program();
+  write_npy(tmpdir() + "/x.npy", Tensor::from_vector<int8_t>({1, 4}, {-128, -1, 5, 127}));
+  const Result r = anvil_cmd("run " + prog + " --input " + tmpdir() + "/x.npy -o " + tmpdir() + "/y.npy");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_npy(tmpdir() + "/y.npy"), read_npy(tmpdir() + "/x.npy"));
+}
+
+TEST(CliErrors, TruncatedProgram) {
+  std::string bytes = read_file(write_copy_program());
+  const std::string path = tmpdir() + "/truncated.anvil";
+  write_file(path, bytes.substr(0, bytes.size() - 7));
+  write_npy(tmpdir() + "/x.npy", Tensor(DType::kInt8, {1, 4}));
+  expect_clear_error(anvil_cmd("run " + path + " --input " + tmpdir() + "/x.npy"), {path, "truncated"});
+}
+
+TEST(CliErrors, ProgramWithAFlippedByte) {
+  std::string bytes = read_file(write_copy_program());
+  bytes[bytes.size() / 2] ^= 0x10;
+  const std::string path = tmpdir() + "/flipped.anvil";
+  write_file(path, bytes);
+  write_npy(tmpdir() + "/x.npy", Tensor(DType::kInt8, {1, 4}));
+  expect_clear_error(anvil_cmd("run " + path + " --input " + tmpdir() + "/x.npy"), {path, "checksum"});
+}
+
+TEST(CliErrors, InputOfTheWrongShape) {
+  const std::string prog = write_copy_program();
+  write_npy(tmpdir() + "/wrong_shape.npy", Tensor(DType::kInt8, {1, 5}));
+  expect_clear_error(anvil_cmd("run " + prog + " --input " + tmpdir() + "/wrong_shape.npy"), {"'x'", "[1, 5]", "[1, 4]"});
+}
+
+TEST(CliErrors, InputOfTheWrongDtype) {
+  const std::string prog = write_copy_program();
+  write_npy(tmpdir() + "/wrong_dtype.npy", Tensor(DType::kInt32, {1, 4}));
+  expect_clear_error(anvil_cmd("run " + prog + " --input " + tmpdir() + "/wrong_dtype.npy"), {"'x'", "int32"});
+}
+
+TEST(CliErrors, MissingInputFile) {
+  expect_clear_error(anvil_cmd("run " + write_copy_program() + " --input /nonexistent/x.npy"), {"/nonexistent/x.npy"});
+}
+
+TEST(CliErrors, UnknownCalibrationMethod) {
+  const std::string model = std::string(ANVIL_SOURCE_DIR) + "/examples/demo/demo_cnn.onnx";
+  fs::create_directories(tmpdir() + "/calib");
+  write_npy(tmpdir() + "/calib/a.npy", Tensor(DType::kFloat32, {1, 1, 28, 28}));
+  expect_clear_error(anvil_cmd("quantize " + model + " -o " + tmpdir() + "/q.onnx --calib npy:" + tmpdir() +
+                               "/calib --method MAX_MIN"),
+                     {"MAX_MIN"});
+}
+
+TEST(CliErrors, UnknownTarget) {
+  const std::string model = write_qdq_model_with_exp();
+  expect_clear_error(anvil_cmd("compile " + model + " -o " + tmpdir() + "/x.anvil --target tpu"), {"tpu"});
+}
+
+TEST(CliErrors, MissingDatasetDirectory) {
+  const std::string model = std::string(ANVIL_SOURCE_DIR) + "/examples/demo/demo_cnn.onnx";
+  expect_clear_error(anvil_cmd("quantize " + model + " -o " + tmpdir() + "/q.onnx --calib npy:/nonexistent/dir"),
+                     {"/nonexistent/dir"});
+}

@@ -1,0 +1,66 @@
+#include "cli_common.h"
+
+#include <cstdarg>
+#include <sstream>
+
+namespace anvil::cli {
+
+void NormOptions::add_to(CLI::App* app) {
+  app->add_option("--mean", mean, "input normalisation mean: one value or one per channel (pixels scaled to [0,1])")
+      ->expected(1, 16);
+  app->add_option("--std", std, "input normalisation std: one value or one per channel")->expected(1, 16);
+}
+
+std::string device_spec_for_target(const std::string& target) {
+  if (target == "warboy") return "warboy(1)*1";
+  if (target == "warboy-2pe") return "npu0pe0-1";
+  fail(ErrorCode::kInvalidArgument, "unknown target '" + target + "' (valid: warboy, warboy-2pe)");
+}
+
+int64_t argmax_row(const Tensor& t, int64_t row) {
+  const int64_t cols = t.numel() / t.dim(0);
+  int64_t best = 0;
+  if (t.dtype() == DType::kFloat32) {
+    const float* p = t.data<float>() + row * cols;
+    for (int64_t c = 1; c < cols; ++c)
+      if (p[c] > p[best]) best = c;
+  } else {
+    const int8_t* p = t.data<int8_t>() + row * cols;
+    for (int64_t c = 1; c < cols; ++c)
+      if (p[c] > p[best]) best = c;
+  }
+  return best;
+}
+
+std::string format_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> w(header.size(), 0);
+  for (size_t c = 0; c < header.size(); ++c) w[c] = header[c].size();
+  for (const auto& r : rows)
+    for (size_t c = 0; c < r.size() && c < w.size(); ++c) w[c] = std::max(w[c], r[c].size());
+  std::ostringstream os;
+  auto line = [&](const std::vector<std::string>& cells) {
+    os << "|";
+    for (size_t c = 0; c < w.size(); ++c) {
+      const std::string s = c < cells.size() ? cells[c] : "";
+      os << ' ' << s << std::string(w[c] - s.size(), ' ') << " |";
+    }
+    os << '\n';
+  };
+  line(header);
+  os << "|";
+  for (size_t c = 0; c < w.size(); ++c) os << std::string(w[c] + 2, '-') << "|";
+  os << '\n';
+  for (const auto& r : rows) line(r);
+  return os.str();
+}
+
+std::string fmt(const char* format, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, format);
+  std::vsnprintf(buf, sizeof buf, format, ap);
+  va_end(ap);
+  return buf;
+}
+
+}  // namespace anvil::cli

@@ -1,0 +1,38 @@
+#pragma once
+/// Pieces shared by the `anvil` subcommands: dataset options, targets, tables.
+#include <CLI/CLI.hpp>
+
+#include <string>
+#include <vector>
+
+#include "anvil/common/dataset.h"
+
+namespace anvil::cli {
+
+/// --mean / --std, applied to pixels scaled to [0,1] for every subcommand that reads a dataset.
+struct NormOptions {
+  std::vector<float> mean{0.0f}, std{1.0f};
+  void add_to(CLI::App* app);
+  Normalization get() const { return {mean, std}; }
+};
+
+/// The runtime device spec for a compile target: "warboy" -> one PE, "warboy-2pe" -> a fused pair.
+std::string device_spec_for_target(const std::string& target);
+
+/// Index of the largest element of row `row` of a [N, C] tensor (float32 or int8).
+int64_t argmax_row(const Tensor& t, int64_t row);
+
+/// A plain text table: header row, then rows; columns padded to their widest cell.
+std::string format_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows);
+
+/// printf-style formatting into a std::string.
+std::string fmt(const char* format, ...) __attribute__((format(printf, 1, 2)));
+
+void register_quantize(CLI::App& app);
+void register_compile(CLI::App& app);
+void register_run(CLI::App& app);
+void register_eval(CLI::App& app);
+void register_registers(CLI::App& app);
+void register_disasm(CLI::App& app);
+
+}  // namespace anvil::cli

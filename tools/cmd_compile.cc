@@ -1,0 +1,41 @@
+/// anvil compile IN.onnx -o PROGRAM --target warboy|warboy-2pe [--batch B] [--report report.json]
+#include <iostream>
+
+#include "anvil/common/onnx_model.h"
+#include "anvil/common/tensor_io.h"
+#include "anvil/compiler/compiler.h"
+#include "cli_common.h"
+
+namespace anvil::cli {
+
+void register_compile(CLI::App& app) {
+  struct Opts {
+    std::string in, out, target = "warboy", report;
+    int64_t batch = 1;
+  };
+  auto o = std::make_shared<Opts>();
+  CLI::App* cmd = app.add_subcommand("compile", "compile a quantized (QDQ) ONNX model into an NPU program");
+  cmd->add_option("model", o->in, "quantized ONNX model (from anvil quantize)")->required();
+  cmd->add_option("-o,--output", o->out, "program file to write")->required();
+  cmd->add_option("--target", o->target, "warboy (one PE) or warboy-2pe (fused pair)");
+  cmd->add_option("--batch", o->batch, "batch size the program runs")->check(CLI::Range(1, 4096));
+  cmd->add_option("--report", o->report, "write the compile report (per-layer MACs, bytes, SRAM) as JSON");
+  cmd->callback([o] {
+    compiler::CompileOptions options;
+    options.target = compiler::Target::from_name(o->target);
+    options.batch = o->batch;
+    options.model_name = o->in;
+    const onnx::ModelProto model = load_onnx(o->in);
+    compiler::CompileResult result = compiler::compile(model, options).value();
+    result.program.save(o->out);
+    if (!o->report.empty()) write_file(o->report, result.report().dump(1) + "\n");
+    uint64_t macs = 0;
+    for (const auto& l : result.layers) macs += l.macs;
+    std::cout << "compiled " << o->in << " for " << o->target << " (batch " << o->batch << "): "
+              << result.program.instructions.size() << " instructions, " << result.program.constants.size()
+              << " bytes of constants, " << result.program.sram_bytes << " bytes of SRAM, " << macs
+              << " MACs -> " << o->out << '\n';
+  });
+}
+
+}  // namespace anvil::cli

@@ -1,0 +1,30 @@
+/// anvil: quantize, compile, run and evaluate int8 models on the virtual Warboy-class NPU.
+/// Every subcommand lives in its own file; errors from the libraries arrive here as anvil::Error
+/// and become one line on stderr and exit code 1.
+#include <iostream>
+
+#include "anvil/common/status.h"
+#include "cli_common.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"anvil: an open virtual platform and SDK for a Warboy-class int8 NPU"};
+  app.require_subcommand(1);
+  anvil::cli::register_quantize(app);
+  anvil::cli::register_compile(app);
+  anvil::cli::register_run(app);
+  anvil::cli::register_eval(app);
+  anvil::cli::register_registers(app);
+  anvil::cli::register_disasm(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const anvil::Error& e) {
+    std::cerr << "anvil: error: " << e.what() << '\n';
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "anvil: internal error: " << e.what() << '\n';
+    return 2;
+  }
+  return 0;
+}

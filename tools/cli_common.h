@@ -34,5 +34,6 @@ void register_run(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_registers(CLI::App& app);
 void register_disasm(CLI::App& app);
+void register_ref(CLI::App& app);
 
 }  // namespace anvil::cli

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   anvil::cli::register_eval(app);
   anvil::cli::register_registers(app);
   anvil::cli::register_disasm(app);
+  anvil::cli::register_ref(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

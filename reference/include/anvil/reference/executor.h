@@ -22,6 +22,10 @@ struct RunOptions {
   std::function<void(const std::string& name, const Tensor& value)> observe;
 };
 
+/// The ONNX operator types (default domain) the executor implements, sorted. Anything else is
+/// declared unsupported: Executor::create rejects it with ErrorCode::kUnsupported.
+std::vector<std::string> supported_operators();
+
 /// A prepared model. Cheap to copy (shared, immutable state); run() is thread safe.
 class Executor {
  public:

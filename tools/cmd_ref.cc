@@ -1,0 +1,59 @@
+/// anvil ref MODEL.onnx --input-dir D -o OUTDIR
+/// Runs a model on the reference executor. Inputs are ONNX TensorProto files (input_0.pb,
+/// input_1.pb, ... in graph input order, as in the ONNX backend test suite) or .npy files named
+/// after the graph inputs (NAME.npy); outputs are written in the same format (output_K.pb or NAME.npy).
+#include <algorithm>
+#include <filesystem>
+#include <iostream>
+
+#include "anvil/common/onnx_model.h"
+#include "anvil/common/tensor_io.h"
+#include "anvil/reference/executor.h"
+#include "cli_common.h"
+
+namespace anvil::cli {
+namespace fs = std::filesystem;
+
+void register_ref(CLI::App& app) {
+  struct Opts {
+    std::string model, input_dir, out_dir;
+  };
+  auto o = std::make_shared<Opts>();
+  CLI::App* cmd = app.add_subcommand("ref", "run a model on the reference executor (ONNX .pb or .npy tensors)");
+  cmd->add_option("model", o->model, "ONNX model")->required();
+  cmd->add_option("--input-dir", o->input_dir, "folder of input_K.pb or NAME.npy files")->required();
+  cmd->add_option("-o,--output-dir", o->out_dir, "folder to write the outputs to")->required();
+  cmd->callback([o] {
+    const onnx::ModelProto model = load_onnx(o->model);
+    const ref::Executor exec = ref::Executor::create(model).value();
+    if (!fs::is_directory(o->input_dir)) fail(ErrorCode::kNotFound, o->input_dir + ": no such directory");
+    TensorMap inputs;
+    bool pb = false;
+    for (size_t i = 0; i < exec.input_names().size(); ++i) {
+      const std::string& name = exec.input_names()[i];
+      const std::string pb_path = o->input_dir + "/input_" + std::to_string(i) + ".pb";
+      const std::string npy_path = o->input_dir + "/" + name + ".npy";
+      if (fs::exists(pb_path)) {
+        inputs[name] = read_tensor_pb(pb_path);
+        pb = true;
+      } else if (fs::exists(npy_path)) {
+        inputs[name] = read_npy(npy_path);
+      } else {
+        fail(ErrorCode::kNotFound, o->input_dir + ": no " + fs::path(pb_path).filename().string() + " or " +
+                                       fs::path(npy_path).filename().string() + " for input '" + name + "'");
+      }
+    }
+    const TensorMap outputs = exec.run(inputs).value();
+    fs::create_directories(o->out_dir);
+    for (size_t k = 0; k < exec.output_names().size(); ++k) {
+      const std::string& name = exec.output_names()[k];
+      const Tensor& t = outputs.at(name);
+      const std::string path = pb ? o->out_dir + "/output_" + std::to_string(k) + ".pb" : o->out_dir + "/" + name + ".npy";
+      if (pb) write_tensor_pb(path, t, name);
+      else write_npy(path, t);
+      std::cout << name << " " << dtype_name(t.dtype()) << shape_str(t.shape()) << " -> " << path << '\n';
+    }
+  });
+}
+
+}  // namespace anvil::cli

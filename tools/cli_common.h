@@ -35,5 +35,6 @@ void register_eval(CLI::App& app);
 void register_registers(CLI::App& app);
 void register_disasm(CLI::App& app);
 void register_ref(CLI::App& app);
+void register_bench(CLI::App& app);
 
 }  // namespace anvil::cli

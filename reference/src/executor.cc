@@ -1,0 +1,228 @@
+#include "anvil/reference/executor.h"
+
+#include <map>
+#include <set>
+#include <unordered_map>
+
+#include "anvil/common/onnx_model.h"
+#include "attributes.h"
+#include "kernels.h"
+
+namespace anvil::ref {
+
+namespace {
+
+struct GraphInput {
+  std::string name;
+  DType dtype = DType::kUndefined;
+  std::vector<int64_t> dims;  ///< -1 for a dynamic (symbolic or unknown) dimension
+  bool has_shape = false;
+};
+
+struct PreparedNode {
+  onnx::NodeProto node;
+  const OpSchema* op = nullptr;
+  std::vector<std::string> release;  ///< values whose last use is this node
+};
+
+GraphInput describe_input(const onnx::ValueInfoProto& vi) {
+  GraphInput in;
+  in.name = vi.name();
+  if (!vi.type().has_tensor_type())
+    fail(ErrorCode::kUnsupported, "graph input '" + vi.name() + "': only tensor inputs are supported");
+  const auto& tt = vi.type().tensor_type();
+  in.dtype = static_cast<DType>(tt.elem_type());
+  if (tt.has_shape()) {
+    in.has_shape = true;
+    for (const auto& d : tt.shape().dim()) in.dims.push_back(d.has_dim_value() ? d.dim_value() : -1);
+  }
+  return in;
+}
+
+/// Everything run() needs, fixed at create().
+struct PreparedModel {
+  int64_t opset = 0;
+  std::vector<GraphInput> inputs;
+  std::vector<std::string> input_names, output_names;
+  TensorMap initializers;
+  std::vector<PreparedNode> nodes;  ///< topological order
+};
+
+/// Kahn's algorithm over value names. Errors: a node input nobody produces, a cycle.
+std::vector<PreparedNode> topological_order(const onnx::GraphProto& graph, const std::set<std::string>& available) {
+  const int n = graph.node_size();
+  std::unordered_map<std::string, int> producer;
+  for (int i = 0; i < n; ++i)
+    for (const std::string& out : graph.node(i).output()) {
+      if (out.empty()) continue;
+      if (available.count(out) || !producer.emplace(out, i).second)
+        fail(ErrorCode::kInvalidArgument,
+             node_label(graph.node(i)) + ": output '" + out + "' is already defined elsewhere in the graph");
+    }
+  std::vector<int> pending(n, 0);
+  std::vector<std::vector<int>> consumers(n);
+  for (int i = 0; i < n; ++i) {
+    const onnx::NodeProto& node = graph.node(i);
+    for (const std::string& in : node.input()) {
+      if (in.empty() || available.count(in)) continue;
+      auto it = producer.find(in);
+      if (it == producer.end())
+        fail(ErrorCode::kNotFound, node_label(node) + ": input '" + in +
+                                       "' is not a graph input, an initializer or the output of any node");
+      ++pending[i];
+      consumers[it->second].push_back(i);
+    }
+  }
+  std::vector<int> ready, order;
+  for (int i = n - 1; i >= 0; --i)
+    if (pending[i] == 0) ready.push_back(i);
+  while (!ready.empty()) {
+    const int i = ready.back();
+    ready.pop_back();
+    order.push_back(i);
+    for (int c : consumers[i])
+      if (--pending[c] == 0) ready.push_back(c);
+  }
+  if (static_cast<int>(order.size()) != n)
+    for (int i = 0; i < n; ++i)
+      if (pending[i] > 0) fail(ErrorCode::kInvalidArgument, node_label(graph.node(i)) + ": is part of a cycle");
+  std::vector<PreparedNode> nodes;
+  for (int i : order) nodes.push_back({graph.node(i), nullptr, {}});
+  return nodes;
+}
+
+void check_node(const PreparedNode& p) {
+  const onnx::NodeProto& node = p.node;
+  if (!node.domain().empty() && node.domain() != "ai.onnx")
+    fail(ErrorCode::kUnsupported, node_label(node) + ": operator domain '" + node.domain() +
+                                      "' is not supported by the reference executor");
+  if (!p.op)
+    fail(ErrorCode::kUnsupported, node_label(node) + ": operator not supported by the reference executor");
+  if (node.input_size() < p.op->min_inputs || node.input_size() > p.op->max_inputs)
+    fail(ErrorCode::kInvalidArgument, node_label(node) + ": has " + std::to_string(node.input_size()) +
+                                          " inputs, expected " + std::to_string(p.op->min_inputs) +
+                                          (p.op->max_inputs != p.op->min_inputs
+                                               ? " to " + std::to_string(p.op->max_inputs)
+                                               : std::string()));
+  if (node.output_size() < 1 || node.output_size() > p.op->max_outputs)
+    fail(ErrorCode::kInvalidArgument, node_label(node) + ": has " + std::to_string(node.output_size()) +
+                                          " outputs, at most " + std::to_string(p.op->max_outputs) + " supported");
+}
+
+void prepare(const onnx::ModelProto& model, PreparedModel* impl) {
+  impl->opset = onnx_opset(model);
+  if (impl->opset > 17)
+    fail(ErrorCode::kUnsupported, "model opset " + std::to_string(impl->opset) +
+                                      " is newer than the reference executor supports (17)");
+  const onnx::GraphProto& graph = model.graph();
+  std::set<std::string> available{""};
+  for (const auto& init : graph.initializer()) {
+    impl->initializers[init.name()] = tensor_from_proto(init);
+    available.insert(init.name());
+  }
+  for (const auto& vi : graph.input()) {
+    if (impl->initializers.count(vi.name())) continue;  // an initializer listed as input (IR < 4)
+    impl->inputs.push_back(describe_input(vi));
+    impl->input_names.push_back(vi.name());
+    available.insert(vi.name());
+  }
+  impl->nodes = topological_order(graph, available);
+  for (PreparedNode& p : impl->nodes) {
+    p.op = find_op(p.node.op_type());
+    check_node(p);
+  }
+  std::set<std::string> produced;
+  for (const auto& p : impl->nodes)
+    for (const auto& out : p.node.output()) produced.insert(out);
+  for (const auto& out : graph.output()) {
+    if (!produced.count(out.name()) && !available.count(out.name()))
+      fail(ErrorCode::kNotFound, "graph output '" + out.name() + "' is not produced by any node");
+    impl->output_names.push_back(out.name());
+  }
+  // Free intermediate values after their last consumer: large batches of feature maps add up.
+  const std::set<std::string> keep(impl->output_names.begin(), impl->output_names.end());
+  std::map<std::string, size_t> last_use;
+  for (size_t i = 0; i < impl->nodes.size(); ++i)
+    for (const auto& in : impl->nodes[i].node.input())
+      if (!in.empty() && !keep.count(in) && !impl->initializers.count(in)) last_use[in] = i;
+  for (const auto& [name, i] : last_use) impl->nodes[i].release.push_back(name);
+}
+
+void check_input(const GraphInput& want, const Tensor& t) {
+  if (t.dtype() != want.dtype)
+    fail(ErrorCode::kInvalidArgument, "input '" + want.name + "': expected " + dtype_name(want.dtype) + ", got " +
+                                          dtype_name(t.dtype()));
+  if (!want.has_shape) return;
+  bool ok = t.rank() == want.dims.size();
+  for (size_t i = 0; ok && i < want.dims.size(); ++i) ok = want.dims[i] < 0 || want.dims[i] == t.dim(i);
+  if (!ok) {
+    std::string dims;
+    for (int64_t d : want.dims) dims += (dims.empty() ? "" : ", ") + (d < 0 ? std::string("?") : std::to_string(d));
+    fail(ErrorCode::kInvalidArgument, "input '" + want.name + "': expected shape [" + dims + "], got " +
+                                          shape_str(t.shape()));
+  }
+}
+
+}  // namespace
+
+struct Executor::Impl : PreparedModel {};
+
+Expected<Executor> Executor::create(const onnx::ModelProto& model) {
+  return capture([&] {
+    Executor e;
+    auto impl = std::make_shared<Impl>();
+    prepare(model, impl.get());
+    e.impl_ = std::move(impl);
+    return e;
+  });
+}
+
+const std::vector<std::string>& Executor::input_names() const { return impl_->input_names; }
+const std::vector<std::string>& Executor::output_names() const { return impl_->output_names; }
+
+Expected<TensorMap> Executor::run(const TensorMap& inputs, const RunOptions& options) const {
+  return capture([&] {
+    const PreparedModel& im = *impl_;
+    std::unordered_map<std::string, Tensor> values;
+    for (const auto& [name, t] : inputs)
+      if (std::find(im.input_names.begin(), im.input_names.end(), name) == im.input_names.end())
+        fail(ErrorCode::kNotFound, "input '" + name + "' is not an input of the model");
+    for (const GraphInput& gi : im.inputs) {
+      auto it = inputs.find(gi.name);
+      if (it == inputs.end()) fail(ErrorCode::kNotFound, "input '" + gi.name + "' was not given");
+      check_input(gi, it->second);
+      values[gi.name] = it->second;
+      if (options.observe) options.observe(gi.name, it->second);
+    }
+    auto lookup = [&](const std::string& name) -> const Tensor* {
+      if (name.empty()) return nullptr;
+      auto v = values.find(name);
+      if (v != values.end()) return &v->second;
+      auto i = im.initializers.find(name);
+      if (i != im.initializers.end()) return &i->second;
+      fail(ErrorCode::kInternal, "value '" + name + "' missing at run time");
+    };
+    for (const PreparedNode& p : im.nodes) {
+      std::vector<Tensor> outs(p.node.output_size());
+      KernelContext ctx{p.node, im.opset, {}, outs};
+      for (const auto& in : p.node.input()) ctx.inputs.push_back(lookup(in));
+      try {
+        p.op->run(ctx);
+      } catch (const Error& e) {
+        throw Error(e.code(), node_label(p.node) + ": " + e.what());
+      }
+      for (const auto& name : p.release) values.erase(name);
+      for (int i = 0; i < p.node.output_size(); ++i) {
+        const std::string& name = p.node.output(i);
+        if (name.empty()) continue;
+        if (options.observe) options.observe(name, outs[i]);
+        values[name] = std::move(outs[i]);
+      }
+    }
+    TensorMap result;
+    for (const auto& name : im.output_names) result[name] = *lookup(name);
+    return result;
+  });
+}
+
+}  // namespace anvil::ref

@@ -1,0 +1,93 @@
+#pragma once
+/// The operator kernels of the float executor and the one table that lists them.
+#include <onnx/onnx_pb.h>
+
+#include <string>
+#include <vector>
+
+#include "anvil/common/tensor.h"
+
+namespace anvil::ref {
+
+/// What a kernel sees: its node, the model's opset, its inputs (nullptr for an omitted optional
+/// input) and room for its outputs. Kernels throw anvil::Error; the executor prefixes the node.
+struct KernelContext {
+  const onnx::NodeProto& node;
+  int64_t opset;
+  std::vector<const Tensor*> inputs;
+  std::vector<Tensor>& outputs;
+
+  size_t num_inputs() const { return inputs.size(); }
+  bool has_input(size_t i) const { return i < inputs.size() && inputs[i] != nullptr; }
+  /// Input i; throws kInvalidArgument naming it when it is omitted.
+  const Tensor& input(size_t i) const;
+  /// True when output i exists and has a name (optional outputs may be omitted).
+  bool wants_output(size_t i) const { return i < outputs.size() && !node.output(static_cast<int>(i)).empty(); }
+};
+
+using Kernel = void (*)(KernelContext& ctx);
+
+struct OpSchema {
+  const char* op_type;
+  Kernel run;
+  int min_inputs, max_inputs;
+  int max_outputs;
+};
+
+/// The operator of the default ONNX domain named op_type, or nullptr when it is not supported.
+const OpSchema* find_op(const std::string& op_type);
+
+// Kernels, by family (ops_*.cc).
+#define ANVIL_REF_KERNEL(name) void name(KernelContext& ctx);
+ANVIL_REF_KERNEL(conv_kernel)
+ANVIL_REF_KERNEL(max_pool_kernel)
+ANVIL_REF_KERNEL(average_pool_kernel)
+ANVIL_REF_KERNEL(global_average_pool_kernel)
+ANVIL_REF_KERNEL(global_max_pool_kernel)
+ANVIL_REF_KERNEL(batch_norm_kernel)
+ANVIL_REF_KERNEL(gemm_kernel)
+ANVIL_REF_KERNEL(matmul_kernel)
+ANVIL_REF_KERNEL(add_kernel)
+ANVIL_REF_KERNEL(sub_kernel)
+ANVIL_REF_KERNEL(mul_kernel)
+ANVIL_REF_KERNEL(div_kernel)
+ANVIL_REF_KERNEL(pow_kernel)
+ANVIL_REF_KERNEL(relu_kernel)
+ANVIL_REF_KERNEL(clip_kernel)
+ANVIL_REF_KERNEL(sqrt_kernel)
+ANVIL_REF_KERNEL(exp_kernel)
+ANVIL_REF_KERNEL(erf_kernel)
+ANVIL_REF_KERNEL(tanh_kernel)
+ANVIL_REF_KERNEL(sigmoid_kernel)
+ANVIL_REF_KERNEL(leaky_relu_kernel)
+ANVIL_REF_KERNEL(hard_sigmoid_kernel)
+ANVIL_REF_KERNEL(hard_swish_kernel)
+ANVIL_REF_KERNEL(softmax_kernel)
+ANVIL_REF_KERNEL(log_softmax_kernel)
+ANVIL_REF_KERNEL(layer_norm_kernel)
+ANVIL_REF_KERNEL(reduce_mean_kernel)
+ANVIL_REF_KERNEL(reduce_sum_kernel)
+ANVIL_REF_KERNEL(reduce_max_kernel)
+ANVIL_REF_KERNEL(where_kernel)
+ANVIL_REF_KERNEL(identity_kernel)
+ANVIL_REF_KERNEL(dropout_kernel)
+ANVIL_REF_KERNEL(constant_kernel)
+ANVIL_REF_KERNEL(flatten_kernel)
+ANVIL_REF_KERNEL(reshape_kernel)
+ANVIL_REF_KERNEL(transpose_kernel)
+ANVIL_REF_KERNEL(concat_kernel)
+ANVIL_REF_KERNEL(split_kernel)
+ANVIL_REF_KERNEL(slice_kernel)
+ANVIL_REF_KERNEL(squeeze_kernel)
+ANVIL_REF_KERNEL(unsqueeze_kernel)
+ANVIL_REF_KERNEL(pad_kernel)
+ANVIL_REF_KERNEL(gather_kernel)
+ANVIL_REF_KERNEL(shape_kernel)
+ANVIL_REF_KERNEL(cast_kernel)
+ANVIL_REF_KERNEL(constant_of_shape_kernel)
+ANVIL_REF_KERNEL(expand_kernel)
+ANVIL_REF_KERNEL(quantize_linear_kernel)
+ANVIL_REF_KERNEL(dequantize_linear_kernel)
+#undef ANVIL_REF_KERNEL
+
+}  // namespace anvil::ref

@@ -1,0 +1,45 @@
+#include <cstring>
+
+#include "kernels.h"
+
+namespace anvil::ref {
+
+const Tensor& KernelContext::input(size_t i) const {
+  if (!has_input(i)) fail(ErrorCode::kInvalidArgument, "input " + std::to_string(i) + " is required");
+  return *inputs[i];
+}
+
+namespace {
+// Every operator the executor runs: ONNX op type, kernel, input count range, output count limit.
+// Input counts follow the widest opset up to 17 (e.g. Clip's min/max inputs from opset 11).
+constexpr OpSchema kOps[] = {
+    {"Conv", conv_kernel, 2, 3, 1},
+    {"MaxPool", max_pool_kernel, 1, 1, 1},
+    {"AveragePool", average_pool_kernel, 1, 1, 1},
+    {"GlobalAveragePool", global_average_pool_kernel, 1, 1, 1},
+    {"BatchNormalization", batch_norm_kernel, 5, 5, 1},
+    {"Gemm", gemm_kernel, 2, 3, 1},
+    {"MatMul", matmul_kernel, 2, 2, 1},
+    {"Add", add_kernel, 2, 2, 1},
+    {"Sub", sub_kernel, 2, 2, 1},
+    {"Mul", mul_kernel, 2, 2, 1},
+    {"Div", div_kernel, 2, 2, 1},
+    {"Relu", relu_kernel, 1, 1, 1},
+    {"Clip", clip_kernel, 1, 3, 1},
+    {"Identity", identity_kernel, 1, 1, 1},
+    {"Dropout", dropout_kernel, 1, 3, 2},
+    {"Constant", constant_kernel, 0, 0, 1},
+    {"Flatten", flatten_kernel, 1, 1, 1},
+    {"Reshape", reshape_kernel, 2, 2, 1},
+    {"QuantizeLinear", quantize_linear_kernel, 2, 3, 1},
+    {"DequantizeLinear", dequantize_linear_kernel, 2, 3, 1},
+};
+}  // namespace
+
+const OpSchema* find_op(const std::string& op_type) {
+  for (const OpSchema& op : kOps)
+    if (op_type == op.op_type) return &op;
+  return nullptr;
+}
+
+}  // namespace anvil::ref

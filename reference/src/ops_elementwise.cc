@@ -1,0 +1,122 @@
+// Elementwise operators: numpy-broadcasting arithmetic and activations.
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "attributes.h"
+#include "broadcast.h"
+#include "kernels.h"
+
+namespace anvil::ref {
+
+namespace {
+
+template <typename T, typename Op>
+Tensor binary_typed(const Tensor& a, const Tensor& b, Op op) {
+  const T* ad = a.data<T>();
+  const T* bd = b.data<T>();
+  if (a.shape() == b.shape()) {
+    Tensor y(dtype_of<T>(), a.shape());
+    T* yd = y.data<T>();
+    for (int64_t i = 0; i < a.numel(); ++i) yd[i] = op(ad[i], bd[i]);
+    return y;
+  }
+  const Shape out = broadcast_shapes(a.shape(), b.shape());
+  Tensor y(dtype_of<T>(), out);
+  T* yd = y.data<T>();
+  if (b.numel() == 1) {
+    for (int64_t i = 0; i < y.numel(); ++i) yd[i] = op(ad[i], bd[0]);
+  } else {
+    for_each_broadcast<2>(out, {broadcast_strides(a.shape(), out), broadcast_strides(b.shape(), out)},
+                          [&](int64_t i, int64_t oa, int64_t ob) { yd[i] = op(ad[oa], bd[ob]); });
+  }
+  return y;
+}
+
+/// Runs a numpy-broadcasting binary operator on float32, int32 or int64 operands of one type.
+template <typename Op>
+void binary(KernelContext& ctx, Op op) {
+  const Tensor& a = ctx.input(0);
+  const Tensor& b = ctx.input(1);
+  if (a.dtype() != b.dtype())
+    fail(ErrorCode::kInvalidArgument, std::string("operand types differ: ") + dtype_name(a.dtype()) + " and " +
+                                          dtype_name(b.dtype()));
+  switch (a.dtype()) {
+    case DType::kFloat32: ctx.outputs[0] = binary_typed<float>(a, b, op); break;
+    case DType::kInt32: ctx.outputs[0] = binary_typed<int32_t>(a, b, op); break;
+    case DType::kInt64: ctx.outputs[0] = binary_typed<int64_t>(a, b, op); break;
+    default: fail(ErrorCode::kUnsupported, std::string("dtype ") + dtype_name(a.dtype()) + " is not supported");
+  }
+}
+
+const Tensor& float_input(const KernelContext& ctx, size_t i) {
+  const Tensor& t = ctx.input(i);
+  if (t.dtype() != DType::kFloat32)
+    fail(ErrorCode::kUnsupported, std::string("input must be float32, got ") + dtype_name(t.dtype()));
+  return t;
+}
+
+/// y = f(x) for every element of a float32 input, in parallel.
+template <typename F>
+void unary_float(KernelContext& ctx, F f) {
+  const Tensor& x = float_input(ctx, 0);
+  Tensor y(DType::kFloat32, x.shape());
+  const float* xd = x.data<float>();
+  float* yd = y.data<float>();
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, x.numel(), 4096), [&](const tbb::blocked_range<int64_t>& r) {
+    for (int64_t i = r.begin(); i < r.end(); ++i) yd[i] = f(xd[i]);
+  });
+  ctx.outputs[0] = std::move(y);
+}
+
+}  // namespace
+
+void add_kernel(KernelContext& ctx) { binary(ctx, [](auto a, auto b) { return a + b; }); }
+void sub_kernel(KernelContext& ctx) { binary(ctx, [](auto a, auto b) { return a - b; }); }
+void mul_kernel(KernelContext& ctx) { binary(ctx, [](auto a, auto b) { return a * b; }); }
+void div_kernel(KernelContext& ctx) {
+  binary(ctx, [](auto a, auto b) {
+    using T = decltype(a);
+    if constexpr (std::is_integral_v<T>) {
+      if (b == 0) fail(ErrorCode::kInvalidArgument, "integer division by zero");
+    }
+    return static_cast<T>(a / b);
+  });
+}
+
+void relu_kernel(KernelContext& ctx) { unary_float(ctx, [](float x) { return std::max(x, 0.0f); }); }
+
+void clip_kernel(KernelContext& ctx) {
+  float lo = -std::numeric_limits<float>::infinity(), hi = std::numeric_limits<float>::infinity();
+  if (ctx.opset < 11) {
+    // Opset 6: bounds are attributes.
+    lo = attr_float(ctx.node, "min", lo);
+    hi = attr_float(ctx.node, "max", hi);
+  } else {
+    if (ctx.has_input(1)) lo = float_scalar(ctx.input(1), "min");
+    if (ctx.has_input(2)) hi = float_scalar(ctx.input(2), "max");
+  }
+  // ONNX: y = min(max(x, min), max); with min > max every element becomes max.
+  unary_float(ctx, [lo, hi](float x) { return std::min(std::max(x, lo), hi); });
+}
+
+void identity_kernel(KernelContext& ctx) { ctx.outputs[0] = ctx.input(0); }
+
+void dropout_kernel(KernelContext& ctx) {
+  // Inference: the output is the input. training_mode (opset 12 input 2) must be false.
+  if (ctx.has_input(2)) {
+    const Tensor& t = ctx.input(2);
+    if (t.dtype() != DType::kBool || t.numel() != 1 || t.data<bool>()[0])
+      fail(ErrorCode::kUnsupported, "training_mode true is not supported (inference only)");
+  }
+  ctx.outputs[0] = ctx.input(0);
+  if (ctx.wants_output(1)) {
+    Tensor mask(DType::kBool, ctx.input(0).shape());
+    std::fill_n(mask.data<bool>(), mask.numel(), true);
+    ctx.outputs[1] = std::move(mask);
+  }
+}
+
+}  // namespace anvil::ref

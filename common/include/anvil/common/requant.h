@@ -129,6 +129,15 @@ inline int8_t quantize_float(float x, float scale, int32_t zero_point) {
   return static_cast<int8_t>(std::clamp(v, -128.0f, 127.0f));
 }
 
+/// Bias of a Conv/Gemm/MatMul for int32 accumulation (TFLite's and ONNX Runtime's rule):
+/// saturate_int32(round_half_to_even(b / scale)), scale = input_scale * weight_scale[c] as stored
+/// (float32) in the model. The division is done in double so no float rounding precedes the round.
+inline int32_t quantize_bias(float b, float scale) {
+  const double r = std::nearbyint(static_cast<double>(b) / static_cast<double>(scale));
+  return static_cast<int32_t>(std::clamp(r, static_cast<double>(std::numeric_limits<int32_t>::min()),
+                                         static_cast<double>(std::numeric_limits<int32_t>::max())));
+}
+
 /// ONNX DequantizeLinear for one int8.
 inline float dequantize(int32_t q, float scale, int32_t zero_point) {
   return static_cast<float>(q - zero_point) * scale;

@@ -1,0 +1,85 @@
+#pragma once
+/// The quantizer: FP32 ONNX -> QDQ ONNX (post-training static quantization, TFLite int8 spec).
+///
+/// Flow (each step usable on its own): optimize() -> calibrate() -> quantize(). quantize_model()
+/// chains them. Activations are int8 per tensor (asymmetric, or symmetric for the *_SYM methods);
+/// weights are int8 per output channel, symmetric in [-127, 127]; biases are int32 with
+/// scale = input_scale * weight_scale[c]. The QDQ model is what anvil::ref::lower_qdq lowers.
+#include <onnx/onnx_pb.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "anvil/common/status.h"
+#include "anvil/common/tensor.h"
+
+namespace anvil::quant {
+
+/// How an activation's range is chosen from its calibration statistics (FuriosaAI SDK names).
+enum class Method {
+  kMinMaxAsym, kMinMaxSym, kEntropyAsym, kEntropySym, kPercentileAsym, kPercentileSym,
+  kSqnrAsym, kSqnrSym, kMseAsym, kMseSym
+};
+/// "MIN_MAX_ASYM", "MIN_MAX_SYM", ...
+const char* method_name(Method method);
+/// Inverse of method_name (exact, upper case); throws Error(kInvalidArgument) listing valid names.
+Method method_from_name(const std::string& name);
+
+/// A real-valued range [min, max]; ranges used for quantization always contain 0.
+struct Range {
+  float min = 0.0f, max = 0.0f;
+};
+
+/// Graph optimisation before calibration: the passes listed in quantizer/src/passes.def, in order
+/// (Identity/Dropout removal, BatchNormalization folding into Conv and Gemm, dead initializer
+/// removal, shape inference). Throws Error naming the node on a malformed graph.
+onnx::ModelProto optimize(const onnx::ModelProto& model);
+
+/// Per-tensor statistics of one calibration run.
+struct TensorStats {
+  float min = 0.0f, max = 0.0f;  ///< observed extremes (not yet widened to contain 0)
+  int64_t count = 0;             ///< number of values observed
+};
+
+/// Everything the range methods need, for every float tensor the FP32 model produces.
+struct Calibration {
+  std::map<std::string, TensorStats> tensors;  ///< by ONNX tensor name
+
+  /// {"format": "anvil-calibration", "version": 1, "tensors": {name: {"min", "max", "count"}}}
+  nlohmann::json to_json() const;
+  /// Inverse of to_json; throws Error(kParseError) naming the tensor or field that is wrong.
+  static Calibration from_json(const nlohmann::json& j);
+  /// The range of every tensor for `method` (each widened to contain 0; *_SYM: [-a, a], or [0, a]
+  /// for an all-non-negative tensor). Throws Error(kUnsupported) for methods that need histograms
+  /// (everything but MIN_MAX_*: not implemented yet).
+  std::map<std::string, Range> ranges(Method method, float percentile = 99.99f) const;
+};
+
+/// Runs the (optimized) FP32 model on `inputs` (N x ..., float32, fed to its single graph input
+/// in batches of 64) through the reference executor and records every float tensor it produces.
+/// Throws Error: kInvalidArgument for a model without exactly one input or a wrong input, and
+/// naming the tensor when a value is NaN or infinite.
+Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, bool show_progress);
+
+struct QuantizeOptions {
+  Method method = Method::kMinMaxAsym;
+  float percentile = 99.99f;  ///< for the PERCENTILE methods
+};
+
+/// Inserts QuantizeLinear/DequantizeLinear (opset 13) per the TFLite int8 spec into an optimized
+/// model. The result keeps the graph's input/output names and float types (input -> Q -> DQ ...,
+/// ... -> Q -> DQ -> output), the dynamic batch dimension, and passes the ONNX checker.
+/// Nodes it cannot quantize stay float (DQ before, Q after); their "name (OpType)" are logged at
+/// info level and, when `float_nodes` is given, returned there.
+Expected<onnx::ModelProto> quantize(const onnx::ModelProto& optimized, const Calibration& calib,
+                                    const QuantizeOptions& options,
+                                    std::vector<std::string>* float_nodes = nullptr);
+
+/// Convenience: optimize + calibrate (no progress line) + quantize.
+Expected<onnx::ModelProto> quantize_model(const onnx::ModelProto& fp32, const Tensor& calibration_inputs,
+                                          const QuantizeOptions& options,
+                                          std::vector<std::string>* float_nodes = nullptr);
+
+}  // namespace anvil::quant

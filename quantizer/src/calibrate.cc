@@ -1,0 +1,64 @@
+#include <algorithm>
+#include <cmath>
+#include <mutex>
+
+#include "anvil/common/log.h"
+#include "anvil/quantizer/quantizer.h"
+#include "anvil/reference/executor.h"
+
+namespace anvil::quant {
+
+namespace {
+constexpr int64_t kBatch = 64;  // images per Executor::run
+}  // namespace
+
+Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, bool show_progress) {
+  const ref::Executor exec = ref::Executor::create(optimized).value();
+  if (exec.input_names().size() != 1)
+    fail(ErrorCode::kInvalidArgument, "calibrate: the model has " + std::to_string(exec.input_names().size()) +
+                                          " inputs; calibration feeds exactly one");
+  const std::string& input_name = exec.input_names()[0];
+  if (inputs.dtype() != DType::kFloat32 || inputs.rank() < 1 || inputs.dim(0) == 0)
+    fail(ErrorCode::kInvalidArgument, "calibrate: input '" + input_name + "': non-empty float32 N x ... expected, got " +
+                                          dtype_name(inputs.dtype()) + " " + shape_str(inputs.shape()));
+  Calibration calib;
+  std::mutex mu;  // the executor's contract does not promise observe() is called from one thread
+  std::string bad_tensor;
+  ref::RunOptions options;
+  options.observe = [&](const std::string& name, const Tensor& value) {
+    if (value.dtype() != DType::kFloat32 || value.numel() == 0) return;
+    const float* p = value.data<float>();
+    float lo = p[0], hi = p[0];
+    bool finite = true;
+    for (int64_t i = 0; i < value.numel(); ++i) {
+      finite = finite && std::isfinite(p[i]);
+      lo = std::min(lo, p[i]);
+      hi = std::max(hi, p[i]);
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    if (!finite) {
+      if (bad_tensor.empty()) bad_tensor = name;
+      return;
+    }
+    auto [it, fresh] = calib.tensors.try_emplace(name, TensorStats{lo, hi, 0});
+    it->second.min = std::min(it->second.min, lo);
+    it->second.max = std::max(it->second.max, hi);
+    it->second.count += value.numel();
+  };
+
+  const int64_t n = inputs.dim(0);
+  Progress progress("calibrating", n, !show_progress);
+  for (int64_t begin = 0; begin < n; begin += kBatch) {
+    const int64_t end = std::min(n, begin + kBatch);
+    exec.run({{input_name, inputs.slice0(begin, end)}}, options).value();
+    if (!bad_tensor.empty())
+      fail(ErrorCode::kInvalidArgument, "calibrate: tensor '" + bad_tensor + "' has NaN or infinite values (samples " +
+                                            std::to_string(begin) + ".." + std::to_string(end - 1) + ")");
+    progress.advance(end - begin);
+  }
+  progress.done();
+  log().info("quantizer: calibrated {} tensors on {} samples", calib.tensors.size(), n);
+  return calib;
+}
+
+}  // namespace anvil::quant

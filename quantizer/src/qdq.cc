@@ -1,0 +1,295 @@
+/// QuantizeLinear/DequantizeLinear insertion (the TFLite int8 scheme in ONNX QDQ form).
+///
+/// The pass works on the original tensor names in three steps:
+///  1. choose the int8 parameters of every float activation, in topological order;
+///  2. quantize the constant operands (per-channel weights, int32 biases, Add constants);
+///  3. rebuild the node list: each node reads the DequantizeLinear output of its quantized inputs
+///     and each quantized output is followed by Q -> DQ.
+#include <algorithm>
+#include <set>
+
+#include "anvil/common/log.h"
+#include "anvil/common/onnx_model.h"
+#include "anvil/common/requant.h"
+#include "anvil/quantizer/quantizer.h"
+#include "graph.h"
+#include "passes.h"
+#include "quant_params.h"
+
+namespace anvil::quant {
+
+namespace {
+
+const std::set<std::string> kFusableProducers = {"Conv", "Gemm", "MatMul", "Add"};
+const std::set<std::string> kFusedActivations = {"Relu", "Clip"};
+/// Pure data movement or max selection: the output keeps the input's parameters.
+const std::set<std::string> kSameScale = {"MaxPool", "AveragePool", "Reshape", "Flatten",
+                                          "Transpose", "Squeeze", "Unsqueeze"};
+/// Operators with an int8 form (the integer lowering, or a fixed output scale); others stay float.
+const std::set<std::string> kQuantizable = {"Conv", "Gemm", "MatMul", "Add", "Relu", "Clip", "MaxPool",
+                                            "AveragePool", "GlobalAveragePool", "Reshape", "Flatten",
+                                            "Transpose", "Squeeze", "Unsqueeze", "Concat", "Sigmoid",
+                                            "Softmax", "Tanh"};
+
+/// A constant operand replaced by int8/int32 values behind a DequantizeLinear.
+struct QuantizedConstant {
+  std::string dq_output;
+  std::vector<onnx::NodeProto> dq_nodes;  ///< the DequantizeLinear to emit before the node
+};
+
+class QdqBuilder {
+ public:
+  QdqBuilder(const onnx::ModelProto& model, const Calibration& calib, const QuantizeOptions& options)
+      : model_(model), symmetric_(is_symmetric(options.method)), names_(model_.graph()) {
+    passes::upgrade_opset(model_);
+    ranges_ = calib.ranges(options.method, options.percentile);
+    const onnx::GraphProto& g = model_.graph();
+    for (const auto& v : g.input()) record_type(v);
+    for (const auto& v : g.output()) record_type(v);
+    for (const auto& v : g.value_info()) record_type(v);
+    for (int i = 0; i < g.node_size(); ++i) {
+      const onnx::NodeProto& n = g.node(i);
+      if (n.op_type() == "QuantizeLinear" || n.op_type() == "DequantizeLinear")
+        fail(ErrorCode::kInvalidArgument, "node " + graph::node_label(n) + ": the model is already quantized");
+      if (!n.domain().empty() && n.domain() != "ai.onnx")
+        fail(ErrorCode::kUnsupported, "node " + graph::node_label(n) + ": domain '" + n.domain() + "' not supported");
+      for (const auto& in : n.input()) consumers_[in].push_back(i);
+    }
+  }
+
+  onnx::ModelProto run(std::vector<std::string>* float_nodes) {
+    choose_activation_params();
+    rebuild();
+    passes::remove_dead_initializers(model_);
+    passes::infer_shapes(model_);
+    check_onnx(model_, "quantized model");
+    if (float_nodes) *float_nodes = float_nodes_;
+    return std::move(model_);
+  }
+
+ private:
+  void record_type(const onnx::ValueInfoProto& v) {
+    if (v.type().has_tensor_type()) elem_type_[v.name()] = v.type().tensor_type().elem_type();
+  }
+
+  /// A float activation: typed float by shape inference, or (untyped) seen by calibration.
+  bool is_float_activation(const std::string& t) const {
+    if (t.empty() || graph::find_initializer(model_.graph(), t)) return false;
+    auto it = elem_type_.find(t);
+    if (it != elem_type_.end()) return it->second == onnx::TensorProto::FLOAT;
+    return ranges_.count(t) > 0;
+  }
+
+  /// Conv/Gemm/MatMul/Add output read only by a Relu/Clip: the activation is fused, so the
+  /// quantization point is after it.
+  bool is_fused(const onnx::NodeProto& producer, const std::string& t) const {
+    if (!kFusableProducers.count(producer.op_type()) || graph::is_graph_output(model_.graph(), t)) return false;
+    auto it = consumers_.find(t);
+    return it != consumers_.end() && it->second.size() == 1 &&
+           kFusedActivations.count(model_.graph().node(it->second[0]).op_type());
+  }
+
+  QuantParams calibrated(const std::string& t, const std::string& what) const {
+    auto it = ranges_.find(t);
+    if (it == ranges_.end())
+      fail(ErrorCode::kNotFound, "no calibration statistics for tensor '" + t + "' (" + what +
+                                     "): was the calibration made on this optimized model?");
+    return activation_params(it->second, symmetric_);
+  }
+
+  void choose_activation_params() {
+    const onnx::GraphProto& g = model_.graph();
+    for (const auto& in : g.input())
+      if (is_float_activation(in.name())) params_[in.name()] = calibrated(in.name(), "graph input");
+    for (const auto& n : g.node()) {
+      const std::string& op = n.op_type();
+      if (!kQuantizable.count(op)) float_nodes_.push_back(graph::node_label(n));
+      for (const auto& out : n.output()) {
+        if (!is_float_activation(out) || is_fused(n, out)) continue;
+        if (kSameScale.count(op) && params_.count(n.input(0))) {
+          params_[out] = params_.at(n.input(0));
+        } else if (op == "Sigmoid" || op == "Softmax") {
+          params_[out] = QuantParams{1.0f / 256.0f, -128};  // [0, 1)
+        } else if (op == "Tanh") {
+          params_[out] = QuantParams{1.0f / 128.0f, 0};  // [-1, 1)
+        } else {
+          params_[out] = calibrated(out, "output of node " + graph::node_label(n));
+        }
+      }
+    }
+  }
+
+  // ---- constants -------------------------------------------------------------------------------
+
+  onnx::NodeProto make_node(const std::string& op, std::vector<std::string> inputs, const std::string& output) {
+    onnx::NodeProto n;
+    n.set_op_type(op);
+    n.set_name(names_.make(output + "_" + op));
+    for (auto& in : inputs) n.add_input(in);
+    n.add_output(output);
+    return n;
+  }
+
+  std::string add_init(const Tensor& t, const std::string& base) {
+    const std::string name = names_.make(base);
+    graph::set_initializer(*model_.mutable_graph(), t, name);
+    return name;
+  }
+
+  /// DequantizeLinear(values, scales, zero points [, axis]) of a new initializer.
+  QuantizedConstant dequantized_constant(const std::string& base, const Tensor& values, const Tensor& scales,
+                                         const Tensor& zero_points, int axis) {
+    const std::string v = add_init(values, base + "_quantized");
+    const std::string s = add_init(scales, base + "_scale");
+    const std::string z = add_init(zero_points, base + "_zero_point");
+    QuantizedConstant c;
+    c.dq_output = names_.make(base + "_dequantized");
+    c.dq_nodes.push_back(make_node("DequantizeLinear", {v, s, z}, c.dq_output));
+    if (axis >= 0) graph::set_attr_int(c.dq_nodes.back(), "axis", axis);
+    return c;
+  }
+
+  /// Per-output-channel weight; returns the scales in `scales`.
+  QuantizedConstant quantize_weight(const onnx::NodeProto& n, int axis, std::vector<float>* scales) {
+    const Tensor w = graph::float_initializer(model_.graph(), n.input(1), graph::node_label(n));
+    ChannelQuantized q = quantize_per_channel(w, axis);
+    *scales = q.scales;
+    const int64_t channels = static_cast<int64_t>(q.scales.size());
+    return dequantized_constant(n.input(1), q.values, Tensor::from_vector<float>({channels}, q.scales),
+                                Tensor(DType::kInt8, {channels}), axis);
+  }
+
+  /// The constant operands of node n, replaced in `inputs` (its input names) by DQ outputs.
+  std::vector<onnx::NodeProto> quantize_constants(const onnx::NodeProto& n, std::vector<std::string>* inputs) {
+    const onnx::GraphProto& g = model_.graph();
+    std::vector<onnx::NodeProto> dq;
+    auto take = [&](QuantizedConstant c, int input) {
+      (*inputs)[input] = c.dq_output;
+      dq.insert(dq.end(), c.dq_nodes.begin(), c.dq_nodes.end());
+    };
+    const std::string& op = n.op_type();
+    const bool has_const_weight = n.input_size() >= 2 && graph::find_initializer(g, n.input(1));
+    if ((op == "Conv" || op == "Gemm" || op == "MatMul") && has_const_weight) {
+      const Tensor w = graph::float_initializer(g, n.input(1), graph::node_label(n));
+      int axis = 0;  // Conv: O x I x KH x KW
+      if (op == "Gemm") axis = graph::attr_int(n, "transB", 0) ? 0 : 1;  // [O, K] or [K, O]
+      if (op == "MatMul") {
+        if (w.rank() != 2) {
+          float_nodes_.push_back(graph::node_label(n) + ": weight of rank " + std::to_string(w.rank()));
+          return dq;
+        }
+        axis = 1;  // [K, O]
+      }
+      std::vector<float> w_scales;
+      take(quantize_weight(n, axis, &w_scales), 1);
+      const bool has_bias = op != "MatMul" && n.input_size() >= 3 && graph::find_initializer(g, n.input(2));
+      auto in_params = params_.find(n.input(0));
+      if (has_bias && in_params != params_.end()) {
+        const Tensor b = graph::float_initializer(g, n.input(2), graph::node_label(n));
+        const int64_t channels = static_cast<int64_t>(w_scales.size());
+        if (b.numel() == channels && (b.rank() == 1 || (b.rank() == 2 && b.dim(0) == 1))) {
+          std::vector<float> b_scales;
+          const Tensor qb = quantize_bias(b.reshaped({channels}), in_params->second.scale, w_scales, &b_scales);
+          take(dequantized_constant(n.input(2), qb, Tensor::from_vector<float>({channels}, b_scales),
+                                    Tensor(DType::kInt32, {channels}), 0),
+               2);
+        }
+      }
+    } else if (op == "Add") {
+      for (int i = 0; i < n.input_size(); ++i) {
+        const onnx::TensorProto* init = graph::find_initializer(g, n.input(i));
+        if (!init || init->data_type() != onnx::TensorProto::FLOAT) continue;
+        const Tensor c = tensor_from_proto(*init);
+        Range r{0.0f, 0.0f};
+        for (float v : c.to_vector<float>()) r = {std::min(r.min, v), std::max(r.max, v)};
+        const QuantParams q = activation_params(symmetric_ ? symmetric(r) : r, symmetric_);
+        Tensor qc(DType::kInt8, c.shape());
+        for (int64_t k = 0; k < c.numel(); ++k)
+          qc.data<int8_t>()[k] = math::quantize_float(c.data<float>()[k], q.scale, q.zero_point);
+        take(dequantized_constant(n.input(i), qc, Tensor::scalar<float>(q.scale),
+                                  Tensor::scalar<int8_t>(static_cast<int8_t>(q.zero_point)), -1),
+             i);
+      }
+    }
+    return dq;
+  }
+
+  // ---- graph rebuild ---------------------------------------------------------------------------
+
+  /// Q -> DQ of activation t (read from `source`), the DQ writing `dq_output`.
+  void emit_qdq(const std::string& t, const std::string& source, const std::string& dq_output,
+                std::vector<onnx::NodeProto>* out) {
+    const QuantParams& q = params_.at(t);
+    const std::string s = add_init(Tensor::scalar<float>(q.scale), t + "_scale");
+    const std::string z = add_init(Tensor::scalar<int8_t>(static_cast<int8_t>(q.zero_point)), t + "_zero_point");
+    const std::string quantized = names_.make(t + "_quantized");
+    out->push_back(make_node("QuantizeLinear", {source, s, z}, quantized));
+    out->push_back(make_node("DequantizeLinear", {quantized, s, z}, dq_output));
+  }
+
+  void rebuild() {
+    onnx::GraphProto& g = *model_.mutable_graph();
+    std::vector<onnx::NodeProto> nodes;
+    std::map<std::string, std::string> reads;  // activation -> the DQ output its readers use
+    for (const auto& in : g.input())
+      if (params_.count(in.name())) {
+        reads[in.name()] = names_.make(in.name() + "_dequantized");
+        emit_qdq(in.name(), in.name(), reads[in.name()], &nodes);
+      }
+    const std::vector<onnx::NodeProto> original(g.node().begin(), g.node().end());
+    for (const onnx::NodeProto& n : original) {
+      std::vector<std::string> inputs(n.input().begin(), n.input().end());
+      std::vector<onnx::NodeProto> dq = quantize_constants(n, &inputs);
+      nodes.insert(nodes.end(), dq.begin(), dq.end());
+      onnx::NodeProto node = n;
+      for (int i = 0; i < node.input_size(); ++i) {
+        auto it = reads.find(inputs[i]);
+        node.set_input(i, it != reads.end() ? it->second : inputs[i]);
+      }
+      std::vector<onnx::NodeProto> after;
+      for (auto& out : *node.mutable_output()) {
+        if (!params_.count(out)) continue;
+        const std::string t = out;
+        if (graph::is_graph_output(g, t)) {  // keep the output's name: ... -> Q -> DQ -> t
+          out = names_.make(t + "_float");
+          emit_qdq(t, out, t, &after);
+        } else {
+          reads[t] = names_.make(t + "_dequantized");
+          emit_qdq(t, t, reads[t], &after);
+        }
+      }
+      nodes.push_back(std::move(node));
+      nodes.insert(nodes.end(), after.begin(), after.end());
+    }
+    g.clear_node();
+    for (auto& n : nodes) *g.add_node() = std::move(n);
+    for (const std::string& f : float_nodes_) log().info("quantizer: stays float: {}", f);
+  }
+
+  onnx::ModelProto model_;
+  bool symmetric_;
+  graph::NameAllocator names_;
+  std::map<std::string, Range> ranges_;
+  std::map<std::string, int32_t> elem_type_;
+  std::map<std::string, std::vector<int>> consumers_;  // tensor -> indices of nodes reading it
+  std::map<std::string, QuantParams> params_;          // float activation -> its int8 parameters
+  std::vector<std::string> float_nodes_;
+};
+
+}  // namespace
+
+Expected<onnx::ModelProto> quantize(const onnx::ModelProto& optimized, const Calibration& calib,
+                                    const QuantizeOptions& options, std::vector<std::string>* float_nodes) {
+  return capture([&] { return QdqBuilder(optimized, calib, options).run(float_nodes); });
+}
+
+Expected<onnx::ModelProto> quantize_model(const onnx::ModelProto& fp32, const Tensor& calibration_inputs,
+                                          const QuantizeOptions& options, std::vector<std::string>* float_nodes) {
+  return capture([&] {
+    const onnx::ModelProto optimized = optimize(fp32);
+    const Calibration calib = calibrate(optimized, calibration_inputs, false);
+    return QdqBuilder(optimized, calib, options).run(float_nodes);
+  });
+}
+
+}  // namespace anvil::quant

@@ -1,0 +1,78 @@
+#include "quant_params.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "anvil/common/requant.h"
+
+namespace anvil::quant {
+
+Range include_zero(Range r) { return {std::min(r.min, 0.0f), std::max(r.max, 0.0f)}; }
+
+Range symmetric(Range r) {
+  r = include_zero(r);
+  if (r.min >= 0.0f) return r;
+  const float a = std::max(-r.min, r.max);
+  return {-a, a};
+}
+
+QuantParams activation_params(Range r, bool symmetric) {
+  r = include_zero(r);
+  QuantParams q;
+  if (symmetric && r.min < 0.0f) {
+    q.scale = std::max(std::max(-r.min, r.max) / 127.0f, kMinScale);
+    q.zero_point = 0;
+    return q;
+  }
+  q.scale = std::max((r.max - r.min) / 255.0f, kMinScale);
+  // round(-128 - min/scale) = -128 + round(-min/scale): QuantizeLinear of -min with zero point -128.
+  q.zero_point = math::quantize_float(-r.min, q.scale, -128);
+  return q;
+}
+
+ChannelQuantized quantize_per_channel(const Tensor& weight, int axis) {
+  if (weight.dtype() != DType::kFloat32 || axis < 0 || axis >= static_cast<int>(weight.rank()))
+    fail(ErrorCode::kInvalidArgument, "quantize_per_channel: float32 weight with axis " + std::to_string(axis) +
+                                          " expected, got " + dtype_name(weight.dtype()) + " " +
+                                          shape_str(weight.shape()));
+  const int64_t channels = weight.dim(axis);
+  int64_t inner = 1;
+  for (size_t d = axis + 1; d < weight.rank(); ++d) inner *= weight.dim(d);
+  const int64_t outer = channels ? weight.numel() / (channels * inner) : 0;
+  const float* w = weight.data<float>();
+  auto index = [&](int64_t o, int64_t c, int64_t i) { return (o * channels + c) * inner + i; };
+
+  ChannelQuantized out{Tensor(DType::kInt8, weight.shape()), std::vector<float>(channels, 0.0f)};
+  for (int64_t c = 0; c < channels; ++c) {
+    float max_abs = 0.0f;
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t i = 0; i < inner; ++i) max_abs = std::max(max_abs, std::fabs(w[index(o, c, i)]));
+    out.scales[c] = std::max(max_abs / 127.0f, kMinScale);
+  }
+  int8_t* q = out.values.data<int8_t>();
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t i = 0; i < inner; ++i) {
+        const int64_t k = index(o, c, i);
+        q[k] = std::max<int8_t>(math::quantize_float(w[k], out.scales[c], 0), -127);
+      }
+  return out;
+}
+
+Tensor quantize_bias(const Tensor& bias, float input_scale, const std::vector<float>& weight_scales,
+                     std::vector<float>* scales) {
+  if (bias.dtype() != DType::kFloat32 || bias.rank() != 1 ||
+      bias.numel() != static_cast<int64_t>(weight_scales.size()))
+    fail(ErrorCode::kInvalidArgument, "quantize_bias: float32 bias of " + std::to_string(weight_scales.size()) +
+                                          " values expected, got " + dtype_name(bias.dtype()) + " " +
+                                          shape_str(bias.shape()));
+  Tensor q(DType::kInt32, bias.shape());
+  scales->assign(weight_scales.size(), 0.0f);
+  for (size_t c = 0; c < weight_scales.size(); ++c) {
+    (*scales)[c] = input_scale * weight_scales[c];
+    q.data<int32_t>()[c] = math::quantize_bias(bias.data<float>()[c], (*scales)[c]);
+  }
+  return q;
+}
+
+}  // namespace anvil::quant

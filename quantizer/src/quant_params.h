@@ -1,0 +1,52 @@
+#pragma once
+/// The quantization arithmetic of the quantizer: ranges -> (scale, zero point), per-channel
+/// weights, int32 biases. Rounding goes through common/requant.h (math::quantize_float,
+/// math::quantize_bias) so it is the same rounding the executor and the hardware use.
+#include <vector>
+
+#include "anvil/common/tensor.h"
+#include "anvil/quantizer/quantizer.h"
+#include "anvil/reference/int8_graph.h"
+
+namespace anvil::quant {
+
+using ref::QuantParams;
+
+/// The smallest scale the quantizer emits. A tensor that is zero everywhere (range [0, 0], or a
+/// weight channel of zeros) gets it instead of 0: DequantizeLinear and the integer multipliers
+/// need a positive scale, and any scale represents 0 exactly.
+constexpr float kMinScale = 1e-8f;
+
+/// True for the *_SYM methods.
+bool is_symmetric(Method method);
+
+/// [min(r.min, 0), max(r.max, 0)].
+Range include_zero(Range r);
+/// The symmetric form of a range that contains 0: [-a, a] with a = max(|min|, |max|), except that an
+/// all-non-negative range [0, b] stays [0, b] (FuriosaAI's *_SYM convention).
+Range symmetric(Range r);
+
+/// Per-tensor int8 activation parameters of a range (widened to contain 0 first).
+///  asymmetric: scale = (max - min) / 255, zero_point = round(-128 - min / scale) in [-128, 127];
+///  symmetric and min < 0: scale = max(|min|, |max|) / 127, zero_point = 0 (codes -127..127);
+///  symmetric and min >= 0 ([0, a], see symmetric()): the asymmetric form, scale = a / 255 with
+///    zero_point = -128, as FuriosaAI and TFLite do for non-negative tensors: a/127 with zp 0 would
+///    leave the 128 negative codes unused and halve the resolution.
+/// A scale below kMinScale becomes kMinScale.
+QuantParams activation_params(Range r, bool symmetric);
+
+/// An int8 weight quantized per output channel.
+struct ChannelQuantized {
+  Tensor values;              ///< int8, same shape as the float weight, in [-127, 127]
+  std::vector<float> scales;  ///< one per channel of `axis`
+};
+/// Symmetric per-channel quantization along `axis`: scale[c] = max|w[c]| / 127 (kMinScale for an
+/// all-zero channel), q = round_half_to_even(w / scale[c]) clamped to [-127, 127], zero point 0.
+ChannelQuantized quantize_per_channel(const Tensor& weight, int axis);
+
+/// int32 bias with scale[c] = input_scale * weight_scales[c] (computed in float32, the value the
+/// model stores for DequantizeLinear); returns the int32 tensor and fills `scales`.
+Tensor quantize_bias(const Tensor& bias, float input_scale, const std::vector<float>& weight_scales,
+                     std::vector<float>* scales);
+
+}  // namespace anvil::quant

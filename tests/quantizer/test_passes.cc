@@ -1,0 +1,213 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "anvil/common/onnx_model.h"
+#include "anvil/quantizer/quantizer.h"
+#include "anvil/reference/executor.h"
+#include "model_builder.h"
+#include "passes.h"
+
+using namespace anvil;
+using namespace anvil::quant;
+using namespace anvil::quant::test;
+
+namespace {
+
+Tensor run1(const onnx::ModelProto& m, const Tensor& x) {
+  auto exec = ref::Executor::create(m);
+  EXPECT_TRUE(exec.ok()) << (exec.ok() ? "" : exec.error().what());
+  auto out = exec->run({{"x", x}});
+  EXPECT_TRUE(out.ok()) << (out.ok() ? "" : out.error().what());
+  return out->at("y");
+}
+
+float max_abs_diff(const Tensor& a, const Tensor& b) {
+  EXPECT_EQ(a.shape(), b.shape());
+  float d = 0.0f;
+  for (int64_t i = 0; i < a.numel(); ++i) d = std::max(d, std::fabs(a.data<float>()[i] - b.data<float>()[i]));
+  return d;
+}
+
+void add_bn(ModelBuilder& b, const std::string& in, const std::string& out, int64_t c, unsigned seed) {
+  b.init("gamma", random_tensor({c}, 0.5f, 1.5f, seed))
+      .init("beta", random_tensor({c}, -0.5f, 0.5f, seed + 1))
+      .init("mean", random_tensor({c}, -0.3f, 0.3f, seed + 2))
+      .init("var", random_tensor({c}, 0.2f, 2.0f, seed + 3));
+  set_float(b.node("BatchNormalization", {in, "gamma", "beta", "mean", "var"}, {out}), "epsilon", 1e-3f);
+}
+
+}  // namespace
+
+TEST(RemoveIdentity, RewiresReadersAndKeepsOutputName) {
+  ModelBuilder b;
+  b.input("x", {4}).output("y", {4});
+  b.node("Identity", {"x"}, {"a"});
+  b.node("Relu", {"a"}, {"r"});
+  b.node("Dropout", {"r"}, {"y"});
+  onnx::ModelProto m = b.model();
+  passes::remove_identity(m);
+  ASSERT_EQ(m.graph().node_size(), 1);
+  EXPECT_EQ(m.graph().node(0).op_type(), "Relu");
+  EXPECT_EQ(m.graph().node(0).input(0), "x");
+  EXPECT_EQ(m.graph().node(0).output(0), "y");
+  EXPECT_NO_THROW(check_onnx(m, "after remove-identity"));
+}
+
+TEST(RemoveIdentity, KeepsIdentityFromGraphInputToGraphOutput) {
+  ModelBuilder b;
+  b.input("x", {4}).output("y", {4});
+  b.node("Identity", {"x"}, {"y"});
+  onnx::ModelProto m = b.model();
+  passes::remove_identity(m);
+  EXPECT_EQ(m.graph().node_size(), 1);
+}
+
+TEST(RemoveIdentity, KeepsDropoutWhoseMaskIsRead) {
+  ModelBuilder b;
+  b.input("x", {4}).output("y", {4}).output("mask_f", {4});
+  b.node("Dropout", {"x"}, {"y", "mask"});
+  b.node("Cast", {"mask"}, {"mask_f"});
+  onnx::ModelProto m = b.model();
+  passes::remove_identity(m);
+  EXPECT_EQ(count_ops(m, "Dropout"), 1);
+}
+
+TEST(FoldBatchNorm, ConvWithBiasMatchesUnfolded) {
+  ModelBuilder b;
+  b.input("x", {2, 5, 5}).output("y", {3, 5, 5});
+  b.init("w", random_tensor({3, 2, 3, 3}, -1.0f, 1.0f, 1)).init("b", random_tensor({3}, -1.0f, 1.0f, 2));
+  auto& conv = b.node("Conv", {"x", "w", "b"}, {"c"});
+  set_ints(conv, "pads", {1, 1, 1, 1});
+  set_ints(conv, "kernel_shape", {3, 3});
+  add_bn(b, "c", "bn", 3, 10);
+  b.node("Relu", {"bn"}, {"y"});
+  onnx::ModelProto m = b.model();
+  passes::fold_batchnorm(m);
+  passes::remove_dead_initializers(m);
+  EXPECT_EQ(count_ops(m, "BatchNormalization"), 0);
+  EXPECT_EQ(m.graph().node(0).output(0), "bn");
+  EXPECT_EQ(m.graph().initializer_size(), 2);  // folded weight and bias only
+  EXPECT_NO_THROW(check_onnx(m, "after fold-batchnorm"));
+  const Tensor x = random_tensor({4, 2, 5, 5}, -2.0f, 2.0f, 3);
+  EXPECT_LE(max_abs_diff(run1(b.model(), x), run1(m, x)), 1e-5f);
+}
+
+TEST(FoldBatchNorm, ConvWithoutBiasGetsOne) {
+  ModelBuilder b;
+  b.input("x", {2, 4, 4}).output("y", {3, 4, 4});
+  b.init("w", random_tensor({3, 2, 1, 1}, -1.0f, 1.0f, 4));
+  b.node("Conv", {"x", "w"}, {"c"});
+  add_bn(b, "c", "y", 3, 20);
+  onnx::ModelProto m = b.model();
+  passes::fold_batchnorm(m);
+  ASSERT_EQ(m.graph().node_size(), 1);
+  EXPECT_EQ(m.graph().node(0).input_size(), 3);
+  const Tensor x = random_tensor({2, 2, 4, 4}, -2.0f, 2.0f, 5);
+  EXPECT_LE(max_abs_diff(run1(b.model(), x), run1(m, x)), 1e-5f);
+}
+
+class FoldBatchNormGemm : public ::testing::TestWithParam<int> {};
+
+TEST_P(FoldBatchNormGemm, MatchesUnfolded) {
+  const int trans_b = GetParam();
+  ModelBuilder b;
+  b.input("x", {6}).output("y", {4});
+  b.init("B", random_tensor(trans_b ? Shape{4, 6} : Shape{6, 4}, -1.0f, 1.0f, 6));
+  b.init("C", random_tensor({4}, -1.0f, 1.0f, 7));
+  auto& gemm = b.node("Gemm", {"x", "B", "C"}, {"g"});
+  set_int(gemm, "transB", trans_b);
+  set_float(gemm, "alpha", 0.7f);
+  set_float(gemm, "beta", 0.5f);
+  add_bn(b, "g", "y", 4, 30);
+  onnx::ModelProto m = b.model();
+  passes::fold_batchnorm(m);
+  ASSERT_EQ(m.graph().node_size(), 1);
+  const Tensor x = random_tensor({5, 6}, -2.0f, 2.0f, 8);
+  EXPECT_LE(max_abs_diff(run1(b.model(), x), run1(m, x)), 1e-5f);
+}
+INSTANTIATE_TEST_SUITE_P(TransB, FoldBatchNormGemm, ::testing::Values(0, 1));
+
+TEST(FoldBatchNorm, LeavesBnWhenConvOutputHasAnotherReader) {
+  ModelBuilder b;
+  b.input("x", {2, 4, 4}).output("y", {3, 4, 4});
+  b.init("w", random_tensor({3, 2, 1, 1}, -1.0f, 1.0f, 4));
+  b.node("Conv", {"x", "w"}, {"c"});
+  add_bn(b, "c", "bn", 3, 20);
+  b.node("Add", {"c", "bn"}, {"y"});
+  onnx::ModelProto m = b.model();
+  passes::fold_batchnorm(m);
+  EXPECT_EQ(count_ops(m, "BatchNormalization"), 1);
+}
+
+TEST(RemoveDeadInitializers, DropsUnreadOnly) {
+  ModelBuilder b;
+  b.input("x", {2}).output("y", {2});
+  b.init("used", random_tensor({2}, 0, 1, 1)).init("unused", random_tensor({2}, 0, 1, 2));
+  b.node("Add", {"x", "used"}, {"y"});
+  onnx::ModelProto m = b.model();
+  passes::remove_dead_initializers(m);
+  ASSERT_EQ(m.graph().initializer_size(), 1);
+  EXPECT_EQ(m.graph().initializer(0).name(), "used");
+}
+
+TEST(InferShapes, TypesEveryIntermediateTensor) {
+  ModelBuilder b;
+  b.input("x", {2}).output("y", {2});
+  b.node("Relu", {"x"}, {"r"});
+  b.node("Relu", {"r"}, {"y"});
+  onnx::ModelProto m = b.model();
+  passes::infer_shapes(m);
+  ASSERT_EQ(m.graph().value_info_size(), 1);
+  EXPECT_EQ(m.graph().value_info(0).name(), "r");
+  EXPECT_EQ(m.graph().value_info(0).type().tensor_type().elem_type(), onnx::TensorProto::FLOAT);
+}
+
+TEST(UpgradeOpset, ConvertsOpset11To13) {
+  ModelBuilder b(11);
+  b.input("x", {1, 3}).output("y", {3});
+  auto& sq = b.node("Squeeze", {"x"}, {"y"});
+  set_ints(sq, "axes", {1});
+  onnx::ModelProto m = b.model();
+  passes::upgrade_opset(m);
+  EXPECT_EQ(onnx_opset(m), 13);
+  const onnx::NodeProto* sq13 = producer(m, "y");
+  ASSERT_NE(sq13, nullptr);
+  EXPECT_EQ(sq13->input_size(), 2);  // Squeeze-13 takes axes as an input (a Constant node)
+  EXPECT_NO_THROW(check_onnx(m, "upgraded"));
+}
+
+TEST(ConstantsToInitializers, MovesTensorConstants) {
+  ModelBuilder b;
+  b.input("x", {3}).output("y", {3});
+  auto& c = b.node("Constant", {}, {"k"});
+  auto* a = c.add_attribute();
+  a->set_name("value");
+  a->set_type(onnx::AttributeProto::TENSOR);
+  *a->mutable_t() = tensor_to_proto(Tensor::from_vector<float>({3}, {1, 2, 3}), "");
+  b.node("Add", {"x", "k"}, {"y"});
+  onnx::ModelProto m = b.model();
+  passes::constants_to_initializers(m);
+  ASSERT_EQ(m.graph().node_size(), 1);
+  EXPECT_EQ(initializer(m, "k").to_vector<float>(), (std::vector<float>{1, 2, 3}));
+  const Tensor x = random_tensor({2, 3}, -1, 1, 1);
+  EXPECT_LE(max_abs_diff(run1(b.model(), x), run1(m, x)), 0.0f);
+}
+
+TEST(Optimize, RunsThePipelineInOrder) {
+  std::vector<std::string> names;
+  for (const auto& p : passes::pipeline()) names.push_back(p.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"upgrade-opset", "constants-to-initializers", "remove-identity", "fold-batchnorm",
+                                             "remove-dead-initializers", "infer-shapes"}));
+  ModelBuilder b;
+  b.input("x", {2, 4, 4}).output("y", {3, 4, 4});
+  b.init("w", random_tensor({3, 2, 1, 1}, -1.0f, 1.0f, 4));
+  b.node("Identity", {"x"}, {"xi"});
+  b.node("Conv", {"xi", "w"}, {"c"});
+  add_bn(b, "c", "y", 3, 20);
+  const onnx::ModelProto m = optimize(b.model());
+  ASSERT_EQ(m.graph().node_size(), 1);
+  EXPECT_EQ(m.graph().initializer_size(), 2);
+  const Tensor x = random_tensor({2, 2, 4, 4}, -2.0f, 2.0f, 5);
+  EXPECT_LE(max_abs_diff(run1(b.model(), x), run1(m, x)), 1e-5f);
+}

@@ -1,0 +1,267 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "anvil/common/onnx_model.h"
+#include "anvil/quantizer/quantizer.h"
+#include "anvil/reference/executor.h"
+#include "model_builder.h"
+
+using namespace anvil;
+using namespace anvil::quant;
+using namespace anvil::quant::test;
+
+namespace {
+
+/// x -> Conv -> Relu -> MaxPool -> Conv(1x1) -> Add(., pool) -> Relu -> GAP -> Flatten -> Gemm -> y
+onnx::ModelProto small_cnn(int trans_b = 1) {
+  ModelBuilder b;
+  b.input("x", {2, 6, 6}).output("y", {3});
+  b.init("w1", random_tensor({4, 2, 3, 3}, -0.5f, 0.5f, 1)).init("b1", random_tensor({4}, -0.2f, 0.2f, 2));
+  b.init("w2", random_tensor({4, 4, 1, 1}, -0.5f, 0.5f, 3)).init("b2", random_tensor({4}, -0.2f, 0.2f, 4));
+  b.init("B", random_tensor(trans_b ? Shape{3, 4} : Shape{4, 3}, -1.0f, 1.0f, 5));
+  b.init("C", random_tensor({3}, -0.2f, 0.2f, 6));
+  auto& c1 = b.node("Conv", {"x", "w1", "b1"}, {"c1"});
+  set_ints(c1, "pads", {1, 1, 1, 1});
+  b.node("Relu", {"c1"}, {"r1"});
+  auto& pool = b.node("MaxPool", {"r1"}, {"p"});
+  set_ints(pool, "kernel_shape", {2, 2});
+  set_ints(pool, "strides", {2, 2});
+  b.node("Conv", {"p", "w2", "b2"}, {"c2"});
+  b.node("Add", {"c2", "p"}, {"a"});
+  b.node("Relu", {"a"}, {"ra"});
+  b.node("GlobalAveragePool", {"ra"}, {"gap"});
+  b.node("Flatten", {"gap"}, {"f"});
+  auto& gemm = b.node("Gemm", {"f", "B", "C"}, {"y"});
+  set_int(gemm, "transB", trans_b);
+  return b.model();
+}
+
+Tensor inputs() { return random_tensor({16, 2, 6, 6}, -1.0f, 1.0f, 7); }
+
+onnx::ModelProto quantized(const onnx::ModelProto& fp32, Method method = Method::kMinMaxAsym,
+                           std::vector<std::string>* float_nodes = nullptr, const Tensor& x = inputs()) {
+  const onnx::ModelProto opt = optimize(fp32);
+  const Calibration calib = calibrate(opt, x, false);
+  QuantizeOptions options;
+  options.method = method;
+  auto q = quantize(opt, calib, options, float_nodes);
+  EXPECT_TRUE(q.ok()) << (q.ok() ? "" : q.error().what());
+  return q.ok() ? q.value() : onnx::ModelProto();
+}
+
+/// The QuantizeLinear reading `t` (nullptr when none).
+const onnx::NodeProto* q_of(const onnx::ModelProto& m, const std::string& t) {
+  for (const auto* n : consumers(m, t))
+    if (n->op_type() == "QuantizeLinear") return n;
+  return nullptr;
+}
+
+float scalar_f(const onnx::ModelProto& m, const std::string& name) { return initializer(m, name).data<float>()[0]; }
+
+}  // namespace
+
+TEST(Quantize, OutputPassesCheckerAndKeepsInterface) {
+  const onnx::ModelProto fp32 = small_cnn();
+  const onnx::ModelProto m = quantized(fp32);
+  EXPECT_NO_THROW(check_onnx(m, "qdq"));
+  EXPECT_EQ(onnx_opset(m), 13);
+  ASSERT_EQ(m.graph().input_size(), 1);
+  ASSERT_EQ(m.graph().output_size(), 1);
+  EXPECT_EQ(m.graph().input(0).name(), "x");
+  EXPECT_EQ(m.graph().output(0).name(), "y");
+  EXPECT_EQ(m.graph().output(0).type().tensor_type().elem_type(), onnx::TensorProto::FLOAT);
+  EXPECT_EQ(m.graph().input(0).type().tensor_type().shape().dim(0).dim_param(), "N");
+  EXPECT_EQ(m.graph().output(0).type().tensor_type().shape().dim(0).dim_param(), "N");
+  // input -> Q -> DQ; ... -> Q -> DQ -> y
+  ASSERT_NE(q_of(m, "x"), nullptr);
+  const onnx::NodeProto* out = producer(m, "y");
+  ASSERT_NE(out, nullptr);
+  EXPECT_EQ(out->op_type(), "DequantizeLinear");
+  EXPECT_EQ(producer(m, out->input(0))->op_type(), "QuantizeLinear");
+}
+
+TEST(Quantize, ReluIsFusedIntoConvAndAdd) {
+  const onnx::ModelProto m = quantized(small_cnn());
+  for (const std::string t : {"c1", "a"}) {
+    EXPECT_EQ(q_of(m, t), nullptr) << t;
+    const auto readers = consumers(m, t);
+    ASSERT_EQ(readers.size(), 1u) << t;
+    EXPECT_EQ(readers[0]->op_type(), "Relu");
+    EXPECT_NE(q_of(m, readers[0]->output(0)), nullptr);  // Conv -> Relu -> Q -> DQ
+  }
+  EXPECT_NE(q_of(m, "c2"), nullptr);  // Conv output read by Add: quantized
+}
+
+TEST(Quantize, WeightsPerChannelInt8AndBiasInt32) {
+  const onnx::ModelProto m = quantized(small_cnn());
+  const onnx::NodeProto* conv = producer(m, "c1");
+  ASSERT_NE(conv, nullptr);
+  const onnx::NodeProto* wdq = producer(m, conv->input(1));
+  ASSERT_EQ(wdq->op_type(), "DequantizeLinear");
+  const Tensor wq = initializer(m, wdq->input(0)), ws = initializer(m, wdq->input(1)), wz = initializer(m, wdq->input(2));
+  EXPECT_EQ(wq.dtype(), DType::kInt8);
+  EXPECT_EQ(wq.shape(), (Shape{4, 2, 3, 3}));
+  EXPECT_EQ(ws.shape(), (Shape{4}));
+  EXPECT_EQ(wz.dtype(), DType::kInt8);
+  ASSERT_EQ(wdq->attribute_size(), 1);
+  EXPECT_EQ(wdq->attribute(0).i(), 0);  // axis
+  for (int8_t v : wq.to_vector<int8_t>()) EXPECT_GE(v, -127);
+  for (int8_t v : wz.to_vector<int8_t>()) EXPECT_EQ(v, 0);
+  // Each channel's max |w| is 127.
+  for (int o = 0; o < 4; ++o) {
+    int max_abs = 0;
+    for (int k = 0; k < 18; ++k) max_abs = std::max(max_abs, std::abs(int(wq.data<int8_t>()[o * 18 + k])));
+    EXPECT_EQ(max_abs, 127);
+  }
+  // Bias: int32 with scale input_scale * weight_scale[c].
+  const onnx::NodeProto* bdq = producer(m, conv->input(2));
+  ASSERT_EQ(bdq->op_type(), "DequantizeLinear");
+  const Tensor bq = initializer(m, bdq->input(0)), bs = initializer(m, bdq->input(1));
+  EXPECT_EQ(bq.dtype(), DType::kInt32);
+  const onnx::NodeProto* xdq = producer(m, conv->input(0));
+  ASSERT_EQ(xdq->op_type(), "DequantizeLinear");
+  const float in_scale = scalar_f(m, xdq->input(1));
+  const Tensor b1 = initializer(small_cnn(), "b1");
+  for (int o = 0; o < 4; ++o) {
+    EXPECT_FLOAT_EQ(bs.data<float>()[o], in_scale * ws.data<float>()[o]);
+    EXPECT_EQ(bq.data<int32_t>()[o], std::lround(b1.data<float>()[o] / bs.data<float>()[o]));
+  }
+  // Activations only (x, r1, p, c2, ra, gap, f, y): no QuantizeLinear on a weight or bias.
+  EXPECT_EQ(count_ops(m, "QuantizeLinear"), 8);
+}
+
+TEST(Quantize, SameScaleOpsReuseInputParamsAndGapHasItsOwn) {
+  const onnx::ModelProto m = quantized(small_cnn());
+  const onnx::NodeProto* q_r1 = q_of(m, "r1");
+  const onnx::NodeProto* q_p = q_of(m, "p");
+  ASSERT_TRUE(q_r1 && q_p);
+  EXPECT_EQ(scalar_f(m, q_r1->input(1)), scalar_f(m, q_p->input(1)));
+  EXPECT_EQ(initializer(m, q_r1->input(2)).data<int8_t>()[0], initializer(m, q_p->input(2)).data<int8_t>()[0]);
+  const onnx::NodeProto* q_ra = q_of(m, "ra");
+  const onnx::NodeProto* q_gap = q_of(m, "gap");
+  ASSERT_TRUE(q_ra && q_gap);
+  EXPECT_NE(scalar_f(m, q_ra->input(1)), scalar_f(m, q_gap->input(1)));  // GAP output range is narrower
+}
+
+TEST(Quantize, GemmWithoutTransposeQuantizesAxis1) {
+  const onnx::ModelProto m = quantized(small_cnn(0));
+  const onnx::NodeProto* gemm = producer(m, producer(m, producer(m, "y")->input(0))->input(0));
+  ASSERT_EQ(gemm->op_type(), "Gemm");
+  const onnx::NodeProto* wdq = producer(m, gemm->input(1));
+  ASSERT_EQ(wdq->op_type(), "DequantizeLinear");
+  EXPECT_EQ(wdq->attribute(0).i(), 1);
+  EXPECT_EQ(initializer(m, wdq->input(1)).shape(), (Shape{3}));
+}
+
+TEST(Quantize, QdqModelRunsAndTracksFp32) {
+  const onnx::ModelProto fp32 = small_cnn();
+  for (Method method : {Method::kMinMaxAsym, Method::kMinMaxSym}) {
+    const onnx::ModelProto m = quantized(fp32, method);
+    const Tensor x = inputs();
+    auto ref = ref::Executor::create(fp32)->run({{"x", x}});
+    auto exec = ref::Executor::create(m);
+    ASSERT_TRUE(exec.ok()) << exec.error().what();
+    auto out = exec->run({{"x", x}});
+    ASSERT_TRUE(ref.ok() && out.ok());
+    const Tensor& a = ref->at("y");
+    const Tensor& b = out->at("y");
+    ASSERT_EQ(a.shape(), b.shape());
+    float lo = 0, hi = 0, err = 0;
+    for (int64_t i = 0; i < a.numel(); ++i) {
+      lo = std::min(lo, a.data<float>()[i]);
+      hi = std::max(hi, a.data<float>()[i]);
+      err = std::max(err, std::fabs(a.data<float>()[i] - b.data<float>()[i]));
+    }
+    // int8 through 5 layers: a few output quantization steps of error at most.
+    EXPECT_LT(err, 0.05f * (hi - lo)) << method_name(method);
+    EXPECT_GT(err, 0.0f);  // it really is quantized
+  }
+}
+
+TEST(Quantize, MatMulWithConstantWeightQuantizesAxis1) {
+  ModelBuilder b;
+  b.input("x", {4}).output("y", {3});
+  b.init("W", random_tensor({4, 3}, -1.0f, 1.0f, 1));
+  b.node("MatMul", {"x", "W"}, {"y"});
+  const onnx::ModelProto m = quantized(b.model(), Method::kMinMaxAsym, nullptr, random_tensor({8, 4}, -1, 1, 2));
+  const onnx::NodeProto* mm = producer(m, producer(m, producer(m, "y")->input(0))->input(0));
+  ASSERT_EQ(mm->op_type(), "MatMul");
+  const onnx::NodeProto* wdq = producer(m, mm->input(1));
+  ASSERT_EQ(wdq->op_type(), "DequantizeLinear");
+  EXPECT_EQ(wdq->attribute(0).i(), 1);
+  EXPECT_EQ(initializer(m, wdq->input(0)).dtype(), DType::kInt8);
+}
+
+TEST(Quantize, UnhandledOperatorStaysFloatBetweenDqAndQ) {
+  ModelBuilder b;
+  b.input("x", {4}).output("y", {4});
+  b.node("Relu", {"x"}, {"r"});
+  b.node("Mul", {"r", "x"}, {"m"});
+  b.node("Relu", {"m"}, {"y"});
+  std::vector<std::string> float_nodes;
+  const onnx::ModelProto m = quantized(b.model(), Method::kMinMaxAsym, &float_nodes, random_tensor({8, 4}, -1, 1, 2));
+  ASSERT_EQ(float_nodes.size(), 1u);
+  EXPECT_NE(float_nodes[0].find("Mul"), std::string::npos);
+  const onnx::NodeProto* mul = producer(m, "m");
+  ASSERT_NE(mul, nullptr);
+  for (const auto& in : mul->input()) EXPECT_EQ(producer(m, in)->op_type(), "DequantizeLinear");
+  EXPECT_NE(q_of(m, "m"), nullptr);
+}
+
+TEST(Quantize, FixedParamsForSigmoidAndTanh) {
+  ModelBuilder b;
+  b.input("x", {4}).output("s", {4}).output("t", {4});
+  b.node("Sigmoid", {"x"}, {"s"});
+  b.node("Tanh", {"x"}, {"t"});
+  Calibration calib;  // hand-made: the executor has no Sigmoid
+  calib.tensors["x"] = {-3.0f, 3.0f, 4};
+  auto q = quantize(optimize(b.model()), calib, {});
+  ASSERT_TRUE(q.ok()) << q.error().what();
+  const onnx::NodeProto* qs = producer(*q, producer(*q, "s")->input(0));
+  ASSERT_EQ(qs->op_type(), "QuantizeLinear");
+  EXPECT_EQ(scalar_f(*q, qs->input(1)), 1.0f / 256.0f);
+  EXPECT_EQ(initializer(*q, qs->input(2)).data<int8_t>()[0], -128);
+  const onnx::NodeProto* qt = producer(*q, producer(*q, "t")->input(0));
+  ASSERT_EQ(qt->op_type(), "QuantizeLinear");
+  EXPECT_EQ(scalar_f(*q, qt->input(1)), 1.0f / 128.0f);
+  EXPECT_EQ(initializer(*q, qt->input(2)).data<int8_t>()[0], 0);
+}
+
+TEST(Quantize, MissingStatisticsNameTheTensor) {
+  ModelBuilder b;
+  b.input("x", {4}).output("y", {4});
+  b.node("Relu", {"x"}, {"y"});
+  Calibration calib;
+  calib.tensors["x"] = {-1.0f, 1.0f, 4};
+  auto q = quantize(b.model(), calib, {});
+  ASSERT_FALSE(q.ok());
+  EXPECT_EQ(q.error().code(), ErrorCode::kNotFound);
+  EXPECT_NE(std::string(q.error().what()).find("'y'"), std::string::npos);
+}
+
+TEST(Quantize, RejectsAnAlreadyQuantizedModel) {
+  const onnx::ModelProto m = quantized(small_cnn());
+  Calibration calib;
+  auto q = quantize(m, calib, {});
+  ASSERT_FALSE(q.ok());
+  EXPECT_EQ(q.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(std::string(q.error().what()).find("already quantized"), std::string::npos);
+}
+
+TEST(Quantize, UnimplementedMethodIsAnError) {
+  QuantizeOptions options;
+  options.method = Method::kPercentileAsym;
+  const onnx::ModelProto opt = optimize(small_cnn());
+  auto q = quantize(opt, calibrate(opt, inputs(), false), options);
+  ASSERT_FALSE(q.ok());
+  EXPECT_EQ(q.error().code(), ErrorCode::kUnsupported);
+}
+
+TEST(QuantizeModel, ChainsOptimizeCalibrateQuantize) {
+  auto q = quantize_model(small_cnn(), inputs(), {});
+  ASSERT_TRUE(q.ok()) << q.error().what();
+  EXPECT_NO_THROW(check_onnx(*q, "qdq"));
+  auto bad = quantize_model(small_cnn(), Tensor(DType::kFloat32, {0, 2, 6, 6}), {});
+  EXPECT_FALSE(bad.ok());
+}

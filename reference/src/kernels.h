@@ -27,6 +27,11 @@ struct KernelContext {
 
 using Kernel = void (*)(KernelContext& ctx);
 
+/// Output shape of Flatten(axis) and of Reshape(shape, allowzero) (0 copies a dimension unless
+/// allow_zero, one -1 is inferred); shared with the QDQ lowering. Throw kInvalidArgument.
+Shape flatten_shape(const Shape& in, int64_t axis);
+Shape reshape_shape(const Shape& in, std::vector<int64_t> shape, bool allow_zero);
+
 struct OpSchema {
   const char* op_type;
   Kernel run;

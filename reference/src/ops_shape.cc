@@ -27,29 +27,26 @@ void constant_kernel(KernelContext& ctx) {
   }
 }
 
-void flatten_kernel(KernelContext& ctx) {
-  const Tensor& x = ctx.input(0);
-  const int64_t rank = static_cast<int64_t>(x.rank());
-  int64_t axis = attr_int(ctx.node, "axis", 1);
+Shape flatten_shape(const Shape& in, int64_t axis) {
+  const int64_t rank = static_cast<int64_t>(in.size());
   // Flatten accepts axis == rank (everything in the first dimension).
   axis = axis == rank ? rank : normalize_axis(axis, rank, "axis");
   int64_t outer = 1;
-  for (int64_t i = 0; i < axis; ++i) outer *= x.dim(i);
-  ctx.outputs[0] = x.reshaped({outer, outer ? x.numel() / outer : 0});
+  for (int64_t i = 0; i < axis; ++i) outer *= in[i];
+  const int64_t numel = shape_numel(in);
+  return {outer, outer ? numel / outer : 0};
 }
 
-void reshape_kernel(KernelContext& ctx) {
-  const Tensor& x = ctx.input(0);
-  std::vector<int64_t> shape = int_values(ctx.input(1), "shape");
-  const bool allow_zero = attr_int(ctx.node, "allowzero", 0) != 0;
+Shape reshape_shape(const Shape& in, std::vector<int64_t> shape, bool allow_zero) {
+  const int64_t numel = shape_numel(in);
   int infer = -1;
   int64_t known = 1;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] == 0 && !allow_zero) {
-      if (i >= x.rank())
+      if (i >= in.size())
         fail(ErrorCode::kInvalidArgument, "shape entry " + std::to_string(i) + " is 0 but the input has rank " +
-                                              std::to_string(x.rank()));
-      shape[i] = x.dim(i);  // 0 copies the input's dimension
+                                              std::to_string(in.size()));
+      shape[i] = in[i];  // 0 copies the input's dimension
     }
     if (shape[i] == -1) {
       if (infer >= 0) fail(ErrorCode::kInvalidArgument, "shape has more than one -1");
@@ -63,13 +60,24 @@ void reshape_kernel(KernelContext& ctx) {
     }
   }
   if (infer >= 0) {
-    if (known == 0 || x.numel() % known)
-      fail(ErrorCode::kInvalidArgument, "cannot infer -1 reshaping " + shape_str(x.shape()));
-    shape[infer] = x.numel() / known;
+    if (known == 0 || numel % known)
+      fail(ErrorCode::kInvalidArgument, "cannot infer -1 reshaping " + shape_str(in));
+    shape[infer] = numel / known;
   }
-  if (shape_numel(shape) != x.numel())
-    fail(ErrorCode::kInvalidArgument, "cannot reshape " + shape_str(x.shape()) + " to " + shape_str(shape));
-  ctx.outputs[0] = x.reshaped(shape);
+  if (shape_numel(shape) != numel)
+    fail(ErrorCode::kInvalidArgument, "cannot reshape " + shape_str(in) + " to " + shape_str(shape));
+  return shape;
+}
+
+void flatten_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  ctx.outputs[0] = x.reshaped(flatten_shape(x.shape(), attr_int(ctx.node, "axis", 1)));
+}
+
+void reshape_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  const bool allow_zero = attr_int(ctx.node, "allowzero", 0) != 0;
+  ctx.outputs[0] = x.reshaped(reshape_shape(x.shape(), int_values(ctx.input(1), "shape"), allow_zero));
 }
 
 }  // namespace anvil::ref

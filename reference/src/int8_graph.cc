@@ -1,0 +1,170 @@
+// run_int8: the integer golden model. Plain loops over int8 tensors; every rounding step is a
+// call into common/requant.h, so the compiler and the hardware model can match it bit for bit.
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+
+#include "anvil/reference/int8_graph.h"
+
+namespace anvil::ref {
+
+namespace {
+
+/// Spatial view of an int8 value: N x C x H x W, with 2-D N x C values seen as N x C x 1 x 1.
+struct Dims {
+  int64_t n, c, h, w;
+};
+Dims nchw(const Shape& s) {
+  if (s.size() == 4) return {s[0], s[1], s[2], s[3]};
+  if (s.size() == 2) return {s[0], s[1], 1, 1};
+  fail(ErrorCode::kInvalidArgument, "expected an N x C x H x W or N x C value, got " + shape_str(s));
+}
+
+/// Conv: acc = bias[o] + sum over the window of (x - in_zp) * w, with padding contributing 0;
+/// out = requantize(acc, multipliers[o], out_zp, act_min, act_max). lower_qdq checked that
+/// |bias| + K * 255 * 128 fits in int32, so acc cannot overflow.
+void conv(const Int8Op& op, const Int8Value& in_v, const Int8Value& out_v, const Tensor& in, Tensor& out) {
+  const Dims x = nchw(in_v.shape), y = nchw(out_v.shape);
+  const int64_t groups = op.groups, cg = x.c / groups, og = y.c / groups;
+  const int64_t kh = op.kernel[0], kw = op.kernel[1];
+  // Each image is first copied into a zero-padded int32 plane holding x - in_zp, so the window loop
+  // needs no bounds checks and padding contributes exactly 0.
+  const int64_t ph = x.h + op.pads[0] + op.pads[2], pw = x.w + op.pads[1] + op.pads[3];
+  const int8_t* xd = in.data<int8_t>();
+  const int8_t* wd = op.weight.data<int8_t>();
+  const int32_t* bias = op.bias.data<int32_t>();
+  int8_t* yd = out.data<int8_t>();
+  tbb::parallel_for(int64_t{0}, x.n, [&](int64_t n) {
+    std::vector<int32_t> padded(static_cast<size_t>(x.c * ph * pw), 0);
+    for (int64_t c = 0; c < x.c; ++c)
+      for (int64_t i = 0; i < x.h; ++i)
+        for (int64_t j = 0; j < x.w; ++j)
+          padded[(c * ph + i + op.pads[0]) * pw + j + op.pads[1]] =
+              xd[((n * x.c + c) * x.h + i) * x.w + j] - in_v.q.zero_point;
+    std::vector<int32_t> acc(static_cast<size_t>(y.h * y.w));
+    for (int64_t o = 0; o < y.c; ++o) {
+      const int64_t g = o / og;
+      std::fill(acc.begin(), acc.end(), bias[o]);
+      for (int64_t ci = 0; ci < cg; ++ci) {
+        const int32_t* plane = padded.data() + (g * cg + ci) * ph * pw;
+        for (int64_t ky = 0; ky < kh; ++ky)
+          for (int64_t kx = 0; kx < kw; ++kx) {
+            const int32_t wv = wd[((o * cg + ci) * kh + ky) * kw + kx];
+            for (int64_t oy = 0; oy < y.h; ++oy) {
+              const int32_t* row = plane + (oy * op.strides[0] + ky * op.dilations[0]) * pw + kx * op.dilations[1];
+              int32_t* a = acc.data() + oy * y.w;
+              for (int64_t ox = 0; ox < y.w; ++ox) a[ox] += row[ox * op.strides[1]] * wv;
+            }
+          }
+      }
+      int8_t* dst = yd + (n * y.c + o) * y.h * y.w;
+      for (int64_t p = 0; p < y.h * y.w; ++p)
+        dst[p] = math::requantize(acc[p], op.multipliers[o], out_v.q.zero_point, op.act_min, op.act_max);
+    }
+  });
+}
+
+/// Max and average pooling over the valid (unpadded) part of each window. Average: the int32 sum of
+/// (x - in_zp) (padding counts as 0, so with count_include_pad the divisor is the kernel area) is
+/// requantized with op.multiplier = in_scale / (out_scale * kernel area). |sum| <= 255 * area.
+void pool(const Int8Op& op, const Int8Value& in_v, const Int8Value& out_v, const Tensor& in, Tensor& out) {
+  const Dims x = nchw(in_v.shape), y = nchw(out_v.shape);
+  const bool is_max = op.kind == Int8OpKind::kMaxPool;
+  const int8_t* xd = in.data<int8_t>();
+  int8_t* yd = out.data<int8_t>();
+  tbb::parallel_for(int64_t{0}, x.n * x.c, [&](int64_t plane) {
+    const int8_t* src = xd + plane * x.h * x.w;
+    for (int64_t oy = 0; oy < y.h; ++oy)
+      for (int64_t ox = 0; ox < y.w; ++ox) {
+        int32_t best = -128, sum = 0;
+        for (int64_t ky = 0; ky < op.kernel[0]; ++ky) {
+          const int64_t iy = oy * op.strides[0] - op.pads[0] + ky * op.dilations[0];
+          if (iy < 0 || iy >= x.h) continue;
+          for (int64_t kx = 0; kx < op.kernel[1]; ++kx) {
+            const int64_t ix = ox * op.strides[1] - op.pads[1] + kx * op.dilations[1];
+            if (ix < 0 || ix >= x.w) continue;
+            best = std::max<int32_t>(best, src[iy * x.w + ix]);
+            sum += src[iy * x.w + ix] - in_v.q.zero_point;
+          }
+        }
+        yd[(plane * y.h + oy) * y.w + ox] =
+            is_max ? static_cast<int8_t>(std::clamp(best, op.act_min, op.act_max))
+                   : math::requantize(sum, op.multiplier, out_v.q.zero_point, op.act_min, op.act_max);
+      }
+  });
+}
+
+void run_op(const Int8Graph& g, const Int8Op& op, std::vector<Tensor>& values) {
+  const Int8Value& out_v = g.values[op.output];
+  const Int8Value& in_v = g.values[op.inputs.at(0)];
+  const Tensor& in = values[op.inputs[0]];
+  if (op.kind == Int8OpKind::kReshape) {
+    values[op.output] = in.reshaped(out_v.shape);
+    return;
+  }
+  Tensor out(DType::kInt8, out_v.shape);
+  int8_t* yd = out.data<int8_t>();
+  const int8_t* xd = in.data<int8_t>();
+  switch (op.kind) {
+    case Int8OpKind::kConv: conv(op, in_v, out_v, in, out); break;
+    case Int8OpKind::kMaxPool:
+    case Int8OpKind::kAvgPool: pool(op, in_v, out_v, in, out); break;
+    case Int8OpKind::kAdd: {
+      const int8_t* bd = values[op.inputs.at(1)].data<int8_t>();
+      for (int64_t i = 0; i < out.numel(); ++i) yd[i] = math::add_int8(xd[i], bd[i], op.add);
+      break;
+    }
+    case Int8OpKind::kRequant:
+      for (int64_t i = 0; i < out.numel(); ++i)
+        yd[i] = math::requantize(xd[i] - in_v.q.zero_point, op.multiplier, out_v.q.zero_point, op.act_min,
+                                 op.act_max);
+      break;
+    case Int8OpKind::kReshape: break;
+  }
+  values[op.output] = std::move(out);
+}
+
+}  // namespace
+
+Expected<TensorMap> run_int8(const Int8Graph& graph, const TensorMap& int8_inputs) {
+  return capture([&] {
+    std::vector<Tensor> values(graph.values.size());
+    for (size_t i = 0; i < graph.inputs.size(); ++i) {
+      const std::string& name = graph.input_names.at(i);
+      const Int8Value& v = graph.values.at(graph.inputs[i]);
+      auto it = int8_inputs.find(name);
+      if (it == int8_inputs.end()) fail(ErrorCode::kNotFound, "input '" + name + "' was not given");
+      if (it->second.dtype() != DType::kInt8 || it->second.shape() != v.shape)
+        fail(ErrorCode::kInvalidArgument, "input '" + name + "': expected int8 " + shape_str(v.shape) + ", got " +
+                                              dtype_name(it->second.dtype()) + " " + shape_str(it->second.shape()));
+      values[graph.inputs[i]] = it->second;
+    }
+    for (const Int8Op& op : graph.ops) {
+      for (int in : op.inputs)
+        ANVIL_CHECK(in >= 0 && in < static_cast<int>(values.size()) && !values[in].empty(),
+                    "op '" + op.node + "' reads a value that is not computed yet");
+      run_op(graph, op, values);
+    }
+    TensorMap out;
+    for (size_t i = 0; i < graph.outputs.size(); ++i) out[graph.output_names.at(i)] = values.at(graph.outputs[i]);
+    return out;
+  });
+}
+
+Tensor quantize_tensor(const Tensor& f32, QuantParams q) {
+  Tensor out(DType::kInt8, f32.shape());
+  const float* x = f32.data<float>();
+  int8_t* y = out.data<int8_t>();
+  for (int64_t i = 0; i < f32.numel(); ++i) y[i] = math::quantize_float(x[i], q.scale, q.zero_point);
+  return out;
+}
+
+Tensor dequantize_tensor(const Tensor& i8, QuantParams q) {
+  Tensor out(DType::kFloat32, i8.shape());
+  const int8_t* x = i8.data<int8_t>();
+  float* y = out.data<float>();
+  for (int64_t i = 0; i < i8.numel(); ++i) y[i] = math::dequantize(x[i], q.scale, q.zero_point);
+  return out;
+}
+
+}  // namespace anvil::ref

@@ -1,0 +1,526 @@
+// lower_qdq: recognises the QDQ patterns of a quantized ONNX model and builds the Int8Graph.
+//
+// The walk follows the ONNX node order (the checker guarantees it is topological). A quantized
+// value is the output of a QuantizeLinear (or of a Flatten/Reshape applied to one); a
+// DequantizeLinear of a quantized value makes a "dequantized" float that patterns consume. Each
+// pattern starts at its compute node, claims the activation and QuantizeLinear that follow it,
+// and emits one Int8Op whose multipliers are computed here, once.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <set>
+#include <unordered_map>
+
+#include "anvil/common/onnx_model.h"
+#include "anvil/reference/int8_graph.h"
+#include "attributes.h"
+#include "geometry.h"
+#include "kernels.h"
+
+namespace anvil::ref {
+
+const char* int8_op_name(Int8OpKind k) {
+  switch (k) {
+    case Int8OpKind::kConv: return "conv";
+    case Int8OpKind::kAdd: return "add";
+    case Int8OpKind::kMaxPool: return "maxpool";
+    case Int8OpKind::kAvgPool: return "avgpool";
+    case Int8OpKind::kRequant: return "requant";
+    case Int8OpKind::kReshape: return "reshape";
+  }
+  return "?";
+}
+
+namespace {
+
+/// Largest |x - in_zp| * |w| term of a conv accumulator: int8 activations and zero points give
+/// |x - in_zp| <= 255, int8 weights give |w| <= 128.
+constexpr int64_t kMaxProduct = 255 * 128;
+
+[[noreturn]] void malformed(const onnx::NodeProto& node, const std::string& what) {
+  fail(ErrorCode::kInvalidArgument, node_label(node) + ": " + what);
+}
+
+class QdqLowering {
+ public:
+  QdqLowering(const onnx::ModelProto& model, int64_t batch)
+      : graph_(model.graph()), opset_(onnx_opset(model)), batch_(batch) {}
+
+  Int8Graph run() {
+    if (batch_ < 1) fail(ErrorCode::kInvalidArgument, "batch must be >= 1, got " + std::to_string(batch_));
+    for (const auto& init : graph_.initializer()) constants_[init.name()] = tensor_from_proto(init);
+    for (int i = 0; i < graph_.node_size(); ++i)
+      for (const auto& in : graph_.node(i).input()) consumers_[in].push_back(i);
+    for (const auto& vi : graph_.input())
+      if (!constants_.count(vi.name())) float_inputs_[vi.name()] = &vi;
+    for (int i = 0; i < graph_.node_size(); ++i)
+      if (!claimed_.count(i)) lower_node(i);
+    for (const auto& out : graph_.output()) {
+      auto it = dequantized_.find(out.name());
+      if (it == dequantized_.end())
+        fail(ErrorCode::kUnsupported, "graph output '" + out.name() +
+                                          "' is not a DequantizeLinear of a quantized value");
+      g_.outputs.push_back(it->second);
+      g_.output_names.push_back(out.name());
+    }
+    for (const auto& [name, vi] : float_inputs_)
+      if (std::find(g_.input_names.begin(), g_.input_names.end(), name) == g_.input_names.end())
+        fail(ErrorCode::kUnsupported, "graph input '" + name + "' does not feed a QuantizeLinear");
+    return std::move(g_);
+  }
+
+ private:
+  // ---- helpers -----------------------------------------------------------------------------
+
+  /// An initializer or the output of a Constant node; nullptr otherwise.
+  const Tensor* constant(const std::string& name) {
+    auto it = constants_.find(name);
+    if (it != constants_.end()) return &it->second;
+    for (int i = 0; i < graph_.node_size(); ++i) {
+      const auto& n = graph_.node(i);
+      if (n.op_type() == "Constant" && n.output_size() == 1 && n.output(0) == name) {
+        const auto* a = find_attribute(n, "value");
+        if (!a) return nullptr;
+        claimed_.insert(i);
+        return &(constants_[name] = tensor_from_proto(a->t()));
+      }
+    }
+    return nullptr;
+  }
+
+  /// Per-tensor int8 quantization parameters of a Q/DQ node (inputs 1 and 2).
+  QuantParams per_tensor_params(const onnx::NodeProto& node) {
+    const Tensor* scale = node.input_size() > 1 ? constant(node.input(1)) : nullptr;
+    if (!scale || scale->dtype() != DType::kFloat32 || scale->numel() != 1)
+      malformed(node, "scale must be a constant float32 scalar (per-tensor activation quantization)");
+    QuantParams q;
+    q.scale = scale->data<float>()[0];
+    if (!(q.scale > 0.0f) || !std::isfinite(q.scale)) malformed(node, "scale must be positive and finite");
+    const Tensor* zp = node.input_size() > 2 && !node.input(2).empty() ? constant(node.input(2)) : nullptr;
+    if (!zp || zp->dtype() != DType::kInt8 || zp->numel() != 1)
+      fail(ErrorCode::kUnsupported, node_label(node) + ": activations must be int8 with a constant zero point");
+    q.zero_point = zp->data<int8_t>()[0];
+    return q;
+  }
+
+  /// The only consumer of `value`, or -1 when it has none or several (or is a graph output).
+  int single_consumer(const std::string& value) {
+    auto it = consumers_.find(value);
+    if (it == consumers_.end() || it->second.size() != 1) return -1;
+    for (const auto& out : graph_.output())
+      if (out.name() == value) return -1;
+    return it->second[0];
+  }
+
+  const onnx::NodeProto& node(int i) const { return graph_.node(i); }
+
+  int add_value(const std::string& name, Shape shape, QuantParams q) {
+    g_.values.push_back({name, std::move(shape), q});
+    quantized_[name] = static_cast<int>(g_.values.size()) - 1;
+    return static_cast<int>(g_.values.size()) - 1;
+  }
+
+  /// The int8 value behind a dequantized float input of `n`.
+  int dequantized_input(const onnx::NodeProto& n, int i) {
+    if (i >= n.input_size()) malformed(n, "missing input " + std::to_string(i));
+    auto it = dequantized_.find(n.input(i));
+    if (it == dequantized_.end())
+      malformed(n, "input '" + n.input(i) + "' is not a DequantizeLinear of a quantized value");
+    return it->second;
+  }
+
+  /// Follows `value` through an optional Relu/Clip to the QuantizeLinear that ends a pattern.
+  /// Returns the Q node; sets act_min/act_max (in the output's int8 domain) for the activation.
+  int follow_to_quantize(const onnx::NodeProto& from, const std::string& value, bool allow_activation,
+                         Int8Op& op, QuantParams* out_q) {
+    int next = single_consumer(value);
+    int activation = -1;
+    if (allow_activation && next >= 0 && (node(next).op_type() == "Relu" || node(next).op_type() == "Clip")) {
+      activation = next;
+      next = single_consumer(node(next).output(0));
+    }
+    if (next < 0 || node(next).op_type() != "QuantizeLinear")
+      malformed(from, "output must feed exactly one QuantizeLinear" +
+                          std::string(allow_activation ? " (optionally through one Relu or Clip)" : ""));
+    *out_q = per_tensor_params(node(next));
+    if (activation >= 0) {
+      activation_bounds(node(activation), *out_q, &op.act_min, &op.act_max);
+      claimed_.insert(activation);
+    }
+    claimed_.insert(next);
+    return next;
+  }
+
+  /// Relu -> [out_zp, 127]; Clip(lo, hi) -> [quantize(lo), quantize(hi)] within int8.
+  void activation_bounds(const onnx::NodeProto& act, QuantParams q, int32_t* lo, int32_t* hi) {
+    if (act.op_type() == "Relu") {
+      *lo = std::max(-128, q.zero_point);
+      *hi = 127;
+      return;
+    }
+    float fmin = -std::numeric_limits<float>::infinity(), fmax = std::numeric_limits<float>::infinity();
+    if (opset_ < 11) {
+      fmin = attr_float(act, "min", fmin);
+      fmax = attr_float(act, "max", fmax);
+    } else {
+      for (int i = 1; i < act.input_size() && i < 3; ++i) {
+        if (act.input(i).empty()) continue;
+        const Tensor* t = constant(act.input(i));
+        if (!t) malformed(act, "Clip bounds must be constants");
+        (i == 1 ? fmin : fmax) = float_scalar(*t, i == 1 ? "min" : "max");
+      }
+    }
+    // quantize_float saturates to int8, so infinite bounds become -128 / 127.
+    *lo = math::quantize_float(fmin, q.scale, q.zero_point);
+    *hi = math::quantize_float(fmax, q.scale, q.zero_point);
+    if (*lo > *hi) malformed(act, "Clip min is above max");
+  }
+
+  /// Concrete shape of a graph input: the dynamic first dimension becomes the batch.
+  Shape input_shape(const onnx::ValueInfoProto& vi) {
+    const auto& tt = vi.type().tensor_type();
+    if (tt.elem_type() != onnx::TensorProto::FLOAT)
+      fail(ErrorCode::kUnsupported, "graph input '" + vi.name() + "' must be float32");
+    if (!tt.has_shape()) fail(ErrorCode::kUnsupported, "graph input '" + vi.name() + "' has no shape");
+    Shape s;
+    for (int i = 0; i < tt.shape().dim_size(); ++i) {
+      const auto& d = tt.shape().dim(i);
+      if (d.has_dim_value() && d.dim_value() > 0) {
+        if (i == 0 && d.dim_value() != batch_)
+          fail(ErrorCode::kInvalidArgument, "graph input '" + vi.name() + "' has a fixed batch of " +
+                                                std::to_string(d.dim_value()) + ", asked for " +
+                                                std::to_string(batch_));
+        s.push_back(d.dim_value());
+      } else if (i == 0) {
+        s.push_back(batch_);
+      } else {
+        fail(ErrorCode::kUnsupported, "graph input '" + vi.name() + "': only the first dimension may be dynamic");
+      }
+    }
+    return s;
+  }
+
+  // ---- dispatch ----------------------------------------------------------------------------
+
+  void lower_node(int i) {
+    const onnx::NodeProto& n = node(i);
+    const std::string& t = n.op_type();
+    if (!n.domain().empty() && n.domain() != "ai.onnx")
+      fail(ErrorCode::kUnsupported, node_label(n) + ": operator not supported on the NPU");
+    if (t == "QuantizeLinear") return lower_quantize(n);
+    if (t == "DequantizeLinear") return lower_dequantize(n);
+    if (t == "Constant") return;  // consumed through constant()
+    if (t == "Conv" || t == "Gemm" || t == "MatMul") return lower_linear(n);
+    if (t == "Add") return lower_add(n);
+    if (t == "MaxPool" || t == "AveragePool" || t == "GlobalAveragePool") return lower_pool(n);
+    if (t == "Relu" || t == "Clip") return lower_activation(n);
+    if (t == "Flatten" || t == "Reshape") return lower_reshape(n);
+    fail(ErrorCode::kUnsupported, node_label(n) + ": operator not supported on the NPU");
+  }
+
+  /// A QuantizeLinear not claimed by a pattern must quantize a float graph input.
+  void lower_quantize(const onnx::NodeProto& n) {
+    auto in = float_inputs_.find(n.input(0));
+    if (in == float_inputs_.end())
+      malformed(n, "quantizes '" + n.input(0) + "', which is neither a graph input nor the output of a pattern");
+    if (std::find(g_.input_names.begin(), g_.input_names.end(), n.input(0)) != g_.input_names.end())
+      malformed(n, "graph input '" + n.input(0) + "' is quantized twice");
+    const int v = add_value(n.output(0), input_shape(*in->second), per_tensor_params(n));
+    g_.inputs.push_back(v);
+    g_.input_names.push_back(n.input(0));
+  }
+
+  /// DQ of a quantized value defines a dequantized float; DQ of a constant is read by its consumer.
+  void lower_dequantize(const onnx::NodeProto& n) {
+    if (constant(n.input(0))) return;
+    auto it = quantized_.find(n.input(0));
+    if (it == quantized_.end()) malformed(n, "input '" + n.input(0) + "' is not a quantized value");
+    const QuantParams q = per_tensor_params(n);
+    const QuantParams& have = g_.values[it->second].q;
+    if (q.scale != have.scale || q.zero_point != have.zero_point)
+      malformed(n, "parameters differ from the QuantizeLinear that produced '" + n.input(0) + "'");
+    dequantized_[n.output(0)] = it->second;
+  }
+
+  /// Conv, Gemm, MatMul with constant int8 weights (per-channel or per-tensor, zero point 0).
+  void lower_linear(const onnx::NodeProto& n) {
+    const std::string& t = n.op_type();
+    Int8Op op;
+    op.kind = Int8OpKind::kConv;
+    op.node = n.name();
+    const int x = dequantized_input(n, 0);
+    op.inputs = {x};
+    const Int8Value& in = g_.values[x];
+    std::vector<float> w_scale;
+    Tensor w = constant_weight(n, &w_scale);  // O x I/groups x KH x KW
+    const int64_t o = w.dim(0);
+    Shape out_shape;
+    if (t == "Conv") {
+      if (in.shape.size() != 4) malformed(n, "input must be N x C x H x W, got " + shape_str(in.shape));
+      op.groups = static_cast<int>(attr_int(n, "group", 1));
+      if (op.groups < 1 || in.shape[1] % op.groups || o % op.groups || w.dim(1) != in.shape[1] / op.groups)
+        malformed(n, "weight " + shape_str(w.shape()) + " does not match input " + shape_str(in.shape));
+      const Window2d g = window_geometry(n, in.shape[2], in.shape[3], {w.dim(2), w.dim(3)}, false);
+      set_window(op, g);
+      out_shape = {in.shape[0], o, g.out[0], g.out[1]};
+    } else {
+      if (in.shape.size() != 2) malformed(n, "input must be 2-D N x K, got " + shape_str(in.shape));
+      if (in.shape[1] != w.dim(1))
+        malformed(n, "input " + shape_str(in.shape) + " does not match weight of " + std::to_string(w.dim(1)) +
+                         " inputs");
+      out_shape = {in.shape[0], o};
+    }
+    const int bias_input = t == "MatMul" ? -1 : 2;
+    op.bias = bias_input >= 0 && n.input_size() > bias_input && !n.input(bias_input).empty()
+                  ? constant_bias(n, n.input(bias_input), in.q.scale, w_scale, o)
+                  : Tensor(DType::kInt32, {o});
+    check_accumulator(n, w, op.bias);
+    op.weight = std::move(w);
+    QuantParams out_q;
+    const int q = follow_to_quantize(n, n.output(0), true, op, &out_q);
+    for (int64_t c = 0; c < o; ++c)
+      op.multipliers.push_back(
+          math::quantize_multiplier(static_cast<double>(in.q.scale) * w_scale[c] / out_q.scale));
+    op.output = add_value(node(q).output(0), out_shape, out_q);
+    g_.ops.push_back(std::move(op));
+  }
+
+  /// The int8 weight of a Conv/Gemm/MatMul as O x I x KH x KW (Gemm/MatMul: O x K x 1 x 1) and
+  /// its per-output-channel scales.
+  Tensor constant_weight(const onnx::NodeProto& n, std::vector<float>* scales) {
+    const std::string& t = n.op_type();
+    if (t == "Gemm") {
+      if (attr_int(n, "transA", 0) != 0) malformed(n, "transA must be 0");
+      if (attr_float(n, "alpha", 1.0f) != 1.0f || attr_float(n, "beta", 1.0f) != 1.0f)
+        malformed(n, "alpha and beta must be 1");
+    }
+    if (n.input_size() < 2) malformed(n, "missing weight input");
+    const onnx::NodeProto* dq = dequantize_of_constant(n.input(1));
+    if (!dq) malformed(n, "weight '" + n.input(1) + "' must be a DequantizeLinear of an int8 initializer");
+    const Tensor& w = *constant(dq->input(0));
+    if (w.dtype() != DType::kInt8) malformed(*dq, "weight must be int8, got " + std::string(dtype_name(w.dtype())));
+    // Which weight axis holds the output channels: Conv W[O,I,KH,KW] and Gemm transB=1 W[O,K]
+    // use axis 0; Gemm transB=0 and MatMul W[K,O] use axis 1.
+    const bool k_by_o = t == "MatMul" || (t == "Gemm" && attr_int(n, "transB", 0) == 0);
+    if (t == "Conv" ? w.rank() != 4 : w.rank() != 2)
+      malformed(*dq, "weight has unexpected shape " + shape_str(w.shape()));
+    const int64_t out_axis = k_by_o ? 1 : 0, o = w.dim(out_axis);
+    const Tensor* scale = dq->input_size() > 1 ? constant(dq->input(1)) : nullptr;
+    if (!scale || scale->dtype() != DType::kFloat32 || (scale->numel() != 1 && scale->numel() != o))
+      malformed(*dq, "weight scale must be float32 with 1 or " + std::to_string(o) + " values");
+    if (scale->numel() != 1 && o != 1 &&
+        normalize_axis(attr_int(*dq, "axis", 1), static_cast<int64_t>(w.rank()), "axis") != out_axis)
+      malformed(*dq, "per-channel weight scale must be along axis " + std::to_string(out_axis));
+    const float* s = scale->data<float>();
+    for (int64_t c = 0; c < o; ++c) scales->push_back(scale->numel() == 1 ? s[0] : s[c]);
+    for (float v : *scales)
+      if (!(v > 0.0f) || !std::isfinite(v)) malformed(*dq, "weight scales must be positive and finite");
+    if (dq->input_size() > 2 && !dq->input(2).empty()) {
+      const Tensor* zp = constant(dq->input(2));
+      if (!zp || zp->dtype() != DType::kInt8) malformed(*dq, "weight zero point must be an int8 constant");
+      for (int8_t z : zp->to_vector<int8_t>())
+        if (z != 0) malformed(*dq, "weight zero point must be 0 (symmetric weights)");
+    }
+    if (t == "Conv") return w;
+    const int64_t k = w.dim(1 - out_axis);
+    Tensor oi(DType::kInt8, {o, k, 1, 1});
+    const int8_t* src = w.data<int8_t>();
+    int8_t* dst = oi.data<int8_t>();
+    for (int64_t c = 0; c < o; ++c)
+      for (int64_t j = 0; j < k; ++j) dst[c * k + j] = k_by_o ? src[j * o + c] : src[c * k + j];
+    return oi;
+  }
+
+  /// The int32 bias behind DQ(b) with scale in_scale * w_scale[o] and zero point 0.
+  Tensor constant_bias(const onnx::NodeProto& n, const std::string& name, float in_scale,
+                       const std::vector<float>& w_scale, int64_t o) {
+    const onnx::NodeProto* dq = dequantize_of_constant(name);
+    if (!dq) malformed(n, "bias '" + name + "' must be a DequantizeLinear of an int32 initializer");
+    const Tensor& b = *constant(dq->input(0));
+    if (b.dtype() != DType::kInt32 || b.numel() != o)
+      malformed(*dq, "bias must be int32 with " + std::to_string(o) + " values");
+    const Tensor* scale = dq->input_size() > 1 ? constant(dq->input(1)) : nullptr;
+    if (!scale || scale->dtype() != DType::kFloat32 || (scale->numel() != 1 && scale->numel() != o))
+      malformed(*dq, "bias scale must be float32 with 1 or " + std::to_string(o) + " values");
+    if (dq->input_size() > 2 && !dq->input(2).empty()) {
+      const Tensor* zp = constant(dq->input(2));
+      if (!zp || zp->dtype() != DType::kInt32) malformed(*dq, "bias zero point must be an int32 constant");
+      for (int32_t z : zp->to_vector<int32_t>())
+        if (z != 0) malformed(*dq, "bias zero point must be 0");
+    }
+    // The accumulator's scale is in_scale * w_scale[o]; a bias on another scale would need its own
+    // rescaling. Quantizers compute the product in float32, so allow float rounding.
+    for (int64_t c = 0; c < o; ++c) {
+      const double want = static_cast<double>(in_scale) * w_scale[c];
+      const double have = scale->data<float>()[scale->numel() == 1 ? 0 : c];
+      if (std::abs(have - want) > 1e-5 * want)
+        malformed(*dq, "bias scale " + std::to_string(have) + " of channel " + std::to_string(c) +
+                           " is not input scale * weight scale (" + std::to_string(want) + ")");
+    }
+    return b.reshaped({o});
+  }
+
+  /// The DequantizeLinear producing `name` from a constant, or nullptr.
+  const onnx::NodeProto* dequantize_of_constant(const std::string& name) {
+    for (int i = 0; i < graph_.node_size(); ++i) {
+      const auto& d = node(i);
+      if (d.op_type() == "DequantizeLinear" && d.output_size() == 1 && d.output(0) == name)
+        return constant(d.input(0)) ? &d : nullptr;
+    }
+    return nullptr;
+  }
+
+  /// Proves run_int8's int32 accumulator cannot overflow: each term |x - in_zp| * |w| is at most
+  /// 255 * 128, so |acc| <= |bias| + K * 255 * 128 where K = I/groups * KH * KW. Weights whose
+  /// bound exceeds INT32_MAX (K above ~65,000 with no bias) are rejected.
+  void check_accumulator(const onnx::NodeProto& n, const Tensor& w, const Tensor& bias) {
+    const int64_t k = w.dim(1) * w.dim(2) * w.dim(3);
+    int64_t max_bias = 0;
+    for (int32_t b : bias.to_vector<int32_t>()) max_bias = std::max<int64_t>(max_bias, std::abs(int64_t{b}));
+    if (max_bias + k * kMaxProduct > std::numeric_limits<int32_t>::max())
+      fail(ErrorCode::kUnsupported, node_label(n) + ": " + std::to_string(k) +
+                                        " products per output could overflow the int32 accumulator");
+  }
+
+  static void set_window(Int8Op& op, const Window2d& g) {
+    for (int i = 0; i < 2; ++i) {
+      op.kernel[i] = static_cast<int>(g.kernel[i]);
+      op.strides[i] = static_cast<int>(g.strides[i]);
+      op.dilations[i] = static_cast<int>(g.dilations[i]);
+    }
+    for (int i = 0; i < 4; ++i) op.pads[i] = static_cast<int>(g.pads[i]);
+  }
+
+  void lower_add(const onnx::NodeProto& n) {
+    Int8Op op;
+    op.kind = Int8OpKind::kAdd;
+    op.node = n.name();
+    const int a = dequantized_input(n, 0), b = dequantized_input(n, 1);
+    if (g_.values[a].shape != g_.values[b].shape)
+      fail(ErrorCode::kUnsupported, node_label(n) + ": broadcasting add of " + shape_str(g_.values[a].shape) +
+                                        " and " + shape_str(g_.values[b].shape) + " is not supported on the NPU");
+    op.inputs = {a, b};
+    QuantParams out_q;
+    const int q = follow_to_quantize(n, n.output(0), true, op, &out_q);
+    const QuantParams qa = g_.values[a].q, qb = g_.values[b].q;
+    op.add = math::make_add_params(qa.scale, qa.zero_point, qb.scale, qb.zero_point, out_q.scale, out_q.zero_point,
+                                   op.act_min, op.act_max);
+    op.output = add_value(node(q).output(0), g_.values[a].shape, out_q);
+    g_.ops.push_back(std::move(op));
+  }
+
+  void lower_pool(const onnx::NodeProto& n) {
+    const std::string& t = n.op_type();
+    Int8Op op;
+    op.node = n.name();
+    const int x = dequantized_input(n, 0);
+    op.inputs = {x};
+    const Int8Value in = g_.values[x];
+    if (in.shape.size() != 4) malformed(n, "input must be N x C x H x W, got " + shape_str(in.shape));
+    const int64_t h = in.shape[2], w = in.shape[3];
+    Window2d g;
+    if (t == "GlobalAveragePool") {
+      g.kernel = {h, w};
+      g.out = {1, 1};
+    } else {
+      const auto k = attr_ints(n, "kernel_shape");
+      if (k.size() != 2) malformed(n, "kernel_shape must have 2 values");
+      g = window_geometry(n, h, w, {k[0], k[1]}, attr_int(n, "ceil_mode", 0) != 0);
+    }
+    set_window(op, g);
+    QuantParams out_q;
+    const int q = follow_to_quantize(n, n.output(0), false, op, &out_q);
+    if (t == "MaxPool") {
+      if (n.output_size() > 1 && !n.output(1).empty()) malformed(n, "the Indices output is not supported");
+      // The maximum commutes with quantization only when input and output share parameters.
+      if (out_q.scale != in.q.scale || out_q.zero_point != in.q.zero_point)
+        malformed(n, "MaxPool input and output quantization parameters must be equal");
+      op.kind = Int8OpKind::kMaxPool;
+    } else {
+      op.kind = Int8OpKind::kAvgPool;
+      op.count_include_pad = attr_int(n, "count_include_pad", 0) != 0;
+      // One multiplier for every window: each must count kernel area elements. Windows clipped by
+      // padding (without count_include_pad) or hanging past the end padding (ceil_mode) would not.
+      const bool padded = g.pads[0] || g.pads[1] || g.pads[2] || g.pads[3];
+      bool uniform = !padded || op.count_include_pad;
+      for (int i = 0; i < 2; ++i)
+        uniform = uniform && (g.out[i] - 1) * g.strides[i] + g.kernel[i] <= in.shape[2 + i] + g.pads[i] + g.pads[i + 2];
+      if (!uniform)
+        fail(ErrorCode::kUnsupported, node_label(n) + ": average windows of different sizes (padding without "
+                                                     "count_include_pad, or ceil_mode) are not supported on the NPU");
+      op.multiplier = math::average_multiplier(in.q.scale, out_q.scale, g.kernel[0] * g.kernel[1]);
+    }
+    op.output = add_value(node(q).output(0), {in.shape[0], in.shape[1], g.out[0], g.out[1]}, out_q);
+    g_.ops.push_back(std::move(op));
+  }
+
+  /// Standalone Relu/Clip between DQ and Q: a requantization with a clamp.
+  void lower_activation(const onnx::NodeProto& n) {
+    Int8Op op;
+    op.kind = Int8OpKind::kRequant;
+    op.node = n.name();
+    const int x = dequantized_input(n, 0);
+    op.inputs = {x};
+    QuantParams out_q;
+    const int q = follow_to_quantize(n, n.output(0), false, op, &out_q);
+    activation_bounds(n, out_q, &op.act_min, &op.act_max);
+    op.multiplier = math::quantize_multiplier(static_cast<double>(g_.values[x].q.scale) / out_q.scale);
+    op.output = add_value(node(q).output(0), g_.values[x].shape, out_q);
+    g_.ops.push_back(std::move(op));
+  }
+
+  /// Flatten/Reshape of a quantized value: on the int8 output of a Q directly, or between a DQ
+  /// and a Q with the same parameters.
+  void lower_reshape(const onnx::NodeProto& n) {
+    Int8Op op;
+    op.kind = Int8OpKind::kReshape;
+    op.node = n.name();
+    int x;
+    bool direct = quantized_.count(n.input(0)) > 0;
+    if (direct) {
+      x = quantized_[n.input(0)];
+    } else {
+      x = dequantized_input(n, 0);
+    }
+    op.inputs = {x};
+    const Int8Value in = g_.values[x];
+    Shape shape;
+    if (n.op_type() == "Flatten") {
+      shape = flatten_shape(in.shape, attr_int(n, "axis", 1));
+    } else {
+      const Tensor* target = n.input_size() > 1 ? constant(n.input(1)) : nullptr;
+      if (!target) malformed(n, "shape must be a constant");
+      shape = reshape_shape(in.shape, int_values(*target, "shape"), attr_int(n, "allowzero", 0) != 0);
+    }
+    if (direct) {
+      op.output = add_value(n.output(0), shape, in.q);
+    } else {
+      QuantParams out_q;
+      const int q = follow_to_quantize(n, n.output(0), false, op, &out_q);
+      if (out_q.scale != in.q.scale || out_q.zero_point != in.q.zero_point)
+        malformed(n, "quantization parameters must be equal before and after a reshape");
+      op.output = add_value(node(q).output(0), shape, out_q);
+    }
+    g_.ops.push_back(std::move(op));
+  }
+
+  const onnx::GraphProto& graph_;
+  int64_t opset_;
+  int64_t batch_;
+  Int8Graph g_;
+  std::map<std::string, Tensor> constants_;
+  std::unordered_map<std::string, std::vector<int>> consumers_;
+  std::map<std::string, const onnx::ValueInfoProto*> float_inputs_;
+  std::unordered_map<std::string, int> quantized_;    ///< int8 value name -> value index
+  std::unordered_map<std::string, int> dequantized_;  ///< DQ output name -> value index
+  std::set<int> claimed_;                              ///< nodes already part of a pattern
+};
+
+}  // namespace
+
+Expected<Int8Graph> lower_qdq(const onnx::ModelProto& model, int64_t batch) {
+  return capture([&] { return QdqLowering(model, batch).run(); });
+}
+
+}  // namespace anvil::ref

@@ -1,0 +1,473 @@
+// lower_qdq + run_int8: each QDQ pattern against the float execution of the same model, the
+// lowering of weights and fused activations, and the errors of unsupported or malformed graphs.
+#include <gtest/gtest.h>
+
+#include "qdq_builder.h"
+
+using namespace anvil;
+using anvil::test::ActParams;
+using anvil::test::calibrate;
+using anvil::test::ModelBuilder;
+using anvil::test::QdqBuilder;
+using anvil::test::random_tensor;
+
+namespace {
+
+using Build = std::function<onnx::ModelProto(const ActParams&)>;
+
+struct Agreement {
+  int64_t max_diff = 0;   ///< largest |int8 difference| over every output element
+  double exact = 0.0;     ///< fraction of elements that agree exactly
+};
+
+/// Runs the model's float semantics (Executor, Q/DQ included) and its integer graph on the same
+/// input and compares the outputs in the output's int8 domain.
+Agreement compare(const onnx::ModelProto& model, const Tensor& input) {
+  auto exec = ref::Executor::create(model);
+  EXPECT_TRUE(exec.ok()) << exec.error().what();
+  const std::string in_name = exec->input_names().at(0);
+  const TensorMap float_out = exec->run({{in_name, input}}).value();
+  auto graph = ref::lower_qdq(model, input.dim(0));
+  EXPECT_TRUE(graph.ok()) << graph.error().what();
+  if (!graph.ok()) return {1000, 0.0};
+  EXPECT_EQ(graph->input_names, std::vector<std::string>{in_name});
+  const ref::QuantParams in_q = graph->values[graph->inputs[0]].q;
+  const TensorMap int_out = ref::run_int8(*graph, {{in_name, ref::quantize_tensor(input, in_q)}}).value();
+  Agreement a;
+  int64_t same = 0, total = 0;
+  for (size_t i = 0; i < graph->outputs.size(); ++i) {
+    const std::string& name = graph->output_names[i];
+    const ref::Int8Value& v = graph->values[graph->outputs[i]];
+    const Tensor expected = ref::quantize_tensor(float_out.at(name), v.q);  // exact: the float is DQ(int8)
+    const Tensor& got = int_out.at(name);
+    EXPECT_EQ(got.shape(), expected.shape());
+    for (int64_t j = 0; j < got.numel(); ++j) {
+      const int64_t d = std::abs(int64_t{got.data<int8_t>()[j]} - expected.data<int8_t>()[j]);
+      a.max_diff = std::max(a.max_diff, d);
+      same += d == 0;
+      ++total;
+    }
+  }
+  a.exact = total ? static_cast<double>(same) / total : 0.0;
+  return a;
+}
+
+/// Calibrates then compares; every element must be within one quantization step.
+void expect_within_one_step(const Build& build, const std::vector<std::string>& calibrated, const Tensor& input) {
+  const ActParams p = calibrate(build, calibrated, {{"x", input}});
+  const Agreement a = compare(build(p), input);
+  EXPECT_LE(a.max_diff, 1);
+  // Rounding differs from float on ties, and requant.h rounds twice (high multiply, then shift),
+  // so a share of elements is off by one; a systematic offset would make most of them differ.
+  EXPECT_GT(a.exact, 0.5);
+}
+
+std::vector<float> random_vector(int64_t n, uint32_t seed) { return random_tensor({n}, -0.5f, 0.5f, seed).to_vector<float>(); }
+
+/// x -> Conv(+bias) -> [activation] -> Q; activation "Relu", "Clip" or "".
+onnx::ModelProto conv_model(const ActParams& p, const Shape& x_shape, const Shape& w_shape, int64_t group,
+                            const std::vector<int64_t>& pads, const std::vector<int64_t>& strides,
+                            const std::vector<int64_t>& dilations, const std::string& activation) {
+  QdqBuilder q(p);
+  q.b.input("x", DType::kFloat32, {-1, x_shape[1], x_shape[2], x_shape[3]});
+  const std::string x = q.qdq("x");
+  std::vector<float> w_scales;
+  const std::string w = q.weight("w", random_tensor(w_shape, -0.5f, 0.5f, 7), 0, &w_scales);
+  const std::string b = q.bias("b", random_vector(w_shape[0], 8), q.params("x").scale, w_scales);
+  auto& conv = q.b.node("Conv", {x, w, b}, {"conv_out"}, "conv");
+  ModelBuilder::attr(conv, "group", group);
+  ModelBuilder::attr(conv, "pads", pads);
+  ModelBuilder::attr(conv, "strides", strides);
+  ModelBuilder::attr(conv, "dilations", dilations);
+  std::string out = "conv_out";
+  if (activation == "Relu") {
+    q.b.node("Relu", {"conv_out"}, {"act_out"}, "act");
+    out = "act_out";
+  } else if (activation == "Clip") {
+    q.b.initializer("lo", Tensor::scalar<float>(0.0f));
+    q.b.initializer("hi", Tensor::scalar<float>(0.6f));
+    q.b.node("Clip", {"conv_out", "lo", "hi"}, {"act_out"}, "act");
+    out = "act_out";
+  }
+  q.b.output(q.qdq(out));
+  return q.b.model();
+}
+
+}  // namespace
+
+TEST(Int8Graph, ConvWithGroupsPadsStridesAndReluMatchesFloat) {
+  const Tensor x = random_tensor({3, 4, 9, 9}, -1.0f, 2.0f, 1);
+  expect_within_one_step(
+      [](const ActParams& p) { return conv_model(p, {3, 4, 9, 9}, {6, 2, 3, 3}, 2, {1, 0, 1, 2}, {2, 1}, {1, 1}, "Relu"); },
+      {"x", "act_out"}, x);
+}
+
+TEST(Int8Graph, DepthwiseDilatedConvWithClipMatchesFloat) {
+  const Tensor x = random_tensor({2, 3, 8, 8}, -1.0f, 1.0f, 2);
+  expect_within_one_step(
+      [](const ActParams& p) { return conv_model(p, {2, 3, 8, 8}, {3, 1, 3, 3}, 3, {2, 2, 2, 2}, {1, 1}, {2, 2}, "Clip"); },
+      {"x", "act_out"}, x);
+}
+
+TEST(Int8Graph, ReluAndClipFuseAsOutputBounds) {
+  ActParams p;
+  p["x"] = {0.02f, 3};
+  p["act_out"] = {0.01f, -20};
+  for (const std::string act : {"Relu", "Clip"}) {
+    auto g = ref::lower_qdq(conv_model(p, {1, 2, 5, 5}, {2, 2, 1, 1}, 1, {0, 0, 0, 0}, {1, 1}, {1, 1}, act), 1);
+    ASSERT_TRUE(g.ok()) << g.error().what();
+    ASSERT_EQ(g->ops.size(), 1u);
+    const ref::Int8Op& op = g->ops[0];
+    EXPECT_EQ(op.kind, ref::Int8OpKind::kConv);
+    EXPECT_EQ(op.act_min, -20) << act;  // Relu: the output zero point; Clip(0, 0.6): quantize(0) = -20
+    EXPECT_EQ(op.act_max, act == "Relu" ? 127 : 40) << act;  // quantize(0.6) = 60 - 20
+    EXPECT_EQ(g->values[op.output].name, "act_out_q");
+  }
+  // Bounds beyond int8 are cut to [-128, 127].
+  p["act_out"] = {0.001f, 0};
+  auto g = ref::lower_qdq(conv_model(p, {1, 2, 5, 5}, {2, 2, 1, 1}, 1, {0, 0, 0, 0}, {1, 1}, {1, 1}, "Clip"), 1);
+  ASSERT_TRUE(g.ok()) << g.error().what();
+  EXPECT_EQ(g->ops[0].act_min, 0);
+  EXPECT_EQ(g->ops[0].act_max, 127);
+}
+
+namespace {
+/// x[N,12] -> Gemm (transB 0/1) or MatMul with a [5,12] or [12,5] weight -> Q.
+onnx::ModelProto linear_model(const ActParams& p, const std::string& op_type, int64_t trans_b, Tensor* w_int8) {
+  QdqBuilder q(p);
+  q.b.input("x", DType::kFloat32, {-1, 12});
+  const std::string x = q.qdq("x");
+  const bool k_by_o = op_type == "MatMul" || trans_b == 0;
+  std::vector<float> w_scales;
+  const std::string w = q.weight("w", random_tensor(k_by_o ? Shape{12, 5} : Shape{5, 12}, -0.5f, 0.5f, 3),
+                                 k_by_o ? 1 : 0, &w_scales);
+  for (const auto& init : q.b.model().graph().initializer())
+    if (init.name() == "w_int8") *w_int8 = tensor_from_proto(init);
+  std::vector<std::string> inputs{x, w};
+  if (op_type == "Gemm") inputs.push_back(q.bias("b", random_vector(5, 4), q.params("x").scale, w_scales));
+  auto& n = q.b.node(op_type, inputs, {"y"}, "linear");
+  if (op_type == "Gemm") ModelBuilder::attr(n, "transB", trans_b);
+  q.b.output(q.qdq("y"));
+  return q.b.model();
+}
+}  // namespace
+
+TEST(Int8Graph, GemmAndMatMulWeightsBecomeOutputByInputOneByOne) {
+  const Tensor x = random_tensor({4, 12}, -1.0f, 1.0f, 5);
+  for (const auto& [op_type, trans_b] : std::vector<std::pair<std::string, int64_t>>{{"Gemm", 1}, {"Gemm", 0},
+                                                                                       {"MatMul", 0}}) {
+    SCOPED_TRACE(op_type + " transB=" + std::to_string(trans_b));
+    Tensor w;
+    const Build build = [&](const ActParams& p) { return linear_model(p, op_type, trans_b, &w); };
+    const ActParams p = calibrate(build, {"x", "y"}, {{"x", x}});
+    auto g = ref::lower_qdq(build(p), 4);
+    ASSERT_TRUE(g.ok()) << g.error().what();
+    ASSERT_EQ(g->ops.size(), 1u);
+    const ref::Int8Op& op = g->ops[0];
+    ASSERT_EQ(op.weight.shape(), (Shape{5, 12, 1, 1}));
+    const bool k_by_o = op_type == "MatMul" || trans_b == 0;
+    for (int64_t o = 0; o < 5; ++o)
+      for (int64_t k = 0; k < 12; ++k)
+        ASSERT_EQ(op.weight.data<int8_t>()[o * 12 + k], w.data<int8_t>()[k_by_o ? k * 5 + o : o * 12 + k]);
+    EXPECT_EQ(op.multipliers.size(), 5u);
+    EXPECT_EQ(op.bias.numel(), 5);
+    EXPECT_EQ(g->values[op.output].shape, (Shape{4, 5}));
+    const Agreement a = compare(build(p), x);
+    EXPECT_LE(a.max_diff, 1);
+  }
+}
+
+TEST(Int8Graph, AddWithReluMatchesFloat) {
+  const Build build = [](const ActParams& p) {
+    QdqBuilder q(p);
+    q.b.input("x", DType::kFloat32, {-1, 2, 4, 4});
+    const std::string x = q.qdq("x");
+    std::vector<float> ws;
+    const std::string w = q.weight("w", random_tensor({2, 2, 1, 1}, -1.0f, 1.0f, 9), 0, &ws);
+    q.b.node("Conv", {x, w}, {"c"}, "conv");
+    const std::string c = q.qdq("c");
+    q.b.node("Add", {x, c}, {"sum"}, "add");
+    q.b.node("Relu", {"sum"}, {"r"}, "relu");
+    q.b.output(q.qdq("r"));
+    return q.b.model();
+  };
+  expect_within_one_step(build, {"x", "c", "r"}, random_tensor({2, 2, 4, 4}, -1.0f, 1.0f, 10));
+  auto g = ref::lower_qdq(build(calibrate(build, {"x", "c", "r"}, {{"x", random_tensor({2, 2, 4, 4}, -1, 1, 10)}})), 2);
+  ASSERT_TRUE(g.ok()) << g.error().what();
+  ASSERT_EQ(g->ops.size(), 2u);
+  EXPECT_EQ(g->ops[1].kind, ref::Int8OpKind::kAdd);
+  EXPECT_EQ(g->ops[1].add.act_min, g->values[g->ops[1].output].q.zero_point);
+}
+
+namespace {
+/// x -> pool -> Q, where `configure` sets the pool's attributes.
+Build pool_model(const std::string& op_type, std::function<void(onnx::NodeProto&)> configure, bool same_params) {
+  return [=](const ActParams& given) {
+    ActParams p = given;
+    if (same_params && p.count("x")) p["y"] = p["x"];
+    QdqBuilder q(p);
+    q.b.input("x", DType::kFloat32, {-1, 3, 7, 7});
+    auto& n = q.b.node(op_type, {q.qdq("x")}, {"y"}, "pool");
+    configure(n);
+    q.b.output(q.qdq("y"));
+    return q.b.model();
+  };
+}
+}  // namespace
+
+TEST(Int8Graph, PoolingMatchesFloat) {
+  const Tensor x = random_tensor({2, 3, 7, 7}, -1.0f, 3.0f, 11);
+  expect_within_one_step(pool_model("MaxPool", [](onnx::NodeProto& n) {
+    ModelBuilder::attr(n, "kernel_shape", std::vector<int64_t>{3, 3});
+    ModelBuilder::attr(n, "strides", std::vector<int64_t>{2, 2});
+    ModelBuilder::attr(n, "pads", std::vector<int64_t>{1, 1, 1, 1});
+    ModelBuilder::attr(n, "dilations", std::vector<int64_t>{1, 2});
+  }, true), {"x"}, x);
+  expect_within_one_step(pool_model("AveragePool", [](onnx::NodeProto& n) {
+    ModelBuilder::attr(n, "kernel_shape", std::vector<int64_t>{3, 3});
+    ModelBuilder::attr(n, "strides", std::vector<int64_t>{2, 2});
+    ModelBuilder::attr(n, "pads", std::vector<int64_t>{1, 1, 1, 1});
+    ModelBuilder::attr(n, "count_include_pad", int64_t{1});
+  }, false), {"x", "y"}, x);
+  expect_within_one_step(pool_model("AveragePool", [](onnx::NodeProto& n) {
+    ModelBuilder::attr(n, "kernel_shape", std::vector<int64_t>{2, 2});
+    ModelBuilder::attr(n, "strides", std::vector<int64_t>{2, 2});
+  }, false), {"x", "y"}, x);
+  expect_within_one_step(pool_model("GlobalAveragePool", [](onnx::NodeProto&) {}, false), {"x", "y"}, x);
+}
+
+TEST(Int8Graph, StandaloneClipIsARequantization) {
+  const Build build = [](const ActParams& p) {
+    QdqBuilder q(p, 11);
+    q.b.input("x", DType::kFloat32, {-1, 10});
+    q.b.initializer("lo", Tensor::scalar<float>(-0.5f));
+    q.b.initializer("hi", Tensor::scalar<float>(0.75f));
+    q.b.node("Clip", {q.qdq("x"), "lo", "hi"}, {"y"}, "clip");
+    q.b.output(q.qdq("y"));
+    return q.b.model();
+  };
+  const Tensor x = random_tensor({5, 10}, -2.0f, 2.0f, 12);
+  expect_within_one_step(build, {"x", "y"}, x);
+  auto g = ref::lower_qdq(build(calibrate(build, {"x", "y"}, {{"x", x}})), 5);
+  ASSERT_TRUE(g.ok()) << g.error().what();
+  ASSERT_EQ(g->ops.size(), 1u);
+  EXPECT_EQ(g->ops[0].kind, ref::Int8OpKind::kRequant);
+}
+
+TEST(Int8Graph, ReshapeOnInt8AndBetweenQdqPairs) {
+  const Build build = [](const ActParams& given) {
+    ActParams p = given;
+    if (p.count("x")) p["f"] = p["x"];
+    QdqBuilder q(p);
+    q.b.input("x", DType::kFloat32, {-1, 2, 3, 3});
+    q.qdq("x");
+    q.b.initializer("shape", Tensor::from_vector<int64_t>({3}, {0, 2, -1}));
+    q.b.node("Reshape", {"x_q", "shape"}, {"r_q"}, "reshape");  // directly on the int8 value
+    q.b.node("DequantizeLinear", {"r_q", "x_scale", "x_zp"}, {"r_dq"}, "r_DQ");
+    q.b.node("Flatten", {"r_dq"}, {"f"}, "flatten");  // between DQ and Q with equal parameters
+    q.b.output(q.qdq("f"));
+    return q.b.model();
+  };
+  const Tensor x = random_tensor({2, 2, 3, 3}, -1.0f, 1.0f, 13);
+  const ActParams p = calibrate(build, {"x"}, {{"x", x}});
+  auto g = ref::lower_qdq(build(p), 2);
+  ASSERT_TRUE(g.ok()) << g.error().what();
+  ASSERT_EQ(g->ops.size(), 2u);
+  EXPECT_EQ(g->values[g->ops[0].output].shape, (Shape{2, 2, 9}));
+  EXPECT_EQ(g->values[g->ops[1].output].shape, (Shape{2, 18}));
+  const Agreement a = compare(build(p), x);
+  EXPECT_EQ(a.max_diff, 0);
+}
+
+// A small CNN (conv-relu-maxpool-conv-relu-gap-flatten-gemm). Differences of one step in early
+// layers propagate, so the bound here is looser than for single patterns: measured max 1 step.
+TEST(Int8Graph, SmallCnnMatchesFloat) {
+  const Build build = [](const ActParams& given) {
+    ActParams p = given;
+    if (p.count("r1")) p["m"] = p["r1"];
+    QdqBuilder q(p);
+    q.b.input("x", DType::kFloat32, {-1, 1, 12, 12});
+    std::vector<float> s1, s2, s3;
+    const std::string w1 = q.weight("w1", random_tensor({4, 1, 3, 3}, -0.6f, 0.6f, 21), 0, &s1);
+    q.b.node("Conv", {q.qdq("x"), w1, q.bias("b1", random_vector(4, 22), q.params("x").scale, s1)}, {"c1"}, "conv1");
+    q.b.node("Relu", {"c1"}, {"r1"}, "relu1");
+    auto& mp = q.b.node("MaxPool", {q.qdq("r1")}, {"m"}, "pool");
+    ModelBuilder::attr(mp, "kernel_shape", std::vector<int64_t>{2, 2});
+    ModelBuilder::attr(mp, "strides", std::vector<int64_t>{2, 2});
+    const std::string w2 = q.weight("w2", random_tensor({8, 4, 3, 3}, -0.3f, 0.3f, 23), 0, &s2);
+    auto& c2 = q.b.node("Conv", {q.qdq("m"), w2, q.bias("b2", random_vector(8, 24), q.params("m").scale, s2)},
+                        {"c2"}, "conv2");
+    ModelBuilder::attr(c2, "pads", std::vector<int64_t>{1, 1, 1, 1});
+    q.b.node("Relu", {"c2"}, {"r2"}, "relu2");
+    q.b.node("GlobalAveragePool", {q.qdq("r2")}, {"gap"}, "gap");
+    q.qdq("gap");
+    q.b.node("Flatten", {"gap_q"}, {"flat_q"}, "flatten");  // on the int8 value
+    q.b.node("DequantizeLinear", {"flat_q", "gap_scale", "gap_zp"}, {"flat_dq"}, "flat_DQ");
+    const std::string w3 = q.weight("w3", random_tensor({3, 8}, -0.5f, 0.5f, 25), 0, &s3);
+    auto& fc = q.b.node("Gemm", {"flat_dq", w3, q.bias("b3", random_vector(3, 26), q.params("gap").scale, s3)},
+                        {"logits"}, "fc");
+    ModelBuilder::attr(fc, "transB", int64_t{1});
+    q.b.output(q.qdq("logits"));
+    return q.b.model();
+  };
+  const Tensor x = random_tensor({8, 1, 12, 12}, -1.0f, 2.0f, 27);
+  const ActParams p = calibrate(build, {"x", "r1", "r2", "gap", "logits"}, {{"x", x}});
+  auto g = ref::lower_qdq(build(p), 8);
+  ASSERT_TRUE(g.ok()) << g.error().what();
+  std::vector<ref::Int8OpKind> kinds;
+  for (const auto& op : g->ops) kinds.push_back(op.kind);
+  using K = ref::Int8OpKind;
+  EXPECT_EQ(kinds, (std::vector<K>{K::kConv, K::kMaxPool, K::kConv, K::kAvgPool, K::kReshape, K::kConv}));
+  const Agreement a = compare(build(p), x);
+  EXPECT_LE(a.max_diff, 2);
+  std::printf("small CNN: max int8 difference %lld, exact %.3f\n", static_cast<long long>(a.max_diff), a.exact);
+}
+
+// ---- errors ------------------------------------------------------------------------------------
+
+namespace {
+ActParams unit_params() {
+  ActParams p;
+  for (const char* name : {"x", "y", "c", "act_out", "conv_out"}) p[name] = {0.05f, 0};
+  return p;
+}
+
+Error lowering_error(const onnx::ModelProto& model, int64_t batch = 1) {
+  auto g = ref::lower_qdq(model, batch);
+  EXPECT_FALSE(g.ok());
+  return g.ok() ? Error(ErrorCode::kInternal, "lowered") : g.error();
+}
+}  // namespace
+
+TEST(Int8GraphErrors, UnsupportedOperatorInTheMiddle) {
+  const ActParams p = unit_params();
+  QdqBuilder q(p);
+  q.b.input("x", DType::kFloat32, {-1, 4});
+  q.b.node("Sigmoid", {q.qdq("x")}, {"y"}, "sig");
+  q.b.output(q.qdq("y"));
+  const Error e = lowering_error(q.b.model());
+  EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+  EXPECT_STREQ(e.what(), "node 'sig' (Sigmoid): operator not supported on the NPU");
+}
+
+TEST(Int8GraphErrors, FloatWeightIsMalformed) {
+  const ActParams p = unit_params();
+  QdqBuilder q(p);
+  q.b.input("x", DType::kFloat32, {-1, 2, 4, 4});
+  q.b.initializer("w", random_tensor({2, 2, 1, 1}, -1, 1, 1));
+  q.b.node("Conv", {q.qdq("x"), "w"}, {"c"}, "conv");
+  q.b.output(q.qdq("c"));
+  const Error e = lowering_error(q.b.model());
+  EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+  EXPECT_STREQ(e.what(), "node 'conv' (Conv): weight 'w' must be a DequantizeLinear of an int8 initializer");
+}
+
+TEST(Int8GraphErrors, ConvWithoutQuantizeLinearIsMalformed) {
+  const ActParams p = unit_params();
+  QdqBuilder q(p);
+  q.b.input("x", DType::kFloat32, {-1, 2, 4, 4});
+  std::vector<float> s;
+  q.b.node("Conv", {q.qdq("x"), q.weight("w", random_tensor({2, 2, 1, 1}, -1, 1, 1), 0, &s)}, {"c"}, "conv");
+  q.b.output("c");
+  const Error e = lowering_error(q.b.model());
+  EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(std::string(e.what()).rfind("node 'conv' (Conv): output must feed exactly one QuantizeLinear", 0), 0u)
+      << e.what();
+}
+
+TEST(Int8GraphErrors, BiasOnTheWrongScaleIsMalformed) {
+  const ActParams p = unit_params();
+  QdqBuilder q(p);
+  q.b.input("x", DType::kFloat32, {-1, 2, 4, 4});
+  std::vector<float> s;
+  const std::string w = q.weight("w", random_tensor({2, 2, 1, 1}, -1, 1, 1), 0, &s);
+  const std::string b = q.bias("b", {0.1f, 0.2f}, 2.0f * p.at("x").scale, s);  // twice the right scale
+  q.b.node("Conv", {q.qdq("x"), w, b}, {"c"}, "conv");
+  q.b.output(q.qdq("c"));
+  const Error e = lowering_error(q.b.model());
+  EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(std::string(e.what()).find("node 'b_DQ' (DequantizeLinear): bias scale"), std::string::npos) << e.what();
+}
+
+TEST(Int8GraphErrors, NonZeroWeightZeroPointIsMalformed) {
+  const ActParams p = unit_params();
+  QdqBuilder q(p);
+  q.b.input("x", DType::kFloat32, {-1, 2});
+  q.b.initializer("w_int8", Tensor::from_vector<int8_t>({2, 2}, {1, 2, 3, 4}));
+  q.b.initializer("w_scale", Tensor::scalar<float>(0.1f));
+  q.b.initializer("w_zp", Tensor::scalar<int8_t>(3));
+  q.b.node("DequantizeLinear", {"w_int8", "w_scale", "w_zp"}, {"w_dq"}, "w_DQ");
+  q.b.node("MatMul", {q.qdq("x"), "w_dq"}, {"y"}, "mm");
+  q.b.output(q.qdq("y"));
+  const Error e = lowering_error(q.b.model());
+  EXPECT_STREQ(e.what(), "node 'w_DQ' (DequantizeLinear): weight zero point must be 0 (symmetric weights)");
+}
+
+TEST(Int8GraphErrors, AveragePoolWithClippedWindowsIsUnsupported) {
+  const ActParams p = unit_params();
+  const auto model = pool_model("AveragePool", [](onnx::NodeProto& n) {
+    ModelBuilder::attr(n, "kernel_shape", std::vector<int64_t>{3, 3});
+    ModelBuilder::attr(n, "pads", std::vector<int64_t>{1, 1, 1, 1});
+  }, false)(p);
+  const Error e = lowering_error(model);
+  EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+  EXPECT_EQ(std::string(e.what()).rfind("node 'pool' (AveragePool): average windows of different sizes", 0), 0u);
+}
+
+TEST(Int8GraphErrors, MaxPoolThatChangesScaleIsMalformed) {
+  ActParams p = unit_params();
+  p["y"] = {0.1f, 0};
+  const auto model = pool_model("MaxPool", [](onnx::NodeProto& n) {
+    ModelBuilder::attr(n, "kernel_shape", std::vector<int64_t>{2, 2});
+  }, false)(p);
+  EXPECT_EQ(std::string(lowering_error(model).what()),
+            "node 'pool' (MaxPool): MaxPool input and output quantization parameters must be equal");
+}
+
+TEST(Int8GraphErrors, Uint8ActivationsAreUnsupported) {
+  ModelBuilder b;
+  b.input("x", DType::kFloat32, {-1, 4}).output("y");
+  b.initializer("s", Tensor::scalar<float>(0.1f));
+  b.initializer("z", Tensor::scalar<uint8_t>(128));
+  b.node("QuantizeLinear", {"x", "s", "z"}, {"xq"}, "quant");
+  b.node("DequantizeLinear", {"xq", "s", "z"}, {"y"}, "dequant");
+  const Error e = lowering_error(b.model());
+  EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+  EXPECT_STREQ(e.what(), "node 'quant' (QuantizeLinear): activations must be int8 with a constant zero point");
+}
+
+TEST(Int8GraphErrors, FloatGraphOutputAndBadBatch) {
+  const ActParams p = unit_params();
+  QdqBuilder q(p);
+  q.b.input("x", DType::kFloat32, {-1, 4});
+  q.qdq("x");
+  q.b.node("Relu", {"x"}, {"y"}, "float_relu");
+  q.b.output("y");
+  // The float Relu reads the graph input, not a dequantized value.
+  EXPECT_STREQ(lowering_error(q.b.model()).what(),
+               "node 'float_relu' (Relu): input 'x' is not a DequantizeLinear of a quantized value");
+
+  QdqBuilder ok(p);
+  ok.b.input("x", DType::kFloat32, {-1, 4});
+  ok.b.output(ok.qdq("x"));
+  EXPECT_EQ(lowering_error(ok.b.model(), 0).code(), ErrorCode::kInvalidArgument);
+  auto g = ref::lower_qdq(ok.b.model(), 3);
+  ASSERT_TRUE(g.ok()) << g.error().what();
+  EXPECT_EQ(g->values[g->inputs[0]].shape, (Shape{3, 4}));
+  EXPECT_EQ(g->output_names, std::vector<std::string>{"x_dq"});
+  auto missing = ref::run_int8(*g, {});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound);
+  auto wrong = ref::run_int8(*g, {{"x", Tensor(DType::kInt8, {2, 4})}});
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_STREQ(wrong.error().what(), "input 'x': expected int8 [3, 4], got int8 [2, 4]");
+}
+
+TEST(Int8Graph, QuantizeTensorRoundsHalfToEvenAndSaturates) {
+  const Tensor f = Tensor::from_vector<float>({6}, {0.5f, 1.5f, -2.5f, 2.5f, 100.0f, -100.0f});
+  const Tensor q = ref::quantize_tensor(f, {1.0f, 0});
+  EXPECT_EQ(q.to_vector<int8_t>(), (std::vector<int8_t>{0, 2, -2, 2, 100, -100}));
+  EXPECT_EQ(ref::quantize_tensor(f, {0.5f, 10}).to_vector<int8_t>(), (std::vector<int8_t>{11, 13, 5, 15, 127, -128}));
+  EXPECT_EQ(ref::dequantize_tensor(Tensor::from_vector<int8_t>({2}, {12, -128}), {0.5f, 10}).to_vector<float>(),
+            (std::vector<float>{1.0f, -69.0f}));
+}

@@ -1,0 +1,73 @@
+#pragma once
+/// The anvil compiler: a quantized (QDQ) ONNX model -> an NPU program (isa/program.h).
+///
+/// compile() runs ref::lower_qdq and lowers the resulting integer graph (reference/int8_graph.h)
+/// op by op: every Int8Op becomes DMA loads of its inputs and constants into SRAM, one compute
+/// instruction carrying exactly the op's integer parameters, and a DMA store of its output. The
+/// program's int8 results therefore equal ref::run_int8 bit for bit. Cross-unit waits are derived
+/// from the SRAM and DRAM byte ranges each instruction reads and writes (docs/isa.md).
+///
+/// Not done yet (each fails with kUnsupported naming the node): tiling of layers whose working set
+/// exceeds the SRAM or whose dimensions exceed the ISA's 16-bit fields, broadcasting Add, dilated
+/// pooling, graph outputs that alias another graph input or output.
+#include <onnx/onnx_pb.h>
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "anvil/common/status.h"
+#include "anvil/isa/program.h"
+#include "anvil/reference/int8_graph.h"
+
+namespace anvil::compiler {
+
+/// What the compiler plans against. One PE has `slices_per_pe` slices of `sram_per_slice` bytes
+/// of SRAM each and a mac_rows x mac_cols int8 MAC array per slice.
+struct Target {
+  std::string name;
+  int num_pes = 1;              ///< 2: a fused pair, whose slices and SRAM form one address space
+  int slices_per_pe = 64;
+  uint64_t sram_per_slice = 0;  ///< bytes
+  int mac_rows = 0, mac_cols = 0;
+
+  /// SRAM bytes one program can address: slices_per_pe * sram_per_slice * num_pes.
+  uint64_t sram_capacity() const;
+  /// "warboy" (one PE) or "warboy-2pe" (a fused pair). Throws Error(kInvalidArgument) naming the
+  /// valid targets for any other name.
+  static Target from_name(const std::string& name);
+};
+
+struct CompileOptions {
+  Target target = Target::from_name("warboy");
+  int64_t batch = 1;       ///< used by compile(); compile_graph() takes the batch from the graph
+  std::string model_name;  ///< recorded in the program metadata
+};
+
+/// Per Int8Op: what it costs. Reshape ops are listed with zeros (they move no data).
+struct LayerReport {
+  std::string node, op;
+  uint64_t macs = 0;        ///< multiply-accumulates of the MAC array (conv only)
+  uint64_t dram_bytes = 0;  ///< bytes the layer's DMA instructions move (loads + stores)
+  uint64_t sram_bytes = 0;  ///< the layer's SRAM working set (inputs, constants, output)
+};
+
+struct CompileResult {
+  isa::Program program;
+  std::vector<LayerReport> layers;
+  Target target;           ///< what the program was planned for
+  std::string model_name;
+  /// Summary and per-layer table as JSON (the same text is program.metadata).
+  nlohmann::json report() const;
+};
+
+/// Lowers a quantized ONNX model: ref::lower_qdq(model, options.batch), then compile_graph().
+/// lower_qdq's errors (kUnsupported naming node and operator) are returned as they are.
+Expected<CompileResult> compile(const onnx::ModelProto& quantized, const CompileOptions& options);
+
+/// Lowers an integer graph. Errors: kInvalidArgument for a malformed graph (naming the node or
+/// value), kUnsupported for what the target or this compiler cannot do yet (naming the node).
+Expected<CompileResult> compile_graph(const ref::Int8Graph& graph, const CompileOptions& options);
+
+}  // namespace anvil::compiler

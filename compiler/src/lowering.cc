@@ -51,6 +51,17 @@ void check_arity(const ref::Int8Op& op, size_t inputs) {
                                           std::to_string(inputs));
 }
 
+/// requant.h's domain (a non-negative Q31 mantissa, shift in [-31, 30]) and an int8 clamp range:
+/// what the hardware accepts.
+void check_requant(const ref::Int8Op& op, const math::QuantizedMultiplier& q, int32_t act_min, int32_t act_max) {
+  if (q.multiplier < 0 || q.shift < -31 || q.shift > 30)
+    fail(ErrorCode::kInvalidArgument, where(op) + ": multiplier " + std::to_string(q.multiplier) + " shift " +
+                                          std::to_string(q.shift) + " is outside requant.h's domain");
+  if (act_min < -128 || act_max > 127 || act_min > act_max)
+    fail(ErrorCode::kInvalidArgument, where(op) + ": clamp [" + std::to_string(act_min) + ", " +
+                                          std::to_string(act_max) + "] is not an int8 range");
+}
+
 std::string dims_str(const std::array<int64_t, 4>& d) { return shape_str(Shape(d.begin(), d.end())); }
 
 }  // namespace
@@ -179,6 +190,7 @@ LayerReport Lowering::lower_conv(const ref::Int8Op& op) {
     fail(ErrorCode::kInvalidArgument, where(op) + ": " + std::to_string(op.multipliers.size()) +
                                           " multipliers for " + std::to_string(out_c) + " output channels");
   for (int64_t o = 0; o < out_c; ++o) {
+    check_requant(op, op.multipliers[o], op.act_min, op.act_max);
     mult[o] = op.multipliers[o].multiplier;
     shift[o] = op.multipliers[o].shift;
   }
@@ -230,6 +242,8 @@ LayerReport Lowering::lower_add(const ref::Int8Op& op) {
   if (a.shape != y.shape || b.shape != y.shape)
     fail(ErrorCode::kUnsupported, where(op) + ": inputs " + shape_str(a.shape) + " and " + shape_str(b.shape) +
                                       " -> " + shape_str(y.shape) + " (broadcasting add is not implemented)");
+  for (const math::QuantizedMultiplier& q : {op.add.a, op.add.b, op.add.out})
+    check_requant(op, q, op.add.act_min, op.add.act_max);
   Layer layer = begin_layer(op, 0, 0);
   isa::Instruction inst;
   inst.opcode = isa::Opcode::kAdd;
@@ -273,8 +287,17 @@ LayerReport Lowering::lower_pool(const ref::Int8Op& op) {
   if (out[0] != in[0] || out[1] != in[1] || !fits(0) || !fits(1))
     fail(ErrorCode::kInvalidArgument, where(op) + ": output " + dims_str(out) + " does not match input " +
                                           dims_str(in) + ", kernel, pads and strides");
-  // Windows sum their in-bounds elements only; op.multiplier already holds the divisor (the
-  // kernel area), exactly as ref::run_int8 computes, whatever count_include_pad says.
+  // An average window sums its in-bounds elements; op.multiplier divides by the kernel area. A
+  // window clipped by the border therefore needs count_include_pad (padding counts as 0).
+  if (op.kind == ref::Int8OpKind::kAvgPool && !op.count_include_pad) {
+    const bool clipped = op.pads[0] > 0 || op.pads[1] > 0 || (out[2] - 1) * op.strides[0] - op.pads[0] + kernel[0] > in[2] ||
+                         (out[3] - 1) * op.strides[1] - op.pads[1] + kernel[1] > in[3];
+    if (clipped)
+      fail(ErrorCode::kUnsupported, where(op) + ": average windows clipped by the border without count_include_pad "
+                                                "(the ISA divides every window by the full kernel area)");
+  }
+  check_requant(op, op.kind == ref::Int8OpKind::kAvgPool ? op.multiplier : math::QuantizedMultiplier{}, op.act_min,
+                op.act_max);
   Layer layer = begin_layer(op, 0, 0);
   isa::Instruction inst;
   inst.opcode = op.kind == ref::Int8OpKind::kMaxPool ? isa::Opcode::kMaxPool : isa::Opcode::kAvgPool;
@@ -312,6 +335,7 @@ LayerReport Lowering::lower_requant(const ref::Int8Op& op) {
   if (shape_numel(x.shape) != shape_numel(y.shape))
     fail(ErrorCode::kInvalidArgument, where(op) + ": input " + shape_str(x.shape) + " and output " +
                                           shape_str(y.shape) + " differ in size");
+  check_requant(op, op.multiplier, op.act_min, op.act_max);
   Layer layer = begin_layer(op, 0, 0);
   isa::Instruction inst;
   inst.opcode = isa::Opcode::kRequant;

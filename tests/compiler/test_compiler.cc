@@ -400,6 +400,29 @@ TEST(Compiler, MalformedGraphsNameTheNode) {
     b.output(y, "y");
     expect(b.graph(), ErrorCode::kInvalidArgument, "no elements");
   }
+  {  // an average window clipped by padding without count_include_pad
+    GraphBuilder b(2);
+    const int x = b.input("x", {1, 2, 4, 4});
+    const int y = b.value("y", {1, 2, 2, 2});
+    b.pool(ref::Int8OpKind::kAvgPool, "clipped_avg", x, y, {3, 3}, {2, 2}, {1, 1, 0, 0});
+    b.graph().ops[0].count_include_pad = false;
+    b.output(y, "y");
+    expect(b.graph(), ErrorCode::kUnsupported, "clipped_avg");
+  }
+  {  // a multiplier outside requant.h's domain
+    GraphBuilder b(2);
+    const int x = b.input("x", {1, 2, 4, 4});
+    const int y = b.value("y", {1, 2, 4, 4});
+    b.requant("bad_shift", x, y).multiplier.shift = 40;
+    b.output(y, "y");
+    expect(b.graph(), ErrorCode::kInvalidArgument, "bad_shift");
+  }
+  {  // a clamp that is not an int8 range
+    GraphBuilder b = strided_grouped_conv();
+    b.graph().ops[0].act_min = 100;
+    b.graph().ops[0].act_max = 50;
+    expect(b.graph(), ErrorCode::kInvalidArgument, "conv0");
+  }
   {  // a multiplier missing
     GraphBuilder b = strided_grouped_conv();
     b.graph().ops[0].multipliers.pop_back();

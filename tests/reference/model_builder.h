@@ -44,6 +44,8 @@ class ModelBuilder {
     for (const auto& o : outputs) n->add_output(o);
     return *n;
   }
+  /// The node added last, to add attributes after the fact.
+  onnx::NodeProto& last_node() { return *model_.mutable_graph()->mutable_node()->rbegin(); }
   const onnx::ModelProto& model() const { return model_; }
 
   static void attr(onnx::NodeProto& n, const std::string& name, int64_t v) {

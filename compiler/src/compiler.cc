@@ -7,16 +7,17 @@ namespace anvil::compiler {
 
 namespace {
 
-/// Warboy-class PE: 64 slices of 256 KiB SRAM (16 MiB per PE), each slice with an 8 x 32 int8
-/// MAC array (256 MACs per cycle per slice).
+/// Warboy-class PE: 64 slices of 256 KiB SRAM (16 MiB per PE), each slice with a 32 x 4 int8 MAC
+/// array (32 output channels x 4 reduction elements per cycle). The same numbers as the hardware
+/// model's presets (hw_model/include/anvil/hw/config.h).
 Target warboy_pe(const std::string& name, int num_pes) {
   Target t;
   t.name = name;
   t.num_pes = num_pes;
   t.slices_per_pe = 64;
   t.sram_per_slice = 256 * 1024;
-  t.mac_rows = 8;
-  t.mac_cols = 32;
+  t.mac_rows = 32;
+  t.mac_cols = 4;
   return t;
 }
 

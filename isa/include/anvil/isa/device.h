@@ -69,6 +69,7 @@ const char* device_error_name(DeviceError e);
 enum class CommandOp : uint32_t {
   kNop = 0,
   kRun = 1,  ///< run a program: copy inputs host->DRAM, execute, copy outputs DRAM->host
+  kLoad = 2, ///< copy input_bytes from host_io_addr to device DRAM at io_addr (program images)
 };
 
 /// A 64-byte submission entry.

@@ -1,0 +1,121 @@
+#include "command_processor.h"
+
+#include "anvil/firmware/firmware.h"
+
+namespace anvil::hw {
+
+using sc_core::sc_time;
+
+CommandProcessor::CommandProcessor(sc_core::sc_module_name name, ChipContext& ctx, PcieHostInterface& pcie,
+                                   std::array<Sequencer*, 2> sequencers)
+    : sc_module(name), dram_socket("dram_socket"), ctx_(ctx), pcie_(pcie), seq_(sequencers) {
+  SC_HAS_PROCESS(CommandProcessor);
+  SC_THREAD(thread);
+}
+
+void CommandProcessor::thread() {
+  for (;;) {
+    gen_ = ctx_.generation;
+    doorbell_pending_ = false;
+    try {
+      fw::Firmware firmware(*this);
+      firmware.run();
+    } catch (const PowerCycle&) {
+      // Reset: boot the firmware again on the fresh chip.
+    }
+  }
+}
+
+void CommandProcessor::doorbell() {
+  doorbell_pending_ = true;
+  doorbell_event_.notify(sc_core::SC_ZERO_TIME);
+}
+
+uint32_t CommandProcessor::reg_read(uint32_t offset) {
+  ctx_.check(gen_);
+  return pcie_.regs().get(offset);
+}
+
+void CommandProcessor::reg_write(uint32_t offset, uint32_t value) {
+  ctx_.check(gen_);
+  pcie_.regs().put(offset, value);
+}
+
+void CommandProcessor::wait_doorbell() {
+  while (!doorbell_pending_) ctx_.wait_event(gen_, doorbell_event_);
+  doorbell_pending_ = false;
+}
+
+void CommandProcessor::host_read(uint64_t host_addr, void* dst, uint64_t n) {
+  sc_time d = sc_core::SC_ZERO_TIME;
+  const bool ok = pcie_.host_read(host_addr, dst, n, d);
+  elapse(d);
+  if (!ok) throw fw::HalFault{isa::DeviceError::kDmaFault, static_cast<uint32_t>(host_addr)};
+}
+
+void CommandProcessor::host_write(uint64_t host_addr, const void* src, uint64_t n) {
+  sc_time d = sc_core::SC_ZERO_TIME;
+  const bool ok = pcie_.host_write(host_addr, src, n, d);
+  elapse(d);
+  if (!ok) throw fw::HalFault{isa::DeviceError::kDmaFault, static_cast<uint32_t>(host_addr)};
+}
+
+void CommandProcessor::host_to_dram(uint64_t host_addr, uint64_t dram_addr, uint64_t n) {
+  sc_time d = sc_core::SC_ZERO_TIME;
+  uint64_t fault = 0;
+  const bool ok = pcie_.host_to_dram(host_addr, dram_addr, n, d, &fault);
+  elapse(d);
+  if (!ok) throw fw::HalFault{isa::DeviceError::kDmaFault, static_cast<uint32_t>(fault)};
+}
+
+void CommandProcessor::dram_to_host(uint64_t dram_addr, uint64_t host_addr, uint64_t n) {
+  sc_time d = sc_core::SC_ZERO_TIME;
+  uint64_t fault = 0;
+  const bool ok = pcie_.dram_to_host(dram_addr, host_addr, n, d, &fault);
+  elapse(d);
+  if (!ok) throw fw::HalFault{isa::DeviceError::kDmaFault, static_cast<uint32_t>(fault)};
+}
+
+void CommandProcessor::dram_read(uint64_t dram_addr, void* dst, uint64_t n) {
+  tlm::tlm_generic_payload gp;
+  gp.set_command(tlm::TLM_READ_COMMAND);
+  gp.set_address(dram_addr);
+  gp.set_data_ptr(static_cast<uint8_t*>(dst));
+  gp.set_data_length(static_cast<unsigned int>(n));
+  gp.set_streaming_width(static_cast<unsigned int>(n));
+  gp.set_response_status(tlm::TLM_INCOMPLETE_RESPONSE);
+  sc_time d = sc_core::SC_ZERO_TIME;
+  dram_socket->b_transport(gp, d);
+  elapse(d);
+  if (!gp.is_response_ok()) throw fw::HalFault{isa::DeviceError::kDmaFault, static_cast<uint32_t>(dram_addr)};
+}
+
+void CommandProcessor::send_msi(uint32_t bits) {
+  if (pcie_.msi) pcie_.msi(bits);
+}
+
+fw::PeResult CommandProcessor::run_pes(const fw::PeRun& run) {
+  // One bit: that PE. Both bits: the fused pair, which PE 0's sequencer drives with both PEs'
+  // slices and SRAM (docs/warboy.md).
+  if (run.pe_mask == 0 || run.pe_mask > 3 || (run.pe_mask >> ctx_.config.num_pes) != 0)
+    return {isa::DeviceError::kPeMismatch, run.pe_mask};
+  Sequencer& seq = *seq_[run.pe_mask == 2 ? 1 : 0];
+  PeLaunch launch;
+  launch.instructions.assign(run.instructions, run.instructions + run.count);
+  for (int r = 0; r < isa::kNumRegions; ++r) launch.regions[r] = {run.regions[r].base, run.regions[r].bytes};
+  launch.fused_pes = run.pe_mask == 3 ? 2 : 1;
+  launch.fault_mode = run.fault_mode;
+  launch.fault_arg = run.fault_arg;
+  if (!seq.load(std::move(launch))) return {isa::DeviceError::kBadProgram, static_cast<uint32_t>(run.count)};
+  seq.start();
+  counters_.pe_runs++;
+  if (!ctx_.wait_event_for(gen_, seq.done_event(), ctx_.cycles(ctx_.config.watchdog_cycles))) {
+    counters_.watchdog_timeouts++;
+    seq.abort(isa::DeviceError::kTimeout, 0);
+    ctx_.wait_event(gen_, seq.done_event());
+  }
+  elapse(sc_core::SC_ZERO_TIME);  // back on a clock edge
+  return {seq.error(), seq.error_info()};
+}
+
+}  // namespace anvil::hw

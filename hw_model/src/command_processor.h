@@ -1,0 +1,63 @@
+#pragma once
+/// The command processor: an SC_THREAD that runs the firmware (anvil_firmware) on a HAL made of
+/// this chip's blocks. A reset makes the HAL throw PowerCycle out of the firmware, which then
+/// reboots.
+#include <array>
+#include <systemc>
+#include <tlm_utils/simple_initiator_socket.h>
+
+#include "anvil/firmware/hal.h"
+#include "chip_context.h"
+#include "pcie_host_interface.h"
+#include "sequencer.h"
+
+namespace anvil::hw {
+
+class CommandProcessor : public sc_core::sc_module, public fw::Hal {
+ public:
+  /// The command processor's own DRAM port (program headers, instruction fetch).
+  tlm_utils::simple_initiator_socket<CommandProcessor> dram_socket;
+
+  CommandProcessor(sc_core::sc_module_name name, ChipContext& ctx, PcieHostInterface& pcie,
+                   std::array<Sequencer*, 2> sequencers);
+  /// The host rang a doorbell (SQ_TAIL or CQ_HEAD written).
+  void doorbell();
+
+  struct Counters {
+    uint64_t commands_busy_cycles = 0, pe_runs = 0, watchdog_timeouts = 0;
+  };
+  const Counters& counters() const { return counters_; }
+  void reset_counters() { counters_ = Counters{}; }
+
+  // fw::Hal
+  uint32_t reg_read(uint32_t offset) override;
+  void reg_write(uint32_t offset, uint32_t value) override;
+  void wait_doorbell() override;
+  void host_read(uint64_t host_addr, void* dst, uint64_t n) override;
+  void host_write(uint64_t host_addr, const void* src, uint64_t n) override;
+  void host_to_dram(uint64_t host_addr, uint64_t dram_addr, uint64_t n) override;
+  void dram_to_host(uint64_t dram_addr, uint64_t host_addr, uint64_t n) override;
+  void dram_read(uint64_t dram_addr, void* dst, uint64_t n) override;
+  uint32_t num_pes() const override { return ctx_.config.num_pes; }
+  uint64_t instr_mem_bytes() const override { return ctx_.config.instr_mem_bytes; }
+  uint64_t sram_bytes_per_pe() const override { return ctx_.config.sram_bytes_per_pe(); }
+  uint64_t dram_bytes() const override { return ctx_.config.dram_bytes; }
+  fw::PeResult run_pes(const fw::PeRun& run) override;
+  uint64_t cycle() const override { return ctx_.now_cycles(); }
+  void send_msi(uint32_t bits) override;
+
+ private:
+  void thread();
+  /// Lets `t` pass, ending on a core clock edge.
+  void elapse(const sc_core::sc_time& t) { ctx_.sleep(gen_, ctx_.to_clock_edge(t)); }
+
+  ChipContext& ctx_;
+  PcieHostInterface& pcie_;
+  std::array<Sequencer*, 2> seq_;
+  uint64_t gen_ = 0;
+  bool doorbell_pending_ = false;
+  sc_core::sc_event doorbell_event_;
+  Counters counters_;
+};
+
+}  // namespace anvil::hw

@@ -1,0 +1,119 @@
+#include "vector_engine.h"
+
+#include <algorithm>
+#include <vector>
+
+namespace anvil::hw {
+
+namespace {
+bool clamp_valid(int32_t lo, int32_t hi) { return lo <= hi && lo >= -128 && hi <= 127; }
+}  // namespace
+
+VectorEngine::VectorEngine(sc_core::sc_module_name name, ChipContext& ctx, Sequencer& seq)
+    : ExecUnit(name, ctx, seq, isa::Unit::kVector) {}
+
+uint64_t VectorEngine::elements_touched(const isa::Instruction& inst) {
+  switch (inst.opcode) {
+    case isa::Opcode::kAdd: return inst.add.count;
+    case isa::Opcode::kRequant: return inst.requant.count;
+    case isa::Opcode::kMaxPool:
+    case isa::Opcode::kAvgPool: {
+      const isa::PoolArgs& p = inst.pool;
+      return static_cast<uint64_t>(p.n) * p.c * p.out_h * p.out_w * p.kernel_h * p.kernel_w;
+    }
+    default: return 0;
+  }
+}
+
+uint64_t VectorEngine::vector_cycles(const isa::Instruction& inst, const HwConfig& cfg, uint32_t lanes) {
+  return cfg.vector_fill_cycles + (elements_touched(inst) + lanes - 1) / lanes;
+}
+
+sc_core::sc_time VectorEngine::execute(const isa::Instruction& inst, uint32_t index, const sc_core::sc_time&) {
+  switch (inst.opcode) {
+    case isa::Opcode::kAdd: add(inst.add, index); break;
+    case isa::Opcode::kMaxPool: pool(inst.pool, false, index); break;
+    case isa::Opcode::kAvgPool: pool(inst.pool, true, index); break;
+    case isa::Opcode::kRequant: requant(inst.requant, index); break;
+    default: throw PeFault{isa::DeviceError::kBadProgram, index};
+  }
+  return ctx_.cycles(vector_cycles(inst, ctx_.config, seq_.vector_lanes()));
+}
+
+void VectorEngine::add(const isa::AddArgs& a, uint32_t index) {
+  math::AddParams p;
+  p.a_zero_point = a.a_zero_point;
+  p.b_zero_point = a.b_zero_point;
+  p.out_zero_point = a.out_zero_point;
+  p.a = {a.a_mult, a.a_shift};
+  p.b = {a.b_mult, a.b_shift};
+  p.out = {a.out_mult, a.out_shift};
+  p.act_min = a.act_min;
+  p.act_max = a.act_max;
+  if (!multiplier_valid(p.a) || !multiplier_valid(p.b) || !multiplier_valid(p.out) || !clamp_valid(a.act_min, a.act_max) ||
+      std::abs(a.a_zero_point) > 255 || std::abs(a.b_zero_point) > 255)
+    throw PeFault{isa::DeviceError::kBadProgram, index};
+  check_sram(a.a_addr, a.count, index, "add a");
+  check_sram(a.b_addr, a.count, index, "add b");
+  check_sram(a.out_addr, a.count, index, "add out");
+  const auto* x = reinterpret_cast<const int8_t*>(sram_.read_ptr(a.a_addr));
+  const auto* y = reinterpret_cast<const int8_t*>(sram_.read_ptr(a.b_addr));
+  std::vector<int8_t> out(a.count);
+  for (uint32_t i = 0; i < a.count; ++i) out[i] = math::add_int8(x[i], y[i], p);
+  std::copy(out.begin(), out.end(), reinterpret_cast<int8_t*>(sram_.write_ptr(a.out_addr, a.count)));
+}
+
+void VectorEngine::pool(const isa::PoolArgs& p, bool average, uint32_t index) {
+  const PeFault bad{isa::DeviceError::kBadProgram, index};
+  const math::QuantizedMultiplier q{p.mult, p.shift};
+  if (p.n == 0 || p.c == 0 || p.in_h == 0 || p.in_w == 0 || p.out_h == 0 || p.out_w == 0 || p.kernel_h == 0 ||
+      p.kernel_w == 0 || p.stride_h == 0 || p.stride_w == 0 || !clamp_valid(p.act_min, p.act_max) ||
+      (average && !multiplier_valid(q)))
+    throw bad;
+  const int64_t planes = static_cast<int64_t>(p.n) * p.c, H = p.in_h, W = p.in_w, OH = p.out_h, OW = p.out_w;
+  check_sram(p.in_addr, planes * H * W, index, "pool input");
+  check_sram(p.out_addr, planes * OH * OW, index, "pool output");
+  const auto* in = reinterpret_cast<const int8_t*>(sram_.read_ptr(p.in_addr));
+  std::vector<int8_t> out(static_cast<size_t>(planes * OH * OW));
+  const int64_t window = static_cast<int64_t>(p.kernel_h) * p.kernel_w;
+  for (int64_t pl = 0; pl < planes; ++pl) {
+    const int8_t* x = in + pl * H * W;
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      const int64_t h0 = oh * p.stride_h - p.pad_top;
+      const int64_t h_lo = std::max<int64_t>(h0, 0), h_hi = std::min<int64_t>(h0 + p.kernel_h, H);
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        const int64_t w0 = ow * p.stride_w - p.pad_left;
+        const int64_t w_lo = std::max<int64_t>(w0, 0), w_hi = std::min<int64_t>(w0 + p.kernel_w, W);
+        int32_t v;
+        if (average) {
+          if (!p.count_include_pad && (h_hi - h_lo) * (w_hi - w_lo) != window) throw bad;  // see header
+          int32_t sum = 0;
+          for (int64_t h = h_lo; h < h_hi; ++h)
+            for (int64_t w = w_lo; w < w_hi; ++w) sum += x[h * W + w] - p.in_zero_point;
+          v = math::requantize(sum, q, p.out_zero_point, p.act_min, p.act_max);
+        } else {
+          int32_t m = -128;
+          for (int64_t h = h_lo; h < h_hi; ++h)
+            for (int64_t w = w_lo; w < w_hi; ++w) m = std::max<int32_t>(m, x[h * W + w]);
+          v = std::clamp(m, p.act_min, p.act_max);
+        }
+        out[(pl * OH + oh) * OW + ow] = static_cast<int8_t>(v);
+      }
+    }
+  }
+  std::copy(out.begin(), out.end(), reinterpret_cast<int8_t*>(sram_.write_ptr(p.out_addr, out.size())));
+}
+
+void VectorEngine::requant(const isa::RequantArgs& r, uint32_t index) {
+  const math::QuantizedMultiplier q{r.mult, r.shift};
+  if (!multiplier_valid(q) || !clamp_valid(r.act_min, r.act_max)) throw PeFault{isa::DeviceError::kBadProgram, index};
+  check_sram(r.in_addr, r.count, index, "requant input");
+  check_sram(r.out_addr, r.count, index, "requant output");
+  const auto* x = reinterpret_cast<const int8_t*>(sram_.read_ptr(r.in_addr));
+  std::vector<int8_t> out(r.count);
+  for (uint32_t i = 0; i < r.count; ++i)
+    out[i] = math::requantize(x[i] - r.in_zero_point, q, r.out_zero_point, r.act_min, r.act_max);
+  std::copy(out.begin(), out.end(), reinterpret_cast<int8_t*>(sram_.write_ptr(r.out_addr, r.count)));
+}
+
+}  // namespace anvil::hw

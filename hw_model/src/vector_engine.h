@@ -1,0 +1,36 @@
+#pragma once
+/// A PE's vector engine: kAdd, kMaxPool, kAvgPool and kRequant over int8 in SRAM.
+///
+/// Timing: cycles = vector_fill + ceil(elements_touched / lanes), where elements_touched is the
+/// element count for kAdd and kRequant and out elements x kernel window for pooling (every window
+/// element is read once), and lanes = vector_lanes (x2 in fused mode).
+///
+/// Arithmetic (bit-exact with anvil::ref::run_int8, all rounding in common/requant.h):
+///   kAdd      math::add_int8 with AddParams from AddArgs
+///   kMaxPool  max over the window's in-image elements (padding ignored), clamped to [act_min, act_max]
+///   kAvgPool  math::requantize(sum of (x - in_zp) over the in-image elements, {mult, shift}, out_zp,
+///             act_min, act_max). PoolArgs carries the multiplier of the full window only
+///             (count = kernel_h * kernel_w), so a window that overlaps the padding is exact when
+///             count_include_pad == 1 (padding adds 0 to the sum and the divisor stays the full
+///             window) and is rejected (kBadProgram) when count_include_pad == 0: the divisor
+///             would be the valid count, whose multiplier the instruction does not carry.
+///   kRequant  math::requantize(x - in_zp, {mult, shift}, out_zp, act_min, act_max)
+#include "exec_unit.h"
+
+namespace anvil::hw {
+
+class VectorEngine : public ExecUnit {
+ public:
+  VectorEngine(sc_core::sc_module_name name, ChipContext& ctx, Sequencer& seq);
+  /// Elements an instruction touches (the timing model's work measure).
+  static uint64_t elements_touched(const isa::Instruction& inst);
+  static uint64_t vector_cycles(const isa::Instruction& inst, const HwConfig& cfg, uint32_t lanes);
+
+ private:
+  sc_core::sc_time execute(const isa::Instruction& inst, uint32_t index, const sc_core::sc_time& local) override;
+  void add(const isa::AddArgs& a, uint32_t index);
+  void pool(const isa::PoolArgs& p, bool average, uint32_t index);
+  void requant(const isa::RequantArgs& r, uint32_t index);
+};
+
+}  // namespace anvil::hw

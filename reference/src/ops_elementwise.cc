@@ -2,6 +2,7 @@
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <limits>
 
@@ -84,6 +85,54 @@ void div_kernel(KernelContext& ctx) {
     }
     return static_cast<T>(a / b);
   });
+}
+
+void pow_kernel(KernelContext& ctx) {
+  // Pow's exponent may have another type than the base; compute in float.
+  const Tensor& base = float_input(ctx, 0);
+  const Tensor exponent = ctx.input(1).dtype() == DType::kFloat32 ? ctx.input(1) : ctx.input(1).cast(DType::kFloat32);
+  ctx.outputs[0] = binary_typed<float>(base, exponent, [](float a, float b) {
+    return b == 2.0f ? a * a : std::pow(a, b);  // x^2 (LayerNorm variance) exactly, as x * x
+  });
+}
+
+void sqrt_kernel(KernelContext& ctx) { unary_float(ctx, [](float x) { return std::sqrt(x); }); }
+void exp_kernel(KernelContext& ctx) { unary_float(ctx, [](float x) { return std::exp(x); }); }
+void erf_kernel(KernelContext& ctx) { unary_float(ctx, [](float x) { return std::erf(x); }); }
+void tanh_kernel(KernelContext& ctx) { unary_float(ctx, [](float x) { return std::tanh(x); }); }
+void sigmoid_kernel(KernelContext& ctx) { unary_float(ctx, [](float x) { return 1.0f / (1.0f + std::exp(-x)); }); }
+
+void leaky_relu_kernel(KernelContext& ctx) {
+  const float alpha = attr_float(ctx.node, "alpha", 0.01f);
+  unary_float(ctx, [alpha](float x) { return x < 0.0f ? alpha * x : x; });
+}
+
+void hard_sigmoid_kernel(KernelContext& ctx) {
+  const float alpha = attr_float(ctx.node, "alpha", 0.2f), beta = attr_float(ctx.node, "beta", 0.5f);
+  unary_float(ctx, [=](float x) { return std::max(0.0f, std::min(1.0f, alpha * x + beta)); });
+}
+
+void hard_swish_kernel(KernelContext& ctx) {
+  // ONNX: x * max(0, min(1, x / 6 + 0.5)).
+  unary_float(ctx, [](float x) { return x * std::max(0.0f, std::min(1.0f, x / 6.0f + 0.5f)); });
+}
+
+void where_kernel(KernelContext& ctx) {
+  const Tensor& cond = ctx.input(0);
+  const Tensor& x = ctx.input(1);
+  const Tensor& y = ctx.input(2);
+  if (cond.dtype() != DType::kBool) fail(ErrorCode::kInvalidArgument, "condition must be bool");
+  if (x.dtype() != y.dtype()) fail(ErrorCode::kInvalidArgument, "X and Y types differ");
+  const Shape out = broadcast_shapes(broadcast_shapes(cond.shape(), x.shape()), y.shape());
+  Tensor r(x.dtype(), out);
+  const size_t es = dtype_size(x.dtype());
+  const bool* c = cond.data<bool>();
+  for_each_broadcast<3>(out, {broadcast_strides(cond.shape(), out), broadcast_strides(x.shape(), out),
+                              broadcast_strides(y.shape(), out)},
+                        [&](int64_t i, int64_t oc, int64_t ox, int64_t oy) {
+                          std::memcpy(r.raw() + i * es, (c[oc] ? x.raw() + ox * es : y.raw() + oy * es), es);
+                        });
+  ctx.outputs[0] = std::move(r);
 }
 
 void relu_kernel(KernelContext& ctx) { unary_float(ctx, [](float x) { return std::max(x, 0.0f); }); }

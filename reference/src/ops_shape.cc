@@ -1,8 +1,11 @@
 // Operators that move or describe data without arithmetic: Constant, Flatten, Reshape, ...
 #include <algorithm>
+#include <cstring>
+#include <numeric>
 
 #include "anvil/common/onnx_model.h"
 #include "attributes.h"
+#include "broadcast.h"
 #include "kernels.h"
 
 namespace anvil::ref {
@@ -78,6 +81,322 @@ void reshape_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
   const bool allow_zero = attr_int(ctx.node, "allowzero", 0) != 0;
   ctx.outputs[0] = x.reshaped(reshape_shape(x.shape(), int_values(ctx.input(1), "shape"), allow_zero));
+}
+
+namespace {
+
+/// Row-major element strides of a shape.
+std::vector<int64_t> strides_of(const Shape& s) {
+  std::vector<int64_t> st(s.size(), 1);
+  for (size_t i = s.size(); i-- > 1;) st[i - 1] = st[i] * s[i];
+  return st;
+}
+
+/// Axes from the `axes` input (opset >= 13 for Squeeze/Unsqueeze) or the attribute (before).
+std::vector<int64_t> axes_of(const KernelContext& ctx, size_t input) {
+  if (ctx.opset >= 13) return ctx.has_input(input) ? int_values(ctx.input(input), "axes") : std::vector<int64_t>{};
+  return attr_ints(ctx.node, "axes");
+}
+
+/// Copies `out`'s elements from `in` where element i of out reads in at offset(i) (in elements).
+template <typename Offset>
+Tensor gather_elements(const Tensor& in, const Shape& out_shape, Offset offset) {
+  Tensor out(in.dtype(), out_shape);
+  const size_t es = dtype_size(in.dtype());
+  const int64_t rank = static_cast<int64_t>(out_shape.size());
+  std::vector<int64_t> idx(static_cast<size_t>(rank), 0);
+  for (int64_t i = 0; i < out.numel(); ++i) {
+    std::memcpy(out.raw() + i * es, in.raw() + offset(idx) * es, es);
+    for (int64_t d = rank - 1; d >= 0; --d) {
+      if (++idx[d] < out_shape[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void transpose_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  const int64_t rank = static_cast<int64_t>(x.rank());
+  std::vector<int64_t> perm = attr_ints(ctx.node, "perm");
+  if (perm.empty())
+    for (int64_t i = rank - 1; i >= 0; --i) perm.push_back(i);  // default: reverse the axes
+  std::vector<int64_t> sorted = perm;
+  std::sort(sorted.begin(), sorted.end());
+  for (int64_t i = 0; i < rank; ++i)
+    if (static_cast<int64_t>(sorted.size()) != rank || sorted[i] != i)
+      fail(ErrorCode::kInvalidArgument, "attribute 'perm' is not a permutation of " + std::to_string(rank) + " axes");
+  Shape out;
+  for (int64_t p : perm) out.push_back(x.dim(p));
+  const auto st = strides_of(x.shape());
+  ctx.outputs[0] = gather_elements(x, out, [&](const std::vector<int64_t>& idx) {
+    int64_t o = 0;
+    for (int64_t d = 0; d < rank; ++d) o += idx[d] * st[perm[d]];
+    return o;
+  });
+}
+
+void concat_kernel(KernelContext& ctx) {
+  const Tensor& first = ctx.input(0);
+  const int64_t rank = static_cast<int64_t>(first.rank());
+  const int64_t axis = normalize_axis(attr_int(ctx.node, "axis", 0), rank, "axis");
+  Shape out = first.shape();
+  out[axis] = 0;
+  for (size_t i = 0; i < ctx.num_inputs(); ++i) {
+    const Tensor& t = ctx.input(i);
+    bool ok = t.dtype() == first.dtype() && t.rank() == first.rank();
+    for (int64_t d = 0; ok && d < rank; ++d) ok = d == axis || t.dim(d) == first.dim(d);
+    if (!ok) fail(ErrorCode::kInvalidArgument, "input " + std::to_string(i) + " " + shape_str(t.shape()) +
+                                                   " does not match " + shape_str(first.shape()));
+    out[axis] += t.dim(axis);
+  }
+  Tensor y(first.dtype(), out);
+  const size_t es = dtype_size(first.dtype());
+  int64_t outer = 1;
+  for (int64_t d = 0; d < axis; ++d) outer *= out[d];
+  const int64_t out_block = shape_numel(out) / std::max<int64_t>(outer, 1);
+  int64_t offset = 0;  // bytes into each output block
+  for (size_t i = 0; i < ctx.num_inputs(); ++i) {
+    const Tensor& t = ctx.input(i);
+    const int64_t block = outer ? t.numel() / outer : 0;
+    for (int64_t o = 0; o < outer; ++o)
+      std::memcpy(y.raw() + (o * out_block) * es + offset, t.raw() + o * block * es, block * es);
+    offset += block * es;
+  }
+  ctx.outputs[0] = std::move(y);
+}
+
+void split_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  const int64_t rank = static_cast<int64_t>(x.rank());
+  const int64_t axis = normalize_axis(attr_int(ctx.node, "axis", 0), rank, "axis");
+  const int64_t parts = static_cast<int64_t>(ctx.outputs.size());
+  std::vector<int64_t> sizes = ctx.opset >= 13 ? (ctx.has_input(1) ? int_values(ctx.input(1), "split")
+                                                                     : std::vector<int64_t>{})
+                                               : attr_ints(ctx.node, "split");
+  if (sizes.empty()) {
+    if (x.dim(axis) % parts)
+      fail(ErrorCode::kInvalidArgument, "axis of " + std::to_string(x.dim(axis)) + " does not split into " +
+                                            std::to_string(parts) + " equal parts");
+    sizes.assign(static_cast<size_t>(parts), x.dim(axis) / parts);
+  }
+  if (static_cast<int64_t>(sizes.size()) != parts ||
+      std::accumulate(sizes.begin(), sizes.end(), int64_t{0}) != x.dim(axis))
+    fail(ErrorCode::kInvalidArgument, "split sizes do not add up to the axis length " + std::to_string(x.dim(axis)));
+  const auto st = strides_of(x.shape());
+  int64_t start = 0;
+  for (int64_t p = 0; p < parts; ++p) {
+    Shape out = x.shape();
+    out[axis] = sizes[p];
+    ctx.outputs[p] = gather_elements(x, out, [&](const std::vector<int64_t>& idx) {
+      int64_t o = 0;
+      for (int64_t d = 0; d < rank; ++d) o += (d == axis ? idx[d] + start : idx[d]) * st[d];
+      return o;
+    });
+    start += sizes[p];
+  }
+}
+
+void slice_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  const int64_t rank = static_cast<int64_t>(x.rank());
+  std::vector<int64_t> starts, ends, axes, steps;
+  if (ctx.opset >= 10) {
+    starts = int_values(ctx.input(1), "starts");
+    ends = int_values(ctx.input(2), "ends");
+    if (ctx.has_input(3)) axes = int_values(ctx.input(3), "axes");
+    if (ctx.has_input(4)) steps = int_values(ctx.input(4), "steps");
+  } else {
+    starts = attr_ints(ctx.node, "starts");
+    ends = attr_ints(ctx.node, "ends");
+    axes = attr_ints(ctx.node, "axes");
+  }
+  if (axes.empty())
+    for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
+  if (steps.empty()) steps.assign(starts.size(), 1);
+  if (ends.size() != starts.size() || axes.size() != starts.size() || steps.size() != starts.size())
+    fail(ErrorCode::kInvalidArgument, "starts, ends, axes and steps must have the same length");
+  std::vector<int64_t> begin(static_cast<size_t>(rank), 0), step(static_cast<size_t>(rank), 1);
+  Shape out = x.shape();
+  for (size_t i = 0; i < starts.size(); ++i) {
+    const int64_t a = normalize_axis(axes[i], rank, "axis"), dim = x.dim(a), s = steps[i];
+    if (s == 0) fail(ErrorCode::kInvalidArgument, "slice step cannot be 0");
+    // ONNX: negative indices count from the end; then clamp to [0, dim] (step > 0) or [-1, dim-1].
+    int64_t b = starts[i] < 0 ? starts[i] + dim : starts[i];
+    int64_t e = ends[i] < 0 ? ends[i] + dim : ends[i];
+    if (s > 0) {
+      b = std::clamp<int64_t>(b, 0, dim);
+      e = std::clamp<int64_t>(e, 0, dim);
+      out[a] = e > b ? (e - b + s - 1) / s : 0;
+    } else {
+      b = std::clamp<int64_t>(b, -1, dim - 1);
+      e = std::clamp<int64_t>(e, -1, dim - 1);
+      out[a] = b > e ? (b - e - s - 1) / -s : 0;
+    }
+    begin[a] = b;
+    step[a] = s;
+  }
+  const auto st = strides_of(x.shape());
+  ctx.outputs[0] = gather_elements(x, out, [&](const std::vector<int64_t>& idx) {
+    int64_t o = 0;
+    for (int64_t d = 0; d < rank; ++d) o += (begin[d] + idx[d] * step[d]) * st[d];
+    return o;
+  });
+}
+
+void squeeze_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  const int64_t rank = static_cast<int64_t>(x.rank());
+  std::vector<bool> drop(static_cast<size_t>(rank), false);
+  const std::vector<int64_t> axes = axes_of(ctx, 1);
+  for (int64_t a : axes) {
+    const int64_t n = normalize_axis(a, rank, "axis");
+    if (x.dim(n) != 1) fail(ErrorCode::kInvalidArgument, "cannot squeeze axis " + std::to_string(a) + " of " +
+                                                             shape_str(x.shape()));
+    drop[n] = true;
+  }
+  Shape out;
+  for (int64_t d = 0; d < rank; ++d)
+    if (!(axes.empty() ? x.dim(d) == 1 : drop[d])) out.push_back(x.dim(d));
+  ctx.outputs[0] = x.reshaped(out);
+}
+
+void unsqueeze_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  const std::vector<int64_t> axes = axes_of(ctx, 1);
+  const int64_t rank = static_cast<int64_t>(x.rank() + axes.size());
+  std::vector<bool> inserted(static_cast<size_t>(rank), false);
+  for (int64_t a : axes) {
+    const int64_t n = normalize_axis(a, rank, "axis");
+    if (inserted[n]) fail(ErrorCode::kInvalidArgument, "axis " + std::to_string(a) + " is repeated");
+    inserted[n] = true;
+  }
+  Shape out;
+  size_t src = 0;
+  for (int64_t d = 0; d < rank; ++d) out.push_back(inserted[d] ? 1 : x.dim(src++));
+  ctx.outputs[0] = x.reshaped(out);
+}
+
+void pad_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  const int64_t rank = static_cast<int64_t>(x.rank());
+  const std::string mode = attr_string(ctx.node, "mode", "constant");
+  std::vector<int64_t> pads;
+  Tensor value = Tensor(x.dtype(), {});
+  if (ctx.opset >= 11) {
+    pads = int_values(ctx.input(1), "pads");
+    if (ctx.has_input(2) && ctx.input(2).numel() == 1) value = ctx.input(2).reshaped({});
+  } else {
+    pads = attr_ints(ctx.node, "pads");
+    if (x.dtype() == DType::kFloat32) value = Tensor::scalar<float>(attr_float(ctx.node, "value", 0.0f));
+  }
+  if (static_cast<int64_t>(pads.size()) != 2 * rank)
+    fail(ErrorCode::kInvalidArgument, "pads must have " + std::to_string(2 * rank) + " values");
+  if (value.dtype() != x.dtype()) fail(ErrorCode::kInvalidArgument, "constant_value type differs from the input");
+  if (mode != "constant" && mode != "reflect" && mode != "edge")
+    fail(ErrorCode::kInvalidArgument, "mode '" + mode + "' is unknown");
+  Shape out(x.shape());
+  for (int64_t d = 0; d < rank; ++d) {
+    out[d] += pads[d] + pads[d + rank];
+    if (out[d] < 0) fail(ErrorCode::kInvalidArgument, "pads remove more than the whole axis");
+    if (mode == "reflect" && (pads[d] >= x.dim(d) || pads[d + rank] >= x.dim(d)) && (pads[d] || pads[d + rank]))
+      fail(ErrorCode::kInvalidArgument, "reflect padding must be smaller than the axis");
+  }
+  const auto st = strides_of(x.shape());
+  // Offset -1 marks a padded element (constant mode); negative pads crop.
+  Tensor y(x.dtype(), out);
+  const size_t es = dtype_size(x.dtype());
+  std::vector<int64_t> idx(static_cast<size_t>(rank), 0);
+  for (int64_t i = 0; i < y.numel(); ++i) {
+    int64_t o = 0;
+    bool inside = true;
+    for (int64_t d = 0; d < rank; ++d) {
+      int64_t s = idx[d] - pads[d];
+      const int64_t n = x.dim(d);
+      if (s < 0 || s >= n) {
+        if (mode == "constant") inside = false;
+        else if (mode == "edge") s = std::clamp<int64_t>(s, 0, n - 1);
+        else s = s < 0 ? -s : 2 * (n - 1) - s;  // reflect without repeating the edge
+      }
+      o += s * st[d];
+    }
+    std::memcpy(y.raw() + i * es, inside ? x.raw() + o * es : value.raw(), es);
+    for (int64_t d = rank - 1; d >= 0; --d) {
+      if (++idx[d] < out[d]) break;
+      idx[d] = 0;
+    }
+  }
+  ctx.outputs[0] = std::move(y);
+}
+
+void gather_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  const std::vector<int64_t> indices = [&] {
+    const Tensor& t = ctx.input(1);
+    return int_values(t.reshaped({t.numel()}), "indices");
+  }();
+  const Shape& ishape = ctx.input(1).shape();
+  const int64_t rank = static_cast<int64_t>(x.rank());
+  const int64_t axis = normalize_axis(attr_int(ctx.node, "axis", 0), rank, "axis");
+  Shape out(x.shape().begin(), x.shape().begin() + axis);
+  out.insert(out.end(), ishape.begin(), ishape.end());
+  out.insert(out.end(), x.shape().begin() + axis + 1, x.shape().end());
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < rank; ++d) (d < axis ? outer : inner) *= d == axis ? 1 : x.dim(d);
+  const int64_t n = x.dim(axis);
+  Tensor y(x.dtype(), out);
+  const size_t es = dtype_size(x.dtype());
+  for (int64_t o = 0; o < outer; ++o)
+    for (size_t j = 0; j < indices.size(); ++j) {
+      int64_t k = indices[j] < 0 ? indices[j] + n : indices[j];
+      if (k < 0 || k >= n)
+        fail(ErrorCode::kInvalidArgument, "index " + std::to_string(indices[j]) + " is out of range for axis of " +
+                                              std::to_string(n));
+      std::memcpy(y.raw() + ((o * indices.size() + j) * inner) * es, x.raw() + ((o * n + k) * inner) * es,
+                  inner * es);
+    }
+  ctx.outputs[0] = std::move(y);
+}
+
+void shape_kernel(KernelContext& ctx) {
+  const Shape& s = ctx.input(0).shape();
+  const int64_t rank = static_cast<int64_t>(s.size());
+  // Opset 15: optional start/end (negative from the end, clamped).
+  auto clampi = [&](int64_t v) { return std::clamp<int64_t>(v < 0 ? v + rank : v, 0, rank); };
+  const int64_t start = clampi(attr_int(ctx.node, "start", 0)), end = clampi(attr_int(ctx.node, "end", rank));
+  std::vector<int64_t> dims;
+  for (int64_t i = start; i < end; ++i) dims.push_back(s[i]);
+  ctx.outputs[0] = Tensor::from_vector<int64_t>({static_cast<int64_t>(dims.size())}, dims);
+}
+
+void cast_kernel(KernelContext& ctx) {
+  const auto to = static_cast<DType>(attr_int(ctx.node, "to", 0));
+  dtype_size(to);  // throws kUnsupported for an unknown type
+  ctx.outputs[0] = ctx.input(0).cast(to);
+}
+
+void constant_of_shape_kernel(KernelContext& ctx) {
+  const Shape shape = int_values(ctx.input(0), "shape");
+  const onnx::AttributeProto* a = find_attribute(ctx.node, "value");
+  const Tensor value = a ? tensor_from_proto(a->t()) : Tensor::scalar<float>(0.0f);
+  if (value.numel() != 1) fail(ErrorCode::kInvalidArgument, "value must have one element");
+  Tensor y(value.dtype(), shape);
+  const size_t es = dtype_size(value.dtype());
+  for (int64_t i = 0; i < y.numel(); ++i) std::memcpy(y.raw() + i * es, value.raw(), es);
+  ctx.outputs[0] = std::move(y);
+}
+
+void expand_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  const Shape out = broadcast_shapes(x.shape(), int_values(ctx.input(1), "shape"));
+  const auto st = broadcast_strides(x.shape(), out);
+  ctx.outputs[0] = gather_elements(x, out, [&](const std::vector<int64_t>& idx) {
+    int64_t o = 0;
+    for (size_t d = 0; d < idx.size(); ++d) o += idx[d] * st[d];
+    return o;
+  });
 }
 
 }  // namespace anvil::ref

@@ -1,0 +1,286 @@
+// Float operators beyond the CNN set (for transformer-style models): values worked out by hand
+// from the ONNX specification.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "anvil/reference/executor.h"
+#include "model_builder.h"
+
+using namespace anvil;
+using anvil::test::ModelBuilder;
+
+namespace {
+
+/// A one-node model whose inputs are graph inputs (given) or initializers (constants).
+struct OneNode {
+  ModelBuilder b;
+  TensorMap feeds;
+  std::vector<std::string> names;
+  explicit OneNode(int64_t opset = 13) : b(opset) {}
+  OneNode& in(const std::string& name, const Tensor& t) {
+    b.input(name, t.dtype(), t.shape());
+    feeds[name] = t;
+    names.push_back(name);
+    return *this;
+  }
+  OneNode& constant(const std::string& name, const Tensor& t) {
+    b.initializer(name, t);
+    names.push_back(name);
+    return *this;
+  }
+  OneNode& skip() {
+    names.push_back("");
+    return *this;
+  }
+  onnx::NodeProto& node(const std::string& op, int outputs = 1) {
+    std::vector<std::string> outs;
+    for (int i = 0; i < outputs; ++i) {
+      outs.push_back("y" + std::to_string(i));
+      b.output(outs.back());
+    }
+    return b.node(op, names, outs, "n");
+  }
+  TensorMap run() {
+    auto e = ref::Executor::create(b.model());
+    EXPECT_TRUE(e.ok()) << e.error().what();
+    auto r = e->run(feeds);
+    EXPECT_TRUE(r.ok()) << r.error().what();
+    return r.ok() ? *r : TensorMap{};
+  }
+  Tensor run1() { return run()["y0"]; }
+};
+
+Tensor f32(Shape s, std::vector<float> v) { return Tensor::from_vector<float>(std::move(s), v); }
+Tensor i64(Shape s, std::vector<int64_t> v) { return Tensor::from_vector<int64_t>(std::move(s), v); }
+
+void expect_floats(const Tensor& t, const std::vector<float>& want, float tol = 1e-5f) {
+  ASSERT_EQ(t.numel(), static_cast<int64_t>(want.size()));
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(t.data<float>()[i], want[i], tol) << "element " << i;
+}
+
+}  // namespace
+
+TEST(ExecutorOpsExtra, UnaryFunctions) {
+  const Tensor x = f32({4}, {-2.0f, -0.5f, 0.0f, 3.0f});
+  auto run = [&](const std::string& op, std::function<void(onnx::NodeProto&)> attrs = {}) {
+    OneNode n;
+    n.in("x", x);
+    auto& node = n.node(op);
+    if (attrs) attrs(node);
+    return n.run1();
+  };
+  expect_floats(run("Erf"), {std::erf(-2.0f), std::erf(-0.5f), 0.0f, std::erf(3.0f)});
+  expect_floats(run("Tanh"), {std::tanh(-2.0f), std::tanh(-0.5f), 0.0f, std::tanh(3.0f)});
+  expect_floats(run("Sigmoid"), {1 / (1 + std::exp(2.0f)), 1 / (1 + std::exp(0.5f)), 0.5f, 1 / (1 + std::exp(-3.0f))});
+  expect_floats(run("Exp"), {std::exp(-2.0f), std::exp(-0.5f), 1.0f, std::exp(3.0f)});
+  expect_floats(run("LeakyRelu"), {-0.02f, -0.005f, 0.0f, 3.0f});
+  expect_floats(run("LeakyRelu", [](onnx::NodeProto& n) { ModelBuilder::attr(n, "alpha", 0.5f); }), {-1, -0.25f, 0, 3});
+  expect_floats(run("HardSigmoid"), {0.1f, 0.4f, 0.5f, 1.0f});
+  expect_floats(run("HardSwish"), {-2.0f * (1.0f / 6.0f), -0.5f * (0.5f - 0.5f / 6.0f), 0.0f, 3.0f});
+  OneNode s;
+  s.in("x", f32({3}, {0.0f, 4.0f, 2.25f}));
+  expect_floats((s.node("Sqrt"), s.run1()), {0.0f, 2.0f, 1.5f});
+  OneNode p;
+  p.in("x", f32({3}, {-3.0f, 2.0f, 4.0f})).constant("e", f32({}, {2.0f}));
+  expect_floats((p.node("Pow"), p.run1()), {9.0f, 4.0f, 16.0f});
+  OneNode pi;
+  pi.in("x", f32({2}, {2.0f, 9.0f})).constant("e", i64({2}, {3, 0}));
+  expect_floats((pi.node("Pow"), pi.run1()), {8.0f, 1.0f});
+}
+
+TEST(ExecutorOpsExtra, SoftmaxAxisAndLegacyCoercion) {
+  const Tensor x = f32({2, 2}, {0.0f, std::log(3.0f), 1.0f, 1.0f});
+  OneNode n;
+  n.in("x", x);
+  expect_floats((n.node("Softmax"), n.run1()), {0.25f, 0.75f, 0.5f, 0.5f});
+  OneNode c;
+  c.in("x", x);
+  ModelBuilder::attr(c.node("Softmax"), "axis", int64_t{0});
+  const float e = std::exp(1.0f);
+  expect_floats(c.run1(), {1 / (1 + e), 3 / (3 + e), e / (1 + e), e / (3 + e)});
+  // Opset 11, axis 0: the whole tensor is one row.
+  OneNode legacy(11);
+  legacy.in("x", x);
+  ModelBuilder::attr(legacy.node("Softmax"), "axis", int64_t{0});
+  const float total = 1 + 3 + 2 * e;
+  expect_floats(legacy.run1(), {1 / total, 3 / total, e / total, e / total});
+  OneNode l;
+  l.in("x", x);
+  expect_floats((l.node("LogSoftmax"), l.run1()), {std::log(0.25f), std::log(0.75f), std::log(0.5f), std::log(0.5f)});
+}
+
+TEST(ExecutorOpsExtra, LayerNormalization) {
+  OneNode n(17);
+  n.in("x", f32({2, 2}, {1, 3, -2, 2})).constant("s", f32({2}, {1, 2})).constant("b", f32({2}, {0, 1}));
+  ModelBuilder::attr(n.node("LayerNormalization"), "epsilon", 0.0f);
+  expect_floats(n.run1(), {-1, 3, -1, 3});
+}
+
+TEST(ExecutorOpsExtra, Reductions) {
+  const Tensor x = f32({2, 3}, {1, 2, 3, 4, 5, 9});
+  OneNode m;
+  m.in("x", x);
+  ModelBuilder::attr(m.node("ReduceMean"), "axes", std::vector<int64_t>{-1});
+  Tensor y = m.run1();
+  EXPECT_EQ(y.shape(), (Shape{2, 1}));
+  expect_floats(y, {2, 6});
+  OneNode mx;
+  mx.in("x", x);
+  auto& node = mx.node("ReduceMax");
+  ModelBuilder::attr(node, "axes", std::vector<int64_t>{0});
+  ModelBuilder::attr(node, "keepdims", int64_t{0});
+  y = mx.run1();
+  EXPECT_EQ(y.shape(), (Shape{3}));
+  expect_floats(y, {4, 5, 9});
+  OneNode all;
+  all.in("x", x);
+  y = (all.node("ReduceSum"), all.run1());  // opset 13, no axes: every axis, kept as 1
+  EXPECT_EQ(y.shape(), (Shape{1, 1}));
+  expect_floats(y, {24});
+  OneNode ax;
+  ax.in("x", x).constant("axes", i64({1}, {0}));
+  expect_floats((ax.node("ReduceSum"), ax.run1()), {5, 7, 12});
+  OneNode noop;
+  noop.in("x", x);
+  ModelBuilder::attr(noop.node("ReduceSum"), "noop_with_empty_axes", int64_t{1});
+  EXPECT_EQ(noop.run1().to_vector<float>(), x.to_vector<float>());
+  OneNode g;
+  g.in("x", f32({1, 2, 2, 1}, {1, 5, -1, -3}));
+  y = (g.node("GlobalMaxPool"), g.run1());
+  EXPECT_EQ(y.shape(), (Shape{1, 2, 1, 1}));
+  expect_floats(y, {5, -1});
+}
+
+TEST(ExecutorOpsExtra, TransposeConcatSplit) {
+  const Tensor x = f32({2, 3}, {1, 2, 3, 4, 5, 6});
+  OneNode t;
+  t.in("x", x);
+  Tensor y = (t.node("Transpose"), t.run1());
+  EXPECT_EQ(y.shape(), (Shape{3, 2}));
+  expect_floats(y, {1, 4, 2, 5, 3, 6});
+  OneNode t3;
+  t3.in("x", f32({1, 2, 3}, {1, 2, 3, 4, 5, 6}));
+  ModelBuilder::attr(t3.node("Transpose"), "perm", std::vector<int64_t>{2, 0, 1});
+  y = t3.run1();
+  EXPECT_EQ(y.shape(), (Shape{3, 1, 2}));
+  expect_floats(y, {1, 4, 2, 5, 3, 6});
+  OneNode c;
+  c.in("a", x).in("b", f32({2, 1}, {7, 8}));
+  ModelBuilder::attr(c.node("Concat"), "axis", int64_t{-1});
+  y = c.run1();
+  EXPECT_EQ(y.shape(), (Shape{2, 4}));
+  expect_floats(y, {1, 2, 3, 7, 4, 5, 6, 8});
+  OneNode s;
+  s.in("x", x).constant("split", i64({2}, {1, 2}));
+  ModelBuilder::attr(s.node("Split", 2), "axis", int64_t{1});
+  TensorMap parts = s.run();
+  expect_floats(parts["y0"], {1, 4});
+  expect_floats(parts["y1"], {2, 3, 5, 6});
+  OneNode eq(11);
+  eq.in("x", x);
+  eq.node("Split", 2);  // axis 0, equal parts
+  parts = eq.run();
+  expect_floats(parts["y1"], {4, 5, 6});
+}
+
+TEST(ExecutorOpsExtra, SliceClampsAndSteps) {
+  const Tensor x = f32({2, 4}, {0, 1, 2, 3, 4, 5, 6, 7});
+  OneNode s;
+  s.in("x", x).constant("starts", i64({2}, {0, -1})).constant("ends", i64({2}, {100, -1000}))
+      .constant("axes", i64({2}, {0, 1})).constant("steps", i64({2}, {1, -2}));
+  Tensor y = (s.node("Slice"), s.run1());
+  EXPECT_EQ(y.shape(), (Shape{2, 2}));
+  expect_floats(y, {3, 1, 7, 5});
+  OneNode v1(9);
+  v1.in("x", x);
+  auto& n = v1.node("Slice");
+  ModelBuilder::attr(n, "starts", std::vector<int64_t>{1});
+  ModelBuilder::attr(n, "ends", std::vector<int64_t>{3});
+  ModelBuilder::attr(n, "axes", std::vector<int64_t>{1});
+  expect_floats(v1.run1(), {1, 2, 5, 6});
+}
+
+TEST(ExecutorOpsExtra, SqueezeUnsqueezeByOpset) {
+  const Tensor x = f32({1, 3, 1}, {1, 2, 3});
+  OneNode s13;
+  s13.in("x", x).constant("axes", i64({1}, {-1}));
+  EXPECT_EQ((s13.node("Squeeze"), s13.run1()).shape(), (Shape{1, 3}));
+  OneNode all;
+  all.in("x", x);
+  EXPECT_EQ((all.node("Squeeze"), all.run1()).shape(), (Shape{3}));
+  OneNode u11(11);
+  u11.in("x", f32({3}, {1, 2, 3}));
+  ModelBuilder::attr(u11.node("Unsqueeze"), "axes", std::vector<int64_t>{0, -1});
+  EXPECT_EQ(u11.run1().shape(), (Shape{1, 3, 1}));
+  OneNode u13;
+  u13.in("x", f32({3}, {1, 2, 3})).constant("axes", i64({1}, {1}));
+  EXPECT_EQ((u13.node("Unsqueeze"), u13.run1()).shape(), (Shape{3, 1}));
+  OneNode bad;
+  bad.in("x", x).constant("axes", i64({1}, {1}));
+  bad.node("Squeeze");
+  auto r = ref::Executor::create(bad.b.model()).value().run(bad.feeds);
+  ASSERT_FALSE(r.ok());
+  EXPECT_STREQ(r.error().what(), "node 'n' (Squeeze): cannot squeeze axis 1 of [1, 3, 1]");
+}
+
+TEST(ExecutorOpsExtra, PadModes) {
+  const Tensor x = f32({1, 3}, {1, 2, 3});
+  auto pad = [&](const std::string& mode) {
+    OneNode n;
+    n.in("x", x).constant("pads", i64({4}, {0, 2, 0, 1})).constant("v", f32({}, {9}));
+    ModelBuilder::attr(n.node("Pad"), "mode", mode);
+    return n.run1();
+  };
+  expect_floats(pad("constant"), {9, 9, 1, 2, 3, 9});
+  expect_floats(pad("edge"), {1, 1, 1, 2, 3, 3});
+  expect_floats(pad("reflect"), {3, 2, 1, 2, 3, 2});
+  OneNode crop;
+  crop.in("x", x).constant("pads", i64({4}, {0, -1, 0, 0}));
+  expect_floats((crop.node("Pad"), crop.run1()), {2, 3});
+}
+
+TEST(ExecutorOpsExtra, GatherShapeCastConstantOfShapeExpandWhere) {
+  const Tensor x = f32({2, 3}, {1, 2, 3, 4, 5, 6});
+  OneNode g;
+  g.in("x", x).constant("i", i64({2}, {-1, 0}));
+  ModelBuilder::attr(g.node("Gather"), "axis", int64_t{1});
+  Tensor y = g.run1();
+  EXPECT_EQ(y.shape(), (Shape{2, 2}));
+  expect_floats(y, {3, 1, 6, 4});
+  OneNode g0;
+  g0.in("x", x).constant("i", Tensor::scalar<int64_t>(1));
+  y = (g0.node("Gather"), g0.run1());
+  EXPECT_EQ(y.shape(), (Shape{3}));  // scalar index removes the axis
+  expect_floats(y, {4, 5, 6});
+  OneNode sh(15);
+  sh.in("x", f32({2, 3, 4}, std::vector<float>(24)));
+  ModelBuilder::attr(sh.node("Shape"), "start", int64_t{-2});
+  EXPECT_EQ(sh.run1().to_vector<int64_t>(), (std::vector<int64_t>{3, 4}));
+  OneNode c;
+  c.in("x", f32({3}, {1.7f, -1.7f, 0.0f}));
+  ModelBuilder::attr(c.node("Cast"), "to", int64_t{7});
+  EXPECT_EQ(c.run1().to_vector<int64_t>(), (std::vector<int64_t>{1, -1, 0}));
+  OneNode k;
+  k.in("s", i64({2}, {2, 1}));
+  auto& kn = k.node("ConstantOfShape");
+  auto* a = kn.add_attribute();
+  a->set_name("value");
+  a->set_type(onnx::AttributeProto::TENSOR);
+  *a->mutable_t() = tensor_to_proto(Tensor::from_vector<int64_t>({1}, {5}), "value");
+  y = k.run1();
+  EXPECT_EQ(y.shape(), (Shape{2, 1}));
+  EXPECT_EQ(y.to_vector<int64_t>(), (std::vector<int64_t>{5, 5}));
+  OneNode e;
+  e.in("x", f32({3, 1}, {1, 2, 3})).constant("s", i64({3}, {2, 1, 2}));
+  y = (e.node("Expand"), e.run1());
+  EXPECT_EQ(y.shape(), (Shape{2, 3, 2}));
+  expect_floats(y, {1, 1, 2, 2, 3, 3, 1, 1, 2, 2, 3, 3});
+  Tensor cond(DType::kBool, {2});  // Tensor::from_vector cannot take std::vector<bool>
+  cond.data<bool>()[0] = true;
+  OneNode w;
+  w.in("c", cond).in("a", f32({2, 1}, {1, 2})).in("b", f32({}, {0}));
+  y = (w.node("Where"), w.run1());
+  EXPECT_EQ(y.shape(), (Shape{2, 2}));
+  expect_floats(y, {1, 0, 2, 0});
+}

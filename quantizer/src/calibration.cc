@@ -2,6 +2,7 @@
 
 #include "anvil/quantizer/quantizer.h"
 #include "quant_params.h"
+#include "range_methods.h"
 
 namespace anvil::quant {
 
@@ -12,7 +13,8 @@ constexpr int kVersion = 1;
 
 nlohmann::json Calibration::to_json() const {
   nlohmann::json tensors_json = nlohmann::json::object();
-  for (const auto& [name, s] : tensors) tensors_json[name] = {{"min", s.min}, {"max", s.max}, {"count", s.count}};
+  for (const auto& [name, s] : tensors)
+    tensors_json[name] = {{"min", s.min}, {"max", s.max}, {"count", s.count}, {"histogram", s.histogram}};
   return {{"format", kFormat}, {"version", kVersion}, {"tensors", tensors_json}};
 }
 
@@ -34,19 +36,44 @@ Calibration Calibration::from_json(const nlohmann::json& j) {
     s.count = v["count"].get<int64_t>();
     if (!std::isfinite(s.min) || !std::isfinite(s.max) || s.min > s.max || s.count <= 0)
       fail(ErrorCode::kParseError, "calibration: tensor '" + name + "': min <= max (finite) and count > 0 expected");
+    if (v.contains("histogram")) {
+      const auto& h = v["histogram"];
+      if (!h.is_array() || !(h.empty() || h.size() == static_cast<size_t>(kHistogramBins)))
+        fail(ErrorCode::kParseError, "calibration: tensor '" + name + "': histogram of " +
+                                         std::to_string(kHistogramBins) + " counts expected");
+      for (const auto& n : h)
+        if (!n.is_number_integer() || n.get<int64_t>() < 0)
+          fail(ErrorCode::kParseError, "calibration: tensor '" + name + "': histogram counts must be integers >= 0");
+      s.histogram = h.get<std::vector<int64_t>>();
+    }
     c.tensors[name] = s;
   }
   return c;
 }
 
 std::map<std::string, Range> Calibration::ranges(Method method, float percentile) const {
-  if (method != Method::kMinMaxAsym && method != Method::kMinMaxSym)
-    fail(ErrorCode::kUnsupported, std::string("calibration method ") + method_name(method) +
-                                      " is not implemented yet (it needs histograms); use MIN_MAX_ASYM or MIN_MAX_SYM");
+  if (!(percentile > 0.0f && percentile <= 100.0f))
+    fail(ErrorCode::kInvalidArgument, "percentile " + std::to_string(percentile) + " outside (0, 100]");
+  const bool sym = is_symmetric(method);
   std::map<std::string, Range> out;
   for (const auto& [name, s] : tensors) {
-    const Range r = include_zero({s.min, s.max});
-    out[name] = is_symmetric(method) ? symmetric(r) : r;
+    const bool needs_histogram = method != Method::kMinMaxAsym && method != Method::kMinMaxSym;
+    if (needs_histogram && s.histogram.empty() && (s.min != 0.0f || s.max != 0.0f))
+      fail(ErrorCode::kInvalidArgument, std::string("calibration method ") + method_name(method) + ": tensor '" +
+                                            name + "' has no histogram");
+    Range r;
+    switch (method) {
+      case Method::kMinMaxAsym: case Method::kMinMaxSym: {
+        const Range mm = include_zero({s.min, s.max});
+        r = sym ? symmetric(mm) : mm;
+        break;
+      }
+      case Method::kPercentileAsym: case Method::kPercentileSym: r = percentile_range(s, percentile, sym); break;
+      case Method::kEntropyAsym: case Method::kEntropySym: r = search_range(s, Objective::kEntropy, sym); break;
+      case Method::kMseAsym: case Method::kMseSym: r = search_range(s, Objective::kMse, sym); break;
+      case Method::kSqnrAsym: case Method::kSqnrSym: r = search_range(s, Objective::kSqnr, sym); break;
+    }
+    out[name] = r;
   }
   return out;
 }

@@ -249,13 +249,28 @@ TEST(Quantize, RejectsAnAlreadyQuantizedModel) {
   EXPECT_NE(std::string(q.error().what()).find("already quantized"), std::string::npos);
 }
 
-TEST(Quantize, UnimplementedMethodIsAnError) {
+TEST(Quantize, EveryMethodGivesARunnableModel) {
+  const onnx::ModelProto opt = optimize(small_cnn());
+  const Calibration calib = calibrate(opt, inputs(), false);
+  for (const char* name : {"MIN_MAX_ASYM", "MIN_MAX_SYM", "ENTROPY_ASYM", "ENTROPY_SYM", "PERCENTILE_ASYM",
+                           "PERCENTILE_SYM", "SQNR_ASYM", "SQNR_SYM", "MSE_ASYM", "MSE_SYM"}) {
+    QuantizeOptions options;
+    options.method = method_from_name(name);
+    auto q = quantize(opt, calib, options);
+    ASSERT_TRUE(q.ok()) << name << ": " << q.error().what();
+    auto out = ref::Executor::create(*q)->run({{"x", inputs()}});
+    EXPECT_TRUE(out.ok()) << name;
+  }
+}
+
+TEST(Quantize, BadPercentileIsAnError) {
+  const onnx::ModelProto opt = optimize(small_cnn());
   QuantizeOptions options;
   options.method = Method::kPercentileAsym;
-  const onnx::ModelProto opt = optimize(small_cnn());
+  options.percentile = 0.0f;
   auto q = quantize(opt, calibrate(opt, inputs(), false), options);
   ASSERT_FALSE(q.ok());
-  EXPECT_EQ(q.error().code(), ErrorCode::kUnsupported);
+  EXPECT_EQ(q.error().code(), ErrorCode::kInvalidArgument);
 }
 
 TEST(QuantizeModel, ChainsOptimizeCalibrateQuantize) {

@@ -37,13 +37,14 @@ TEST(Ranges, AllZeroAndRepeatedValue) {
   expect_range(one_tensor(-2.5f, -2.5f).ranges(Method::kMinMaxSym).at("t"), -2.5f, 2.5f);
 }
 
-TEST(Ranges, HistogramMethodsAreReportedAsNotImplemented) {
+TEST(Ranges, HistogramMethodsNeedHistograms) {
   try {
     one_tensor(-1.0f, 1.0f).ranges(Method::kEntropyAsym);
     FAIL() << "no error";
   } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
     EXPECT_NE(std::string(e.what()).find("ENTROPY_ASYM"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("'t'"), std::string::npos);
   }
 }
 

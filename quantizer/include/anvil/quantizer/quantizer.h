@@ -37,23 +37,35 @@ struct Range {
 /// removal, shape inference). Throws Error naming the node on a malformed graph.
 onnx::ModelProto optimize(const onnx::ModelProto& model);
 
+/// Bins of TensorStats::histogram.
+constexpr int kHistogramBins = 4096;
+
 /// Per-tensor statistics of one calibration run.
 struct TensorStats {
   float min = 0.0f, max = 0.0f;  ///< observed extremes (not yet widened to contain 0)
   int64_t count = 0;             ///< number of values observed
+  /// kHistogramBins counts over [-max(|min|, |max|), +max(|min|, |max|)] (bin i covers
+  /// [-a + i w, -a + (i+1) w), w = 2a / kHistogramBins; 0 is the edge between the two middle bins,
+  /// so either half is the histogram of |x| for one sign). Empty for an all-zero tensor.
+  std::vector<int64_t> histogram;
 };
 
 /// Everything the range methods need, for every float tensor the FP32 model produces.
 struct Calibration {
   std::map<std::string, TensorStats> tensors;  ///< by ONNX tensor name
 
-  /// {"format": "anvil-calibration", "version": 1, "tensors": {name: {"min", "max", "count"}}}
+  /// {"format": "anvil-calibration", "version": 1,
+  ///  "tensors": {name: {"min", "max", "count", "histogram": [kHistogramBins counts]}}}
   nlohmann::json to_json() const;
   /// Inverse of to_json; throws Error(kParseError) naming the tensor or field that is wrong.
   static Calibration from_json(const nlohmann::json& j);
-  /// The range of every tensor for `method` (each widened to contain 0; *_SYM: [-a, a], or [0, a]
-  /// for an all-non-negative tensor). Throws Error(kUnsupported) for methods that need histograms
-  /// (everything but MIN_MAX_*: not implemented yet).
+  /// The range of every tensor for `method`, each containing 0; *_SYM ranges are [-a, a], or [0, a]
+  /// for an all-non-negative tensor. MIN_MAX: the observed extremes. PERCENTILE: the `percentile`
+  /// (in (0, 100]) of the values (ASYM: (100 - p)/2 % cut from each tail; SYM: of |x|). ENTROPY, MSE,
+  /// SQNR: the clipping range, searched on the histogram, minimising KL divergence (TensorRT),
+  /// the mean squared error, or maximising SQNR with clipping noise weighted 3x (AIMET). The formulas
+  /// are in quantizer/src/range_methods.h. Throws Error(kInvalidArgument) for a bad percentile or
+  /// a histogram method on statistics without histograms.
   std::map<std::string, Range> ranges(Method method, float percentile = 99.99f) const;
 };
 

@@ -1,0 +1,154 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "anvil/common/requant.h"
+#include "anvil/quantizer/quantizer.h"
+#include "model_builder.h"
+#include "quant_params.h"
+
+using namespace anvil;
+using namespace anvil::quant;
+using namespace anvil::quant::test;
+
+namespace {
+
+/// Statistics of `values` as calibrate() records them (x -> Relu -> y, values fed as x).
+TensorStats stats_of(const std::vector<float>& values) {
+  ModelBuilder b;
+  b.input("x", {static_cast<int64_t>(values.size()) / 100}).output("y", {static_cast<int64_t>(values.size()) / 100});
+  b.node("Relu", {"x"}, {"y"});
+  const Tensor in = Tensor::from_vector<float>({100, static_cast<int64_t>(values.size()) / 100}, values);
+  return calibrate(b.model(), in, false).tensors.at("x");
+}
+
+Calibration one(const TensorStats& s) {
+  Calibration c;
+  c.tensors["t"] = s;
+  return c;
+}
+
+Range range_of(const TensorStats& s, Method m, float pct = 99.99f) { return one(s).ranges(m, pct).at("t"); }
+
+std::vector<float> ramp(float lo, float hi, int n) {
+  std::vector<float> v(n);
+  for (int i = 0; i < n; ++i) v[i] = lo + (hi - lo) * i / (n - 1);
+  return v;
+}
+
+/// 100000 N(0, 1) samples with one outlier at 40.
+std::vector<float> gaussian_with_outlier() {
+  std::mt19937 rng(42);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(100000);
+  for (float& x : v) x = dist(rng);
+  v[123] = 40.0f;
+  return v;
+}
+
+/// Mean squared error of quantizing the raw values with the parameters quantize() derives from r.
+double mse(const std::vector<float>& v, Range r, bool sym) {
+  const QuantParams q = activation_params(r, sym);
+  double e = 0.0;
+  for (float x : v) {
+    const double d = x - math::dequantize(math::quantize_float(x, q.scale, q.zero_point), q.scale, q.zero_point);
+    e += d * d;
+  }
+  return e / v.size();
+}
+
+constexpr float kBin = 1.0f / kHistogramBins;  // a bin as a fraction of the histogram's full width
+
+}  // namespace
+
+TEST(Histogram, CountsEveryValue) {
+  const TensorStats s = stats_of(ramp(-1.0f, 3.0f, 100000));
+  ASSERT_EQ(s.histogram.size(), static_cast<size_t>(kHistogramBins));
+  int64_t total = 0;
+  for (int64_t n : s.histogram) total += n;
+  EXPECT_EQ(total, 100000);
+  EXPECT_EQ(s.histogram.front(), 0);  // [-3, -1) is empty
+  EXPECT_GT(s.histogram.back(), 0);
+}
+
+TEST(Percentile, AsymCutsHalfTheRestFromEachTail) {
+  const TensorStats s = stats_of(ramp(-1.0f, 3.0f, 100000));
+  const Range r = range_of(s, Method::kPercentileAsym, 99.0f);  // 0.5% of 4 = 0.02 from each end
+  const float tol = 2 * 6.0f * kBin;
+  EXPECT_NEAR(r.min, -0.98f, tol);
+  EXPECT_NEAR(r.max, 2.98f, tol);
+  const Range all = range_of(s, Method::kPercentileAsym, 100.0f);
+  EXPECT_NEAR(all.min, -1.0f, tol);
+  EXPECT_NEAR(all.max, 3.0f, tol);
+}
+
+TEST(Percentile, SymIsThePercentileOfAbs) {
+  // |x| of a ramp on [-1, 3]: density 2 on [0, 1], 1 on (1, 3]; 1% of the mass 4 lies above 2.96.
+  const Range r = range_of(stats_of(ramp(-1.0f, 3.0f, 100000)), Method::kPercentileSym, 99.0f);
+  EXPECT_NEAR(r.max, 2.96f, 2 * 6.0f * kBin);
+  EXPECT_EQ(r.min, -r.max);
+}
+
+TEST(Percentile, SymOfNonNegativeTensorIsZeroToT) {
+  const Range r = range_of(stats_of(ramp(0.0f, 2.0f, 10000)), Method::kPercentileSym, 90.0f);
+  EXPECT_EQ(r.min, 0.0f);
+  EXPECT_NEAR(r.max, 1.8f, 2 * 4.0f * kBin);
+}
+
+TEST(SearchMethods, OnAGaussianWithOneOutlier) {
+  const std::vector<float> v = gaussian_with_outlier();
+  const TensorStats s = stats_of(v);
+  for (bool sym : {false, true}) {
+    const Range mm = range_of(s, sym ? Method::kMinMaxSym : Method::kMinMaxAsym);
+    const Range e = range_of(s, sym ? Method::kEntropySym : Method::kEntropyAsym);
+    const Range m = range_of(s, sym ? Method::kMseSym : Method::kMseAsym);
+    const Range q = range_of(s, sym ? Method::kSqnrSym : Method::kSqnrAsym);
+    EXPECT_FLOAT_EQ(mm.max, 40.0f);
+    for (const Range& r : {e, m, q}) {
+      EXPECT_LE(r.min, 0.0f);
+      EXPECT_GE(r.max, 0.0f);
+      EXPECT_GE(r.min, mm.min);
+      EXPECT_LE(r.max, mm.max);
+      if (sym) EXPECT_EQ(r.min, -r.max);
+    }
+    // KL divergence clips the lone outlier and keeps the Gaussian bulk (TensorRT's ~3-4 sigma).
+    EXPECT_GT(e.max, 2.5f) << "sym=" << sym;
+    EXPECT_LT(e.max, 6.0f) << "sym=" << sym;
+    // One value in 1e5 at 40 costs more clipped than the finer grid saves: MSE clips little. Its
+    // choice beats min/max on the raw values too, not only on the histogram.
+    EXPECT_GT(m.max, 20.0f) << "sym=" << sym;
+    EXPECT_LT(mse(v, m, sym), mse(v, mm, sym)) << "sym=" << sym;
+    // Clipping noise counts 3x in SQNR: it clips less than MSE.
+    EXPECT_GT(q.max, m.max) << "sym=" << sym;
+  }
+}
+
+TEST(SearchMethods, SymKeepsNonNegativeTensorsAtZero) {
+  std::vector<float> v = gaussian_with_outlier();
+  for (float& x : v) x = std::max(x, 0.0f);
+  const TensorStats s = stats_of(v);
+  for (Method m : {Method::kEntropySym, Method::kMseSym, Method::kSqnrSym, Method::kPercentileSym}) {
+    const Range r = range_of(s, m);
+    EXPECT_EQ(r.min, 0.0f) << method_name(m);
+    EXPECT_GT(r.max, 0.0f) << method_name(m);
+  }
+}
+
+TEST(SearchMethods, AllZeroTensorHasZeroRangeEverywhere) {
+  const TensorStats s = stats_of(std::vector<float>(1000, 0.0f));
+  EXPECT_TRUE(s.histogram.empty());
+  for (const char* name : {"MIN_MAX_ASYM", "MIN_MAX_SYM", "ENTROPY_ASYM", "ENTROPY_SYM", "PERCENTILE_ASYM",
+                           "PERCENTILE_SYM", "SQNR_ASYM", "SQNR_SYM", "MSE_ASYM", "MSE_SYM"}) {
+    const Range r = range_of(s, method_from_name(name));
+    EXPECT_EQ(r.min, 0.0f) << name;
+    EXPECT_EQ(r.max, 0.0f) << name;
+  }
+}
+
+TEST(SearchMethods, UniformDataIsNotClippedByMse) {
+  // Without outliers, clipping only adds error: MSE keeps (nearly) the whole range.
+  const TensorStats s = stats_of(ramp(-1.0f, 1.0f, 100000));
+  const Range r = range_of(s, Method::kMseSym);
+  EXPECT_GT(r.max, 0.95f);
+}

@@ -11,10 +11,6 @@
 #include "anvil/common/status.h"
 #include "warboy_chip.h"
 
-/// libsystemc's own main() refers to sc_main; anvil executables have their own main(), so this is
-/// never called. It exists only to satisfy the link.
-int sc_main(int, char**) { return 1; }
-
 namespace anvil::hw {
 
 const char* bar_response_name(BarResponse r) {

@@ -19,6 +19,8 @@ struct Case {
   hw::HwConfig config;
 };
 
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
 hw::HwConfig small_config() {
   hw::HwConfig c = hw::HwConfig::preset("warboy");
   for (const char* kv : {"clock_ghz=1.0", "slices_per_pe=16", "sram_per_slice=131072", "mac_rows=16", "mac_cols=8",

@@ -6,6 +6,7 @@
 ///  3. rebuild the node list: each node reads the DequantizeLinear output of its quantized inputs
 ///     and each quantized output is followed by Q -> DQ.
 #include <algorithm>
+#include <functional>
 #include <set>
 
 #include "anvil/common/log.h"
@@ -97,8 +98,35 @@ class QdqBuilder {
     return activation_params(it->second, symmetric_);
   }
 
+  /// Concat needs one set of parameters for its inputs and output (TFLite's rule; the int8 concat
+  /// is then a copy). Every tensor joined by Concat nodes, transitively, gets the union of their
+  /// ranges. A joined tensor produced by a same-scale op keeps its producer's input parameters
+  /// (a requantization remains there).
+  void unify_concat_ranges() {
+    const onnx::GraphProto& g = model_.graph();
+    std::map<std::string, std::string> parent;  // union-find over tensor names
+    std::function<std::string(const std::string&)> root = [&](const std::string& t) -> std::string {
+      auto it = parent.find(t);
+      if (it == parent.end() || it->second == t) return t;
+      return it->second = root(it->second);
+    };
+    for (const auto& n : g.node()) {
+      if (n.op_type() != "Concat" || !ranges_.count(n.output(0))) continue;
+      for (const auto& in : n.input())
+        if (ranges_.count(in)) parent[root(in)] = root(n.output(0));
+    }
+    std::map<std::string, Range> joined;
+    for (const auto& [t, unused] : parent) {
+      const Range r = ranges_.at(t);
+      auto [it, fresh] = joined.try_emplace(root(t), r);
+      it->second = {std::min(it->second.min, r.min), std::max(it->second.max, r.max)};
+    }
+    for (const auto& [t, unused] : parent) ranges_[t] = joined.at(root(t));
+  }
+
   void choose_activation_params() {
     const onnx::GraphProto& g = model_.graph();
+    unify_concat_ranges();
     for (const auto& in : g.input())
       if (is_float_activation(in.name())) params_[in.name()] = calibrated(in.name(), "graph input");
     for (const auto& n : g.node()) {

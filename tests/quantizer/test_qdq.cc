@@ -215,7 +215,7 @@ TEST(Quantize, FixedParamsForSigmoidAndTanh) {
   b.node("Sigmoid", {"x"}, {"s"});
   b.node("Tanh", {"x"}, {"t"});
   Calibration calib;  // hand-made: the executor has no Sigmoid
-  calib.tensors["x"] = {-3.0f, 3.0f, 4};
+  calib.tensors["x"] = TensorStats{-3.0f, 3.0f, 4, {}};
   auto q = quantize(optimize(b.model()), calib, {});
   ASSERT_TRUE(q.ok()) << q.error().what();
   const onnx::NodeProto* qs = producer(*q, producer(*q, "s")->input(0));
@@ -233,7 +233,7 @@ TEST(Quantize, MissingStatisticsNameTheTensor) {
   b.input("x", {4}).output("y", {4});
   b.node("Relu", {"x"}, {"y"});
   Calibration calib;
-  calib.tensors["x"] = {-1.0f, 1.0f, 4};
+  calib.tensors["x"] = TensorStats{-1.0f, 1.0f, 4, {}};
   auto q = quantize(b.model(), calib, {});
   ASSERT_FALSE(q.ok());
   EXPECT_EQ(q.error().code(), ErrorCode::kNotFound);
@@ -279,4 +279,32 @@ TEST(QuantizeModel, ChainsOptimizeCalibrateQuantize) {
   EXPECT_NO_THROW(check_onnx(*q, "qdq"));
   auto bad = quantize_model(small_cnn(), Tensor(DType::kFloat32, {0, 2, 6, 6}), {});
   EXPECT_FALSE(bad.ok());
+}
+
+TEST(Quantize, ConcatInputsAndOutputShareParameters) {
+  ModelBuilder b;
+  b.input("x", {4}).output("y", {8});
+  b.node("Relu", {"x"}, {"r"});
+  b.init("minus_one", Tensor::from_vector<float>({1}, {-1.0f}));
+  b.node("Mul", {"x", "minus_one"}, {"n"});
+  set_int(b.node("Concat", {"r", "n"}, {"y"}), "axis", 1);
+  Calibration calib;
+  calib.tensors["x"] = TensorStats{-1.0f, 3.0f, 4, {}};
+  calib.tensors["r"] = TensorStats{0.0f, 3.0f, 4, {}};
+  calib.tensors["n"] = TensorStats{-3.0f, 1.0f, 4, {}};
+  calib.tensors["y"] = TensorStats{-3.0f, 3.0f, 8, {}};
+  std::vector<std::string> float_nodes;
+  auto q = quantize(optimize(b.model()), calib, {}, &float_nodes);
+  ASSERT_TRUE(q.ok()) << q.error().what();
+  const onnx::NodeProto* qr = q_of(*q, "r");
+  const onnx::NodeProto* qn = q_of(*q, "n");
+  const onnx::NodeProto* qy = producer(*q, producer(*q, "y")->input(0));
+  ASSERT_TRUE(qr && qn && qy);
+  for (const onnx::NodeProto* node : {qr, qn, qy}) {
+    EXPECT_FLOAT_EQ(scalar_f(*q, node->input(1)), 6.0f / 255.0f);
+    EXPECT_EQ(initializer(*q, node->input(2)).data<int8_t>()[0], 0);  // round(-128 + 3 / (6/255)) = 0 (-0.5 -> 0)
+  }
+  ASSERT_EQ(float_nodes.size(), 1u);  // Mul
+  auto out = ref::Executor::create(*q);
+  ASSERT_TRUE(out.ok()) << out.error().what();
 }

@@ -10,7 +10,7 @@ using namespace anvil::quant;
 namespace {
 Calibration one_tensor(float lo, float hi) {
   Calibration c;
-  c.tensors["t"] = TensorStats{lo, hi, 100};
+  c.tensors["t"] = TensorStats{lo, hi, 100, {}};
   return c;
 }
 void expect_range(const Range& r, float lo, float hi) {

@@ -1,0 +1,154 @@
+// The vector engine's instructions end to end (load, op, store) against expectations computed
+// directly with common/requant.h.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "anvil/common/requant.h"
+#include "anvil/runtime/runtime.h"
+#include "program_builder.h"
+
+namespace anvil::rt {
+namespace {
+
+using anvil::testing::dma;
+using anvil::testing::random_int8;
+
+constexpr uint32_t kIn = 0, kIn2 = 1 << 16, kOut = 1 << 18;
+
+/// A program: load "a" (and "b") from IO, one vector instruction, store "y".
+isa::Program vector_program(const isa::Instruction& op, const Shape& in_shape, const Shape& out_shape, bool two_inputs) {
+  isa::Program p;
+  const uint32_t in_bytes = static_cast<uint32_t>(shape_numel(in_shape));
+  const uint32_t out_bytes = static_cast<uint32_t>(shape_numel(out_shape));
+  const uint32_t inputs = two_inputs ? 2 : 1;
+  p.instructions.push_back(dma(isa::Opcode::kDmaLoad, isa::Region::kIo, 0, kIn, in_bytes));
+  if (two_inputs) p.instructions.push_back(dma(isa::Opcode::kDmaLoad, isa::Region::kIo, in_bytes, kIn2, in_bytes));
+  isa::Instruction v = op;
+  v.wait[0] = inputs;
+  p.instructions.push_back(v);
+  p.instructions.push_back(dma(isa::Opcode::kDmaStore, isa::Region::kIo, inputs * in_bytes, kOut, out_bytes, {inputs, 0, 1}));
+  p.inputs.push_back({"a", DType::kInt8, isa::Layout::kNCHW, in_shape, 0.1f, 0, 0});
+  if (two_inputs) p.inputs.push_back({"b", DType::kInt8, isa::Layout::kNCHW, in_shape, 0.1f, 0, in_bytes});
+  p.outputs.push_back({"y", DType::kInt8, isa::Layout::kNCHW, out_shape, 0.1f, 0, inputs * in_bytes});
+  p.io_bytes = inputs * in_bytes + out_bytes;
+  return p;
+}
+
+class VectorOps : public ::testing::Test {
+ protected:
+  Device dev = Device::open("warboy(1)*1", hw::HwConfig::preset("warboy"));
+};
+
+TEST_F(VectorOps, AddMatchesAddInt8) {
+  const Shape shape{2, 3, 5, 7};
+  const auto params = math::make_add_params(0.07, 3, 0.11, -9, 0.13, 4, -20, 120);
+  isa::Instruction add;
+  add.opcode = isa::Opcode::kAdd;
+  add.add = {kIn, kIn2, kOut, static_cast<uint32_t>(shape_numel(shape)), params.a_zero_point, params.b_zero_point,
+             params.out_zero_point, params.a.multiplier, params.a.shift, params.b.multiplier, params.b.shift,
+             params.out.multiplier, params.out.shift, params.act_min, params.act_max};
+  Session s(dev, vector_program(add, shape, shape, true));
+  const auto a = random_int8(shape_numel(shape), 1), b = random_int8(shape_numel(shape), 2);
+  const auto y = s.run({{"a", Tensor::from_vector<int8_t>(shape, a)}, {"b", Tensor::from_vector<int8_t>(shape, b)}})
+                     .at("y").to_vector<int8_t>();
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(y[i], math::add_int8(a[i], b[i], params)) << i;
+}
+
+TEST_F(VectorOps, RequantMatchesRequantize) {
+  const Shape shape{1, 4, 6, 6};
+  const auto q = math::quantize_multiplier(0.37);
+  isa::Instruction r;
+  r.opcode = isa::Opcode::kRequant;
+  r.requant = {kIn, kOut, static_cast<uint32_t>(shape_numel(shape)), 7, -3, q.multiplier, q.shift, -3, 127};
+  Session s(dev, vector_program(r, shape, shape, false));
+  const auto x = random_int8(shape_numel(shape), 3);
+  const auto y = s.run({{"a", Tensor::from_vector<int8_t>(shape, x)}}).at("y").to_vector<int8_t>();
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(y[i], math::requantize(x[i] - 7, q, -3, -3, 127)) << i;
+}
+
+isa::PoolArgs pool_args(int c, int h, int w, int oh, int ow, int k, int stride, int pad) {
+  isa::PoolArgs p{};
+  p.in_addr = kIn, p.out_addr = kOut, p.n = 1, p.c = c, p.in_h = h, p.in_w = w, p.out_h = oh, p.out_w = ow;
+  p.kernel_h = p.kernel_w = k, p.stride_h = p.stride_w = stride, p.pad_top = p.pad_left = pad;
+  p.act_min = -128, p.act_max = 127;
+  return p;
+}
+
+TEST_F(VectorOps, MaxPoolIgnoresPaddingAndClamps) {
+  isa::Instruction mp;
+  mp.opcode = isa::Opcode::kMaxPool;
+  mp.pool = pool_args(3, 7, 7, 4, 4, 3, 2, 1);
+  mp.pool.act_min = -50, mp.pool.act_max = 90;
+  Session s(dev, vector_program(mp, {1, 3, 7, 7}, {1, 3, 4, 4}, false));
+  const auto x = random_int8(3 * 49, 4);
+  const auto y = s.run({{"a", Tensor::from_vector<int8_t>({1, 3, 7, 7}, x)}}).at("y").to_vector<int8_t>();
+  for (int c = 0; c < 3; ++c)
+    for (int oy = 0; oy < 4; ++oy)
+      for (int ox = 0; ox < 4; ++ox) {
+        int m = -128;
+        for (int r = 0; r < 3; ++r)
+          for (int t = 0; t < 3; ++t) {
+            const int iy = oy * 2 - 1 + r, ix = ox * 2 - 1 + t;
+            if (iy >= 0 && iy < 7 && ix >= 0 && ix < 7) m = std::max<int>(m, x[(c * 7 + iy) * 7 + ix]);
+          }
+        ASSERT_EQ(y[(c * 4 + oy) * 4 + ox], std::clamp(m, -50, 90)) << c << oy << ox;
+      }
+}
+
+TEST_F(VectorOps, AvgPoolCountIncludePadAndGlobal) {
+  const auto q = math::average_multiplier(0.1, 0.08, 9);
+  isa::Instruction ap;
+  ap.opcode = isa::Opcode::kAvgPool;
+  ap.pool = pool_args(2, 6, 6, 3, 3, 3, 2, 1);
+  ap.pool.in_zero_point = 5, ap.pool.out_zero_point = -2, ap.pool.mult = q.multiplier, ap.pool.shift = q.shift;
+  ap.pool.count_include_pad = 1;
+  Session s(dev, vector_program(ap, {1, 2, 6, 6}, {1, 2, 3, 3}, false));
+  const auto x = random_int8(2 * 36, 5);
+  const auto y = s.run({{"a", Tensor::from_vector<int8_t>({1, 2, 6, 6}, x)}}).at("y").to_vector<int8_t>();
+  for (int c = 0; c < 2; ++c)
+    for (int oy = 0; oy < 3; ++oy)
+      for (int ox = 0; ox < 3; ++ox) {
+        int32_t sum = 0;
+        for (int r = 0; r < 3; ++r)
+          for (int t = 0; t < 3; ++t) {
+            const int iy = oy * 2 - 1 + r, ix = ox * 2 - 1 + t;
+            if (iy >= 0 && iy < 6 && ix >= 0 && ix < 6) sum += x[(c * 6 + iy) * 6 + ix] - 5;
+          }
+        ASSERT_EQ(y[(c * 3 + oy) * 3 + ox], math::requantize(sum, q, -2)) << c << oy << ox;
+      }
+
+  // Global average pool: the window is the whole image (no padding, so count_include_pad is moot).
+  const auto gq = math::average_multiplier(0.1, 0.05, 36);
+  isa::Instruction gap;
+  gap.opcode = isa::Opcode::kAvgPool;
+  gap.pool = pool_args(2, 6, 6, 1, 1, 6, 1, 0);
+  gap.pool.in_zero_point = -1, gap.pool.mult = gq.multiplier, gap.pool.shift = gq.shift;
+  Session g(dev, vector_program(gap, {1, 2, 6, 6}, {1, 2, 1, 1}, false));
+  const auto gy = g.run({{"a", Tensor::from_vector<int8_t>({1, 2, 6, 6}, x)}}).at("y").to_vector<int8_t>();
+  for (int c = 0; c < 2; ++c) {
+    int32_t sum = 0;
+    for (int i = 0; i < 36; ++i) sum += x[c * 36 + i] + 1;
+    EXPECT_EQ(gy[c], math::requantize(sum, gq, 0));
+  }
+}
+
+TEST_F(VectorOps, AvgPoolPartialWindowWithoutIncludePadIsABadProgram) {
+  const auto q = math::average_multiplier(0.1, 0.1, 9);
+  isa::Instruction ap;
+  ap.opcode = isa::Opcode::kAvgPool;
+  ap.pool = pool_args(1, 6, 6, 3, 3, 3, 2, 1);
+  ap.pool.mult = q.multiplier, ap.pool.shift = q.shift;
+  ap.pool.count_include_pad = 0;
+  Session s(dev, vector_program(ap, {1, 1, 6, 6}, {1, 1, 3, 3}, false));
+  try {
+    s.run({{"a", Tensor::from_vector<int8_t>({1, 1, 6, 6}, random_int8(36, 6))}});
+    FAIL() << "expected a device error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kDeviceError);
+    EXPECT_NE(std::string(e.what()).find("bad program"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace anvil::rt

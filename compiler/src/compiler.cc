@@ -62,8 +62,10 @@ Expected<CompileResult> compile_graph(const ref::Int8Graph& graph, const Compile
     CompileResult result;
     result.target = options.target;
     result.model_name = options.model_name;
-    if (options.target.num_pes < 1 || options.target.num_pes > 2 || options.target.sram_capacity() == 0)
-      fail(ErrorCode::kInvalidArgument, "target '" + options.target.name + "': needs 1 or 2 PEs and some SRAM");
+    if (options.target.num_pes < 1 || options.target.num_pes > 2 || options.target.sram_capacity() == 0 ||
+        options.target.sram_capacity() > (uint64_t{1} << 32))
+      fail(ErrorCode::kInvalidArgument, "target '" + options.target.name +
+                                            "': needs 1 or 2 PEs and between 1 byte and 4 GiB of SRAM (32-bit addresses)");
     const DramPlan plan = plan_dram(graph);
     isa::Program& program = result.program;
     program.num_pes = static_cast<uint8_t>(options.target.num_pes);

@@ -353,6 +353,17 @@ TEST(Compiler, SramOverflowNamesTheNode) {
   EXPECT_EQ(compile_ok(b.graph(), "warboy-2pe").program.num_pes, 2);
 }
 
+TEST(Compiler, BadTargetIsRejected) {
+  compiler::CompileOptions o;
+  o.target.num_pes = 3;
+  auto r = compiler::compile_graph(strided_grouped_conv().graph(), o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+  o.target = compiler::Target::from_name("warboy");
+  o.target.sram_per_slice = uint64_t{1} << 30;  // 64 GiB: beyond 32-bit SRAM addresses
+  EXPECT_FALSE(compiler::compile_graph(strided_grouped_conv().graph(), o).ok());
+}
+
 TEST(Compiler, MalformedGraphsNameTheNode) {
   auto expect = [](ref::Int8Graph g, ErrorCode code, const std::string& needle) {
     const Error e = compile_error(g);

@@ -69,6 +69,7 @@ GraphBuilder conv_zoo(uint32_t seed) {
   const int rq = b.value("rq", {2, 4, 2, 1}, 0.02f, -1);
   b.requant("clip", mp, rq);
   b.output(rq, "pooled");
+  b.output(c0, "features");  // a graph output that later ops also read
   return b;
 }
 

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <array>
-#include <limits>
 #include <cstring>
+#include <limits>
 #include <string>
 
 namespace anvil::compiler {

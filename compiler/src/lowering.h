@@ -28,9 +28,12 @@ class Lowering {
     uint64_t out_offset = 0, bytes = 0, base = 0;
     LayerReport report;
   };
+  /// Lays out the op's working set (its inputs, `const_bytes` of constants from `const_dram` in
+  /// the constant section, its output) and places it in SRAM. Throws kUnsupported naming the node
+  /// when it does not fit.
   Layer begin_layer(const ref::Int8Op& op, uint64_t const_dram, uint64_t const_bytes);
-  /// Loads the inputs and constants, issues `compute` (addresses relative to the layer base are
-  /// made absolute by the callers through addr()), stores the output.
+  /// Emits the loads of the inputs and constants, `compute` (whose SRAM addresses the caller set
+  /// from layer.base and the offsets) and the store of the output.
   void emit_layer(Layer& layer, isa::Instruction compute);
   void emit(isa::Instruction inst);
   void emit_dma(isa::Opcode op, isa::Region region, uint64_t dram, uint64_t sram, uint64_t bytes, Layer& layer);

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstring>
 
 #include "kernels.h"
@@ -64,6 +65,13 @@ constexpr OpSchema kOps[] = {
     {"DequantizeLinear", dequantize_linear_kernel, 2, 3, 1},
 };
 }  // namespace
+
+std::vector<std::string> supported_operators() {
+  std::vector<std::string> names;
+  for (const OpSchema& op : kOps) names.emplace_back(op.op_type);
+  std::sort(names.begin(), names.end());
+  return names;
+}
 
 const OpSchema* find_op(const std::string& op_type) {
   for (const OpSchema& op : kOps)

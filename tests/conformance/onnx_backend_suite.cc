@@ -14,6 +14,7 @@
 #include <set>
 
 #include "anvil/common/onnx_model.h"
+#include "anvil/common/tensor_io.h"
 #include "anvil/reference/executor.h"
 
 using namespace anvil;

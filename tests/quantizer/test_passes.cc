@@ -194,10 +194,45 @@ TEST(ConstantsToInitializers, MovesTensorConstants) {
   EXPECT_LE(max_abs_diff(run1(b.model(), x), run1(m, x)), 0.0f);
 }
 
+TEST(FoldConstants, FoldsAConstantSubgraph) {
+  ModelBuilder b;
+  b.input("x", {2, 3}).output("y", {6});
+  b.init("a", Tensor::from_vector<float>({2, 3}, {1, 2, 3, 4, 5, 6}));
+  b.init("c", Tensor::from_vector<float>({1}, {0.5f}));
+  b.init("shape", Tensor::from_vector<int64_t>({2}, {-1, 6}));
+  b.node("Mul", {"a", "c"}, {"ac"});         // constant
+  b.node("Relu", {"ac"}, {"rac"});           // constant, through the first fold
+  b.node("Identity", {"shape"}, {"shape2"}); // constant int64
+  b.node("Add", {"x", "rac"}, {"s"});        // reads the input: stays
+  b.node("Reshape", {"s", "shape2"}, {"y"});
+  onnx::ModelProto m = b.model();
+  passes::fold_constants(m);
+  ASSERT_EQ(m.graph().node_size(), 2);
+  EXPECT_EQ(m.graph().node(0).op_type(), "Add");
+  EXPECT_EQ(initializer(m, "rac").to_vector<float>(), (std::vector<float>{0.5f, 1, 1.5f, 2, 2.5f, 3}));
+  EXPECT_EQ(initializer(m, "shape2").to_vector<int64_t>(), (std::vector<int64_t>{-1, 6}));
+  EXPECT_NO_THROW(check_onnx(m, "after fold-constants"));
+  const Tensor x = random_tensor({3, 2, 3}, -1, 1, 9);
+  EXPECT_LE(max_abs_diff(run1(b.model(), x), run1(m, x)), 0.0f);
+}
+
+TEST(FoldConstants, KeepsWhatTheExecutorCannotRunAndGraphOutputs) {
+  ModelBuilder b;
+  b.input("x", {3}).output("y", {3}).output("k", {3});
+  b.init("a", Tensor::from_vector<float>({3}, {1, 2, 3}));
+  b.init("m", Tensor::from_vector<float>({2, 2}, {1, 2, 3, 4}));
+  b.node("Det", {"m"}, {"det"});  // not an operator of the reference executor
+  b.node("Add", {"x", "det"}, {"y"});
+  b.node("Relu", {"a"}, {"k"});  // constant, but a graph output
+  onnx::ModelProto m = b.model();
+  passes::fold_constants(m);
+  EXPECT_EQ(m.graph().node_size(), 3);
+}
+
 TEST(Optimize, RunsThePipelineInOrder) {
   std::vector<std::string> names;
   for (const auto& p : passes::pipeline()) names.push_back(p.name);
-  EXPECT_EQ(names, (std::vector<std::string>{"upgrade-opset", "constants-to-initializers", "remove-identity", "fold-batchnorm",
+  EXPECT_EQ(names, (std::vector<std::string>{"upgrade-opset", "constants-to-initializers", "fold-constants", "remove-identity", "fold-batchnorm",
                                              "remove-dead-initializers", "infer-shapes"}));
   ModelBuilder b;
   b.input("x", {2, 4, 4}).output("y", {3, 4, 4});

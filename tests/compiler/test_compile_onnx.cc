@@ -134,3 +134,12 @@ TEST(CompileOnnx, UnsupportedOperatorComesBackFromLowering) {
   EXPECT_NE(m.find("odd_node"), std::string::npos) << m;
   EXPECT_NE(m.find("Exp"), std::string::npos) << m;
 }
+
+TEST(CompileOnnx, BadBatchComesBackFromLowering) {
+  compiler::CompileOptions options;
+  options.batch = 0;
+  const auto r = compiler::compile(qdq_model(), options);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(std::string(r.error().what()).find("batch"), std::string::npos) << r.error().what();
+}

@@ -64,9 +64,19 @@ class QdqLowering {
       g_.outputs.push_back(it->second);
       g_.output_names.push_back(out.name());
     }
-    for (const auto& [name, vi] : float_inputs_)
-      if (std::find(g_.input_names.begin(), g_.input_names.end(), name) == g_.input_names.end())
-        fail(ErrorCode::kUnsupported, "graph input '" + name + "' does not feed a QuantizeLinear");
+    // Inputs in the float graph's order (they were found in node order).
+    std::vector<int> inputs;
+    std::vector<std::string> names;
+    for (const auto& vi : graph_.input()) {
+      if (!float_inputs_.count(vi.name())) continue;
+      auto it = std::find(g_.input_names.begin(), g_.input_names.end(), vi.name());
+      if (it == g_.input_names.end())
+        fail(ErrorCode::kUnsupported, "graph input '" + vi.name() + "' does not feed a QuantizeLinear");
+      inputs.push_back(g_.inputs[it - g_.input_names.begin()]);
+      names.push_back(vi.name());
+    }
+    g_.inputs = std::move(inputs);
+    g_.input_names = std::move(names);
     return std::move(g_);
   }
 
@@ -114,6 +124,11 @@ class QdqLowering {
   }
 
   const onnx::NodeProto& node(int i) const { return graph_.node(i); }
+
+  /// The node's name, or its first output for an unnamed node (as in error messages).
+  static std::string node_name(const onnx::NodeProto& n) {
+    return n.name().empty() && n.output_size() ? n.output(0) : n.name();
+  }
 
   int add_value(const std::string& name, Shape shape, QuantParams q) {
     g_.values.push_back({name, std::move(shape), q});
@@ -248,7 +263,7 @@ class QdqLowering {
     const std::string& t = n.op_type();
     Int8Op op;
     op.kind = Int8OpKind::kConv;
-    op.node = n.name();
+    op.node = node_name(n);
     const int x = dequantized_input(n, 0);
     op.inputs = {x};
     const Int8Value& in = g_.values[x];
@@ -395,7 +410,7 @@ class QdqLowering {
   void lower_add(const onnx::NodeProto& n) {
     Int8Op op;
     op.kind = Int8OpKind::kAdd;
-    op.node = n.name();
+    op.node = node_name(n);
     const int a = dequantized_input(n, 0), b = dequantized_input(n, 1);
     if (g_.values[a].shape != g_.values[b].shape)
       fail(ErrorCode::kUnsupported, node_label(n) + ": broadcasting add of " + shape_str(g_.values[a].shape) +
@@ -413,7 +428,7 @@ class QdqLowering {
   void lower_pool(const onnx::NodeProto& n) {
     const std::string& t = n.op_type();
     Int8Op op;
-    op.node = n.name();
+    op.node = node_name(n);
     const int x = dequantized_input(n, 0);
     op.inputs = {x};
     const Int8Value in = g_.values[x];
@@ -459,7 +474,7 @@ class QdqLowering {
   void lower_activation(const onnx::NodeProto& n) {
     Int8Op op;
     op.kind = Int8OpKind::kRequant;
-    op.node = n.name();
+    op.node = node_name(n);
     const int x = dequantized_input(n, 0);
     op.inputs = {x};
     QuantParams out_q;
@@ -475,7 +490,7 @@ class QdqLowering {
   void lower_reshape(const onnx::NodeProto& n) {
     Int8Op op;
     op.kind = Int8OpKind::kReshape;
-    op.node = n.name();
+    op.node = node_name(n);
     int x;
     bool direct = quantized_.count(n.input(0)) > 0;
     if (direct) {

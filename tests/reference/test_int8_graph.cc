@@ -471,3 +471,29 @@ TEST(Int8Graph, QuantizeTensorRoundsHalfToEvenAndSaturates) {
   EXPECT_EQ(ref::dequantize_tensor(Tensor::from_vector<int8_t>({2}, {12, -128}), {0.5f, 10}).to_vector<float>(),
             (std::vector<float>{1.0f, -69.0f}));
 }
+
+TEST(Int8Graph, TwoInputsKeepGraphOrder) {
+  const Build build = [](const ActParams& p) {
+    QdqBuilder q(p);
+    q.b.input("x", DType::kFloat32, {-1, 6});
+    q.b.input("z", DType::kFloat32, {-1, 6});
+    const std::string z = q.qdq("z");  // z's QuantizeLinear comes first in node order
+    q.b.node("Add", {q.qdq("x"), z}, {"y"}, "add");
+    q.b.output(q.qdq("y"));
+    return q.b.model();
+  };
+  const Tensor x = random_tensor({3, 6}, -1, 1, 30), z = random_tensor({3, 6}, -3, 2, 31);
+  const TensorMap feeds{{"x", x}, {"z", z}};
+  const ActParams p = calibrate(build, {"x", "z", "y"}, feeds);
+  auto g = ref::lower_qdq(build(p), 3);
+  ASSERT_TRUE(g.ok()) << g.error().what();
+  EXPECT_EQ(g->input_names, (std::vector<std::string>{"x", "z"}));
+  EXPECT_EQ(g->values[g->inputs[0]].name, "x_q");
+  EXPECT_EQ(g->values[g->inputs[1]].name, "z_q");
+  const Tensor want = ref::Executor::create(build(p)).value().run(feeds).value().at("y_dq");
+  const TensorMap got = ref::run_int8(*g, {{"x", ref::quantize_tensor(x, p.at("x"))},
+                                           {"z", ref::quantize_tensor(z, p.at("z"))}}).value();
+  const Tensor expected = ref::quantize_tensor(want, p.at("y"));
+  for (int64_t i = 0; i < expected.numel(); ++i)
+    EXPECT_LE(std::abs(got.at("y_dq").data<int8_t>()[i] - expected.data<int8_t>()[i]), 1);
+}

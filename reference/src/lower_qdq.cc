@@ -42,6 +42,11 @@ constexpr int64_t kMaxProduct = 255 * 128;
   fail(ErrorCode::kInvalidArgument, node_label(node) + ": " + what);
 }
 
+/// A valid model whose value has a rank the NPU ops do not take (e.g. a batched 3-D MatMul).
+[[noreturn]] void unsupported_shape(const onnx::NodeProto& node, const std::string& want, const Shape& got) {
+  fail(ErrorCode::kUnsupported, node_label(node) + ": input must be " + want + " on the NPU, got " + shape_str(got));
+}
+
 class QdqLowering {
  public:
   QdqLowering(const onnx::ModelProto& model, int64_t batch)
@@ -272,7 +277,7 @@ class QdqLowering {
     const int64_t o = w.dim(0);
     Shape out_shape;
     if (t == "Conv") {
-      if (in.shape.size() != 4) malformed(n, "input must be N x C x H x W, got " + shape_str(in.shape));
+      if (in.shape.size() != 4) unsupported_shape(n, "N x C x H x W", in.shape);
       op.groups = static_cast<int>(attr_int(n, "group", 1));
       if (op.groups < 1 || in.shape[1] % op.groups || o % op.groups || w.dim(1) != in.shape[1] / op.groups)
         malformed(n, "weight " + shape_str(w.shape()) + " does not match input " + shape_str(in.shape));
@@ -280,7 +285,7 @@ class QdqLowering {
       set_window(op, g);
       out_shape = {in.shape[0], o, g.out[0], g.out[1]};
     } else {
-      if (in.shape.size() != 2) malformed(n, "input must be 2-D N x K, got " + shape_str(in.shape));
+      if (in.shape.size() != 2) unsupported_shape(n, "2-D N x K", in.shape);
       if (in.shape[1] != w.dim(1))
         malformed(n, "input " + shape_str(in.shape) + " does not match weight of " + std::to_string(w.dim(1)) +
                          " inputs");
@@ -432,7 +437,7 @@ class QdqLowering {
     const int x = dequantized_input(n, 0);
     op.inputs = {x};
     const Int8Value in = g_.values[x];
-    if (in.shape.size() != 4) malformed(n, "input must be N x C x H x W, got " + shape_str(in.shape));
+    if (in.shape.size() != 4) unsupported_shape(n, "N x C x H x W", in.shape);
     const int64_t h = in.shape[2], w = in.shape[3];
     Window2d g;
     if (t == "GlobalAveragePool") {

@@ -497,3 +497,16 @@ TEST(Int8Graph, TwoInputsKeepGraphOrder) {
   for (int64_t i = 0; i < expected.numel(); ++i)
     EXPECT_LE(std::abs(got.at("y_dq").data<int8_t>()[i] - expected.data<int8_t>()[i]), 1);
 }
+
+TEST(Int8GraphErrors, BatchedMatMulIsUnsupported) {
+  const ActParams p = unit_params();
+  QdqBuilder q(p);
+  q.b.input("x", DType::kFloat32, {-1, 3, 4});
+  std::vector<float> s;
+  const std::string w = q.weight("w", random_tensor({4, 2}, -1, 1, 40), 1, &s);
+  q.b.node("MatMul", {q.qdq("x"), w}, {"y"}, "mm");
+  q.b.output(q.qdq("y"));
+  const Error e = lowering_error(q.b.model(), 2);
+  EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+  EXPECT_STREQ(e.what(), "node 'mm' (MatMul): input must be 2-D N x K on the NPU, got [2, 3, 4]");
+}

@@ -1,5 +1,6 @@
 #include "anvil/reference/executor.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <unordered_map>

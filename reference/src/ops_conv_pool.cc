@@ -213,7 +213,6 @@ void batch_norm_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
   if (attr_int(ctx.node, "training_mode", 0) != 0)
     fail(ErrorCode::kUnsupported, "training_mode 1 is not supported (inference only)");
-  if (ctx.outputs.size() > 1) fail(ErrorCode::kUnsupported, "running mean/var outputs are not supported");
   if (x.dtype() != DType::kFloat32 || x.rank() < 2)
     fail(ErrorCode::kInvalidArgument, "input must be float32 N x C x ..., got " + shape_str(x.shape()));
   const int64_t c = x.dim(1);

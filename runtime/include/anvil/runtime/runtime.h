@@ -50,6 +50,8 @@ class Device {  // value-type handle (shared pimpl), RAII
   std::shared_ptr<Impl> impl_;
 };
 
+/// A program loaded on a device. Requests on one Session are serialised by the caller (it owns
+/// one IO buffer); several Sessions may share a Device from different threads.
 class Session {
  public:
   /// Loads the program into device DRAM (through the command queue / PCIe DMA, as a driver would).

@@ -92,7 +92,7 @@ std::vector<PreparedNode> topological_order(const onnx::GraphProto& graph, const
   return nodes;
 }
 
-void check_node(const PreparedNode& p) {
+void check_node(const PreparedNode& p, int64_t opset) {
   const onnx::NodeProto& node = p.node;
   if (!node.domain().empty() && node.domain() != "ai.onnx")
     fail(ErrorCode::kUnsupported, node_label(node) + ": operator domain '" + node.domain() +
@@ -108,6 +108,13 @@ void check_node(const PreparedNode& p) {
   if (node.output_size() < 1 || node.output_size() > p.op->max_outputs)
     fail(ErrorCode::kInvalidArgument, node_label(node) + ": has " + std::to_string(node.output_size()) +
                                           " outputs, at most " + std::to_string(p.op->max_outputs) + " supported");
+  if (p.op->check) {
+    try {
+      p.op->check(node, opset);
+    } catch (const Error& e) {
+      throw Error(e.code(), node_label(node) + ": " + e.what());
+    }
+  }
 }
 
 void prepare(const onnx::ModelProto& model, PreparedModel* impl) {
@@ -130,7 +137,7 @@ void prepare(const onnx::ModelProto& model, PreparedModel* impl) {
   impl->nodes = topological_order(graph, available);
   for (PreparedNode& p : impl->nodes) {
     p.op = find_op(p.node.op_type());
-    check_node(p);
+    check_node(p, impl->opset);
   }
   std::set<std::string> produced;
   for (const auto& p : impl->nodes)

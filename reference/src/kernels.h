@@ -26,6 +26,8 @@ struct KernelContext {
 };
 
 using Kernel = void (*)(KernelContext& ctx);
+/// Validates a node's attributes once, at Executor::create (before any input is known).
+using AttributeCheck = void (*)(const onnx::NodeProto& node, int64_t opset);
 
 /// Output shape of Flatten(axis) and of Reshape(shape, allowzero) (0 copies a dimension unless
 /// allow_zero, one -1 is inferred); shared with the QDQ lowering. Throw kInvalidArgument.
@@ -37,6 +39,7 @@ struct OpSchema {
   Kernel run;
   int min_inputs, max_inputs;
   int max_outputs;
+  AttributeCheck check = nullptr;  ///< optional
 };
 
 /// The operator of the default ONNX domain named op_type, or nullptr when it is not supported.
@@ -94,5 +97,11 @@ ANVIL_REF_KERNEL(expand_kernel)
 ANVIL_REF_KERNEL(quantize_linear_kernel)
 ANVIL_REF_KERNEL(dequantize_linear_kernel)
 #undef ANVIL_REF_KERNEL
+
+void conv_check(const onnx::NodeProto& node, int64_t opset);
+void max_pool_check(const onnx::NodeProto& node, int64_t opset);
+void average_pool_check(const onnx::NodeProto& node, int64_t opset);
+void batch_norm_check(const onnx::NodeProto& node, int64_t opset);
+void layer_norm_check(const onnx::NodeProto& node, int64_t opset);
 
 }  // namespace anvil::ref

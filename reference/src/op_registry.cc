@@ -11,14 +11,15 @@ const Tensor& KernelContext::input(size_t i) const {
 }
 
 namespace {
-// Every operator the executor runs: ONNX op type, kernel, input count range, output count limit.
+// Every operator the executor runs: ONNX op type, kernel, input count range, output count limit,
+// and an optional attribute check run at create().
 // Input counts follow the widest opset up to 17 (e.g. Clip's min/max inputs from opset 11).
 constexpr OpSchema kOps[] = {
-    {"Conv", conv_kernel, 2, 3, 1},
-    {"MaxPool", max_pool_kernel, 1, 1, 1},
-    {"AveragePool", average_pool_kernel, 1, 1, 1},
+    {"Conv", conv_kernel, 2, 3, 1, conv_check},
+    {"MaxPool", max_pool_kernel, 1, 1, 2, max_pool_check},
+    {"AveragePool", average_pool_kernel, 1, 1, 1, average_pool_check},
     {"GlobalAveragePool", global_average_pool_kernel, 1, 1, 1},
-    {"BatchNormalization", batch_norm_kernel, 5, 5, 1},
+    {"BatchNormalization", batch_norm_kernel, 5, 5, 1, batch_norm_check},
     {"Gemm", gemm_kernel, 2, 3, 1},
     {"MatMul", matmul_kernel, 2, 2, 1},
     {"Add", add_kernel, 2, 2, 1},
@@ -44,7 +45,7 @@ constexpr OpSchema kOps[] = {
     {"Where", where_kernel, 3, 3, 1},
     {"Softmax", softmax_kernel, 1, 1, 1},
     {"LogSoftmax", log_softmax_kernel, 1, 1, 1},
-    {"LayerNormalization", layer_norm_kernel, 2, 3, 3},
+    {"LayerNormalization", layer_norm_kernel, 2, 3, 3, layer_norm_check},
     {"ReduceMean", reduce_mean_kernel, 1, 1, 1},
     {"ReduceSum", reduce_sum_kernel, 1, 2, 1},
     {"ReduceMax", reduce_max_kernel, 1, 1, 1},

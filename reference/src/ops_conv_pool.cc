@@ -26,8 +26,16 @@ const Tensor& float_nchw(const KernelContext& ctx, size_t i, const char* what) {
 
 std::array<int64_t, 2> kernel_attr(const onnx::NodeProto& node) {
   const auto k = attr_ints(node, "kernel_shape");
-  if (k.size() != 2) fail(ErrorCode::kInvalidArgument, "attribute 'kernel_shape' must have 2 values");
+  if (k.size() != 2)
+    fail(ErrorCode::kUnsupported, "attribute 'kernel_shape' must have 2 values (only 2-D windows are supported)");
   return {k[0], k[1]};
+}
+
+/// Validates strides, dilations, pads and auto_pad by computing the geometry of a large input
+/// (the input's real size is known only at run time).
+void check_window(const onnx::NodeProto& node, std::array<int64_t, 2> kernel) {
+  constexpr int64_t kLarge = int64_t{1} << 20;
+  window_geometry(node, kLarge, kLarge, kernel, false);
 }
 
 /// Depthwise convolution (one input and one output channel per group) as a direct loop: an
@@ -57,6 +65,30 @@ void depthwise_conv(const float* x, const float* w, const float* bias, float* y,
 }
 
 }  // namespace
+
+void conv_check(const onnx::NodeProto& node, int64_t) {
+  if (attr_int(node, "group", 1) < 1) fail(ErrorCode::kInvalidArgument, "attribute 'group' must be >= 1");
+  check_window(node, find_attribute(node, "kernel_shape") ? kernel_attr(node) : std::array<int64_t, 2>{1, 1});
+}
+
+void max_pool_check(const onnx::NodeProto& node, int64_t) {
+  if (node.output_size() > 1 && !node.output(1).empty())
+    fail(ErrorCode::kUnsupported, "the Indices output is not supported");
+  if (attr_int(node, "storage_order", 0) != 0) fail(ErrorCode::kUnsupported, "storage_order 1 is not supported");
+  check_window(node, kernel_attr(node));
+}
+
+void average_pool_check(const onnx::NodeProto& node, int64_t) {
+  // AveragePool has dilations only from opset 19.
+  if (find_attribute(node, "dilations"))
+    fail(ErrorCode::kUnsupported, "attribute 'dilations' is not part of AveragePool up to opset 17");
+  check_window(node, kernel_attr(node));
+}
+
+void batch_norm_check(const onnx::NodeProto& node, int64_t) {
+  if (attr_int(node, "training_mode", 0) != 0)
+    fail(ErrorCode::kUnsupported, "training_mode 1 is not supported (inference only)");
+}
 
 void conv_kernel(KernelContext& ctx) {
   const Tensor& x = float_nchw(ctx, 0, "input X");
@@ -148,8 +180,6 @@ Tensor pool(const Tensor& x, const Window2d& g, Reduce reduce) {
 
 void max_pool_kernel(KernelContext& ctx) {
   const Tensor& x = float_nchw(ctx, 0, "input X");
-  if (ctx.wants_output(1)) fail(ErrorCode::kUnsupported, "the Indices output is not supported");
-  if (attr_int(ctx.node, "storage_order", 0) != 0) fail(ErrorCode::kUnsupported, "storage_order 1 is not supported");
   const int64_t h = x.dim(2), w = x.dim(3);
   const Window2d g = window_geometry(ctx.node, h, w, kernel_attr(ctx.node), attr_int(ctx.node, "ceil_mode", 0));
   ctx.outputs[0] = pool(x, g, [&](const float* plane, int64_t y0, int64_t x0) {
@@ -169,10 +199,6 @@ void max_pool_kernel(KernelContext& ctx) {
 void average_pool_kernel(KernelContext& ctx) {
   const Tensor& x = float_nchw(ctx, 0, "input X");
   const int64_t h = x.dim(2), w = x.dim(3);
-  if (find_attribute(ctx.node, "dilations")) {
-    // AveragePool has dilations only from opset 19.
-    fail(ErrorCode::kUnsupported, "attribute 'dilations' is not part of AveragePool up to opset 17");
-  }
   const Window2d g = window_geometry(ctx.node, h, w, kernel_attr(ctx.node), attr_int(ctx.node, "ceil_mode", 0));
   const bool include_pad = attr_int(ctx.node, "count_include_pad", 0) != 0;
   ctx.outputs[0] = pool(x, g, [&](const float* plane, int64_t y0, int64_t x0) {
@@ -211,8 +237,6 @@ void global_average_pool_kernel(KernelContext& ctx) {
 
 void batch_norm_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
-  if (attr_int(ctx.node, "training_mode", 0) != 0)
-    fail(ErrorCode::kUnsupported, "training_mode 1 is not supported (inference only)");
   if (x.dtype() != DType::kFloat32 || x.rank() < 2)
     fail(ErrorCode::kInvalidArgument, "input must be float32 N x C x ..., got " + shape_str(x.shape()));
   const int64_t c = x.dim(1);

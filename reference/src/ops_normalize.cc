@@ -130,10 +130,13 @@ void reduce_max_kernel(KernelContext& ctx) {
          [](float a, int64_t) { return a; });
 }
 
+void layer_norm_check(const onnx::NodeProto& node, int64_t) {
+  for (int i = 1; i < node.output_size(); ++i)
+    if (!node.output(i).empty()) fail(ErrorCode::kUnsupported, "the Mean and InvStdDev outputs are not supported");
+}
+
 void layer_norm_kernel(KernelContext& ctx) {
   const Tensor& x = float_input(ctx, 0);
-  if (ctx.wants_output(1) || ctx.wants_output(2))
-    fail(ErrorCode::kUnsupported, "the Mean and InvStdDev outputs are not supported");
   const int64_t rank = static_cast<int64_t>(x.rank());
   const int64_t axis = normalize_axis(attr_int(ctx.node, "axis", -1), rank, "axis");
   const float eps = attr_float(ctx.node, "epsilon", 1e-5f);

@@ -143,3 +143,32 @@ TEST(Executor, DemoModelAccuracyOnFashionMnist) {
   ASSERT_TRUE(single.ok());
   for (int j = 0; j < 10; ++j) EXPECT_NEAR(single->at("logits").data<float>()[j], l[70 + j], 1e-4);
 }
+
+TEST(Executor, UnsupportedOrInvalidAttributesFailAtCreate) {
+  ModelBuilder pool;
+  pool.input("x", DType::kFloat32, {-1, 1, 4, 4}).output("y");
+  auto& p = pool.node("MaxPool", {"x"}, {"y"}, "pool");
+  ModelBuilder::attr(p, "kernel_shape", std::vector<int64_t>{2, 2});
+  ModelBuilder::attr(p, "storage_order", int64_t{1});
+  auto e = ref::Executor::create(pool.model());
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.error().code(), ErrorCode::kUnsupported);
+  EXPECT_STREQ(e.error().what(), "node 'pool' (MaxPool): storage_order 1 is not supported");
+
+  ModelBuilder conv;
+  conv.input("x", DType::kFloat32, {-1, 1, 4, 4}).output("y");
+  conv.initializer("w", Tensor(DType::kFloat32, {1, 1, 3, 3}));
+  ModelBuilder::attr(conv.node("Conv", {"x", "w"}, {"y"}, "conv"), "auto_pad", std::string("SAME"));
+  e = ref::Executor::create(conv.model());
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_STREQ(e.error().what(), "node 'conv' (Conv): attribute 'auto_pad' has unknown value 'SAME'");
+
+  ModelBuilder conv3d;
+  conv3d.input("x", DType::kFloat32, {-1, 1, 4, 4, 4}).output("y");
+  conv3d.initializer("w", Tensor(DType::kFloat32, {1, 1, 3, 3, 3}));
+  ModelBuilder::attr(conv3d.node("Conv", {"x", "w"}, {"y"}, "conv"), "kernel_shape", std::vector<int64_t>{3, 3, 3});
+  e = ref::Executor::create(conv3d.model());
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.error().code(), ErrorCode::kUnsupported);
+}

@@ -33,6 +33,9 @@ GraphInput describe_input(const onnx::ValueInfoProto& vi) {
     fail(ErrorCode::kUnsupported, "graph input '" + vi.name() + "': only tensor inputs are supported");
   const auto& tt = vi.type().tensor_type();
   in.dtype = static_cast<DType>(tt.elem_type());
+  if (std::string(dtype_name(in.dtype)) == "undefined")  // bfloat16, float16, string, ...
+    fail(ErrorCode::kUnsupported, "graph input '" + vi.name() + "': unsupported data type " +
+                                      std::to_string(tt.elem_type()));
   if (tt.has_shape()) {
     in.has_shape = true;
     for (const auto& d : tt.shape().dim()) in.dims.push_back(d.has_dim_value() ? d.dim_value() : -1);
@@ -106,7 +109,7 @@ void check_node(const PreparedNode& p, int64_t opset) {
                                                ? " to " + std::to_string(p.op->max_inputs)
                                                : std::string()));
   if (node.output_size() < 1 || node.output_size() > p.op->max_outputs)
-    fail(ErrorCode::kInvalidArgument, node_label(node) + ": has " + std::to_string(node.output_size()) +
+    fail(ErrorCode::kUnsupported, node_label(node) + ": has " + std::to_string(node.output_size()) +
                                           " outputs, at most " + std::to_string(p.op->max_outputs) + " supported");
   if (p.op->check) {
     try {

@@ -137,7 +137,35 @@ void where_kernel(KernelContext& ctx) {
 
 void relu_kernel(KernelContext& ctx) { unary_float(ctx, [](float x) { return std::max(x, 0.0f); }); }
 
+namespace {
+/// Clip of an integer tensor (opset 12+): bounds are scalars of the input's type.
+template <typename T>
+void clip_typed(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  T lo = std::numeric_limits<T>::lowest(), hi = std::numeric_limits<T>::max();
+  for (size_t i = 1; i <= 2; ++i) {
+    if (!ctx.has_input(i)) continue;
+    const Tensor& b = ctx.input(i);
+    if (b.dtype() != x.dtype() || b.numel() != 1)
+      fail(ErrorCode::kInvalidArgument, std::string(i == 1 ? "min" : "max") + " must be one " + dtype_name(x.dtype()) +
+                                            " value");
+    (i == 1 ? lo : hi) = b.data<T>()[0];
+  }
+  Tensor y(x.dtype(), x.shape());
+  for (int64_t i = 0; i < x.numel(); ++i) y.data<T>()[i] = std::min(std::max(x.data<T>()[i], lo), hi);
+  ctx.outputs[0] = std::move(y);
+}
+}  // namespace
+
 void clip_kernel(KernelContext& ctx) {
+  switch (ctx.input(0).dtype()) {
+    case DType::kFloat32: break;
+    case DType::kInt8: return clip_typed<int8_t>(ctx);
+    case DType::kUInt8: return clip_typed<uint8_t>(ctx);
+    case DType::kInt32: return clip_typed<int32_t>(ctx);
+    case DType::kInt64: return clip_typed<int64_t>(ctx);
+    default: fail(ErrorCode::kUnsupported, std::string("dtype ") + dtype_name(ctx.input(0).dtype()) + " is not supported");
+  }
   float lo = -std::numeric_limits<float>::infinity(), hi = std::numeric_limits<float>::infinity();
   if (ctx.opset < 11) {
     // Opset 6: bounds are attributes.

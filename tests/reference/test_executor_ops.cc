@@ -239,6 +239,12 @@ TEST(ExecutorOps, ClipOpset6AttributesAndOpset11Inputs) {
   b11.initializer("hi", Tensor::scalar<float>(1.0f));
   b11.node("Clip", {"x", "", "hi"}, {"y"});  // min omitted
   EXPECT_EQ(run_node(b11, {{"x", x}}).to_vector<float>(), (std::vector<float>{-2, 0.5f, 1, 1}));
+  ModelBuilder b13(13);  // integer Clip, bounds of the input's type
+  b13.input("x", DType::kInt8, {4}).output("y", DType::kInt8);
+  b13.initializer("lo", Tensor::scalar<int8_t>(-1)).initializer("hi", Tensor::scalar<int8_t>(5));
+  b13.node("Clip", {"x", "lo", "hi"}, {"y"});
+  EXPECT_EQ(run_node(b13, {{"x", Tensor::from_vector<int8_t>({4}, {-128, 0, 3, 127})}}).to_vector<int8_t>(),
+            (std::vector<int8_t>{-1, 0, 3, 5}));
 }
 
 TEST(ExecutorOps, ReshapeZeroMinusOneAndAllowZero) {

@@ -102,6 +102,6 @@ void conv_check(const onnx::NodeProto& node, int64_t opset);
 void max_pool_check(const onnx::NodeProto& node, int64_t opset);
 void average_pool_check(const onnx::NodeProto& node, int64_t opset);
 void batch_norm_check(const onnx::NodeProto& node, int64_t opset);
-void layer_norm_check(const onnx::NodeProto& node, int64_t opset);
+
 
 }  // namespace anvil::ref

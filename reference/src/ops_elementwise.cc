@@ -21,22 +21,23 @@ Tensor binary_typed(const Tensor& a, const Tensor& b, Op op) {
   if (a.shape() == b.shape()) {
     Tensor y(dtype_of<T>(), a.shape());
     T* yd = y.data<T>();
-    for (int64_t i = 0; i < a.numel(); ++i) yd[i] = op(ad[i], bd[i]);
+    for (int64_t i = 0; i < a.numel(); ++i) yd[i] = static_cast<T>(op(ad[i], bd[i]));
     return y;
   }
   const Shape out = broadcast_shapes(a.shape(), b.shape());
   Tensor y(dtype_of<T>(), out);
   T* yd = y.data<T>();
   if (b.numel() == 1) {
-    for (int64_t i = 0; i < y.numel(); ++i) yd[i] = op(ad[i], bd[0]);
+    for (int64_t i = 0; i < y.numel(); ++i) yd[i] = static_cast<T>(op(ad[i], bd[0]));
   } else {
     for_each_broadcast<2>(out, {broadcast_strides(a.shape(), out), broadcast_strides(b.shape(), out)},
-                          [&](int64_t i, int64_t oa, int64_t ob) { yd[i] = op(ad[oa], bd[ob]); });
+                          [&](int64_t i, int64_t oa, int64_t ob) { yd[i] = static_cast<T>(op(ad[oa], bd[ob])); });
   }
   return y;
 }
 
-/// Runs a numpy-broadcasting binary operator on float32, int32 or int64 operands of one type.
+/// Runs a numpy-broadcasting binary operator on operands of one type (float32/64, int8, uint8,
+/// int32, int64). Integer results wrap to the type, as in ONNX Runtime.
 template <typename Op>
 void binary(KernelContext& ctx, Op op) {
   const Tensor& a = ctx.input(0);
@@ -46,6 +47,9 @@ void binary(KernelContext& ctx, Op op) {
                                           dtype_name(b.dtype()));
   switch (a.dtype()) {
     case DType::kFloat32: ctx.outputs[0] = binary_typed<float>(a, b, op); break;
+    case DType::kFloat64: ctx.outputs[0] = binary_typed<double>(a, b, op); break;
+    case DType::kInt8: ctx.outputs[0] = binary_typed<int8_t>(a, b, op); break;
+    case DType::kUInt8: ctx.outputs[0] = binary_typed<uint8_t>(a, b, op); break;
     case DType::kInt32: ctx.outputs[0] = binary_typed<int32_t>(a, b, op); break;
     case DType::kInt64: ctx.outputs[0] = binary_typed<int64_t>(a, b, op); break;
     default: fail(ErrorCode::kUnsupported, std::string("dtype ") + dtype_name(a.dtype()) + " is not supported");

@@ -130,11 +130,6 @@ void reduce_max_kernel(KernelContext& ctx) {
          [](float a, int64_t) { return a; });
 }
 
-void layer_norm_check(const onnx::NodeProto& node, int64_t) {
-  for (int i = 1; i < node.output_size(); ++i)
-    if (!node.output(i).empty()) fail(ErrorCode::kUnsupported, "the Mean and InvStdDev outputs are not supported");
-}
-
 void layer_norm_kernel(KernelContext& ctx) {
   const Tensor& x = float_input(ctx, 0);
   const int64_t rank = static_cast<int64_t>(x.rank());
@@ -147,6 +142,10 @@ void layer_norm_kernel(KernelContext& ctx) {
   if (scale.numel() != inner || (bias && bias->numel() != inner))
     fail(ErrorCode::kInvalidArgument, "scale and B must have " + std::to_string(inner) + " elements");
   Tensor y(DType::kFloat32, x.shape());
+  // Optional outputs Mean and InvStdDev: X's shape with the normalised axes as 1.
+  Shape stat_shape = x.shape();
+  for (int64_t i = axis; i < rank; ++i) stat_shape[i] = 1;
+  Tensor mean_out(DType::kFloat32, stat_shape), inv_out(DType::kFloat32, stat_shape);
   const float* xd = x.data<float>();
   float* yd = y.data<float>();
   tbb::parallel_for(int64_t{0}, outer, [&](int64_t r) {
@@ -157,10 +156,14 @@ void layer_norm_kernel(KernelContext& ctx) {
     for (int64_t i = 0; i < inner; ++i) var += (row[i] - mean) * (row[i] - mean);
     var /= static_cast<float>(inner);
     const float inv = 1.0f / std::sqrt(var + eps);
+    mean_out.data<float>()[r] = mean;
+    inv_out.data<float>()[r] = inv;
     for (int64_t i = 0; i < inner; ++i)
       yd[r * inner + i] = (row[i] - mean) * inv * scale.data<float>()[i] + (bias ? bias->data<float>()[i] : 0.0f);
   });
   ctx.outputs[0] = std::move(y);
+  if (ctx.wants_output(1)) ctx.outputs[1] = std::move(mean_out);
+  if (ctx.wants_output(2)) ctx.outputs[2] = std::move(inv_out);
 }
 
 void global_max_pool_kernel(KernelContext& ctx) {

@@ -113,8 +113,12 @@ TEST(ExecutorOpsExtra, SoftmaxAxisAndLegacyCoercion) {
 TEST(ExecutorOpsExtra, LayerNormalization) {
   OneNode n(17);
   n.in("x", f32({2, 2}, {1, 3, -2, 2})).constant("s", f32({2}, {1, 2})).constant("b", f32({2}, {0, 1}));
-  ModelBuilder::attr(n.node("LayerNormalization"), "epsilon", 0.0f);
-  expect_floats(n.run1(), {-1, 3, -1, 3});
+  ModelBuilder::attr(n.node("LayerNormalization", 3), "epsilon", 0.0f);
+  TensorMap out = n.run();
+  expect_floats(out["y0"], {-1, 3, -1, 3});
+  EXPECT_EQ(out["y1"].shape(), (Shape{2, 1}));
+  expect_floats(out["y1"], {2, 0});      // Mean
+  expect_floats(out["y2"], {1, 0.5f});  // InvStdDev: variances 1 and 4
 }
 
 TEST(ExecutorOpsExtra, Reductions) {

@@ -19,16 +19,56 @@ const Tensor& float_nchw(const KernelContext& ctx, size_t i, const char* what) {
   if (t.dtype() != DType::kFloat32)
     fail(ErrorCode::kUnsupported, std::string(what) + " must be float32, got " + dtype_name(t.dtype()));
   if (t.rank() != 4)
-    fail(ErrorCode::kUnsupported, std::string(what) + " must be 4-D (N x C x H x W; only 2-D spatial windows are "
-                                  "supported), got " + shape_str(t.shape()));
+    fail(ErrorCode::kUnsupported, std::string(what) + " must be N x C x L or N x C x H x W (1-D and 2-D windows), "
+                                  "got " + shape_str(t.shape()));
   return t;
 }
 
 std::array<int64_t, 2> kernel_attr(const onnx::NodeProto& node) {
   const auto k = attr_ints(node, "kernel_shape");
   if (k.size() != 2)
-    fail(ErrorCode::kUnsupported, "attribute 'kernel_shape' must have 2 values (only 2-D windows are supported)");
+    fail(ErrorCode::kUnsupported, "attribute 'kernel_shape' must have 1 or 2 values (1-D and 2-D windows)");
   return {k[0], k[1]};
+}
+
+/// A 1-D window node as the equivalent 2-D one over a height-1 input: kernel_shape, strides and
+/// dilations get a leading 1, pads [begin, end] become [0, begin, 0, end]. 2-D nodes are unchanged.
+onnx::NodeProto as_2d(const onnx::NodeProto& node) {
+  onnx::NodeProto n = node;
+  for (auto& a : *n.mutable_attribute()) {
+    const bool window = a.name() == "kernel_shape" || a.name() == "strides" || a.name() == "dilations";
+    if (window && a.ints_size() == 1) {
+      const int64_t v = a.ints(0);
+      a.clear_ints();
+      a.add_ints(1);
+      a.add_ints(v);
+    } else if (a.name() == "pads" && a.ints_size() == 2) {
+      const int64_t begin = a.ints(0), end = a.ints(1);
+      a.clear_ints();
+      for (int64_t v : {int64_t{0}, begin, int64_t{0}, end}) a.add_ints(v);
+    }
+  }
+  return n;
+}
+
+/// Runs a 2-D window kernel on a 1-D node: rank-3 inputs (X, and Conv's W) get a height-1 axis,
+/// which the output loses again.
+void run_as_2d(KernelContext& ctx, Kernel kernel) {
+  const onnx::NodeProto node = as_2d(ctx.node);
+  std::vector<Tensor> lifted(ctx.num_inputs());
+  std::vector<const Tensor*> inputs;
+  for (size_t i = 0; i < ctx.num_inputs(); ++i) {
+    const Tensor* t = ctx.inputs[i];
+    if (t && t->rank() == 3) {
+      lifted[i] = t->reshaped({t->dim(0), t->dim(1), 1, t->dim(2)});
+      t = &lifted[i];
+    }
+    inputs.push_back(t);
+  }
+  KernelContext inner{node, ctx.opset, inputs, ctx.outputs};
+  kernel(inner);
+  const Tensor& y = ctx.outputs[0];
+  ctx.outputs[0] = y.reshaped({y.dim(0), y.dim(1), y.dim(3)});
 }
 
 /// Validates strides, dilations, pads and auto_pad by computing the geometry of a large input
@@ -66,19 +106,22 @@ void depthwise_conv(const float* x, const float* w, const float* bias, float* y,
 
 }  // namespace
 
-void conv_check(const onnx::NodeProto& node, int64_t) {
+void conv_check(const onnx::NodeProto& node_1d_or_2d, int64_t) {
+  const onnx::NodeProto node = as_2d(node_1d_or_2d);
   if (attr_int(node, "group", 1) < 1) fail(ErrorCode::kInvalidArgument, "attribute 'group' must be >= 1");
   check_window(node, find_attribute(node, "kernel_shape") ? kernel_attr(node) : std::array<int64_t, 2>{1, 1});
 }
 
-void max_pool_check(const onnx::NodeProto& node, int64_t) {
+void max_pool_check(const onnx::NodeProto& node_1d_or_2d, int64_t) {
+  const onnx::NodeProto node = as_2d(node_1d_or_2d);
   if (node.output_size() > 1 && !node.output(1).empty())
     fail(ErrorCode::kUnsupported, "the Indices output is not supported");
   if (attr_int(node, "storage_order", 0) != 0) fail(ErrorCode::kUnsupported, "storage_order 1 is not supported");
   check_window(node, kernel_attr(node));
 }
 
-void average_pool_check(const onnx::NodeProto& node, int64_t) {
+void average_pool_check(const onnx::NodeProto& node_1d_or_2d, int64_t) {
+  const onnx::NodeProto node = as_2d(node_1d_or_2d);
   // AveragePool has dilations only from opset 19.
   if (find_attribute(node, "dilations"))
     fail(ErrorCode::kUnsupported, "attribute 'dilations' is not part of AveragePool up to opset 17");
@@ -91,6 +134,7 @@ void batch_norm_check(const onnx::NodeProto& node, int64_t) {
 }
 
 void conv_kernel(KernelContext& ctx) {
+  if (ctx.input(0).rank() == 3) return run_as_2d(ctx, conv_kernel);
   const Tensor& x = float_nchw(ctx, 0, "input X");
   const Tensor& w = float_nchw(ctx, 1, "weight W");
   const int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), wd = x.dim(3);
@@ -179,6 +223,7 @@ Tensor pool(const Tensor& x, const Window2d& g, Reduce reduce) {
 }  // namespace
 
 void max_pool_kernel(KernelContext& ctx) {
+  if (ctx.input(0).rank() == 3) return run_as_2d(ctx, max_pool_kernel);
   const Tensor& x = float_nchw(ctx, 0, "input X");
   const int64_t h = x.dim(2), w = x.dim(3);
   const Window2d g = window_geometry(ctx.node, h, w, kernel_attr(ctx.node), attr_int(ctx.node, "ceil_mode", 0));
@@ -197,6 +242,7 @@ void max_pool_kernel(KernelContext& ctx) {
 }
 
 void average_pool_kernel(KernelContext& ctx) {
+  if (ctx.input(0).rank() == 3) return run_as_2d(ctx, average_pool_kernel);
   const Tensor& x = float_nchw(ctx, 0, "input X");
   const int64_t h = x.dim(2), w = x.dim(3);
   const Window2d g = window_geometry(ctx.node, h, w, kernel_attr(ctx.node), attr_int(ctx.node, "ceil_mode", 0));

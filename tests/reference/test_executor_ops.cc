@@ -2,6 +2,7 @@
 // ONNX specification (not from the executor's code).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "anvil/reference/executor.h"
@@ -99,6 +100,27 @@ TEST(ExecutorOps, ConvMatchesDirectLoopForAllAttributes) {
     ModelBuilder::attr(n, "kernel_shape", std::vector<int64_t>{c.w[2], c.w[3]});
     expect_near(run_node(m, {{"x", x}}), direct_conv(x, w, b, c.group, c.pads, c.strides, c.dil));
   }
+}
+
+TEST(ExecutorOps, OneDimensionalConvAndPool) {
+  const Tensor x = random_tensor({2, 2, 9}, -1, 1, 14), w = random_tensor({4, 1, 3}, -1, 1, 15);
+  const Tensor b = random_tensor({4}, -1, 1, 16);
+  ModelBuilder m;
+  m.input("x", DType::kFloat32, {-1, 2, 9}).output("y").output("p");
+  m.initializer("w", w).initializer("b", b);
+  auto& n = m.node("Conv", {"x", "w", "b"}, {"y"});
+  ModelBuilder::attr(n, "group", int64_t{2});
+  ModelBuilder::attr(n, "pads", std::vector<int64_t>{2, 1});
+  ModelBuilder::attr(n, "strides", std::vector<int64_t>{2});
+  ModelBuilder::attr(n, "dilations", std::vector<int64_t>{2});
+  auto& p = m.node("MaxPool", {"x"}, {"p"});
+  ModelBuilder::attr(p, "kernel_shape", std::vector<int64_t>{4});
+  ModelBuilder::attr(p, "strides", std::vector<int64_t>{4});
+  auto out = ref::Executor::create(m.model()).value().run({{"x", x}}).value();
+  const Tensor want = direct_conv(x.reshaped({2, 2, 1, 9}), w.reshaped({4, 1, 1, 3}), b, 2, {0, 2, 0, 1}, {1, 2}, {1, 2});
+  expect_near(out["y"], want.reshaped({2, 4, want.dim(3)}));
+  ASSERT_EQ(out["p"].shape(), (Shape{2, 2, 2}));
+  EXPECT_EQ(out["p"].data<float>()[1], *std::max_element(x.data<float>() + 4, x.data<float>() + 8));
 }
 
 TEST(ExecutorOps, ConvAutoPad) {

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <thread>
 
 #include "anvil/common/dataset.h"
 #include "anvil/reference/executor.h"
@@ -171,4 +172,28 @@ TEST(Executor, UnsupportedOrInvalidAttributesFailAtCreate) {
   e = ref::Executor::create(conv3d.model());
   ASSERT_FALSE(e.ok());
   EXPECT_EQ(e.error().code(), ErrorCode::kUnsupported);
+}
+
+TEST(Executor, ConcurrentRunsAgree) {
+  // run() is const and keeps its state per call: two threads on one executor give the serial result.
+  ModelBuilder b;
+  b.input("x", DType::kFloat32, {-1, 2, 6, 6}).output("y");
+  Tensor w(DType::kFloat32, {3, 2, 3, 3});
+  for (int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] = static_cast<float>(i % 7) - 3.0f;
+  b.initializer("w", w);
+  b.node("Conv", {"x", "w"}, {"c"});
+  b.node("Relu", {"c"}, {"y"});
+  const auto exec = ref::Executor::create(b.model()).value();
+  Tensor x(DType::kFloat32, {4, 2, 6, 6});
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = static_cast<float>(i % 11) * 0.1f;
+  const Tensor serial = exec.run({{"x", x}}).value().at("y");
+  std::vector<Tensor> results(2);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t)
+    threads.emplace_back([&, t] {
+      const ref::Executor copy = exec;  // copies share the prepared model
+      for (int r = 0; r < 5; ++r) results[t] = copy.run({{"x", x}}).value().at("y");
+    });
+  for (auto& t : threads) t.join();
+  for (const Tensor& r : results) EXPECT_TRUE(r == serial);
 }

@@ -52,6 +52,7 @@ struct Platform::Impl {
   std::condition_variable work_cv, idle_cv;
   std::deque<std::function<void()>> tasks;
   bool idle = false;
+  bool exiting = false, parked = false;  ///< process exit: the simulation thread stops for good
   std::string broken;  ///< set when SystemC failed; every later call throws it
   std::mutex irq_mutex;
   std::function<void(uint32_t)> irq;
@@ -85,6 +86,12 @@ struct Platform::Impl {
       {
         std::unique_lock<std::mutex> lock(mutex);
         for (;;) {
+          if (exiting) {
+            // exit() is running: never touch SystemC again while its statics are destroyed.
+            parked = true;
+            idle_cv.notify_all();
+            for (;;) work_cv.wait(lock);
+          }
           if (!tasks.empty()) {
             task = std::move(tasks.front());
             tasks.pop_front();
@@ -150,6 +157,15 @@ Platform::Platform() : impl_(new Impl) {
   std::promise<void> elaborated;
   impl_->thread = std::thread([this, &elaborated] { impl_->loop(elaborated); });
   impl_->thread.detach();
+  // At exit, park the simulation thread between steps before static destructors run (SystemC's
+  // kernel among them), so a device still simulating cannot crash the exiting process.
+  static Impl* exiting_impl = impl_;
+  std::atexit([] {
+    std::unique_lock<std::mutex> lock(exiting_impl->mutex);
+    exiting_impl->exiting = true;
+    exiting_impl->work_cv.notify_all();
+    exiting_impl->idle_cv.wait(lock, [] { return exiting_impl->parked; });
+  });
   elaborated.get_future().wait();
   wait_idle();
 }

@@ -1,5 +1,10 @@
 #include "anvil/compiler/compiler.h"
 
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+#include "cost_model.h"
 #include "dram_plan.h"
 #include "lowering.h"
 
@@ -21,6 +26,21 @@ Target warboy_pe(const std::string& name, int num_pes) {
   return t;
 }
 
+/// Fills the per-layer and whole-program cycle estimates from the cost model.
+void estimate_cycles(CompileResult& result) {
+  const std::vector<uint64_t> finish = schedule_cycles(result.program, result.target);
+  for (uint64_t f : finish) result.est_cycles = std::max(result.est_cycles, f);
+  for (LayerReport& l : result.layers) {
+    for (uint64_t i = l.first_instruction; i < l.first_instruction + l.instructions; ++i) {
+      const isa::Instruction& inst = result.program.instructions[i];
+      const uint64_t c = instruction_cycles(inst, result.target);
+      (isa::opcode_unit(inst.opcode) == isa::Unit::kDma ? l.dma_cycles : l.compute_cycles) += c;
+    }
+    l.est_cycles = std::max(l.dma_cycles, l.compute_cycles);
+    l.bound = l.instructions == 0 ? "" : l.dma_cycles > l.compute_cycles ? "memory" : "compute";
+  }
+}
+
 }  // namespace
 
 uint64_t Target::sram_capacity() const {
@@ -33,15 +53,38 @@ Target Target::from_name(const std::string& name) {
   fail(ErrorCode::kInvalidArgument, "unknown target '" + name + "' (valid targets: warboy, warboy-2pe)");
 }
 
+namespace {
+
+struct Totals {
+  uint64_t macs = 0, dram = 0, layer_cycles = 0;
+};
+
+Totals totals_of(const std::vector<LayerReport>& layers) {
+  Totals t;
+  for (const LayerReport& l : layers) {
+    t.macs += l.macs;
+    t.dram += l.dram_bytes;
+    t.layer_cycles += l.est_cycles;
+  }
+  return t;
+}
+
+/// MACs / (cycles x the target's peak MACs per cycle).
+double mac_utilisation(uint64_t macs, uint64_t cycles, const Target& t) {
+  const double peak = static_cast<double>(t.slices_per_pe) * t.num_pes * t.mac_rows * t.mac_cols;
+  return cycles == 0 || peak == 0 ? 0.0 : static_cast<double>(macs) / (static_cast<double>(cycles) * peak);
+}
+
+}  // namespace
+
 nlohmann::json CompileResult::report() const {
   nlohmann::json layers_json = nlohmann::json::array();
-  uint64_t macs = 0, dram = 0;
-  for (const LayerReport& l : layers) {
+  for (const LayerReport& l : layers)
     layers_json.push_back({{"node", l.node}, {"op", l.op}, {"macs", l.macs}, {"dram_bytes", l.dram_bytes},
-                           {"sram_bytes", l.sram_bytes}});
-    macs += l.macs;
-    dram += l.dram_bytes;
-  }
+                           {"sram_bytes", l.sram_bytes}, {"instructions", l.instructions},
+                           {"dma_cycles", l.dma_cycles}, {"compute_cycles", l.compute_cycles},
+                           {"est_cycles", l.est_cycles}, {"bound", l.bound}});
+  const Totals t = totals_of(layers);
   return {{"model", model_name},
           {"target", target.name},
           {"num_pes", program.num_pes},
@@ -50,11 +93,52 @@ nlohmann::json CompileResult::report() const {
           {"constants_bytes", program.constants.size()},
           {"scratch_bytes", program.scratch_bytes},
           {"io_bytes", program.io_bytes},
+          {"dram_footprint_bytes", program.constants.size() + program.scratch_bytes + program.io_bytes},
           {"sram_bytes", program.sram_bytes},
+          {"peak_sram_bytes", program.sram_bytes},
           {"sram_capacity", target.sram_capacity()},
-          {"macs", macs},
-          {"dram_bytes", dram},
+          {"macs", t.macs},
+          {"dram_bytes", t.dram},
+          {"est_cycles", est_cycles},
+          {"est_layer_cycles_sum", t.layer_cycles},
+          {"est_mac_utilisation", mac_utilisation(t.macs, est_cycles, target)},
           {"layers", layers_json}};
+}
+
+std::string CompileResult::summary() const {
+  std::ostringstream out;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-40s %-10s %14s %12s %12s  %s\n", "layer", "op", "MACs", "DRAM bytes", "est cycles",
+                "bound");
+  out << line;
+  for (const LayerReport& l : layers) {
+    if (l.instructions == 0) continue;  // reshapes move nothing
+    const std::string node = l.node.size() > 40 ? "..." + l.node.substr(l.node.size() - 37) : l.node;
+    std::snprintf(line, sizeof line, "%-40s %-10s %14llu %12llu %12llu  %s\n", node.c_str(), l.op.c_str(),
+                  static_cast<unsigned long long>(l.macs), static_cast<unsigned long long>(l.dram_bytes),
+                  static_cast<unsigned long long>(l.est_cycles), l.bound.c_str());
+    out << line;
+  }
+  const Totals t = totals_of(layers);
+  std::snprintf(line, sizeof line, "%-40s %-10s %14llu %12llu %12llu\n", "total (sum of layers)", "",
+                static_cast<unsigned long long>(t.macs), static_cast<unsigned long long>(t.dram),
+                static_cast<unsigned long long>(t.layer_cycles));
+  out << line;
+  const double us = target.clock_ghz > 0 ? static_cast<double>(est_cycles) / (target.clock_ghz * 1000.0) : 0.0;
+  std::snprintf(line, sizeof line,
+                "program: %zu instructions, peak SRAM %llu of %llu bytes, DRAM %llu bytes (constants %zu, scratch "
+                "%llu, io %llu)\n",
+                program.instructions.size(), static_cast<unsigned long long>(program.sram_bytes),
+                static_cast<unsigned long long>(target.sram_capacity()),
+                static_cast<unsigned long long>(program.constants.size() + program.scratch_bytes + program.io_bytes),
+                program.constants.size(), static_cast<unsigned long long>(program.scratch_bytes),
+                static_cast<unsigned long long>(program.io_bytes));
+  out << line;
+  std::snprintf(line, sizeof line, "estimate: %llu cycles (%.1f us at %.2f GHz) with units overlapped, MAC utilisation %.1f%%\n",
+                static_cast<unsigned long long>(est_cycles), us, target.clock_ghz,
+                100.0 * mac_utilisation(t.macs, est_cycles, target));
+  out << line;
+  return out.str();
 }
 
 Expected<CompileResult> compile_graph(const ref::Int8Graph& graph, const CompileOptions& options) {
@@ -76,8 +160,15 @@ Expected<CompileResult> compile_graph(const ref::Int8Graph& graph, const Compile
     program.io_bytes = plan.io_bytes;
     program.scratch_bytes = plan.scratch_bytes;
     Lowering lowering(graph, options.target, plan, program);
-    for (const ref::Int8Op& op : graph.ops) result.layers.push_back(lowering.lower(op));
+    for (const ref::Int8Op& op : graph.ops) {
+      const uint64_t first = program.instructions.size();
+      LayerReport layer = lowering.lower(op);
+      layer.first_instruction = first;
+      layer.instructions = program.instructions.size() - first;
+      result.layers.push_back(std::move(layer));
+    }
     program.sram_bytes = lowering.sram_peak();
+    estimate_cycles(result);
     program.metadata = result.report().dump();
     return result;
   });

@@ -31,6 +31,13 @@ struct Target {
   int slices_per_pe = 64;
   uint64_t sram_per_slice = 0;  ///< bytes
   int mac_rows = 0, mac_cols = 0;
+  // Timing (docs/warboy.md; the hardware model's HwConfig keys of the same names).
+  double clock_ghz = 2.0;        ///< core cycles per ns
+  int vector_lanes = 256;        ///< elements / cycle / PE
+  int conv_fill_cycles = 64;     ///< cycles per kConv
+  int vector_fill_cycles = 16;   ///< cycles per vector instruction
+  double dram_gbps = 66.0;       ///< bytes / ns
+  double dram_latency_ns = 100.0;  ///< per DMA instruction
 
   /// SRAM bytes one program can address: slices_per_pe * sram_per_slice * num_pes.
   uint64_t sram_capacity() const;
@@ -51,6 +58,12 @@ struct LayerReport {
   uint64_t macs = 0;        ///< multiply-accumulates of the MAC array (conv only)
   uint64_t dram_bytes = 0;  ///< bytes the layer's DMA instructions move (loads + stores)
   uint64_t sram_bytes = 0;  ///< the layer's SRAM working set (inputs, constants, output)
+  uint64_t first_instruction = 0, instructions = 0;  ///< the layer's instructions in the program
+  /// Estimated cycles (docs/warboy.md timing, summed per unit over the layer's instructions):
+  /// dma_cycles, compute_cycles (MAC or vector unit), est_cycles = the larger of the two, since
+  /// the waits let the units overlap; bound = "memory" when DMA dominates, else "compute".
+  uint64_t dma_cycles = 0, compute_cycles = 0, est_cycles = 0;
+  std::string bound;
 };
 
 struct CompileResult {
@@ -58,8 +71,15 @@ struct CompileResult {
   std::vector<LayerReport> layers;
   Target target;           ///< what the program was planned for
   std::string model_name;
-  /// Summary and per-layer table as JSON (the same text is program.metadata).
+  /// Estimated cycles of the whole program: the in-order schedule of every unit under the
+  /// program's waits, with the per-instruction cycles of docs/warboy.md (no DRAM contention).
+  uint64_t est_cycles = 0;
+  /// Summary and per-layer table as JSON (the same text is program.metadata): instructions, peak
+  /// SRAM, DRAM footprint (constants + scratch + io), MACs, bytes moved, estimated cycles, MAC
+  /// utilisation estimate; per layer MACs, bytes, cycles and bound.
   nlohmann::json report() const;
+  /// The same as a terminal table: layer, op, MACs, DRAM bytes, est. cycles, bound; then totals.
+  std::string summary() const;
 };
 
 /// Lowers a quantized ONNX model: ref::lower_qdq(model, options.batch), then compile_graph().

@@ -1,0 +1,65 @@
+#include "cost_model.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+
+namespace anvil::compiler {
+
+namespace {
+
+uint64_t ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+
+uint64_t dma_bytes(const isa::DmaArgs& d) { return static_cast<uint64_t>(d.rows) * d.row_bytes; }
+
+uint64_t vector_elements(const isa::Instruction& inst) {
+  switch (inst.opcode) {
+    case isa::Opcode::kAdd: return inst.add.count;
+    case isa::Opcode::kRequant: return inst.requant.count;
+    default: {
+      const isa::PoolArgs& p = inst.pool;
+      return static_cast<uint64_t>(p.n) * p.c * p.out_h * p.out_w * p.kernel_h * p.kernel_w;
+    }
+  }
+}
+
+}  // namespace
+
+uint64_t instruction_cycles(const isa::Instruction& inst, const Target& t) {
+  if (inst.opcode == isa::Opcode::kNop) return 0;
+  switch (isa::opcode_unit(inst.opcode)) {
+    case isa::Unit::kDma: {
+      const double cycles = t.dram_latency_ns * t.clock_ghz + dma_bytes(inst.dma) / (t.dram_gbps / t.clock_ghz);
+      return static_cast<uint64_t>(std::ceil(cycles));
+    }
+    case isa::Unit::kMac: {
+      const isa::ConvArgs& c = inst.conv;
+      const uint64_t groups = std::max<uint16_t>(c.groups, 1);
+      const uint64_t slices = static_cast<uint64_t>(t.slices_per_pe) * t.num_pes;
+      const uint64_t k = static_cast<uint64_t>(c.in_c / groups) * c.kernel_h * c.kernel_w;
+      return t.conv_fill_cycles + ceil_div(static_cast<uint64_t>(c.n) * c.out_h * c.out_w, slices) *
+                                      ceil_div(c.out_c / groups, t.mac_rows) * ceil_div(k, t.mac_cols) * groups;
+    }
+    case isa::Unit::kVector:
+      return t.vector_fill_cycles + ceil_div(vector_elements(inst), static_cast<uint64_t>(t.vector_lanes) * t.num_pes);
+  }
+  return 0;
+}
+
+std::vector<uint64_t> schedule_cycles(const isa::Program& program, const Target& target) {
+  std::array<std::vector<uint64_t>, isa::kNumUnits> done;  // per unit: completion cycle, in order
+  std::vector<uint64_t> finish(program.instructions.size(), 0);
+  for (size_t i = 0; i < program.instructions.size(); ++i) {
+    const isa::Instruction& inst = program.instructions[i];
+    if (inst.opcode == isa::Opcode::kNop) continue;  // the sequencer does not queue nops
+    const int unit = static_cast<int>(isa::opcode_unit(inst.opcode));
+    uint64_t start = done[unit].empty() ? 0 : done[unit].back();
+    for (int u = 0; u < isa::kNumUnits; ++u)
+      if (inst.wait[u] > 0 && inst.wait[u] <= done[u].size()) start = std::max(start, done[u][inst.wait[u] - 1]);
+    finish[i] = start + instruction_cycles(inst, target);
+    done[unit].push_back(finish[i]);
+  }
+  return finish;
+}
+
+}  // namespace anvil::compiler

@@ -1,10 +1,12 @@
 /// QuantizeLinear/DequantizeLinear insertion (the TFLite int8 scheme in ONNX QDQ form).
 ///
-/// The pass works on the original tensor names in three steps:
-///  1. choose the int8 parameters of every float activation, in topological order;
-///  2. quantize the constant operands (per-channel weights, int32 biases, Add constants);
-///  3. rebuild the node list: each node reads the DequantizeLinear output of its quantized inputs
-///     and each quantized output is followed by Q -> DQ.
+/// The pass works on the original tensor names in two steps:
+///  1. choose the int8 parameters of every float activation, in topological order (Concat-joined
+///     tensors first get one common range);
+///  2. rebuild the node list in the same order: before each node, the DequantizeLinear of its
+///     quantized constants (per-channel int8 weights, int32 biases, int8 Add operands); the node
+///     reads the DequantizeLinear output of its quantized inputs; each quantized output is
+///     followed by Q -> DQ.
 #include <algorithm>
 #include <functional>
 #include <set>
@@ -131,7 +133,11 @@ class QdqBuilder {
       if (is_float_activation(in.name())) params_[in.name()] = calibrated(in.name(), "graph input");
     for (const auto& n : g.node()) {
       const std::string& op = n.op_type();
-      if (!kQuantizable.count(op)) float_nodes_.push_back(graph::node_label(n));
+      // A node outside kQuantizable that computes a float activation stays float. (Index and shape
+      // arithmetic on int64 tensors is not quantization's business and is not reported.)
+      bool float_compute = false;
+      for (const auto& out : n.output()) float_compute = float_compute || is_float_activation(out);
+      if (!kQuantizable.count(op) && float_compute) float_nodes_.push_back(graph::node_label(n));
       for (const auto& out : n.output()) {
         if (!is_float_activation(out) || is_fused(n, out)) continue;
         if (kSameScale.count(op) && params_.count(n.input(0))) {

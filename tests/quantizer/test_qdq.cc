@@ -308,3 +308,15 @@ TEST(Quantize, ConcatInputsAndOutputShareParameters) {
   auto out = ref::Executor::create(*q);
   ASSERT_TRUE(out.ok()) << out.error().what();
 }
+
+TEST(Quantize, IndexArithmeticIsNotReportedAsFloat) {
+  ModelBuilder b;
+  b.input("x", {4}).output("y", {4});
+  b.node("Relu", {"x"}, {"r"});
+  b.node("Shape", {"r"}, {"s"});  // int64: not an activation
+  b.node("Reshape", {"r", "s"}, {"y"});
+  std::vector<std::string> float_nodes;
+  const onnx::ModelProto m = quantized(b.model(), Method::kMinMaxAsym, &float_nodes, random_tensor({8, 4}, -1, 1, 2));
+  EXPECT_TRUE(float_nodes.empty()) << float_nodes[0];
+  EXPECT_EQ(q_of(m, "s"), nullptr);
+}

@@ -189,7 +189,10 @@ TensorMap Session::run(const TensorMap& inputs) {
   if (c.status != 0) {
     char info[16];
     std::snprintf(info, sizeof info, "0x%08X", c.error_info);
-    fail(ErrorCode::kDeviceError, std::string("device '") + d.spec + "': " +
+    // The device's watchdog (a PE that did not finish) is a timeout; every other code a device error.
+    const ErrorCode code = c.status == static_cast<uint32_t>(isa::DeviceError::kTimeout) ? ErrorCode::kTimeout
+                                                                                          : ErrorCode::kDeviceError;
+    fail(code, std::string("device '") + d.spec + "': " +
                                       isa::device_error_name(static_cast<isa::DeviceError>(c.status)) +
                                       " (ERROR_INFO " + info + ")");
   }

@@ -220,7 +220,9 @@ TEST(Runtime, HungPeIsCaughtByTheWatchdog) {
   const auto x = random_int8(g.n * g.ic * g.h * g.w, 18);
   const std::string msg = message_of([&] { s.run({{"x", input_tensor(g, x)}}); });
   EXPECT_NE(msg.find("PE timeout"), std::string::npos) << msg;
-  EXPECT_EQ(dev.counters()["command_processor"]["watchdog_timeouts"], 1);
+  hw::Platform::instance().write32(isa::reg::FAULT_ARG, 1);
+  EXPECT_EQ(code_of([&] { s.run({{"x", input_tensor(g, x)}}); }), ErrorCode::kTimeout);
+  EXPECT_EQ(dev.counters()["command_processor"]["watchdog_timeouts"], 2);
   hw::Platform::instance().write32(isa::reg::FAULT_INJECT, 0);
   EXPECT_EQ(to_vec(s.run({{"x", input_tensor(g, x)}}).at("y")), g.expected(x));
 }

@@ -66,7 +66,7 @@ class Session {
   /// descriptor's scale/zero point (math::quantize_float); int8 tensors are taken as they are.
   /// Wrong name/shape/dtype -> anvil::Error kInvalidArgument naming the tensor and both shapes.
   /// Returns int8 outputs by name (shape per descriptor). A device error -> kDeviceError with the
-  /// device's error name; no completion -> kTimeout.
+  /// device's error name; the device's watchdog or no completion -> kTimeout.
   TensorMap run(const TensorMap& inputs);
   const RunStats& last_stats() const;
   const isa::Program& program() const;

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <string>
 
 namespace anvil::compiler {
@@ -18,7 +19,7 @@ std::string where(const ref::Int8Op& op) { return "node '" + op.node + "' (" + r
 uint16_t u16(int64_t v, const char* field, const ref::Int8Op& op) {
   if (v < 0 || v > std::numeric_limits<uint16_t>::max())
     fail(ErrorCode::kUnsupported, where(op) + ": " + field + " = " + std::to_string(v) +
-                                      " does not fit the ISA's 16-bit field (tiling is not implemented yet)");
+                                      " does not fit the ISA's 16-bit field");
   return static_cast<uint16_t>(v);
 }
 
@@ -64,10 +65,38 @@ void check_requant(const ref::Int8Op& op, const math::QuantizedMultiplier& q, in
 
 std::string dims_str(const std::array<int64_t, 4>& d) { return shape_str(Shape(d.begin(), d.end())); }
 
+
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/// Cost of a tiling in DRAM-byte equivalents: bytes moved plus each DMA's fixed latency (about
+/// 200 cycles x 33 bytes per cycle on warboy) so that many small transfers are not preferred.
+constexpr uint64_t kBytesPerDma = 6600;
+
 }  // namespace
 
 Lowering::Lowering(const ref::Int8Graph& graph, const Target& target, const DramPlan& plan, isa::Program& program)
-    : graph_(graph), plan_(plan), program_(program), sram_(target.sram_capacity()) {}
+    : graph_(graph), target_(target), plan_(plan), program_(program), sram_(target.sram_capacity()) {
+  const size_t num_values = graph.values.size();
+  root_.resize(num_values);
+  for (size_t v = 0; v < num_values; ++v) root_[v] = static_cast<int>(v);
+  uses_.resize(num_values);
+  graph_output_.assign(num_values, false);
+  resident_.resize(num_values);
+  // plan_dram validated indices and order.
+  for (size_t k = 0; k < graph.ops.size(); ++k) {
+    const ref::Int8Op& op = graph.ops[k];
+    if (op.kind == ref::Int8OpKind::kReshape) {
+      root_[op.output] = root_[op.inputs[0]];
+      continue;
+    }
+    for (int v : op.inputs) {
+      std::vector<int>& u = uses_[root_[v]];
+      if (u.empty() || u.back() != static_cast<int>(k)) u.push_back(static_cast<int>(k));
+    }
+  }
+  for (int v : graph.outputs) graph_output_[root_[v]] = true;
+}
 
 uint64_t Lowering::add_constant(const void* data, size_t bytes) {
   const uint64_t offset = align_up(program_.constants.size(), kDramAlignment);
@@ -76,84 +105,350 @@ uint64_t Lowering::add_constant(const void* data, size_t bytes) {
   return offset;
 }
 
-Lowering::Layer Lowering::begin_layer(const ref::Int8Op& op, uint64_t const_dram, uint64_t const_bytes) {
-  Layer layer;
-  layer.op = &op;
-  uint64_t end = 0;
-  for (int v : op.inputs) {
-    layer.input_offsets.push_back(end);
-    end = align_up(end + shape_numel(graph_.values[v].shape), kSramAlignment);
-  }
-  layer.const_offset = end;
-  layer.const_dram = const_dram;
-  layer.const_bytes = const_bytes;
-  end = align_up(end + const_bytes, kSramAlignment);
-  layer.out_offset = end;
-  layer.bytes = end + shape_numel(graph_.values[op.output].shape);
-  if (layer.bytes > sram_.capacity())
-    fail(ErrorCode::kUnsupported, "node '" + op.node + "': needs " + std::to_string(layer.bytes) +
-                                      " bytes of SRAM, the target has " + std::to_string(sram_.capacity()) +
-                                      " (tiling is not implemented yet)");
-  layer.base = sram_.place(layer.bytes);
-  layer.report.node = op.node;
-  layer.report.op = ref::int8_op_name(op.kind);
-  layer.report.sram_bytes = layer.bytes;
-  return layer;
-}
+uint64_t Lowering::bytes_of(int value) const { return static_cast<uint64_t>(shape_numel(graph_.values[value].shape)); }
 
 void Lowering::emit(isa::Instruction inst) {
   deps_.schedule(inst);
   program_.instructions.push_back(inst);
 }
 
-void Lowering::emit_dma(isa::Opcode opcode, isa::Region region, uint64_t dram, uint64_t sram, uint64_t bytes,
-                        Layer& layer) {
-  if (bytes == 0) return;
+void Lowering::emit_dma(isa::Opcode opcode, isa::Region region, uint64_t dram, uint64_t sram, uint64_t row_bytes,
+                        uint64_t rows, uint64_t dram_stride) {
+  if (row_bytes == 0 || rows == 0) return;
   isa::Instruction inst;
   inst.opcode = opcode;
   inst.dma.region = static_cast<uint8_t>(region);
   inst.dma.dram_offset = dram;
   inst.dma.sram_addr = static_cast<uint32_t>(sram);
-  inst.dma.row_bytes = static_cast<uint32_t>(bytes);  // bytes <= SRAM capacity
-  inst.dma.rows = 1;
-  inst.dma.dram_stride = static_cast<uint32_t>(bytes);
-  inst.dma.sram_stride = static_cast<uint32_t>(bytes);
+  inst.dma.row_bytes = static_cast<uint32_t>(row_bytes);  // <= SRAM capacity <= 4 GiB
+  inst.dma.rows = static_cast<uint32_t>(rows);
+  inst.dma.dram_stride = static_cast<uint32_t>(rows == 1 ? row_bytes : dram_stride);
+  inst.dma.sram_stride = static_cast<uint32_t>(row_bytes);
   emit(inst);
-  layer.report.dram_bytes += bytes;
+  report_->dram_bytes += rows * row_bytes;
 }
 
-void Lowering::emit_layer(Layer& layer, isa::Instruction compute) {
-  const ref::Int8Op& op = *layer.op;
-  for (size_t i = 0; i < op.inputs.size(); ++i) {
-    const int v = op.inputs[i];
-    emit_dma(isa::Opcode::kDmaLoad, plan_.home[v].region, plan_.home[v].offset, layer.base + layer.input_offsets[i],
-             shape_numel(graph_.values[v].shape), layer);
+void Lowering::emit_box(isa::Opcode opcode, const ValueHome& home, int64_t n, int64_t c, int64_t h, int64_t w,
+                        int64_t c0, int64_t c1, int64_t h0, int64_t h1, uint64_t sram) {
+  const uint64_t plane = static_cast<uint64_t>(h * w), image = static_cast<uint64_t>(c) * plane;
+  const uint64_t box_rows = static_cast<uint64_t>(h1 - h0) * w, box_image = static_cast<uint64_t>(c1 - c0) * box_rows;
+  if (h0 == 0 && h1 == h) {
+    if (c0 == 0 && c1 == c) return emit_dma(opcode, home.region, home.offset, sram, image * n);
+    // One row per image: channels [c0, c1) are contiguous within it.
+    return emit_dma(opcode, home.region, home.offset + c0 * plane, sram, box_image, n, image);
   }
-  emit_dma(isa::Opcode::kDmaLoad, isa::Region::kConst, layer.const_dram, layer.base + layer.const_offset,
-           layer.const_bytes, layer);
-  emit(compute);
-  emit_dma(isa::Opcode::kDmaStore, plan_.home[op.output].region, plan_.home[op.output].offset,
-           layer.base + layer.out_offset, shape_numel(graph_.values[op.output].shape), layer);
+  for (int64_t i = 0; i < n; ++i)  // per image, one row per channel
+    emit_dma(opcode, home.region, home.offset + i * image + c0 * plane + h0 * w, sram + i * box_image, box_rows,
+             c1 - c0, plane);
+}
+
+int Lowering::next_use(int root) const {
+  const std::vector<int>& u = uses_[root];
+  const auto it = std::lower_bound(u.begin(), u.end(), current_);
+  return it == u.end() ? std::numeric_limits<int>::max() : *it;
+}
+
+void Lowering::store(int root) {
+  Resident& r = *resident_[root];
+  emit_dma(isa::Opcode::kDmaStore, plan_.home[root].region, plan_.home[root].offset, r.addr, bytes_of(root));
+  r.dirty = false;
+}
+
+void Lowering::evict(int root) {
+  if (resident_[root]->dirty && (next_use(root) != std::numeric_limits<int>::max() || graph_output_[root]))
+    store(root);
+  sram_.release(resident_[root]->addr);
+  resident_[root].reset();
+}
+
+void Lowering::release_deferred() {
+  for (uint64_t a : releasing_) sram_.release(a);
+  for (uint64_t a : deferred_) sram_.release(a);
+  releasing_.clear();
+  deferred_.clear();
+}
+
+void Lowering::flush() {
+  release_deferred();
+  for (size_t v = 0; v < resident_.size(); ++v)
+    if (resident_[v]) evict(static_cast<int>(v));
+}
+
+std::optional<uint64_t> Lowering::allocate(uint64_t bytes, const std::vector<int>& pinned) {
+  for (;;) {
+    if (const auto a = sram_.allocate(bytes)) return a;
+    if (!releasing_.empty() || !deferred_.empty()) {
+      release_deferred();
+      continue;
+    }
+    // Evict the resident value needed again furthest in the future (ties: lowest index).
+    int victim = -1, victim_use = -1;
+    for (size_t v = 0; v < resident_.size(); ++v) {
+      if (!resident_[v] || std::find(pinned.begin(), pinned.end(), static_cast<int>(v)) != pinned.end()) continue;
+      const int use = next_use(static_cast<int>(v));
+      if (use > victim_use) victim = static_cast<int>(v), victim_use = use;
+    }
+    if (victim < 0) return std::nullopt;
+    evict(victim);
+  }
 }
 
 LayerReport Lowering::lower(const ref::Int8Op& op) {
+  current_ = static_cast<int>(&op - graph_.ops.data());
+  LayerReport report;
+  report.node = op.node;
+  report.op = ref::int8_op_name(op.kind);
+  report_ = &report;
   switch (op.kind) {
-    case ref::Int8OpKind::kConv: return lower_conv(op);
-    case ref::Int8OpKind::kAdd: return lower_add(op);
+    case ref::Int8OpKind::kConv: lower_conv(op); break;
+    case ref::Int8OpKind::kAdd: lower_add(op); break;
     case ref::Int8OpKind::kMaxPool:
-    case ref::Int8OpKind::kAvgPool: return lower_pool(op);
-    case ref::Int8OpKind::kRequant: return lower_requant(op);
-    case ref::Int8OpKind::kReshape: {  // the output shares the input's DRAM bytes (dram_plan)
-      LayerReport r;
-      r.node = op.node;
-      r.op = ref::int8_op_name(op.kind);
-      return r;
-    }
+    case ref::Int8OpKind::kAvgPool: lower_pool(op); break;
+    case ref::Int8OpKind::kRequant: lower_requant(op); break;
+    case ref::Int8OpKind::kReshape: break;  // the output shares the input's bytes (DRAM and SRAM)
+    default: fail(ErrorCode::kInvalidArgument, "node '" + op.node + "': unknown integer op kind");
   }
-  fail(ErrorCode::kInvalidArgument, "node '" + op.node + "': unknown integer op kind");
+  report_ = nullptr;
+  return report;
 }
 
-LayerReport Lowering::lower_conv(const ref::Int8Op& op) {
+void Lowering::lower_op(const ref::Int8Op& op, const TileSpace& space, const Builder& build,
+                        const AddConstants& consts) {
+  if (!lower_resident(op, space, build, consts)) lower_tiled(op, space, build, consts);
+  // Buffers released by the previous layer are free from now on; this layer's from the next.
+  for (uint64_t a : releasing_) sram_.release(a);
+  releasing_.swap(deferred_);
+  deferred_.clear();
+}
+
+namespace {
+
+Lowering::Tile whole(const Lowering::TileSpace& s) {
+  Lowering::Tile t;
+  t.u1 = s.units;
+  t.r1 = s.out_h;
+  t.in_r1 = s.in_h;
+  return t;
+}
+
+}  // namespace
+
+bool Lowering::lower_resident(const ref::Int8Op& op, const TileSpace& space, const Builder& build,
+                              const AddConstants& consts) {
+  std::vector<int> roots;
+  for (int v : op.inputs)
+    if (std::find(roots.begin(), roots.end(), root_[v]) == roots.end()) roots.push_back(root_[v]);
+  std::vector<uint64_t> fresh;  // buffers allocated here, to undo when something does not fit
+  auto take = [&](uint64_t bytes) -> std::optional<uint64_t> {
+    const auto a = allocate(bytes, roots);
+    if (a) fresh.push_back(*a);
+    return a;
+  };
+  auto undo = [&] {
+    for (uint64_t a : fresh) sram_.release(a);
+    return false;
+  };
+  std::map<int, uint64_t> load_addr;
+  uint64_t working_set = 0;
+  for (int r : roots) {
+    working_set += align_up(bytes_of(r), kSramAlignment);
+    if (resident_[r]) continue;
+    const auto a = take(bytes_of(r));
+    if (!a) return undo();
+    load_addr[r] = *a;
+  }
+  const uint64_t const_bytes = space.const_bytes ? space.const_bytes(space.units) : 0;
+  uint64_t const_addr = 0;
+  if (const_bytes > 0) {
+    const auto a = take(const_bytes);
+    if (!a) return undo();
+    const_addr = *a;
+  }
+  const auto out_addr = take(bytes_of(op.output));
+  if (!out_addr) return undo();
+  // Eviction while allocating may have dropped a pinned-free resident input? No: inputs are pinned.
+  for (const auto& [r, addr] : load_addr) {
+    emit_dma(isa::Opcode::kDmaLoad, plan_.home[r].region, plan_.home[r].offset, addr, bytes_of(r));
+    resident_[r] = Resident{addr, false};
+  }
+  if (const_bytes > 0) emit_dma(isa::Opcode::kDmaLoad, isa::Region::kConst, consts(0, space.units), const_addr, const_bytes);
+  std::vector<uint64_t> in_addrs;
+  for (int v : op.inputs) in_addrs.push_back(resident_[root_[v]]->addr);
+  emit(build(whole(space), in_addrs, const_addr, *out_addr));
+  report_->sram_bytes = working_set + align_up(const_bytes, kSramAlignment) + bytes_of(op.output);
+
+  const int out = root_[op.output];
+  resident_[out] = Resident{*out_addr, true};
+  if (graph_output_[out]) store(out);
+  if (const_bytes > 0) deferred_.push_back(const_addr);
+  auto drop_if_dead = [&](int r) {
+    if (resident_[r] && (uses_[r].empty() || uses_[r].back() <= current_)) {
+      deferred_.push_back(resident_[r]->addr);
+      resident_[r].reset();
+    }
+  };
+  for (int r : roots) drop_if_dead(r);
+  drop_if_dead(out);
+  return true;
+}
+
+void Lowering::lower_tiled(const ref::Int8Op& op, const TileSpace& space, const Builder& build,
+                           const AddConstants& consts) {
+  flush();  // everything this op reads is in DRAM now, and all of SRAM is free
+  const uint64_t cap = sram_.capacity();
+  const ValueHome& out_home = plan_.home[op.output];
+
+  if (!space.window) {  // elementwise: element ranges of every input and the output
+    const uint64_t arrays = op.inputs.size() + 1, total = static_cast<uint64_t>(space.units);
+    auto chunk_for = [&](uint64_t slots) { return std::min(total, cap / (slots * arrays) / kSramAlignment * kSramAlignment); };
+    uint64_t slots = 2, chunk = chunk_for(2);
+    if (chunk < std::min<uint64_t>(total, 4096)) slots = 1, chunk = chunk_for(1);
+    if (chunk == 0)
+      fail(ErrorCode::kUnsupported, "node '" + op.node + "': SRAM of " + std::to_string(cap) +
+                                        " bytes holds no tile of " + std::to_string(arrays) + " aligned arrays");
+    std::vector<uint64_t> base(slots);
+    for (uint64_t s = 0; s < slots; ++s) base[s] = *sram_.allocate(chunk * arrays);
+    const uint64_t tiles = (total + chunk - 1) / chunk;
+    auto in_addr = [&](uint64_t k, size_t i) { return base[k % slots] + i * chunk; };
+    auto emit_loads = [&](uint64_t k) {
+      const uint64_t e0 = k * chunk, e1 = std::min(total, e0 + chunk);
+      for (size_t i = 0; i < op.inputs.size(); ++i) {
+        const ValueHome& h = plan_.home[op.inputs[i]];
+        emit_dma(isa::Opcode::kDmaLoad, h.region, h.offset + e0, in_addr(k, i), e1 - e0);
+      }
+    };
+    // With two slots, software pipelined as for window ops below.
+    if (slots > 1) emit_loads(0);
+    for (uint64_t k = 0; k < tiles; ++k) {
+      if (slots == 1) emit_loads(k);
+      if (slots > 1 && k + 1 < tiles) emit_loads(k + 1);
+      Tile t;
+      t.u0 = static_cast<int64_t>(k * chunk);
+      t.u1 = static_cast<int64_t>(std::min(total, (k + 1) * chunk));
+      std::vector<uint64_t> in_addrs;
+      for (size_t i = 0; i < op.inputs.size(); ++i) in_addrs.push_back(in_addr(k, i));
+      const uint64_t out_addr = in_addr(k, op.inputs.size());
+      emit(build(t, in_addrs, 0, out_addr));
+      emit_dma(isa::Opcode::kDmaStore, out_home.region, out_home.offset + t.u0, out_addr, t.u1 - t.u0);
+    }
+    for (uint64_t b : base) sram_.release(b);
+    report_->sram_bytes = slots * chunk * arrays;
+    return;
+  }
+
+  // Window ops: channel-unit tiles of size s (outer loop) x output-row tiles of rs rows (inner).
+  const TileSpace& S = space;
+  auto in_rows = [&](int64_t r0, int64_t r1) {
+    const int64_t lo = std::max<int64_t>(0, r0 * S.stride_h - S.pad_top);
+    const int64_t hi = std::min<int64_t>(S.in_h, (r1 - 1) * S.stride_h - S.pad_top + S.window_h);
+    return std::make_pair(std::min(lo, S.in_h - 1), std::max(hi, std::min(lo, S.in_h - 1) + 1));
+  };
+  auto in_channels = [&](int64_t units) { return S.unit_in_c ? units * S.unit_in_c : S.in_c; };
+  struct Choice {
+    int64_t s = 0, rs = 0;
+    uint64_t slots = 0, cost = std::numeric_limits<uint64_t>::max();
+    bool shared_input = false;
+    uint64_t in_b = 0, out_b = 0, const_b = 0;
+  } best;
+  auto sizes = [](int64_t extent) {  // tile sizes giving distinct tile counts, largest first
+    std::vector<int64_t> v;
+    for (int64_t count = 1; count <= extent; ++count) {
+      const int64_t size = ceil_div(extent, count);
+      if (v.empty() || size < v.back()) v.push_back(size);
+    }
+    return v;
+  };
+  const std::vector<int64_t> unit_sizes = sizes(S.units), row_sizes = sizes(S.out_h);
+  for (uint64_t slots : {uint64_t{2}, uint64_t{1}}) {
+    for (int64_t s : unit_sizes)
+      for (int64_t rs : row_sizes) {
+        const int64_t rows_in = std::min<int64_t>(S.in_h, (rs - 1) * S.stride_h + S.window_h);
+        const uint64_t in_b = static_cast<uint64_t>(S.n * in_channels(s) * rows_in * S.in_w);
+        const uint64_t out_b = static_cast<uint64_t>(S.n * s * S.unit_out_c * rs * S.out_w);
+        const uint64_t const_b = S.const_bytes ? S.const_bytes(s) : 0;
+        const uint64_t ct = ceil_div(S.units, s), rt = ceil_div(S.out_h, rs);
+        const bool shared_input = rt == 1 && S.unit_in_c == 0 && ct > 1;  // the same input for every tile
+        const uint64_t per_slot = align_up(out_b, kSramAlignment) + align_up(const_b, kSramAlignment) +
+                                  (shared_input ? 0 : align_up(in_b, kSramAlignment));
+        const uint64_t need = slots * per_slot + (shared_input ? align_up(in_b, kSramAlignment) : 0);
+        if (need > cap) continue;
+        const uint64_t dmas_per_box = (rt > 1 || ct > 1) ? static_cast<uint64_t>(S.n) : 1;
+        const uint64_t in_total = shared_input ? in_b : ct * rt * in_b;
+        const uint64_t out_total = static_cast<uint64_t>(S.n * S.units * S.unit_out_c * S.out_h * S.out_w);
+        const uint64_t dmas = ct * (const_b > 0) + (shared_input ? 1 : ct * rt) * dmas_per_box + ct * rt * dmas_per_box;
+        const uint64_t cost = in_total + out_total + (S.const_bytes ? S.const_bytes(S.units) : 0) + dmas * kBytesPerDma;
+        if (cost < best.cost) best = {s, rs, slots, cost, shared_input, in_b, out_b, const_b};
+      }
+    if (best.slots) break;  // double buffering when any tiling allows it
+  }
+  if (!best.slots)
+    fail(ErrorCode::kUnsupported, "node '" + op.node + "': even one output row of one channel group does not fit " +
+                                      std::to_string(cap) + " bytes of SRAM");
+  struct Slot {
+    uint64_t in = 0, out = 0, consts = 0;
+  };
+  std::vector<Slot> slots(best.slots);
+  uint64_t shared_in = 0;
+  if (best.shared_input) shared_in = *sram_.allocate(best.in_b);
+  for (Slot& sl : slots) {
+    if (!best.shared_input) sl.in = *sram_.allocate(best.in_b);
+    sl.out = *sram_.allocate(best.out_b);
+    if (best.const_b) sl.consts = *sram_.allocate(best.const_b);
+  }
+  report_->sram_bytes = sram_.used();
+  const ValueHome& in_home = plan_.home[op.inputs[0]];
+  const int64_t out_c = S.units * S.unit_out_c;
+  struct Step {
+    Tile t;
+    const Slot* slot;
+    const Slot* const_slot;
+    bool load_consts, load_input;
+  };
+  std::vector<Step> steps;
+  uint64_t channel_tile = 0;
+  for (int64_t u0 = 0; u0 < S.units; u0 += best.s, ++channel_tile) {
+    const int64_t u1 = std::min(S.units, u0 + best.s);
+    for (int64_t r0 = 0; r0 < S.out_h; r0 += best.rs) {
+      Step st;
+      st.t = Tile{u0, u1, r0, std::min(S.out_h, r0 + best.rs), 0, 0};
+      std::tie(st.t.in_r0, st.t.in_r1) = in_rows(st.t.r0, st.t.r1);
+      st.slot = &slots[steps.size() % slots.size()];
+      st.const_slot = &slots[channel_tile % slots.size()];
+      st.load_consts = best.const_b > 0 && r0 == 0;
+      st.load_input = !best.shared_input || steps.empty();
+      steps.push_back(st);
+    }
+  }
+  auto in_addr = [&](const Step& st) { return best.shared_input ? shared_in : st.slot->in; };
+  auto emit_loads = [&](const Step& st) {
+    if (st.load_consts)
+      emit_dma(isa::Opcode::kDmaLoad, isa::Region::kConst, consts(st.t.u0, st.t.u1), st.const_slot->consts,
+               S.const_bytes(st.t.u1 - st.t.u0));
+    const int64_t c0 = S.unit_in_c ? st.t.u0 * S.unit_in_c : 0, c1 = S.unit_in_c ? st.t.u1 * S.unit_in_c : S.in_c;
+    if (st.load_input)
+      emit_box(isa::Opcode::kDmaLoad, in_home, S.n, S.in_c, S.in_h, S.in_w, c0, c1, st.t.in_r0, st.t.in_r1, in_addr(st));
+  };
+  // With two slots, software pipelined: the loads of tile k+1 precede the store of tile k in the
+  // DMA queue, which runs in order, so they can run while tile k computes.
+  const bool pipelined = slots.size() > 1;
+  if (pipelined) emit_loads(steps[0]);
+  for (size_t k = 0; k < steps.size(); ++k) {
+    if (!pipelined) emit_loads(steps[k]);
+    if (pipelined && k + 1 < steps.size()) emit_loads(steps[k + 1]);
+    const Step& st = steps[k];
+    emit(build(st.t, {in_addr(st)}, st.const_slot->consts, st.slot->out));
+    emit_box(isa::Opcode::kDmaStore, out_home, S.n, out_c, S.out_h, S.out_w, st.t.u0 * S.unit_out_c,
+             st.t.u1 * S.unit_out_c, st.t.r0, st.t.r1, st.slot->out);
+  }
+  if (best.shared_input) sram_.release(shared_in);
+  for (const Slot& sl : slots) {
+    if (!best.shared_input) sram_.release(sl.in);
+    sram_.release(sl.out);
+    if (best.const_b) sram_.release(sl.consts);
+  }
+}
+
+void Lowering::lower_conv(const ref::Int8Op& op) {
   check_arity(op, 1);
   check_geometry(op);
   const ref::Int8Value &x = graph_.values[op.inputs[0]], &y = graph_.values[op.output];
@@ -194,49 +489,76 @@ LayerReport Lowering::lower_conv(const ref::Int8Op& op) {
     mult[o] = op.multipliers[o].multiplier;
     shift[o] = op.multipliers[o].shift;
   }
-  // One constant block per conv, loaded by one DMA: weight | bias | mult | shift, each 64-aligned.
-  const uint64_t weight_dram = add_constant(weight.raw(), weight.nbytes());
-  const uint64_t bias_dram = add_constant(bias.data(), bias.size() * 4);
-  const uint64_t mult_dram = add_constant(mult.data(), mult.size() * 4);
-  const uint64_t shift_dram = add_constant(shift.data(), shift.size() * 4);
-  Layer layer = begin_layer(op, weight_dram, shift_dram + shift.size() * 4 - weight_dram);
-  const uint64_t consts = layer.base + layer.const_offset - weight_dram;  // SRAM address = DRAM offset + consts
-
-  isa::Instruction inst;
-  inst.opcode = isa::Opcode::kConv;
-  isa::ConvArgs& c = inst.conv;
-  c.in_addr = static_cast<uint32_t>(layer.base + layer.input_offsets[0]);
-  c.weight_addr = static_cast<uint32_t>(weight_dram + consts);
-  c.bias_addr = static_cast<uint32_t>(bias_dram + consts);
-  c.mult_addr = static_cast<uint32_t>(mult_dram + consts);
-  c.shift_addr = static_cast<uint32_t>(shift_dram + consts);
-  c.out_addr = static_cast<uint32_t>(layer.base + layer.out_offset);
-  c.n = u16(in[0], "batch", op);
-  c.in_c = u16(in[1], "input channels", op);
-  c.in_h = u16(in[2], "input height", op);
-  c.in_w = u16(in[3], "input width", op);
-  c.out_c = u16(out_c, "output channels", op);
-  c.out_h = u16(out[2], "output height", op);
-  c.out_w = u16(out[3], "output width", op);
-  c.kernel_h = u16(kh, "kernel height", op);
-  c.kernel_w = u16(kw, "kernel width", op);
-  c.stride_h = u16(op.strides[0], "stride", op);
-  c.stride_w = u16(op.strides[1], "stride", op);
-  c.pad_top = u16(op.pads[0], "pad", op);  // bottom/right padding is implied by out_h/out_w
-  c.pad_left = u16(op.pads[1], "pad", op);
-  c.dilation_h = u16(op.dilations[0], "dilation", op);
-  c.dilation_w = u16(op.dilations[1], "dilation", op);
-  c.groups = u16(groups, "groups", op);
-  c.in_zero_point = x.q.zero_point;
-  c.out_zero_point = y.q.zero_point;
-  c.act_min = op.act_min;
-  c.act_max = op.act_max;
-  layer.report.macs = isa::conv_macs(c);
-  emit_layer(layer, inst);
-  return layer.report;
+  // Constants per channel tile, one DMA each: weight | bias | mult | shift, each 64-aligned.
+  const int64_t ocpg = out_c / groups, icpg = in[1] / groups, per_oc = icpg * kh * kw;
+  TileSpace space;
+  space.n = in[0], space.in_c = in[1], space.in_h = in[2], space.in_w = in[3];
+  space.out_h = out[2], space.out_w = out[3];
+  space.units = groups > 1 ? groups : out_c;
+  space.unit_out_c = groups > 1 ? ocpg : 1;
+  space.unit_in_c = groups > 1 ? icpg : 0;
+  space.window_h = op.dilations[0] * (kh - 1) + 1;
+  space.stride_h = op.strides[0];
+  space.pad_top = op.pads[0];
+  // Offsets of bias, mult, shift in a block of `oc` output channels, and its length.
+  auto layout = [per_oc](int64_t oc) {
+    const uint64_t w = align_up(oc * per_oc, kDramAlignment), v = align_up(oc * 4, kDramAlignment);
+    return std::array<uint64_t, 4>{w, w + v, w + 2 * v, w + 2 * v + oc * 4};
+  };
+  space.const_bytes = [&, layout](int64_t units) { return layout(units * space.unit_out_c)[3]; };
+  const AddConstants consts = [&](int64_t u0, int64_t u1) {
+    const int64_t o0 = u0 * space.unit_out_c, o1 = u1 * space.unit_out_c;
+    const uint64_t at = add_constant(weight.data<int8_t>() + o0 * per_oc, (o1 - o0) * per_oc);
+    add_constant(bias.data() + o0, (o1 - o0) * 4);
+    add_constant(mult.data() + o0, (o1 - o0) * 4);
+    add_constant(shift.data() + o0, (o1 - o0) * 4);
+    return at;
+  };
+  // Fields that do not change between tiles, checked once.
+  isa::Instruction proto;
+  proto.opcode = isa::Opcode::kConv;
+  isa::ConvArgs& p = proto.conv;
+  p.n = u16(in[0], "batch", op);
+  p.in_w = u16(in[3], "input width", op);
+  p.out_w = u16(out[3], "output width", op);
+  p.kernel_h = u16(kh, "kernel height", op);
+  p.kernel_w = u16(kw, "kernel width", op);
+  p.stride_h = u16(op.strides[0], "stride", op);
+  p.stride_w = u16(op.strides[1], "stride", op);
+  p.pad_left = u16(op.pads[1], "pad", op);  // right padding is implied by out_w
+  p.dilation_h = u16(op.dilations[0], "dilation", op);
+  p.dilation_w = u16(op.dilations[1], "dilation", op);
+  p.in_zero_point = x.q.zero_point;
+  p.out_zero_point = y.q.zero_point;
+  p.act_min = op.act_min;
+  p.act_max = op.act_max;
+  const Builder build = [&, layout](const Tile& t, const std::vector<uint64_t>& in_addrs, uint64_t const_addr,
+                                    uint64_t out_addr) {
+    isa::Instruction inst = proto;
+    isa::ConvArgs& c = inst.conv;
+    const int64_t units = t.u1 - t.u0, oc = units * space.unit_out_c;
+    const auto off = layout(oc);
+    c.in_addr = static_cast<uint32_t>(in_addrs[0]);
+    c.weight_addr = static_cast<uint32_t>(const_addr);
+    c.bias_addr = static_cast<uint32_t>(const_addr + off[0]);
+    c.mult_addr = static_cast<uint32_t>(const_addr + off[1]);
+    c.shift_addr = static_cast<uint32_t>(const_addr + off[2]);
+    c.out_addr = static_cast<uint32_t>(out_addr);
+    c.in_c = u16(space.unit_in_c ? units * space.unit_in_c : in[1], "input channels", op);
+    c.out_c = u16(oc, "output channels", op);
+    c.groups = u16(groups > 1 ? units : 1, "groups", op);
+    c.in_h = u16(t.in_r1 - t.in_r0, "input height", op);
+    c.out_h = u16(t.r1 - t.r0, "output height", op);
+    // Output row r0 reads input row r0 * stride - pad_top, the tile's row t.in_r0 is its first;
+    // bottom padding is implied by out_h.
+    c.pad_top = u16(op.pads[0] - t.r0 * op.strides[0] + t.in_r0, "pad", op);
+    report_->macs += isa::conv_macs(c);
+    return inst;
+  };
+  lower_op(op, space, build, consts);
 }
 
-LayerReport Lowering::lower_add(const ref::Int8Op& op) {
+void Lowering::lower_add(const ref::Int8Op& op) {
   check_arity(op, 2);
   const ref::Int8Value &a = graph_.values[op.inputs[0]], &b = graph_.values[op.inputs[1]], &y = graph_.values[op.output];
   if (a.shape != y.shape || b.shape != y.shape)
@@ -244,31 +566,35 @@ LayerReport Lowering::lower_add(const ref::Int8Op& op) {
                                       " -> " + shape_str(y.shape) + " (broadcasting add is not implemented)");
   for (const math::QuantizedMultiplier& q : {op.add.a, op.add.b, op.add.out})
     check_requant(op, q, op.add.act_min, op.add.act_max);
-  Layer layer = begin_layer(op, 0, 0);
-  isa::Instruction inst;
-  inst.opcode = isa::Opcode::kAdd;
-  isa::AddArgs& d = inst.add;
+  TileSpace space;
+  space.window = false;
+  space.units = shape_numel(y.shape);
   const math::AddParams& p = op.add;
-  d.a_addr = static_cast<uint32_t>(layer.base + layer.input_offsets[0]);
-  d.b_addr = static_cast<uint32_t>(layer.base + layer.input_offsets[1]);
-  d.out_addr = static_cast<uint32_t>(layer.base + layer.out_offset);
-  d.count = static_cast<uint32_t>(shape_numel(y.shape));  // <= SRAM capacity
-  d.a_zero_point = p.a_zero_point;
-  d.b_zero_point = p.b_zero_point;
-  d.out_zero_point = p.out_zero_point;
-  d.a_mult = p.a.multiplier;
-  d.a_shift = p.a.shift;
-  d.b_mult = p.b.multiplier;
-  d.b_shift = p.b.shift;
-  d.out_mult = p.out.multiplier;
-  d.out_shift = p.out.shift;
-  d.act_min = p.act_min;  // the fused activation is part of math::AddParams
-  d.act_max = p.act_max;
-  emit_layer(layer, inst);
-  return layer.report;
+  const Builder build = [&](const Tile& t, const std::vector<uint64_t>& in_addrs, uint64_t, uint64_t out_addr) {
+    isa::Instruction inst;
+    inst.opcode = isa::Opcode::kAdd;
+    isa::AddArgs& d = inst.add;
+    d.a_addr = static_cast<uint32_t>(in_addrs[0]);
+    d.b_addr = static_cast<uint32_t>(in_addrs[1]);
+    d.out_addr = static_cast<uint32_t>(out_addr);
+    d.count = static_cast<uint32_t>(t.u1 - t.u0);  // <= SRAM capacity
+    d.a_zero_point = p.a_zero_point;
+    d.b_zero_point = p.b_zero_point;
+    d.out_zero_point = p.out_zero_point;
+    d.a_mult = p.a.multiplier;
+    d.a_shift = p.a.shift;
+    d.b_mult = p.b.multiplier;
+    d.b_shift = p.b.shift;
+    d.out_mult = p.out.multiplier;
+    d.out_shift = p.out.shift;
+    d.act_min = p.act_min;  // the fused activation is part of math::AddParams
+    d.act_max = p.act_max;
+    return inst;
+  };
+  lower_op(op, space, build, nullptr);
 }
 
-LayerReport Lowering::lower_pool(const ref::Int8Op& op) {
+void Lowering::lower_pool(const ref::Int8Op& op) {
   check_arity(op, 1);
   check_geometry(op);
   const ref::Int8Value &x = graph_.values[op.inputs[0]], &y = graph_.values[op.output];
@@ -298,23 +624,25 @@ LayerReport Lowering::lower_pool(const ref::Int8Op& op) {
   }
   check_requant(op, op.kind == ref::Int8OpKind::kAvgPool ? op.multiplier : math::QuantizedMultiplier{}, op.act_min,
                 op.act_max);
-  Layer layer = begin_layer(op, 0, 0);
-  isa::Instruction inst;
-  inst.opcode = op.kind == ref::Int8OpKind::kMaxPool ? isa::Opcode::kMaxPool : isa::Opcode::kAvgPool;
-  isa::PoolArgs& p = inst.pool;
-  p.in_addr = static_cast<uint32_t>(layer.base + layer.input_offsets[0]);
-  p.out_addr = static_cast<uint32_t>(layer.base + layer.out_offset);
+  TileSpace space;
+  space.n = in[0], space.in_c = in[1], space.in_h = in[2], space.in_w = in[3];
+  space.out_h = out[2], space.out_w = out[3];
+  space.units = in[1];
+  space.unit_in_c = 1;
+  space.unit_out_c = 1;
+  space.window_h = kernel[0];
+  space.stride_h = op.strides[0];
+  space.pad_top = op.pads[0];
+  isa::Instruction proto;
+  proto.opcode = op.kind == ref::Int8OpKind::kMaxPool ? isa::Opcode::kMaxPool : isa::Opcode::kAvgPool;
+  isa::PoolArgs& p = proto.pool;
   p.n = u16(in[0], "batch", op);
-  p.c = u16(in[1], "channels", op);
-  p.in_h = u16(in[2], "input height", op);
   p.in_w = u16(in[3], "input width", op);
-  p.out_h = u16(out[2], "output height", op);
   p.out_w = u16(out[3], "output width", op);
   p.kernel_h = u16(kernel[0], "kernel height", op);
   p.kernel_w = u16(kernel[1], "kernel width", op);
   p.stride_h = u16(op.strides[0], "stride", op);
   p.stride_w = u16(op.strides[1], "stride", op);
-  p.pad_top = u16(op.pads[0], "pad", op);
   p.pad_left = u16(op.pads[1], "pad", op);
   p.in_zero_point = x.q.zero_point;
   p.out_zero_point = y.q.zero_point;
@@ -325,32 +653,46 @@ LayerReport Lowering::lower_pool(const ref::Int8Op& op) {
   }
   p.act_min = op.act_min;
   p.act_max = op.act_max;
-  emit_layer(layer, inst);
-  return layer.report;
+  const Builder build = [&](const Tile& t, const std::vector<uint64_t>& in_addrs, uint64_t, uint64_t out_addr) {
+    isa::Instruction inst = proto;
+    isa::PoolArgs& q = inst.pool;
+    q.in_addr = static_cast<uint32_t>(in_addrs[0]);
+    q.out_addr = static_cast<uint32_t>(out_addr);
+    q.c = u16(t.u1 - t.u0, "channels", op);
+    q.in_h = u16(t.in_r1 - t.in_r0, "input height", op);
+    q.out_h = u16(t.r1 - t.r0, "output height", op);
+    q.pad_top = u16(op.pads[0] - t.r0 * op.strides[0] + t.in_r0, "pad", op);
+    return inst;
+  };
+  lower_op(op, space, build, nullptr);
 }
 
-LayerReport Lowering::lower_requant(const ref::Int8Op& op) {
+void Lowering::lower_requant(const ref::Int8Op& op) {
   check_arity(op, 1);
   const ref::Int8Value &x = graph_.values[op.inputs[0]], &y = graph_.values[op.output];
   if (shape_numel(x.shape) != shape_numel(y.shape))
     fail(ErrorCode::kInvalidArgument, where(op) + ": input " + shape_str(x.shape) + " and output " +
                                           shape_str(y.shape) + " differ in size");
   check_requant(op, op.multiplier, op.act_min, op.act_max);
-  Layer layer = begin_layer(op, 0, 0);
-  isa::Instruction inst;
-  inst.opcode = isa::Opcode::kRequant;
-  isa::RequantArgs& r = inst.requant;
-  r.in_addr = static_cast<uint32_t>(layer.base + layer.input_offsets[0]);
-  r.out_addr = static_cast<uint32_t>(layer.base + layer.out_offset);
-  r.count = static_cast<uint32_t>(shape_numel(y.shape));
-  r.in_zero_point = x.q.zero_point;
-  r.out_zero_point = y.q.zero_point;
-  r.mult = op.multiplier.multiplier;
-  r.shift = op.multiplier.shift;
-  r.act_min = op.act_min;
-  r.act_max = op.act_max;
-  emit_layer(layer, inst);
-  return layer.report;
+  TileSpace space;
+  space.window = false;
+  space.units = shape_numel(y.shape);
+  const Builder build = [&](const Tile& t, const std::vector<uint64_t>& in_addrs, uint64_t, uint64_t out_addr) {
+    isa::Instruction inst;
+    inst.opcode = isa::Opcode::kRequant;
+    isa::RequantArgs& r = inst.requant;
+    r.in_addr = static_cast<uint32_t>(in_addrs[0]);
+    r.out_addr = static_cast<uint32_t>(out_addr);
+    r.count = static_cast<uint32_t>(t.u1 - t.u0);
+    r.in_zero_point = x.q.zero_point;
+    r.out_zero_point = y.q.zero_point;
+    r.mult = op.multiplier.multiplier;
+    r.shift = op.multiplier.shift;
+    r.act_min = op.act_min;
+    r.act_max = op.act_max;
+    return inst;
+  };
+  lower_op(op, space, build, nullptr);
 }
 
 }  // namespace anvil::compiler

@@ -1,7 +1,20 @@
 #pragma once
-/// Lowers the ops of an integer graph, one at a time and in graph order, to instructions:
-/// DMA loads of the op's inputs and constants into SRAM, the compute instruction, a DMA store of
-/// the output. Every instruction's waits come from the DependencyTracker.
+/// Lowers the ops of an integer graph, in graph order, to instructions. Every instruction's waits
+/// come from the DependencyTracker.
+///
+/// Residency: a layer's output stays in SRAM for its consumers; it is stored to DRAM only when it
+/// is a graph output (right after it is computed) or when SRAM is needed for something else
+/// (evicted: the resident value read again furthest in the future goes first). Inputs already in
+/// SRAM are not loaded again. A buffer is released one layer after its last use.
+///
+/// Tiling: a layer whose working set does not fit next to what must stay resident runs from DRAM
+/// to DRAM in tiles (residents are stored first): conv over groups of output channels (with their
+/// slices of weights, bias, multipliers and shifts) and over output rows (with the input rows the
+/// windows need, the halo); pooling over channels and rows; add and requant over element ranges.
+/// When two tiles' buffers fit, tiles alternate between them, so the DMA of tile k+1 only waits
+/// for the compute of tile k-1 and overlaps tile k.
+#include <functional>
+#include <optional>
 #include <vector>
 
 #include "anvil/compiler/compiler.h"
@@ -15,41 +28,84 @@ class Lowering {
  public:
   Lowering(const ref::Int8Graph& graph, const Target& target, const DramPlan& plan, isa::Program& program);
   /// Appends the instructions of one op (none for a reshape) and returns its report line.
-  /// Throws kInvalidArgument / kUnsupported naming the node.
+  /// `op` must be an element of the graph's ops, lowered in order. Throws kInvalidArgument /
+  /// kUnsupported naming the node.
   LayerReport lower(const ref::Int8Op& op);
   uint64_t sram_peak() const { return sram_.peak(); }
 
- private:
-  /// The SRAM working set of one layer: buffers at 64-byte aligned offsets from its base.
-  struct Layer {
-    const ref::Int8Op* op;
-    std::vector<uint64_t> input_offsets;  ///< per op input
-    uint64_t const_offset = 0, const_dram = 0, const_bytes = 0;
-    uint64_t out_offset = 0, bytes = 0, base = 0;
-    LayerReport report;
+  /// A tile of a window op (conv, pooling): channel units [u0, u1) and output rows [r0, r1); of an
+  /// elementwise op: elements [u0, u1).
+  struct Tile {
+    int64_t u0 = 0, u1 = 0, r0 = 0, r1 = 0;
+    int64_t in_r0 = 0, in_r1 = 0;  ///< input rows the tile reads
   };
-  /// Lays out the op's working set (its inputs, `const_bytes` of constants from `const_dram` in
-  /// the constant section, its output) and places it in SRAM. Throws kUnsupported naming the node
-  /// when it does not fit.
-  Layer begin_layer(const ref::Int8Op& op, uint64_t const_dram, uint64_t const_bytes);
-  /// Emits the loads of the inputs and constants, `compute` (whose SRAM addresses the caller set
-  /// from layer.base and the offsets) and the store of the output.
-  void emit_layer(Layer& layer, isa::Instruction compute);
+  /// How an op's work divides into tiles.
+  struct TileSpace {
+    bool window = true;                   ///< false: elementwise over `units` elements
+    int64_t n = 1, in_c = 0, in_h = 1, in_w = 1, out_h = 1, out_w = 1;
+    int64_t units = 0;                    ///< channel units (window) or elements
+    int64_t unit_in_c = 0;                ///< input channels per unit; 0: every tile reads all of them
+    int64_t unit_out_c = 1;               ///< output channels per unit
+    int64_t window_h = 1, stride_h = 1, pad_top = 0;
+    std::function<uint64_t(int64_t)> const_bytes;  ///< SRAM bytes of the constants of a tile of k units
+  };
+  /// Builds the compute instruction of a tile from its SRAM addresses.
+  using Builder = std::function<isa::Instruction(const Tile&, const std::vector<uint64_t>& in_addrs,
+                                                 uint64_t const_addr, uint64_t out_addr)>;
+  /// Appends the constants of units [u0, u1) to the constant section; returns their DRAM offset.
+  using AddConstants = std::function<uint64_t(int64_t u0, int64_t u1)>;
+
+ private:
+  struct Resident {
+    uint64_t addr = 0;
+    bool dirty = false;  ///< not (yet) in its DRAM home
+  };
+
   void emit(isa::Instruction inst);
-  void emit_dma(isa::Opcode op, isa::Region region, uint64_t dram, uint64_t sram, uint64_t bytes, Layer& layer);
+  /// One DMA of `rows` x `row_bytes`.
+  void emit_dma(isa::Opcode op, isa::Region region, uint64_t dram, uint64_t sram, uint64_t row_bytes,
+                uint64_t rows = 1, uint64_t dram_stride = 0);
+  /// Moves the box [c0, c1) x [h0, h1) of an N x C x H x W tensor at `dram` between DRAM and
+  /// `sram` (packed N x (c1-c0) x (h1-h0) x W there), in as few DMAs as the strides allow.
+  void emit_box(isa::Opcode op, const ValueHome& home, int64_t n, int64_t c, int64_t h, int64_t w, int64_t c0,
+                int64_t c1, int64_t h0, int64_t h1, uint64_t sram);
   /// Appends bytes to the constant section at a 64-byte aligned offset; returns the offset.
   uint64_t add_constant(const void* data, size_t bytes);
 
-  LayerReport lower_conv(const ref::Int8Op& op);
-  LayerReport lower_add(const ref::Int8Op& op);
-  LayerReport lower_pool(const ref::Int8Op& op);
-  LayerReport lower_requant(const ref::Int8Op& op);
+  /// Lowers one op: resident when its working set fits, else tiled.
+  void lower_op(const ref::Int8Op& op, const TileSpace& space, const Builder& build, const AddConstants& consts);
+  /// The op's inputs in SRAM, its output left resident. False (nothing emitted) when it does not fit.
+  bool lower_resident(const ref::Int8Op& op, const TileSpace& space, const Builder& build, const AddConstants& consts);
+  void lower_tiled(const ref::Int8Op& op, const TileSpace& space, const Builder& build, const AddConstants& consts);
+
+  std::optional<uint64_t> allocate(uint64_t bytes, const std::vector<int>& pinned);
+  void store(int root);
+  void evict(int root);
+  /// Stores every dirty resident value that is still needed and releases all SRAM.
+  void flush();
+  /// Releases the buffers whose release was deferred by one layer.
+  void release_deferred();
+  int next_use(int root) const;
+  uint64_t bytes_of(int value) const;
+
+  void lower_conv(const ref::Int8Op& op);
+  void lower_add(const ref::Int8Op& op);
+  void lower_pool(const ref::Int8Op& op);
+  void lower_requant(const ref::Int8Op& op);
 
   const ref::Int8Graph& graph_;
+  const Target& target_;
   const DramPlan& plan_;
   isa::Program& program_;
-  SramPlanner sram_;
+  SramAllocator sram_;
   DependencyTracker deps_;
+  std::vector<int> root_;                 ///< per value: the value whose bytes it shares (reshape)
+  std::vector<std::vector<int>> uses_;    ///< per root: indices of the ops reading it, ascending
+  std::vector<bool> graph_output_;        ///< per root
+  std::vector<std::optional<Resident>> resident_;  ///< per root
+  std::vector<uint64_t> deferred_, releasing_;     ///< SRAM buffers released after the next / this layer
+  int current_ = 0;                       ///< index of the op being lowered
+  LayerReport* report_ = nullptr;         ///< the report line of the op being lowered
 };
 
 }  // namespace anvil::compiler

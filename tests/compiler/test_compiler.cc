@@ -336,21 +336,43 @@ TEST(Compiler, SerializeParseRoundTrip) {
   EXPECT_EQ(meta.at("layers")[0].at("macs"), r.layers[0].macs);
 }
 
-TEST(Compiler, SramOverflowNamesTheNode) {
-  // 1 x 64 x 256 x 256 in and out: 8 MiB of activations + weights, over one PE's 16 MiB once
-  // doubled in channels; fits the fused pair.
+TEST(Compiler, LayerLargerThanSramIsTiled) {
+  // 1 x 128 x 256 x 256 in and out (8 MiB each): over one PE's 16 MiB with the weights, so it is
+  // tiled there; it fits the fused pair's 32 MiB whole.
   GraphBuilder b(17);
   const int x = b.input("x", {1, 128, 256, 256});
   const int y = b.value("y", {1, 128, 256, 256});
   b.conv("big_conv", x, y, 128, {1, 1});
   b.output(y, "y");
-  const Error e = compile_error(b.graph(), "warboy");
-  EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
-  const std::string m = e.what();
-  EXPECT_NE(m.find("node 'big_conv'"), std::string::npos) << m;
-  EXPECT_NE(m.find("bytes of SRAM, the target has 16777216"), std::string::npos) << m;
-  EXPECT_NE(m.find("tiling is not implemented yet"), std::string::npos) << m;
-  EXPECT_EQ(compile_ok(b.graph(), "warboy-2pe").program.num_pes, 2);
+  const compiler::CompileResult one = compile_ok(b.graph(), "warboy");
+  int convs = 0;
+  for (const auto& inst : one.program.instructions) convs += inst.opcode == isa::Opcode::kConv;
+  EXPECT_GT(convs, 1);
+  EXPECT_LE(one.program.sram_bytes, one.target.sram_capacity());
+  EXPECT_EQ(one.layers[0].macs, 128u * 256 * 256);  // the tiles add up to the layer
+  const compiler::CompileResult two = compile_ok(b.graph(), "warboy-2pe");
+  convs = 0;
+  for (const auto& inst : two.program.instructions) convs += inst.opcode == isa::Opcode::kConv;
+  EXPECT_EQ(convs, 1);
+}
+
+TEST(Compiler, TileThatCannotFitNamesTheNode) {
+  // One output row needs 2 x 600 input bytes + 600 output bytes; the target has 1 KiB.
+  GraphBuilder b(18);
+  const int x = b.input("x", {1, 1, 3, 600});
+  const int y = b.value("y", {1, 1, 1, 600});
+  b.conv("wide_conv", x, y, 1, {3, 1});
+  b.output(y, "y");
+  compiler::CompileOptions o;
+  o.target = compiler::Target::from_name("warboy");
+  o.target.slices_per_pe = 1;
+  o.target.sram_per_slice = 1024;
+  const auto r = compiler::compile_graph(b.graph(), o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kUnsupported);
+  const std::string m = r.error().what();
+  EXPECT_NE(m.find("node 'wide_conv'"), std::string::npos) << m;
+  EXPECT_NE(m.find("does not fit 1024 bytes of SRAM"), std::string::npos) << m;
 }
 
 TEST(Compiler, BadTargetIsRejected) {

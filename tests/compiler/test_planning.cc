@@ -93,12 +93,22 @@ TEST(DependencyTracker, RegionsAreSeparateSpaces) {
   EXPECT_EQ(l.wait[0], 0u);
 }
 
-TEST(SramPlanner, AlternatesWhenTwoLayersFit) {
-  SramPlanner p(1000);
-  EXPECT_EQ(p.place(300), 0u);
-  EXPECT_EQ(p.place(300), 320u);  // after the first, 64-aligned
-  EXPECT_EQ(p.place(300), 0u);    // back to the start
-  EXPECT_EQ(p.place(800), 0u);    // does not fit beside: starts at 0 (the tracker orders it)
-  EXPECT_EQ(p.place(100), 832u);  // beside it again
-  EXPECT_EQ(p.peak(), 932u);
+TEST(SramAllocator, FirstFitWithReleaseAndExactPeak) {
+  SramAllocator a(1000);
+  EXPECT_EQ(a.allocate(300), 0u);
+  EXPECT_EQ(a.allocate(300), 320u);  // after the first, 64-aligned
+  EXPECT_EQ(a.allocate(300), 640u);
+  EXPECT_FALSE(a.allocate(100).has_value());  // 940 + 100 > 1000
+  a.release(320);
+  EXPECT_EQ(a.allocate(200), 320u);  // the freed gap, first fit
+  EXPECT_FALSE(a.allocate(200).has_value());  // gap [576, 640) too small, tail too short
+  EXPECT_EQ(a.allocate(50), 576u);
+  EXPECT_EQ(a.peak(), 940u);         // end of the last byte requested, not aligned
+  EXPECT_EQ(a.used(), 320u * 2 + 256u + 64u);
+  a.release(0);
+  a.release(320);
+  a.release(576);
+  a.release(640);
+  EXPECT_EQ(a.used(), 0u);
+  EXPECT_EQ(a.allocate(1000), 0u);
 }

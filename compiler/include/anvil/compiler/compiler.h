@@ -2,14 +2,16 @@
 /// The anvil compiler: a quantized (QDQ) ONNX model -> an NPU program (isa/program.h).
 ///
 /// compile() runs ref::lower_qdq and lowers the resulting integer graph (reference/int8_graph.h)
-/// op by op: every Int8Op becomes DMA loads of its inputs and constants into SRAM, one compute
-/// instruction carrying exactly the op's integer parameters, and a DMA store of its output. The
-/// program's int8 results therefore equal ref::run_int8 bit for bit. Cross-unit waits are derived
-/// from the SRAM and DRAM byte ranges each instruction reads and writes (docs/isa.md).
+/// op by op: every Int8Op becomes one compute instruction per tile carrying exactly the op's
+/// integer parameters, so the program's int8 results equal ref::run_int8 bit for bit. Values stay
+/// in SRAM between layers while they fit (stored to DRAM only when they are graph outputs or are
+/// evicted); a layer that does not fit is tiled over channels and rows (docs/compiler.md).
+/// Cross-unit waits are derived from the SRAM and DRAM byte ranges each instruction reads and
+/// writes (docs/isa.md).
 ///
-/// Not done yet (each fails with kUnsupported naming the node): tiling of layers whose working set
-/// exceeds the SRAM or whose dimensions exceed the ISA's 16-bit fields, broadcasting Add, dilated
-/// pooling, graph outputs that alias another graph input or output.
+/// Not done yet (each fails with kUnsupported naming the node): layers of which not even one
+/// output row of one channel group fits the SRAM, dimensions beyond the ISA's 16-bit fields,
+/// broadcasting Add, dilated pooling, graph outputs that alias another graph input or output.
 #include <onnx/onnx_pb.h>
 
 #include <cstdint>

@@ -33,8 +33,9 @@ struct Range {
 };
 
 /// Graph optimisation before calibration: the passes listed in quantizer/src/passes.def, in order
-/// (Identity/Dropout removal, BatchNormalization folding into Conv and Gemm, dead initializer
-/// removal, shape inference). Throws Error naming the node on a malformed graph.
+/// (opset upgrade to 13, Constant nodes and constant subgraphs to initializers, Identity/Dropout
+/// removal, BatchNormalization folding into Conv and Gemm, dead initializer removal, shape
+/// inference). Throws Error naming the node on a malformed graph.
 onnx::ModelProto optimize(const onnx::ModelProto& model);
 
 /// Bins of TensorStats::histogram.
@@ -70,7 +71,8 @@ struct Calibration {
 };
 
 /// Runs the (optimized) FP32 model on `inputs` (N x ..., float32, fed to its single graph input
-/// in batches of 64) through the reference executor and records every float tensor it produces.
+/// in batches of 64) through the reference executor and records every float tensor it produces:
+/// min/max in a first pass over the inputs, histograms in a second.
 /// Throws Error: kInvalidArgument for a model without exactly one input or a wrong input, and
 /// naming the tensor when a value is NaN or infinite.
 Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, bool show_progress);

@@ -110,7 +110,9 @@ TEST(SearchMethods, OnAGaussianWithOneOutlier) {
       EXPECT_GE(r.max, 0.0f);
       EXPECT_GE(r.min, mm.min);
       EXPECT_LE(r.max, mm.max);
-      if (sym) EXPECT_EQ(r.min, -r.max);
+      if (sym) {
+        EXPECT_EQ(r.min, -r.max);
+      }
     }
     // KL divergence clips the lone outlier and keeps the Gaussian bulk (TensorRT's ~3-4 sigma).
     EXPECT_GT(e.max, 2.5f) << "sym=" << sym;

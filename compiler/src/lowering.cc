@@ -172,6 +172,13 @@ void Lowering::flush() {
   release_deferred();
   for (size_t v = 0; v < resident_.size(); ++v)
     if (resident_[v]) evict(static_cast<int>(v));
+  sram_.rewind();
+}
+
+uint64_t Lowering::allocate_in_empty_sram(uint64_t bytes) {
+  const auto a = sram_.allocate(bytes);
+  ANVIL_CHECK(a.has_value(), "tile buffers were sized to fit the flushed SRAM");
+  return *a;
 }
 
 std::optional<uint64_t> Lowering::allocate(uint64_t bytes, const std::vector<int>& pinned) {
@@ -307,7 +314,7 @@ void Lowering::lower_tiled(const ref::Int8Op& op, const TileSpace& space, const 
       fail(ErrorCode::kUnsupported, "node '" + op.node + "': SRAM of " + std::to_string(cap) +
                                         " bytes holds no tile of " + std::to_string(arrays) + " aligned arrays");
     std::vector<uint64_t> base(slots);
-    for (uint64_t s = 0; s < slots; ++s) base[s] = *sram_.allocate(chunk * arrays);
+    for (uint64_t s = 0; s < slots; ++s) base[s] = allocate_in_empty_sram(chunk * arrays);
     const uint64_t tiles = (total + chunk - 1) / chunk;
     auto in_addr = [&](uint64_t k, size_t i) { return base[k % slots] + i * chunk; };
     auto emit_loads = [&](uint64_t k) {
@@ -389,11 +396,11 @@ void Lowering::lower_tiled(const ref::Int8Op& op, const TileSpace& space, const 
   };
   std::vector<Slot> slots(best.slots);
   uint64_t shared_in = 0;
-  if (best.shared_input) shared_in = *sram_.allocate(best.in_b);
+  if (best.shared_input) shared_in = allocate_in_empty_sram(best.in_b);
   for (Slot& sl : slots) {
-    if (!best.shared_input) sl.in = *sram_.allocate(best.in_b);
-    sl.out = *sram_.allocate(best.out_b);
-    if (best.const_b) sl.consts = *sram_.allocate(best.const_b);
+    if (!best.shared_input) sl.in = allocate_in_empty_sram(best.in_b);
+    sl.out = allocate_in_empty_sram(best.out_b);
+    if (best.const_b) sl.consts = allocate_in_empty_sram(best.const_b);
   }
   report_->sram_bytes = sram_.used();
   const ValueHome& in_home = plan_.home[op.inputs[0]];

@@ -79,6 +79,8 @@ class Lowering {
   void lower_tiled(const ref::Int8Op& op, const TileSpace& space, const Builder& build, const AddConstants& consts);
 
   std::optional<uint64_t> allocate(uint64_t bytes, const std::vector<int>& pinned);
+  /// A buffer of a tiled layer, packed from address 0 after flush().
+  uint64_t allocate_in_empty_sram(uint64_t bytes);
   void store(int root);
   void evict(int root);
   /// Stores every dirty resident value that is still needed and releases all SRAM.

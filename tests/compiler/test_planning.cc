@@ -93,22 +93,21 @@ TEST(DependencyTracker, RegionsAreSeparateSpaces) {
   EXPECT_EQ(l.wait[0], 0u);
 }
 
-TEST(SramAllocator, FirstFitWithReleaseAndExactPeak) {
+TEST(SramAllocator, NextFitWithReleaseAndExactPeak) {
   SramAllocator a(1000);
   EXPECT_EQ(a.allocate(300), 0u);
   EXPECT_EQ(a.allocate(300), 320u);  // after the first, 64-aligned
-  EXPECT_EQ(a.allocate(300), 640u);
-  EXPECT_FALSE(a.allocate(100).has_value());  // 940 + 100 > 1000
-  a.release(320);
-  EXPECT_EQ(a.allocate(200), 320u);  // the freed gap, first fit
-  EXPECT_FALSE(a.allocate(200).has_value());  // gap [576, 640) too small, tail too short
-  EXPECT_EQ(a.allocate(50), 576u);
-  EXPECT_EQ(a.peak(), 940u);         // end of the last byte requested, not aligned
-  EXPECT_EQ(a.used(), 320u * 2 + 256u + 64u);
   a.release(0);
-  a.release(320);
-  a.release(576);
-  a.release(640);
+  EXPECT_EQ(a.allocate(200), 640u);  // after the cursor, although [0, 320) is free
+  EXPECT_EQ(a.allocate(150), 0u);    // [896, 1000) is too small: wraps to the first gap
+  EXPECT_EQ(a.allocate(100), 192u);  // after the cursor (150 -> 192 aligned), in the same gap
+  EXPECT_FALSE(a.allocate(200).has_value());  // no gap of 200 left
+  EXPECT_EQ(a.peak(), 840u);         // end of the last byte requested, not aligned
+  EXPECT_EQ(a.used(), 320u + 256u + 192u + 128u);
+  for (uint64_t addr : {0u, 192u, 320u, 640u}) a.release(addr);
   EXPECT_EQ(a.used(), 0u);
-  EXPECT_EQ(a.allocate(1000), 0u);
+  EXPECT_EQ(a.allocate(600), 320u);  // from the cursor (292 -> 320) in the empty SRAM
+  a.release(320);
+  a.rewind();
+  EXPECT_EQ(a.allocate(600), 0u);
 }

@@ -12,6 +12,7 @@ packages=(
   libspdlog-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist     # /usr/share/datasets/fashion-mnist: the demo's data
+  libonnx-testdata          # /usr/share/libonnx-testdata: the ONNX backend test suite (reference executor conformance)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -40,3 +40,10 @@ TEST(Tensor, FromVectorRejectsWrongCount) {
 }
 
 TEST(Tensor, NegativeDimensionIsAnError) { EXPECT_THROW(Tensor(DType::kInt8, {-1, 2}), Error); }
+
+TEST(Tensor, BoolTensorsFromVector) {
+  Tensor t = Tensor::from_vector<bool>({3}, {true, false, true});
+  EXPECT_EQ(t.dtype(), DType::kBool);
+  EXPECT_TRUE(t.data<bool>()[0]);
+  EXPECT_FALSE(t.data<bool>()[1]);
+}

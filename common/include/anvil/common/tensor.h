@@ -4,6 +4,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "anvil/common/status.h"
@@ -65,7 +66,11 @@ class Tensor {
     if (static_cast<int64_t>(values.size()) != t.numel())
       fail(ErrorCode::kInvalidArgument, "Tensor::from_vector: " + std::to_string(values.size()) +
                                             " values for shape " + shape_str(t.shape()));
-    if (!values.empty()) std::memcpy(t.raw(), values.data(), values.size() * sizeof(T));
+    if constexpr (std::is_same_v<T, bool>) {  // std::vector<bool> is packed: copy element by element
+      for (size_t i = 0; i < values.size(); ++i) t.data<bool>()[i] = values[i];
+    } else if (!values.empty()) {
+      std::memcpy(t.raw(), values.data(), values.size() * sizeof(T));
+    }
     return t;
   }
   template <typename T>

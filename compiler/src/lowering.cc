@@ -273,7 +273,6 @@ bool Lowering::lower_resident(const ref::Int8Op& op, const TileSpace& space, con
   }
   const auto out_addr = take(bytes_of(op.output));
   if (!out_addr) return undo();
-  // Eviction while allocating may have dropped a pinned-free resident input? No: inputs are pinned.
   for (const auto& [r, addr] : load_addr) {
     emit_dma(isa::Opcode::kDmaLoad, plan_.home[r].region, plan_.home[r].offset, addr, bytes_of(r));
     resident_[r] = Resident{addr, false};

@@ -260,6 +260,9 @@ TEST(CompilerExecution, TiledLayersMatchRunInt8AndDoubleBuffer) {
   uint64_t serial = 0;
   for (const auto& inst : r.program.instructions) serial += compiler::instruction_cycles(inst, r.target);
   EXPECT_LT(r.est_cycles, serial);
+  // Deterministic: the same graph gives the same bytes.
+  const compiler::CompileResult again = compiler::compile_graph(b.graph(), o).value();
+  EXPECT_EQ(again.program.serialize(), r.program.serialize());
   expect_matches_reference(b, tiny);
 }
 

@@ -6,6 +6,7 @@
 #include <systemc>
 
 #include "anvil/hw/config.h"
+#include "trace_buffer.h"
 
 namespace anvil::hw {
 
@@ -13,11 +14,16 @@ namespace anvil::hw {
 /// model catches it at its top and goes back to its idle state.
 struct PowerCycle {};
 
+/// Stack of every SC_THREAD of the model (SystemC's default, 128 KiB on 64-bit hosts, is too
+/// small for the firmware plus the trace's JSON building and corrupts the kernel when exceeded).
+constexpr size_t kThreadStackBytes = 1 << 20;
+
 struct ChipContext {
   HwConfig config;
   uint64_t generation = 0;                          ///< bumped by every reset
   sc_core::sc_time epoch = sc_core::SC_ZERO_TIME;   ///< simulation time of the last reset: cycle 0
   sc_core::sc_event reset_event;                    ///< wakes every sleeping process on reset
+  TraceBuffer trace;                                ///< activity trace (off unless enabled)
 
   /// Duration of n core cycles.
   sc_core::sc_time cycles(uint64_t n) const {

@@ -11,6 +11,7 @@ CommandProcessor::CommandProcessor(sc_core::sc_module_name name, ChipContext& ct
     : sc_module(name), dram_socket("dram_socket"), ctx_(ctx), pcie_(pcie), seq_(sequencers) {
   SC_HAS_PROCESS(CommandProcessor);
   SC_THREAD(thread);
+  set_stack_size(kThreadStackBytes);
 }
 
 void CommandProcessor::thread() {
@@ -47,32 +48,46 @@ void CommandProcessor::wait_doorbell() {
 }
 
 void CommandProcessor::host_read(uint64_t host_addr, void* dst, uint64_t n) {
+  const sc_time start = sc_core::sc_time_stamp();
   sc_time d = sc_core::SC_ZERO_TIME;
   const bool ok = pcie_.host_read(host_addr, dst, n, d);
   elapse(d);
+  if (ctx_.trace.enabled() && ok) {
+    trace_transfer("host_read", start, host_addr, n);
+    trace_command(false, host_addr, dst, n);
+  }
   if (!ok) throw fw::HalFault{isa::DeviceError::kDmaFault, static_cast<uint32_t>(host_addr)};
 }
 
 void CommandProcessor::host_write(uint64_t host_addr, const void* src, uint64_t n) {
+  const sc_time start = sc_core::sc_time_stamp();
   sc_time d = sc_core::SC_ZERO_TIME;
   const bool ok = pcie_.host_write(host_addr, src, n, d);
   elapse(d);
+  if (ctx_.trace.enabled() && ok) {
+    trace_transfer("host_write", start, host_addr, n);
+    trace_command(true, host_addr, src, n);
+  }
   if (!ok) throw fw::HalFault{isa::DeviceError::kDmaFault, static_cast<uint32_t>(host_addr)};
 }
 
 void CommandProcessor::host_to_dram(uint64_t host_addr, uint64_t dram_addr, uint64_t n) {
+  const sc_time start = sc_core::sc_time_stamp();
   sc_time d = sc_core::SC_ZERO_TIME;
   uint64_t fault = 0;
   const bool ok = pcie_.host_to_dram(host_addr, dram_addr, n, d, &fault);
   elapse(d);
+  if (ctx_.trace.enabled() && ok) trace_transfer("host_to_dram", start, host_addr, n);
   if (!ok) throw fw::HalFault{isa::DeviceError::kDmaFault, static_cast<uint32_t>(fault)};
 }
 
 void CommandProcessor::dram_to_host(uint64_t dram_addr, uint64_t host_addr, uint64_t n) {
+  const sc_time start = sc_core::sc_time_stamp();
   sc_time d = sc_core::SC_ZERO_TIME;
   uint64_t fault = 0;
   const bool ok = pcie_.dram_to_host(dram_addr, host_addr, n, d, &fault);
   elapse(d);
+  if (ctx_.trace.enabled() && ok) trace_transfer("dram_to_host", start, host_addr, n);
   if (!ok) throw fw::HalFault{isa::DeviceError::kDmaFault, static_cast<uint32_t>(fault)};
 }
 
@@ -88,6 +103,32 @@ void CommandProcessor::dram_read(uint64_t dram_addr, void* dst, uint64_t n) {
   dram_socket->b_transport(gp, d);
   elapse(d);
   if (!gp.is_response_ok()) throw fw::HalFault{isa::DeviceError::kDmaFault, static_cast<uint32_t>(dram_addr)};
+}
+
+void CommandProcessor::trace_transfer(const char* name, const sc_time& start, uint64_t host_addr, uint64_t n) {
+  ctx_.trace.add({name, kTracePidChip, kTidPcie, start, sc_core::sc_time_stamp() - start,
+                  {{"bytes", n}, {"host_addr", host_addr}}});
+}
+
+void CommandProcessor::trace_command(bool write, uint64_t host_addr, const void* data, uint64_t n) {
+  if (!write && n == sizeof(isa::SubmissionEntry)) {
+    const uint64_t sq = ring_base(isa::reg::SQ_BASE_LO);
+    if (host_addr >= sq && host_addr < sq + static_cast<uint64_t>(reg_read(isa::reg::SQ_SIZE)) * n)
+      command_op_ = static_cast<const isa::SubmissionEntry*>(data)->opcode;
+    return;
+  }
+  if (!write || n != sizeof(isa::CompletionEntry)) return;
+  const uint64_t cq = ring_base(isa::reg::CQ_BASE_LO);
+  if (host_addr < cq || host_addr >= cq + static_cast<uint64_t>(reg_read(isa::reg::CQ_SIZE)) * n) return;
+  const auto& c = *static_cast<const isa::CompletionEntry*>(data);
+  const char* name = command_op_ == static_cast<uint32_t>(isa::CommandOp::kRun)    ? "run command"
+                     : command_op_ == static_cast<uint32_t>(isa::CommandOp::kLoad) ? "load command"
+                                                                                   : "command";
+  ctx_.trace.add({name, kTracePidChip, kTidCommandProcessor, ctx_.epoch + ctx_.cycles(c.start_cycle),
+                  ctx_.cycles(c.end_cycle - c.start_cycle),
+                  {{"tag", c.tag},
+                   {"status", isa::device_error_name(static_cast<isa::DeviceError>(c.status))},
+                   {"cycles", c.end_cycle - c.start_cycle}}});
 }
 
 void CommandProcessor::send_msi(uint32_t bits) {

@@ -50,12 +50,19 @@ class CommandProcessor : public sc_core::sc_module, public fw::Hal {
   void thread();
   /// Lets `t` pass, ending on a core clock edge.
   void elapse(const sc_core::sc_time& t) { ctx_.sleep(gen_, ctx_.to_clock_edge(t)); }
+  /// Trace: one PCIe transfer that started at `start` and ended now.
+  void trace_transfer(const char* name, const sc_core::sc_time& start, uint64_t host_addr, uint64_t n);
+  /// Trace: a host command, seen on the link as the submission entry read from the SQ ring and
+  /// its completion entry written to the CQ ring.
+  void trace_command(bool write, uint64_t host_addr, const void* data, uint64_t n);
+  uint64_t ring_base(uint32_t lo_reg) { return static_cast<uint64_t>(reg_read(lo_reg)) | static_cast<uint64_t>(reg_read(lo_reg + 4)) << 32; }
 
   ChipContext& ctx_;
   PcieHostInterface& pcie_;
   std::array<Sequencer*, 2> seq_;
   uint64_t gen_ = 0;
   bool doorbell_pending_ = false;
+  uint32_t command_op_ = 0;  ///< opcode of the submission entry fetched last (trace)
   sc_core::sc_event doorbell_event_;
   Counters counters_;
 };

@@ -22,6 +22,7 @@ sc_time DmaEngine::execute(const isa::Instruction& inst, uint32_t index, const s
     throw PeFault{isa::DeviceError::kDmaFault, static_cast<uint32_t>(first)};
   check_sram(a.sram_addr, sram_extent, index, "dma");
 
+  (load ? counters_.loads_issued : counters_.stores_issued)++;
   tlm::tlm_generic_payload gp;
   gp.set_command(load ? tlm::TLM_READ_COMMAND : tlm::TLM_WRITE_COMMAND);
   sc_time end = local;
@@ -44,8 +45,22 @@ sc_time DmaEngine::execute(const isa::Instruction& inst, uint32_t index, const s
   const uint64_t bytes = static_cast<uint64_t>(a.rows) * a.row_bytes;
   (load ? counters_.bytes_loaded : counters_.bytes_stored) += bytes;
   counters_.descriptors++;
-  counters_.latency_cycles += ctx_.to_cycles(end - local);
+  const uint64_t latency = ctx_.to_cycles(end - local);
+  counters_.latency_cycles += latency;
+  (load ? counters_.loads_completed : counters_.stores_completed)++;
+  (load ? counters_.load_latency_cycles : counters_.store_latency_cycles) += latency;
   return end - local;
+}
+
+nlohmann::json DmaEngine::trace_args(const isa::Instruction& inst) const {
+  const isa::DmaArgs& a = inst.dma;
+  return {{"direction", inst.opcode == isa::Opcode::kDmaLoad ? "dram->sram" : "sram->dram"},
+          {"bytes", static_cast<uint64_t>(a.rows) * a.row_bytes},
+          {"region", a.region},
+          {"dram_offset", a.dram_offset},
+          {"sram_addr", a.sram_addr},
+          {"rows", a.rows},
+          {"row_bytes", a.row_bytes}};
 }
 
 }  // namespace anvil::hw

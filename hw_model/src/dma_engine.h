@@ -16,12 +16,17 @@ class DmaEngine : public ExecUnit {
 
   struct Counters {
     uint64_t bytes_loaded = 0, bytes_stored = 0, descriptors = 0, latency_cycles = 0;
+    /// Per direction (kDmaLoad = DRAM -> SRAM, kDmaStore = SRAM -> DRAM): descriptors issued to
+    /// DRAM (passed their checks), completed without an error, and the completed ones' latency.
+    uint64_t loads_issued = 0, loads_completed = 0, load_latency_cycles = 0;
+    uint64_t stores_issued = 0, stores_completed = 0, store_latency_cycles = 0;
   };
   const Counters& counters() const { return counters_; }
   void reset_counters() override { ExecUnit::reset_counters(); counters_ = Counters{}; }
 
  private:
   sc_core::sc_time execute(const isa::Instruction& inst, uint32_t index, const sc_core::sc_time& local) override;
+  nlohmann::json trace_args(const isa::Instruction& inst) const override;
   Counters counters_;
 };
 

@@ -9,6 +9,7 @@ ExecUnit::ExecUnit(sc_core::sc_module_name name, ChipContext& ctx, Sequencer& se
   sram_socket.register_invalidate_direct_mem_ptr(this, &ExecUnit::invalidate);
   SC_HAS_PROCESS(ExecUnit);
   SC_THREAD(thread);
+  set_stack_size(kThreadStackBytes);
 }
 
 void ExecUnit::check_sram(uint64_t addr, uint64_t n, uint32_t index, const char* what) const {
@@ -57,10 +58,19 @@ void ExecUnit::run() {
       break;
     }
     try {
-      const sc_time d = execute(*inst, index, qk_.get_local_time());
+      const sc_time start = qk_.get_local_time();
+      const sc_time d = execute(*inst, index, start);
       qk_.inc(d);
-      counters_.busy_cycles += ctx_.to_cycles(d);
+      const uint64_t cycles = ctx_.to_cycles(d);
+      counters_.busy_cycles += cycles;
       counters_.instructions++;
+      if (ctx_.trace.enabled()) {
+        nlohmann::json args = trace_args(*inst);
+        args["index"] = index;
+        args["cycles"] = cycles;
+        ctx_.trace.add({isa::opcode_name(inst->opcode), trace_pid_pe(seq_.pe()), 1 + static_cast<int>(unit_),
+                        sc_core::sc_time_stamp() + start, d, std::move(args)});
+      }
     } catch (const PeFault& f) {
       sync(gen);
       seq_.fault(f);

@@ -45,6 +45,8 @@ class ExecUnit : public sc_core::sc_module {
   /// Executes one instruction (functional effect now) and returns its duration from its start,
   /// given the local time offset at its start. Throws PeFault.
   virtual sc_core::sc_time execute(const isa::Instruction& inst, uint32_t index, const sc_core::sc_time& local) = 0;
+  /// Key fields of an instruction for its trace event (index and cycles are added by the caller).
+  virtual nlohmann::json trace_args(const isa::Instruction& inst) const = 0;
   /// Fault for an SRAM range outside the run's SRAM (kBadProgram, info = instruction index).
   void check_sram(uint64_t addr, uint64_t n, uint32_t index, const char* what) const;
 

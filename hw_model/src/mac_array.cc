@@ -94,4 +94,15 @@ sc_core::sc_time MacArray::execute(const isa::Instruction& inst, uint32_t index,
   return ctx_.cycles(conv_cycles(c, ctx_.config, seq_.slices()));
 }
 
+nlohmann::json MacArray::trace_args(const isa::Instruction& inst) const {
+  const isa::ConvArgs& c = inst.conv;
+  return {{"macs", isa::conv_macs(c)},
+          {"shape", std::to_string(c.n) + "x" + std::to_string(c.in_c) + "x" + std::to_string(c.in_h) + "x" +
+                        std::to_string(c.in_w) + " -> " + std::to_string(c.out_c) + "x" + std::to_string(c.out_h) +
+                        "x" + std::to_string(c.out_w)},
+          {"kernel", std::to_string(c.kernel_h) + "x" + std::to_string(c.kernel_w)},
+          {"stride", c.stride_h},
+          {"groups", c.groups}};
+}
+
 }  // namespace anvil::hw

@@ -23,6 +23,7 @@ class MacArray : public ExecUnit {
 
  private:
   sc_core::sc_time execute(const isa::Instruction& inst, uint32_t index, const sc_core::sc_time& local) override;
+  nlohmann::json trace_args(const isa::Instruction& inst) const override;
   uint64_t macs_ = 0;
 };
 

@@ -259,6 +259,21 @@ nlohmann::json Platform::counters() {
   return impl_->call([this] { return impl_->chip->counters(); });
 }
 
+void Platform::set_trace(bool enabled) {
+  impl_->call([this, enabled] { impl_->chip->ctx.trace.set_enabled(enabled); });
+}
+
+nlohmann::json Platform::trace_json() {
+  return impl_->call([this] {
+    const ChipContext& ctx = impl_->chip->ctx;
+    return ctx.trace.to_json(ctx.epoch, static_cast<int>(ctx.config.num_pes));
+  });
+}
+
+void Platform::clear_trace() {
+  impl_->call([this] { impl_->chip->ctx.trace.clear(); });
+}
+
 void Platform::debug_dram_write(uint64_t addr, const void* src, uint64_t n) {
   impl_->call([this, addr, src, n] {
     if (!impl_->chip->dram.write(addr, src, n))

@@ -14,7 +14,7 @@ void Sequencer::reset() {
   running_ = aborted_ = false;
   error_ = isa::DeviceError::kOk;
   error_info_ = 0;
-  last_run_cycles_ = runs_ = 0;
+  last_run_cycles_ = runs_ = total_run_cycles_ = total_pe_cycles_ = 0;
 }
 
 bool Sequencer::load(PeLaunch launch) {
@@ -85,6 +85,14 @@ void Sequencer::unit_finished(Unit) {
   if (units_running_ == 0 || --units_running_ > 0) return;
   running_ = false;
   last_run_cycles_ = ctx_.to_cycles(sc_core::sc_time_stamp() - start_time_);
+  total_run_cycles_ += last_run_cycles_;
+  total_pe_cycles_ += last_run_cycles_ * launch_.fused_pes;
+  if (ctx_.trace.enabled())
+    ctx_.trace.add({"run", trace_pid_pe(pe_), kTidSequencer, start_time_, sc_core::sc_time_stamp() - start_time_,
+                    {{"instructions", launch_.instructions.size()},
+                     {"cycles", last_run_cycles_},
+                     {"fused_pes", launch_.fused_pes},
+                     {"error", isa::device_error_name(error_)}}});
   done_event_.notify(sc_core::SC_ZERO_TIME);
 }
 

@@ -78,6 +78,11 @@ class Sequencer : public sc_core::sc_module {
   uint32_t vector_lanes() const { return ctx_.config.vector_lanes * launch_.fused_pes; }
   int pe() const { return pe_; }
   uint64_t runs() const { return runs_; }
+  /// Sum of the cycles of every completed run since the power cycle.
+  uint64_t total_run_cycles() const { return total_run_cycles_; }
+  /// The same weighted by the PEs each run used (a fused run counts twice): the denominator of
+  /// MAC utilisation, with the peak of one PE.
+  uint64_t total_pe_cycles() const { return total_pe_cycles_; }
 
  private:
   ChipContext& ctx_;
@@ -90,7 +95,7 @@ class Sequencer : public sc_core::sc_module {
   isa::DeviceError error_ = isa::DeviceError::kOk;
   uint32_t error_info_ = 0;
   sc_core::sc_time start_time_;
-  uint64_t last_run_cycles_ = 0, runs_ = 0;
+  uint64_t last_run_cycles_ = 0, runs_ = 0, total_run_cycles_ = 0, total_pe_cycles_ = 0;
   sc_core::sc_event start_event_, progress_event_, abort_event_, done_event_;
 };
 

@@ -116,4 +116,8 @@ void VectorEngine::requant(const isa::RequantArgs& r, uint32_t index) {
   std::copy(out.begin(), out.end(), reinterpret_cast<int8_t*>(sram_.write_ptr(r.out_addr, r.count)));
 }
 
+nlohmann::json VectorEngine::trace_args(const isa::Instruction& inst) const {
+  return {{"elements", elements_touched(inst)}};
+}
+
 }  // namespace anvil::hw

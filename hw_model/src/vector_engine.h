@@ -28,6 +28,7 @@ class VectorEngine : public ExecUnit {
 
  private:
   sc_core::sc_time execute(const isa::Instruction& inst, uint32_t index, const sc_core::sc_time& local) override;
+  nlohmann::json trace_args(const isa::Instruction& inst) const override;
   void add(const isa::AddArgs& a, uint32_t index);
   void pool(const isa::PoolArgs& p, bool average, uint32_t index);
   void requant(const isa::RequantArgs& r, uint32_t index);

@@ -65,6 +65,8 @@ void WarboyChip::power_on(const HwConfig& config) {
   dram.reset();
   host_memory.clear();
   command_processor.reset_counters();
+  ctx.trace.clear();
+  ctx.trace.set_enabled(false);
   const uint64_t sram = config.sram_bytes_per_pe();
   for (int i = 0; i < kMaxPes; ++i) {
     // PE 0 holds the fused pair's whole SRAM address space (docs/warboy.md); PE 1 exists only on 2-PE devices.
@@ -92,9 +94,26 @@ nlohmann::json WarboyChip::counters() const {
                 {"bytes_stored", dc.bytes_stored},
                 {"descriptors", dc.descriptors},
                 {"avg_latency_cycles", dc.descriptors ? static_cast<double>(dc.latency_cycles) / dc.descriptors : 0.0}};
+    auto direction = [](uint64_t issued, uint64_t completed, uint64_t bytes, uint64_t latency) {
+      return nlohmann::json{{"issued", issued},
+                            {"completed", completed},
+                            {"bytes", bytes},
+                            {"avg_latency_cycles", completed ? static_cast<double>(latency) / completed : 0.0}};
+    };
+    p["dma"]["dram_to_sram"] = direction(dc.loads_issued, dc.loads_completed, dc.bytes_loaded, dc.load_latency_cycles);
+    p["dma"]["sram_to_dram"] = direction(dc.stores_issued, dc.stores_completed, dc.bytes_stored, dc.store_latency_cycles);
+    // MAC utilisation over every run this sequencer drove: MACs / (run cycles x PEs used x peak
+    // MACs per cycle of one PE); a fused run drives both PEs' arrays from PE 0.
+    const uint64_t run_cycles = pe.seq.total_run_cycles(), pe_cycles = pe.seq.total_pe_cycles();
+    const double peak = static_cast<double>(ctx.config.mac_rows) * ctx.config.mac_cols * ctx.config.slices_per_pe;
     p["mac"] = {{"busy_cycles", pe.mac.unit_counters().busy_cycles},
                 {"instructions", pe.mac.unit_counters().instructions},
-                {"macs", pe.mac.macs()}};
+                {"macs", pe.mac.macs()},
+                {"peak_macs_per_cycle", peak},
+                {"utilization", pe_cycles ? static_cast<double>(pe.mac.macs()) / (static_cast<double>(pe_cycles) * peak) : 0.0}};
+    p["run_cycles"] = run_cycles;
+    p["instructions"] = pe.dma.unit_counters().instructions + pe.mac.unit_counters().instructions +
+                        pe.vector.unit_counters().instructions;
     p["vector"] = {{"busy_cycles", pe.vector.unit_counters().busy_cycles},
                    {"instructions", pe.vector.unit_counters().instructions}};
     p["sram_high_water_bytes"] =

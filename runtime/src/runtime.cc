@@ -55,6 +55,24 @@ nlohmann::json Device::counters() const {
   return impl_->platform.counters();
 }
 
+void Device::set_trace(bool enabled) const {
+  if (!impl_) fail(ErrorCode::kClosed, "Device::set_trace on an empty device handle");
+  impl_->check_open();
+  impl_->platform.set_trace(enabled);
+}
+
+nlohmann::json Device::trace_json() const {
+  if (!impl_) fail(ErrorCode::kClosed, "Device::trace_json on an empty device handle");
+  impl_->check_open();
+  return impl_->platform.trace_json();
+}
+
+void Device::clear_trace() const {
+  if (!impl_) fail(ErrorCode::kClosed, "Device::clear_trace on an empty device handle");
+  impl_->check_open();
+  impl_->platform.clear_trace();
+}
+
 void Device::close() {
   if (impl_) impl_->closed = true;
 }
@@ -214,6 +232,45 @@ TensorMap Session::run(const TensorMap& inputs) {
   st.mac_utilization = st.cycles ? static_cast<double>(st.macs) / (static_cast<double>(st.cycles) * peak) : 0.0;
   s.stats = st;
   return outputs;
+}
+
+std::pair<std::string, std::vector<std::string>> parse_sweep(const std::string& text) {
+  const auto eq = text.find('=');
+  if (eq == std::string::npos || eq == 0)
+    fail(ErrorCode::kInvalidArgument, "sweep '" + text + "': expected key=v1,v2,...");
+  std::pair<std::string, std::vector<std::string>> r{text.substr(0, eq), {}};
+  std::string rest = text.substr(eq + 1);
+  size_t pos = 0;
+  for (;;) {
+    const size_t comma = rest.find(',', pos);
+    const std::string v = rest.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    if (v.empty()) fail(ErrorCode::kInvalidArgument, "sweep '" + text + "': empty value");
+    r.second.push_back(v);
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return r;
+}
+
+std::vector<SweepPoint> sweep(const std::string& spec, const hw::HwConfig& base, const std::string& key,
+                              const std::vector<std::string>& values, const isa::Program& program,
+                              const TensorMap& inputs) {
+  // Validate every point before simulating any, so a typo in the last value fails fast.
+  std::vector<hw::HwConfig> configs;
+  for (const std::string& v : values) {
+    hw::HwConfig c = base;
+    c.set(key + "=" + v);
+    c.validate();
+    configs.push_back(c);
+  }
+  std::vector<SweepPoint> points;
+  for (size_t i = 0; i < values.size(); ++i) {
+    Device device = Device::open(spec, configs[i]);
+    Session session(device, program);
+    session.run(inputs);
+    points.push_back({values[i], session.last_stats()});
+  }
+  return points;
 }
 
 }  // namespace anvil::rt

@@ -63,6 +63,16 @@ class Platform {
 
   /// Performance counters of every unit (see docs/warboy.md), a debug interface.
   nlohmann::json counters();
+  /// Activity trace (docs/warboy.md "Trace"): while enabled, the model records one event per
+  /// instruction, DMA descriptor, PE run, PCIe transfer and host command. A reset() clears the
+  /// recorded events and turns recording off (a fresh device). Off by default; when off it costs one branch per event.
+  void set_trace(bool enabled);
+  /// The events recorded since the last reset() or clear_trace() as Chrome / Perfetto JSON:
+  /// {"traceEvents": [...]}, complete events ("ph": "X") with ts/dur in microseconds of simulated
+  /// time since the reset, pid 0 = chip (tid 0 command processor, 1 pcie), pid 1 + i = PE i
+  /// (tid 0 sequencer, 1 dma, 2 mac, 3 vector); instruction events carry args index and cycles.
+  nlohmann::json trace_json();
+  void clear_trace();
   /// Untimed debug access to device DRAM (tests, debuggers). Throws kInvalidArgument out of range.
   void debug_dram_write(uint64_t addr, const void* src, uint64_t n);
   void debug_dram_read(uint64_t addr, void* dst, uint64_t n);

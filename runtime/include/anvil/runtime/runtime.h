@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -39,6 +41,14 @@ class Device {  // value-type handle (shared pimpl), RAII
   const hw::HwConfig& config() const;
   /// Performance counters of the device's units (hardware model debug interface).
   nlohmann::json counters() const;
+  /// Activity trace of the device (hw::Platform::set_trace): off by default; while on, every
+  /// instruction, DMA transfer, PE run, PCIe transfer and host command is recorded.
+  void set_trace(bool enabled) const;
+  /// The recorded events as Chrome / Perfetto JSON ({"traceEvents": [...]}, simulated time in
+  /// microseconds since the device was opened; see hw::Platform::trace_json).
+  nlohmann::json trace_json() const;
+  /// Drops the recorded events (the setting stays).
+  void clear_trace() const;
   /// Closes the handle (idempotent); later use throws kClosed.
   void close();
   explicit operator bool() const;
@@ -75,5 +85,23 @@ class Session {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+/// One point of a parameter sweep: the value and the run's statistics.
+struct SweepPoint {
+  std::string value;
+  RunStats stats;
+};
+
+/// Parses "key=v1,v2,..." into the key and its values. Throws kInvalidArgument (naming the text)
+/// when there is no '=', the key is empty or a value is empty.
+std::pair<std::string, std::vector<std::string>> parse_sweep(const std::string& key_equals_values);
+
+/// Runs `program` on `inputs` once per value: each time the device `spec` is opened afresh (a
+/// power cycle) with `base` and `key=value` applied (hw::HwConfig::set, then validate), so every
+/// point starts from a cold device. Throws kInvalidArgument naming the key/value when the config
+/// is invalid, and what Device::open / Session / Session::run throw.
+std::vector<SweepPoint> sweep(const std::string& spec, const hw::HwConfig& base, const std::string& key,
+                              const std::vector<std::string>& values, const isa::Program& program,
+                              const TensorMap& inputs);
 
 }  // namespace anvil::rt

@@ -6,7 +6,7 @@
 # usage: benchmarks/ref_vs_ort.sh [MODEL.onnx[:BATCH] ...]
 #   default: every ../shared/models/*.onnx at batch 100, and $TV/resnet50.onnx, $TV/mobilenet_v2.onnx
 #   at batch 1 when present (TV defaults to /tmp/tv; write them with ../shared/tools/export_torchvision.py).
-# env: THREADS (default: nproc), REPEAT (default 5), ORT_NODE_PATH (folder holding onnxruntime-node;
+# env: ANVIL (the anvil binary, default build/tools/anvil), THREADS (default: nproc), REPEAT (default 5), ORT_NODE_PATH (folder holding onnxruntime-node;
 #      default ./node_modules, installed with `npm install --ignore-scripts onnxruntime-node`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ THREADS=${THREADS:-$(nproc)}
 REPEAT=${REPEAT:-5}
 ORT_NODE_PATH=${ORT_NODE_PATH:-$PWD/node_modules}
 TV=${TV:-/tmp/tv}
-ANVIL=build/tools/anvil
+ANVIL=${ANVIL:-build/tools/anvil}
 [ -x "$ANVIL" ] || { echo "build anvil first (bash scripts/setup.sh)" >&2; exit 1; }
 [ -d "$ORT_NODE_PATH/onnxruntime-node" ] || { echo "npm install --ignore-scripts onnxruntime-node (or set ORT_NODE_PATH)" >&2; exit 1; }
 models=("$@")

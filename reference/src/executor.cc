@@ -24,6 +24,8 @@ struct PreparedNode {
   onnx::NodeProto node;
   const OpSchema* op = nullptr;
   std::vector<std::string> release;  ///< values whose last use is this node
+  std::vector<bool> constant_inputs;  ///< input i is an initializer
+  std::unique_ptr<NodeCache> cache = std::make_unique<NodeCache>();
 };
 
 GraphInput describe_input(const onnx::ValueInfoProto& vi) {
@@ -91,7 +93,7 @@ std::vector<PreparedNode> topological_order(const onnx::GraphProto& graph, const
     for (int i = 0; i < n; ++i)
       if (pending[i] > 0) fail(ErrorCode::kInvalidArgument, node_label(graph.node(i)) + ": is part of a cycle");
   std::vector<PreparedNode> nodes;
-  for (int i : order) nodes.push_back({graph.node(i), nullptr, {}});
+  for (int i : order) nodes.push_back({graph.node(i), nullptr, {}, {}});
   return nodes;
 }
 
@@ -141,6 +143,7 @@ void prepare(const onnx::ModelProto& model, PreparedModel* impl) {
   for (PreparedNode& p : impl->nodes) {
     p.op = find_op(p.node.op_type());
     check_node(p, impl->opset);
+    for (const auto& in : p.node.input()) p.constant_inputs.push_back(impl->initializers.count(in) > 0);
   }
   std::set<std::string> produced;
   for (const auto& p : impl->nodes)
@@ -215,7 +218,7 @@ Expected<TensorMap> Executor::run(const TensorMap& inputs, const RunOptions& opt
     };
     for (const PreparedNode& p : im.nodes) {
       std::vector<Tensor> outs(p.node.output_size());
-      KernelContext ctx{p.node, im.opset, {}, outs};
+      KernelContext ctx{p.node, im.opset, {}, outs, p.cache.get(), p.constant_inputs};
       for (const auto& in : p.node.input()) ctx.inputs.push_back(lookup(in));
       try {
         p.op->run(ctx);

@@ -2,12 +2,39 @@
 /// The operator kernels of the float executor and the one table that lists them.
 #include <onnx/onnx_pb.h>
 
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "anvil/common/tensor.h"
 
 namespace anvil::ref {
+
+/// Data a kernel derives from a node's constant inputs (e.g. weights reordered into a kernel
+/// library's layout), kept between runs. The executor owns one per node, so it lives exactly as
+/// long as the prepared model. Holds one value; thread safe (concurrent runs may both compute it).
+class NodeCache {
+ public:
+  /// The value stored under `key`, or make()'s result, which then replaces what was stored.
+  template <typename T, typename Make>
+  std::shared_ptr<const T> get(const std::string& key, Make make) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (value_ && key_ == key) return std::static_pointer_cast<const T>(value_);
+    }
+    std::shared_ptr<const T> made = make();
+    std::lock_guard<std::mutex> lock(mutex_);
+    key_ = key;
+    value_ = made;
+    return made;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::string key_;
+  std::shared_ptr<const void> value_;
+};
 
 /// What a kernel sees: its node, the model's opset, its inputs (nullptr for an omitted optional
 /// input) and room for its outputs. Kernels throw anvil::Error; the executor prefixes the node.
@@ -16,6 +43,12 @@ struct KernelContext {
   int64_t opset;
   std::vector<const Tensor*> inputs;
   std::vector<Tensor>& outputs;
+  /// This node's cache, and for each input whether it is an initializer (the same tensor on
+  /// every run). Null/empty when the caller keeps no state (then nothing may be cached).
+  NodeCache* cache = nullptr;
+  std::vector<bool> constant_inputs = {};
+
+  bool is_constant(size_t i) const { return i < constant_inputs.size() && constant_inputs[i]; }
 
   size_t num_inputs() const { return inputs.size(); }
   bool has_input(size_t i) const { return i < inputs.size() && inputs[i] != nullptr; }

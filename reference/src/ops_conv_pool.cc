@@ -1,10 +1,13 @@
-// Conv (im2col + OpenBLAS sgemm), pooling and BatchNormalization, float32, NCHW.
-#include <cblas.h>
+// Conv (oneDNN), pooling and BatchNormalization, float32, NCHW.
+#include <dnnl.hpp>
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <memory>
+#include <unordered_map>
 
 #include "attributes.h"
 #include "geometry.h"
@@ -65,7 +68,7 @@ void run_as_2d(KernelContext& ctx, Kernel kernel) {
     }
     inputs.push_back(t);
   }
-  KernelContext inner{node, ctx.opset, inputs, ctx.outputs};
+  KernelContext inner{node, ctx.opset, inputs, ctx.outputs, ctx.cache, ctx.constant_inputs};
   kernel(inner);
   const Tensor& y = ctx.outputs[0];
   ctx.outputs[0] = y.reshaped({y.dim(0), y.dim(1), y.dim(3)});
@@ -78,30 +81,92 @@ void check_window(const onnx::NodeProto& node, std::array<int64_t, 2> kernel) {
   window_geometry(node, kLarge, kLarge, kernel, false);
 }
 
-/// Depthwise convolution (one input and one output channel per group) as a direct loop: an
-/// im2col GEMM with a 1-row weight matrix would only add copies.
-void depthwise_conv(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t c, int64_t h,
-                    int64_t wd, const Window2d& g) {
-  const int64_t oh = g.out[0], ow = g.out[1], kh = g.kernel[0], kw = g.kernel[1];
-  tbb::parallel_for(int64_t{0}, n * c, [&](int64_t plane) {
-    const int64_t ch = plane % c;
-    const float* xp = x + plane * h * wd;
-    const float* wp = w + ch * kh * kw;
-    float* yp = y + plane * oh * ow;
-    for (int64_t oy = 0; oy < oh; ++oy)
-      for (int64_t ox = 0; ox < ow; ++ox) {
-        float acc = bias ? bias[ch] : 0.0f;
-        for (int64_t ky = 0; ky < kh; ++ky) {
-          const int64_t iy = oy * g.strides[0] - g.pads[0] + ky * g.dilations[0];
-          if (iy < 0 || iy >= h) continue;
-          for (int64_t kx = 0; kx < kw; ++kx) {
-            const int64_t ix = ox * g.strides[1] - g.pads[1] + kx * g.dilations[1];
-            if (ix >= 0 && ix < wd) acc += xp[iy * wd + ix] * wp[ky * kw + kx];
-          }
+/// oneDNN's CPU engine, created once (engines are thread safe).
+const dnnl::engine& cpu_engine() {
+  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+/// A oneDNN convolution for one input shape: the primitive, which picks the fastest memory layout
+/// for this machine (blocked channels, e.g. nChw16c on AVX-512), and the weights already
+/// reordered into that layout (empty when the weights are not an initializer).
+struct DnnlConv {
+  dnnl::convolution_forward::primitive_desc pd;
+  dnnl::convolution_forward conv;
+  dnnl::memory weights;
+};
+
+dnnl::memory::desc plain_desc(const dnnl::memory::dims& dims, dnnl::memory::format_tag tag) {
+  return dnnl::memory::desc(dims, dnnl::memory::data_type::f32, tag);
+}
+
+/// Input `user` in the layout `want`: the same memory when the layouts agree, else a reordered copy.
+dnnl::memory in_layout(const dnnl::memory& user, const dnnl::memory::desc& want, dnnl::stream& stream) {
+  if (user.get_desc() == want) return user;
+  dnnl::memory out(want, cpu_engine());
+  dnnl::reorder(user, out).execute(stream, const_cast<dnnl::memory&>(user), out);
+  return out;
+}
+
+/// Conv on oneDNN. Output y = bias + sum over the window of x * w, accumulated in float32 by
+/// oneDNN's kernels (the summation order differs from a naive loop, within float rounding).
+void dnnl_conv(KernelContext& ctx, const Tensor& x, const Tensor& w, const float* bias, int64_t group,
+               const Window2d& g, Tensor& y) {
+  using dnnl::memory;
+  using tag = memory::format_tag;
+  const int64_t n = x.dim(0), c = x.dim(1), m = w.dim(0);
+  const memory::dims src_dims{n, c, x.dim(2), x.dim(3)}, dst_dims{n, m, g.out[0], g.out[1]};
+  const memory::dims w_dims = group == 1 ? memory::dims{m, c, w.dim(2), w.dim(3)}
+                                         : memory::dims{group, m / group, c / group, w.dim(2), w.dim(3)};
+  const tag w_tag = group == 1 ? tag::oihw : tag::goihw;
+  auto make = [&] {
+    const memory::desc any_src(src_dims, memory::data_type::f32, tag::any);
+    const memory::desc any_w(w_dims, memory::data_type::f32, tag::any);
+    const memory::desc any_dst(dst_dims, memory::data_type::f32, tag::any);
+    const memory::desc bias_md = bias ? plain_desc({m}, tag::x) : memory::desc();
+    // oneDNN's dilation counts the gaps (ONNX dilation - 1); its padding is [top, left] and
+    // [bottom, right], the latter consistent with the output size ONNX computes.
+    const dnnl::convolution_forward::desc d(
+        dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, any_src, any_w, bias_md, any_dst,
+        {g.strides[0], g.strides[1]}, {g.dilations[0] - 1, g.dilations[1] - 1}, {g.pads[0], g.pads[1]},
+        {g.pads[2], g.pads[3]});
+    auto conv = std::make_shared<DnnlConv>();
+    conv->pd = dnnl::convolution_forward::primitive_desc(d, cpu_engine());
+    conv->conv = dnnl::convolution_forward(conv->pd);
+    return conv;
+  };
+  // Cache the primitive (and the reordered weights, when they are an initializer) per input shape.
+  const bool constant_w = ctx.cache && ctx.is_constant(1);
+  std::shared_ptr<const DnnlConv> conv;
+  dnnl::stream stream(cpu_engine());
+  const memory user_w(plain_desc(w_dims, w_tag), cpu_engine(), const_cast<float*>(w.data<float>()));
+  if (ctx.cache) {
+    conv = ctx.cache->get<DnnlConv>("conv " + shape_str(x.shape()) + (constant_w ? " w" : ""), [&] {
+      auto made = make();
+      if (constant_w) {
+        made->weights = in_layout(user_w, made->pd.weights_desc(), stream);
+        if (made->weights.get_data_handle() == user_w.get_data_handle()) {  // own a copy: same layout
+          made->weights = memory(made->pd.weights_desc(), cpu_engine());
+          std::memcpy(made->weights.get_data_handle(), w.data<float>(), w.nbytes());
         }
-        yp[oy * ow + ox] = acc;
+        stream.wait();
       }
-  });
+      return std::shared_ptr<const DnnlConv>(std::move(made));
+    });
+  } else {
+    conv = make();
+  }
+  const memory weights = constant_w ? conv->weights : in_layout(user_w, conv->pd.weights_desc(), stream);
+  const memory user_src(plain_desc(src_dims, tag::nchw), cpu_engine(), const_cast<float*>(x.data<float>()));
+  const memory src = in_layout(user_src, conv->pd.src_desc(), stream);
+  const memory user_dst(plain_desc(dst_dims, tag::nchw), cpu_engine(), y.data<float>());
+  const bool direct_dst = conv->pd.dst_desc() == user_dst.get_desc();
+  memory dst = direct_dst ? user_dst : memory(conv->pd.dst_desc(), cpu_engine());
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}};
+  if (bias) args.emplace(DNNL_ARG_BIAS, memory(plain_desc({m}, tag::x), cpu_engine(), const_cast<float*>(bias)));
+  conv->conv.execute(stream, args);
+  if (!direct_dst) dnnl::reorder(dst, user_dst).execute(stream, dst, const_cast<memory&>(user_dst));
+  stream.wait();
 }
 
 }  // namespace
@@ -153,51 +218,8 @@ void conv_kernel(KernelContext& ctx) {
   if (find_attribute(ctx.node, "kernel_shape") && kernel_attr(ctx.node) != kernel)
     fail(ErrorCode::kInvalidArgument, "attribute 'kernel_shape' does not match the weight shape");
   const Window2d g = window_geometry(ctx.node, h, wd, kernel, false);
-  const int64_t oh = g.out[0], ow = g.out[1], pixels = oh * ow;
-  Tensor y(DType::kFloat32, {n, m, oh, ow});
-  const float* xd = x.data<float>();
-  const float* wdata = w.data<float>();
-  float* yd = y.data<float>();
-  if (w.dim(1) == 1 && m == group) {
-    depthwise_conv(xd, wdata, bias, yd, n, c, h, wd, g);
-    ctx.outputs[0] = std::move(y);
-    return;
-  }
-  // im2col over a chunk of images: col is K x (images * pixels), K = C/group * KH * KW, so one
-  // sgemm per group and chunk computes every output pixel of the chunk. Chunks bound the buffer.
-  const int64_t cg = c / group, mg = m / group, k = cg * kernel[0] * kernel[1];
-  const int64_t budget = int64_t{1} << 22;  // floats (16 MiB) per im2col buffer
-  const int64_t chunk = std::clamp<int64_t>(budget / std::max<int64_t>(1, k * pixels), 1, n);
-  std::vector<float> col(static_cast<size_t>(k * chunk * pixels)), prod(static_cast<size_t>(mg * chunk * pixels));
-  for (int64_t n0 = 0; n0 < n; n0 += chunk) {
-    const int64_t nb = std::min(chunk, n - n0), cols = nb * pixels;
-    for (int64_t gi = 0; gi < group; ++gi) {
-      tbb::parallel_for(int64_t{0}, k, [&](int64_t row) {
-        const int64_t ci = row / (kernel[0] * kernel[1]), ky = row / kernel[1] % kernel[0], kx = row % kernel[1];
-        float* dst = col.data() + row * cols;
-        for (int64_t i = 0; i < nb; ++i) {
-          const float* plane = xd + ((n0 + i) * c + gi * cg + ci) * h * wd;
-          for (int64_t oy = 0; oy < oh; ++oy) {
-            const int64_t iy = oy * g.strides[0] - g.pads[0] + ky * g.dilations[0];
-            for (int64_t ox = 0; ox < ow; ++ox) {
-              const int64_t ix = ox * g.strides[1] - g.pads[1] + kx * g.dilations[1];
-              *dst++ = (iy >= 0 && iy < h && ix >= 0 && ix < wd) ? plane[iy * wd + ix] : 0.0f;
-            }
-          }
-        }
-      });
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(mg), static_cast<int>(cols),
-                  static_cast<int>(k), 1.0f, wdata + gi * mg * k, static_cast<int>(k), col.data(),
-                  static_cast<int>(cols), 0.0f, prod.data(), static_cast<int>(cols));
-      tbb::parallel_for(int64_t{0}, nb * mg, [&](int64_t idx) {
-        const int64_t i = idx / mg, mo = idx % mg, oc = gi * mg + mo;
-        const float* src = prod.data() + mo * cols + i * pixels;
-        float* dst = yd + ((n0 + i) * m + oc) * pixels;
-        const float b = bias ? bias[oc] : 0.0f;
-        for (int64_t p = 0; p < pixels; ++p) dst[p] = src[p] + b;
-      });
-    }
-  }
+  Tensor y(DType::kFloat32, {n, m, g.out[0], g.out[1]});
+  if (y.numel() > 0) dnnl_conv(ctx, x, w, bias, group, g, y);
   ctx.outputs[0] = std::move(y);
 }
 

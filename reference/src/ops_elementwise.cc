@@ -14,25 +14,42 @@ namespace anvil::ref {
 
 namespace {
 
+/// True when `in`, read at the positions of `out`, repeats its own elements in order: its shape
+/// without leading 1s is a suffix of `out` (same shape, a scalar, a bias [C] over [..., C]).
+/// Then the element for output index i is in[i % numel(in)].
+bool is_periodic(const Shape& in, const Shape& out) {
+  size_t lead = 0;
+  while (lead < in.size() && in[lead] == 1) ++lead;
+  const size_t rank = in.size() - lead;
+  return rank <= out.size() && std::equal(in.begin() + lead, in.end(), out.end() - rank);
+}
+
 template <typename T, typename Op>
 Tensor binary_typed(const Tensor& a, const Tensor& b, Op op) {
   const T* ad = a.data<T>();
   const T* bd = b.data<T>();
-  if (a.shape() == b.shape()) {
-    Tensor y(dtype_of<T>(), a.shape());
-    T* yd = y.data<T>();
-    for (int64_t i = 0; i < a.numel(); ++i) yd[i] = static_cast<T>(op(ad[i], bd[i]));
-    return y;
-  }
-  const Shape out = broadcast_shapes(a.shape(), b.shape());
+  const Shape out = a.shape() == b.shape() ? a.shape() : broadcast_shapes(a.shape(), b.shape());
   Tensor y(dtype_of<T>(), out);
   T* yd = y.data<T>();
-  if (b.numel() == 1) {
-    for (int64_t i = 0; i < y.numel(); ++i) yd[i] = static_cast<T>(op(ad[i], bd[0]));
-  } else {
+  const int64_t total = y.numel(), na = a.numel(), nb = b.numel();
+  if (total == 0) return y;
+  if (!is_periodic(a.shape(), out) || !is_periodic(b.shape(), out)) {
     for_each_broadcast<2>(out, {broadcast_strides(a.shape(), out), broadcast_strides(b.shape(), out)},
                           [&](int64_t i, int64_t oa, int64_t ob) { yd[i] = static_cast<T>(op(ad[oa], bd[ob])); });
+    return y;
   }
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, total, 4096), [&](const tbb::blocked_range<int64_t>& r) {
+    if (na == total && nb == total) {
+      for (int64_t i = r.begin(); i < r.end(); ++i) yd[i] = static_cast<T>(op(ad[i], bd[i]));
+      return;
+    }
+    int64_t ia = r.begin() % na, ib = r.begin() % nb;
+    for (int64_t i = r.begin(); i < r.end(); ++i) {
+      yd[i] = static_cast<T>(op(ad[ia], bd[ib]));
+      if (++ia == na) ia = 0;
+      if (++ib == nb) ib = 0;
+    }
+  });
   return y;
 }
 

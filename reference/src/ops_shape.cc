@@ -130,12 +130,25 @@ void transpose_kernel(KernelContext& ctx) {
       fail(ErrorCode::kInvalidArgument, "attribute 'perm' is not a permutation of " + std::to_string(rank) + " axes");
   Shape out;
   for (int64_t p : perm) out.push_back(x.dim(p));
+  // Walk the output in order; the input offset moves by the input stride of the permuted axis.
   const auto st = strides_of(x.shape());
-  ctx.outputs[0] = gather_elements(x, out, [&](const std::vector<int64_t>& idx) {
-    int64_t o = 0;
-    for (int64_t d = 0; d < rank; ++d) o += idx[d] * st[perm[d]];
-    return o;
-  });
+  std::vector<int64_t> in_strides;
+  for (int64_t p : perm) in_strides.push_back(st[p]);
+  Tensor y(x.dtype(), out);
+  auto copy = [&](auto element) {
+    using E = decltype(element);
+    const E* src = reinterpret_cast<const E*>(x.raw());
+    E* dst = reinterpret_cast<E*>(y.raw());
+    for_each_broadcast<1>(out, {in_strides}, [&](int64_t i, int64_t o) { dst[i] = src[o]; });
+  };
+  switch (dtype_size(x.dtype())) {
+    case 1: copy(uint8_t{}); break;
+    case 2: copy(uint16_t{}); break;
+    case 4: copy(uint32_t{}); break;
+    case 8: copy(uint64_t{}); break;
+    default: fail(ErrorCode::kUnsupported, std::string("dtype ") + dtype_name(x.dtype()) + " is not supported");
+  }
+  ctx.outputs[0] = std::move(y);
 }
 
 void concat_kernel(KernelContext& ctx) {

@@ -1,4 +1,5 @@
-/// anvil run PROGRAM --input TENSORFILE [-o OUT.npy] [--stats stats.json]
+/// anvil run PROGRAM --input TENSORFILE [-o OUT.npy] [--stats stats.json] [--trace trace.json]
+///           [--sweep key=v1,v2,...]
 #include <nlohmann/json.hpp>
 
 #include <iostream>
@@ -27,7 +28,7 @@ hw::HwConfig make_config(const isa::Program& p, const std::string& file, const s
 
 void register_run(CLI::App& app) {
   struct Opts {
-    std::string program, out, stats, hw_config;
+    std::string program, out, stats, hw_config, trace, sweep;
     std::vector<std::string> inputs, sets;
     bool dequantize = false;
   };
@@ -41,6 +42,9 @@ void register_run(CLI::App& app) {
   cmd->add_option("--stats", o->stats, "write run statistics and the device's performance counters as JSON");
   cmd->add_option("--hw-config", o->hw_config, "hardware configuration JSON (default: the preset for the program's target)");
   cmd->add_option("--set", o->sets, "override one hardware parameter: key=value (repeatable)");
+  cmd->add_option("--trace", o->trace, "write a Chrome/Perfetto trace (simulated time) of the run: one track per unit");
+  cmd->add_option("--sweep", o->sweep, "key=v1,v2,...: re-open the device with each value of one hardware parameter, run, "
+                                       "and print cycles per inference for each");
   cmd->callback([o] {
     const isa::Program program = isa::Program::load(o->program);
     TensorMap inputs;
@@ -56,7 +60,20 @@ void register_run(CLI::App& app) {
       }
     }
     const hw::HwConfig config = make_config(program, o->hw_config, o->sets);
-    rt::Device device = rt::Device::open(program.num_pes == 2 ? "npu0pe0-1" : "warboy(1)*1", config);
+    const std::string spec = program.num_pes == 2 ? "npu0pe0-1" : "warboy(1)*1";
+    if (!o->sweep.empty()) {
+      const auto [key, values] = rt::parse_sweep(o->sweep);
+      const std::vector<rt::SweepPoint> points = rt::sweep(spec, config, key, values, program, inputs);
+      std::cout << fmt("%-16s %14s %14s %12s %8s\n", key.c_str(), "PE cycles", "request cyc", "latency us", "MAC util");
+      for (const rt::SweepPoint& p : points)
+        std::cout << fmt("%-16s %14llu %14llu %12.2f %7.1f%%\n", p.value.c_str(),
+                         static_cast<unsigned long long>(p.stats.cycles),
+                         static_cast<unsigned long long>(p.stats.request_cycles), p.stats.latency_us,
+                         100.0 * p.stats.mac_utilization);
+      return;
+    }
+    rt::Device device = rt::Device::open(spec, config);
+    if (!o->trace.empty()) device.set_trace(true);
     rt::Session session(device, program);
     const TensorMap outputs = session.run(inputs);
     const rt::RunStats& s = session.last_stats();
@@ -75,6 +92,7 @@ void register_run(CLI::App& app) {
       if (o->dequantize) t = ref::dequantize_tensor(t, {d.scale, d.zero_point});
       write_npy(o->out, t);
     }
+    if (!o->trace.empty()) write_file(o->trace, device.trace_json().dump() + "\n");
     if (!o->stats.empty()) {
       nlohmann::json j;
       j["program"] = o->program;

@@ -346,3 +346,25 @@ TEST(ExecutorOps, ConstantIdentityDropout) {
   EXPECT_EQ(out["y"].to_vector<float>(), (std::vector<float>{2, 3}));
   EXPECT_EQ(out["mask"].to_vector<bool>(), (std::vector<bool>{true, true}));
 }
+
+// Conv keeps its weights reordered for oneDNN in a per-node cache keyed by input shape: runs with
+// other batch sizes (which replace the cached entry) and weights given as a graph input (never
+// cached) must both match the direct loop.
+TEST(ExecutorOps, ConvCachedAndUncachedWeightsAcrossBatchSizes) {
+  const Tensor w = random_tensor({8, 4, 3, 3}, -1, 1, 2), b = random_tensor({8}, -1, 1, 3);
+  ModelBuilder cached, uncached;
+  cached.input("x", DType::kFloat32, {-1, 4, 6, 6}).output("y").initializer("w", w).initializer("b", b);
+  uncached.input("x", DType::kFloat32, {-1, 4, 6, 6}).input("w", DType::kFloat32, {8, 4, 3, 3}).output("y");
+  uncached.initializer("b", b);
+  for (ModelBuilder* m : {&cached, &uncached})
+    ModelBuilder::attr(m->node("Conv", {"x", "w", "b"}, {"y"}), "pads", std::vector<int64_t>{1, 1, 1, 1});
+  const auto exec_cached = ref::Executor::create(cached.model()).value();
+  const auto exec_uncached = ref::Executor::create(uncached.model()).value();
+  for (int64_t batch : {2, 5, 2}) {
+    SCOPED_TRACE(batch);
+    const Tensor x = random_tensor({batch, 4, 6, 6}, -1, 1, static_cast<uint32_t>(batch));
+    const Tensor want = direct_conv(x, w, b, 1, {1, 1, 1, 1}, {1, 1}, {1, 1});
+    expect_near(exec_cached.run({{"x", x}}).value().at("y"), want);
+    expect_near(exec_uncached.run({{"x", x}, {"w", w}}).value().at("y"), want);
+  }
+}

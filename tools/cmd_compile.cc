@@ -29,6 +29,7 @@ void register_compile(CLI::App& app) {
     compiler::CompileResult result = compiler::compile(model, options).value();
     result.program.save(o->out);
     if (!o->report.empty()) write_file(o->report, result.report().dump(1) + "\n");
+    std::cout << result.summary();
     uint64_t macs = 0;
     for (const auto& l : result.layers) macs += l.macs;
     std::cout << "compiled " << o->in << " for " << o->target << " (batch " << o->batch << "): "

@@ -63,9 +63,13 @@ class QdqLowering {
       if (!claimed_.count(i)) lower_node(i);
     for (const auto& out : graph_.output()) {
       auto it = dequantized_.find(out.name());
-      if (it == dequantized_.end())
-        fail(ErrorCode::kUnsupported, "graph output '" + out.name() +
-                                          "' is not a DequantizeLinear of a quantized value");
+      if (it == dequantized_.end()) {
+        // An int8 output (the quantizer's --output-type int8 edit) is the quantized value itself.
+        it = quantized_.find(out.name());
+        if (it == quantized_.end() || out.type().tensor_type().elem_type() != onnx::TensorProto::INT8)
+          fail(ErrorCode::kUnsupported, "graph output '" + out.name() +
+                                            "' is neither a DequantizeLinear of a quantized value nor an int8 quantized value");
+      }
       g_.outputs.push_back(it->second);
       g_.output_names.push_back(out.name());
     }
@@ -254,6 +258,10 @@ class QdqLowering {
   /// DQ of a quantized value defines a dequantized float; DQ of a constant is read by its consumer.
   void lower_dequantize(const onnx::NodeProto& n) {
     if (constant(n.input(0))) return;
+    if (float_inputs_.count(n.input(0)))
+      fail(ErrorCode::kUnsupported, node_label(n) + ": graph input '" + n.input(0) +
+                                        "' is dequantized directly (a uint8 input edit); the NPU lowering takes "
+                                        "float inputs quantized by a QuantizeLinear");
     auto it = quantized_.find(n.input(0));
     if (it == quantized_.end()) malformed(n, "input '" + n.input(0) + "' is not a quantized value");
     const QuantParams q = per_tensor_params(n);

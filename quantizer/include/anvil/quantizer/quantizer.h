@@ -91,6 +91,38 @@ Expected<onnx::ModelProto> quantize(const onnx::ModelProto& optimized, const Cal
                                     const QuantizeOptions& options,
                                     std::vector<std::string>* float_nodes = nullptr);
 
+/// ModelEditor: changes the boundary types of a QDQ model made by quantize().
+struct EditOptions {
+  /// The model takes uint8 data: the input QuantizeLinear disappears and the DequantizeLinear(s)
+  /// after it read the uint8 input. Without folding, the caller feeds u = q + 128 where q is the
+  /// int8 quantization of the normalised float input (same scale, zero point + 128).
+  bool input_uint8 = false;
+  /// With input_uint8: the pixel normalisation x = (p / 255 - mean) / std is folded into that
+  /// DequantizeLinear (scale 1 / (255 std), zero point round(255 mean)), so raw pixels p in 0..255
+  /// are fed as they are; int32 biases of the Conv/Gemm reading it are re-quantized for the new
+  /// input scale. The folded model differs from the float normalisation only by rounding the zero
+  /// point: |255 mean - round(255 mean)| / (255 std) <= 0.5 / (255 std) per input value.
+  bool fold_normalization = false;
+  float mean = 0.0f, std = 1.0f;
+  /// Outputs stay int8: the final DequantizeLinear disappears, the Q output takes the output's name.
+  bool output_int8 = false;
+};
+/// What the caller must apply at one edited boundary tensor.
+struct BoundaryParams {
+  std::string tensor, dtype;  ///< graph input/output name; "uint8" or "int8"
+  float scale = 1.0f;
+  int zero_point = 0;
+  std::string note;  ///< how to produce / read the data
+};
+struct EditResult {
+  onnx::ModelProto model;
+  std::vector<BoundaryParams> inputs, outputs;
+};
+/// Applies `options`. The parameters are also stored in the model's metadata_props as
+/// anvil.input.NAME.{dtype,scale,zero_point,meaning} (and anvil.output.NAME.*). Errors
+/// (kInvalidArgument) name the input/output or node whose pattern is not Q -> DQ at the boundary.
+Expected<EditResult> edit_model(const onnx::ModelProto& qdq, const EditOptions& options);
+
 /// Convenience: optimize + calibrate (no progress line) + quantize.
 Expected<onnx::ModelProto> quantize_model(const onnx::ModelProto& fp32, const Tensor& calibration_inputs,
                                           const QuantizeOptions& options,

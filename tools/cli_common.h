@@ -29,6 +29,7 @@ std::string format_table(const std::vector<std::string>& header, const std::vect
 std::string fmt(const char* format, ...) __attribute__((format(printf, 1, 2)));
 
 void register_quantize(CLI::App& app);
+void register_calibrate(CLI::App& app);
 void register_compile(CLI::App& app);
 void register_run(CLI::App& app);
 void register_eval(CLI::App& app);

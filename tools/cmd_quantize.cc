@@ -1,8 +1,12 @@
-/// anvil quantize IN.onnx -o OUT.onnx --calib DATASET --method M [--calib-count N]
+/// anvil quantize IN.onnx -o OUT.onnx (--calib DATASET [--calib-count N] | --ranges ranges.json)
+///                --method M [--percentile P] [--input-type uint8 [--fold-normalization]] [--output-type int8]
+/// With --ranges (written by `anvil calibrate`) the model is not run: the ranges come from the
+/// stored statistics. The file must have been made from the same FP32 model.
 #include <iostream>
 
 #include "anvil/common/log.h"
 #include "anvil/common/onnx_model.h"
+#include "anvil/common/tensor_io.h"
 #include "anvil/quantizer/quantizer.h"
 #include "cli_common.h"
 
@@ -10,27 +14,83 @@ namespace anvil::cli {
 
 void register_quantize(CLI::App& app) {
   struct Opts {
-    std::string in, out, calib, method = "MIN_MAX_ASYM";
+    std::string in, out, calib, ranges, method = "MIN_MAX_ASYM", input_type = "float32", output_type = "float32";
+    bool fold = false;
     int64_t calib_count = 500;
+    float percentile = 99.99f;
     NormOptions norm;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* cmd = app.add_subcommand("quantize", "post-training static quantization of an FP32 ONNX model to QDQ int8");
   cmd->add_option("model", o->in, "FP32 ONNX model")->required();
   cmd->add_option("-o,--output", o->out, "quantized (QDQ) ONNX model to write")->required();
-  cmd->add_option("--calib", o->calib, "calibration dataset: fashion-mnist:DIR or npy:DIR (its training split)")->required();
+  CLI::Option* calib_opt =
+      cmd->add_option("--calib", o->calib, "calibration dataset: fashion-mnist:DIR or npy:DIR (its training split)");
+  CLI::Option* ranges_opt =
+      cmd->add_option("--ranges", o->ranges, "calibration file written by `anvil calibrate` (the model is not run)");
+  calib_opt->excludes(ranges_opt);
   cmd->add_option("--method", o->method, "calibration method (MIN_MAX_ASYM, MIN_MAX_SYM, ...)");
+  cmd->add_option("--percentile", o->percentile, "percentile for PERCENTILE_ASYM / PERCENTILE_SYM");
   cmd->add_option("--calib-count", o->calib_count, "number of calibration images (first N of the training split)");
+  cmd->add_option("--input-type", o->input_type, "float32 (default) or uint8: the model takes uint8 data directly")
+      ->check(CLI::IsMember({"float32", "uint8"}));
+  cmd->add_flag("--fold-normalization", o->fold,
+                "with --input-type uint8: fold --mean/--std into the input so raw 0..255 pixels are fed");
+  cmd->add_option("--output-type", o->output_type, "float32 (default) or int8: outputs stay quantized")
+      ->check(CLI::IsMember({"float32", "int8"}));
   o->norm.add_to(cmd);
   cmd->callback([o] {
+    if (o->fold && o->input_type != "uint8")
+      fail(ErrorCode::kInvalidArgument, "quantize: --fold-normalization needs --input-type uint8");
+    if (o->fold && (o->norm.mean.size() != 1 || o->norm.std.size() != 1))
+      fail(ErrorCode::kUnsupported, "quantize: --fold-normalization takes one --mean and one --std value");
+    if (o->calib.empty() == o->ranges.empty())
+      fail(ErrorCode::kInvalidArgument, "quantize: give exactly one of --calib DATASET or --ranges FILE");
     quant::QuantizeOptions options;
     options.method = quant::method_from_name(o->method);
-    const onnx::ModelProto model = load_onnx(o->in);
-    const Dataset calib = load_dataset(o->calib, Split::kTrain, o->calib_count, o->norm.get());
-    onnx::ModelProto q = quant::quantize_model(model, calib.images, options).value();
+    options.percentile = o->percentile;
+    const onnx::ModelProto optimized = quant::optimize(load_onnx(o->in));
+    quant::Calibration calibration;
+    std::string source;
+    if (!o->ranges.empty()) {
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(read_file(o->ranges));
+      } catch (const nlohmann::json::exception& e) {
+        fail(ErrorCode::kParseError, o->ranges + ": not JSON (" + e.what() + ")");
+      }
+      try {
+        calibration = quant::Calibration::from_json(j);
+      } catch (const Error& e) {
+        fail(e.code(), o->ranges + ": " + e.what());
+      }
+      source = "the statistics in " + o->ranges;
+    } else {
+      const Dataset calib = load_dataset(o->calib, Split::kTrain, o->calib_count, o->norm.get());
+      calibration = quant::calibrate(optimized, calib.images, false);
+      source = std::to_string(calib.images.dim(0)) + " calibration images";
+    }
+    std::vector<std::string> float_nodes;
+    onnx::ModelProto q = quant::quantize(optimized, calibration, options, &float_nodes).value();
+    quant::EditOptions edit;
+    edit.input_uint8 = o->input_type == "uint8";
+    edit.output_int8 = o->output_type == "int8";
+    edit.fold_normalization = o->fold;
+    edit.mean = o->norm.mean[0];
+    edit.std = o->norm.std[0];
+    std::vector<quant::BoundaryParams> boundary;
+    if (edit.input_uint8 || edit.output_int8) {
+      quant::EditResult e = quant::edit_model(q, edit).value();
+      q = std::move(e.model);
+      boundary = e.inputs;
+      boundary.insert(boundary.end(), e.outputs.begin(), e.outputs.end());
+    }
     save_onnx(q, o->out);
-    std::cout << "quantized " << o->in << " with " << o->method << " on " << calib.images.dim(0)
-              << " calibration images -> " << o->out << '\n';
+    std::cout << "quantized " << o->in << " with " << o->method << " from " << source << " -> " << o->out << '\n';
+    for (const quant::BoundaryParams& b : boundary)
+      std::cout << "  " << b.tensor << ": " << b.dtype << " scale " << fmt("%.9g", b.scale) << " zero_point "
+                << b.zero_point << " (" << b.note << ")\n";
+    if (!float_nodes.empty()) std::cout << float_nodes.size() << " node(s) left in float\n";
   });
 }
 

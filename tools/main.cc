@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   CLI::App app{"anvil: an open virtual platform and SDK for a Warboy-class int8 NPU"};
   app.require_subcommand(1);
   anvil::cli::register_quantize(app);
+  anvil::cli::register_calibrate(app);
   anvil::cli::register_compile(app);
   anvil::cli::register_run(app);
   anvil::cli::register_eval(app);

@@ -1,0 +1,166 @@
+// `anvil calibrate` and `anvil quantize --ranges`: one FP32 pass writes the statistics and every
+// method's ranges; quantizing from the file gives the same model as calibrating again, and a bad
+// ranges file is one clear error line. Needs only files the test writes (no ../shared).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "../quantizer/model_builder.h"
+#include "anvil/common/onnx_model.h"
+#include "anvil/common/tensor_io.h"
+
+using namespace anvil;
+using namespace anvil::quant::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int exit_code;
+  std::string out, err;
+};
+
+std::string tmpdir() {
+  static const std::string dir = [] {
+    const fs::path p = fs::temp_directory_path() / ("anvil_cli_quantize_" + std::to_string(::getpid()));
+    fs::create_directories(p);
+    return p.string();
+  }();
+  return dir;
+}
+
+Result anvil_cmd(const std::string& args) {
+  const std::string err_file = tmpdir() + "/stderr.txt";
+  const std::string cmd = std::string(ANVIL_BINARY_DIR) + "/tools/anvil " + args + " 2>" + err_file;
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.err = read_file(err_file);
+  return r;
+}
+
+void expect_clear_error(const Result& r, const std::vector<std::string>& needles) {
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  ASSERT_FALSE(r.err.empty());
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line expected, got: " << r.err;
+  EXPECT_EQ(r.err.rfind("anvil: error: ", 0), 0u) << r.err;
+  for (const std::string& s : needles) EXPECT_NE(r.err.find(s), std::string::npos) << "'" << s << "' not in: " << r.err;
+}
+
+/// x [N,1,4,4] -> Conv 1x1 (2 channels) -> Relu -> y; and a dataset npy:DIR of 40 samples.
+struct Fixture {
+  std::string model, data;
+};
+const Fixture& fixture() {
+  static const Fixture f = [] {
+    ModelBuilder b;
+    b.input("x", {1, 4, 4}).output("y", {2, 4, 4});
+    b.init("w", Tensor::from_vector<float>({2, 1, 1, 1}, {0.5f, -1.5f}));
+    b.init("b", Tensor::from_vector<float>({2}, {0.1f, 0.2f}));
+    b.node("Conv", {"x", "w", "b"}, {"c"});
+    b.node("Relu", {"c"}, {"y"});
+    Fixture f;
+    f.model = tmpdir() + "/conv.onnx";
+    save_onnx(b.model(), f.model);
+    f.data = tmpdir() + "/data";
+    fs::create_directories(f.data);
+    write_npy(f.data + "/train_images.npy", random_tensor({40, 1, 4, 4}, 0.0f, 1.0f, 5));
+    write_npy(f.data + "/test_images.npy", random_tensor({8, 1, 4, 4}, 0.0f, 1.0f, 6));
+    return f;
+  }();
+  return f;
+}
+
+std::string write_ranges() {
+  const std::string out = tmpdir() + "/ranges.json";
+  const Result r = anvil_cmd("calibrate " + fixture().model + " --calib npy:" + fixture().data + " -o " + out);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return out;
+}
+
+}  // namespace
+
+TEST(CliCalibrate, WritesStatisticsAndEveryMethodsRanges) {
+  const nlohmann::json j = nlohmann::json::parse(read_file(write_ranges()));
+  EXPECT_EQ(j["format"], "anvil-calibration");
+  EXPECT_EQ(j["tensors"]["x"]["count"], 40 * 16);
+  ASSERT_EQ(j["ranges"].size(), 10u);
+  for (const char* m : {"MIN_MAX_ASYM", "ENTROPY_SYM", "PERCENTILE_ASYM", "SQNR_SYM", "MSE_ASYM"}) {
+    ASSERT_TRUE(j["ranges"].contains(m)) << m;
+    for (const char* t : {"x", "y"}) {
+      const auto& r = j["ranges"][m][t];
+      ASSERT_EQ(r.size(), 2u) << m << " " << t;
+      EXPECT_LE(r[0].get<float>(), 0.0f);
+      EXPECT_GE(r[1].get<float>(), 0.0f);
+    }
+  }
+  EXPECT_EQ(j["ranges"]["MIN_MAX_ASYM"]["x"][1].get<float>(), j["tensors"]["x"]["max"].get<float>());
+}
+
+TEST(CliQuantize, FromRangesEqualsFromCalibration) {
+  const std::string ranges = write_ranges();
+  for (const char* m : {"MIN_MAX_SYM", "PERCENTILE_ASYM", "ENTROPY_ASYM"}) {
+    const std::string a = tmpdir() + "/a.onnx", b = tmpdir() + "/b.onnx";
+    Result r = anvil_cmd("quantize " + fixture().model + " -o " + a + " --ranges " + ranges + " --method " + m +
+                         " --percentile 99.5");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    r = anvil_cmd("quantize " + fixture().model + " -o " + b + " --calib npy:" + fixture().data + " --method " + m +
+                  " --percentile 99.5");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(read_file(a), read_file(b)) << m;
+  }
+}
+
+TEST(CliQuantize, RangesFileThatIsNotJson) {
+  const std::string path = tmpdir() + "/broken.json";
+  write_file(path, "{\"format\": \"anvil-calibration\", ");
+  expect_clear_error(anvil_cmd("quantize " + fixture().model + " -o " + tmpdir() + "/o.onnx --ranges " + path),
+                     {path, "not JSON"});
+}
+
+TEST(CliQuantize, RangesFileOfAnotherFormat) {
+  const std::string path = tmpdir() + "/other.json";
+  write_file(path, "{\"format\": \"something-else\", \"version\": 1, \"tensors\": {}}\n");
+  expect_clear_error(anvil_cmd("quantize " + fixture().model + " -o " + tmpdir() + "/o.onnx --ranges " + path),
+                     {path, "anvil-calibration"});
+}
+
+TEST(CliQuantize, RangesFileWithABadTensorEntry) {
+  nlohmann::json j = nlohmann::json::parse(read_file(write_ranges()));
+  j["tensors"]["c"]["histogram"] = {1, 2, 3};  // not kHistogramBins counts
+  const std::string path = tmpdir() + "/bad_hist.json";
+  write_file(path, j.dump());
+  expect_clear_error(anvil_cmd("quantize " + fixture().model + " -o " + tmpdir() + "/o.onnx --ranges " + path +
+                               " --method ENTROPY_SYM"),
+                     {path, "'c'", "histogram"});
+}
+
+TEST(CliQuantize, RangesFileOfAnotherModel) {
+  nlohmann::json j = nlohmann::json::parse(read_file(write_ranges()));
+  j["tensors"].erase("y");
+  const std::string path = tmpdir() + "/missing.json";
+  write_file(path, j.dump());
+  expect_clear_error(anvil_cmd("quantize " + fixture().model + " -o " + tmpdir() + "/o.onnx --ranges " + path),
+                     {"'y'", "calibration"});
+}
+
+TEST(CliQuantize, MissingRangesFile) {
+  expect_clear_error(
+      anvil_cmd("quantize " + fixture().model + " -o " + tmpdir() + "/o.onnx --ranges " + tmpdir() + "/nope.json"),
+      {"nope.json"});
+}
+
+TEST(CliQuantize, NeedsExactlyOneSource) {
+  expect_clear_error(anvil_cmd("quantize " + fixture().model + " -o " + tmpdir() + "/o.onnx"), {"--calib", "--ranges"});
+  const Result both = anvil_cmd("quantize " + fixture().model + " -o " + tmpdir() + "/o.onnx --ranges r.json --calib npy:x");
+  EXPECT_NE(both.exit_code, 0);
+}

@@ -9,6 +9,7 @@
 
 #include "anvil/common/onnx_model.h"
 #include "anvil/common/tensor_io.h"
+#include "cli_harness.h"
 #include "anvil/isa/program.h"
 
 using namespace anvil;
@@ -16,42 +17,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int exit_code;
-  std::string out, err;
-};
-
 std::string tmpdir() {
-  static const std::string dir = [] {
-    const fs::path p = fs::temp_directory_path() / ("anvil_cli_" + std::to_string(::getpid()));
-    fs::create_directories(p);
-    return p.string();
-  }();
+  static const std::string dir = test::cli_tmpdir("anvil_cli");
   return dir;
 }
 
-Result anvil_cmd(const std::string& args) {
-  const std::string err_file = tmpdir() + "/stderr.txt";
-  const std::string cmd = std::string(ANVIL_BINARY_DIR) + "/tools/anvil " + args + " 2>" + err_file;
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.err = read_file(err_file);
-  return r;
-}
-
-/// Expects a failure reported on exactly one stderr line, exit code 1 (not a crash), mentioning each of `needles`.
-void expect_clear_error(const Result& r, const std::vector<std::string>& needles) {
-  EXPECT_EQ(r.exit_code, 1) << r.err;
-  ASSERT_FALSE(r.err.empty());
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line expected, got: " << r.err;
-  EXPECT_EQ(r.err.rfind("anvil: error: ", 0), 0u) << r.err;
-  for (const std::string& s : needles) EXPECT_NE(r.err.find(s), std::string::npos) << "'" << s << "' not in: " << r.err;
-}
+test::CliResult anvil_cmd(const std::string& args) { return test::run_anvil(args, tmpdir()); }
+using test::expect_clear_error;
 
 onnx::TensorProto init_scalar_f(const std::string& name, float v) { return tensor_to_proto(Tensor::scalar<float>(v), name); }
 onnx::TensorProto init_scalar_i8(const std::string& name, int8_t v) { return tensor_to_proto(Tensor::scalar<int8_t>(v), name); }
@@ -138,7 +110,7 @@ TEST(CliErrors, UnsupportedOperatorNamesOperatorAndNode) {
 TEST(CliErrors, CopyProgramRunsAndReturnsItsInput) {
   const std::string prog = write_copy_program();
   write_npy(tmpdir() + "/x.npy", Tensor::from_vector<int8_t>({1, 4}, {-128, -1, 5, 127}));
-  const Result r = anvil_cmd("run " + prog + " --input " + tmpdir() + "/x.npy -o " + tmpdir() + "/y.npy");
+  const test::CliResult r = anvil_cmd("run " + prog + " --input " + tmpdir() + "/x.npy -o " + tmpdir() + "/y.npy");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(read_npy(tmpdir() + "/y.npy"), read_npy(tmpdir() + "/x.npy"));
 }

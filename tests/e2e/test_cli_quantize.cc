@@ -13,6 +13,7 @@
 #include "../quantizer/model_builder.h"
 #include "anvil/common/onnx_model.h"
 #include "anvil/common/tensor_io.h"
+#include "cli_harness.h"
 
 using namespace anvil;
 using namespace anvil::quant::test;
@@ -20,41 +21,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int exit_code;
-  std::string out, err;
-};
-
 std::string tmpdir() {
-  static const std::string dir = [] {
-    const fs::path p = fs::temp_directory_path() / ("anvil_cli_quantize_" + std::to_string(::getpid()));
-    fs::create_directories(p);
-    return p.string();
-  }();
+  static const std::string dir = test::cli_tmpdir("anvil_cli_quantize");
   return dir;
 }
 
-Result anvil_cmd(const std::string& args) {
-  const std::string err_file = tmpdir() + "/stderr.txt";
-  const std::string cmd = std::string(ANVIL_BINARY_DIR) + "/tools/anvil " + args + " 2>" + err_file;
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.err = read_file(err_file);
-  return r;
-}
-
-void expect_clear_error(const Result& r, const std::vector<std::string>& needles) {
-  EXPECT_EQ(r.exit_code, 1) << r.err;
-  ASSERT_FALSE(r.err.empty());
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line expected, got: " << r.err;
-  EXPECT_EQ(r.err.rfind("anvil: error: ", 0), 0u) << r.err;
-  for (const std::string& s : needles) EXPECT_NE(r.err.find(s), std::string::npos) << "'" << s << "' not in: " << r.err;
-}
+test::CliResult anvil_cmd(const std::string& args) { return test::run_anvil(args, tmpdir()); }
+using test::expect_clear_error;
 
 /// x [N,1,4,4] -> Conv 1x1 (2 channels) -> Relu -> y; and a dataset npy:DIR of 40 samples.
 struct Fixture {
@@ -82,7 +55,7 @@ const Fixture& fixture() {
 
 std::string write_ranges() {
   const std::string out = tmpdir() + "/ranges.json";
-  const Result r = anvil_cmd("calibrate " + fixture().model + " --calib npy:" + fixture().data + " -o " + out);
+  const test::CliResult r = anvil_cmd("calibrate " + fixture().model + " --calib npy:" + fixture().data + " -o " + out);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   return out;
 }
@@ -110,7 +83,7 @@ TEST(CliQuantize, FromRangesEqualsFromCalibration) {
   const std::string ranges = write_ranges();
   for (const char* m : {"MIN_MAX_SYM", "PERCENTILE_ASYM", "ENTROPY_ASYM"}) {
     const std::string a = tmpdir() + "/a.onnx", b = tmpdir() + "/b.onnx";
-    Result r = anvil_cmd("quantize " + fixture().model + " -o " + a + " --ranges " + ranges + " --method " + m +
+    test::CliResult r = anvil_cmd("quantize " + fixture().model + " -o " + a + " --ranges " + ranges + " --method " + m +
                          " --percentile 99.5");
     ASSERT_EQ(r.exit_code, 0) << r.err;
     r = anvil_cmd("quantize " + fixture().model + " -o " + b + " --calib npy:" + fixture().data + " --method " + m +
@@ -161,6 +134,6 @@ TEST(CliQuantize, MissingRangesFile) {
 
 TEST(CliQuantize, NeedsExactlyOneSource) {
   expect_clear_error(anvil_cmd("quantize " + fixture().model + " -o " + tmpdir() + "/o.onnx"), {"--calib", "--ranges"});
-  const Result both = anvil_cmd("quantize " + fixture().model + " -o " + tmpdir() + "/o.onnx --ranges r.json --calib npy:x");
+  const test::CliResult both = anvil_cmd("quantize " + fixture().model + " -o " + tmpdir() + "/o.onnx --ranges r.json --calib npy:x");
   EXPECT_NE(both.exit_code, 0);
 }

@@ -71,56 +71,43 @@ bool PcieHostInterface::host_write(uint64_t host_addr, const void* src, uint64_t
   return true;
 }
 
-bool PcieHostInterface::host_to_dram(uint64_t host_addr, uint64_t dram_addr, uint64_t n, sc_time& delay,
-                                     uint64_t* fault_addr) {
+bool PcieHostInterface::copy_with_dram(bool to_dram, uint64_t host_addr, uint64_t dram_addr, uint64_t n, sc_time& delay,
+                                       uint64_t* fault_addr) {
+  // Chunks go source -> buffer -> destination; the PCIe link and the DRAM side stream
+  // concurrently, so the transfer ends when the slower of the two is done.
   std::vector<uint8_t> chunk(std::min(n, kChunkBytes));
   const sc_time start = delay;
   sc_time dram_end = start;
   for (uint64_t done = 0; done < n;) {
     const uint64_t len = std::min(n - done, kChunkBytes);
-    sc_time d = start;
-    if (!transact(host_socket, tlm::TLM_READ_COMMAND, host_addr + done, chunk.data(), len, d)) {
-      *fault_addr = host_addr + done;
+    sc_time host_d = start, dram_d = start;
+    auto step = [&](auto& socket, tlm::tlm_command cmd, uint64_t addr, sc_time& d) {
+      if (transact(socket, cmd, addr, chunk.data(), len, d)) return true;
+      *fault_addr = addr;
       return false;
-    }
-    d = start;
-    if (!transact(dram_socket, tlm::TLM_WRITE_COMMAND, dram_addr + done, chunk.data(), len, d)) {
-      *fault_addr = dram_addr + done;
-      return false;
-    }
-    dram_end = std::max(dram_end, d);
+    };
+    const bool ok = to_dram ? step(host_socket, tlm::TLM_READ_COMMAND, host_addr + done, host_d) &&
+                                  step(dram_socket, tlm::TLM_WRITE_COMMAND, dram_addr + done, dram_d)
+                            : step(dram_socket, tlm::TLM_READ_COMMAND, dram_addr + done, dram_d) &&
+                                  step(host_socket, tlm::TLM_WRITE_COMMAND, host_addr + done, host_d);
+    if (!ok) return false;
+    dram_end = std::max(dram_end, dram_d);
     done += len;
   }
   delay = std::max(start + link_time(n), dram_end);
-  counters_.bytes_to_device += n;
+  (to_dram ? counters_.bytes_to_device : counters_.bytes_to_host) += n;
   counters_.transfers++;
   return true;
 }
 
+bool PcieHostInterface::host_to_dram(uint64_t host_addr, uint64_t dram_addr, uint64_t n, sc_time& delay,
+                                     uint64_t* fault_addr) {
+  return copy_with_dram(true, host_addr, dram_addr, n, delay, fault_addr);
+}
+
 bool PcieHostInterface::dram_to_host(uint64_t dram_addr, uint64_t host_addr, uint64_t n, sc_time& delay,
                                      uint64_t* fault_addr) {
-  std::vector<uint8_t> chunk(std::min(n, kChunkBytes));
-  const sc_time start = delay;
-  sc_time dram_end = start;
-  for (uint64_t done = 0; done < n;) {
-    const uint64_t len = std::min(n - done, kChunkBytes);
-    sc_time d = start;
-    if (!transact(dram_socket, tlm::TLM_READ_COMMAND, dram_addr + done, chunk.data(), len, d)) {
-      *fault_addr = dram_addr + done;
-      return false;
-    }
-    dram_end = std::max(dram_end, d);
-    d = start;
-    if (!transact(host_socket, tlm::TLM_WRITE_COMMAND, host_addr + done, chunk.data(), len, d)) {
-      *fault_addr = host_addr + done;
-      return false;
-    }
-    done += len;
-  }
-  delay = std::max(start + link_time(n), dram_end);
-  counters_.bytes_to_host += n;
-  counters_.transfers++;
-  return true;
+  return copy_with_dram(false, host_addr, dram_addr, n, delay, fault_addr);
 }
 
 }  // namespace anvil::hw

@@ -43,6 +43,10 @@ class PcieHostInterface : public sc_core::sc_module {
   void bar_transport(tlm::tlm_generic_payload& gp, sc_core::sc_time& delay);
   unsigned int bar_debug(tlm::tlm_generic_payload& gp);
   sc_core::sc_time link_time(uint64_t n) const;
+  /// host -> DRAM (to_dram) or DRAM -> host in chunks; on an error response *fault_addr names the
+  /// failing address and nothing more is moved.
+  bool copy_with_dram(bool to_dram, uint64_t host_addr, uint64_t dram_addr, uint64_t n, sc_core::sc_time& delay,
+                      uint64_t* fault_addr);
   /// One untimed-data TLM transaction on `socket`; false on an error response.
   template <typename Socket>
   bool transact(Socket& socket, tlm::tlm_command cmd, uint64_t addr, uint8_t* data, uint64_t n, sc_core::sc_time& delay);

@@ -1,5 +1,6 @@
 #include "anvil/firmware/firmware.h"
 
+#include <algorithm>
 #include <bitset>
 #include <cstring>
 #include <string>
@@ -126,7 +127,9 @@ void Firmware::execute(const isa::SubmissionEntry& e, isa::CompletionEntry& c) {
                  ? programs_.erase(it) : std::next(it);
       hal_.host_to_dram(e.host_io_addr, e.io_addr, e.input_bytes);
       return;
-    case isa::CommandOp::kRun: run_program(e); return;
+    case isa::CommandOp::kRun:
+      c.error_info = static_cast<uint32_t>(std::min<uint64_t>(run_program(e), UINT32_MAX));
+      return;
   }
   throw HalFault{DeviceError::kBadCommand, e.opcode};
 }
@@ -163,7 +166,7 @@ const Firmware::ProgramInfo& Firmware::validate(uint64_t addr) {
   return programs_[addr] = info;
 }
 
-void Firmware::run_program(const isa::SubmissionEntry& e) {
+uint64_t Firmware::run_program(const isa::SubmissionEntry& e) {
   const ProgramInfo& p = validate(e.program_addr);
   const uint32_t bad_addr = static_cast<uint32_t>(e.program_addr);
   // PEs: one bit, or both bits for a fused pair; the program's num_pes must match.
@@ -193,6 +196,7 @@ void Firmware::run_program(const isa::SubmissionEntry& e) {
   const PeResult r = hal_.run_pes(run);
   if (r.error != DeviceError::kOk) throw HalFault{r.error, r.info};
   hal_.dram_to_host(e.io_addr + e.output_offset, e.host_io_addr + e.output_offset, e.output_bytes);
+  return r.cycles;
 }
 
 }  // namespace anvil::fw

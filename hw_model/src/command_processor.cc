@@ -156,7 +156,7 @@ fw::PeResult CommandProcessor::run_pes(const fw::PeRun& run) {
     ctx_.wait_event(gen_, seq.done_event());
   }
   elapse(sc_core::SC_ZERO_TIME);  // back on a clock edge
-  return {seq.error(), seq.error_info()};
+  return {seq.error(), seq.error_info(), seq.last_run_cycles()};
 }
 
 }  // namespace anvil::hw

@@ -1,21 +1,30 @@
 #include "driver.h"
 
-#include <chrono>
 #include <cstring>
-
-#include "anvil/common/status.h"
 
 namespace anvil::rt {
 
 namespace reg = isa::reg;
 namespace field = isa::field;
+using Clock = std::chrono::steady_clock;
 
 namespace {
 constexpr uint64_t kGranule = 4096;
+/// The completion thread looks at the device at least this often without an interrupt (lost and
+/// overdue commands).
+constexpr auto kPollInterval = std::chrono::milliseconds(20);
+
 std::string hex(uint64_t v) {
   char b[24];
   std::snprintf(b, sizeof b, "0x%llX", static_cast<unsigned long long>(v));
   return b;
+}
+
+/// Device errors after which the runtime resets the device: the hardware itself failed. A bad
+/// program, command or PE mask fails only its request.
+bool needs_reset(uint32_t status) {
+  const auto e = static_cast<isa::DeviceError>(status);
+  return e == isa::DeviceError::kDmaFault || e == isa::DeviceError::kTimeout || e == isa::DeviceError::kInternal;
 }
 }  // namespace
 
@@ -46,8 +55,14 @@ void DramAllocator::release(uint64_t addr) {
   free_[start] = size;
 }
 
-Device::Impl::Impl(std::string s, const hw::HwConfig& cfg, uint32_t mask)
-    : platform(hw::Platform::instance()), spec(std::move(s)), config(cfg), pe_mask(mask), dram_(cfg.dram_bytes) {
+Device::Impl::Impl(std::string s, const hw::HwConfig& cfg, std::vector<uint32_t> u)
+    : platform(hw::Platform::instance()),
+      spec(std::move(s)),
+      config(cfg),
+      units(std::move(u)),
+      pes_per_unit(units.at(0) == 3 ? 2 : 1),
+      unit_load_(units.size(), 0),
+      dram_(cfg.dram_bytes) {
   platform.reset(config);
   generation = platform.generation();
   const uint32_t id = platform.read32(reg::DEVICE_ID), fw = platform.read32(reg::FW_VERSION);
@@ -57,12 +72,6 @@ Device::Impl::Impl(std::string s, const hw::HwConfig& cfg, uint32_t mask)
                                       hex(fw) + ", STATUS " + hex(status));
   sq_ = platform.host_alloc(kQueueEntries * sizeof(isa::SubmissionEntry));
   cq_ = platform.host_alloc(kQueueEntries * sizeof(isa::CompletionEntry));
-  platform.write32(reg::SQ_BASE_LO, static_cast<uint32_t>(sq_.bus_addr));
-  platform.write32(reg::SQ_BASE_HI, static_cast<uint32_t>(sq_.bus_addr >> 32));
-  platform.write32(reg::SQ_SIZE, kQueueEntries);
-  platform.write32(reg::CQ_BASE_LO, static_cast<uint32_t>(cq_.bus_addr));
-  platform.write32(reg::CQ_BASE_HI, static_cast<uint32_t>(cq_.bus_addr >> 32));
-  platform.write32(reg::CQ_SIZE, kQueueEntries);
   std::weak_ptr<Irq> irq = irq_;
   platform.set_interrupt_handler([irq](uint32_t) {
     if (auto s = irq.lock()) {
@@ -71,14 +80,31 @@ Device::Impl::Impl(std::string s, const hw::HwConfig& cfg, uint32_t mask)
       s->cv.notify_all();
     }
   });
-  platform.write32(reg::INT_ENABLE, field::INT_STATUS_COMPLETION_MASK | field::INT_STATUS_ERROR_MASK);
+  init_rings();
+  completion_thread_ = std::thread([this] { completion_loop(); });
 }
 
 Device::Impl::~Impl() {
+  {
+    std::lock_guard<std::mutex> lock(irq_->mutex);
+    irq_->stop = true;
+    irq_->cv.notify_all();
+  }
+  completion_thread_.join();
   if (stale()) return;  // a later open() owns the platform now
   platform.set_interrupt_handler(nullptr);
   platform.host_free(sq_.bus_addr);
   platform.host_free(cq_.bus_addr);
+}
+
+void Device::Impl::init_rings() {
+  platform.write32(reg::SQ_BASE_LO, static_cast<uint32_t>(sq_.bus_addr));
+  platform.write32(reg::SQ_BASE_HI, static_cast<uint32_t>(sq_.bus_addr >> 32));
+  platform.write32(reg::SQ_SIZE, kQueueEntries);
+  platform.write32(reg::CQ_BASE_LO, static_cast<uint32_t>(cq_.bus_addr));
+  platform.write32(reg::CQ_BASE_HI, static_cast<uint32_t>(cq_.bus_addr >> 32));
+  platform.write32(reg::CQ_SIZE, kQueueEntries);
+  platform.write32(reg::INT_ENABLE, field::INT_STATUS_COMPLETION_MASK | field::INT_STATUS_ERROR_MASK);
 }
 
 bool Device::Impl::stale() const { return platform.generation() != generation; }
@@ -89,12 +115,12 @@ void Device::Impl::check_open() const {
 }
 
 uint64_t Device::Impl::dram_alloc(uint64_t bytes, const std::string& what) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::lock_guard<std::mutex> lock(dram_mutex_);
   return dram_.allocate(bytes, what);
 }
 
 void Device::Impl::dram_free(uint64_t addr) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::lock_guard<std::mutex> lock(dram_mutex_);
   dram_.release(addr);
 }
 
@@ -104,52 +130,250 @@ void Device::Impl::host_free(const hw::HostBuffer& b) {
   if (!stale()) platform.host_free(b.bus_addr);
 }
 
-bool Device::Impl::poll_completion(isa::CompletionEntry* out) {
-  isa::CompletionEntry c;
-  std::memcpy(&c, cq_.data + static_cast<size_t>(cq_head_) * sizeof c, sizeof c);
-  if (c.phase != cq_phase_) return false;
-  cq_head_ = (cq_head_ + 1) % kQueueEntries;
-  if (cq_head_ == 0) cq_phase_ ^= 1;
-  platform.write32(reg::CQ_HEAD, cq_head_);
-  platform.write32(reg::INT_STATUS, field::INT_STATUS_COMPLETION_MASK | field::INT_STATUS_ERROR_MASK);
-  *out = c;
-  return true;
+uint64_t Device::Impl::recoveries() const {
+  std::lock_guard<std::mutex> lock(pending_mutex_);
+  return recoveries_;
 }
 
-isa::CompletionEntry Device::Impl::submit(isa::SubmissionEntry e) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  check_open();
-  e.tag = next_tag_++;
-  uint64_t seen;
-  {
-    std::lock_guard<std::mutex> l(irq_->mutex);
-    seen = irq_->count;
+uint64_t Device::Impl::read_cycle() {
+  // The counter is read in two halves: re-read when the high half moved in between.
+  for (;;) {
+    const uint32_t hi = platform.read32(reg::CYCLE_HI), lo = platform.read32(reg::CYCLE_LO);
+    if (platform.read32(reg::CYCLE_HI) == hi) return static_cast<uint64_t>(hi) << 32 | lo;
   }
-  std::memcpy(sq_.data + static_cast<size_t>(sq_tail_) * sizeof e, &e, sizeof e);
-  sq_tail_ = (sq_tail_ + 1) % kQueueEntries;
-  platform.write32(reg::SQ_TAIL, sq_tail_);  // the doorbell
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+}
+
+void Device::Impl::post(isa::SubmissionEntry e, bool on_unit, Callback done, Clock::time_point wait_until,
+                        Clock::time_point device_deadline) {
+  check_open();
+  int unit = -1;
+  {
+    std::unique_lock<std::mutex> lock(pending_mutex_);
+    // One entry stays free so a full ring is distinguishable from an empty one.
+    if (!room_cv_.wait_until(lock, wait_until, [&] { return pending_.size() + reserved_ < kQueueEntries - 1; }))
+      fail(ErrorCode::kTimeout, "device '" + spec + "': queue timeout: the device's " +
+                                    std::to_string(kQueueEntries - 1) + " command slots stayed full");
+    reserved_++;
+    if (on_unit) {
+      unit = 0;
+      for (size_t u = 1; u < units.size(); ++u)
+        if (unit_load_[u] < unit_load_[unit]) unit = static_cast<int>(u);
+      unit_load_[unit]++;
+      e.pe_mask = units[unit];
+    }
+  }
+  try {
+    std::lock_guard<std::mutex> ring(ring_mutex_);
+    check_open();
+    e.tag = next_tag_++;
+    if (next_tag_ == 0) next_tag_ = 1;
+    Pending p;
+    p.unit = unit;
+    p.deadline = device_deadline;
+    p.done = std::move(done);
+    p.submit_cycle = read_cycle();
+    std::memcpy(sq_.data + static_cast<size_t>(sq_tail_) * sizeof e, &e, sizeof e);
+    sq_tail_ = (sq_tail_ + 1) % kQueueEntries;
+    {
+      std::lock_guard<std::mutex> lock(pending_mutex_);
+      p.post_seq = ++post_seq_;
+      reserved_--;
+      pending_.emplace(e.tag, std::move(p));
+    }
+    platform.write32(reg::SQ_TAIL, sq_tail_);  // the doorbell
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(pending_mutex_);
+    // Undo the reservation unless the entry was already handed to the ring.
+    if (pending_.count(e.tag) == 0) {
+      reserved_--;
+      if (unit >= 0) unit_load_[unit]--;
+    }
+    room_cv_.notify_all();
+    throw;
+  }
+}
+
+CommandResult Device::Impl::execute(const isa::SubmissionEntry& e, double timeout_s) {
+  struct Wait {
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false;
+    CommandResult r;
+  };
+  auto w = std::make_shared<Wait>();
+  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
+  post(e, false,
+       [w](const CommandResult& r) {
+         std::lock_guard<std::mutex> lock(w->m);
+         w->r = r;
+         w->done = true;
+         w->cv.notify_all();
+       },
+       deadline, deadline);
+  std::unique_lock<std::mutex> lock(w->m);
+  // The completion thread fails the command at its deadline; the extra second only covers that.
+  if (!w->cv.wait_until(lock, deadline + std::chrono::seconds(1), [&] { return w->done; }))
+    fail(ErrorCode::kTimeout, "device '" + spec + "': no completion for a command within " + std::to_string(timeout_s) + " s");
+  return w->r;
+}
+
+std::vector<std::pair<Device::Impl::Pending, CommandResult>> Device::Impl::reap() {
+  std::vector<std::pair<Pending, CommandResult>> done;
+  const uint32_t tail = platform.read32(reg::CQ_TAIL);
+  bool consumed = false;
+  while (cq_head_ != tail % kQueueEntries) {
+    isa::CompletionEntry c;
+    std::memcpy(&c, cq_.data + static_cast<size_t>(cq_head_) * sizeof c, sizeof c);
+    if (c.phase != cq_phase_) break;  // not written yet (cannot happen after CQ_TAIL; defensive)
+    cq_head_ = (cq_head_ + 1) % kQueueEntries;
+    if (cq_head_ == 0) cq_phase_ ^= 1;
+    consumed = true;
+    std::lock_guard<std::mutex> lock(pending_mutex_);
+    auto it = pending_.find(c.tag);
+    if (it == pending_.end()) continue;  // a command the runtime already gave up on
+    CommandResult r;
+    r.completion = c;
+    r.submit_cycle = it->second.submit_cycle;
+    r.unit = it->second.unit;
+    if (c.status != 0) {
+      char info[16];
+      std::snprintf(info, sizeof info, "0x%08X", c.error_info);
+      r.has_error = true;
+      r.error_code = ErrorCode::kDeviceError;
+      r.error = "device '" + spec + "': device fault: " + isa::device_error_name(static_cast<isa::DeviceError>(c.status)) +
+                " (ERROR_INFO " + info + ")" + (needs_reset(c.status) ? "; the device was reset" : "");
+    }
+    if (it->second.unit >= 0) unit_load_[it->second.unit]--;
+    done.emplace_back(std::move(it->second), std::move(r));
+    pending_.erase(it);
+  }
+  if (consumed) {
+    platform.write32(reg::CQ_HEAD, cq_head_);
+    platform.write32(reg::INT_STATUS, field::INT_STATUS_COMPLETION_MASK | field::INT_STATUS_ERROR_MASK);
+    room_cv_.notify_all();
+  }
+  return done;
+}
+
+std::vector<std::pair<Device::Impl::Pending, CommandResult>> Device::Impl::recover(const std::string& why) {
+  std::lock_guard<std::mutex> ring(ring_mutex_);
+  platform.write32(reg::CONTROL, field::CONTROL_RESET_MASK);
+  platform.wait_idle();
+  const uint32_t status = platform.read32(reg::STATUS);
+  sq_tail_ = cq_head_ = 0;
+  cq_phase_ = 1;
+  std::memset(cq_.data, 0, cq_.bytes);  // old phase bits must not look like new completions
+  init_rings();
+  std::vector<std::pair<Pending, CommandResult>> aborted;
+  std::lock_guard<std::mutex> lock(pending_mutex_);
+  recoveries_++;
+  for (auto& [tag, p] : pending_) {
+    CommandResult r;
+    r.submit_cycle = p.submit_cycle;
+    r.unit = p.unit;
+    r.has_error = true;
+    r.error_code = ErrorCode::kDeviceError;
+    r.error = "device '" + spec + "': device fault: " + why + "; the device was reset" +
+              ((status & field::STATUS_READY_MASK) ? "" : " but did not boot (STATUS " + hex(status) + ")");
+    aborted.emplace_back(std::move(p), std::move(r));
+  }
+  pending_.clear();
+  std::fill(unit_load_.begin(), unit_load_.end(), 0);
+  room_cv_.notify_all();
+  return aborted;
+}
+
+void Device::Impl::finish(std::vector<std::pair<Pending, CommandResult>>& done) {
+  for (auto& [p, r] : done)
+    if (p.done) p.done(r);
+  done.clear();
+}
+
+void Device::Impl::completion_loop() {
+  uint64_t seen = 0;
   for (;;) {
     bool interrupted;
     {
       std::unique_lock<std::mutex> l(irq_->mutex);
-      interrupted = irq_->cv.wait_for(l, std::chrono::milliseconds(20), [&] { return irq_->count != seen; });
+      interrupted = irq_->cv.wait_for(l, kPollInterval, [&] { return irq_->stop || irq_->count != seen; });
+      if (irq_->stop) return;
       seen = irq_->count;
     }
-    // The completion ring is read only after an interrupt or once the device is idle: both order
-    // the device's writes before this read.
-    const bool idle = !interrupted && platform.idle();
-    if (interrupted || idle) {
-      isa::CompletionEntry c;
-      while (poll_completion(&c))
-        if (c.tag == e.tag) return c;
-      if (idle)
-        fail(ErrorCode::kTimeout, "device '" + spec + "' went idle without completing command " +
-                                      std::to_string(e.tag) + " (STATUS " + hex(platform.read32(reg::STATUS)) + ")");
+    {
+      std::lock_guard<std::mutex> lock(pending_mutex_);
+      if (pending_.empty() && !interrupted) continue;
     }
-    if (std::chrono::steady_clock::now() > deadline)
-      fail(ErrorCode::kTimeout, "device '" + spec + "': no completion for command " + std::to_string(e.tag) +
-                                    " within " + std::to_string(timeout_s) + " s");
+    std::vector<std::pair<Pending, CommandResult>> done;
+    try {
+      if (stale()) {
+        std::lock_guard<std::mutex> lock(pending_mutex_);
+        for (auto& [tag, p] : pending_) {
+          CommandResult r;
+          r.unit = p.unit;
+          r.has_error = true;
+          r.error_code = ErrorCode::kClosed;
+          r.error = "device '" + spec + "' was reset by a later Device::open";
+          done.emplace_back(std::move(p), std::move(r));
+        }
+        pending_.clear();
+        room_cv_.notify_all();
+        finish(done);
+        continue;
+      }
+      // Idle is judged with the ring locked, so no doorbell is half rung: an idle device has
+      // posted the completion of every command rung before.
+      uint64_t seq_before;
+      bool idle;
+      {
+        std::lock_guard<std::mutex> ring(ring_mutex_);
+        {
+          std::lock_guard<std::mutex> lock(pending_mutex_);
+          seq_before = post_seq_;
+        }
+        idle = platform.idle();
+      }
+      done = reap();
+      std::string fault;
+      for (const auto& [p, r] : done)
+        if (r.completion.status != 0 && needs_reset(r.completion.status))
+          fault = isa::device_error_name(static_cast<isa::DeviceError>(r.completion.status));
+      if (!fault.empty()) {
+        // The failed request is reported once the device is usable again.
+        auto aborted = recover(fault + " in another request");
+        finish(done);
+        finish(aborted);
+        continue;
+      }
+      finish(done);
+      std::string lost;
+      {
+        const auto now = Clock::now();
+        std::lock_guard<std::mutex> lock(pending_mutex_);
+        for (const auto& [tag, p] : pending_) {
+          if (now > p.deadline) lost = "no completion for command " + std::to_string(tag) + " before its deadline";
+          else if (idle && p.post_seq <= seq_before)
+            lost = "the device went idle without completing command " + std::to_string(tag);
+        }
+      }
+      if (!lost.empty()) {
+        done = recover(lost);
+        finish(done);
+      }
+    } catch (const Error& e) {
+      // The platform itself failed: nothing will complete.
+      std::lock_guard<std::mutex> lock(pending_mutex_);
+      for (auto& [tag, p] : pending_) {
+        CommandResult r;
+        r.unit = p.unit;
+        r.has_error = true;
+        r.error_code = ErrorCode::kDeviceError;
+        r.error = "device '" + spec + "': " + e.what();
+        done.emplace_back(std::move(p), std::move(r));
+      }
+      pending_.clear();
+      room_cv_.notify_all();
+      finish(done);
+    }
   }
 }
 

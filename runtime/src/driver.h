@@ -1,13 +1,19 @@
 #pragma once
-/// The device driver behind rt::Device: queue rings in host memory, doorbells, interrupts and the
-/// device DRAM allocator. Internal to anvil_runtime.
+/// The device driver behind rt::Device: queue rings in host memory, doorbells, interrupts, the
+/// completion thread, fault recovery by reset, and the device DRAM allocator. Internal to anvil_runtime.
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
+#include "anvil/common/status.h"
 #include "anvil/hw/platform.h"
 #include "anvil/isa/device.h"
 #include "anvil/runtime/runtime.h"
@@ -27,46 +33,91 @@ class DramAllocator {
   std::map<uint64_t, uint64_t> used_;
 };
 
-struct Device::Impl {
-  /// Interrupt state shared with the platform's handler (which may outlive nothing: it holds a shared_ptr).
-  struct Irq {
-    std::mutex mutex;
-    std::condition_variable cv;
-    uint64_t count = 0;
-  };
+/// How a posted command ended, handed to its callback on the completion thread: the completion
+/// entry (status 0 or the device's error), or `error` set when the runtime gave up on it (device
+/// reset, no completion, stale device).
+struct CommandResult {
+  isa::CompletionEntry completion{};
+  uint64_t submit_cycle = 0;
+  int unit = -1;  ///< index into Device::Impl::units, -1 for a command without a PE
+  bool has_error = false;
+  ErrorCode error_code = ErrorCode::kInternal;
+  std::string error;
+};
 
-  Impl(std::string spec, const hw::HwConfig& cfg, uint32_t pe_mask);
+struct Device::Impl {
+  using Callback = std::function<void(const CommandResult&)>;
+
+  Impl(std::string spec, const hw::HwConfig& cfg, std::vector<uint32_t> units);
   ~Impl();
   /// Throws kClosed when closed or when the platform was reset by a later open().
   void check_open() const;
-  /// Posts one submission entry and waits for its completion (the tag is filled in).
-  isa::CompletionEntry submit(isa::SubmissionEntry e);
+  /// Posts one submission entry (the tag is filled in) and returns; `done` runs on the completion
+  /// thread when it ends. on_unit: the entry runs on the least loaded unit (pe_mask filled in).
+  /// Blocks while the device's rings are full, up to `wait_until` (then kTimeout). No completion
+  /// by `device_deadline` is a device fault.
+  void post(isa::SubmissionEntry e, bool on_unit, Callback done, std::chrono::steady_clock::time_point wait_until,
+            std::chrono::steady_clock::time_point device_deadline);
+  /// post() and wait for the result (kLoad).
+  CommandResult execute(const isa::SubmissionEntry& e, double timeout_s);
   /// Device DRAM allocation (the handle's own regions: programs, scratch, IO).
   uint64_t dram_alloc(uint64_t bytes, const std::string& what);
   void dram_free(uint64_t addr);
   hw::HostBuffer host_alloc(uint64_t bytes);
   void host_free(const hw::HostBuffer& b);
-  uint32_t pes_used() const { return pe_mask == 3 ? 2 : 1; }
+  uint64_t recoveries() const;
 
   hw::Platform& platform;
   const std::string spec;
   const hw::HwConfig config;
-  const uint32_t pe_mask;
+  const std::vector<uint32_t> units;  ///< PE masks
+  const uint32_t pes_per_unit;
   uint64_t generation = 0;
-  bool closed = false;
-  double timeout_s = 300.0;  ///< wall-clock limit for one command (the device watchdog normally answers first)
+  std::atomic<bool> closed{false};
 
  private:
+  struct Pending {
+    int unit = -1;
+    uint64_t post_seq = 0, submit_cycle = 0;
+    std::chrono::steady_clock::time_point deadline;
+    Callback done;
+  };
+  /// Interrupt state shared with the platform's handler.
+  struct Irq {
+    std::mutex mutex;
+    std::condition_variable cv;
+    uint64_t count = 0;
+    bool stop = false;
+  };
   bool stale() const;
-  /// Consumes the completion at CQ head if the device posted one.
-  bool poll_completion(isa::CompletionEntry* out);
+  void init_rings();
+  uint64_t read_cycle();
+  /// The completion thread: consumes the completion ring after interrupts, detects lost and
+  /// overdue commands, resets the device after a fault.
+  void completion_loop();
+  /// Consumes every posted completion (CQ_TAIL read first: it orders the device's ring writes
+  /// before ours); returns the finished commands.
+  std::vector<std::pair<Pending, CommandResult>> reap();
+  /// CONTROL.RESET, waits for the firmware to boot, re-arms the rings; every command still in
+  /// flight fails with `why`. Returns those commands.
+  std::vector<std::pair<Pending, CommandResult>> recover(const std::string& why);
+  static void finish(std::vector<std::pair<Pending, CommandResult>>& done);
 
-  std::mutex mutex_;  ///< one command at a time
   std::shared_ptr<Irq> irq_ = std::make_shared<Irq>();
   hw::HostBuffer sq_, cq_;
   static constexpr uint32_t kQueueEntries = 64;
+  std::mutex ring_mutex_;  ///< SQ tail and doorbell; recovery holds it so nothing is posted meanwhile
   uint32_t sq_tail_ = 0, cq_head_ = 0, cq_phase_ = 1, next_tag_ = 1;
+  uint64_t post_seq_ = 0;
+  mutable std::mutex pending_mutex_;  ///< pending_, reserved_, unit_load_, recoveries_
+  std::condition_variable room_cv_;
+  std::map<uint32_t, Pending> pending_;  ///< by tag
+  uint32_t reserved_ = 0;
+  std::vector<uint32_t> unit_load_;
+  uint64_t recoveries_ = 0;
+  std::mutex dram_mutex_;
   DramAllocator dram_;
+  std::thread completion_thread_;
 };
 
 }  // namespace anvil::rt

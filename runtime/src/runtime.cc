@@ -1,6 +1,9 @@
 #include "anvil/runtime/runtime.h"
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <regex>
 #include <vector>
 
@@ -10,66 +13,121 @@
 
 namespace anvil::rt {
 
+using Clock = std::chrono::steady_clock;
+
 namespace {
 
-/// PE mask of a device spec: 1 (PE 0), 2 (PE 1) or 3 (the fused pair); 0 when not a spec.
-uint32_t parse_spec(const std::string& spec) {
-  static const std::regex warboy(R"(warboy\((1|2)\)\*1)"), npu(R"(npu0pe(0|1)(-1)?)");
+constexpr uint32_t kMaxQueueDepth = 63;  ///< the device rings hold 63 commands in flight
+constexpr int kPlatformPes = 2;          ///< PEs of the simulated chip (hw::WarboyChip::kMaxPes)
+
+Clock::time_point after(double seconds) {
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+}
+
+/// Units of one comma-free spec item; empty when it is not one.
+std::vector<uint32_t> parse_item(const std::string& item) {
+  static const std::regex warboy(R"(warboy\(([0-9]+)\)\*([0-9]+))"), npu(R"(npu0pe([0-9])(-([0-9]))?)");
   std::smatch m;
-  if (spec == "warboy") return 1;
-  if (spec == "warboy-2pe") return 3;
-  if (std::regex_match(spec, m, warboy)) return m[1] == "1" ? 1 : 3;
-  if (std::regex_match(spec, m, npu)) {
-    if (m[2].matched) return m[1] == "0" ? 3 : 0;  // "npu0pe0-1" is the pair; "npu0pe1-1" is nothing
-    return m[1] == "0" ? 1 : 2;
+  if (item == "warboy") return {1};
+  if (item == "warboy-2pe") return {3};
+  if (std::regex_match(item, m, warboy)) {
+    const int pes = std::stoi(m[1]), devices = std::stoi(m[2]);
+    if (pes < 1 || devices < 1 || pes * devices > kPlatformPes) return {};
+    std::vector<uint32_t> units;
+    for (int i = 0; i < pes * devices; ++i) units.push_back(1u << i);
+    return units;
   }
-  return 0;
+  if (std::regex_match(item, m, npu)) {
+    const int first = std::stoi(m[1]);
+    if (m[2].matched) return first == 0 && m[3] == "1" ? std::vector<uint32_t>{3} : std::vector<uint32_t>{};
+    if (first < kPlatformPes) return {1u << first};
+  }
+  return {};
+}
+
+/// An empty spec means $ANVIL_DEVICES, or PE 0 when that is unset.
+std::string resolve_spec(const std::string& spec) {
+  if (!spec.empty()) return spec;
+  const char* env = std::getenv("ANVIL_DEVICES");
+  return env && *env ? env : "warboy(1)*1";
 }
 
 }  // namespace
 
-Device Device::open(const std::string& spec, const hw::HwConfig& config) {
-  const uint32_t mask = parse_spec(spec);
-  if (mask == 0)
-    fail(ErrorCode::kInvalidArgument, "device spec '" + spec +
-                                          "' not understood (expected warboy(1)*1, warboy(2)*1, warboy-2pe, npu0pe0, "
-                                          "npu0pe1 or npu0pe0-1)");
+std::vector<uint32_t> parse_device_spec(const std::string& spec_in) {
+  const std::string spec = resolve_spec(spec_in);
+  std::vector<uint32_t> units;
+  uint32_t used = 0;
+  size_t pos = 0;
+  for (;;) {
+    const size_t comma = spec.find(',', pos);
+    const std::string item = spec.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    const std::vector<uint32_t> got = parse_item(item);
+    if (got.empty())
+      fail(ErrorCode::kInvalidArgument, "device spec '" + spec + "': '" + item +
+                                            "' not understood (expected warboy(P)*D with P*D <= 2, npu0pe0, npu0pe1, "
+                                            "npu0pe0-1, warboy or warboy-2pe, comma-separated)");
+    for (uint32_t u : got) {
+      if (used & u) fail(ErrorCode::kInvalidArgument, "device spec '" + spec + "' names a PE twice ('" + item + "')");
+      used |= u;
+      units.push_back(u);
+    }
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  if (units.size() > 1 && std::any_of(units.begin(), units.end(), [](uint32_t u) { return u == 3; }))
+    fail(ErrorCode::kInvalidArgument, "device spec '" + spec + "' mixes the fused pair with single PEs");
+  return units;
+}
+
+std::vector<std::string> discover(const hw::HwConfig& config) {
+  std::vector<std::string> specs{"npu0pe0"};
+  if (config.num_pes >= 2) specs.insert(specs.end(), {"npu0pe1", "npu0pe0-1"});
+  return specs;
+}
+
+Device Device::open(const std::string& spec_in, const hw::HwConfig& config) {
+  const std::string spec = resolve_spec(spec_in);
+  std::vector<uint32_t> units = parse_device_spec(spec);
   config.validate();
-  const uint32_t highest_pe = mask == 1 ? 0 : 1;
-  if (highest_pe >= config.num_pes)
-    fail(ErrorCode::kInvalidArgument, "device spec '" + spec + "' needs a 2-PE device but the hw config has num_pes=" +
-                                          std::to_string(config.num_pes) + " (use preset warboy-2pe)");
+  for (uint32_t u : units)
+    if ((u >> config.num_pes) != 0)
+      fail(ErrorCode::kInvalidArgument, "device spec '" + spec + "' needs PE 1 but the hw config has num_pes=" +
+                                            std::to_string(config.num_pes) + " (use preset warboy-2pe)");
   Device d;
-  d.impl_ = std::make_shared<Impl>(spec, config, mask);
+  d.impl_ = std::make_shared<Impl>(spec, config, std::move(units));
   return d;
 }
 
-const hw::HwConfig& Device::config() const {
-  if (!impl_) fail(ErrorCode::kClosed, "Device::config on an empty device handle");
-  return impl_->config;
+namespace {
+Device::Impl& checked(const std::shared_ptr<Device::Impl>& impl, const char* what) {
+  if (!impl) fail(ErrorCode::kClosed, std::string("Device::") + what + " on an empty device handle");
+  return *impl;
 }
+}  // namespace
+
+const hw::HwConfig& Device::config() const { return checked(impl_, "config").config; }
+const std::string& Device::spec() const { return checked(impl_, "spec").spec; }
+const std::vector<uint32_t>& Device::units() const { return checked(impl_, "units").units; }
+uint64_t Device::recoveries() const { return checked(impl_, "recoveries").recoveries(); }
 
 nlohmann::json Device::counters() const {
-  if (!impl_) fail(ErrorCode::kClosed, "Device::counters on an empty device handle");
-  impl_->check_open();
+  checked(impl_, "counters").check_open();
   return impl_->platform.counters();
 }
 
 void Device::set_trace(bool enabled) const {
-  if (!impl_) fail(ErrorCode::kClosed, "Device::set_trace on an empty device handle");
-  impl_->check_open();
+  checked(impl_, "set_trace").check_open();
   impl_->platform.set_trace(enabled);
 }
 
 nlohmann::json Device::trace_json() const {
-  if (!impl_) fail(ErrorCode::kClosed, "Device::trace_json on an empty device handle");
-  impl_->check_open();
+  checked(impl_, "trace_json").check_open();
   return impl_->platform.trace_json();
 }
 
 void Device::clear_trace() const {
-  if (!impl_) fail(ErrorCode::kClosed, "Device::clear_trace on an empty device handle");
-  impl_->check_open();
+  checked(impl_, "clear_trace").check_open();
   impl_->platform.clear_trace();
 }
 
@@ -81,38 +139,178 @@ Device::operator bool() const { return impl_ && !impl_->closed; }
 
 // ---------------------------------------------------------------------------------------------
 
+const char* request_state_name(RequestState s) {
+  switch (s) {
+    case RequestState::kPending: return "pending";
+    case RequestState::kCompleted: return "completed";
+    case RequestState::kTimeout: return "timeout";
+    case RequestState::kError: return "error";
+  }
+  return "?";
+}
+
+namespace {
+
+/// A request's device memory: its own IO region (host and device) and scratch.
+struct Slot {
+  uint64_t io_addr = 0, scratch_addr = 0;
+  hw::HostBuffer io_host;
+};
+
+/// What a session shares with its requests and the device's completion thread. It does not own
+/// the Device: the Session does, and drains its requests before letting go of it.
+struct Core {
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::vector<Slot> slots;
+  std::vector<int> free_slots;
+  uint32_t in_flight = 0;
+  std::deque<std::shared_ptr<Request::State>> finished;  ///< not yet received, completion order
+  uint64_t next_id = 0;
+  SessionStats stats;
+  // Constant after construction.
+  std::vector<isa::TensorDesc> outputs;
+  std::vector<uint32_t> units;
+  uint64_t macs = 0;
+  double clock_ghz = 1.0, peak_macs_per_cycle = 1.0;
+};
+
+}  // namespace
+
+struct Request::State {
+  std::shared_ptr<Core> core;
+  uint64_t id = 0;
+  int slot = -1;
+  std::any context;
+  RequestState state = RequestState::kPending;  ///< guarded by core->mutex, as every field below
+  bool taken = false;                           ///< returned by receive() or a final wait()
+  TensorMap outputs;
+  RunStats stats;
+  ErrorCode code = ErrorCode::kInternal;
+  std::string message;
+};
+
+namespace {
+Request::State& checked(const std::shared_ptr<Request::State>& s) {
+  if (!s) fail(ErrorCode::kClosed, "Request: empty request handle");
+  return *s;
+}
+}  // namespace
+
+RequestState Request::wait(double timeout_s) const {
+  State& s = checked(state_);
+  std::unique_lock<std::mutex> lock(s.core->mutex);
+  if (!s.core->cv.wait_until(lock, after(timeout_s), [&] { return s.state != RequestState::kPending; }))
+    return RequestState::kTimeout;
+  s.taken = true;
+  return s.state;
+}
+
+RequestState Request::state() const {
+  State& s = checked(state_);
+  std::lock_guard<std::mutex> lock(s.core->mutex);
+  return s.state;
+}
+
+const TensorMap& Request::outputs() const {
+  State& s = checked(state_);
+  std::lock_guard<std::mutex> lock(s.core->mutex);
+  if (s.state == RequestState::kPending)
+    fail(ErrorCode::kBusy, "request " + std::to_string(s.id) + " is still pending (wait for it first)");
+  if (s.state == RequestState::kError) throw Error(s.code, s.message);
+  return s.outputs;  // final: never written again
+}
+
+const RunStats& Request::stats() const {
+  State& s = checked(state_);
+  std::lock_guard<std::mutex> lock(s.core->mutex);
+  return s.stats;
+}
+
+const std::any& Request::context() const { return checked(state_).context; }
+
+ErrorCode Request::error_code() const {
+  State& s = checked(state_);
+  std::lock_guard<std::mutex> lock(s.core->mutex);
+  return s.code;
+}
+
+const std::string& Request::error_message() const {
+  State& s = checked(state_);
+  std::lock_guard<std::mutex> lock(s.core->mutex);
+  return s.message;
+}
+
+uint64_t Request::id() const { return checked(state_).id; }
+
+// ---------------------------------------------------------------------------------------------
+
 struct Session::Impl {
   Device device;
   isa::Program program;
-  uint64_t program_addr = 0, scratch_addr = 0, io_addr = 0;
-  hw::HostBuffer io_host;
+  SessionOptions options;
+  uint64_t program_addr = 0;
   uint32_t input_bytes = 0, output_offset = 0, output_bytes = 0;
-  uint64_t macs = 0;
-  RunStats stats;
-
+  std::shared_ptr<Core> core = std::make_shared<Core>();
+  RunStats last;
+  bool closed = false;
   std::vector<uint64_t> dram_allocations;
 
   uint64_t dram_alloc(uint64_t bytes, const std::string& what) {
     dram_allocations.push_back(device.impl_->dram_alloc(bytes, what));
     return dram_allocations.back();
   }
+  /// Waits until no request is in flight: the completion thread fails overdue ones, so this ends.
+  void drain() {
+    std::unique_lock<std::mutex> lock(core->mutex);
+    core->cv.wait(lock, [&] { return core->in_flight == 0; });
+  }
   ~Impl() {
     if (!device.impl_) return;
+    drain();
     for (uint64_t a : dram_allocations) device.impl_->dram_free(a);
-    if (io_host.data) device.impl_->host_free(io_host);
+    for (const Slot& s : core->slots)
+      if (s.io_host.data) device.impl_->host_free(s.io_host);
   }
+  void check_usable() const {
+    if (closed) fail(ErrorCode::kClosed, "session closed");
+    device.impl_->check_open();
+  }
+  /// Checks the inputs and writes them (quantized when float32) into a request's host IO buffer.
+  void check_inputs(const TensorMap& inputs) const;
+  void write_inputs(const TensorMap& inputs, uint8_t* io) const;
 };
 
-Session::Session(Device device, const isa::Program& program) : impl_(std::make_unique<Impl>()) {
+namespace {
+Session::Impl& checked(const std::unique_ptr<Session::Impl>& impl) {
+  if (!impl) fail(ErrorCode::kClosed, "session closed (moved from)");
+  return *impl;
+}
+
+TensorInfo info_of(const isa::TensorDesc& d) {
+  return TensorInfo{d.name, d.shape, d.dtype, d.layout, d.scale, d.zero_point, d.bytes()};
+}
+}  // namespace
+
+Session::Session(Device device, const isa::Program& program, const SessionOptions& options)
+    : impl_(std::make_unique<Impl>()) {
   if (!device.impl_) fail(ErrorCode::kClosed, "Session: empty device handle");
   Device::Impl& d = *device.impl_;
   d.check_open();
-  if (program.num_pes != d.pes_used())
-    fail(ErrorCode::kInvalidArgument, "program needs " + std::to_string(program.num_pes) + " PE(s) but device '" +
-                                          d.spec + "' has " + std::to_string(d.pes_used()));
+  if (options.queue_depth < 1 || options.queue_depth > kMaxQueueDepth)
+    fail(ErrorCode::kInvalidArgument, "session queue_depth " + std::to_string(options.queue_depth) + " is outside 1.." +
+                                          std::to_string(kMaxQueueDepth));
+  if (!(options.timeout_s > 0) || !(options.device_timeout_s > 0))
+    fail(ErrorCode::kInvalidArgument, "session timeout_s and device_timeout_s must be positive");
+  if (program.num_pes != d.pes_per_unit)
+    fail(ErrorCode::kInvalidArgument, "program/device mismatch: the program needs " + std::to_string(program.num_pes) +
+                                          " PE(s) per request but each unit of device '" + d.spec + "' has " +
+                                          std::to_string(d.pes_per_unit));
   Impl& s = *impl_;
   s.device = device;
   s.program = program;
+  s.options = options;
+  Core& core = *s.core;
   for (const auto& in : program.inputs) {
     if (in.dtype != DType::kInt8)
       fail(ErrorCode::kUnsupported, "program input '" + in.name + "' is " + dtype_name(in.dtype) + "; the device takes int8");
@@ -127,14 +325,24 @@ Session::Session(Device device, const isa::Program& program) : impl_(std::make_u
   }
   if (out_end > out_begin) s.output_offset = static_cast<uint32_t>(out_begin), s.output_bytes = static_cast<uint32_t>(out_end - out_begin);
   for (const auto& inst : program.instructions)
-    if (inst.opcode == isa::Opcode::kConv) s.macs += isa::conv_macs(inst.conv);
+    if (inst.opcode == isa::Opcode::kConv) core.macs += isa::conv_macs(inst.conv);
+  core.outputs = program.outputs;
+  core.units = d.units;
+  core.stats.per_unit.assign(d.units.size(), 0);
+  core.clock_ghz = d.config.clock_ghz;
+  core.peak_macs_per_cycle = static_cast<double>(d.config.mac_rows) * d.config.mac_cols * d.config.slices_per_pe * d.pes_per_unit;
 
   // The image goes to DRAM the way a driver puts it there: a host buffer and a kLoad command.
   const std::string image = program.serialize();
   s.program_addr = s.dram_alloc(image.size(), "the program image");
-  s.scratch_addr = s.dram_alloc(program.scratch_bytes, "the program's scratch memory");
-  s.io_addr = s.dram_alloc(program.io_bytes, "the program's IO region");
-  s.io_host = d.host_alloc(program.io_bytes);
+  for (uint32_t i = 0; i < options.queue_depth; ++i) {
+    Slot slot;
+    slot.scratch_addr = s.dram_alloc(program.scratch_bytes, "the program's scratch memory");
+    slot.io_addr = s.dram_alloc(program.io_bytes, "the program's IO region");
+    slot.io_host = d.host_alloc(program.io_bytes);
+    core.slots.push_back(slot);
+    core.free_slots.push_back(static_cast<int>(options.queue_depth - 1 - i));
+  }
   hw::HostBuffer staging = d.host_alloc(image.size());
   std::memcpy(staging.data, image.data(), image.size());
   isa::SubmissionEntry e{};
@@ -142,96 +350,226 @@ Session::Session(Device device, const isa::Program& program) : impl_(std::make_u
   e.io_addr = s.program_addr;
   e.host_io_addr = staging.bus_addr;
   e.input_bytes = static_cast<uint32_t>(image.size());
-  isa::CompletionEntry c;
+  CommandResult r;
   try {
-    c = d.submit(e);
+    r = d.execute(e, options.device_timeout_s);
   } catch (...) {
     d.host_free(staging);
     throw;
   }
   d.host_free(staging);
-  if (c.status != 0)
-    fail(ErrorCode::kDeviceError, std::string("device '") + d.spec + "' failed to load the program: " +
-                                      isa::device_error_name(static_cast<isa::DeviceError>(c.status)));
+  if (r.has_error) fail(r.error_code, r.error + " (loading the program)");
 }
 
 Session::~Session() = default;
 Session::Session(Session&&) noexcept = default;
 Session& Session::operator=(Session&&) noexcept = default;
 
-const RunStats& Session::last_stats() const { return impl_->stats; }
-const isa::Program& Session::program() const { return impl_->program; }
+const RunStats& Session::last_stats() const { return checked(impl_).last; }
+const isa::Program& Session::program() const { return checked(impl_).program; }
+const SessionOptions& Session::options() const { return checked(impl_).options; }
 
-TensorMap Session::run(const TensorMap& inputs) {
-  Impl& s = *impl_;
-  Device::Impl& d = *s.device.impl_;
-  d.check_open();
+std::vector<TensorInfo> Session::inputs() const {
+  std::vector<TensorInfo> v;
+  for (const auto& d : checked(impl_).program.inputs) v.push_back(info_of(d));
+  return v;
+}
+
+std::vector<TensorInfo> Session::outputs() const {
+  std::vector<TensorInfo> v;
+  for (const auto& d : checked(impl_).program.outputs) v.push_back(info_of(d));
+  return v;
+}
+
+void Session::Impl::check_inputs(const TensorMap& inputs) const {
   for (const auto& [name, t] : inputs) {
     bool known = false;
-    for (const auto& desc : s.program.inputs) known |= desc.name == name;
+    for (const auto& desc : program.inputs) known |= desc.name == name;
     if (!known) {
       std::string names;
-      for (const auto& desc : s.program.inputs) names += (names.empty() ? "" : ", ") + desc.name;
+      for (const auto& desc : program.inputs) names += (names.empty() ? "" : ", ") + desc.name;
       fail(ErrorCode::kInvalidArgument, "input '" + name + "' is not an input of the program (inputs: " + names + ")");
     }
   }
-  for (const auto& desc : s.program.inputs) {
+  for (const auto& desc : program.inputs) {
     auto it = inputs.find(desc.name);
     if (it == inputs.end()) fail(ErrorCode::kInvalidArgument, "input '" + desc.name + "' is missing");
     const Tensor& t = it->second;
     if (t.shape() != desc.shape)
       fail(ErrorCode::kInvalidArgument, "input '" + desc.name + "' has shape " + shape_str(t.shape()) +
                                             ", the program expects " + shape_str(desc.shape));
-    auto* dst = reinterpret_cast<int8_t*>(s.io_host.data + desc.io_offset);
+    if (t.dtype() != DType::kFloat32 && t.dtype() != DType::kInt8)
+      fail(ErrorCode::kInvalidArgument, "input '" + desc.name + "' has dtype " + dtype_name(t.dtype()) +
+                                            ", expected float32 (quantized on the host) or int8");
+  }
+}
+
+void Session::Impl::write_inputs(const TensorMap& inputs, uint8_t* io) const {
+  for (const auto& desc : program.inputs) {
+    const Tensor& t = inputs.at(desc.name);
+    auto* dst = reinterpret_cast<int8_t*>(io + desc.io_offset);
     if (t.dtype() == DType::kFloat32) {
       const float* x = t.data<float>();
       for (int64_t i = 0; i < t.numel(); ++i) dst[i] = math::quantize_float(x[i], desc.scale, desc.zero_point);
-    } else if (t.dtype() == DType::kInt8) {
-      std::memcpy(dst, t.raw(), t.nbytes());
     } else {
-      fail(ErrorCode::kInvalidArgument, "input '" + desc.name + "' has dtype " + dtype_name(t.dtype()) +
-                                            ", expected float32 (quantized on the host) or int8");
+      std::memcpy(dst, t.raw(), t.nbytes());
     }
   }
+}
+
+namespace {
+
+/// Runs on the device's completion thread when a request's command ended.
+void complete(const std::shared_ptr<Request::State>& state, const CommandResult& r) {
+  Core& core = *state->core;
+  std::lock_guard<std::mutex> lock(core.mutex);
+  Request::State& s = *state;
+  const isa::CompletionEntry& c = r.completion;
+  RunStats& st = s.stats;
+  st.submit_cycle = r.submit_cycle;
+  st.pe_mask = r.unit >= 0 ? core.units[r.unit] : 0;
+  if (r.has_error) {
+    s.state = RequestState::kError;
+    s.code = r.error_code;
+    s.message = r.error;
+    core.stats.failed++;
+  } else {
+    const Slot& slot = core.slots[s.slot];
+    for (const auto& desc : core.outputs) {
+      Tensor t(DType::kInt8, desc.shape);
+      std::memcpy(t.raw(), slot.io_host.data + desc.io_offset, t.nbytes());
+      s.outputs.emplace(desc.name, std::move(t));
+    }
+    // On success the completion's error_info carries the PE run's cycles (firmware.h).
+    st.cycles = c.error_info;
+    st.start_cycle = c.start_cycle;
+    st.end_cycle = c.end_cycle;
+    st.request_cycles = c.end_cycle - c.start_cycle;
+    st.latency_us = static_cast<double>(st.request_cycles) / (core.clock_ghz * 1000.0);
+    st.queue_latency_us = static_cast<double>(c.end_cycle - r.submit_cycle) / (core.clock_ghz * 1000.0);
+    st.macs = core.macs;
+    st.mac_utilization = st.cycles ? static_cast<double>(st.macs) / (static_cast<double>(st.cycles) * core.peak_macs_per_cycle) : 0.0;
+    s.state = RequestState::kCompleted;
+    SessionStats& ss = core.stats;
+    if (ss.completed == 0 || r.submit_cycle < ss.first_submit_cycle) ss.first_submit_cycle = r.submit_cycle;
+    ss.last_end_cycle = std::max(ss.last_end_cycle, c.end_cycle);
+    ss.completed++;
+    if (r.unit >= 0) ss.per_unit[r.unit]++;
+    const uint64_t span = ss.last_end_cycle - ss.first_submit_cycle;
+    ss.throughput_per_sim_s = span ? static_cast<double>(ss.completed) * core.clock_ghz * 1e9 / static_cast<double>(span) : 0.0;
+  }
+  core.free_slots.push_back(s.slot);
+  core.in_flight--;
+  while (!core.finished.empty() && core.finished.front()->taken) core.finished.pop_front();
+  core.finished.push_back(state);
+  core.cv.notify_all();
+}
+
+}  // namespace
+
+Request Session::submit(const TensorMap& inputs, std::any context) {
+  Impl& s = checked(impl_);
+  s.check_usable();
+  s.check_inputs(inputs);
+  Core& core = *s.core;
+  auto state = std::make_shared<Request::State>();
+  state->core = s.core;
+  state->context = std::move(context);
+  const auto wait_until = after(s.options.timeout_s);
+  {
+    std::unique_lock<std::mutex> lock(core.mutex);
+    if (core.free_slots.empty()) {
+      if (!s.options.blocking_submit)
+        fail(ErrorCode::kBusy, "device busy: " + std::to_string(s.options.queue_depth) +
+                                   " requests of the session are in flight (queue_depth)");
+      if (!core.cv.wait_until(lock, wait_until, [&] { return !core.free_slots.empty(); }))
+        fail(ErrorCode::kTimeout, "queue timeout: no free slot in the session's queue within " +
+                                      std::to_string(s.options.timeout_s) + " s");
+    }
+    state->slot = core.free_slots.back();
+    core.free_slots.pop_back();
+    state->id = core.next_id++;
+    core.in_flight++;
+  }
+  const Slot& slot = core.slots[state->slot];
+  s.write_inputs(inputs, slot.io_host.data);
   isa::SubmissionEntry e{};
   e.opcode = static_cast<uint32_t>(isa::CommandOp::kRun);
-  e.pe_mask = d.pe_mask;
   e.program_addr = s.program_addr;
-  e.scratch_addr = s.scratch_addr;
-  e.io_addr = s.io_addr;
-  e.host_io_addr = s.io_host.bus_addr;
+  e.scratch_addr = slot.scratch_addr;
+  e.io_addr = slot.io_addr;
+  e.host_io_addr = slot.io_host.bus_addr;
   e.input_bytes = s.input_bytes;
   e.output_offset = s.output_offset;
   e.output_bytes = s.output_bytes;
-  const isa::CompletionEntry c = d.submit(e);
-  if (c.status != 0) {
-    char info[16];
-    std::snprintf(info, sizeof info, "0x%08X", c.error_info);
-    // The device's watchdog (a PE that did not finish) is a timeout; every other code a device error.
-    const ErrorCode code = c.status == static_cast<uint32_t>(isa::DeviceError::kTimeout) ? ErrorCode::kTimeout
-                                                                                          : ErrorCode::kDeviceError;
-    fail(code, std::string("device '") + d.spec + "': " +
-                                      isa::device_error_name(static_cast<isa::DeviceError>(c.status)) +
-                                      " (ERROR_INFO " + info + ")");
+  try {
+    s.device.impl_->post(e, true, [state](const CommandResult& r) { complete(state, r); }, wait_until,
+                         after(s.options.device_timeout_s));
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(core.mutex);
+    core.free_slots.push_back(state->slot);
+    core.in_flight--;
+    core.cv.notify_all();
+    throw;
   }
-  TensorMap outputs;
-  for (const auto& desc : s.program.outputs) {
-    Tensor t(DType::kInt8, desc.shape);
-    std::memcpy(t.raw(), s.io_host.data + desc.io_offset, t.nbytes());
-    outputs.emplace(desc.name, std::move(t));
-  }
-  const nlohmann::json counters = d.platform.counters();
-  const std::string pe = d.pe_mask == 2 ? "pe1" : "pe0";
-  const hw::HwConfig& cfg = d.config;
-  RunStats st;
-  st.cycles = counters[pe]["last_run_cycles"].get<uint64_t>();
-  st.request_cycles = c.end_cycle - c.start_cycle;
-  st.latency_us = static_cast<double>(st.request_cycles) / (cfg.clock_ghz * 1000.0);
-  st.macs = s.macs;
-  const double peak = static_cast<double>(cfg.mac_rows) * cfg.mac_cols * cfg.slices_per_pe * d.pes_used();
-  st.mac_utilization = st.cycles ? static_cast<double>(st.macs) / (static_cast<double>(st.cycles) * peak) : 0.0;
-  s.stats = st;
-  return outputs;
+  Request r;
+  r.state_ = std::move(state);
+  return r;
+}
+
+Request Session::receive(double timeout_s) {
+  Impl& s = checked(impl_);
+  if (s.closed) fail(ErrorCode::kClosed, "session closed");
+  Core& core = *s.core;
+  std::unique_lock<std::mutex> lock(core.mutex);
+  auto ready = [&] {
+    while (!core.finished.empty() && core.finished.front()->taken) core.finished.pop_front();
+    return !core.finished.empty();
+  };
+  if (!core.cv.wait_until(lock, after(timeout_s), ready))
+    fail(ErrorCode::kTimeout, "queue timeout: no request of the session finished within " + std::to_string(timeout_s) +
+                                  " s (" + std::to_string(core.in_flight) + " in flight)");
+  Request r;
+  r.state_ = core.finished.front();
+  r.state_->taken = true;
+  core.finished.pop_front();
+  return r;
+}
+
+TensorMap Session::run(const TensorMap& inputs) {
+  Impl& s = checked(impl_);
+  Request r = submit(inputs);
+  if (r.wait(s.options.timeout_s) == RequestState::kTimeout)
+    fail(ErrorCode::kTimeout, "queue timeout: request " + std::to_string(r.id()) + " did not finish within " +
+                                  std::to_string(s.options.timeout_s) + " s");
+  TensorMap out = r.outputs();
+  s.last = r.stats();
+  return out;
+}
+
+uint32_t Session::in_flight() const {
+  Core& core = *checked(impl_).core;
+  std::lock_guard<std::mutex> lock(core.mutex);
+  return core.in_flight;
+}
+
+SessionStats Session::stats() const {
+  Core& core = *checked(impl_).core;
+  std::lock_guard<std::mutex> lock(core.mutex);
+  return core.stats;
+}
+
+void Session::stats_reset() {
+  Core& core = *checked(impl_).core;
+  std::lock_guard<std::mutex> lock(core.mutex);
+  core.stats = SessionStats{};
+  core.stats.per_unit.assign(core.units.size(), 0);
+}
+
+void Session::close() {
+  if (!impl_ || impl_->closed) return;
+  impl_->drain();
+  impl_->closed = true;
 }
 
 std::pair<std::string, std::vector<std::string>> parse_sweep(const std::string& text) {

@@ -190,7 +190,7 @@ TEST(Runtime, SecondPeAndFusedPairComputeTheSame) {
   EXPECT_LT(s.last_stats().cycles, single_cycles);  // twice the slices for the conv
 }
 
-TEST(Runtime, InjectedDmaFaultIsADeviceErrorAndTheDeviceRecovers) {
+TEST(Runtime, InjectedDmaFaultIsADeviceFaultAndTheRuntimeResetsTheDevice) {
   ConvLayer g = ConvLayer::random(15, ConvLayer{});
   const auto x = random_int8(g.n * g.ic * g.h * g.w, 16);
   Device dev = Device::open("warboy(1)*1", hw::HwConfig::preset("warboy"));
@@ -199,13 +199,17 @@ TEST(Runtime, InjectedDmaFaultIsADeviceErrorAndTheDeviceRecovers) {
   p.write32(isa::reg::FAULT_INJECT, 1);
   p.write32(isa::reg::FAULT_ARG, 2);
   const std::string msg = message_of([&] { s.run({{"x", input_tensor(g, x)}}); });
-  EXPECT_NE(msg.find("DMA fault"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("device fault: DMA fault"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("reset"), std::string::npos) << msg;
+  EXPECT_EQ(dev.recoveries(), 1u);
+  // The reset cleared the latched error and the fault-injection register; the device works again.
+  EXPECT_FALSE(p.read32(isa::reg::STATUS) & isa::field::STATUS_ERROR_MASK);
+  EXPECT_EQ(p.read32(isa::reg::FAULT_INJECT), 0u);
+  EXPECT_EQ(to_vec(s.run({{"x", input_tensor(g, x)}}).at("y")), g.expected(x));
+  p.write32(isa::reg::FAULT_INJECT, 1);
+  p.write32(isa::reg::FAULT_ARG, 1);
   EXPECT_EQ(code_of([&] { s.run({{"x", input_tensor(g, x)}}); }), ErrorCode::kDeviceError);
-  const uint32_t status = p.read32(isa::reg::STATUS);
-  EXPECT_TRUE(status & isa::field::STATUS_ERROR_MASK);
-  EXPECT_EQ((status & isa::field::STATUS_ERROR_CODE_MASK) >> isa::field::STATUS_ERROR_CODE_SHIFT,
-            static_cast<uint32_t>(isa::DeviceError::kDmaFault));
-  p.write32(isa::reg::FAULT_INJECT, 0);
+  EXPECT_EQ(dev.recoveries(), 2u);
   EXPECT_EQ(to_vec(s.run({{"x", input_tensor(g, x)}}).at("y")), g.expected(x));
 }
 
@@ -219,11 +223,12 @@ TEST(Runtime, HungPeIsCaughtByTheWatchdog) {
   hw::Platform::instance().write32(isa::reg::FAULT_ARG, 4);  // the conv never finishes
   const auto x = random_int8(g.n * g.ic * g.h * g.w, 18);
   const std::string msg = message_of([&] { s.run({{"x", input_tensor(g, x)}}); });
-  EXPECT_NE(msg.find("PE timeout"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("device fault: PE timeout"), std::string::npos) << msg;
+  EXPECT_EQ(dev.recoveries(), 1u);
+  hw::Platform::instance().write32(isa::reg::FAULT_INJECT, 2);
   hw::Platform::instance().write32(isa::reg::FAULT_ARG, 1);
-  EXPECT_EQ(code_of([&] { s.run({{"x", input_tensor(g, x)}}); }), ErrorCode::kTimeout);
+  EXPECT_EQ(code_of([&] { s.run({{"x", input_tensor(g, x)}}); }), ErrorCode::kDeviceError);
   EXPECT_EQ(dev.counters()["command_processor"]["watchdog_timeouts"], 2);
-  hw::Platform::instance().write32(isa::reg::FAULT_INJECT, 0);
   EXPECT_EQ(to_vec(s.run({{"x", input_tensor(g, x)}}).at("y")), g.expected(x));
 }
 

@@ -9,6 +9,8 @@
 ///          cached per image until a kLoad overwrites it), check pe_mask against the program's
 ///          num_pes, copy inputs host -> IO region, load the instructions into the sequencer's
 ///          instruction memory, run, copy outputs IO region -> host.
+/// A successful kRun reports the PE run's cycles in its completion's error_info (saturated at
+/// 2^32 - 1), so the host gets per-request PE cycles even with several requests in flight.
 /// A failing command latches STATUS.ERROR / ERROR_CODE / ERROR_INFO, raises INT_STATUS.ERROR and
 /// posts a completion with the error; later commands still run (the latch stays until reset).
 #include <cstdint>
@@ -39,7 +41,8 @@ class Firmware {
     uint64_t scratch_bytes = 0, io_bytes = 0, sram_bytes = 0;
   };
   void execute(const isa::SubmissionEntry& e, isa::CompletionEntry& c);
-  void run_program(const isa::SubmissionEntry& e);
+  /// Returns the PE run's cycles.
+  uint64_t run_program(const isa::SubmissionEntry& e);
   const ProgramInfo& validate(uint64_t program_addr);
   void post_completion(const isa::CompletionEntry& c);
   void latch_error(isa::DeviceError code, uint32_t info);

@@ -34,6 +34,7 @@ struct PeRun {
 struct PeResult {
   isa::DeviceError error = isa::DeviceError::kOk;
   uint32_t info = 0;
+  uint64_t cycles = 0;  ///< cycles of the run on the PE(s)
 };
 
 class Hal {

@@ -95,7 +95,7 @@ struct CompletionEntry {
   uint32_t status;          ///< DeviceError
   uint64_t start_cycle;     ///< device cycle when the command started executing
   uint64_t end_cycle;       ///< device cycle when its outputs were in host memory
-  uint32_t error_info;      ///< as ERROR_INFO
+  uint32_t error_info;      ///< as ERROR_INFO; for a successful kRun the PE run's cycles (saturated)
   uint32_t phase;           ///< 1 on the first pass through the ring, toggling on each wrap
 };
 static_assert(sizeof(CompletionEntry) == 32, "completion entries are 32 bytes");

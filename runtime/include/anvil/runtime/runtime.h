@@ -1,13 +1,24 @@
 #pragma once
 /// The anvil runtime: the host driver of the virtual NPU.
 ///
-///   Device  = an opened device (one PE or the fused pair) on the process's platform
-///   Session = a program loaded into that device's DRAM, run request by request
+///   Device  = an opened device: one or more units (a PE, or the fused pair) on the process's platform
+///   Session = a program loaded into that device's DRAM, run synchronously (run) or through an
+///             asynchronous queue (submit -> Request -> wait / receive)
+///   Request = one submitted inference: state, outputs, statistics and the caller's context
 ///
 /// The runtime drives the device only as a PCIe driver would: BAR register reads and writes,
 /// submission/completion rings in host memory, and MSI interrupts (a condition variable the
-/// interrupt handler signals). Errors are anvil::Error: kInvalidArgument (bad spec, tensor
-/// name/shape/dtype), kDeviceError (the device's error name), kTimeout, kClosed.
+/// interrupt handler signals). One completion thread per Device consumes the completion ring.
+///
+/// Typed errors (anvil::Error codes):
+///   kBusy            "device busy": a non-blocking submit on a full queue
+///   kInvalidArgument invalid input (tensor name/shape/dtype), bad spec or options,
+///                    program/device mismatch (the program needs another PE count than a unit has)
+///   kTimeout         "queue timeout": no free queue slot or no result within the caller's timeout
+///   kDeviceError     "device fault": the device reported an error (DMA fault, PE watchdog, bad
+///                    program) or did not complete a request; the runtime then resets the device
+///   kClosed          closed session or device (or one reset by a later Device::open)
+#include <any>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -23,22 +34,43 @@
 namespace anvil::rt {
 
 struct RunStats {
-  uint64_t cycles = 0;          ///< device cycles from program start to end on the PE(s)
+  uint64_t cycles = 0;          ///< device cycles of the program run on the PE(s)
   uint64_t request_cycles = 0;  ///< submission fetched to completion posted, incl. PCIe transfers
   double latency_us = 0.0;      ///< request_cycles at the configured clock
   uint64_t macs = 0;            ///< multiply-accumulates of the program's kConv instructions
   double mac_utilization = 0.0; ///< macs / (cycles * mac_rows * mac_cols * slices * num_pes_used)
+  uint64_t submit_cycle = 0;    ///< device cycle when the host rang the doorbell for the request
+  uint64_t start_cycle = 0;     ///< device cycle when the firmware started the request
+  uint64_t end_cycle = 0;       ///< device cycle when its outputs were in host memory
+  uint32_t pe_mask = 0;         ///< the unit that ran it (bit i = PE i)
+  /// Submission to completion in simulated time (queueing included), microseconds.
+  double queue_latency_us = 0.0;
 };
+
+/// Device specification (one string names a set of units; a unit is what one request runs on):
+///   "warboy(P)*D"       D devices of P independent PEs each, in-process one chip: P*D units of one PE
+///                       (warboy(1)*1 = PE 0; warboy(2)*1 and warboy(1)*2 = PE 0 and PE 1)
+///   "npu0peI"           PE I;   "npu0pe0-1" = the fused pair (one unit of two PEs)
+///   "warboy"            PE 0;   "warboy-2pe" = the fused pair
+///   "A,B,..."           the union of the lists (a PE may appear once)
+///   ""                  $ANVIL_DEVICES, or "warboy(1)*1" when unset
+/// Returns the units' PE masks (1, 2 or 3). Throws kInvalidArgument naming the spec.
+std::vector<uint32_t> parse_device_spec(const std::string& spec);
+
+/// The specs of the units a platform with `config` offers (npu0pe0, npu0pe1, npu0pe0-1).
+std::vector<std::string> discover(const hw::HwConfig& config);
 
 class Device {  // value-type handle (shared pimpl), RAII
  public:
   Device() = default;
-  /// Opens the virtual device: spec "warboy(1)*1" / "npu0pe0" = PE 0, "npu0pe1" = PE 1,
-  /// "warboy-2pe" / "warboy(2)*1" / "npu0pe0-1" = the fused pair. Resets the platform with
-  /// `config` (a power cycle: every earlier Device becomes stale and throws kClosed). Throws
-  /// anvil::Error kInvalidArgument for a bad spec or config, kDeviceError if the device does not boot.
+  /// Opens the virtual device (see parse_device_spec). Resets the platform with `config` (a power
+  /// cycle: every earlier Device becomes stale and throws kClosed). Throws kInvalidArgument for a
+  /// bad spec or config (a PE the config does not have), kDeviceError if the device does not boot.
   static Device open(const std::string& spec, const hw::HwConfig& config);
   const hw::HwConfig& config() const;
+  const std::string& spec() const;
+  /// PE masks of the units requests are spread over.
+  const std::vector<uint32_t>& units() const;
   /// Performance counters of the device's units (hardware model debug interface).
   nlohmann::json counters() const;
   /// Activity trace of the device (hw::Platform::set_trace): off by default; while on, every
@@ -49,7 +81,9 @@ class Device {  // value-type handle (shared pimpl), RAII
   nlohmann::json trace_json() const;
   /// Drops the recorded events (the setting stays).
   void clear_trace() const;
-  /// Closes the handle (idempotent); later use throws kClosed.
+  /// Device resets the runtime performed to recover from faults since open.
+  uint64_t recoveries() const;
+  /// Closes the handle (idempotent); later use throws kClosed. Requests already submitted finish.
   void close();
   explicit operator bool() const;
 
@@ -60,29 +94,112 @@ class Device {  // value-type handle (shared pimpl), RAII
   std::shared_ptr<Impl> impl_;
 };
 
-/// A program loaded on a device. Requests on one Session are serialised by the caller (it owns
-/// one IO buffer); several Sessions may share a Device from different threads.
+/// An input or output of a loaded program, as the host sees it.
+struct TensorInfo {
+  std::string name;
+  Shape shape;                 ///< including the batch dimension
+  DType dtype = DType::kInt8;  ///< element type on the device
+  isa::Layout layout = isa::Layout::kNCHW;
+  float scale = 1.0f;          ///< real = (q - zero_point) * scale
+  int32_t zero_point = 0;
+  uint64_t bytes = 0;          ///< on the device
+};
+
+struct SessionOptions {
+  /// Requests of this session in flight at once (each has its own IO and scratch memory), 1..63.
+  uint32_t queue_depth = 2;
+  /// submit() on a full queue: wait up to timeout_s for a slot (then kTimeout), or throw kBusy at once.
+  bool blocking_submit = true;
+  /// Host wall-clock limit (seconds) for a blocking submit and for run(). A request the device has
+  /// not completed after device_timeout_s is a device fault (the device is reset).
+  double timeout_s = 60.0;
+  double device_timeout_s = 300.0;
+};
+
+/// What Request::wait reports.
+enum class RequestState { kPending, kCompleted, kTimeout, kError };
+const char* request_state_name(RequestState s);
+
+class Request {  // value-type handle
+ public:
+  Request() = default;
+  /// Waits up to timeout_s (host seconds) for the request: kCompleted, kError (see error()), or
+  /// kTimeout when it is still pending (the request stays queued). Throws kClosed on an empty handle.
+  RequestState wait(double timeout_s) const;
+  /// kPending until the device completed it.
+  RequestState state() const;
+  /// The int8 outputs by name. Throws the request's error if it failed, kBusy if it is pending.
+  const TensorMap& outputs() const;
+  const RunStats& stats() const;
+  /// The context given to submit().
+  const std::any& context() const;
+  /// The error of a failed request (code and message); kInternal/"" when it did not fail.
+  ErrorCode error_code() const;
+  const std::string& error_message() const;
+  /// Submission number within its session, from 0.
+  uint64_t id() const;
+  explicit operator bool() const { return static_cast<bool>(state_); }
+
+  struct State;
+
+ private:
+  friend class Session;
+  std::shared_ptr<State> state_;
+};
+
+/// Throughput of a session over every request completed since it was created (or stats_reset).
+struct SessionStats {
+  uint64_t completed = 0, failed = 0;
+  uint64_t first_submit_cycle = 0, last_end_cycle = 0;
+  double throughput_per_sim_s = 0.0;     ///< completed / (last_end - first_submit) at the clock
+  std::vector<uint64_t> per_unit;        ///< completed requests per unit (Device::units() order)
+};
+
+/// A program loaded on a device. Thread-safe: any number of threads may run/submit/receive.
 class Session {
  public:
-  /// Loads the program into device DRAM (through the command queue / PCIe DMA, as a driver would).
-  /// Throws kInvalidArgument when the program needs a different number of PEs than the device
-  /// has, kDeviceError when the device rejects the load, kClosed for a closed device.
-  Session(Device device, const isa::Program& program);
+  /// Loads the program into device DRAM (through the command queue / PCIe DMA, as a driver would)
+  /// and allocates queue_depth request slots. Throws kInvalidArgument when the program needs a
+  /// different number of PEs than the device's units have or for bad options, kDeviceError when
+  /// the device rejects the load, kClosed for a closed device.
+  Session(Device device, const isa::Program& program, const SessionOptions& options = {});
+  /// Waits for the session's requests in flight (up to device_timeout_s; then they fail).
   ~Session();
   Session(Session&&) noexcept;
   Session& operator=(Session&&) noexcept;
 
-  /// Runs one request. inputs by name: float32 tensors are quantized on the host with the
-  /// descriptor's scale/zero point (math::quantize_float); int8 tensors are taken as they are.
-  /// Wrong name/shape/dtype -> anvil::Error kInvalidArgument naming the tensor and both shapes.
-  /// Returns int8 outputs by name (shape per descriptor). A device error -> kDeviceError with the
-  /// device's error name; the device's watchdog or no completion -> kTimeout.
+  std::vector<TensorInfo> inputs() const;
+  std::vector<TensorInfo> outputs() const;
+  const SessionOptions& options() const;
+
+  /// Runs one request and waits for it (submit + wait(timeout_s) + outputs). inputs by name:
+  /// float32 tensors are quantized on the host with the descriptor's scale/zero point
+  /// (math::quantize_float); int8 tensors are taken as they are. Throws kInvalidArgument for a
+  /// wrong name/shape/dtype (naming the tensor and both shapes), kDeviceError for a device fault,
+  /// kTimeout when no result came within timeout_s.
   TensorMap run(const TensorMap& inputs);
+  /// Statistics of the last run() that returned (for concurrent use, Request::stats()).
   const RunStats& last_stats() const;
   const isa::Program& program() const;
 
- private:
+  /// Queues one request on the least loaded unit and returns at once with its handle. A full
+  /// queue (queue_depth requests in flight): waits for a slot (blocking_submit; kTimeout after
+  /// timeout_s) or throws kBusy "device busy". Invalid inputs throw kInvalidArgument (nothing queued).
+  Request submit(const TensorMap& inputs, std::any context = {});
+  /// The next request of this session that finished (completed or failed) and was not yet
+  /// received or waited for, in completion order. Throws kTimeout "queue timeout" after timeout_s.
+  Request receive(double timeout_s);
+  /// Requests submitted and not yet finished.
+  uint32_t in_flight() const;
+  SessionStats stats() const;
+  void stats_reset();
+  /// Waits for the requests in flight (as the destructor does) and closes the session: later
+  /// run/submit/receive throw kClosed "session closed". Idempotent.
+  void close();
+
   struct Impl;
+
+ private:
   std::unique_ptr<Impl> impl_;
 };
 

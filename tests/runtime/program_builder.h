@@ -1,6 +1,7 @@
 #pragma once
 // Hand-written ISA programs for the hardware/runtime tests (what the compiler would emit for one
 // layer), and direct expectations computed with common/requant.h.
+#include <array>
 #include <cstring>
 #include <random>
 #include <vector>

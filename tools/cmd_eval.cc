@@ -1,9 +1,12 @@
 /// anvil eval MODEL.onnx --dataset DATASET --methods LIST|all --target T [--calib-count N] [--count N] [--json report.json]
+///            [--sweep key=v1,v2,...]
 ///
 /// The main job of anvil: FP32 top-1 on the reference executor; then for each calibration method
 /// quantize, compile, run every evaluation image on the virtual NPU and report INT8 top-1 measured
 /// on the emulator, the INT8/FP32 ratio, simulated cycles, latency and MAC utilisation. Every
 /// emulator output is also checked bit for bit against the reference executor's integer run.
+/// --sweep then re-runs each method's program on the first evaluation batch with every value of
+/// one hardware parameter (rt::sweep: a fresh device per value) and prints cycles per inference.
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -47,13 +50,15 @@ struct MethodResult {
   double utilization_sum = 0;
   int64_t requests = 0;
   double quantize_s = 0, compile_s = 0, run_s = 0;
+  isa::Program program;                 ///< kept for --sweep
+  std::vector<rt::SweepPoint> sweep;    ///< one per --sweep value
 };
 
 }  // namespace
 
 void register_eval(CLI::App& app) {
   struct Opts {
-    std::string model, dataset, methods = "MIN_MAX_ASYM,MIN_MAX_SYM", target = "warboy", json;
+    std::string model, dataset, methods = "MIN_MAX_ASYM,MIN_MAX_SYM", target = "warboy", json, sweep;
     int64_t calib_count = 500, count = -1, batch = 1;
     NormOptions norm;
   };
@@ -68,6 +73,9 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--count", o->count, "evaluation images: the first N of the test split (default: all)");
   cmd->add_option("--batch", o->batch, "batch size of the compiled program")->check(CLI::Range(1, 1024));
   cmd->add_option("--json", o->json, "write the report as JSON");
+  cmd->add_option("--sweep", o->sweep, "key=v1,v2,...: after the evaluation, run each method's program on the first "
+                                       "test batch with each value of one hardware parameter (a fresh device per "
+                                       "value) and print cycles per inference for each");
   o->norm.add_to(cmd);
   cmd->callback([o] {
     const auto t_start = Clock::now();
@@ -83,6 +91,16 @@ void register_eval(CLI::App& app) {
     if (methods.empty()) fail(ErrorCode::kInvalidArgument, "--methods: no method given");
     const hw::HwConfig config = hw::HwConfig::preset(o->target);
     const std::string device_spec = device_spec_for_target(o->target);
+    std::pair<std::string, std::vector<std::string>> sweep;
+    if (!o->sweep.empty()) {
+      // Check every value before the (long) evaluation: rt::sweep applies the same set + validate.
+      sweep = rt::parse_sweep(o->sweep);
+      for (const std::string& v : sweep.second) {
+        hw::HwConfig c = config;
+        c.set(sweep.first + "=" + v);
+        c.validate();
+      }
+    }
 
     const onnx::ModelProto model = load_onnx(o->model);
     const Dataset test = load_dataset(o->dataset, Split::kTest, o->count, o->norm.get());
@@ -175,7 +193,17 @@ void register_eval(CLI::App& app) {
         progress.advance(valid);
       }
       r.run_s = seconds_since(t);
-      results.push_back(r);
+      if (!sweep.first.empty()) r.program = compiled.program;
+      results.push_back(std::move(r));
+    }
+    // The sweep re-opens (power cycles) the device per value, so it runs after every method's evaluation.
+    if (!sweep.first.empty()) {
+      device.close();
+      for (MethodResult& r : results) {
+        const isa::TensorDesc& in_desc = r.program.inputs.at(0);
+        const Tensor q = ref::quantize_tensor(batch_rows(test.images, 0, o->batch), {in_desc.scale, in_desc.zero_point});
+        r.sweep = rt::sweep(device_spec, config, sweep.first, sweep.second, r.program, {{in_desc.name, q}});
+      }
     }
 
     // The table.
@@ -223,6 +251,33 @@ void register_eval(CLI::App& app) {
       std::cout << fmt(", %s %.1f s (quantize %.2f, compile %.2f, emulate+verify %.1f)", r.method.c_str(),
                        r.quantize_s + r.compile_s + r.run_s, r.quantize_s, r.compile_s, r.run_s);
     std::cout << fmt("; total %.1f s\n", seconds_since(t_start));
+    if (!sweep.first.empty()) {
+      // Cycles per inference: PE cycles of one request of the compiled batch / batch.
+      std::vector<std::string> header{sweep.first};
+      for (const MethodResult& r : results) header.push_back(r.method + " cycles/inf");
+      for (const MethodResult& r : results) header.push_back(r.method + " us/inf");
+      std::vector<std::vector<std::string>> sweep_rows;
+      nlohmann::json sj = nlohmann::json::array();
+      for (size_t v = 0; v < sweep.second.size(); ++v) {
+        std::vector<std::string> row{sweep.second[v]};
+        nlohmann::json point = {{"value", sweep.second[v]}};
+        hw::HwConfig c = config;
+        c.set(sweep.first + "=" + sweep.second[v]);
+        for (const MethodResult& r : results) {
+          const double per_inf = static_cast<double>(r.sweep[v].stats.cycles) / o->batch;
+          row.push_back(fmt("%.0f", per_inf));
+          point[r.method] = {{"cycles_per_inference", per_inf}, {"latency_us", per_inf / (c.clock_ghz * 1e3)},
+                             {"mac_utilization", r.sweep[v].stats.mac_utilization}};
+        }
+        for (const MethodResult& r : results)
+          row.push_back(fmt("%.2f", static_cast<double>(r.sweep[v].stats.cycles) / o->batch / (c.clock_ghz * 1e3)));
+        sweep_rows.push_back(row);
+        sj.push_back(point);
+      }
+      std::cout << "\nsweep of " << sweep.first << " (first test batch, a fresh device per value):\n\n"
+                << format_table(header, sweep_rows);
+      report["sweep"] = {{"key", sweep.first}, {"points", sj}};
+    }
     report["host_seconds"] = {{"fp32", fp32_s}, {"calibration", calib_s}, {"total", seconds_since(t_start)}};
     if (!o->json.empty()) write_file(o->json, report.dump(1) + "\n");
     for (const MethodResult& r : results)

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <vector>
 
 namespace anvil::ref {
 
@@ -19,5 +20,17 @@ struct Window2d {
 /// naming the attribute.
 Window2d window_geometry(const onnx::NodeProto& node, int64_t in_h, int64_t in_w, std::array<int64_t, 2> kernel,
                          bool ceil_mode);
+
+/// The same geometry for any number of spatial dimensions (1-D, 2-D, 3-D windows), for the
+/// operators that run their own N-D loops (ConvInteger, QLinearConv). Every vector has one value
+/// per spatial dimension; pads are split into begin and end.
+struct WindowNd {
+  std::vector<int64_t> kernel, strides, dilations, pads_begin, pads_end, out;
+};
+
+/// window_geometry for `in` spatial sizes and a kernel of the same length: attributes must have
+/// that many values (pads twice as many). Throws kInvalidArgument naming the attribute.
+WindowNd window_geometry_nd(const onnx::NodeProto& node, const std::vector<int64_t>& in,
+                            const std::vector<int64_t>& kernel, bool ceil_mode);
 
 }  // namespace anvil::ref

@@ -1,7 +1,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "kernels.h"
+#include "kernels_ext.h"
 
 namespace anvil::ref {
 
@@ -64,6 +64,13 @@ constexpr OpSchema kOps[] = {
     {"Expand", expand_kernel, 2, 2, 1},
     {"QuantizeLinear", quantize_linear_kernel, 2, 3, 1},
     {"DequantizeLinear", dequantize_linear_kernel, 2, 3, 1},
+    {"DynamicQuantizeLinear", dynamic_quantize_linear_kernel, 1, 1, 3},
+    {"MatMulInteger", matmul_integer_kernel, 2, 4, 1},
+    {"ConvInteger", conv_integer_kernel, 2, 4, 1, conv_integer_check},
+    {"QLinearMatMul", qlinear_matmul_kernel, 8, 8, 1},
+    {"QLinearConv", qlinear_conv_kernel, 8, 9, 1, conv_integer_check},
+    {"ConvTranspose", conv_transpose_kernel, 2, 3, 1, conv_transpose_check},
+    {"Resize", resize_kernel, 2, 4, 1, resize_check},
 };
 }  // namespace
 

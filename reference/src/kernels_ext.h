@@ -1,0 +1,26 @@
+#pragma once
+/// Kernels of the quantized-integer operators, ConvTranspose and Resize. Declared apart from
+/// kernels.h (which holds the float CNN kernels) so each family's header changes on its own;
+/// op_registry.cc lists them all in its one table.
+#include "kernels.h"
+
+namespace anvil::ref {
+
+// ops_integer.cc: ONNX's integer operators (opset 10+): int32 accumulation of (x - zero point)
+// products, requantized through common/requant.h.
+void matmul_integer_kernel(KernelContext& ctx);
+void conv_integer_kernel(KernelContext& ctx);
+void qlinear_matmul_kernel(KernelContext& ctx);
+void qlinear_conv_kernel(KernelContext& ctx);
+void dynamic_quantize_linear_kernel(KernelContext& ctx);
+void conv_integer_check(const onnx::NodeProto& node, int64_t opset);
+
+// ops_conv_transpose.cc: ConvTranspose, 1-D to 3-D, float32.
+void conv_transpose_kernel(KernelContext& ctx);
+void conv_transpose_check(const onnx::NodeProto& node, int64_t opset);
+
+// ops_resize.cc: Resize (opsets 10, 11, 13), float32.
+void resize_kernel(KernelContext& ctx);
+void resize_check(const onnx::NodeProto& node, int64_t opset);
+
+}  // namespace anvil::ref

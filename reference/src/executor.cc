@@ -7,6 +7,7 @@
 
 #include "anvil/common/onnx_model.h"
 #include "attributes.h"
+#include "graph_check.h"
 #include "kernels.h"
 
 namespace anvil::ref {
@@ -145,6 +146,13 @@ void prepare(const onnx::ModelProto& model, PreparedModel* impl) {
     check_node(p, impl->opset);
     for (const auto& in : p.node.input()) p.constant_inputs.push_back(impl->initializers.count(in) > 0);
   }
+  std::map<std::string, ValueFacts> facts;  // element types and ranks known before any input
+  for (const auto& [name, t] : impl->initializers) facts[name] = {t.dtype(), static_cast<int64_t>(t.rank())};
+  for (const GraphInput& in : impl->inputs)
+    facts[in.name] = {in.dtype, in.has_shape ? static_cast<int64_t>(in.dims.size()) : int64_t{-1}};
+  std::vector<const onnx::NodeProto*> order;
+  for (const PreparedNode& p : impl->nodes) order.push_back(&p.node);
+  check_types_and_ranks(order, std::move(facts));
   std::set<std::string> produced;
   for (const auto& p : impl->nodes)
     for (const auto& out : p.node.output()) produced.insert(out);
@@ -219,7 +227,13 @@ Expected<TensorMap> Executor::run(const TensorMap& inputs, const RunOptions& opt
     for (const PreparedNode& p : im.nodes) {
       std::vector<Tensor> outs(p.node.output_size());
       KernelContext ctx{p.node, im.opset, {}, outs, p.cache.get(), p.constant_inputs};
-      for (const auto& in : p.node.input()) ctx.inputs.push_back(lookup(in));
+      for (const auto& in : p.node.input()) {
+        ctx.inputs.push_back(lookup(in));
+        // Values read for the last time here (once) may be overwritten by the kernel.
+        const bool last = std::count(p.release.begin(), p.release.end(), in) &&
+                          std::count(p.node.input().begin(), p.node.input().end(), in) == 1;
+        ctx.reusable_inputs.push_back(last ? &values.at(in) : nullptr);
+      }
       try {
         p.op->run(ctx);
       } catch (const Error& e) {

@@ -36,6 +36,21 @@ class NodeCache {
   std::shared_ptr<const void> value_;
 };
 
+/// While alive, oneDNN (and anything else on OpenMP) called from this thread runs on this thread
+/// alone: the thread's OpenMP thread count is 1, restored on destruction. Debian's oneDNN runs on
+/// OpenMP while the executor runs on TBB; kernels split their work over the TBB pool and run each
+/// piece serially in oneDNN, so only one pool of workers spins on the cores.
+class SerialDnnl {
+ public:
+  SerialDnnl();
+  ~SerialDnnl();
+  SerialDnnl(const SerialDnnl&) = delete;
+  SerialDnnl& operator=(const SerialDnnl&) = delete;
+
+ private:
+  int saved_threads_;
+};
+
 /// What a kernel sees: its node, the model's opset, its inputs (nullptr for an omitted optional
 /// input) and room for its outputs. Kernels throw anvil::Error; the executor prefixes the node.
 struct KernelContext {
@@ -49,6 +64,11 @@ struct KernelContext {
   std::vector<bool> constant_inputs = {};
 
   bool is_constant(size_t i) const { return i < constant_inputs.size() && constant_inputs[i]; }
+  /// For each input, the executor's own value when no later node reads it (not an initializer, not
+  /// a graph output, not read twice by this node), else nullptr: a kernel may move its storage into
+  /// an output of the same size and compute in place. Empty when the caller does not allow it.
+  std::vector<Tensor*> reusable_inputs = {};
+  Tensor* reusable(size_t i) const { return i < reusable_inputs.size() ? reusable_inputs[i] : nullptr; }
 
   size_t num_inputs() const { return inputs.size(); }
   bool has_input(size_t i) const { return i < inputs.size() && inputs[i] != nullptr; }

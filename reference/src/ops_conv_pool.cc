@@ -1,6 +1,8 @@
 // Conv (oneDNN), pooling and BatchNormalization, float32, NCHW.
 #include <dnnl.hpp>
+#include <omp.h>
 #include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
 
 #include <algorithm>
 #include <cmath>
@@ -14,6 +16,9 @@
 #include "kernels.h"
 
 namespace anvil::ref {
+
+SerialDnnl::SerialDnnl() : saved_threads_(omp_get_max_threads()) { omp_set_num_threads(1); }
+SerialDnnl::~SerialDnnl() { omp_set_num_threads(saved_threads_); }
 
 namespace {
 
@@ -87,86 +92,194 @@ const dnnl::engine& cpu_engine() {
   return engine;
 }
 
-/// A oneDNN convolution for one input shape: the primitive, which picks the fastest memory layout
-/// for this machine (blocked channels, e.g. nChw16c on AVX-512), and the weights already
-/// reordered into that layout (empty when the weights are not an initializer).
-struct DnnlConv {
+/// Primitive attributes for calls made from several threads at once: each call brings its own
+/// scratchpad (by default oneDNN shares one per creating thread, unsafe when primitives created on
+/// one thread run on others).
+dnnl::primitive_attr user_scratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+/// This thread's scratchpad for oneDNN calls, at least `desc`'s size, 64-byte aligned.
+dnnl::memory scratchpad(const dnnl::memory::desc& desc) {
+  struct Free {
+    void operator()(void* p) const { std::free(p); }
+  };
+  thread_local std::unique_ptr<void, Free> buffer;
+  thread_local size_t capacity = 0;
+  const size_t need = (desc.get_size() + 63) / 64 * 64;
+  if (need > capacity) {
+    buffer.reset(std::aligned_alloc(64, need));
+    if (!buffer) fail(ErrorCode::kInternal, "out of memory for a oneDNN scratchpad");
+    capacity = need;
+  }
+  return dnnl::memory(desc, cpu_engine(), buffer.get());
+}
+
+/// Copies `from` into `to` (same dims, any layouts) on this thread.
+void reorder(const dnnl::memory& from, const dnnl::memory& to, dnnl::stream& stream) {
+  const dnnl::reorder::primitive_desc pd(from, to, user_scratchpad());
+  dnnl::reorder(pd).execute(stream, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to},
+                                     {DNNL_ARG_SCRATCHPAD, scratchpad(pd.scratchpad_desc())}});
+}
+
+dnnl::memory::desc strided_desc(const dnnl::memory::dims& dims, const dnnl::memory::dims& strides) {
+  return dnnl::memory::desc(dims, dnnl::memory::data_type::f32, strides);
+}
+
+/// One oneDNN convolution over a slice of the work: images [n0, n0 + n) and output channels
+/// [m0, m0 + m) (for grouped convolutions whole groups, whose input channels are [c0, c0 + c)).
+/// Its primitive picks the fastest layouts for one thread (format_tag::any); `weights` holds the
+/// slice's weights already reordered into that layout (empty when W is not an initializer).
+struct ConvPart {
+  int64_t n0 = 0, n = 0, m0 = 0, m = 0, c0 = 0, c = 0, groups = 1;
   dnnl::convolution_forward::primitive_desc pd;
   dnnl::convolution_forward conv;
   dnnl::memory weights;
 };
 
-dnnl::memory::desc plain_desc(const dnnl::memory::dims& dims, dnnl::memory::format_tag tag) {
-  return dnnl::memory::desc(dims, dnnl::memory::data_type::f32, tag);
-}
+/// A Conv node's plan for one input shape: its parts run side by side on the TBB pool, each on one
+/// thread (see SerialDnnl).
+struct ConvPlan {
+  std::vector<ConvPart> parts;
+};
 
-/// Input `user` in the layout `want`: the same memory when the layouts agree, else a reordered copy.
-dnnl::memory in_layout(const dnnl::memory& user, const dnnl::memory::desc& want, dnnl::stream& stream) {
-  if (user.get_desc() == want) return user;
-  dnnl::memory out(want, cpu_engine());
-  dnnl::reorder(user, out).execute(stream, const_cast<dnnl::memory&>(user), out);
+/// Splits [0, total) into at most `pieces` ranges of multiples of `align` (the last takes the rest).
+std::vector<std::pair<int64_t, int64_t>> split_range(int64_t total, int64_t pieces, int64_t align) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  const int64_t units = (total + align - 1) / align;
+  pieces = std::max<int64_t>(1, std::min(pieces, units));
+  int64_t begin = 0;
+  for (int64_t p = 0; p < pieces; ++p) {
+    const int64_t end = p + 1 == pieces ? total : std::min(total, (units * (p + 1) / pieces) * align);
+    if (end > begin) out.emplace_back(begin, end - begin);
+    begin = end;
+  }
   return out;
 }
 
 /// Conv on oneDNN. Output y = bias + sum over the window of x * w, accumulated in float32 by
 /// oneDNN's kernels (the summation order differs from a naive loop, within float rounding).
+///
+/// Threads: Debian's oneDNN runs on OpenMP, the executor on TBB; two pools of spinning workers on
+/// the same cores slow each other down several times (docs/performance.md). So every oneDNN call
+/// runs single-threaded on a TBB worker (SerialDnnl), and the Conv is split across the TBB pool:
+/// by images when the batch has at least as many images as there are threads, else by output
+/// channels (by groups for grouped and depthwise convolutions). Each part is a complete
+/// convolution of its slice, so the result does not depend on the split.
 void dnnl_conv(KernelContext& ctx, const Tensor& x, const Tensor& w, const float* bias, int64_t group,
                const Window2d& g, Tensor& y) {
   using dnnl::memory;
   using tag = memory::format_tag;
-  const int64_t n = x.dim(0), c = x.dim(1), m = w.dim(0);
-  const memory::dims src_dims{n, c, x.dim(2), x.dim(3)}, dst_dims{n, m, g.out[0], g.out[1]};
-  const memory::dims w_dims = group == 1 ? memory::dims{m, c, w.dim(2), w.dim(3)}
-                                         : memory::dims{group, m / group, c / group, w.dim(2), w.dim(3)};
-  const tag w_tag = group == 1 ? tag::oihw : tag::goihw;
-  auto make = [&] {
-    const memory::desc any_src(src_dims, memory::data_type::f32, tag::any);
-    const memory::desc any_w(w_dims, memory::data_type::f32, tag::any);
-    const memory::desc any_dst(dst_dims, memory::data_type::f32, tag::any);
-    const memory::desc bias_md = bias ? plain_desc({m}, tag::x) : memory::desc();
-    // oneDNN's dilation counts the gaps (ONNX dilation - 1); its padding is [top, left] and
-    // [bottom, right], the latter consistent with the output size ONNX computes.
-    const dnnl::convolution_forward::desc d(
-        dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, any_src, any_w, bias_md, any_dst,
-        {g.strides[0], g.strides[1]}, {g.dilations[0] - 1, g.dilations[1] - 1}, {g.pads[0], g.pads[1]},
-        {g.pads[2], g.pads[3]});
-    auto conv = std::make_shared<DnnlConv>();
-    conv->pd = dnnl::convolution_forward::primitive_desc(d, cpu_engine());
-    conv->conv = dnnl::convolution_forward(conv->pd);
-    return conv;
-  };
-  // Cache the primitive (and the reordered weights, when they are an initializer) per input shape.
+  const int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), wd = x.dim(3), m = w.dim(0);
+  const int64_t kh = w.dim(2), kw = w.dim(3), oh = g.out[0], ow = g.out[1];
+  const int64_t threads = tbb::this_task_arena::max_concurrency();
   const bool constant_w = ctx.cache && ctx.is_constant(1);
-  std::shared_ptr<const DnnlConv> conv;
-  dnnl::stream stream(cpu_engine());
-  const memory user_w(plain_desc(w_dims, w_tag), cpu_engine(), const_cast<float*>(w.data<float>()));
+  const float* wdata = w.data<float>();
+
+  // The part's weights in OIHW (group 1) or GOIHW, as stored in W: a contiguous slice.
+  auto user_weights = [&](const ConvPart& p) {
+    const memory::dims dims = group == 1 ? memory::dims{p.m, c, kh, kw}
+                                         : memory::dims{p.groups, m / group, c / group, kh, kw};
+    const float* base = wdata + p.m0 * (c / group) * kh * kw;
+    return memory(memory::desc(dims, memory::data_type::f32, group == 1 ? tag::oihw : tag::goihw), cpu_engine(),
+                  const_cast<float*>(base));
+  };
+  auto make_plan = [&] {
+    SerialDnnl serial;
+    auto plan = std::make_shared<ConvPlan>();
+    std::vector<ConvPart> parts;
+    auto add = [&](int64_t n0, int64_t nn, int64_t m0, int64_t mm, int64_t c0, int64_t cc, int64_t groups) {
+      ConvPart p;
+      p.n0 = n0, p.n = nn, p.m0 = m0, p.m = mm, p.c0 = c0, p.c = cc, p.groups = groups;
+      parts.push_back(std::move(p));
+    };
+    if (n >= threads || (group == 1 && m < 32) || (group > 1 && group < threads)) {
+      for (auto [n0, nn] : split_range(n, threads, 1)) add(n0, nn, 0, m, 0, c, group);
+    } else if (group == 1) {
+      for (auto [m0, mm] : split_range(m, threads, 16)) add(0, n, m0, mm, 0, c, 1);
+    } else {
+      const int64_t mg = m / group, cg = c / group;
+      for (auto [g0, gg] : split_range(group, threads, std::max<int64_t>(1, 16 / mg)))
+        add(0, n, g0 * mg, gg * mg, g0 * cg, gg * cg, gg);
+    }
+    for (ConvPart& p : parts) {
+      const memory::dims w_dims = group == 1 ? memory::dims{p.m, p.c, kh, kw}
+                                             : memory::dims{p.groups, p.m / p.groups, p.c / p.groups, kh, kw};
+      const memory::desc any_src({p.n, p.c, h, wd}, memory::data_type::f32, tag::any);
+      const memory::desc any_w(w_dims, memory::data_type::f32, tag::any);
+      const memory::desc any_dst({p.n, p.m, oh, ow}, memory::data_type::f32, tag::any);
+      const memory::desc bias_md = bias ? memory::desc({p.m}, memory::data_type::f32, tag::x) : memory::desc();
+      // oneDNN's dilation counts the gaps (ONNX dilation - 1); its padding is [top, left] and
+      // [bottom, right], the latter consistent with the output size ONNX computes.
+      const dnnl::convolution_forward::desc d(
+          dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, any_src, any_w, bias_md, any_dst,
+          {g.strides[0], g.strides[1]}, {g.dilations[0] - 1, g.dilations[1] - 1}, {g.pads[0], g.pads[1]},
+          {g.pads[2], g.pads[3]});
+      p.pd = dnnl::convolution_forward::primitive_desc(d, user_scratchpad(), cpu_engine());
+      p.conv = dnnl::convolution_forward(p.pd);
+    }
+    plan->parts = std::move(parts);
+    return plan;
+  };
+  std::shared_ptr<const ConvPlan> plan;
   if (ctx.cache) {
-    conv = ctx.cache->get<DnnlConv>("conv " + shape_str(x.shape()) + (constant_w ? " w" : ""), [&] {
-      auto made = make();
-      if (constant_w) {
-        made->weights = in_layout(user_w, made->pd.weights_desc(), stream);
-        if (made->weights.get_data_handle() == user_w.get_data_handle()) {  // own a copy: same layout
-          made->weights = memory(made->pd.weights_desc(), cpu_engine());
-          std::memcpy(made->weights.get_data_handle(), w.data<float>(), w.nbytes());
-        }
-        stream.wait();
-      }
-      return std::shared_ptr<const DnnlConv>(std::move(made));
-    });
+    // Cache the plan (and the reordered weights, when they are an initializer) per input shape.
+    plan = ctx.cache->get<ConvPlan>(
+        "conv " + shape_str(x.shape()) + " threads " + std::to_string(threads) + (constant_w ? " w" : ""), [&] {
+          std::shared_ptr<ConvPlan> made = make_plan();
+          if (constant_w) {
+            tbb::parallel_for(size_t{0}, made->parts.size(), [&](size_t i) {
+              SerialDnnl serial;
+              ConvPart& p = made->parts[i];
+              p.weights = memory(p.pd.weights_desc(), cpu_engine());
+              dnnl::stream stream(cpu_engine());
+              memory user = user_weights(p);
+              reorder(user, p.weights, stream);
+              stream.wait();
+            });
+          }
+          return std::shared_ptr<const ConvPlan>(std::move(made));
+        });
   } else {
-    conv = make();
+    plan = make_plan();
   }
-  const memory weights = constant_w ? conv->weights : in_layout(user_w, conv->pd.weights_desc(), stream);
-  const memory user_src(plain_desc(src_dims, tag::nchw), cpu_engine(), const_cast<float*>(x.data<float>()));
-  const memory src = in_layout(user_src, conv->pd.src_desc(), stream);
-  const memory user_dst(plain_desc(dst_dims, tag::nchw), cpu_engine(), y.data<float>());
-  const bool direct_dst = conv->pd.dst_desc() == user_dst.get_desc();
-  memory dst = direct_dst ? user_dst : memory(conv->pd.dst_desc(), cpu_engine());
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}};
-  if (bias) args.emplace(DNNL_ARG_BIAS, memory(plain_desc({m}, tag::x), cpu_engine(), const_cast<float*>(bias)));
-  conv->conv.execute(stream, args);
-  if (!direct_dst) dnnl::reorder(dst, user_dst).execute(stream, dst, const_cast<memory&>(user_dst));
-  stream.wait();
+  float* ydata = y.data<float>();
+  const float* xdata = x.data<float>();
+  tbb::parallel_for(size_t{0}, plan->parts.size(), [&](size_t i) {
+    SerialDnnl serial;
+    const ConvPart& p = plan->parts[i];
+    dnnl::stream stream(cpu_engine());
+    // The part's slices of X and Y, NCHW with the whole tensor's strides.
+    const memory user_src(strided_desc({p.n, p.c, h, wd}, {c * h * wd, h * wd, wd, 1}), cpu_engine(),
+                          const_cast<float*>(xdata + (p.n0 * c + p.c0) * h * wd));
+    const memory user_dst(strided_desc({p.n, p.m, oh, ow}, {m * oh * ow, oh * ow, ow, 1}), cpu_engine(),
+                          ydata + (p.n0 * m + p.m0) * oh * ow);
+    memory src = user_src, dst = user_dst, weights = p.weights;
+    if (p.pd.src_desc() != user_src.get_desc()) {
+      src = memory(p.pd.src_desc(), cpu_engine());
+      reorder(user_src, src, stream);
+    }
+    if (!constant_w) {
+      memory user = user_weights(p);
+      weights = user;
+      if (p.pd.weights_desc() != user.get_desc()) {
+        weights = memory(p.pd.weights_desc(), cpu_engine());
+        reorder(user, weights, stream);
+      }
+    }
+    if (p.pd.dst_desc() != user_dst.get_desc()) dst = memory(p.pd.dst_desc(), cpu_engine());
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}};
+    args.emplace(DNNL_ARG_SCRATCHPAD, scratchpad(p.pd.scratchpad_desc()));
+    if (bias)
+      args.emplace(DNNL_ARG_BIAS, memory(memory::desc({p.m}, memory::data_type::f32, tag::x), cpu_engine(),
+                                         const_cast<float*>(bias + p.m0)));
+    p.conv.execute(stream, args);
+    if (dst.get_data_handle() != user_dst.get_data_handle())
+      reorder(dst, user_dst, stream);
+    stream.wait();
+  });
 }
 
 }  // namespace
@@ -319,10 +432,12 @@ void batch_norm_kernel(KernelContext& ctx) {
   const float eps = attr_float(ctx.node, "epsilon", 1e-5f);
   int64_t inner = 1;
   for (size_t i = 2; i < x.rank(); ++i) inner *= x.dim(i);
-  Tensor y(DType::kFloat32, x.shape());
   const float* xd = x.data<float>();
+  const int64_t planes = x.dim(0) * c;
+  // In place when X is not read again (x refers to the moved-from value after this).
+  Tensor y = ctx.reusable(0) ? std::move(*ctx.reusable(0)) : Tensor(DType::kFloat32, x.shape());
   float* yd = y.data<float>();
-  tbb::parallel_for(int64_t{0}, x.dim(0) * c, [&](int64_t plane) {
+  tbb::parallel_for(int64_t{0}, planes, [&](int64_t plane) {
     const int64_t ch = plane % c;
     const float a = p[0][ch] / std::sqrt(p[3][ch] + eps);
     const float b = p[1][ch] - p[2][ch] * a;

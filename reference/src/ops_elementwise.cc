@@ -24,16 +24,28 @@ bool is_periodic(const Shape& in, const Shape& out) {
   return rank <= out.size() && std::equal(in.begin() + lead, in.end(), out.end() - rank);
 }
 
+/// The output tensor: the storage of input `a` or `b` when that input may be overwritten
+/// (KernelContext::reusable) and has the output's shape and type, else a new tensor. Elementwise
+/// kernels read element i before writing element i, so computing in place is exact.
+Tensor output_like(Tensor* a, Tensor* b, DType dtype, const Shape& shape) {
+  for (Tensor* t : {a, b})
+    if (t && t->dtype() == dtype && t->shape() == shape) return std::move(*t);
+  return Tensor(dtype, shape);
+}
+
 template <typename T, typename Op>
-Tensor binary_typed(const Tensor& a, const Tensor& b, Op op) {
+Tensor binary_typed(const Tensor& a, const Tensor& b, Op op, Tensor* reuse_a = nullptr, Tensor* reuse_b = nullptr) {
   const T* ad = a.data<T>();
   const T* bd = b.data<T>();
   const Shape out = a.shape() == b.shape() ? a.shape() : broadcast_shapes(a.shape(), b.shape());
-  Tensor y(dtype_of<T>(), out);
+  const int64_t na = a.numel(), nb = b.numel();
+  const bool periodic = is_periodic(a.shape(), out) && is_periodic(b.shape(), out);
+  // In place only where each output element reads the same position of its inputs.
+  Tensor y = periodic ? output_like(reuse_a, reuse_b, dtype_of<T>(), out) : Tensor(dtype_of<T>(), out);
   T* yd = y.data<T>();
-  const int64_t total = y.numel(), na = a.numel(), nb = b.numel();
+  const int64_t total = y.numel();
   if (total == 0) return y;
-  if (!is_periodic(a.shape(), out) || !is_periodic(b.shape(), out)) {
+  if (!periodic) {
     for_each_broadcast<2>(out, {broadcast_strides(a.shape(), out), broadcast_strides(b.shape(), out)},
                           [&](int64_t i, int64_t oa, int64_t ob) { yd[i] = static_cast<T>(op(ad[oa], bd[ob])); });
     return y;
@@ -62,13 +74,15 @@ void binary(KernelContext& ctx, Op op) {
   if (a.dtype() != b.dtype())
     fail(ErrorCode::kInvalidArgument, std::string("operand types differ: ") + dtype_name(a.dtype()) + " and " +
                                           dtype_name(b.dtype()));
+  Tensor* ra = ctx.reusable(0);
+  Tensor* rb = ctx.reusable(1);
   switch (a.dtype()) {
-    case DType::kFloat32: ctx.outputs[0] = binary_typed<float>(a, b, op); break;
-    case DType::kFloat64: ctx.outputs[0] = binary_typed<double>(a, b, op); break;
-    case DType::kInt8: ctx.outputs[0] = binary_typed<int8_t>(a, b, op); break;
-    case DType::kUInt8: ctx.outputs[0] = binary_typed<uint8_t>(a, b, op); break;
-    case DType::kInt32: ctx.outputs[0] = binary_typed<int32_t>(a, b, op); break;
-    case DType::kInt64: ctx.outputs[0] = binary_typed<int64_t>(a, b, op); break;
+    case DType::kFloat32: ctx.outputs[0] = binary_typed<float>(a, b, op, ra, rb); break;
+    case DType::kFloat64: ctx.outputs[0] = binary_typed<double>(a, b, op, ra, rb); break;
+    case DType::kInt8: ctx.outputs[0] = binary_typed<int8_t>(a, b, op, ra, rb); break;
+    case DType::kUInt8: ctx.outputs[0] = binary_typed<uint8_t>(a, b, op, ra, rb); break;
+    case DType::kInt32: ctx.outputs[0] = binary_typed<int32_t>(a, b, op, ra, rb); break;
+    case DType::kInt64: ctx.outputs[0] = binary_typed<int64_t>(a, b, op, ra, rb); break;
     default: fail(ErrorCode::kUnsupported, std::string("dtype ") + dtype_name(a.dtype()) + " is not supported");
   }
 }
@@ -84,10 +98,11 @@ const Tensor& float_input(const KernelContext& ctx, size_t i) {
 template <typename F>
 void unary_float(KernelContext& ctx, F f) {
   const Tensor& x = float_input(ctx, 0);
-  Tensor y(DType::kFloat32, x.shape());
   const float* xd = x.data<float>();
+  const int64_t total = x.numel();
+  Tensor y = output_like(ctx.reusable(0), nullptr, DType::kFloat32, x.shape());  // x is not read after this
   float* yd = y.data<float>();
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, x.numel(), 4096), [&](const tbb::blocked_range<int64_t>& r) {
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, total, 4096), [&](const tbb::blocked_range<int64_t>& r) {
     for (int64_t i = r.begin(); i < r.end(); ++i) yd[i] = f(xd[i]);
   });
   ctx.outputs[0] = std::move(y);
@@ -200,7 +215,9 @@ void clip_kernel(KernelContext& ctx) {
   unary_float(ctx, [lo, hi](float x) { return std::min(std::max(x, lo), hi); });
 }
 
-void identity_kernel(KernelContext& ctx) { ctx.outputs[0] = ctx.input(0); }
+void identity_kernel(KernelContext& ctx) {
+  ctx.outputs[0] = ctx.reusable(0) ? std::move(*ctx.reusable(0)) : ctx.input(0);
+}
 
 void dropout_kernel(KernelContext& ctx) {
   // Inference: the output is the input. training_mode (opset 12 input 2) must be false.

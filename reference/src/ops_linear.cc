@@ -1,5 +1,10 @@
-// Gemm and MatMul, float32, on OpenBLAS sgemm.
-#include <cblas.h>
+// Gemm and MatMul, float32, on oneDNN's sgemm split over the TBB pool.
+#include <dnnl.h>
+#include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
+
+#include <algorithm>
+#include <array>
 
 #include <cstring>
 
@@ -17,13 +22,45 @@ const Tensor& float_input(const KernelContext& ctx, size_t i, const char* what) 
   return t;
 }
 
-/// Row-major C[m x n] = A[m x k] * B[k x n] (+ beta * C).
+/// Row-major C[m x n] = alpha * A[m x k] * B[k x n] + beta * C (A and B optionally transposed,
+/// with leading dimensions lda, ldb, ldc), on oneDNN's sgemm, single-threaded on this thread.
+void sgemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  SerialDnnl serial;
+  if (dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) !=
+      dnnl_success)
+    fail(ErrorCode::kInternal, "oneDNN sgemm failed for " + std::to_string(m) + " x " + std::to_string(n) + " x " +
+                                   std::to_string(k));
+}
+
+/// Products smaller than this many multiply-adds run on one thread (splitting costs more).
+constexpr int64_t kParallelGemmMacs = int64_t{1} << 17;
+
+/// Row-major C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C, split over the TBB pool by
+/// rows of C (by columns when C has fewer rows than threads). Every element of C is computed by
+/// one sgemm call over the whole of K, so the split does not change the result.
+/// Why not OpenBLAS: its pthread pool spins beside TBB's and oneDNN's (docs/performance.md).
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, const float* b,
            float beta, float* c) {
   if (m == 0 || n == 0) return;
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-              static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, a,
-              static_cast<int>(trans_a ? m : k), b, static_cast<int>(trans_b ? k : n), beta, c, static_cast<int>(n));
+  if (k == 0) {  // an empty sum: C = beta * C
+    for (int64_t i = 0; i < m * n; ++i) c[i] = beta == 0.0f ? 0.0f : beta * c[i];
+    return;
+  }
+  const int64_t lda = trans_a ? m : k, ldb = trans_b ? k : n;
+  const int64_t threads = tbb::this_task_arena::max_concurrency();
+  if (threads == 1 || m * n * k < kParallelGemmMacs) return sgemm_serial(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, n);
+  const bool by_rows = m >= threads * 4 || m >= n;
+  const int64_t total = by_rows ? m : n, pieces = std::min(total, threads);
+  tbb::parallel_for(int64_t{0}, pieces, [&](int64_t p) {
+    const int64_t begin = total * p / pieces, end = total * (p + 1) / pieces;
+    if (by_rows)
+      sgemm_serial(trans_a, trans_b, end - begin, n, k, alpha, trans_a ? a + begin : a + begin * k, lda, b, ldb, beta,
+                   c + begin * n, n);
+    else
+      sgemm_serial(trans_a, trans_b, m, end - begin, k, alpha, a, lda, trans_b ? b + begin * k : b + begin, ldb,
+                   beta, c + begin, n);
+  });
 }
 }  // namespace
 
@@ -83,8 +120,13 @@ void matmul_kernel(KernelContext& ctx) {
     sgemm(false, false, shape_numel(batch) * m, n, k, 1.0f, ad, bd, 0.0f, yd);
   } else {
     const auto stride_a = broadcast_strides(batch_a, batch), stride_b = broadcast_strides(batch_b, batch);
-    for_each_broadcast<2>(batch, {stride_a, stride_b}, [&](int64_t i, int64_t oa, int64_t ob) {
-      sgemm(false, false, m, n, k, 1.0f, ad + oa * m * k, bd + ob * k * n, 0.0f, yd + i * m * n);
+    // One product per batch entry, side by side on the TBB pool.
+    std::vector<std::array<int64_t, 3>> offsets;
+    for_each_broadcast<2>(batch, {stride_a, stride_b},
+                          [&](int64_t i, int64_t oa, int64_t ob) { offsets.push_back({i, oa, ob}); });
+    tbb::parallel_for(size_t{0}, offsets.size(), [&](size_t j) {
+      const auto [i, oa, ob] = offsets[j];
+      sgemm_serial(false, false, m, n, k, 1.0f, ad + oa * m * k, k, bd + ob * k * n, n, 0.0f, yd + i * m * n, n);
     });
   }
   ctx.outputs[0] = std::move(y);

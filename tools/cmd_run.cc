@@ -1,11 +1,12 @@
 /// anvil run PROGRAM --input TENSORFILE [-o OUT.npy] [--stats stats.json] [--trace trace.json]
-///           [--sweep key=v1,v2,...]
+///           [--sweep key=v1,v2,...] [--layers]
 #include <nlohmann/json.hpp>
 
 #include <iostream>
 
 #include "anvil/common/tensor_io.h"
 #include "anvil/hw/config.h"
+#include "anvil/hw/layer_profile.h"
 #include "anvil/isa/program.h"
 #include "anvil/reference/int8_graph.h"
 #include "anvil/runtime/runtime.h"
@@ -30,7 +31,7 @@ void register_run(CLI::App& app) {
   struct Opts {
     std::string program, out, stats, hw_config, trace, sweep;
     std::vector<std::string> inputs, sets;
-    bool dequantize = false;
+    bool dequantize = false, layers = false;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* cmd = app.add_subcommand("run", "run a compiled program on the virtual NPU through the runtime");
@@ -43,6 +44,8 @@ void register_run(CLI::App& app) {
   cmd->add_option("--hw-config", o->hw_config, "hardware configuration JSON (default: the preset for the program's target)");
   cmd->add_option("--set", o->sets, "override one hardware parameter: key=value (repeatable)");
   cmd->add_option("--trace", o->trace, "write a Chrome/Perfetto trace (simulated time) of the run: one track per unit");
+  cmd->add_flag("--layers", o->layers, "print per-layer MACs, DRAM bytes, roofline and simulated cycles (from the "
+                                      "activity trace and the program's layer list)");
   cmd->add_option("--sweep", o->sweep, "key=v1,v2,...: re-open the device with each value of one hardware parameter, run, "
                                        "and print cycles per inference for each");
   cmd->callback([o] {
@@ -72,8 +75,18 @@ void register_run(CLI::App& app) {
                          100.0 * p.stats.mac_utilization);
       return;
     }
+    // Per-layer cycles come from the activity trace: on for --trace and --layers, and for --stats
+    // when the program lists its layers' instructions (programs of older compilers do not).
+    std::vector<hw::LayerRange> layers;
+    if (o->layers) layers = hw::layer_ranges_from_metadata(program.metadata);
+    if (!o->stats.empty() && !o->layers) {
+      const nlohmann::json m = nlohmann::json::parse(program.metadata, nullptr, false);
+      if (m.is_object() && m.contains("layers") && !m.at("layers").empty() &&
+          m.at("layers").at(0).contains("first_instruction"))
+        layers = hw::layer_ranges_from_metadata(program.metadata);
+    }
     rt::Device device = rt::Device::open(spec, config);
-    if (!o->trace.empty()) device.set_trace(true);
+    if (!o->trace.empty() || !layers.empty()) device.set_trace(true);
     rt::Session session(device, program);
     const TensorMap outputs = session.run(inputs);
     const rt::RunStats& s = session.last_stats();
@@ -92,7 +105,12 @@ void register_run(CLI::App& app) {
       if (o->dequantize) t = ref::dequantize_tensor(t, {d.scale, d.zero_point});
       write_npy(o->out, t);
     }
-    if (!o->trace.empty()) write_file(o->trace, device.trace_json().dump() + "\n");
+    nlohmann::json trace;
+    if (!o->trace.empty() || !layers.empty()) trace = device.trace_json();
+    std::vector<hw::LayerProfile> profile;
+    if (!layers.empty()) profile = hw::profile_layers(trace, layers, config);
+    if (o->layers) std::cout << hw::format_layer_table(profile);
+    if (!o->trace.empty()) write_file(o->trace, trace.dump() + "\n");
     if (!o->stats.empty()) {
       nlohmann::json j;
       j["program"] = o->program;
@@ -104,6 +122,7 @@ void register_run(CLI::App& app) {
       j["clock_ghz"] = config.clock_ghz;
       j["hw_config"] = config.to_json();
       j["counters"] = device.counters();
+      if (!profile.empty()) j["layers"] = hw::layer_profile_json(profile);
       write_file(o->stats, j.dump(1) + "\n");
     }
   });

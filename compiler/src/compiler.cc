@@ -81,7 +81,8 @@ nlohmann::json CompileResult::report() const {
   nlohmann::json layers_json = nlohmann::json::array();
   for (const LayerReport& l : layers)
     layers_json.push_back({{"node", l.node}, {"op", l.op}, {"macs", l.macs}, {"dram_bytes", l.dram_bytes},
-                           {"sram_bytes", l.sram_bytes}, {"instructions", l.instructions},
+                           {"sram_bytes", l.sram_bytes}, {"first_instruction", l.first_instruction},
+                           {"instructions", l.instructions},
                            {"dma_cycles", l.dma_cycles}, {"compute_cycles", l.compute_cycles},
                            {"est_cycles", l.est_cycles}, {"bound", l.bound}});
   const Totals t = totals_of(layers);

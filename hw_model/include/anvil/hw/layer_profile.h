@@ -1,0 +1,62 @@
+#pragma once
+/// Per-layer timing of one PE run against the roofline, read from the activity trace
+/// (Platform::trace_json / rt::Device::trace_json, recorded while tracing was on).
+///
+/// A layer is a contiguous range of instructions (the compiler's report lists each layer's
+/// first_instruction and instruction count in the program metadata). Its simulated cycles are
+/// the span from the start of its first instruction to the end of its last one on any unit;
+/// its work (MACs of its kConv, bytes of its DMA) is read from the same trace events, so it is
+/// what the model executed, not an estimate. The roofline bound is
+///   max(MACs / (slices x mac_rows x mac_cols x fused PEs), DRAM bytes / DRAM bytes per cycle)
+/// and a consistent model never simulates a layer in fewer cycles than that bound.
+/// Layers of consecutive instructions may overlap in time (a later layer's constant load runs
+/// under an earlier layer's compute), so the spans can add up to more than the run's cycles.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "anvil/hw/config.h"
+
+namespace anvil::hw {
+
+/// A layer: its instructions are [first_instruction, first_instruction + instructions).
+struct LayerRange {
+  std::string name, op;
+  uint64_t first_instruction = 0, instructions = 0;
+};
+
+struct LayerProfile {
+  std::string name, op;
+  uint64_t first_instruction = 0, instructions = 0;
+  uint64_t macs = 0;        ///< multiply-accumulates of the layer's kConv instructions
+  uint64_t dram_bytes = 0;  ///< bytes of the layer's DMA instructions (loads + stores)
+  double mac_bound_cycles = 0;   ///< macs / peak MACs per cycle
+  double dram_bound_cycles = 0;  ///< dram_bytes / DRAM bytes per cycle
+  double roofline_cycles = 0;    ///< the larger of the two
+  uint64_t start_cycle = 0, end_cycle = 0;  ///< since the run's start, rounded to whole cycles
+  uint64_t cycles = 0;           ///< simulated: end_cycle - start_cycle
+  uint64_t unit_busy_cycles[3] = {0, 0, 0};  ///< per isa::Unit: the sum of its instructions' cycles
+  double ratio = 0;              ///< cycles / roofline_cycles (0 when the roofline is 0)
+  std::string bound;             ///< "compute" (MAC bound larger), "memory", or "" for an empty layer
+};
+
+/// Profiles the last run of PE `pe` in `trace` (its "run" event on the sequencer track). Throws
+/// anvil::Error kInvalidArgument when the trace holds no run of that PE, when a range reaches past
+/// the run's instructions, or when an instruction of a range has no event (tracing was off).
+std::vector<LayerProfile> profile_layers(const nlohmann::json& trace, const std::vector<LayerRange>& layers,
+                                         const HwConfig& config, int pe = 0);
+
+/// The layers of a program's metadata (CompileResult::report(): "layers" with node, op,
+/// first_instruction, instructions). Throws kInvalidArgument when the metadata has no layer list.
+std::vector<LayerRange> layer_ranges_from_metadata(const std::string& metadata_json);
+
+/// The profile as a terminal table: layer, op, MACs, DRAM bytes, roofline cycles, simulated
+/// cycles, ratio, bound; layers without instructions are left out.
+std::string format_layer_table(const std::vector<LayerProfile>& profile);
+
+/// The profile as JSON (one object per layer with the fields above).
+nlohmann::json layer_profile_json(const std::vector<LayerProfile>& profile);
+
+}  // namespace anvil::hw

@@ -90,10 +90,14 @@ TEST(ConvTranspose, ThreeDimensional) {
 }
 
 TEST(ConvTranspose, ErrorsNameTheNode) {
-  OneNode rank;  // 2-D X: no spatial dimension
+  OneNode rank;  // 2-D X: no spatial dimension (found at create, from the input's declared shape)
   rank.in("x", f32({1, 2}, {1, 2})).constant("w", f32({1, 1}, {1}));
   rank.node("ConvTranspose");
-  EXPECT_EQ(rank.error(), "node 'n' (ConvTranspose): X must be N x C x D1 [x D2 [x D3]] (1-D to 3-D), got [1, 2]");
+  EXPECT_EQ(rank.error(), "node 'n' (ConvTranspose): X 'x' has rank 2, expected 3 to 5");
+  OneNode channels;  // W's first dimension is X's channel count
+  channels.in("x", f32({1, 2, 1}, {1, 2})).constant("w", f32({1, 1, 1}, {1}));
+  channels.node("ConvTranspose");
+  EXPECT_EQ(channels.error(), "node 'n' (ConvTranspose): W [1, 1, 1] does not match X [1, 2, 1] with group 1");
   OneNode pad;
   pad.in("x", f32({1, 1, 2}, {1, 2})).constant("w", f32({1, 1, 1}, {1}));
   ModelBuilder::attr(pad.node("ConvTranspose"), "auto_pad", std::string("SAME"));

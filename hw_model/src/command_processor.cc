@@ -147,6 +147,12 @@ fw::PeResult CommandProcessor::run_pes(const fw::PeRun& run) {
   launch.fused_pes = run.pe_mask == 3 ? 2 : 1;
   launch.fault_mode = run.fault_mode;
   launch.fault_arg = run.fault_arg;
+  // The configuration's fault knobs hit one run per power cycle (the register, when set, wins).
+  const HwConfig& cfg = ctx_.config;
+  if (launch.fault_mode == 0 && counters_.pe_runs + 1 == cfg.fault_run) {
+    if (cfg.fault_dma_fail_at) launch.fault_mode = 1, launch.fault_arg = cfg.fault_dma_fail_at;
+    if (cfg.fault_pe_hang_at) launch.fault_mode = 2, launch.fault_arg = cfg.fault_pe_hang_at;
+  }
   if (!seq.load(std::move(launch))) return {isa::DeviceError::kBadProgram, static_cast<uint32_t>(run.count)};
   seq.start();
   counters_.pe_runs++;

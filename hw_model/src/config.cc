@@ -12,7 +12,8 @@ namespace anvil::hw {
 #define ANVIL_HW_PARAMS(X)                                                                        \
   X(clock_ghz) X(num_pes) X(slices_per_pe) X(sram_per_slice) X(mac_rows) X(mac_cols) X(vector_lanes) \
   X(instr_mem_bytes) X(conv_fill_cycles) X(vector_fill_cycles) X(dram_bytes) X(dram_gbps)          \
-  X(dram_latency_ns) X(pcie_gbps) X(pcie_latency_ns) X(quantum_ns) X(watchdog_cycles)
+  X(dram_latency_ns) X(pcie_gbps) X(pcie_latency_ns) X(quantum_ns) X(watchdog_cycles)    \
+  X(fault_run) X(fault_dma_fail_at) X(fault_pe_hang_at)
 
 namespace {
 
@@ -122,6 +123,8 @@ void HwConfig::validate() const {
   if (!(pcie_latency_ns >= 0.0 && std::isfinite(pcie_latency_ns))) bad("pcie_latency_ns", "must be >= 0");
   if (!(quantum_ns > 0.0 && quantum_ns <= 1e9)) bad("quantum_ns", "must be in (0, 1e9]");
   if (watchdog_cycles < 1000) bad("watchdog_cycles", "must be >= 1000");
+  if (fault_run < 1) bad("fault_run", "must be >= 1 (runs are counted from 1)");
+  if (fault_dma_fail_at && fault_pe_hang_at) bad("fault_pe_hang_at", "cannot be set together with fault_dma_fail_at");
 }
 
 }  // namespace anvil::hw

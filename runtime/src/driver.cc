@@ -241,7 +241,7 @@ std::vector<std::pair<Device::Impl::Pending, CommandResult>> Device::Impl::reap(
       r.has_error = true;
       r.error_code = ErrorCode::kDeviceError;
       r.error = "device '" + spec + "': device fault: " + isa::device_error_name(static_cast<isa::DeviceError>(c.status)) +
-                " (ERROR_INFO " + info + ")" + (needs_reset(c.status) ? "; the device was reset" : "");
+                " (ERROR_INFO " + info + ")";
     }
     if (it->second.unit >= 0) unit_load_[it->second.unit]--;
     done.emplace_back(std::move(it->second), std::move(r));
@@ -255,8 +255,16 @@ std::vector<std::pair<Device::Impl::Pending, CommandResult>> Device::Impl::reap(
   return done;
 }
 
-std::vector<std::pair<Device::Impl::Pending, CommandResult>> Device::Impl::recover(const std::string& why) {
+std::vector<std::pair<Device::Impl::Pending, CommandResult>> Device::Impl::recover(const std::string& why, std::string* status_out) {
   std::lock_guard<std::mutex> ring(ring_mutex_);
+  // What the firmware latched, for the message: the status register names the fault too.
+  const uint32_t latched = platform.read32(reg::STATUS);
+  std::string status_note;
+  if (latched & field::STATUS_ERROR_MASK)
+    status_note = std::string(" (STATUS latched ") +
+                  isa::device_error_name(static_cast<isa::DeviceError>((latched & field::STATUS_ERROR_CODE_MASK) >>
+                                                                       field::STATUS_ERROR_CODE_SHIFT)) + ")";
+  if (status_out) *status_out = status_note;
   platform.write32(reg::CONTROL, field::CONTROL_RESET_MASK);
   platform.wait_idle();
   const uint32_t status = platform.read32(reg::STATUS);
@@ -273,7 +281,7 @@ std::vector<std::pair<Device::Impl::Pending, CommandResult>> Device::Impl::recov
     r.unit = p.unit;
     r.has_error = true;
     r.error_code = ErrorCode::kDeviceError;
-    r.error = "device '" + spec + "': device fault: " + why + "; the device was reset" +
+    r.error = "device '" + spec + "': device fault: " + why + status_note + "; the device was reset" +
               ((status & field::STATUS_READY_MASK) ? "" : " but did not boot (STATUS " + hex(status) + ")");
     aborted.emplace_back(std::move(p), std::move(r));
   }
@@ -339,7 +347,10 @@ void Device::Impl::completion_loop() {
           fault = isa::device_error_name(static_cast<isa::DeviceError>(r.completion.status));
       if (!fault.empty()) {
         // The failed request is reported once the device is usable again.
-        auto aborted = recover(fault + " in another request");
+        std::string status_note;
+        auto aborted = recover(fault + " in another request", &status_note);
+        for (auto& [p, r] : done)
+          if (r.has_error && needs_reset(r.completion.status)) r.error += status_note + "; the device was reset";
         finish(done);
         finish(aborted);
         continue;

@@ -99,8 +99,9 @@ struct Device::Impl {
   /// before ours); returns the finished commands.
   std::vector<std::pair<Pending, CommandResult>> reap();
   /// CONTROL.RESET, waits for the firmware to boot, re-arms the rings; every command still in
-  /// flight fails with `why`. Returns those commands.
-  std::vector<std::pair<Pending, CommandResult>> recover(const std::string& why);
+  /// flight fails with `why`. Returns those commands; *status_note (optional) names the error
+  /// STATUS had latched before the reset.
+  std::vector<std::pair<Pending, CommandResult>> recover(const std::string& why, std::string* status_note = nullptr);
   static void finish(std::vector<std::pair<Pending, CommandResult>>& done);
 
   std::shared_ptr<Irq> irq_ = std::make_shared<Irq>();

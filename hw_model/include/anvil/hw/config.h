@@ -30,6 +30,11 @@ struct HwConfig {
   // Simulation
   double quantum_ns = 1000.0;         ///< TLM global quantum for temporal decoupling (ns)
   uint64_t watchdog_cycles = 4000000000ull;  ///< firmware's limit on one PE run before kTimeout (cycles)
+  // Fault injection (tests of host software): hits one PE run per power cycle; 0 = off. The
+  // FAULT_INJECT register, when set, takes precedence.
+  uint32_t fault_run = 1;          ///< the PE run (1-based, counted since power-on) the fault hits
+  uint32_t fault_dma_fail_at = 0;  ///< that run's Nth DMA instruction fails (device error kDmaFault)
+  uint32_t fault_pe_hang_at = 0;   ///< that run's PE hangs at its Nth instruction (watchdog: kTimeout)
 
   /// Named presets: "warboy" (one PE) and "warboy-2pe" (the full chip, two PEs).
   /// Throws kInvalidArgument naming the preset when unknown.

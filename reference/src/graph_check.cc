@@ -126,13 +126,25 @@ class Checker {
     return rank;
   }
 
+  /// Input i has a rank in [min_rank, max_rank] (max_rank -1: no upper bound) when its rank is known.
   void expect_rank(const onnx::NodeProto& node, int i, const char* what, int64_t min_rank, int64_t max_rank) const {
     const int64_t r = fact(node, i).rank;
-    if (r < 0 || (r >= min_rank && r <= max_rank)) return;
-    const std::string want = min_rank == max_rank ? std::to_string(min_rank)
-                                                  : std::to_string(min_rank) + " to " + std::to_string(max_rank);
+    if (r < 0 || (r >= min_rank && (max_rank < 0 || r <= max_rank))) return;
+    const std::string want = max_rank < 0           ? "at least " + std::to_string(min_rank)
+                             : min_rank == max_rank ? std::to_string(min_rank)
+                                                    : std::to_string(min_rank) + " to " + std::to_string(max_rank);
     fail(ErrorCode::kInvalidArgument, node_label(node) + ": " + what + " " + input_name(node, i) + " has rank " +
                                           std::to_string(r) + ", expected " + want);
+  }
+
+  /// The input of a sliding window: N x C x D1 [x D2 [x D3]]. More than three spatial dimensions
+  /// are valid ONNX the executor does not implement (kUnsupported).
+  void expect_window_input(const onnx::NodeProto& node) const {
+    const int64_t r = fact(node, 0).rank;
+    if (r > 5)
+      fail(ErrorCode::kUnsupported, node_label(node) + ": X " + input_name(node, 0) + " has rank " + std::to_string(r) +
+                                        "; windows of more than 3 spatial dimensions are not supported");
+    expect_rank(node, 0, "X", 3, 5);
   }
 
   /// kernel_shape, when given, has one value per spatial dimension of input 0.
@@ -147,7 +159,7 @@ class Checker {
 
   /// X of rank 3 to 5 (1-D to 3-D windows) and W of X's rank.
   void expect_conv(const onnx::NodeProto& node, int w_input) const {
-    expect_rank(node, 0, "X", 3, 5);
+    expect_window_input(node);
     const int64_t rx = fact(node, 0).rank, rw = fact(node, w_input).rank;
     if (rx >= 0 && rw >= 0 && rx != rw)
       fail(ErrorCode::kInvalidArgument, node_label(node) + ": W " + input_name(node, w_input) + " has rank " +
@@ -161,10 +173,10 @@ class Checker {
     if (op == "Conv" || op == "ConvTranspose" || op == "ConvInteger") expect_conv(node, 1);
     if (op == "QLinearConv") expect_conv(node, 3);
     if (op == "MaxPool" || op == "AveragePool") {
-      expect_rank(node, 0, "X", 3, 5);
+      expect_window_input(node);
       expect_kernel_shape(node);
     }
-    if (op == "GlobalAveragePool" || op == "GlobalMaxPool") expect_rank(node, 0, "X", 3, 5);
+    if (op == "GlobalAveragePool" || op == "GlobalMaxPool") expect_rank(node, 0, "X", 3, -1);
     if (op == "Gemm") {
       expect_rank(node, 0, "A", 2, 2);
       expect_rank(node, 1, "B", 2, 2);

@@ -33,7 +33,8 @@ std::vector<int32_t> centered(const Tensor& t, const std::vector<int32_t>& zp, i
   std::vector<int32_t> v(static_cast<size_t>(t.numel()));
   const int64_t slices = static_cast<int64_t>(zp.size());
   auto fill = [&](const auto* d) {
-    for (int64_t i = 0; i < t.numel(); ++i) v[i] = static_cast<int32_t>(d[i]) - zp[slices == 1 ? 0 : (i / inner) % slices];
+    for (int64_t i = 0; i < t.numel(); ++i)
+      v[i] = static_cast<int32_t>(d[i]) - zp[slices == 1 ? 0 : (i / inner) % slices];
   };
   if (t.dtype() == DType::kUInt8) fill(t.data<uint8_t>());
   else if (t.dtype() == DType::kInt8) fill(t.data<int8_t>());
@@ -42,7 +43,8 @@ std::vector<int32_t> centered(const Tensor& t, const std::vector<int32_t>& zp, i
 }
 
 /// Zero point input i of the 8-bit tensor `of` (a scalar or `count` values); {0} when omitted.
-std::vector<int32_t> zero_points(const KernelContext& ctx, size_t i, const Tensor& of, int64_t count, const char* what) {
+std::vector<int32_t> zero_points(const KernelContext& ctx, size_t i, const Tensor& of, int64_t count,
+                                 const char* what) {
   if (!ctx.has_input(i)) return {0};
   const Tensor& zp = ctx.input(i);
   if (zp.dtype() != of.dtype())

@@ -80,6 +80,16 @@ TEST(MalformedModels, WrongRankNamesNodeAndTensor) {
   ModelBuilder::attr(pool.node("MaxPool", {"x"}, {"y"}, "pool"), "kernel_shape", std::vector<int64_t>{2, 2});
   EXPECT_STREQ(create_error(pool.model()).what(),
                "node 'pool' (MaxPool): attribute 'kernel_shape' has 2 values, input 'x' of rank 3 needs 1");
+  ModelBuilder global;
+  global.input("x", DType::kFloat32, {-1, 8}).output("y");
+  global.node("GlobalAveragePool", {"x"}, {"y"}, "gap");
+  EXPECT_STREQ(create_error(global.model()).what(),
+               "node 'gap' (GlobalAveragePool): X 'x' has rank 2, expected at least 3");
+  // Four spatial dimensions are valid ONNX but beyond the executor: declared unsupported.
+  const Error wide = create_error(conv_model({-1, 1, 2, 2, 2, 2}, {1, 1, 1, 1, 1, 1}).model());
+  EXPECT_EQ(wide.code(), ErrorCode::kUnsupported);
+  EXPECT_STREQ(wide.what(),
+               "node 'conv' (Conv): X 'r' has rank 6; windows of more than 3 spatial dimensions are not supported");
 }
 
 TEST(MalformedModels, UnknownRankIsNotRejected) {

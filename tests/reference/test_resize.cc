@@ -48,7 +48,8 @@ TEST(Resize, LinearHalfPixelAndAlignCorners) {
   // half_pixel: (o + 0.5) / 2 - 0.5 = -0.25, 0.25, 0.75, 1.25, edge values outside.
   expect_floats(resize(kPair, {1, 1, 1, 2}, {}, {{"mode", "linear"}}), {1, 1.25f, 1.75f, 2});
   // align_corners with sizes: o * (2 - 1) / (3 - 1) = 0, 0.5, 1.
-  const Tensor y = resize(kPair, {}, {1, 1, 1, 3}, {{"mode", "linear"}, {"coordinate_transformation_mode", "align_corners"}});
+  const Tensor y =
+      resize(kPair, {}, {1, 1, 1, 3}, {{"mode", "linear"}, {"coordinate_transformation_mode", "align_corners"}});
   EXPECT_EQ(y.shape(), (Shape{1, 1, 1, 3}));
   expect_floats(y, {1, 1.5f, 2});
   // Downsampling 2 x 2 -> 1 x 1 with scales 0.5 (floor(2 * 0.5) = 1): half_pixel centre 0.5, 0.5.

@@ -34,12 +34,14 @@ void Firmware::run() {
   boot();
   for (;;) {
     serve_pending();
-    hal_.wait_doorbell();
+    hal_.wait_event();
   }
 }
 
 void Firmware::boot() {
   programs_.clear();
+  active_.clear();
+  fetched_.reset();
   cq_phase_ = 1;
   hal_.reg_write(reg::NUM_PES, hal_.num_pes());
   hal_.reg_write(reg::FW_VERSION, isa::kFirmwareVersion);
@@ -65,38 +67,95 @@ void Firmware::latch_error(DeviceError code, uint32_t info) {
   raise(field::INT_STATUS_ERROR_MASK);
 }
 
-void Firmware::serve_pending() {
-  for (;;) {
-    const uint32_t sq_size = hal_.reg_read(reg::SQ_SIZE), cq_size = hal_.reg_read(reg::CQ_SIZE);
-    const uint32_t head = hal_.reg_read(reg::SQ_HEAD), tail = hal_.reg_read(reg::SQ_TAIL);
-    if (head == tail) return;
-    if (!queue_size_valid(sq_size) || !queue_size_valid(cq_size) || tail >= sq_size) {
-      // Without a valid ring there is nowhere to post a completion: latch the error and drop the doorbell.
-      latch_error(DeviceError::kBadCommand, tail);
-      hal_.reg_write(reg::SQ_HEAD, tail);
-      return;
-    }
-    // Wait for room in the completion ring (the host consumes entries and writes CQ_HEAD).
-    while ((hal_.reg_read(reg::CQ_TAIL) + 1) % cq_size == hal_.reg_read(reg::CQ_HEAD) % cq_size) hal_.wait_doorbell();
+uint32_t Firmware::busy_pes() const {
+  uint32_t mask = 0;
+  for (const auto& [pes, run] : active_) mask |= pes;
+  return mask;
+}
 
-    isa::SubmissionEntry e{};
-    isa::CompletionEntry c{};
-    hal_.reg_write(reg::STATUS, hal_.reg_read(reg::STATUS) | field::STATUS_BUSY_MASK);
+void Firmware::complete(isa::CompletionEntry c) {
+  if (c.status != static_cast<uint32_t>(DeviceError::kOk)) latch_error(static_cast<DeviceError>(c.status), c.error_info);
+  // Wait for room in the completion ring (the host consumes entries and writes CQ_HEAD).
+  const uint32_t cq_size = hal_.reg_read(reg::CQ_SIZE);
+  while ((hal_.reg_read(reg::CQ_TAIL) + 1) % cq_size == hal_.reg_read(reg::CQ_HEAD) % cq_size) hal_.wait_event();
+  c.end_cycle = hal_.cycle();
+  post_completion(c);
+}
+
+bool Firmware::finish_runs() {
+  bool any = false;
+  for (auto it = active_.begin(); it != active_.end();) {
+    PeResult r;
+    if (!hal_.pes_finished(it->first, &r)) {
+      ++it;
+      continue;
+    }
+    const isa::SubmissionEntry e = it->second.entry;
+    isa::CompletionEntry c = it->second.completion;
+    it = active_.erase(it);
+    any = true;
     try {
-      hal_.host_read(reg64(reg::SQ_BASE_LO) + static_cast<uint64_t>(head) * sizeof e, &e, sizeof e);
-      c.tag = e.tag;
-      c.start_cycle = hal_.cycle();
-      execute(e, c);
+      if (r.error != DeviceError::kOk) throw HalFault{r.error, r.info};
+      hal_.dram_to_host(e.io_addr + e.output_offset, e.host_io_addr + e.output_offset, e.output_bytes);
+      c.error_info = static_cast<uint32_t>(std::min<uint64_t>(r.cycles, UINT32_MAX));
     } catch (const HalFault& f) {
       c.status = static_cast<uint32_t>(f.code);
       c.error_info = f.info;
     }
-    hal_.reg_write(reg::SQ_HEAD, (head + 1) % sq_size);
-    if (c.status != static_cast<uint32_t>(DeviceError::kOk)) latch_error(static_cast<DeviceError>(c.status), c.error_info);
-    c.end_cycle = hal_.cycle();
-    post_completion(c);
-    hal_.reg_write(reg::STATUS, hal_.reg_read(reg::STATUS) & ~field::STATUS_BUSY_MASK);
+    complete(c);
   }
+  return any;
+}
+
+void Firmware::serve_pending() {
+  for (;;) {
+    hal_.reg_write(reg::STATUS, hal_.reg_read(reg::STATUS) | field::STATUS_BUSY_MASK);
+    bool progress = finish_runs();
+    const uint32_t sq_size = hal_.reg_read(reg::SQ_SIZE), cq_size = hal_.reg_read(reg::CQ_SIZE);
+    const uint32_t head = hal_.reg_read(reg::SQ_HEAD), tail = hal_.reg_read(reg::SQ_TAIL);
+    if (head != tail && (!queue_size_valid(sq_size) || !queue_size_valid(cq_size) || tail >= sq_size)) {
+      // Without a valid ring there is nowhere to post a completion: latch the error and drop the doorbell.
+      latch_error(DeviceError::kBadCommand, tail);
+      hal_.reg_write(reg::SQ_HEAD, tail);
+    } else if (head != tail) {
+      const uint32_t next = (head + 1) % sq_size;
+      isa::CompletionEntry c{};
+      if (!fetched_ || fetched_->first != head) {
+        isa::SubmissionEntry e{};
+        try {
+          hal_.host_read(reg64(reg::SQ_BASE_LO) + static_cast<uint64_t>(head) * sizeof e, &e, sizeof e);
+        } catch (const HalFault& f) {
+          hal_.reg_write(reg::SQ_HEAD, next);
+          c.status = static_cast<uint32_t>(f.code);
+          c.error_info = f.info;
+          complete(c);
+          continue;
+        }
+        fetched_ = std::make_pair(head, e);
+      }
+      const isa::SubmissionEntry e = fetched_->second;
+      // A run waits at the head of the queue until its PEs are free (entries start in order).
+      if (static_cast<isa::CommandOp>(e.opcode) == isa::CommandOp::kRun && (e.pe_mask & busy_pes()) != 0) {
+        if (!progress) break;
+        continue;
+      }
+      fetched_.reset();
+      hal_.reg_write(reg::SQ_HEAD, next);
+      c.tag = e.tag;
+      c.start_cycle = hal_.cycle();
+      try {
+        if (execute(e)) complete(c);
+        else active_[e.pe_mask] = ActiveRun{e, c};
+      } catch (const HalFault& f) {
+        c.status = static_cast<uint32_t>(f.code);
+        c.error_info = f.info;
+        complete(c);
+      }
+      progress = true;
+    }
+    if (!progress) break;
+  }
+  if (active_.empty()) hal_.reg_write(reg::STATUS, hal_.reg_read(reg::STATUS) & ~field::STATUS_BUSY_MASK);
 }
 
 void Firmware::post_completion(const isa::CompletionEntry& entry) {
@@ -115,9 +174,9 @@ void Firmware::post_completion(const isa::CompletionEntry& entry) {
   raise(field::INT_STATUS_COMPLETION_MASK);
 }
 
-void Firmware::execute(const isa::SubmissionEntry& e, isa::CompletionEntry& c) {
+bool Firmware::execute(const isa::SubmissionEntry& e) {
   switch (static_cast<isa::CommandOp>(e.opcode)) {
-    case isa::CommandOp::kNop: return;
+    case isa::CommandOp::kNop: return true;
     case isa::CommandOp::kLoad:
       if (!in_range(e.io_addr, e.input_bytes, hal_.dram_bytes()))
         throw HalFault{DeviceError::kBadCommand, static_cast<uint32_t>(e.io_addr)};
@@ -126,10 +185,8 @@ void Firmware::execute(const isa::SubmissionEntry& e, isa::CompletionEntry& c) {
         it = (it->first < e.io_addr + e.input_bytes && e.io_addr < it->first + it->second.image_bytes)
                  ? programs_.erase(it) : std::next(it);
       hal_.host_to_dram(e.host_io_addr, e.io_addr, e.input_bytes);
-      return;
-    case isa::CommandOp::kRun:
-      c.error_info = static_cast<uint32_t>(std::min<uint64_t>(run_program(e), UINT32_MAX));
-      return;
+      return true;
+    case isa::CommandOp::kRun: start_program(e); return false;
   }
   throw HalFault{DeviceError::kBadCommand, e.opcode};
 }
@@ -166,7 +223,7 @@ const Firmware::ProgramInfo& Firmware::validate(uint64_t addr) {
   return programs_[addr] = info;
 }
 
-uint64_t Firmware::run_program(const isa::SubmissionEntry& e) {
+void Firmware::start_program(const isa::SubmissionEntry& e) {
   const ProgramInfo& p = validate(e.program_addr);
   const uint32_t bad_addr = static_cast<uint32_t>(e.program_addr);
   // PEs: one bit, or both bits for a fused pair; the program's num_pes must match.
@@ -193,10 +250,8 @@ uint64_t Firmware::run_program(const isa::SubmissionEntry& e) {
   run.regions[static_cast<int>(isa::Region::kIo)] = {e.io_addr, p.io_bytes};
   run.fault_mode = hal_.reg_read(reg::FAULT_INJECT);
   run.fault_arg = hal_.reg_read(reg::FAULT_ARG);
-  const PeResult r = hal_.run_pes(run);
+  const PeResult r = hal_.start_pes(run);
   if (r.error != DeviceError::kOk) throw HalFault{r.error, r.info};
-  hal_.dram_to_host(e.io_addr + e.output_offset, e.host_io_addr + e.output_offset, e.output_bytes);
-  return r.cycles;
 }
 
 }  // namespace anvil::fw

@@ -18,6 +18,8 @@ void CommandProcessor::thread() {
   for (;;) {
     gen_ = ctx_.generation;
     doorbell_pending_ = false;
+    active_ = {};
+    command_ops_.clear();
     try {
       fw::Firmware firmware(*this);
       firmware.run();
@@ -40,11 +42,6 @@ uint32_t CommandProcessor::reg_read(uint32_t offset) {
 void CommandProcessor::reg_write(uint32_t offset, uint32_t value) {
   ctx_.check(gen_);
   pcie_.regs().put(offset, value);
-}
-
-void CommandProcessor::wait_doorbell() {
-  while (!doorbell_pending_) ctx_.wait_event(gen_, doorbell_event_);
-  doorbell_pending_ = false;
 }
 
 void CommandProcessor::host_read(uint64_t host_addr, void* dst, uint64_t n) {
@@ -114,15 +111,18 @@ void CommandProcessor::trace_command(bool write, uint64_t host_addr, const void*
   if (!write && n == sizeof(isa::SubmissionEntry)) {
     const uint64_t sq = ring_base(isa::reg::SQ_BASE_LO);
     if (host_addr >= sq && host_addr < sq + static_cast<uint64_t>(reg_read(isa::reg::SQ_SIZE)) * n)
-      command_op_ = static_cast<const isa::SubmissionEntry*>(data)->opcode;
+      command_ops_[static_cast<const isa::SubmissionEntry*>(data)->tag] = static_cast<const isa::SubmissionEntry*>(data)->opcode;
     return;
   }
   if (!write || n != sizeof(isa::CompletionEntry)) return;
   const uint64_t cq = ring_base(isa::reg::CQ_BASE_LO);
   if (host_addr < cq || host_addr >= cq + static_cast<uint64_t>(reg_read(isa::reg::CQ_SIZE)) * n) return;
   const auto& c = *static_cast<const isa::CompletionEntry*>(data);
-  const char* name = command_op_ == static_cast<uint32_t>(isa::CommandOp::kRun)    ? "run command"
-                     : command_op_ == static_cast<uint32_t>(isa::CommandOp::kLoad) ? "load command"
+  auto op = command_ops_.find(c.tag);
+  const uint32_t command_op = op == command_ops_.end() ? static_cast<uint32_t>(isa::CommandOp::kNop) : op->second;
+  if (op != command_ops_.end()) command_ops_.erase(op);
+  const char* name = command_op == static_cast<uint32_t>(isa::CommandOp::kRun)    ? "run command"
+                     : command_op == static_cast<uint32_t>(isa::CommandOp::kLoad) ? "load command"
                                                                                    : "command";
   ctx_.trace.add({name, kTracePidChip, kTidCommandProcessor, ctx_.epoch + ctx_.cycles(c.start_cycle),
                   ctx_.cycles(c.end_cycle - c.start_cycle),
@@ -135,12 +135,14 @@ void CommandProcessor::send_msi(uint32_t bits) {
   if (pcie_.msi) pcie_.msi(bits);
 }
 
-fw::PeResult CommandProcessor::run_pes(const fw::PeRun& run) {
+fw::PeResult CommandProcessor::start_pes(const fw::PeRun& run) {
   // One bit: that PE. Both bits: the fused pair, which PE 0's sequencer drives with both PEs'
   // slices and SRAM (docs/warboy.md).
   if (run.pe_mask == 0 || run.pe_mask > 3 || (run.pe_mask >> ctx_.config.num_pes) != 0)
     return {isa::DeviceError::kPeMismatch, run.pe_mask};
-  Sequencer& seq = *seq_[run.pe_mask == 2 ? 1 : 0];
+  const int slot = run.pe_mask == 2 ? 1 : 0;
+  Sequencer& seq = *seq_[slot];
+  if (active_[slot].started) return {isa::DeviceError::kInternal, run.pe_mask};  // the firmware starts one run per PE
   PeLaunch launch;
   launch.instructions.assign(run.instructions, run.instructions + run.count);
   for (int r = 0; r < isa::kNumRegions; ++r) launch.regions[r] = {run.regions[r].base, run.regions[r].bytes};
@@ -156,13 +158,48 @@ fw::PeResult CommandProcessor::run_pes(const fw::PeRun& run) {
   if (!seq.load(std::move(launch))) return {isa::DeviceError::kBadProgram, static_cast<uint32_t>(run.count)};
   seq.start();
   counters_.pe_runs++;
-  if (!ctx_.wait_event_for(gen_, seq.done_event(), ctx_.cycles(ctx_.config.watchdog_cycles))) {
-    counters_.watchdog_timeouts++;
-    seq.abort(isa::DeviceError::kTimeout, 0);
-    ctx_.wait_event(gen_, seq.done_event());
-  }
+  active_[slot] = {true, false, sc_core::sc_time_stamp() + ctx_.cycles(cfg.watchdog_cycles)};
+  return {};
+}
+
+bool CommandProcessor::pes_finished(uint32_t pe_mask, fw::PeResult* result) {
+  ActiveRun& a = active_[pe_mask == 2 ? 1 : 0];
+  const Sequencer& seq = *seq_[pe_mask == 2 ? 1 : 0];
+  if (!a.started || seq.running()) return false;
+  a = ActiveRun{};
   elapse(sc_core::SC_ZERO_TIME);  // back on a clock edge
-  return {seq.error(), seq.error_info(), seq.last_run_cycles()};
+  *result = {seq.error(), seq.error_info(), seq.last_run_cycles()};
+  return true;
+}
+
+bool CommandProcessor::run_ended() const {
+  for (size_t i = 0; i < active_.size(); ++i)
+    if (active_[i].started && !seq_[i]->running()) return true;
+  return false;
+}
+
+void CommandProcessor::wait_event() {
+  while (!doorbell_pending_ && !run_ended()) {
+    // Sleep until a doorbell, the end of a run, or the earliest watchdog deadline.
+    sc_time deadline = sc_core::SC_ZERO_TIME;
+    for (const ActiveRun& a : active_)
+      if (a.started && !a.aborted && (deadline == sc_core::SC_ZERO_TIME || a.deadline < deadline)) deadline = a.deadline;
+    const sc_core::sc_event_or_list events =
+        doorbell_event_ | seq_[0]->done_event() | seq_[1]->done_event() | ctx_.reset_event;
+    if (deadline == sc_core::SC_ZERO_TIME) sc_core::wait(events);
+    else if (deadline > sc_core::sc_time_stamp()) sc_core::wait(deadline - sc_core::sc_time_stamp(), events);
+    ctx_.check(gen_);
+    // The watchdog: a run past its deadline is stopped (its units leave; it ends with kTimeout).
+    for (size_t i = 0; i < active_.size(); ++i) {
+      ActiveRun& a = active_[i];
+      if (a.started && !a.aborted && seq_[i]->running() && sc_core::sc_time_stamp() >= a.deadline) {
+        counters_.watchdog_timeouts++;
+        seq_[i]->abort(isa::DeviceError::kTimeout, 0);
+        a.aborted = true;
+      }
+    }
+  }
+  doorbell_pending_ = false;
 }
 
 }  // namespace anvil::hw

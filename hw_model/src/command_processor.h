@@ -3,6 +3,7 @@
 /// this chip's blocks. A reset makes the HAL throw PowerCycle out of the firmware, which then
 /// reboots.
 #include <array>
+#include <map>
 #include <systemc>
 #include <tlm_utils/simple_initiator_socket.h>
 
@@ -32,7 +33,7 @@ class CommandProcessor : public sc_core::sc_module, public fw::Hal {
   // fw::Hal
   uint32_t reg_read(uint32_t offset) override;
   void reg_write(uint32_t offset, uint32_t value) override;
-  void wait_doorbell() override;
+  void wait_event() override;
   void host_read(uint64_t host_addr, void* dst, uint64_t n) override;
   void host_write(uint64_t host_addr, const void* src, uint64_t n) override;
   void host_to_dram(uint64_t host_addr, uint64_t dram_addr, uint64_t n) override;
@@ -42,7 +43,8 @@ class CommandProcessor : public sc_core::sc_module, public fw::Hal {
   uint64_t instr_mem_bytes() const override { return ctx_.config.instr_mem_bytes; }
   uint64_t sram_bytes_per_pe() const override { return ctx_.config.sram_bytes_per_pe(); }
   uint64_t dram_bytes() const override { return ctx_.config.dram_bytes; }
-  fw::PeResult run_pes(const fw::PeRun& run) override;
+  fw::PeResult start_pes(const fw::PeRun& run) override;
+  bool pes_finished(uint32_t pe_mask, fw::PeResult* result) override;
   uint64_t cycle() const override { return ctx_.now_cycles(); }
   void send_msi(uint32_t bits) override;
 
@@ -57,12 +59,21 @@ class CommandProcessor : public sc_core::sc_module, public fw::Hal {
   void trace_command(bool write, uint64_t host_addr, const void* data, uint64_t n);
   uint64_t ring_base(uint32_t lo_reg) { return static_cast<uint64_t>(reg_read(lo_reg)) | static_cast<uint64_t>(reg_read(lo_reg + 4)) << 32; }
 
+  /// A run started on a sequencer (index 0 also drives the fused pair) and its watchdog.
+  struct ActiveRun {
+    bool started = false, aborted = false;
+    sc_core::sc_time deadline;  ///< absolute: the watchdog stops the run here
+  };
+  /// True when a started run has ended and the firmware has not collected it yet.
+  bool run_ended() const;
+
   ChipContext& ctx_;
   PcieHostInterface& pcie_;
+  std::array<ActiveRun, 2> active_{};
   std::array<Sequencer*, 2> seq_;
   uint64_t gen_ = 0;
   bool doorbell_pending_ = false;
-  uint32_t command_op_ = 0;  ///< opcode of the submission entry fetched last (trace)
+  std::map<uint32_t, uint32_t> command_ops_;  ///< opcode of each fetched, not yet completed entry by tag (trace)
   sc_core::sc_event doorbell_event_;
   Counters counters_;
 };

@@ -30,7 +30,7 @@ class FakeHal : public Hal {
 
   uint32_t reg_read(uint32_t o) override { return regs[o]; }
   void reg_write(uint32_t o, uint32_t v) override { regs[o] = v; }
-  void wait_doorbell() override { throw std::runtime_error("firmware would sleep"); }
+  void wait_event() override { throw std::runtime_error("firmware would sleep"); }
   uint8_t* host_ptr(uint64_t a, uint64_t n) {
     if (a < kHostBase || a - kHostBase + n > host.size()) throw HalFault{isa::DeviceError::kDmaFault, static_cast<uint32_t>(a)};
     return host.data() + (a - kHostBase);
@@ -48,14 +48,26 @@ class FakeHal : public Hal {
   uint64_t instr_mem_bytes() const override { return imem; }
   uint64_t sram_bytes_per_pe() const override { return 16 << 20; }
   uint64_t dram_bytes() const override { return dram.size(); }
-  PeResult run_pes(const PeRun& r) override {
+  /// Runs started and not yet collected by the firmware, by pe_mask: a run ends at once.
+  std::map<uint32_t, PeResult> started;
+  bool hold = false;  ///< runs do not end while set
+  PeResult start_pes(const PeRun& r) override {
+    if (started.count(r.pe_mask)) throw std::runtime_error("two runs on the same PEs");
     runs.push_back(r);
     run_code.emplace_back(r.instructions, r.instructions + r.count);
     // The "program": output byte = input byte + 1, for the IO region's first 4 bytes.
     const auto& io = r.regions[static_cast<int>(isa::Region::kIo)];
     for (int i = 0; i < 4; ++i) dram[io.base + 16 + i] = dram[io.base + i] + 1;
     now += 1000;
-    return next_result;
+    started[r.pe_mask] = next_result;
+    return {};
+  }
+  bool pes_finished(uint32_t pe_mask, PeResult* result) override {
+    auto it = started.find(pe_mask);
+    if (it == started.end() || hold) return false;
+    *result = it->second;
+    started.erase(it);
+    return true;
   }
   uint64_t cycle() const override { return now; }
   void send_msi(uint32_t bits) override { msis.push_back(bits); }
@@ -275,6 +287,25 @@ TEST_F(FirmwareTest, InvalidQueueSetupLatchesBadCommand) {
   EXPECT_EQ(error_code(), static_cast<uint32_t>(isa::DeviceError::kBadCommand));
   EXPECT_EQ(hal.regs[reg::SQ_HEAD], 1u);
   EXPECT_TRUE(hal.runs.empty());
+}
+
+TEST_F(FirmwareTest, RunsOnDifferentPesOverlapAndARunForABusyPeWaitsAtTheHead) {
+  hal.hold = true;
+  // PE 0, PE 1, then PE 0 again: the first two start at once, the third waits for PE 0.
+  std::vector<isa::CompletionEntry> c = submit({run_entry(1, 1), run_entry(2, 2), run_entry(3, 1)});
+  EXPECT_TRUE(c.empty());
+  EXPECT_EQ(hal.runs.size(), 2u);
+  EXPECT_EQ(hal.regs[reg::SQ_HEAD], 2u);
+  EXPECT_TRUE(hal.regs[reg::STATUS] & field::STATUS_BUSY_MASK);
+  hal.hold = false;
+  c = submit({});
+  ASSERT_EQ(c.size(), 3u);
+  EXPECT_EQ(hal.runs.size(), 3u);
+  EXPECT_EQ(c[0].tag, 1u);
+  EXPECT_EQ(c[1].tag, 2u);
+  EXPECT_EQ(c[2].tag, 3u);
+  for (const auto& e : c) EXPECT_EQ(e.status, 0u);
+  EXPECT_FALSE(hal.regs[reg::STATUS] & field::STATUS_BUSY_MASK);
 }
 
 }  // namespace

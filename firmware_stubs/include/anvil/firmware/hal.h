@@ -43,8 +43,9 @@ class Hal {
   /// Host-interface registers, device side: any register, whatever its host access type.
   virtual uint32_t reg_read(uint32_t offset) = 0;
   virtual void reg_write(uint32_t offset, uint32_t value) = 0;
-  /// Returns when the host has rung a doorbell (SQ_TAIL or CQ_HEAD written) since the last call.
-  virtual void wait_doorbell() = 0;
+  /// Returns when the host has rung a doorbell (SQ_TAIL or CQ_HEAD written) or a PE run started
+  /// by start_pes ended since the last call.
+  virtual void wait_event() = 0;
   /// Host memory over PCIe. Throw HalFault{kDmaFault} for an address the host did not map.
   virtual void host_read(uint64_t host_addr, void* dst, uint64_t n) = 0;
   virtual void host_write(uint64_t host_addr, const void* src, uint64_t n) = 0;
@@ -57,9 +58,12 @@ class Hal {
   virtual uint64_t instr_mem_bytes() const = 0;   ///< per PE
   virtual uint64_t sram_bytes_per_pe() const = 0;
   virtual uint64_t dram_bytes() const = 0;
-  /// Loads the instructions into the PE(s)' instruction memory, starts them and waits until they
-  /// finish, fail or the watchdog expires (kTimeout).
-  virtual PeResult run_pes(const PeRun& run) = 0;
+  /// Loads the instructions into the PE(s)' instruction memory and starts them; returns at once.
+  /// An error result (kPeMismatch, kBadProgram) when the run cannot start.
+  virtual PeResult start_pes(const PeRun& run) = 0;
+  /// True once the run started on `pe_mask` finished, failed, or was stopped by the watchdog
+  /// (kTimeout); *result is its outcome. False while it runs.
+  virtual bool pes_finished(uint32_t pe_mask, PeResult* result) = 0;
   /// Device cycle counter.
   virtual uint64_t cycle() const = 0;
   /// Sends the MSI for INT_STATUS `bits` (called after INT_STATUS was updated, only for enabled bits).

@@ -124,6 +124,44 @@ void reorder(const dnnl::memory& from, const dnnl::memory& to, dnnl::stream& str
                                      {DNNL_ARG_SCRATCHPAD, scratchpad(pd.scratchpad_desc())}});
 }
 
+/// Splits [0, total) into at most `pieces` ranges of multiples of `align` (the last takes the rest).
+std::vector<std::pair<int64_t, int64_t>> split_range(int64_t total, int64_t pieces, int64_t align) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  const int64_t units = (total + align - 1) / align;
+  pieces = std::max<int64_t>(1, std::min(pieces, units));
+  int64_t begin = 0;
+  for (int64_t p = 0; p < pieces; ++p) {
+    const int64_t end = p + 1 == pieces ? total : std::min(total, (units * (p + 1) / pieces) * align);
+    if (end > begin) out.emplace_back(begin, end - begin);
+    begin = end;
+  }
+  return out;
+}
+
+/// reorder() of an N x C x H x W tensor split over the TBB pool by ranges of 16 channels (whole
+/// blocks of every blocked layout oneDNN picks for float32); one call when C is not a multiple of
+/// 16 (the last block would be padded, and the padding is written only by a whole-tensor reorder).
+void parallel_reorder(const dnnl::memory& from, const dnnl::memory& to, int64_t threads) {
+  const dnnl::memory::dims dims = from.get_desc().dims();
+  if (threads == 1 || dims[1] % 16 != 0 || dims[1] == 16) {
+    SerialDnnl serial;
+    dnnl::stream stream(cpu_engine());
+    reorder(from, to, stream);
+    stream.wait();
+    return;
+  }
+  const std::vector<std::pair<int64_t, int64_t>> ranges = split_range(dims[1], threads, 16);
+  tbb::parallel_for(size_t{0}, ranges.size(), [&](size_t i) {
+    SerialDnnl serial;
+    dnnl::stream stream(cpu_engine());
+    const dnnl::memory::dims sub{dims[0], ranges[i].second, dims[2], dims[3]}, offsets{0, ranges[i].first, 0, 0};
+    const dnnl::memory sub_from(from.get_desc().submemory_desc(sub, offsets), cpu_engine(), from.get_data_handle());
+    const dnnl::memory sub_to(to.get_desc().submemory_desc(sub, offsets), cpu_engine(), to.get_data_handle());
+    reorder(sub_from, sub_to, stream);
+    stream.wait();
+  });
+}
+
 dnnl::memory::desc strided_desc(const dnnl::memory::dims& dims, const dnnl::memory::dims& strides) {
   return dnnl::memory::desc(dims, dnnl::memory::data_type::f32, strides);
 }
@@ -143,21 +181,10 @@ struct ConvPart {
 /// thread (see SerialDnnl).
 struct ConvPlan {
   std::vector<ConvPart> parts;
+  /// All parts read the whole input in the same layout (a split by output channels): it is
+  /// reordered once, before the parts run, instead of once per part.
+  bool shared_src = false;
 };
-
-/// Splits [0, total) into at most `pieces` ranges of multiples of `align` (the last takes the rest).
-std::vector<std::pair<int64_t, int64_t>> split_range(int64_t total, int64_t pieces, int64_t align) {
-  std::vector<std::pair<int64_t, int64_t>> out;
-  const int64_t units = (total + align - 1) / align;
-  pieces = std::max<int64_t>(1, std::min(pieces, units));
-  int64_t begin = 0;
-  for (int64_t p = 0; p < pieces; ++p) {
-    const int64_t end = p + 1 == pieces ? total : std::min(total, (units * (p + 1) / pieces) * align);
-    if (end > begin) out.emplace_back(begin, end - begin);
-    begin = end;
-  }
-  return out;
-}
 
 /// Conv on oneDNN. Output y = bias + sum over the window of x * w, accumulated in float32 by
 /// oneDNN's kernels (the summation order differs from a naive loop, within float rounding).
@@ -220,6 +247,9 @@ void dnnl_conv(KernelContext& ctx, const Tensor& x, const Tensor& w, const float
       p.pd = dnnl::convolution_forward::primitive_desc(d, user_scratchpad(), cpu_engine());
       p.conv = dnnl::convolution_forward(p.pd);
     }
+    plan->shared_src = parts.size() > 1 && std::all_of(parts.begin(), parts.end(), [&](const ConvPart& p) {
+      return p.n == n && p.c == c && p.pd.src_desc() == parts[0].pd.src_desc();
+    });
     plan->parts = std::move(parts);
     return plan;
   };
@@ -247,6 +277,16 @@ void dnnl_conv(KernelContext& ctx, const Tensor& x, const Tensor& w, const float
   }
   float* ydata = y.data<float>();
   const float* xdata = x.data<float>();
+  memory shared_src;
+  if (plan->shared_src) {
+    const memory user(memory::desc({n, c, h, wd}, memory::data_type::f32, tag::nchw), cpu_engine(),
+                      const_cast<float*>(xdata));
+    shared_src = user;
+    if (plan->parts[0].pd.src_desc() != user.get_desc()) {
+      shared_src = memory(plan->parts[0].pd.src_desc(), cpu_engine());
+      parallel_reorder(user, shared_src, threads);
+    }
+  }
   tbb::parallel_for(size_t{0}, plan->parts.size(), [&](size_t i) {
     SerialDnnl serial;
     const ConvPart& p = plan->parts[i];
@@ -256,8 +296,8 @@ void dnnl_conv(KernelContext& ctx, const Tensor& x, const Tensor& w, const float
                           const_cast<float*>(xdata + (p.n0 * c + p.c0) * h * wd));
     const memory user_dst(strided_desc({p.n, p.m, oh, ow}, {m * oh * ow, oh * ow, ow, 1}), cpu_engine(),
                           ydata + (p.n0 * m + p.m0) * oh * ow);
-    memory src = user_src, dst = user_dst, weights = p.weights;
-    if (p.pd.src_desc() != user_src.get_desc()) {
+    memory src = plan->shared_src ? shared_src : user_src, dst = user_dst, weights = p.weights;
+    if (!plan->shared_src && p.pd.src_desc() != user_src.get_desc()) {
       src = memory(p.pd.src_desc(), cpu_engine());
       reorder(user_src, src, stream);
     }

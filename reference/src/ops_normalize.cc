@@ -48,11 +48,18 @@ void softmax(KernelContext& ctx, bool log) {
     const int64_t base = (row / d.inner) * d.length * d.inner + row % d.inner;
     float mx = -std::numeric_limits<float>::infinity();
     for (int64_t i = 0; i < d.length; ++i) mx = std::max(mx, xd[base + i * d.inner]);
+    // exp(x - max) is computed once per element and kept in y until the sum is known.
     float sum = 0.0f;
-    for (int64_t i = 0; i < d.length; ++i) sum += std::exp(xd[base + i * d.inner] - mx);
     for (int64_t i = 0; i < d.length; ++i) {
-      const float v = xd[base + i * d.inner] - mx;
-      yd[base + i * d.inner] = log ? v - std::log(sum) : std::exp(v) / sum;
+      const float e = std::exp(xd[base + i * d.inner] - mx);
+      if (!log) yd[base + i * d.inner] = e;
+      sum += e;
+    }
+    if (log) {
+      const float log_sum = std::log(sum);
+      for (int64_t i = 0; i < d.length; ++i) yd[base + i * d.inner] = (xd[base + i * d.inner] - mx) - log_sum;
+    } else {
+      for (int64_t i = 0; i < d.length; ++i) yd[base + i * d.inner] /= sum;
     }
   });
   ctx.outputs[0] = std::move(y);
@@ -87,6 +94,25 @@ void reduce(KernelContext& ctx, bool axes_from_input, Init init, Combine combine
     if (!axes[i] || keep) out_shape.push_back(axes[i] ? 1 : x.dim(i));
   }
   const int64_t out_n = shape_numel(kept);
+  const float* xd = x.data<float>();
+  Tensor y(DType::kFloat32, out_shape);
+  float* yd = y.data<float>();
+  // Trailing axes reduced (LayerNorm-style ReduceMean over the last axis): each output is one
+  // contiguous run of `count` inputs, summed in order as below, one row per task.
+  int64_t first = rank;
+  while (first > 0 && axes[first - 1]) --first;
+  if (std::none_of(axes.begin(), axes.begin() + first, [](bool a) { return a; }) && count > 0) {
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, out_n, std::max<int64_t>(1, 4096 / count)),
+                      [&](const tbb::blocked_range<int64_t>& r) {
+                        for (int64_t o = r.begin(); o < r.end(); ++o) {
+                          float a = init;
+                          for (int64_t i = 0; i < count; ++i) a = combine(a, xd[o * count + i]);
+                          yd[o] = finish(a, count);
+                        }
+                      });
+    ctx.outputs[0] = std::move(y);
+    return;
+  }
   std::vector<float> acc(static_cast<size_t>(out_n), init);
   // Walk x in order, mapping each element to its output slot.
   std::vector<int64_t> out_strides(static_cast<size_t>(rank), 0);
@@ -95,7 +121,6 @@ void reduce(KernelContext& ctx, bool axes_from_input, Init init, Combine combine
     out_strides[i] = axes[i] ? 0 : s;
     s *= kept[i];
   }
-  const float* xd = x.data<float>();
   std::vector<int64_t> idx(static_cast<size_t>(rank), 0);
   int64_t o = 0;
   for (int64_t i = 0; i < x.numel(); ++i) {
@@ -108,8 +133,7 @@ void reduce(KernelContext& ctx, bool axes_from_input, Init init, Combine combine
       idx[d] = 0;
     }
   }
-  Tensor y(DType::kFloat32, out_shape);
-  for (int64_t i = 0; i < out_n; ++i) y.data<float>()[i] = finish(acc[i], count);
+  for (int64_t i = 0; i < out_n; ++i) yd[i] = finish(acc[i], count);
   ctx.outputs[0] = std::move(y);
 }
 

@@ -251,12 +251,24 @@ void slice_kernel(KernelContext& ctx) {
     begin[a] = b;
     step[a] = s;
   }
+  // Copy contiguous runs: the trailing axes taken whole, together with the step-1 range of the
+  // axis before them, are one run in X and in Y; the axes before walk with stride * step.
   const auto st = strides_of(x.shape());
-  ctx.outputs[0] = gather_elements(x, out, [&](const std::vector<int64_t>& idx) {
-    int64_t o = 0;
-    for (int64_t d = 0; d < rank; ++d) o += (begin[d] + idx[d] * step[d]) * st[d];
-    return o;
-  });
+  int64_t run = 1, d = rank;
+  while (d > 0 && step[d - 1] == 1 && out[d - 1] == x.dim(d - 1)) run *= out[--d];
+  if (d > 0 && step[d - 1] == 1) run *= out[--d];
+  int64_t base = 0;
+  for (int64_t k = 0; k < rank; ++k) base += begin[k] * st[k];
+  const Shape outer(out.begin(), out.begin() + d);
+  std::vector<int64_t> outer_strides;
+  for (int64_t k = 0; k < d; ++k) outer_strides.push_back(st[k] * step[k]);
+  Tensor y(x.dtype(), out);
+  const size_t es = dtype_size(x.dtype());
+  if (y.numel() > 0)
+    for_each_broadcast<1>(outer, {outer_strides}, [&](int64_t i, int64_t o) {
+      std::memcpy(y.raw() + i * run * es, x.raw() + (base + o) * es, run * es);
+    });
+  ctx.outputs[0] = std::move(y);
 }
 
 void squeeze_kernel(KernelContext& ctx) {

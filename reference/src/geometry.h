@@ -22,8 +22,8 @@ Window2d window_geometry(const onnx::NodeProto& node, int64_t in_h, int64_t in_w
                          bool ceil_mode);
 
 /// The same geometry for any number of spatial dimensions (1-D, 2-D, 3-D windows), for the
-/// operators that run their own N-D loops (ConvInteger, QLinearConv). Every vector has one value
-/// per spatial dimension; pads are split into begin and end.
+/// operators that run their own N-D loops (ConvInteger, QLinearConv); window_geometry is this for
+/// two dimensions. Every vector has one value per spatial dimension; pads are split into begin and end.
 struct WindowNd {
   std::vector<int64_t> kernel, strides, dilations, pads_begin, pads_end, out;
 };

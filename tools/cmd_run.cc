@@ -1,8 +1,18 @@
 /// anvil run PROGRAM --input TENSORFILE [-o OUT.npy] [--stats stats.json] [--trace trace.json]
-///           [--sweep key=v1,v2,...] [--layers]
+///           [--device SPEC] [--requests N [--queue-depth D]]
+///           [--sweep key=v1,v2,...] [--layers] [--repeat R [--threads T]]
+#include <oneapi/tbb/global_control.h>
+
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <iostream>
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <memory>
 
 #include "anvil/common/tensor_io.h"
 #include "anvil/hw/config.h"
@@ -25,13 +35,84 @@ hw::HwConfig make_config(const isa::Program& p, const std::string& file, const s
   return c;
 }
 
+/// Nearest-rank percentile of sorted values.
+double percentile(const std::vector<double>& sorted, double p) {
+  const size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(sorted.size())));
+  return sorted[std::max<size_t>(rank, 1) - 1];
+}
+
+/// --requests: N requests of the same inputs through a session of queue depth D on `spec`,
+/// spread over its units; prints and (--stats) writes throughput and simulated latency.
+void run_stream(const isa::Program& program, hw::HwConfig config, const std::string& spec, const TensorMap& inputs,
+                int requests, int depth, const std::string& out, const std::string& stats, const std::string& trace) {
+  uint32_t pes = 0;
+  for (uint32_t unit : rt::parse_device_spec(spec)) pes |= unit;
+  if ((pes & 2) && config.num_pes < 2) config.num_pes = 2;  // a spec naming PE 1 needs the two-PE chip
+  rt::Device device = rt::Device::open(spec, config);
+  if (!trace.empty()) device.set_trace(true);
+  rt::SessionOptions options;
+  options.queue_depth = static_cast<uint32_t>(depth);
+  rt::Session session(device, program, options);
+  const auto start = std::chrono::steady_clock::now();
+  int submitted = 0;
+  for (; submitted < std::min(depth, requests); ++submitted) session.submit(inputs, submitted);
+  std::vector<double> latency_us;
+  TensorMap first;
+  for (int done = 0; done < requests; ++done) {
+    const rt::Request r = session.receive(session.options().device_timeout_s);
+    const TensorMap& outputs = r.outputs();  // throws the request's error
+    if (first.empty()) first = outputs;
+    for (const auto& [name, t] : outputs)
+      if (!(t == first.at(name)))
+        fail(ErrorCode::kInternal, "request " + std::to_string(std::any_cast<int>(r.context())) + ": output '" + name +
+                                       "' differs from the first request's for the same input");
+    latency_us.push_back(r.stats().queue_latency_us);
+    if (submitted < requests) session.submit(inputs, submitted++);
+  }
+  const double host_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const rt::SessionStats st = session.stats();
+  std::sort(latency_us.begin(), latency_us.end());
+  const double p50 = percentile(latency_us, 50), p95 = percentile(latency_us, 95), p99 = percentile(latency_us, 99);
+  const double per_host_s = requests / host_s;
+  std::cout << fmt("%d requests on %s (%zu unit(s), queue depth %d): %.1f inferences per simulated second, %.2f per "
+                   "host second\n",
+                   requests, spec.c_str(), device.units().size(), depth, st.throughput_per_sim_s, per_host_s);
+  std::cout << fmt("latency (submission to completion, simulated): p50 %.2f us, p95 %.2f us, p99 %.2f us\n", p50, p95, p99);
+  std::string per_unit;
+  for (size_t u = 0; u < st.per_unit.size(); ++u)
+    per_unit += fmt("%s%s: %llu", u ? ", " : "",
+                    device.units()[u] == 3 ? "npu0pe0-1" : device.units()[u] == 2 ? "npu0pe1" : "npu0pe0",
+                    static_cast<unsigned long long>(st.per_unit[u]));
+  std::cout << "requests per unit: " << per_unit << '\n';
+  if (!out.empty()) write_npy(out, first.at(program.outputs.at(0).name));
+  if (!trace.empty()) write_file(trace, device.trace_json().dump() + "\n");
+  if (!stats.empty()) {
+    nlohmann::json j;
+    j["device"] = spec;
+    j["requests"] = requests;
+    j["queue_depth"] = depth;
+    j["throughput_per_sim_s"] = st.throughput_per_sim_s;
+    j["throughput_per_host_s"] = per_host_s;
+    j["latency_sim_us"] = {{"p50", p50}, {"p95", p95}, {"p99", p99}};
+    j["requests_per_unit"] = st.per_unit;
+    j["sim_cycles"] = st.last_end_cycle - st.first_submit_cycle;
+    j["clock_ghz"] = config.clock_ghz;
+    j["hw_config"] = config.to_json();
+    j["counters"] = device.counters();
+    write_file(stats, j.dump(1) + "\n");
+  }
+}
+
 }  // namespace
 
 void register_run(CLI::App& app) {
   struct Opts {
     std::string program, out, stats, hw_config, trace, sweep;
     std::vector<std::string> inputs, sets;
+    std::string device;          ///< --device: runtime device spec
+    int queue_depth = 0, requests = 0;  ///< stream mode: --requests N through a queue of depth D
     bool dequantize = false, layers = false;
+    int repeat = 0, threads = 0;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* cmd = app.add_subcommand("run", "run a compiled program on the virtual NPU through the runtime");
@@ -46,6 +127,19 @@ void register_run(CLI::App& app) {
   cmd->add_option("--trace", o->trace, "write a Chrome/Perfetto trace (simulated time) of the run: one track per unit");
   cmd->add_flag("--layers", o->layers, "print per-layer MACs, DRAM bytes, roofline and simulated cycles (from the "
                                       "activity trace and the program's layer list)");
+  cmd->add_option("--repeat", o->repeat, "after the first run, time R more runs of the same request (host wall "
+                                         "time per inference, simulated cycles per host second)")
+      ->check(CLI::Range(1, 100000));
+  cmd->add_option("--threads", o->threads, "host threads of the MAC array's kernel (default: all cores)")
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--device", o->device, "device spec: warboy(1)*1, warboy(2)*1 (two independent PEs), npu0pe1, "
+                                         "npu0pe0-1 (fused pair), comma-separated lists (default: $ANVIL_DEVICES, else "
+                                         "the program's target)");
+  cmd->add_option("--requests", o->requests, "stream N requests of the input through the runtime's queue and report "
+                                             "throughput and simulated latency percentiles")
+      ->check(CLI::Range(1, 1000000));
+  cmd->add_option("--queue-depth", o->queue_depth, "requests in flight with --requests (1..63, default 4)")
+      ->check(CLI::Range(1, 63));
   cmd->add_option("--sweep", o->sweep, "key=v1,v2,...: re-open the device with each value of one hardware parameter, run, "
                                        "and print cycles per inference for each");
   cmd->callback([o] {
@@ -63,7 +157,21 @@ void register_run(CLI::App& app) {
       }
     }
     const hw::HwConfig config = make_config(program, o->hw_config, o->sets);
-    const std::string spec = program.num_pes == 2 ? "npu0pe0-1" : "warboy(1)*1";
+    std::unique_ptr<tbb::global_control> thread_limit;
+    if (o->threads > 0)
+      thread_limit = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism, o->threads);
+    const char* env_devices = std::getenv("ANVIL_DEVICES");
+    const std::string spec = !o->device.empty()                ? o->device
+                             : env_devices && *env_devices     ? std::string(env_devices)
+                             : program.num_pes == 2            ? "npu0pe0-1"
+                                                               : "warboy(1)*1";
+    if (o->queue_depth && !o->requests) fail(ErrorCode::kInvalidArgument, "--queue-depth needs --requests");
+    if (o->requests) {
+      if (!o->sweep.empty()) fail(ErrorCode::kInvalidArgument, "--requests and --sweep cannot be combined");
+      run_stream(program, config, spec, inputs, o->requests, o->queue_depth ? o->queue_depth : 4, o->out, o->stats,
+                 o->trace);
+      return;
+    }
     if (!o->sweep.empty()) {
       const auto [key, values] = rt::parse_sweep(o->sweep);
       const std::vector<rt::SweepPoint> points = rt::sweep(spec, config, key, values, program, inputs);
@@ -88,13 +196,31 @@ void register_run(CLI::App& app) {
     rt::Device device = rt::Device::open(spec, config);
     if (!o->trace.empty() || !layers.empty()) device.set_trace(true);
     rt::Session session(device, program);
-    const TensorMap outputs = session.run(inputs);
+    using Clock = std::chrono::steady_clock;
+    auto t0 = Clock::now();
+    TensorMap outputs = session.run(inputs);
+    const double first_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    // Timed repeats: the same request again (the first run also pays the firmware's one-time
+    // check of the program image); trace recording stays as it was, so time with it off.
+    std::vector<double> ms;
+    for (int r = 0; r < o->repeat; ++r) {
+      if (!o->trace.empty() || o->layers) device.clear_trace();
+      t0 = Clock::now();
+      outputs = session.run(inputs);
+      ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    }
+    std::sort(ms.begin(), ms.end());
     const rt::RunStats& s = session.last_stats();
     std::cout << fmt("%llu cycles on the PE (%.2f us at %.2f GHz), %llu cycles for the whole request (%.2f us), "
                      "%llu MACs, MAC utilisation %.1f%%\n",
                      static_cast<unsigned long long>(s.cycles), s.cycles / (config.clock_ghz * 1e3), config.clock_ghz,
                      static_cast<unsigned long long>(s.request_cycles), s.latency_us,
                      static_cast<unsigned long long>(s.macs), 100.0 * s.mac_utilization);
+    const double median_ms = ms.empty() ? first_ms : ms[ms.size() / 2];
+    if (!ms.empty())
+      std::cout << fmt("host wall time per inference: first run %.1f ms, then median %.1f ms (min %.1f) over %d "
+                       "runs: %.3g simulated PE cycles per host second\n",
+                       first_ms, median_ms, ms.front(), o->repeat, s.cycles / (median_ms * 1e-3));
     for (const isa::TensorDesc& d : program.outputs) {
       const Tensor& t = outputs.at(d.name);
       std::cout << "output " << d.name << " " << dtype_name(t.dtype()) << shape_str(t.shape()) << '\n';
@@ -114,6 +240,7 @@ void register_run(CLI::App& app) {
     if (!o->stats.empty()) {
       nlohmann::json j;
       j["program"] = o->program;
+      j["input_shape"] = program.inputs.empty() ? Shape{} : program.inputs[0].shape;
       j["cycles"] = s.cycles;
       j["request_cycles"] = s.request_cycles;
       j["latency_us"] = s.latency_us;
@@ -122,6 +249,9 @@ void register_run(CLI::App& app) {
       j["clock_ghz"] = config.clock_ghz;
       j["hw_config"] = config.to_json();
       j["counters"] = device.counters();
+      j["host"] = {{"first_run_ms", first_ms}, {"repeat", o->repeat}, {"median_ms", median_ms},
+                   {"min_ms", ms.empty() ? first_ms : ms.front()},
+                   {"pe_cycles_per_host_second", s.cycles / (median_ms * 1e-3)}};
       if (!profile.empty()) j["layers"] = hw::layer_profile_json(profile);
       write_file(o->stats, j.dump(1) + "\n");
     }

@@ -3,7 +3,10 @@
 #include <cstring>
 #include <vector>
 
+#include <tbb/parallel_for.h>
+
 #include "anvil/common/requant.h"
+#include "requant_rows.h"
 
 namespace anvil::hw {
 
@@ -20,6 +23,40 @@ uint64_t MacArray::conv_cycles(const isa::ConvArgs& c, const HwConfig& cfg, uint
   const uint64_t k = static_cast<uint64_t>(c.in_c / groups) * c.kernel_h * c.kernel_w;
   return cfg.conv_fill_cycles + ceil_div(pixels, slices) * ceil_div(c.out_c / groups, cfg.mac_rows) *
                                     ceil_div(k, cfg.mac_cols) * groups;
+}
+
+void MacArray::im2col(const isa::ConvArgs& c, const float* planes, int64_t H, int64_t W, int64_t channels) {
+  const int64_t KH = c.kernel_h, KW = c.kernel_w, OH = c.out_h, OW = c.out_w, P = OH * OW;
+  auto row = [&](int64_t r) {
+    const int64_t ic = r / (KH * KW), kh = r / KW % KH, kw = r % KW;
+    const float* plane = planes + ic * H * W;
+    float* dst = cols_.data() + r * P;
+    // Output columns whose input column iw = ow*sw - pad_left + kw*dw lies in [0, W).
+    const int64_t col0 = kw * c.dilation_w - c.pad_left;
+    const int64_t ow_lo = std::min<int64_t>(OW, col0 >= 0 ? 0 : (-col0 + c.stride_w - 1) / c.stride_w);
+    const int64_t ow_hi = std::max(ow_lo, std::min<int64_t>(OW, col0 > W - 1 ? 0 : (W - 1 - col0) / c.stride_w + 1));
+    for (int64_t oh = 0; oh < OH; ++oh, dst += OW) {
+      const int64_t ih = oh * c.stride_h - c.pad_top + kh * c.dilation_h;
+      if (ih < 0 || ih >= H) {
+        std::fill_n(dst, OW, 0.0f);
+        continue;
+      }
+      const float* src = plane + ih * W + col0;
+      std::fill_n(dst, ow_lo, 0.0f);
+      if (c.stride_w == 1) {
+        std::copy(src + ow_lo, src + ow_hi, dst + ow_lo);
+      } else {
+        for (int64_t ow = ow_lo; ow < ow_hi; ++ow) dst[ow] = src[ow * c.stride_w];
+      }
+      std::fill(dst + ow_hi, dst + OW, 0.0f);
+    }
+  };
+  const int64_t rows = channels * KH * KW;
+  if (rows * P < (int64_t{1} << 16)) {
+    for (int64_t r = 0; r < rows; ++r) row(r);
+  } else {
+    tbb::parallel_for(int64_t{0}, rows, [&](int64_t r) { row(r); });
+  }
 }
 
 sc_core::sc_time MacArray::execute(const isa::Instruction& inst, uint32_t index, const sc_core::sc_time&) {
@@ -46,50 +83,48 @@ sc_core::sc_time MacArray::execute(const isa::Instruction& inst, uint32_t index,
   const uint8_t* bias = sram_.read_ptr(c.bias_addr);
   const uint8_t* mult = sram_.read_ptr(c.mult_addr);
   const uint8_t* shift = sram_.read_ptr(c.shift_addr);
-  // The output may alias nothing the conv still reads: compute into a buffer, then copy.
-  std::vector<int8_t> out(static_cast<size_t>(N * OC * OH * OW));
-  // Inputs minus zero point once, as int16 (|x - zp| <= 255).
-  std::vector<int16_t> xz(static_cast<size_t>(N * IC * H * W));
-  for (size_t i = 0; i < xz.size(); ++i) xz[i] = static_cast<int16_t>(in[i] - c.in_zero_point);
-  std::vector<int32_t> acc(static_cast<size_t>(OH * OW));
+  std::vector<math::QuantizedMultiplier> q(static_cast<size_t>(OC));
+  for (int64_t oc = 0; oc < OC; ++oc) {
+    q[oc] = {load_i32(mult, oc), load_i32(shift, oc)};
+    if (!multiplier_valid(q[oc])) throw bad;
+  }
 
+  // As a GEMM per image and group: acc[OCg x P] = bias + W[OCg x Kg] * cols[Kg x P], with
+  // P = OH*OW output pixels and Kg = ICg*KH*KW; cols holds x - in_zp at each window position (0
+  // where the window lies in the padding). Operands are float holding exact integers
+  // (|w| <= 128, |x - zp| <= 255); int8_gemm.h shows why the result is exact.
+  const int64_t P = OH * OW, Kg = ICg * KH * KW;
+  xf_.resize(static_cast<size_t>(N * IC * H * W));
+  for (size_t i = 0; i < xf_.size(); ++i) xf_[i] = static_cast<float>(in[i] - c.in_zero_point);
+  wf_.resize(static_cast<size_t>(weights));
+  for (size_t i = 0; i < wf_.size(); ++i) wf_[i] = wt[i];
+  // A 1x1, stride 1, unpadded conv reads its input planes as they are: no window copy.
+  const bool planes_are_cols = KH == 1 && KW == 1 && c.stride_h == 1 && c.stride_w == 1 && c.pad_top == 0 &&
+                               c.pad_left == 0 && OH == H && OW == W;
+  if (!planes_are_cols) cols_.resize(static_cast<size_t>(Kg * P));
+  acc_.resize(static_cast<size_t>(OC * P));
+  out_.resize(static_cast<size_t>(N * OC * P));
   for (int64_t n = 0; n < N; ++n) {
-    for (int64_t oc = 0; oc < OC; ++oc) {
-      const int64_t g = oc / OCg;
-      std::fill(acc.begin(), acc.end(), load_i32(bias, oc));
-      for (int64_t icg = 0; icg < ICg; ++icg) {
-        const int16_t* plane = xz.data() + ((n * IC + g * ICg + icg) * H) * W;
-        for (int64_t kh = 0; kh < KH; ++kh) {
-          for (int64_t kw = 0; kw < KW; ++kw) {
-            const int32_t w = wt[((oc * ICg + icg) * KH + kh) * KW + kw];
-            if (w == 0) continue;
-            // Output columns whose input column iw = ow*sw - pad_left + kw*dw lies in [0, W).
-            const int64_t col0 = kw * c.dilation_w - c.pad_left;
-            int64_t ow_lo = col0 >= 0 ? 0 : (-col0 + c.stride_w - 1) / c.stride_w;
-            int64_t ow_hi = col0 > W - 1 ? 0 : (W - 1 - col0) / c.stride_w + 1;
-            ow_hi = std::min(ow_hi, OW);
-            if (ow_lo >= ow_hi) continue;
-            for (int64_t oh = 0; oh < OH; ++oh) {
-              const int64_t ih = oh * c.stride_h - c.pad_top + kh * c.dilation_h;
-              if (ih < 0 || ih >= H) continue;
-              const int16_t* row = plane + ih * W;
-              int32_t* a = acc.data() + oh * OW;
-              if (c.stride_w == 1) {
-                for (int64_t ow = ow_lo; ow < ow_hi; ++ow) a[ow] += row[col0 + ow] * w;
-              } else {
-                for (int64_t ow = ow_lo; ow < ow_hi; ++ow) a[ow] += row[col0 + ow * c.stride_w] * w;
-              }
-            }
-          }
-        }
-      }
-      const math::QuantizedMultiplier q{load_i32(mult, oc), load_i32(shift, oc)};
-      if (!multiplier_valid(q)) throw bad;
-      int8_t* o = out.data() + (n * OC + oc) * OH * OW;
-      for (int64_t p = 0; p < OH * OW; ++p) o[p] = math::requantize(acc[p], q, c.out_zero_point, c.act_min, c.act_max);
+    for (int64_t oc = 0; oc < OC; ++oc) std::fill_n(acc_.data() + oc * P, P, load_i32(bias, oc));
+    for (int64_t g = 0; g < G; ++g) {
+      const float* planes = xf_.data() + (n * IC + g * ICg) * H * W;
+      if (!planes_are_cols) im2col(c, planes, H, W, ICg);
+      int8_range_gemm_accumulate(OCg, P, Kg, wf_.data() + g * OCg * Kg, Kg, planes_are_cols ? planes : cols_.data(),
+                                 P, acc_.data() + g * OCg * P, gemm_);
+    }
+    auto epilogue = [&](int64_t oc) {
+      const int32_t* a = acc_.data() + oc * P;
+      int8_t* o = out_.data() + (n * OC + oc) * P;
+      requantize_row(a, o, P, q[oc], c.out_zero_point, c.act_min, c.act_max);
+    };
+    if (OC * P < (int64_t{1} << 15)) {
+      for (int64_t oc = 0; oc < OC; ++oc) epilogue(oc);
+    } else {
+      tbb::parallel_for(int64_t{0}, OC, epilogue);
     }
   }
-  std::memcpy(sram_.write_ptr(c.out_addr, out.size()), out.data(), out.size());
+  // The output may alias what the conv reads: it was computed into out_, then copied.
+  std::memcpy(sram_.write_ptr(c.out_addr, out_.size()), out_.data(), out_.size());
   macs_ += isa::conv_macs(c);
   return ctx_.cycles(conv_cycles(c, ctx_.config, seq_.slices()));
 }

@@ -9,7 +9,11 @@
 /// window (padding contributes 0), out = math::requantize(acc, {mult[o], shift[o]}, out_zp,
 /// act_min, act_max). |x - in_zp| <= 255 and |w| <= 128, so each product is below 2^15 and
 /// the accumulator cannot overflow for K < 2^16 (every K an int16 shape field allows).
+/// Host kernel: one exact GEMM per image and group on oneDNN's sgemm (int8_gemm.h) over an im2col
+/// of the window (skipped for 1x1 stride-1 convs), the epilogue through requant_rows.h; the
+/// annotated time is the closed form above, per instruction, never per MAC.
 #include "exec_unit.h"
+#include "int8_gemm.h"
 
 namespace anvil::hw {
 
@@ -24,7 +28,14 @@ class MacArray : public ExecUnit {
  private:
   sc_core::sc_time execute(const isa::Instruction& inst, uint32_t index, const sc_core::sc_time& local) override;
   nlohmann::json trace_args(const isa::Instruction& inst) const override;
+  /// cols_[Kg x OH*OW] = the windows of `channels` input planes (x - in_zp, float; 0 in the padding).
+  void im2col(const isa::ConvArgs& c, const float* planes, int64_t H, int64_t W, int64_t channels);
   uint64_t macs_ = 0;
+  // Kernel buffers, reused across instructions (sizes of the largest conv so far).
+  std::vector<float> xf_, wf_, cols_;
+  std::vector<int32_t> acc_;
+  std::vector<int8_t> out_;
+  GemmScratch gemm_;
 };
 
 }  // namespace anvil::hw

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "requant_rows.h"
+
 namespace anvil::hw {
 
 namespace {
@@ -58,9 +60,9 @@ void VectorEngine::add(const isa::AddArgs& a, uint32_t index) {
   check_sram(a.out_addr, a.count, index, "add out");
   const auto* x = reinterpret_cast<const int8_t*>(sram_.read_ptr(a.a_addr));
   const auto* y = reinterpret_cast<const int8_t*>(sram_.read_ptr(a.b_addr));
-  std::vector<int8_t> out(a.count);
-  for (uint32_t i = 0; i < a.count; ++i) out[i] = math::add_int8(x[i], y[i], p);
-  std::copy(out.begin(), out.end(), reinterpret_cast<int8_t*>(sram_.write_ptr(a.out_addr, a.count)));
+  out_.resize(a.count);
+  add_int8_row(x, y, out_.data(), a.count, p);
+  std::copy(out_.begin(), out_.end(), reinterpret_cast<int8_t*>(sram_.write_ptr(a.out_addr, a.count)));
 }
 
 void VectorEngine::pool(const isa::PoolArgs& p, bool average, uint32_t index) {
@@ -74,7 +76,8 @@ void VectorEngine::pool(const isa::PoolArgs& p, bool average, uint32_t index) {
   check_sram(p.in_addr, planes * H * W, index, "pool input");
   check_sram(p.out_addr, planes * OH * OW, index, "pool output");
   const auto* in = reinterpret_cast<const int8_t*>(sram_.read_ptr(p.in_addr));
-  std::vector<int8_t> out(static_cast<size_t>(planes * OH * OW));
+  out_.resize(static_cast<size_t>(planes * OH * OW));
+  std::vector<int8_t>& out = out_;
   const int64_t window = static_cast<int64_t>(p.kernel_h) * p.kernel_w;
   for (int64_t pl = 0; pl < planes; ++pl) {
     const int8_t* x = in + pl * H * W;
@@ -110,10 +113,10 @@ void VectorEngine::requant(const isa::RequantArgs& r, uint32_t index) {
   check_sram(r.in_addr, r.count, index, "requant input");
   check_sram(r.out_addr, r.count, index, "requant output");
   const auto* x = reinterpret_cast<const int8_t*>(sram_.read_ptr(r.in_addr));
-  std::vector<int8_t> out(r.count);
+  out_.resize(r.count);
   for (uint32_t i = 0; i < r.count; ++i)
-    out[i] = math::requantize(x[i] - r.in_zero_point, q, r.out_zero_point, r.act_min, r.act_max);
-  std::copy(out.begin(), out.end(), reinterpret_cast<int8_t*>(sram_.write_ptr(r.out_addr, r.count)));
+    out_[i] = math::requantize(x[i] - r.in_zero_point, q, r.out_zero_point, r.act_min, r.act_max);
+  std::copy(out_.begin(), out_.end(), reinterpret_cast<int8_t*>(sram_.write_ptr(r.out_addr, r.count)));
 }
 
 nlohmann::json VectorEngine::trace_args(const isa::Instruction& inst) const {

@@ -15,6 +15,8 @@
 ///             window) and is rejected (kBadProgram) when count_include_pad == 0: the divisor
 ///             would be the valid count, whose multiplier the instruction does not carry.
 ///   kRequant  math::requantize(x - in_zp, {mult, shift}, out_zp, act_min, act_max)
+#include <vector>
+
 #include "exec_unit.h"
 
 namespace anvil::hw {
@@ -32,6 +34,7 @@ class VectorEngine : public ExecUnit {
   void add(const isa::AddArgs& a, uint32_t index);
   void pool(const isa::PoolArgs& p, bool average, uint32_t index);
   void requant(const isa::RequantArgs& r, uint32_t index);
+  std::vector<int8_t> out_;  ///< result buffer, reused (the output may alias an input)
 };
 
 }  // namespace anvil::hw

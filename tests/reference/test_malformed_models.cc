@@ -122,3 +122,33 @@ TEST(MalformedModels, CycleNamesANodeOnIt) {
   self.node("Add", {"x", "y"}, {"y"}, "loop");
   EXPECT_STREQ(create_error(self.model()).what(), "node 'loop' (Add): is part of a cycle");
 }
+
+TEST(MalformedModels, ShapeArithmeticIsNotAMismatch) {
+  // The flatten pattern of exported models: Shape (int64) -> Gather -> Unsqueeze -> Concat with
+  // an int64 Constant -> Reshape of the float input. Every propagated type agrees: create() succeeds.
+  ModelBuilder b;
+  b.input("x", DType::kFloat32, {-1, 3, 4}).output("y");
+  b.initializer("zero", Tensor::scalar<int64_t>(0)).initializer("axes", Tensor::from_vector<int64_t>({1}, {0}));
+  b.node("Shape", {"x"}, {"s"}, "shape");
+  b.node("Gather", {"s", "zero"}, {"n"}, "batch");
+  b.node("Unsqueeze", {"n", "axes"}, {"n1"}, "unsqueeze");
+  auto& rest = b.node("Constant", {}, {"rest"}, "rest");
+  auto* value = rest.add_attribute();
+  value->set_name("value");
+  value->set_type(onnx::AttributeProto::TENSOR);
+  *value->mutable_t() = tensor_to_proto(Tensor::from_vector<int64_t>({1}, {-1}), "rest");
+  ModelBuilder::attr(b.node("Concat", {"n1", "rest"}, {"shape_out"}, "concat"), "axis", int64_t{0});
+  b.node("Reshape", {"x", "shape_out"}, {"y"}, "reshape");
+  auto e = ref::Executor::create(b.model());
+  ASSERT_TRUE(e.ok()) << e.error().what();
+  auto out = e->run({{"x", Tensor(DType::kFloat32, {2, 3, 4})}});
+  ASSERT_TRUE(out.ok()) << out.error().what();
+  EXPECT_EQ(out->at("y").shape(), (Shape{2, 12}));
+  // The same chain feeding the float input into Concat instead is a mismatch, named at create().
+  ModelBuilder bad;
+  bad.input("x", DType::kFloat32, {-1, 3, 4}).output("y");
+  bad.node("Shape", {"x"}, {"s"}, "shape");
+  ModelBuilder::attr(bad.node("Concat", {"s", "x"}, {"y"}, "concat"), "axis", int64_t{0});
+  EXPECT_STREQ(create_error(bad.model()).what(),
+               "node 'concat' (Concat): input 'x' is float32 but input 's' is int64; Concat needs one element type");
+}

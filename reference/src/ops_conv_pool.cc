@@ -427,20 +427,47 @@ Tensor pool(const Tensor& x, const Window2d& g, Reduce reduce) {
 void max_pool_kernel(KernelContext& ctx) {
   if (ctx.input(0).rank() == 3) return run_as_2d(ctx, max_pool_kernel);
   const Tensor& x = float_nchw(ctx, 0, "input X");
-  const int64_t h = x.dim(2), w = x.dim(3);
+  const int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), w = x.dim(3);
   const Window2d g = window_geometry(ctx.node, h, w, kernel_attr(ctx.node), attr_int(ctx.node, "ceil_mode", 0));
-  ctx.outputs[0] = pool(x, g, [&](const float* plane, int64_t y0, int64_t x0) {
-    float best = -std::numeric_limits<float>::infinity();
-    for (int64_t ky = 0; ky < g.kernel[0]; ++ky) {
-      const int64_t iy = y0 + ky * g.dilations[0];
-      if (iy < 0 || iy >= h) continue;
-      for (int64_t kx = 0; kx < g.kernel[1]; ++kx) {
-        const int64_t ix = x0 + kx * g.dilations[1];
-        if (ix >= 0 && ix < w) best = std::max(best, plane[iy * w + ix]);
+  const int64_t oh = g.out[0], ow = g.out[1], kh = g.kernel[0], kw = g.kernel[1];
+  const int64_t dy = g.dilations[0], dx = g.dilations[1];
+  // The window taps inside the input, per output row and column: [first, last) kernel indices,
+  // computed once so the loop over the planes needs no bounds checks.
+  auto taps = [](int64_t out, int64_t stride, int64_t pad, int64_t k, int64_t d, int64_t size) {
+    std::vector<std::array<int64_t, 3>> t(static_cast<size_t>(out));  // first tap, last tap, origin
+    for (int64_t o = 0; o < out; ++o) {
+      const int64_t origin = o * stride - pad;
+      int64_t first = 0, last = k;
+      while (first < k && origin + first * d < 0) ++first;
+      while (last > first && origin + (last - 1) * d >= size) --last;
+      t[o] = {first, last, origin};
+    }
+    return t;
+  };
+  const auto rows = taps(oh, g.strides[0], g.pads[0], kh, dy, h);
+  const auto cols = taps(ow, g.strides[1], g.pads[1], kw, dx, w);
+  Tensor y(DType::kFloat32, {n, c, oh, ow});
+  const float* xd = x.data<float>();
+  float* yd = y.data<float>();
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, n * c), [&](const tbb::blocked_range<int64_t>& r) {
+    for (int64_t plane = r.begin(); plane < r.end(); ++plane) {
+      const float* in = xd + plane * h * w;
+      float* out = yd + plane * oh * ow;
+      for (int64_t oy = 0; oy < oh; ++oy) {
+        const auto [ky0, ky1, y0] = rows[oy];
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          const auto [kx0, kx1, x0] = cols[ox];
+          float best = -std::numeric_limits<float>::infinity();
+          for (int64_t ky = ky0; ky < ky1; ++ky) {
+            const float* line = in + (y0 + ky * dy) * w + x0;
+            for (int64_t kx = kx0; kx < kx1; ++kx) best = std::max(best, line[kx * dx]);
+          }
+          out[oy * ow + ox] = best;
+        }
       }
     }
-    return best;
   });
+  ctx.outputs[0] = std::move(y);
 }
 
 void average_pool_kernel(KernelContext& ctx) {

@@ -61,7 +61,20 @@ void VectorEngine::add(const isa::AddArgs& a, uint32_t index) {
   const auto* x = reinterpret_cast<const int8_t*>(sram_.read_ptr(a.a_addr));
   const auto* y = reinterpret_cast<const int8_t*>(sram_.read_ptr(a.b_addr));
   out_.resize(a.count);
-  add_int8_row(x, y, out_.data(), a.count, p);
+  if (a.count >= kAddTableMinCount) {
+    // The result depends only on the two int8 inputs: tabulate math::add_int8 over all 256 x 256
+    // pairs once, then look every element up (the same function computes every entry).
+    if (add_pairs_a_.empty()) {
+      add_pairs_a_.resize(65536), add_pairs_b_.resize(65536);
+      for (int i = 0; i < 65536; ++i)
+        add_pairs_a_[i] = static_cast<int8_t>((i >> 8) - 128), add_pairs_b_[i] = static_cast<int8_t>((i & 255) - 128);
+    }
+    add_table_.resize(65536);
+    add_int8_row(add_pairs_a_.data(), add_pairs_b_.data(), add_table_.data(), 65536, p);
+    for (uint32_t i = 0; i < a.count; ++i) out_[i] = add_table_[(x[i] + 128) << 8 | (y[i] + 128)];
+  } else {
+    add_int8_row(x, y, out_.data(), a.count, p);
+  }
   std::copy(out_.begin(), out_.end(), reinterpret_cast<int8_t*>(sram_.write_ptr(a.out_addr, a.count)));
 }
 

@@ -34,7 +34,12 @@ class VectorEngine : public ExecUnit {
   void add(const isa::AddArgs& a, uint32_t index);
   void pool(const isa::PoolArgs& p, bool average, uint32_t index);
   void requant(const isa::RequantArgs& r, uint32_t index);
+  /// kAdd of at least this many elements looks its results up in a 64 Ki-entry table of
+  /// math::add_int8 (building it costs 65 536 evaluations, so only long adds gain).
+  static constexpr uint32_t kAddTableMinCount = 1u << 17;
   std::vector<int8_t> out_;  ///< result buffer, reused (the output may alias an input)
+  std::vector<int8_t> add_pairs_a_, add_pairs_b_;  ///< every (a, b) int8 pair, a-major
+  std::vector<int8_t> add_table_;  ///< add_table_[(a + 128) * 256 + (b + 128)] = add_int8(a, b)
 };
 
 }  // namespace anvil::hw

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 
 #include "anvil/quantizer/quantizer.h"
@@ -14,7 +15,8 @@ constexpr int kVersion = 1;
 nlohmann::json Calibration::to_json() const {
   nlohmann::json tensors_json = nlohmann::json::object();
   for (const auto& [name, s] : tensors)
-    tensors_json[name] = {{"min", s.min}, {"max", s.max}, {"count", s.count}, {"histogram", s.histogram}};
+    tensors_json[name] = {{"min", s.min}, {"max", s.max}, {"count", s.count}, {"histogram", s.histogram},
+                          {"histogram_half_width", s.histogram_half_width}};
   return {{"format", kFormat}, {"version", kVersion}, {"tensors", tensors_json}};
 }
 
@@ -45,6 +47,17 @@ Calibration Calibration::from_json(const nlohmann::json& j) {
         if (!n.is_number_integer() || n.get<int64_t>() < 0)
           fail(ErrorCode::kParseError, "calibration: tensor '" + name + "': histogram counts must be integers >= 0");
       s.histogram = h.get<std::vector<int64_t>>();
+      const float m = std::max(std::fabs(s.min), std::fabs(s.max));
+      s.histogram_half_width = m;
+      if (!s.histogram.empty() && v.contains("histogram_half_width")) {
+        const auto& hw = v["histogram_half_width"];
+        if (!hw.is_number() || !std::isfinite(hw.get<float>()) || hw.get<float>() < m)
+          fail(ErrorCode::kParseError, "calibration: tensor '" + name +
+                                           "': histogram_half_width must be a number >= max(|min|, |max|)");
+        s.histogram_half_width = hw.get<float>();
+      }
+      if (!s.histogram.empty() && !(s.histogram_half_width > 0.0f))
+        fail(ErrorCode::kParseError, "calibration: tensor '" + name + "': a histogram needs a non-zero range");
     }
     c.tensors[name] = s;
   }

@@ -42,10 +42,9 @@ struct QuantizedConstant {
 
 class QdqBuilder {
  public:
-  QdqBuilder(const onnx::ModelProto& model, const Calibration& calib, const QuantizeOptions& options)
-      : model_(model), symmetric_(is_symmetric(options.method)), names_(model_.graph()) {
+  QdqBuilder(const onnx::ModelProto& model, std::map<std::string, Range> ranges, const QuantizeOptions& options)
+      : model_(model), symmetric_(is_symmetric(options.method)), names_(model_.graph()), ranges_(std::move(ranges)) {
     passes::upgrade_opset(model_);
-    ranges_ = calib.ranges(options.method, options.percentile);
     const onnx::GraphProto& g = model_.graph();
     for (const auto& v : g.input()) record_type(v);
     for (const auto& v : g.output()) record_type(v);
@@ -314,7 +313,14 @@ class QdqBuilder {
 
 Expected<onnx::ModelProto> quantize(const onnx::ModelProto& optimized, const Calibration& calib,
                                     const QuantizeOptions& options, std::vector<std::string>* float_nodes) {
-  return capture([&] { return QdqBuilder(optimized, calib, options).run(float_nodes); });
+  return capture([&] {
+    return QdqBuilder(optimized, calib.ranges(options.method, options.percentile), options).run(float_nodes);
+  });
+}
+
+Expected<onnx::ModelProto> quantize(const onnx::ModelProto& optimized, const std::map<std::string, Range>& ranges,
+                                    const QuantizeOptions& options, std::vector<std::string>* float_nodes) {
+  return capture([&] { return QdqBuilder(optimized, ranges, options).run(float_nodes); });
 }
 
 Expected<onnx::ModelProto> quantize_model(const onnx::ModelProto& fp32, const Tensor& calibration_inputs,
@@ -322,7 +328,7 @@ Expected<onnx::ModelProto> quantize_model(const onnx::ModelProto& fp32, const Te
   return capture([&] {
     const onnx::ModelProto optimized = optimize(fp32);
     const Calibration calib = calibrate(optimized, calibration_inputs, false);
-    return QdqBuilder(optimized, calib, options).run(float_nodes);
+    return QdqBuilder(optimized, calib.ranges(options.method, options.percentile), options).run(float_nodes);
   });
 }
 

@@ -18,6 +18,9 @@ constexpr double kSqnrClipGamma = 3.0;
 /// max(|min|, |max|): the half-width of the histogram.
 float half_width(const TensorStats& s) { return std::max(std::fabs(s.min), std::fabs(s.max)); }
 
+/// The half-width h of the histogram's grid [-h, h] (>= half_width(s)).
+float grid_half_width(const TensorStats& s) { return std::max(s.histogram_half_width, half_width(s)); }
+
 bool has_histogram(const TensorStats& s) {
   return static_cast<int>(s.histogram.size()) == kHistogramBins && half_width(s) > 0.0f;
 }
@@ -39,7 +42,7 @@ struct Bins {
 
 Bins non_empty_bins(const TensorStats& s) {
   Bins b;
-  b.a = half_width(s);
+  b.a = grid_half_width(s);
   b.width = 2.0 * b.a / kHistogramBins;
   for (int i = 0; i < kHistogramBins; ++i)
     if (s.histogram[i] > 0) {
@@ -110,7 +113,7 @@ double objective_value(const Bins& b, Range cand, bool sym, Objective obj) {
 
 Range percentile_range(const TensorStats& s, float percentile, bool sym) {
   if (!has_histogram(s)) return base_range(s, sym);
-  const double a = half_width(s), w = 2.0 * a / kHistogramBins;
+  const double a = grid_half_width(s), w = 2.0 * a / kHistogramBins;
   const int half = kHistogramBins / 2;
   double total = 0.0;
   for (int64_t n : s.histogram) total += static_cast<double>(n);
@@ -122,7 +125,7 @@ Range percentile_range(const TensorStats& s, float percentile, bool sym) {
       cum += static_cast<double>(s.histogram[half + j] + s.histogram[half - 1 - j]);
       if (cum >= target) break;
     }
-    const float t = static_cast<float>(std::min<double>((std::min(j, half - 1) + 1) * w, a));
+    const float t = static_cast<float>(std::min<double>((std::min(j, half - 1) + 1) * w, half_width(s)));
     return s.min >= 0.0f ? Range{0.0f, std::min(t, s.max)} : Range{-t, t};
   }
   const double cut = (100.0 - percentile) / 200.0 * total;

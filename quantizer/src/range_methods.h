@@ -1,8 +1,9 @@
 #pragma once
 /// Range selection from a tensor's histogram: the PERCENTILE, ENTROPY, MSE and SQNR methods.
 ///
-/// The histogram (TensorStats::histogram) has kHistogramBins bins over [-a, a], a = max(|min|, |max|);
-/// each bin is represented by its centre c_i and count n_i.
+/// The histogram (TensorStats::histogram) has kHistogramBins bins over [-h, h], h =
+/// histogram_half_width >= max(|min|, |max|) (see histogram.h); each bin is represented by its
+/// centre c_i and count n_i.
 ///
 /// ENTROPY, MSE and SQNR search the clipping range R = alpha * R0 for alpha = k / 256, k = 16..256,
 /// where R0 is the min/max range (ASYM: [min, max] with 0; SYM: [-a, a], or [0, max] for a

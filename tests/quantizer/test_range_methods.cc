@@ -68,8 +68,15 @@ TEST(Histogram, CountsEveryValue) {
   int64_t total = 0;
   for (int64_t n : s.histogram) total += n;
   EXPECT_EQ(total, 100000);
-  EXPECT_EQ(s.histogram.front(), 0);  // [-3, -1) is empty
-  EXPECT_GT(s.histogram.back(), 0);
+  // The grid is [-h, h] with h the smallest power-of-two grid above max |x| = 3 (histogram.h).
+  EXPECT_EQ(s.histogram_half_width, 4.0f);
+  const double w = 2.0 * s.histogram_half_width / kHistogramBins;
+  EXPECT_EQ(s.histogram.front(), 0);  // [-4, -1) is empty
+  const int bin_of_min = static_cast<int>(std::floor((-1.0 + 4.0) / w));
+  EXPECT_EQ(s.histogram[bin_of_min - 1], 0);  // nothing below min = -1
+  EXPECT_GT(s.histogram[bin_of_min], 0);
+  EXPECT_GT(s.histogram[static_cast<int>(std::floor((3.0 + 4.0) / w))], 0);   // the bin of max = 3
+  EXPECT_EQ(s.histogram.back(), 0);  // above max
 }
 
 TEST(Percentile, AsymCutsHalfTheRestFromEachTail) {

@@ -45,10 +45,14 @@ constexpr int kHistogramBins = 4096;
 struct TensorStats {
   float min = 0.0f, max = 0.0f;  ///< observed extremes (not yet widened to contain 0)
   int64_t count = 0;             ///< number of values observed
-  /// kHistogramBins counts over [-max(|min|, |max|), +max(|min|, |max|)] (bin i covers
-  /// [-a + i w, -a + (i+1) w), w = 2a / kHistogramBins; 0 is the edge between the two middle bins,
-  /// so either half is the histogram of |x| for one sign). Empty for an all-zero tensor.
+  /// kHistogramBins counts over [-h, h], h = histogram_half_width (bin i covers [-h + i w,
+  /// -h + (i+1) w), w = 2h / kHistogramBins; 0 is the edge between the two middle bins, so either
+  /// half is the histogram of |x| for one sign). Empty for an all-zero tensor.
   std::vector<int64_t> histogram;
+  /// h: the smallest kHistogramBins/2 * 2^e strictly above max(|min|, |max|), so the data's own
+  /// range spans more than kHistogramBins / 2 bins. The grid depends only on the extremes, not on
+  /// the order or batching of the values (quantizer/src/histogram.h).
+  float histogram_half_width = 0.0f;
 };
 
 /// Everything the range methods need, for every float tensor the FP32 model produces.
@@ -56,7 +60,8 @@ struct Calibration {
   std::map<std::string, TensorStats> tensors;  ///< by ONNX tensor name
 
   /// {"format": "anvil-calibration", "version": 1,
-  ///  "tensors": {name: {"min", "max", "count", "histogram": [kHistogramBins counts]}}}
+  ///  "tensors": {name: {"min", "max", "count", "histogram": [kHistogramBins counts],
+  ///                     "histogram_half_width"}}} (a missing half-width reads as max(|min|, |max|))
   nlohmann::json to_json() const;
   /// Inverse of to_json; throws Error(kParseError) naming the tensor or field that is wrong.
   static Calibration from_json(const nlohmann::json& j);
@@ -71,8 +76,9 @@ struct Calibration {
 };
 
 /// Runs the (optimized) FP32 model on `inputs` (N x ..., float32, fed to its single graph input
-/// in batches of 64) through the reference executor and records every float tensor it produces:
-/// min/max in a first pass over the inputs, histograms in a second.
+/// in batches of 64) through the reference executor ONCE and records every float tensor it
+/// produces: min/max, count and a histogram that grows (pairwise merge of bins, no count lost)
+/// when a later batch widens the range; everything all ten methods need.
 /// Throws Error: kInvalidArgument for a model without exactly one input or a wrong input, and
 /// naming the tensor when a value is NaN or infinite.
 Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, bool show_progress);
@@ -88,6 +94,13 @@ struct QuantizeOptions {
 /// Nodes it cannot quantize stay float (DQ before, Q after); their "name (OpType)" are logged at
 /// info level and, when `float_nodes` is given, returned there.
 Expected<onnx::ModelProto> quantize(const onnx::ModelProto& optimized, const Calibration& calib,
+                                    const QuantizeOptions& options,
+                                    std::vector<std::string>* float_nodes = nullptr);
+
+/// The same, from ranges already chosen (Calibration::ranges(options.method, options.percentile)),
+/// so that a caller can time or reuse the range search; options.method still decides the
+/// symmetric/asymmetric activation grid. A tensor without a range stays float.
+Expected<onnx::ModelProto> quantize(const onnx::ModelProto& optimized, const std::map<std::string, Range>& ranges,
                                     const QuantizeOptions& options,
                                     std::vector<std::string>* float_nodes = nullptr);
 

@@ -1,0 +1,21 @@
+#pragma once
+/// The one-pass histogram behind TensorStats: values are binned as they arrive, and the grid grows
+/// when a later batch widens the range, without re-reading earlier batches and without losing counts.
+///
+/// Grid: kHistogramBins bins of width w = 2^e over [-h, h], h = (kHistogramBins / 2) * w, 0 on the
+/// edge between the two middle bins; h is the smallest such half-width strictly above every |x|
+/// seen. Growing doubles w: old bins 2k and 2k+1 ... are merged pairwise into new bin
+/// kHistogramBins/4 + k (the old edges are new edges, so no count moves across a value). Because
+/// h < 2 max|x|, the final range [-max|x|, max|x|] always spans more than kHistogramBins / 2 bins.
+#include <cstdint>
+
+#include "anvil/quantizer/quantizer.h"
+
+namespace anvil::quant {
+
+/// Adds `n` finite values to `s` (min, max, count, histogram, histogram_half_width).
+/// Values equal to 0 seen while the tensor is still all zero are counted and placed in the bin
+/// above 0 once the histogram exists. The caller checks finiteness.
+void accumulate(TensorStats& s, const float* values, int64_t n);
+
+}  // namespace anvil::quant

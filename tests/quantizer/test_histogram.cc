@@ -1,0 +1,146 @@
+// The one-pass growing histogram (quantizer/src/histogram.h): a stream whose range widens across
+// batches must end with the same statistics as the whole data seen at once.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "anvil/quantizer/quantizer.h"
+#include "histogram.h"
+#include "model_builder.h"
+
+using namespace anvil;
+using namespace anvil::quant;
+using namespace anvil::quant::test;
+
+namespace {
+
+constexpr const char* kAllMethods[] = {"MIN_MAX_ASYM", "MIN_MAX_SYM", "ENTROPY_ASYM", "ENTROPY_SYM",
+                                       "PERCENTILE_ASYM", "PERCENTILE_SYM", "SQNR_ASYM", "SQNR_SYM",
+                                       "MSE_ASYM", "MSE_SYM"};
+
+/// Batches whose range widens: N(0, 0.01), then N(0, 1), then a tail up to 37.5 and a negative
+/// outlier; the first batch is all zero, so its counts arrive before any histogram exists.
+std::vector<std::vector<float>> widening_batches() {
+  std::mt19937 rng(7);
+  std::vector<std::vector<float>> b(4);
+  b[0].assign(500, 0.0f);
+  std::normal_distribution<float> narrow(0.0f, 0.01f), wide(0.0f, 1.0f);
+  for (int i = 0; i < 3000; ++i) b[1].push_back(narrow(rng));
+  for (int i = 0; i < 3000; ++i) b[2].push_back(wide(rng));
+  std::uniform_real_distribution<float> tail(0.0f, 37.5f);
+  for (int i = 0; i < 300; ++i) b[3].push_back(tail(rng));
+  b[3].push_back(-3.25f);
+  return b;
+}
+
+int64_t total(const TensorStats& s) {
+  int64_t t = 0;
+  for (int64_t n : s.histogram) t += n;
+  return t;
+}
+
+Calibration one(const TensorStats& s) {
+  Calibration c;
+  c.tensors["t"] = s;
+  return c;
+}
+
+}  // namespace
+
+TEST(GrowingHistogram, WideningStreamEqualsSingleBatch) {
+  const auto batches = widening_batches();
+  TensorStats streamed, single;
+  std::vector<float> all;
+  for (const auto& b : batches) {
+    accumulate(streamed, b.data(), static_cast<int64_t>(b.size()));
+    all.insert(all.end(), b.begin(), b.end());
+  }
+  accumulate(single, all.data(), static_cast<int64_t>(all.size()));
+
+  EXPECT_EQ(streamed.count, static_cast<int64_t>(all.size()));
+  EXPECT_EQ(total(streamed), static_cast<int64_t>(all.size()));  // no count lost while re-gridding
+  EXPECT_EQ(streamed.min, -3.25f);
+  EXPECT_EQ(streamed.min, single.min);
+  EXPECT_EQ(streamed.max, single.max);
+  EXPECT_EQ(streamed.histogram_half_width, single.histogram_half_width);
+  // Power-of-two grids with edges kept when doubling: the streamed histogram is exactly the
+  // single-batch one, so every method (MIN_MAX and the histogram searches) gives the same range.
+  EXPECT_EQ(streamed.histogram, single.histogram);
+  for (const char* name : kAllMethods) {
+    const Range a = one(streamed).ranges(method_from_name(name), 99.9f).at("t");
+    const Range b = one(single).ranges(method_from_name(name), 99.9f).at("t");
+    EXPECT_EQ(a.min, b.min) << name;
+    EXPECT_EQ(a.max, b.max) << name;
+  }
+  const Range mm = one(streamed).ranges(Method::kMinMaxAsym).at("t");
+  EXPECT_EQ(mm.min, -3.25f);
+  EXPECT_EQ(mm.max, streamed.max);
+}
+
+TEST(GrowingHistogram, ResolutionOverTheFinalRange) {
+  for (float m : {1e-6f, 0.3f, 1.0f, 2.0f, 3.0f, 37.5f, 1e6f}) {
+    TensorStats s;
+    const std::vector<float> v{-m / 3, m};
+    accumulate(s, v.data(), 2);
+    const double w = 2.0 * s.histogram_half_width / kHistogramBins;
+    EXPECT_GT(s.histogram_half_width, m) << m;
+    EXPECT_LE(s.histogram_half_width, 2 * m) << m;
+    EXPECT_GE(2.0 * m / w, kHistogramBins / 2) << m;  // >= 2048 bins over [-m, m]
+    EXPECT_EQ(std::exp2(std::round(std::log2(w))), w) << m;  // a power of two
+    EXPECT_EQ(s.histogram.back() + s.histogram.front(), 0) << m;  // the extremes fall inside
+  }
+}
+
+TEST(GrowingHistogram, BinsAreWhereTheValuesAre) {
+  TensorStats s;
+  const std::vector<float> a{0.5f, -0.5f}, b{4.0f};  // then the grid grows 8x
+  accumulate(s, a.data(), 2);
+  accumulate(s, b.data(), 1);
+  const double w = 2.0 * s.histogram_half_width / kHistogramBins;
+  const int half = kHistogramBins / 2;
+  EXPECT_EQ(s.histogram[half + static_cast<int>(std::floor(0.5 / w))], 1);
+  EXPECT_EQ(s.histogram[half + static_cast<int>(std::floor(-0.5 / w))], 1);
+  EXPECT_EQ(s.histogram[half + static_cast<int>(std::floor(4.0 / w))], 1);
+  EXPECT_EQ(total(s), 3);
+}
+
+TEST(GrowingHistogram, CalibrateMakesOnePassWithWideningBatches) {
+  // Samples 0..63 (the first executor batch) are narrow, the rest wide: calibrate() must see
+  // the same statistics as accumulating all values at once.
+  ModelBuilder mb;
+  mb.input("x", {4}).output("y", {4});
+  mb.node("Relu", {"x"}, {"y"});
+  Tensor in(DType::kFloat32, {200, 4});
+  std::mt19937 rng(3);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  for (int64_t i = 0; i < in.numel(); ++i) in.data<float>()[i] = d(rng) * (i < 64 * 4 ? 0.05f : 5.0f);
+  const Calibration c = calibrate(mb.model(), in, false);
+  TensorStats expect;
+  accumulate(expect, in.data<float>(), in.numel());
+  const TensorStats& x = c.tensors.at("x");
+  EXPECT_EQ(x.count, 800);
+  EXPECT_EQ(x.min, expect.min);
+  EXPECT_EQ(x.max, expect.max);
+  EXPECT_EQ(x.histogram, expect.histogram);
+  EXPECT_EQ(total(c.tensors.at("y")), 800);
+}
+
+TEST(GrowingHistogram, JsonKeepsTheGrid) {
+  TensorStats s;
+  const std::vector<float> v{-0.25f, 3.0f, 1.0f};
+  accumulate(s, v.data(), 3);
+  Calibration c = one(s);
+  const Calibration d = Calibration::from_json(nlohmann::json::parse(c.to_json().dump()));
+  EXPECT_EQ(d.tensors.at("t").histogram_half_width, s.histogram_half_width);
+  EXPECT_EQ(d.tensors.at("t").histogram, s.histogram);
+  nlohmann::json j = c.to_json();
+  j["tensors"]["t"]["histogram_half_width"] = 1.0;  // below max |x| = 3
+  try {
+    Calibration::from_json(j);
+    FAIL() << "half-width below the data accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kParseError);
+    EXPECT_NE(std::string(e.what()).find("histogram_half_width"), std::string::npos) << e.what();
+  }
+}

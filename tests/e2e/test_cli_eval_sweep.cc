@@ -1,9 +1,12 @@
-// `anvil eval --sweep key=v1,v2,...`: after the accuracy run, each method's program is re-run with
-// every value of one hardware parameter and its cycles per inference are printed (rt::sweep).
+// `anvil eval`: the three backends, several models with the summary table, the time split, and
+// `--sweep key=v1,v2,...` (after the accuracy run, each method's program is re-run with every value
+// of one hardware parameter and its cycles per inference are printed, rt::sweep).
 // Needs only files the test writes (no ../shared).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "../quantizer/model_builder.h"
@@ -87,6 +90,79 @@ TEST(CliEvalSweep, BadSweepsAreOneClearErrorBeforeTheEvaluation) {
   test::expect_clear_error(anvil_cmd(eval_args() + " --sweep dram_gbps=66,,33"), {"empty value"});
   test::expect_clear_error(anvil_cmd(eval_args() + " --sweep no_such_key=1"), {"no_such_key"});
   test::expect_clear_error(anvil_cmd(eval_args() + " --sweep dram_gbps=66,-1"), {"dram_gbps"});
+}
+
+const nlohmann::json& method_result(const nlohmann::json& report, const std::string& method) {
+  for (const auto& m : report.at("results"))
+    if (m.at("method") == method) return m;
+  throw std::runtime_error("no result for " + method);
+}
+
+TEST(CliEval, NpuAndReferenceBackendsGiveTheSameNumbersQdqHasNoCycles) {
+  std::map<std::string, nlohmann::json> reports;
+  for (const char* backend : {"npu", "reference", "qdq"}) {
+    const std::string json = tmpdir() + "/backend_" + backend + ".json";
+    const test::CliResult r = anvil_cmd(eval_args() + " --backend " + backend + " --json " + json);
+    ASSERT_EQ(r.exit_code, 0) << backend << ": " << r.err;
+    reports[backend] = nlohmann::json::parse(read_file(json));
+    EXPECT_EQ(reports[backend].at("backend"), backend);
+  }
+  for (const char* method : {"MIN_MAX_ASYM", "MIN_MAX_SYM"}) {
+    const nlohmann::json& npu = method_result(reports["npu"], method);
+    const nlohmann::json& golden = method_result(reports["reference"], method);
+    const nlohmann::json& qdq = method_result(reports["qdq"], method);
+    EXPECT_EQ(npu.at("golden_bit_exact"), 4) << method;
+    // The NPU's outputs equal the reference integer run's bit for bit, so every score is equal.
+    for (const char* key : {"int8_top1", "top1_agreement", "output_sqnr_db"})
+      EXPECT_EQ(npu.at(key), golden.at(key)) << method << " " << key;
+    EXPECT_TRUE(npu.contains("cycles_per_inference"));
+    EXPECT_FALSE(golden.contains("cycles_per_inference"));
+    EXPECT_FALSE(qdq.contains("cycles_per_inference"));
+    // The float QDQ run differs from the integer one only by requantization rounding.
+    EXPECT_GT(qdq.at("output_sqnr_db").get<double>(), 20.0) << method;
+    EXPECT_NEAR(qdq.at("output_sqnr_db").get<double>(), golden.at("output_sqnr_db").get<double>(), 6.0) << method;
+  }
+}
+
+TEST(CliEval, SeveralModelsGetTheSummaryTableAndTheTimeSplit) {
+  const std::string second = tmpdir() + "/classifier_copy.onnx";
+  fs::copy_file(fixture().model, second, fs::copy_options::overwrite_existing);
+  const std::string json = tmpdir() + "/two_models.json";
+  const test::CliResult r = anvil_cmd("eval " + fixture().model + " " + second + " --dataset npy:" + fixture().data +
+                                      " --methods all --backend reference --json " + json);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("summary"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("INT8 top-1 (method)"), std::string::npos) << r.out;
+  const nlohmann::json report = nlohmann::json::parse(read_file(json));
+  ASSERT_EQ(report.at("models").size(), 2u);
+  ASSERT_EQ(report.at("summary").size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    const nlohmann::json& model = report.at("models")[i];
+    const nlohmann::json& row = report.at("summary")[i];
+    ASSERT_EQ(model.at("results").size(), 10u);
+    ASSERT_EQ(row.at("methods").size(), 10u);
+    double best = 0, worst = 2;
+    for (const auto& m : model.at("results")) {
+      best = std::max(best, m.at("int8_top1").get<double>());
+      worst = std::min(worst, m.at("ratio").get<double>());
+    }
+    EXPECT_EQ(row.at("int8_top1").get<double>(), best);
+    EXPECT_EQ(method_result(model, row.at("method")).at("int8_top1").get<double>(), best);
+    EXPECT_EQ(row.at("worst_ratio").get<double>(), worst);
+    // One calibration pass for all ten methods; the range searches are timed on their own.
+    const nlohmann::json& t = model.at("host_seconds");
+    EXPECT_GT(t.at("calibration").get<double>(), 0.0);
+    EXPECT_GE(t.at("range_search").get<double>(), 0.0);
+  }
+}
+
+TEST(CliEval, BadBackendOrModelIsOneClearErrorBeforeTheEvaluation) {
+  test::expect_clear_error(anvil_cmd(eval_args() + " --backend gpu"), {"--backend", "gpu"});
+  test::expect_clear_error(anvil_cmd(eval_args() + " --backend reference --sweep dram_gbps=33"),
+                           {"--sweep", "npu"});
+  test::expect_clear_error(anvil_cmd("eval " + fixture().model + " " + tmpdir() + "/missing.onnx --dataset npy:" +
+                                     fixture().data),
+                           {"missing.onnx"});
 }
 
 }  // namespace

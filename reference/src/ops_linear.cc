@@ -33,8 +33,10 @@ void sgemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
                                    std::to_string(k));
 }
 
-/// Products smaller than this many multiply-adds run on one thread (splitting costs more).
-constexpr int64_t kParallelGemmMacs = int64_t{1} << 17;
+/// Products smaller than this many multiply-adds run on one thread: splitting them cost more than
+/// it saved (measured: mlp's 100 x 784 x 256 Gemm and vit's products ran faster unsplit on the
+/// loaded 2-core machine, docs/performance.md).
+constexpr int64_t kParallelGemmMacs = int64_t{1} << 25;
 
 /// Row-major C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C, split over the TBB pool by
 /// rows of C (by columns when C has fewer rows than threads). Every element of C is computed by

@@ -35,6 +35,21 @@ hw::HwConfig make_config(const isa::Program& p, const std::string& file, const s
   return c;
 }
 
+/// An integer option in [lo, hi]; kInvalidArgument naming the option otherwise.
+int int_option(const char* name, const std::string& text, int lo, int hi) {
+  size_t used = 0;
+  long v = 0;
+  try {
+    v = std::stol(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || v < lo || v > hi)
+    fail(ErrorCode::kInvalidArgument, std::string(name) + " must be an integer in " + std::to_string(lo) + ".." +
+                                          std::to_string(hi) + ", got '" + text + "'");
+  return static_cast<int>(v);
+}
+
 /// Nearest-rank percentile of sorted values.
 double percentile(const std::vector<double>& sorted, double p) {
   const size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(sorted.size())));
@@ -43,11 +58,8 @@ double percentile(const std::vector<double>& sorted, double p) {
 
 /// --requests: N requests of the same inputs through a session of queue depth D on `spec`,
 /// spread over its units; prints and (--stats) writes throughput and simulated latency.
-void run_stream(const isa::Program& program, hw::HwConfig config, const std::string& spec, const TensorMap& inputs,
+void run_stream(const isa::Program& program, const hw::HwConfig& config, const std::string& spec, const TensorMap& inputs,
                 int requests, int depth, const std::string& out, const std::string& stats, const std::string& trace) {
-  uint32_t pes = 0;
-  for (uint32_t unit : rt::parse_device_spec(spec)) pes |= unit;
-  if ((pes & 2) && config.num_pes < 2) config.num_pes = 2;  // a spec naming PE 1 needs the two-PE chip
   rt::Device device = rt::Device::open(spec, config);
   if (!trace.empty()) device.set_trace(true);
   rt::SessionOptions options;
@@ -109,8 +121,8 @@ void register_run(CLI::App& app) {
   struct Opts {
     std::string program, out, stats, hw_config, trace, sweep;
     std::vector<std::string> inputs, sets;
-    std::string device;          ///< --device: runtime device spec
-    int queue_depth = 0, requests = 0;  ///< stream mode: --requests N through a queue of depth D
+    std::string device;                    ///< --device: runtime device spec
+    std::string requests, queue_depth;     ///< stream mode: --requests N through a queue of depth D
     bool dequantize = false, layers = false;
     int repeat = 0, threads = 0;
   };
@@ -135,11 +147,9 @@ void register_run(CLI::App& app) {
   cmd->add_option("--device", o->device, "device spec: warboy(1)*1, warboy(2)*1 (two independent PEs), npu0pe1, "
                                          "npu0pe0-1 (fused pair), comma-separated lists (default: $ANVIL_DEVICES, else "
                                          "the program's target)");
-  cmd->add_option("--requests", o->requests, "stream N requests of the input through the runtime's queue and report "
-                                             "throughput and simulated latency percentiles")
-      ->check(CLI::Range(1, 1000000));
-  cmd->add_option("--queue-depth", o->queue_depth, "requests in flight with --requests (1..63, default 4)")
-      ->check(CLI::Range(1, 63));
+  cmd->add_option("--requests", o->requests, "stream N requests (1..1000000) of the input through the runtime's queue "
+                                             "and report throughput and simulated latency percentiles");
+  cmd->add_option("--queue-depth", o->queue_depth, "requests in flight with --requests (1..63, default 4)");
   cmd->add_option("--sweep", o->sweep, "key=v1,v2,...: re-open the device with each value of one hardware parameter, run, "
                                        "and print cycles per inference for each");
   cmd->callback([o] {
@@ -156,7 +166,7 @@ void register_run(CLI::App& app) {
         inputs[spec.substr(0, eq)] = read_npy(spec.substr(eq + 1));
       }
     }
-    const hw::HwConfig config = make_config(program, o->hw_config, o->sets);
+    hw::HwConfig config = make_config(program, o->hw_config, o->sets);
     std::unique_ptr<tbb::global_control> thread_limit;
     if (o->threads > 0)
       thread_limit = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism, o->threads);
@@ -165,11 +175,15 @@ void register_run(CLI::App& app) {
                              : env_devices && *env_devices     ? std::string(env_devices)
                              : program.num_pes == 2            ? "npu0pe0-1"
                                                                : "warboy(1)*1";
-    if (o->queue_depth && !o->requests) fail(ErrorCode::kInvalidArgument, "--queue-depth needs --requests");
-    if (o->requests) {
+    uint32_t spec_pes = 0;
+    for (uint32_t unit : rt::parse_device_spec(spec)) spec_pes |= unit;
+    if ((spec_pes & 2) && config.num_pes < 2) config.num_pes = 2;  // a spec naming PE 1 needs the two-PE chip
+    if (!o->queue_depth.empty() && o->requests.empty()) fail(ErrorCode::kInvalidArgument, "--queue-depth needs --requests");
+    if (!o->requests.empty()) {
       if (!o->sweep.empty()) fail(ErrorCode::kInvalidArgument, "--requests and --sweep cannot be combined");
-      run_stream(program, config, spec, inputs, o->requests, o->queue_depth ? o->queue_depth : 4, o->out, o->stats,
-                 o->trace);
+      const int requests = int_option("--requests", o->requests, 1, 1000000);
+      const int depth = o->queue_depth.empty() ? 4 : int_option("--queue-depth", o->queue_depth, 1, 63);
+      run_stream(program, config, spec, inputs, requests, depth, o->out, o->stats, o->trace);
       return;
     }
     if (!o->sweep.empty()) {

@@ -1,5 +1,5 @@
 /// anvil eval MODEL.onnx [MODEL2.onnx ...] --dataset DATASET --methods LIST|all --target T
-///            [--backend npu|reference|qdq] [--calib-count N] [--count N] [--json report.json]
+///            [--backend npu|reference|qdq] [--bias-correction] [--calib-count N] [--count N] [--json report.json]
 ///            [--sweep key=v1,v2,...]
 ///
 /// The main job of anvil: FP32 top-1 on the reference executor; then one calibration pass, and for
@@ -113,6 +113,7 @@ struct Opts {
   std::vector<std::string> models;
   std::string dataset, methods = "MIN_MAX_ASYM,MIN_MAX_SYM", target = "warboy", backend = "npu", json, sweep;
   int64_t calib_count = 500, count = -1, batch = 1;
+  bool bias_correction = false;
   NormOptions norm;
 };
 
@@ -237,11 +238,12 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
     r.method = quant::method_name(method);
     quant::QuantizeOptions qopt;
     qopt.method = method;
+    qopt.bias_correction = o.bias_correction;
     auto t = Clock::now();
     const auto ranges = calibration.ranges(method, qopt.percentile);
     r.range_search_s = seconds_since(t);
     t = Clock::now();
-    const onnx::ModelProto qmodel = quant::quantize(optimized, ranges, qopt).value();
+    const onnx::ModelProto qmodel = quant::quantize(optimized, ranges, qopt, nullptr, &calibration).value();
     r.quantize_s = seconds_since(t);
     run_method(o, setup, qmodel, fp32_all, device, r);
     results.push_back(std::move(r));
@@ -265,6 +267,7 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
   report["model"] = model_path;
   report["dataset"] = o.dataset;
   report["backend"] = o.backend;
+  report["bias_correction"] = o.bias_correction;
   report["target"] = o.target;
   report["batch"] = o.batch;
   report["calib_count"] = setup.calib.images.dim(0);
@@ -416,6 +419,8 @@ void register_eval(CLI::App& app) {
                   "reference executor's integer run only (bit-identical to npu, no cycles); qdq: the QDQ model in "
                   "float on the reference executor (for models the integer lowering does not support)");
   cmd->add_option("--target", o->target, "warboy (one PE) or warboy-2pe (fused pair)");
+  cmd->add_flag("--bias-correction", o->bias_correction,
+                "quantize with bias correction (each Conv/Gemm bias minus the mean shift of its weight rounding)");
   cmd->add_option("--calib-count", o->calib_count, "calibration images: the first N of the training split");
   cmd->add_option("--count", o->count, "evaluation images: the first N of the test split (default: all)");
   cmd->add_option("--batch", o->batch, "batch size of the compiled program")->check(CLI::Range(1, 1024));

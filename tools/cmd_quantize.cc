@@ -1,5 +1,5 @@
 /// anvil quantize IN.onnx -o OUT.onnx (--calib DATASET [--calib-count N] | --ranges ranges.json)
-///                --method M [--percentile P] [--input-type uint8 [--fold-normalization]] [--output-type int8]
+///                --method M [--percentile P] [--bias-correction] [--input-type uint8 [--fold-normalization]] [--output-type int8]
 /// With --ranges (written by `anvil calibrate`) the model is not run: the ranges come from the
 /// stored statistics. The file must have been made from the same FP32 model.
 #include <iostream>
@@ -18,6 +18,7 @@ void register_quantize(CLI::App& app) {
     bool fold = false;
     int64_t calib_count = 500;
     float percentile = 99.99f;
+    bool bias_correction = false;
     NormOptions norm;
   };
   auto o = std::make_shared<Opts>();
@@ -31,6 +32,8 @@ void register_quantize(CLI::App& app) {
   calib_opt->excludes(ranges_opt);
   cmd->add_option("--method", o->method, "calibration method (MIN_MAX_ASYM, MIN_MAX_SYM, ...)");
   cmd->add_option("--percentile", o->percentile, "percentile for PERCENTILE_ASYM / PERCENTILE_SYM");
+  cmd->add_flag("--bias-correction", o->bias_correction,
+                "subtract from each Conv/Gemm bias the mean output shift its weight rounding causes (calibrated input means)");
   cmd->add_option("--calib-count", o->calib_count, "number of calibration images (first N of the training split)");
   cmd->add_option("--input-type", o->input_type, "float32 (default) or uint8: the model takes uint8 data directly")
       ->check(CLI::IsMember({"float32", "uint8"}));
@@ -49,6 +52,7 @@ void register_quantize(CLI::App& app) {
     quant::QuantizeOptions options;
     options.method = quant::method_from_name(o->method);
     options.percentile = o->percentile;
+    options.bias_correction = o->bias_correction;
     const onnx::ModelProto optimized = quant::optimize(load_onnx(o->in));
     quant::Calibration calibration;
     std::string source;

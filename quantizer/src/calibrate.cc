@@ -38,7 +38,9 @@ Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, b
       if (bad_tensor.empty()) bad_tensor = name;
       return;
     }
-    accumulate(calib.tensors[name], p, value.numel());
+    TensorStats& stats = calib.tensors[name];
+    accumulate(stats, p, value.numel());
+    if (value.rank() >= 2) accumulate_channel_means(stats, p, value.dim(0), value.dim(1), value.numel() / (value.dim(0) * value.dim(1)));
   };
 
   const int64_t n = inputs.dim(0);

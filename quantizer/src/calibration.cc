@@ -14,9 +14,14 @@ constexpr int kVersion = 1;
 
 nlohmann::json Calibration::to_json() const {
   nlohmann::json tensors_json = nlohmann::json::object();
-  for (const auto& [name, s] : tensors)
+  for (const auto& [name, s] : tensors) {
     tensors_json[name] = {{"min", s.min}, {"max", s.max}, {"count", s.count}, {"histogram", s.histogram},
                           {"histogram_half_width", s.histogram_half_width}};
+    if (!s.channel_mean.empty()) {
+      tensors_json[name]["channel_mean"] = s.channel_mean;
+      tensors_json[name]["channel_samples"] = s.channel_samples;
+    }
+  }
   return {{"format", kFormat}, {"version", kVersion}, {"tensors", tensors_json}};
 }
 
@@ -58,6 +63,17 @@ Calibration Calibration::from_json(const nlohmann::json& j) {
       }
       if (!s.histogram.empty() && !(s.histogram_half_width > 0.0f))
         fail(ErrorCode::kParseError, "calibration: tensor '" + name + "': a histogram needs a non-zero range");
+    }
+    if (v.contains("channel_mean")) {
+      const auto& m = v["channel_mean"];
+      if (!m.is_array() || !v.contains("channel_samples") || !v["channel_samples"].is_number_integer() ||
+          v["channel_samples"].get<int64_t>() <= 0)
+        fail(ErrorCode::kParseError, "calibration: tensor '" + name + "': channel_mean needs channel_samples > 0");
+      for (const auto& x : m)
+        if (!x.is_number() || !std::isfinite(x.get<double>()))
+          fail(ErrorCode::kParseError, "calibration: tensor '" + name + "': channel_mean must be finite numbers");
+      s.channel_mean = m.get<std::vector<double>>();
+      s.channel_samples = v["channel_samples"].get<int64_t>();
     }
     c.tensors[name] = s;
   }

@@ -53,4 +53,23 @@ void accumulate(TensorStats& s, const float* p, int64_t n) {
   }
 }
 
+void accumulate_channel_means(TensorStats& s, const float* p, int64_t batch, int64_t channels, int64_t inner) {
+  if (batch <= 0 || channels <= 0 || inner <= 0) return;
+  if (s.channel_mean.empty()) s.channel_mean.assign(static_cast<size_t>(channels), 0.0);
+  if (static_cast<int64_t>(s.channel_mean.size()) != channels)
+    fail(ErrorCode::kInvalidArgument, "calibration: a tensor changed its channel count from " +
+                                          std::to_string(s.channel_mean.size()) + " to " + std::to_string(channels));
+  const int64_t added = batch * inner;
+  for (int64_t c = 0; c < channels; ++c) {
+    double sum = 0.0;
+    for (int64_t b = 0; b < batch; ++b) {
+      const float* row = p + (b * channels + c) * inner;
+      for (int64_t k = 0; k < inner; ++k) sum += row[k];
+    }
+    double& mean = s.channel_mean[static_cast<size_t>(c)];
+    mean = (mean * static_cast<double>(s.channel_samples) + sum) / static_cast<double>(s.channel_samples + added);
+  }
+  s.channel_samples += added;
+}
+
 }  // namespace anvil::quant

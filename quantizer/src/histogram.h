@@ -18,4 +18,8 @@ namespace anvil::quant {
 /// above 0 once the histogram exists. The caller checks finiteness.
 void accumulate(TensorStats& s, const float* values, int64_t n);
 
+/// Adds a [batch, channels, inner] block of values to s.channel_mean / s.channel_samples (a running
+/// mean per channel, in double). A channel count that differs from earlier batches is an error.
+void accumulate_channel_means(TensorStats& s, const float* values, int64_t batch, int64_t channels, int64_t inner);
+
 }  // namespace anvil::quant

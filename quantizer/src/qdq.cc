@@ -42,8 +42,12 @@ struct QuantizedConstant {
 
 class QdqBuilder {
  public:
-  QdqBuilder(const onnx::ModelProto& model, std::map<std::string, Range> ranges, const QuantizeOptions& options)
-      : model_(model), symmetric_(is_symmetric(options.method)), names_(model_.graph()), ranges_(std::move(ranges)) {
+  QdqBuilder(const onnx::ModelProto& model, std::map<std::string, Range> ranges, const QuantizeOptions& options,
+             const Calibration* stats)
+      : model_(model), symmetric_(is_symmetric(options.method)), names_(model_.graph()), ranges_(std::move(ranges)),
+        stats_(options.bias_correction ? stats : nullptr) {
+    if (options.bias_correction && !stats)
+      fail(ErrorCode::kInvalidArgument, "bias correction needs the calibration statistics, not only ranges");
     passes::upgrade_opset(model_);
     const onnx::GraphProto& g = model_.graph();
     for (const auto& v : g.input()) record_type(v);
@@ -192,6 +196,49 @@ class QdqBuilder {
                                 Tensor(DType::kInt8, {channels}), axis);
   }
 
+  /// Bias correction (QuantizeOptions::bias_correction): the bias minus the mean output shift that
+  /// rounding the weight `w` (per-channel along `axis`, as quantize_weight does) causes, given the
+  /// calibrated per-channel mean of the node's input. Returns `b` unchanged when the statistics do
+  /// not fit (no mean recorded, another channel count, Gemm with transA or beta = 0).
+  Tensor corrected_bias(const onnx::NodeProto& n, const Tensor& w, int axis, Tensor b) const {
+    if (!stats_) return b;
+    auto it = stats_->tensors.find(n.input(0));
+    if (it == stats_->tensors.end() || it->second.channel_mean.empty()) return b;
+    const std::vector<double>& mean = it->second.channel_mean;
+    const ChannelQuantized q = quantize_per_channel(w, axis);
+    const float* pw = w.data<float>();
+    const int8_t* pq = q.values.data<int8_t>();
+    const int64_t outputs = static_cast<int64_t>(q.scales.size());
+    std::vector<double> shift(static_cast<size_t>(outputs), 0.0);
+    double gain = 1.0;  // Gemm: alpha / beta
+    if (n.op_type() == "Conv") {
+      const int64_t groups = graph::attr_int(n, "group", 1), in_per_group = w.dim(1);
+      const int64_t window = w.numel() / (outputs * in_per_group);
+      if (static_cast<int64_t>(mean.size()) != groups * in_per_group || outputs % groups) return b;
+      for (int64_t o = 0; o < outputs; ++o)
+        for (int64_t i = 0; i < in_per_group; ++i) {
+          const double m = mean[static_cast<size_t>((o / (outputs / groups)) * in_per_group + i)];
+          for (int64_t k = 0; k < window; ++k) {
+            const int64_t at = (o * in_per_group + i) * window + k;
+            shift[static_cast<size_t>(o)] += (pq[at] * static_cast<double>(q.scales[o]) - pw[at]) * m;
+          }
+        }
+    } else {  // Gemm: A [N, K] x W ([O, K] with transB, else [K, O])
+      const float alpha = graph::attr_float(n, "alpha", 1.0f), beta = graph::attr_float(n, "beta", 1.0f);
+      const int64_t k_size = w.numel() / outputs;
+      if (graph::attr_int(n, "transA", 0) || beta == 0.0f || static_cast<int64_t>(mean.size()) != k_size) return b;
+      gain = static_cast<double>(alpha) / beta;
+      for (int64_t o = 0; o < outputs; ++o)
+        for (int64_t k = 0; k < k_size; ++k) {
+          const int64_t at = axis == 0 ? o * k_size + k : k * outputs + o;
+          shift[static_cast<size_t>(o)] += (pq[at] * static_cast<double>(q.scales[o]) - pw[at]) * mean[static_cast<size_t>(k)];
+        }
+    }
+    float* pb = b.data<float>();
+    for (int64_t o = 0; o < outputs; ++o) pb[o] = static_cast<float>(pb[o] - gain * shift[static_cast<size_t>(o)]);
+    return b;
+  }
+
   /// The constant operands of node n, replaced in `inputs` (its input names) by DQ outputs.
   std::vector<onnx::NodeProto> quantize_constants(const onnx::NodeProto& n, std::vector<std::string>* inputs) {
     const onnx::GraphProto& g = model_.graph();
@@ -222,7 +269,8 @@ class QdqBuilder {
         const int64_t channels = static_cast<int64_t>(w_scales.size());
         if (b.numel() == channels && (b.rank() == 1 || (b.rank() == 2 && b.dim(0) == 1))) {
           std::vector<float> b_scales;
-          const Tensor qb = quantize_bias(b.reshaped({channels}), in_params->second.scale, w_scales, &b_scales);
+          const Tensor qb = quantize_bias(corrected_bias(n, w, axis, b.reshaped({channels})), in_params->second.scale,
+                                          w_scales, &b_scales);
           take(dequantized_constant(n.input(2), qb, Tensor::from_vector<float>({channels}, b_scales),
                                     Tensor(DType::kInt32, {channels}), 0),
                2);
@@ -303,6 +351,7 @@ class QdqBuilder {
   bool symmetric_;
   graph::NameAllocator names_;
   std::map<std::string, Range> ranges_;
+  const Calibration* stats_;  ///< set when bias correction is on
   std::map<std::string, int32_t> elem_type_;
   std::map<std::string, std::vector<int>> consumers_;  // tensor -> indices of nodes reading it
   std::map<std::string, QuantParams> params_;          // float activation -> its int8 parameters
@@ -314,13 +363,14 @@ class QdqBuilder {
 Expected<onnx::ModelProto> quantize(const onnx::ModelProto& optimized, const Calibration& calib,
                                     const QuantizeOptions& options, std::vector<std::string>* float_nodes) {
   return capture([&] {
-    return QdqBuilder(optimized, calib.ranges(options.method, options.percentile), options).run(float_nodes);
+    return QdqBuilder(optimized, calib.ranges(options.method, options.percentile), options, &calib).run(float_nodes);
   });
 }
 
 Expected<onnx::ModelProto> quantize(const onnx::ModelProto& optimized, const std::map<std::string, Range>& ranges,
-                                    const QuantizeOptions& options, std::vector<std::string>* float_nodes) {
-  return capture([&] { return QdqBuilder(optimized, ranges, options).run(float_nodes); });
+                                    const QuantizeOptions& options, std::vector<std::string>* float_nodes,
+                                    const Calibration* stats) {
+  return capture([&] { return QdqBuilder(optimized, ranges, options, stats).run(float_nodes); });
 }
 
 Expected<onnx::ModelProto> quantize_model(const onnx::ModelProto& fp32, const Tensor& calibration_inputs,
@@ -328,7 +378,7 @@ Expected<onnx::ModelProto> quantize_model(const onnx::ModelProto& fp32, const Te
   return capture([&] {
     const onnx::ModelProto optimized = optimize(fp32);
     const Calibration calib = calibrate(optimized, calibration_inputs, false);
-    return QdqBuilder(optimized, calib.ranges(options.method, options.percentile), options).run(float_nodes);
+    return QdqBuilder(optimized, calib.ranges(options.method, options.percentile), options, &calib).run(float_nodes);
   });
 }
 

@@ -53,6 +53,10 @@ struct TensorStats {
   /// range spans more than kHistogramBins / 2 bins. The grid depends only on the extremes, not on
   /// the order or batching of the values (quantizer/src/histogram.h).
   float histogram_half_width = 0.0f;
+  /// Mean of each channel (axis 1) of a tensor of rank >= 2 over all samples and positions, and the
+  /// number of values behind each mean; what bias correction needs. Empty for rank < 2.
+  std::vector<double> channel_mean;
+  int64_t channel_samples = 0;
 };
 
 /// Everything the range methods need, for every float tensor the FP32 model produces.
@@ -86,6 +90,12 @@ Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, b
 struct QuantizeOptions {
   Method method = Method::kMinMaxAsym;
   float percentile = 99.99f;  ///< for the PERCENTILE methods
+  /// Bias correction (beyond the FuriosaAI suite; Nagel et al., "Data-Free Quantization", sec. 4.2,
+  /// with the input means measured in calibration instead of derived from BatchNorm): for each
+  /// Conv/Gemm with a constant weight W and bias b, the mean shift that weight rounding causes,
+  /// E[(Wq - W) x]_o = sum_{i,k} (Wq - W)[o,i,k] * mean(x_i) (zero padding ignored), is subtracted
+  /// from b before b is quantized. Needs the calibration statistics (TensorStats::channel_mean).
+  bool bias_correction = false;
 };
 
 /// Inserts QuantizeLinear/DequantizeLinear (opset 13) per the TFLite int8 spec into an optimized
@@ -100,9 +110,12 @@ Expected<onnx::ModelProto> quantize(const onnx::ModelProto& optimized, const Cal
 /// The same, from ranges already chosen (Calibration::ranges(options.method, options.percentile)),
 /// so that a caller can time or reuse the range search; options.method still decides the
 /// symmetric/asymmetric activation grid. A tensor without a range stays float.
+/// `stats` (the calibration the ranges came from) is needed only for options.bias_correction
+/// (Error kInvalidArgument without it).
 Expected<onnx::ModelProto> quantize(const onnx::ModelProto& optimized, const std::map<std::string, Range>& ranges,
                                     const QuantizeOptions& options,
-                                    std::vector<std::string>* float_nodes = nullptr);
+                                    std::vector<std::string>* float_nodes = nullptr,
+                                    const Calibration* stats = nullptr);
 
 /// ModelEditor: changes the boundary types of a QDQ model made by quantize().
 struct EditOptions {

@@ -1,4 +1,4 @@
-// Conv (oneDNN), pooling and BatchNormalization, float32, NCHW.
+// Conv (oneDNN), pooling and BatchNormalization, float32 (MaxPool also int8/uint8), NC + 1-3 spatial axes.
 #include <dnnl.hpp>
 #include <omp.h>
 #include <tbb/parallel_for.h>
@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <memory>
 #include <unordered_map>
@@ -22,21 +23,33 @@ SerialDnnl::~SerialDnnl() { omp_set_num_threads(saved_threads_); }
 
 namespace {
 
-const Tensor& float_nchw(const KernelContext& ctx, size_t i, const char* what) {
+/// Input i of a 2-D or 3-D window node (1-D ones arrive lifted to 2-D by run_as_2d), of one of
+/// `types`.
+const Tensor& window_input(const KernelContext& ctx, size_t i, const char* what,
+                           std::initializer_list<DType> types = {DType::kFloat32}) {
   const Tensor& t = ctx.input(i);
-  if (t.dtype() != DType::kFloat32)
-    fail(ErrorCode::kUnsupported, std::string(what) + " must be float32, got " + dtype_name(t.dtype()));
-  if (t.rank() != 4)
-    fail(ErrorCode::kUnsupported, std::string(what) + " must be N x C x L or N x C x H x W (1-D and 2-D windows), "
-                                  "got " + shape_str(t.shape()));
+  if (std::find(types.begin(), types.end(), t.dtype()) == types.end())
+    fail(ErrorCode::kUnsupported, std::string(what) + " has unsupported type " + dtype_name(t.dtype()));
+  if (t.rank() != 4 && t.rank() != 5)
+    fail(ErrorCode::kUnsupported, std::string(what) + " must be N x C x L, N x C x H x W or N x C x D x H x W "
+                                  "(1-D, 2-D and 3-D windows), got " + shape_str(t.shape()));
   return t;
 }
 
-std::array<int64_t, 2> kernel_attr(const onnx::NodeProto& node) {
+std::vector<int64_t> kernel_attr(const onnx::NodeProto& node) {
   const auto k = attr_ints(node, "kernel_shape");
-  if (k.size() != 2)
-    fail(ErrorCode::kUnsupported, "attribute 'kernel_shape' must have 1 or 2 values (1-D and 2-D windows)");
-  return {k[0], k[1]};
+  if (k.size() != 2 && k.size() != 3)
+    fail(ErrorCode::kUnsupported, "attribute 'kernel_shape' must have 1, 2 or 3 values (1-D, 2-D and 3-D windows)");
+  return k;
+}
+
+/// The spatial sizes of an N x C x spatial... tensor.
+std::vector<int64_t> spatial_dims(const Tensor& t) { return {t.shape().begin() + 2, t.shape().end()}; }
+
+int64_t product(const std::vector<int64_t>& v) {
+  int64_t p = 1;
+  for (int64_t x : v) p *= x;
+  return p;
 }
 
 /// A 1-D window node as the equivalent 2-D one over a height-1 input: kernel_shape, strides and
@@ -60,7 +73,8 @@ onnx::NodeProto as_2d(const onnx::NodeProto& node) {
 }
 
 /// Runs a 2-D window kernel on a 1-D node: rank-3 inputs (X, and Conv's W) get a height-1 axis,
-/// which the output loses again.
+/// which the outputs (Y, and MaxPool's Indices, whose flat values a height-1 axis leaves unchanged)
+/// lose again.
 void run_as_2d(KernelContext& ctx, Kernel kernel) {
   const onnx::NodeProto node = as_2d(ctx.node);
   std::vector<Tensor> lifted(ctx.num_inputs());
@@ -75,15 +89,18 @@ void run_as_2d(KernelContext& ctx, Kernel kernel) {
   }
   KernelContext inner{node, ctx.opset, inputs, ctx.outputs, ctx.cache, ctx.constant_inputs};
   kernel(inner);
-  const Tensor& y = ctx.outputs[0];
-  ctx.outputs[0] = y.reshaped({y.dim(0), y.dim(1), y.dim(3)});
+  for (size_t i = 0; i < ctx.outputs.size(); ++i)
+    if (ctx.wants_output(i)) {
+      const Tensor& y = ctx.outputs[i];
+      ctx.outputs[i] = y.reshaped({y.dim(0), y.dim(1), y.dim(3)});
+    }
 }
 
 /// Validates strides, dilations, pads and auto_pad by computing the geometry of a large input
 /// (the input's real size is known only at run time).
-void check_window(const onnx::NodeProto& node, std::array<int64_t, 2> kernel) {
+void check_window(const onnx::NodeProto& node, const std::vector<int64_t>& kernel) {
   constexpr int64_t kLarge = int64_t{1} << 20;
-  window_geometry(node, kLarge, kLarge, kernel, false);
+  window_geometry_nd(node, std::vector<int64_t>(kernel.size(), kLarge), kernel, false);
 }
 
 /// oneDNN's CPU engine, created once (engines are thread safe).
@@ -138,7 +155,7 @@ std::vector<std::pair<int64_t, int64_t>> split_range(int64_t total, int64_t piec
   return out;
 }
 
-/// reorder() of an N x C x H x W tensor split over the TBB pool by ranges of 16 channels (whole
+/// reorder() of an N x C x spatial... tensor split over the TBB pool by ranges of 16 channels (whole
 /// blocks of every blocked layout oneDNN picks for float32); one call when C is not a multiple of
 /// 16 (the last block would be padded, and the padding is written only by a whole-tensor reorder).
 void parallel_reorder(const dnnl::memory& from, const dnnl::memory& to, int64_t threads) {
@@ -154,7 +171,9 @@ void parallel_reorder(const dnnl::memory& from, const dnnl::memory& to, int64_t 
   tbb::parallel_for(size_t{0}, ranges.size(), [&](size_t i) {
     SerialDnnl serial;
     dnnl::stream stream(cpu_engine());
-    const dnnl::memory::dims sub{dims[0], ranges[i].second, dims[2], dims[3]}, offsets{0, ranges[i].first, 0, 0};
+    dnnl::memory::dims sub = dims, offsets(dims.size(), 0);
+    sub[1] = ranges[i].second;
+    offsets[1] = ranges[i].first;
     const dnnl::memory sub_from(from.get_desc().submemory_desc(sub, offsets), cpu_engine(), from.get_data_handle());
     const dnnl::memory sub_to(to.get_desc().submemory_desc(sub, offsets), cpu_engine(), to.get_data_handle());
     reorder(sub_from, sub_to, stream);
@@ -162,8 +181,20 @@ void parallel_reorder(const dnnl::memory& from, const dnnl::memory& to, int64_t 
   });
 }
 
-dnnl::memory::desc strided_desc(const dnnl::memory::dims& dims, const dnnl::memory::dims& strides) {
-  return dnnl::memory::desc(dims, dnnl::memory::data_type::f32, strides);
+/// {a, b, rest...}: oneDNN dims of an N x C x spatial... tensor (or O x I x kernel... weights).
+dnnl::memory::dims join(std::initializer_list<int64_t> head, const std::vector<int64_t>& rest) {
+  dnnl::memory::dims d(head);
+  d.insert(d.end(), rest.begin(), rest.end());
+  return d;
+}
+
+/// A float32 N x C x spatial... slice of a tensor with `c` channels: plain layout with that
+/// tensor's strides.
+dnnl::memory::desc nc_slice_desc(int64_t n, int64_t slice_c, int64_t c, const std::vector<int64_t>& spatial) {
+  dnnl::memory::dims strides(spatial.size() + 2, 1);
+  for (size_t i = spatial.size(); i-- > 0;) strides[i + 1] = strides[i + 2] * spatial[i];
+  strides[0] = c * strides[1];
+  return dnnl::memory::desc(join({n, slice_c}, spatial), dnnl::memory::data_type::f32, strides);
 }
 
 /// One oneDNN convolution over a slice of the work: images [n0, n0 + n) and output channels
@@ -205,22 +236,23 @@ struct ConvPlan {
 /// channels (by groups for grouped and depthwise convolutions). Each part is a complete
 /// convolution of its slice, so the result does not depend on the split.
 void dnnl_conv(KernelContext& ctx, const Tensor& x, const Tensor& w, const float* bias, int64_t group,
-               const Window2d& g, Tensor& y) {
+               const WindowNd& g, Tensor& y) {
   using dnnl::memory;
   using tag = memory::format_tag;
-  const int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), wd = x.dim(3), m = w.dim(0);
-  const int64_t kh = w.dim(2), kw = w.dim(3), oh = g.out[0], ow = g.out[1];
+  const int64_t n = x.dim(0), c = x.dim(1), m = w.dim(0);
+  const std::vector<int64_t> in = spatial_dims(x), k = spatial_dims(w), out = g.out;
+  const int64_t in_size = product(in), k_size = product(k), out_size = product(out);
+  const bool three_d = in.size() == 3;
   const int64_t threads = tbb::this_task_arena::max_concurrency();
   const bool constant_w = ctx.cache && ctx.is_constant(1);
   const float* wdata = w.data<float>();
 
-  // The part's weights in OIHW (group 1) or GOIHW, as stored in W: a contiguous slice.
+  // The part's weights in OI(D)HW (group 1) or GOI(D)HW, as stored in W: a contiguous slice.
   auto user_weights = [&](const ConvPart& p) {
-    const memory::dims dims = group == 1 ? memory::dims{p.m, c, kh, kw}
-                                         : memory::dims{p.groups, m / group, c / group, kh, kw};
-    const float* base = wdata + p.m0 * (c / group) * kh * kw;
-    return memory(memory::desc(dims, memory::data_type::f32, group == 1 ? tag::oihw : tag::goihw), cpu_engine(),
-                  const_cast<float*>(base));
+    const memory::dims dims = group == 1 ? join({p.m, c}, k) : join({p.groups, m / group, c / group}, k);
+    const float* base = wdata + p.m0 * (c / group) * k_size;
+    const tag layout = group == 1 ? (three_d ? tag::oidhw : tag::oihw) : (three_d ? tag::goidhw : tag::goihw);
+    return memory(memory::desc(dims, memory::data_type::f32, layout), cpu_engine(), const_cast<float*>(base));
   };
   auto make_plan = [&] {
     SerialDnnl serial;
@@ -234,7 +266,7 @@ void dnnl_conv(KernelContext& ctx, const Tensor& x, const Tensor& w, const float
     if (n >= threads || (group == 1 && m < 32) || (group > 1 && group < threads)) {
       // Chunks of images small enough that a chunk's input and output stay in a core's cache
       // between the layout reorders and the convolution; at least one chunk per thread.
-      const int64_t image_bytes = (c * h * wd + m * oh * ow) * static_cast<int64_t>(sizeof(float));
+      const int64_t image_bytes = (c * in_size + m * out_size) * static_cast<int64_t>(sizeof(float));
       const int64_t per_chunk = std::max<int64_t>(1, std::min((n + threads - 1) / threads, kChunkBytes / image_bytes));
       for (auto [n0, nn] : split_range(n, (n + per_chunk - 1) / per_chunk, 1)) add(n0, nn, 0, m, 0, c, group);
     } else if (group == 1) {
@@ -251,18 +283,19 @@ void dnnl_conv(KernelContext& ctx, const Tensor& x, const Tensor& w, const float
         p.conv = parts[i - 1].conv;
         continue;
       }
-      const memory::dims w_dims = group == 1 ? memory::dims{p.m, p.c, kh, kw}
-                                             : memory::dims{p.groups, p.m / p.groups, p.c / p.groups, kh, kw};
-      const memory::desc any_src({p.n, p.c, h, wd}, memory::data_type::f32, tag::any);
+      const memory::dims w_dims =
+          group == 1 ? join({p.m, p.c}, k) : join({p.groups, p.m / p.groups, p.c / p.groups}, k);
+      const memory::desc any_src(join({p.n, p.c}, in), memory::data_type::f32, tag::any);
       const memory::desc any_w(w_dims, memory::data_type::f32, tag::any);
-      const memory::desc any_dst({p.n, p.m, oh, ow}, memory::data_type::f32, tag::any);
+      const memory::desc any_dst(join({p.n, p.m}, out), memory::data_type::f32, tag::any);
+      memory::dims gaps = g.dilations;
+      for (int64_t& d : gaps) d -= 1;
       const memory::desc bias_md = bias ? memory::desc({p.m}, memory::data_type::f32, tag::x) : memory::desc();
-      // oneDNN's dilation counts the gaps (ONNX dilation - 1); its padding is [top, left] and
-      // [bottom, right], the latter consistent with the output size ONNX computes.
-      const dnnl::convolution_forward::desc d(
-          dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, any_src, any_w, bias_md, any_dst,
-          {g.strides[0], g.strides[1]}, {g.dilations[0] - 1, g.dilations[1] - 1}, {g.pads[0], g.pads[1]},
-          {g.pads[2], g.pads[3]});
+      // oneDNN's dilation counts the gaps (ONNX dilation - 1); its padding is the begin and the
+      // end pads, the latter consistent with the output size ONNX computes.
+      const dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference,
+                                              dnnl::algorithm::convolution_direct, any_src, any_w, bias_md, any_dst,
+                                              g.strides, gaps, g.pads_begin, g.pads_end);
       p.pd = dnnl::convolution_forward::primitive_desc(d, user_scratchpad(), cpu_engine());
       p.conv = dnnl::convolution_forward(p.pd);
     }
@@ -306,8 +339,8 @@ void dnnl_conv(KernelContext& ctx, const Tensor& x, const Tensor& w, const float
   const float* xdata = x.data<float>();
   memory shared_src;
   if (plan->shared_src) {
-    const memory user(memory::desc({n, c, h, wd}, memory::data_type::f32, tag::nchw), cpu_engine(),
-                      const_cast<float*>(xdata));
+    const memory user(memory::desc(join({n, c}, in), memory::data_type::f32, three_d ? tag::ncdhw : tag::nchw),
+                      cpu_engine(), const_cast<float*>(xdata));
     shared_src = user;
     if (plan->parts[0].pd.src_desc() != user.get_desc()) {
       shared_src = memory(plan->parts[0].pd.src_desc(), cpu_engine());
@@ -318,11 +351,10 @@ void dnnl_conv(KernelContext& ctx, const Tensor& x, const Tensor& w, const float
     SerialDnnl serial;
     const ConvPart& p = plan->parts[i];
     dnnl::stream stream(cpu_engine());
-    // The part's slices of X and Y, NCHW with the whole tensor's strides.
-    const memory user_src(strided_desc({p.n, p.c, h, wd}, {c * h * wd, h * wd, wd, 1}), cpu_engine(),
-                          const_cast<float*>(xdata + (p.n0 * c + p.c0) * h * wd));
-    const memory user_dst(strided_desc({p.n, p.m, oh, ow}, {m * oh * ow, oh * ow, ow, 1}), cpu_engine(),
-                          ydata + (p.n0 * m + p.m0) * oh * ow);
+    // The part's slices of X and Y, NC(D)HW with the whole tensor's strides.
+    const memory user_src(nc_slice_desc(p.n, p.c, c, in), cpu_engine(),
+                          const_cast<float*>(xdata + (p.n0 * c + p.c0) * in_size));
+    const memory user_dst(nc_slice_desc(p.n, p.m, m, out), cpu_engine(), ydata + (p.n0 * m + p.m0) * out_size);
     memory src = plan->shared_src ? shared_src : user_src, dst = user_dst, weights = p.weights;
     if (!plan->shared_src && p.pd.src_desc() != user_src.get_desc()) {
       src = memory(p.pd.src_desc(), cpu_engine());
@@ -351,17 +383,24 @@ void dnnl_conv(KernelContext& ctx, const Tensor& x, const Tensor& w, const float
 
 }  // namespace
 
-void conv_check(const onnx::NodeProto& node_1d_or_2d, int64_t) {
-  const onnx::NodeProto node = as_2d(node_1d_or_2d);
+void conv_check(const onnx::NodeProto& node_any_d, int64_t) {
+  const onnx::NodeProto node = as_2d(node_any_d);
   if (attr_int(node, "group", 1) < 1) fail(ErrorCode::kInvalidArgument, "attribute 'group' must be >= 1");
-  check_window(node, find_attribute(node, "kernel_shape") ? kernel_attr(node) : std::array<int64_t, 2>{1, 1});
+  if (find_attribute(node, "kernel_shape")) return check_window(node, kernel_attr(node));
+  // Without kernel_shape W gives the number of spatial dimensions at run time; here the first of
+  // strides, dilations and pads that is present gives it (2 when none is).
+  size_t spatial = 2;
+  if (find_attribute(node, "strides")) spatial = attr_ints(node, "strides").size();
+  else if (find_attribute(node, "dilations")) spatial = attr_ints(node, "dilations").size();
+  else if (find_attribute(node, "pads")) spatial = attr_ints(node, "pads").size() / 2;
+  check_window(node, std::vector<int64_t>(spatial, 1));
 }
 
 void max_pool_check(const onnx::NodeProto& node_1d_or_2d, int64_t) {
   const onnx::NodeProto node = as_2d(node_1d_or_2d);
-  if (node.output_size() > 1 && !node.output(1).empty())
-    fail(ErrorCode::kUnsupported, "the Indices output is not supported");
-  if (attr_int(node, "storage_order", 0) != 0) fail(ErrorCode::kUnsupported, "storage_order 1 is not supported");
+  const int64_t storage_order = attr_int(node, "storage_order", 0);
+  if (storage_order != 0 && storage_order != 1)
+    fail(ErrorCode::kInvalidArgument, "attribute 'storage_order' must be 0 or 1, got " + std::to_string(storage_order));
   check_window(node, kernel_attr(node));
 }
 
@@ -380,11 +419,11 @@ void batch_norm_check(const onnx::NodeProto& node, int64_t) {
 
 void conv_kernel(KernelContext& ctx) {
   if (ctx.input(0).rank() == 3) return run_as_2d(ctx, conv_kernel);
-  const Tensor& x = float_nchw(ctx, 0, "input X");
-  const Tensor& w = float_nchw(ctx, 1, "weight W");
-  const int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), wd = x.dim(3);
+  const Tensor& x = window_input(ctx, 0, "input X");
+  const Tensor& w = window_input(ctx, 1, "weight W");
+  const int64_t n = x.dim(0), c = x.dim(1);
   const int64_t m = w.dim(0), group = attr_int(ctx.node, "group", 1);
-  if (group < 1 || c % group || m % group || w.dim(1) != c / group)
+  if (group < 1 || c % group || m % group || w.dim(1) != c / group || w.rank() != x.rank())
     fail(ErrorCode::kInvalidArgument, "weight " + shape_str(w.shape()) + " does not match input " +
                                           shape_str(x.shape()) + " with group " + std::to_string(group));
   const float* bias = nullptr;
@@ -394,58 +433,141 @@ void conv_kernel(KernelContext& ctx) {
       fail(ErrorCode::kInvalidArgument, "bias must be float32 [" + std::to_string(m) + "]");
     bias = b.data<float>();
   }
-  std::array<int64_t, 2> kernel{w.dim(2), w.dim(3)};
+  const std::vector<int64_t> kernel = spatial_dims(w);
   if (find_attribute(ctx.node, "kernel_shape") && kernel_attr(ctx.node) != kernel)
     fail(ErrorCode::kInvalidArgument, "attribute 'kernel_shape' does not match the weight shape");
-  const Window2d g = window_geometry(ctx.node, h, wd, kernel, false);
-  Tensor y(DType::kFloat32, {n, m, g.out[0], g.out[1]});
+  const WindowNd g = window_geometry_nd(ctx.node, spatial_dims(x), kernel, false);
+  Tensor y(DType::kFloat32, join({n, m}, g.out));
   if (y.numel() > 0) dnnl_conv(ctx, x, w, bias, group, g, y);
   ctx.outputs[0] = std::move(y);
 }
 
 namespace {
 
-/// Shared loop of MaxPool and AveragePool: `reduce(plane, y0, x0)` computes one output from the
-/// window whose top-left corner (in unpadded input coordinates) is (y0, x0).
-template <typename Reduce>
-Tensor pool(const Tensor& x, const Window2d& g, Reduce reduce) {
-  const int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), w = x.dim(3), oh = g.out[0], ow = g.out[1];
-  Tensor y(DType::kFloat32, {n, c, oh, ow});
-  const float* xd = x.data<float>();
-  float* yd = y.data<float>();
-  tbb::parallel_for(int64_t{0}, n * c, [&](int64_t plane) {
-    for (int64_t oy = 0; oy < oh; ++oy)
-      for (int64_t ox = 0; ox < ow; ++ox)
-        yd[(plane * oh + oy) * ow + ox] =
-            reduce(xd + plane * h * w, oy * g.strides[0] - g.pads[0], ox * g.strides[1] - g.pads[1]);
+/// One output position's window along one spatial axis: kernel taps [first, last) fall inside the
+/// input, `origin` is the input coordinate of tap 0, `padded` counts the taps inside the padded
+/// input (AveragePool's count_include_pad divisor; the part of a ceil_mode window that hangs beyond
+/// the end padding is not counted, as ONNX Runtime does).
+struct AxisWindow {
+  int64_t first = 0, last = 0, origin = 0, padded = 0;
+};
+
+/// AxisWindow of every output position along every spatial axis, computed once per node so the
+/// loop over the planes needs no bounds checks.
+std::vector<std::vector<AxisWindow>> axis_windows(const WindowNd& g, const std::vector<int64_t>& in) {
+  std::vector<std::vector<AxisWindow>> axes(in.size());
+  for (size_t a = 0; a < in.size(); ++a) {
+    const int64_t k = g.kernel[a], d = g.dilations[a];
+    for (int64_t o = 0; o < g.out[a]; ++o) {
+      AxisWindow w;
+      w.origin = o * g.strides[a] - g.pads_begin[a];
+      w.last = k;
+      while (w.first < k && w.origin + w.first * d < 0) ++w.first;
+      while (w.last > w.first && w.origin + (w.last - 1) * d >= in[a]) --w.last;
+      for (int64_t t = 0; t < k; ++t) w.padded += w.origin + t * d < in[a] + g.pads_end[a];
+      axes[a].push_back(w);
+    }
+  }
+  return axes;
+}
+
+/// Shared loop of the N-D pooling kernels: for every plane (image and channel) and output position,
+/// calls visit(plane, output offset within the plane, windows), `windows` holding one AxisWindow
+/// per spatial axis.
+template <typename Visit>
+void for_each_window(int64_t planes, const std::vector<std::vector<AxisWindow>>& axes, Visit visit) {
+  std::vector<int64_t> out;
+  for (const auto& a : axes) out.push_back(static_cast<int64_t>(a.size()));
+  const int64_t out_size = product(out);
+  tbb::parallel_for(int64_t{0}, planes, [&](int64_t plane) {
+    std::vector<int64_t> at(out.size(), 0);  // output coordinates, row-major odometer
+    std::vector<const AxisWindow*> windows(out.size());
+    for (int64_t o = 0; o < out_size; ++o) {
+      for (size_t a = 0; a < out.size(); ++a) windows[a] = &axes[a][at[a]];
+      visit(plane, o, windows);
+      for (size_t a = out.size(); a-- > 0;) {
+        if (++at[a] < out[a]) break;
+        at[a] = 0;
+      }
+    }
   });
-  return y;
+}
+
+/// Calls tap(input coordinates) for every tap of one window inside the input, in row-major order.
+template <typename Tap>
+void for_each_tap(const std::vector<const AxisWindow*>& windows, const std::vector<int64_t>& dilations, Tap tap) {
+  const size_t rank = windows.size();
+  for (const AxisWindow* w : windows)
+    if (w->first >= w->last) return;
+  std::vector<int64_t> k(rank), at(rank);
+  for (size_t a = 0; a < rank; ++a) k[a] = windows[a]->first;
+  while (true) {
+    for (size_t a = 0; a < rank; ++a) at[a] = windows[a]->origin + k[a] * dilations[a];
+    tap(at);
+    size_t a = rank;
+    while (a-- > 0) {
+      if (++k[a] < windows[a]->last) break;
+      k[a] = windows[a]->first;
+    }
+    if (a == static_cast<size_t>(-1)) return;
+  }
+}
+
+/// MaxPool over any number of spatial axes and any element type, with the optional Indices output:
+/// the flat index into X of the (first) largest value, the spatial part row-major
+/// (storage_order 0) or column-major (storage_order 1), as ONNX Runtime computes it.
+template <typename T>
+void max_pool_nd(KernelContext& ctx, const Tensor& x, const WindowNd& g) {
+  const std::vector<int64_t> in = spatial_dims(x);
+  const int64_t in_size = product(in), out_size = product(g.out);
+  const bool column_major = attr_int(ctx.node, "storage_order", 0) != 0;
+  std::vector<int64_t> row_stride(in.size(), 1), col_stride(in.size(), 1);
+  for (size_t a = in.size() - 1; a-- > 0;) row_stride[a] = row_stride[a + 1] * in[a + 1];
+  for (size_t a = 1; a < in.size(); ++a) col_stride[a] = col_stride[a - 1] * in[a - 1];
+  const bool want_indices = ctx.wants_output(1);
+  Tensor y(x.dtype(), join({x.dim(0), x.dim(1)}, g.out));
+  Tensor indices(DType::kInt64, want_indices ? y.shape() : Shape{0});
+  const T* xd = x.data<T>();
+  T* yd = y.data<T>();
+  int64_t* id = indices.data<int64_t>();
+  const auto axes = axis_windows(g, in);
+  for_each_window(x.dim(0) * x.dim(1), axes, [&](int64_t plane, int64_t o, const auto& windows) {
+    // -inf for float (a window with no tap inside the input yields it), else the type's minimum.
+    T best = std::numeric_limits<T>::has_infinity ? -std::numeric_limits<T>::infinity()
+                                                  : std::numeric_limits<T>::lowest();
+    int64_t best_at = -1;
+    for_each_tap(windows, g.dilations, [&](const std::vector<int64_t>& at) {
+      int64_t row = 0, col = 0;
+      for (size_t a = 0; a < at.size(); ++a) row += at[a] * row_stride[a], col += at[a] * col_stride[a];
+      const T v = xd[plane * in_size + row];
+      if (best_at < 0 || v > best) best = v, best_at = column_major ? col : row;
+    });
+    yd[plane * out_size + o] = best;
+    if (want_indices) id[plane * out_size + o] = plane * in_size + best_at;
+  });
+  ctx.outputs[0] = std::move(y);
+  if (want_indices) ctx.outputs[1] = std::move(indices);
 }
 
 }  // namespace
 
 void max_pool_kernel(KernelContext& ctx) {
   if (ctx.input(0).rank() == 3) return run_as_2d(ctx, max_pool_kernel);
-  const Tensor& x = float_nchw(ctx, 0, "input X");
+  const Tensor& x = window_input(ctx, 0, "input X", {DType::kFloat32, DType::kUInt8, DType::kInt8});
+  const WindowNd g =
+      window_geometry_nd(ctx.node, spatial_dims(x), kernel_attr(ctx.node), attr_int(ctx.node, "ceil_mode", 0));
+  if (x.rank() != 4 || x.dtype() != DType::kFloat32 || ctx.wants_output(1)) {
+    if (x.dtype() == DType::kFloat32) return max_pool_nd<float>(ctx, x, g);
+    if (x.dtype() == DType::kUInt8) return max_pool_nd<uint8_t>(ctx, x, g);
+    return max_pool_nd<int8_t>(ctx, x, g);
+  }
+  // The common float32 2-D case without Indices (every CNN's stem) runs a loop specialised for two
+  // axes: taps by row and column, no per-tap coordinate arithmetic.
   const int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), w = x.dim(3);
-  const Window2d g = window_geometry(ctx.node, h, w, kernel_attr(ctx.node), attr_int(ctx.node, "ceil_mode", 0));
-  const int64_t oh = g.out[0], ow = g.out[1], kh = g.kernel[0], kw = g.kernel[1];
+  const int64_t oh = g.out[0], ow = g.out[1];
   const int64_t dy = g.dilations[0], dx = g.dilations[1];
-  // The window taps inside the input, per output row and column: [first, last) kernel indices,
-  // computed once so the loop over the planes needs no bounds checks.
-  auto taps = [](int64_t out, int64_t stride, int64_t pad, int64_t k, int64_t d, int64_t size) {
-    std::vector<std::array<int64_t, 3>> t(static_cast<size_t>(out));  // first tap, last tap, origin
-    for (int64_t o = 0; o < out; ++o) {
-      const int64_t origin = o * stride - pad;
-      int64_t first = 0, last = k;
-      while (first < k && origin + first * d < 0) ++first;
-      while (last > first && origin + (last - 1) * d >= size) --last;
-      t[o] = {first, last, origin};
-    }
-    return t;
-  };
-  const auto rows = taps(oh, g.strides[0], g.pads[0], kh, dy, h);
-  const auto cols = taps(ow, g.strides[1], g.pads[1], kw, dx, w);
+  const auto axes = axis_windows(g, {h, w});
+  const std::vector<AxisWindow>&rows = axes[0], &cols = axes[1];
   Tensor y(DType::kFloat32, {n, c, oh, ow});
   const float* xd = x.data<float>();
   float* yd = y.data<float>();
@@ -454,9 +576,9 @@ void max_pool_kernel(KernelContext& ctx) {
       const float* in = xd + plane * h * w;
       float* out = yd + plane * oh * ow;
       for (int64_t oy = 0; oy < oh; ++oy) {
-        const auto [ky0, ky1, y0] = rows[oy];
+        const int64_t ky0 = rows[oy].first, ky1 = rows[oy].last, y0 = rows[oy].origin;
         for (int64_t ox = 0; ox < ow; ++ox) {
-          const auto [kx0, kx1, x0] = cols[ox];
+          const int64_t kx0 = cols[ox].first, kx1 = cols[ox].last, x0 = cols[ox].origin;
           float best = -std::numeric_limits<float>::infinity();
           for (int64_t ky = ky0; ky < ky1; ++ky) {
             const float* line = in + (y0 + ky * dy) * w + x0;
@@ -472,24 +594,30 @@ void max_pool_kernel(KernelContext& ctx) {
 
 void average_pool_kernel(KernelContext& ctx) {
   if (ctx.input(0).rank() == 3) return run_as_2d(ctx, average_pool_kernel);
-  const Tensor& x = float_nchw(ctx, 0, "input X");
-  const int64_t h = x.dim(2), w = x.dim(3);
-  const Window2d g = window_geometry(ctx.node, h, w, kernel_attr(ctx.node), attr_int(ctx.node, "ceil_mode", 0));
+  const Tensor& x = window_input(ctx, 0, "input X");
+  const std::vector<int64_t> in = spatial_dims(x);
+  const WindowNd g = window_geometry_nd(ctx.node, in, kernel_attr(ctx.node), attr_int(ctx.node, "ceil_mode", 0));
   const bool include_pad = attr_int(ctx.node, "count_include_pad", 0) != 0;
-  ctx.outputs[0] = pool(x, g, [&](const float* plane, int64_t y0, int64_t x0) {
+  const int64_t in_size = product(in), out_size = product(g.out);
+  std::vector<int64_t> row_stride(in.size(), 1);
+  for (size_t a = in.size() - 1; a-- > 0;) row_stride[a] = row_stride[a + 1] * in[a + 1];
+  Tensor y(DType::kFloat32, join({x.dim(0), x.dim(1)}, g.out));
+  const float* xd = x.data<float>();
+  float* yd = y.data<float>();
+  for_each_window(x.dim(0) * x.dim(1), axis_windows(g, in), [&](int64_t plane, int64_t o, const auto& windows) {
+    // The window is a box: its taps inside the input (or the padded input) are the product of
+    // the counts along each axis. Sums in row-major order over the taps inside the input.
+    int64_t count = 1;
+    for (const AxisWindow* w : windows) count *= include_pad ? w->padded : w->last - w->first;
     float sum = 0.0f;
-    int64_t count = 0;
-    for (int64_t iy = y0; iy < y0 + g.kernel[0]; ++iy)
-      for (int64_t ix = x0; ix < x0 + g.kernel[1]; ++ix) {
-        const bool inside = iy >= 0 && iy < h && ix >= 0 && ix < w;
-        // With count_include_pad the divisor counts padding, but not the part of a ceil_mode
-        // window that hangs beyond the end padding (as ONNX Runtime does).
-        const bool in_padded = iy < h + g.pads[2] && ix < w + g.pads[3];
-        if (inside) sum += plane[iy * w + ix];
-        if (inside || (include_pad && in_padded)) ++count;
-      }
-    return count ? sum / static_cast<float>(count) : 0.0f;
+    for_each_tap(windows, g.dilations, [&](const std::vector<int64_t>& at) {
+      int64_t row = 0;
+      for (size_t a = 0; a < at.size(); ++a) row += at[a] * row_stride[a];
+      sum += xd[plane * in_size + row];
+    });
+    yd[plane * out_size + o] = count ? sum / static_cast<float>(count) : 0.0f;
   });
+  ctx.outputs[0] = std::move(y);
 }
 
 void global_average_pool_kernel(KernelContext& ctx) {

@@ -150,11 +150,11 @@ TEST(Executor, UnsupportedOrInvalidAttributesFailAtCreate) {
   pool.input("x", DType::kFloat32, {-1, 1, 4, 4}).output("y");
   auto& p = pool.node("MaxPool", {"x"}, {"y"}, "pool");
   ModelBuilder::attr(p, "kernel_shape", std::vector<int64_t>{2, 2});
-  ModelBuilder::attr(p, "storage_order", int64_t{1});
+  ModelBuilder::attr(p, "storage_order", int64_t{2});
   auto e = ref::Executor::create(pool.model());
   ASSERT_FALSE(e.ok());
-  EXPECT_EQ(e.error().code(), ErrorCode::kUnsupported);
-  EXPECT_STREQ(e.error().what(), "node 'pool' (MaxPool): storage_order 1 is not supported");
+  EXPECT_EQ(e.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_STREQ(e.error().what(), "node 'pool' (MaxPool): attribute 'storage_order' must be 0 or 1, got 2");
 
   ModelBuilder conv;
   conv.input("x", DType::kFloat32, {-1, 1, 4, 4}).output("y");
@@ -165,11 +165,13 @@ TEST(Executor, UnsupportedOrInvalidAttributesFailAtCreate) {
   EXPECT_EQ(e.error().code(), ErrorCode::kInvalidArgument);
   EXPECT_STREQ(e.error().what(), "node 'conv' (Conv): attribute 'auto_pad' has unknown value 'SAME'");
 
-  ModelBuilder conv3d;
-  conv3d.input("x", DType::kFloat32, {-1, 1, 4, 4, 4}).output("y");
-  conv3d.initializer("w", Tensor(DType::kFloat32, {1, 1, 3, 3, 3}));
-  ModelBuilder::attr(conv3d.node("Conv", {"x", "w"}, {"y"}, "conv"), "kernel_shape", std::vector<int64_t>{3, 3, 3});
-  e = ref::Executor::create(conv3d.model());
+  // 1-D, 2-D and 3-D windows are supported; four spatial axes are not.
+  ModelBuilder conv4d;
+  conv4d.input("x", DType::kFloat32, {-1, 1, 4, 4, 4, 4}).output("y");
+  conv4d.initializer("w", Tensor(DType::kFloat32, {1, 1, 3, 3, 3, 3}));
+  ModelBuilder::attr(conv4d.node("Conv", {"x", "w"}, {"y"}, "conv"), "kernel_shape",
+                     std::vector<int64_t>{3, 3, 3, 3});
+  e = ref::Executor::create(conv4d.model());
   ASSERT_FALSE(e.ok());
   EXPECT_EQ(e.error().code(), ErrorCode::kUnsupported);
 }

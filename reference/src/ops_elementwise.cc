@@ -5,6 +5,8 @@
 #include <cstring>
 #include <cmath>
 #include <limits>
+#include <string>
+#include <type_traits>
 
 #include "attributes.h"
 #include "broadcast.h"
@@ -123,11 +125,60 @@ void div_kernel(KernelContext& ctx) {
   });
 }
 
+namespace {
+
+/// base^exponent in an integer type, exactly: by repeated squaring, wrapping modulo 2^bits like the
+/// other integer operators (the products are formed unsigned, where wrapping is defined). A
+/// negative exponent gives the truncated quotient 1 / base^-exponent: 0 unless base is 1 or -1.
+template <typename T>
+T integer_power(T base, T exponent) {
+  if (exponent < 0) {
+    if (base == 0) fail(ErrorCode::kInvalidArgument, "0 raised to a negative power");
+    if (base == 1) return 1;
+    if (base == -1) return exponent % 2 ? -1 : 1;
+    return 0;
+  }
+  using U = std::make_unsigned_t<T>;
+  U result = 1, factor = static_cast<U>(base);
+  for (auto e = static_cast<U>(exponent); e; e >>= 1) {
+    if (e & 1) result *= factor;
+    factor *= factor;
+  }
+  return static_cast<T>(result);
+}
+
+/// Pow of an integer base (int32, int64): the result has the base's type. An integer exponent
+/// (converted to the base's type) gives integer_power; a floating-point one std::pow in double,
+/// truncated toward zero as ONNX Runtime casts; a result outside the type is an error.
+template <typename T>
+Tensor integer_base_pow(const Tensor& base, const Tensor& exponent) {
+  if (exponent.dtype() != DType::kFloat32 && exponent.dtype() != DType::kFloat64)
+    return binary_typed<T>(base, exponent.dtype() == base.dtype() ? exponent : exponent.cast(base.dtype()),
+                           integer_power<T>);
+  const Tensor y = binary_typed<double>(base.cast(DType::kFloat64), exponent.cast(DType::kFloat64), [](double a,
+                                                                                                       double b) {
+    const double r = std::trunc(std::pow(a, b));
+    constexpr double kLowest = static_cast<double>(std::numeric_limits<T>::lowest());  // -2^(bits-1)
+    if (!(r >= kLowest && r < -kLowest))
+      fail(ErrorCode::kInvalidArgument, "Pow result " + std::to_string(r) + " does not fit " +
+                                            dtype_name(dtype_of<T>()));
+    return r;
+  });
+  return y.cast(dtype_of<T>());
+}
+
+}  // namespace
+
 void pow_kernel(KernelContext& ctx) {
-  // Pow's exponent may have another type than the base; compute in float.
-  const Tensor& base = float_input(ctx, 0);
+  const Tensor& base = ctx.input(0);
+  switch (base.dtype()) {
+    case DType::kInt32: ctx.outputs[0] = integer_base_pow<int32_t>(base, ctx.input(1)); return;
+    case DType::kInt64: ctx.outputs[0] = integer_base_pow<int64_t>(base, ctx.input(1)); return;
+    default: break;
+  }
+  // Else a float32 base: the exponent, of any type, in float.
   const Tensor exponent = ctx.input(1).dtype() == DType::kFloat32 ? ctx.input(1) : ctx.input(1).cast(DType::kFloat32);
-  ctx.outputs[0] = binary_typed<float>(base, exponent, [](float a, float b) {
+  ctx.outputs[0] = binary_typed<float>(float_input(ctx, 0), exponent, [](float a, float b) {
     return b == 2.0f ? a * a : std::pow(a, b);  // x^2 (LayerNorm variance) exactly, as x * x
   });
 }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "anvil/reference/executor.h"
 #include "one_node.h"
@@ -36,6 +37,38 @@ TEST(ExecutorOpsExtra, UnaryFunctions) {
   OneNode pi;
   pi.in("x", f32({2}, {2.0f, 9.0f})).constant("e", i64({2}, {3, 0}));
   expect_floats((pi.node("Pow"), pi.run1()), {8.0f, 1.0f});
+}
+
+TEST(ExecutorOpsExtra, PowIntegerBase) {
+  auto pow = [](const Tensor& base, const Tensor& exponent) {
+    OneNode n;
+    n.in("x", base).in("e", exponent);
+    n.node("Pow");
+    return n;
+  };
+  auto i32 = [](Shape s, std::vector<int32_t> v) { return Tensor::from_vector<int32_t>(std::move(s), v); };
+  // Integer exponents are exact; negative ones truncate 1 / x^-e; 2^31 and 2^32 wrap as int32.
+  const Tensor y = pow(i32({9}, {2, -3, 5, 1, -1, 0, 7, 2, 2}), i32({9}, {10, 3, 0, -2, -3, 0, -1, 31, 32})).run1();
+  ASSERT_EQ(y.dtype(), DType::kInt32);
+  const std::vector<int32_t> want{1024, -27, 1, 1, -1, 1, 0, std::numeric_limits<int32_t>::min(), 0};
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(y.data<int32_t>()[i], want[i]) << "element " << i;
+  // 3^39 is odd and above 2^53: a computation in double would round it.
+  const Tensor big = pow(i64({2}, {3, 2}), i64({2}, {39, 62})).run1();
+  ASSERT_EQ(big.dtype(), DType::kInt64);
+  EXPECT_EQ(big.data<int64_t>()[0], int64_t{4052555153018976267});
+  EXPECT_EQ(big.data<int64_t>()[1], int64_t{1} << 62);
+  // A float exponent: std::pow, truncated to the base's type; an int32 exponent on an int64 base.
+  const Tensor f = pow(i64({3}, {4, 2, 3}), f32({3}, {0.5f, -1.0f, 6.0f})).run1();
+  ASSERT_EQ(f.dtype(), DType::kInt64);
+  EXPECT_EQ(f.data<int64_t>()[0], 2);
+  EXPECT_EQ(f.data<int64_t>()[1], 0);
+  EXPECT_EQ(f.data<int64_t>()[2], 729);
+  const Tensor mixed = pow(i64({1}, {5}), i32({}, {3})).run1();
+  EXPECT_EQ(mixed.data<int64_t>()[0], 125);
+  // Results that do not exist in the type are errors.
+  EXPECT_EQ(pow(i32({1}, {2}), f32({1}, {40.0f})).error(),
+            "node 'n' (Pow): Pow result 1099511627776.000000 does not fit int32");
+  EXPECT_EQ(pow(i32({1}, {0}), i32({1}, {-1})).error(), "node 'n' (Pow): 0 raised to a negative power");
 }
 
 TEST(ExecutorOpsExtra, SoftmaxAxisAndLegacyCoercion) {

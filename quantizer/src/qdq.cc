@@ -26,13 +26,15 @@ namespace {
 const std::set<std::string> kFusableProducers = {"Conv", "Gemm", "MatMul", "Add"};
 const std::set<std::string> kFusedActivations = {"Relu", "Clip"};
 /// Pure data movement or max selection: the output keeps the input's parameters.
-const std::set<std::string> kSameScale = {"MaxPool", "AveragePool", "Reshape", "Flatten",
-                                          "Transpose", "Squeeze", "Unsqueeze"};
+const std::set<std::string> kSameScale = {"MaxPool", "AveragePool", "Reshape", "Flatten", "Transpose",
+                                          "Squeeze", "Unsqueeze", "Slice", "Pad", "Resize"};
 /// Operators with an int8 form (the integer lowering, or a fixed output scale); others stay float.
-const std::set<std::string> kQuantizable = {"Conv", "Gemm", "MatMul", "Add", "Relu", "Clip", "MaxPool",
+/// (Mul(x, Sigmoid(x)) and Mul(x, HardSigmoid(x)) are quantized as their parts.)
+const std::set<std::string> kQuantizable = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Relu",
+                                            "Clip", "LeakyRelu", "HardSigmoid", "HardSwish", "MaxPool",
                                             "AveragePool", "GlobalAveragePool", "Reshape", "Flatten",
-                                            "Transpose", "Squeeze", "Unsqueeze", "Concat", "Sigmoid",
-                                            "Softmax", "Tanh"};
+                                            "Transpose", "Squeeze", "Unsqueeze", "Slice", "Pad", "Resize",
+                                            "Concat", "Sigmoid", "Softmax", "Tanh"};
 
 /// A constant operand replaced by int8/int32 values behind a DequantizeLinear.
 struct QuantizedConstant {
@@ -201,7 +203,7 @@ class QdqBuilder {
   /// calibrated per-channel mean of the node's input. Returns `b` unchanged when the statistics do
   /// not fit (no mean recorded, another channel count, Gemm with transA or beta = 0).
   Tensor corrected_bias(const onnx::NodeProto& n, const Tensor& w, int axis, Tensor b) const {
-    if (!stats_) return b;
+    if (!stats_ || (n.op_type() != "Conv" && n.op_type() != "Gemm")) return b;
     auto it = stats_->tensors.find(n.input(0));
     if (it == stats_->tensors.end() || it->second.channel_mean.empty()) return b;
     const std::vector<double>& mean = it->second.channel_mean;
@@ -249,9 +251,16 @@ class QdqBuilder {
     };
     const std::string& op = n.op_type();
     const bool has_const_weight = n.input_size() >= 2 && graph::find_initializer(g, n.input(1));
-    if ((op == "Conv" || op == "Gemm" || op == "MatMul") && has_const_weight) {
+    if ((op == "Conv" || op == "ConvTranspose" || op == "Gemm" || op == "MatMul") && has_const_weight) {
       const Tensor w = graph::float_initializer(g, n.input(1), graph::node_label(n));
       int axis = 0;  // Conv: O x I x KH x KW
+      if (op == "ConvTranspose") {  // I x O/group x KH x KW: per output channel = axis 1, one group only
+        if (graph::attr_int(n, "group", 1) != 1) {
+          float_nodes_.push_back(graph::node_label(n) + ": grouped ConvTranspose weights");
+          return dq;
+        }
+        axis = 1;
+      }
       if (op == "Gemm") axis = graph::attr_int(n, "transB", 0) ? 0 : 1;  // [O, K] or [K, O]
       if (op == "MatMul") {
         if (w.rank() != 2) {
@@ -276,7 +285,7 @@ class QdqBuilder {
                2);
         }
       }
-    } else if (op == "Add") {
+    } else if (op == "Add" || op == "Mul") {
       for (int i = 0; i < n.input_size(); ++i) {
         const onnx::TensorProto* init = graph::find_initializer(g, n.input(i));
         if (!init || init->data_type() != onnx::TensorProto::FLOAT) continue;

@@ -77,22 +77,24 @@ def sqnr_db(f, q):
     return math.inf if noise == 0 else 10.0 * math.log10(signal / noise)
 
 
-def fx_ptq(model_fp32, calib, evalx, ref, observer):
-    from torch.ao.quantization import QConfig, MinMaxObserver, default_per_channel_weight_observer
+def fx_ptq(model_fp32, calib, evalx, ref, observer, eps=None):
+    from torch.ao.quantization import QConfig, MinMaxObserver, HistogramObserver, default_per_channel_weight_observer
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import prepare_fx, convert_fx
     import copy
     torch.backends.quantized.engine = 'onednn'
     mapping = get_default_qconfig_mapping('onednn')
-    if observer == 'minmax':
+    extra = {} if eps is None else {'eps': eps}
+    if observer == 'minmax' or eps is not None:
         # The default mapping names Conv/Linear/ReLU/BatchNorm... explicitly with the histogram qconfig, so
         # set_global alone would change almost nothing: swap the activation observer wherever it is used.
         default = mapping.global_qconfig
-        minmax = MinMaxObserver.with_args(reduce_range=False)
-        mapping.set_global(QConfig(activation=minmax, weight=default_per_channel_weight_observer))
+        cls = MinMaxObserver if observer == 'minmax' else HistogramObserver
+        act = cls.with_args(reduce_range=False, **extra)
+        mapping.set_global(QConfig(activation=act, weight=default_per_channel_weight_observer))
         for key, qc in list(mapping.object_type_qconfigs.items()):
             if qc is not None and qc.activation is default.activation:
-                mapping.set_object_type(key, QConfig(activation=minmax, weight=qc.weight))
+                mapping.set_object_type(key, QConfig(activation=act, weight=qc.weight))
     m = copy.deepcopy(model_fp32)
     t0 = time.time()
     prepared = prepare_fx(m, mapping, example_inputs=(calib[:1],))
@@ -112,10 +114,13 @@ METHODS = ['MIN_MAX_ASYM', 'MIN_MAX_SYM', 'ENTROPY_ASYM', 'ENTROPY_SYM', 'PERCEN
 
 
 def table(anvil_dir, fx_json, names):
-    fx = {}
+    fx, fx_eps = {}, {}
     if os.path.exists(fx_json):
         fx = {m['model']: m for m in json.load(open(fx_json))['models']}
-    head = ['model'] + METHODS + ['anvil best', 'FX histogram', 'FX min-max', 'FX best']
+    eps_json = fx_json.replace('fx_sqnr.json', 'fx_sqnr_eps.json')
+    if os.path.exists(eps_json):
+        fx_eps = {m['model']: m for m in json.load(open(eps_json))['models']}
+    head = ['model'] + METHODS + ['anvil best', 'FX histogram', 'FX min-max', 'FX best', 'FX best, eps 1e-30']
     print('| ' + ' | '.join(head) + ' |')
     print('|' + '---|' * len(head))
     for name in names:
@@ -132,8 +137,9 @@ def table(anvil_dir, fx_json, names):
         for key in ('fx_histogram', 'fx_minmax'):
             r = f.get(key)
             row.append('not run' if r is None else f'{r["sqnr_db"]:.1f}' if 'sqnr_db' in r else 'does not apply')
-        row.append('not run' if not f else f'{f["fx_best_sqnr_db"]:.1f}' if f.get('fx_best_sqnr_db') is not None
-                   else 'does not apply')
+        for f in (f, fx_eps.get(name, {})):
+            row.append('not run' if not f else f'{f["fx_best_sqnr_db"]:.1f}' if f.get('fx_best_sqnr_db') is not None
+                       else 'does not apply')
         print('| ' + ' | '.join(row) + ' |')
 
 
@@ -143,6 +149,8 @@ def main():
     ap.add_argument('--out', default='/tmp/quant_vs_fx', help='datasets and fx_sqnr.json go here')
     ap.add_argument('--models', default='/tmp/tv', help='directory of NAME.onnx (exported if missing)')
     ap.add_argument('--prepare-only', action='store_true', help='export and write the datasets, skip FX')
+    ap.add_argument('--eps', type=float, help="activation observers' minimum scale (torch's default: float32 "
+                    "eps 1.19e-7, which rounds every activation of these random-weight models' deep layers to 0)")
     ap.add_argument('--table', metavar='DIR', help='print the markdown table from DIR/NAME.json and OUT/fx_sqnr.json')
     ap.add_argument('--threads', type=int, default=max(1, os.cpu_count() or 1))
     a = ap.parse_args()
@@ -154,7 +162,8 @@ def main():
     evalx = inputs(2, N_EVAL)
     report = {'torch': torch.__version__, 'calibration_inputs': N_CALIB, 'evaluation_inputs': N_EVAL,
               'engine': 'onednn', 'models': []}
-    json_path = os.path.join(a.out, 'fx_sqnr.json')
+    report['activation_observer_eps'] = a.eps if a.eps is not None else 'torch default'
+    json_path = os.path.join(a.out, 'fx_sqnr.json' if a.eps is None else 'fx_sqnr_eps.json')
     for name in a.names:
         onnx_path = ensure_onnx(a.models, name)
         model = build(name)
@@ -175,7 +184,7 @@ def main():
         if not a.prepare_only:
             for obs in ('histogram', 'minmax'):
                 try:
-                    r = fx_ptq(model, calib, evalx, ref, obs)
+                    r = fx_ptq(model, calib, evalx, ref, obs, a.eps)
                     print(f'  FX {obs:9s}: SQNR {r["sqnr_db"]:.2f} dB, top-1 agreement {r["top1_agreement"]:.3f}'
                           f' (calibrate+convert {r["calibrate_convert_s"]} s, eval {r["eval_s"]} s;'
                           f' observers {", ".join(r["observers"])})', flush=True)

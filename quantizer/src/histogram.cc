@@ -54,11 +54,15 @@ void accumulate(TensorStats& s, const float* p, int64_t n) {
 }
 
 void accumulate_channel_means(TensorStats& s, const float* p, int64_t batch, int64_t channels, int64_t inner) {
-  if (batch <= 0 || channels <= 0 || inner <= 0) return;
+  if (batch <= 0 || channels <= 0 || inner <= 0 || s.channel_samples < 0) return;
   if (s.channel_mean.empty()) s.channel_mean.assign(static_cast<size_t>(channels), 0.0);
-  if (static_cast<int64_t>(s.channel_mean.size()) != channels)
-    fail(ErrorCode::kInvalidArgument, "calibration: a tensor changed its channel count from " +
-                                          std::to_string(s.channel_mean.size()) + " to " + std::to_string(channels));
+  if (static_cast<int64_t>(s.channel_mean.size()) != channels) {
+    // Axis 1 is not a channel axis here (e.g. a transposed tensor with the batch on axis 1, whose
+    // size changes with the last, partial batch): no per-channel means for this tensor.
+    s.channel_mean.clear();
+    s.channel_samples = -1;
+    return;
+  }
   const int64_t added = batch * inner;
   for (int64_t c = 0; c < channels; ++c) {
     double sum = 0.0;

@@ -19,7 +19,9 @@ namespace anvil::quant {
 void accumulate(TensorStats& s, const float* values, int64_t n);
 
 /// Adds a [batch, channels, inner] block of values to s.channel_mean / s.channel_samples (a running
-/// mean per channel, in double). A channel count that differs from earlier batches is an error.
+/// mean per channel, in double). When axis 1 changes size between batches it is not a channel axis
+/// (e.g. the batch moved there by a Transpose): the means are dropped and channel_samples set to -1,
+/// so later batches add nothing.
 void accumulate_channel_means(TensorStats& s, const float* values, int64_t batch, int64_t channels, int64_t inner);
 
 }  // namespace anvil::quant

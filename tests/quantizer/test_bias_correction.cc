@@ -176,10 +176,29 @@ TEST(BiasCorrection, NeedsTheStatisticsNotOnlyRanges) {
   EXPECT_TRUE(quantize(opt, calib.ranges(options.method), options, nullptr, &calib).ok());
 }
 
-TEST(BiasCorrection, ChannelCountChangeIsAnError) {
+TEST(BiasCorrection, AnAxisOneThatChangesSizeHasNoChannelMeans) {
   TensorStats s;
   const std::vector<float> v(8, 1.0f);
   accumulate_channel_means(s, v.data(), 2, 2, 2);
   EXPECT_EQ(s.channel_mean, (std::vector<double>{1.0, 1.0}));
-  EXPECT_THROW(accumulate_channel_means(s, v.data(), 2, 4, 1), Error);
+  accumulate_channel_means(s, v.data(), 2, 4, 1);  // e.g. the batch on axis 1, last batch partial
+  EXPECT_TRUE(s.channel_mean.empty());
+  EXPECT_EQ(s.channel_samples, -1);
+  accumulate_channel_means(s, v.data(), 2, 2, 2);  // and it stays so
+  EXPECT_TRUE(s.channel_mean.empty());
+}
+
+TEST(BiasCorrection, CalibrationSurvivesATensorWithTheBatchOnAxisOne) {
+  // x [N,3,4] -> Transpose(1,0,2) -> [3,N,4]: axis 1 is 64 for the first executor batch, 36 after.
+  ModelBuilder b;
+  b.input("x", {3, 4}).output("y", {4});
+  set_ints(b.node("Transpose", {"x"}, {"y"}), "perm", {1, 0, 2});
+  onnx::ModelProto m = b.model();  // y is [3, N, 4]: its declared shape is rewritten below
+  auto* dims = m.mutable_graph()->mutable_output(0)->mutable_type()->mutable_tensor_type()->mutable_shape();
+  dims->mutable_dim(0)->set_dim_value(3);
+  dims->mutable_dim(1)->set_dim_param("N");
+  const Calibration calib = calibrate(m, random_tensor({100, 3, 4}, -1.0f, 1.0f, 8), false);
+  EXPECT_EQ(calib.tensors.at("x").channel_mean.size(), 3u);
+  EXPECT_TRUE(calib.tensors.at("y").channel_mean.empty());
+  EXPECT_EQ(calib.tensors.at("y").count, 1200);
 }

@@ -122,6 +122,9 @@ void run_op(const Int8Graph& g, const Int8Op& op, std::vector<Tensor>& values) {
         yd[i] = math::requantize(xd[i] - in_v.q.zero_point, op.multiplier, out_v.q.zero_point, op.act_min,
                                  op.act_max);
       break;
+    case Int8OpKind::kLut:
+      for (int64_t i = 0; i < out.numel(); ++i) yd[i] = op.lut[xd[i] + 128];
+      break;
     case Int8OpKind::kReshape: break;
   }
   values[op.output] = std::move(out);
@@ -152,6 +155,13 @@ Expected<TensorMap> run_int8(const Int8Graph& graph, const TensorMap& int8_input
     for (size_t i = 0; i < graph.outputs.size(); ++i) out[graph.output_names.at(i)] = values.at(graph.outputs[i]);
     return out;
   });
+}
+
+std::array<int8_t, 256> make_lut(const std::function<float(float)>& f, QuantParams in, QuantParams out) {
+  std::array<int8_t, 256> lut{};
+  for (int q = -128; q <= 127; ++q)
+    lut[q + 128] = math::quantize_float(f(math::dequantize(q, in.scale, in.zero_point)), out.scale, out.zero_point);
+  return lut;
 }
 
 Tensor quantize_tensor(const Tensor& f32, QuantParams q) {

@@ -12,6 +12,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "activations.h"
 #include "anvil/common/onnx_model.h"
 #include "anvil/reference/int8_graph.h"
 #include "attributes.h"
@@ -28,6 +29,7 @@ const char* int8_op_name(Int8OpKind k) {
     case Int8OpKind::kAvgPool: return "avgpool";
     case Int8OpKind::kRequant: return "requant";
     case Int8OpKind::kReshape: return "reshape";
+    case Int8OpKind::kLut: return "lut";
   }
   return "?";
 }
@@ -240,6 +242,8 @@ class QdqLowering {
     if (t == "MaxPool" || t == "AveragePool" || t == "GlobalAveragePool") return lower_pool(n);
     if (t == "Relu" || t == "Clip") return lower_activation(n);
     if (t == "Flatten" || t == "Reshape") return lower_reshape(n);
+    if (t == "Sigmoid" || t == "Tanh" || t == "HardSigmoid" || t == "HardSwish" || t == "LeakyRelu")
+      return lower_lut(n);
     fail(ErrorCode::kUnsupported, node_label(n) + ": operator not supported on the NPU");
   }
 
@@ -494,6 +498,69 @@ class QdqLowering {
     const int q = follow_to_quantize(n, n.output(0), false, op, &out_q);
     activation_bounds(n, out_q, &op.act_min, &op.act_max);
     op.multiplier = math::quantize_multiplier(static_cast<double>(g_.values[x].q.scale) / out_q.scale);
+    op.output = add_value(node(q).output(0), g_.values[x].shape, out_q);
+    g_.ops.push_back(std::move(op));
+  }
+
+  /// The float function of an activation node, as the float Executor evaluates it.
+  static std::function<float(float)> activation_function(const onnx::NodeProto& n) {
+    const std::string& t = n.op_type();
+    if (t == "Sigmoid") return act::sigmoid;
+    if (t == "Tanh") return act::tanh;
+    if (t == "HardSwish") return act::hard_swish;
+    if (t == "LeakyRelu") {
+      const float alpha = attr_float(n, "alpha", 0.01f);
+      return [alpha](float x) { return act::leaky_relu(x, alpha); };
+    }
+    const float alpha = attr_float(n, "alpha", 0.2f), beta = attr_float(n, "beta", 0.5f);  // HardSigmoid
+    return [alpha, beta](float x) { return act::hard_sigmoid(x, alpha, beta); };
+  }
+
+  /// The Mul of the gating pattern Mul(DQ(x), DQ(Q(gate(DQ(x))))) (SiLU, hard swish as the
+  /// quantizer writes x * HardSigmoid(x)) that reads the gate's QuantizeLinear `gate_q` through
+  /// its only DequantizeLinear; -1 when the gate's quantized output is used otherwise.
+  int gating_mul(int gate_q, int x) {
+    const int dq = single_consumer(node(gate_q).output(0));
+    if (dq < 0 || node(dq).op_type() != "DequantizeLinear") return -1;
+    const int mul = single_consumer(node(dq).output(0));
+    if (mul < 0 || node(mul).op_type() != "Mul" || node(mul).input_size() != 2) return -1;
+    const onnx::NodeProto& m = node(mul);
+    const std::string& other = m.input(0) == node(dq).output(0) ? m.input(1) : m.input(0);
+    auto it = dequantized_.find(other);
+    if (it == dequantized_.end() || it->second != x) return -1;
+    const QuantParams gq = per_tensor_params(node(gate_q)), dq_q = per_tensor_params(node(dq));
+    if (gq.scale != dq_q.scale || gq.zero_point != dq_q.zero_point)
+      malformed(node(dq), "parameters differ from the QuantizeLinear that produced '" + node(dq).input(0) + "'");
+    claimed_.insert(dq);
+    return mul;
+  }
+
+  /// DQ(x) -> Sigmoid|Tanh|HardSigmoid|HardSwish|LeakyRelu -> Q as one table lookup. A Sigmoid or
+  /// HardSigmoid whose quantized output only gates its own input, Mul(x, gate(x)) -> Q, joins the
+  /// Mul in the same table: the float graph computes
+  ///   y = Q(DQ(x) * DQ(Q(gate(DQ(x)))))
+  /// and every step depends on the int8 x alone, so tabulating that composition (make_lut) is the
+  /// float QDQ semantics exactly, the gate's own rounding included.
+  void lower_lut(const onnx::NodeProto& n) {
+    Int8Op op;
+    op.kind = Int8OpKind::kLut;
+    op.node = node_name(n);
+    const int x = dequantized_input(n, 0);
+    op.inputs = {x};
+    QuantParams out_q;
+    int q = follow_to_quantize(n, n.output(0), false, op, &out_q);
+    std::function<float(float)> f = activation_function(n);
+    const int mul = n.op_type() == "Sigmoid" || n.op_type() == "HardSigmoid" ? gating_mul(q, x) : -1;
+    if (mul >= 0) {
+      const QuantParams gate_q = out_q;
+      q = follow_to_quantize(node(mul), node(mul).output(0), false, op, &out_q);
+      claimed_.insert(mul);
+      f = [gate = std::move(f), gate_q](float v) {
+        const int8_t g = math::quantize_float(gate(v), gate_q.scale, gate_q.zero_point);
+        return v * math::dequantize(g, gate_q.scale, gate_q.zero_point);
+      };
+    }
+    op.lut = make_lut(f, g_.values[x].q, out_q);
     op.output = add_value(node(q).output(0), g_.values[x].shape, out_q);
     g_.ops.push_back(std::move(op));
   }

@@ -8,6 +8,7 @@
 #include <string>
 #include <type_traits>
 
+#include "activations.h"
 #include "attributes.h"
 #include "broadcast.h"
 #include "kernels.h"
@@ -209,22 +210,21 @@ float erf_rational(float a) {
 }  // namespace
 
 void erf_kernel(KernelContext& ctx) { unary_float(ctx, erf_rational); }
-void tanh_kernel(KernelContext& ctx) { unary_float(ctx, [](float x) { return std::tanh(x); }); }
-void sigmoid_kernel(KernelContext& ctx) { unary_float(ctx, [](float x) { return 1.0f / (1.0f + std::exp(-x)); }); }
+void tanh_kernel(KernelContext& ctx) { unary_float(ctx, act::tanh); }
+void sigmoid_kernel(KernelContext& ctx) { unary_float(ctx, act::sigmoid); }
 
 void leaky_relu_kernel(KernelContext& ctx) {
   const float alpha = attr_float(ctx.node, "alpha", 0.01f);
-  unary_float(ctx, [alpha](float x) { return x < 0.0f ? alpha * x : x; });
+  unary_float(ctx, [alpha](float x) { return act::leaky_relu(x, alpha); });
 }
 
 void hard_sigmoid_kernel(KernelContext& ctx) {
   const float alpha = attr_float(ctx.node, "alpha", 0.2f), beta = attr_float(ctx.node, "beta", 0.5f);
-  unary_float(ctx, [=](float x) { return std::max(0.0f, std::min(1.0f, alpha * x + beta)); });
+  unary_float(ctx, [=](float x) { return act::hard_sigmoid(x, alpha, beta); });
 }
 
 void hard_swish_kernel(KernelContext& ctx) {
-  // ONNX: x * max(0, min(1, x / 6 + 0.5)).
-  unary_float(ctx, [](float x) { return x * std::max(0.0f, std::min(1.0f, x / 6.0f + 0.5f)); });
+  unary_float(ctx, act::hard_swish);
 }
 
 void where_kernel(KernelContext& ctx) {

@@ -343,11 +343,11 @@ TEST(Int8GraphErrors, UnsupportedOperatorInTheMiddle) {
   const ActParams p = unit_params();
   QdqBuilder q(p);
   q.b.input("x", DType::kFloat32, {-1, 4});
-  q.b.node("Sigmoid", {q.qdq("x")}, {"y"}, "sig");
+  q.b.node("Softmax", {q.qdq("x")}, {"y"}, "smax");
   q.b.output(q.qdq("y"));
   const Error e = lowering_error(q.b.model());
   EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
-  EXPECT_STREQ(e.what(), "node 'sig' (Sigmoid): operator not supported on the NPU");
+  EXPECT_STREQ(e.what(), "node 'smax' (Softmax): operator not supported on the NPU");
 }
 
 TEST(Int8GraphErrors, FloatWeightIsMalformed) {
@@ -509,4 +509,132 @@ TEST(Int8GraphErrors, BatchedMatMulIsUnsupported) {
   const Error e = lowering_error(q.b.model(), 2);
   EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
   EXPECT_STREQ(e.what(), "node 'mm' (MatMul): input must be 2-D N x K on the NPU, got [2, 3, 4]");
+}
+
+// ---- lookup-table activations (kLut) -------------------------------------------------------------
+
+namespace {
+
+/// Every entry of make_lut's table against the closed form evaluated in double: the stored byte is
+/// the nearest int8 to y / s_out + zp_out (within half a step plus float error), saturated.
+void expect_table_matches(const std::function<double(double)>& f, ref::QuantParams in, ref::QuantParams out,
+                          const std::array<int8_t, 256>& lut) {
+  for (int q = -128; q <= 127; ++q) {
+    const double y = f((q - in.zero_point) * static_cast<double>(in.scale)) / out.scale + out.zero_point;
+    const int got = lut[q + 128];
+    if (y >= 127.5) {
+      EXPECT_EQ(got, 127) << q;
+    } else if (y <= -128.5) {
+      EXPECT_EQ(got, -128) << q;
+    } else {
+      EXPECT_LE(std::abs(got - y), 0.5 + 1e-3) << "input " << q << ": table " << got << ", closed form " << y;
+    }
+  }
+}
+
+}  // namespace
+
+TEST(Int8Lut, TablesMatchClosedForms) {
+  const ref::QuantParams in{0.05f, -10}, sig{1.0f / 256.0f, -128}, tanh_q{1.0f / 128.0f, 0}, wide{0.04f, -20};
+  const auto sigmoid = [](double x) { return 1.0 / (1.0 + std::exp(-x)); };
+  const auto hsig = [](double x) { return std::clamp(0.2 * x + 0.5, 0.0, 1.0); };
+  expect_table_matches(sigmoid, in, sig, ref::make_lut([](float x) { return 1.0f / (1.0f + std::exp(-x)); }, in, sig));
+  expect_table_matches([](double x) { return std::tanh(x); }, in, tanh_q,
+                       ref::make_lut([](float x) { return std::tanh(x); }, in, tanh_q));
+  expect_table_matches(hsig, in, sig,
+                       ref::make_lut([](float x) { return std::clamp(0.2f * x + 0.5f, 0.0f, 1.0f); }, in, sig));
+  // Spot values: sigmoid(0) = 0.5 is byte 0 with scale 1/256, zp -128; x = 0 is input byte -10.
+  const auto lut = ref::make_lut([](float x) { return 1.0f / (1.0f + std::exp(-x)); }, in, sig);
+  EXPECT_EQ(lut[-10 + 128], 0);
+  EXPECT_EQ(lut[0], math::quantize_float(1.0f / (1.0f + std::exp(5.9f)), sig.scale, sig.zero_point));
+  // A table maps the whole int8 range: identity parameters give the identity table.
+  const auto id = ref::make_lut([](float x) { return x; }, wide, wide);
+  for (int q = -128; q <= 127; ++q) EXPECT_EQ(id[q + 128], q);
+}
+
+namespace {
+
+/// x -> [DQ] -> activation -> Q -> y, with activation attributes set by `attrs`.
+Build activation_model(const std::string& op, int64_t opset, const std::function<void(onnx::NodeProto&)>& attrs) {
+  return [=](const ActParams& p) {
+    QdqBuilder q(p, opset);
+    q.b.input("x", DType::kFloat32, {-1, 3, 5, 5});
+    auto& n = q.b.node(op, {q.qdq("x")}, {"y"}, "act");
+    attrs(n);
+    q.b.output(q.qdq("y"));
+    return q.b.model();
+  };
+}
+
+/// x -> Mul(x, gate(x)) with the gate's output quantized on its own, as anvil's quantizer emits
+/// SiLU (gate Sigmoid, gate params 1/256, -128) and x * HardSigmoid(x) (calibrated gate).
+Build gated_model(const std::string& gate, bool gate_is_output) {
+  return [=](const ActParams& given) {
+    ActParams p = given;
+    if (gate == "Sigmoid") p["g"] = {1.0f / 256.0f, -128};
+    QdqBuilder q(p);
+    q.b.input("x", DType::kFloat32, {-1, 3, 5, 5});
+    const std::string x = q.qdq("x");
+    q.b.node(gate, {x}, {"g"}, "gate");
+    const std::string g = q.qdq("g");
+    q.b.node("Mul", {x, g}, {"y"}, "mul");
+    q.b.output(q.qdq("y"));
+    if (gate_is_output) q.b.output(g);
+    return q.b.model();
+  };
+}
+
+/// Calibrates, lowers to one kLut and checks run_int8 equals the float QDQ model exactly.
+void expect_exact_lut(const Build& build, const std::vector<std::string>& calibrated, const Tensor& x) {
+  const ActParams p = calibrate(build, calibrated, {{"x", x}});
+  auto g = ref::lower_qdq(build(p), x.dim(0));
+  ASSERT_TRUE(g.ok()) << g.error().what();
+  ASSERT_EQ(g->ops.size(), 1u);
+  EXPECT_EQ(g->ops[0].kind, ref::Int8OpKind::kLut);
+  const Agreement a = compare(build(p), x);
+  EXPECT_EQ(a.max_diff, 0);
+  EXPECT_EQ(a.exact, 1.0);
+}
+
+}  // namespace
+
+TEST(Int8Lut, EachActivationIsExactlyTheFloatQdqSemantics) {
+  const Tensor x = random_tensor({2, 3, 5, 5}, -7.0f, 6.0f, 71);
+  const auto none = [](onnx::NodeProto&) {};
+  // Sigmoid and Tanh with the quantizer's fixed output parameters; the others calibrated.
+  const Build sigmoid = [&](const ActParams& given) {
+    ActParams p = given;
+    p["y"] = {1.0f / 256.0f, -128};
+    return activation_model("Sigmoid", 13, none)(p);
+  };
+  const Build tanh = [&](const ActParams& given) {
+    ActParams p = given;
+    p["y"] = {1.0f / 128.0f, 0};
+    return activation_model("Tanh", 13, none)(p);
+  };
+  expect_exact_lut(sigmoid, {"x"}, x);
+  expect_exact_lut(tanh, {"x"}, x);
+  expect_exact_lut(activation_model("HardSigmoid", 13, [](onnx::NodeProto& n) {
+                     ModelBuilder::attr(n, "alpha", 0.25f);
+                     ModelBuilder::attr(n, "beta", 0.4f);
+                   }),
+                   {"x", "y"}, x);
+  expect_exact_lut(activation_model("HardSwish", 14, none), {"x", "y"}, x);
+  expect_exact_lut(activation_model("LeakyRelu", 13, [](onnx::NodeProto& n) { ModelBuilder::attr(n, "alpha", 0.1f); }),
+                   {"x", "y"}, x);
+}
+
+TEST(Int8Lut, SiluAndHardSwishMulPatternsBecomeOneTable) {
+  const Tensor x = random_tensor({2, 3, 5, 5}, -7.0f, 6.0f, 72);
+  expect_exact_lut(gated_model("Sigmoid", false), {"x", "y"}, x);
+  expect_exact_lut(gated_model("HardSigmoid", false), {"x", "g", "y"}, x);
+}
+
+TEST(Int8LutErrors, GateUsedElsewhereLeavesTheMulUnsupported) {
+  // The gate's quantized output is also a graph output: the gate is its own table and the Mul of
+  // two activations has no integer lowering (yet).
+  ActParams p = unit_params();
+  const Error e = lowering_error(gated_model("Sigmoid", true)(p));
+  EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+  EXPECT_STREQ(e.what(), "node 'mul' (Mul): operator not supported on the NPU");
 }

@@ -6,6 +6,9 @@
 ///   DQ(a), DQ(b) -> Add [-> Relu|Clip] -> Q
 ///   DQ(x) -> MaxPool|AveragePool|GlobalAveragePool -> Q
 ///   DQ(x) -> Relu|Clip -> Q                       (standalone activation)
+///   DQ(x) -> Sigmoid|Tanh|HardSigmoid|HardSwish|LeakyRelu -> Q          (lookup table)
+///   DQ(x) -> Sigmoid|HardSigmoid -> Q -> DQ -> Mul(DQ(x), .) -> Q      (SiLU / hard swish as the
+///                                        quantizer emits them: one lookup table, see make_lut)
 ///   Flatten / Reshape on quantized values         (pure data movement)
 /// and turns each into one Int8Op whose arithmetic is fully integer: int32 accumulation and
 /// math::requantize (common/requant.h). The compiler lowers the same Int8Graph to the ISA, so
@@ -13,6 +16,7 @@
 #include <onnx/onnx_pb.h>
 
 #include <array>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -41,6 +45,7 @@ enum class Int8OpKind {
   kAvgPool,  ///< AveragePool and GlobalAveragePool
   kRequant,  ///< scale change and/or clamp (standalone Relu/Clip)
   kReshape,  ///< Flatten/Reshape: same bytes, new shape
+  kLut,      ///< elementwise lookup: out = lut[in + 128] (nonlinear activations, see make_lut)
 };
 const char* int8_op_name(Int8OpKind k);
 
@@ -65,6 +70,8 @@ struct Int8Op {
   math::QuantizedMultiplier multiplier;
   // Fused activation clamp, in the output's int8 domain (kConv, kAdd, kRequant, pooling).
   int32_t act_min = -128, act_max = 127;
+  // kLut: the output byte of every input byte, indexed by input + 128 (built by make_lut).
+  std::array<int8_t, 256> lut{};
 };
 
 struct Int8Graph {
@@ -83,6 +90,12 @@ Expected<Int8Graph> lower_qdq(const onnx::ModelProto& model, int64_t batch);
 /// Runs the integer graph: int8 inputs (by float input name, shapes as values[inputs[i]]) to
 /// int8 outputs (by float output name).
 Expected<TensorMap> run_int8(const Int8Graph& graph, const TensorMap& int8_inputs);
+
+/// The 256-entry table of an elementwise float function f between int8 values with parameters
+/// `in` and `out`: lut[q + 128] = math::quantize_float(f(math::dequantize(q, in)), out) for every
+/// q in [-128, 127], i.e. exactly DQ -> f -> Q of the float graph. lower_qdq builds every kLut
+/// table here; the compiler and the hardware model copy the bytes and never evaluate f.
+std::array<int8_t, 256> make_lut(const std::function<float(float)>& f, QuantParams in, QuantParams out);
 
 /// Host-side conversions at the graph boundary (math::quantize_float / math::dequantize).
 Tensor quantize_tensor(const Tensor& f32, QuantParams q);

@@ -23,11 +23,12 @@ const char* opcode_name(Opcode op) {
     case Opcode::kMaxPool: return "maxpool";
     case Opcode::kAvgPool: return "avgpool";
     case Opcode::kRequant: return "requant";
+    case Opcode::kLut: return "lut";
   }
   return "?";
 }
 
-bool opcode_valid(uint8_t op) { return op <= static_cast<uint8_t>(Opcode::kRequant); }
+bool opcode_valid(uint8_t op) { return op <= static_cast<uint8_t>(Opcode::kLut); }
 
 Unit opcode_unit(Opcode op) {
   switch (op) {
@@ -65,6 +66,9 @@ std::string to_string(const Instruction& i) {
       break;
     case Opcode::kRequant:
       os << " in@" << i.requant.in_addr << " -> @" << i.requant.out_addr << " n=" << i.requant.count;
+      break;
+    case Opcode::kLut:
+      os << " in@" << i.lut.in_addr << " table@" << i.lut.table_addr << " -> @" << i.lut.out_addr << " n=" << i.lut.count;
       break;
     case Opcode::kNop: break;
   }

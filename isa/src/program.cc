@@ -167,9 +167,10 @@ Program Program::parse(const std::string& bytes, const std::string& what) {
   if (h.format_version != kProgramFormatVersion)
     fail(ErrorCode::kParseError, what + ": program format version " + std::to_string(h.format_version) +
                                      ", this anvil reads version " + std::to_string(kProgramFormatVersion));
-  if (h.isa_version != kIsaVersion)
+  // Each ISA version only adds opcodes, so every earlier version's programs are valid here.
+  if (h.isa_version == 0 || h.isa_version > kIsaVersion)
     fail(ErrorCode::kParseError, what + ": program targets ISA version " + std::to_string(h.isa_version) +
-                                     ", this anvil implements version " + std::to_string(kIsaVersion));
+                                     ", this anvil implements versions 1 to " + std::to_string(kIsaVersion));
   const uint64_t expected = sizeof(Header) + static_cast<uint64_t>(h.num_instructions) * sizeof(Instruction) +
                             h.tensors_bytes + h.constants_bytes + h.metadata_bytes;
   if (bytes.size() != expected)

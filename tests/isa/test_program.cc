@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "anvil/isa/program.h"
 
 using namespace anvil;
@@ -70,3 +72,47 @@ TEST(Program, EveryFlippedByteIsRejected) {
 }
 
 TEST(Program, NotAProgram) { EXPECT_THROW(Program::parse("hello", "x"), Error); }
+
+namespace {
+/// The file with its ISA version field (header offset 6) set to `v` and the CRC (offset 56)
+/// recomputed, as docs/program-format.md lays them out.
+std::string with_isa_version(std::string bytes, uint16_t v) {
+  std::memcpy(&bytes[6], &v, 2);
+  const uint32_t zero = 0;
+  std::memcpy(&bytes[56], &zero, 4);
+  const uint32_t crc = crc32(bytes.data(), bytes.size());
+  std::memcpy(&bytes[56], &crc, 4);
+  return bytes;
+}
+}  // namespace
+
+TEST(Program, LutRoundTripsAndDisassembles) {
+  Program p = sample();
+  Instruction lut;
+  lut.opcode = Opcode::kLut;
+  lut.wait[0] = 1;
+  lut.lut = {64, 4096, 128, 48};
+  p.instructions.push_back(lut);
+  const Program q = Program::parse(p.serialize(), "mem");
+  ASSERT_EQ(q.instructions.size(), 2u);
+  EXPECT_EQ(q.instructions[1].opcode, Opcode::kLut);
+  EXPECT_EQ(opcode_unit(Opcode::kLut), Unit::kVector);
+  EXPECT_EQ(q.instructions[1].lut.table_addr, 4096u);
+  EXPECT_EQ(to_string(q.instructions[1]), "lut [wait dma>=1 mac>=0 vec>=0] in@64 table@4096 -> @128 n=48");
+}
+
+TEST(Program, EarlierIsaVersionsLoadAndLaterOnesAreRejected) {
+  const std::string bytes = sample().serialize();
+  EXPECT_EQ(Program::parse(with_isa_version(bytes, 1), "v1.anvil").instructions.size(), 1u);
+  for (uint16_t v : {uint16_t{0}, static_cast<uint16_t>(kIsaVersion + 1)}) {
+    try {
+      Program::parse(with_isa_version(bytes, v), "new.anvil");
+      FAIL() << "version " << v;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kParseError);
+      EXPECT_NE(std::string(e.what()).find("new.anvil: program targets ISA version " + std::to_string(v)),
+                std::string::npos)
+          << e.what();
+    }
+  }
+}

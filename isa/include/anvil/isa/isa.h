@@ -5,7 +5,7 @@
 /// A PE has three execution units that each run their own in-order instruction queue:
 ///   DMA     moves data between DRAM and the PE's SRAM (kDmaLoad, kDmaStore);
 ///   MAC     the 64 slices' int8 dot-product arrays (kConv; a fully connected layer is a 1x1 conv);
-///   VECTOR  the vector engine (kAdd, kMaxPool, kAvgPool, kRequant).
+///   VECTOR  the vector engine (kAdd, kMaxPool, kAvgPool, kRequant, kLut).
 /// The sequencer dispatches instructions in program order to their unit. Dependencies between
 /// units are explicit: an instruction starts only when, for every unit u, at least wait[u]
 /// instructions of unit u have completed. Units therefore overlap wherever the compiler allows.
@@ -22,7 +22,8 @@
 
 namespace anvil::isa {
 
-constexpr uint16_t kIsaVersion = 1;
+/// 2 adds kLut. Version 1 programs are valid version 2 programs (no opcode changed meaning).
+constexpr uint16_t kIsaVersion = 2;
 
 enum class Unit : uint8_t { kDma = 0, kMac = 1, kVector = 2 };
 constexpr int kNumUnits = 3;
@@ -37,6 +38,7 @@ enum class Opcode : uint8_t {
   kMaxPool = 5,   ///< max pooling over int8 (PoolArgs)
   kAvgPool = 6,   ///< average pooling incl. global average pooling (PoolArgs)
   kRequant = 7,   ///< out = clamp(requantize(x - in_zp) + out_zp): a scale change or a standalone clamp (RequantArgs)
+  kLut = 8,       ///< out[i] = table[in[i] + 128]: a 256-byte int8 lookup table in SRAM (LutArgs; ISA version 2)
 };
 const char* opcode_name(Opcode op);
 Unit opcode_unit(Opcode op);
@@ -91,6 +93,13 @@ struct RequantArgs {
   int32_t in_zero_point, out_zero_point, mult, shift, act_min, act_max;
 };
 
+/// Elementwise table lookup (nonlinear activations): out[i] = table[in[i] + 128] for i < count.
+/// The table is 256 int8 bytes in SRAM, entry k for input byte k - 128; the compiler copies it
+/// from ref::make_lut. out may alias in.
+struct LutArgs {
+  uint32_t in_addr, table_addr, out_addr, count;  ///< SRAM addresses; count elements
+};
+
 /// One instruction: a 16-byte header and a 112-byte argument block.
 struct Instruction {
   Opcode opcode;
@@ -102,6 +111,7 @@ struct Instruction {
     AddArgs add;
     PoolArgs pool;
     RequantArgs requant;
+    LutArgs lut;
     uint8_t raw[112];
   };
   Instruction() : opcode(Opcode::kNop), reserved{}, wait{} { std::memset(raw, 0, sizeof raw); }

@@ -20,10 +20,22 @@ struct CliResult {
   std::string out, err;
 };
 
-/// A per-process scratch folder under the system temp dir, named after `tag`.
+/// Removes the scratch folders of cli_tmpdir() when the test program exits, so runs of the suite
+/// leave nothing behind in the system temp dir.
+struct ScratchFolders {
+  std::vector<std::filesystem::path> paths;
+  ~ScratchFolders() {
+    std::error_code ec;
+    for (const auto& p : paths) std::filesystem::remove_all(p, ec);
+  }
+};
+
+/// A per-process scratch folder under the system temp dir, named after `tag`; removed at exit.
 inline std::string cli_tmpdir(const std::string& tag) {
+  static ScratchFolders folders;
   const std::filesystem::path p = std::filesystem::temp_directory_path() / (tag + "_" + std::to_string(::getpid()));
   std::filesystem::create_directories(p);
+  folders.paths.push_back(p);
   return p.string();
 }
 

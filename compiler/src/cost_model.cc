@@ -16,6 +16,7 @@ uint64_t vector_elements(const isa::Instruction& inst) {
   switch (inst.opcode) {
     case isa::Opcode::kAdd: return inst.add.count;
     case isa::Opcode::kRequant: return inst.requant.count;
+    case isa::Opcode::kLut: return inst.lut.count;
     default: {
       const isa::PoolArgs& p = inst.pool;
       return static_cast<uint64_t>(p.n) * p.c * p.out_h * p.out_w * p.kernel_h * p.kernel_w;

@@ -15,7 +15,7 @@ namespace anvil::compiler {
 ///   kConv:           conv_fill_cycles + ceil(N*OH*OW / S) * ceil((OC/G) / mac_rows) * ceil(K / mac_cols) * G,
 ///                    K = (IC/G) * KH * KW, S = slices_per_pe * num_pes
 ///   vector:          vector_fill_cycles + ceil(elements / (vector_lanes * num_pes)), elements =
-///                    count (add, requant) or N*C*OH*OW*KH*KW (pooling: every window element read)
+///                    count (add, requant, lut) or N*C*OH*OW*KH*KW (pooling: every window element read)
 uint64_t instruction_cycles(const isa::Instruction& inst, const Target& target);
 
 /// Completion cycle of every instruction when each unit runs its instructions in order, one at a

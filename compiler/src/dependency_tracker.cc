@@ -61,6 +61,11 @@ MemAccess instruction_access(const isa::Instruction& inst) {
       a.reads.push_back(sram(inst.requant.in_addr, inst.requant.count));
       a.writes.push_back(sram(inst.requant.out_addr, inst.requant.count));
       break;
+    case Opcode::kLut:
+      a.reads.push_back(sram(inst.lut.in_addr, inst.lut.count));
+      a.reads.push_back(sram(inst.lut.table_addr, 256));
+      a.writes.push_back(sram(inst.lut.out_addr, inst.lut.count));
+      break;
     case Opcode::kNop: break;
   }
   return a;

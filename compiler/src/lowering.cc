@@ -212,6 +212,7 @@ LayerReport Lowering::lower(const ref::Int8Op& op) {
     case ref::Int8OpKind::kMaxPool:
     case ref::Int8OpKind::kAvgPool: lower_pool(op); break;
     case ref::Int8OpKind::kRequant: lower_requant(op); break;
+    case ref::Int8OpKind::kLut: lower_lut(op); break;
     case ref::Int8OpKind::kReshape: break;  // the output shares the input's bytes (DRAM and SRAM)
     default: fail(ErrorCode::kInvalidArgument, "node '" + op.node + "': unknown integer op kind");
   }
@@ -305,8 +306,13 @@ void Lowering::lower_tiled(const ref::Int8Op& op, const TileSpace& space, const 
   const ValueHome& out_home = plan_.home[op.output];
 
   if (!space.window) {  // elementwise: element ranges of every input and the output
+    // Constants (a lookup table) do not depend on the element range: loaded once, before the tiles.
+    const uint64_t const_b = space.const_bytes ? space.const_bytes(space.units) : 0;
+    const uint64_t const_addr = const_b ? allocate_in_empty_sram(const_b) : 0;
+    if (const_b) emit_dma(isa::Opcode::kDmaLoad, isa::Region::kConst, consts(0, space.units), const_addr, const_b);
+    const uint64_t room = cap - align_up(const_b, kSramAlignment);
     const uint64_t arrays = op.inputs.size() + 1, total = static_cast<uint64_t>(space.units);
-    auto chunk_for = [&](uint64_t slots) { return std::min(total, cap / (slots * arrays) / kSramAlignment * kSramAlignment); };
+    auto chunk_for = [&](uint64_t slots) { return std::min(total, room / (slots * arrays) / kSramAlignment * kSramAlignment); };
     uint64_t slots = 2, chunk = chunk_for(2);
     if (chunk < std::min<uint64_t>(total, 4096)) slots = 1, chunk = chunk_for(1);
     if (chunk == 0)
@@ -334,11 +340,12 @@ void Lowering::lower_tiled(const ref::Int8Op& op, const TileSpace& space, const 
       std::vector<uint64_t> in_addrs;
       for (size_t i = 0; i < op.inputs.size(); ++i) in_addrs.push_back(in_addr(k, i));
       const uint64_t out_addr = in_addr(k, op.inputs.size());
-      emit(build(t, in_addrs, 0, out_addr));
+      emit(build(t, in_addrs, const_addr, out_addr));
       emit_dma(isa::Opcode::kDmaStore, out_home.region, out_home.offset + t.u0, out_addr, t.u1 - t.u0);
     }
     for (uint64_t b : base) sram_.release(b);
-    report_->sram_bytes = slots * chunk * arrays;
+    if (const_b) sram_.release(const_addr);
+    report_->sram_bytes = slots * chunk * arrays + const_b;
     return;
   }
 
@@ -699,6 +706,39 @@ void Lowering::lower_requant(const ref::Int8Op& op) {
     return inst;
   };
   lower_op(op, space, build, nullptr);
+}
+
+/// kLut: the op's 256-byte table (ref::make_lut's bytes, copied) is one constant, loaded into SRAM
+/// once per layer; one kLut instruction per element tile. A conv or add producing the input leaves
+/// it resident in SRAM when it fits, so the lookup then reads it there with no DRAM round trip.
+void Lowering::lower_lut(const ref::Int8Op& op) {
+  check_arity(op, 1);
+  const ref::Int8Value &x = graph_.values[op.inputs[0]], &y = graph_.values[op.output];
+  if (shape_numel(x.shape) != shape_numel(y.shape))
+    fail(ErrorCode::kInvalidArgument, where(op) + ": input " + shape_str(x.shape) + " and output " +
+                                          shape_str(y.shape) + " differ in size");
+  TileSpace space;
+  space.window = false;
+  space.units = shape_numel(y.shape);
+  constexpr uint64_t kTableBytes = 256;
+  static_assert(sizeof(op.lut) == kTableBytes, "a kLut table is 256 int8 bytes");
+  space.const_bytes = [](int64_t) { return kTableBytes; };
+  std::optional<uint64_t> table_offset;  // one copy in the constant section however many tiles
+  const AddConstants consts = [&](int64_t, int64_t) {
+    if (!table_offset) table_offset = add_constant(op.lut.data(), kTableBytes);
+    return *table_offset;
+  };
+  const Builder build = [&](const Tile& t, const std::vector<uint64_t>& in_addrs, uint64_t const_addr,
+                            uint64_t out_addr) {
+    isa::Instruction inst;
+    inst.opcode = isa::Opcode::kLut;
+    inst.lut.in_addr = static_cast<uint32_t>(in_addrs[0]);
+    inst.lut.table_addr = static_cast<uint32_t>(const_addr);
+    inst.lut.out_addr = static_cast<uint32_t>(out_addr);
+    inst.lut.count = static_cast<uint32_t>(t.u1 - t.u0);  // <= SRAM capacity
+    return inst;
+  };
+  lower_op(op, space, build, consts);
 }
 
 }  // namespace anvil::compiler

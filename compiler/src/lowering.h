@@ -10,7 +10,8 @@
 /// Tiling: a layer whose working set does not fit next to what must stay resident runs from DRAM
 /// to DRAM in tiles (residents are stored first): conv over groups of output channels (with their
 /// slices of weights, bias, multipliers and shifts) and over output rows (with the input rows the
-/// windows need, the halo); pooling over channels and rows; add and requant over element ranges.
+/// windows need, the halo); pooling over channels and rows; add, requant and lut over element
+/// ranges (a lut's table is loaded once for all its tiles).
 /// When two tiles' buffers fit, tiles alternate between them, so the DMA of tile k+1 only waits
 /// for the compute of tile k-1 and overlaps tile k.
 #include <functional>
@@ -94,6 +95,7 @@ class Lowering {
   void lower_add(const ref::Int8Op& op);
   void lower_pool(const ref::Int8Op& op);
   void lower_requant(const ref::Int8Op& op);
+  void lower_lut(const ref::Int8Op& op);
 
   const ref::Int8Graph& graph_;
   const Target& target_;

@@ -1,6 +1,7 @@
 #pragma once
 /// TEST-ONLY helpers that build ref::Int8Graph objects by hand, with random int8 parameters from a
 /// seeded generator (deterministic across runs).
+#include <cmath>
 #include <random>
 #include <string>
 #include <vector>
@@ -69,6 +70,12 @@ class GraphBuilder {
     op.multiplier = math::quantize_multiplier(g_.values[in].q.scale / g_.values[out].q.scale);
     op.act_min = -50;
     op.act_max = 90;
+    return push(std::move(op));
+  }
+  /// A table lookup of the sigmoid between the two values' parameters (ref::make_lut).
+  ref::Int8Op& lut(const std::string& node, int in, int out) {
+    ref::Int8Op op = make(ref::Int8OpKind::kLut, node, {in}, out);
+    op.lut = ref::make_lut([](float x) { return 1.0f / (1.0f + std::exp(-x)); }, g_.values[in].q, g_.values[out].q);
     return push(std::move(op));
   }
   ref::Int8Op& reshape(const std::string& node, int in, int out) {

@@ -174,6 +174,12 @@ InterpreterRun interpret_for_tests(const isa::Program& program, std::vector<uint
                                                       r.out_zero_point, r.act_min, r.act_max));
         break;
       }
+      case isa::Opcode::kLut: {
+        const isa::LutArgs& l = inst.lut;
+        for (uint32_t i = 0; i < l.count; ++i)
+          m.write_i8(l.out_addr + i, m.read_i8(l.table_addr + 128 + m.read_i8(l.in_addr + i)));
+        break;
+      }
       case isa::Opcode::kNop: break;
     }
     run.accesses.push_back(m.take_log());

@@ -266,6 +266,32 @@ TEST(CompilerExecution, TiledLayersMatchRunInt8AndDoubleBuffer) {
   expect_matches_reference(b, tiny);
 }
 
+TEST(CompilerExecution, LutResidentAndTiledMatchRunInt8) {
+  // conv -> lut (resident on warboy: the lut reads the conv's output in SRAM, one table load) and
+  // the same graph on 2 KiB, where the lut runs in element tiles that share one table load.
+  GraphBuilder b(35);
+  const int x = b.input("x", {2, 6, 13, 11}, 0.03f, 4);
+  const int c = b.value("c", {2, 8, 13, 11}, 0.08f, -6);
+  b.conv("conv", x, c, 1, {3, 3}, {1, 1}, {1, 1, 1, 1});
+  const int y = b.value("y", {2, 8, 13, 11}, 1.0f / 256.0f, -128);
+  b.lut("sigmoid", c, y);
+  b.output(y, "y");
+  const isa::Program resident = compile_for(b.graph(), compiler::Target::from_name("warboy"));
+  EXPECT_EQ(count(resident, isa::Opcode::kLut), 1);
+  EXPECT_EQ(count(resident, isa::Opcode::kDmaStore), 1);           // only y leaves the SRAM
+  EXPECT_EQ(count(resident, isa::Opcode::kDmaLoad), 1 + 1 + 1);    // x, the conv's constants, the table
+  expect_matches_reference(b, compiler::Target::from_name("warboy"));
+  const isa::Program tiled = compile_for(b.graph(), sram_target(2048));
+  EXPECT_GT(count(tiled, isa::Opcode::kLut), 1);
+  int table_loads = 0;
+  for (const auto& i : tiled.instructions)
+    table_loads += i.opcode == isa::Opcode::kDmaLoad && i.dma.region == static_cast<uint8_t>(isa::Region::kConst) &&
+                   i.dma.row_bytes == 256;
+  EXPECT_EQ(table_loads, 1);
+  expect_matches_reference(b, sram_target(2048));
+  expect_matches_reference(b, tiny_target());
+}
+
 TEST(CompilerExecution, RandomTiledLayersMatchRunInt8) {
   // Odd sizes, strides 1-2, padding, groups, dilation, batch 1-2, on SRAMs from 1 KiB to 16 KiB.
   for (uint32_t seed = 40; seed < 64; ++seed) {
@@ -291,6 +317,7 @@ TEST(CompilerExecution, RandomTiledLayersMatchRunInt8) {
     for (uint64_t sram : {1024u, 2048u, 5000u, 16384u}) {
       compiler::CompileOptions o;
       o.target = sram_target(sram);
+      o.host_fallback = false;
       const auto r = compiler::compile_graph(b.graph(), o);
       if (!r.ok()) {  // only when a single row tile cannot fit
         EXPECT_NE(std::string(r.error().what()).find("does not fit"), std::string::npos) << r.error().what();

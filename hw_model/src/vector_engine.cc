@@ -1,6 +1,7 @@
 #include "vector_engine.h"
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "requant_rows.h"
@@ -18,6 +19,7 @@ uint64_t VectorEngine::elements_touched(const isa::Instruction& inst) {
   switch (inst.opcode) {
     case isa::Opcode::kAdd: return inst.add.count;
     case isa::Opcode::kRequant: return inst.requant.count;
+    case isa::Opcode::kLut: return inst.lut.count;
     case isa::Opcode::kMaxPool:
     case isa::Opcode::kAvgPool: {
       const isa::PoolArgs& p = inst.pool;
@@ -37,6 +39,7 @@ sc_core::sc_time VectorEngine::execute(const isa::Instruction& inst, uint32_t in
     case isa::Opcode::kMaxPool: pool(inst.pool, false, index); break;
     case isa::Opcode::kAvgPool: pool(inst.pool, true, index); break;
     case isa::Opcode::kRequant: requant(inst.requant, index); break;
+    case isa::Opcode::kLut: lut(inst.lut, index); break;
     default: throw PeFault{isa::DeviceError::kBadProgram, index};
   }
   return ctx_.cycles(vector_cycles(inst, ctx_.config, seq_.vector_lanes()));
@@ -130,6 +133,18 @@ void VectorEngine::requant(const isa::RequantArgs& r, uint32_t index) {
   for (uint32_t i = 0; i < r.count; ++i)
     out_[i] = math::requantize(x[i] - r.in_zero_point, q, r.out_zero_point, r.act_min, r.act_max);
   std::copy(out_.begin(), out_.end(), reinterpret_cast<int8_t*>(sram_.write_ptr(r.out_addr, r.count)));
+}
+
+void VectorEngine::lut(const isa::LutArgs& l, uint32_t index) {
+  check_sram(l.table_addr, 256, index, "lut table");
+  check_sram(l.in_addr, l.count, index, "lut input");
+  check_sram(l.out_addr, l.count, index, "lut output");
+  int8_t table[256];
+  std::memcpy(table, sram_.read_ptr(l.table_addr), 256);
+  const auto* x = reinterpret_cast<const int8_t*>(sram_.read_ptr(l.in_addr));
+  out_.resize(l.count);
+  for (uint32_t i = 0; i < l.count; ++i) out_[i] = table[x[i] + 128];
+  std::copy(out_.begin(), out_.end(), reinterpret_cast<int8_t*>(sram_.write_ptr(l.out_addr, l.count)));
 }
 
 nlohmann::json VectorEngine::trace_args(const isa::Instruction& inst) const {

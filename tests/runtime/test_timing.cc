@@ -101,6 +101,17 @@ TEST_P(Timing, OneVectorOp) {
   EXPECT_WITHIN_2PCT(cycles({pool}), cfg().vector_fill_cycles + ceil_div(16 * 16 * 16 * 4, cfg().vector_lanes));
 }
 
+TEST_P(Timing, OneLut) {
+  // A table lookup costs what the other elementwise vector ops cost: one element per lane per
+  // cycle after the fill (the zero SRAM after reset is a valid all-zero table).
+  for (uint32_t count : {1000u, 60000u}) {
+    isa::Instruction lut;
+    lut.opcode = isa::Opcode::kLut;
+    lut.lut = {0, 1 << 17, 1 << 16, count};
+    EXPECT_WITHIN_2PCT(cycles({lut}), cfg().vector_fill_cycles + ceil_div(count, cfg().vector_lanes)) << count;
+  }
+}
+
 TEST_P(Timing, DmaOverlapsComputeUnlessItWaits) {
   const isa::Instruction conv = conv_instruction();
   const double conv_c = conv_cycles(conv.conv, cfg().slices_per_pe);

@@ -150,5 +150,45 @@ TEST_F(VectorOps, AvgPoolPartialWindowWithoutIncludePadIsABadProgram) {
   }
 }
 
+/// vector_program with a 256-byte table loaded from the constant section to `table_addr` before
+/// the vector instruction (which then waits for both loads).
+isa::Program lut_program(const std::vector<int8_t>& table, uint32_t table_addr, uint32_t count, const Shape& shape) {
+  isa::Instruction lut;
+  lut.opcode = isa::Opcode::kLut;
+  lut.lut = {kIn, table_addr, kOut, count};
+  isa::Program p = vector_program(lut, shape, shape, false);
+  p.constants.assign(reinterpret_cast<const uint8_t*>(table.data()), reinterpret_cast<const uint8_t*>(table.data()) + 256);
+  p.instructions.insert(p.instructions.begin() + 1, dma(isa::Opcode::kDmaLoad, isa::Region::kConst, 0, table_addr, 256));
+  p.instructions[2].wait[0] = 2;
+  p.instructions[3].wait[0] = 2;
+  return p;
+}
+
+TEST_F(VectorOps, LutLooksEveryByteUpInTheSramTable) {
+  const Shape shape{2, 3, 11, 13};
+  std::vector<int8_t> table(256);
+  for (int k = 0; k < 256; ++k) table[k] = static_cast<int8_t>((k * 37 + 11) % 256 - 128);  // a permutation
+  Session s(dev, lut_program(table, 3 << 16, static_cast<uint32_t>(shape_numel(shape)), shape));
+  auto x = random_int8(shape_numel(shape), 7);
+  x[0] = -128, x[1] = 127;  // both ends of the table
+  const auto y = s.run({{"a", Tensor::from_vector<int8_t>(shape, x)}}).at("y").to_vector<int8_t>();
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(y[i], table[x[i] + 128]) << i;
+}
+
+TEST_F(VectorOps, LutTableOutsideSramIsABadProgram) {
+  const Shape shape{1, 1, 4, 4};
+  const uint32_t past_end = static_cast<uint32_t>(hw::HwConfig::preset("warboy").sram_bytes_per_pe() - 128);
+  isa::Program p = lut_program(std::vector<int8_t>(256, 0), 3 << 16, 16, shape);
+  p.instructions[2].lut.table_addr = past_end;  // the table's last 128 bytes lie past the SRAM
+  Session s(dev, p);
+  try {
+    s.run({{"a", Tensor::from_vector<int8_t>(shape, random_int8(16, 8))}});
+    FAIL() << "expected a device error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kDeviceError);
+    EXPECT_NE(std::string(e.what()).find("bad program"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace anvil::rt

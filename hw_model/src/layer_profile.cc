@@ -18,7 +18,7 @@ struct InstructionEvent {
   bool seen = false;
   int unit = 0;  ///< isa::Unit = tid - 1
   double start_us = 0, end_us = 0;
-  uint64_t cycles = 0, macs = 0, bytes = 0;
+  uint64_t cycles = 0, macs = 0, bytes = 0, elements = 0;
 };
 
 }  // namespace
@@ -57,10 +57,12 @@ std::vector<LayerProfile> profile_layers(const nlohmann::json& trace, const std:
     ie.cycles = args.at("cycles").get<uint64_t>();
     ie.macs = args.value("macs", uint64_t{0});
     ie.bytes = args.value("bytes", uint64_t{0});
+    if (tid == kTidVector) ie.elements = args.value("elements", uint64_t{0});
   }
 
   const double peak_macs = static_cast<double>(config.slices_per_pe) * config.mac_rows * config.mac_cols * fused;
   const double dram_per_cycle = config.dram_bytes_per_cycle();
+  const double lanes = static_cast<double>(config.vector_lanes) * fused;  // VectorEngine: x2 on a fused pair
   auto to_cycles = [&](double us) { return static_cast<uint64_t>(std::llround(us * 1e3 * config.clock_ghz)); };
   std::vector<LayerProfile> out;
   out.reserve(layers.size());
@@ -82,6 +84,7 @@ std::vector<LayerProfile> profile_layers(const nlohmann::json& trace, const std:
       end = std::max(end, ie.end_us);
       p.macs += ie.macs;
       p.dram_bytes += ie.bytes;
+      p.vector_elements += ie.elements;
       p.unit_busy_cycles[ie.unit] += ie.cycles;
     }
     if (l.instructions > 0) {
@@ -90,9 +93,13 @@ std::vector<LayerProfile> profile_layers(const nlohmann::json& trace, const std:
       p.cycles = p.end_cycle - p.start_cycle;
       p.mac_bound_cycles = p.macs / peak_macs;
       p.dram_bound_cycles = p.dram_bytes / dram_per_cycle;
-      p.roofline_cycles = std::max(p.mac_bound_cycles, p.dram_bound_cycles);
+      p.vector_bound_cycles = p.vector_elements / lanes;
+      p.roofline_cycles = std::max({p.mac_bound_cycles, p.dram_bound_cycles, p.vector_bound_cycles});
       p.ratio = p.roofline_cycles > 0 ? p.cycles / p.roofline_cycles : 0.0;
-      p.bound = p.roofline_cycles == 0 ? "" : p.mac_bound_cycles >= p.dram_bound_cycles ? "compute" : "memory";
+      p.bound = p.roofline_cycles == 0                        ? ""
+                : p.roofline_cycles == p.mac_bound_cycles  ? "compute"
+                : p.roofline_cycles == p.dram_bound_cycles ? "memory"
+                                                           : "vector";
     }
     out.push_back(std::move(p));
   }
@@ -117,25 +124,27 @@ std::vector<LayerRange> layer_ranges_from_metadata(const std::string& metadata_j
 std::string format_layer_table(const std::vector<LayerProfile>& profile) {
   std::ostringstream out;
   char line[320];
-  std::snprintf(line, sizeof line, "%-40s %-8s %14s %12s %12s %12s %7s  %s\n", "layer", "op", "MACs", "DRAM bytes",
-                "roofline", "simulated", "ratio", "bound");
+  std::snprintf(line, sizeof line, "%-40s %-8s %14s %12s %12s %12s %12s %7s  %s\n", "layer", "op", "MACs",
+                "DRAM bytes", "vector elems", "roofline", "simulated", "ratio", "bound");
   out << line;
   double roof = 0;
-  uint64_t macs = 0, bytes = 0, cycles = 0;
+  uint64_t macs = 0, bytes = 0, elements = 0, cycles = 0;
   double min_ratio = std::numeric_limits<double>::infinity();
   for (const LayerProfile& p : profile) {
     if (p.instructions == 0) continue;
     const std::string name = p.name.size() > 40 ? "..." + p.name.substr(p.name.size() - 37) : p.name;
-    std::snprintf(line, sizeof line, "%-40s %-8s %14llu %12llu %12.0f %12llu %7.2f  %s\n", name.c_str(), p.op.c_str(),
-                  static_cast<unsigned long long>(p.macs), static_cast<unsigned long long>(p.dram_bytes),
-                  p.roofline_cycles, static_cast<unsigned long long>(p.cycles), p.ratio, p.bound.c_str());
+    std::snprintf(line, sizeof line, "%-40s %-8s %14llu %12llu %12llu %12.0f %12llu %7.2f  %s\n", name.c_str(),
+                  p.op.c_str(), static_cast<unsigned long long>(p.macs), static_cast<unsigned long long>(p.dram_bytes),
+                  static_cast<unsigned long long>(p.vector_elements), p.roofline_cycles,
+                  static_cast<unsigned long long>(p.cycles), p.ratio, p.bound.c_str());
     out << line;
-    roof += p.roofline_cycles, macs += p.macs, bytes += p.dram_bytes, cycles += p.cycles;
+    roof += p.roofline_cycles, macs += p.macs, bytes += p.dram_bytes, elements += p.vector_elements, cycles += p.cycles;
     if (p.roofline_cycles > 0) min_ratio = std::min(min_ratio, p.ratio);
   }
-  std::snprintf(line, sizeof line, "%-40s %-8s %14llu %12llu %12.0f %12llu %7.2f\n", "sum of layers", "",
-                static_cast<unsigned long long>(macs), static_cast<unsigned long long>(bytes), roof,
-                static_cast<unsigned long long>(cycles), roof > 0 ? cycles / roof : 0.0);
+  std::snprintf(line, sizeof line, "%-40s %-8s %14llu %12llu %12llu %12.0f %12llu %7.2f\n", "sum of layers", "",
+                static_cast<unsigned long long>(macs), static_cast<unsigned long long>(bytes),
+                static_cast<unsigned long long>(elements), roof, static_cast<unsigned long long>(cycles),
+                roof > 0 ? cycles / roof : 0.0);
   out << line;
   if (std::isfinite(min_ratio)) {
     std::snprintf(line, sizeof line, "lowest simulated / roofline ratio of a layer: %.3f (never below 1 in a consistent model)\n",
@@ -156,6 +165,8 @@ nlohmann::json layer_profile_json(const std::vector<LayerProfile>& profile) {
                  {"dram_bytes", p.dram_bytes},
                  {"mac_bound_cycles", p.mac_bound_cycles},
                  {"dram_bound_cycles", p.dram_bound_cycles},
+                 {"vector_elements", p.vector_elements},
+                 {"vector_bound_cycles", p.vector_bound_cycles},
                  {"roofline_cycles", p.roofline_cycles},
                  {"start_cycle", p.start_cycle},
                  {"end_cycle", p.end_cycle},

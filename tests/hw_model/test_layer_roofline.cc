@@ -1,7 +1,7 @@
 // Consistency of the hardware model's timing with the roofline: every layer of compiled
 // (generated) models, run on the SystemC model, takes at least
-// max(MACs / peak MACs per cycle, DRAM bytes / DRAM bytes per cycle) cycles, for several hardware
-// configurations; the per-layer work read from the trace equals the compiler's report; and the
+// max(MACs / peak MACs per cycle, DRAM bytes / DRAM bytes per cycle, vector elements / lanes)
+// cycles, for several hardware configurations (vector-only layers included); the per-layer work read from the trace equals the compiler's report; and the
 // layer profile's bad inputs are rejected. No ../shared.
 #include <gtest/gtest.h>
 
@@ -62,6 +62,27 @@ GraphBuilder mlp(uint32_t seed) {
   return b;
 }
 
+/// Vector-engine layers on SRAM-resident values: conv -> sigmoid table -> max pool, a residual
+/// add of the pool and a second table, and a requantization; only the conv touches the MACs.
+GraphBuilder vector_chain(uint32_t seed) {
+  GraphBuilder b(seed);
+  const int x = b.input("x", {1, 16, 24, 24}, 0.02f, -7);
+  const int c = b.value("c", {1, 32, 24, 24}, 0.06f, -5);
+  b.conv("conv", x, c, 1, {3, 3}, {1, 1}, {1, 1, 1, 1});
+  const int s = b.value("s", {1, 32, 24, 24}, 1.0f / 256.0f, -128);
+  b.lut("sigmoid", c, s);
+  const int m = b.value("m", {1, 32, 12, 12}, 1.0f / 256.0f, -128);
+  b.pool(ref::Int8OpKind::kMaxPool, "maxpool", s, m, {2, 2}, {2, 2});
+  const int t = b.value("t", {1, 32, 12, 12}, 1.0f / 256.0f, -128);
+  b.lut("sigmoid2", m, t);
+  const int a = b.value("a", {1, 32, 12, 12}, 0.01f, -100);
+  b.add("residual", m, t, a);
+  const int r = b.value("r", {1, 32, 12, 12}, 0.02f, 0);
+  b.requant("requant", a, r);
+  b.output(r, "y");
+  return b;
+}
+
 struct Platform {
   const char* name;
   compiler::Target target;
@@ -93,7 +114,7 @@ std::vector<Platform> platforms() {
 
 TEST(LayerRoofline, EveryLayerOfGeneratedModelsIsAtOrAboveItsRoofline) {
   for (const Platform& pf : platforms()) {
-    for (auto make : {residual_cnn, mlp}) {
+    for (auto make : {residual_cnn, mlp, vector_chain}) {
       GraphBuilder b = make(7);
       compiler::CompileOptions o;
       o.target = pf.target;
@@ -115,7 +136,8 @@ TEST(LayerRoofline, EveryLayerOfGeneratedModelsIsAtOrAboveItsRoofline) {
       ASSERT_EQ(prof.size(), compiled.layers.size());
       const double peak = static_cast<double>(pf.config.slices_per_pe) * pf.config.mac_rows * pf.config.mac_cols *
                           program.num_pes;
-      uint64_t macs = 0, tiled = 0;
+      const double lanes = static_cast<double>(pf.config.vector_lanes) * program.num_pes;
+      uint64_t macs = 0, tiled = 0, vector_bound = 0;
       for (size_t i = 0; i < prof.size(); ++i) {
         const hw::LayerProfile& p = prof[i];
         const compiler::LayerReport& l = compiled.layers[i];
@@ -129,10 +151,17 @@ TEST(LayerRoofline, EveryLayerOfGeneratedModelsIsAtOrAboveItsRoofline) {
         tiled += p.instructions > 3;
         EXPECT_DOUBLE_EQ(p.mac_bound_cycles, p.macs / peak);
         EXPECT_DOUBLE_EQ(p.dram_bound_cycles, p.dram_bytes / pf.config.dram_bytes_per_cycle());
+        EXPECT_DOUBLE_EQ(p.vector_bound_cycles, p.vector_elements / lanes);
+        const bool vector_op = p.op == "add" || p.op == "maxpool" || p.op == "avgpool" || p.op == "requant" ||
+                               p.op == "lut";
+        EXPECT_EQ(p.vector_elements > 0, vector_op) << p.op;
+        if (vector_op) EXPECT_GT(p.roofline_cycles, 0.0);  // a bound even when nothing moves through DRAM
+        vector_bound += p.bound == "vector";
         // The bar: never faster than the roofline; each unit at least its own bound.
         EXPECT_GE(static_cast<double>(p.cycles), p.roofline_cycles);
         EXPECT_GE(static_cast<double>(p.unit_busy_cycles[1]), p.mac_bound_cycles);
         EXPECT_GE(static_cast<double>(p.unit_busy_cycles[0]), p.dram_bound_cycles);
+        EXPECT_GE(static_cast<double>(p.unit_busy_cycles[2]), p.vector_bound_cycles);
         EXPECT_GE(p.cycles, std::max({p.unit_busy_cycles[0], p.unit_busy_cycles[1], p.unit_busy_cycles[2]}));
         EXPECT_LE(p.end_cycle, session.last_stats().cycles);
         if (p.roofline_cycles > 0) EXPECT_GE(p.ratio, 1.0);
@@ -143,6 +172,8 @@ TEST(LayerRoofline, EveryLayerOfGeneratedModelsIsAtOrAboveItsRoofline) {
       }
       EXPECT_EQ(macs, session.last_stats().macs);
       if (std::string(pf.name) == "small" && make == residual_cnn) EXPECT_GT(tiled, 0u) << "a tiled layer was expected";
+      // On the presets the chain's values stay in SRAM: its vector layers are bound by the lanes.
+      if (std::string(pf.name) != "small" && make == vector_chain) EXPECT_GE(vector_bound, 4u);
     }
   }
 }
@@ -171,8 +202,12 @@ TEST(LayerRoofline, MemoryAndComputeBoundLayersAreLabelled) {
                                        dev.config());
   ASSERT_EQ(prof.size(), 3u);
   EXPECT_EQ(prof[0].bound, "compute");
-  EXPECT_EQ(prof[1].bound, "");  // the pool reads SRAM only: no MACs, no DRAM bytes, no roofline
-  EXPECT_EQ(prof[1].roofline_cycles, 0.0);
+  // The pool reads SRAM only (no MACs, no DRAM bytes): its roof is the vector engine's lanes,
+  // every window element once, 64 x 32 x 32 / 256 lanes.
+  EXPECT_EQ(prof[1].bound, "vector");
+  EXPECT_EQ(prof[1].vector_elements, 64u * 32 * 32);
+  EXPECT_DOUBLE_EQ(prof[1].roofline_cycles, 64.0 * 32 * 32 / 256);
+  EXPECT_GE(prof[1].ratio, 1.0);
   EXPECT_EQ(prof[2].bound, "memory");
   EXPECT_GT(prof[2].dram_bound_cycles, 10 * prof[2].mac_bound_cycles);
   const std::string table = hw::format_layer_table(prof);

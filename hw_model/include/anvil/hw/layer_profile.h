@@ -5,10 +5,15 @@
 /// A layer is a contiguous range of instructions (the compiler's report lists each layer's
 /// first_instruction and instruction count in the program metadata). Its simulated cycles are
 /// the span from the start of its first instruction to the end of its last one on any unit;
-/// its work (MACs of its kConv, bytes of its DMA) is read from the same trace events, so it is
-/// what the model executed, not an estimate. The roofline bound is
-///   max(MACs / (slices x mac_rows x mac_cols x fused PEs), DRAM bytes / DRAM bytes per cycle)
-/// and a consistent model never simulates a layer in fewer cycles than that bound.
+/// its work (MACs of its kConv, bytes of its DMA, elements of its vector instructions) is read
+/// from the same trace events, so it is what the model executed, not an estimate. The roofline
+/// bound is
+///   max(MACs / (slices x mac_rows x mac_cols x fused PEs), DRAM bytes / DRAM bytes per cycle,
+///       vector elements / (vector_lanes x fused PEs))
+/// where a vector instruction's elements are what it reads per lane-cycle (count for add, requant
+/// and lut; out elements x window for pooling), and a consistent model never simulates a layer in
+/// fewer cycles than that bound. Layers that only use the vector engine on SRAM-resident values
+/// (pools, adds, requant, lut) therefore have a bound and a ratio too.
 /// Layers of consecutive instructions may overlap in time (a later layer's constant load runs
 /// under an earlier layer's compute), so the spans can add up to more than the run's cycles.
 #include <cstdint>
@@ -32,14 +37,17 @@ struct LayerProfile {
   uint64_t first_instruction = 0, instructions = 0;
   uint64_t macs = 0;        ///< multiply-accumulates of the layer's kConv instructions
   uint64_t dram_bytes = 0;  ///< bytes of the layer's DMA instructions (loads + stores)
+  uint64_t vector_elements = 0;  ///< elements of the layer's vector instructions (the engine's work measure)
   double mac_bound_cycles = 0;   ///< macs / peak MACs per cycle
   double dram_bound_cycles = 0;  ///< dram_bytes / DRAM bytes per cycle
-  double roofline_cycles = 0;    ///< the larger of the two
+  double vector_bound_cycles = 0;  ///< vector_elements / (vector_lanes x fused PEs)
+  double roofline_cycles = 0;    ///< the largest of the three
   uint64_t start_cycle = 0, end_cycle = 0;  ///< since the run's start, rounded to whole cycles
   uint64_t cycles = 0;           ///< simulated: end_cycle - start_cycle
   uint64_t unit_busy_cycles[3] = {0, 0, 0};  ///< per isa::Unit: the sum of its instructions' cycles
   double ratio = 0;              ///< cycles / roofline_cycles (0 when the roofline is 0)
-  std::string bound;             ///< "compute" (MAC bound larger), "memory", or "" for an empty layer
+  /// The largest roof: "compute" (MAC), "memory" (DRAM), "vector", or "" for a layer without work.
+  std::string bound;
 };
 
 /// Profiles the last run of PE `pe` in `trace` (its "run" event on the sequencer track). Throws
@@ -52,7 +60,7 @@ std::vector<LayerProfile> profile_layers(const nlohmann::json& trace, const std:
 /// first_instruction, instructions). Throws kInvalidArgument when the metadata has no layer list.
 std::vector<LayerRange> layer_ranges_from_metadata(const std::string& metadata_json);
 
-/// The profile as a terminal table: layer, op, MACs, DRAM bytes, roofline cycles, simulated
+/// The profile as a terminal table: layer, op, MACs, DRAM bytes, vector elements, roofline cycles, simulated
 /// cycles, ratio, bound; layers without instructions are left out.
 std::string format_layer_table(const std::vector<LayerProfile>& profile);
 

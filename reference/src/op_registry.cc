@@ -19,7 +19,7 @@ constexpr OpSchema kOps[] = {
     {"MaxPool", max_pool_kernel, 1, 1, 2, max_pool_check},
     {"AveragePool", average_pool_kernel, 1, 1, 1, average_pool_check},
     {"GlobalAveragePool", global_average_pool_kernel, 1, 1, 1},
-    {"BatchNormalization", batch_norm_kernel, 5, 5, 1, batch_norm_check},
+    {"BatchNormalization", batch_norm_kernel, 5, 5, 3, batch_norm_check},
     {"Gemm", gemm_kernel, 2, 3, 1},
     {"MatMul", matmul_kernel, 2, 2, 1},
     {"Add", add_kernel, 2, 2, 1},

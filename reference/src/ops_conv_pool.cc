@@ -412,9 +412,16 @@ void average_pool_check(const onnx::NodeProto& node_1d_or_2d, int64_t) {
   check_window(node, kernel_attr(node));
 }
 
-void batch_norm_check(const onnx::NodeProto& node, int64_t) {
-  if (attr_int(node, "training_mode", 0) != 0)
-    fail(ErrorCode::kUnsupported, "training_mode 1 is not supported (inference only)");
+void batch_norm_check(const onnx::NodeProto& node, int64_t opset) {
+  // Opset 14+ training mode has outputs Y, running_mean, running_var. Opsets 9-13 define training
+  // by the presence of extra outputs (Y, mean, var, saved_mean, saved_var): not supported.
+  const bool training = attr_int(node, "training_mode", 0) != 0;
+  if (training && opset < 14)
+    fail(ErrorCode::kUnsupported, "attribute 'training_mode' exists from opset 14, the model has opset " +
+                                      std::to_string(opset));
+  if (!training && node.output_size() > 1)
+    fail(ErrorCode::kUnsupported, "has " + std::to_string(node.output_size()) +
+                                      " outputs: the statistics outputs exist only in training mode (opset 14+)");
 }
 
 void conv_kernel(KernelContext& ctx) {
@@ -656,6 +663,37 @@ void batch_norm_kernel(KernelContext& ctx) {
   for (size_t i = 2; i < x.rank(); ++i) inner *= x.dim(i);
   const float* xd = x.data<float>();
   const int64_t planes = x.dim(0) * c;
+  // Training mode (opset 14): normalise with this batch's per-channel mean and population
+  // variance, and output the running statistics
+  //   running = input_stat * momentum + batch_stat * (1 - momentum).
+  std::vector<float> batch_mean, batch_var;
+  if (attr_int(ctx.node, "training_mode", 0) != 0) {
+    const double momentum = attr_float(ctx.node, "momentum", 0.9f);
+    const int64_t count = x.dim(0) * inner;
+    batch_mean.resize(static_cast<size_t>(c));
+    batch_var.resize(static_cast<size_t>(c));
+    Tensor running_mean(DType::kFloat32, {c}), running_var(DType::kFloat32, {c});
+    tbb::parallel_for(int64_t{0}, c, [&](int64_t ch) {
+      double sum = 0, sq = 0;
+      for (int64_t n = 0; n < x.dim(0); ++n)
+        for (int64_t i = 0; i < inner; ++i) sum += xd[(n * c + ch) * inner + i];
+      const double mean = count ? sum / static_cast<double>(count) : 0.0;
+      for (int64_t n = 0; n < x.dim(0); ++n)
+        for (int64_t i = 0; i < inner; ++i) {
+          const double d = xd[(n * c + ch) * inner + i] - mean;
+          sq += d * d;
+        }
+      const double var = count ? sq / static_cast<double>(count) : 0.0;
+      batch_mean[ch] = static_cast<float>(mean);
+      batch_var[ch] = static_cast<float>(var);
+      running_mean.data<float>()[ch] = static_cast<float>(p[2][ch] * momentum + mean * (1.0 - momentum));
+      running_var.data<float>()[ch] = static_cast<float>(p[3][ch] * momentum + var * (1.0 - momentum));
+    });
+    p[2] = batch_mean.data();
+    p[3] = batch_var.data();
+    if (ctx.wants_output(1)) ctx.outputs[1] = std::move(running_mean);
+    if (ctx.wants_output(2)) ctx.outputs[2] = std::move(running_var);
+  }
   // In place when X is not read again (x refers to the moved-from value after this).
   Tensor y = ctx.reusable(0) ? std::move(*ctx.reusable(0)) : Tensor(DType::kFloat32, x.shape());
   float* yd = y.data<float>();

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <cmath>
 #include <limits>
+#include <random>
 #include <string>
 #include <type_traits>
 
@@ -293,19 +294,66 @@ void identity_kernel(KernelContext& ctx) {
   ctx.outputs[0] = ctx.reusable(0) ? std::move(*ctx.reusable(0)) : ctx.input(0);
 }
 
+namespace {
+
+/// numpy's legacy RandomState: MT19937 seeded with init_genrand(seed) (std::mt19937 does the
+/// same), and random_sample() = (a >> 5) * 2^26 + (b >> 6), divided by 2^53, from two successive
+/// 32-bit draws. The ONNX reference implementation of training-mode Dropout draws its mask with
+/// np.random.seed(seed); np.random.uniform(0, 1, shape), in row-major order.
+class NumpyUniform {
+ public:
+  explicit NumpyUniform(uint32_t seed) : mt_(seed) {}
+  double next() {
+    const uint32_t a = static_cast<uint32_t>(mt_()) >> 5, b = static_cast<uint32_t>(mt_()) >> 6;
+    return (a * 67108864.0 + b) / 9007199254740992.0;
+  }
+
+ private:
+  std::mt19937 mt_;
+};
+
+}  // namespace
+
 void dropout_kernel(KernelContext& ctx) {
-  // Inference: the output is the input. training_mode (opset 12 input 2) must be false.
+  const Tensor& x = ctx.input(0);
+  // Opset 12+: ratio (input 1, default 0.5) and training_mode (input 2, default false). Earlier
+  // opsets are inference only (ratio is an attribute that inference ignores).
+  bool training = false;
   if (ctx.has_input(2)) {
     const Tensor& t = ctx.input(2);
-    if (t.dtype() != DType::kBool || t.numel() != 1 || t.data<bool>()[0])
-      fail(ErrorCode::kUnsupported, "training_mode true is not supported (inference only)");
+    if (t.dtype() != DType::kBool || t.numel() != 1)
+      fail(ErrorCode::kInvalidArgument, "training_mode must be a bool scalar, got " + shape_str(t.shape()));
+    training = t.data<bool>()[0];
   }
-  ctx.outputs[0] = ctx.input(0);
-  if (ctx.wants_output(1)) {
-    Tensor mask(DType::kBool, ctx.input(0).shape());
+  float ratio = 0.5f;
+  if (ctx.has_input(1)) ratio = float_scalar(ctx.input(1), "ratio");
+  if (training && (!(ratio >= 0.0f) || ratio >= 1.0f))
+    fail(ErrorCode::kInvalidArgument, "ratio must be in [0, 1), got " + std::to_string(ratio));
+  Tensor mask(DType::kBool, x.shape());
+  if (!training || ratio == 0.0f) {
+    // Inference (or nothing to drop): the output is the input and every mask element is true.
+    ctx.outputs[0] = x;
     std::fill_n(mask.data<bool>(), mask.numel(), true);
-    ctx.outputs[1] = std::move(mask);
+  } else {
+    if (x.dtype() != DType::kFloat32)
+      fail(ErrorCode::kUnsupported, "training-mode Dropout supports float32 input, got " + std::string(dtype_name(x.dtype())));
+    // Training: element i is kept when the i-th uniform draw is >= ratio, and scaled by
+    // 1 / (1 - ratio). The draws are numpy's, so the ONNX suite's expected outputs are
+    // reproducible; without a `seed` attribute the seed is 0 (the ONNX reference
+    // implementation's default) rather than a random one, so runs are deterministic.
+    NumpyUniform u(static_cast<uint32_t>(attr_int(ctx.node, "seed", 0)));
+    const float scale = static_cast<float>(1.0 / (1.0 - static_cast<double>(ratio)));
+    Tensor y(DType::kFloat32, x.shape());
+    const float* xd = x.data<float>();
+    float* yd = y.data<float>();
+    bool* md = mask.data<bool>();
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      md[i] = u.next() >= ratio;
+      yd[i] = md[i] ? xd[i] * scale : 0.0f;
+    }
+    ctx.outputs[0] = std::move(y);
   }
+  if (ctx.wants_output(1)) ctx.outputs[1] = std::move(mask);
 }
 
 }  // namespace anvil::ref

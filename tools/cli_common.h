@@ -37,5 +37,6 @@ void register_registers(CLI::App& app);
 void register_disasm(CLI::App& app);
 void register_ref(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_device(CLI::App& app);
 
 }  // namespace anvil::cli

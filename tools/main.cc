@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   anvil::cli::register_disasm(app);
   anvil::cli::register_ref(app);
   anvil::cli::register_bench(app);
+  anvil::cli::register_device(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

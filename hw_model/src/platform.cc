@@ -238,6 +238,12 @@ HostBuffer Platform::host_alloc(uint64_t bytes) {
   return HostBuffer{b.bus_addr, b.data, b.bytes};
 }
 
+HostBuffer Platform::host_attach(void* data, uint64_t bytes) {
+  if (bytes == 0 || data == nullptr) fail(ErrorCode::kInvalidArgument, "host_attach: no memory (0 bytes or null)");
+  const HostMemory::Buffer b = impl_->chip->host_memory.attach(static_cast<uint8_t*>(data), bytes);
+  return HostBuffer{b.bus_addr, b.data, b.bytes};
+}
+
 void Platform::host_free(uint64_t bus_addr) { impl_->chip->host_memory.release(bus_addr); }
 
 void Platform::set_interrupt_handler(std::function<void(uint32_t)> handler) {

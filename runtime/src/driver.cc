@@ -55,8 +55,9 @@ void DramAllocator::release(uint64_t addr) {
   free_[start] = size;
 }
 
-Device::Impl::Impl(std::string s, const hw::HwConfig& cfg, std::vector<uint32_t> u)
-    : platform(hw::Platform::instance()),
+Device::Impl::Impl(std::string s, const hw::HwConfig& cfg, std::vector<uint32_t> u, std::shared_ptr<PlatformLink> l)
+    : link(std::move(l)),
+      platform(*link),
       spec(std::move(s)),
       config(cfg),
       units(std::move(u)),
@@ -112,6 +113,7 @@ bool Device::Impl::stale() const { return platform.generation() != generation; }
 void Device::Impl::check_open() const {
   if (closed) fail(ErrorCode::kClosed, "device '" + spec + "' is closed");
   if (stale()) fail(ErrorCode::kClosed, "device '" + spec + "' was reset by a later Device::open");
+  if (const std::string lost = platform.lost(); !lost.empty()) fail(ErrorCode::kClosed, "device '" + spec + "': " + lost);
 }
 
 uint64_t Device::Impl::dram_alloc(uint64_t bytes, const std::string& what) {

@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "anvil/common/status.h"
-#include "anvil/hw/platform.h"
 #include "anvil/isa/device.h"
 #include "anvil/runtime/runtime.h"
+#include "platform_link.h"
 
 namespace anvil::rt {
 
@@ -48,9 +48,11 @@ struct CommandResult {
 struct Device::Impl {
   using Callback = std::function<void(const CommandResult&)>;
 
-  Impl(std::string spec, const hw::HwConfig& cfg, std::vector<uint32_t> units);
+  /// Drives the chip behind `link` (LocalLink: this process's platform; RemoteLink: a device server).
+  Impl(std::string spec, const hw::HwConfig& cfg, std::vector<uint32_t> units, std::shared_ptr<PlatformLink> link);
   ~Impl();
-  /// Throws kClosed when closed or when the platform was reset by a later open().
+  /// Throws kClosed when closed, when the platform was reset by a later open() or when the link
+  /// to a device server is lost.
   void check_open() const;
   /// Posts one submission entry (the tag is filled in) and returns; `done` runs on the completion
   /// thread when it ends. on_unit: the entry runs on the least loaded unit (pe_mask filled in).
@@ -67,7 +69,8 @@ struct Device::Impl {
   void host_free(const hw::HostBuffer& b);
   uint64_t recoveries() const;
 
-  hw::Platform& platform;
+  const std::shared_ptr<PlatformLink> link;
+  PlatformLink& platform;  ///< *link
   const std::string spec;
   const hw::HwConfig config;
   const std::vector<uint32_t> units;  ///< PE masks

@@ -4,12 +4,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <optional>
 #include <regex>
 #include <vector>
 
 #include "anvil/common/requant.h"
 #include "anvil/common/status.h"
 #include "driver.h"
+#include "remote_link.h"
 
 namespace anvil::rt {
 
@@ -45,6 +47,22 @@ std::vector<uint32_t> parse_item(const std::string& item) {
   return {};
 }
 
+constexpr const char* kRemotePrefix = "unix:";
+
+/// "unix:PATH[#PES]": the socket path of a device server and the PE part (default PE 0).
+struct RemoteSpec {
+  std::string path, pes;
+};
+std::optional<RemoteSpec> split_remote(const std::string& spec) {
+  if (spec.rfind(kRemotePrefix, 0) != 0) return std::nullopt;
+  const std::string rest = spec.substr(std::strlen(kRemotePrefix));
+  const size_t hash = rest.find('#');
+  RemoteSpec r{rest.substr(0, hash), hash == std::string::npos ? "warboy(1)*1" : rest.substr(hash + 1)};
+  if (r.path.empty() || r.pes.empty())
+    fail(ErrorCode::kInvalidArgument, "device spec '" + spec + "': expected unix:SOCKET_PATH or unix:SOCKET_PATH#PES");
+  return r;
+}
+
 /// An empty spec means $ANVIL_DEVICES, or PE 0 when that is unset.
 std::string resolve_spec(const std::string& spec) {
   if (!spec.empty()) return spec;
@@ -55,7 +73,9 @@ std::string resolve_spec(const std::string& spec) {
 }  // namespace
 
 std::vector<uint32_t> parse_device_spec(const std::string& spec_in) {
-  const std::string spec = resolve_spec(spec_in);
+  const std::string resolved = resolve_spec(spec_in);
+  const std::optional<RemoteSpec> remote = split_remote(resolved);
+  const std::string spec = remote ? remote->pes : resolved;
   std::vector<uint32_t> units;
   uint32_t used = 0;
   size_t pos = 0;
@@ -86,16 +106,26 @@ std::vector<std::string> discover(const hw::HwConfig& config) {
   return specs;
 }
 
-Device Device::open(const std::string& spec_in, const hw::HwConfig& config) {
+Device Device::open(const std::string& spec_in, const hw::HwConfig& config_in) {
   const std::string spec = resolve_spec(spec_in);
   std::vector<uint32_t> units = parse_device_spec(spec);
+  // A remote device is the server's chip: its config is the card's, `config_in` does not apply.
+  std::shared_ptr<PlatformLink> link;
+  hw::HwConfig config = config_in;
+  if (const std::optional<RemoteSpec> remote = split_remote(spec)) {
+    auto remote_link = RemoteLink::attach(remote->path);
+    config = remote_link->server_config();
+    link = std::move(remote_link);
+  } else {
+    link = LocalLink::instance();
+  }
   config.validate();
   for (uint32_t u : units)
     if ((u >> config.num_pes) != 0)
       fail(ErrorCode::kInvalidArgument, "device spec '" + spec + "' needs PE 1 but the hw config has num_pes=" +
                                             std::to_string(config.num_pes) + " (use preset warboy-2pe)");
   Device d;
-  d.impl_ = std::make_shared<Impl>(spec, config, std::move(units));
+  d.impl_ = std::make_shared<Impl>(spec, config, std::move(units), std::move(link));
   return d;
 }
 

@@ -50,6 +50,10 @@ class Platform {
 
   /// Host memory for the driver (zeroed). Throws kInvalidArgument for 0 bytes.
   HostBuffer host_alloc(uint64_t bytes);
+  /// Makes caller-owned memory (e.g. a shared-memory mapping a runtime in another process also
+  /// maps) reachable by the device as a host buffer. The caller keeps `data` mapped until
+  /// host_free(bus_addr) or the next reset(), and frees it itself. Throws kInvalidArgument for 0 bytes.
+  HostBuffer host_attach(void* data, uint64_t bytes);
   void host_free(uint64_t bus_addr);
 
   /// Called from the simulation thread with the INT_STATUS bits of each MSI. The handler must not

@@ -53,6 +53,8 @@ struct RunStats {
 ///   "npu0peI"           PE I;   "npu0pe0-1" = the fused pair (one unit of two PEs)
 ///   "warboy"            PE 0;   "warboy-2pe" = the fused pair
 ///   "A,B,..."           the union of the lists (a PE may appear once)
+///   "unix:PATH[#SPEC]"  the units SPEC (any of the above; default warboy(1)*1) of the chip a device
+///                       server simulates in another process (`anvil device serve --socket PATH`)
 ///   ""                  $ANVIL_DEVICES, or "warboy(1)*1" when unset
 /// Returns the units' PE masks (1, 2 or 3). Throws kInvalidArgument naming the spec.
 std::vector<uint32_t> parse_device_spec(const std::string& spec);
@@ -66,6 +68,10 @@ class Device {  // value-type handle (shared pimpl), RAII
   /// Opens the virtual device (see parse_device_spec). Resets the platform with `config` (a power
   /// cycle: every earlier Device becomes stale and throws kClosed). Throws kInvalidArgument for a
   /// bad spec or config (a PE the config does not have), kDeviceError if the device does not boot.
+  /// A "unix:" spec attaches to a device server: its chip is the server's (config() reports it,
+  /// `config` is not used); kDeviceError names the path when no server answers, kBusy when it
+  /// serves another process. Devices of one process share one connection per server, as they
+  /// share the in-process platform.
   static Device open(const std::string& spec, const hw::HwConfig& config);
   const hw::HwConfig& config() const;
   const std::string& spec() const;

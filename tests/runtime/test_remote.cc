@@ -1,0 +1,360 @@
+// The device as a separate process: a runtime attached to a device server (`unix:PATH`) over a
+// Unix socket and shared memory must produce what the in-process device and the reference
+// executor produce, bit for bit; lost, missing, busy and wrong-version servers are typed errors,
+// never hangs; a client that vanishes leaves the server usable.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <tbb/task_arena.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "anvil/hw/platform.h"
+#include "anvil/isa/device.h"
+#include "anvil/runtime/device_server.h"
+#include "anvil/runtime/runtime.h"
+#include "device_protocol.h"
+#include "golden_conv.h"
+#include "program_builder.h"
+#include "remote_link.h"
+
+namespace anvil::rt {
+namespace {
+
+using anvil::testing::ConvLayer;
+using anvil::testing::golden_graph;
+using anvil::testing::random_int8;
+
+std::string socket_path(const char* name) {
+  return "/tmp/anvil_test_remote_" + std::to_string(::getpid()) + "_" + name + ".sock";
+}
+
+/// A device server on a thread of this process, stopped and removed at scope end.
+struct ServerThread {
+  explicit ServerThread(const std::string& path, hw::HwConfig config = hw::HwConfig::preset("warboy-2pe")) {
+    ServeOptions o;
+    o.socket_path = path;
+    o.config = config;
+    server = std::make_unique<DeviceServer>(o);
+    thread = std::thread([this] { server->run(); });
+  }
+  ~ServerThread() {
+    server->stop();
+    thread.join();
+  }
+  std::unique_ptr<DeviceServer> server;
+  std::thread thread;
+};
+
+ConvLayer test_layer() {
+  ConvLayer g;
+  g.ic = 8, g.h = 12, g.w = 12, g.oc = 16;
+  return ConvLayer::random(77, g);
+}
+
+Tensor input_for(const ConvLayer& g, uint32_t seed) {
+  return Tensor::from_vector<int8_t>({1, g.ic, g.h, g.w}, random_int8(g.ic * g.h * g.w, seed));
+}
+
+Tensor reference_output(const ConvLayer& g, const isa::Program& p, const Tensor& x) {
+  tbb::task_arena one_thread(1);
+  Tensor y;
+  one_thread.execute([&] { y = ref::run_int8(golden_graph(g, p), {{"x", x}}).value().at("y"); });
+  return y;
+}
+
+TEST(RemoteDevice, RunMatchesTheInProcessDeviceAndTheReferenceBitForBit) {
+  const ConvLayer g = test_layer();
+  const isa::Program program = g.program();
+  const Tensor x = input_for(g, 5);
+  TensorMap local;
+  RunStats local_stats;
+  {
+    Device d = Device::open("warboy(1)*1", hw::HwConfig::preset("warboy-2pe"));
+    Session s(d, program);
+    local = s.run({{"x", x}});
+    local_stats = s.last_stats();
+  }
+  const std::string path = socket_path("run");
+  ServerThread server(path);
+  Device d = Device::open("unix:" + path, hw::HwConfig::preset("warboy"));  // the server's chip counts
+  EXPECT_EQ(d.config().num_pes, 2u);
+  EXPECT_EQ(d.units(), std::vector<uint32_t>{1});
+  Session s(d, program);
+  const TensorMap remote = s.run({{"x", x}});
+  EXPECT_TRUE(remote.at("y") == local.at("y"));
+  EXPECT_TRUE(remote.at("y") == reference_output(g, program, x));
+  // The same simulated chip: the same cycles.
+  EXPECT_EQ(s.last_stats().cycles, local_stats.cycles);
+  EXPECT_EQ(s.last_stats().request_cycles, local_stats.request_cycles);
+  EXPECT_TRUE(d.counters().is_object());
+}
+
+TEST(RemoteDevice, ThreadsSubmitAndReceiveOnBothPesOfTheServer) {
+  const ConvLayer g = test_layer();
+  const isa::Program program = g.program();
+  constexpr int kThreads = 3, kPerThread = 6;
+  std::map<int, Tensor> inputs, want;
+  for (int i = 0; i < kThreads * kPerThread; ++i) {
+    inputs[i] = input_for(g, 100 + i);
+    want[i] = reference_output(g, program, inputs[i]);
+  }
+  const std::string path = socket_path("async");
+  ServerThread server(path);
+  Device d = Device::open("unix:" + path + "#warboy(2)*1", {});
+  ASSERT_EQ(d.units().size(), 2u);
+  SessionOptions opt;
+  opt.queue_depth = 4;
+  Session s(d, program, opt);
+  std::vector<std::thread> submitters;
+  for (int t = 0; t < kThreads; ++t)
+    submitters.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) s.submit({{"x", inputs.at(t * kPerThread + i)}}, t * kPerThread + i);
+    });
+  std::mutex mutex;
+  std::map<int, int> seen;
+  std::vector<std::string> problems;
+  std::vector<std::thread> receivers;
+  for (int r = 0; r < 2; ++r)
+    receivers.emplace_back([&] {
+      for (int n = 0; n < kThreads * kPerThread / 2; ++n) {
+        const Request q = s.receive(60.0);
+        std::lock_guard<std::mutex> lock(mutex);
+        const int k = std::any_cast<int>(q.context());
+        seen[k]++;
+        if (q.state() != RequestState::kCompleted) problems.push_back(q.error_message());
+        else if (!(q.outputs().at("y") == want.at(k))) problems.push_back("request " + std::to_string(k) + " differs");
+      }
+    });
+  for (auto& t : submitters) t.join();
+  for (auto& t : receivers) t.join();
+  EXPECT_TRUE(problems.empty()) << problems.front();
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kThreads * kPerThread));
+  const SessionStats st = s.stats();
+  EXPECT_EQ(st.completed, static_cast<uint64_t>(kThreads * kPerThread));
+  EXPECT_GT(st.per_unit.at(0), 0u);
+  EXPECT_GT(st.per_unit.at(1), 0u);
+}
+
+TEST(RemoteDevice, NoServerAtThePathIsADeviceErrorNamingIt) {
+  const std::string path = socket_path("nobody");
+  try {
+    Device::open("unix:" + path, {});
+    FAIL() << "opened a device without a server";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kDeviceError);
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(Device::open("unix:", {}), Error);
+  EXPECT_THROW(Device::open("unix:" + path + "#npu0pe7", {}), Error);
+  EXPECT_THROW(Device::open("unix:/" + std::string(200, 'a'), {}), Error);  // too long for a socket address
+}
+
+TEST(RemoteDevice, ProtocolVersionMismatchIsAClearErrorOnBothSides) {
+  // A runtime speaking another version is refused by the server.
+  const std::string path = socket_path("version");
+  {
+    ServerThread server(path);
+    try {
+      RemoteLink link(path, proto::kVersion + 1);
+      FAIL() << "a version " << proto::kVersion + 1 << " client was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kDeviceError);
+      EXPECT_NE(std::string(e.what()).find("protocol version"), std::string::npos) << e.what();
+    }
+    // The server still serves a runtime that speaks its version.
+    Device d = Device::open("unix:" + path, {});
+    EXPECT_TRUE(static_cast<bool>(d));
+  }
+  // A server speaking another version is refused by the runtime.
+  const std::string fake = socket_path("fake");
+  const int listener = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", fake.c_str());
+  ::unlink(fake.c_str());
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 1), 0);
+  std::thread fake_server([&] {
+    const int c = ::accept(listener, nullptr, nullptr);
+    proto::Message hello;
+    if (proto::receive_message(c, hello))
+      proto::send_message(c, proto::kReply, hello.seq, proto::Writer().u32(proto::kVersion + 1).str("{}").take());
+    proto::receive_message(c, hello);  // until the runtime hangs up
+    ::close(c);
+  });
+  try {
+    Device::open("unix:" + fake, {});
+    ADD_FAILURE() << "attached to a server of another protocol version";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kDeviceError);
+    EXPECT_NE(std::string(e.what()).find("speaks protocol version " + std::to_string(proto::kVersion + 1)),
+              std::string::npos) << e.what();
+  }
+  fake_server.join();
+  ::close(listener);
+  ::unlink(fake.c_str());
+}
+
+TEST(RemoteDevice, AClientThatVanishesLeavesTheServerUsableAndASecondProcessIsRefusedAsBusy) {
+  const std::string path = socket_path("vanish");
+  ServerThread server(path);
+  {
+    // A runtime that dies mid-session: it greets, takes host memory, rings a doorbell and is gone
+    // without saying BYE.
+    const int c = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    ASSERT_EQ(::connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    proto::Message m;
+    proto::send_message(c, proto::kHello, 1, proto::Writer().u32(proto::kMagic).u32(proto::kVersion).take());
+    ASSERT_TRUE(proto::receive_message(c, m));
+    ASSERT_EQ(m.op, proto::kReply);
+    proto::send_message(c, proto::kHostAlloc, 2, proto::Writer().u64(4096).take());
+    ASSERT_TRUE(proto::receive_message(c, m));
+    ASSERT_EQ(m.op, proto::kReply);
+    EXPECT_GE(m.fd, 0);
+    if (m.fd >= 0) ::close(m.fd);
+    proto::send_message(c, proto::kWrite32, 3, proto::Writer().u32(isa::reg::SQ_TAIL).u32(5).take());
+    ::close(c);
+  }
+  const ConvLayer g = test_layer();
+  const isa::Program program = g.program();
+  const Tensor x = input_for(g, 9);
+  {
+    Device d = Device::open("unix:" + path, {});
+    Session s(d, program);
+    EXPECT_TRUE(s.run({{"x", x}}).at("y") == reference_output(g, program, x));
+    // While this process is attached, another one is refused at once.
+    try {
+      RemoteLink second(path);
+      ADD_FAILURE() << "a second client was attached";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kBusy) << e.what();
+    }
+  }
+  // After an orderly goodbye the next client is served at once.
+  Device d = Device::open("unix:" + path, {});
+  Session s(d, program);
+  EXPECT_TRUE(s.run({{"x", x}}).at("y") == reference_output(g, program, x));
+}
+
+/// `anvil device serve` as a child process; its stderr is read until it listens.
+struct ServerProcess {
+  explicit ServerProcess(const std::vector<std::string>& args) {
+    int err[2];
+    EXPECT_EQ(::pipe(err), 0);
+    pid = ::fork();
+    if (pid == 0) {
+      ::dup2(err[1], 2);
+      ::close(err[0]);
+      ::close(err[1]);
+      std::vector<std::string> argv{ANVIL_BINARY_DIR "/tools/anvil", "device", "serve"};
+      argv.insert(argv.end(), args.begin(), args.end());
+      std::vector<char*> raw;
+      for (auto& a : argv) raw.push_back(a.data());
+      raw.push_back(nullptr);
+      ::execv(raw[0], raw.data());
+      ::_exit(127);
+    }
+    ::close(err[1]);
+    stderr_fd = err[0];
+  }
+  /// stderr up to the first newline (the "listening" line, or the one-line error).
+  std::string first_line() {
+    std::string line;
+    char c;
+    while (::read(stderr_fd, &c, 1) == 1 && c != '\n') line += c;
+    return line;
+  }
+  int wait_exit() {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    pid = -1;
+    return status;
+  }
+  ~ServerProcess() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+    ::close(stderr_fd);
+  }
+  pid_t pid = -1;
+  int stderr_fd = -1;
+};
+
+TEST(RemoteDevice, AServerKilledMidRunFailsEveryRequestWithATypedErrorAndNothingHangs) {
+  const std::string path = socket_path("killed");
+  ServerProcess server({"--socket", path});
+  ASSERT_NE(server.first_line().find("listening on " + path), std::string::npos);
+  const ConvLayer g = test_layer();
+  const isa::Program program = g.program();
+  Device d = Device::open("unix:" + path + "#warboy(2)*1", {});
+  SessionOptions opt;
+  opt.queue_depth = 8;
+  opt.timeout_s = 30;
+  opt.device_timeout_s = 30;
+  Session s(d, program, opt);
+  std::vector<Request> requests;
+  for (int i = 0; i < 8; ++i) requests.push_back(s.submit({{"x", input_for(g, 300 + i)}}));
+  ::kill(server.pid, SIGKILL);
+  server.wait_exit();
+  for (const Request& r : requests) {
+    const RequestState st = r.wait(30.0);
+    ASSERT_NE(st, RequestState::kTimeout) << "a request hung after the server died";
+    if (st == RequestState::kError) {
+      EXPECT_EQ(r.error_code(), ErrorCode::kDeviceError) << r.error_message();
+    }
+  }
+  try {
+    s.submit({{"x", input_for(g, 1)}});
+    FAIL() << "submitted to a dead server";
+  } catch (const Error& e) {
+    EXPECT_TRUE(e.code() == ErrorCode::kClosed || e.code() == ErrorCode::kDeviceError) << e.what();
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(d.counters(), Error);
+  // Its socket file is left behind, with nobody listening.
+  try {
+    Device::open("unix:" + path, {});
+    FAIL() << "attached to a dead server";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kDeviceError) << e.what();
+  }
+  ::unlink(path.c_str());
+}
+
+TEST(RemoteDevice, ServeCommandStopsCleanlyOnSigtermAndReportsAPathInUseAndABadConfig) {
+  const std::string path = socket_path("cli");
+  ServerProcess first({"--socket", path});
+  ASSERT_NE(first.first_line().find("listening"), std::string::npos);
+  {
+    ServerProcess second({"--socket", path});
+    const std::string line = second.first_line();
+    EXPECT_NE(line.find("in use"), std::string::npos) << line;
+    const int status = second.wait_exit();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+  }
+  {
+    ServerProcess bad({"--socket", socket_path("bad"), "--set", "num_pes=7"});
+    const std::string line = bad.first_line();
+    EXPECT_NE(line.find("num_pes"), std::string::npos) << line;
+    const int status = bad.wait_exit();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+  }
+  ::kill(first.pid, SIGTERM);
+  const int status = first.wait_exit();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_NE(::access(path.c_str(), F_OK), 0) << "the socket file was left behind";
+}
+
+}  // namespace
+}  // namespace anvil::rt

@@ -32,10 +32,21 @@ void register_compile(CLI::App& app) {
     std::cout << result.summary();
     uint64_t macs = 0;
     for (const auto& l : result.layers) macs += l.macs;
-    std::cout << "compiled " << o->in << " for " << o->target << " (batch " << o->batch << "): "
-              << result.program.instructions.size() << " instructions, " << result.program.constants.size()
-              << " bytes of constants, " << result.program.sram_bytes << " bytes of SRAM, " << macs
-              << " MACs -> " << o->out << '\n';
+    if (result.program.segments.empty()) {
+      std::cout << "compiled " << o->in << " for " << o->target << " (batch " << o->batch << "): "
+                << result.program.instructions.size() << " instructions, " << result.program.constants.size()
+                << " bytes of constants, " << result.program.sram_bytes << " bytes of SRAM, " << macs
+                << " MACs -> " << o->out << '\n';
+    } else {
+      size_t npu = 0, host_nodes = 0;
+      for (const auto& s : result.program.segments) npu += s.kind == isa::SegmentKind::kNpu;
+      for (const auto& p : result.placement) host_nodes += p.runs_on == "host";
+      std::cout << "compiled " << o->in << " for " << o->target << " (batch " << o->batch << "): "
+                << result.program.segments.size() << " segments (" << npu << " NPU, "
+                << result.program.segments.size() - npu << " host), " << host_nodes << " of "
+                << result.placement.size() << " nodes on the host, " << macs << " MACs on the NPU -> " << o->out
+                << '\n';
+    }
   });
 }
 

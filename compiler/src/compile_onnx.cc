@@ -5,7 +5,9 @@ namespace anvil::compiler {
 // Kept apart from compile_graph so that users of the integer-graph entry point do not link the
 // QDQ lowering.
 Expected<CompileResult> compile(const onnx::ModelProto& quantized, const CompileOptions& options) {
-  Expected<ref::Int8Graph> graph = ref::lower_qdq(quantized, options.batch);
+  ref::LowerOptions lower;
+  lower.host_fallback = options.host_fallback;
+  Expected<ref::Int8Graph> graph = ref::lower_qdq(quantized, options.batch, lower);
   if (!graph) return graph.error();
   return compile_graph(graph.value(), options);
 }

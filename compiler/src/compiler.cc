@@ -7,6 +7,7 @@
 #include "cost_model.h"
 #include "dram_plan.h"
 #include "lowering.h"
+#include "partition.h"
 
 namespace anvil::compiler {
 
@@ -84,7 +85,18 @@ nlohmann::json CompileResult::report() const {
                            {"sram_bytes", l.sram_bytes}, {"first_instruction", l.first_instruction},
                            {"instructions", l.instructions},
                            {"dma_cycles", l.dma_cycles}, {"compute_cycles", l.compute_cycles},
-                           {"est_cycles", l.est_cycles}, {"bound", l.bound}});
+                           {"est_cycles", l.est_cycles}, {"bound", l.bound}, {"runs_on", l.runs_on},
+                           {"segment", l.segment}});
+  nlohmann::json placement_json = nlohmann::json::array();
+  for (const NodePlacement& p : placement)
+    placement_json.push_back({{"node", p.node}, {"op", p.op}, {"runs_on", p.runs_on}, {"reason", p.reason},
+                              {"segment", p.segment}});
+  nlohmann::json segments_json = nlohmann::json::array();
+  for (size_t i = 0; i < program.segments.size(); ++i) {
+    const isa::Segment& s = program.segments[i];
+    segments_json.push_back({{"index", i}, {"kind", isa::segment_kind_name(s.kind)}, {"inputs", s.inputs},
+                             {"outputs", s.outputs}, {"payload_bytes", s.payload.size()}});
+  }
   const Totals t = totals_of(layers);
   return {{"model", model_name},
           {"target", target.name},
@@ -103,7 +115,9 @@ nlohmann::json CompileResult::report() const {
           {"est_cycles", est_cycles},
           {"est_layer_cycles_sum", t.layer_cycles},
           {"est_mac_utilisation", mac_utilisation(t.macs, est_cycles, target)},
-          {"layers", layers_json}};
+          {"layers", layers_json},
+          {"placement", placement_json},
+          {"segments", segments_json}};
 }
 
 std::string CompileResult::summary() const {
@@ -113,11 +127,11 @@ std::string CompileResult::summary() const {
                 "bound");
   out << line;
   for (const LayerReport& l : layers) {
-    if (l.instructions == 0) continue;  // reshapes move nothing
+    if (l.instructions == 0 && l.runs_on != "host") continue;  // reshapes move nothing
     const std::string node = l.node.size() > 40 ? "..." + l.node.substr(l.node.size() - 37) : l.node;
     std::snprintf(line, sizeof line, "%-40s %-10s %14llu %12llu %12llu  %s\n", node.c_str(), l.op.c_str(),
                   static_cast<unsigned long long>(l.macs), static_cast<unsigned long long>(l.dram_bytes),
-                  static_cast<unsigned long long>(l.est_cycles), l.bound.c_str());
+                  static_cast<unsigned long long>(l.est_cycles), l.runs_on == "host" ? "host" : l.bound.c_str());
     out << line;
   }
   const Totals t = totals_of(layers);
@@ -139,39 +153,60 @@ std::string CompileResult::summary() const {
                 static_cast<unsigned long long>(est_cycles), us, target.clock_ghz,
                 100.0 * mac_utilisation(t.macs, est_cycles, target));
   out << line;
+  if (!program.segments.empty()) {
+    out << "partition: " << program.segments.size() << " segments (estimates above cover the NPU segments only)\n";
+    for (size_t i = 0; i < program.segments.size(); ++i) {
+      const isa::Segment& s = program.segments[i];
+      size_t nodes = 0;
+      for (const NodePlacement& p : placement) nodes += p.segment == static_cast<int>(i);
+      out << "  segment " << i << ": " << isa::segment_kind_name(s.kind) << ", " << nodes << " node(s), "
+          << s.inputs.size() << " input(s), " << s.outputs.size() << " output(s)\n";
+    }
+    for (const NodePlacement& p : placement)
+      if (p.runs_on == "host") out << "  host: " << p.node << " (segment " << p.segment << "): " << p.reason << "\n";
+  }
   return out.str();
+}
+
+CompileResult compile_unpartitioned(const ref::Int8Graph& graph, const CompileOptions& options) {
+  for (const ref::Int8Op& op : graph.ops)
+    if (op.kind == ref::Int8OpKind::kHost)
+      fail(ErrorCode::kUnsupported, "node '" + op.node + "' runs on the host (" + op.host_reason +
+                                        "); the NPU-only compile cannot take it");
+  CompileResult result;
+  result.target = options.target;
+  result.model_name = options.model_name;
+  const DramPlan plan = plan_dram(graph);
+  isa::Program& program = result.program;
+  program.num_pes = static_cast<uint8_t>(options.target.num_pes);
+  const Shape& first_input = graph.values[graph.inputs.empty() ? graph.outputs[0] : graph.inputs[0]].shape;
+  program.batch = first_input.empty() ? 1 : static_cast<uint32_t>(first_input[0]);
+  program.inputs = plan.inputs;
+  program.outputs = plan.outputs;
+  program.io_bytes = plan.io_bytes;
+  program.scratch_bytes = plan.scratch_bytes;
+  Lowering lowering(graph, options.target, plan, program);
+  for (const ref::Int8Op& op : graph.ops) {
+    const uint64_t first = program.instructions.size();
+    LayerReport layer = lowering.lower(op);
+    layer.first_instruction = first;
+    layer.instructions = program.instructions.size() - first;
+    result.placement.push_back({layer.node, layer.op, "npu", "", 0});
+    result.layers.push_back(std::move(layer));
+  }
+  program.sram_bytes = lowering.sram_peak();
+  estimate_cycles(result);
+  program.metadata = result.report().dump();
+  return result;
 }
 
 Expected<CompileResult> compile_graph(const ref::Int8Graph& graph, const CompileOptions& options) {
   return capture([&] {
-    CompileResult result;
-    result.target = options.target;
-    result.model_name = options.model_name;
     if (options.target.num_pes < 1 || options.target.num_pes > 2 || options.target.sram_capacity() == 0 ||
         options.target.sram_capacity() > (uint64_t{1} << 32))
       fail(ErrorCode::kInvalidArgument, "target '" + options.target.name +
                                             "': needs 1 or 2 PEs and between 1 byte and 4 GiB of SRAM (32-bit addresses)");
-    const DramPlan plan = plan_dram(graph);
-    isa::Program& program = result.program;
-    program.num_pes = static_cast<uint8_t>(options.target.num_pes);
-    const Shape& first_input = graph.values[graph.inputs.empty() ? graph.outputs[0] : graph.inputs[0]].shape;
-    program.batch = first_input.empty() ? 1 : static_cast<uint32_t>(first_input[0]);
-    program.inputs = plan.inputs;
-    program.outputs = plan.outputs;
-    program.io_bytes = plan.io_bytes;
-    program.scratch_bytes = plan.scratch_bytes;
-    Lowering lowering(graph, options.target, plan, program);
-    for (const ref::Int8Op& op : graph.ops) {
-      const uint64_t first = program.instructions.size();
-      LayerReport layer = lowering.lower(op);
-      layer.first_instruction = first;
-      layer.instructions = program.instructions.size() - first;
-      result.layers.push_back(std::move(layer));
-    }
-    program.sram_bytes = lowering.sram_peak();
-    estimate_cycles(result);
-    program.metadata = result.report().dump();
-    return result;
+    return options.host_fallback ? compile_partitioned(graph, options) : compile_unpartitioned(graph, options);
   });
 }
 

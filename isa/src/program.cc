@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstddef>
 
 #include "anvil/common/tensor_io.h"
@@ -47,7 +48,7 @@ struct Header {
   uint32_t constants_bytes;
   uint32_t metadata_bytes;
   uint32_t crc;  ///< CRC-32 of the whole file with this field zeroed
-  uint32_t reserved1;
+  uint32_t segments_bytes;  ///< format 2; 0 (reserved) in format 1 and for unpartitioned programs
 };
 static_assert(sizeof(Header) == kProgramHeaderBytes, "program header is 64 bytes");
 
@@ -67,7 +68,8 @@ class Writer {
 
 class Reader {
  public:
-  Reader(const std::string& s, size_t begin, size_t end, std::string what) : s_(s), pos_(begin), end_(end), what_(std::move(what)) {}
+  Reader(const std::string& s, size_t begin, size_t end, std::string what, std::string section = "tensor descriptor")
+      : s_(s), pos_(begin), end_(end), what_(std::move(what)), section_(std::move(section)) {}
   template <typename T>
   T get() {
     need(sizeof(T));
@@ -87,11 +89,11 @@ class Reader {
 
  private:
   void need(size_t n) {
-    if (end_ - pos_ < n) fail(ErrorCode::kParseError, what_ + ": truncated tensor descriptor section");
+    if (end_ - pos_ < n) fail(ErrorCode::kParseError, what_ + ": truncated " + section_ + " section");
   }
   const std::string& s_;
   size_t pos_, end_;
-  std::string what_;
+  std::string what_, section_;
 };
 
 void write_desc(Writer& w, const TensorDesc& d) {
@@ -124,7 +126,92 @@ TensorDesc read_desc(Reader& r, const std::string& what) {
   return d;
 }
 
+void write_strings(Writer& w, const std::vector<std::string>& v) {
+  w.put<uint32_t>(static_cast<uint32_t>(v.size()));
+  for (const std::string& s : v) w.put_str(s);
+}
+
+std::vector<std::string> read_strings(Reader& r, const std::string& what, const std::string& of) {
+  const uint32_t n = r.get<uint32_t>();
+  if (n > 65536) fail(ErrorCode::kParseError, what + ": implausible number of " + of + " (" + std::to_string(n) + ")");
+  std::vector<std::string> v(n);
+  for (std::string& s : v) s = r.get_str();
+  return v;
+}
+
+/// The segment section: input_values, output_values, then u32 count and per segment u8 kind,
+/// inputs, outputs and the payload (u32 length + bytes).
+std::string write_segments(const Program& p) {
+  if (p.segments.empty()) return {};
+  Writer w;
+  write_strings(w, p.input_values);
+  write_strings(w, p.output_values);
+  w.put<uint32_t>(static_cast<uint32_t>(p.segments.size()));
+  for (const Segment& s : p.segments) {
+    w.put<uint8_t>(static_cast<uint8_t>(s.kind));
+    write_strings(w, s.inputs);
+    write_strings(w, s.outputs);
+    w.put_str(s.payload);
+  }
+  return std::move(w.str());
+}
+
+/// Reads and checks the segment table: every segment reads only program inputs or earlier
+/// segments' outputs, every program output is produced, NPU payloads are valid programs whose
+/// tensors are the segment's values.
+void read_segments(const std::string& bytes, size_t pos, size_t end, const std::string& what, Program& p) {
+  Reader r(bytes, pos, end, what, "segment");
+  p.input_values = read_strings(r, what, "input values");
+  p.output_values = read_strings(r, what, "output values");
+  const uint32_t n = r.get<uint32_t>();
+  if (n == 0 || n > 65536) fail(ErrorCode::kParseError, what + ": implausible segment count " + std::to_string(n));
+  if (!p.instructions.empty())
+    fail(ErrorCode::kParseError, what + ": a partitioned program has instructions outside its segments");
+  if (p.input_values.size() != p.inputs.size() || p.output_values.size() != p.outputs.size())
+    fail(ErrorCode::kParseError, what + ": segment table names " + std::to_string(p.input_values.size()) + " input and " +
+                                     std::to_string(p.output_values.size()) + " output values for " +
+                                     std::to_string(p.inputs.size()) + " inputs and " + std::to_string(p.outputs.size()) +
+                                     " outputs");
+  std::vector<std::string> defined = p.input_values;
+  const auto is_defined = [&](const std::string& v) { return std::find(defined.begin(), defined.end(), v) != defined.end(); };
+  for (uint32_t i = 0; i < n; ++i) {
+    Segment s;
+    const std::string where = what + ": segment " + std::to_string(i);
+    const uint8_t kind = r.get<uint8_t>();
+    if (kind > static_cast<uint8_t>(SegmentKind::kHost))
+      fail(ErrorCode::kParseError, where + " has unknown kind " + std::to_string(kind));
+    s.kind = static_cast<SegmentKind>(kind);
+    s.inputs = read_strings(r, where, "inputs");
+    s.outputs = read_strings(r, where, "outputs");
+    s.payload = r.get_str();
+    for (const std::string& v : s.inputs)
+      if (!is_defined(v)) fail(ErrorCode::kParseError, where + " reads value '" + v + "', which no earlier segment or program input produces");
+    if (s.kind == SegmentKind::kNpu) {
+      const Program inner = Program::parse(s.payload, where);
+      if (!inner.segments.empty()) fail(ErrorCode::kParseError, where + " is itself partitioned");
+      std::vector<std::string> ins, outs;
+      for (const TensorDesc& d : inner.inputs) ins.push_back(d.name);
+      for (const TensorDesc& d : inner.outputs) outs.push_back(d.name);
+      if (ins != s.inputs || outs != s.outputs)
+        fail(ErrorCode::kParseError, where + ": the NPU program's tensors are not the segment's inputs and outputs");
+    }
+    defined.insert(defined.end(), s.outputs.begin(), s.outputs.end());
+    p.segments.push_back(std::move(s));
+  }
+  for (const std::string& v : p.output_values)
+    if (!is_defined(v)) fail(ErrorCode::kParseError, what + ": program output value '" + v + "' is produced by no segment");
+  if (!r.done()) fail(ErrorCode::kParseError, what + ": trailing bytes in segment section");
+}
+
 }  // namespace
+
+const char* segment_kind_name(SegmentKind k) {
+  switch (k) {
+    case SegmentKind::kNpu: return "npu";
+    case SegmentKind::kHost: return "host";
+  }
+  return "?";
+}
 
 std::string Program::serialize() const {
   Writer tensors;
@@ -138,6 +225,8 @@ std::string Program::serialize() const {
   body += tensors.str();
   body.append(reinterpret_cast<const char*>(constants.data()), constants.size());
   body += metadata;
+  const std::string segment_section = write_segments(*this);
+  body += segment_section;
 
   Header h{};
   h.magic = kProgramMagic;
@@ -152,6 +241,7 @@ std::string Program::serialize() const {
   h.tensors_bytes = static_cast<uint32_t>(tensors.str().size());
   h.constants_bytes = static_cast<uint32_t>(constants.size());
   h.metadata_bytes = static_cast<uint32_t>(metadata.size());
+  h.segments_bytes = static_cast<uint32_t>(segment_section.size());
   h.crc = 0;
   std::string out = std::string(reinterpret_cast<const char*>(&h), sizeof h) + body;
   h.crc = crc32(out.data(), out.size());
@@ -164,15 +254,17 @@ Program Program::parse(const std::string& bytes, const std::string& what) {
   Header h;
   std::memcpy(&h, bytes.data(), sizeof h);
   if (h.magic != kProgramMagic) fail(ErrorCode::kParseError, what + ": not an anvil program (bad magic)");
-  if (h.format_version != kProgramFormatVersion)
+  if (h.format_version != kProgramFormatVersion && h.format_version != 1)
     fail(ErrorCode::kParseError, what + ": program format version " + std::to_string(h.format_version) +
-                                     ", this anvil reads version " + std::to_string(kProgramFormatVersion));
+                                     ", this anvil reads versions 1 to " + std::to_string(kProgramFormatVersion));
+  if (h.format_version == 1 && h.segments_bytes != 0)
+    fail(ErrorCode::kParseError, what + ": format version 1 program with a nonzero reserved field (offset 60)");
   // Each ISA version only adds opcodes, so every earlier version's programs are valid here.
   if (h.isa_version == 0 || h.isa_version > kIsaVersion)
     fail(ErrorCode::kParseError, what + ": program targets ISA version " + std::to_string(h.isa_version) +
                                      ", this anvil implements versions 1 to " + std::to_string(kIsaVersion));
   const uint64_t expected = sizeof(Header) + static_cast<uint64_t>(h.num_instructions) * sizeof(Instruction) +
-                            h.tensors_bytes + h.constants_bytes + h.metadata_bytes;
+                            h.tensors_bytes + h.constants_bytes + h.metadata_bytes + h.segments_bytes;
   if (bytes.size() != expected)
     fail(ErrorCode::kParseError, what + ": program is " + std::to_string(bytes.size()) + " bytes, header says " +
                                      std::to_string(expected) + " (truncated or corrupt)");
@@ -206,6 +298,11 @@ Program Program::parse(const std::string& bytes, const std::string& what) {
   p.constants.assign(bytes.begin() + pos, bytes.begin() + pos + h.constants_bytes);
   pos += h.constants_bytes;
   p.metadata = bytes.substr(pos, h.metadata_bytes);
+  pos += h.metadata_bytes;
+  if (h.segments_bytes != 0) {
+    read_segments(bytes, pos, pos + h.segments_bytes, what, p);
+    return p;  // the tensors of a partitioned program live in its segments' IO regions
+  }
   for (const auto* list : {&p.inputs, &p.outputs})
     for (const TensorDesc& d : *list)
       if (d.io_offset + d.bytes() > p.io_bytes)

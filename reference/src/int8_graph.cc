@@ -97,7 +97,26 @@ void pool(const Int8Op& op, const Int8Value& in_v, const Int8Value& out_v, const
   });
 }
 
+/// A kHost region: its int8 inputs through the float reference executor (the region's own
+/// DequantizeLinear and QuantizeLinear nodes convert), its int8 outputs by value name.
+void run_host(const Int8Graph& g, const Int8Op& op, std::vector<Tensor>& values) {
+  ANVIL_CHECK(op.host != nullptr, "host op '" + op.node + "' is not prepared");
+  TensorMap feeds;
+  for (int in : op.inputs) feeds[g.values[in].name] = values[in];
+  Expected<TensorMap> ran = op.host->run(feeds);
+  if (!ran.ok()) fail(ran.error().code(), "host region of node '" + op.node + "': " + ran.error().what());
+  for (int out : op.host_outputs) {
+    const Int8Value& v = g.values[out];
+    auto it = ran.value().find(v.name);
+    if (it == ran.value().end() || it->second.dtype() != DType::kInt8 || it->second.shape() != v.shape)
+      fail(ErrorCode::kInvalidArgument, "host region of node '" + op.node + "' did not produce int8 " +
+                                            shape_str(v.shape) + " '" + v.name + "'");
+    values[out] = it->second;
+  }
+}
+
 void run_op(const Int8Graph& g, const Int8Op& op, std::vector<Tensor>& values) {
+  if (op.kind == Int8OpKind::kHost) return run_host(g, op, values);
   const Int8Value& out_v = g.values[op.output];
   const Int8Value& in_v = g.values[op.inputs.at(0)];
   const Tensor& in = values[op.inputs[0]];
@@ -125,7 +144,8 @@ void run_op(const Int8Graph& g, const Int8Op& op, std::vector<Tensor>& values) {
     case Int8OpKind::kLut:
       for (int64_t i = 0; i < out.numel(); ++i) yd[i] = op.lut[xd[i] + 128];
       break;
-    case Int8OpKind::kReshape: break;
+    case Int8OpKind::kReshape:
+    case Int8OpKind::kHost: break;
   }
   values[op.output] = std::move(out);
 }
@@ -162,6 +182,10 @@ std::array<int8_t, 256> make_lut(const std::function<float(float)>& f, QuantPara
   for (int q = -128; q <= 127; ++q)
     lut[q + 128] = math::quantize_float(f(math::dequantize(q, in.scale, in.zero_point)), out.scale, out.zero_point);
   return lut;
+}
+
+std::vector<int> op_outputs(const Int8Op& op) {
+  return op.kind == Int8OpKind::kHost ? op.host_outputs : std::vector<int>{op.output};
 }
 
 Tensor quantize_tensor(const Tensor& f32, QuantParams q) {

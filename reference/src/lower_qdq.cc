@@ -12,6 +12,9 @@
 #include <set>
 #include <unordered_map>
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+
 #include "activations.h"
 #include "anvil/common/onnx_model.h"
 #include "anvil/reference/int8_graph.h"
@@ -30,6 +33,7 @@ const char* int8_op_name(Int8OpKind k) {
     case Int8OpKind::kRequant: return "requant";
     case Int8OpKind::kReshape: return "reshape";
     case Int8OpKind::kLut: return "lut";
+    case Int8OpKind::kHost: return "host";
   }
   return "?";
 }
@@ -49,10 +53,22 @@ constexpr int64_t kMaxProduct = 255 * 128;
   fail(ErrorCode::kUnsupported, node_label(node) + ": input must be " + want + " on the NPU, got " + shape_str(got));
 }
 
+/// Protobuf bytes that depend only on the message (deterministic map order), for reproducible programs.
+std::string serialize_deterministic(const onnx::ModelProto& m) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    m.SerializeToCodedStream(&coded);
+  }
+  return bytes;
+}
+
 class QdqLowering {
  public:
-  QdqLowering(const onnx::ModelProto& model, int64_t batch)
-      : graph_(model.graph()), opset_(onnx_opset(model)), batch_(batch) {}
+  QdqLowering(const onnx::ModelProto& model, int64_t batch, const LowerOptions& options = {})
+      : model_(model), graph_(model.graph()), opset_(onnx_opset(model)), batch_(batch), options_(options) {}
 
   Int8Graph run() {
     if (batch_ < 1) fail(ErrorCode::kInvalidArgument, "batch must be >= 1, got " + std::to_string(batch_));
@@ -62,7 +78,10 @@ class QdqLowering {
     for (const auto& vi : graph_.input())
       if (!constants_.count(vi.name())) float_inputs_[vi.name()] = &vi;
     for (int i = 0; i < graph_.node_size(); ++i)
-      if (!claimed_.count(i)) lower_node(i);
+      if (!claimed_.count(i)) lower_node_or_host(i);
+    if (!pending_.empty())
+      fail(ErrorCode::kUnsupported, "host region of " + node_label(node(pending_.front().seed)) +
+                                        " reads an int8 value that depends on the region's own output");
     for (const auto& out : graph_.output()) {
       auto it = dequantized_.find(out.name());
       if (it == dequantized_.end()) {
@@ -600,6 +619,198 @@ class QdqLowering {
     g_.ops.push_back(std::move(op));
   }
 
+  // ---- host fallback (LowerOptions::host_fallback) ------------------------------------------
+  //
+  // A node no pattern takes seeds a host region. The region grows over float tensors: forward to
+  // every consumer of a float it produces (a QuantizeLinear consumer ends the region there and its
+  // int8 output becomes a region output), backward to the producer of every float it reads (a
+  // DequantizeLinear of an int8 value: that value becomes a region input; a Constant or a
+  // DequantizeLinear of a constant is copied along). The region's int8 inputs may be produced by
+  // nodes after the seed, so the kHost op is emitted once they all exist.
+
+  struct HostRegion {
+    int seed = -1;
+    std::string reason;
+    std::set<int> nodes;               ///< every node of the sub-model (graph order when iterated)
+    std::vector<int> compute;          ///< the region's own nodes (not Q/DQ/Constant)
+    std::vector<std::string> inputs;   ///< int8 values read from outside, first read first
+    std::vector<int> quantize;         ///< the QuantizeLinear nodes ending the region, graph order
+  };
+
+  /// lower_node, or with host_fallback a host region seeded at a compute node no pattern takes.
+  void lower_node_or_host(int i) {
+    const std::string& t = node(i).op_type();
+    if (!options_.host_fallback || t == "QuantizeLinear" || t == "DequantizeLinear" || t == "Constant") {
+      lower_node(i);
+    } else {
+      const std::set<int> claimed = claimed_;  // a refused pattern may have claimed nodes
+      try {
+        lower_node(i);
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::kUnsupported && e.code() != ErrorCode::kInvalidArgument) throw;
+        claimed_ = claimed;
+        grow_host_region(i, e.what());
+      }
+    }
+    emit_ready_host_regions();
+  }
+
+  void grow_host_region(int seed, const std::string& reason) {
+    if (producer_.empty())
+      for (int i = 0; i < graph_.node_size(); ++i)
+        for (const auto& out : node(i).output()) producer_[out] = i;
+    HostRegion r;
+    r.seed = seed;
+    r.reason = reason;
+    std::set<int> compute{seed}, quantize;
+    std::vector<std::string> reads;  // int8 tensors read by the region's DequantizeLinear / nodes
+    std::vector<int> work{seed};
+    const auto add_compute = [&](int c, const onnx::NodeProto& from) {
+      if (claimed_.count(c))
+        fail(ErrorCode::kUnsupported, node_label(from) + ": host region meets " + node_label(node(c)) +
+                                          ", already lowered to integer ops");
+      if (compute.insert(c).second) work.push_back(c);
+    };
+    const auto read_int8 = [&](const std::string& t) {
+      if (std::find(reads.begin(), reads.end(), t) == reads.end()) reads.push_back(t);
+    };
+    while (!work.empty()) {
+      const int u = work.back();
+      work.pop_back();
+      const onnx::NodeProto& n = node(u);
+      for (const auto& t : n.input()) {
+        if (t.empty() || is_initializer(t)) continue;
+        auto p = producer_.find(t);
+        if (p == producer_.end())
+          fail(ErrorCode::kUnsupported, node_label(n) + ": host region reads the float graph input '" + t +
+                                            "' (host regions start at DequantizeLinear nodes of int8 values)");
+        const onnx::NodeProto& pn = node(p->second);
+        if (pn.op_type() == "Constant") {
+          r.nodes.insert(p->second);
+        } else if (pn.op_type() == "DequantizeLinear") {
+          r.nodes.insert(p->second);
+          const auto x = producer_.find(pn.input(0));
+          if (!is_initializer(pn.input(0)) && !(x != producer_.end() && node(x->second).op_type() == "Constant")) {
+            if (x == producer_.end())
+              fail(ErrorCode::kUnsupported, node_label(pn) + ": graph input '" + pn.input(0) +
+                                                "' is dequantized directly; host regions read int8 values");
+            read_int8(pn.input(0));
+          }
+        } else if (pn.op_type() == "QuantizeLinear") {
+          read_int8(t);  // an int8 tensor read as it is (e.g. a Reshape of a quantized value)
+        } else {
+          add_compute(p->second, n);
+        }
+      }
+      for (const auto& t : n.output()) {
+        if (t.empty()) continue;
+        for (const auto& out : graph_.output())
+          if (out.name() == t)
+            fail(ErrorCode::kUnsupported, node_label(n) + ": graph output '" + t +
+                                              "' would be a float value of a host region (graph outputs must be quantized)");
+        auto c = consumers_.find(t);
+        if (c == consumers_.end()) continue;
+        for (int k : c->second) {
+          if (node(k).op_type() == "QuantizeLinear" && node(k).input(0) == t) {
+            if (claimed_.count(k)) fail(ErrorCode::kUnsupported, node_label(node(k)) + ": already part of a pattern");
+            quantize.insert(k);
+          } else {
+            add_compute(k, n);
+          }
+        }
+      }
+    }
+    for (int c : compute) r.nodes.insert(c), r.compute.push_back(c), claimed_.insert(c);
+    for (int q : quantize) r.nodes.insert(q), r.quantize.push_back(q), claimed_.insert(q);
+    for (int i : std::set<int>(r.nodes))  // Constant nodes any member reads (scales, shapes)
+      for (const auto& t : node(i).input()) {
+        const auto p = producer_.find(t);
+        if (!t.empty() && p != producer_.end() && node(p->second).op_type() == "Constant") r.nodes.insert(p->second);
+      }
+    for (const std::string& t : reads) {
+      const auto p = producer_.find(t);
+      if (p == producer_.end() || !quantize.count(p->second)) r.inputs.push_back(t);
+    }
+    if (r.quantize.empty())
+      fail(ErrorCode::kUnsupported, node_label(node(seed)) + ": host region ends in no QuantizeLinear");
+    pending_.push_back(std::move(r));
+  }
+
+  bool is_initializer(const std::string& name) {
+    if (initializers_.empty())
+      for (int i = 0; i < graph_.initializer_size(); ++i) initializers_[graph_.initializer(i).name()] = i;
+    return initializers_.count(name) > 0;
+  }
+
+  /// Emits, in seed order, every pending region whose int8 inputs all exist.
+  void emit_ready_host_regions() {
+    for (bool progress = true; progress;) {
+      progress = false;
+      for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+        const bool ready = std::all_of(it->inputs.begin(), it->inputs.end(),
+                                       [&](const std::string& t) { return quantized_.count(t) > 0; });
+        if (!ready) continue;
+        emit_host_region(*it);
+        pending_.erase(it);
+        progress = true;
+        break;
+      }
+    }
+  }
+
+  /// The region as an ONNX sub-model (int8 inputs with concrete shapes, int8 outputs), prepared
+  /// by the Executor, which is run once on zeros to learn the output shapes.
+  void emit_host_region(const HostRegion& r) {
+    onnx::ModelProto m;
+    m.set_ir_version(model_.ir_version());
+    *m.mutable_opset_import() = model_.opset_import();
+    onnx::GraphProto& g = *m.mutable_graph();
+    g.set_name("host_region_" + node_name(node(r.seed)));
+    std::set<int> inits;
+    for (int i : r.nodes) {
+      *g.add_node() = node(i);
+      for (const auto& t : node(i).input())
+        if (!t.empty() && is_initializer(t)) inits.insert(initializers_[t]);
+    }
+    for (int i : inits) *g.add_initializer() = graph_.initializer(i);
+    Int8Op op;
+    op.kind = Int8OpKind::kHost;
+    op.node = node_name(node(r.seed));
+    op.host_reason = r.reason;
+    for (int c : r.compute) op.host_nodes.push_back(node_name(node(c)));
+    TensorMap zeros;
+    for (const std::string& t : r.inputs) {
+      const int v = quantized_.at(t);
+      op.inputs.push_back(v);
+      onnx::ValueInfoProto& vi = *g.add_input();
+      vi.set_name(t);
+      auto& tt = *vi.mutable_type()->mutable_tensor_type();
+      tt.set_elem_type(onnx::TensorProto::INT8);
+      for (int64_t d : g_.values[v].shape) tt.mutable_shape()->add_dim()->set_dim_value(d);
+      zeros.emplace(t, Tensor(DType::kInt8, g_.values[v].shape));
+    }
+    for (int q : r.quantize) {
+      onnx::ValueInfoProto& vi = *g.add_output();
+      vi.set_name(node(q).output(0));
+      vi.mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::INT8);
+    }
+    op.host_model = serialize_deterministic(m);
+    const std::string where = "host region of " + node_label(node(r.seed));
+    Expected<Executor> ex = Executor::create(m);
+    if (!ex.ok()) fail(ex.error().code(), where + ": " + ex.error().what());
+    Expected<TensorMap> shapes = ex.value().run(zeros);
+    if (!shapes.ok()) fail(shapes.error().code(), where + ": " + shapes.error().what());
+    op.host = std::make_shared<const Executor>(std::move(ex.value()));
+    for (int q : r.quantize) {
+      const Tensor& y = shapes.value().at(node(q).output(0));
+      if (y.dtype() != DType::kInt8) fail(ErrorCode::kUnsupported, node_label(node(q)) + ": output is not int8");
+      op.host_outputs.push_back(add_value(node(q).output(0), y.shape(), per_tensor_params(node(q))));
+    }
+    op.output = op.host_outputs[0];
+    g_.ops.push_back(std::move(op));
+  }
+
+  const onnx::ModelProto& model_;
   const onnx::GraphProto& graph_;
   int64_t opset_;
   int64_t batch_;
@@ -610,12 +821,20 @@ class QdqLowering {
   std::unordered_map<std::string, int> quantized_;    ///< int8 value name -> value index
   std::unordered_map<std::string, int> dequantized_;  ///< DQ output name -> value index
   std::set<int> claimed_;                              ///< nodes already part of a pattern
+  LowerOptions options_;
+  std::unordered_map<std::string, int> producer_;      ///< tensor -> node (host fallback only)
+  std::unordered_map<std::string, int> initializers_;  ///< initializer name -> index
+  std::vector<HostRegion> pending_;                    ///< host regions waiting for their inputs
 };
 
 }  // namespace
 
 Expected<Int8Graph> lower_qdq(const onnx::ModelProto& model, int64_t batch) {
   return capture([&] { return QdqLowering(model, batch).run(); });
+}
+
+Expected<Int8Graph> lower_qdq(const onnx::ModelProto& model, int64_t batch, const LowerOptions& options) {
+  return capture([&] { return QdqLowering(model, batch, options).run(); });
 }
 
 }  // namespace anvil::ref

@@ -2,6 +2,7 @@
 // interpreter; lower_qdq's errors come back unchanged.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <set>
 
 #include "anvil/common/onnx_model.h"
@@ -127,7 +128,9 @@ TEST(CompileOnnx, QdqModelMatchesRunInt8) {
 }
 
 TEST(CompileOnnx, UnsupportedOperatorComesBackFromLowering) {
-  const auto r = compiler::compile(qdq_model("Exp"), compiler::CompileOptions{});
+  compiler::CompileOptions strict;
+  strict.host_fallback = false;
+  const auto r = compiler::compile(qdq_model("Exp"), strict);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), ErrorCode::kUnsupported);
   const std::string m = r.error().what();
@@ -142,4 +145,25 @@ TEST(CompileOnnx, BadBatchComesBackFromLowering) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
   EXPECT_NE(std::string(r.error().what()).find("batch"), std::string::npos) << r.error().what();
+}
+
+TEST(CompileOnnx, UnsupportedOperatorRunsOnTheHost) {
+  const auto r = compiler::compile(qdq_model("Exp"), compiler::CompileOptions{});
+  ASSERT_TRUE(r.ok()) << r.error().what();
+  const isa::Program& p = r.value().program;
+  ASSERT_EQ(p.segments.size(), 2u);
+  EXPECT_EQ(p.segments[0].kind, isa::SegmentKind::kHost);  // Exp and the Relu it feeds
+  EXPECT_EQ(p.segments[1].kind, isa::SegmentKind::kNpu);   // pooling and flatten
+  std::map<std::string, compiler::NodePlacement> where;
+  for (const auto& n : r.value().placement) where[n.node] = n;
+  ASSERT_TRUE(where.count("odd_node") && where.count("relu0") && where.count("gap0"));
+  EXPECT_EQ(where["odd_node"].runs_on, "host");
+  EXPECT_EQ(where["relu0"].runs_on, "host");
+  EXPECT_EQ(where["gap0"].runs_on, "npu");
+  EXPECT_EQ(where["odd_node"].reason, "node 'odd_node' (Exp): operator not supported on the NPU");
+  const nlohmann::json report = nlohmann::json::parse(p.metadata);
+  EXPECT_EQ(report.at("segments").size(), 2u);
+  EXPECT_EQ(report.at("placement").size(), r.value().placement.size());
+  EXPECT_NE(r.value().summary().find("host: odd_node (segment 0): node 'odd_node' (Exp)"), std::string::npos)
+      << r.value().summary();
 }

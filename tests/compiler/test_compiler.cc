@@ -26,6 +26,7 @@ compiler::CompileResult compile_ok(const ref::Int8Graph& g, const std::string& t
 Error compile_error(const ref::Int8Graph& g, const std::string& target = "warboy") {
   compiler::CompileOptions o;
   o.target = compiler::Target::from_name(target);
+  o.host_fallback = false;  // the NPU-only compile's errors (test_partition.cc covers the fallback)
   auto r = compiler::compile_graph(g, o);
   EXPECT_FALSE(r.ok());
   return r.ok() ? Error(ErrorCode::kInternal, "compiled") : r.error();
@@ -367,6 +368,7 @@ TEST(Compiler, TileThatCannotFitNamesTheNode) {
   o.target = compiler::Target::from_name("warboy");
   o.target.slices_per_pe = 1;
   o.target.sram_per_slice = 1024;
+  o.host_fallback = false;
   const auto r = compiler::compile_graph(b.graph(), o);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), ErrorCode::kUnsupported);

@@ -9,7 +9,15 @@
 /// Cross-unit waits are derived from the SRAM and DRAM byte ranges each instruction reads and
 /// writes (docs/isa.md).
 ///
-/// Not done yet (each fails with kUnsupported naming the node): layers of which not even one
+/// Host fallback (CompileOptions::host_fallback, on by default): ops the NPU cannot run do not
+/// fail the compile. compile() lowers with ref::LowerOptions::host_fallback (operators without an
+/// integer pattern become kHost ops), and compile_graph() partitions the op list: maximal runs of
+/// ops the compiler lowers become NPU segments, kHost ops and the ops it refuses become host
+/// segments that the runtime runs with ref::run_int8 (so results equal run_int8 by construction).
+/// The program is then partitioned (isa::Program::segments; docs/program-format.md) and the report
+/// says where every node runs and why.
+///
+/// Without host fallback, not done yet (each fails with kUnsupported naming the node): layers of which not even one
 /// output row of one channel group fits the SRAM, dimensions beyond the ISA's 16-bit fields,
 /// broadcasting Add, dilated pooling, graph outputs that alias another graph input or output.
 #include <onnx/onnx_pb.h>
@@ -52,6 +60,18 @@ struct CompileOptions {
   Target target = Target::from_name("warboy");
   int64_t batch = 1;       ///< used by compile(); compile_graph() takes the batch from the graph
   std::string model_name;  ///< recorded in the program metadata
+  /// Partition instead of failing on what the NPU cannot run (see above). false: the whole graph
+  /// on the NPU or kUnsupported naming the node.
+  bool host_fallback = true;
+};
+
+/// Where one node of the model runs: "npu" or "host", and for "host" why (the refusal of the
+/// integer lowering or of the NPU compiler, verbatim).
+struct NodePlacement {
+  std::string node, op;  ///< ONNX node name; integer op kind (ref::int8_op_name)
+  std::string runs_on;
+  std::string reason;
+  int segment = 0;       ///< index into program.segments (0 for an unpartitioned program)
 };
 
 /// Per Int8Op: what it costs. Reshape ops are listed with zeros (they move no data).
@@ -66,6 +86,8 @@ struct LayerReport {
   /// the waits let the units overlap; bound = "memory" when DMA dominates, else "compute".
   uint64_t dma_cycles = 0, compute_cycles = 0, est_cycles = 0;
   std::string bound;
+  std::string runs_on = "npu";  ///< "host": a host segment's op (no instructions, no estimate)
+  int segment = 0;              ///< index into program.segments; first_instruction is relative to it
 };
 
 struct CompileResult {
@@ -73,6 +95,8 @@ struct CompileResult {
   std::vector<LayerReport> layers;
   Target target;           ///< what the program was planned for
   std::string model_name;
+  /// Every node: integer ops by their node, kHost ops expanded into their region's nodes.
+  std::vector<NodePlacement> placement;
   /// Estimated cycles of the whole program: the in-order schedule of every unit under the
   /// program's waits, with the per-instruction cycles of docs/warboy.md (no DRAM contention).
   uint64_t est_cycles = 0;

@@ -8,6 +8,8 @@
 ///   tensors     the input/output tensor descriptors
 ///   constants   weights, biases and requantization vectors (DRAM region kConst)
 ///   metadata    UTF-8 JSON: source model, compiler version, per-layer estimates (informational)
+///   segments    (format 2, partitioned programs only) the segment table: NPU segments, each a
+///               complete unpartitioned program, and host segments, each a serialized integer graph
 /// The CRC-32 (zlib polynomial) covers the whole file with the CRC field zeroed; parse() rejects a file whose
 /// magic, version, sizes or checksum do not match, naming what is wrong.
 #include <cstdint>
@@ -20,7 +22,7 @@
 namespace anvil::isa {
 
 constexpr uint32_t kProgramMagic = 0x4C564E41;  // "ANVL" in file byte order
-constexpr uint16_t kProgramFormatVersion = 1;
+constexpr uint16_t kProgramFormatVersion = 2;  ///< 2 adds the segment table; parse() reads 1 and 2
 
 /// Layout of a tensor in DRAM.
 enum class Layout : uint8_t { kNCHW = 0, kNC = 1, kAny = 2 };
@@ -39,6 +41,21 @@ struct TensorDesc {
   uint64_t bytes() const { return static_cast<uint64_t>(shape_numel(shape)) * dtype_size(dtype); }
 };
 
+/// Where a segment of a partitioned program runs.
+enum class SegmentKind : uint8_t { kNpu = 0, kHost = 1 };
+const char* segment_kind_name(SegmentKind k);
+
+/// One step of a partitioned program. Segments run in order; values pass between them by name
+/// through host memory.
+struct Segment {
+  SegmentKind kind = SegmentKind::kNpu;
+  std::vector<std::string> inputs, outputs;  ///< the int8 values it reads / writes, by value name
+  /// kNpu: a serialized unpartitioned Program (parse() checks it) whose tensor descriptors are
+  /// named by those values. kHost: ref::serialize_int8_graph bytes with the same input/output
+  /// names (the runtime parses them; isa does not depend on the reference library).
+  std::string payload;
+};
+
 struct Program {
   uint8_t num_pes = 1;          ///< PEs the program runs on (2: a fused pair)
   uint32_t batch = 1;           ///< batch the program was compiled for
@@ -49,6 +66,11 @@ struct Program {
   std::vector<TensorDesc> inputs, outputs;
   std::vector<uint8_t> constants;
   std::string metadata;         ///< JSON text
+  /// A partitioned program (no instructions of its own): the segments, and for each of `inputs`
+  /// and `outputs` the segment value it is (`input_values[i]` is the value inputs[i] quantizes to).
+  /// Empty for a program that runs wholly on the NPU.
+  std::vector<Segment> segments;
+  std::vector<std::string> input_values, output_values;
 
   /// Serialises the program with header and checksum.
   std::string serialize() const;

@@ -17,12 +17,14 @@
 
 #include <array>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "anvil/common/requant.h"
 #include "anvil/common/status.h"
 #include "anvil/common/tensor.h"
+#include "anvil/reference/executor.h"
 
 namespace anvil::ref {
 
@@ -46,6 +48,7 @@ enum class Int8OpKind {
   kRequant,  ///< scale change and/or clamp (standalone Relu/Clip)
   kReshape,  ///< Flatten/Reshape: same bytes, new shape
   kLut,      ///< elementwise lookup: out = lut[in + 128] (nonlinear activations, see make_lut)
+  kHost,     ///< a region of the QDQ model run as float ONNX by the reference Executor (host fallback)
 };
 const char* int8_op_name(Int8OpKind k);
 
@@ -72,6 +75,15 @@ struct Int8Op {
   int32_t act_min = -128, act_max = 127;
   // kLut: the output byte of every input byte, indexed by input + 128 (built by make_lut).
   std::array<int8_t, 256> lut{};
+  // kHost (only with LowerOptions::host_fallback): nodes no integer pattern takes, with the
+  // DequantizeLinear nodes that feed them and the QuantizeLinear nodes that end them, as one ONNX
+  // sub-model whose graph inputs and outputs are the int8 values `inputs` and `host_outputs`
+  // (by value name). run_int8 runs it with ref::Executor: exactly the float QDQ semantics.
+  std::string host_model;                ///< the region, a serialized onnx::ModelProto
+  std::shared_ptr<const Executor> host;  ///< host_model prepared (shared between copies)
+  std::vector<int> host_outputs;         ///< every output value; output == host_outputs[0]
+  std::vector<std::string> host_nodes;   ///< the region's compute nodes (reports)
+  std::string host_reason;               ///< why: the refusal of the region's first node
 };
 
 struct Int8Graph {
@@ -86,6 +98,25 @@ struct Int8Graph {
 /// Builds the integer graph of a QDQ model for a concrete batch size. Errors name the node and
 /// operator (kUnsupported) or the malformed pattern (kInvalidArgument).
 Expected<Int8Graph> lower_qdq(const onnx::ModelProto& model, int64_t batch);
+
+struct LowerOptions {
+  /// Instead of failing on a node no pattern takes (an operator without integer lowering, or a
+  /// pattern refused for its shapes or parameters), put the node's float region into one kHost op:
+  /// the region grows over float tensors to the QuantizeLinear nodes that end it and starts at the
+  /// DequantizeLinear nodes of the int8 values it reads. Still errors: a region that reads a float
+  /// graph input or produces a float graph output, and malformed Q/DQ nodes.
+  bool host_fallback = false;
+};
+Expected<Int8Graph> lower_qdq(const onnx::ModelProto& model, int64_t batch, const LowerOptions& options);
+
+/// The values an op writes: host_outputs for kHost, else {output}.
+std::vector<int> op_outputs(const Int8Op& op);
+
+/// A self-contained byte encoding of an integer graph (deterministic: equal graphs give equal
+/// bytes), used for the host segments of a partitioned program. parse_int8_graph rebuilds the
+/// graph (kHost ops prepared again); `what` names the source in its kParseError messages.
+std::string serialize_int8_graph(const Int8Graph& graph);
+Expected<Int8Graph> parse_int8_graph(const std::string& bytes, const std::string& what);
 
 /// Runs the integer graph: int8 inputs (by float input name, shapes as values[inputs[i]]) to
 /// int8 outputs (by float output name).

@@ -1,0 +1,254 @@
+// serialize_int8_graph / parse_int8_graph: the integer graph as bytes, for the host segments of a
+// partitioned program (docs/program-format.md). Little endian, no padding:
+//   "AI8G" u32 version(1)
+//   values:  u32 n, each: str name, shape, f32 scale, i32 zero_point
+//   ops:     u32 n, each: u32 kind, str node, i32 list inputs, i32 output, tensor weight, tensor bias,
+//            u32 n + (i32 multiplier, i32 shift) each, i32 groups, i32 x 2 kernel, strides,
+//            dilations, i32 x 4 pads, u8 count_include_pad, add params (i32 x 12), multiplier
+//            (i32 x 2), i32 act_min, i32 act_max, 256 bytes lut, str host_model, i32 list
+//            host_outputs, u32 n + str host_nodes, str host_reason
+//   graph:   i32 list inputs, i32 list outputs, u32 n + str input_names, u32 n + str output_names
+// str = u32 length + bytes; shape = u32 rank + i64 dims; tensor = i32 dtype + shape + raw bytes.
+#include <cstring>
+
+#include "anvil/reference/int8_graph.h"
+
+namespace anvil::ref {
+
+namespace {
+
+constexpr char kMagic[4] = {'A', 'I', '8', 'G'};
+constexpr uint32_t kVersion = 1;
+
+class Writer {
+ public:
+  template <typename T>
+  void put(T v) { out_.append(reinterpret_cast<const char*>(&v), sizeof v); }
+  void str(const std::string& s) {
+    put<uint32_t>(static_cast<uint32_t>(s.size()));
+    out_ += s;
+  }
+  void ints(const std::vector<int>& v) {
+    put<uint32_t>(static_cast<uint32_t>(v.size()));
+    for (int x : v) put<int32_t>(x);
+  }
+  void shape(const Shape& s) {
+    put<uint32_t>(static_cast<uint32_t>(s.size()));
+    for (int64_t d : s) put<int64_t>(d);
+  }
+  void tensor(const Tensor& t) {
+    put<int32_t>(t.empty() ? -1 : static_cast<int32_t>(t.dtype()));
+    if (t.empty()) return;
+    shape(t.shape());
+    out_.append(reinterpret_cast<const char*>(t.raw()), t.nbytes());
+  }
+  void multiplier(const math::QuantizedMultiplier& m) {
+    put<int32_t>(m.multiplier);
+    put<int32_t>(m.shift);
+  }
+  std::string& bytes() { return out_; }
+
+ private:
+  std::string out_;
+};
+
+class Reader {
+ public:
+  Reader(const std::string& s, std::string what) : s_(s), what_(std::move(what)) {}
+  template <typename T>
+  T get() {
+    need(sizeof(T));
+    T v;
+    std::memcpy(&v, s_.data() + pos_, sizeof v);
+    pos_ += sizeof v;
+    return v;
+  }
+  uint32_t count(uint64_t max, const char* of) {
+    const uint32_t n = get<uint32_t>();
+    if (n > max) bad("truncated: " + std::to_string(n) + " " + of + " cannot fit in the remaining " + std::to_string(remaining()) + " bytes");
+    return n;
+  }
+  std::string str() {
+    const uint32_t n = get<uint32_t>();
+    need(n);
+    std::string v = s_.substr(pos_, n);
+    pos_ += n;
+    return v;
+  }
+  std::vector<int> ints() {
+    std::vector<int> v(count(remaining() / 4, "indices"));
+    for (int& x : v) x = get<int32_t>();
+    return v;
+  }
+  Shape shape() {
+    Shape s(count(8, "dimensions"));
+    for (int64_t& d : s) {
+      d = get<int64_t>();
+      if (d < 0) bad("negative dimension");
+    }
+    return s;
+  }
+  Tensor tensor() {
+    const int32_t dtype = get<int32_t>();
+    if (dtype == -1) return Tensor();
+    const Shape s = shape();
+    Tensor t;
+    try {
+      t = Tensor(static_cast<DType>(dtype), s);
+    } catch (const Error&) {
+      bad("bad tensor dtype or shape");
+    }
+    need(t.nbytes());
+    std::memcpy(t.raw(), s_.data() + pos_, t.nbytes());
+    pos_ += t.nbytes();
+    return t;
+  }
+  math::QuantizedMultiplier multiplier() {
+    math::QuantizedMultiplier m;
+    m.multiplier = get<int32_t>();
+    m.shift = get<int32_t>();
+    return m;
+  }
+  size_t remaining() const { return s_.size() - pos_; }
+  [[noreturn]] void bad(const std::string& why) const {
+    fail(ErrorCode::kParseError, what_ + ": integer graph: " + why + " (at byte " + std::to_string(pos_) + ")");
+  }
+
+ private:
+  void need(size_t n) const {
+    if (remaining() < n) bad("truncated");
+  }
+  const std::string& s_;
+  size_t pos_ = 0;
+  std::string what_;
+};
+
+}  // namespace
+
+std::string serialize_int8_graph(const Int8Graph& g) {
+  Writer w;
+  w.bytes().append(kMagic, 4);
+  w.put<uint32_t>(kVersion);
+  w.put<uint32_t>(static_cast<uint32_t>(g.values.size()));
+  for (const Int8Value& v : g.values) {
+    w.str(v.name);
+    w.shape(v.shape);
+    w.put<float>(v.q.scale);
+    w.put<int32_t>(v.q.zero_point);
+  }
+  w.put<uint32_t>(static_cast<uint32_t>(g.ops.size()));
+  for (const Int8Op& op : g.ops) {
+    w.put<uint32_t>(static_cast<uint32_t>(op.kind));
+    w.str(op.node);
+    w.ints(op.inputs);
+    w.put<int32_t>(op.output);
+    w.tensor(op.weight);
+    w.tensor(op.bias);
+    w.put<uint32_t>(static_cast<uint32_t>(op.multipliers.size()));
+    for (const auto& m : op.multipliers) w.multiplier(m);
+    w.put<int32_t>(op.groups);
+    for (const auto* a : {&op.kernel, &op.strides, &op.dilations})
+      for (int x : *a) w.put<int32_t>(x);
+    for (int x : op.pads) w.put<int32_t>(x);
+    w.put<uint8_t>(op.count_include_pad ? 1 : 0);
+    for (int32_t x : {op.add.a_zero_point, op.add.b_zero_point, op.add.out_zero_point}) w.put<int32_t>(x);
+    for (const auto* m : {&op.add.a, &op.add.b, &op.add.out}) w.multiplier(*m);
+    w.put<int32_t>(op.add.act_min);
+    w.put<int32_t>(op.add.act_max);
+    w.multiplier(op.multiplier);
+    w.put<int32_t>(op.act_min);
+    w.put<int32_t>(op.act_max);
+    w.bytes().append(reinterpret_cast<const char*>(op.lut.data()), op.lut.size());
+    w.str(op.host_model);
+    w.ints(op.host_outputs);
+    w.put<uint32_t>(static_cast<uint32_t>(op.host_nodes.size()));
+    for (const std::string& n : op.host_nodes) w.str(n);
+    w.str(op.host_reason);
+  }
+  w.ints(g.inputs);
+  w.ints(g.outputs);
+  for (const auto* names : {&g.input_names, &g.output_names}) {
+    w.put<uint32_t>(static_cast<uint32_t>(names->size()));
+    for (const std::string& n : *names) w.str(n);
+  }
+  return std::move(w.bytes());
+}
+
+Expected<Int8Graph> parse_int8_graph(const std::string& bytes, const std::string& what) {
+  return capture([&] {
+    Reader r(bytes, what);
+    if (bytes.size() < 8 || std::memcmp(bytes.data(), kMagic, 4) != 0) r.bad("bad magic (not an integer graph)");
+    r.get<uint32_t>();
+    if (const uint32_t version = r.get<uint32_t>(); version != kVersion)
+      r.bad("version " + std::to_string(version) + ", this anvil reads version " + std::to_string(kVersion));
+    Int8Graph g;
+    g.values.resize(r.count(r.remaining() / 20, "values"));
+    for (Int8Value& v : g.values) {
+      v.name = r.str();
+      v.shape = r.shape();
+      v.q.scale = r.get<float>();
+      v.q.zero_point = r.get<int32_t>();
+    }
+    const int num_values = static_cast<int>(g.values.size());
+    const auto check = [&](const std::vector<int>& indices) {
+      for (int v : indices)
+        if (v < 0 || v >= num_values) r.bad("value index " + std::to_string(v) + " out of range");
+    };
+    g.ops.resize(r.count(r.remaining() / 64, "ops"));
+    for (Int8Op& op : g.ops) {
+      const uint32_t kind = r.get<uint32_t>();
+      if (kind > static_cast<uint32_t>(Int8OpKind::kHost)) r.bad("unknown op kind " + std::to_string(kind));
+      op.kind = static_cast<Int8OpKind>(kind);
+      op.node = r.str();
+      op.inputs = r.ints();
+      check(op.inputs);
+      op.output = r.get<int32_t>();
+      check({op.output});
+      op.weight = r.tensor();
+      op.bias = r.tensor();
+      op.multipliers.resize(r.count(r.remaining() / 8, "multipliers"));
+      for (auto& m : op.multipliers) m = r.multiplier();
+      op.groups = r.get<int32_t>();
+      for (auto* a : {&op.kernel, &op.strides, &op.dilations})
+        for (int& x : *a) x = r.get<int32_t>();
+      for (int& x : op.pads) x = r.get<int32_t>();
+      op.count_include_pad = r.get<uint8_t>() != 0;
+      for (int32_t* x : {&op.add.a_zero_point, &op.add.b_zero_point, &op.add.out_zero_point}) *x = r.get<int32_t>();
+      for (auto* m : {&op.add.a, &op.add.b, &op.add.out}) *m = r.multiplier();
+      op.add.act_min = r.get<int32_t>();
+      op.add.act_max = r.get<int32_t>();
+      op.multiplier = r.multiplier();
+      op.act_min = r.get<int32_t>();
+      op.act_max = r.get<int32_t>();
+      for (int8_t& x : op.lut) x = r.get<int8_t>();
+      op.host_model = r.str();
+      op.host_outputs = r.ints();
+      check(op.host_outputs);
+      op.host_nodes.resize(r.count(r.remaining() / 4, "host nodes"));
+      for (std::string& n : op.host_nodes) n = r.str();
+      op.host_reason = r.str();
+      if (op.kind == Int8OpKind::kHost) {
+        onnx::ModelProto m;
+        if (!m.ParseFromString(op.host_model)) r.bad("host op '" + op.node + "': its ONNX sub-model does not parse");
+        Expected<Executor> ex = Executor::create(m);
+        if (!ex.ok()) r.bad("host op '" + op.node + "': " + ex.error().what());
+        op.host = std::make_shared<const Executor>(std::move(ex.value()));
+        if (op.host_outputs.empty() || op.host_outputs[0] != op.output) r.bad("host op '" + op.node + "': bad outputs");
+      }
+    }
+    g.inputs = r.ints();
+    g.outputs = r.ints();
+    check(g.inputs);
+    check(g.outputs);
+    for (auto* names : {&g.input_names, &g.output_names}) {
+      names->resize(r.count(r.remaining() / 4, "names"));
+      for (std::string& n : *names) n = r.str();
+    }
+    if (g.input_names.size() != g.inputs.size() || g.output_names.size() != g.outputs.size())
+      r.bad("input/output names do not match the inputs/outputs");
+    if (r.remaining() != 0) r.bad("trailing bytes");
+    return g;
+  });
+}
+
+}  // namespace anvil::ref

@@ -18,23 +18,55 @@ namespace anvil::ref {
 
 namespace {
 
-/// True when `in`, read at the positions of `out`, repeats its own elements in order: its shape
-/// without leading 1s is a suffix of `out` (same shape, a scalar, a bias [C] over [..., C]).
-/// Then the element for output index i is in[i % numel(in)].
-bool is_periodic(const Shape& in, const Shape& out) {
-  size_t lead = 0;
-  while (lead < in.size() && in[lead] == 1) ++lead;
-  const size_t rank = in.size() - lead;
-  return rank <= out.size() && std::equal(in.begin() + lead, in.end(), out.end() - rank);
-}
-
 /// The output tensor: the storage of input `a` or `b` when that input may be overwritten
 /// (KernelContext::reusable) and has the output's shape and type, else a new tensor. Elementwise
-/// kernels read element i before writing element i, so computing in place is exact.
+/// kernels read element i of a full-shape input before writing element i, so computing in place
+/// is exact.
 Tensor output_like(Tensor* a, Tensor* b, DType dtype, const Shape& shape) {
   for (Tensor* t : {a, b})
     if (t && t->dtype() == dtype && t->shape() == shape) return std::move(*t);
   return Tensor(dtype, shape);
+}
+
+/// A broadcast binary operation seen as rows: the output is `rows` x `inner` elements, and along a
+/// row each operand is either contiguous (step 1) or one repeated element (step 0). Trailing
+/// dimensions are merged into the row while both operands keep the same kind of step, so a bias
+/// over [..., C], a scalar, equal shapes and LayerNorm's [N, T, 1] statistics over [N, T, D] all
+/// become long rows whose inner loop the compiler vectorises.
+struct BroadcastRows {
+  int64_t rows = 1, inner = 1;
+  int64_t step_a = 1, step_b = 1;        ///< 1 or 0 along a row
+  std::vector<int64_t> outer;            ///< the output's dimensions outside the row
+  std::vector<int64_t> outer_a, outer_b; ///< each operand's element strides along them
+};
+
+BroadcastRows broadcast_rows(const Shape& a, const Shape& b, const Shape& out) {
+  const std::vector<int64_t> sa = broadcast_strides(a, out), sb = broadcast_strides(b, out);
+  BroadcastRows r;
+  int d = static_cast<int>(out.size()) - 1;
+  while (d >= 0 && out[d] == 1) --d;  // size-1 trailing dimensions change nothing
+  if (d < 0) return r;
+  r.step_a = sa[d] ? 1 : 0;
+  r.step_b = sb[d] ? 1 : 0;
+  // The row: dimensions from the last one inwards whose strides continue the row for both operands.
+  int64_t extent_a = r.step_a, extent_b = r.step_b;  // stride a dimension must have to extend the row
+  for (; d >= 0; --d) {
+    if (out[d] == 1) continue;
+    const bool a_ok = r.step_a ? sa[d] == extent_a : sa[d] == 0;
+    const bool b_ok = r.step_b ? sb[d] == extent_b : sb[d] == 0;
+    if (!a_ok || !b_ok) break;
+    r.inner *= out[d];
+    extent_a *= r.step_a ? out[d] : 1;
+    extent_b *= r.step_b ? out[d] : 1;
+  }
+  for (int k = 0; k <= d; ++k) {
+    if (out[k] == 1) continue;
+    r.outer.push_back(out[k]);
+    r.outer_a.push_back(sa[k]);
+    r.outer_b.push_back(sb[k]);
+  }
+  r.rows = shape_numel(out) / r.inner;
+  return r;
 }
 
 template <typename T, typename Op>
@@ -42,28 +74,50 @@ Tensor binary_typed(const Tensor& a, const Tensor& b, Op op, Tensor* reuse_a = n
   const T* ad = a.data<T>();
   const T* bd = b.data<T>();
   const Shape out = a.shape() == b.shape() ? a.shape() : broadcast_shapes(a.shape(), b.shape());
-  const int64_t na = a.numel(), nb = b.numel();
-  const bool periodic = is_periodic(a.shape(), out) && is_periodic(b.shape(), out);
-  // In place only where each output element reads the same position of its inputs.
-  Tensor y = periodic ? output_like(reuse_a, reuse_b, dtype_of<T>(), out) : Tensor(dtype_of<T>(), out);
+  const BroadcastRows r = broadcast_rows(a.shape(), b.shape(), out);
+  // In place only into an operand of the output's own shape: element i reads its position i.
+  // (After this, a or b may be the moved-from tensor: only ad and bd are used.)
+  Tensor y = output_like(reuse_a, reuse_b, dtype_of<T>(), out);
   T* yd = y.data<T>();
-  const int64_t total = y.numel();
-  if (total == 0) return y;
-  if (!periodic) {
-    for_each_broadcast<2>(out, {broadcast_strides(a.shape(), out), broadcast_strides(b.shape(), out)},
-                          [&](int64_t i, int64_t oa, int64_t ob) { yd[i] = static_cast<T>(op(ad[oa], bd[ob])); });
-    return y;
-  }
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, total, 4096), [&](const tbb::blocked_range<int64_t>& r) {
-    if (na == total && nb == total) {
-      for (int64_t i = r.begin(); i < r.end(); ++i) yd[i] = static_cast<T>(op(ad[i], bd[i]));
-      return;
+  if (y.numel() == 0) return y;
+  const size_t depth = r.outer.size();
+  // Whole rows per task, at least ~4096 elements each.
+  const int64_t grain = std::max<int64_t>(1, 4096 / r.inner);
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, r.rows, grain), [&](const tbb::blocked_range<int64_t>& range) {
+    // Offsets of the first row of this range, then an odometer over the outer dimensions.
+    std::vector<int64_t> idx(depth);
+    int64_t oa = 0, ob = 0;
+    for (int64_t rest = range.begin(), k = static_cast<int64_t>(depth) - 1; k >= 0; --k) {
+      idx[k] = rest % r.outer[k];
+      rest /= r.outer[k];
+      oa += idx[k] * r.outer_a[k];
+      ob += idx[k] * r.outer_b[k];
     }
-    int64_t ia = r.begin() % na, ib = r.begin() % nb;
-    for (int64_t i = r.begin(); i < r.end(); ++i) {
-      yd[i] = static_cast<T>(op(ad[ia], bd[ib]));
-      if (++ia == na) ia = 0;
-      if (++ib == nb) ib = 0;
+    for (int64_t row = range.begin(); row < range.end(); ++row) {
+      T* yr = yd + row * r.inner;
+      const T* ar = ad + oa;
+      const T* br = bd + ob;
+      const int64_t n = r.inner;
+      if (r.step_a && r.step_b) {
+        for (int64_t i = 0; i < n; ++i) yr[i] = static_cast<T>(op(ar[i], br[i]));
+      } else if (r.step_a) {
+        const T bv = br[0];
+        for (int64_t i = 0; i < n; ++i) yr[i] = static_cast<T>(op(ar[i], bv));
+      } else if (r.step_b) {
+        const T av = ar[0];
+        for (int64_t i = 0; i < n; ++i) yr[i] = static_cast<T>(op(av, br[i]));
+      } else {
+        const T v = static_cast<T>(op(ar[0], br[0]));
+        std::fill_n(yr, n, v);
+      }
+      for (int64_t k = static_cast<int64_t>(depth) - 1; k >= 0; --k) {
+        oa += r.outer_a[k];
+        ob += r.outer_b[k];
+        if (++idx[k] < r.outer[k]) break;
+        oa -= r.outer_a[k] * idx[k];
+        ob -= r.outer_b[k] * idx[k];
+        idx[k] = 0;
+      }
     }
   });
   return y;
@@ -210,9 +264,9 @@ float erf_rational(float a) {
 }
 }  // namespace
 
-void erf_kernel(KernelContext& ctx) { unary_float(ctx, erf_rational); }
-void tanh_kernel(KernelContext& ctx) { unary_float(ctx, act::tanh); }
-void sigmoid_kernel(KernelContext& ctx) { unary_float(ctx, act::sigmoid); }
+void erf_kernel(KernelContext& ctx) { unary_float(ctx, [](float x) { return erf_rational(x); }); }
+void tanh_kernel(KernelContext& ctx) { unary_float(ctx, [](float x) { return act::tanh(x); }); }
+void sigmoid_kernel(KernelContext& ctx) { unary_float(ctx, [](float x) { return act::sigmoid(x); }); }
 
 void leaky_relu_kernel(KernelContext& ctx) {
   const float alpha = attr_float(ctx.node, "alpha", 0.01f);
@@ -225,7 +279,7 @@ void hard_sigmoid_kernel(KernelContext& ctx) {
 }
 
 void hard_swish_kernel(KernelContext& ctx) {
-  unary_float(ctx, act::hard_swish);
+  unary_float(ctx, [](float x) { return act::hard_swish(x); });
 }
 
 void where_kernel(KernelContext& ctx) {

@@ -1,4 +1,6 @@
 // Operators that move or describe data without arithmetic: Constant, Flatten, Reshape, ...
+#include <tbb/parallel_for.h>
+
 #include <algorithm>
 #include <cstring>
 #include <numeric>
@@ -130,16 +132,60 @@ void transpose_kernel(KernelContext& ctx) {
       fail(ErrorCode::kInvalidArgument, "attribute 'perm' is not a permutation of " + std::to_string(rank) + " axes");
   Shape out;
   for (int64_t p : perm) out.push_back(x.dim(p));
-  // Walk the output in order; the input offset moves by the input stride of the permuted axis.
+  // The output as rows of its last axis, after dropping size-1 axes and merging output axes that
+  // are also adjacent, in the same order, in the input (so [N, T, H, D] -> [N, H, T, D] becomes
+  // rows of D contiguous elements). Rows are copied in parallel; the input offset of each row
+  // follows an odometer over the outer axes.
   const auto st = strides_of(x.shape());
-  std::vector<int64_t> in_strides;
-  for (int64_t p : perm) in_strides.push_back(st[p]);
+  std::vector<int64_t> dims, strides;  // merged output axes and their input strides
+  int64_t prev = -2;
+  for (int64_t p : perm) {
+    if (x.dim(p) == 1) continue;
+    if (p == prev + 1 && !dims.empty()) {
+      dims.back() *= x.dim(p);
+      strides.back() = st[p];
+    } else {
+      dims.push_back(x.dim(p));
+      strides.push_back(st[p]);
+    }
+    prev = p;
+  }
   Tensor y(x.dtype(), out);
   auto copy = [&](auto element) {
     using E = decltype(element);
     const E* src = reinterpret_cast<const E*>(x.raw());
     E* dst = reinterpret_cast<E*>(y.raw());
-    for_each_broadcast<1>(out, {in_strides}, [&](int64_t i, int64_t o) { dst[i] = src[o]; });
+    if (y.numel() == 0) return;
+    if (dims.empty()) {
+      dst[0] = src[0];
+      return;
+    }
+    const int64_t n = dims.back(), step = strides.back(), depth = static_cast<int64_t>(dims.size()) - 1;
+    const int64_t rows = y.numel() / n;
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, std::max<int64_t>(1, 4096 / n)),
+                      [&](const tbb::blocked_range<int64_t>& range) {
+                        std::vector<int64_t> idx(static_cast<size_t>(depth));
+                        int64_t off = 0;
+                        for (int64_t rest = range.begin(), k = depth - 1; k >= 0; --k) {
+                          idx[k] = rest % dims[k];
+                          rest /= dims[k];
+                          off += idx[k] * strides[k];
+                        }
+                        for (int64_t row = range.begin(); row < range.end(); ++row) {
+                          E* d = dst + row * n;
+                          const E* s = src + off;
+                          if (step == 1)
+                            std::copy_n(s, n, d);
+                          else
+                            for (int64_t i = 0; i < n; ++i) d[i] = s[i * step];
+                          for (int64_t k = depth - 1; k >= 0; --k) {
+                            off += strides[k];
+                            if (++idx[k] < dims[k]) break;
+                            off -= strides[k] * idx[k];
+                            idx[k] = 0;
+                          }
+                        }
+                      });
   };
   switch (dtype_size(x.dtype())) {
     case 1: copy(uint8_t{}); break;

@@ -1,5 +1,6 @@
 /// anvil eval MODEL.onnx [MODEL2.onnx ...] --dataset DATASET --methods LIST|all --target T
 ///            [--backend npu|reference|qdq] [--bias-correction] [--calib-count N] [--count N] [--json report.json]
+///            [--per-tensor-search [--search-samples N]]
 ///            [--sweep key=v1,v2,...]
 ///
 /// The main job of anvil: FP32 top-1 on the reference executor; then one calibration pass, and for
@@ -122,6 +123,8 @@ struct Opts {
   std::string dataset, methods = "MIN_MAX_ASYM,MIN_MAX_SYM", target = "warboy", backend = "npu", json, sweep;
   int64_t calib_count = 500, count = -1, batch = 1;
   bool bias_correction = false;
+  bool per_tensor_search = false;  ///< adds the PER_TENSOR_SEARCH row (quant::search_tensor_ranges)
+  int64_t search_samples = 64;
   NormOptions norm;
 };
 
@@ -252,6 +255,34 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
     r.range_search_s = seconds_since(t);
     t = Clock::now();
     const onnx::ModelProto qmodel = quant::quantize(optimized, ranges, qopt, nullptr, &calibration).value();
+    r.quantize_s = seconds_since(t);
+    run_method(o, setup, qmodel, fp32_all, device, r);
+    results.push_back(std::move(r));
+  }
+  if (o.per_tensor_search) {  // beyond the suite: the ten methods' ranges chosen per tensor
+    MethodResult r;
+    r.method = "PER_TENSOR_SEARCH";
+    quant::TensorSearchOptions sopt;
+    sopt.candidates = setup.methods;
+    sopt.samples = o.search_samples;
+    sopt.bias_correction = o.bias_correction;
+    auto t = Clock::now();
+    const quant::TensorSearchResult found =
+        quant::search_tensor_ranges(optimized, calibration, setup.calib.images, sopt).value();
+    r.range_search_s = seconds_since(t);
+    std::cout << fmt("per-tensor search on %lld calibration images: start %s %.2f dB -> %.2f dB, %zu tensor(s) "
+                     "changed, %lld QDQ evaluations, %.1f s\n",
+                     static_cast<long long>(std::min(o.search_samples, setup.calib.images.dim(0))),
+                     quant::method_name(found.grid), found.start_sqnr_db, found.sqnr_db, found.choices.size(),
+                     static_cast<long long>(found.evaluations), r.range_search_s);
+    for (const quant::TensorChoice& c : found.choices)
+      std::cout << fmt("  %s -> %s [%.6g, %.6g] (%.2f dB)\n", c.tensor.c_str(), quant::method_name(c.method),
+                       c.range.min, c.range.max, c.sqnr_db);
+    quant::QuantizeOptions qopt;
+    qopt.method = found.grid;
+    qopt.bias_correction = o.bias_correction;
+    t = Clock::now();
+    const onnx::ModelProto qmodel = quant::quantize(optimized, found.ranges, qopt, nullptr, &calibration).value();
     r.quantize_s = seconds_since(t);
     run_method(o, setup, qmodel, fp32_all, device, r);
     results.push_back(std::move(r));
@@ -429,6 +460,11 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--target", o->target, "warboy (one PE) or warboy-2pe (fused pair)");
   cmd->add_flag("--bias-correction", o->bias_correction,
                 "quantize with bias correction (each Conv/Gemm bias minus the mean shift of its weight rounding)");
+  cmd->add_flag("--per-tensor-search", o->per_tensor_search,
+                "also evaluate PER_TENSOR_SEARCH: each activation takes the range, among the methods', that maximises "
+                "the output SQNR of the float QDQ model on --search-samples calibration images (greedy, topological)");
+  cmd->add_option("--search-samples", o->search_samples, "calibration images scored by --per-tensor-search")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
   cmd->add_option("--calib-count", o->calib_count, "calibration images: the first N of the training split");
   cmd->add_option("--count", o->count, "evaluation images: the first N of the test split (default: all)");
   cmd->add_option("--batch", o->batch, "batch size of the compiled program")->check(CLI::Range(1, 1024));

@@ -1,5 +1,6 @@
 /// anvil quantize IN.onnx -o OUT.onnx (--calib DATASET [--calib-count N] | --ranges ranges.json)
 ///                --method M [--percentile P] [--bias-correction] [--input-type uint8 [--fold-normalization]] [--output-type int8]
+///                [--per-tensor-search] [--sensitivity PROBE] [--search-samples N]
 /// With --ranges (written by `anvil calibrate`) the model is not run: the ranges come from the
 /// stored statistics. The file must have been made from the same FP32 model.
 #include <iostream>
@@ -19,6 +20,9 @@ void register_quantize(CLI::App& app) {
     int64_t calib_count = 500;
     float percentile = 99.99f;
     bool bias_correction = false;
+    bool per_tensor_search = false;
+    int64_t search_samples = 64;
+    std::string sensitivity;
     NormOptions norm;
   };
   auto o = std::make_shared<Opts>();
@@ -35,6 +39,15 @@ void register_quantize(CLI::App& app) {
   cmd->add_flag("--bias-correction", o->bias_correction,
                 "subtract from each Conv/Gemm bias the mean output shift its weight rounding causes (calibrated input means)");
   cmd->add_option("--calib-count", o->calib_count, "number of calibration images (first N of the training split)");
+  cmd->add_flag("--per-tensor-search", o->per_tensor_search,
+                "each activation takes the range, among the ten methods', that maximises the output SQNR of the float "
+                "QDQ model on --search-samples calibration images (greedy, topological order; needs --calib; "
+                "--method is ignored)");
+  cmd->add_option("--search-samples", o->search_samples, "calibration images scored by --per-tensor-search / --sensitivity")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  cmd->add_option("--sensitivity", o->sensitivity,
+                  "PROBE: print, per calibrated activation, the output SQNR with PROBE's range on that tensor and "
+                  "--method's everywhere else (needs --calib)");
   cmd->add_option("--input-type", o->input_type, "float32 (default) or uint8: the model takes uint8 data directly")
       ->check(CLI::IsMember({"float32", "uint8"}));
   cmd->add_flag("--fold-normalization", o->fold,
@@ -74,8 +87,41 @@ void register_quantize(CLI::App& app) {
       calibration = quant::calibrate(optimized, calib.images, false);
       source = std::to_string(calib.images.dim(0)) + " calibration images";
     }
+    if ((o->per_tensor_search || !o->sensitivity.empty()) && o->calib.empty())
+      fail(ErrorCode::kInvalidArgument, "quantize: --per-tensor-search and --sensitivity need --calib (they run the model)");
     std::vector<std::string> float_nodes;
-    onnx::ModelProto q = quant::quantize(optimized, calibration, options, &float_nodes).value();
+    onnx::ModelProto q;
+    if (!o->sensitivity.empty()) {
+      const Dataset calib = load_dataset(o->calib, Split::kTrain, o->calib_count, o->norm.get());
+      const quant::Method probe = quant::method_from_name(o->sensitivity);
+      const auto rows = quant::tensor_sensitivity(optimized, calibration, calib.images, options.method, probe,
+                                                  o->search_samples, o->percentile)
+                            .value();
+      std::cout << "output SQNR on " << std::min(o->search_samples, calib.images.dim(0)) << " calibration images, "
+                << o->method << " everywhere: " << fmt("%.2f dB", rows.empty() ? 0.0 : rows[0].base_sqnr_db)
+                << "; with " << o->sensitivity << " on one tensor:\n";
+      for (const quant::TensorSensitivity& r : rows)
+        std::cout << fmt("  %8.2f dB  %s  %s [%.6g, %.6g] -> [%.6g, %.6g]\n", r.sqnr_db, r.tensor.c_str(),
+                         o->method.c_str(), r.base.min, r.base.max, r.probe.min, r.probe.max);
+    }
+    if (o->per_tensor_search) {
+      const Dataset calib = load_dataset(o->calib, Split::kTrain, o->calib_count, o->norm.get());
+      quant::TensorSearchOptions sopt;
+      sopt.percentile = o->percentile;
+      sopt.samples = o->search_samples;
+      sopt.bias_correction = o->bias_correction;
+      const quant::TensorSearchResult found = quant::search_tensor_ranges(optimized, calibration, calib.images, sopt).value();
+      std::cout << fmt("per-tensor search: start %s %.2f dB -> %.2f dB, %zu tensor(s) changed, %lld evaluations\n",
+                       quant::method_name(found.grid), found.start_sqnr_db, found.sqnr_db, found.choices.size(),
+                       static_cast<long long>(found.evaluations));
+      for (const quant::TensorChoice& c : found.choices)
+        std::cout << fmt("  %s -> %s [%.6g, %.6g] (%.2f dB)\n", c.tensor.c_str(), quant::method_name(c.method),
+                         c.range.min, c.range.max, c.sqnr_db);
+      options.method = found.grid;
+      q = quant::quantize(optimized, found.ranges, options, &float_nodes, &calibration).value();
+    } else {
+      q = quant::quantize(optimized, calibration, options, &float_nodes).value();
+    }
     quant::EditOptions edit;
     edit.input_uint8 = o->input_type == "uint8";
     edit.output_int8 = o->output_type == "int8";

@@ -9,6 +9,7 @@
 ///     followed by Q -> DQ.
 #include <algorithm>
 #include <functional>
+#include <mutex>
 #include <set>
 
 #include "anvil/common/log.h"
@@ -17,6 +18,7 @@
 #include "anvil/quantizer/quantizer.h"
 #include "graph.h"
 #include "passes.h"
+#include "qdq.h"
 #include "quant_params.h"
 
 namespace anvil::quant {
@@ -42,6 +44,16 @@ struct QuantizedConstant {
   std::vector<onnx::NodeProto> dq_nodes;  ///< the DequantizeLinear to emit before the node
 };
 
+/// Warns once per tensor name (per process) that its calibrated range is below what kMinScale resolves.
+void warn_floored(const std::string& t, Range r) {
+  static std::mutex mu;
+  static std::set<std::string> warned;
+  std::lock_guard<std::mutex> lock(mu);
+  if (!warned.insert(t).second) return;
+  log().warn("quantizer: tensor '{}' has the calibrated range [{:g}, {:g}]; its scale is floored at {:g}, so it "
+             "quantizes to (nearly) all zeros", t, r.min, r.max, kMinScale);
+}
+
 class QdqBuilder {
  public:
   QdqBuilder(const onnx::ModelProto& model, std::map<std::string, Range> ranges, const QuantizeOptions& options,
@@ -63,6 +75,12 @@ class QdqBuilder {
         fail(ErrorCode::kUnsupported, "node " + graph::node_label(n) + ": domain '" + n.domain() + "' not supported");
       for (const auto& in : n.input()) consumers_[in].push_back(i);
     }
+  }
+
+  /// The tensors whose parameters come from their calibrated range, in topological order.
+  std::vector<std::string> calibrated_tensors() {
+    choose_activation_params();
+    return calibrated_order_;
   }
 
   onnx::ModelProto run(std::vector<std::string>* float_nodes) {
@@ -102,6 +120,8 @@ class QdqBuilder {
     if (it == ranges_.end())
       fail(ErrorCode::kNotFound, "no calibration statistics for tensor '" + t + "' (" + what +
                                      "): was the calibration made on this optimized model?");
+    calibrated_order_.push_back(t);
+    if (scale_is_floored(it->second, symmetric_)) warn_floored(t, it->second);
     return activation_params(it->second, symmetric_);
   }
 
@@ -365,6 +385,7 @@ class QdqBuilder {
   std::map<std::string, std::vector<int>> consumers_;  // tensor -> indices of nodes reading it
   std::map<std::string, QuantParams> params_;          // float activation -> its int8 parameters
   std::vector<std::string> float_nodes_;
+  mutable std::vector<std::string> calibrated_order_;  ///< tensors given a calibrated range, in order
 };
 
 }  // namespace
@@ -380,6 +401,13 @@ Expected<onnx::ModelProto> quantize(const onnx::ModelProto& optimized, const std
                                     const QuantizeOptions& options, std::vector<std::string>* float_nodes,
                                     const Calibration* stats) {
   return capture([&] { return QdqBuilder(optimized, ranges, options, stats).run(float_nodes); });
+}
+
+std::vector<std::string> calibrated_tensors(const onnx::ModelProto& optimized,
+                                           const std::map<std::string, Range>& ranges, const QuantizeOptions& options) {
+  QuantizeOptions plain = options;
+  plain.bias_correction = false;
+  return QdqBuilder(optimized, ranges, plain, nullptr).calibrated_tensors();
 }
 
 Expected<onnx::ModelProto> quantize_model(const onnx::ModelProto& fp32, const Tensor& calibration_inputs,

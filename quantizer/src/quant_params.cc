@@ -30,6 +30,13 @@ QuantParams activation_params(Range r, bool symmetric) {
   return q;
 }
 
+bool scale_is_floored(Range r, bool sym) {
+  r = include_zero(r);
+  if (r.min == 0.0f && r.max == 0.0f) return false;  // all zero: any scale is exact
+  const float raw = sym && r.min < 0.0f ? std::max(-r.min, r.max) / 127.0f : (r.max - r.min) / 255.0f;
+  return raw < kMinScale;
+}
+
 ChannelQuantized quantize_per_channel(const Tensor& weight, int axis) {
   if (weight.dtype() != DType::kFloat32 || axis < 0 || axis >= static_cast<int>(weight.rank()))
     fail(ErrorCode::kInvalidArgument, "quantize_per_channel: float32 weight with axis " + std::to_string(axis) +

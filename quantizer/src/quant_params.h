@@ -14,8 +14,16 @@ using ref::QuantParams;
 
 /// The smallest scale the quantizer emits. A tensor that is zero everywhere (range [0, 0], or a
 /// weight channel of zeros) gets it instead of 0: DequantizeLinear and the integer multipliers
-/// need a positive scale, and any scale represents 0 exactly.
-constexpr float kMinScale = 1e-8f;
+/// need a positive scale, and any scale represents 0 exactly. 1e-18 (it was 1e-8, which zeroed
+/// the 1e-9 logits of random-weight MobileNetV2): the product of two floored scales, an int32
+/// bias scale input_scale * weight_scale, is 1e-36, still a normal float32 (>= 1.18e-38), and
+/// requantization multipliers are ratios of scales (math::quantize_multiplier), unaffected by
+/// their magnitude. A calibrated range whose scale would fall below it is floored with a warning
+/// naming the tensor (quantize()).
+constexpr float kMinScale = 1e-18f;
+
+/// True when `r` (non-empty) would get a scale below kMinScale, i.e. the floor changes it.
+bool scale_is_floored(Range r, bool symmetric);
 
 /// True for the *_SYM methods.
 bool is_symmetric(Method method);

@@ -54,45 +54,73 @@ Bins non_empty_bins(const TensorStats& s) {
   return b;
 }
 
-/// KL(P || Q) for the candidate range: the window is the bins with centre in `cand`.
-/// Q's empty bins get kEps each and Q is renormalised (the smoothing idea of TensorRT's and
-/// ONNX Runtime's entropy calibrators, in a form that keeps every bin positive), so an edge bin
-/// holding only clipped mass gives a finite divergence.
+/// KL(P || Q) for the candidate range, as TensorRT's entropy calibration computes it (and MXNet's
+/// and ONNX Runtime's implementations of it). The window is the bins with centre in `cand`:
+///  P: the window's counts, the counts below / above it added to its first / last bin (clipping);
+///  Q: each int8 level's count inside the window (without the clipped counts) spread evenly over
+///     the level's bins where P is non-zero, 0 where P is 0;
+///  both smoothed as those implementations do, on COUNTS: every zero bin gets kEps = 1e-4 counts and
+///  the non-zero bins give up the same total evenly; then KL of the normalised distributions.
+/// (The smoothing is in counts, not in probability: 1e-4 of the total mass per empty bin would
+/// penalise a window by the number of empty bins it holds, log(1 + 1e-4 * empty bins), which made
+/// sparse histograms such as logits clip hard; see docs/quantization.md.)
 double kl_objective(const Bins& b, Range cand, const QuantParams& q) {
   constexpr double kEps = 1e-4;
   const int first = std::max(0, static_cast<int>(std::ceil((cand.min + b.a) / b.width - 0.5)));
   const int last = std::min(kHistogramBins - 1, static_cast<int>(std::floor((cand.max + b.a) / b.width - 0.5)));
   if (first > last) return std::numeric_limits<double>::infinity();
+  auto level_at = [&](int bin) {
+    const float c = static_cast<float>(-b.a + (bin + 0.5) * b.width);
+    return math::quantize_float(c, q.scale, q.zero_point) + 128;
+  };
   double below = 0.0, above = 0.0, inside = 0.0;
-  int non_empty = 0;
-  std::array<double, 256> level_mass{};  // by int8 level + 128
-  std::array<int, 256> level_bins{};
-  std::vector<int> level_of(b.index.size(), -1);
+  std::array<double, 256> level_mass{};  // by int8 level + 128: counts inside the window (no clipped mass)
+  std::array<int, 256> level_nonzero{};  // bins of the level where P > 0
+  struct PBin { double p; int level; };
+  std::vector<PBin> pbins;  // the bins where P > 0
+  pbins.reserve(b.index.size() + 2);
+  int first_at = -1, last_at = -1;  // positions of bins `first` / `last` in pbins
   for (size_t k = 0; k < b.index.size(); ++k) {
     if (b.index[k] < first) { below += b.count[k]; continue; }
     if (b.index[k] > last) { above += b.count[k]; continue; }
-    level_of[k] = math::quantize_float(b.center[k], q.scale, q.zero_point) + 128;
-    level_mass[level_of[k]] += b.count[k];
-    ++level_bins[level_of[k]];
+    const int level = math::quantize_float(b.center[k], q.scale, q.zero_point) + 128;
+    level_mass[level] += b.count[k];
     inside += b.count[k];
-    ++non_empty;
+    if (b.index[k] == first) first_at = static_cast<int>(pbins.size());
+    if (b.index[k] == last) last_at = static_cast<int>(pbins.size());
+    pbins.push_back({b.count[k], level});
   }
-  if (non_empty == 0) return std::numeric_limits<double>::infinity();
-  const int zeros = (last - first + 1) - non_empty;
-  const double norm = 1.0 + kEps * zeros;
-  double kl = 0.0;
-  bool first_seen = false, last_seen = false;
-  for (size_t k = 0; k < b.index.size(); ++k) {
-    if (level_of[k] < 0) continue;
-    double p = b.count[k];
-    if (b.index[k] == first) p += below, first_seen = true;
-    if (b.index[k] == last) p += above, last_seen = true;
-    const double qk = level_mass[level_of[k]] / level_bins[level_of[k]] / inside / norm;
-    kl += (p / b.total) * std::log((p / b.total) / qk);
+  // A window that clips more values than it keeps is not a candidate: TensorRT's P piles the
+  // clipped values into the edge bin on the premise that they are outliers. When they are the
+  // majority (a tensor far from 0, such as a LayerNorm variance in [0.6, 8] against windows
+  // [0, T]), P and Q both collapse to that one edge bin and KL -> 0 (measured on vit:
+  // 7999 of 8000 values clipped, KL 0.008 against 0.031 for the full range), so the degenerate
+  // window would win. TensorRT, MXNet and ONNX Runtime have the same flaw; they rarely meet it
+  // because they calibrate only inputs of Conv/Gemm, which are not such tensors.
+  if (inside == 0.0 || below + above > inside) return std::numeric_limits<double>::infinity();
+  if (below > 0) {
+    if (first_at >= 0) pbins[first_at].p += below; else pbins.push_back({below, level_at(first)});
   }
-  // Empty edge bins that only hold clipped mass: Q = kEps there.
-  if (!first_seen && below > 0) kl += (below / b.total) * std::log((below / b.total) / (kEps / norm));
-  if (!last_seen && above > 0) kl += (above / b.total) * std::log((above / b.total) / (kEps / norm));
+  if (above > 0) {
+    if (last_at >= 0) pbins[last_at].p += above; else pbins.push_back({above, level_at(last)});
+  }
+  for (const PBin& pb : pbins) ++level_nonzero[pb.level];
+  const int window = last - first + 1;
+  const int p_nonzero = static_cast<int>(pbins.size()), p_zero = window - p_nonzero;
+  int q_nonzero = 0;
+  for (const PBin& pb : pbins) q_nonzero += level_mass[pb.level] > 0.0;
+  const int q_zero = window - q_nonzero;
+  const double total = below + inside + above;  // sum of P (smoothing keeps it); sum of Q = inside
+  const double p_take = kEps * p_zero / p_nonzero, q_take = kEps * q_zero / q_nonzero;
+  // Bins where P = 0 also have Q = 0: both are smoothed to kEps counts.
+  double kl = p_zero * (kEps / total) * std::log(inside / total);
+  for (const PBin& pb : pbins) {
+    const double p = (pb.p - p_take) / total;
+    const double qv = level_mass[pb.level] > 0.0
+                          ? std::max(level_mass[pb.level] / level_nonzero[pb.level] - q_take, kEps) / inside
+                          : kEps / inside;
+    kl += p * std::log(p / qv);
+  }
   return kl;
 }
 

@@ -17,7 +17,9 @@
 ///   ENTROPY: minimise KL(P || Q) (TensorRT's calibration) over the bins with centre in R:
 ///            P = those bins' counts, the mass outside R added to the nearest edge bin; Q = the same
 ///            bins' counts without that mass, each int8 level's total spread evenly over the level's
-///            non-empty bins (then smoothed, see kl_objective in range_methods.cc).
+///            non-empty bins where P is non-zero; both smoothed in counts (1e-4 per empty bin);
+///            windows that clip more values than they keep are not candidates (kl_objective in
+///            range_methods.cc says why).
 /// ASYM then refines each end on its own (alpha_lo * R0.min with the max fixed, alpha_hi * R0.max
 /// with the min fixed; two rounds), since a tensor's two tails need not be alike. The first
 /// (smallest) candidate reaching the optimum wins.

@@ -161,3 +161,65 @@ TEST(SearchMethods, UniformDataIsNotClippedByMse) {
   const Range r = range_of(s, Method::kMseSym);
   EXPECT_GT(r.max, 0.95f);
 }
+
+// ENTROPY follows TensorRT's KL calibration (MXNet's / ONNX Runtime's form): P and Q are smoothed
+// in counts (1e-4 per empty bin), so neither the number of empty bins in a window nor a sparse
+// histogram decides the range.
+TEST(Entropy, UniformIsNotClipped) {
+  // No tail: any clipping piles mass into the edge bin that Q does not have.
+  const TensorStats s = stats_of(ramp(-2.0f, 2.0f, 100000));
+  for (Method m : {Method::kEntropyAsym, Method::kEntropySym}) {
+    const Range r = range_of(s, m);
+    EXPECT_GT(r.max, 0.97f * 2.0f) << method_name(m);
+    EXPECT_LT(r.min, -0.97f * 2.0f) << method_name(m);
+  }
+}
+
+TEST(Entropy, SparseHistogramIsNotClipped) {
+  // 2,000 values spread uniformly over [-10, 10]: the 4096-bin histogram is mostly empty (as for
+  // logits: 10 values per image). Smoothing 1e-4 of the total mass into each empty bin made every
+  // wide window pay log(1 + 1e-4 * empty bins) and clipped such tensors to a fraction of their range.
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-10.0f, 10.0f);
+  std::vector<float> v(2000);
+  for (float& x : v) x = u(rng);
+  const TensorStats s = stats_of(v);
+  for (Method m : {Method::kEntropyAsym, Method::kEntropySym}) {
+    const Range r = range_of(s, m);
+    EXPECT_GT(r.max, 0.9f * s.max) << method_name(m);
+    EXPECT_LT(r.min, 0.9f * s.min) << method_name(m);
+  }
+}
+
+TEST(Entropy, ClipsAHeavyTailOnlyWhereItIsSparse) {
+  // Laplace(0, 1) bulk: the range ends in the tail, well past the bulk (> 4 scale units, which
+  // holds all but e^-4 = 1.8% of the mass) and before the extreme.
+  std::mt19937 rng(3);
+  std::exponential_distribution<float> e(1.0f);
+  std::bernoulli_distribution sign(0.5);
+  std::vector<float> v(100000);
+  for (float& x : v) x = sign(rng) ? e(rng) : -e(rng);
+  const TensorStats s = stats_of(v);
+  const Range r = range_of(s, Method::kEntropySym);
+  EXPECT_GT(r.max, 4.0f);
+  EXPECT_LT(r.max, s.max);
+}
+
+TEST(Entropy, ATensorFarFromZeroIsNotClippedToAnEdgeSpike) {
+  // 2,000 values uniform on [4, 8], like a LayerNorm variance, and one low value at 0.498 (vit's final
+  // LayerNorm variance: 7999 of 8000 values above 0.6). The window [0, 0.5] (a candidate: 16/256
+  // of the range) holds only that value, in its edge bin, where P piles up all the clipped values:
+  // P and Q are then the same one-bin spike and KL = 0. Windows that clip more values than they
+  // keep are not candidates, so ENTROPY keeps (nearly) the whole range, as for any uniform data.
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(4.0f, 8.0f);
+  std::vector<float> v(2000);
+  for (float& x : v) x = u(rng);
+  v[0] = 8.0f, v[1] = 0.498f;
+  const TensorStats s = stats_of(v);
+  for (Method m : {Method::kEntropyAsym, Method::kEntropySym}) {
+    const Range r = range_of(s, m);
+    EXPECT_EQ(r.min, 0.0f) << method_name(m);
+    EXPECT_GT(r.max, 0.97f * 8.0f) << method_name(m);
+  }
+}

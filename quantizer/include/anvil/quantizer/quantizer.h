@@ -118,6 +118,54 @@ Expected<onnx::ModelProto> quantize(const onnx::ModelProto& optimized, const std
                                     std::vector<std::string>* float_nodes = nullptr,
                                     const Calibration* stats = nullptr);
 
+/// Per-tensor choice of method (beyond the FuriosaAI suite). Every candidate assignment is scored
+/// by the output SQNR of its QDQ model, run in float by the reference executor (fake quantization),
+/// against the FP32 model on the first `samples` calibration inputs: SQNR = 10 log10(sum f^2 /
+/// sum (f - q)^2) over all elements of all graph outputs.
+struct TensorSearchOptions {
+  std::vector<Method> candidates;  ///< the methods whose ranges are candidates; empty: all ten
+  float percentile = 99.99f;       ///< for the PERCENTILE candidates
+  int64_t samples = 64;            ///< scoring inputs: the first N of the calibration inputs
+  bool bias_correction = false;    ///< score (and later quantize) with bias correction
+};
+struct TensorChoice {
+  std::string tensor;
+  Method method;     ///< the candidate whose range the tensor took (the first of equal ones)
+  Range range;
+  double sqnr_db;    ///< the model's scoring SQNR right after this choice
+};
+struct TensorSearchResult {
+  /// Quantize with these ranges and QuantizeOptions::method = grid (the grid is the start
+  /// method's, symmetric or not, for every tensor).
+  std::map<std::string, Range> ranges;
+  Method grid = Method::kMinMaxAsym;
+  std::vector<std::pair<Method, double>> method_sqnr_db;  ///< each candidate alone, scoring SQNR
+  double start_sqnr_db = 0.0;                             ///< the best of those (the start)
+  double sqnr_db = 0.0;                                   ///< after the search (>= start)
+  std::vector<TensorChoice> choices;                      ///< tensors whose range changed
+  int64_t evaluations = 0;                                ///< QDQ models built and scored
+};
+/// Starts from the candidate method with the best scoring SQNR, then visits the calibrated
+/// activations in topological order and gives each the candidate range (of the same calibration)
+/// that maximises the scoring SQNR given the choices made so far, keeping the current one on ties.
+/// Cost: (candidates + distinct candidate ranges per tensor) QDQ builds and float runs over
+/// `samples` inputs. Errors: kInvalidArgument for a model without exactly one input, empty or
+/// non-float inputs, samples <= 0.
+Expected<TensorSearchResult> search_tensor_ranges(const onnx::ModelProto& optimized, const Calibration& calib,
+                                                  const Tensor& inputs, const TensorSearchOptions& options);
+
+/// Diagnosis: the scoring SQNR (as above) with `base`'s ranges everywhere except `probe`'s range
+/// on one tensor, for each calibrated activation in topological order.
+struct TensorSensitivity {
+  std::string tensor;
+  Range base, probe;
+  double base_sqnr_db = 0.0;  ///< base everywhere
+  double sqnr_db = 0.0;       ///< probe on this tensor only (= base_sqnr_db when both give the same parameters)
+};
+Expected<std::vector<TensorSensitivity>> tensor_sensitivity(const onnx::ModelProto& optimized, const Calibration& calib,
+                                                            const Tensor& inputs, Method base, Method probe,
+                                                            int64_t samples = 64, float percentile = 99.99f);
+
 /// ModelEditor: changes the boundary types of a QDQ model made by quantize().
 struct EditOptions {
   /// The model takes uint8 data: the input QuantizeLinear disappears and the DequantizeLinear(s)

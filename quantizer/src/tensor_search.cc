@@ -1,0 +1,170 @@
+/// Per-tensor choice of the calibration method (beyond the FuriosaAI suite) and the per-tensor
+/// sensitivity diagnosis. Both score a range assignment by the output SQNR of the QDQ model,
+/// executed in float by the reference executor (QuantizeLinear/DequantizeLinear as ONNX defines
+/// them), against the FP32 model on the first `samples` calibration inputs.
+#include <algorithm>
+#include <cmath>
+
+#include "anvil/common/log.h"
+#include "anvil/quantizer/quantizer.h"
+#include "anvil/reference/executor.h"
+#include "qdq.h"
+#include "quant_params.h"
+
+namespace anvil::quant {
+
+namespace {
+
+constexpr int64_t kBatch = 64;  // inputs per Executor::run
+
+/// Output SQNR of QDQ models against the FP32 model on fixed inputs.
+class SqnrScorer {
+ public:
+  SqnrScorer(const onnx::ModelProto& optimized, const Tensor& inputs, int64_t samples, const Calibration& calib,
+             bool bias_correction)
+      : optimized_(optimized), calib_(calib), bias_correction_(bias_correction) {
+    if (inputs.dtype() != DType::kFloat32 || inputs.rank() < 1 || inputs.dim(0) == 0)
+      fail(ErrorCode::kInvalidArgument, "per-tensor search: non-empty float32 N x ... inputs expected, got " +
+                                            std::string(dtype_name(inputs.dtype())) + " " + shape_str(inputs.shape()));
+    if (samples <= 0) fail(ErrorCode::kInvalidArgument, "per-tensor search: samples must be > 0");
+    const ref::Executor fp32 = ref::Executor::create(optimized).value();
+    if (fp32.input_names().size() != 1)
+      fail(ErrorCode::kInvalidArgument, "per-tensor search: the model has " +
+                                            std::to_string(fp32.input_names().size()) + " inputs; it feeds exactly one");
+    const int64_t n = std::min(samples, inputs.dim(0));
+    for (int64_t b = 0; b < n; b += kBatch) batches_.push_back(inputs.slice0(b, std::min(n, b + kBatch)));
+    for (const Tensor& x : batches_) reference_.push_back(fp32.run({{fp32.input_names()[0], x}}).value());
+  }
+
+  /// 10 log10(sum f^2 / sum (f - q)^2) over every element of every graph output.
+  double sqnr_db(const std::map<std::string, Range>& ranges, Method grid) {
+    QuantizeOptions options;
+    options.method = grid;
+    options.bias_correction = bias_correction_;
+    const onnx::ModelProto q = quantize(optimized_, ranges, options, nullptr, &calib_).value();
+    const ref::Executor exec = ref::Executor::create(q).value();
+    double signal = 0.0, noise = 0.0;
+    for (size_t b = 0; b < batches_.size(); ++b) {
+      const TensorMap out = exec.run({{exec.input_names()[0], batches_[b]}}).value();
+      for (const auto& [name, want] : reference_[b]) {
+        const Tensor& got = out.at(name);
+        if (want.dtype() != DType::kFloat32 || got.numel() != want.numel()) continue;
+        const float* pf = want.data<float>();
+        const float* pq = got.data<float>();
+        for (int64_t i = 0; i < want.numel(); ++i) {
+          const double d = static_cast<double>(pf[i]) - pq[i];
+          signal += static_cast<double>(pf[i]) * pf[i];
+          noise += d * d;
+        }
+      }
+    }
+    ++evaluations_;
+    if (noise == 0.0) return INFINITY;
+    return signal > 0.0 ? 10.0 * std::log10(signal / noise) : -INFINITY;
+  }
+
+  int64_t evaluations() const { return evaluations_; }
+
+ private:
+  const onnx::ModelProto& optimized_;
+  const Calibration& calib_;
+  bool bias_correction_;
+  std::vector<Tensor> batches_;
+  std::vector<TensorMap> reference_;
+  int64_t evaluations_ = 0;
+};
+
+std::vector<Method> candidate_methods(const std::vector<Method>& given) {
+  if (!given.empty()) return given;
+  return {Method::kMinMaxAsym,     Method::kMinMaxSym,     Method::kEntropyAsym, Method::kEntropySym,
+          Method::kPercentileAsym, Method::kPercentileSym, Method::kSqnrAsym,    Method::kSqnrSym,
+          Method::kMseAsym,        Method::kMseSym};
+}
+
+/// Two ranges that give the same int8 parameters on `grid` build the same model.
+bool same_params(Range a, Range b, bool sym) {
+  const QuantParams pa = activation_params(a, sym), pb = activation_params(b, sym);
+  return pa.scale == pb.scale && pa.zero_point == pb.zero_point;
+}
+
+}  // namespace
+
+Expected<TensorSearchResult> search_tensor_ranges(const onnx::ModelProto& optimized, const Calibration& calib,
+                                                  const Tensor& inputs, const TensorSearchOptions& options) {
+  return capture([&] {
+    SqnrScorer scorer(optimized, inputs, options.samples, calib, options.bias_correction);
+    const std::vector<Method> methods = candidate_methods(options.candidates);
+    std::vector<std::map<std::string, Range>> method_ranges;
+    for (Method m : methods) method_ranges.push_back(calib.ranges(m, options.percentile));
+
+    // Start from the best single method; its grid (symmetric or not) is kept for every tensor.
+    TensorSearchResult result;
+    result.start_sqnr_db = -INFINITY;
+    size_t start = 0;
+    for (size_t k = 0; k < methods.size(); ++k) {
+      const double db = scorer.sqnr_db(method_ranges[k], methods[k]);
+      result.method_sqnr_db.emplace_back(methods[k], db);
+      if (db > result.start_sqnr_db) result.start_sqnr_db = db, start = k;
+    }
+    result.grid = methods[start];
+    result.ranges = method_ranges[start];
+    result.sqnr_db = result.start_sqnr_db;
+    const bool sym = is_symmetric(result.grid);
+
+    // Greedy, in topological order: each tensor takes the candidate range that maximises the
+    // output SQNR given the choices already made (ties keep the current range).
+    QuantizeOptions grid_options;
+    grid_options.method = result.grid;
+    for (const std::string& t : calibrated_tensors(optimized, result.ranges, grid_options)) {
+      const Range current = result.ranges.at(t);
+      std::vector<Range> tried{current};
+      for (size_t k = 0; k < methods.size(); ++k) {
+        const Range cand = method_ranges[k].at(t);
+        if (std::any_of(tried.begin(), tried.end(), [&](Range r) { return same_params(r, cand, sym); })) continue;
+        tried.push_back(cand);
+        std::map<std::string, Range> trial = result.ranges;
+        trial[t] = cand;
+        const double db = scorer.sqnr_db(trial, result.grid);
+        if (db > result.sqnr_db) {
+          result.sqnr_db = db;
+          result.ranges[t] = cand;
+          TensorChoice c{t, methods[k], cand, db};
+          auto it = std::find_if(result.choices.begin(), result.choices.end(),
+                                 [&](const TensorChoice& x) { return x.tensor == t; });
+          if (it != result.choices.end()) *it = c; else result.choices.push_back(c);
+        }
+      }
+    }
+    result.evaluations = scorer.evaluations();
+    log().info("quantizer: per-tensor search: {} {:.2f} dB -> {:.2f} dB, {} tensor(s) changed, {} evaluations",
+               method_name(result.grid), result.start_sqnr_db, result.sqnr_db, result.choices.size(),
+               result.evaluations);
+    return result;
+  });
+}
+
+Expected<std::vector<TensorSensitivity>> tensor_sensitivity(const onnx::ModelProto& optimized, const Calibration& calib,
+                                                            const Tensor& inputs, Method base, Method probe,
+                                                            int64_t samples, float percentile) {
+  return capture([&] {
+    SqnrScorer scorer(optimized, inputs, samples, calib, false);
+    const std::map<std::string, Range> base_ranges = calib.ranges(base, percentile);
+    const std::map<std::string, Range> probe_ranges = calib.ranges(probe, percentile);
+    const double base_db = scorer.sqnr_db(base_ranges, base);
+    QuantizeOptions grid_options;
+    grid_options.method = base;
+    std::vector<TensorSensitivity> out;
+    for (const std::string& t : calibrated_tensors(optimized, base_ranges, grid_options)) {
+      TensorSensitivity s{t, base_ranges.at(t), probe_ranges.at(t), base_db, base_db};
+      if (!same_params(s.base, s.probe, is_symmetric(base))) {
+        std::map<std::string, Range> trial = base_ranges;
+        trial[t] = s.probe;
+        s.sqnr_db = scorer.sqnr_db(trial, base);
+      }
+      out.push_back(s);
+    }
+    return out;
+  });
+}
+
+}  // namespace anvil::quant

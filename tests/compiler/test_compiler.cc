@@ -419,6 +419,14 @@ TEST(Compiler, MalformedGraphsNameTheNode) {
     b.graph().ops[0].strides = {1, 1};
     expect(b.graph(), ErrorCode::kInvalidArgument, "conv0");
   }
+  {  // a table lookup whose output has another element count than its input
+    GraphBuilder b(2);
+    const int x = b.input("x", {1, 2, 4, 4});
+    const int y = b.value("y", {1, 2, 4, 5}, 1.0f / 256.0f, -128);
+    b.lut("sig", x, y);
+    b.output(y, "y");
+    expect(b.graph(), ErrorCode::kInvalidArgument, "node 'sig' (lut): input [1, 2, 4, 4] and output [1, 2, 4, 5] differ in size");
+  }
   {  // a kernel larger than the padded input
     GraphBuilder b(2);
     const int x = b.input("x", {1, 2, 2, 3});

@@ -630,6 +630,20 @@ TEST(Int8Lut, SiluAndHardSwishMulPatternsBecomeOneTable) {
   expect_exact_lut(gated_model("HardSigmoid", false), {"x", "g", "y"}, x);
 }
 
+TEST(Int8LutErrors, GateDequantizedWithOtherParametersIsMalformed) {
+  ActParams p = unit_params();
+  onnx::ModelProto m = gated_model("Sigmoid", false)(p);
+  auto* init = m.mutable_graph()->add_initializer();
+  *init = tensor_to_proto(Tensor::scalar<float>(0.5f), "other_scale");
+  for (auto& n : *m.mutable_graph()->mutable_node())
+    if (n.name() == "g_DQ") n.set_input(1, "other_scale");
+  const Error e = lowering_error(m);
+  EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(std::string(e.what()).find("parameters differ from the QuantizeLinear that produced 'g_q'"),
+            std::string::npos)
+      << e.what();
+}
+
 TEST(Int8LutErrors, GateUsedElsewhereLeavesTheMulUnsupported) {
   // The gate's quantized output is also a graph output: the gate is its own table and the Mul of
   // two activations has no integer lowering (yet).

@@ -200,8 +200,10 @@ void register_run(CLI::App& app) {
     // Per-layer cycles come from the activity trace: on for --trace and --layers, and for --stats
     // when the program lists its layers' instructions (programs of older compilers do not).
     std::vector<hw::LayerRange> layers;
+    if (o->layers && !program.segments.empty())
+      fail(ErrorCode::kUnsupported, o->program + ": --layers of a partitioned program (host segments) is not implemented");
     if (o->layers) layers = hw::layer_ranges_from_metadata(program.metadata);
-    if (!o->stats.empty() && !o->layers) {
+    if (!o->stats.empty() && !o->layers && program.segments.empty()) {
       const nlohmann::json m = nlohmann::json::parse(program.metadata, nullptr, false);
       if (m.is_object() && m.contains("layers") && !m.at("layers").empty() &&
           m.at("layers").at(0).contains("first_instruction"))
@@ -230,6 +232,9 @@ void register_run(CLI::App& app) {
                      static_cast<unsigned long long>(s.cycles), s.cycles / (config.clock_ghz * 1e3), config.clock_ghz,
                      static_cast<unsigned long long>(s.request_cycles), s.latency_us,
                      static_cast<unsigned long long>(s.macs), 100.0 * s.mac_utilization);
+    if (!program.segments.empty())
+      std::cout << fmt("partitioned program: %zu segments; host segments took %.1f us of host time\n",
+                       program.segments.size(), s.host_us);
     const double median_ms = ms.empty() ? first_ms : ms[ms.size() / 2];
     if (!ms.empty())
       std::cout << fmt("host wall time per inference: first run %.1f ms, then median %.1f ms (min %.1f) over %d "
@@ -260,6 +265,7 @@ void register_run(CLI::App& app) {
       j["latency_us"] = s.latency_us;
       j["macs"] = s.macs;
       j["mac_utilization"] = s.mac_utilization;
+      j["host_us"] = s.host_us;
       j["clock_ghz"] = config.clock_ghz;
       j["hw_config"] = config.to_json();
       j["counters"] = device.counters();

@@ -6,10 +6,12 @@
 #include <deque>
 #include <optional>
 #include <regex>
+#include <thread>
 #include <vector>
 
 #include "anvil/common/requant.h"
 #include "anvil/common/status.h"
+#include "anvil/reference/int8_graph.h"
 #include "driver.h"
 #include "remote_link.h"
 
@@ -298,6 +300,7 @@ struct Session::Impl {
   ~Impl() {
     if (!device.impl_) return;
     drain();
+    stop_workers();
     for (uint64_t a : dram_allocations) device.impl_->dram_free(a);
     for (const Slot& s : core->slots)
       if (s.io_host.data) device.impl_->host_free(s.io_host);
@@ -309,6 +312,41 @@ struct Session::Impl {
   /// Checks the inputs and writes them (quantized when float32) into a request's host IO buffer.
   void check_inputs(const TensorMap& inputs) const;
   void write_inputs(const TensorMap& inputs, uint8_t* io) const;
+
+  // ---- partitioned programs (program.segments) ----------------------------------------------
+  // Each NPU segment is a Session of its own on the same device (its program loaded, its own
+  // request slots); each host segment is its integer graph, run with ref::run_int8. A request is
+  // a job for one of `workers`, which walks the segments in order with the values in host memory.
+  struct Stage {
+    const isa::Segment* segment = nullptr;  ///< into program.segments
+    std::unique_ptr<Session> npu;
+    ref::Int8Graph host;
+  };
+  struct ChainJob {
+    std::shared_ptr<Request::State> state;
+    TensorMap values;  ///< by value name: the inputs, then every segment's outputs
+  };
+  std::vector<Stage> stages;
+  std::mutex jobs_mutex;
+  std::condition_variable jobs_cv;
+  std::deque<ChainJob> jobs;
+  bool stopping = false;
+  std::vector<std::thread> workers;
+
+  /// Prepares the stages (loading the NPU segments) and starts the workers.
+  void start_chain();
+  /// Queues a request whose slot is taken: its inputs, quantized, by value name.
+  void enqueue_chain(const std::shared_ptr<Request::State>& state, const TensorMap& inputs);
+  void run_chain(ChainJob& job);
+  void stop_workers() {
+    {
+      std::lock_guard<std::mutex> lock(jobs_mutex);
+      stopping = true;
+    }
+    jobs_cv.notify_all();
+    for (std::thread& t : workers) t.join();
+    workers.clear();
+  }
 };
 
 namespace {
@@ -362,6 +400,10 @@ Session::Session(Device device, const isa::Program& program, const SessionOption
   core.clock_ghz = d.config.clock_ghz;
   core.peak_macs_per_cycle = static_cast<double>(d.config.mac_rows) * d.config.mac_cols * d.config.slices_per_pe * d.pes_per_unit;
 
+  if (!program.segments.empty()) {
+    s.start_chain();
+    return;
+  }
   // The image goes to DRAM the way a driver puts it there: a host buffer and a kLoad command.
   const std::string image = program.serialize();
   s.program_addr = s.dram_alloc(image.size(), "the program image");
@@ -434,17 +476,21 @@ void Session::Impl::check_inputs(const TensorMap& inputs) const {
   }
 }
 
-void Session::Impl::write_inputs(const TensorMap& inputs, uint8_t* io) const {
-  for (const auto& desc : program.inputs) {
-    const Tensor& t = inputs.at(desc.name);
-    auto* dst = reinterpret_cast<int8_t*>(io + desc.io_offset);
-    if (t.dtype() == DType::kFloat32) {
-      const float* x = t.data<float>();
-      for (int64_t i = 0; i < t.numel(); ++i) dst[i] = math::quantize_float(x[i], desc.scale, desc.zero_point);
-    } else {
-      std::memcpy(dst, t.raw(), t.nbytes());
-    }
+namespace {
+/// An input as the device takes it: float32 quantized with the descriptor's parameters, int8 as is.
+void quantize_input(const Tensor& t, const isa::TensorDesc& desc, int8_t* dst) {
+  if (t.dtype() == DType::kFloat32) {
+    const float* x = t.data<float>();
+    for (int64_t i = 0; i < t.numel(); ++i) dst[i] = math::quantize_float(x[i], desc.scale, desc.zero_point);
+  } else {
+    std::memcpy(dst, t.raw(), t.nbytes());
   }
+}
+}  // namespace
+
+void Session::Impl::write_inputs(const TensorMap& inputs, uint8_t* io) const {
+  for (const auto& desc : program.inputs)
+    quantize_input(inputs.at(desc.name), desc, reinterpret_cast<int8_t*>(io + desc.io_offset));
 }
 
 namespace {
@@ -521,6 +567,12 @@ Request Session::submit(const TensorMap& inputs, std::any context) {
     state->id = core.next_id++;
     core.in_flight++;
   }
+  if (!s.stages.empty()) {
+    s.enqueue_chain(state, inputs);
+    Request r;
+    r.state_ = std::move(state);
+    return r;
+  }
   const Slot& slot = core.slots[state->slot];
   s.write_inputs(inputs, slot.io_host.data);
   isa::SubmissionEntry e{};
@@ -545,6 +597,137 @@ Request Session::submit(const TensorMap& inputs, std::any context) {
   Request r;
   r.state_ = std::move(state);
   return r;
+}
+
+// ---- partitioned programs --------------------------------------------------------------------
+
+void Session::Impl::start_chain() {
+  Core& c = *core;
+  for (uint32_t i = 0; i < options.queue_depth; ++i) {  // slots without memory: they count requests
+    c.slots.emplace_back();
+    c.free_slots.push_back(static_cast<int>(options.queue_depth - 1 - i));
+  }
+  for (size_t i = 0; i < program.segments.size(); ++i) {
+    const isa::Segment& seg = program.segments[i];
+    Stage stage;
+    stage.segment = &seg;
+    const std::string what = "segment " + std::to_string(i);
+    if (seg.kind == isa::SegmentKind::kNpu) {
+      stage.npu = std::make_unique<Session>(device, isa::Program::parse(seg.payload, what), options);
+    } else {
+      Expected<ref::Int8Graph> g = ref::parse_int8_graph(seg.payload, what);
+      if (!g.ok()) throw g.error();
+      stage.host = std::move(g.value());
+      if (stage.host.input_names != seg.inputs || stage.host.output_names != seg.outputs)
+        fail(ErrorCode::kInvalidArgument, what + ": the host graph's inputs and outputs are not the segment's");
+    }
+    stages.push_back(std::move(stage));
+  }
+  // One worker per request in flight (up to 8): NPU segments of different requests overlap.
+  const uint32_t n = std::min<uint32_t>(options.queue_depth, 8);
+  for (uint32_t i = 0; i < n; ++i)
+    workers.emplace_back([this] {
+      for (;;) {
+        ChainJob job;
+        {
+          std::unique_lock<std::mutex> lock(jobs_mutex);
+          jobs_cv.wait(lock, [&] { return stopping || !jobs.empty(); });
+          if (jobs.empty()) return;
+          job = std::move(jobs.front());
+          jobs.pop_front();
+        }
+        run_chain(job);
+      }
+    });
+}
+
+void Session::Impl::enqueue_chain(const std::shared_ptr<Request::State>& state, const TensorMap& inputs) {
+  ChainJob job{state, {}};
+  for (size_t i = 0; i < program.inputs.size(); ++i) {
+    const isa::TensorDesc& desc = program.inputs[i];
+    Tensor t(DType::kInt8, desc.shape);
+    quantize_input(inputs.at(desc.name), desc, t.data<int8_t>());
+    job.values.emplace(program.input_values[i], std::move(t));
+  }
+  {
+    std::lock_guard<std::mutex> lock(jobs_mutex);
+    jobs.push_back(std::move(job));
+  }
+  jobs_cv.notify_one();
+}
+
+/// Runs a request's segments in order and completes it: outputs, statistics summed over the NPU
+/// segments (device cycles; the simulated span from the first segment's submission to the last
+/// one's end) and the host segments' wall time in host_us.
+void Session::Impl::run_chain(ChainJob& job) {
+  RunStats st;
+  TensorMap outputs;
+  std::optional<Error> error;
+  bool first_npu = true;
+  try {
+    for (const Stage& stage : stages) {
+      TensorMap in;
+      for (const std::string& v : stage.segment->inputs) in.emplace(v, job.values.at(v));
+      TensorMap out;
+      if (stage.npu) {
+        Request r = stage.npu->submit(in);
+        if (r.wait(options.device_timeout_s) == RequestState::kTimeout)
+          fail(ErrorCode::kTimeout, "queue timeout: an NPU segment of request " + std::to_string(job.state->id) +
+                                        " did not finish within " + std::to_string(options.device_timeout_s) + " s");
+        out = r.outputs();
+        const RunStats& s = r.stats();
+        st.cycles += s.cycles;
+        st.request_cycles += s.request_cycles;
+        st.macs += s.macs;
+        st.pe_mask |= s.pe_mask;
+        if (first_npu) st.submit_cycle = s.submit_cycle, st.start_cycle = s.start_cycle;
+        st.end_cycle = s.end_cycle;
+        first_npu = false;
+      } else {
+        const auto t0 = Clock::now();
+        Expected<TensorMap> ran = ref::run_int8(stage.host, in);
+        st.host_us += std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+        if (!ran.ok()) throw ran.error();
+        out = std::move(ran.value());
+      }
+      for (auto& [name, t] : out) job.values.insert_or_assign(name, std::move(t));
+    }
+    for (size_t i = 0; i < program.outputs.size(); ++i)
+      outputs.emplace(program.outputs[i].name, job.values.at(program.output_values[i]));
+  } catch (const Error& e) {
+    error = e;
+  } catch (const std::exception& e) {
+    error = Error(ErrorCode::kInternal, std::string("internal error: ") + e.what());
+  }
+  Core& c = *core;
+  std::lock_guard<std::mutex> lock(c.mutex);
+  Request::State& s = *job.state;
+  if (error) {
+    s.state = RequestState::kError;
+    s.code = error->code();
+    s.message = error->what();
+    c.stats.failed++;
+  } else {
+    st.latency_us = static_cast<double>(st.request_cycles) / (c.clock_ghz * 1000.0);
+    st.queue_latency_us = static_cast<double>(st.end_cycle - st.submit_cycle) / (c.clock_ghz * 1000.0);
+    st.mac_utilization = st.cycles ? static_cast<double>(st.macs) / (static_cast<double>(st.cycles) * c.peak_macs_per_cycle) : 0.0;
+    s.stats = st;
+    s.outputs = std::move(outputs);
+    s.state = RequestState::kCompleted;
+    SessionStats& ss = c.stats;
+    if (ss.completed == 0 || st.submit_cycle < ss.first_submit_cycle) ss.first_submit_cycle = st.submit_cycle;
+    ss.last_end_cycle = std::max(ss.last_end_cycle, st.end_cycle);
+    ss.completed++;
+    for (size_t u = 0; u < c.units.size(); ++u)
+      if (st.pe_mask & c.units[u]) ss.per_unit[u]++;
+    const uint64_t span = ss.last_end_cycle - ss.first_submit_cycle;
+    ss.throughput_per_sim_s = span ? static_cast<double>(ss.completed) * c.clock_ghz * 1e9 / static_cast<double>(span) : 0.0;
+  }
+  c.free_slots.push_back(s.slot);
+  c.in_flight--;
+  while (!c.finished.empty() && c.finished.front()->taken) c.finished.pop_front();
+  c.finished.push_back(job.state);
+  c.cv.notify_all();
 }
 
 Request Session::receive(double timeout_s) {

@@ -45,6 +45,10 @@ struct RunStats {
   uint32_t pe_mask = 0;         ///< the unit that ran it (bit i = PE i)
   /// Submission to completion in simulated time (queueing included), microseconds.
   double queue_latency_us = 0.0;
+  /// Partitioned programs: host wall-clock microseconds of the host segments (ref::run_int8). The
+  /// device fields above then sum the NPU segments (cycles, request_cycles, macs) or span them
+  /// (submit_cycle of the first, end_cycle of the last); host segments take no simulated time.
+  double host_us = 0.0;
 };
 
 /// Device specification (one string names a set of units; a unit is what one request runs on):
@@ -162,6 +166,11 @@ struct SessionStats {
 };
 
 /// A program loaded on a device. Thread-safe: any number of threads may run/submit/receive.
+///
+/// A partitioned program (isa::Program::segments, from the compiler's host fallback) runs as the
+/// chain of its segments: each NPU segment on the device as above (it is loaded as a program of
+/// its own), each host segment on the host with ref::run_int8, values passed through host memory.
+/// run/submit/receive behave the same; a session worker thread advances each request's chain.
 class Session {
  public:
   /// Loads the program into device DRAM (through the command queue / PCIe DMA, as a driver would)

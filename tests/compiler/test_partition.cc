@@ -1,0 +1,270 @@
+// Host fallback end to end: a quantized CNN with an operator the NPU does not run (Softmax) in the
+// middle is lowered with a kHost op, compiled into NPU / host / NPU segments, and run through the
+// runtime (synchronously and through the async queue) bit-exact against ref::run_int8. Also: the
+// compile is deterministic, the program round-trips, a corrupt segment table is a clear error, and
+// an op the compiler refuses (dilated pooling) lands on the host with the compiler's reason.
+#include <gtest/gtest.h>
+
+#include <cstddef>
+#include <cstring>
+
+#include "../reference/qdq_builder.h"
+#include "anvil/compiler/compiler.h"
+#include "anvil/runtime/runtime.h"
+#include "graph_builder_for_tests.h"
+
+using namespace anvil;
+using anvil::test::ActParams;
+using anvil::test::QdqBuilder;
+using anvil::test::random_tensor;
+
+namespace {
+
+constexpr int64_t kBatch = 2;
+
+/// x [N,3,6,6] -> Conv 3x3 pad 1 (4 ch) -> Relu -> Q -> DQ -> Softmax(axis 1) -> Q -> DQ -> Conv 1x1
+/// (5 ch) -> Q -> DQ -> GlobalAveragePool -> Q -> DQ -> y [N,5,1,1].
+onnx::ModelProto softmax_cnn(const ActParams& p) {
+  QdqBuilder q(p);
+  q.b.input("x", DType::kFloat32, {-1, 3, 6, 6});
+  std::vector<float> s1, s2;
+  const std::string w1 = q.weight("w1", random_tensor({4, 3, 3, 3}, -0.5f, 0.5f, 1), 0, &s1);
+  const std::string b1 = q.bias("b1", {0.1f, -0.2f, 0.05f, 0.0f}, q.params("x").scale, s1);
+  auto& conv1 = q.b.node("Conv", {q.qdq("x"), w1, b1}, {"c1_pre"}, "conv1");
+  anvil::test::ModelBuilder::attr(conv1, "pads", std::vector<int64_t>{1, 1, 1, 1});
+  q.b.node("Relu", {"c1_pre"}, {"c1"}, "relu1");
+  auto& sm = q.b.node("Softmax", {q.qdq("c1")}, {"s"}, "softmax");
+  anvil::test::ModelBuilder::attr(sm, "axis", int64_t{1});
+  const std::string w2 = q.weight("w2", random_tensor({5, 4, 1, 1}, -1.0f, 1.0f, 2), 0, &s2);
+  const std::string b2 = q.bias("b2", {0.0f, 0.1f, -0.1f, 0.2f, 0.0f}, q.params("s").scale, s2);
+  q.b.node("Conv", {q.qdq("s"), w2, b2}, {"c2"}, "conv2");
+  q.b.node("GlobalAveragePool", {q.qdq("c2")}, {"y"}, "gap");
+  q.b.output(q.qdq("y"));
+  return q.b.model();
+}
+
+struct Fixture {
+  onnx::ModelProto model;
+  ref::Int8Graph graph;
+};
+
+const Fixture& fixture() {
+  static const Fixture f = [] {
+    const TensorMap feeds{{"x", random_tensor({kBatch, 3, 6, 6}, -1.0f, 1.0f, 3)}};
+    const ActParams p = anvil::test::calibrate(softmax_cnn, {"x", "c1", "s", "c2", "y"}, feeds);
+    Fixture r;
+    r.model = softmax_cnn(p);
+    ref::LowerOptions lo;
+    lo.host_fallback = true;
+    r.graph = ref::lower_qdq(r.model, kBatch, lo).value();
+    return r;
+  }();
+  return f;
+}
+
+compiler::CompileResult compile_fixture() {
+  compiler::CompileOptions o;
+  o.batch = kBatch;
+  o.model_name = "softmax-cnn";
+  auto r = compiler::compile(fixture().model, o);
+  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().what());
+  return std::move(r).value();
+}
+
+Tensor int8_input(uint32_t seed) {
+  const ref::Int8Graph& g = fixture().graph;
+  return ref::quantize_tensor(random_tensor({kBatch, 3, 6, 6}, -1.0f, 1.0f, seed), g.values[g.inputs[0]].q);
+}
+
+Tensor golden(const Tensor& x) { return ref::run_int8(fixture().graph, {{"x", x}}).value().at("y_dq"); }
+
+}  // namespace
+
+TEST(HostFallback, LowerQdqPutsTheSoftmaxRegionIntoOneHostOp) {
+  const ref::Int8Graph& g = fixture().graph;
+  std::vector<std::string> kinds;
+  for (const auto& op : g.ops) kinds.push_back(ref::int8_op_name(op.kind));
+  EXPECT_EQ(kinds, (std::vector<std::string>{"conv", "host", "conv", "avgpool"}));
+  const ref::Int8Op& host = g.ops[1];
+  EXPECT_EQ(host.node, "softmax");
+  EXPECT_EQ(host.host_nodes, std::vector<std::string>{"softmax"});
+  EXPECT_EQ(host.host_reason, "node 'softmax' (Softmax): operator not supported on the NPU");
+  ASSERT_EQ(host.inputs.size(), 1u);
+  EXPECT_EQ(g.values[host.inputs[0]].name, "c1_q");
+  EXPECT_EQ(g.values[host.output].name, "s_q");
+  EXPECT_EQ(g.values[host.output].shape, (Shape{kBatch, 4, 6, 6}));
+  // Without the fallback the same model is still an error naming the operator.
+  auto strict = ref::lower_qdq(fixture().model, kBatch);
+  ASSERT_FALSE(strict.ok());
+  EXPECT_STREQ(strict.error().what(), "node 'softmax' (Softmax): operator not supported on the NPU");
+}
+
+TEST(HostFallback, HostOpIsTheFloatSoftmaxOfTheDequantizedInput) {
+  // run_int8's host op against the float executor on the whole QDQ model: DQ -> Softmax -> Q is
+  // exactly what the executor computes, so the int8 output equals quantizing its float output.
+  const Tensor x = int8_input(7);
+  const Tensor got = golden(x);
+  const ref::Int8Graph& g = fixture().graph;
+  const Tensor xf = ref::dequantize_tensor(x, g.values[g.inputs[0]].q);
+  const Tensor yf = ref::Executor::create(fixture().model).value().run({{"x", xf}}).value().at("y_dq");
+  EXPECT_TRUE(got == ref::quantize_tensor(yf, g.values[g.outputs[0]].q));
+}
+
+TEST(HostFallback, CompilesIntoNpuHostNpuSegmentsAndReportsEveryNode) {
+  const compiler::CompileResult r = compile_fixture();
+  const isa::Program& p = r.program;
+  ASSERT_EQ(p.segments.size(), 3u);
+  EXPECT_EQ(p.segments[0].kind, isa::SegmentKind::kNpu);
+  EXPECT_EQ(p.segments[1].kind, isa::SegmentKind::kHost);
+  EXPECT_EQ(p.segments[2].kind, isa::SegmentKind::kNpu);
+  EXPECT_EQ(p.segments[1].inputs, std::vector<std::string>{"c1_q"});
+  EXPECT_EQ(p.segments[1].outputs, std::vector<std::string>{"s_q"});
+  EXPECT_TRUE(p.instructions.empty());
+  EXPECT_EQ(p.input_values, std::vector<std::string>{"x_q"});
+  EXPECT_EQ(p.output_values, std::vector<std::string>{"y_q"});
+  std::vector<std::string> placement;
+  for (const auto& n : r.placement) placement.push_back(n.node + ":" + n.runs_on);
+  EXPECT_EQ(placement, (std::vector<std::string>{"conv1:npu", "softmax:host", "conv2:npu", "gap:npu"}));
+  const nlohmann::json report = r.report();
+  EXPECT_EQ(report.at("placement").at(1).at("reason"), "node 'softmax' (Softmax): operator not supported on the NPU");
+  EXPECT_EQ(report.at("segments").at(1).at("kind"), "host");
+  EXPECT_EQ(report.at("layers").at(1).at("runs_on"), "host");
+  EXPECT_NE(r.summary().find("segment 1: host, 1 node(s)"), std::string::npos) << r.summary();
+}
+
+TEST(HostFallback, CompileIsDeterministicAndTheProgramRoundTrips) {
+  const std::string a = compile_fixture().program.serialize();
+  const std::string b = compile_fixture().program.serialize();
+  EXPECT_EQ(a, b);
+  const isa::Program parsed = isa::Program::parse(a, "softmax-cnn");
+  EXPECT_EQ(parsed.serialize(), a);
+  ASSERT_EQ(parsed.segments.size(), 3u);
+  // The host segment's payload is the integer graph of its ops, and parses back to the same bytes.
+  const ref::Int8Graph host = ref::parse_int8_graph(parsed.segments[1].payload, "segment 1").value();
+  EXPECT_EQ(ref::serialize_int8_graph(host), parsed.segments[1].payload);
+  ASSERT_EQ(host.ops.size(), 1u);
+  EXPECT_EQ(host.ops[0].kind, ref::Int8OpKind::kHost);
+}
+
+namespace {
+/// Rewrites byte `offset` of a serialized program and fixes the checksum.
+std::string patched(std::string bytes, size_t offset, char value) {
+  bytes[offset] = value;
+  std::memset(bytes.data() + 56, 0, 4);
+  const uint32_t crc = isa::crc32(bytes.data(), bytes.size());
+  std::memcpy(bytes.data() + 56, &crc, 4);
+  return bytes;
+}
+
+std::string parse_error(const std::string& bytes) {
+  try {
+    isa::Program::parse(bytes, "p.anvil");
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kParseError);
+    return e.what();
+  }
+  ADD_FAILURE() << "parsed";
+  return "";
+}
+}  // namespace
+
+TEST(HostFallback, CorruptSegmentTableIsAClearError) {
+  const isa::Program p = compile_fixture().program;
+  const std::string bytes = p.serialize();
+  uint32_t segments_bytes;
+  std::memcpy(&segments_bytes, bytes.data() + 60, 4);
+  ASSERT_GT(segments_bytes, 0u);
+  const size_t table = bytes.size() - segments_bytes;
+  // The table: input values (u32 1, u32 3 "x_q"), output values (u32 1, u32 3 "y_q"), u32 count,
+  // then segment 0's kind byte.
+  const size_t kind0 = table + 4 + 4 + 3 + 4 + 4 + 3 + 4;
+  EXPECT_EQ(parse_error(patched(bytes, kind0, 7)), "p.anvil: segment 0 has unknown kind 7");
+  // A segment count of 9 runs past the table.
+  EXPECT_EQ(parse_error(patched(bytes, kind0 - 4, 9)).rfind("p.anvil: truncated segment section", 0), 0u);
+  // Version 1 has no segment table: its reserved field must be 0.
+  EXPECT_EQ(parse_error(patched(bytes, 4, 1)),
+            "p.anvil: format version 1 program with a nonzero reserved field (offset 60)");
+  // The first segment reading a value nothing produced.
+  isa::Program bad = p;
+  bad.segments[1].inputs = {"nowhere"};
+  EXPECT_EQ(parse_error(bad.serialize()),
+            "p.anvil: segment 1 reads value 'nowhere', which no earlier segment or program input produces");
+  bad = p;
+  bad.segments[0].payload = "junk";
+  EXPECT_EQ(parse_error(bad.serialize()), "p.anvil: segment 0: not an anvil program (too short for a header)");
+  // A host payload that is not an integer graph fails when the runtime parses it.
+  auto g = ref::parse_int8_graph(p.segments[1].payload.substr(0, 40), "segment 1");
+  ASSERT_FALSE(g.ok());
+  EXPECT_EQ(g.error().code(), ErrorCode::kParseError);
+  EXPECT_EQ(std::string(g.error().what()).rfind("segment 1: integer graph: truncated", 0), 0u) << g.error().what();
+}
+
+TEST(HostFallback, RuntimeRunsTheChainBitExactSyncAndAsync) {
+  const isa::Program p = compile_fixture().program;
+  rt::Device device = rt::Device::open("warboy(1)*1", hw::HwConfig::preset("warboy"));
+  rt::SessionOptions so;
+  so.queue_depth = 3;
+  rt::Session session(device, p, so);
+  ASSERT_EQ(session.inputs().size(), 1u);
+  EXPECT_EQ(session.inputs()[0].name, "x");
+  // Synchronous: int8 input, and the same input as float (quantized by the runtime).
+  const Tensor x = int8_input(11);
+  const Tensor want = golden(x);
+  EXPECT_TRUE(session.run({{"x", x}}).at("y_dq") == want);
+  EXPECT_GT(session.last_stats().cycles, 0u);
+  EXPECT_GT(session.last_stats().macs, 0u);
+  const ref::Int8Graph& g = fixture().graph;
+  EXPECT_TRUE(session.run({{"x", ref::dequantize_tensor(x, g.values[g.inputs[0]].q)}}).at("y_dq") == want);
+  // Asynchronous: several requests in flight, received in completion order.
+  std::vector<Tensor> inputs, wants;
+  for (uint32_t i = 0; i < 5; ++i) {
+    inputs.push_back(int8_input(20 + i));
+    wants.push_back(golden(inputs.back()));
+  }
+  for (uint32_t i = 0; i < inputs.size(); ++i) session.submit({{"x", inputs[i]}}, i);
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    rt::Request r = session.receive(120.0);
+    ASSERT_EQ(r.state(), rt::RequestState::kCompleted) << r.error_message();
+    const uint32_t i = std::any_cast<uint32_t>(r.context());
+    EXPECT_TRUE(r.outputs().at("y_dq") == wants[i]) << "request " << i;
+  }
+  EXPECT_EQ(session.stats().completed, 7u);
+  EXPECT_EQ(session.in_flight(), 0u);
+  // Bad inputs are still rejected before anything is queued.
+  try {
+    session.submit({{"x", Tensor(DType::kInt8, {1, 3, 6, 6})}});
+    ADD_FAILURE() << "accepted a wrong shape";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+  }
+}
+
+TEST(HostFallback, AnOpTheCompilerRefusesRunsOnTheHost) {
+  // conv -> dilated max pool (no ISA form) -> conv: the pool becomes a host segment with the
+  // compiler's reason, and the chain matches run_int8.
+  anvil::testing::GraphBuilder b(5);
+  const int x = b.input("x", {1, 2, 7, 7});
+  const int c = b.value("c", {1, 3, 7, 7});
+  b.conv("conv_a", x, c, 1, {3, 3}, {1, 1}, {1, 1, 1, 1});
+  const int p = b.value("p", {1, 3, 3, 3});
+  b.pool(ref::Int8OpKind::kMaxPool, "dilated_pool", c, p, {3, 3}, {1, 1});
+  b.graph().ops.back().dilations = {2, 2};
+  const int y = b.value("y", {1, 4, 3, 3});
+  b.conv("conv_b", p, y, 1, {1, 1});
+  b.output(y, "y");
+  compiler::CompileOptions o;
+  const auto r = compiler::compile_graph(b.graph(), o);
+  ASSERT_TRUE(r.ok()) << r.error().what();
+  const isa::Program& prog = r.value().program;
+  ASSERT_EQ(prog.segments.size(), 3u);
+  EXPECT_EQ(prog.segments[1].kind, isa::SegmentKind::kHost);
+  EXPECT_NE(r.value().placement.at(1).reason.find("dilated pooling is not supported by the ISA"), std::string::npos)
+      << r.value().placement.at(1).reason;
+  const TensorMap in = b.random_inputs();
+  rt::Device device = rt::Device::open("warboy(1)*1", hw::HwConfig::preset("warboy"));
+  rt::Session session(device, prog);
+  EXPECT_TRUE(session.run(in).at("y") == ref::run_int8(b.graph(), in).value().at("y"));
+  // Without the fallback it is the compiler's error, as before.
+  o.host_fallback = false;
+  EXPECT_EQ(compiler::compile_graph(b.graph(), o).error().code(), ErrorCode::kUnsupported);
+}

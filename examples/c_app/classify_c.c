@@ -3,7 +3,8 @@
  * tofile writes it, one program batch after another) through the asynchronous queue, print the
  * class of each image.
  *
- * usage: classify_c PROGRAM IMAGES.f32 [DEVICE_SPEC]     (default spec: $ANVIL_DEVICES) */
+ * usage: classify_c PROGRAM IMAGES.f32 [DEVICE_SPEC]     (default spec: $ANVIL_DEVICES)
+ * DEVICE_SPEC unix:PATH attaches to a device server (`anvil device serve --socket PATH`). */
 #include <stdio.h>
 #include <stdlib.h>
 

@@ -5,7 +5,9 @@
 // usage: classify PROGRAM IMAGES.npy [DEVICE_SPEC]
 //   PROGRAM      from `anvil compile` (e.g. of examples/demo/demo_cnn.onnx quantized by anvil)
 //   IMAGES.npy   float32 N x C x H x W, normalised as the model expects; N a multiple of the batch
-//   DEVICE_SPEC  e.g. warboy(2)*1 (two PEs, requests spread over both); default $ANVIL_DEVICES
+//   DEVICE_SPEC  e.g. warboy(2)*1 (two PEs, requests spread over both); default $ANVIL_DEVICES;
+//                unix:/tmp/anvil.sock attaches to `anvil device serve --socket /tmp/anvil.sock`
+//                running in another process (this program then links only the runtime's client side)
 #include <cstring>
 #include <iostream>
 #include <map>

@@ -94,6 +94,18 @@ TEST(RemoteDevice, RunMatchesTheInProcessDeviceAndTheReferenceBitForBit) {
   EXPECT_EQ(s.last_stats().cycles, local_stats.cycles);
   EXPECT_EQ(s.last_stats().request_cycles, local_stats.request_cycles);
   EXPECT_TRUE(d.counters().is_object());
+  // The debug interfaces travel too: a traced run's events come back, and are cleared.
+  auto complete_events = [&d] {
+    const nlohmann::json trace = d.trace_json();
+    int n = 0;
+    for (const auto& e : trace.at("traceEvents")) n += e.at("ph") == "X";
+    return n;
+  };
+  d.set_trace(true);
+  s.run({{"x", x}});
+  EXPECT_GT(complete_events(), 0);
+  d.clear_trace();
+  EXPECT_EQ(complete_events(), 0);
 }
 
 TEST(RemoteDevice, ThreadsSubmitAndReceiveOnBothPesOfTheServer) {

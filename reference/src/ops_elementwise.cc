@@ -247,7 +247,7 @@ namespace {
 /// range (measured on a 1e-5 grid of [-6, 6]), several times faster than libm's and vectorisable;
 /// ONNX Runtime's MLAS approximates erf the same way.
 float erf_rational(float a) {
-  if (std::isnan(a)) return a;
+  // Branch-free (NaN is selected at the end), so the loops calling it vectorise.
   const float x = std::min(4.0f, std::max(-4.0f, a));
   const float x2 = x * x;
   float p = x2 * -2.72614225801306e-10f + 2.77068142495902e-08f;
@@ -260,7 +260,8 @@ float erf_rational(float a) {
   q = x2 * q + -1.68282697438203e-03f;
   q = x2 * q + -7.37332916720468e-03f;
   q = x2 * q + -1.42647390514189e-02f;
-  return x * p / q;
+  const float y = x * p / q;
+  return a != a ? a : y;
 }
 }  // namespace
 

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "attributes.h"
+#include "fast_exp.h"
 #include "kernels.h"
 
 namespace anvil::ref {
@@ -46,15 +47,28 @@ void softmax(KernelContext& ctx, bool log) {
   float* yd = y.data<float>();
   tbb::parallel_for(int64_t{0}, d.outer * d.inner, [&](int64_t row) {
     const int64_t base = (row / d.inner) * d.length * d.inner + row % d.inner;
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int64_t i = 0; i < d.length; ++i) mx = std::max(mx, xd[base + i * d.inner]);
-    // exp(x - max) is computed once per element and kept in y until the sum is known.
+    // The maximum over 8 partial maxima, so the loop vectorises (a NaN anywhere makes the row NaN
+    // below either way).
+    float part_max[8];
+    std::fill_n(part_max, 8, -std::numeric_limits<float>::infinity());
+    int64_t m = 0;
+    if (d.inner == 1)
+      for (; m + 8 <= d.length; m += 8)
+        for (int k = 0; k < 8; ++k) part_max[k] = std::max(part_max[k], xd[base + m + k]);
+    for (; m < d.length; ++m) part_max[0] = std::max(part_max[0], xd[base + m * d.inner]);
+    float mx = part_max[0];
+    for (float v : part_max) mx = std::max(mx, v);
+    // exp(x - max) is computed once per element and kept in y until the sum is known; the sum
+    // runs in a separate loop over 8 partial sums so both loops vectorise.
+    for (int64_t i = 0; i < d.length; ++i) yd[base + i * d.inner] = fast_exp_nonpositive(xd[base + i * d.inner] - mx);
+    float partial[8] = {};
+    int64_t j = 0;
+    if (d.inner == 1)
+      for (; j + 8 <= d.length; j += 8)
+        for (int k = 0; k < 8; ++k) partial[k] += yd[base + j + k];
+    for (; j < d.length; ++j) partial[0] += yd[base + j * d.inner];
     float sum = 0.0f;
-    for (int64_t i = 0; i < d.length; ++i) {
-      const float e = std::exp(xd[base + i * d.inner] - mx);
-      if (!log) yd[base + i * d.inner] = e;
-      sum += e;
-    }
+    for (float p : partial) sum += p;
     if (log) {
       const float log_sum = std::log(sum);
       for (int64_t i = 0; i < d.length; ++i) yd[base + i * d.inner] = (xd[base + i * d.inner] - mx) - log_sum;

@@ -1,4 +1,4 @@
-/// anvil compile IN.onnx -o PROGRAM --target warboy|warboy-2pe [--batch B] [--report report.json]
+/// anvil compile IN.onnx -o PROGRAM --target warboy|warboy-2pe [--batch B] [--report report.json] [--npu-only]
 #include <iostream>
 
 #include "anvil/common/onnx_model.h"
@@ -12,6 +12,7 @@ void register_compile(CLI::App& app) {
   struct Opts {
     std::string in, out, target = "warboy", report;
     int64_t batch = 1;
+    bool npu_only = false;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* cmd = app.add_subcommand("compile", "compile a quantized (QDQ) ONNX model into an NPU program");
@@ -20,11 +21,14 @@ void register_compile(CLI::App& app) {
   cmd->add_option("--target", o->target, "warboy (one PE) or warboy-2pe (fused pair)");
   cmd->add_option("--batch", o->batch, "batch size the program runs")->check(CLI::Range(1, 4096));
   cmd->add_option("--report", o->report, "write the compile report (per-layer MACs, bytes, SRAM) as JSON");
+  cmd->add_flag("--npu-only", o->npu_only,
+                "no host fallback: fail (naming the node) instead of running what the NPU cannot on the host");
   cmd->callback([o] {
     compiler::CompileOptions options;
     options.target = compiler::Target::from_name(o->target);
     options.batch = o->batch;
     options.model_name = o->in;
+    options.host_fallback = !o->npu_only;
     const onnx::ModelProto model = load_onnx(o->in);
     compiler::CompileResult result = compiler::compile(model, options).value();
     result.program.save(o->out);

@@ -806,6 +806,9 @@ std::pair<std::string, std::vector<std::string>> parse_sweep(const std::string& 
 std::vector<SweepPoint> sweep(const std::string& spec, const hw::HwConfig& base, const std::string& key,
                               const std::vector<std::string>& values, const isa::Program& program,
                               const TensorMap& inputs) {
+  if (split_remote(resolve_spec(spec)))
+    fail(ErrorCode::kInvalidArgument, "sweep on device '" + resolve_spec(spec) +
+                                          "': a device server's chip has the server's fixed config; sweep in-process");
   // Validate every point before simulating any, so a typo in the last value fails fast.
   std::vector<hw::HwConfig> configs;
   for (const std::string& v : values) {

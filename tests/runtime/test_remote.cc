@@ -166,6 +166,14 @@ TEST(RemoteDevice, NoServerAtThePathIsADeviceErrorNamingIt) {
   EXPECT_THROW(Device::open("unix:", {}), Error);
   EXPECT_THROW(Device::open("unix:" + path + "#npu0pe7", {}), Error);
   EXPECT_THROW(Device::open("unix:/" + std::string(200, 'a'), {}), Error);  // too long for a socket address
+  // A sweep changes the chip's config, which a server's chip does not allow.
+  const ConvLayer g = test_layer();
+  try {
+    sweep("unix:" + path, {}, "dram_gbps", {"33"}, g.program(), {});
+    FAIL() << "swept a device server's config";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
+  }
 }
 
 TEST(RemoteDevice, ProtocolVersionMismatchIsAClearErrorOnBothSides) {

@@ -41,8 +41,10 @@ uint64_t instruction_cycles(const isa::Instruction& inst, const Target& t) {
       return t.conv_fill_cycles + ceil_div(static_cast<uint64_t>(c.n) * c.out_h * c.out_w, slices) *
                                       ceil_div(c.out_c / groups, t.mac_rows) * ceil_div(k, t.mac_cols) * groups;
     }
-    case isa::Unit::kVector:
-      return t.vector_fill_cycles + ceil_div(vector_elements(inst), static_cast<uint64_t>(t.vector_lanes) * t.num_pes);
+    case isa::Unit::kVector: {
+      const uint64_t lanes = inst.opcode == isa::Opcode::kLut ? t.lut_lanes : t.vector_lanes;
+      return t.vector_fill_cycles + ceil_div(vector_elements(inst), lanes * t.num_pes);
+    }
   }
   return 0;
 }

@@ -11,7 +11,7 @@ namespace anvil::hw {
 // Every parameter once: name, member. set(), from_json_file() and to_json() iterate this list.
 #define ANVIL_HW_PARAMS(X)                                                                        \
   X(clock_ghz) X(num_pes) X(slices_per_pe) X(sram_per_slice) X(mac_rows) X(mac_cols) X(vector_lanes) \
-  X(instr_mem_bytes) X(conv_fill_cycles) X(vector_fill_cycles) X(dram_bytes) X(dram_gbps)          \
+  X(lut_lanes) X(instr_mem_bytes) X(conv_fill_cycles) X(vector_fill_cycles) X(dram_bytes) X(dram_gbps)          \
   X(dram_latency_ns) X(pcie_gbps) X(pcie_latency_ns) X(quantum_ns) X(watchdog_cycles)    \
   X(fault_run) X(fault_dma_fail_at) X(fault_pe_hang_at)
 
@@ -115,6 +115,10 @@ void HwConfig::validate() const {
   if (mac_rows < 1 || mac_rows > 4096) bad("mac_rows", "must be in [1, 4096]");
   if (mac_cols < 1 || mac_cols > 4096) bad("mac_cols", "must be in [1, 4096]");
   if (vector_lanes < 1) bad("vector_lanes", "must be >= 1");
+  // A lookup consumes an element the vector engine read, so the lookup rate cannot exceed the lanes.
+  if (lut_lanes < 1 || lut_lanes > vector_lanes)
+    bad("lut_lanes", "must be in [1, vector_lanes = " + std::to_string(vector_lanes) + "], got " +
+                         std::to_string(lut_lanes) + " (set lut_lanes with vector_lanes)");
   if (instr_mem_bytes < 128) bad("instr_mem_bytes", "must hold at least one 128-byte instruction");
   if (dram_bytes < (1u << 20) || dram_bytes > (1ull << 40)) bad("dram_bytes", "must be in [1 MiB, 1 TiB]");
   if (!(dram_gbps > 0.0 && std::isfinite(dram_gbps))) bad("dram_gbps", "must be > 0");

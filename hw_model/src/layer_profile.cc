@@ -18,7 +18,7 @@ struct InstructionEvent {
   bool seen = false;
   int unit = 0;  ///< isa::Unit = tid - 1
   double start_us = 0, end_us = 0;
-  uint64_t cycles = 0, macs = 0, bytes = 0, elements = 0;
+  uint64_t cycles = 0, macs = 0, bytes = 0, elements = 0, lookups = 0;
 };
 
 }  // namespace
@@ -57,12 +57,13 @@ std::vector<LayerProfile> profile_layers(const nlohmann::json& trace, const std:
     ie.cycles = args.at("cycles").get<uint64_t>();
     ie.macs = args.value("macs", uint64_t{0});
     ie.bytes = args.value("bytes", uint64_t{0});
-    if (tid == kTidVector) ie.elements = args.value("elements", uint64_t{0});
+    if (tid == kTidVector) ie.elements = args.value("elements", uint64_t{0}), ie.lookups = args.value("lookups", uint64_t{0});
   }
 
   const double peak_macs = static_cast<double>(config.slices_per_pe) * config.mac_rows * config.mac_cols * fused;
   const double dram_per_cycle = config.dram_bytes_per_cycle();
   const double lanes = static_cast<double>(config.vector_lanes) * fused;  // VectorEngine: x2 on a fused pair
+  const double lut_lanes = static_cast<double>(config.lut_lanes) * fused;  // kLut's lookups per cycle
   auto to_cycles = [&](double us) { return static_cast<uint64_t>(std::llround(us * 1e3 * config.clock_ghz)); };
   std::vector<LayerProfile> out;
   out.reserve(layers.size());
@@ -74,27 +75,34 @@ std::vector<LayerProfile> profile_layers(const nlohmann::json& trace, const std:
                                             std::to_string(run_instructions) + " instructions of the run");
     LayerProfile p;
     p.name = l.name, p.op = l.op, p.first_instruction = l.first_instruction, p.instructions = l.instructions;
-    double start = std::numeric_limits<double>::infinity(), end = 0;
+    const double inf = std::numeric_limits<double>::infinity();
+    double start = inf, compute_start = inf, end = 0;
+    uint64_t lookups = 0;
     for (uint64_t i = l.first_instruction; i < l.first_instruction + l.instructions; ++i) {
       const InstructionEvent& ie = inst[i];
       if (!ie.seen)
         fail(ErrorCode::kInvalidArgument, "layer profile: instruction " + std::to_string(i) + " of layer '" + l.name +
                                               "' has no trace event (was tracing on during the run?)");
       start = std::min(start, ie.start_us);
+      if (ie.unit != 0) compute_start = std::min(compute_start, ie.start_us);  // MAC or vector
       end = std::max(end, ie.end_us);
+      lookups += ie.lookups;
       p.macs += ie.macs;
       p.dram_bytes += ie.bytes;
       p.vector_elements += ie.elements;
       p.unit_busy_cycles[ie.unit] += ie.cycles;
     }
     if (l.instructions > 0) {
-      p.start_cycle = to_cycles(start);
-      p.end_cycle = to_cycles(end);
-      p.cycles = p.end_cycle - p.start_cycle;
       p.mac_bound_cycles = p.macs / peak_macs;
       p.dram_bound_cycles = p.dram_bytes / dram_per_cycle;
-      p.vector_bound_cycles = p.vector_elements / lanes;
+      p.vector_bound_cycles = (p.vector_elements - lookups) / lanes + lookups / lut_lanes;
       p.roofline_cycles = std::max({p.mac_bound_cycles, p.dram_bound_cycles, p.vector_bound_cycles});
+      // The span (see the header): from the first MAC/vector instruction unless DRAM is the roof.
+      const bool memory_roof = p.roofline_cycles > 0 && p.roofline_cycles == p.dram_bound_cycles;
+      p.first_start_cycle = to_cycles(start);
+      p.start_cycle = to_cycles(memory_roof || compute_start == inf ? start : compute_start);
+      p.end_cycle = to_cycles(end);
+      p.cycles = p.end_cycle - p.start_cycle;
       p.ratio = p.roofline_cycles > 0 ? p.cycles / p.roofline_cycles : 0.0;
       p.bound = p.roofline_cycles == 0                        ? ""
                 : p.roofline_cycles == p.mac_bound_cycles  ? "compute"
@@ -168,6 +176,7 @@ nlohmann::json layer_profile_json(const std::vector<LayerProfile>& profile) {
                  {"vector_elements", p.vector_elements},
                  {"vector_bound_cycles", p.vector_bound_cycles},
                  {"roofline_cycles", p.roofline_cycles},
+                 {"first_start_cycle", p.first_start_cycle},
                  {"start_cycle", p.start_cycle},
                  {"end_cycle", p.end_cycle},
                  {"simulated_cycles", p.cycles},

@@ -29,8 +29,13 @@ uint64_t VectorEngine::elements_touched(const isa::Instruction& inst) {
   }
 }
 
-uint64_t VectorEngine::vector_cycles(const isa::Instruction& inst, const HwConfig& cfg, uint32_t lanes) {
-  return cfg.vector_fill_cycles + (elements_touched(inst) + lanes - 1) / lanes;
+uint64_t VectorEngine::lanes(const isa::Instruction& inst, const HwConfig& cfg, uint32_t fused_pes) {
+  return static_cast<uint64_t>(inst.opcode == isa::Opcode::kLut ? cfg.lut_lanes : cfg.vector_lanes) * fused_pes;
+}
+
+uint64_t VectorEngine::vector_cycles(const isa::Instruction& inst, const HwConfig& cfg, uint32_t fused_pes) {
+  const uint64_t l = lanes(inst, cfg, fused_pes);
+  return cfg.vector_fill_cycles + (elements_touched(inst) + l - 1) / l;
 }
 
 sc_core::sc_time VectorEngine::execute(const isa::Instruction& inst, uint32_t index, const sc_core::sc_time&) {
@@ -42,7 +47,7 @@ sc_core::sc_time VectorEngine::execute(const isa::Instruction& inst, uint32_t in
     case isa::Opcode::kLut: lut(inst.lut, index); break;
     default: throw PeFault{isa::DeviceError::kBadProgram, index};
   }
-  return ctx_.cycles(vector_cycles(inst, ctx_.config, seq_.vector_lanes()));
+  return ctx_.cycles(vector_cycles(inst, ctx_.config, seq_.launch().fused_pes));
 }
 
 void VectorEngine::add(const isa::AddArgs& a, uint32_t index) {
@@ -148,6 +153,8 @@ void VectorEngine::lut(const isa::LutArgs& l, uint32_t index) {
 }
 
 nlohmann::json VectorEngine::trace_args(const isa::Instruction& inst) const {
+  // "lookups": the elements of a kLut, which run at lut_lanes (layer_profile's vector roof).
+  if (inst.opcode == isa::Opcode::kLut) return {{"elements", elements_touched(inst)}, {"lookups", elements_touched(inst)}};
   return {{"elements", elements_touched(inst)}};
 }
 

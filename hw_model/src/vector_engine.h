@@ -3,7 +3,8 @@
 ///
 /// Timing: cycles = vector_fill + ceil(elements_touched / lanes), where elements_touched is the
 /// element count for kAdd, kRequant and kLut and out elements x kernel window for pooling (every window
-/// element is read once), and lanes = vector_lanes (x2 in fused mode).
+/// element is read once), and lanes = vector_lanes (x2 in fused mode); kLut runs at lut_lanes
+/// lookups per cycle per PE instead (x2 in fused mode; lut_lanes <= vector_lanes, HwConfig).
 ///
 /// Arithmetic (bit-exact with anvil::ref::run_int8, all rounding in common/requant.h):
 ///   kAdd      math::add_int8 with AddParams from AddArgs
@@ -16,9 +17,9 @@
 ///             would be the valid count, whose multiplier the instruction does not carry.
 ///   kRequant  math::requantize(x - in_zp, {mult, shift}, out_zp, act_min, act_max)
 ///   kLut      out[i] = table[x[i] + 128], the 256-byte table read from SRAM at table_addr (the
-///             compiler's copy of ref::make_lut; no arithmetic here). One lookup per lane per
-///             cycle: each lane has its own copy of the table, loaded once per instruction,
-///             which the fill cycles cover.
+///             compiler's copy of ref::make_lut; no arithmetic here). lut_lanes lookups per
+///             cycle per PE (default = vector_lanes: each lane has its own copy of the table,
+///             loaded once per instruction, which the fill cycles cover).
 #include <vector>
 
 #include "exec_unit.h"
@@ -30,7 +31,9 @@ class VectorEngine : public ExecUnit {
   VectorEngine(sc_core::sc_module_name name, ChipContext& ctx, Sequencer& seq);
   /// Elements an instruction touches (the timing model's work measure).
   static uint64_t elements_touched(const isa::Instruction& inst);
-  static uint64_t vector_cycles(const isa::Instruction& inst, const HwConfig& cfg, uint32_t lanes);
+  /// Elements per cycle of `inst` on a run of `fused_pes` PEs: lut_lanes for kLut, vector_lanes otherwise.
+  static uint64_t lanes(const isa::Instruction& inst, const HwConfig& cfg, uint32_t fused_pes);
+  static uint64_t vector_cycles(const isa::Instruction& inst, const HwConfig& cfg, uint32_t fused_pes);
 
  private:
   sc_core::sc_time execute(const isa::Instruction& inst, uint32_t index, const sc_core::sc_time& local) override;

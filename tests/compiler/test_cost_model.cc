@@ -54,6 +54,17 @@ TEST(CostModel, InstructionCyclesFollowTheDocumentedFormulas) {
   pool.opcode = isa::Opcode::kMaxPool;
   pool.pool.n = 1, pool.pool.c = 4, pool.pool.out_h = pool.pool.out_w = 3, pool.pool.kernel_h = pool.pool.kernel_w = 2;
   EXPECT_EQ(compiler::instruction_cycles(pool, one), 17u);
+  // kLut at lut_lanes lookups per cycle per PE: 16 + ceil(1000 / 256) on the preset, / 512 fused,
+  // and 16 + ceil(1000 / 16) with lut_lanes = 16 (an add keeps vector_lanes).
+  isa::Instruction lut;
+  lut.opcode = isa::Opcode::kLut;
+  lut.lut.count = 1000;
+  EXPECT_EQ(compiler::instruction_cycles(lut, one), 20u);
+  EXPECT_EQ(compiler::instruction_cycles(lut, two), 18u);
+  compiler::Target slow_lut = one;
+  slow_lut.lut_lanes = 16;
+  EXPECT_EQ(compiler::instruction_cycles(lut, slow_lut), 16u + 63);
+  EXPECT_EQ(compiler::instruction_cycles(add, slow_lut), 20u);
 }
 
 TEST(CostModel, ScheduleOverlapsUnitsUnlessTheyWait) {

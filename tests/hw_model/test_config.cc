@@ -49,12 +49,28 @@ TEST(HwConfig, SetParsesAndNamesBadKeys) {
 
 TEST(HwConfig, ValidateNamesTheKey) {
   for (const char* kv : {"clock_ghz=0", "num_pes=3", "slices_per_pe=0", "mac_cols=0", "vector_lanes=0",
-                         "dram_gbps=0", "pcie_gbps=-1", "instr_mem_bytes=64", "quantum_ns=0", "sram_per_slice=10"}) {
+                         "lut_lanes=0", "lut_lanes=257", "dram_gbps=0", "pcie_gbps=-1", "instr_mem_bytes=64", "quantum_ns=0", "sram_per_slice=10"}) {
     HwConfig c;
     c.set(kv);
     const std::string key = std::string(kv).substr(0, std::string(kv).find('='));
     EXPECT_NE(error_of([&] { c.validate(); }).find("'" + key + "'"), std::string::npos) << kv;
   }
+}
+
+TEST(HwConfig, LutLanesCannotExceedVectorLanes) {
+  // A lookup consumes an element the vector engine read: lowering vector_lanes alone leaves the
+  // default lut_lanes (256) above it, and the error says which keys and values.
+  HwConfig c = HwConfig::preset("warboy");
+  EXPECT_EQ(c.lut_lanes, c.vector_lanes);
+  c.set("vector_lanes=64");
+  const std::string e = error_of([&] { c.validate(); });
+  EXPECT_NE(e.find("'lut_lanes'"), std::string::npos) << e;
+  EXPECT_NE(e.find("vector_lanes = 64"), std::string::npos) << e;
+  EXPECT_NE(e.find("256"), std::string::npos) << e;
+  c.set("lut_lanes=16");
+  c.validate();
+  EXPECT_EQ(c.to_json().at("lut_lanes"), 16u);
+  EXPECT_NE(error_of([&] { c.set("lut_lanes=-1"); }).find("'lut_lanes'"), std::string::npos);
 }
 
 TEST(HwConfig, JsonRoundTripAndFileErrors) {

@@ -1,8 +1,10 @@
 // Consistency of the hardware model's timing with the roofline: every layer of compiled
 // (generated) models, run on the SystemC model, takes at least
 // max(MACs / peak MACs per cycle, DRAM bytes / DRAM bytes per cycle, vector elements / lanes)
-// cycles, for several hardware configurations (vector-only layers included); the per-layer work read from the trace equals the compiler's report; and the
-// layer profile's bad inputs are rejected. No ../shared.
+// cycles, for several hardware configurations (vector-only layers included, kLut at lut_lanes);
+// the per-layer work read from the trace equals the compiler's report; a lut layer's span starts
+// at its lookup, not at its early table load; the compiler's Target mirrors HwConfig's timing keys;
+// and the layer profile's bad inputs are rejected. No ../shared.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -99,14 +101,15 @@ std::vector<Platform> platforms() {
                  "npu0pe0-1"});
   Platform small{"small", compiler::Target::from_name("warboy"), hw::HwConfig::preset("warboy"), "warboy(1)*1"};
   for (const char* kv : {"clock_ghz=1", "slices_per_pe=16", "sram_per_slice=2048", "mac_rows=16", "mac_cols=8",
-                         "vector_lanes=64", "dram_gbps=20", "dram_latency_ns=150"})
+                         "vector_lanes=64", "lut_lanes=16", "dram_gbps=20", "dram_latency_ns=150"})
     small.config.set(kv);
   small.config.validate();
   small.target.name = "small";
   small.target.slices_per_pe = 16;
   small.target.sram_per_slice = 2048;
   small.target.mac_rows = 16, small.target.mac_cols = 8;
-  small.target.clock_ghz = 1.0, small.target.vector_lanes = 64, small.target.dram_gbps = 20;
+  small.target.clock_ghz = 1.0, small.target.vector_lanes = 64, small.target.lut_lanes = 16;
+  small.target.dram_gbps = 20;
   small.target.dram_latency_ns = 150;
   out.push_back(small);
   return out;
@@ -137,6 +140,7 @@ TEST(LayerRoofline, EveryLayerOfGeneratedModelsIsAtOrAboveItsRoofline) {
       const double peak = static_cast<double>(pf.config.slices_per_pe) * pf.config.mac_rows * pf.config.mac_cols *
                           program.num_pes;
       const double lanes = static_cast<double>(pf.config.vector_lanes) * program.num_pes;
+      const double lut_lanes = static_cast<double>(pf.config.lut_lanes) * program.num_pes;
       uint64_t macs = 0, tiled = 0, vector_bound = 0;
       for (size_t i = 0; i < prof.size(); ++i) {
         const hw::LayerProfile& p = prof[i];
@@ -151,7 +155,8 @@ TEST(LayerRoofline, EveryLayerOfGeneratedModelsIsAtOrAboveItsRoofline) {
         tiled += p.instructions > 3;
         EXPECT_DOUBLE_EQ(p.mac_bound_cycles, p.macs / peak);
         EXPECT_DOUBLE_EQ(p.dram_bound_cycles, p.dram_bytes / pf.config.dram_bytes_per_cycle());
-        EXPECT_DOUBLE_EQ(p.vector_bound_cycles, p.vector_elements / lanes);
+        // A lut layer's only vector instruction is its kLut, at lut_lanes lookups per cycle.
+        EXPECT_DOUBLE_EQ(p.vector_bound_cycles, p.vector_elements / (p.op == "lut" ? lut_lanes : lanes));
         const bool vector_op = p.op == "add" || p.op == "maxpool" || p.op == "avgpool" || p.op == "requant" ||
                                p.op == "lut";
         EXPECT_EQ(p.vector_elements > 0, vector_op) << p.op;
@@ -162,7 +167,13 @@ TEST(LayerRoofline, EveryLayerOfGeneratedModelsIsAtOrAboveItsRoofline) {
         EXPECT_GE(static_cast<double>(p.unit_busy_cycles[1]), p.mac_bound_cycles);
         EXPECT_GE(static_cast<double>(p.unit_busy_cycles[0]), p.dram_bound_cycles);
         EXPECT_GE(static_cast<double>(p.unit_busy_cycles[2]), p.vector_bound_cycles);
-        EXPECT_GE(p.cycles, std::max({p.unit_busy_cycles[0], p.unit_busy_cycles[1], p.unit_busy_cycles[2]}));
+        // The span holds every compute unit's busy cycles; the DMA's (which may include constant
+        // loads issued before the span of a compute- or vector-bound layer) fit from the layer's
+        // earliest instruction, and a memory-bound layer's span starts there.
+        EXPECT_GE(p.cycles, std::max(p.unit_busy_cycles[1], p.unit_busy_cycles[2]));
+        EXPECT_LE(p.first_start_cycle, p.start_cycle);
+        EXPECT_GE(p.end_cycle - p.first_start_cycle, p.unit_busy_cycles[0]);
+        if (p.bound == "memory") EXPECT_EQ(p.start_cycle, p.first_start_cycle);
         EXPECT_LE(p.end_cycle, session.last_stats().cycles);
         if (p.roofline_cycles > 0) EXPECT_GE(p.ratio, 1.0);
         std::printf("%-10s %-12s %-8s MACs %9llu bytes %7llu roofline %9.0f simulated %7llu ratio %6.2f %s\n",
@@ -214,6 +225,64 @@ TEST(LayerRoofline, MemoryAndComputeBoundLayersAreLabelled) {
   EXPECT_NE(table.find("roofline"), std::string::npos);
   EXPECT_NE(table.find("fc"), std::string::npos);
   EXPECT_EQ(hw::layer_profile_json(prof).size(), 3u);
+}
+
+TEST(LayerRoofline, LutSpanStartsAtTheLookupNotAtTheEarlyTableLoad) {
+  // vector_chain's two lut layers each load a 256-byte table; the DMA queue issues the load early,
+  // under the producer's compute. The span starts at the kLut (the layer's first vector
+  // instruction), so on the presets it is exactly the lookup's cycles: fill + count / lut_lanes,
+  // and the ratio is that over count / lut_lanes, not the table load's head start.
+  for (const Platform& pf : platforms()) {
+    if (std::string(pf.name) == "small") continue;  // 2 KiB slices: the chain's values spill to DRAM
+    GraphBuilder b = vector_chain(7);
+    compiler::CompileOptions o;
+    o.target = pf.target;
+    const compiler::CompileResult compiled = compiler::compile_graph(b.graph(), o).value();
+    rt::Device dev = rt::Device::open(pf.device, pf.config);
+    dev.set_trace(true);
+    rt::Session session(dev, compiled.program);
+    session.run(b.random_inputs());
+    const auto prof = hw::profile_layers(dev.trace_json(), hw::layer_ranges_from_metadata(compiled.program.metadata),
+                                         pf.config);
+    const uint64_t lut_lanes = static_cast<uint64_t>(pf.config.lut_lanes) * compiled.program.num_pes;
+    int luts = 0, early_tables = 0;
+    for (const hw::LayerProfile& p : prof) {
+      if (p.op != "lut") continue;
+      SCOPED_TRACE(std::string(pf.name) + " " + p.name);
+      ++luts;
+      EXPECT_EQ(p.dram_bytes, 256u);  // the table counts as the layer's DRAM traffic
+      EXPECT_GT(p.unit_busy_cycles[0], 0u);
+      ASSERT_EQ(p.bound, "vector");
+      const uint64_t lookup = pf.config.vector_fill_cycles + (p.vector_elements + lut_lanes - 1) / lut_lanes;
+      EXPECT_EQ(p.unit_busy_cycles[2], lookup);
+      EXPECT_EQ(p.cycles, lookup);  // the lookup is the layer's last instruction
+      EXPECT_NEAR(p.ratio, static_cast<double>(lookup) / (static_cast<double>(p.vector_elements) / lut_lanes), 1e-9);
+      early_tables += p.first_start_cycle < p.start_cycle;
+    }
+    EXPECT_EQ(luts, 2) << pf.name;
+    EXPECT_GT(early_tables, 0) << pf.name << ": no table was loaded ahead of its lookup (the case this rule is for)";
+  }
+}
+
+TEST(LayerRoofline, CompilerTargetTimingMirrorsHwConfig) {
+  // The compiler's cost model plans with Target's copies of the timing keys: the presets agree.
+  for (const char* name : {"warboy", "warboy-2pe"}) {
+    const compiler::Target t = compiler::Target::from_name(name);
+    const hw::HwConfig c = hw::HwConfig::preset(name);
+    SCOPED_TRACE(name);
+    EXPECT_EQ(static_cast<uint32_t>(t.num_pes), c.num_pes);
+    EXPECT_EQ(static_cast<uint32_t>(t.slices_per_pe), c.slices_per_pe);
+    EXPECT_EQ(t.sram_per_slice, c.sram_per_slice);
+    EXPECT_EQ(static_cast<uint32_t>(t.mac_rows), c.mac_rows);
+    EXPECT_EQ(static_cast<uint32_t>(t.mac_cols), c.mac_cols);
+    EXPECT_DOUBLE_EQ(t.clock_ghz, c.clock_ghz);
+    EXPECT_EQ(static_cast<uint32_t>(t.vector_lanes), c.vector_lanes);
+    EXPECT_EQ(static_cast<uint32_t>(t.lut_lanes), c.lut_lanes);
+    EXPECT_EQ(static_cast<uint32_t>(t.conv_fill_cycles), c.conv_fill_cycles);
+    EXPECT_EQ(static_cast<uint32_t>(t.vector_fill_cycles), c.vector_fill_cycles);
+    EXPECT_DOUBLE_EQ(t.dram_gbps, c.dram_gbps);
+    EXPECT_DOUBLE_EQ(t.dram_latency_ns, c.dram_latency_ns);
+  }
 }
 
 TEST(LayerRoofline, BadInputsAreRejected) {

@@ -44,6 +44,7 @@ struct Target {
   // Timing (docs/warboy.md; the hardware model's HwConfig keys of the same names).
   double clock_ghz = 2.0;        ///< core cycles per ns
   int vector_lanes = 256;        ///< elements / cycle / PE
+  int lut_lanes = 256;           ///< kLut lookups / cycle / PE
   int conv_fill_cycles = 64;     ///< cycles per kConv
   int vector_fill_cycles = 16;   ///< cycles per vector instruction
   double dram_gbps = 66.0;       ///< bytes / ns

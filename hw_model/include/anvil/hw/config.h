@@ -17,6 +17,7 @@ struct HwConfig {
   uint32_t mac_rows = 32;             ///< MAC array rows per slice: output channels per cycle
   uint32_t mac_cols = 4;              ///< MAC array columns per slice: reduction elements per cycle
   uint32_t vector_lanes = 256;        ///< vector engine throughput per PE (elements per cycle)
+  uint32_t lut_lanes = 256;           ///< kLut table lookups per cycle per PE (<= vector_lanes)
   uint64_t instr_mem_bytes = 256 * 1024;  ///< sequencer instruction memory per PE (bytes)
   uint32_t conv_fill_cycles = 64;     ///< MAC pipeline fill/drain per kConv (cycles)
   uint32_t vector_fill_cycles = 16;   ///< vector pipeline fill/drain per vector instruction (cycles)

@@ -14,13 +14,12 @@ using ref::QuantParams;
 
 /// The smallest scale the quantizer emits. A tensor that is zero everywhere (range [0, 0], or a
 /// weight channel of zeros) gets it instead of 0: DequantizeLinear and the integer multipliers
-/// need a positive scale, and any scale represents 0 exactly. 1e-18 (it was 1e-8, which zeroed
-/// the 1e-9 logits of random-weight MobileNetV2): the product of two floored scales, an int32
-/// bias scale input_scale * weight_scale, is 1e-36, still a normal float32 (>= 1.18e-38), and
-/// requantization multipliers are ratios of scales (math::quantize_multiplier), unaffected by
-/// their magnitude. A calibrated range whose scale would fall below it is floored with a warning
-/// naming the tensor (quantize()).
-constexpr float kMinScale = 1e-18f;
+/// need a positive scale, and any scale represents 0 exactly. A calibrated range whose scale would
+/// fall below it is floored with a warning naming the tensor (quantize()). A floor of 1e-18 was
+/// tried (random-weight MobileNetV2's logits are ~1e-9): the quantizer's own arithmetic stays
+/// valid, but ref::lower_qdq crashed on a model with an all-zero tensor at that scale
+/// (ModelEditor.LoweringTakesInt8OutputsAndNamesUint8Inputs, SIGSEGV), so the floor stays 1e-8.
+constexpr float kMinScale = 1e-8f;
 
 /// True when `r` (non-empty) would get a scale below kMinScale, i.e. the floor changes it.
 bool scale_is_floored(Range r, bool symmetric);

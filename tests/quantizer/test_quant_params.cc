@@ -137,24 +137,15 @@ TEST(Bias, SaturatesToInt32) {
   EXPECT_EQ(q.data<int32_t>()[0], std::numeric_limits<int32_t>::max());
 }
 
-TEST(ActivationParams, TinyRangesAreResolvedDownToTheFloor) {
-  // Random-weight MobileNetV2 logits are ~1e-9: they must get their own scale, not the floor.
+TEST(ActivationParams, FlooredRangesAreDetected) {
+  // Random-weight MobileNetV2 logits are ~1e-9: below what kMinScale resolves; quantize() warns.
   for (bool sym : {false, true}) {
     const Range r{-3.4e-9f, 3.4e-9f};
-    const QuantParams q = activation_params(r, sym);
-    EXPECT_GT(q.scale, kMinScale);
-    EXPECT_NEAR(q.scale, sym ? 3.4e-9f / 127.0f : 6.8e-9f / 255.0f, 1e-15f);
-    EXPECT_FALSE(scale_is_floored(r, sym));
-    EXPECT_EQ(math::quantize_float(3.4e-9f, q.scale, q.zero_point), 127);
+    EXPECT_TRUE(scale_is_floored(r, sym));
+    EXPECT_EQ(activation_params(r, sym).scale, kMinScale);
+    EXPECT_FALSE(scale_is_floored({-1e-3f, 1e-3f}, sym));
+    EXPECT_FALSE(scale_is_floored({0.0f, 0.0f}, sym));  // all zero: exact at any scale
   }
-  EXPECT_TRUE(scale_is_floored({-1e-17f, 1e-17f}, false));
-  EXPECT_FALSE(scale_is_floored({0.0f, 0.0f}, false));  // all zero: exact at any scale
-  // Two floored scales multiply to an int32 bias scale that is still a normal float.
-  EXPECT_TRUE(std::isnormal(kMinScale * kMinScale));
-  std::vector<float> bias_scales;
-  const Tensor qb = quantize_bias(Tensor::from_vector<float>({1}, {2e-30f}), kMinScale, {kMinScale}, &bias_scales);
-  EXPECT_EQ(qb.data<int32_t>()[0], 2000000);
-  // And the requantization multiplier of tiny scales is their ratio.
-  const math::QuantizedMultiplier m = math::quantize_multiplier(double{kMinScale} * 1e-3 / (kMinScale * 4e-3));
-  EXPECT_EQ(math::multiply_by_quantized_multiplier(1000, m), 250);
+  EXPECT_FALSE(scale_is_floored({0.0f, 255e-8f}, false));  // exactly kMinScale
+  EXPECT_TRUE(scale_is_floored({0.0f, 254e-8f}, false));
 }

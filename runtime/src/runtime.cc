@@ -437,7 +437,11 @@ Session::~Session() = default;
 Session::Session(Session&&) noexcept = default;
 Session& Session::operator=(Session&&) noexcept = default;
 
-const RunStats& Session::last_stats() const { return checked(impl_).last; }
+RunStats Session::last_stats() const {
+  const Impl& s = checked(impl_);
+  std::lock_guard<std::mutex> lock(s.core->mutex);
+  return s.last;
+}
 const isa::Program& Session::program() const { return checked(impl_).program; }
 const SessionOptions& Session::options() const { return checked(impl_).options; }
 
@@ -756,7 +760,9 @@ TensorMap Session::run(const TensorMap& inputs) {
     fail(ErrorCode::kTimeout, "queue timeout: request " + std::to_string(r.id()) + " did not finish within " +
                                   std::to_string(s.options.timeout_s) + " s");
   TensorMap out = r.outputs();
-  s.last = r.stats();
+  const RunStats st = r.stats();
+  std::lock_guard<std::mutex> lock(s.core->mutex);  // run() may be called from several threads
+  s.last = st;
   return out;
 }
 

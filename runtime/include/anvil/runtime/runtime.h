@@ -194,7 +194,7 @@ class Session {
   /// kTimeout when no result came within timeout_s.
   TensorMap run(const TensorMap& inputs);
   /// Statistics of the last run() that returned (for concurrent use, Request::stats()).
-  const RunStats& last_stats() const;
+  RunStats last_stats() const;  ///< a copy; safe while other threads call run()
   const isa::Program& program() const;
 
   /// Queues one request on the least loaded unit and returns at once with its handle. A full

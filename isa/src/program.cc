@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstddef>
 
+#include "anvil/common/byte_io.h"
 #include "anvil/common/tensor_io.h"
 
 namespace anvil::isa {
@@ -52,47 +53,18 @@ struct Header {
 };
 static_assert(sizeof(Header) == kProgramHeaderBytes, "program header is 64 bytes");
 
-class Writer {
- public:
-  template <typename T>
-  void put(T v) { out_.append(reinterpret_cast<const char*>(&v), sizeof v); }
-  void put_str(const std::string& s) {
-    put<uint32_t>(static_cast<uint32_t>(s.size()));
-    out_ += s;
-  }
-  std::string& str() { return out_; }
+using Writer = ByteWriter;
 
- private:
-  std::string out_;
-};
-
-class Reader {
+/// A section of the file; a short read names the file and the section.
+class Reader : public ByteReader {
  public:
   Reader(const std::string& s, size_t begin, size_t end, std::string what, std::string section = "tensor descriptor")
-      : s_(s), pos_(begin), end_(end), what_(std::move(what)), section_(std::move(section)) {}
-  template <typename T>
-  T get() {
-    need(sizeof(T));
-    T v;
-    std::memcpy(&v, s_.data() + pos_, sizeof v);
-    pos_ += sizeof v;
-    return v;
-  }
-  std::string get_str() {
-    const uint32_t n = get<uint32_t>();
-    need(n);
-    std::string v = s_.substr(pos_, n);
-    pos_ += n;
-    return v;
-  }
-  bool done() const { return pos_ == end_; }
+      : ByteReader(s, begin, end), what_(std::move(what)), section_(std::move(section)) {}
 
  private:
-  void need(size_t n) {
-    if (end_ - pos_ < n) fail(ErrorCode::kParseError, what_ + ": truncated " + section_ + " section");
+  [[noreturn]] void truncated() const override {
+    fail(ErrorCode::kParseError, what_ + ": truncated " + section_ + " section");
   }
-  const std::string& s_;
-  size_t pos_, end_;
   std::string what_, section_;
 };
 
@@ -153,7 +125,7 @@ std::string write_segments(const Program& p) {
     write_strings(w, s.outputs);
     w.put_str(s.payload);
   }
-  return std::move(w.str());
+  return std::move(w.bytes());
 }
 
 /// Reads and checks the segment table: every segment reads only program inputs or earlier
@@ -222,7 +194,7 @@ std::string Program::serialize() const {
 
   std::string body;
   body.append(reinterpret_cast<const char*>(instructions.data()), instructions.size() * sizeof(Instruction));
-  body += tensors.str();
+  body += tensors.bytes();
   body.append(reinterpret_cast<const char*>(constants.data()), constants.size());
   body += metadata;
   const std::string segment_section = write_segments(*this);
@@ -238,7 +210,7 @@ std::string Program::serialize() const {
   h.io_bytes = io_bytes;
   h.sram_bytes = sram_bytes;
   h.num_instructions = static_cast<uint32_t>(instructions.size());
-  h.tensors_bytes = static_cast<uint32_t>(tensors.str().size());
+  h.tensors_bytes = static_cast<uint32_t>(tensors.bytes().size());
   h.constants_bytes = static_cast<uint32_t>(constants.size());
   h.metadata_bytes = static_cast<uint32_t>(metadata.size());
   h.segments_bytes = static_cast<uint32_t>(segment_section.size());

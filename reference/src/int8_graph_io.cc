@@ -9,9 +9,11 @@
 //            host_outputs, u32 n + str host_nodes, str host_reason
 //   graph:   i32 list inputs, i32 list outputs, u32 n + str input_names, u32 n + str output_names
 // str = u32 length + bytes; shape = u32 rank + i64 dims; tensor = i32 dtype + shape + raw bytes.
+#include "anvil/reference/int8_graph.h"
+
 #include <cstring>
 
-#include "anvil/reference/int8_graph.h"
+#include "anvil/common/byte_io.h"
 
 namespace anvil::ref {
 
@@ -20,14 +22,10 @@ namespace {
 constexpr char kMagic[4] = {'A', 'I', '8', 'G'};
 constexpr uint32_t kVersion = 1;
 
-class Writer {
+/// The integer graph's compound fields on top of the common byte stream.
+class Writer : public ByteWriter {
  public:
-  template <typename T>
-  void put(T v) { out_.append(reinterpret_cast<const char*>(&v), sizeof v); }
-  void str(const std::string& s) {
-    put<uint32_t>(static_cast<uint32_t>(s.size()));
-    out_ += s;
-  }
+  void str(const std::string& s) { put_str(s); }
   void ints(const std::vector<int>& v) {
     put<uint32_t>(static_cast<uint32_t>(v.size()));
     for (int x : v) put<int32_t>(x);
@@ -40,41 +38,23 @@ class Writer {
     put<int32_t>(t.empty() ? -1 : static_cast<int32_t>(t.dtype()));
     if (t.empty()) return;
     shape(t.shape());
-    out_.append(reinterpret_cast<const char*>(t.raw()), t.nbytes());
+    bytes().append(reinterpret_cast<const char*>(t.raw()), t.nbytes());
   }
   void multiplier(const math::QuantizedMultiplier& m) {
     put<int32_t>(m.multiplier);
     put<int32_t>(m.shift);
   }
-  std::string& bytes() { return out_; }
-
- private:
-  std::string out_;
 };
 
-class Reader {
+class Reader : public ByteReader {
  public:
-  Reader(const std::string& s, std::string what) : s_(s), what_(std::move(what)) {}
-  template <typename T>
-  T get() {
-    need(sizeof(T));
-    T v;
-    std::memcpy(&v, s_.data() + pos_, sizeof v);
-    pos_ += sizeof v;
-    return v;
-  }
+  Reader(const std::string& s, std::string what) : ByteReader(s, 0, s.size()), what_(std::move(what)) {}
   uint32_t count(uint64_t max, const char* of) {
     const uint32_t n = get<uint32_t>();
     if (n > max) bad("truncated: " + std::to_string(n) + " " + of + " cannot fit in the remaining " + std::to_string(remaining()) + " bytes");
     return n;
   }
-  std::string str() {
-    const uint32_t n = get<uint32_t>();
-    need(n);
-    std::string v = s_.substr(pos_, n);
-    pos_ += n;
-    return v;
-  }
+  std::string str() { return get_str(); }
   std::vector<int> ints() {
     std::vector<int> v(count(remaining() / 4, "indices"));
     for (int& x : v) x = get<int32_t>();
@@ -98,9 +78,7 @@ class Reader {
     } catch (const Error&) {
       bad("bad tensor dtype or shape");
     }
-    need(t.nbytes());
-    std::memcpy(t.raw(), s_.data() + pos_, t.nbytes());
-    pos_ += t.nbytes();
+    get_bytes(t.raw(), t.nbytes());
     return t;
   }
   math::QuantizedMultiplier multiplier() {
@@ -109,17 +87,12 @@ class Reader {
     m.shift = get<int32_t>();
     return m;
   }
-  size_t remaining() const { return s_.size() - pos_; }
   [[noreturn]] void bad(const std::string& why) const {
-    fail(ErrorCode::kParseError, what_ + ": integer graph: " + why + " (at byte " + std::to_string(pos_) + ")");
+    fail(ErrorCode::kParseError, what_ + ": integer graph: " + why + " (at byte " + std::to_string(pos()) + ")");
   }
 
  private:
-  void need(size_t n) const {
-    if (remaining() < n) bad("truncated");
-  }
-  const std::string& s_;
-  size_t pos_ = 0;
+  [[noreturn]] void truncated() const override { bad("truncated"); }
   std::string what_;
 };
 

@@ -45,6 +45,16 @@ void Reader::need(size_t n) const {
                                       std::to_string(m_.payload.size()) + " payload bytes)");
 }
 
+sockaddr_un unix_address(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof addr.sun_path)
+    fail(ErrorCode::kInvalidArgument, "device server socket path '" + path + "' must have 1.." +
+                                          std::to_string(sizeof addr.sun_path - 1) + " bytes");
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  return addr;
+}
+
 void send_message(int socket, uint32_t op, uint32_t seq, const std::string& payload, int fd) {
   Header h;
   h.op = op;

@@ -8,6 +8,8 @@
 /// SCM_RIGHTS ancillary data, the memfd of the buffer: both processes map it, so DMA payloads
 /// (queue rings, tensors, program images) never cross the socket. The first request must be
 /// kHello {uint32 kMagic, uint32 version}; a server speaking another version answers kError.
+#include <sys/un.h>
+
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -93,6 +95,10 @@ class Reader {
   const Message& m_;
   size_t pos_ = 0;
 };
+
+/// The address of the Unix socket at `path`. Throws kInvalidArgument naming the path when it is
+/// empty or longer than sockaddr_un holds.
+sockaddr_un unix_address(const std::string& path);
 
 /// Sends one message (with `fd` as SCM_RIGHTS when >= 0). Never raises SIGPIPE. Throws
 /// kDeviceError naming the errno when the peer is gone.

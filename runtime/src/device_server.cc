@@ -284,12 +284,7 @@ DeviceServer::DeviceServer(ServeOptions options) : impl_(std::make_unique<Impl>(
   s.options = std::move(options);
   const std::string& path = s.options.socket_path;
   s.options.config.validate();
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof addr.sun_path)
-    fail(ErrorCode::kInvalidArgument, "device server socket path '" + path + "' must have 1.." +
-                                          std::to_string(sizeof addr.sun_path - 1) + " bytes");
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  const sockaddr_un addr = proto::unix_address(path);
   struct stat st;
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) fail(ErrorCode::kInvalidArgument, "socket path " + path + " exists and is not a socket");

@@ -43,12 +43,7 @@ std::shared_ptr<RemoteLink> RemoteLink::attach(const std::string& socket_path) {
 }
 
 RemoteLink::RemoteLink(const std::string& socket_path, uint32_t version) : path_(socket_path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path_.empty() || path_.size() >= sizeof addr.sun_path)
-    fail(ErrorCode::kInvalidArgument, "device server socket path '" + path_ + "' must have 1.." +
-                                          std::to_string(sizeof addr.sun_path - 1) + " bytes");
-  std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
+  const sockaddr_un addr = proto::unix_address(path_);
   socket_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (socket_ < 0) fail(ErrorCode::kDeviceError, std::string("socket(AF_UNIX): ") + std::strerror(errno));
   if (::connect(socket_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {

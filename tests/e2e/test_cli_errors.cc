@@ -64,29 +64,10 @@ std::string write_qdq_model_with_exp() {
   return path;
 }
 
-/// A hand-assembled program: copy the int8 input x [1, 4] to the output y [1, 4] through SRAM.
+/// The copy program (cli_harness.h) for x [1, 4].
 std::string write_copy_program() {
-  isa::Program p;
-  isa::TensorDesc in, out;
-  in.name = "x";
-  in.shape = {1, 4};
-  in.layout = isa::Layout::kNC;
-  out = in;
-  out.name = "y";
-  out.io_offset = 64;
-  p.inputs = {in};
-  p.outputs = {out};
-  p.io_bytes = 128;
-  p.sram_bytes = 4;
-  isa::Instruction load, store;
-  load.opcode = isa::Opcode::kDmaLoad;
-  load.dma = {0, 0, 4, 1, 4, 4, static_cast<uint8_t>(isa::Region::kIo), {}};
-  store.opcode = isa::Opcode::kDmaStore;
-  store.dma = {64, 0, 4, 1, 4, 4, static_cast<uint8_t>(isa::Region::kIo), {}};
-  store.wait[0] = 1;  // after the load completed
-  p.instructions = {load, store};
   const std::string path = tmpdir() + "/copy.anvil";
-  p.save(path);
+  test::copy_program(4).save(path);
   return path;
 }
 

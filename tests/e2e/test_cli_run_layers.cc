@@ -76,17 +76,9 @@ TEST(CliRunLayers, TableStatsAndTiming) {
 }
 
 TEST(CliRunLayers, ProgramWithoutLayerListIsOneClearError) {
-  isa::Program p;
-  isa::TensorDesc in;
-  in.name = "x";
-  in.shape = {1, 4};
-  in.layout = isa::Layout::kNC;
-  isa::TensorDesc out = in;
-  out.name = "y";
-  out.io_offset = 64;
-  p.inputs = {in};
-  p.outputs = {out};
-  p.io_bytes = 128;
+  isa::Program p = test::copy_program(4);  // its I/O, with no instructions and no layer list
+  p.instructions.clear();
+  p.sram_bytes = 0;
   p.metadata = "{}";
   const std::string prog = tmpdir() + "/no_layers.anvil";
   p.save(prog);

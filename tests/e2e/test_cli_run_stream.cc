@@ -20,29 +20,10 @@ std::string tmpdir() {
 
 test::CliResult anvil_cmd(const std::string& args) { return test::run_anvil(args, tmpdir()); }
 
-/// A hand-assembled program: the int8 input x [1, 16] copied to the output y through SRAM.
+/// The copy program (cli_harness.h) for x [1, 16].
 std::string copy_program() {
-  isa::Program p;
-  isa::TensorDesc in;
-  in.name = "x";
-  in.shape = {1, 16};
-  in.layout = isa::Layout::kNC;
-  isa::TensorDesc out = in;
-  out.name = "y";
-  out.io_offset = 64;
-  p.inputs = {in};
-  p.outputs = {out};
-  p.io_bytes = 128;
-  p.sram_bytes = 16;
-  isa::Instruction load, store;
-  load.opcode = isa::Opcode::kDmaLoad;
-  load.dma = {0, 0, 16, 1, 16, 16, static_cast<uint8_t>(isa::Region::kIo), {}};
-  store.opcode = isa::Opcode::kDmaStore;
-  store.dma = {64, 0, 16, 1, 16, 16, static_cast<uint8_t>(isa::Region::kIo), {}};
-  store.wait[0] = 1;
-  p.instructions = {load, store};
   const std::string path = tmpdir() + "/copy16.anvil";
-  p.save(path);
+  anvil::test::copy_program(16).save(path);
   return path;
 }
 

@@ -10,6 +10,7 @@
 #include "anvil/common/onnx_model.h"
 #include "anvil/common/tensor_io.h"
 #include "cli_harness.h"
+#include "copy_program.h"
 #include "anvil/isa/program.h"
 
 using namespace anvil;

@@ -11,6 +11,7 @@
 #include "anvil/common/tensor_io.h"
 #include "anvil/isa/program.h"
 #include "cli_harness.h"
+#include "copy_program.h"
 
 using namespace anvil;
 using namespace anvil::quant::test;

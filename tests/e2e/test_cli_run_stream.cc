@@ -7,6 +7,7 @@
 #include "anvil/common/tensor_io.h"
 #include "anvil/isa/program.h"
 #include "cli_harness.h"
+#include "copy_program.h"
 
 using namespace anvil;
 using anvil::test::expect_clear_error;

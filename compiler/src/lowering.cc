@@ -680,16 +680,22 @@ void Lowering::lower_pool(const ref::Int8Op& op) {
   lower_op(op, space, build, nullptr);
 }
 
-void Lowering::lower_requant(const ref::Int8Op& op) {
+Lowering::TileSpace Lowering::elementwise_space(const ref::Int8Op& op) const {
   check_arity(op, 1);
   const ref::Int8Value &x = graph_.values[op.inputs[0]], &y = graph_.values[op.output];
   if (shape_numel(x.shape) != shape_numel(y.shape))
     fail(ErrorCode::kInvalidArgument, where(op) + ": input " + shape_str(x.shape) + " and output " +
                                           shape_str(y.shape) + " differ in size");
-  check_requant(op, op.multiplier, op.act_min, op.act_max);
   TileSpace space;
   space.window = false;
   space.units = shape_numel(y.shape);
+  return space;
+}
+
+void Lowering::lower_requant(const ref::Int8Op& op) {
+  TileSpace space = elementwise_space(op);
+  const ref::Int8Value &x = graph_.values[op.inputs[0]], &y = graph_.values[op.output];
+  check_requant(op, op.multiplier, op.act_min, op.act_max);
   const Builder build = [&](const Tile& t, const std::vector<uint64_t>& in_addrs, uint64_t, uint64_t out_addr) {
     isa::Instruction inst;
     inst.opcode = isa::Opcode::kRequant;
@@ -712,14 +718,7 @@ void Lowering::lower_requant(const ref::Int8Op& op) {
 /// once per layer; one kLut instruction per element tile. A conv or add producing the input leaves
 /// it resident in SRAM when it fits, so the lookup then reads it there with no DRAM round trip.
 void Lowering::lower_lut(const ref::Int8Op& op) {
-  check_arity(op, 1);
-  const ref::Int8Value &x = graph_.values[op.inputs[0]], &y = graph_.values[op.output];
-  if (shape_numel(x.shape) != shape_numel(y.shape))
-    fail(ErrorCode::kInvalidArgument, where(op) + ": input " + shape_str(x.shape) + " and output " +
-                                          shape_str(y.shape) + " differ in size");
-  TileSpace space;
-  space.window = false;
-  space.units = shape_numel(y.shape);
+  TileSpace space = elementwise_space(op);
   constexpr uint64_t kTableBytes = 256;
   static_assert(sizeof(op.lut) == kTableBytes, "a kLut table is 256 int8 bytes");
   space.const_bytes = [](int64_t) { return kTableBytes; };

@@ -58,7 +58,8 @@ class QdqBuilder {
  public:
   QdqBuilder(const onnx::ModelProto& model, std::map<std::string, Range> ranges, const QuantizeOptions& options,
              const Calibration* stats)
-      : model_(model), symmetric_(is_symmetric(options.method)), names_(model_.graph()), ranges_(std::move(ranges)),
+      : model_(model), symmetric_(is_symmetric(options.method)),
+        qdq_between_float_nodes_(options.qdq_between_float_nodes), names_(model_.graph()), ranges_(std::move(ranges)),
         stats_(options.bias_correction ? stats : nullptr) {
     if (options.bias_correction && !stats)
       fail(ErrorCode::kInvalidArgument, "bias correction needs the calibration statistics, not only ranges");
@@ -115,6 +116,20 @@ class QdqBuilder {
            kFusedActivations.count(model_.graph().node(it->second[0]).op_type());
   }
 
+  /// A node without an int8 form: it computes in float (kQuantizable lists the others).
+  static bool stays_float(const onnx::NodeProto& n) { return !kQuantizable.count(n.op_type()); }
+
+  /// Output t of float node n needs Q -> DQ only where it leaves the float region: a graph output,
+  /// or read by a node that is quantized. (Unless QuantizeOptions::qdq_between_float_nodes.)
+  bool leaves_float_region(const std::string& t) const {
+    if (qdq_between_float_nodes_ || graph::is_graph_output(model_.graph(), t)) return true;
+    auto it = consumers_.find(t);
+    if (it == consumers_.end()) return false;
+    for (int c : it->second)
+      if (!stays_float(model_.graph().node(c))) return true;
+    return false;
+  }
+
   QuantParams calibrated(const std::string& t, const std::string& what) const {
     auto it = ranges_.find(t);
     if (it == ranges_.end())
@@ -162,9 +177,14 @@ class QdqBuilder {
       // arithmetic on int64 tensors is not quantization's business and is not reported.)
       bool float_compute = false;
       for (const auto& out : n.output()) float_compute = float_compute || is_float_activation(out);
-      if (!kQuantizable.count(op) && float_compute) float_nodes_.push_back(graph::node_label(n));
+      const bool float_node = stays_float(n) && float_compute;
+      if (float_node) float_nodes_.push_back(graph::node_label(n));
       for (const auto& out : n.output()) {
         if (!is_float_activation(out) || is_fused(n, out)) continue;
+        if (float_node) {
+          float_produced_.insert(out);
+          if (!leaves_float_region(out)) continue;  // float -> float: no Q/DQ
+        }
         if (kSameScale.count(op) && params_.count(n.input(0))) {
           params_[out] = params_.at(n.input(0));
         } else if (op == "Sigmoid" || op == "Softmax") {
@@ -341,6 +361,7 @@ class QdqBuilder {
     onnx::GraphProto& g = *model_.mutable_graph();
     std::vector<onnx::NodeProto> nodes;
     std::map<std::string, std::string> reads;  // activation -> the DQ output its readers use
+    std::map<std::string, std::string> float_source;  // float node's output -> its name before any Q
     for (const auto& in : g.input())
       if (params_.count(in.name())) {
         reads[in.name()] = names_.make(in.name() + "_dequantized");
@@ -352,16 +373,23 @@ class QdqBuilder {
       std::vector<onnx::NodeProto> dq = quantize_constants(n, &inputs);
       nodes.insert(nodes.end(), dq.begin(), dq.end());
       onnx::NodeProto node = n;
+      // A float node reads a float node's output as it is, not its Q -> DQ (which only the
+      // quantized readers use), unless QuantizeOptions::qdq_between_float_nodes.
+      const bool reads_float = !qdq_between_float_nodes_ && stays_float(n);
       for (int i = 0; i < node.input_size(); ++i) {
+        auto raw = float_source.find(inputs[i]);
         auto it = reads.find(inputs[i]);
-        node.set_input(i, it != reads.end() ? it->second : inputs[i]);
+        if (reads_float && raw != float_source.end()) node.set_input(i, raw->second);
+        else node.set_input(i, it != reads.end() ? it->second : inputs[i]);
       }
       std::vector<onnx::NodeProto> after;
       for (auto& out : *node.mutable_output()) {
+        if (float_produced_.count(out)) float_source[out] = out;
         if (!params_.count(out)) continue;
         const std::string t = out;
         if (graph::is_graph_output(g, t)) {  // keep the output's name: ... -> Q -> DQ -> t
           out = names_.make(t + "_float");
+          if (float_produced_.count(t)) float_source[t] = out;
           emit_qdq(t, out, t, &after);
         } else {
           reads[t] = names_.make(t + "_dequantized");
@@ -378,6 +406,7 @@ class QdqBuilder {
 
   onnx::ModelProto model_;
   bool symmetric_;
+  bool qdq_between_float_nodes_;
   graph::NameAllocator names_;
   std::map<std::string, Range> ranges_;
   const Calibration* stats_;  ///< set when bias correction is on
@@ -385,6 +414,7 @@ class QdqBuilder {
   std::map<std::string, std::vector<int>> consumers_;  // tensor -> indices of nodes reading it
   std::map<std::string, QuantParams> params_;          // float activation -> its int8 parameters
   std::vector<std::string> float_nodes_;
+  std::set<std::string> float_produced_;  ///< float activations computed by a node that stays float
   mutable std::vector<std::string> calibrated_order_;  ///< tensors given a calibrated range, in order
 };
 

@@ -1,11 +1,13 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "anvil/common/onnx_model.h"
 #include "anvil/quantizer/quantizer.h"
 #include "anvil/reference/executor.h"
 #include "model_builder.h"
+#include "qdq.h"
 
 using namespace anvil;
 using namespace anvil::quant;
@@ -382,4 +384,116 @@ TEST(Quantize, TransposedConvActivationsAndSameScaleMovers) {
   }
   EXPECT_GT(10 * std::log10(signal / noise), 25.0);
   EXPECT_GT(noise, 0.0);
+}
+
+namespace {
+
+/// x -> MatMul -> h; ReduceMean(h) -> m; Sub(h, m) -> d; Erf(d) -> e; Add(e, d) -> s; Mul(s, k) -> y;
+/// Exp(s) -> z. Float nodes: ReduceMean, Sub, Erf, Exp. m passes between two float nodes; d is read
+/// by a float node (Erf) and a quantized one (Add); e leaves the float region; z is a graph output.
+onnx::ModelProto float_region_model() {
+  ModelBuilder b;
+  b.input("x", {4}).output("y", {4}).output("z", {4});
+  b.init("W", random_tensor({4, 4}, -1.0f, 1.0f, 41)).init("k", Tensor::from_vector<float>({1}, {0.5f}));
+  b.node("MatMul", {"x", "W"}, {"h"});
+  set_ints(b.node("ReduceMean", {"h"}, {"m"}), "axes", {1});
+  b.node("Sub", {"h", "m"}, {"d"});
+  b.node("Erf", {"d"}, {"e"});
+  b.node("Add", {"e", "d"}, {"s"});
+  b.node("Mul", {"s", "k"}, {"y"});
+  b.node("Exp", {"s"}, {"z"});
+  return b.model();
+}
+
+onnx::ModelProto quantized_with(const onnx::ModelProto& fp32, const Tensor& x, bool qdq_between_float_nodes,
+                                std::vector<std::string>* float_nodes = nullptr) {
+  const onnx::ModelProto opt = optimize(fp32);
+  QuantizeOptions options;
+  options.qdq_between_float_nodes = qdq_between_float_nodes;
+  auto q = quantize(opt, calibrate(opt, x, false), options, float_nodes);
+  EXPECT_TRUE(q.ok()) << (q.ok() ? "" : q.error().what());
+  return q.ok() ? q.value() : onnx::ModelProto();
+}
+
+/// The QuantizeLinear -> DequantizeLinear pair of activation t: {scale, zero point}.
+std::pair<float, int> qdq_params(const onnx::ModelProto& m, const std::string& t) {
+  const onnx::NodeProto* q = q_of(m, t);
+  if (!q) return {0.0f, 0};
+  return {scalar_f(m, q->input(1)), initializer(m, q->input(2)).data<int8_t>()[0]};
+}
+
+}  // namespace
+
+TEST(QuantizeFloatRegion, TensorBetweenTwoFloatNodesStaysFloat) {
+  const Tensor x = random_tensor({16, 4}, -1.0f, 1.0f, 42);
+  std::vector<std::string> float_nodes;
+  const onnx::ModelProto m = quantized_with(float_region_model(), x, false, &float_nodes);
+  EXPECT_NO_THROW(check_onnx(m, "qdq"));
+  EXPECT_EQ(float_nodes.size(), 4u);  // ReduceMean, Sub, Erf, Exp
+  // m: ReduceMean -> Sub only: no Q/DQ, Sub reads it as it is.
+  EXPECT_EQ(q_of(m, "m"), nullptr);
+  const onnx::NodeProto* sub = producer(m, "d");
+  ASSERT_NE(sub, nullptr);
+  EXPECT_EQ(sub->input(1), "m");
+  // h comes from a quantized node: the float Sub reads its DequantizeLinear (the region's boundary).
+  EXPECT_EQ(producer(m, sub->input(0))->op_type(), "DequantizeLinear");
+  // d: read by Erf (float) and Add (quantized): Q/DQ for Add only; Erf reads d itself.
+  ASSERT_NE(q_of(m, "d"), nullptr);
+  const onnx::NodeProto* erf = producer(m, "e");
+  ASSERT_NE(erf, nullptr);
+  EXPECT_EQ(erf->input(0), "d");
+  const onnx::NodeProto* add = producer(m, "s");
+  ASSERT_NE(add, nullptr);
+  for (const auto& in : add->input()) EXPECT_EQ(producer(m, in)->op_type(), "DequantizeLinear") << in;
+  // e leaves the float region into Add; z is a graph output: both keep Q -> DQ.
+  EXPECT_NE(q_of(m, "e"), nullptr);
+  EXPECT_EQ(producer(m, "z")->op_type(), "DequantizeLinear");
+  // The range search sees only the tensors that are quantized.
+  const onnx::ModelProto opt = optimize(float_region_model());
+  const auto ranges = calibrate(opt, x, false).ranges(Method::kMinMaxAsym);
+  const std::vector<std::string> order = calibrated_tensors(opt, ranges, {});
+  EXPECT_EQ(std::count(order.begin(), order.end(), "m"), 0);
+  EXPECT_EQ(std::count(order.begin(), order.end(), "d"), 1);
+  // The model runs and tracks FP32.
+  auto want = ref::Executor::create(float_region_model())->run({{"x", x}});
+  auto got = ref::Executor::create(m)->run({{"x", x}});
+  ASSERT_TRUE(want.ok() && got.ok());
+  for (const char* out : {"y", "z"}) {
+    const Tensor& f = want->at(out);
+    const Tensor& q = got->at(out);
+    double signal = 0, noise = 0;
+    for (int64_t i = 0; i < f.numel(); ++i) {
+      signal += static_cast<double>(f.data<float>()[i]) * f.data<float>()[i];
+      noise += std::pow(static_cast<double>(f.data<float>()[i]) - q.data<float>()[i], 2);
+    }
+    EXPECT_GT(10 * std::log10(signal / noise), 20.0) << out;
+  }
+}
+
+TEST(QuantizeFloatRegion, QuantizedTensorsKeepTheirParameters) {
+  const Tensor x = random_tensor({16, 4}, -1.0f, 1.0f, 42);
+  const onnx::ModelProto now = quantized_with(float_region_model(), x, false);
+  const onnx::ModelProto before = quantized_with(float_region_model(), x, true);
+  EXPECT_NO_THROW(check_onnx(before, "qdq"));
+  // The earlier rule: Q/DQ on m as well, and every reader takes the DequantizeLinear.
+  EXPECT_NE(q_of(before, "m"), nullptr);
+  EXPECT_EQ(producer(before, producer(before, "e")->input(0))->op_type(), "DequantizeLinear");
+  for (const char* t : {"x", "h", "d", "e", "s"}) {
+    EXPECT_NE(q_of(now, t), nullptr) << t;
+    EXPECT_EQ(qdq_params(now, t), qdq_params(before, t)) << t;
+  }
+  // The MatMul weight stays per-channel int8 on axis 1.
+  const onnx::NodeProto* mm = producer(now, "h");
+  ASSERT_NE(mm, nullptr);
+  const onnx::NodeProto* wdq = producer(now, mm->input(1));
+  ASSERT_EQ(wdq->op_type(), "DequantizeLinear");
+  EXPECT_EQ(initializer(now, wdq->input(0)).dtype(), DType::kInt8);
+  EXPECT_EQ(initializer(now, wdq->input(1)).numel(), 4);
+}
+
+TEST(QuantizeFloatRegion, ModelsWithoutFloatNodesAreUnchanged) {
+  std::vector<std::string> float_nodes;
+  const onnx::ModelProto now = quantized_with(small_cnn(), inputs(), false, &float_nodes);
+  EXPECT_TRUE(float_nodes.empty());
+  EXPECT_EQ(now.SerializeAsString(), quantized_with(small_cnn(), inputs(), true).SerializeAsString());
 }

@@ -97,12 +97,20 @@ struct QuantizeOptions {
   /// E[(Wq - W) x]_o = sum_{i,k} (Wq - W)[o,i,k] * mean(x_i) (zero padding ignored), is subtracted
   /// from b before b is quantized. Needs the calibration statistics (TensorStats::channel_mean).
   bool bias_correction = false;
+  /// Nodes without an int8 form (kQuantizable in quantizer/src/qdq.cc: e.g. Erf, Div, Sqrt, Pow,
+  /// ReduceMean) compute in float. By default a tensor passes between two such nodes as float: Q -> DQ
+  /// sits only where a float node's output leaves the float region (read by a quantized node, or a
+  /// graph output), and float readers always take the float value (as PyTorch FX keeps LayerNorm and
+  /// GELU in float). true: the earlier rule, Q -> DQ after every float activation, read by every node.
+  /// Models without float nodes are the same either way.
+  bool qdq_between_float_nodes = false;
 };
 
 /// Inserts QuantizeLinear/DequantizeLinear (opset 13) per the TFLite int8 spec into an optimized
 /// model. The result keeps the graph's input/output names and float types (input -> Q -> DQ ...,
 /// ... -> Q -> DQ -> output), the dynamic batch dimension, and passes the ONNX checker.
-/// Nodes it cannot quantize stay float (DQ before, Q after); their "name (OpType)" are logged at
+/// Nodes it cannot quantize stay float (DQ before, Q after the float region they form, see
+/// QuantizeOptions::qdq_between_float_nodes); their "name (OpType)" are logged at
 /// info level and, when `float_nodes` is given, returned there.
 Expected<onnx::ModelProto> quantize(const onnx::ModelProto& optimized, const Calibration& calib,
                                     const QuantizeOptions& options,

@@ -7,6 +7,7 @@
 
 #include "anvil/common/onnx_model.h"
 #include "attributes.h"
+#include "conv_chain.h"
 #include "graph_check.h"
 #include "kernels.h"
 
@@ -53,6 +54,10 @@ struct PreparedModel {
   std::vector<std::string> input_names, output_names;
   TensorMap initializers;
   std::vector<PreparedNode> nodes;  ///< topological order
+  /// Conv chains (conv_chain.h), used when nobody observes intermediate values; chain_of[i] is
+  /// the chain that computes node i, or -1.
+  std::vector<ConvChain> chains;
+  std::vector<int> chain_of;
 };
 
 /// Kahn's algorithm over value names. Errors: a node input nobody produces, a cycle.
@@ -168,6 +173,12 @@ void prepare(const onnx::ModelProto& model, PreparedModel* impl) {
     for (const auto& in : impl->nodes[i].node.input())
       if (!in.empty() && !keep.count(in) && !impl->initializers.count(in)) last_use[in] = i;
   for (const auto& [name, i] : last_use) impl->nodes[i].release.push_back(name);
+  std::vector<const onnx::NodeProto*> all;
+  for (const PreparedNode& p : impl->nodes) all.push_back(&p.node);
+  impl->chains = ConvChain::find(all, impl->opset, impl->initializers, impl->output_names);
+  impl->chain_of.assign(impl->nodes.size(), -1);
+  for (size_t c = 0; c < impl->chains.size(); ++c)
+    for (size_t i : impl->chains[c].nodes()) impl->chain_of[i] = static_cast<int>(c);
 }
 
 void check_input(const GraphInput& want, const Tensor& t) {
@@ -224,7 +235,7 @@ Expected<TensorMap> Executor::run(const TensorMap& inputs, const RunOptions& opt
       if (i != im.initializers.end()) return &i->second;
       fail(ErrorCode::kInternal, "value '" + name + "' missing at run time");
     };
-    for (const PreparedNode& p : im.nodes) {
+    auto run_node = [&](const PreparedNode& p) {
       std::vector<Tensor> outs(p.node.output_size());
       KernelContext ctx{p.node, im.opset, {}, outs, p.cache.get(), p.constant_inputs};
       for (const auto& in : p.node.input()) {
@@ -245,6 +256,27 @@ Expected<TensorMap> Executor::run(const TensorMap& inputs, const RunOptions& opt
         if (name.empty()) continue;
         if (options.observe) options.observe(name, outs[i]);
         values[name] = std::move(outs[i]);
+      }
+    };
+    // Without an observer, a Conv chain runs as one step when its last node comes (its nodes are
+    // consecutive but for Constant nodes, which run as usual); when its fast path does not apply
+    // to these inputs, its nodes run one by one there.
+    const bool chains = !options.observe;
+    for (size_t i = 0; i < im.nodes.size(); ++i) {
+      const int c = chains ? im.chain_of[i] : -1;
+      if (c < 0) {
+        run_node(im.nodes[i]);
+        continue;
+      }
+      const ConvChain& chain = im.chains[c];
+      if (chain.nodes().back() != i) continue;
+      std::vector<std::pair<std::string, Tensor>> produced;
+      if (chain.run(lookup, &produced)) {
+        for (size_t k : chain.nodes())
+          for (const auto& name : im.nodes[k].release) values.erase(name);
+        for (auto& [name, t] : produced) values[name] = std::move(t);
+      } else {
+        for (size_t k : chain.nodes()) run_node(im.nodes[k]);
       }
     }
     TensorMap result;

@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "attributes.h"
+#include "dnnl_util.h"
 #include "geometry.h"
 #include "kernels.h"
 
@@ -20,6 +21,38 @@ namespace anvil::ref {
 
 SerialDnnl::SerialDnnl() : saved_threads_(omp_get_max_threads()) { omp_set_num_threads(1); }
 SerialDnnl::~SerialDnnl() { omp_set_num_threads(saved_threads_); }
+
+const dnnl::engine& cpu_engine() {
+  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+dnnl::primitive_attr user_scratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+dnnl::memory scratchpad(const dnnl::memory::desc& desc) {
+  struct Free {
+    void operator()(void* p) const { std::free(p); }
+  };
+  thread_local std::unique_ptr<void, Free> buffer;
+  thread_local size_t capacity = 0;
+  const size_t need = (desc.get_size() + 63) / 64 * 64;
+  if (need > capacity) {
+    buffer.reset(std::aligned_alloc(64, need));
+    if (!buffer) fail(ErrorCode::kInternal, "out of memory for a oneDNN scratchpad");
+    capacity = need;
+  }
+  return dnnl::memory(desc, cpu_engine(), buffer.get());
+}
+
+void reorder(const dnnl::memory& from, const dnnl::memory& to, dnnl::stream& stream) {
+  const dnnl::reorder::primitive_desc pd(from, to, user_scratchpad());
+  dnnl::reorder(pd).execute(stream, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to},
+                                     {DNNL_ARG_SCRATCHPAD, scratchpad(pd.scratchpad_desc())}});
+}
 
 namespace {
 
@@ -101,44 +134,6 @@ void run_as_2d(KernelContext& ctx, Kernel kernel) {
 void check_window(const onnx::NodeProto& node, const std::vector<int64_t>& kernel) {
   constexpr int64_t kLarge = int64_t{1} << 20;
   window_geometry_nd(node, std::vector<int64_t>(kernel.size(), kLarge), kernel, false);
-}
-
-/// oneDNN's CPU engine, created once (engines are thread safe).
-const dnnl::engine& cpu_engine() {
-  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
-
-/// Primitive attributes for calls made from several threads at once: each call brings its own
-/// scratchpad (by default oneDNN shares one per creating thread, unsafe when primitives created on
-/// one thread run on others).
-dnnl::primitive_attr user_scratchpad() {
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  return attr;
-}
-
-/// This thread's scratchpad for oneDNN calls, at least `desc`'s size, 64-byte aligned.
-dnnl::memory scratchpad(const dnnl::memory::desc& desc) {
-  struct Free {
-    void operator()(void* p) const { std::free(p); }
-  };
-  thread_local std::unique_ptr<void, Free> buffer;
-  thread_local size_t capacity = 0;
-  const size_t need = (desc.get_size() + 63) / 64 * 64;
-  if (need > capacity) {
-    buffer.reset(std::aligned_alloc(64, need));
-    if (!buffer) fail(ErrorCode::kInternal, "out of memory for a oneDNN scratchpad");
-    capacity = need;
-  }
-  return dnnl::memory(desc, cpu_engine(), buffer.get());
-}
-
-/// Copies `from` into `to` (same dims, any layouts) on this thread.
-void reorder(const dnnl::memory& from, const dnnl::memory& to, dnnl::stream& stream) {
-  const dnnl::reorder::primitive_desc pd(from, to, user_scratchpad());
-  dnnl::reorder(pd).execute(stream, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to},
-                                     {DNNL_ARG_SCRATCHPAD, scratchpad(pd.scratchpad_desc())}});
 }
 
 /// Splits [0, total) into at most `pieces` ranges of multiples of `align` (the last takes the rest).

@@ -1,0 +1,599 @@
+// Conv chains (conv_chain.h): Conv / Relu / Clip / Add / MaxPool runs on oneDNN, chunk by chunk of
+// images, in oneDNN's own layouts.
+#include "conv_chain.h"
+
+#include <tbb/enumerable_thread_specific.h>
+#include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <set>
+#include <unordered_map>
+
+#include "anvil/common/onnx_model.h"
+#include "attributes.h"
+#include "dnnl_util.h"
+#include "geometry.h"
+#include "kernels.h"
+
+namespace anvil::ref {
+
+namespace {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+
+enum class Op { kConv, kRelu, kClip, kAdd, kMaxPool };
+
+/// One step of a chain: a node, or a Conv with the Relu/Clip after it fused.
+struct Step {
+  Op op = Op::kConv;
+  onnx::NodeProto node;  ///< the Conv / Relu / Clip / Add / MaxPool node
+  std::vector<int> in;   ///< value ids of the data inputs (Conv, MaxPool, Relu, Clip: one; Add: two)
+  int out = -1;
+  const Tensor* w = nullptr;  ///< Conv weights and bias (initializers)
+  const Tensor* b = nullptr;
+  /// The activation applied to the output (a fused Relu/Clip, or the step's own for Relu/Clip):
+  /// y = min(max(y, lo), hi). Chains admit only bounds with lo <= 0 <= hi, so the zero padding
+  /// channels of a blocked layout stay zero.
+  bool act = false;
+  float lo = 0.0f, hi = 0.0f;
+  /// Relu/Clip/Add may write into input 0 (Add: or input 1) when nobody else reads it.
+  bool in_place[2] = {false, false};
+};
+
+struct Value {
+  std::string name;
+  bool external = false;  ///< read by the chain, produced before it
+  bool output = false;    ///< produced by the chain and read after it (or a graph output)
+  int last_use = -1;      ///< the last step reading it
+};
+
+bool admissible_bounds(float lo, float hi) { return !std::isnan(lo) && !std::isnan(hi) && lo <= 0.0f && 0.0f <= hi; }
+
+int64_t product(const std::vector<int64_t>& v) {
+  int64_t p = 1;
+  for (int64_t x : v) p *= x;
+  return p;
+}
+
+memory::dims dims_of(int64_t n, const Shape& s) { return {n, s[1], s[2], s[3]}; }
+
+}  // namespace
+
+struct ConvChain::Spec {
+  std::vector<size_t> nodes;
+  std::vector<Step> steps;
+  std::vector<Value> values;
+};
+
+/// A chain's oneDNN primitives for one chunk size (images per chunk).
+struct ChunkPlan {
+  int64_t n = 0;
+  std::vector<memory::desc> desc;  ///< per value: its layout inside the chain
+  std::vector<memory::desc> src;   ///< per step: the layout its (first) input must have
+  std::vector<dnnl::primitive> prim;
+  std::vector<memory::desc> scratch;
+  std::vector<memory> weights;  ///< Conv steps: W in the primitive's layout
+};
+
+/// A chain's plan for one set of input shapes.
+struct Plan {
+  int64_t batch = 0;
+  std::vector<Shape> shape;  ///< per value, whole batch
+  std::vector<std::pair<int64_t, int64_t>> chunks;  ///< [first image, count)
+  std::map<int64_t, ChunkPlan> by_size;
+};
+
+struct ConvChain::State {
+  std::mutex mutex;
+  std::string key;
+  std::shared_ptr<const Plan> plan;
+};
+
+const std::vector<size_t>& ConvChain::nodes() const { return spec_->nodes; }
+
+namespace {
+
+/// Bounds of a Clip node when known before any input: attributes (opset < 11), or initializers
+/// and Constant outputs. False when a bound is computed at run time.
+bool clip_bounds(const onnx::NodeProto& node, int64_t opset, const std::map<std::string, const Tensor*>& constants,
+                 float* lo, float* hi) {
+  *lo = -std::numeric_limits<float>::infinity();
+  *hi = std::numeric_limits<float>::infinity();
+  if (opset < 11) {
+    *lo = attr_float(node, "min", *lo);
+    *hi = attr_float(node, "max", *hi);
+    return true;
+  }
+  for (int i = 1; i <= 2 && i < node.input_size(); ++i) {
+    if (node.input(i).empty()) continue;
+    auto it = constants.find(node.input(i));
+    if (it == constants.end() || it->second->dtype() != DType::kFloat32 || it->second->numel() != 1) return false;
+    (i == 1 ? *lo : *hi) = it->second->data<float>()[0];
+  }
+  return true;
+}
+
+/// The value of a Constant node holding one float32 tensor, or nullptr.
+std::unique_ptr<Tensor> constant_value(const onnx::NodeProto& node) {
+  if (node.op_type() != "Constant" || node.input_size() != 0 || node.attribute_size() != 1) return nullptr;
+  const onnx::AttributeProto& a = node.attribute(0);
+  if (a.name() == "value_float") return std::make_unique<Tensor>(Tensor::scalar<float>(a.f()));
+  if (a.name() == "value" && a.t().data_type() == onnx::TensorProto::FLOAT) {
+    try {
+      return std::make_unique<Tensor>(tensor_from_proto(a.t()));
+    } catch (const Error&) {
+      return nullptr;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+std::vector<ConvChain> ConvChain::find(const std::vector<const onnx::NodeProto*>& nodes, int64_t opset,
+                                       const TensorMap& initializers, const std::vector<std::string>& graph_outputs) {
+  // Constant-node values are kept here so Clip bounds may point at them (only while finding).
+  std::vector<std::unique_ptr<Tensor>> constant_storage;
+  std::map<std::string, const Tensor*> constants;
+  for (const auto& [name, t] : initializers) constants[name] = &t;
+  std::map<std::string, int> readers;  // how many node inputs read each value
+  for (const onnx::NodeProto* n : nodes) {
+    for (const auto& in : n->input()) ++readers[in];
+    if (auto v = constant_value(*n)) {
+      constants[n->output(0)] = v.get();
+      constant_storage.push_back(std::move(v));
+    }
+  }
+  for (const auto& out : graph_outputs) readers[out] += 1 << 20;  // never fused away or overwritten
+  auto is_initializer = [&](const std::string& name) { return initializers.count(name) > 0; };
+
+  std::vector<ConvChain> chains;
+  std::vector<size_t> run;  // compute nodes of the chain being built
+  auto close = [&] {
+    size_t convs = 0;
+    for (size_t i : run) convs += nodes[i]->op_type() == "Conv";
+    if (convs > 0 && run.size() >= 2) {
+      auto spec = std::make_shared<Spec>();
+      spec->nodes = run;
+      std::map<std::string, int> id;
+      std::set<size_t> inside(run.begin(), run.end());
+      auto value = [&](const std::string& name, bool produced) {
+        auto it = id.find(name);
+        if (it != id.end()) return it->second;
+        Value v;
+        v.name = name;
+        v.external = !produced;
+        spec->values.push_back(v);
+        return id[name] = static_cast<int>(spec->values.size()) - 1;
+      };
+      for (size_t i : run) {
+        const onnx::NodeProto& n = *nodes[i];
+        Step s;
+        s.node = n;
+        const std::string& op = n.op_type();
+        s.op = op == "Conv" ? Op::kConv : op == "Relu" ? Op::kRelu : op == "Clip" ? Op::kClip
+             : op == "Add" ? Op::kAdd : Op::kMaxPool;
+        const int data_inputs = s.op == Op::kAdd ? 2 : 1;
+        for (int k = 0; k < data_inputs; ++k) s.in.push_back(value(n.input(k), false));
+        if (s.op == Op::kConv) {
+          s.w = &initializers.at(n.input(1));
+          if (n.input_size() > 2 && !n.input(2).empty()) s.b = &initializers.at(n.input(2));
+        }
+        if (s.op == Op::kRelu) s.act = true, s.lo = 0.0f, s.hi = std::numeric_limits<float>::infinity();
+        if (s.op == Op::kClip) {
+          s.act = true;
+          clip_bounds(n, opset, constants, &s.lo, &s.hi);
+        }
+        // Fuse a Relu/Clip into the Conv whose output only it reads.
+        bool fused = false;
+        if (s.act && !spec->values[s.in[0]].external && readers[n.input(0)] == 1)
+          for (Step& p : spec->steps)
+            if (p.op == Op::kConv && p.out == s.in[0] && !p.act) {
+              // The Conv's own output is never materialised: its value becomes the Relu/Clip's.
+              p.act = true, p.lo = s.lo, p.hi = s.hi;
+              spec->values[p.out].name = n.output(0);
+              id.erase(n.input(0));
+              id[n.output(0)] = p.out;
+              fused = true;
+              break;
+            }
+        if (fused) continue;
+        s.out = value(n.output(0), true);
+        spec->steps.push_back(s);
+      }
+      // Outputs: produced here and read by a node outside the chain or a graph output.
+      std::map<std::string, int> inner_readers;
+      for (size_t i : run)
+        for (const auto& in : nodes[i]->input()) ++inner_readers[in];
+      for (Value& v : spec->values)
+        if (!v.external) v.output = readers[v.name] > inner_readers[v.name];
+      for (size_t k = 0; k < spec->steps.size(); ++k) {
+        Step& s = spec->steps[k];
+        for (size_t j = 0; j < s.in.size(); ++j) {
+          Value& v = spec->values[s.in[j]];
+          v.last_use = static_cast<int>(k);
+          s.in_place[j] = !v.external && !v.output && readers[v.name] == 1 && s.op != Op::kConv &&
+                          s.op != Op::kMaxPool && (s.in.size() == 1 || s.in[0] != s.in[1]);
+        }
+      }
+      ConvChain c;
+      c.spec_ = std::move(spec);
+      c.state_ = std::make_shared<State>();
+      chains.push_back(std::move(c));
+    }
+    run.clear();
+  };
+
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const onnx::NodeProto& n = *nodes[i];
+    const std::string& op = n.op_type();
+    const bool default_domain = n.domain().empty() || n.domain() == "ai.onnx";
+    bool ok = default_domain && n.output_size() == 1 && !n.output(0).empty();
+    if (ok && op == "Constant" && !run.empty()) continue;  // runs as usual, its value is known
+    if (ok && op == "Conv") {
+      ok = n.input_size() >= 2 && is_initializer(n.input(1)) && initializers.at(n.input(1)).rank() == 4 &&
+           initializers.at(n.input(1)).dtype() == DType::kFloat32 &&
+           (n.input_size() < 3 || n.input(2).empty() ||
+            (is_initializer(n.input(2)) && initializers.at(n.input(2)).dtype() == DType::kFloat32));
+    } else if (ok && (op == "Relu" || op == "Add" || op == "MaxPool" || op == "Clip")) {
+      ok = !run.empty() && !n.input(0).empty() && !is_initializer(n.input(0));
+      if (ok && op == "Relu") ok = n.input_size() == 1;
+      if (ok && op == "Add") ok = n.input_size() == 2 && !n.input(1).empty() && !is_initializer(n.input(1)) &&
+                                  !constants.count(n.input(0)) && !constants.count(n.input(1));
+      if (ok && op == "Clip") {
+        float lo, hi;
+        ok = clip_bounds(n, opset, constants, &lo, &hi) && admissible_bounds(lo, hi);
+      }
+      if (ok && op == "MaxPool") ok = n.input_size() == 1;
+    } else {
+      ok = false;
+    }
+    if (ok) {
+      run.push_back(i);
+    } else {
+      close();
+    }
+  }
+  close();
+  return chains;
+}
+
+namespace {
+
+/// Plain NCHW slice descriptor of `n` images.
+memory::desc plain(int64_t n, const Shape& s) {
+  return memory::desc(dims_of(n, s), memory::data_type::f32, tag::nchw);
+}
+
+bool usable(const std::string& impl) { return impl.find("ref") == std::string::npos && impl.find("gemm") == std::string::npos; }
+
+/// Shapes of every value for these external shapes; false when a step does not fit the fast path.
+bool infer_shapes(const ConvChain::Spec& spec, std::vector<Shape>* shape) {
+  for (const Step& s : spec.steps) {
+    const Shape& x = (*shape)[s.in[0]];
+    Shape y = x;
+    switch (s.op) {
+      case Op::kConv: {
+        const Tensor& w = *s.w;
+        const int64_t c = x[1], m = w.dim(0), group = attr_int(s.node, "group", 1);
+        if (group < 1 || c % group || m % group || w.dim(1) != c / group) return false;
+        if (s.b && s.b->numel() != m) return false;
+        const std::vector<int64_t> kernel{w.dim(2), w.dim(3)};
+        if (find_attribute(s.node, "kernel_shape") && attr_ints(s.node, "kernel_shape") != kernel) return false;
+        const WindowNd g = window_geometry_nd(s.node, {x[2], x[3]}, kernel, false);
+        y = {x[0], m, g.out[0], g.out[1]};
+        break;
+      }
+      case Op::kMaxPool: {
+        const auto k = attr_ints(s.node, "kernel_shape");
+        if (k.size() != 2 || attr_ints(s.node, "dilations", {1, 1}) != std::vector<int64_t>{1, 1}) return false;
+        const WindowNd g = window_geometry_nd(s.node, {x[2], x[3]}, k, attr_int(s.node, "ceil_mode", 0) != 0);
+        // Every window must hold a tap of the input (ONNX gives -inf otherwise, oneDNN does not).
+        for (int a = 0; a < 2; ++a)
+          if ((g.out[a] - 1) * g.strides[a] - g.pads_begin[a] >= x[2 + a] || g.pads_begin[a] >= k[a]) return false;
+        y = {x[0], x[1], g.out[0], g.out[1]};
+        break;
+      }
+      case Op::kAdd:
+        if ((*shape)[s.in[1]] != x) return false;
+        break;
+      default:
+        break;
+    }
+    for (int64_t d : y)
+      if (d <= 0) return false;
+    (*shape)[s.out] = y;
+  }
+  return true;
+}
+
+ChunkPlan make_chunk_plan(const ConvChain::Spec& spec, const Plan& plan, int64_t n,
+                          const std::vector<memory::desc>* weights_of, std::vector<memory>* weights_made) {
+  ChunkPlan cp;
+  cp.n = n;
+  const size_t steps = spec.steps.size();
+  cp.desc.resize(spec.values.size());
+  cp.src.resize(steps);
+  cp.prim.resize(steps);
+  cp.scratch.resize(steps);
+  cp.weights.resize(steps);
+  for (size_t v = 0; v < spec.values.size(); ++v)
+    if (spec.values[v].external) cp.desc[v] = plain(n, plan.shape[v]);
+  for (size_t k = 0; k < steps; ++k) {
+    const Step& s = spec.steps[k];
+    const memory::desc& in = cp.desc[s.in[0]];
+    const Shape& ys = plan.shape[s.out];
+    if (s.op == Op::kConv) {
+      const Shape& xs = plan.shape[s.in[0]];
+      const Tensor& w = *s.w;
+      const int64_t group = attr_int(s.node, "group", 1), m = w.dim(0), c = xs[1];
+      const std::vector<int64_t> kernel{w.dim(2), w.dim(3)};
+      const WindowNd g = window_geometry_nd(s.node, {xs[2], xs[3]}, kernel, false);
+      const memory::dims w_dims = group == 1 ? memory::dims{m, c, kernel[0], kernel[1]}
+                                             : memory::dims{group, m / group, c / group, kernel[0], kernel[1]};
+      memory::dims gaps = g.dilations;
+      for (auto& d : gaps) d -= 1;
+      dnnl::primitive_attr attr = user_scratchpad();
+      if (s.act) {
+        dnnl::post_ops po;
+        if (s.lo == 0.0f && std::isinf(s.hi)) po.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+        else po.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, s.lo, s.hi);
+        attr.set_post_ops(po);
+      }
+      const memory::desc bias_md = s.b ? memory::desc({m}, memory::data_type::f32, tag::x) : memory::desc();
+      auto make = [&](const memory::desc& src) {
+        const dnnl::convolution_forward::desc d(
+            dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
+            memory::desc(w_dims, memory::data_type::f32, tag::any), bias_md,
+            memory::desc(dims_of(n, ys), memory::data_type::f32, tag::any), g.strides, gaps, g.pads_begin, g.pads_end);
+        return dnnl::convolution_forward::primitive_desc(d, attr, cpu_engine());
+      };
+      // Take the producer's layout as it is when oneDNN has a real kernel for it; else let oneDNN
+      // choose (the input is then reordered).
+      dnnl::convolution_forward::primitive_desc pd;
+      bool have = false;
+      if (!spec.values[s.in[0]].external) {
+        try {
+          pd = make(in);
+          have = usable(pd.impl_info_str());
+        } catch (const dnnl::error&) {
+        }
+      }
+      if (!have) pd = make(memory::desc(in.dims(), memory::data_type::f32, tag::any));
+      cp.src[k] = pd.src_desc();
+      cp.desc[s.out] = pd.dst_desc();
+      cp.prim[k] = dnnl::convolution_forward(pd);
+      cp.scratch[k] = pd.scratchpad_desc();
+      if (weights_of && (*weights_of)[k] == pd.weights_desc()) {
+        cp.weights[k] = (*weights_made)[k];
+      } else {
+        const tag user_tag = group == 1 ? tag::oihw : tag::goihw;
+        const memory user(memory::desc(w_dims, memory::data_type::f32, user_tag), cpu_engine(),
+                          const_cast<float*>(w.data<float>()));
+        cp.weights[k] = memory(pd.weights_desc(), cpu_engine());
+        dnnl::stream stream(cpu_engine());
+        reorder(user, cp.weights[k], stream);
+        stream.wait();
+      }
+    } else if (s.op == Op::kMaxPool) {
+      const Shape& xs = plan.shape[s.in[0]];
+      const auto kernel = attr_ints(s.node, "kernel_shape");
+      const WindowNd g = window_geometry_nd(s.node, {xs[2], xs[3]}, kernel, attr_int(s.node, "ceil_mode", 0) != 0);
+      // oneDNN's output size is floor((in + pads - k) / stride) + 1: the end padding is set so it
+      // equals ONNX's (ceil_mode included); padding taps never win a max.
+      memory::dims pads_end(2);
+      for (int a = 0; a < 2; ++a) pads_end[a] = (g.out[a] - 1) * g.strides[a] + kernel[a] - xs[2 + a] - g.pads_begin[a];
+      const dnnl::pooling_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::pooling_max, in,
+                                          memory::desc(dims_of(n, ys), memory::data_type::f32, tag::any), g.strides,
+                                          kernel, g.pads_begin, pads_end);
+      const dnnl::pooling_forward::primitive_desc pd(d, user_scratchpad(), cpu_engine());
+      cp.src[k] = in;
+      cp.desc[s.out] = pd.dst_desc();
+      cp.prim[k] = dnnl::pooling_forward(pd);
+      cp.scratch[k] = pd.scratchpad_desc();
+    } else {
+      cp.src[k] = in;
+      cp.desc[s.out] = in;
+    }
+  }
+  return cp;
+}
+
+/// A thread's buffers for one run: reused between the chunks it processes.
+class Pool {
+ public:
+  int acquire(size_t bytes) {
+    int best = -1;
+    for (size_t i = 0; i < bufs_.size(); ++i)
+      if (!bufs_[i].used && bufs_[i].size >= bytes && (best < 0 || bufs_[i].size < bufs_[best].size))
+        best = static_cast<int>(i);
+    if (best < 0) {
+      Buf b;
+      b.size = (bytes + 63) / 64 * 64;
+      b.data.reset(static_cast<float*>(std::aligned_alloc(64, b.size)));
+      if (!b.data) fail(ErrorCode::kInternal, "out of memory for a Conv chain buffer");
+      bufs_.push_back(std::move(b));
+      best = static_cast<int>(bufs_.size()) - 1;
+    }
+    bufs_[best].used = true;
+    return best;
+  }
+  void release(int i) { bufs_[i].used = false; }
+  float* data(int i) { return bufs_[i].data.get(); }
+
+ private:
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  struct Buf {
+    std::unique_ptr<float, Free> data;
+    size_t size = 0;
+    bool used = false;
+  };
+  std::vector<Buf> bufs_;
+};
+
+/// Images per chunk: the largest value of a chunk stays within about half of a core's L2 cache.
+constexpr int64_t kChunkBytes = int64_t{256} << 10;
+
+}  // namespace
+
+bool ConvChain::run(const Lookup& lookup, std::vector<std::pair<std::string, Tensor>>* outputs) const {
+  const Spec& spec = *spec_;
+  const int64_t threads = tbb::this_task_arena::max_concurrency();
+  std::vector<Shape> shape(spec.values.size());
+  std::vector<const Tensor*> ext(spec.values.size(), nullptr);
+  int64_t batch = -1;
+  std::string key = std::to_string(threads);
+  for (size_t v = 0; v < spec.values.size(); ++v) {
+    if (!spec.values[v].external) continue;
+    const Tensor* t = lookup(spec.values[v].name);
+    if (!t || t->dtype() != DType::kFloat32 || t->rank() != 4) return false;
+    if (batch >= 0 && t->dim(0) != batch) return false;
+    batch = t->dim(0);
+    ext[v] = t;
+    shape[v] = t->shape();
+    key += " " + shape_str(t->shape());
+  }
+  if (batch < threads || batch < 2) return false;
+
+  std::shared_ptr<const Plan> plan;
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    if (state_->plan && state_->key == key) plan = state_->plan;
+  }
+  if (!plan) {
+    auto made = std::make_shared<Plan>();
+    made->batch = batch;
+    made->shape = shape;
+    try {
+      if (!infer_shapes(spec, &made->shape)) return false;
+    } catch (const Error&) {
+      return false;  // the node-by-node path reports it
+    }
+    int64_t image_bytes = 1;
+    for (const Shape& s : made->shape) image_bytes = std::max(image_bytes, product({s[1], s[2], s[3]}) * 4);
+    const int64_t per_chunk = std::max<int64_t>(1, std::min((batch + threads - 1) / threads, kChunkBytes / image_bytes));
+    const int64_t pieces = (batch + per_chunk - 1) / per_chunk;
+    int64_t first = 0;
+    for (int64_t p = 0; p < pieces; ++p) {
+      const int64_t end = batch * (p + 1) / pieces;
+      made->chunks.emplace_back(first, end - first);
+      first = end;
+    }
+    SerialDnnl serial;
+    try {
+      std::vector<memory::desc> w_desc;
+      std::vector<memory> w_made;
+      for (const auto& [n0, nn] : made->chunks) {
+        if (made->by_size.count(nn)) continue;
+        ChunkPlan cp = make_chunk_plan(spec, *made, nn, w_desc.empty() ? nullptr : &w_desc, &w_made);
+        if (w_desc.empty()) {
+          w_made = cp.weights;
+          for (const memory& m : cp.weights) w_desc.push_back(m ? m.get_desc() : memory::desc());
+        }
+        made->by_size.emplace(nn, std::move(cp));
+      }
+    } catch (const dnnl::error&) {
+      return false;
+    }
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->key = key;
+    state_->plan = made;
+    plan = made;
+  }
+
+  std::vector<Tensor> out(spec.values.size());
+  for (size_t v = 0; v < spec.values.size(); ++v)
+    if (spec.values[v].output) out[v] = Tensor(DType::kFloat32, plan->shape[v]);
+
+  tbb::enumerable_thread_specific<Pool> pools;
+  tbb::parallel_for(size_t{0}, plan->chunks.size(), [&](size_t chunk) {
+    SerialDnnl serial;
+    Pool& pool = pools.local();
+    dnnl::stream stream(cpu_engine());
+    const auto [n0, nn] = plan->chunks[chunk];
+    const ChunkPlan& cp = plan->by_size.at(nn);
+    std::vector<int> buf(spec.values.size(), -1);  // pool buffer of each live internal value
+    auto offset = [&](size_t v) { return n0 * product({plan->shape[v][1], plan->shape[v][2], plan->shape[v][3]}); };
+    // Value v as memory in its chain layout (externals: their NCHW slice).
+    auto mem = [&](int v) {
+      if (spec.values[v].external)
+        return memory(cp.desc[v], cpu_engine(), const_cast<float*>(ext[v]->data<float>()) + offset(v));
+      return memory(cp.desc[v], cpu_engine(), pool.data(buf[v]));
+    };
+    // Value v in layout `want`, through a temporary buffer (in *temp) when it is stored otherwise.
+    auto as = [&](int v, const memory::desc& want, int* temp) {
+      const memory m = mem(v);
+      if (m.get_desc() == want) return m;
+      *temp = pool.acquire(want.get_size());
+      const memory t(want, cpu_engine(), pool.data(*temp));
+      reorder(m, t, stream);
+      return t;
+    };
+    for (size_t k = 0; k < spec.steps.size(); ++k) {
+      const Step& s = spec.steps[k];
+      int temp[2] = {-1, -1};
+      const memory::desc& out_desc = cp.desc[s.out];
+      if (s.op == Op::kConv || s.op == Op::kMaxPool) {
+        const memory src = as(s.in[0], cp.src[k], &temp[0]);
+        buf[s.out] = pool.acquire(out_desc.get_size());
+        const memory dst = mem(s.out);
+        std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
+        args.emplace(DNNL_ARG_SCRATCHPAD, scratchpad(cp.scratch[k]));
+        if (s.op == Op::kConv) {
+          args.emplace(DNNL_ARG_WEIGHTS, cp.weights[k]);
+          if (s.b)
+            args.emplace(DNNL_ARG_BIAS, memory(memory::desc({s.b->numel()}, memory::data_type::f32, tag::x),
+                                               cpu_engine(), const_cast<float*>(s.b->data<float>())));
+        }
+        cp.prim[k].execute(stream, args);
+      } else {
+        // Relu / Clip / Add: elementwise over the whole buffer, padding included (it stays zero).
+        const memory a = mem(s.in[0]);
+        const memory b = s.op == Op::kAdd ? as(s.in[1], a.get_desc(), &temp[1]) : memory();
+        const size_t count = out_desc.get_size() / sizeof(float);
+        if (s.in_place[0] && !spec.values[s.in[0]].external) {
+          buf[s.out] = buf[s.in[0]];
+          buf[s.in[0]] = -1;
+        } else if (s.op == Op::kAdd && s.in_place[1] && temp[1] < 0 && !spec.values[s.in[1]].external) {
+          buf[s.out] = buf[s.in[1]];
+          buf[s.in[1]] = -1;
+        } else {
+          buf[s.out] = pool.acquire(out_desc.get_size());
+        }
+        const float* x = static_cast<const float*>(a.get_data_handle());
+        float* y = pool.data(buf[s.out]);
+        if (s.op == Op::kAdd) {
+          const float* z = static_cast<const float*>(b.get_data_handle());
+          for (size_t i = 0; i < count; ++i) y[i] = x[i] + z[i];
+        } else {
+          const float lo = s.lo, hi = s.hi;
+          for (size_t i = 0; i < count; ++i) y[i] = std::min(std::max(x[i], lo), hi);
+        }
+      }
+      for (int t : temp)
+        if (t >= 0) pool.release(t);
+      if (spec.values[s.out].output) {
+        const memory user(plain(nn, plan->shape[s.out]), cpu_engine(), out[s.out].data<float>() + offset(s.out));
+        reorder(mem(s.out), user, stream);
+      }
+      for (int v : s.in)
+        if (spec.values[v].last_use == static_cast<int>(k) && buf[v] >= 0) pool.release(buf[v]), buf[v] = -1;
+      if (spec.values[s.out].last_use < 0 && buf[s.out] >= 0) pool.release(buf[s.out]), buf[s.out] = -1;
+    }
+    stream.wait();
+  });
+  for (size_t v = 0; v < spec.values.size(); ++v)
+    if (spec.values[v].output) outputs->emplace_back(spec.values[v].name, std::move(out[v]));
+  return true;
+}
+
+}  // namespace anvil::ref

@@ -1,0 +1,51 @@
+#pragma once
+/// Conv chains: runs of consecutive nodes (in execution order) made of Conv, Relu, Clip, Add and
+/// MaxPool, executed together chunk of images by chunk of images on oneDNN, with the values
+/// between them kept in the layout oneDNN's primitives chose (e.g. nChw16c) instead of being
+/// reordered to NCHW and back around every Conv, and a Relu/Clip that is the only reader of a
+/// Conv's output applied as that Conv's post-op.
+///
+/// The executor uses a chain only when nobody observes intermediate values (RunOptions::observe
+/// unset): a fused Conv output never exists as a tensor. Outputs are those of the node-by-node
+/// path up to float summation order (oneDNN picks other kernels for other layouts).
+#include <onnx/onnx_pb.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "anvil/common/tensor.h"
+
+namespace anvil::ref {
+
+class ConvChain {
+ public:
+  /// The chains among `nodes` (the executor's execution order). `initializers` and the outputs of
+  /// Constant nodes give Conv weights and Clip bounds; `graph_outputs` are always materialised.
+  /// The tensors in `initializers` must outlive the chains.
+  static std::vector<ConvChain> find(const std::vector<const onnx::NodeProto*>& nodes, int64_t opset,
+                                     const TensorMap& initializers, const std::vector<std::string>& graph_outputs);
+
+  /// Indices (into `nodes`) of the nodes the chain computes, in order. Constant nodes between them
+  /// are not included: the executor runs those as usual.
+  const std::vector<size_t>& nodes() const;
+
+  using Lookup = std::function<const Tensor*(const std::string&)>;
+  /// Runs the chain once every value it reads exists (`lookup` finds it). Returns false, having
+  /// computed nothing, when the fast path does not apply to these inputs (a type, rank, shape or
+  /// attribute it does not handle, a batch below the thread count): the caller then runs the nodes
+  /// one by one, which also reports any error. Otherwise appends the values read after the chain
+  /// (or graph outputs) to `outputs`.
+  bool run(const Lookup& lookup, std::vector<std::pair<std::string, Tensor>>* outputs) const;
+
+  struct Spec;
+  struct State;
+
+ private:
+  std::shared_ptr<const Spec> spec_;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace anvil::ref

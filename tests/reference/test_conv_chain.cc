@@ -1,0 +1,210 @@
+// Conv chains (reference/src/conv_chain.h): Conv / Relu / Clip / Add / MaxPool run chunk by chunk in
+// oneDNN's layouts, Relu/Clip fused into the Conv they follow. Every test compares against the
+// node-by-node path (the executor takes it when an observer is set) and checks that the chain
+// really ran (ConvChain::run returned true), so a silent fallback cannot pass for the fast path.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "anvil/common/onnx_model.h"
+#include "anvil/reference/executor.h"
+#include "conv_chain.h"
+#include "model_builder.h"
+
+using namespace anvil;
+using anvil::test::ModelBuilder;
+
+namespace {
+
+Tensor random_tensor(const Shape& shape, uint32_t seed, float scale = 1.0f) {
+  Tensor t(DType::kFloat32, shape);
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> d(-scale, scale);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = d(gen);
+  return t;
+}
+
+void conv(ModelBuilder& b, const std::string& x, const std::string& y, int64_t c, int64_t m, int64_t k,
+          int64_t group, int64_t stride, int64_t pad, bool bias, uint32_t seed) {
+  const std::string w = y + "_w", bname = y + "_b";
+  b.initializer(w, random_tensor({m, c / group, k, k}, seed, 0.5f));
+  std::vector<std::string> in{x, w};
+  if (bias) {
+    b.initializer(bname, random_tensor({m}, seed + 1, 0.5f));
+    in.push_back(bname);
+  }
+  auto& n = b.node("Conv", in, {y}, y);
+  ModelBuilder::attr(n, "group", group);
+  ModelBuilder::attr(n, "strides", std::vector<int64_t>{stride, stride});
+  ModelBuilder::attr(n, "pads", std::vector<int64_t>{pad, pad, pad, pad});
+  ModelBuilder::attr(n, "kernel_shape", std::vector<int64_t>{k, k});
+}
+
+/// Clip(0, 6) with bounds from Constant nodes (as torch exports ReLU6) or initializers.
+void relu6(ModelBuilder& b, const std::string& x, const std::string& y, bool constant_nodes) {
+  if (constant_nodes) {
+    for (const char* which : {"_lo", "_hi"}) {
+      auto& n = b.node("Constant", {}, {y + which});
+      auto* a = n.add_attribute();
+      a->set_name("value");
+      a->set_type(onnx::AttributeProto::TENSOR);
+      *a->mutable_t() = tensor_to_proto(Tensor::scalar<float>(which[1] == 'l' ? 0.0f : 6.0f), y + which);
+    }
+  } else {
+    b.initializer(y + "_lo", Tensor::scalar<float>(0.0f));
+    b.initializer(y + "_hi", Tensor::scalar<float>(6.0f));
+  }
+  b.node("Clip", {x, y + "_lo", y + "_hi"}, {y}, y);
+}
+
+/// Runs the model's chains directly (returns how many ran) and through the executor with and
+/// without an observer; expects the same outputs up to float summation order.
+int check_against_unfused(const onnx::ModelProto& model, const Tensor& x) {
+  auto exec = ref::Executor::create(model);
+  EXPECT_TRUE(exec.ok()) << exec.error().what();
+  if (!exec.ok()) return -1;
+  ref::RunOptions observed;
+  observed.observe = [](const std::string&, const Tensor&) {};
+  auto plain = exec->run({{"x", x}}, observed);
+  auto fast = exec->run({{"x", x}});
+  EXPECT_TRUE(plain.ok()) << plain.error().what();
+  EXPECT_TRUE(fast.ok()) << fast.error().what();
+  if (!plain.ok() || !fast.ok()) return -1;
+  for (const auto& [name, want] : *plain) {
+    const Tensor& got = fast->at(name);
+    EXPECT_EQ(got.shape(), want.shape()) << name;
+    if (got.shape() != want.shape()) continue;
+    double worst = 0;
+    for (int64_t i = 0; i < want.numel(); ++i) {
+      const float a = got.data<float>()[i], e = want.data<float>()[i];
+      worst = std::max(worst, std::abs(double(a) - e) / (1.0 + std::abs(double(e))));
+    }
+    EXPECT_LT(worst, 2e-5) << name;
+  }
+  // The chains on their own, over the same input: count those that took the fast path.
+  TensorMap inits;
+  for (const auto& t : model.graph().initializer()) inits[t.name()] = tensor_from_proto(t);
+  std::vector<const onnx::NodeProto*> nodes;
+  for (const auto& n : model.graph().node()) nodes.push_back(&n);
+  std::vector<std::string> outs;
+  for (const auto& o : model.graph().output()) outs.push_back(o.name());
+  TensorMap values = {{"x", x}};
+  int ran = 0;
+  for (const ref::ConvChain& chain : ref::ConvChain::find(nodes, 13, inits, outs)) {
+    std::vector<std::pair<std::string, Tensor>> produced;
+    auto lookup = [&](const std::string& name) -> const Tensor* {
+      auto it = values.find(name);
+      if (it != values.end()) return &it->second;
+      it = inits.find(name);
+      return it != inits.end() ? &it->second : nullptr;
+    };
+    // A chain fed by values of nodes outside it would need them: the test models start at x.
+    if (chain.run(lookup, &produced)) ++ran;
+    for (auto& [name, t] : produced) {
+      EXPECT_EQ(t.shape(), fast->count(name) ? fast->at(name).shape() : t.shape()) << name;
+      values[name] = std::move(t);
+    }
+  }
+  return ran;
+}
+
+/// An inverted-residual block and more: stem Conv (stride 2, bias) + Clip(0, 6) from Constant
+/// nodes, depthwise 3x3 + Clip (initializer bounds), pointwise 1x1 without bias, residual Add,
+/// Relu, MaxPool (ceil_mode, padding), grouped Conv + Relu. Channel counts (24, 10) are not
+/// multiples of oneDNN's 16-channel blocks; spatial sizes are odd.
+ModelBuilder block_model() {
+  ModelBuilder b;
+  b.input("x", DType::kFloat32, {-1, 3, 13, 11}).output("y").output("pooled");
+  conv(b, "x", "stem", 3, 24, 3, 1, 2, 1, true, 1);
+  relu6(b, "stem", "stem6", true);
+  conv(b, "stem6", "dw", 24, 24, 3, 24, 1, 1, true, 3);
+  relu6(b, "dw", "dw6", false);
+  conv(b, "dw6", "pw", 24, 24, 1, 1, 1, 0, false, 5);
+  b.node("Add", {"stem6", "pw"}, {"sum"}, "sum");
+  b.node("Relu", {"sum"}, {"act"}, "act");
+  auto& pool = b.node("MaxPool", {"act"}, {"pool"}, "pool");
+  ModelBuilder::attr(pool, "kernel_shape", std::vector<int64_t>{3, 3});
+  ModelBuilder::attr(pool, "strides", std::vector<int64_t>{2, 2});
+  ModelBuilder::attr(pool, "pads", std::vector<int64_t>{1, 1, 1, 1});
+  ModelBuilder::attr(pool, "ceil_mode", int64_t{1});
+  conv(b, "pool", "grouped", 24, 10, 3, 2, 1, 1, true, 7);
+  b.node("Relu", {"grouped"}, {"y"}, "y");
+  b.node("GlobalAveragePool", {"y"}, {"pooled"}, "gap");
+  return b;
+}
+
+}  // namespace
+
+TEST(ConvChain, BlockMatchesNodeByNodePath) {
+  const ModelBuilder b = block_model();
+  for (int64_t n : {2, 7, 16}) {
+    SCOPED_TRACE("batch " + std::to_string(n));
+    EXPECT_EQ(check_against_unfused(b.model(), random_tensor({n, 3, 13, 11}, 100 + n, 3.0f)), 1);
+  }
+}
+
+TEST(ConvChain, FindsOneChainUpToTheFirstNodeItCannotRun) {
+  const ModelBuilder b = block_model();
+  TensorMap inits;
+  for (const auto& t : b.model().graph().initializer()) inits[t.name()] = tensor_from_proto(t);
+  std::vector<const onnx::NodeProto*> nodes;
+  for (const auto& n : b.model().graph().node()) nodes.push_back(&n);
+  const auto chains = ref::ConvChain::find(nodes, 13, inits, {"y", "pooled"});
+  ASSERT_EQ(chains.size(), 1u);
+  // Every node but the two Constant nodes and GlobalAveragePool.
+  std::vector<size_t> want;
+  for (size_t i = 0; i < nodes.size(); ++i)
+    if (nodes[i]->op_type() != "Constant" && nodes[i]->op_type() != "GlobalAveragePool") want.push_back(i);
+  EXPECT_EQ(chains[0].nodes(), want);
+}
+
+TEST(ConvChain, ObservedOrReadTwiceConvOutputIsNotFusedAway) {
+  // "c" is a graph output and read by the Relu: it must be materialised unclipped; "r" is read by
+  // two nodes (the next Conv and the Add), so the Relu stays a node of its own.
+  ModelBuilder b;
+  b.input("x", DType::kFloat32, {-1, 4, 9, 9}).output("c").output("y");
+  conv(b, "x", "c", 4, 16, 3, 1, 1, 1, true, 11);
+  b.node("Relu", {"c"}, {"r"}, "r");
+  conv(b, "r", "d", 16, 16, 3, 1, 1, 1, true, 13);
+  b.node("Add", {"r", "d"}, {"y"}, "y");
+  EXPECT_EQ(check_against_unfused(b.model(), random_tensor({5, 4, 9, 9}, 21, 2.0f)), 1);
+}
+
+TEST(ConvChain, ClipWithPositiveMinimumEndsTheChain) {
+  // Clip(0.5, 6) would turn the zero padding channels of a blocked layout into 0.5: not chained.
+  ModelBuilder b;
+  b.input("x", DType::kFloat32, {-1, 3, 8, 8}).output("y");
+  conv(b, "x", "a", 3, 8, 3, 1, 1, 1, true, 31);
+  b.initializer("lo", Tensor::scalar<float>(0.5f));
+  b.initializer("hi", Tensor::scalar<float>(6.0f));
+  b.node("Clip", {"a", "lo", "hi"}, {"y"}, "y");
+  TensorMap inits;
+  for (const auto& t : b.model().graph().initializer()) inits[t.name()] = tensor_from_proto(t);
+  std::vector<const onnx::NodeProto*> nodes;
+  for (const auto& n : b.model().graph().node()) nodes.push_back(&n);
+  EXPECT_TRUE(ref::ConvChain::find(nodes, 13, inits, {"y"}).empty());
+  EXPECT_EQ(check_against_unfused(b.model(), random_tensor({4, 3, 8, 8}, 33, 2.0f)), 0);
+}
+
+TEST(ConvChain, SingleImageRunsNodeByNode) {
+  // Below one image per thread the chain declines (the per-node Conv splits channels instead).
+  const ModelBuilder b = block_model();
+  EXPECT_EQ(check_against_unfused(b.model(), random_tensor({1, 3, 13, 11}, 41, 3.0f)), 0);
+}
+
+TEST(ConvChain, BadWeightsAreReportedByTheNode) {
+  // W has 5 input channels, X 3: the chain declines and the node reports the mismatch.
+  ModelBuilder b;
+  b.input("x", DType::kFloat32, {-1, 3, 8, 8}).output("y");
+  b.initializer("w", random_tensor({4, 5, 3, 3}, 51));
+  b.node("Conv", {"x", "w"}, {"c"}, "bad_conv");
+  b.node("Relu", {"c"}, {"y"}, "y");
+  auto exec = ref::Executor::create(b.model());
+  ASSERT_TRUE(exec.ok()) << exec.error().what();
+  auto out = exec->run({{"x", random_tensor({4, 3, 8, 8}, 52)}});
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(std::string(out.error().what()).find("node 'bad_conv' (Conv)"), std::string::npos) << out.error().what();
+}

@@ -137,6 +137,46 @@ std::unique_ptr<Tensor> constant_value(const onnx::NodeProto& node) {
 
 }  // namespace
 
+std::vector<ConvChain::Fusion> ConvChain::fusions(const std::vector<const onnx::NodeProto*>& nodes, int64_t opset,
+                                                  const TensorMap& initializers,
+                                                  const std::vector<std::string>& graph_outputs) {
+  std::vector<std::unique_ptr<Tensor>> constant_storage;
+  std::map<std::string, const Tensor*> constants;
+  for (const auto& [name, t] : initializers) constants[name] = &t;
+  std::map<std::string, std::vector<size_t>> readers;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    for (const auto& in : nodes[i]->input()) readers[in].push_back(i);
+    if (auto v = constant_value(*nodes[i])) {
+      constants[nodes[i]->output(0)] = v.get();
+      constant_storage.push_back(std::move(v));
+    }
+  }
+  const std::set<std::string> outputs(graph_outputs.begin(), graph_outputs.end());
+  std::vector<Fusion> found;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const onnx::NodeProto& n = *nodes[i];
+    if (n.op_type() != "Conv" || !(n.domain().empty() || n.domain() == "ai.onnx") || n.output_size() != 1 ||
+        n.input_size() < 2 || !initializers.count(n.input(1)) ||
+        initializers.at(n.input(1)).dtype() != DType::kFloat32 || outputs.count(n.output(0)))
+      continue;
+    const auto& r = readers[n.output(0)];
+    if (r.size() != 1 || r[0] <= i) continue;
+    const onnx::NodeProto& a = *nodes[r[0]];
+    if (a.input_size() < 1 || a.input(0) != n.output(0) || a.output_size() != 1 || a.output(0).empty()) continue;
+    Fusion f;
+    f.conv = i, f.activation = r[0];
+    if (a.op_type() == "Relu" && a.input_size() == 1) {
+      f.lo = 0.0f, f.hi = std::numeric_limits<float>::infinity();
+    } else if (a.op_type() == "Clip" && clip_bounds(a, opset, constants, &f.lo, &f.hi) && !std::isnan(f.lo) &&
+               !std::isnan(f.hi)) {
+    } else {
+      continue;
+    }
+    found.push_back(f);
+  }
+  return found;
+}
+
 std::vector<ConvChain> ConvChain::find(const std::vector<const onnx::NodeProto*>& nodes, int64_t opset,
                                        const TensorMap& initializers, const std::vector<std::string>& graph_outputs) {
   // Constant-node values are kept here so Clip bounds may point at them (only while finding).

@@ -28,6 +28,11 @@ struct PreparedNode {
   std::vector<std::string> release;  ///< values whose last use is this node
   std::vector<bool> constant_inputs;  ///< input i is an initializer
   std::unique_ptr<NodeCache> cache = std::make_unique<NodeCache>();
+  /// Without an observer: a Conv applies the Relu/Clip node `fused_into` (its output's only
+  /// reader) itself and writes that node's output; the Relu/Clip node then only releases values.
+  int fused_into = -1;
+  bool fused_away = false;
+  KernelContext::Activation activation;
 };
 
 GraphInput describe_input(const onnx::ValueInfoProto& vi) {
@@ -177,6 +182,11 @@ void prepare(const onnx::ModelProto& model, PreparedModel* impl) {
   for (const PreparedNode& p : impl->nodes) all.push_back(&p.node);
   impl->chains = ConvChain::find(all, impl->opset, impl->initializers, impl->output_names);
   impl->chain_of.assign(impl->nodes.size(), -1);
+  for (const ConvChain::Fusion& f : ConvChain::fusions(all, impl->opset, impl->initializers, impl->output_names)) {
+    impl->nodes[f.conv].fused_into = static_cast<int>(f.activation);
+    impl->nodes[f.conv].activation = {true, f.lo, f.hi};
+    impl->nodes[f.activation].fused_away = true;
+  }
   for (size_t c = 0; c < impl->chains.size(); ++c)
     for (size_t i : impl->chains[c].nodes()) impl->chain_of[i] = static_cast<int>(c);
 }
@@ -235,9 +245,15 @@ Expected<TensorMap> Executor::run(const TensorMap& inputs, const RunOptions& opt
       if (i != im.initializers.end()) return &i->second;
       fail(ErrorCode::kInternal, "value '" + name + "' missing at run time");
     };
+    const bool fuse = !options.observe;
     auto run_node = [&](const PreparedNode& p) {
+      if (fuse && p.fused_away) {
+        for (const auto& name : p.release) values.erase(name);
+        return;
+      }
       std::vector<Tensor> outs(p.node.output_size());
       KernelContext ctx{p.node, im.opset, {}, outs, p.cache.get(), p.constant_inputs};
+      if (fuse) ctx.activation = p.activation;
       for (const auto& in : p.node.input()) {
         ctx.inputs.push_back(lookup(in));
         // Values read for the last time here (once) may be overwritten by the kernel.
@@ -252,7 +268,7 @@ Expected<TensorMap> Executor::run(const TensorMap& inputs, const RunOptions& opt
       }
       for (const auto& name : p.release) values.erase(name);
       for (int i = 0; i < p.node.output_size(); ++i) {
-        const std::string& name = p.node.output(i);
+        const std::string& name = fuse && p.fused_into >= 0 ? im.nodes[p.fused_into].node.output(0) : p.node.output(i);
         if (name.empty()) continue;
         if (options.observe) options.observe(name, outs[i]);
         values[name] = std::move(outs[i]);

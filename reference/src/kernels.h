@@ -70,6 +70,14 @@ struct KernelContext {
   std::vector<Tensor*> reusable_inputs = {};
   Tensor* reusable(size_t i) const { return i < reusable_inputs.size() ? reusable_inputs[i] : nullptr; }
 
+  /// Conv only: a Relu/Clip the executor fused into this node, applied to the output as
+  /// y = min(max(y, lo), hi) (conv_chain.h, ConvChain::fusions).
+  struct Activation {
+    bool on = false;
+    float lo = 0.0f, hi = 0.0f;
+  };
+  Activation activation = {};
+
   size_t num_inputs() const { return inputs.size(); }
   bool has_input(size_t i) const { return i < inputs.size() && inputs[i] != nullptr; }
   /// Input i; throws kInvalidArgument naming it when it is omitted.

@@ -121,6 +121,7 @@ void run_as_2d(KernelContext& ctx, Kernel kernel) {
     inputs.push_back(t);
   }
   KernelContext inner{node, ctx.opset, inputs, ctx.outputs, ctx.cache, ctx.constant_inputs};
+  inner.activation = ctx.activation;
   kernel(inner);
   for (size_t i = 0; i < ctx.outputs.size(); ++i)
     if (ctx.wants_output(i)) {
@@ -291,7 +292,16 @@ void dnnl_conv(KernelContext& ctx, const Tensor& x, const Tensor& w, const float
       const dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference,
                                               dnnl::algorithm::convolution_direct, any_src, any_w, bias_md, any_dst,
                                               g.strides, gaps, g.pads_begin, g.pads_end);
-      p.pd = dnnl::convolution_forward::primitive_desc(d, user_scratchpad(), cpu_engine());
+      dnnl::primitive_attr attr = user_scratchpad();
+      if (ctx.activation.on) {  // a fused Relu/Clip as oneDNN post-op
+        dnnl::post_ops po;
+        if (ctx.activation.lo == 0.0f && std::isinf(ctx.activation.hi) && ctx.activation.hi > 0)
+          po.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+        else
+          po.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, ctx.activation.lo, ctx.activation.hi);
+        attr.set_post_ops(po);
+      }
+      p.pd = dnnl::convolution_forward::primitive_desc(d, attr, cpu_engine());
       p.conv = dnnl::convolution_forward(p.pd);
     }
     plan->shared_src = parts.size() > 1 && std::all_of(parts.begin(), parts.end(), [&](const ConvPart& p) {
@@ -304,7 +314,10 @@ void dnnl_conv(KernelContext& ctx, const Tensor& x, const Tensor& w, const float
   if (ctx.cache) {
     // Cache the plan (and the reordered weights, when they are an initializer) per input shape.
     plan = ctx.cache->get<ConvPlan>(
-        "conv " + shape_str(x.shape()) + " threads " + std::to_string(threads) + (constant_w ? " w" : ""), [&] {
+        "conv " + shape_str(x.shape()) + " threads " + std::to_string(threads) + (constant_w ? " w" : "") +
+            (ctx.activation.on ? " act " + std::to_string(ctx.activation.lo) + " " + std::to_string(ctx.activation.hi)
+                               : std::string()),
+        [&] {
           std::shared_ptr<ConvPlan> made = make_plan();
           if (constant_w) {
             // Parts with the same weights (chunks of images) share one reordered copy.

@@ -90,6 +90,7 @@ int check_against_unfused(const onnx::ModelProto& model, const Tensor& x) {
   for (const auto& n : model.graph().node()) nodes.push_back(&n);
   std::vector<std::string> outs;
   for (const auto& o : model.graph().output()) outs.push_back(o.name());
+  if (x.rank() != 4) return 0;  // chains take N x C x H x W inputs only
   TensorMap values = {{"x", x}};
   int ran = 0;
   for (const ref::ConvChain& chain : ref::ConvChain::find(nodes, 13, inits, outs)) {
@@ -207,4 +208,54 @@ TEST(ConvChain, BadWeightsAreReportedByTheNode) {
   ASSERT_FALSE(out.ok());
   EXPECT_EQ(out.error().code(), ErrorCode::kInvalidArgument);
   EXPECT_NE(std::string(out.error().what()).find("node 'bad_conv' (Conv)"), std::string::npos) << out.error().what();
+}
+
+TEST(ConvFusion, ReluAndClipOnlyReadersOfAConvAreFused) {
+  // Node-by-node path (batch 1, where no chain runs): the stem's Clip (Constant bounds), the
+  // depthwise Conv's Clip (initializer bounds) and the grouped Conv's Relu fuse; the pointwise
+  // Conv's output is read by Add, and "y" (the grouped Relu's output) stays a graph output.
+  const ModelBuilder b = block_model();
+  TensorMap inits;
+  for (const auto& t : b.model().graph().initializer()) inits[t.name()] = tensor_from_proto(t);
+  std::vector<const onnx::NodeProto*> nodes;
+  for (const auto& n : b.model().graph().node()) nodes.push_back(&n);
+  std::vector<std::string> fused;
+  for (const auto& f : ref::ConvChain::fusions(nodes, 13, inits, {"y", "pooled"}))
+    fused.push_back(nodes[f.conv]->name() + ">" + nodes[f.activation]->name() + " " + std::to_string(f.lo) + " " +
+                    std::to_string(f.hi));
+  EXPECT_EQ(fused, (std::vector<std::string>{"stem>stem6 0.000000 6.000000", "dw>dw6 0.000000 6.000000",
+                                             "grouped>y 0.000000 inf"}));
+  EXPECT_EQ(check_against_unfused(b.model(), random_tensor({1, 3, 13, 11}, 61, 3.0f)), 0);
+}
+
+TEST(ConvFusion, ConvOutputThatIsAGraphOutputIsNotFused) {
+  ModelBuilder b;
+  b.input("x", DType::kFloat32, {-1, 4, 9, 9}).output("c").output("y");
+  conv(b, "x", "c", 4, 16, 3, 1, 1, 1, true, 71);
+  b.node("Relu", {"c"}, {"y"}, "y");
+  TensorMap inits;
+  for (const auto& t : b.model().graph().initializer()) inits[t.name()] = tensor_from_proto(t);
+  std::vector<const onnx::NodeProto*> nodes;
+  for (const auto& n : b.model().graph().node()) nodes.push_back(&n);
+  EXPECT_TRUE(ref::ConvChain::fusions(nodes, 13, inits, {"c", "y"}).empty());
+  EXPECT_EQ(check_against_unfused(b.model(), random_tensor({1, 4, 9, 9}, 72, 2.0f)), 0);
+}
+
+TEST(ConvFusion, OneDimensionalConvWithClipAboveZero) {
+  // A 1-D Conv (lifted to 2-D inside) with Clip(0.25, 1): fused on the node-by-node path.
+  ModelBuilder b;
+  b.input("x", DType::kFloat32, {-1, 3, 17}).output("y");
+  b.initializer("w", random_tensor({6, 3, 3}, 81, 0.5f));
+  auto& n = b.node("Conv", {"x", "w"}, {"c"}, "c");
+  ModelBuilder::attr(n, "strides", std::vector<int64_t>{2});
+  ModelBuilder::attr(n, "pads", std::vector<int64_t>{1, 1});
+  b.initializer("lo", Tensor::scalar<float>(0.25f));
+  b.initializer("hi", Tensor::scalar<float>(1.0f));
+  b.node("Clip", {"c", "lo", "hi"}, {"y"}, "y");
+  TensorMap inits;
+  for (const auto& t : b.model().graph().initializer()) inits[t.name()] = tensor_from_proto(t);
+  std::vector<const onnx::NodeProto*> nodes;
+  for (const auto& node : b.model().graph().node()) nodes.push_back(&node);
+  EXPECT_EQ(ref::ConvChain::fusions(nodes, 13, inits, {"y"}).size(), 1u);
+  EXPECT_EQ(check_against_unfused(b.model(), random_tensor({3, 3, 17}, 82, 2.0f)), 0);
 }

@@ -82,6 +82,7 @@ std::string npu_refusal(const ref::Int8Graph& g, size_t k, const CompileOptions&
 isa::TensorDesc boundary_desc(const ref::Int8Value& v, const std::string& name) {
   isa::TensorDesc d;
   d.name = name;
+  d.dtype = v.dtype;  // int8, or a host value's type for an unquantized graph output
   d.layout = v.shape.size() == 4 ? isa::Layout::kNCHW : v.shape.size() == 2 ? isa::Layout::kNC : isa::Layout::kAny;
   d.shape = v.shape;
   d.scale = v.q.scale;

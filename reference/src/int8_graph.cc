@@ -97,20 +97,20 @@ void pool(const Int8Op& op, const Int8Value& in_v, const Int8Value& out_v, const
   });
 }
 
-/// A kHost region: its int8 inputs through the float reference executor (the region's own
-/// DequantizeLinear and QuantizeLinear nodes convert), its int8 outputs by value name.
+/// A kHost op: its inputs through the float reference executor (its own DequantizeLinear and
+/// QuantizeLinear nodes convert), its outputs (int8 values and host values) by value name.
 void run_host(const Int8Graph& g, const Int8Op& op, std::vector<Tensor>& values) {
   ANVIL_CHECK(op.host != nullptr, "host op '" + op.node + "' is not prepared");
   TensorMap feeds;
   for (int in : op.inputs) feeds[g.values[in].name] = values[in];
   Expected<TensorMap> ran = op.host->run(feeds);
-  if (!ran.ok()) fail(ran.error().code(), "host region of node '" + op.node + "': " + ran.error().what());
+  if (!ran.ok()) fail(ran.error().code(), "host op of node '" + op.node + "': " + ran.error().what());
   for (int out : op.host_outputs) {
     const Int8Value& v = g.values[out];
     auto it = ran.value().find(v.name);
-    if (it == ran.value().end() || it->second.dtype() != DType::kInt8 || it->second.shape() != v.shape)
-      fail(ErrorCode::kInvalidArgument, "host region of node '" + op.node + "' did not produce int8 " +
-                                            shape_str(v.shape) + " '" + v.name + "'");
+    if (it == ran.value().end() || it->second.dtype() != v.dtype || it->second.shape() != v.shape)
+      fail(ErrorCode::kInvalidArgument, "host op of node '" + op.node + "' did not produce " + dtype_name(v.dtype) +
+                                            " " + shape_str(v.shape) + " '" + v.name + "'");
     values[out] = it->second;
   }
 }
@@ -160,8 +160,9 @@ Expected<TensorMap> run_int8(const Int8Graph& graph, const TensorMap& int8_input
       const Int8Value& v = graph.values.at(graph.inputs[i]);
       auto it = int8_inputs.find(name);
       if (it == int8_inputs.end()) fail(ErrorCode::kNotFound, "input '" + name + "' was not given");
-      if (it->second.dtype() != DType::kInt8 || it->second.shape() != v.shape)
-        fail(ErrorCode::kInvalidArgument, "input '" + name + "': expected int8 " + shape_str(v.shape) + ", got " +
+      if (it->second.dtype() != v.dtype || it->second.shape() != v.shape)
+        fail(ErrorCode::kInvalidArgument, "input '" + name + "': expected " + dtype_name(v.dtype) + " " +
+                                              shape_str(v.shape) + ", got " +
                                               dtype_name(it->second.dtype()) + " " + shape_str(it->second.shape()));
       values[graph.inputs[i]] = it->second;
     }

@@ -1,7 +1,8 @@
 // serialize_int8_graph / parse_int8_graph: the integer graph as bytes, for the host segments of a
 // partitioned program (docs/program-format.md). Little endian, no padding:
-//   "AI8G" u32 version(1)
-//   values:  u32 n, each: str name, shape, f32 scale, i32 zero_point
+//   "AI8G" u32 version(2)
+//   values:  u32 n, each: str name, shape, f32 scale, i32 zero_point, i32 dtype (version 2 only;
+//            version 1 values are int8)
 //   ops:     u32 n, each: u32 kind, str node, i32 list inputs, i32 output, tensor weight, tensor bias,
 //            u32 n + (i32 multiplier, i32 shift) each, i32 groups, i32 x 2 kernel, strides,
 //            dilations, i32 x 4 pads, u8 count_include_pad, add params (i32 x 12), multiplier
@@ -20,7 +21,7 @@ namespace anvil::ref {
 namespace {
 
 constexpr char kMagic[4] = {'A', 'I', '8', 'G'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;  // 2: values carry their dtype (host values); 1 is still read
 
 /// The integer graph's compound fields on top of the common byte stream.
 class Writer : public ByteWriter {
@@ -108,6 +109,7 @@ std::string serialize_int8_graph(const Int8Graph& g) {
     w.shape(v.shape);
     w.put<float>(v.q.scale);
     w.put<int32_t>(v.q.zero_point);
+    w.put<int32_t>(static_cast<int32_t>(v.dtype));
   }
   w.put<uint32_t>(static_cast<uint32_t>(g.ops.size()));
   for (const Int8Op& op : g.ops) {
@@ -152,8 +154,9 @@ Expected<Int8Graph> parse_int8_graph(const std::string& bytes, const std::string
     Reader r(bytes, what);
     if (bytes.size() < 8 || std::memcmp(bytes.data(), kMagic, 4) != 0) r.bad("bad magic (not an integer graph)");
     r.get<uint32_t>();
-    if (const uint32_t version = r.get<uint32_t>(); version != kVersion)
-      r.bad("version " + std::to_string(version) + ", this anvil reads version " + std::to_string(kVersion));
+    const uint32_t version = r.get<uint32_t>();
+    if (version < 1 || version > kVersion)
+      r.bad("version " + std::to_string(version) + ", this anvil reads versions 1 to " + std::to_string(kVersion));
     Int8Graph g;
     g.values.resize(r.count(r.remaining() / 20, "values"));
     for (Int8Value& v : g.values) {
@@ -161,6 +164,15 @@ Expected<Int8Graph> parse_int8_graph(const std::string& bytes, const std::string
       v.shape = r.shape();
       v.q.scale = r.get<float>();
       v.q.zero_point = r.get<int32_t>();
+      if (version >= 2) {
+        const int32_t dtype = r.get<int32_t>();
+        v.dtype = static_cast<DType>(dtype);
+        try {
+          (void)dtype_size(v.dtype);
+        } catch (const Error&) {
+          r.bad("value '" + v.name + "' has the unknown dtype " + std::to_string(dtype));
+        }
+      }
     }
     const int num_values = static_cast<int>(g.values.size());
     const auto check = [&](const std::vector<int>& indices) {
@@ -200,6 +212,16 @@ Expected<Int8Graph> parse_int8_graph(const std::string& bytes, const std::string
       op.host_nodes.resize(r.count(r.remaining() / 4, "host nodes"));
       for (std::string& n : op.host_nodes) n = r.str();
       op.host_reason = r.str();
+      if (op.kind != Int8OpKind::kHost)  // only kHost ops read or write host values
+        for (int v : op.inputs) {
+          if (g.values[v].dtype != DType::kInt8)
+            r.bad("op '" + op.node + "' (" + int8_op_name(op.kind) + ") reads the " + dtype_name(g.values[v].dtype) +
+                  " value '" + g.values[v].name + "'; only host ops take values other than int8");
+        }
+      if (op.kind != Int8OpKind::kHost && g.values[op.output].dtype != DType::kInt8)
+        r.bad("op '" + op.node + "' (" + int8_op_name(op.kind) + ") writes the " +
+              dtype_name(g.values[op.output].dtype) + " value '" + g.values[op.output].name +
+              "'; only host ops produce values other than int8");
       if (op.kind == Int8OpKind::kHost) {
         onnx::ModelProto m;
         if (!m.ParseFromString(op.host_model)) r.bad("host op '" + op.node + "': its ONNX sub-model does not parse");

@@ -79,19 +79,21 @@ class QdqLowering {
       if (!constants_.count(vi.name())) float_inputs_[vi.name()] = &vi;
     for (int i = 0; i < graph_.node_size(); ++i)
       if (!claimed_.count(i)) lower_node_or_host(i);
-    if (!pending_.empty())
-      fail(ErrorCode::kUnsupported, "host region of " + node_label(node(pending_.front().seed)) +
-                                        " reads an int8 value that depends on the region's own output");
     for (const auto& out : graph_.output()) {
-      auto it = dequantized_.find(out.name());
-      if (it == dequantized_.end()) {
+      int v = -1;
+      if (auto it = dequantized_.find(out.name()); it != dequantized_.end()) {
+        v = it->second;
+      } else if (auto h = host_values_.find(out.name()); h != host_values_.end()) {
+        v = h->second;  // unquantized: a kHost op computes it (host fallback)
+      } else {
         // An int8 output (the quantizer's --output-type int8 edit) is the quantized value itself.
-        it = quantized_.find(out.name());
-        if (it == quantized_.end() || out.type().tensor_type().elem_type() != onnx::TensorProto::INT8)
+        auto q = quantized_.find(out.name());
+        if (q == quantized_.end() || out.type().tensor_type().elem_type() != onnx::TensorProto::INT8)
           fail(ErrorCode::kUnsupported, "graph output '" + out.name() +
                                             "' is neither a DequantizeLinear of a quantized value nor an int8 quantized value");
+        v = q->second;
       }
-      g_.outputs.push_back(it->second);
+      g_.outputs.push_back(v);
       g_.output_names.push_back(out.name());
     }
     // Inputs in the float graph's order (they were found in node order).
@@ -621,119 +623,29 @@ class QdqLowering {
 
   // ---- host fallback (LowerOptions::host_fallback) ------------------------------------------
   //
-  // A node no pattern takes seeds a host region. The region grows over float tensors: forward to
-  // every consumer of a float it produces (a QuantizeLinear consumer ends the region there and its
-  // int8 output becomes a region output), backward to the producer of every float it reads (a
-  // DequantizeLinear of an int8 value: that value becomes a region input; a Constant or a
-  // DequantizeLinear of a constant is copied along). The region's int8 inputs may be produced by
-  // nodes after the seed, so the kHost op is emitted once they all exist.
+  // A compute node no pattern takes becomes one kHost op: the node with the DequantizeLinear
+  // nodes that feed it (their int8 values are op inputs), the Constants its members read, and the
+  // QuantizeLinear nodes that consume its outputs (their int8 outputs are op outputs). An output
+  // that some other node reads unquantized (a float, an int64 shape) or that is a graph output is
+  // a host value: an op output of its own dtype (Int8Value::dtype), read by later kHost ops. The
+  // ONNX order is topological, so every input exists when the node is reached: ops stay in that
+  // order and no op can depend on its own output.
 
-  struct HostRegion {
-    int seed = -1;
-    std::string reason;
-    std::set<int> nodes;               ///< every node of the sub-model (graph order when iterated)
-    std::vector<int> compute;          ///< the region's own nodes (not Q/DQ/Constant)
-    std::vector<std::string> inputs;   ///< int8 values read from outside, first read first
-    std::vector<int> quantize;         ///< the QuantizeLinear nodes ending the region, graph order
-  };
-
-  /// lower_node, or with host_fallback a host region seeded at a compute node no pattern takes.
+  /// lower_node, or with host_fallback a kHost op for a compute node no pattern takes.
   void lower_node_or_host(int i) {
     const std::string& t = node(i).op_type();
-    if (!options_.host_fallback || t == "QuantizeLinear" || t == "DequantizeLinear" || t == "Constant") {
+    if (options_.host_fallback && t == "DequantizeLinear" && host_values_.count(node(i).input(0)))
+      return;  // dequantizes a host value: only kHost ops read it, each with this node as a member
+    if (!options_.host_fallback || t == "QuantizeLinear" || t == "DequantizeLinear" || t == "Constant")
+      return lower_node(i);
+    const std::set<int> claimed = claimed_;  // a refused pattern may have claimed nodes
+    try {
       lower_node(i);
-    } else {
-      const std::set<int> claimed = claimed_;  // a refused pattern may have claimed nodes
-      try {
-        lower_node(i);
-      } catch (const Error& e) {
-        if (e.code() != ErrorCode::kUnsupported && e.code() != ErrorCode::kInvalidArgument) throw;
-        claimed_ = claimed;
-        grow_host_region(i, e.what());
-      }
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kUnsupported && e.code() != ErrorCode::kInvalidArgument) throw;
+      claimed_ = claimed;
+      lower_host(i, e.what());
     }
-    emit_ready_host_regions();
-  }
-
-  void grow_host_region(int seed, const std::string& reason) {
-    if (producer_.empty())
-      for (int i = 0; i < graph_.node_size(); ++i)
-        for (const auto& out : node(i).output()) producer_[out] = i;
-    HostRegion r;
-    r.seed = seed;
-    r.reason = reason;
-    std::set<int> compute{seed}, quantize;
-    std::vector<std::string> reads;  // int8 tensors read by the region's DequantizeLinear / nodes
-    std::vector<int> work{seed};
-    const auto add_compute = [&](int c, const onnx::NodeProto& from) {
-      if (claimed_.count(c))
-        fail(ErrorCode::kUnsupported, node_label(from) + ": host region meets " + node_label(node(c)) +
-                                          ", already lowered to integer ops");
-      if (compute.insert(c).second) work.push_back(c);
-    };
-    const auto read_int8 = [&](const std::string& t) {
-      if (std::find(reads.begin(), reads.end(), t) == reads.end()) reads.push_back(t);
-    };
-    while (!work.empty()) {
-      const int u = work.back();
-      work.pop_back();
-      const onnx::NodeProto& n = node(u);
-      for (const auto& t : n.input()) {
-        if (t.empty() || is_initializer(t)) continue;
-        auto p = producer_.find(t);
-        if (p == producer_.end())
-          fail(ErrorCode::kUnsupported, node_label(n) + ": host region reads the float graph input '" + t +
-                                            "' (host regions start at DequantizeLinear nodes of int8 values)");
-        const onnx::NodeProto& pn = node(p->second);
-        if (pn.op_type() == "Constant") {
-          r.nodes.insert(p->second);
-        } else if (pn.op_type() == "DequantizeLinear") {
-          r.nodes.insert(p->second);
-          const auto x = producer_.find(pn.input(0));
-          if (!is_initializer(pn.input(0)) && !(x != producer_.end() && node(x->second).op_type() == "Constant")) {
-            if (x == producer_.end())
-              fail(ErrorCode::kUnsupported, node_label(pn) + ": graph input '" + pn.input(0) +
-                                                "' is dequantized directly; host regions read int8 values");
-            read_int8(pn.input(0));
-          }
-        } else if (pn.op_type() == "QuantizeLinear") {
-          read_int8(t);  // an int8 tensor read as it is (e.g. a Reshape of a quantized value)
-        } else {
-          add_compute(p->second, n);
-        }
-      }
-      for (const auto& t : n.output()) {
-        if (t.empty()) continue;
-        for (const auto& out : graph_.output())
-          if (out.name() == t)
-            fail(ErrorCode::kUnsupported, node_label(n) + ": graph output '" + t +
-                                              "' would be a float value of a host region (graph outputs must be quantized)");
-        auto c = consumers_.find(t);
-        if (c == consumers_.end()) continue;
-        for (int k : c->second) {
-          if (node(k).op_type() == "QuantizeLinear" && node(k).input(0) == t) {
-            if (claimed_.count(k)) fail(ErrorCode::kUnsupported, node_label(node(k)) + ": already part of a pattern");
-            quantize.insert(k);
-          } else {
-            add_compute(k, n);
-          }
-        }
-      }
-    }
-    for (int c : compute) r.nodes.insert(c), r.compute.push_back(c), claimed_.insert(c);
-    for (int q : quantize) r.nodes.insert(q), r.quantize.push_back(q), claimed_.insert(q);
-    for (int i : std::set<int>(r.nodes))  // Constant nodes any member reads (scales, shapes)
-      for (const auto& t : node(i).input()) {
-        const auto p = producer_.find(t);
-        if (!t.empty() && p != producer_.end() && node(p->second).op_type() == "Constant") r.nodes.insert(p->second);
-      }
-    for (const std::string& t : reads) {
-      const auto p = producer_.find(t);
-      if (p == producer_.end() || !quantize.count(p->second)) r.inputs.push_back(t);
-    }
-    if (r.quantize.empty())
-      fail(ErrorCode::kUnsupported, node_label(node(seed)) + ": host region ends in no QuantizeLinear");
-    pending_.push_back(std::move(r));
   }
 
   bool is_initializer(const std::string& name) {
@@ -742,32 +654,96 @@ class QdqLowering {
     return initializers_.count(name) > 0;
   }
 
-  /// Emits, in seed order, every pending region whose int8 inputs all exist.
-  void emit_ready_host_regions() {
-    for (bool progress = true; progress;) {
-      progress = false;
-      for (auto it = pending_.begin(); it != pending_.end(); ++it) {
-        const bool ready = std::all_of(it->inputs.begin(), it->inputs.end(),
-                                       [&](const std::string& t) { return quantized_.count(t) > 0; });
-        if (!ready) continue;
-        emit_host_region(*it);
-        pending_.erase(it);
-        progress = true;
-        break;
-      }
-    }
+  /// The node that produces `name`, or -1 (a graph input or an initializer).
+  int producer(const std::string& name) {
+    if (producer_.empty())
+      for (int i = 0; i < graph_.node_size(); ++i)
+        for (const auto& out : node(i).output()) producer_[out] = i;
+    auto it = producer_.find(name);
+    return it == producer_.end() ? -1 : it->second;
   }
 
-  /// The region as an ONNX sub-model (int8 inputs with concrete shapes, int8 outputs), prepared
-  /// by the Executor, which is run once on zeros to learn the output shapes.
-  void emit_host_region(const HostRegion& r) {
+  bool is_graph_output(const std::string& name) const {
+    for (const auto& out : graph_.output())
+      if (out.name() == name) return true;
+    return false;
+  }
+
+  /// An int8 value or a host value of the integer graph, by name; -1 when it is neither.
+  int graph_value(const std::string& name) const {
+    if (auto it = quantized_.find(name); it != quantized_.end()) return it->second;
+    if (auto it = host_values_.find(name); it != host_values_.end()) return it->second;
+    return -1;
+  }
+
+  /// Node `seed` as a kHost op: an ONNX sub-model whose graph inputs and outputs are values of the
+  /// integer graph, prepared by the Executor. It is run once to learn the output shapes, on zero
+  /// int8 inputs and on the host values earlier ops gave on that run, so shape arithmetic
+  /// (Shape -> Gather -> Concat -> Reshape) sees the real shapes.
+  void lower_host(int seed, const std::string& reason) {
+    const onnx::NodeProto& n = node(seed);
+    std::set<int> members{seed};
+    std::vector<std::string> inputs;  // value names, first read first
+    const auto read = [&](const std::string& value) {
+      if (std::find(inputs.begin(), inputs.end(), value) == inputs.end()) inputs.push_back(value);
+    };
+    for (const auto& t : n.input()) {
+      if (t.empty() || is_initializer(t)) continue;
+      const int p = producer(t);
+      if (p < 0)
+        fail(ErrorCode::kUnsupported, node_label(n) + ": runs on the host but reads the float graph input '" + t +
+                                          "' (host ops read int8 values and other host ops' outputs; quantize the input)");
+      const onnx::NodeProto& pn = node(p);
+      if (pn.op_type() == "Constant") {
+        members.insert(p);
+      } else if (pn.op_type() == "DequantizeLinear" && graph_value(t) < 0) {
+        members.insert(p);
+        const std::string& x = pn.input(0);
+        const int xp = producer(x);
+        if (is_initializer(x) || (xp >= 0 && node(xp).op_type() == "Constant")) continue;  // a constant
+        if (graph_value(x) < 0)
+          fail(ErrorCode::kUnsupported, node_label(pn) + ": dequantizes '" + x +
+                                            "', which is neither an int8 value nor a host op's output");
+        read(x);
+      } else if (graph_value(t) >= 0) {
+        read(t);  // an int8 value read as it is (e.g. the Shape of a quantized value), or a host value
+      } else {
+        fail(ErrorCode::kUnsupported, node_label(n) + ": runs on the host but reads '" + t +
+                                          "', which is neither an int8 value nor a host op's output");
+      }
+    }
+    std::vector<int> quantize;             // QuantizeLinear consumers, graph order
+    std::vector<std::string> raw_outputs;  // host values
+    for (const auto& t : n.output()) {
+      if (t.empty()) continue;
+      bool raw = is_graph_output(t);
+      if (auto c = consumers_.find(t); c != consumers_.end())
+        for (int k : c->second) {
+          if (node(k).op_type() == "QuantizeLinear" && node(k).input(0) == t && !claimed_.count(k)) {
+            if (std::find(quantize.begin(), quantize.end(), k) == quantize.end()) quantize.push_back(k);
+          } else {
+            raw = true;
+          }
+        }
+      if (raw) raw_outputs.push_back(t);
+    }
+    std::sort(quantize.begin(), quantize.end());
+    claimed_.insert(seed);
+    if (quantize.empty() && raw_outputs.empty()) return;  // nothing reads the node: no op
+    for (int q : quantize) members.insert(q), claimed_.insert(q);
+    for (int i : std::set<int>(members))  // the Constant nodes any member reads (scales, shapes)
+      for (const auto& t : node(i).input()) {
+        const int p = t.empty() ? -1 : producer(t);
+        if (p >= 0 && node(p).op_type() == "Constant") members.insert(p);
+      }
+
     onnx::ModelProto m;
     m.set_ir_version(model_.ir_version());
     *m.mutable_opset_import() = model_.opset_import();
     onnx::GraphProto& g = *m.mutable_graph();
-    g.set_name("host_region_" + node_name(node(r.seed)));
+    g.set_name("host_" + node_name(n));
     std::set<int> inits;
-    for (int i : r.nodes) {
+    for (int i : members) {
       *g.add_node() = node(i);
       for (const auto& t : node(i).input())
         if (!t.empty() && is_initializer(t)) inits.insert(initializers_[t]);
@@ -775,36 +751,46 @@ class QdqLowering {
     for (int i : inits) *g.add_initializer() = graph_.initializer(i);
     Int8Op op;
     op.kind = Int8OpKind::kHost;
-    op.node = node_name(node(r.seed));
-    op.host_reason = r.reason;
-    for (int c : r.compute) op.host_nodes.push_back(node_name(node(c)));
-    TensorMap zeros;
-    for (const std::string& t : r.inputs) {
-      const int v = quantized_.at(t);
+    op.node = node_name(n);
+    op.host_reason = reason;
+    op.host_nodes = {node_name(n)};
+    TensorMap samples;
+    for (const std::string& t : inputs) {
+      const int v = graph_value(t);
       op.inputs.push_back(v);
+      const Int8Value& val = g_.values[v];
       onnx::ValueInfoProto& vi = *g.add_input();
       vi.set_name(t);
       auto& tt = *vi.mutable_type()->mutable_tensor_type();
-      tt.set_elem_type(onnx::TensorProto::INT8);
-      for (int64_t d : g_.values[v].shape) tt.mutable_shape()->add_dim()->set_dim_value(d);
-      zeros.emplace(t, Tensor(DType::kInt8, g_.values[v].shape));
+      tt.set_elem_type(static_cast<int32_t>(val.dtype));
+      auto& shape = *tt.mutable_shape();  // present even for a scalar (rank 0)
+      for (int64_t d : val.shape) shape.add_dim()->set_dim_value(d);
+      auto s = host_samples_.find(t);
+      samples.emplace(t, s != host_samples_.end() ? s->second : Tensor(val.dtype, val.shape));
     }
-    for (int q : r.quantize) {
-      onnx::ValueInfoProto& vi = *g.add_output();
-      vi.set_name(node(q).output(0));
-      vi.mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::INT8);
-    }
+    std::vector<std::string> outputs;
+    for (int q : quantize) outputs.push_back(node(q).output(0));
+    outputs.insert(outputs.end(), raw_outputs.begin(), raw_outputs.end());
+    for (const std::string& t : outputs) g.add_output()->set_name(t);
     op.host_model = serialize_deterministic(m);
-    const std::string where = "host region of " + node_label(node(r.seed));
+    const std::string where = "host op of " + node_label(n);
     Expected<Executor> ex = Executor::create(m);
     if (!ex.ok()) fail(ex.error().code(), where + ": " + ex.error().what());
-    Expected<TensorMap> shapes = ex.value().run(zeros);
-    if (!shapes.ok()) fail(shapes.error().code(), where + ": " + shapes.error().what());
+    Expected<TensorMap> ran = ex.value().run(samples);
+    if (!ran.ok()) fail(ran.error().code(), where + ": " + ran.error().what());
     op.host = std::make_shared<const Executor>(std::move(ex.value()));
-    for (int q : r.quantize) {
-      const Tensor& y = shapes.value().at(node(q).output(0));
-      if (y.dtype() != DType::kInt8) fail(ErrorCode::kUnsupported, node_label(node(q)) + ": output is not int8");
-      op.host_outputs.push_back(add_value(node(q).output(0), y.shape(), per_tensor_params(node(q))));
+    for (size_t k = 0; k < outputs.size(); ++k) {
+      const Tensor& y = ran.value().at(outputs[k]);
+      if (k < quantize.size()) {
+        if (y.dtype() != DType::kInt8) fail(ErrorCode::kUnsupported, node_label(node(quantize[k])) + ": output is not int8");
+        op.host_outputs.push_back(add_value(outputs[k], y.shape(), per_tensor_params(node(quantize[k]))));
+      } else {
+        g_.values.push_back({outputs[k], y.shape(), QuantParams{}, y.dtype()});
+        const int v = static_cast<int>(g_.values.size()) - 1;
+        host_values_[outputs[k]] = v;
+        host_samples_[outputs[k]] = y;
+        op.host_outputs.push_back(v);
+      }
     }
     op.output = op.host_outputs[0];
     g_.ops.push_back(std::move(op));
@@ -824,7 +810,8 @@ class QdqLowering {
   LowerOptions options_;
   std::unordered_map<std::string, int> producer_;      ///< tensor -> node (host fallback only)
   std::unordered_map<std::string, int> initializers_;  ///< initializer name -> index
-  std::vector<HostRegion> pending_;                    ///< host regions waiting for their inputs
+  std::unordered_map<std::string, int> host_values_;   ///< unquantized kHost op output -> value index
+  std::unordered_map<std::string, Tensor> host_samples_;  ///< host values of the shape-learning runs
 };
 
 }  // namespace

@@ -3,11 +3,15 @@
 // runtime (synchronously and through the async queue) bit-exact against ref::run_int8. Also: the
 // compile is deterministic, the program round-trips, a corrupt segment table is a clear error, and
 // an op the compiler refuses (dilated pooling) lands on the host with the compiler's reason.
+// And vit's attention shape arithmetic (tests/reference/host_values_model.h): one host op per
+// refused node, int64 and float host values between them (one crossing an NPU segment), a float
+// graph output, compiled and run through the runtime bit-exact against run_int8.
 #include <gtest/gtest.h>
 
 #include <cstddef>
 #include <cstring>
 
+#include "../reference/host_values_model.h"
 #include "../reference/qdq_builder.h"
 #include "anvil/compiler/compiler.h"
 #include "anvil/runtime/runtime.h"
@@ -267,4 +271,87 @@ TEST(HostFallback, AnOpTheCompilerRefusesRunsOnTheHost) {
   // Without the fallback it is the compiler's error, as before.
   o.host_fallback = false;
   EXPECT_EQ(compiler::compile_graph(b.graph(), o).error().code(), ErrorCode::kUnsupported);
+}
+
+// ---- per-node host ops with host values (vit's attention shape arithmetic) -------------------
+
+namespace {
+
+struct ShapeFixture {
+  onnx::ModelProto model;
+  ref::Int8Graph graph;
+  compiler::CompileResult compiled;
+};
+
+const ShapeFixture& shape_fixture() {
+  static const ShapeFixture f = [] {
+    ShapeFixture r;
+    r.model = anvil::test::calibrated_host_values_model(random_tensor({kBatch, 8}, -1.0f, 1.0f, 5));
+    ref::LowerOptions lo;
+    lo.host_fallback = true;
+    r.graph = ref::lower_qdq(r.model, kBatch, lo).value();
+    compiler::CompileOptions o;
+    o.batch = kBatch;
+    o.model_name = "shape-arithmetic";
+    r.compiled = compiler::compile(r.model, o).value();
+    return r;
+  }();
+  return f;
+}
+
+}  // namespace
+
+TEST(HostValues, ShapeArithmeticCompilesIntoNpuAndHostSegments) {
+  const ShapeFixture& f = shape_fixture();
+  const isa::Program& p = f.compiled.program;
+  std::vector<std::string> kinds;
+  for (const auto& s : p.segments) kinds.push_back(isa::segment_kind_name(s.kind));
+  ASSERT_EQ(kinds, (std::vector<std::string>{"npu", "host", "npu", "host"}));
+  // The int64 shape s1, computed in segment 1, crosses the NPU segment to the last Reshape.
+  EXPECT_EQ(p.segments[1].outputs, (std::vector<std::string>{"s1", "f_q"}));
+  EXPECT_EQ(p.segments[3].inputs, (std::vector<std::string>{"b_q", "s1"}));
+  EXPECT_EQ(p.output_values, (std::vector<std::string>{"y_q", "p"}));
+  // The float graph output is a float32 descriptor; the int8 one keeps its parameters.
+  ASSERT_EQ(p.outputs.size(), 2u);
+  EXPECT_EQ(p.outputs[0].dtype, DType::kInt8);
+  EXPECT_EQ(p.outputs[1].name, "p");
+  EXPECT_EQ(p.outputs[1].dtype, DType::kFloat32);
+  EXPECT_EQ(p.outputs[1].shape, (Shape{kBatch, 12}));
+  std::vector<std::string> placement;
+  for (const auto& n : f.compiled.placement) placement.push_back(n.node + ":" + n.runs_on);
+  EXPECT_EQ(placement, (std::vector<std::string>{"matmul1:npu", "shape:host", "gather:host", "unsqueeze:host",
+                                                 "concat1:host", "concat2:host", "reshape1:host", "softmax1:host",
+                                                 "reshape2:host", "matmul2:npu", "reshape3:host", "softmax2:host"}));
+  // Deterministic, and the program and its host payloads round-trip.
+  compiler::CompileOptions o;
+  o.batch = kBatch;
+  o.model_name = "shape-arithmetic";
+  const std::string bytes = p.serialize();
+  EXPECT_EQ(compiler::compile(f.model, o).value().program.serialize(), bytes);
+  const isa::Program parsed = isa::Program::parse(bytes, "shape.anvil");
+  EXPECT_EQ(parsed.serialize(), bytes);
+  const ref::Int8Graph host = ref::parse_int8_graph(parsed.segments[1].payload, "segment 1").value();
+  EXPECT_EQ(ref::serialize_int8_graph(host), parsed.segments[1].payload);
+  EXPECT_EQ(host.values[host.outputs[0]].dtype, DType::kInt64);
+}
+
+TEST(HostValues, RuntimeRunsShapeArithmeticBitExactWithAFloatOutput) {
+  const ShapeFixture& f = shape_fixture();
+  rt::Device device = rt::Device::open("warboy(1)*1", hw::HwConfig::preset("warboy"));
+  rt::SessionOptions so;
+  so.queue_depth = 2;
+  rt::Session session(device, f.compiled.program, so);
+  ASSERT_EQ(session.outputs().size(), 2u);
+  EXPECT_EQ(session.outputs()[1].dtype, DType::kFloat32);
+  const ref::QuantParams in_q = f.graph.values[f.graph.inputs[0]].q;
+  for (uint32_t seed : {11u, 12u, 13u}) {
+    const Tensor x = ref::quantize_tensor(random_tensor({kBatch, 8}, -1.0f, 1.0f, seed), in_q);
+    const TensorMap want = ref::run_int8(f.graph, {{"x", x}}).value();
+    const TensorMap got = session.run({{"x", x}});
+    ASSERT_EQ(got.at("y_dq").dtype(), DType::kInt8);
+    EXPECT_TRUE(got.at("y_dq") == want.at("y_dq")) << "seed " << seed;
+    ASSERT_EQ(got.at("p").dtype(), DType::kFloat32);
+    EXPECT_TRUE(got.at("p") == want.at("p")) << "seed " << seed;
+    EXPECT_GT(session.last_stats().cycles, 0u);
+  }
 }

@@ -33,11 +33,15 @@ struct QuantParams {
   int32_t zero_point = 0;
 };
 
-/// An int8 tensor of the integer graph.
+/// A tensor of the integer graph: an int8 value, or a host value (see dtype).
 struct Int8Value {
   std::string name;  ///< the ONNX tensor name (the quantized value's name)
   Shape shape;       ///< concrete, batch included
   QuantParams q;
+  /// int8, except a host value: an output of a kHost op that is read unquantized (a float, an
+  /// int64 shape) by later kHost ops or is an unquantized graph output; only kHost ops read or
+  /// write host values, and their `q` is unused.
+  DType dtype = DType::kInt8;
 };
 
 enum class Int8OpKind {
@@ -75,15 +79,16 @@ struct Int8Op {
   int32_t act_min = -128, act_max = 127;
   // kLut: the output byte of every input byte, indexed by input + 128 (built by make_lut).
   std::array<int8_t, 256> lut{};
-  // kHost (only with LowerOptions::host_fallback): nodes no integer pattern takes, with the
-  // DequantizeLinear nodes that feed them and the QuantizeLinear nodes that end them, as one ONNX
-  // sub-model whose graph inputs and outputs are the int8 values `inputs` and `host_outputs`
-  // (by value name). run_int8 runs it with ref::Executor: exactly the float QDQ semantics.
-  std::string host_model;                ///< the region, a serialized onnx::ModelProto
+  // kHost (only with LowerOptions::host_fallback): a node no integer pattern takes, with the
+  // DequantizeLinear nodes that feed it and the QuantizeLinear nodes that consume it, as one ONNX
+  // sub-model whose graph inputs and outputs are the values `inputs` and `host_outputs` (by value
+  // name; int8 values and host values). run_int8 runs it with ref::Executor: exactly the float
+  // QDQ semantics.
+  std::string host_model;                ///< the sub-model, a serialized onnx::ModelProto
   std::shared_ptr<const Executor> host;  ///< host_model prepared (shared between copies)
   std::vector<int> host_outputs;         ///< every output value; output == host_outputs[0]
-  std::vector<std::string> host_nodes;   ///< the region's compute nodes (reports)
-  std::string host_reason;               ///< why: the refusal of the region's first node
+  std::vector<std::string> host_nodes;   ///< the op's compute node (reports)
+  std::string host_reason;               ///< why: the node's refusal
 };
 
 struct Int8Graph {
@@ -101,10 +106,12 @@ Expected<Int8Graph> lower_qdq(const onnx::ModelProto& model, int64_t batch);
 
 struct LowerOptions {
   /// Instead of failing on a node no pattern takes (an operator without integer lowering, or a
-  /// pattern refused for its shapes or parameters), put the node's float region into one kHost op:
-  /// the region grows over float tensors to the QuantizeLinear nodes that end it and starts at the
-  /// DequantizeLinear nodes of the int8 values it reads. Still errors: a region that reads a float
-  /// graph input or produces a float graph output, and malformed Q/DQ nodes.
+  /// pattern refused for its shapes or parameters), make the node a kHost op: it reads the int8
+  /// values its DequantizeLinear inputs dequantize and other kHost ops' outputs, and writes the
+  /// int8 outputs of the QuantizeLinear nodes that consume it and, where a node reads its output
+  /// unquantized or the output is a graph output, that output as a host value (Int8Value::dtype;
+  /// a graph output then stays float). A node nothing reads is dropped. Still errors: a kHost op
+  /// that reads a float graph input, and malformed Q/DQ nodes.
   bool host_fallback = false;
 };
 Expected<Int8Graph> lower_qdq(const onnx::ModelProto& model, int64_t batch, const LowerOptions& options);
@@ -119,7 +126,8 @@ std::string serialize_int8_graph(const Int8Graph& graph);
 Expected<Int8Graph> parse_int8_graph(const std::string& bytes, const std::string& what);
 
 /// Runs the integer graph: int8 inputs (by float input name, shapes as values[inputs[i]]) to
-/// int8 outputs (by float output name).
+/// int8 outputs (by float output name). Inputs and outputs that are host values (a sub-graph's
+/// boundary, an unquantized graph output) have their value's dtype.
 Expected<TensorMap> run_int8(const Int8Graph& graph, const TensorMap& int8_inputs);
 
 /// The 256-entry table of an elementwise float function f between int8 values with parameters

@@ -123,6 +123,7 @@ struct Opts {
   std::string dataset, methods = "MIN_MAX_ASYM,MIN_MAX_SYM", target = "warboy", backend = "npu", json, sweep;
   int64_t calib_count = 500, count = -1, batch = 1;
   bool bias_correction = false;
+  bool extend_float_regions = false;  ///< quant::QuantizeOptions::extend_float_regions for the methods' rows
   bool per_tensor_search = false;  ///< adds the PER_TENSOR_SEARCH row (quant::search_tensor_ranges)
   int64_t search_samples = 64;
   NormOptions norm;
@@ -250,6 +251,7 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
     quant::QuantizeOptions qopt;
     qopt.method = method;
     qopt.bias_correction = o.bias_correction;
+    qopt.extend_float_regions = o.extend_float_regions;
     auto t = Clock::now();
     const auto ranges = calibration.ranges(method, qopt.percentile);
     r.range_search_s = seconds_since(t);
@@ -307,6 +309,7 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
   report["dataset"] = o.dataset;
   report["backend"] = o.backend;
   report["bias_correction"] = o.bias_correction;
+  report["extend_float_regions"] = o.extend_float_regions;
   report["target"] = o.target;
   report["batch"] = o.batch;
   report["calib_count"] = setup.calib.images.dim(0);
@@ -460,6 +463,9 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--target", o->target, "warboy (one PE) or warboy-2pe (fused pair)");
   cmd->add_flag("--bias-correction", o->bias_correction,
                 "quantize with bias correction (each Conv/Gemm bias minus the mean shift of its weight rounding)");
+  cmd->add_flag("--extend-float-regions", o->extend_float_regions,
+                "the methods' models keep an Add/Mul of a constant and a float node's output in float (LayerNorm's "
+                "eps, gamma, beta) instead of quantizing it");
   cmd->add_flag("--per-tensor-search", o->per_tensor_search,
                 "also evaluate PER_TENSOR_SEARCH: each activation takes the range, among the methods', that maximises "
                 "the output SQNR of the float QDQ model on --search-samples calibration images (greedy, topological)");

@@ -20,6 +20,7 @@ void register_quantize(CLI::App& app) {
     int64_t calib_count = 500;
     float percentile = 99.99f;
     bool bias_correction = false;
+    bool extend_float_regions = false;
     bool per_tensor_search = false;
     int64_t search_samples = 64;
     std::string sensitivity;
@@ -39,6 +40,9 @@ void register_quantize(CLI::App& app) {
   cmd->add_flag("--bias-correction", o->bias_correction,
                 "subtract from each Conv/Gemm bias the mean output shift its weight rounding causes (calibrated input means)");
   cmd->add_option("--calib-count", o->calib_count, "number of calibration images (first N of the training split)");
+  cmd->add_flag("--extend-float-regions", o->extend_float_regions,
+                "keep an Add/Mul of a constant and a float node's output in float (LayerNorm's eps, gamma, beta) "
+                "instead of quantizing it");
   cmd->add_flag("--per-tensor-search", o->per_tensor_search,
                 "each activation takes the range, among the ten methods', that maximises the output SQNR of the float "
                 "QDQ model on --search-samples calibration images (greedy, topological order; needs --calib; "
@@ -66,6 +70,7 @@ void register_quantize(CLI::App& app) {
     options.method = quant::method_from_name(o->method);
     options.percentile = o->percentile;
     options.bias_correction = o->bias_correction;
+    options.extend_float_regions = o->extend_float_regions;
     const onnx::ModelProto optimized = quant::optimize(load_onnx(o->in));
     quant::Calibration calibration;
     std::string source;

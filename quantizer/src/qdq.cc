@@ -59,7 +59,8 @@ class QdqBuilder {
   QdqBuilder(const onnx::ModelProto& model, std::map<std::string, Range> ranges, const QuantizeOptions& options,
              const Calibration* stats)
       : model_(model), symmetric_(is_symmetric(options.method)),
-        qdq_between_float_nodes_(options.qdq_between_float_nodes), names_(model_.graph()), ranges_(std::move(ranges)),
+        qdq_between_float_nodes_(options.qdq_between_float_nodes),
+        extend_float_regions_(options.extend_float_regions), names_(model_.graph()), ranges_(std::move(ranges)),
         stats_(options.bias_correction ? stats : nullptr) {
     if (options.bias_correction && !stats)
       fail(ErrorCode::kInvalidArgument, "bias correction needs the calibration statistics, not only ranges");
@@ -116,8 +117,27 @@ class QdqBuilder {
            kFusedActivations.count(model_.graph().node(it->second[0]).op_type());
   }
 
-  /// A node without an int8 form: it computes in float (kQuantizable lists the others).
-  static bool stays_float(const onnx::NodeProto& n) { return !kQuantizable.count(n.op_type()); }
+  /// Marks the nodes that compute a float activation in float: those outside kQuantizable and, with
+  /// QuantizeOptions::extend_float_regions, an Add/Mul of a constant and a float node's output.
+  /// Records the float activations they produce.
+  void mark_float_nodes() {
+    const onnx::GraphProto& g = model_.graph();
+    float_node_.assign(static_cast<size_t>(g.node_size()), false);
+    for (int i = 0; i < g.node_size(); ++i) {
+      const onnx::NodeProto& n = g.node(i);
+      // (Index and shape arithmetic on int64 tensors is not quantization's business.)
+      bool float_compute = false;
+      for (const auto& out : n.output()) float_compute = float_compute || is_float_activation(out);
+      bool stays_float = !kQuantizable.count(n.op_type());
+      if (extend_float_regions_ && (n.op_type() == "Add" || n.op_type() == "Mul") && n.input_size() == 2)
+        for (int k = 0; k < 2; ++k)
+          stays_float = stays_float || (graph::find_initializer(g, n.input(k)) && float_produced_.count(n.input(1 - k)));
+      if (!stays_float || !float_compute) continue;
+      float_node_[static_cast<size_t>(i)] = true;
+      for (const auto& out : n.output())
+        if (is_float_activation(out)) float_produced_.insert(out);
+    }
+  }
 
   /// Output t of float node n needs Q -> DQ only where it leaves the float region: a graph output,
   /// or read by a node that is quantized. (Unless QuantizeOptions::qdq_between_float_nodes.)
@@ -126,7 +146,7 @@ class QdqBuilder {
     auto it = consumers_.find(t);
     if (it == consumers_.end()) return false;
     for (int c : it->second)
-      if (!stays_float(model_.graph().node(c))) return true;
+      if (!float_node_[static_cast<size_t>(c)]) return true;
     return false;
   }
 
@@ -168,23 +188,19 @@ class QdqBuilder {
 
   void choose_activation_params() {
     const onnx::GraphProto& g = model_.graph();
+    mark_float_nodes();
     unify_concat_ranges();
     for (const auto& in : g.input())
       if (is_float_activation(in.name())) params_[in.name()] = calibrated(in.name(), "graph input");
-    for (const auto& n : g.node()) {
+    for (int i = 0; i < g.node_size(); ++i) {
+      const onnx::NodeProto& n = g.node(i);
       const std::string& op = n.op_type();
-      // A node outside kQuantizable that computes a float activation stays float. (Index and shape
-      // arithmetic on int64 tensors is not quantization's business and is not reported.)
-      bool float_compute = false;
-      for (const auto& out : n.output()) float_compute = float_compute || is_float_activation(out);
-      const bool float_node = stays_float(n) && float_compute;
+      const bool float_node = float_node_[static_cast<size_t>(i)];
       if (float_node) float_nodes_.push_back(graph::node_label(n));
       for (const auto& out : n.output()) {
-        if (!is_float_activation(out) || is_fused(n, out)) continue;
-        if (float_node) {
-          float_produced_.insert(out);
-          if (!leaves_float_region(out)) continue;  // float -> float: no Q/DQ
-        }
+        if (!is_float_activation(out)) continue;
+        if (float_node && !leaves_float_region(out)) continue;  // float -> float: no Q/DQ
+        if (!float_node && is_fused(n, out)) continue;
         if (kSameScale.count(op) && params_.count(n.input(0))) {
           params_[out] = params_.at(n.input(0));
         } else if (op == "Sigmoid" || op == "Softmax") {
@@ -368,14 +384,16 @@ class QdqBuilder {
         emit_qdq(in.name(), in.name(), reads[in.name()], &nodes);
       }
     const std::vector<onnx::NodeProto> original(g.node().begin(), g.node().end());
-    for (const onnx::NodeProto& n : original) {
+    for (size_t i = 0; i < original.size(); ++i) {
+      const onnx::NodeProto& n = original[i];
       std::vector<std::string> inputs(n.input().begin(), n.input().end());
-      std::vector<onnx::NodeProto> dq = quantize_constants(n, &inputs);
+      // A float node reads its constants as they are.
+      const std::vector<onnx::NodeProto> dq = float_node_[i] ? std::vector<onnx::NodeProto>{} : quantize_constants(n, &inputs);
       nodes.insert(nodes.end(), dq.begin(), dq.end());
       onnx::NodeProto node = n;
       // A float node reads a float node's output as it is, not its Q -> DQ (which only the
       // quantized readers use), unless QuantizeOptions::qdq_between_float_nodes.
-      const bool reads_float = !qdq_between_float_nodes_ && stays_float(n);
+      const bool reads_float = !qdq_between_float_nodes_ && float_node_[i];
       for (int i = 0; i < node.input_size(); ++i) {
         auto raw = float_source.find(inputs[i]);
         auto it = reads.find(inputs[i]);
@@ -407,6 +425,7 @@ class QdqBuilder {
   onnx::ModelProto model_;
   bool symmetric_;
   bool qdq_between_float_nodes_;
+  bool extend_float_regions_;
   graph::NameAllocator names_;
   std::map<std::string, Range> ranges_;
   const Calibration* stats_;  ///< set when bias correction is on
@@ -414,6 +433,7 @@ class QdqBuilder {
   std::map<std::string, std::vector<int>> consumers_;  // tensor -> indices of nodes reading it
   std::map<std::string, QuantParams> params_;          // float activation -> its int8 parameters
   std::vector<std::string> float_nodes_;
+  std::vector<bool> float_node_;          ///< by node index: the node computes in float
   std::set<std::string> float_produced_;  ///< float activations computed by a node that stays float
   mutable std::vector<std::string> calibrated_order_;  ///< tensors given a calibrated range, in order
 };

@@ -497,3 +497,62 @@ TEST(QuantizeFloatRegion, ModelsWithoutFloatNodesAreUnchanged) {
   EXPECT_TRUE(float_nodes.empty());
   EXPECT_EQ(now.SerializeAsString(), quantized_with(small_cnn(), inputs(), true).SerializeAsString());
 }
+
+/// x -> MatMul -> h, then LayerNorm as primitives: ReduceMean(h) -> m; Sub(h, m) -> d;
+/// Sqrt(Add(ReduceMean(Pow(d, 2)), eps)) -> sd; Div(d, sd) -> n; Mul(n, gamma) -> g; Add(g, beta) -> y. extend_float_regions keeps "+ eps", "* gamma", "+ beta" in float.
+TEST(QuantizeFloatRegion, ExtendedRegionTakesConstantAddAndMul) {
+  ModelBuilder b;
+  b.input("x", {4}).output("y", {4});
+  b.init("W", random_tensor({4, 4}, -1.0f, 1.0f, 43)).init("two", Tensor::from_vector<float>({1}, {2.0f}));
+  b.init("eps", Tensor::from_vector<float>({1}, {1e-5f})).init("gamma", random_tensor({4}, 0.5f, 1.5f, 44));
+  b.init("beta", random_tensor({4}, -0.5f, 0.5f, 45));
+  b.node("MatMul", {"x", "W"}, {"h"});
+  set_ints(b.node("ReduceMean", {"h"}, {"m"}), "axes", {1});
+  b.node("Sub", {"h", "m"}, {"d"});
+  b.node("Pow", {"d", "two"}, {"p"});
+  set_ints(b.node("ReduceMean", {"p"}, {"var"}), "axes", {1});
+  b.node("Add", {"var", "eps"}, {"ve"});
+  b.node("Sqrt", {"ve"}, {"sd"});
+  b.node("Div", {"d", "sd"}, {"n"});
+  b.node("Mul", {"n", "gamma"}, {"g"});
+  b.node("Add", {"g", "beta"}, {"y"});
+  const onnx::ModelProto opt = optimize(b.model());
+  const Tensor x = random_tensor({16, 4}, -1.0f, 1.0f, 46);
+  const Calibration calib = calibrate(opt, x, false);
+  // Default: the list, Add and Mul are quantized, so ve, n and g keep Q/DQ.
+  std::vector<std::string> float_nodes;
+  auto plain = quantize(opt, calib, {}, &float_nodes);
+  ASSERT_TRUE(plain.ok()) << plain.error().what();
+  EXPECT_EQ(float_nodes.size(), 6u);  // ReduceMean x2, Sub, Pow, Sqrt, Div
+  for (const char* t : {"var", "ve", "n", "g"}) EXPECT_NE(q_of(*plain, t), nullptr) << t;
+  // Extended: only h and the region's output y are quantized after x.
+  QuantizeOptions options;
+  options.extend_float_regions = true;
+  auto ext = quantize(opt, calib, options, &float_nodes);
+  ASSERT_TRUE(ext.ok()) << ext.error().what();
+  EXPECT_NO_THROW(check_onnx(*ext, "qdq"));
+  EXPECT_EQ(float_nodes.size(), 9u);  // and the two Adds and the Mul
+  for (const char* t : {"m", "d", "p", "var", "ve", "sd", "n", "g"}) EXPECT_EQ(q_of(*ext, t), nullptr) << t;
+  for (const char* t : {"x", "h"}) EXPECT_NE(q_of(*ext, t), nullptr) << t;
+  EXPECT_EQ(producer(*ext, "y")->op_type(), "DequantizeLinear");
+  // The float Mul reads gamma itself, not an int8 copy behind a DequantizeLinear.
+  const onnx::NodeProto* mul = producer(*ext, "g");
+  ASSERT_NE(mul, nullptr);
+  EXPECT_EQ(mul->input(0), "n");
+  EXPECT_EQ(mul->input(1), "gamma");
+  // The extended model is closer to FP32 than the default one here (fewer roundings inside the norm).
+  auto want = ref::Executor::create(opt)->run({{"x", x}});
+  auto got_plain = ref::Executor::create(*plain)->run({{"x", x}});
+  auto got_ext = ref::Executor::create(*ext)->run({{"x", x}});
+  ASSERT_TRUE(want.ok() && got_plain.ok() && got_ext.ok());
+  auto noise = [&](const Tensor& q) {
+    double e = 0;
+    for (int64_t i = 0; i < q.numel(); ++i) e += std::pow(double(want->at("y").data<float>()[i]) - q.data<float>()[i], 2);
+    return e;
+  };
+  EXPECT_LT(noise(got_ext->at("y")), noise(got_plain->at("y")));
+  // Without float nodes the option changes nothing.
+  const onnx::ModelProto cnn = optimize(small_cnn());
+  const Calibration cnn_calib = calibrate(cnn, inputs(), false);
+  EXPECT_EQ(quantize(cnn, cnn_calib, options)->SerializeAsString(), quantize(cnn, cnn_calib, {})->SerializeAsString());
+}

@@ -104,6 +104,11 @@ struct QuantizeOptions {
   /// GELU in float). true: the earlier rule, Q -> DQ after every float activation, read by every node.
   /// Models without float nodes are the same either way.
   bool qdq_between_float_nodes = false;
+  /// Beyond the list of quantized operators (off by default): an Add or Mul of a constant
+  /// whose other operand is a float node's output stays float as well, so the float region grows
+  /// over it (a decomposed LayerNorm's "+ eps", "* gamma", "+ beta"; GELU's "+ 1"), and is reported
+  /// as a float node. PyTorch FX likewise quantizes LayerNorm only at its input and output.
+  bool extend_float_regions = false;
 };
 
 /// Inserts QuantizeLinear/DequantizeLinear (opset 13) per the TFLite int8 spec into an optimized

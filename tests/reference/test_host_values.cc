@@ -252,3 +252,35 @@ TEST(HostValuesErrors, NodesOutOfOrderAreNamed) {
   EXPECT_EQ(error_of(quantize_after.model()),
             "node 'dqx' (DequantizeLinear): dequantizes 'x_q', which is neither an int8 value nor a host op's output");
 }
+
+TEST(HostValues, DequantizeOfAHostValueBelongsToTheHostOpsThatReadIt) {
+  // x -> Q/DQ -> Cast(int8) -> DQ -> Softmax -> Q/DQ -> y: the Cast's int8 output is a host value
+  // (no QuantizeLinear made it), so its DequantizeLinear is not lowered on its own but copied into
+  // the Softmax's host op, which reads the host value.
+  ModelBuilder b;
+  b.input("x", DType::kFloat32, {-1, 4});
+  b.initializer("sc", Tensor::scalar<float>(0.05f));
+  b.initializer("zp", Tensor::scalar<int8_t>(0));
+  b.initializer("sc_out", Tensor::scalar<float>(1.0f / 255));
+  b.initializer("zp_out", Tensor::scalar<int8_t>(-128));
+  b.node("QuantizeLinear", {"x", "sc", "zp"}, {"x_q"}, "qx");
+  b.node("DequantizeLinear", {"x_q", "sc", "zp"}, {"x_dq"}, "dqx");
+  ModelBuilder::attr(b.node("Cast", {"x_dq"}, {"c"}, "cast"), "to", int64_t{3});  // int8
+  b.node("DequantizeLinear", {"c", "sc", "zp"}, {"c_dq"}, "dqc");
+  ModelBuilder::attr(b.node("Softmax", {"c_dq"}, {"s"}, "sm"), "axis", int64_t{1});
+  b.node("QuantizeLinear", {"s", "sc_out", "zp_out"}, {"s_q"}, "q");
+  b.node("DequantizeLinear", {"s_q", "sc_out", "zp_out"}, {"y"}, "dq");
+  b.output("y");
+  const ref::Int8Graph g = ref::lower_qdq(b.model(), kBatch, fallback()).value();
+  ASSERT_EQ(g.ops.size(), 2u);
+  EXPECT_EQ(g.ops[0].node, "cast");
+  EXPECT_EQ(g.values[g.ops[0].output].name, "c");
+  EXPECT_EQ(g.values[g.ops[0].output].dtype, DType::kInt8);  // a host value that happens to be int8
+  EXPECT_EQ(g.ops[1].node, "sm");
+  ASSERT_EQ(g.ops[1].inputs.size(), 1u);
+  EXPECT_EQ(g.values[g.ops[1].inputs[0]].name, "c");
+  const Tensor xf = random_tensor({kBatch, 4}, -3, 3, 4);
+  const Tensor x = ref::quantize_tensor(xf, g.values[g.inputs[0]].q);
+  const Tensor want = ref::Executor::create(b.model()).value().run({{"x", xf}}).value().at("y");
+  EXPECT_TRUE(ref::dequantize_tensor(ref::run_int8(g, {{"x", x}}).value().at("y"), g.values[g.outputs[0]].q) == want);
+}

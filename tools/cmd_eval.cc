@@ -124,6 +124,7 @@ struct Opts {
   int64_t calib_count = 500, count = -1, batch = 1;
   bool bias_correction = false;
   bool extend_float_regions = false;  ///< quant::QuantizeOptions::extend_float_regions for the methods' rows
+  std::string exclude_nodes;          ///< quant::QuantizeOptions::exclude_nodes for every row
   bool per_tensor_search = false;  ///< adds the PER_TENSOR_SEARCH row (quant::search_tensor_ranges)
   int64_t search_samples = 64;
   NormOptions norm;
@@ -252,6 +253,7 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
     qopt.method = method;
     qopt.bias_correction = o.bias_correction;
     qopt.extend_float_regions = o.extend_float_regions;
+    qopt.exclude_nodes = o.exclude_nodes;
     auto t = Clock::now();
     const auto ranges = calibration.ranges(method, qopt.percentile);
     r.range_search_s = seconds_since(t);
@@ -310,6 +312,7 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
   report["backend"] = o.backend;
   report["bias_correction"] = o.bias_correction;
   report["extend_float_regions"] = o.extend_float_regions;
+  report["exclude_nodes"] = o.exclude_nodes;
   report["target"] = o.target;
   report["batch"] = o.batch;
   report["calib_count"] = setup.calib.images.dim(0);
@@ -466,6 +469,9 @@ void register_eval(CLI::App& app) {
   cmd->add_flag("--extend-float-regions", o->extend_float_regions,
                 "the methods' models keep an Add/Mul of a constant and a float node's output in float (LayerNorm's "
                 "eps, gamma, beta) instead of quantizing it");
+  cmd->add_option("--exclude-nodes", o->exclude_nodes,
+                  "REGEX: in the methods' models (not --per-tensor-search), nodes whose name contains a match "
+                  "(ECMAScript) stay float, weights included");
   cmd->add_flag("--per-tensor-search", o->per_tensor_search,
                 "also evaluate PER_TENSOR_SEARCH: each activation takes the range, among the methods', that maximises "
                 "the output SQNR of the float QDQ model on --search-samples calibration images (greedy, topological)");

@@ -21,6 +21,7 @@ void register_quantize(CLI::App& app) {
     float percentile = 99.99f;
     bool bias_correction = false;
     bool extend_float_regions = false;
+    std::string exclude_nodes;
     bool per_tensor_search = false;
     int64_t search_samples = 64;
     std::string sensitivity;
@@ -43,6 +44,8 @@ void register_quantize(CLI::App& app) {
   cmd->add_flag("--extend-float-regions", o->extend_float_regions,
                 "keep an Add/Mul of a constant and a float node's output in float (LayerNorm's eps, gamma, beta) "
                 "instead of quantizing it");
+  cmd->add_option("--exclude-nodes", o->exclude_nodes,
+                  "REGEX: nodes whose name contains a match (ECMAScript) stay float, weights included");
   cmd->add_flag("--per-tensor-search", o->per_tensor_search,
                 "each activation takes the range, among the ten methods', that maximises the output SQNR of the float "
                 "QDQ model on --search-samples calibration images (greedy, topological order; needs --calib; "
@@ -71,6 +74,7 @@ void register_quantize(CLI::App& app) {
     options.percentile = o->percentile;
     options.bias_correction = o->bias_correction;
     options.extend_float_regions = o->extend_float_regions;
+    options.exclude_nodes = o->exclude_nodes;
     const onnx::ModelProto optimized = quant::optimize(load_onnx(o->in));
     quant::Calibration calibration;
     std::string source;

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <functional>
 #include <mutex>
+#include <regex>
 #include <set>
 
 #include "anvil/common/log.h"
@@ -60,7 +61,8 @@ class QdqBuilder {
              const Calibration* stats)
       : model_(model), symmetric_(is_symmetric(options.method)),
         qdq_between_float_nodes_(options.qdq_between_float_nodes),
-        extend_float_regions_(options.extend_float_regions), names_(model_.graph()), ranges_(std::move(ranges)),
+        extend_float_regions_(options.extend_float_regions), exclude_nodes_(options.exclude_nodes),
+        names_(model_.graph()), ranges_(std::move(ranges)),
         stats_(options.bias_correction ? stats : nullptr) {
     if (options.bias_correction && !stats)
       fail(ErrorCode::kInvalidArgument, "bias correction needs the calibration statistics, not only ranges");
@@ -123,12 +125,24 @@ class QdqBuilder {
   void mark_float_nodes() {
     const onnx::GraphProto& g = model_.graph();
     float_node_.assign(static_cast<size_t>(g.node_size()), false);
+    std::regex excluded;
+    if (!exclude_nodes_.empty()) {
+      try {
+        excluded = std::regex(exclude_nodes_, std::regex::ECMAScript);
+      } catch (const std::regex_error& e) {
+        fail(ErrorCode::kInvalidArgument,
+             "exclude-nodes pattern '" + exclude_nodes_ + "' is not a valid regular expression (" + e.what() + ")");
+      }
+    }
+    bool excluded_any = false;
     for (int i = 0; i < g.node_size(); ++i) {
       const onnx::NodeProto& n = g.node(i);
+      const bool exclude = !exclude_nodes_.empty() && std::regex_search(n.name(), excluded);
+      excluded_any = excluded_any || exclude;
       // (Index and shape arithmetic on int64 tensors is not quantization's business.)
       bool float_compute = false;
       for (const auto& out : n.output()) float_compute = float_compute || is_float_activation(out);
-      bool stays_float = !kQuantizable.count(n.op_type());
+      bool stays_float = exclude || !kQuantizable.count(n.op_type());
       if (extend_float_regions_ && (n.op_type() == "Add" || n.op_type() == "Mul") && n.input_size() == 2)
         for (int k = 0; k < 2; ++k)
           stays_float = stays_float || (graph::find_initializer(g, n.input(k)) && float_produced_.count(n.input(1 - k)));
@@ -137,6 +151,9 @@ class QdqBuilder {
       for (const auto& out : n.output())
         if (is_float_activation(out)) float_produced_.insert(out);
     }
+    if (!exclude_nodes_.empty() && !excluded_any)
+      fail(ErrorCode::kInvalidArgument,
+           "exclude-nodes pattern '" + exclude_nodes_ + "' matches no node name of the model");
   }
 
   /// Output t of float node n needs Q -> DQ only where it leaves the float region: a graph output,
@@ -426,6 +443,7 @@ class QdqBuilder {
   bool symmetric_;
   bool qdq_between_float_nodes_;
   bool extend_float_regions_;
+  std::string exclude_nodes_;
   graph::NameAllocator names_;
   std::map<std::string, Range> ranges_;
   const Calibration* stats_;  ///< set when bias correction is on

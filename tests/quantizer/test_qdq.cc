@@ -556,3 +556,61 @@ TEST(QuantizeFloatRegion, ExtendedRegionTakesConstantAddAndMul) {
   const Calibration cnn_calib = calibrate(cnn, inputs(), false);
   EXPECT_EQ(quantize(cnn, cnn_calib, options)->SerializeAsString(), quantize(cnn, cnn_calib, {})->SerializeAsString());
 }
+
+/// x -> MatMul "/att/qkv" (W1) -> h -> Relu -> r -> MatMul "/mlp/fc" (W2) -> y. exclude_nodes "/att/"
+/// keeps the first MatMul in float with its float weight; the rest keeps the TFLite rules.
+TEST(QuantizeExcludeNodes, MatchingNodesStayFloatWithFloatWeights) {
+  ModelBuilder b;
+  b.input("x", {4}).output("y", {3});
+  b.init("W1", random_tensor({4, 4}, -1.0f, 1.0f, 51)).init("W2", random_tensor({4, 3}, -1.0f, 1.0f, 52));
+  b.node("MatMul", {"x", "W1"}, {"h"}).set_name("/att/qkv");
+  b.node("Relu", {"h"}, {"r"}).set_name("/act");
+  b.node("MatMul", {"r", "W2"}, {"y"}).set_name("/mlp/fc");
+  const onnx::ModelProto opt = optimize(b.model());
+  const Tensor x = random_tensor({16, 4}, -1.0f, 1.0f, 53);
+  const Calibration calib = calibrate(opt, x, false);
+  QuantizeOptions options;
+  options.exclude_nodes = "/att/";
+  std::vector<std::string> float_nodes;
+  auto q = quantize(opt, calib, options, &float_nodes);
+  ASSERT_TRUE(q.ok()) << q.error().what();
+  EXPECT_NO_THROW(check_onnx(*q, "qdq"));
+  ASSERT_EQ(float_nodes.size(), 1u);
+  EXPECT_NE(float_nodes[0].find("/att/qkv"), std::string::npos) << float_nodes[0];
+  // The excluded MatMul reads the graph input through its Q -> DQ (every graph input has one) and
+  // W1 as the float initializer.
+  const onnx::NodeProto* att = producer(*q, "h");
+  ASSERT_NE(att, nullptr);
+  EXPECT_EQ(att->op_type(), "MatMul");
+  EXPECT_EQ(producer(*q, att->input(0))->op_type(), "DequantizeLinear");
+  EXPECT_EQ(att->input(1), "W1");
+  EXPECT_EQ(initializer(*q, "W1").dtype(), DType::kFloat32);
+  // h enters the quantized Relu/MatMul through Q -> DQ, and W2 stays per-channel int8.
+  EXPECT_NE(q_of(*q, "h"), nullptr);
+  const onnx::NodeProto* fc = producer(*q, "y");
+  ASSERT_NE(fc, nullptr);
+  if (fc->op_type() == "DequantizeLinear") fc = producer(*q, producer(*q, fc->input(0))->input(0));
+  ASSERT_EQ(fc->op_type(), "MatMul");
+  const onnx::NodeProto* wdq = producer(*q, fc->input(1));
+  ASSERT_NE(wdq, nullptr);
+  EXPECT_EQ(wdq->op_type(), "DequantizeLinear");
+  EXPECT_EQ(initializer(*q, wdq->input(0)).dtype(), DType::kInt8);
+  // Without the option both MatMuls are quantized; the same ranges give the same Relu parameters.
+  auto all = quantize(opt, calib, {}, &float_nodes);
+  ASSERT_TRUE(all.ok()) << all.error().what();
+  EXPECT_TRUE(float_nodes.empty());
+  EXPECT_EQ(qdq_params(*q, "r"), qdq_params(*all, "r"));
+}
+
+TEST(QuantizeExcludeNodes, BadPatternsAreErrorsNamingThePattern) {
+  const onnx::ModelProto opt = optimize(small_cnn());
+  const Calibration calib = calibrate(opt, inputs(), false);
+  for (const char* pattern : {"(unclosed", "no-such-node"}) {
+    QuantizeOptions options;
+    options.exclude_nodes = pattern;
+    auto q = quantize(opt, calib, options);
+    ASSERT_FALSE(q.ok()) << pattern;
+    EXPECT_EQ(q.error().code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(q.error().what()).find(pattern), std::string::npos) << q.error().what();
+  }
+}

@@ -109,6 +109,12 @@ struct QuantizeOptions {
   /// over it (a decomposed LayerNorm's "+ eps", "* gamma", "+ beta"; GELU's "+ 1"), and is reported
   /// as a float node. PyTorch FX likewise quantizes LayerNorm only at its input and output.
   bool extend_float_regions = false;
+  /// Nodes to keep in float, like ONNX Runtime's nodes_to_exclude but as a pattern: every node whose
+  /// name contains a match of this ECMAScript regular expression (std::regex_search) computes in float
+  /// with float weights, whatever its operator, and is reported as a float node. Empty: none. An
+  /// invalid pattern, or one that matches no node, is a kInvalidArgument error naming the pattern.
+  /// (PyTorch FX, for instance, keeps nn.MultiheadAttention in float: "/att/" on the shared vit.)
+  std::string exclude_nodes;
 };
 
 /// Inserts QuantizeLinear/DequantizeLinear (opset 13) per the TFLite int8 spec into an optimized

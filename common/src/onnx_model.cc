@@ -58,12 +58,17 @@ Tensor tensor_from_proto(const onnx::TensorProto& proto) {
   switch (dtype) {
     case DType::kFloat32: case DType::kUInt8: case DType::kInt8: case DType::kUInt16: case DType::kInt16:
     case DType::kInt32: case DType::kInt64: case DType::kBool: case DType::kFloat64: case DType::kUInt32:
-    case DType::kUInt64: break;
+    case DType::kUInt64: case DType::kFloat16: case DType::kBFloat16: case DType::kString: break;
     default:
       fail(ErrorCode::kUnsupported, "tensor '" + name + "': unsupported data type " + std::to_string(proto.data_type()));
   }
   Shape shape(proto.dims().begin(), proto.dims().end());
   Tensor t(dtype, shape);
+  if (dtype == DType::kString) {  // string_data only: raw_data has no string encoding
+    if (proto.has_raw_data()) fail(ErrorCode::kParseError, "tensor '" + name + "': string tensor with raw_data");
+    copy_field<std::string>(proto.string_data(), t, name);
+    return t;
+  }
   if (proto.has_raw_data()) {
     if (proto.raw_data().size() != t.nbytes())
       fail(ErrorCode::kParseError, "tensor '" + name + "': raw_data has " + std::to_string(proto.raw_data().size()) +
@@ -82,6 +87,18 @@ Tensor tensor_from_proto(const onnx::TensorProto& proto) {
     case DType::kInt16: copy_field<int16_t>(proto.int32_data(), t, name); break;
     case DType::kUInt16: copy_field<uint16_t>(proto.int32_data(), t, name); break;
     case DType::kBool: copy_field<bool>(proto.int32_data(), t, name); break;
+    // float16 / bfloat16: the bit pattern in the low 16 bits of each int32_data value (onnx.proto)
+    case DType::kFloat16: case DType::kBFloat16: {
+      const auto& field = proto.int32_data();
+      if (static_cast<int64_t>(field.size()) != t.numel())
+        fail(ErrorCode::kParseError, "tensor '" + name + "': " + std::to_string(field.size()) +
+                                         " values for shape " + shape_str(t.shape()));
+      for (int i = 0; i < field.size(); ++i) {
+        const auto bits = static_cast<uint16_t>(field.Get(i));
+        std::memcpy(t.raw() + 2 * static_cast<size_t>(i), &bits, 2);
+      }
+      break;
+    }
     default: break;
   }
   return t;
@@ -92,6 +109,10 @@ onnx::TensorProto tensor_to_proto(const Tensor& tensor, const std::string& name)
   p.set_name(name);
   p.set_data_type(static_cast<int32_t>(tensor.dtype()));
   for (int64_t d : tensor.shape()) p.add_dims(d);
+  if (tensor.dtype() == DType::kString) {
+    for (int64_t i = 0; i < tensor.numel(); ++i) p.add_string_data(tensor.data<std::string>()[i]);
+    return p;
+  }
   p.set_raw_data(std::string(reinterpret_cast<const char*>(tensor.raw()), tensor.nbytes()));
   return p;
 }

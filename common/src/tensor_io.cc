@@ -27,6 +27,7 @@ const char* npy_descr(DType t) {
   switch (t) {
     case DType::kFloat32: return "<f4";
     case DType::kFloat64: return "<f8";
+    case DType::kFloat16: return "<f2";
     case DType::kUInt8: return "|u1";
     case DType::kInt8: return "|i1";
     case DType::kUInt16: return "<u2";
@@ -43,7 +44,7 @@ const char* npy_descr(DType t) {
 DType dtype_from_descr(std::string d, const std::string& what) {
   if (d.size() == 3 && d[0] == '=') d[0] = '<';
   for (DType t : {DType::kFloat32, DType::kFloat64, DType::kUInt8, DType::kInt8, DType::kUInt16, DType::kInt16,
-                  DType::kInt32, DType::kInt64, DType::kUInt32, DType::kUInt64, DType::kBool}) {
+                  DType::kInt32, DType::kInt64, DType::kUInt32, DType::kUInt64, DType::kBool, DType::kFloat16}) {
     std::string n = npy_descr(t);
     if (d == n || (n[0] == '|' && d.size() == 3 && d.substr(1) == n.substr(1))) return t;
   }

@@ -7,6 +7,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "anvil/common/float16.h"
 #include "anvil/common/status.h"
 
 namespace anvil {
@@ -21,13 +22,16 @@ enum class DType : int32_t {
   kInt16 = 5,
   kInt32 = 6,
   kInt64 = 7,
+  kString = 8,    ///< std::string elements, held apart from the byte storage
   kBool = 9,
+  kFloat16 = 10,   ///< IEEE binary16, stored as Float16 bit patterns
   kFloat64 = 11,
   kUInt32 = 12,
   kUInt64 = 13,
+  kBFloat16 = 16,  ///< stored as BFloat16 bit patterns
 };
 
-/// Bytes per element; throws kUnsupported for kUndefined.
+/// Bytes per element; throws kUnsupported for kUndefined and kString (strings have no fixed size).
 size_t dtype_size(DType t);
 /// "float32", "int8", ... (numpy names).
 const char* dtype_name(DType t);
@@ -46,6 +50,9 @@ template <> constexpr DType dtype_of<int64_t>() { return DType::kInt64; }
 template <> constexpr DType dtype_of<uint32_t>() { return DType::kUInt32; }
 template <> constexpr DType dtype_of<uint64_t>() { return DType::kUInt64; }
 template <> constexpr DType dtype_of<bool>() { return DType::kBool; }
+template <> constexpr DType dtype_of<Float16>() { return DType::kFloat16; }
+template <> constexpr DType dtype_of<BFloat16>() { return DType::kBFloat16; }
+template <> constexpr DType dtype_of<std::string>() { return DType::kString; }
 
 using Shape = std::vector<int64_t>;
 
@@ -68,6 +75,8 @@ class Tensor {
                                             " values for shape " + shape_str(t.shape()));
     if constexpr (std::is_same_v<T, bool>) {  // std::vector<bool> is packed: copy element by element
       for (size_t i = 0; i < values.size(); ++i) t.data<bool>()[i] = values[i];
+    } else if constexpr (std::is_same_v<T, std::string>) {
+      t.strings_ = values;
     } else if (!values.empty()) {
       std::memcpy(t.raw(), values.data(), values.size() * sizeof(T));
     }
@@ -81,6 +90,7 @@ class Tensor {
   int64_t dim(size_t i) const { return shape_.at(i); }
   size_t rank() const { return shape_.size(); }
   int64_t numel() const { return numel_; }
+  /// Size of the byte storage; 0 for kString, whose elements are std::string (data<std::string>()).
   size_t nbytes() const { return bytes_.size(); }
   bool empty() const { return dtype_ == DType::kUndefined; }
 
@@ -88,12 +98,14 @@ class Tensor {
   template <typename T>
   T* data() {
     check_type(dtype_of<T>());
-    return reinterpret_cast<T*>(bytes_.data());
+    if constexpr (std::is_same_v<T, std::string>) return strings_.data();
+    else return reinterpret_cast<T*>(bytes_.data());
   }
   template <typename T>
   const T* data() const {
     check_type(dtype_of<T>());
-    return reinterpret_cast<const T*>(bytes_.data());
+    if constexpr (std::is_same_v<T, std::string>) return strings_.data();
+    else return reinterpret_cast<const T*>(bytes_.data());
   }
   template <typename T>
   std::vector<T> to_vector() const {
@@ -105,7 +117,15 @@ class Tensor {
 
   /// Same bytes, new shape with the same element count; one dimension may be -1.
   Tensor reshaped(Shape shape) const;
-  /// Element-wise conversion to another dtype (C++ static_cast semantics; float->int truncates).
+  /// Element-wise conversion to another dtype. Between numeric types: C++ static_cast semantics
+  /// (float->int truncates). To float16: round to nearest even (float16_from_double); to
+  /// bfloat16: via float, then truncation (bfloat16_from_float, as ONNX 1.12); float16 and
+  /// bfloat16 convert exactly to float first. To string from float32/float64: numpy's str()
+  /// (shortest digits that read back to the same value; positional for 1e-4 <= |x| < 1e16 and 0,
+  /// else scientific; "nan", "inf", "-inf"), from integers: decimal. From string to float32,
+  /// float64, float16 or bfloat16: C strtod syntax (e.g. "0.5", "-1e3", "NaN", "+INF") read as
+  /// double, then converted. Other string conversions throw kUnsupported; a string that is not a
+  /// number throws kInvalidArgument quoting it.
   Tensor cast(DType to) const;
   /// Rows [begin, end) along axis 0.
   Tensor slice0(int64_t begin, int64_t end) const;
@@ -113,7 +133,7 @@ class Tensor {
   static Tensor concat0(const std::vector<Tensor>& parts);
 
   bool operator==(const Tensor& o) const {
-    return dtype_ == o.dtype_ && shape_ == o.shape_ && bytes_ == o.bytes_;
+    return dtype_ == o.dtype_ && shape_ == o.shape_ && bytes_ == o.bytes_ && strings_ == o.strings_;
   }
 
  private:
@@ -122,6 +142,7 @@ class Tensor {
   Shape shape_;
   int64_t numel_ = 0;
   std::vector<uint8_t> bytes_;
+  std::vector<std::string> strings_;  ///< kString only; bytes_ is then empty
 };
 
 /// Named tensors, ordered by name (deterministic iteration).

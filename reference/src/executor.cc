@@ -42,7 +42,7 @@ GraphInput describe_input(const onnx::ValueInfoProto& vi) {
     fail(ErrorCode::kUnsupported, "graph input '" + vi.name() + "': only tensor inputs are supported");
   const auto& tt = vi.type().tensor_type();
   in.dtype = static_cast<DType>(tt.elem_type());
-  if (std::string(dtype_name(in.dtype)) == "undefined")  // bfloat16, float16, string, ...
+  if (std::string(dtype_name(in.dtype)) == "undefined")  // complex, ...
     fail(ErrorCode::kUnsupported, "graph input '" + vi.name() + "': unsupported data type " +
                                       std::to_string(tt.elem_type()));
   if (tt.has_shape()) {
@@ -262,6 +262,7 @@ Expected<TensorMap> Executor::run(const TensorMap& inputs, const RunOptions& opt
         ctx.reusable_inputs.push_back(last ? &values.at(in) : nullptr);
       }
       try {
+        check_element_types(*p.op, ctx);
         p.op->run(ctx);
       } catch (const Error& e) {
         throw Error(e.code(), node_label(p.node) + ": " + e.what());

@@ -36,7 +36,7 @@ const std::set<std::string> kKeepsRank = {
     "Relu",       "LeakyRelu",   "Sigmoid",     "Tanh",          "Exp",     "Sqrt",          "Erf",
     "HardSigmoid", "HardSwish",  "Softmax",     "LogSoftmax",    "Identity", "Dropout",      "Clip",
     "Pad",        "Slice",       "Transpose",   "Resize",        "BatchNormalization", "LayerNormalization",
-    "MaxPool",    "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Conv", "ConvTranspose", "Cast",
+    "MaxPool",    "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Conv", "ConvTranspose", "Cast", "CastLike",
     "QuantizeLinear", "DequantizeLinear", "ConvInteger", "QLinearConv"};
 
 std::string input_name(const onnx::NodeProto& node, int i) { return "'" + node.input(i) + "'"; }
@@ -57,6 +57,7 @@ class Checker {
     if (op == "Gemm" || op == "Flatten") out_rank = 2;
     if (op == "Shape") out_type = DType::kInt64, out_rank = 1;
     if (op == "Cast") out_type = static_cast<DType>(attr_int(node, "to", 0));
+    if (op == "CastLike") out_type = fact(node, 1).dtype;
     if (op == "DequantizeLinear") out_type = DType::kFloat32;
     if (op == "Constant" || op == "ConstantOfShape") out_type = constant_type(node);
     if (op == "MatMulInteger" || op == "ConvInteger") out_type = DType::kInt32;

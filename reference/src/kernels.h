@@ -101,7 +101,14 @@ struct OpSchema {
   int min_inputs, max_inputs;
   int max_outputs;
   AttributeCheck check = nullptr;  ///< optional
+  /// The kernel handles every element type, float16, bfloat16 and string included. The numeric
+  /// kernels do not: check_element_types rejects those types before they run.
+  bool any_element_type = false;
 };
+
+/// Throws kUnsupported naming the input when one of ctx's inputs holds float16, bfloat16 or
+/// string and op does not declare any_element_type. The executor calls it before every kernel.
+void check_element_types(const OpSchema& op, const KernelContext& ctx);
 
 /// The operator of the default ONNX domain named op_type, or nullptr when it is not supported.
 const OpSchema* find_op(const std::string& op_type);
@@ -153,6 +160,7 @@ ANVIL_REF_KERNEL(pad_kernel)
 ANVIL_REF_KERNEL(gather_kernel)
 ANVIL_REF_KERNEL(shape_kernel)
 ANVIL_REF_KERNEL(cast_kernel)
+ANVIL_REF_KERNEL(cast_like_kernel)
 ANVIL_REF_KERNEL(constant_of_shape_kernel)
 ANVIL_REF_KERNEL(expand_kernel)
 ANVIL_REF_KERNEL(quantize_linear_kernel)

@@ -11,6 +11,9 @@ const Tensor& KernelContext::input(size_t i) const {
 }
 
 namespace {
+/// OpSchema::any_element_type, named at its uses.
+constexpr bool kAnyElementType = true;
+
 // Every operator the executor runs: ONNX op type, kernel, input count range, output count limit,
 // and an optional attribute check run at create().
 // Input counts follow the widest opset up to 17 (e.g. Clip's min/max inputs from opset 11).
@@ -28,7 +31,7 @@ constexpr OpSchema kOps[] = {
     {"Div", div_kernel, 2, 2, 1},
     {"Relu", relu_kernel, 1, 1, 1},
     {"Clip", clip_kernel, 1, 3, 1},
-    {"Identity", identity_kernel, 1, 1, 1},
+    {"Identity", identity_kernel, 1, 1, 1, nullptr, kAnyElementType},
     {"Dropout", dropout_kernel, 1, 3, 2},
     {"Constant", constant_kernel, 0, 0, 1},
     {"Flatten", flatten_kernel, 1, 1, 1},
@@ -58,8 +61,9 @@ constexpr OpSchema kOps[] = {
     {"Unsqueeze", unsqueeze_kernel, 1, 2, 1},
     {"Pad", pad_kernel, 1, 3, 1},
     {"Gather", gather_kernel, 2, 2, 1},
-    {"Shape", shape_kernel, 1, 1, 1},
-    {"Cast", cast_kernel, 1, 1, 1},
+    {"Shape", shape_kernel, 1, 1, 1, nullptr, kAnyElementType},
+    {"Cast", cast_kernel, 1, 1, 1, nullptr, kAnyElementType},
+    {"CastLike", cast_like_kernel, 2, 2, 1, nullptr, kAnyElementType},
     {"ConstantOfShape", constant_of_shape_kernel, 1, 1, 1},
     {"Expand", expand_kernel, 2, 2, 1},
     {"QuantizeLinear", quantize_linear_kernel, 2, 3, 1},
@@ -73,6 +77,18 @@ constexpr OpSchema kOps[] = {
     {"Resize", resize_kernel, 2, 4, 1, resize_check},
 };
 }  // namespace
+
+void check_element_types(const OpSchema& op, const KernelContext& ctx) {
+  if (op.any_element_type) return;
+  for (size_t i = 0; i < ctx.inputs.size(); ++i) {
+    if (!ctx.inputs[i]) continue;
+    const DType t = ctx.inputs[i]->dtype();
+    if (t == DType::kFloat16 || t == DType::kBFloat16 || t == DType::kString)
+      fail(ErrorCode::kUnsupported, "input '" + ctx.node.input(static_cast<int>(i)) + "' has data type " +
+                                        dtype_name(t) + ", which " + op.op_type +
+                                        " does not support (convert it with Cast first)");
+  }
+}
 
 std::vector<std::string> supported_operators() {
   std::vector<std::string> names;

@@ -162,8 +162,9 @@ std::string drop_contradicted_shapes(onnx::ModelProto& model, const fs::path& di
 
 enum class Outcome { kPassed, kFailed, kSkipped };
 
-/// How a kUnsupported rejection is listed: an element type the executor lacks (float16, string,
-/// optional/sequence values, ...) or an attribute value / operator variant it declares unsupported.
+/// How a kUnsupported rejection is listed: an element type the executor lacks (complex,
+/// optional/sequence values, ...) or an operator does not take (float16, bfloat16 or string into a
+/// numeric kernel), or an attribute value / operator variant it declares unsupported.
 std::string unsupported_label(const std::string& why) {
   const bool type = why.find("data type") != std::string::npos || why.find("dtype") != std::string::npos ||
                     why.find("only tensor inputs") != std::string::npos;
@@ -252,7 +253,7 @@ Outcome run_case(const fs::path& dir, const std::set<std::string>& supported, st
       }
     } catch (const Error& err) {
       why = err.what();
-      if (err.code() == ErrorCode::kUnsupported) {  // e.g. a float16 or string tensor in the test data
+      if (err.code() == ErrorCode::kUnsupported) {  // e.g. a complex tensor in the test data
         ++skipped_ops["(data type) " + why.substr(why.find("tensor '"))];
         return Outcome::kSkipped;
       }

@@ -178,7 +178,7 @@ TEST(ModelEditor, LoweringTakesInt8OutputsAndNamesUint8Inputs) {
   ASSERT_TRUE(plain.ok()) << plain.error().what();
   ASSERT_TRUE(edited.ok()) << edited.error().what();
   const Tensor x = ref::quantize_tensor(images(2, 5).normalised, plain->values[plain->inputs[0]].q);
-  const auto want = ref::run_int8(*plain, {{"x", x}}), got = ref::run_int8(*edited, {{"x", x}});
+  auto want = ref::run_int8(*plain, {{"x", x}}), got = ref::run_int8(*edited, {{"x", x}});
   ASSERT_TRUE(want.ok()) << want.error().what();
   ASSERT_TRUE(got.ok()) << got.error().what();
   EXPECT_EQ(want->at("y"), got->at("y"));

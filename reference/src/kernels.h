@@ -123,6 +123,9 @@ ANVIL_REF_KERNEL(global_max_pool_kernel)
 ANVIL_REF_KERNEL(batch_norm_kernel)
 ANVIL_REF_KERNEL(gemm_kernel)
 ANVIL_REF_KERNEL(matmul_kernel)
+/// Whether gemm_kernel runs this Gemm as a oneDNN inner product with B reordered once and kept in
+/// ctx.cache (ops_linear.cc: transA=0, alpha=1, B and C initializers, C one value per column).
+bool gemm_prepacked(const KernelContext& ctx);
 ANVIL_REF_KERNEL(add_kernel)
 ANVIL_REF_KERNEL(sub_kernel)
 ANVIL_REF_KERNEL(mul_kernel)

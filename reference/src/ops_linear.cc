@@ -7,9 +7,12 @@
 #include <array>
 
 #include <cstring>
+#include <memory>
+#include <unordered_map>
 
 #include "attributes.h"
 #include "broadcast.h"
+#include "dnnl_util.h"
 #include "kernels.h"
 
 namespace anvil::ref {
@@ -64,7 +67,92 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
                    beta, c + begin, n);
   });
 }
+/// A Gemm whose B (and C) are initializers, as one oneDNN inner product with B reordered once
+/// into the primitive's preferred layout and C as its bias (cached per A shape in the node cache).
+struct PrepackedGemm {
+  dnnl::inner_product_forward::primitive_desc pd;
+  dnnl::inner_product_forward prim;
+  dnnl::memory weights, bias;  ///< bias empty without C
+};
+
+/// The prepacked path applies: float32 A with transA=0 and alpha=1, B constant, C absent (or
+/// beta=0) or constant with beta=1 and one value per column ([N], [1, N], or a single value),
+/// and a product small enough to run on one thread (larger ones split over the pool below).
+/// Returns the bias values to use in `bias` (empty without C).
+bool prepackable(const KernelContext& ctx, bool ta, float alpha, float beta, int64_t m, int64_t n, int64_t k,
+                 std::vector<float>* bias) {
+  if (!ctx.cache || ta || alpha != 1.0f || !ctx.is_constant(1) || ctx.input(0).dtype() != DType::kFloat32 ||
+      ctx.input(1).dtype() != DType::kFloat32 || m == 0 || n == 0 || k == 0)
+    return false;
+  const int64_t threads = tbb::this_task_arena::max_concurrency();
+  if (threads > 1 && m * n * k >= kParallelGemmMacs) return false;
+  bias->clear();
+  if (!ctx.has_input(2) || beta == 0.0f) return true;
+  if (beta != 1.0f || !ctx.is_constant(2)) return false;
+  const Tensor& c = ctx.input(2);
+  if (c.dtype() != DType::kFloat32) return false;
+  const Shape& s = c.shape();
+  const float* cd = c.data<float>();
+  if (c.numel() == 1 && s.size() <= 2) {
+    bias->assign(static_cast<size_t>(n), cd[0]);
+  } else if ((s.size() == 1 && s[0] == n) || (s.size() == 2 && s[0] == 1 && s[1] == n)) {
+    bias->assign(cd, cd + n);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+void prepacked_gemm(KernelContext& ctx, bool tb, int64_t m, int64_t n, int64_t k, const std::vector<float>& bias,
+                    const float* a, const float* b, float* y) {
+  using dnnl::memory;
+  using tag = memory::format_tag;
+  const auto f32 = memory::data_type::f32;
+  SerialDnnl serial;
+  const std::string key = "gemm " + std::to_string(m) + " " + std::to_string(n) + " " + std::to_string(k) +
+                          (tb ? " tb" : "") + (bias.empty() ? "" : " c");
+  auto plan = ctx.cache->get<PrepackedGemm>(key, [&] {
+    auto made = std::make_shared<PrepackedGemm>();
+    const memory::desc src_md({m, k}, f32, tag::nc), dst_md({m, n}, f32, tag::nc),
+        any_w({n, k}, f32, tag::any), bias_md = bias.empty() ? memory::desc() : memory::desc({n}, f32, tag::x);
+    const dnnl::inner_product_forward::desc d(dnnl::prop_kind::forward_inference, src_md, any_w, bias_md, dst_md);
+    made->pd = dnnl::inner_product_forward::primitive_desc(d, user_scratchpad(), cpu_engine());
+    made->prim = dnnl::inner_product_forward(made->pd);
+    // B is [N, K] (oi) with transB, else [K, N] (io).
+    memory user(memory::desc({n, k}, f32, tb ? tag::oi : tag::io), cpu_engine(), const_cast<float*>(b));
+    made->weights = memory(made->pd.weights_desc(), cpu_engine());
+    dnnl::stream stream(cpu_engine());
+    reorder(user, made->weights, stream);
+    stream.wait();
+    if (!bias.empty()) {
+      made->bias = memory(bias_md, cpu_engine());
+      std::memcpy(made->bias.get_data_handle(), bias.data(), bias.size() * sizeof(float));
+    }
+    return std::shared_ptr<const PrepackedGemm>(std::move(made));
+  });
+  dnnl::stream stream(cpu_engine());
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, memory(plan->pd.src_desc(), cpu_engine(), const_cast<float*>(a))},
+      {DNNL_ARG_WEIGHTS, plan->weights},
+      {DNNL_ARG_DST, memory(plan->pd.dst_desc(), cpu_engine(), y)},
+      {DNNL_ARG_SCRATCHPAD, scratchpad(plan->pd.scratchpad_desc())}};
+  if (plan->bias) args.emplace(DNNL_ARG_BIAS, plan->bias);
+  plan->prim.execute(stream, args);
+  stream.wait();
+}
 }  // namespace
+
+bool gemm_prepacked(const KernelContext& ctx) {
+  const Tensor& a = ctx.input(0);
+  const Tensor& b = ctx.input(1);
+  if (a.rank() != 2 || b.rank() != 2) return false;
+  const bool ta = attr_int(ctx.node, "transA", 0) != 0, tb = attr_int(ctx.node, "transB", 0) != 0;
+  const int64_t m = ta ? a.dim(1) : a.dim(0), k = ta ? a.dim(0) : a.dim(1);
+  const int64_t kb = tb ? b.dim(1) : b.dim(0), n = tb ? b.dim(0) : b.dim(1);
+  std::vector<float> bias;
+  return k == kb && prepackable(ctx, ta, attr_float(ctx.node, "alpha", 1.0f), attr_float(ctx.node, "beta", 1.0f), m,
+                                n, k, &bias);
+}
 
 void gemm_kernel(KernelContext& ctx) {
   const Tensor& a = float_input(ctx, 0, "A");
@@ -81,6 +169,12 @@ void gemm_kernel(KernelContext& ctx) {
                                           " have different inner dimensions");
   Tensor y(DType::kFloat32, {m, n});
   float* yd = y.data<float>();
+  std::vector<float> bias;
+  if (prepackable(ctx, ta, alpha, beta, m, n, k, &bias)) {
+    prepacked_gemm(ctx, tb, m, n, k, bias, a.data<float>(), b.data<float>(), yd);
+    ctx.outputs[0] = std::move(y);
+    return;
+  }
   float c_scale = 0.0f;
   if (ctx.has_input(2) && beta != 0.0f) {
     // C broadcasts unidirectionally to [M, N].

@@ -132,7 +132,8 @@ void register_run(CLI::App& app) {
   cmd->add_option("--input", o->inputs, "input tensor file (.npy), or NAME=FILE for a named input; float32 is quantized on the host, int8 is used as is")
       ->required();
   cmd->add_option("-o,--output", o->out, "write the (first) output here as .npy (int8 unless --dequantize)");
-  cmd->add_flag("--dequantize", o->dequantize, "write outputs as float32 (scale and zero point of the program's output)");
+  cmd->add_flag("--dequantize", o->dequantize, "write int8 outputs as float32 (scale and zero point of the program's output; a float output, "
+                "computed on the host, is written as it is)");
   cmd->add_option("--stats", o->stats, "write run statistics and the device's performance counters as JSON");
   cmd->add_option("--hw-config", o->hw_config, "hardware configuration JSON (default: the preset for the program's target)");
   cmd->add_option("--set", o->sets, "override one hardware parameter: key=value (repeatable)");
@@ -247,7 +248,7 @@ void register_run(CLI::App& app) {
     if (!o->out.empty()) {
       const isa::TensorDesc& d = program.outputs.at(0);
       Tensor t = outputs.at(d.name);
-      if (o->dequantize) t = ref::dequantize_tensor(t, {d.scale, d.zero_point});
+      if (o->dequantize && t.dtype() == DType::kInt8) t = ref::dequantize_tensor(t, {d.scale, d.zero_point});
       write_npy(o->out, t);
     }
     nlohmann::json trace;

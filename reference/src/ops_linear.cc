@@ -75,46 +75,64 @@ struct PrepackedGemm {
   dnnl::memory weights, bias;  ///< bias empty without C
 };
 
+/// A Gemm's attributes and dimensions: op(A) is [m, k], op(B) is [kb, n] (k == kb when valid).
+struct GemmDims {
+  bool ta, tb;
+  float alpha, beta;
+  int64_t m, n, k, kb;
+};
+
+GemmDims gemm_dims(const KernelContext& ctx, const Tensor& a, const Tensor& b) {
+  GemmDims d;
+  d.ta = attr_int(ctx.node, "transA", 0) != 0;
+  d.tb = attr_int(ctx.node, "transB", 0) != 0;
+  d.alpha = attr_float(ctx.node, "alpha", 1.0f);
+  d.beta = attr_float(ctx.node, "beta", 1.0f);
+  d.m = d.ta ? a.dim(1) : a.dim(0);
+  d.k = d.ta ? a.dim(0) : a.dim(1);
+  d.kb = d.tb ? b.dim(1) : b.dim(0);
+  d.n = d.tb ? b.dim(0) : b.dim(1);
+  return d;
+}
+
 /// The prepacked path applies: float32 A with transA=0 and alpha=1, B constant, C absent (or
 /// beta=0) or constant with beta=1 and one value per column ([N], [1, N], or a single value),
 /// and a product small enough to run on one thread (larger ones split over the pool below).
-/// Returns the bias values to use in `bias` (empty without C).
-bool prepackable(const KernelContext& ctx, bool ta, float alpha, float beta, int64_t m, int64_t n, int64_t k,
-                 std::vector<float>* bias) {
-  if (!ctx.cache || ta || alpha != 1.0f || !ctx.is_constant(1) || ctx.input(0).dtype() != DType::kFloat32 ||
-      ctx.input(1).dtype() != DType::kFloat32 || m == 0 || n == 0 || k == 0)
+/// `c` is set to the C that becomes the bias, or nullptr.
+bool prepackable(const KernelContext& ctx, const GemmDims& d, const Tensor** c) {
+  *c = nullptr;
+  if (!ctx.cache || d.ta || d.alpha != 1.0f || !ctx.is_constant(1) || ctx.input(0).dtype() != DType::kFloat32 ||
+      ctx.input(1).dtype() != DType::kFloat32 || d.m == 0 || d.n == 0 || d.k == 0)
     return false;
   const int64_t threads = tbb::this_task_arena::max_concurrency();
-  if (threads > 1 && m * n * k >= kParallelGemmMacs) return false;
-  bias->clear();
-  if (!ctx.has_input(2) || beta == 0.0f) return true;
-  if (beta != 1.0f || !ctx.is_constant(2)) return false;
-  const Tensor& c = ctx.input(2);
-  if (c.dtype() != DType::kFloat32) return false;
-  const Shape& s = c.shape();
-  const float* cd = c.data<float>();
-  if (c.numel() == 1 && s.size() <= 2) {
-    bias->assign(static_cast<size_t>(n), cd[0]);
-  } else if ((s.size() == 1 && s[0] == n) || (s.size() == 2 && s[0] == 1 && s[1] == n)) {
-    bias->assign(cd, cd + n);
-  } else {
-    return false;
-  }
+  if (threads > 1 && d.m * d.n * d.k >= kParallelGemmMacs) return false;
+  if (!ctx.has_input(2) || d.beta == 0.0f) return true;
+  if (d.beta != 1.0f || !ctx.is_constant(2)) return false;
+  const Tensor& t = ctx.input(2);
+  if (t.dtype() != DType::kFloat32) return false;
+  const Shape& s = t.shape();
+  const bool per_column = (t.numel() == 1 && s.size() <= 2) || (s.size() == 1 && s[0] == d.n) ||
+                          (s.size() == 2 && s[0] == 1 && s[1] == d.n);
+  if (!per_column) return false;
+  *c = &t;
   return true;
 }
 
-void prepacked_gemm(KernelContext& ctx, bool tb, int64_t m, int64_t n, int64_t k, const std::vector<float>& bias,
-                    const float* a, const float* b, float* y) {
+/// y = A B (+ c, one value per column), on the node's cached plan; the plan (B reordered, c
+/// expanded to the bias) is built on the first run of each A shape.
+void prepacked_gemm(KernelContext& ctx, const GemmDims& d, const Tensor* c, const float* a, const float* b, float* y) {
+  const int64_t m = d.m, n = d.n, k = d.k;
+  const bool tb = d.tb;
   using dnnl::memory;
   using tag = memory::format_tag;
   const auto f32 = memory::data_type::f32;
   SerialDnnl serial;
   const std::string key = "gemm " + std::to_string(m) + " " + std::to_string(n) + " " + std::to_string(k) +
-                          (tb ? " tb" : "") + (bias.empty() ? "" : " c");
+                          (tb ? " tb" : "") + (c ? " c" : "");
   auto plan = ctx.cache->get<PrepackedGemm>(key, [&] {
     auto made = std::make_shared<PrepackedGemm>();
     const memory::desc src_md({m, k}, f32, tag::nc), dst_md({m, n}, f32, tag::nc),
-        any_w({n, k}, f32, tag::any), bias_md = bias.empty() ? memory::desc() : memory::desc({n}, f32, tag::x);
+        any_w({n, k}, f32, tag::any), bias_md = c ? memory::desc({n}, f32, tag::x) : memory::desc();
     const dnnl::inner_product_forward::desc d(dnnl::prop_kind::forward_inference, src_md, any_w, bias_md, dst_md);
     made->pd = dnnl::inner_product_forward::primitive_desc(d, user_scratchpad(), cpu_engine());
     made->prim = dnnl::inner_product_forward(made->pd);
@@ -124,9 +142,11 @@ void prepacked_gemm(KernelContext& ctx, bool tb, int64_t m, int64_t n, int64_t k
     dnnl::stream stream(cpu_engine());
     reorder(user, made->weights, stream);
     stream.wait();
-    if (!bias.empty()) {
+    if (c) {  // a single value repeats over the N columns
       made->bias = memory(bias_md, cpu_engine());
-      std::memcpy(made->bias.get_data_handle(), bias.data(), bias.size() * sizeof(float));
+      float* bias = static_cast<float*>(made->bias.get_data_handle());
+      const float* cd = c->data<float>();
+      for (int64_t j = 0; j < n; ++j) bias[j] = cd[c->numel() == 1 ? 0 : j];
     }
     return std::shared_ptr<const PrepackedGemm>(std::move(made));
   });
@@ -146,12 +166,9 @@ bool gemm_prepacked(const KernelContext& ctx) {
   const Tensor& a = ctx.input(0);
   const Tensor& b = ctx.input(1);
   if (a.rank() != 2 || b.rank() != 2) return false;
-  const bool ta = attr_int(ctx.node, "transA", 0) != 0, tb = attr_int(ctx.node, "transB", 0) != 0;
-  const int64_t m = ta ? a.dim(1) : a.dim(0), k = ta ? a.dim(0) : a.dim(1);
-  const int64_t kb = tb ? b.dim(1) : b.dim(0), n = tb ? b.dim(0) : b.dim(1);
-  std::vector<float> bias;
-  return k == kb && prepackable(ctx, ta, attr_float(ctx.node, "alpha", 1.0f), attr_float(ctx.node, "beta", 1.0f), m,
-                                n, k, &bias);
+  const GemmDims d = gemm_dims(ctx, a, b);
+  const Tensor* c = nullptr;
+  return d.k == d.kb && prepackable(ctx, d, &c);
 }
 
 void gemm_kernel(KernelContext& ctx) {
@@ -160,18 +177,18 @@ void gemm_kernel(KernelContext& ctx) {
   if (a.rank() != 2 || b.rank() != 2)
     fail(ErrorCode::kInvalidArgument, "A and B must be 2-D, got " + shape_str(a.shape()) + " and " +
                                           shape_str(b.shape()));
-  const bool ta = attr_int(ctx.node, "transA", 0) != 0, tb = attr_int(ctx.node, "transB", 0) != 0;
-  const float alpha = attr_float(ctx.node, "alpha", 1.0f), beta = attr_float(ctx.node, "beta", 1.0f);
-  const int64_t m = ta ? a.dim(1) : a.dim(0), k = ta ? a.dim(0) : a.dim(1);
-  const int64_t kb = tb ? b.dim(1) : b.dim(0), n = tb ? b.dim(0) : b.dim(1);
-  if (k != kb)
+  const GemmDims d = gemm_dims(ctx, a, b);
+  const bool ta = d.ta, tb = d.tb;
+  const float alpha = d.alpha, beta = d.beta;
+  const int64_t m = d.m, n = d.n, k = d.k;
+  if (k != d.kb)
     fail(ErrorCode::kInvalidArgument, "A " + shape_str(a.shape()) + " and B " + shape_str(b.shape()) +
                                           " have different inner dimensions");
   Tensor y(DType::kFloat32, {m, n});
   float* yd = y.data<float>();
-  std::vector<float> bias;
-  if (prepackable(ctx, ta, alpha, beta, m, n, k, &bias)) {
-    prepacked_gemm(ctx, tb, m, n, k, bias, a.data<float>(), b.data<float>(), yd);
+  const Tensor* c = nullptr;
+  if (prepackable(ctx, d, &c)) {
+    prepacked_gemm(ctx, d, c, a.data<float>(), b.data<float>(), yd);
     ctx.outputs[0] = std::move(y);
     return;
   }

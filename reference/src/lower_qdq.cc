@@ -146,12 +146,16 @@ class QdqLowering {
     return q;
   }
 
+  bool is_graph_output(const std::string& name) const {
+    for (const auto& out : graph_.output())
+      if (out.name() == name) return true;
+    return false;
+  }
+
   /// The only consumer of `value`, or -1 when it has none or several (or is a graph output).
   int single_consumer(const std::string& value) {
     auto it = consumers_.find(value);
-    if (it == consumers_.end() || it->second.size() != 1) return -1;
-    for (const auto& out : graph_.output())
-      if (out.name() == value) return -1;
+    if (it == consumers_.end() || it->second.size() != 1 || is_graph_output(value)) return -1;
     return it->second[0];
   }
 
@@ -165,6 +169,13 @@ class QdqLowering {
   int add_value(const std::string& name, Shape shape, QuantParams q) {
     g_.values.push_back({name, std::move(shape), q});
     quantized_[name] = static_cast<int>(g_.values.size()) - 1;
+    return static_cast<int>(g_.values.size()) - 1;
+  }
+
+  /// An unquantized kHost op output (Int8Value::dtype), read by later kHost ops.
+  int add_host_value(const std::string& name, Shape shape, DType dtype) {
+    g_.values.push_back({name, std::move(shape), QuantParams{}, dtype});
+    host_values_[name] = static_cast<int>(g_.values.size()) - 1;
     return static_cast<int>(g_.values.size()) - 1;
   }
 
@@ -663,12 +674,6 @@ class QdqLowering {
     return it == producer_.end() ? -1 : it->second;
   }
 
-  bool is_graph_output(const std::string& name) const {
-    for (const auto& out : graph_.output())
-      if (out.name() == name) return true;
-    return false;
-  }
-
   /// An int8 value or a host value of the integer graph, by name; -1 when it is neither.
   int graph_value(const std::string& name) const {
     if (auto it = quantized_.find(name); it != quantized_.end()) return it->second;
@@ -785,11 +790,8 @@ class QdqLowering {
         if (y.dtype() != DType::kInt8) fail(ErrorCode::kUnsupported, node_label(node(quantize[k])) + ": output is not int8");
         op.host_outputs.push_back(add_value(outputs[k], y.shape(), per_tensor_params(node(quantize[k]))));
       } else {
-        g_.values.push_back({outputs[k], y.shape(), QuantParams{}, y.dtype()});
-        const int v = static_cast<int>(g_.values.size()) - 1;
-        host_values_[outputs[k]] = v;
+        op.host_outputs.push_back(add_host_value(outputs[k], y.shape(), y.dtype()));
         host_samples_[outputs[k]] = y;
-        op.host_outputs.push_back(v);
       }
     }
     op.output = op.host_outputs[0];

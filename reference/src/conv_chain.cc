@@ -378,15 +378,8 @@ ChunkPlan make_chunk_plan(const ConvChain::Spec& spec, const Plan& plan, int64_t
       const WindowNd g = window_geometry_nd(s.node, {xs[2], xs[3]}, kernel, false);
       const memory::dims w_dims = group == 1 ? memory::dims{m, c, kernel[0], kernel[1]}
                                              : memory::dims{group, m / group, c / group, kernel[0], kernel[1]};
-      memory::dims gaps = g.dilations;
-      for (auto& d : gaps) d -= 1;
-      dnnl::primitive_attr attr = user_scratchpad();
-      if (s.act) {
-        dnnl::post_ops po;
-        if (s.lo == 0.0f && std::isinf(s.hi)) po.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
-        else po.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, s.lo, s.hi);
-        attr.set_post_ops(po);
-      }
+      const memory::dims gaps = dnnl_dilations(g.dilations);
+      const dnnl::primitive_attr attr = user_scratchpad_with_clamp(s.act, s.lo, s.hi);
       const memory::desc bias_md = s.b ? memory::desc({m}, memory::data_type::f32, tag::x) : memory::desc();
       auto make = [&](const memory::desc& src) {
         const dnnl::convolution_forward::desc d(

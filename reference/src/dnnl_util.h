@@ -3,6 +3,8 @@
 /// Every call runs on the calling thread (see SerialDnnl in kernels.h).
 #include <dnnl.hpp>
 
+#include <vector>
+
 namespace anvil::ref {
 
 /// oneDNN's CPU engine, created once (engines are thread safe).
@@ -12,6 +14,13 @@ const dnnl::engine& cpu_engine();
 /// scratchpad (by default oneDNN shares one per creating thread, unsafe when primitives created on
 /// one thread run on others).
 dnnl::primitive_attr user_scratchpad();
+
+/// user_scratchpad() plus, when `clamp`, y = min(max(y, lo), hi) as an eltwise post-op (oneDNN's
+/// relu when lo = 0 and hi = +inf): a Relu/Clip fused into a Conv.
+dnnl::primitive_attr user_scratchpad_with_clamp(bool clamp, float lo, float hi);
+
+/// oneDNN's dilations count the gaps between taps: ONNX dilation - 1 per axis.
+dnnl::memory::dims dnnl_dilations(const std::vector<int64_t>& onnx_dilations);
 
 /// This thread's scratchpad for oneDNN calls, at least `desc`'s size, 64-byte aligned.
 dnnl::memory scratchpad(const dnnl::memory::desc& desc);

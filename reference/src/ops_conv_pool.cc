@@ -33,6 +33,24 @@ dnnl::primitive_attr user_scratchpad() {
   return attr;
 }
 
+dnnl::primitive_attr user_scratchpad_with_clamp(bool clamp, float lo, float hi) {
+  dnnl::primitive_attr attr = user_scratchpad();
+  if (!clamp) return attr;
+  dnnl::post_ops po;
+  if (lo == 0.0f && std::isinf(hi) && hi > 0)
+    po.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+  else
+    po.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, lo, hi);
+  attr.set_post_ops(po);
+  return attr;
+}
+
+dnnl::memory::dims dnnl_dilations(const std::vector<int64_t>& onnx_dilations) {
+  dnnl::memory::dims gaps(onnx_dilations.begin(), onnx_dilations.end());
+  for (auto& d : gaps) d -= 1;
+  return gaps;
+}
+
 dnnl::memory scratchpad(const dnnl::memory::desc& desc) {
   struct Free {
     void operator()(void* p) const { std::free(p); }
@@ -284,23 +302,16 @@ void dnnl_conv(KernelContext& ctx, const Tensor& x, const Tensor& w, const float
       const memory::desc any_src(join({p.n, p.c}, in), memory::data_type::f32, tag::any);
       const memory::desc any_w(w_dims, memory::data_type::f32, tag::any);
       const memory::desc any_dst(join({p.n, p.m}, out), memory::data_type::f32, tag::any);
-      memory::dims gaps = g.dilations;
-      for (int64_t& d : gaps) d -= 1;
+      const memory::dims gaps = dnnl_dilations(g.dilations);
       const memory::desc bias_md = bias ? memory::desc({p.m}, memory::data_type::f32, tag::x) : memory::desc();
       // oneDNN's dilation counts the gaps (ONNX dilation - 1); its padding is the begin and the
       // end pads, the latter consistent with the output size ONNX computes.
       const dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference,
                                               dnnl::algorithm::convolution_direct, any_src, any_w, bias_md, any_dst,
                                               g.strides, gaps, g.pads_begin, g.pads_end);
-      dnnl::primitive_attr attr = user_scratchpad();
-      if (ctx.activation.on) {  // a fused Relu/Clip as oneDNN post-op
-        dnnl::post_ops po;
-        if (ctx.activation.lo == 0.0f && std::isinf(ctx.activation.hi) && ctx.activation.hi > 0)
-          po.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
-        else
-          po.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, ctx.activation.lo, ctx.activation.hi);
-        attr.set_post_ops(po);
-      }
+      // A fused Relu/Clip as oneDNN post-op.
+      const dnnl::primitive_attr attr =
+          user_scratchpad_with_clamp(ctx.activation.on, ctx.activation.lo, ctx.activation.hi);
       p.pd = dnnl::convolution_forward::primitive_desc(d, attr, cpu_engine());
       p.conv = dnnl::convolution_forward(p.pd);
     }

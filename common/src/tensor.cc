@@ -198,22 +198,29 @@ Tensor Tensor::cast(DType to) const {
   if (dtype_ == DType::kFloat16 || dtype_ == DType::kBFloat16) {  // exact widening, then a cast from float
     Tensor f(DType::kFloat32, shape_);
     float* out = f.data<float>();
-    if (dtype_ == DType::kFloat16)
-      for (int64_t i = 0; i < numel_; ++i) out[i] = float16_to_float(data<Float16>()[i]);
-    else
-      for (int64_t i = 0; i < numel_; ++i) out[i] = bfloat16_to_float(data<BFloat16>()[i]);
+    if (dtype_ == DType::kFloat16) {
+      const Float16* in = data<Float16>();
+      for (int64_t i = 0; i < numel_; ++i) out[i] = float16_to_float(in[i]);
+    } else {
+      const BFloat16* in = data<BFloat16>();
+      for (int64_t i = 0; i < numel_; ++i) out[i] = bfloat16_to_float(in[i]);
+    }
     return f.cast(to);
   }
   if (to == DType::kFloat16) {  // every numeric value of up to 2^53 is exact in double: one rounding
     const Tensor wide = cast(DType::kFloat64);
     Tensor t(to, shape_);
-    for (int64_t i = 0; i < numel_; ++i) t.data<Float16>()[i] = float16_from_double(wide.data<double>()[i]);
+    const double* in = wide.data<double>();
+    Float16* out = t.data<Float16>();
+    for (int64_t i = 0; i < numel_; ++i) out[i] = float16_from_double(in[i]);
     return t;
   }
   if (to == DType::kBFloat16) {  // a double is rounded to float first, then truncated
     const Tensor f = cast(DType::kFloat32);
     Tensor t(to, shape_);
-    for (int64_t i = 0; i < numel_; ++i) t.data<BFloat16>()[i] = bfloat16_from_float(f.data<float>()[i]);
+    const float* in = f.data<float>();
+    BFloat16* out = t.data<BFloat16>();
+    for (int64_t i = 0; i < numel_; ++i) out[i] = bfloat16_from_float(in[i]);
     return t;
   }
   Tensor t(to, shape_);

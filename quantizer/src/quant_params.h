@@ -15,11 +15,13 @@ using ref::QuantParams;
 /// The smallest scale the quantizer emits. A tensor that is zero everywhere (range [0, 0], or a
 /// weight channel of zeros) gets it instead of 0: DequantizeLinear and the integer multipliers
 /// need a positive scale, and any scale represents 0 exactly. A calibrated range whose scale would
-/// fall below it is floored with a warning naming the tensor (quantize()). A floor of 1e-18 was
-/// tried (random-weight MobileNetV2's logits are ~1e-9): the quantizer's own arithmetic stays
-/// valid, but ref::lower_qdq crashed on a model with an all-zero tensor at that scale
-/// (ModelEditor.LoweringTakesInt8OutputsAndNamesUint8Inputs, SIGSEGV), so the floor stays 1e-8.
-constexpr float kMinScale = 1e-8f;
+/// fall below it is floored with a warning naming the tensor (quantize()).
+/// Why 1e-18: an int32 bias scale is the product of two scales (input x weight), computed in
+/// float32, and the product of two floored scales (1e-36) must stay a normal float32 (> 1.18e-38);
+/// a higher floor silences real tensors: random-weight MobileNetV2's logits are ~3e-9 and
+/// EfficientNet-B0's ~4e-14, which a floor of 1e-8 quantized to all zeros (0 dB, see
+/// docs/quantization.md).
+constexpr float kMinScale = 1e-18f;
 
 /// True when `r` (non-empty) would get a scale below kMinScale, i.e. the floor changes it.
 bool scale_is_floored(Range r, bool symmetric);

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "quant_params.h"
 
@@ -138,14 +139,28 @@ TEST(Bias, SaturatesToInt32) {
 }
 
 TEST(ActivationParams, FlooredRangesAreDetected) {
-  // Random-weight MobileNetV2 logits are ~1e-9: below what kMinScale resolves; quantize() warns.
   for (bool sym : {false, true}) {
-    const Range r{-3.4e-9f, 3.4e-9f};
+    const Range r{-3.4e-19f, 3.4e-19f};
     EXPECT_TRUE(scale_is_floored(r, sym));
     EXPECT_EQ(activation_params(r, sym).scale, kMinScale);
+    // Random-weight MobileNetV2 logits (~3.4e-9) and EfficientNet-B0's (~4e-14) are resolved.
+    EXPECT_FALSE(scale_is_floored({-3.4e-9f, 3.4e-9f}, sym));
+    EXPECT_FALSE(scale_is_floored({-4.1e-14f, 4.1e-14f}, sym));
     EXPECT_FALSE(scale_is_floored({-1e-3f, 1e-3f}, sym));
     EXPECT_FALSE(scale_is_floored({0.0f, 0.0f}, sym));  // all zero: exact at any scale
   }
-  EXPECT_FALSE(scale_is_floored({0.0f, 255e-8f}, false));  // exactly kMinScale
-  EXPECT_TRUE(scale_is_floored({0.0f, 254e-8f}, false));
+  EXPECT_FALSE(scale_is_floored({0.0f, 255e-18f}, false));  // exactly kMinScale
+  EXPECT_TRUE(scale_is_floored({0.0f, 254e-18f}, false));
+}
+
+TEST(ActivationParams, BiasScaleOfTwoFlooredScalesIsANormalFloat) {
+  // The int32 bias scale is input_scale x weight_scale in float32: even at the floor it must not
+  // be denormal or zero.
+  EXPECT_GE(kMinScale * kMinScale, std::numeric_limits<float>::min());
+  std::vector<float> scales;
+  const Tensor q = quantize_bias(Tensor::from_vector<float>({2}, {0.0f, 3e-36f}), kMinScale, {kMinScale, kMinScale}, &scales);
+  ASSERT_EQ(scales.size(), 2u);
+  EXPECT_GE(scales[1], std::numeric_limits<float>::min());
+  EXPECT_EQ(q.data<int32_t>()[0], 0);
+  EXPECT_EQ(q.data<int32_t>()[1], 3);
 }

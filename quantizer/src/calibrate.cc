@@ -31,8 +31,7 @@ Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, b
   observe.observe = [&](const std::string& name, const Tensor& value) {
     if (value.dtype() != DType::kFloat32 || value.numel() == 0) return;
     const float* p = value.data<float>();
-    bool finite = true;
-    for (int64_t i = 0; i < value.numel() && finite; ++i) finite = std::isfinite(p[i]);
+    const bool finite = all_finite(p, value.numel());
     std::lock_guard<std::mutex> lock(mu);
     if (!finite) {
       if (bad_tensor.empty()) bad_tensor = name;

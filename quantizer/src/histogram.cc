@@ -2,11 +2,19 @@
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+#include <tbb/parallel_reduce.h>
 
 namespace anvil::quant {
 
 namespace {
 constexpr int kHalf = kHistogramBins / 2;
+constexpr int64_t kGrain = 1 << 16;  // values per parallel block
 
 /// The smallest power-of-two bin width w with kHalf * w > m (m > 0).
 double initial_width(double m) {
@@ -26,12 +34,29 @@ void double_width(std::vector<int64_t>& h) {
 
 void accumulate(TensorStats& s, const float* p, int64_t n) {
   if (n <= 0) return;
-  float lo = p[0], hi = p[0];
-  for (int64_t i = 1; i < n; ++i) lo = std::min(lo, p[i]), hi = std::max(hi, p[i]);
+  // Min and max, in parallel over blocks (a model's tensors are up to millions of values and the
+  // executor waits for this between nodes).
+  using MinMax = std::pair<float, float>;
+  const MinMax lohi = tbb::parallel_reduce(
+      tbb::blocked_range<int64_t>(0, n, kGrain), MinMax{p[0], p[0]},
+      [p](const tbb::blocked_range<int64_t>& r, MinMax m) {
+        // Eight independent lanes so the compiler can vectorize (the caller has excluded NaN).
+        float lo[8], hi[8];
+        std::fill(lo, lo + 8, m.first), std::fill(hi, hi + 8, m.second);
+        int64_t i = r.begin();
+        for (; i + 8 <= r.end(); i += 8)
+          for (int j = 0; j < 8; ++j) {
+            lo[j] = p[i + j] < lo[j] ? p[i + j] : lo[j];
+            hi[j] = p[i + j] > hi[j] ? p[i + j] : hi[j];
+          }
+        for (; i < r.end(); ++i) lo[0] = std::min(lo[0], p[i]), hi[0] = std::max(hi[0], p[i]);
+        return MinMax{*std::min_element(lo, lo + 8), *std::max_element(hi, hi + 8)};
+      },
+      [](const MinMax& a, const MinMax& b) { return MinMax{std::min(a.first, b.first), std::max(a.second, b.second)}; });
   if (s.count == 0) {
-    s.min = lo, s.max = hi;
+    s.min = lohi.first, s.max = lohi.second;
   } else {
-    s.min = std::min(s.min, lo), s.max = std::max(s.max, hi);
+    s.min = std::min(s.min, lohi.first), s.max = std::max(s.max, lohi.second);
   }
   const int64_t zeros_before = s.histogram.empty() ? s.count : 0;  // all of them are 0 then
   s.count += n;
@@ -46,11 +71,47 @@ void accumulate(TensorStats& s, const float* p, int64_t n) {
     double_width(s.histogram);
     s.histogram_half_width *= 2.0f;
   }
-  const double inv_w = kHalf / static_cast<double>(s.histogram_half_width);  // 1 / w, a power of two
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t bin = static_cast<int64_t>(std::floor(p[i] * inv_w)) + kHalf;
-    ++s.histogram[std::clamp<int64_t>(bin, 0, kHistogramBins - 1)];
-  }
+  // Each block bins into its own counts, added to the tensor's under a lock once per block.
+  // bin = floor(x / w) + kHalf: x * (1/w) is exact (1/w is a power of two, in double), and the
+  // floor is a truncation corrected by one below zero, so the loop needs no libm call. Bin indices
+  // are computed for a run of values first, then counted into four interleaved copies of the
+  // counts, so that repeated bins (the zeros after a ReLU) do not serialise on one counter.
+  const double inv_w = kHalf / static_cast<double>(s.histogram_half_width);
+  std::mutex mu;
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, kGrain), [&](const tbb::blocked_range<int64_t>& r) {
+    constexpr int kCopies = 4, kRun = 256;
+    std::vector<int64_t> local(static_cast<size_t>(kCopies) * kHistogramBins, 0);
+    int32_t bins[kRun];
+    for (int64_t i0 = r.begin(); i0 < r.end(); i0 += kRun) {
+      const int m = static_cast<int>(std::min<int64_t>(kRun, r.end() - i0));
+      for (int k = 0; k < m; ++k) {
+        const double t = std::clamp(static_cast<double>(p[i0 + k]) * inv_w, -static_cast<double>(kHalf),
+                                    static_cast<double>(kHalf - 1));
+        const auto b = static_cast<int32_t>(t);  // toward zero
+        bins[k] = b - (t < static_cast<double>(b) ? 1 : 0) + kHalf;
+      }
+      int k = 0;
+      for (; k + kCopies <= m; k += kCopies)
+        for (int c = 0; c < kCopies; ++c) ++local[static_cast<size_t>(c) * kHistogramBins + bins[k + c]];
+      for (; k < m; ++k) ++local[bins[k]];
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    for (int b = 0; b < kHistogramBins; ++b)
+      for (int c = 0; c < kCopies; ++c) s.histogram[b] += local[static_cast<size_t>(c) * kHistogramBins + b];
+  });
+}
+
+bool all_finite(const float* p, int64_t n) {
+  return tbb::parallel_reduce(
+      tbb::blocked_range<int64_t>(0, n, kGrain), true,
+      [p](const tbb::blocked_range<int64_t>& r, bool ok) {
+        if (!ok) return false;
+        // x - x is 0 for a finite x and NaN for NaN and +-Inf; the sum stays NaN once it is.
+        float sum = 0.0f;
+        for (int64_t i = r.begin(); i < r.end(); ++i) sum += p[i] - p[i];
+        return sum == 0.0f;
+      },
+      [](bool a, bool b) { return a && b; });
 }
 
 void accumulate_channel_means(TensorStats& s, const float* p, int64_t batch, int64_t channels, int64_t inner) {
@@ -64,7 +125,8 @@ void accumulate_channel_means(TensorStats& s, const float* p, int64_t batch, int
     return;
   }
   const int64_t added = batch * inner;
-  for (int64_t c = 0; c < channels; ++c) {
+  // Channels in parallel; each channel's sum keeps its order, so the means do not depend on threads.
+  tbb::parallel_for(int64_t{0}, channels, [&](int64_t c) {
     double sum = 0.0;
     for (int64_t b = 0; b < batch; ++b) {
       const float* row = p + (b * channels + c) * inner;
@@ -72,7 +134,7 @@ void accumulate_channel_means(TensorStats& s, const float* p, int64_t batch, int
     }
     double& mean = s.channel_mean[static_cast<size_t>(c)];
     mean = (mean * static_cast<double>(s.channel_samples) + sum) / static_cast<double>(s.channel_samples + added);
-  }
+  });
   s.channel_samples += added;
 }
 

@@ -18,6 +18,9 @@ namespace anvil::quant {
 /// above 0 once the histogram exists. The caller checks finiteness.
 void accumulate(TensorStats& s, const float* values, int64_t n);
 
+/// True when no value is NaN or +-Inf.
+bool all_finite(const float* values, int64_t n);
+
 /// Adds a [batch, channels, inner] block of values to s.channel_mean / s.channel_samples (a running
 /// mean per channel, in double). When axis 1 changes size between batches it is not a channel axis
 /// (e.g. the batch moved there by a Transpose): the means are dropped and channel_samples set to -1,

@@ -2,6 +2,7 @@
 // batches must end with the same statistics as the whole data seen at once.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -143,4 +144,39 @@ TEST(GrowingHistogram, JsonKeepsTheGrid) {
     EXPECT_EQ(e.code(), ErrorCode::kParseError);
     EXPECT_NE(std::string(e.what()).find("histogram_half_width"), std::string::npos) << e.what();
   }
+}
+
+TEST(GrowingHistogram, ParallelBinningEqualsFloorOfValueOverWidth) {
+  // More values than one parallel block (accumulate splits at 65,536), with values exactly on bin
+  // edges, -0.0, tiny negatives, and the extremes: every count must be where floor(x / w) says.
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 1.5f);
+  std::vector<float> v;
+  for (int i = 0; i < 300000; ++i) v.push_back(normal(rng));
+  v.push_back(6.0f), v.push_back(-6.0f);  // the final range [-6, 6]: half-width 8, w = 8 / 1024
+  for (int k = -1024; k < 1024; k += 7) v.push_back(static_cast<float>(k) * (8.0f / 1024));  // edges
+  v.push_back(-0.0f), v.push_back(-1e-30f), v.push_back(1e-30f), v.push_back(0.0f);
+  std::vector<float> clipped;
+  for (float x : v) clipped.push_back(std::clamp(x, -6.0f, 6.0f));
+  TensorStats s;
+  accumulate(s, clipped.data(), static_cast<int64_t>(clipped.size()));
+  ASSERT_EQ(s.histogram_half_width, 8.0f);
+  std::vector<int64_t> want(kHistogramBins, 0);
+  const double w = 16.0 / kHistogramBins;
+  for (float x : clipped) ++want[static_cast<size_t>(kHistogramBins / 2 + static_cast<int>(std::floor(x / w)))];
+  EXPECT_EQ(s.histogram, want);
+  EXPECT_EQ(s.min, -6.0f);
+  EXPECT_EQ(s.max, 6.0f);
+  EXPECT_EQ(s.count, static_cast<int64_t>(clipped.size()));
+}
+
+TEST(GrowingHistogram, AllFiniteFindsNanAndInfAnywhere) {
+  std::vector<float> v(200000, 1.0f);
+  EXPECT_TRUE(all_finite(v.data(), static_cast<int64_t>(v.size())));
+  for (float bad : {std::nanf(""), INFINITY, -INFINITY})
+    for (size_t at : {size_t{0}, size_t{65536}, v.size() - 1}) {
+      std::vector<float> w = v;
+      w[at] = bad;
+      EXPECT_FALSE(all_finite(w.data(), static_cast<int64_t>(w.size()))) << bad << " at " << at;
+    }
 }

@@ -126,6 +126,9 @@ ANVIL_REF_KERNEL(matmul_kernel)
 /// Whether gemm_kernel runs this Gemm as a oneDNN inner product with B reordered once and kept in
 /// ctx.cache (ops_linear.cc: transA=0, alpha=1, B and C initializers, C one value per column).
 bool gemm_prepacked(const KernelContext& ctx);
+/// Whether matmul_kernel runs this MatMul on oneDNN inner products with each matrix of B reordered
+/// once and kept in ctx.cache (ops_linear.cc: float32, ranks >= 2, B an initializer).
+bool matmul_prepacked(const KernelContext& ctx);
 ANVIL_REF_KERNEL(add_kernel)
 ANVIL_REF_KERNEL(sub_kernel)
 ANVIL_REF_KERNEL(mul_kernel)

@@ -196,7 +196,8 @@ std::vector<ConvChain::Fusion> ConvChain::fusions(const std::vector<const onnx::
   std::vector<Fusion> found;
   for (size_t i = 0; i < nodes.size(); ++i) {
     const onnx::NodeProto& n = *nodes[i];
-    if (n.op_type() != "Conv" || !(n.domain().empty() || n.domain() == "ai.onnx") || n.output_size() != 1 ||
+    if ((n.op_type() != "Conv" && n.op_type() != "Gemm") || !(n.domain().empty() || n.domain() == "ai.onnx") ||
+        n.output_size() != 1 ||
         n.input_size() < 2 || !initializers.count(n.input(1)) ||
         initializers.at(n.input(1)).dtype() != DType::kFloat32 || outputs.count(n.output(0)))
       continue;

@@ -42,10 +42,10 @@ class ConvChain {
   /// after the chain (or graph outputs) to `outputs`.
   bool run(const Lookup& lookup, std::vector<std::pair<std::string, Tensor>>* outputs) const;
 
-  /// For the node-by-node path: each Conv (float weights from an initializer) whose output only a
-  /// Relu or a Clip with bounds known before any input reads, and is not a graph output.
+  /// For the node-by-node path: each Conv or Gemm (float weights / B from an initializer) whose
+  /// output only a Relu or a Clip with bounds known before any input reads, and is not a graph output.
   struct Fusion {
-    size_t conv = 0, activation = 0;  ///< indices into `nodes`
+    size_t conv = 0, activation = 0;  ///< indices into `nodes` (`conv`: the Conv or Gemm)
     float lo = 0.0f, hi = 0.0f;       ///< y = min(max(conv, lo), hi)
   };
   static std::vector<Fusion> fusions(const std::vector<const onnx::NodeProto*>& nodes, int64_t opset,

@@ -70,7 +70,7 @@ struct KernelContext {
   std::vector<Tensor*> reusable_inputs = {};
   Tensor* reusable(size_t i) const { return i < reusable_inputs.size() ? reusable_inputs[i] : nullptr; }
 
-  /// Conv only: a Relu/Clip the executor fused into this node, applied to the output as
+  /// Conv and Gemm only: a Relu/Clip the executor fused into this node, applied to the output as
   /// y = min(max(y, lo), hi) (conv_chain.h, ConvChain::fusions).
   struct Activation {
     bool on = false;

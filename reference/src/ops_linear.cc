@@ -124,19 +124,22 @@ bool prepackable(const KernelContext& ctx, const GemmDims& d, const Tensor** c) 
 /// matrices of B stored one after the other (each [K, N], or [N, K] with `tb`), built on the first
 /// run of each shape: B reordered once per matrix, c expanded to the bias.
 std::shared_ptr<const PrepackedGemm> prepacked_plan(KernelContext& ctx, int64_t m, int64_t n, int64_t k, bool tb,
-                                                    const Tensor* c, const float* b, int64_t matrices) {
+                                                    const Tensor* c, const float* b, int64_t matrices,
+                                                    KernelContext::Activation act = {}) {
   using dnnl::memory;
   using tag = memory::format_tag;
   const auto f32 = memory::data_type::f32;
   SerialDnnl serial;
   const std::string key = "gemm " + std::to_string(m) + " " + std::to_string(n) + " " + std::to_string(k) +
-                          (tb ? " tb" : "") + (c ? " c" : "") + " x" + std::to_string(matrices);
+                          (tb ? " tb" : "") + (c ? " c" : "") + " x" + std::to_string(matrices) +
+                          (act.on ? " act " + std::to_string(act.lo) + " " + std::to_string(act.hi) : std::string());
   return ctx.cache->get<PrepackedGemm>(key, [&] {
     auto made = std::make_shared<PrepackedGemm>();
     const memory::desc src_md({m, k}, f32, tag::nc), dst_md({m, n}, f32, tag::nc),
         any_w({n, k}, f32, tag::any), bias_md = c ? memory::desc({n}, f32, tag::x) : memory::desc();
     const dnnl::inner_product_forward::desc d(dnnl::prop_kind::forward_inference, src_md, any_w, bias_md, dst_md);
-    made->pd = dnnl::inner_product_forward::primitive_desc(d, user_scratchpad(), cpu_engine());
+    made->pd = dnnl::inner_product_forward::primitive_desc(d, user_scratchpad_with_clamp(act.on, act.lo, act.hi),
+                                                           cpu_engine());
     made->prim = dnnl::inner_product_forward(made->pd);
     dnnl::stream stream(cpu_engine());
     for (int64_t i = 0; i < matrices; ++i) {
@@ -171,9 +174,9 @@ void run_prepacked(const PrepackedGemm& plan, size_t matrix, const float* a, flo
   stream.wait();
 }
 
-/// y = A B (+ c, one value per column), on the node's cached plan.
+/// y = A B (+ c, one value per column), then the fused activation, on the node's cached plan.
 void prepacked_gemm(KernelContext& ctx, const GemmDims& d, const Tensor* c, const float* a, const float* b, float* y) {
-  run_prepacked(*prepacked_plan(ctx, d.m, d.n, d.k, d.tb, c, b, 1), 0, a, y);
+  run_prepacked(*prepacked_plan(ctx, d.m, d.n, d.k, d.tb, c, b, 1, ctx.activation), 0, a, y);
 }
 
 /// A MatMul's operands as numpy.matmul sees them: [batch..., M, K] x [batch..., K, N].
@@ -258,6 +261,10 @@ void gemm_kernel(KernelContext& ctx) {
     c_scale = beta;
   }
   sgemm(ta, tb, m, n, k, alpha, a.data<float>(), b.data<float>(), c_scale, yd);
+  if (ctx.activation.on) {  // a Relu/Clip fused by the executor
+    const float lo = ctx.activation.lo, hi = ctx.activation.hi;
+    for (int64_t i = 0; i < m * n; ++i) yd[i] = std::min(std::max(yd[i], lo), hi);
+  }
   ctx.outputs[0] = std::move(y);
 }
 

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "anvil/reference/executor.h"
+#include "conv_chain.h"
 #include "kernels.h"
 #include "model_builder.h"
 
@@ -159,6 +160,45 @@ TEST(GemmPrepacked, FollowedByReluOrClip) {
       check(g, true, 51);
     }
   }
+}
+
+/// The executor's fusions of the model of `g` (B and C constant): "gemm>act lo hi" each.
+std::vector<std::string> gemm_fusions(const GemmCase& g) {
+  const Tensor b = random_tensor(g.trans_b ? Shape{g.n, g.k} : Shape{g.k, g.n}, 1);
+  const Tensor c = random_tensor(g.c_shape, 2);
+  const ModelBuilder mb = gemm_model(g, b, c, true);
+  TensorMap inits;
+  for (const auto& t : mb.model().graph().initializer()) inits[t.name()] = tensor_from_proto(t);
+  std::vector<const onnx::NodeProto*> nodes;
+  for (const auto& n : mb.model().graph().node()) nodes.push_back(&n);
+  std::vector<std::string> outputs;
+  for (const auto& o : mb.model().graph().output()) outputs.push_back(o.name());
+  std::vector<std::string> found;
+  for (const auto& f : ref::ConvChain::fusions(nodes, 13, inits, outputs))
+    found.push_back(nodes[f.conv]->name() + ">" + nodes[f.activation]->name() + " " + std::to_string(f.lo) + " " +
+                    std::to_string(f.hi));
+  return found;
+}
+
+TEST(GemmFusion, ReluOrClipOnlyReaderOfAGemmIsFusedOnBothPaths) {
+  // The fused Gemm (B constant, no observer) against the unfused one (B a graph input): on the
+  // prepacked path (oneDNN post-op) and on the sgemm path (C per element: clamped after sgemm).
+  for (const char* act : {"Relu", "Clip"}) {
+    for (const Shape& c_shape : {Shape{23}, Shape{5, 23}}) {
+      GemmCase g;
+      g.m = 5, g.k = 17, g.n = 23, g.trans_b = true;
+      g.has_c = true, g.c_shape = c_shape;
+      g.activation = act;
+      SCOPED_TRACE(std::string(act) + " C " + shape_str(c_shape));
+      EXPECT_EQ(gemm_fusions(g), (std::vector<std::string>{std::string("gemm>act ") +
+                                                           (g.activation == "Relu" ? "0.000000 inf"
+                                                                                   : "-0.250000 0.500000")}));
+      check(g, c_shape.size() == 1, 101);
+    }
+  }
+  GemmCase g;  // the Gemm's output is also a graph output: not fused
+  g.has_c = true, g.c_shape = {19}, g.activation = "Relu", g.gemm_is_output = true;
+  EXPECT_TRUE(gemm_fusions(g).empty());
 }
 
 TEST(GemmPrepacked, MlpSizedLayer) {

@@ -82,12 +82,39 @@ struct ChunkPlan {
   std::vector<memory> weights;  ///< Conv steps: W in the primitive's layout
 };
 
+/// One part of a sliced step: a complete primitive over output channels [m0, m0 + m) of one image,
+/// reading input channels [c0, c0 + c) (all of them when `whole_src`).
+struct SlicePart {
+  int64_t m0 = 0, m = 0, c0 = 0, c = 0;
+  bool whole_src = true;
+  dnnl::primitive prim;
+  memory::desc src, dst, scratch;
+  memory weights;  ///< Conv: this part's W in the primitive's layout
+};
+
+SlicePart slice_part(int64_t m0, int64_t m, int64_t c0, int64_t c, bool whole_src) {
+  SlicePart p;
+  p.m0 = m0, p.m = m, p.c0 = c0, p.c = c, p.whole_src = whole_src;
+  return p;
+}
+
+/// A chain's plan for a single image on several threads. Every value made inside the chain is
+/// nChw16c: at batch 1 a range of 16-channel blocks is one contiguous run of it, so the parts of a
+/// Conv (output channels; grouped Convs also input channels) or a MaxPool (channels) write disjoint
+/// slices of one buffer side by side and the next step reads the whole buffer, with no reorder.
+struct SlicedPlan {
+  std::vector<memory::desc> desc;  ///< per value (externals: plain NCHW)
+  std::vector<std::vector<SlicePart>> parts;  ///< per step; empty for Relu / Clip / Add
+};
+
 /// A chain's plan for one set of input shapes.
 struct Plan {
   int64_t batch = 0;
   std::vector<Shape> shape;  ///< per value, whole batch
   std::vector<std::pair<int64_t, int64_t>> chunks;  ///< [first image, count)
   std::map<int64_t, ChunkPlan> by_size;
+  /// Batch 1 on several threads: one image, every Conv/MaxPool split by channel blocks.
+  std::shared_ptr<const SlicedPlan> sliced;
 };
 
 struct ConvChain::State {
@@ -135,6 +162,20 @@ std::unique_ptr<Tensor> constant_value(const onnx::NodeProto& node) {
   return nullptr;
 }
 
+/// Initializers, and the outputs of Identity nodes copying one (torch's exporter shares equal
+/// constant tensors that way, e.g. the biases of a model with random weights): the tensors a
+/// chain's Conv weights and biases may come from. Points into `initializers`.
+std::map<std::string, const Tensor*> stored_constants(const std::vector<const onnx::NodeProto*>& nodes,
+                                                      const TensorMap& initializers) {
+  std::map<std::string, const Tensor*> stored;
+  for (const auto& [name, t] : initializers) stored[name] = &t;
+  for (const onnx::NodeProto* n : nodes)
+    if (n->op_type() == "Identity" && (n->domain().empty() || n->domain() == "ai.onnx") && n->input_size() == 1 &&
+        n->output_size() == 1 && !n->output(0).empty() && stored.count(n->input(0)))
+      stored[n->output(0)] = stored.at(n->input(0));
+  return stored;
+}
+
 }  // namespace
 
 std::vector<ConvChain::Fusion> ConvChain::fusions(const std::vector<const onnx::NodeProto*>& nodes, int64_t opset,
@@ -155,7 +196,8 @@ std::vector<ConvChain::Fusion> ConvChain::fusions(const std::vector<const onnx::
   std::vector<Fusion> found;
   for (size_t i = 0; i < nodes.size(); ++i) {
     const onnx::NodeProto& n = *nodes[i];
-    if (n.op_type() != "Conv" || !(n.domain().empty() || n.domain() == "ai.onnx") || n.output_size() != 1 ||
+    if ((n.op_type() != "Conv" && n.op_type() != "Gemm") || !(n.domain().empty() || n.domain() == "ai.onnx") ||
+        n.output_size() != 1 ||
         n.input_size() < 2 || !initializers.count(n.input(1)) ||
         initializers.at(n.input(1)).dtype() != DType::kFloat32 || outputs.count(n.output(0)))
       continue;
@@ -181,8 +223,8 @@ std::vector<ConvChain> ConvChain::find(const std::vector<const onnx::NodeProto*>
                                        const TensorMap& initializers, const std::vector<std::string>& graph_outputs) {
   // Constant-node values are kept here so Clip bounds may point at them (only while finding).
   std::vector<std::unique_ptr<Tensor>> constant_storage;
-  std::map<std::string, const Tensor*> constants;
-  for (const auto& [name, t] : initializers) constants[name] = &t;
+  const std::map<std::string, const Tensor*> stored = stored_constants(nodes, initializers);
+  std::map<std::string, const Tensor*> constants = stored;
   std::map<std::string, int> readers;  // how many node inputs read each value
   for (const onnx::NodeProto* n : nodes) {
     for (const auto& in : n->input()) ++readers[in];
@@ -192,7 +234,7 @@ std::vector<ConvChain> ConvChain::find(const std::vector<const onnx::NodeProto*>
     }
   }
   for (const auto& out : graph_outputs) readers[out] += 1 << 20;  // never fused away or overwritten
-  auto is_initializer = [&](const std::string& name) { return initializers.count(name) > 0; };
+  auto is_initializer = [&](const std::string& name) { return stored.count(name) > 0; };
 
   std::vector<ConvChain> chains;
   std::vector<size_t> run;  // compute nodes of the chain being built
@@ -223,8 +265,8 @@ std::vector<ConvChain> ConvChain::find(const std::vector<const onnx::NodeProto*>
         const int data_inputs = s.op == Op::kAdd ? 2 : 1;
         for (int k = 0; k < data_inputs; ++k) s.in.push_back(value(n.input(k), false));
         if (s.op == Op::kConv) {
-          s.w = &initializers.at(n.input(1));
-          if (n.input_size() > 2 && !n.input(2).empty()) s.b = &initializers.at(n.input(2));
+          s.w = stored.at(n.input(1));
+          if (n.input_size() > 2 && !n.input(2).empty()) s.b = stored.at(n.input(2));
         }
         if (s.op == Op::kRelu) s.act = true, s.lo = 0.0f, s.hi = std::numeric_limits<float>::infinity();
         if (s.op == Op::kClip) {
@@ -276,12 +318,13 @@ std::vector<ConvChain> ConvChain::find(const std::vector<const onnx::NodeProto*>
     const std::string& op = n.op_type();
     const bool default_domain = n.domain().empty() || n.domain() == "ai.onnx";
     bool ok = default_domain && n.output_size() == 1 && !n.output(0).empty();
-    if (ok && op == "Constant" && !run.empty()) continue;  // runs as usual, its value is known
+    // Runs as usual, its value is known.
+    if (ok && (op == "Constant" || (op == "Identity" && stored.count(n.output(0)))) && !run.empty()) continue;
     if (ok && op == "Conv") {
-      ok = n.input_size() >= 2 && is_initializer(n.input(1)) && initializers.at(n.input(1)).rank() == 4 &&
-           initializers.at(n.input(1)).dtype() == DType::kFloat32 &&
+      ok = n.input_size() >= 2 && is_initializer(n.input(1)) && stored.at(n.input(1))->rank() == 4 &&
+           stored.at(n.input(1))->dtype() == DType::kFloat32 &&
            (n.input_size() < 3 || n.input(2).empty() ||
-            (is_initializer(n.input(2)) && initializers.at(n.input(2)).dtype() == DType::kFloat32));
+            (is_initializer(n.input(2)) && stored.at(n.input(2))->dtype() == DType::kFloat32));
     } else if (ok && (op == "Relu" || op == "Add" || op == "MaxPool" || op == "Clip")) {
       ok = !run.empty() && !n.input(0).empty() && !is_initializer(n.input(0));
       if (ok && op == "Relu") ok = n.input_size() == 1;
@@ -476,6 +519,219 @@ class Pool {
 /// Images per chunk: the largest value of a chunk stays within about half of a core's L2 cache.
 constexpr int64_t kChunkBytes = int64_t{256} << 10;
 
+/// A Relu / Clip / Add step over elements [begin, end) of its buffers (padding included: it stays
+/// zero). `z` is Add's second input.
+void elementwise(const Step& s, const float* x, const float* z, float* y, size_t begin, size_t end) {
+  if (s.op == Op::kAdd) {
+    for (size_t i = begin; i < end; ++i) y[i] = x[i] + z[i];
+  } else {
+    const float lo = s.lo, hi = s.hi;
+    for (size_t i = begin; i < end; ++i) y[i] = std::min(std::max(x[i], lo), hi);
+  }
+}
+
+/// nChw16c descriptor of one image with `c` channels.
+memory::desc blocked(int64_t c, int64_t h, int64_t w) {
+  return memory::desc({1, c, h, w}, memory::data_type::f32, tag::nChw16c);
+}
+
+/// Channel ranges of a sliced step: multiples of `align` channels (whole 16-channel blocks), at most
+/// one per thread; one range when there are too few blocks to share.
+std::vector<std::pair<int64_t, int64_t>> channel_ranges(int64_t total, int64_t align, int64_t threads) {
+  const int64_t units = (total + align - 1) / align;
+  const int64_t pieces = std::max<int64_t>(1, std::min(units, threads));
+  std::vector<std::pair<int64_t, int64_t>> out;
+  int64_t begin = 0;
+  for (int64_t p = 0; p < pieces; ++p) {
+    const int64_t end = p + 1 == pieces ? total : std::min(total, units * (p + 1) / pieces * align);
+    if (end > begin) out.emplace_back(begin, end - begin);
+    begin = end;
+  }
+  return out;
+}
+
+/// The sliced plan (see SlicedPlan), weights reordered per part. Throws dnnl::error, or returns
+/// nullptr when oneDNN has no real kernel for a step in these layouts.
+std::shared_ptr<const SlicedPlan> make_sliced_plan(const ConvChain::Spec& spec, const Plan& plan, int64_t threads) {
+  auto sp = std::make_shared<SlicedPlan>();
+  sp->desc.resize(spec.values.size());
+  sp->parts.resize(spec.steps.size());
+  for (size_t v = 0; v < spec.values.size(); ++v) {
+    const Shape& s = plan.shape[v];
+    sp->desc[v] = spec.values[v].external ? plain(1, s) : blocked(s[1], s[2], s[3]);
+  }
+  dnnl::stream stream(cpu_engine());
+  for (size_t k = 0; k < spec.steps.size(); ++k) {
+    const Step& s = spec.steps[k];
+    const Shape& xs = plan.shape[s.in[0]];
+    const Shape& ys = plan.shape[s.out];
+    const bool external = spec.values[s.in[0]].external;
+    std::vector<SlicePart>& parts = sp->parts[k];
+    if (s.op == Op::kConv) {
+      const Tensor& w = *s.w;
+      const int64_t group = attr_int(s.node, "group", 1), m = w.dim(0), c = xs[1], mg = m / group, cg = c / group;
+      const std::vector<int64_t> kernel{w.dim(2), w.dim(3)};
+      const WindowNd g = window_geometry_nd(s.node, {xs[2], xs[3]}, kernel, false);
+      const dnnl::primitive_attr attr = user_scratchpad_with_clamp(s.act, s.lo, s.hi);
+      // Groups per range so that both channel ranges start on a 16-channel block.
+      int64_t align_g = 1;
+      while ((align_g * mg) % 16 || (align_g * cg) % 16) ++align_g;
+      if (group == 1) {
+        for (auto [m0, mm] : channel_ranges(m, 16, threads)) parts.push_back(slice_part(m0, mm, 0, c, true));
+      } else if (!external && align_g <= group) {
+        for (auto [g0, gg] : channel_ranges(group, align_g, threads))
+          parts.push_back(slice_part(g0 * mg, gg * mg, g0 * cg, gg * cg, false));
+      } else {
+        parts.push_back(slice_part(0, m, 0, c, true));
+      }
+      // A part in the nChw16c slices; with `any_layouts` (one part, when oneDNN has no real kernel
+      // for them, e.g. groups of 5 channels) in the layouts it picks, reordered around the step.
+      // False when oneDNN offers only a reference kernel for the slices (the layouts it picks are
+      // taken whatever they are, as in make_chunk_plan).
+      auto build = [&](SlicePart& p, bool any_layouts) {
+        const int64_t groups = group == 1 ? 1 : p.m / mg;
+        const memory::dims w_dims = group == 1 ? memory::dims{p.m, c, kernel[0], kernel[1]}
+                                               : memory::dims{groups, mg, cg, kernel[0], kernel[1]};
+        const memory::desc any_src(dims_of(1, xs), memory::data_type::f32, tag::any);
+        // The whole input: the producer's nChw16c, or for a chain input the layout oneDNN picks
+        // for the first part (a 3-channel image stays plain), shared by all parts.
+        const memory::desc src = any_layouts        ? any_src
+                                 : !p.whole_src     ? blocked(p.c, xs[2], xs[3])
+                                 : !external        ? sp->desc[s.in[0]]
+                                 : &p != &parts[0]  ? parts[0].src
+                                                    : any_src;
+        const memory::desc dst = any_layouts ? memory::desc(dims_of(1, ys), memory::data_type::f32, tag::any)
+                                             : blocked(p.m, ys[2], ys[3]);
+        const dnnl::convolution_forward::desc d(
+            dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
+            memory::desc(w_dims, memory::data_type::f32, tag::any),
+            s.b ? memory::desc({p.m}, memory::data_type::f32, tag::x) : memory::desc(), dst, g.strides,
+            dnnl_dilations(g.dilations), g.pads_begin, g.pads_end);
+        const dnnl::convolution_forward::primitive_desc pd(d, attr, cpu_engine());
+        if (!any_layouts && !usable(pd.impl_info_str())) return false;
+        p.src = pd.src_desc(), p.dst = pd.dst_desc(), p.scratch = pd.scratchpad_desc();
+        p.prim = dnnl::convolution_forward(pd);
+        // This part's rows of W (OIHW / GOIHW): output channels [m0, m0 + m) are contiguous.
+        const memory user(memory::desc(w_dims, memory::data_type::f32, group == 1 ? tag::oihw : tag::goihw),
+                          cpu_engine(), const_cast<float*>(w.data<float>()) + p.m0 * cg * kernel[0] * kernel[1]);
+        p.weights = memory(pd.weights_desc(), cpu_engine());
+        reorder(user, p.weights, stream);
+        return true;
+      };
+      if (!std::all_of(parts.begin(), parts.end(), [&](SlicePart& p) { return build(p, false); })) {
+        parts.assign(1, slice_part(0, m, 0, c, true));
+        build(parts[0], true);
+      }
+    } else if (s.op == Op::kMaxPool) {
+      const auto kernel = attr_ints(s.node, "kernel_shape");
+      const WindowNd g = window_geometry_nd(s.node, {xs[2], xs[3]}, kernel, attr_int(s.node, "ceil_mode", 0) != 0);
+      memory::dims pads_end(2);  // as in make_chunk_plan: oneDNN's output size equals ONNX's
+      for (int a = 0; a < 2; ++a) pads_end[a] = (g.out[a] - 1) * g.strides[a] + kernel[a] - xs[2 + a] - g.pads_begin[a];
+      for (auto [c0, cc] : channel_ranges(xs[1], 16, threads)) {
+        SlicePart p = slice_part(c0, cc, c0, cc, false);
+        const dnnl::pooling_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::pooling_max,
+                                            blocked(cc, xs[2], xs[3]), blocked(cc, ys[2], ys[3]), g.strides, kernel,
+                                            g.pads_begin, pads_end);
+        const dnnl::pooling_forward::primitive_desc pd(d, user_scratchpad(), cpu_engine());
+        if (!usable(pd.impl_info_str())) return nullptr;
+        p.src = pd.src_desc(), p.dst = pd.dst_desc(), p.scratch = pd.scratchpad_desc();
+        p.prim = dnnl::pooling_forward(pd);
+        parts.push_back(std::move(p));
+      }
+    }
+  }
+  stream.wait();
+  return sp;
+}
+
+/// Runs a chain on one image with its sliced plan: the steps in order, each split over the pool.
+void run_sliced(const ConvChain::Spec& spec, const Plan& plan, const std::vector<const Tensor*>& ext,
+                std::vector<Tensor>* out) {
+  const SlicedPlan& sp = *plan.sliced;
+  Pool pool;
+  dnnl::stream stream(cpu_engine());
+  std::vector<int> buf(spec.values.size(), -1);
+  auto data = [&](int v) {
+    return spec.values[v].external ? const_cast<float*>(ext[v]->data<float>()) : pool.data(buf[v]);
+  };
+  // Value v in layout `want` (a chain input in another layout goes through a temporary buffer).
+  auto as = [&](int v, const memory::desc& want, int* temp) {
+    if (sp.desc[v] == want) return data(v);
+    SerialDnnl serial;
+    *temp = pool.acquire(want.get_size());
+    reorder(memory(sp.desc[v], cpu_engine(), data(v)), memory(want, cpu_engine(), pool.data(*temp)), stream);
+    stream.wait();
+    return pool.data(*temp);
+  };
+  for (size_t k = 0; k < spec.steps.size(); ++k) {
+    const Step& s = spec.steps[k];
+    const Shape& xs = plan.shape[s.in[0]];
+    const Shape& ys = plan.shape[s.out];
+    int temp[2] = {-1, -1};
+    const std::vector<SlicePart>& parts = sp.parts[k];
+    if (!parts.empty()) {
+      const float* x = as(s.in[0], parts[0].whole_src ? parts[0].src : blocked(xs[1], xs[2], xs[3]), &temp[0]);
+      buf[s.out] = pool.acquire(sp.desc[s.out].get_size());
+      // One part in a layout of its own writes a temporary buffer, reordered into nChw16c after.
+      if (parts.size() == 1 && !(parts[0].dst == sp.desc[s.out])) temp[1] = pool.acquire(parts[0].dst.get_size());
+      float* y = pool.data(temp[1] >= 0 ? temp[1] : buf[s.out]);
+      tbb::parallel_for(size_t{0}, parts.size(), [&](size_t i) {
+        const SlicePart& p = parts[i];
+        SerialDnnl serial;
+        dnnl::stream part_stream(cpu_engine());
+        // A block range of one nChw16c image starts at channel * H * W floats.
+        const float* src = p.whole_src ? x : x + p.c0 * xs[2] * xs[3];
+        std::unordered_map<int, memory> args{
+            {DNNL_ARG_SRC, memory(p.src, cpu_engine(), const_cast<float*>(src))},
+            {DNNL_ARG_DST, memory(p.dst, cpu_engine(), y + p.m0 * ys[2] * ys[3])},
+            {DNNL_ARG_SCRATCHPAD, scratchpad(p.scratch)}};
+        if (s.op == Op::kConv) {
+          args.emplace(DNNL_ARG_WEIGHTS, p.weights);
+          if (s.b)
+            args.emplace(DNNL_ARG_BIAS, memory(memory::desc({p.m}, memory::data_type::f32, tag::x), cpu_engine(),
+                                               const_cast<float*>(s.b->data<float>()) + p.m0));
+        }
+        p.prim.execute(part_stream, args);
+        part_stream.wait();
+      });
+      if (temp[1] >= 0) {
+        SerialDnnl serial;
+        reorder(memory(parts[0].dst, cpu_engine(), y), memory(sp.desc[s.out], cpu_engine(), data(s.out)), stream);
+        stream.wait();
+      }
+    } else {
+      const memory::desc& want = sp.desc[s.out];
+      const float* x = as(s.in[0], want, &temp[0]);
+      const float* z = s.op == Op::kAdd ? as(s.in[1], want, &temp[1]) : nullptr;
+      if (s.in_place[0] && !spec.values[s.in[0]].external) {
+        buf[s.out] = buf[s.in[0]];
+        buf[s.in[0]] = -1;
+      } else if (s.op == Op::kAdd && s.in_place[1] && !spec.values[s.in[1]].external) {
+        buf[s.out] = buf[s.in[1]];
+        buf[s.in[1]] = -1;
+      } else {
+        buf[s.out] = pool.acquire(want.get_size());
+      }
+      float* y = pool.data(buf[s.out]);
+      const size_t count = want.get_size() / sizeof(float);
+      tbb::parallel_for(tbb::blocked_range<size_t>(0, count, 16384), [&](const tbb::blocked_range<size_t>& r) {
+        elementwise(s, x, z, y, r.begin(), r.end());
+      });
+    }
+    for (int t : temp)
+      if (t >= 0) pool.release(t);
+    if (spec.values[s.out].output) {
+      SerialDnnl serial;
+      reorder(memory(sp.desc[s.out], cpu_engine(), data(s.out)),
+              memory(plain(1, ys), cpu_engine(), (*out)[s.out].data<float>()), stream);
+      stream.wait();
+    }
+    for (int v : s.in)
+      if (spec.values[v].last_use == static_cast<int>(k) && buf[v] >= 0) pool.release(buf[v]), buf[v] = -1;
+    if (spec.values[s.out].last_use < 0 && buf[s.out] >= 0) pool.release(buf[s.out]), buf[s.out] = -1;
+  }
+}
+
 }  // namespace
 
 bool ConvChain::run(const Lookup& lookup, std::vector<std::pair<std::string, Tensor>>* outputs) const {
@@ -495,7 +751,9 @@ bool ConvChain::run(const Lookup& lookup, std::vector<std::pair<std::string, Ten
     shape[v] = t->shape();
     key += " " + shape_str(t->shape());
   }
-  if (batch < threads || batch < 2) return false;
+  // One image on several threads: the sliced plan; otherwise at least one image per thread.
+  const bool sliced = batch == 1 && threads > 1;
+  if (batch < 1 || (batch < threads && !sliced)) return false;
 
   std::shared_ptr<const Plan> plan;
   {
@@ -523,10 +781,11 @@ bool ConvChain::run(const Lookup& lookup, std::vector<std::pair<std::string, Ten
     }
     SerialDnnl serial;
     try {
+      if (sliced && !(made->sliced = make_sliced_plan(spec, *made, threads))) return false;
       std::vector<memory::desc> w_desc;
       std::vector<memory> w_made;
       for (const auto& [n0, nn] : made->chunks) {
-        if (made->by_size.count(nn)) continue;
+        if (sliced || made->by_size.count(nn)) continue;
         ChunkPlan cp = make_chunk_plan(spec, *made, nn, w_desc.empty() ? nullptr : &w_desc, &w_made);
         if (w_desc.empty()) {
           w_made = cp.weights;
@@ -547,8 +806,9 @@ bool ConvChain::run(const Lookup& lookup, std::vector<std::pair<std::string, Ten
   for (size_t v = 0; v < spec.values.size(); ++v)
     if (spec.values[v].output) out[v] = Tensor(DType::kFloat32, plan->shape[v]);
 
+  if (plan->sliced) run_sliced(spec, *plan, ext, &out);
   tbb::enumerable_thread_specific<Pool> pools;
-  tbb::parallel_for(size_t{0}, plan->chunks.size(), [&](size_t chunk) {
+  if (!plan->sliced) tbb::parallel_for(size_t{0}, plan->chunks.size(), [&](size_t chunk) {
     SerialDnnl serial;
     Pool& pool = pools.local();
     dnnl::stream stream(cpu_engine());
@@ -602,15 +862,9 @@ bool ConvChain::run(const Lookup& lookup, std::vector<std::pair<std::string, Ten
         } else {
           buf[s.out] = pool.acquire(out_desc.get_size());
         }
-        const float* x = static_cast<const float*>(a.get_data_handle());
-        float* y = pool.data(buf[s.out]);
-        if (s.op == Op::kAdd) {
-          const float* z = static_cast<const float*>(b.get_data_handle());
-          for (size_t i = 0; i < count; ++i) y[i] = x[i] + z[i];
-        } else {
-          const float lo = s.lo, hi = s.hi;
-          for (size_t i = 0; i < count; ++i) y[i] = std::min(std::max(x[i], lo), hi);
-        }
+        elementwise(s, static_cast<const float*>(a.get_data_handle()),
+                    s.op == Op::kAdd ? static_cast<const float*>(b.get_data_handle()) : nullptr,
+                    pool.data(buf[s.out]), 0, count);
       }
       for (int t : temp)
         if (t >= 0) pool.release(t);

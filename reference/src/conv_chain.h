@@ -1,6 +1,7 @@
 #pragma once
 /// Conv chains: runs of consecutive nodes (in execution order) made of Conv, Relu, Clip, Add and
-/// MaxPool, executed together chunk of images by chunk of images on oneDNN, with the values
+/// MaxPool, executed together chunk of images by chunk of images on oneDNN (a single image: step
+/// by step, each step split by channel blocks over the threads), with the values
 /// between them kept in the layout oneDNN's primitives chose (e.g. nChw16c) instead of being
 /// reordered to NCHW and back around every Conv, and a Relu/Clip that is the only reader of a
 /// Conv's output applied as that Conv's post-op.
@@ -35,15 +36,16 @@ class ConvChain {
   using Lookup = std::function<const Tensor*(const std::string&)>;
   /// Runs the chain once every value it reads exists (`lookup` finds it). Returns false, having
   /// computed nothing, when the fast path does not apply to these inputs (a type, rank, shape or
-  /// attribute it does not handle, a batch below the thread count): the caller then runs the nodes
-  /// one by one, which also reports any error. Otherwise appends the values read after the chain
-  /// (or graph outputs) to `outputs`.
+  /// attribute it does not handle, 2 or more images but fewer than threads; a single image on
+  /// several threads runs with each Conv and MaxPool split by 16-channel blocks): the caller then
+  /// runs the nodes one by one, which also reports any error. Otherwise appends the values read
+  /// after the chain (or graph outputs) to `outputs`.
   bool run(const Lookup& lookup, std::vector<std::pair<std::string, Tensor>>* outputs) const;
 
-  /// For the node-by-node path: each Conv (float weights from an initializer) whose output only a
-  /// Relu or a Clip with bounds known before any input reads, and is not a graph output.
+  /// For the node-by-node path: each Conv or Gemm (float weights / B from an initializer) whose
+  /// output only a Relu or a Clip with bounds known before any input reads, and is not a graph output.
   struct Fusion {
-    size_t conv = 0, activation = 0;  ///< indices into `nodes`
+    size_t conv = 0, activation = 0;  ///< indices into `nodes` (`conv`: the Conv or Gemm)
     float lo = 0.0f, hi = 0.0f;       ///< y = min(max(conv, lo), hi)
   };
   static std::vector<Fusion> fusions(const std::vector<const onnx::NodeProto*>& nodes, int64_t opset,

@@ -28,7 +28,7 @@ struct PreparedNode {
   std::vector<std::string> release;  ///< values whose last use is this node
   std::vector<bool> constant_inputs;  ///< input i is an initializer
   std::unique_ptr<NodeCache> cache = std::make_unique<NodeCache>();
-  /// Without an observer: a Conv applies the Relu/Clip node `fused_into` (its output's only
+  /// Without an observer: a Conv or Gemm applies the Relu/Clip node `fused_into` (its output's only
   /// reader) itself and writes that node's output; the Relu/Clip node then only releases values.
   int fused_into = -1;
   bool fused_away = false;

@@ -70,7 +70,7 @@ struct KernelContext {
   std::vector<Tensor*> reusable_inputs = {};
   Tensor* reusable(size_t i) const { return i < reusable_inputs.size() ? reusable_inputs[i] : nullptr; }
 
-  /// Conv only: a Relu/Clip the executor fused into this node, applied to the output as
+  /// Conv and Gemm only: a Relu/Clip the executor fused into this node, applied to the output as
   /// y = min(max(y, lo), hi) (conv_chain.h, ConvChain::fusions).
   struct Activation {
     bool on = false;
@@ -126,6 +126,9 @@ ANVIL_REF_KERNEL(matmul_kernel)
 /// Whether gemm_kernel runs this Gemm as a oneDNN inner product with B reordered once and kept in
 /// ctx.cache (ops_linear.cc: transA=0, alpha=1, B and C initializers, C one value per column).
 bool gemm_prepacked(const KernelContext& ctx);
+/// Whether matmul_kernel runs this MatMul on oneDNN inner products with each matrix of B reordered
+/// once and kept in ctx.cache (ops_linear.cc: float32, ranks >= 2, B an initializer).
+bool matmul_prepacked(const KernelContext& ctx);
 ANVIL_REF_KERNEL(add_kernel)
 ANVIL_REF_KERNEL(sub_kernel)
 ANVIL_REF_KERNEL(mul_kernel)

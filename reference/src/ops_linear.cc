@@ -69,10 +69,12 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
 }
 /// A Gemm whose B (and C) are initializers, as one oneDNN inner product with B reordered once
 /// into the primitive's preferred layout and C as its bias (cached per A shape in the node cache).
+/// A MatMul with a constant B of several matrices (batch dimensions) has one reordered copy each.
 struct PrepackedGemm {
   dnnl::inner_product_forward::primitive_desc pd;
   dnnl::inner_product_forward prim;
-  dnnl::memory weights, bias;  ///< bias empty without C
+  std::vector<dnnl::memory> weights;  ///< per matrix of B
+  dnnl::memory bias;                  ///< empty without C
 };
 
 /// A Gemm's attributes and dimensions: op(A) is [m, k], op(B) is [kb, n] (k == kb when valid).
@@ -118,29 +120,34 @@ bool prepackable(const KernelContext& ctx, const GemmDims& d, const Tensor** c) 
   return true;
 }
 
-/// y = A B (+ c, one value per column), on the node's cached plan; the plan (B reordered, c
-/// expanded to the bias) is built on the first run of each A shape.
-void prepacked_gemm(KernelContext& ctx, const GemmDims& d, const Tensor* c, const float* a, const float* b, float* y) {
-  const int64_t m = d.m, n = d.n, k = d.k;
-  const bool tb = d.tb;
+/// The node's cached plan for y[m x n] = A[m x k] B (+ c, one value per column) over `matrices`
+/// matrices of B stored one after the other (each [K, N], or [N, K] with `tb`), built on the first
+/// run of each shape: B reordered once per matrix, c expanded to the bias.
+std::shared_ptr<const PrepackedGemm> prepacked_plan(KernelContext& ctx, int64_t m, int64_t n, int64_t k, bool tb,
+                                                    const Tensor* c, const float* b, int64_t matrices,
+                                                    KernelContext::Activation act = {}) {
   using dnnl::memory;
   using tag = memory::format_tag;
   const auto f32 = memory::data_type::f32;
   SerialDnnl serial;
   const std::string key = "gemm " + std::to_string(m) + " " + std::to_string(n) + " " + std::to_string(k) +
-                          (tb ? " tb" : "") + (c ? " c" : "");
-  auto plan = ctx.cache->get<PrepackedGemm>(key, [&] {
+                          (tb ? " tb" : "") + (c ? " c" : "") + " x" + std::to_string(matrices) +
+                          (act.on ? " act " + std::to_string(act.lo) + " " + std::to_string(act.hi) : std::string());
+  return ctx.cache->get<PrepackedGemm>(key, [&] {
     auto made = std::make_shared<PrepackedGemm>();
     const memory::desc src_md({m, k}, f32, tag::nc), dst_md({m, n}, f32, tag::nc),
         any_w({n, k}, f32, tag::any), bias_md = c ? memory::desc({n}, f32, tag::x) : memory::desc();
     const dnnl::inner_product_forward::desc d(dnnl::prop_kind::forward_inference, src_md, any_w, bias_md, dst_md);
-    made->pd = dnnl::inner_product_forward::primitive_desc(d, user_scratchpad(), cpu_engine());
+    made->pd = dnnl::inner_product_forward::primitive_desc(d, user_scratchpad_with_clamp(act.on, act.lo, act.hi),
+                                                           cpu_engine());
     made->prim = dnnl::inner_product_forward(made->pd);
-    // B is [N, K] (oi) with transB, else [K, N] (io).
-    memory user(memory::desc({n, k}, f32, tb ? tag::oi : tag::io), cpu_engine(), const_cast<float*>(b));
-    made->weights = memory(made->pd.weights_desc(), cpu_engine());
     dnnl::stream stream(cpu_engine());
-    reorder(user, made->weights, stream);
+    for (int64_t i = 0; i < matrices; ++i) {
+      // B is [N, K] (oi) with transB, else [K, N] (io).
+      memory user(memory::desc({n, k}, f32, tb ? tag::oi : tag::io), cpu_engine(), const_cast<float*>(b + i * k * n));
+      made->weights.emplace_back(made->pd.weights_desc(), cpu_engine());
+      reorder(user, made->weights.back(), stream);
+    }
     stream.wait();
     if (c) {  // a single value repeats over the N columns
       made->bias = memory(bias_md, cpu_engine());
@@ -150,15 +157,65 @@ void prepacked_gemm(KernelContext& ctx, const GemmDims& d, const Tensor* c, cons
     }
     return std::shared_ptr<const PrepackedGemm>(std::move(made));
   });
+}
+
+/// y = A B_matrix (+ bias) with `plan`, on this thread.
+void run_prepacked(const PrepackedGemm& plan, size_t matrix, const float* a, float* y) {
+  using dnnl::memory;
+  SerialDnnl serial;
   dnnl::stream stream(cpu_engine());
   std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, memory(plan->pd.src_desc(), cpu_engine(), const_cast<float*>(a))},
-      {DNNL_ARG_WEIGHTS, plan->weights},
-      {DNNL_ARG_DST, memory(plan->pd.dst_desc(), cpu_engine(), y)},
-      {DNNL_ARG_SCRATCHPAD, scratchpad(plan->pd.scratchpad_desc())}};
-  if (plan->bias) args.emplace(DNNL_ARG_BIAS, plan->bias);
-  plan->prim.execute(stream, args);
+      {DNNL_ARG_SRC, memory(plan.pd.src_desc(), cpu_engine(), const_cast<float*>(a))},
+      {DNNL_ARG_WEIGHTS, plan.weights[matrix]},
+      {DNNL_ARG_DST, memory(plan.pd.dst_desc(), cpu_engine(), y)},
+      {DNNL_ARG_SCRATCHPAD, scratchpad(plan.pd.scratchpad_desc())}};
+  if (plan.bias) args.emplace(DNNL_ARG_BIAS, plan.bias);
+  plan.prim.execute(stream, args);
   stream.wait();
+}
+
+/// y = A B (+ c, one value per column), then the fused activation, on the node's cached plan.
+void prepacked_gemm(KernelContext& ctx, const GemmDims& d, const Tensor* c, const float* a, const float* b, float* y) {
+  run_prepacked(*prepacked_plan(ctx, d.m, d.n, d.k, d.tb, c, b, 1, ctx.activation), 0, a, y);
+}
+
+/// A MatMul's operands as numpy.matmul sees them: [batch..., M, K] x [batch..., K, N].
+struct MatMulDims {
+  Shape batch_a, batch_b, batch, out;
+  int64_t m = 0, n = 0, k = 0;
+};
+
+MatMulDims matmul_dims(const Tensor& a, const Tensor& b) {
+  if (a.rank() == 0 || b.rank() == 0) fail(ErrorCode::kInvalidArgument, "MatMul inputs must have rank >= 1");
+  // numpy.matmul: a 1-D A is [1, K] and a 1-D B is [K, 1]; the added dimension is removed after.
+  Shape sa = a.shape(), sb = b.shape();
+  if (sa.size() == 1) sa.insert(sa.begin(), 1);
+  if (sb.size() == 1) sb.push_back(1);
+  MatMulDims d;
+  d.m = sa[sa.size() - 2], d.k = sa.back(), d.n = sb.back();
+  if (sb[sb.size() - 2] != d.k)
+    fail(ErrorCode::kInvalidArgument, "A " + shape_str(a.shape()) + " and B " + shape_str(b.shape()) +
+                                          " have different inner dimensions");
+  d.batch_a.assign(sa.begin(), sa.end() - 2);
+  d.batch_b.assign(sb.begin(), sb.end() - 2);
+  d.batch = broadcast_shapes(d.batch_a, d.batch_b);
+  d.out = d.batch;
+  if (a.rank() > 1) d.out.push_back(d.m);
+  if (b.rank() > 1) d.out.push_back(d.n);
+  return d;
+}
+
+/// The prepacked path of MatMul: float32 operands of rank 2 or more, B an initializer, no empty
+/// dimension, and each product (all of A's rows at once when B is one matrix) small enough to run
+/// on one thread, as for Gemm.
+bool matmul_prepackable(const KernelContext& ctx, const MatMulDims& d) {
+  const Tensor& a = ctx.input(0);
+  const Tensor& b = ctx.input(1);
+  if (!ctx.cache || !ctx.is_constant(1) || a.dtype() != DType::kFloat32 || b.dtype() != DType::kFloat32 ||
+      a.rank() < 2 || b.rank() < 2 || a.numel() == 0 || b.numel() == 0 || shape_numel(d.batch) == 0)
+    return false;
+  const int64_t rows = shape_numel(d.batch_b) == 1 ? shape_numel(d.batch) * d.m : d.m;
+  return tbb::this_task_arena::max_concurrency() == 1 || rows * d.n * d.k < kParallelGemmMacs;
 }
 }  // namespace
 
@@ -204,42 +261,52 @@ void gemm_kernel(KernelContext& ctx) {
     c_scale = beta;
   }
   sgemm(ta, tb, m, n, k, alpha, a.data<float>(), b.data<float>(), c_scale, yd);
+  if (ctx.activation.on) {  // a Relu/Clip fused by the executor
+    const float lo = ctx.activation.lo, hi = ctx.activation.hi;
+    for (int64_t i = 0; i < m * n; ++i) yd[i] = std::min(std::max(yd[i], lo), hi);
+  }
   ctx.outputs[0] = std::move(y);
+}
+
+bool matmul_prepacked(const KernelContext& ctx) {
+  try {
+    return matmul_prepackable(ctx, matmul_dims(ctx.input(0), ctx.input(1)));
+  } catch (const Error&) {
+    return false;
+  }
 }
 
 void matmul_kernel(KernelContext& ctx) {
   const Tensor& a = float_input(ctx, 0, "A");
   const Tensor& b = float_input(ctx, 1, "B");
-  if (a.rank() == 0 || b.rank() == 0) fail(ErrorCode::kInvalidArgument, "MatMul inputs must have rank >= 1");
-  // numpy.matmul: a 1-D A is [1, K] and a 1-D B is [K, 1]; the added dimension is removed after.
-  Shape sa = a.shape(), sb = b.shape();
-  if (sa.size() == 1) sa.insert(sa.begin(), 1);
-  if (sb.size() == 1) sb.push_back(1);
-  const int64_t m = sa[sa.size() - 2], k = sa.back(), n = sb.back();
-  if (sb[sb.size() - 2] != k)
-    fail(ErrorCode::kInvalidArgument, "A " + shape_str(a.shape()) + " and B " + shape_str(b.shape()) +
-                                          " have different inner dimensions");
-  const Shape batch_a(sa.begin(), sa.end() - 2), batch_b(sb.begin(), sb.end() - 2);
-  const Shape batch = broadcast_shapes(batch_a, batch_b);
-  Shape out = batch;
-  if (a.rank() > 1) out.push_back(m);
-  if (b.rank() > 1) out.push_back(n);
-  Tensor y(DType::kFloat32, out);
+  const MatMulDims d = matmul_dims(a, b);
+  const int64_t m = d.m, n = d.n, k = d.k;
+  Tensor y(DType::kFloat32, d.out);
   const float* ad = a.data<float>();
   const float* bd = b.data<float>();
   float* yd = y.data<float>();
-  if (shape_numel(batch_b) == 1) {
+  const bool prepacked = matmul_prepackable(ctx, d);
+  if (shape_numel(d.batch_b) == 1) {
     // B is one matrix: all of A's rows form one [batch*M x K] operand.
-    sgemm(false, false, shape_numel(batch) * m, n, k, 1.0f, ad, bd, 0.0f, yd);
+    const int64_t rows = shape_numel(d.batch) * m;
+    if (prepacked)
+      run_prepacked(*prepacked_plan(ctx, rows, n, k, false, nullptr, bd, 1), 0, ad, yd);
+    else
+      sgemm(false, false, rows, n, k, 1.0f, ad, bd, 0.0f, yd);
   } else {
-    const auto stride_a = broadcast_strides(batch_a, batch), stride_b = broadcast_strides(batch_b, batch);
+    const auto stride_a = broadcast_strides(d.batch_a, d.batch), stride_b = broadcast_strides(d.batch_b, d.batch);
     // One product per batch entry, side by side on the TBB pool.
     std::vector<std::array<int64_t, 3>> offsets;
-    for_each_broadcast<2>(batch, {stride_a, stride_b},
+    for_each_broadcast<2>(d.batch, {stride_a, stride_b},
                           [&](int64_t i, int64_t oa, int64_t ob) { offsets.push_back({i, oa, ob}); });
+    std::shared_ptr<const PrepackedGemm> plan;
+    if (prepacked) plan = prepacked_plan(ctx, m, n, k, false, nullptr, bd, shape_numel(d.batch_b));
     tbb::parallel_for(size_t{0}, offsets.size(), [&](size_t j) {
       const auto [i, oa, ob] = offsets[j];
-      sgemm_serial(false, false, m, n, k, 1.0f, ad + oa * m * k, k, bd + ob * k * n, n, 0.0f, yd + i * m * n, n);
+      if (plan)
+        run_prepacked(*plan, static_cast<size_t>(ob), ad + oa * m * k, yd + i * m * n);
+      else
+        sgemm_serial(false, false, m, n, k, 1.0f, ad + oa * m * k, k, bd + ob * k * n, n, 0.0f, yd + i * m * n, n);
     });
   }
   ctx.outputs[0] = std::move(y);

@@ -3,6 +3,7 @@
 // node-by-node path (the executor takes it when an observer is set) and checks that the chain
 // really ran (ConvChain::run returned true), so a silent fallback cannot pass for the fast path.
 #include <gtest/gtest.h>
+#include <tbb/task_arena.h>
 
 #include <cmath>
 #include <limits>
@@ -189,10 +190,71 @@ TEST(ConvChain, ClipWithPositiveMinimumEndsTheChain) {
   EXPECT_EQ(check_against_unfused(b.model(), random_tensor({4, 3, 8, 8}, 33, 2.0f)), 0);
 }
 
-TEST(ConvChain, SingleImageRunsNodeByNode) {
-  // Below one image per thread the chain declines (the per-node Conv splits channels instead).
-  const ModelBuilder b = block_model();
-  EXPECT_EQ(check_against_unfused(b.model(), random_tensor({1, 3, 13, 11}, 41, 3.0f)), 0);
+/// Wider than block_model so that every Conv and the MaxPool of a single image split into several
+/// channel ranges, with a last range that ends in a padded 16-channel block (40 channels): stem
+/// Conv 5 -> 40 + Clip(0, 6), depthwise 40 (its bias through an Identity of an initializer, as
+/// torch exports shared constants) + Clip, pointwise 1x1, residual Add, Relu, MaxPool (ceil_mode),
+/// grouped Conv 40 -> 80 in 5 groups (ranges of 2 groups: 16 input, 32 output channels) + Relu.
+ModelBuilder wide_model() {
+  ModelBuilder b;
+  b.input("x", DType::kFloat32, {-1, 5, 15, 13}).output("y").output("pooled");
+  conv(b, "x", "stem", 5, 40, 3, 1, 2, 1, true, 201);
+  relu6(b, "stem", "stem6", true);
+  b.initializer("dw_shared_b", random_tensor({40}, 203, 0.5f));
+  b.node("Identity", {"dw_shared_b"}, {"dw_b"}, "dw_b");
+  b.initializer("dw_w", random_tensor({40, 1, 3, 3}, 204, 0.5f));
+  auto& dw = b.node("Conv", {"stem6", "dw_w", "dw_b"}, {"dw"}, "dw");
+  ModelBuilder::attr(dw, "group", int64_t{40});
+  ModelBuilder::attr(dw, "pads", std::vector<int64_t>{1, 1, 1, 1});
+  relu6(b, "dw", "dw6", false);
+  conv(b, "dw6", "pw", 40, 40, 1, 1, 1, 0, false, 205);
+  b.node("Add", {"stem6", "pw"}, {"sum"}, "sum");
+  b.node("Relu", {"sum"}, {"act"}, "act");
+  auto& pool = b.node("MaxPool", {"act"}, {"pool"}, "pool");
+  ModelBuilder::attr(pool, "kernel_shape", std::vector<int64_t>{3, 3});
+  ModelBuilder::attr(pool, "strides", std::vector<int64_t>{2, 2});
+  ModelBuilder::attr(pool, "pads", std::vector<int64_t>{1, 1, 1, 1});
+  ModelBuilder::attr(pool, "ceil_mode", int64_t{1});
+  conv(b, "pool", "grouped", 40, 80, 3, 5, 1, 1, true, 207);
+  b.node("Relu", {"grouped"}, {"y"}, "y");
+  b.node("GlobalAveragePool", {"y"}, {"pooled"}, "gap");
+  return b;
+}
+
+TEST(ConvChain, SingleImageRunsSplitByChannelsOnEveryThreadCount) {
+  // One image: on several threads each Conv / MaxPool is split by 16-channel blocks (the sliced
+  // plan); on one thread the image is the one chunk.
+  for (int threads : {1, 2, 3}) {
+    SCOPED_TRACE("threads " + std::to_string(threads));
+    tbb::task_arena arena(threads);
+    arena.execute([&] {
+      EXPECT_EQ(check_against_unfused(wide_model().model(), random_tensor({1, 5, 15, 13}, 211, 3.0f)), 1);
+      EXPECT_EQ(check_against_unfused(block_model().model(), random_tensor({1, 3, 13, 11}, 41, 3.0f)), 1);
+    });
+  }
+}
+
+TEST(ConvChain, IdentityOfAnInitializerIsAConstantOfTheChain) {
+  const ModelBuilder b = wide_model();
+  TensorMap inits;
+  for (const auto& t : b.model().graph().initializer()) inits[t.name()] = tensor_from_proto(t);
+  std::vector<const onnx::NodeProto*> nodes;
+  for (const auto& n : b.model().graph().node()) nodes.push_back(&n);
+  const auto chains = ref::ConvChain::find(nodes, 13, inits, {"y", "pooled"});
+  ASSERT_EQ(chains.size(), 1u);
+  std::vector<size_t> want;  // every node but the Constant and Identity nodes and GlobalAveragePool
+  for (size_t i = 0; i < nodes.size(); ++i)
+    if (nodes[i]->op_type() != "Constant" && nodes[i]->op_type() != "Identity" &&
+        nodes[i]->op_type() != "GlobalAveragePool")
+      want.push_back(i);
+  EXPECT_EQ(chains[0].nodes(), want);
+}
+
+TEST(ConvChain, FewerImagesThanThreadsButMoreThanOneRunNodeByNode) {
+  tbb::task_arena arena(3);
+  arena.execute([&] {
+    EXPECT_EQ(check_against_unfused(wide_model().model(), random_tensor({2, 5, 15, 13}, 221, 3.0f)), 0);
+  });
 }
 
 TEST(ConvChain, BadWeightsAreReportedByTheNode) {
@@ -211,7 +273,7 @@ TEST(ConvChain, BadWeightsAreReportedByTheNode) {
 }
 
 TEST(ConvFusion, ReluAndClipOnlyReadersOfAConvAreFused) {
-  // Node-by-node path (batch 1, where no chain runs): the stem's Clip (Constant bounds), the
+  // Node-by-node path (where no chain runs): the stem's Clip (Constant bounds), the
   // depthwise Conv's Clip (initializer bounds) and the grouped Conv's Relu fuse; the pointwise
   // Conv's output is read by Add, and "y" (the grouped Relu's output) stays a graph output.
   const ModelBuilder b = block_model();
@@ -225,7 +287,9 @@ TEST(ConvFusion, ReluAndClipOnlyReadersOfAConvAreFused) {
                     std::to_string(f.hi));
   EXPECT_EQ(fused, (std::vector<std::string>{"stem>stem6 0.000000 6.000000", "dw>dw6 0.000000 6.000000",
                                              "grouped>y 0.000000 inf"}));
-  EXPECT_EQ(check_against_unfused(b.model(), random_tensor({1, 3, 13, 11}, 61, 3.0f)), 0);
+  // 2 images on 3 threads: no chain runs.
+  tbb::task_arena arena(3);
+  arena.execute([&] { EXPECT_EQ(check_against_unfused(b.model(), random_tensor({2, 3, 13, 11}, 61, 3.0f)), 0); });
 }
 
 TEST(ConvFusion, ConvOutputThatIsAGraphOutputIsNotFused) {
@@ -238,7 +302,8 @@ TEST(ConvFusion, ConvOutputThatIsAGraphOutputIsNotFused) {
   std::vector<const onnx::NodeProto*> nodes;
   for (const auto& n : b.model().graph().node()) nodes.push_back(&n);
   EXPECT_TRUE(ref::ConvChain::fusions(nodes, 13, inits, {"c", "y"}).empty());
-  EXPECT_EQ(check_against_unfused(b.model(), random_tensor({1, 4, 9, 9}, 72, 2.0f)), 0);
+  tbb::task_arena arena(3);
+  arena.execute([&] { EXPECT_EQ(check_against_unfused(b.model(), random_tensor({2, 4, 9, 9}, 72, 2.0f)), 0); });
 }
 
 TEST(ConvFusion, OneDimensionalConvWithClipAboveZero) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "anvil/compiler/compiler.h"
+#include "cost_model.h"
 #include "graph_builder_for_tests.h"
 #include "isa_interpreter_for_tests.h"
 
@@ -221,4 +222,22 @@ TEST(AttentionOps, MalformedOpsAreRejectedNamingTheNode) {
     b.output(y, "y");
     expect_error(b.graph(), ErrorCode::kInvalidArgument, "bad_table");
   }
+}
+
+TEST(AttentionOps, CostModelCyclesFollowTheDocumentedFormulas) {
+  const compiler::Target one = compiler::Target::from_name("warboy"), two = compiler::Target::from_name("warboy-2pe");
+  // kMatMul 3 x (50 x 100 * 100 x 70): 64 + ceil(150 / 64) * ceil(70 / 32) * ceil(100 / 4) = 64 + 3*3*25;
+  // the fused pair's 128 slices: ceil(150 / 128) = 2.
+  isa::Instruction mm;
+  mm.opcode = isa::Opcode::kMatMul;
+  mm.matmul.batch = 3, mm.matmul.m = 50, mm.matmul.k = 100, mm.matmul.n = 70;
+  EXPECT_EQ(compiler::instruction_cycles(mm, one), 289u);
+  EXPECT_EQ(compiler::instruction_cycles(mm, two), 214u);
+  EXPECT_EQ(isa::matmul_macs(mm.matmul), 3u * 50 * 70 * 100);
+  // kSoftmax 4 x 100 x 3: three passes over 1200 elements, 16 + ceil(3600 / 256), / 512 fused.
+  isa::Instruction sm;
+  sm.opcode = isa::Opcode::kSoftmax;
+  sm.softmax.outer = 4, sm.softmax.length = 100, sm.softmax.inner = 3;
+  EXPECT_EQ(compiler::instruction_cycles(sm, one), 31u);
+  EXPECT_EQ(compiler::instruction_cycles(sm, two), 24u);
 }

@@ -102,6 +102,9 @@ void pool(const Int8Op& op, const Int8Value& in_v, const Int8Value& out_v, const
 void matmul(const Int8Op& op, const Int8Value& a_v, const Int8Value& b_v, const Int8Value& out_v, const Tensor& a,
             const Tensor& b, Tensor& out) {
   const MatMulDims d = matmul_dims(a_v.shape, b_v.shape);
+  if (d.out != out_v.shape)
+    fail(ErrorCode::kInvalidArgument, "matmul '" + op.node + "': output " + shape_str(out_v.shape) + " does not match " +
+                                          shape_str(a_v.shape) + " x " + shape_str(b_v.shape));
   const int8_t *ad = a.data<int8_t>(), *bd = b.data<int8_t>();
   int8_t* yd = out.data<int8_t>();
   const int32_t za = a_v.q.zero_point, zb = b_v.q.zero_point;
@@ -123,7 +126,9 @@ void matmul(const Int8Op& op, const Int8Value& a_v, const Int8Value& b_v, const 
 /// Softmax over op.axis: math::softmax_row on every line along the axis.
 void softmax(const Int8Op& op, const Int8Value& in_v, const Int8Value& out_v, const Tensor& in, Tensor& out) {
   const Shape& s = in_v.shape;
-  ANVIL_CHECK(op.axis >= 0 && op.axis < static_cast<int>(s.size()), "softmax '" + op.node + "': bad axis");
+  if (op.axis < 0 || op.axis >= static_cast<int>(s.size()) || s != out_v.shape)
+    fail(ErrorCode::kInvalidArgument, "softmax '" + op.node + "': axis " + std::to_string(op.axis) + " of input " +
+                                          shape_str(s) + " -> output " + shape_str(out_v.shape));
   int64_t outer = 1, inner = 1;
   for (int i = 0; i < op.axis; ++i) outer *= s[i];
   for (size_t i = op.axis + 1; i < s.size(); ++i) inner *= s[i];

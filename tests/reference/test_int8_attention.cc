@@ -243,3 +243,44 @@ TEST(Int8Attention, SerializedGraphRunsTheSameAndCorruptTablesAreRejected) {
   ASSERT_FALSE(k.ok());
   EXPECT_NE(std::string(k.error().what()).find("unknown op kind"), std::string::npos);
 }
+
+TEST(Int8Attention, RunInt8RejectsInconsistentOps) {
+  // Hand-built graphs (as a parsed host segment could be): shapes that do not match the op.
+  ref::Int8Graph g;
+  g.values = {{"a", {2, 3}, {0.1f, 0}}, {"b", {4, 5}, {0.1f, 0}}, {"y", {2, 5}, {0.1f, 0}}};
+  g.inputs = {0, 1};
+  g.input_names = {"a", "b"};
+  g.outputs = {2};
+  g.output_names = {"y"};
+  ref::Int8Op mm;
+  mm.kind = ref::Int8OpKind::kMatMul;
+  mm.node = "mm";
+  mm.inputs = {0, 1};
+  mm.output = 2;
+  mm.multiplier = math::quantize_multiplier(0.1);
+  g.ops = {mm};
+  const TensorMap in{{"a", Tensor(DType::kInt8, {2, 3})}, {"b", Tensor(DType::kInt8, {4, 5})}};
+  auto r = ref::run_int8(g, in);  // K = 3 against 4 rows of b
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+  g.values[1].shape = {3, 5};
+  g.values[2].shape = {2, 4};  // the product is 2 x 5
+  r = ref::run_int8(g, {{"a", Tensor(DType::kInt8, {2, 3})}, {"b", Tensor(DType::kInt8, {3, 5})}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(std::string(r.error().what()).find("matmul 'mm'"), std::string::npos) << r.error().what();
+
+  ref::Int8Op sm;
+  sm.kind = ref::Int8OpKind::kSoftmax;
+  sm.node = "sm";
+  sm.inputs = {0};
+  sm.output = 2;
+  sm.axis = 2;  // rank 2
+  sm.softmax_table = math::make_softmax_table(0.1);
+  g.ops = {sm};
+  g.values[2].shape = {2, 3};
+  g.inputs = {0};
+  g.input_names = {"a"};
+  r = ref::run_int8(g, {{"a", Tensor(DType::kInt8, {2, 3})}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(std::string(r.error().what()).find("softmax 'sm'"), std::string::npos) << r.error().what();
+}

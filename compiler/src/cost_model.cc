@@ -17,6 +17,8 @@ uint64_t vector_elements(const isa::Instruction& inst) {
     case isa::Opcode::kAdd: return inst.add.count;
     case isa::Opcode::kRequant: return inst.requant.count;
     case isa::Opcode::kLut: return inst.lut.count;
+    case isa::Opcode::kSoftmax:  // three passes: max, sum of exponentials, normalise (as hw_model's)
+      return 3 * static_cast<uint64_t>(inst.softmax.outer) * inst.softmax.length * inst.softmax.inner;
     default: {
       const isa::PoolArgs& p = inst.pool;
       return static_cast<uint64_t>(p.n) * p.c * p.out_h * p.out_w * p.kernel_h * p.kernel_w;
@@ -34,9 +36,14 @@ uint64_t instruction_cycles(const isa::Instruction& inst, const Target& t) {
       return static_cast<uint64_t>(std::ceil(cycles));
     }
     case isa::Unit::kMac: {
+      const uint64_t slices = static_cast<uint64_t>(t.slices_per_pe) * t.num_pes;
+      if (inst.opcode == isa::Opcode::kMatMul) {  // rows of batch*M over the slices, N over mac_rows, K over mac_cols
+        const isa::MatMulArgs& m = inst.matmul;
+        return t.conv_fill_cycles + ceil_div(static_cast<uint64_t>(m.batch) * m.m, slices) * ceil_div(m.n, t.mac_rows) *
+                                        ceil_div(m.k, t.mac_cols);
+      }
       const isa::ConvArgs& c = inst.conv;
       const uint64_t groups = std::max<uint16_t>(c.groups, 1);
-      const uint64_t slices = static_cast<uint64_t>(t.slices_per_pe) * t.num_pes;
       const uint64_t k = static_cast<uint64_t>(c.in_c / groups) * c.kernel_h * c.kernel_w;
       return t.conv_fill_cycles + ceil_div(static_cast<uint64_t>(c.n) * c.out_h * c.out_w, slices) *
                                       ceil_div(c.out_c / groups, t.mac_rows) * ceil_div(k, t.mac_cols) * groups;

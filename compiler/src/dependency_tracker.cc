@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "anvil/common/requant.h"
+
 namespace anvil::compiler {
 
 namespace {
@@ -66,6 +68,20 @@ MemAccess instruction_access(const isa::Instruction& inst) {
       a.reads.push_back(sram(inst.lut.table_addr, 256));
       a.writes.push_back(sram(inst.lut.out_addr, inst.lut.count));
       break;
+    case Opcode::kMatMul: {
+      const isa::MatMulArgs& m = inst.matmul;
+      a.reads.push_back(sram(m.a_addr, (m.a_step ? u64(m.batch - 1) * m.a_step : 0) + u64(m.m) * m.k));
+      a.reads.push_back(sram(m.b_addr, (m.b_step ? u64(m.batch - 1) * m.b_step : 0) + u64(m.k) * m.n));
+      a.writes.push_back(sram(m.out_addr, u64(m.batch) * m.m * m.n));
+      break;
+    }
+    case Opcode::kSoftmax: {
+      const isa::SoftmaxArgs& s = inst.softmax;
+      a.reads.push_back(sram(s.in_addr, u64(s.outer) * s.length * s.inner));
+      a.reads.push_back(sram(s.table_addr, sizeof(math::SoftmaxTable)));
+      a.writes.push_back(sram(s.out_addr, u64(s.outer) * s.length * s.inner));
+      break;
+    }
     case Opcode::kNop: break;
   }
   return a;

@@ -213,6 +213,8 @@ LayerReport Lowering::lower(const ref::Int8Op& op) {
     case ref::Int8OpKind::kAvgPool: lower_pool(op); break;
     case ref::Int8OpKind::kRequant: lower_requant(op); break;
     case ref::Int8OpKind::kLut: lower_lut(op); break;
+    case ref::Int8OpKind::kMatMul: lower_matmul(op); break;
+    case ref::Int8OpKind::kSoftmax: lower_softmax(op); break;
     case ref::Int8OpKind::kReshape: break;  // the output shares the input's bytes (DRAM and SRAM)
     default: fail(ErrorCode::kInvalidArgument, "node '" + op.node + "': unknown integer op kind");
   }
@@ -223,6 +225,10 @@ LayerReport Lowering::lower(const ref::Int8Op& op) {
 void Lowering::lower_op(const ref::Int8Op& op, const TileSpace& space, const Builder& build,
                         const AddConstants& consts) {
   if (!lower_resident(op, space, build, consts)) lower_tiled(op, space, build, consts);
+  end_layer();
+}
+
+void Lowering::end_layer() {
   // Buffers released by the previous layer are free from now on; this layer's from the next.
   for (uint64_t a : releasing_) sram_.release(a);
   releasing_.swap(deferred_);
@@ -738,6 +744,223 @@ void Lowering::lower_lut(const ref::Int8Op& op) {
     return inst;
   };
   lower_op(op, space, build, consts);
+}
+
+
+void Lowering::lower_rows(const ref::Int8Op& op, const RowTiling& tiling, const RowBuilder& build,
+                          const AddConstants& consts) {
+  TileSpace space;
+  space.window = false;
+  space.units = tiling.units;
+  if (tiling.const_bytes) space.const_bytes = [&](int64_t) { return tiling.const_bytes; };
+  const Builder whole_op = [&](const Tile&, const std::vector<uint64_t>& in_addrs, uint64_t const_addr,
+                               uint64_t out_addr) { return build(0, tiling.units, in_addrs, const_addr, out_addr); };
+  if (!lower_resident(op, space, whole_op, consts)) lower_rows_tiled(op, tiling, build, consts);
+  end_layer();
+}
+
+void Lowering::lower_rows_tiled(const ref::Int8Op& op, const RowTiling& tiling, const RowBuilder& build,
+                                const AddConstants& consts) {
+  flush();  // everything this op reads is in DRAM now, and all of SRAM is free
+  const uint64_t cap = sram_.capacity();
+  const size_t inputs = op.inputs.size();
+  // Whole inputs and constants: once, first.
+  uint64_t fixed = align_up(tiling.const_bytes, kSramAlignment);
+  for (size_t i = 0; i < inputs; ++i)
+    if (tiling.in_unit_bytes[i] == 0) fixed += align_up(bytes_of(op.inputs[i]), kSramAlignment);
+  auto slot_bytes = [&](int64_t units) {
+    uint64_t b = align_up(units * tiling.out_unit_bytes, kSramAlignment);
+    for (size_t i = 0; i < inputs; ++i) b += align_up(units * tiling.in_unit_bytes[i], kSramAlignment);
+    return b;
+  };
+  // The largest tile that fits with two buffer sets, else with one.
+  auto largest = [&](uint64_t slots) -> int64_t {
+    if (fixed + slots * slot_bytes(1) > cap) return 0;
+    int64_t lo = 1, hi = tiling.units;  // lo fits
+    while (lo < hi) {
+      const int64_t mid = (lo + hi + 1) / 2;
+      if (fixed + slots * slot_bytes(mid) <= cap) lo = mid; else hi = mid - 1;
+    }
+    return lo;
+  };
+  uint64_t slots = tiling.units > 1 ? 2 : 1;
+  int64_t chunk = largest(slots);
+  if (chunk == 0 && slots == 2) slots = 1, chunk = largest(1);
+  if (chunk == 0)
+    fail(ErrorCode::kUnsupported, where(op) + ": one unit (" + std::to_string(slot_bytes(1)) + " bytes, plus " +
+                                      std::to_string(fixed) + " shared) does not fit " + std::to_string(cap) +
+                                      " bytes of SRAM");
+  const uint64_t const_addr = tiling.const_bytes ? allocate_in_empty_sram(tiling.const_bytes) : 0;
+  if (tiling.const_bytes)
+    emit_dma(isa::Opcode::kDmaLoad, isa::Region::kConst, consts(0, tiling.units), const_addr, tiling.const_bytes);
+  std::vector<uint64_t> whole(inputs, 0);
+  for (size_t i = 0; i < inputs; ++i)
+    if (tiling.in_unit_bytes[i] == 0) {
+      whole[i] = allocate_in_empty_sram(bytes_of(op.inputs[i]));
+      const ValueHome& h = plan_.home[op.inputs[i]];
+      emit_dma(isa::Opcode::kDmaLoad, h.region, h.offset, whole[i], bytes_of(op.inputs[i]));
+    }
+  std::vector<std::vector<uint64_t>> in_bufs(slots, std::vector<uint64_t>(inputs));
+  std::vector<uint64_t> out_bufs(slots);
+  for (uint64_t s = 0; s < slots; ++s) {
+    for (size_t i = 0; i < inputs; ++i)
+      in_bufs[s][i] = tiling.in_unit_bytes[i] ? allocate_in_empty_sram(chunk * tiling.in_unit_bytes[i]) : whole[i];
+    out_bufs[s] = allocate_in_empty_sram(chunk * tiling.out_unit_bytes);
+  }
+  report_->sram_bytes = sram_.used();
+  const int64_t tiles = ceil_div(tiling.units, chunk);
+  auto emit_loads = [&](int64_t k) {
+    const int64_t u0 = k * chunk, u1 = std::min(tiling.units, u0 + chunk);
+    for (size_t i = 0; i < inputs; ++i) {
+      const uint64_t b = tiling.in_unit_bytes[i];
+      if (b == 0) continue;
+      const ValueHome& h = plan_.home[op.inputs[i]];
+      emit_dma(isa::Opcode::kDmaLoad, h.region, h.offset + u0 * b, in_bufs[k % slots][i], (u1 - u0) * b);
+    }
+  };
+  // With two buffer sets, software pipelined: tile k+1's loads precede tile k's store in the DMA queue.
+  const ValueHome& out_home = plan_.home[op.output];
+  if (slots > 1) emit_loads(0);
+  for (int64_t k = 0; k < tiles; ++k) {
+    if (slots == 1) emit_loads(k);
+    if (slots > 1 && k + 1 < tiles) emit_loads(k + 1);
+    const int64_t u0 = k * chunk, u1 = std::min(tiling.units, u0 + chunk);
+    emit(build(u0, u1, in_bufs[k % slots], const_addr, out_bufs[k % slots]));
+    emit_dma(isa::Opcode::kDmaStore, out_home.region, out_home.offset + u0 * tiling.out_unit_bytes, out_bufs[k % slots],
+             (u1 - u0) * tiling.out_unit_bytes);
+  }
+  for (uint64_t s = 0; s < slots; ++s) {
+    for (size_t i = 0; i < inputs; ++i)
+      if (tiling.in_unit_bytes[i]) sram_.release(in_bufs[s][i]);
+    sram_.release(out_bufs[s]);
+  }
+  for (size_t i = 0; i < inputs; ++i)
+    if (tiling.in_unit_bytes[i] == 0) sram_.release(whole[i]);
+  if (tiling.const_bytes) sram_.release(const_addr);
+}
+
+namespace {
+
+/// A geometry value in a 32-bit instruction field.
+uint32_t u32(int64_t v, const char* field, const ref::Int8Op& op) {
+  if (v < 0 || v > std::numeric_limits<uint32_t>::max())
+    fail(ErrorCode::kUnsupported, where(op) + ": " + field + " = " + std::to_string(v) +
+                                      " does not fit the ISA's 32-bit field");
+  return static_cast<uint32_t>(v);
+}
+
+}  // namespace
+
+/// kMatMul: when B is one matrix for every product (or there is one product), A's batch*M rows are
+/// contiguous and share B, so tiles are row ranges of A with B loaded once; otherwise tiles are
+/// ranges of whole products (A broadcast: loaded once).
+void Lowering::lower_matmul(const ref::Int8Op& op) {
+  check_arity(op, 2);
+  const ref::Int8Value &a = graph_.values[op.inputs[0]], &b = graph_.values[op.inputs[1]], &y = graph_.values[op.output];
+  ref::MatMulDims d;
+  try {
+    d = ref::matmul_dims(a.shape, b.shape);
+  } catch (const Error& e) {
+    fail(e.code(), where(op) + ": " + e.what());
+  }
+  if (d.out != y.shape)
+    fail(ErrorCode::kInvalidArgument, where(op) + ": output " + shape_str(y.shape) + " does not match " +
+                                          shape_str(a.shape) + " x " + shape_str(b.shape));
+  if (d.k * 255 * 255 > std::numeric_limits<int32_t>::max())
+    fail(ErrorCode::kUnsupported, where(op) + ": K = " + std::to_string(d.k) + " can overflow the int32 accumulator");
+  check_requant(op, op.multiplier, op.act_min, op.act_max);
+  isa::Instruction proto;
+  proto.opcode = isa::Opcode::kMatMul;
+  isa::MatMulArgs& p = proto.matmul;
+  p.k = u32(d.k, "K", op);
+  p.n = u32(d.n, "N", op);
+  p.a_zero_point = a.q.zero_point;
+  p.b_zero_point = b.q.zero_point;
+  p.out_zero_point = y.q.zero_point;
+  p.mult = op.multiplier.multiplier;
+  p.shift = op.multiplier.shift;
+  p.act_min = op.act_min;
+  p.act_max = op.act_max;
+  const bool by_rows = d.b_step == 0 || d.batch == 1;
+  RowTiling tiling;
+  if (by_rows) {
+    tiling.units = d.batch * d.m;
+    tiling.in_unit_bytes = {static_cast<uint64_t>(d.k), 0};
+    tiling.out_unit_bytes = static_cast<uint64_t>(d.n);
+  } else {
+    tiling.units = d.batch;
+    tiling.in_unit_bytes = {d.a_step ? static_cast<uint64_t>(d.m * d.k) : 0, static_cast<uint64_t>(d.k * d.n)};
+    tiling.out_unit_bytes = static_cast<uint64_t>(d.m * d.n);
+  }
+  const RowBuilder build = [&](int64_t u0, int64_t u1, const std::vector<uint64_t>& in_addrs, uint64_t,
+                               uint64_t out_addr) {
+    isa::Instruction inst = proto;
+    isa::MatMulArgs& m = inst.matmul;
+    m.a_addr = static_cast<uint32_t>(in_addrs[0]);
+    m.b_addr = static_cast<uint32_t>(in_addrs[1]);
+    m.out_addr = static_cast<uint32_t>(out_addr);
+    if (by_rows) {  // one product of (u1 - u0) rows of A with the shared B
+      m.batch = 1;
+      m.m = u32(u1 - u0, "rows", op);
+    } else {
+      m.batch = u32(u1 - u0, "batch", op);
+      m.m = u32(d.m, "M", op);
+      m.a_step = d.a_step ? u32(d.m * d.k, "A step", op) : 0;
+      m.b_step = u32(d.k * d.n, "B step", op);
+    }
+    report_->macs += isa::matmul_macs(m);
+    return inst;
+  };
+  lower_rows(op, tiling, build, nullptr);
+}
+
+/// kSoftmax: the 1 KiB exponential table (math::make_softmax_table's entries, from lower_qdq) is
+/// one constant loaded once per layer; tiles are ranges of the outer rows (dimensions before the axis).
+void Lowering::lower_softmax(const ref::Int8Op& op) {
+  check_arity(op, 1);
+  const ref::Int8Value &x = graph_.values[op.inputs[0]], &y = graph_.values[op.output];
+  if (x.shape != y.shape)
+    fail(ErrorCode::kInvalidArgument, where(op) + ": input " + shape_str(x.shape) + " and output " + shape_str(y.shape) +
+                                          " differ");
+  if (op.axis < 0 || op.axis >= static_cast<int>(x.shape.size()))
+    fail(ErrorCode::kInvalidArgument, where(op) + ": axis " + std::to_string(op.axis) + " is outside " + shape_str(x.shape));
+  if (op.softmax_table[0] <= 0 ||
+      std::any_of(op.softmax_table.begin(), op.softmax_table.end(),
+                  [](int32_t e) { return e < 0 || e > (1 << math::kSoftmaxFractionBits); }))
+    fail(ErrorCode::kInvalidArgument, where(op) + ": exponential table entries must lie in [0, 2^30], entry 0 > 0");
+  check_requant(op, op.multiplier, -128, 127);
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < op.axis; ++i) outer *= x.shape[i];
+  for (size_t i = op.axis + 1; i < x.shape.size(); ++i) inner *= x.shape[i];
+  const int64_t length = x.shape[op.axis];
+  constexpr uint64_t kTableBytes = sizeof(math::SoftmaxTable);
+  RowTiling tiling;
+  tiling.units = outer;
+  tiling.in_unit_bytes = {static_cast<uint64_t>(length * inner)};
+  tiling.out_unit_bytes = static_cast<uint64_t>(length * inner);
+  tiling.const_bytes = kTableBytes;
+  std::optional<uint64_t> table_offset;  // one copy in the constant section
+  const AddConstants consts = [&](int64_t, int64_t) {
+    if (!table_offset) table_offset = add_constant(op.softmax_table.data(), kTableBytes);
+    return *table_offset;
+  };
+  const RowBuilder build = [&](int64_t u0, int64_t u1, const std::vector<uint64_t>& in_addrs, uint64_t const_addr,
+                               uint64_t out_addr) {
+    isa::Instruction inst;
+    inst.opcode = isa::Opcode::kSoftmax;
+    isa::SoftmaxArgs& s = inst.softmax;
+    s.in_addr = static_cast<uint32_t>(in_addrs[0]);
+    s.table_addr = static_cast<uint32_t>(const_addr);
+    s.out_addr = static_cast<uint32_t>(out_addr);
+    s.outer = u32(u1 - u0, "outer rows", op);
+    s.length = u32(length, "axis length", op);
+    s.inner = u32(inner, "inner size", op);
+    s.out_zero_point = y.q.zero_point;
+    s.mult = op.multiplier.multiplier;
+    s.shift = op.multiplier.shift;
+    return inst;
+  };
+  lower_rows(op, tiling, build, consts);
 }
 
 }  // namespace anvil::compiler

@@ -11,7 +11,8 @@
 /// to DRAM in tiles (residents are stored first): conv over groups of output channels (with their
 /// slices of weights, bias, multipliers and shifts) and over output rows (with the input rows the
 /// windows need, the halo); pooling over channels and rows; add, requant and lut over element
-/// ranges (a lut's table is loaded once for all its tiles).
+/// ranges (a lut's table is loaded once for all its tiles); matmul over rows of A (B shared) or over
+/// batch products, softmax over its outer rows (RowTiling).
 /// When two tiles' buffers fit, tiles alternate between them, so the DMA of tile k+1 only waits
 /// for the compute of tile k-1 and overlaps tile k.
 #include <functional>
@@ -56,6 +57,21 @@ class Lowering {
   /// Appends the constants of units [u0, u1) to the constant section; returns their DRAM offset.
   using AddConstants = std::function<uint64_t(int64_t u0, int64_t u1)>;
 
+  /// How an op whose work splits over leading units (kMatMul's rows or products, kSoftmax's outer
+  /// rows) is tiled when it does not fit resident: a tile of units [u0, u1) reads bytes
+  /// [u0 * b, u1 * b) of input i (b = in_unit_bytes[i]; 0: the whole input, loaded once for every
+  /// tile) and writes bytes [u0 * out_unit_bytes, u1 * out_unit_bytes) of the output; its
+  /// constants (const_bytes, units-independent) are loaded once.
+  struct RowTiling {
+    int64_t units = 0;
+    std::vector<uint64_t> in_unit_bytes;
+    uint64_t out_unit_bytes = 0;
+    uint64_t const_bytes = 0;
+  };
+  /// Builds the compute instruction of units [u0, u1) from its SRAM addresses.
+  using RowBuilder = std::function<isa::Instruction(int64_t u0, int64_t u1, const std::vector<uint64_t>& in_addrs,
+                                                    uint64_t const_addr, uint64_t out_addr)>;
+
  private:
   struct Resident {
     uint64_t addr = 0;
@@ -78,6 +94,14 @@ class Lowering {
   /// The op's inputs in SRAM, its output left resident. False (nothing emitted) when it does not fit.
   bool lower_resident(const ref::Int8Op& op, const TileSpace& space, const Builder& build, const AddConstants& consts);
   void lower_tiled(const ref::Int8Op& op, const TileSpace& space, const Builder& build, const AddConstants& consts);
+  /// Frees the previous layer's released buffers and defers this layer's (end of every lowered op).
+  void end_layer();
+  /// Lowers an op tiled by RowTiling: resident when it fits, else lower_rows_tiled.
+  void lower_rows(const ref::Int8Op& op, const RowTiling& tiling, const RowBuilder& build, const AddConstants& consts);
+  /// From DRAM to DRAM in tiles of leading units (two buffer sets when they fit, so the DMA of tile
+  /// k+1 overlaps tile k); kUnsupported naming the node when one unit does not fit SRAM.
+  void lower_rows_tiled(const ref::Int8Op& op, const RowTiling& tiling, const RowBuilder& build,
+                        const AddConstants& consts);
 
   std::optional<uint64_t> allocate(uint64_t bytes, const std::vector<int>& pinned);
   /// A buffer of a tiled layer, packed from address 0 after flush().
@@ -99,6 +123,8 @@ class Lowering {
   TileSpace elementwise_space(const ref::Int8Op& op) const;
   void lower_requant(const ref::Int8Op& op);
   void lower_lut(const ref::Int8Op& op);
+  void lower_matmul(const ref::Int8Op& op);
+  void lower_softmax(const ref::Int8Op& op);
 
   const ref::Int8Graph& graph_;
   const Target& target_;

@@ -25,6 +25,44 @@ uint64_t MacArray::conv_cycles(const isa::ConvArgs& c, const HwConfig& cfg, uint
                                     ceil_div(k, cfg.mac_cols) * groups;
 }
 
+uint64_t MacArray::matmul_cycles(const isa::MatMulArgs& m, const HwConfig& cfg, uint32_t slices) {
+  return cfg.conv_fill_cycles + ceil_div(static_cast<uint64_t>(m.batch) * m.m, slices) * ceil_div(m.n, cfg.mac_rows) *
+                                    ceil_div(m.k, cfg.mac_cols);
+}
+
+sc_core::sc_time MacArray::matmul(const isa::MatMulArgs& m, uint32_t index) {
+  const PeFault bad{isa::DeviceError::kBadProgram, index};
+  const math::QuantizedMultiplier q{m.mult, m.shift};
+  if (m.batch == 0 || m.m == 0 || m.k == 0 || m.n == 0 || m.k > 33025 || !multiplier_valid(q) ||
+      m.act_min > m.act_max || m.act_min < -128 || m.act_max > 127 || std::abs(m.a_zero_point) > 255 ||
+      std::abs(m.b_zero_point) > 255)
+    throw bad;
+  const uint64_t B = m.batch, M = m.m, K = m.k, N = m.n;
+  check_sram(m.a_addr, (m.a_step ? (B - 1) * m.a_step : 0) + M * K, index, "matmul a");
+  check_sram(m.b_addr, (m.b_step ? (B - 1) * m.b_step : 0) + K * N, index, "matmul b");
+  check_sram(m.out_addr, B * M * N, index, "matmul output");
+  const auto* a = reinterpret_cast<const int8_t*>(sram_.read_ptr(m.a_addr));
+  const auto* b = reinterpret_cast<const int8_t*>(sram_.read_ptr(m.b_addr));
+  out_.resize(B * M * N);
+  acc_.resize(N);
+  for (uint64_t p = 0; p < B; ++p)
+    for (uint64_t i = 0; i < M; ++i) {
+      const int8_t* arow = a + p * m.a_step + i * K;
+      const int8_t* bm = b + p * m.b_step;
+      std::fill(acc_.begin(), acc_.end(), 0);
+      for (uint64_t k = 0; k < K; ++k) {
+        const int32_t x = arow[k] - m.a_zero_point;
+        for (uint64_t j = 0; j < N; ++j) acc_[j] += x * (bm[k * N + j] - m.b_zero_point);
+      }
+      requantize_row(acc_.data(), out_.data() + (p * M + i) * N, static_cast<int64_t>(N), q, m.out_zero_point,
+                     m.act_min, m.act_max);
+    }
+  // The output may alias an operand: computed into out_, then copied.
+  std::memcpy(sram_.write_ptr(m.out_addr, out_.size()), out_.data(), out_.size());
+  macs_ += isa::matmul_macs(m);
+  return ctx_.cycles(matmul_cycles(m, ctx_.config, seq_.slices()));
+}
+
 void MacArray::im2col(const isa::ConvArgs& c, const float* planes, int64_t H, int64_t W, int64_t channels) {
   const int64_t KH = c.kernel_h, KW = c.kernel_w, OH = c.out_h, OW = c.out_w, P = OH * OW;
   auto row = [&](int64_t r) {
@@ -60,6 +98,7 @@ void MacArray::im2col(const isa::ConvArgs& c, const float* planes, int64_t H, in
 }
 
 sc_core::sc_time MacArray::execute(const isa::Instruction& inst, uint32_t index, const sc_core::sc_time&) {
+  if (inst.opcode == isa::Opcode::kMatMul) return matmul(inst.matmul, index);
   if (inst.opcode != isa::Opcode::kConv) throw PeFault{isa::DeviceError::kBadProgram, index};
   const isa::ConvArgs& c = inst.conv;
   const PeFault bad{isa::DeviceError::kBadProgram, index};
@@ -130,6 +169,12 @@ sc_core::sc_time MacArray::execute(const isa::Instruction& inst, uint32_t index,
 }
 
 nlohmann::json MacArray::trace_args(const isa::Instruction& inst) const {
+  if (inst.opcode == isa::Opcode::kMatMul) {
+    const isa::MatMulArgs& m = inst.matmul;
+    return {{"macs", isa::matmul_macs(m)},
+            {"shape", std::to_string(m.batch) + "x(" + std::to_string(m.m) + "x" + std::to_string(m.k) + " * " +
+                          std::to_string(m.k) + "x" + std::to_string(m.n) + ")"}};
+  }
   const isa::ConvArgs& c = inst.conv;
   return {{"macs", isa::conv_macs(c)},
           {"shape", std::to_string(c.n) + "x" + std::to_string(c.in_c) + "x" + std::to_string(c.in_h) + "x" +

@@ -20,6 +20,8 @@ uint64_t VectorEngine::elements_touched(const isa::Instruction& inst) {
     case isa::Opcode::kAdd: return inst.add.count;
     case isa::Opcode::kRequant: return inst.requant.count;
     case isa::Opcode::kLut: return inst.lut.count;
+    case isa::Opcode::kSoftmax:  // three passes: max, sum of exponentials, normalise
+      return 3 * static_cast<uint64_t>(inst.softmax.outer) * inst.softmax.length * inst.softmax.inner;
     case isa::Opcode::kMaxPool:
     case isa::Opcode::kAvgPool: {
       const isa::PoolArgs& p = inst.pool;
@@ -45,6 +47,7 @@ sc_core::sc_time VectorEngine::execute(const isa::Instruction& inst, uint32_t in
     case isa::Opcode::kAvgPool: pool(inst.pool, true, index); break;
     case isa::Opcode::kRequant: requant(inst.requant, index); break;
     case isa::Opcode::kLut: lut(inst.lut, index); break;
+    case isa::Opcode::kSoftmax: softmax(inst.softmax, index); break;
     default: throw PeFault{isa::DeviceError::kBadProgram, index};
   }
   return ctx_.cycles(vector_cycles(inst, ctx_.config, seq_.launch().fused_pes));
@@ -150,6 +153,31 @@ void VectorEngine::lut(const isa::LutArgs& l, uint32_t index) {
   out_.resize(l.count);
   for (uint32_t i = 0; i < l.count; ++i) out_[i] = table[x[i] + 128];
   std::copy(out_.begin(), out_.end(), reinterpret_cast<int8_t*>(sram_.write_ptr(l.out_addr, l.count)));
+}
+
+void VectorEngine::softmax(const isa::SoftmaxArgs& s, uint32_t index) {
+  const PeFault bad{isa::DeviceError::kBadProgram, index};
+  const math::QuantizedMultiplier q{s.mult, s.shift};
+  if (s.outer == 0 || s.length == 0 || s.inner == 0 || !multiplier_valid(q) || s.out_zero_point < -128 ||
+      s.out_zero_point > 127)
+    throw bad;
+  const uint64_t count = static_cast<uint64_t>(s.outer) * s.length * s.inner;
+  check_sram(s.table_addr, sizeof(math::SoftmaxTable), index, "softmax table");
+  check_sram(s.in_addr, count, index, "softmax input");
+  check_sram(s.out_addr, count, index, "softmax output");
+  math::SoftmaxTable table;
+  for (size_t d = 0; d < table.size(); ++d) {
+    table[d] = load_i32(sram_.read_ptr(s.table_addr), d);
+    if (table[d] < 0 || table[d] > (1 << math::kSoftmaxFractionBits)) throw bad;
+  }
+  if (table[0] == 0) throw bad;
+  const auto* x = reinterpret_cast<const int8_t*>(sram_.read_ptr(s.in_addr));
+  out_.resize(count);
+  const uint64_t plane = static_cast<uint64_t>(s.length) * s.inner;
+  for (uint64_t o = 0; o < s.outer; ++o)
+    for (uint64_t i = 0; i < s.inner; ++i)
+      math::softmax_row(x + o * plane + i, out_.data() + o * plane + i, s.length, s.inner, table, q, s.out_zero_point);
+  std::copy(out_.begin(), out_.end(), reinterpret_cast<int8_t*>(sram_.write_ptr(s.out_addr, count)));
 }
 
 nlohmann::json VectorEngine::trace_args(const isa::Instruction& inst) const {

@@ -20,6 +20,11 @@
 ///             compiler's copy of ref::make_lut; no arithmetic here). lut_lanes lookups per
 ///             cycle per PE (default = vector_lanes: each lane has its own copy of the table,
 ///             loaded once per instruction, which the fill cycles cover).
+///   kSoftmax  math::softmax_row on each of the outer x inner rows of `length` elements, the
+///             256 x int32 exponential table read from SRAM at table_addr (the compiler's copy of
+///             math::make_softmax_table; entries must lie in [0, 2^30] with entry 0 > 0, else
+///             kBadProgram). Timing: three passes over the elements (max, sum of exponentials,
+///             normalise), so elements_touched = 3 x outer x length x inner at vector_lanes.
 #include <vector>
 
 #include "exec_unit.h"
@@ -42,6 +47,7 @@ class VectorEngine : public ExecUnit {
   void pool(const isa::PoolArgs& p, bool average, uint32_t index);
   void requant(const isa::RequantArgs& r, uint32_t index);
   void lut(const isa::LutArgs& l, uint32_t index);
+  void softmax(const isa::SoftmaxArgs& s, uint32_t index);
   /// kAdd of at least this many elements looks its results up in a 64 Ki-entry table of
   /// math::add_int8 (building it costs 65 536 evaluations, so only long adds gain).
   static constexpr uint32_t kAddTableMinCount = 1u << 17;

@@ -24,16 +24,21 @@ const char* opcode_name(Opcode op) {
     case Opcode::kAvgPool: return "avgpool";
     case Opcode::kRequant: return "requant";
     case Opcode::kLut: return "lut";
+    case Opcode::kMatMul: return "matmul";
+    case Opcode::kSoftmax: return "softmax";
   }
   return "?";
 }
 
-bool opcode_valid(uint8_t op) { return op <= static_cast<uint8_t>(Opcode::kLut); }
+bool opcode_valid(uint8_t op) {
+  return op <= static_cast<uint8_t>(Opcode::kLut) || op == static_cast<uint8_t>(Opcode::kMatMul) ||
+         op == static_cast<uint8_t>(Opcode::kSoftmax);
+}
 
 Unit opcode_unit(Opcode op) {
   switch (op) {
     case Opcode::kDmaLoad: case Opcode::kDmaStore: return Unit::kDma;
-    case Opcode::kConv: return Unit::kMac;
+    case Opcode::kConv: case Opcode::kMatMul: return Unit::kMac;
     default: return Unit::kVector;
   }
 }
@@ -42,6 +47,8 @@ uint64_t conv_macs(const ConvArgs& c) {
   const uint64_t per_out = static_cast<uint64_t>(c.in_c / (c.groups ? c.groups : 1)) * c.kernel_h * c.kernel_w;
   return static_cast<uint64_t>(c.n) * c.out_c * c.out_h * c.out_w * per_out;
 }
+
+uint64_t matmul_macs(const MatMulArgs& m) { return static_cast<uint64_t>(m.batch) * m.m * m.n * m.k; }
 
 std::string to_string(const Instruction& i) {
   std::ostringstream os;
@@ -69,6 +76,14 @@ std::string to_string(const Instruction& i) {
       break;
     case Opcode::kLut:
       os << " in@" << i.lut.in_addr << " table@" << i.lut.table_addr << " -> @" << i.lut.out_addr << " n=" << i.lut.count;
+      break;
+    case Opcode::kMatMul:
+      os << " a@" << i.matmul.a_addr << " b@" << i.matmul.b_addr << " -> @" << i.matmul.out_addr << " " << i.matmul.batch
+         << "x(" << i.matmul.m << "x" << i.matmul.k << " * " << i.matmul.k << "x" << i.matmul.n << ")";
+      break;
+    case Opcode::kSoftmax:
+      os << " in@" << i.softmax.in_addr << " table@" << i.softmax.table_addr << " -> @" << i.softmax.out_addr << " "
+         << i.softmax.outer << "x" << i.softmax.length << "x" << i.softmax.inner;
       break;
     case Opcode::kNop: break;
   }

@@ -97,6 +97,50 @@ void pool(const Int8Op& op, const Int8Value& in_v, const Int8Value& out_v, const
   });
 }
 
+/// MatMul of two int8 activations: acc = sum_k (a - a_zp) * (b - b_zp), |acc| <= K * 255^2 < 2^31
+/// (lower_qdq bounds K), out = requantize(acc, op.multiplier, out_zp, act_min, act_max).
+void matmul(const Int8Op& op, const Int8Value& a_v, const Int8Value& b_v, const Int8Value& out_v, const Tensor& a,
+            const Tensor& b, Tensor& out) {
+  const MatMulDims d = matmul_dims(a_v.shape, b_v.shape);
+  if (d.out != out_v.shape)
+    fail(ErrorCode::kInvalidArgument, "matmul '" + op.node + "': output " + shape_str(out_v.shape) + " does not match " +
+                                          shape_str(a_v.shape) + " x " + shape_str(b_v.shape));
+  const int8_t *ad = a.data<int8_t>(), *bd = b.data<int8_t>();
+  int8_t* yd = out.data<int8_t>();
+  const int32_t za = a_v.q.zero_point, zb = b_v.q.zero_point;
+  tbb::parallel_for(int64_t{0}, d.batch * d.m, [&](int64_t row) {
+    const int64_t p = row / d.m, i = row % d.m;
+    const int8_t* arow = ad + p * d.a_step + i * d.k;
+    const int8_t* bm = bd + p * d.b_step;
+    std::vector<int32_t> acc(static_cast<size_t>(d.n), 0);
+    for (int64_t k = 0; k < d.k; ++k) {
+      const int32_t x = arow[k] - za;
+      const int8_t* brow = bm + k * d.n;
+      for (int64_t j = 0; j < d.n; ++j) acc[j] += x * (brow[j] - zb);
+    }
+    for (int64_t j = 0; j < d.n; ++j)
+      yd[row * d.n + j] = math::requantize(acc[j], op.multiplier, out_v.q.zero_point, op.act_min, op.act_max);
+  });
+}
+
+/// Softmax over op.axis: math::softmax_row on every line along the axis.
+void softmax(const Int8Op& op, const Int8Value& in_v, const Int8Value& out_v, const Tensor& in, Tensor& out) {
+  const Shape& s = in_v.shape;
+  if (op.axis < 0 || op.axis >= static_cast<int>(s.size()) || s != out_v.shape)
+    fail(ErrorCode::kInvalidArgument, "softmax '" + op.node + "': axis " + std::to_string(op.axis) + " of input " +
+                                          shape_str(s) + " -> output " + shape_str(out_v.shape));
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < op.axis; ++i) outer *= s[i];
+  for (size_t i = op.axis + 1; i < s.size(); ++i) inner *= s[i];
+  const int64_t len = s[op.axis];
+  const int8_t* xd = in.data<int8_t>();
+  int8_t* yd = out.data<int8_t>();
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0; i < inner; ++i)
+      math::softmax_row(xd + o * len * inner + i, yd + o * len * inner + i, len, inner, op.softmax_table,
+                        op.multiplier, out_v.q.zero_point);
+}
+
 /// A kHost op: its inputs through the float reference executor (its own DequantizeLinear and
 /// QuantizeLinear nodes convert), its outputs (int8 values and host values) by value name.
 void run_host(const Int8Graph& g, const Int8Op& op, std::vector<Tensor>& values) {
@@ -144,6 +188,10 @@ void run_op(const Int8Graph& g, const Int8Op& op, std::vector<Tensor>& values) {
     case Int8OpKind::kLut:
       for (int64_t i = 0; i < out.numel(); ++i) yd[i] = op.lut[xd[i] + 128];
       break;
+    case Int8OpKind::kMatMul:
+      matmul(op, in_v, g.values[op.inputs.at(1)], out_v, in, values[op.inputs[1]], out);
+      break;
+    case Int8OpKind::kSoftmax: softmax(op, in_v, out_v, in, out); break;
     case Int8OpKind::kReshape:
     case Int8OpKind::kHost: break;
   }
@@ -183,6 +231,44 @@ std::array<int8_t, 256> make_lut(const std::function<float(float)>& f, QuantPara
   for (int q = -128; q <= 127; ++q)
     lut[q + 128] = math::quantize_float(f(math::dequantize(q, in.scale, in.zero_point)), out.scale, out.zero_point);
   return lut;
+}
+
+MatMulDims matmul_dims(const Shape& a, const Shape& b) {
+  if (a.size() < 2 || b.size() < 2)
+    fail(ErrorCode::kUnsupported, "MatMul operands " + shape_str(a) + " x " + shape_str(b) +
+                                      ": both must have rank >= 2 on the NPU");
+  MatMulDims d;
+  d.m = a[a.size() - 2], d.k = a.back(), d.n = b.back();
+  if (b[b.size() - 2] != d.k)
+    fail(ErrorCode::kInvalidArgument, "MatMul operands " + shape_str(a) + " x " + shape_str(b) + ": inner dimensions differ");
+  const Shape ab(a.begin(), a.end() - 2), bb(b.begin(), b.end() - 2);
+  const size_t rank = std::max(ab.size(), bb.size());
+  Shape batch(rank);
+  auto dim = [rank](const Shape& s, size_t i) { return i + s.size() < rank ? int64_t{1} : s[i + s.size() - rank]; };
+  for (size_t i = 0; i < rank; ++i) {
+    const int64_t x = dim(ab, i), y = dim(bb, i);
+    if (x != y && x != 1 && y != 1)
+      fail(ErrorCode::kInvalidArgument, "MatMul operands " + shape_str(a) + " x " + shape_str(b) +
+                                            ": batch dimensions do not broadcast");
+    batch[i] = x == 1 ? y : x;
+  }
+  d.batch = shape_numel(batch);
+  // An operand is either the full batch or one matrix for all of it (stride 0).
+  bool expressible = true;
+  auto step = [&](const Shape& s, int64_t matrix) -> int64_t {
+    if (shape_numel(s) == 1) return 0;
+    for (size_t i = 0; i < rank; ++i) expressible &= dim(s, i) == batch[i];
+    return matrix;
+  };
+  d.a_step = step(ab, d.m * d.k);
+  d.b_step = step(bb, d.k * d.n);
+  if (!expressible)
+    fail(ErrorCode::kUnsupported, "MatMul operands " + shape_str(a) + " x " + shape_str(b) +
+                                      ": each operand's batch dimensions must equal the broadcast ones or be all 1");
+  d.out = batch;
+  d.out.push_back(d.m);
+  d.out.push_back(d.n);
+  return d;
 }
 
 std::vector<int> op_outputs(const Int8Op& op) {

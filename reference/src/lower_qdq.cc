@@ -34,6 +34,8 @@ const char* int8_op_name(Int8OpKind k) {
     case Int8OpKind::kReshape: return "reshape";
     case Int8OpKind::kLut: return "lut";
     case Int8OpKind::kHost: return "host";
+    case Int8OpKind::kMatMul: return "matmul";
+    case Int8OpKind::kSoftmax: return "softmax";
   }
   return "?";
 }
@@ -269,7 +271,9 @@ class QdqLowering {
     if (t == "QuantizeLinear") return lower_quantize(n);
     if (t == "DequantizeLinear") return lower_dequantize(n);
     if (t == "Constant") return;  // consumed through constant()
+    if (t == "MatMul" && n.input_size() == 2 && dequantized_.count(n.input(1))) return lower_matmul(n);
     if (t == "Conv" || t == "Gemm" || t == "MatMul") return lower_linear(n);
+    if (t == "Softmax") return lower_softmax(n);
     if (t == "Add") return lower_add(n);
     if (t == "MaxPool" || t == "AveragePool" || t == "GlobalAveragePool") return lower_pool(n);
     if (t == "Relu" || t == "Clip") return lower_activation(n);
@@ -594,6 +598,62 @@ class QdqLowering {
     }
     op.lut = make_lut(f, g_.values[x].q, out_q);
     op.output = add_value(node(q).output(0), g_.values[x].shape, out_q);
+    g_.ops.push_back(std::move(op));
+  }
+
+  /// DQ(a), DQ(b) -> MatMul [-> Relu|Clip] -> Q with two int8 activations: one kMatMul whose
+  /// multiplier is a_scale * b_scale / out_scale. matmul_dims refuses the batch broadcasting the
+  /// op cannot express. |a - a_zp| and |b - b_zp| are at most 255, so the int32 accumulator holds
+  /// K products only for K * 255^2 < 2^31 (K <= 33025); longer reductions are refused.
+  void lower_matmul(const onnx::NodeProto& n) {
+    Int8Op op;
+    op.kind = Int8OpKind::kMatMul;
+    op.node = node_name(n);
+    const int a = dequantized_input(n, 0), b = dequantized_input(n, 1);
+    op.inputs = {a, b};
+    MatMulDims d;
+    try {
+      d = matmul_dims(g_.values[a].shape, g_.values[b].shape);
+    } catch (const Error& e) {
+      fail(e.code(), node_label(n) + ": " + e.what());
+    }
+    if (d.k * 255 * 255 > std::numeric_limits<int32_t>::max())
+      fail(ErrorCode::kUnsupported, node_label(n) + ": reduction of " + std::to_string(d.k) +
+                                        " elements can overflow the int32 accumulator (at most 33025)");
+    QuantParams out_q;
+    const int q = follow_to_quantize(n, n.output(0), true, op, &out_q);
+    op.multiplier = math::quantize_multiplier(static_cast<double>(g_.values[a].q.scale) * g_.values[b].q.scale /
+                                              out_q.scale);
+    op.output = add_value(node(q).output(0), d.out, out_q);
+    g_.ops.push_back(std::move(op));
+  }
+
+  /// DQ(x) -> Softmax -> Q: the integer softmax of common/requant.h (math::softmax_row) over the
+  /// axis, with the exponential table of the input scale built here, once. Before opset 13 Softmax
+  /// normalises over all dimensions from `axis` on; that is the same operation only when the
+  /// axis is the last dimension, and is refused otherwise.
+  void lower_softmax(const onnx::NodeProto& n) {
+    Int8Op op;
+    op.kind = Int8OpKind::kSoftmax;
+    op.node = node_name(n);
+    const int x = dequantized_input(n, 0);
+    op.inputs = {x};
+    const Shape shape = g_.values[x].shape;
+    const int64_t rank = static_cast<int64_t>(shape.size());
+    int64_t axis = attr_int(n, "axis", opset_ < 13 ? 1 : -1);
+    if (axis < -rank || axis >= rank || rank == 0)
+      malformed(n, "axis " + std::to_string(axis) + " is outside the rank " + std::to_string(rank) + " input");
+    if (axis < 0) axis += rank;
+    if (opset_ < 13 && axis != rank - 1)
+      fail(ErrorCode::kUnsupported, node_label(n) + ": opset " + std::to_string(opset_) +
+                                        " Softmax over the flattened dimensions from axis " + std::to_string(axis) +
+                                        " is not lowered (only over the last axis)");
+    op.axis = static_cast<int>(axis);
+    QuantParams out_q;
+    const int q = follow_to_quantize(n, n.output(0), false, op, &out_q);
+    op.softmax_table = math::make_softmax_table(g_.values[x].q.scale);
+    op.multiplier = math::softmax_output_multiplier(out_q.scale);
+    op.output = add_value(node(q).output(0), shape, out_q);
     g_.ops.push_back(std::move(op));
   }
 

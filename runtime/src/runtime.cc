@@ -395,6 +395,7 @@ Session::Session(Device device, const isa::Program& program, const SessionOption
   if (out_end > out_begin) s.output_offset = static_cast<uint32_t>(out_begin), s.output_bytes = static_cast<uint32_t>(out_end - out_begin);
   for (const auto& inst : program.instructions)
     if (inst.opcode == isa::Opcode::kConv) core.macs += isa::conv_macs(inst.conv);
+    else if (inst.opcode == isa::Opcode::kMatMul) core.macs += isa::matmul_macs(inst.matmul);
   core.outputs = program.outputs;
   core.units = d.units;
   core.stats.per_unit.assign(d.units.size(), 0);

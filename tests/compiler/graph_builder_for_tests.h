@@ -78,6 +78,21 @@ class GraphBuilder {
     op.lut = ref::make_lut([](float x) { return 1.0f / (1.0f + std::exp(-x)); }, g_.values[in].q, g_.values[out].q);
     return push(std::move(op));
   }
+  /// MatMul of two activations with multiplier a_scale * b_scale / out_scale and no clamp.
+  ref::Int8Op& matmul(const std::string& node, int a, int b, int out) {
+    ref::Int8Op op = make(ref::Int8OpKind::kMatMul, node, {a, b}, out);
+    op.multiplier = math::quantize_multiplier(static_cast<double>(g_.values[a].q.scale) * g_.values[b].q.scale /
+                                              g_.values[out].q.scale);
+    return push(std::move(op));
+  }
+  /// Integer softmax over `axis` (the exponential table of the input's scale).
+  ref::Int8Op& softmax(const std::string& node, int in, int out, int axis) {
+    ref::Int8Op op = make(ref::Int8OpKind::kSoftmax, node, {in}, out);
+    op.axis = axis;
+    op.softmax_table = math::make_softmax_table(g_.values[in].q.scale);
+    op.multiplier = math::softmax_output_multiplier(g_.values[out].q.scale);
+    return push(std::move(op));
+  }
   ref::Int8Op& reshape(const std::string& node, int in, int out) {
     return push(make(ref::Int8OpKind::kReshape, node, {in}, out));
   }

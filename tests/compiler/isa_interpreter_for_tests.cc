@@ -139,6 +139,33 @@ void run_pool(const isa::Instruction& inst, Memory& m) {
         }
 }
 
+void run_matmul(const isa::MatMulArgs& a, Memory& m) {
+  for (uint64_t p = 0; p < a.batch; ++p)
+    for (uint64_t i = 0; i < a.m; ++i)
+      for (uint64_t j = 0; j < a.n; ++j) {
+        int32_t acc = 0;
+        for (uint64_t k = 0; k < a.k; ++k)
+          acc += (m.read_i8(a.a_addr + p * a.a_step + i * a.k + k) - a.a_zero_point) *
+                 (m.read_i8(a.b_addr + p * a.b_step + k * a.n + j) - a.b_zero_point);
+        m.write_i8(a.out_addr + (p * a.m + i) * a.n + j,
+                   math::requantize(acc, {a.mult, a.shift}, a.out_zero_point, a.act_min, a.act_max));
+      }
+}
+
+/// kSoftmax: each row gathered into a buffer, math::softmax_row, scattered back.
+void run_softmax(const isa::SoftmaxArgs& s, Memory& m) {
+  math::SoftmaxTable table;
+  for (size_t d = 0; d < table.size(); ++d) table[d] = m.read_i32(s.table_addr + 4 * d);
+  std::vector<int8_t> row(s.length), out(s.length);
+  const uint64_t plane = static_cast<uint64_t>(s.length) * s.inner;
+  for (uint64_t o = 0; o < s.outer; ++o)
+    for (uint64_t i = 0; i < s.inner; ++i) {
+      for (uint64_t l = 0; l < s.length; ++l) row[l] = m.read_i8(s.in_addr + o * plane + l * s.inner + i);
+      math::softmax_row(row.data(), out.data(), s.length, 1, table, {s.mult, s.shift}, s.out_zero_point);
+      for (uint64_t l = 0; l < s.length; ++l) m.write_i8(s.out_addr + o * plane + l * s.inner + i, out[l]);
+    }
+}
+
 }  // namespace
 
 InterpreterRun interpret_for_tests(const isa::Program& program, std::vector<uint8_t> io) {
@@ -180,6 +207,8 @@ InterpreterRun interpret_for_tests(const isa::Program& program, std::vector<uint
           m.write_i8(l.out_addr + i, m.read_i8(l.table_addr + 128 + m.read_i8(l.in_addr + i)));
         break;
       }
+      case isa::Opcode::kMatMul: run_matmul(inst.matmul, m); break;
+      case isa::Opcode::kSoftmax: run_softmax(inst.softmax, m); break;
       case isa::Opcode::kNop: break;
     }
     run.accesses.push_back(m.take_log());

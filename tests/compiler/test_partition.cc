@@ -1,4 +1,4 @@
-// Host fallback end to end: a quantized CNN with an operator the NPU does not run (Softmax) in the
+// Host fallback end to end: a quantized CNN with an operator the NPU does not run (LogSoftmax) in the
 // middle is lowered with a kHost op, compiled into NPU / host / NPU segments, and run through the
 // runtime (synchronously and through the async queue) bit-exact against ref::run_int8. Also: the
 // compile is deterministic, the program round-trips, a corrupt segment table is a clear error, and
@@ -26,7 +26,7 @@ namespace {
 
 constexpr int64_t kBatch = 2;
 
-/// x [N,3,6,6] -> Conv 3x3 pad 1 (4 ch) -> Relu -> Q -> DQ -> Softmax(axis 1) -> Q -> DQ -> Conv 1x1
+/// x [N,3,6,6] -> Conv 3x3 pad 1 (4 ch) -> Relu -> Q -> DQ -> LogSoftmax(axis 1) -> Q -> DQ -> Conv 1x1
 /// (5 ch) -> Q -> DQ -> GlobalAveragePool -> Q -> DQ -> y [N,5,1,1].
 onnx::ModelProto softmax_cnn(const ActParams& p) {
   QdqBuilder q(p);
@@ -37,7 +37,7 @@ onnx::ModelProto softmax_cnn(const ActParams& p) {
   auto& conv1 = q.b.node("Conv", {q.qdq("x"), w1, b1}, {"c1_pre"}, "conv1");
   anvil::test::ModelBuilder::attr(conv1, "pads", std::vector<int64_t>{1, 1, 1, 1});
   q.b.node("Relu", {"c1_pre"}, {"c1"}, "relu1");
-  auto& sm = q.b.node("Softmax", {q.qdq("c1")}, {"s"}, "softmax");
+  auto& sm = q.b.node("LogSoftmax", {q.qdq("c1")}, {"s"}, "softmax");
   anvil::test::ModelBuilder::attr(sm, "axis", int64_t{1});
   const std::string w2 = q.weight("w2", random_tensor({5, 4, 1, 1}, -1.0f, 1.0f, 2), 0, &s2);
   const std::string b2 = q.bias("b2", {0.0f, 0.1f, -0.1f, 0.2f, 0.0f}, q.params("s").scale, s2);
@@ -92,7 +92,7 @@ TEST(HostFallback, LowerQdqPutsTheSoftmaxRegionIntoOneHostOp) {
   const ref::Int8Op& host = g.ops[1];
   EXPECT_EQ(host.node, "softmax");
   EXPECT_EQ(host.host_nodes, std::vector<std::string>{"softmax"});
-  EXPECT_EQ(host.host_reason, "node 'softmax' (Softmax): operator not supported on the NPU");
+  EXPECT_EQ(host.host_reason, "node 'softmax' (LogSoftmax): operator not supported on the NPU");
   ASSERT_EQ(host.inputs.size(), 1u);
   EXPECT_EQ(g.values[host.inputs[0]].name, "c1_q");
   EXPECT_EQ(g.values[host.output].name, "s_q");
@@ -100,18 +100,26 @@ TEST(HostFallback, LowerQdqPutsTheSoftmaxRegionIntoOneHostOp) {
   // Without the fallback the same model is still an error naming the operator.
   auto strict = ref::lower_qdq(fixture().model, kBatch);
   ASSERT_FALSE(strict.ok());
-  EXPECT_STREQ(strict.error().what(), "node 'softmax' (Softmax): operator not supported on the NPU");
+  EXPECT_STREQ(strict.error().what(), "node 'softmax' (LogSoftmax): operator not supported on the NPU");
 }
 
 TEST(HostFallback, HostOpIsTheFloatSoftmaxOfTheDequantizedInput) {
-  // run_int8's host op against the float executor on the whole QDQ model: DQ -> Softmax -> Q is
-  // exactly what the executor computes, so the int8 output equals quantizing its float output.
-  const Tensor x = int8_input(7);
-  const Tensor got = golden(x);
-  const ref::Int8Graph& g = fixture().graph;
-  const Tensor xf = ref::dequantize_tensor(x, g.values[g.inputs[0]].q);
-  const Tensor yf = ref::Executor::create(fixture().model).value().run({{"x", xf}}).value().at("y_dq");
-  EXPECT_TRUE(got == ref::quantize_tensor(yf, g.values[g.outputs[0]].q));
+  // run_int8's host op against a separate float evaluation of its region: Q(LogSoftmax(DQ(c1_q)))
+  // of the int8 value the op reads (the convs around it are integer arithmetic, which may differ
+  // from the float model by a step, so the region is checked on its own input).
+  ref::Int8Graph g = fixture().graph;
+  const ref::Int8Op& host = g.ops[1];
+  const int c1 = host.inputs[0], s = host.output;
+  g.outputs = {c1, s};
+  g.output_names = {"c1", "s"};
+  const TensorMap ran = ref::run_int8(g, {{"x", int8_input(7)}}).value();
+  QdqBuilder q(ActParams{});
+  q.b.input("c", DType::kFloat32, g.values[c1].shape);
+  anvil::test::ModelBuilder::attr(q.b.node("LogSoftmax", {"c"}, {"l"}, "ls"), "axis", int64_t{1});
+  q.b.output("l");
+  const Tensor l = ref::Executor::create(q.b.model()).value()
+                       .run({{"c", ref::dequantize_tensor(ran.at("c1"), g.values[c1].q)}}).value().at("l");
+  EXPECT_TRUE(ran.at("s") == ref::quantize_tensor(l, g.values[s].q));
 }
 
 TEST(HostFallback, CompilesIntoNpuHostNpuSegmentsAndReportsEveryNode) {
@@ -130,7 +138,7 @@ TEST(HostFallback, CompilesIntoNpuHostNpuSegmentsAndReportsEveryNode) {
   for (const auto& n : r.placement) placement.push_back(n.node + ":" + n.runs_on);
   EXPECT_EQ(placement, (std::vector<std::string>{"conv1:npu", "softmax:host", "conv2:npu", "gap:npu"}));
   const nlohmann::json report = r.report();
-  EXPECT_EQ(report.at("placement").at(1).at("reason"), "node 'softmax' (Softmax): operator not supported on the NPU");
+  EXPECT_EQ(report.at("placement").at(1).at("reason"), "node 'softmax' (LogSoftmax): operator not supported on the NPU");
   EXPECT_EQ(report.at("segments").at(1).at("kind"), "host");
   EXPECT_EQ(report.at("layers").at(1).at("runs_on"), "host");
   EXPECT_NE(r.summary().find("segment 1: host, 1 node(s)"), std::string::npos) << r.summary();

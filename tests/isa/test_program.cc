@@ -116,3 +116,37 @@ TEST(Program, EarlierIsaVersionsLoadAndLaterOnesAreRejected) {
     }
   }
 }
+
+TEST(Program, MatMulAndSoftmaxRoundTripAndUndefinedOpcodesAreRejected) {
+  Program p = sample();
+  Instruction mm;
+  mm.opcode = Opcode::kMatMul;
+  mm.matmul = {0, 1024, 2048, 2, 3, 5, 7, 15, 35, 4, -6, 1, 1 << 30, -8, -128, 127};
+  p.instructions.push_back(mm);
+  Instruction sm;
+  sm.opcode = Opcode::kSoftmax;
+  sm.softmax = {2048, 4096, 2048, 2, 21, 1, -128, 1 << 30, -21};
+  p.instructions.push_back(sm);
+  const Program q = Program::parse(p.serialize(), "mem");
+  ASSERT_EQ(q.instructions.size(), 3u);
+  EXPECT_EQ(opcode_unit(Opcode::kMatMul), Unit::kMac);
+  EXPECT_EQ(opcode_unit(Opcode::kSoftmax), Unit::kVector);
+  EXPECT_EQ(q.instructions[1].matmul.b_step, 35u);
+  EXPECT_EQ(q.instructions[2].softmax.shift, -21);
+  EXPECT_EQ(to_string(q.instructions[1]), "matmul [wait dma>=0 mac>=0 vec>=0] a@0 b@1024 -> @2048 2x(3x5 * 5x7)");
+  EXPECT_EQ(to_string(q.instructions[2]), "softmax [wait dma>=0 mac>=0 vec>=0] in@2048 table@4096 -> @2048 2x21x1");
+  EXPECT_EQ(matmul_macs(mm.matmul), 2u * 3 * 5 * 7);
+  // 9 and 10 are not defined by this ISA (reserved for other additions), nor is 13.
+  for (int op : {9, 10, 13}) {
+    EXPECT_FALSE(opcode_valid(static_cast<uint8_t>(op))) << op;
+    Program bad = sample();
+    bad.instructions[0].opcode = static_cast<Opcode>(op);
+    try {
+      Program::parse(bad.serialize(), "bad.anvil");
+      FAIL() << "opcode " << op;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kParseError);
+      EXPECT_NE(std::string(e.what()).find("invalid opcode " + std::to_string(op)), std::string::npos) << e.what();
+    }
+  }
+}

@@ -92,7 +92,7 @@ TEST(HostValues, EachRefusedNodeIsOneHostOpInGraphOrder) {
   EXPECT_EQ(g.values[reshape3.inputs[1]].name, "s1");   // the host value, computed before matmul2
   EXPECT_EQ(g.values[reshape3.output].name, "y_q");
   EXPECT_EQ(reshape3.host_reason, "node 'reshape3' (Reshape): shape must be a constant");
-  EXPECT_EQ(g.ops[7].host_reason, "node 'softmax1' (Softmax): operator not supported on the NPU");
+  EXPECT_EQ(g.ops[7].host_reason, "node 'softmax1' (Softmax): input 'r' is not a DequantizeLinear of a quantized value");
   for (const auto& op : g.ops) EXPECT_NE(op.node, "dead_shape");  // nothing reads it: no op
   // The float graph output stays float: the host value of the last Softmax.
   ASSERT_EQ(g.output_names, (std::vector<std::string>{"y_dq", "p"}));
@@ -156,9 +156,9 @@ TEST(HostValues, VersionOneGraphsStillParseAsInt8) {
   const ref::Int8Graph back = ref::parse_int8_graph(v1, "v1").value();
   EXPECT_EQ(back.values[1].dtype, DType::kInt8);
   EXPECT_EQ(ref::serialize_int8_graph(back), v2);
-  std::string v3 = v2;
-  v3[4] = 3;
-  EXPECT_EQ(parse_error(v3), "g: integer graph: version 3, this anvil reads versions 1 to 2 (at byte 8)");
+  std::string later = v2;
+  later[4] = 4;
+  EXPECT_EQ(parse_error(later), "g: integer graph: version 4, this anvil reads versions 1 to 3 (at byte 8)");
 }
 
 TEST(HostValuesErrors, BadValueDtypeAndNonHostOpsOnHostValuesAreParseErrors) {

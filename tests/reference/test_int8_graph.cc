@@ -343,11 +343,11 @@ TEST(Int8GraphErrors, UnsupportedOperatorInTheMiddle) {
   const ActParams p = unit_params();
   QdqBuilder q(p);
   q.b.input("x", DType::kFloat32, {-1, 4});
-  q.b.node("Softmax", {q.qdq("x")}, {"y"}, "smax");
+  q.b.node("Erf", {q.qdq("x")}, {"y"}, "erf");
   q.b.output(q.qdq("y"));
   const Error e = lowering_error(q.b.model());
   EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
-  EXPECT_STREQ(e.what(), "node 'smax' (Softmax): operator not supported on the NPU");
+  EXPECT_STREQ(e.what(), "node 'erf' (Erf): operator not supported on the NPU");
 }
 
 TEST(Int8GraphErrors, FloatWeightIsMalformed) {

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "anvil/common/requant.h"
 #include "anvil/runtime/runtime.h"
 #include "program_builder.h"
 
@@ -139,6 +140,34 @@ TEST_P(Timing, FusedPairHasTwiceTheSlices) {
   const double peak = 2.0 * cfg().slices_per_pe * cfg().mac_rows * cfg().mac_cols;
   EXPECT_NEAR(s.last_stats().mac_utilization,
               static_cast<double>(isa::conv_macs(p.instructions[0].conv)) / (s.last_stats().cycles * peak), 1e-12);
+}
+
+TEST_P(Timing, OneMatMulAndOneSoftmax) {
+  // kMatMul: the slices split batch*M output rows, mac_rows output columns and mac_cols of K per
+  // cycle (zero SRAM is a valid pair of operands).
+  isa::Instruction mm;
+  mm.opcode = isa::Opcode::kMatMul;
+  mm.matmul = {0, 1 << 16, 1 << 17, 3, 50, 100, 70, 5000, 7000, 0, 0, 0, 1 << 30, -5, -128, 127};
+  EXPECT_WITHIN_2PCT(cycles({mm}), cfg().conv_fill_cycles + ceil_div(150, cfg().slices_per_pe) *
+                                                               ceil_div(70, cfg().mac_rows) * ceil_div(100, cfg().mac_cols));
+  // kSoftmax: three passes over outer*length*inner elements at vector_lanes, after its 1 KiB
+  // table is loaded from the constants (the instruction waits for that DMA).
+  const math::SoftmaxTable table = math::make_softmax_table(0.05);
+  isa::Program p;
+  p.constants.assign(reinterpret_cast<const uint8_t*>(table.data()), reinterpret_cast<const uint8_t*>(table.data()) + 1024);
+  p.io_bytes = 1 << 10;
+  p.instructions.push_back(dma(isa::Opcode::kDmaLoad, isa::Region::kConst, 0, 1 << 18, 1024));
+  isa::Instruction sm;
+  sm.opcode = isa::Opcode::kSoftmax;
+  const math::QuantizedMultiplier out = math::softmax_output_multiplier(1.0 / 256);
+  sm.softmax = {0, 1 << 18, 1 << 16, 40, 100, 3, -128, out.multiplier, out.shift};
+  sm.wait[0] = 1;
+  p.instructions.push_back(sm);
+  Device dev = Device::open("warboy(1)*1", cfg());
+  Session session(dev, p);
+  session.run({});
+  EXPECT_WITHIN_2PCT(session.last_stats().cycles,
+                     dma_cycles(1024) + cfg().vector_fill_cycles + ceil_div(3 * 40 * 100 * 3, cfg().vector_lanes));
 }
 
 INSTANTIATE_TEST_SUITE_P(Configs, Timing,

@@ -190,5 +190,94 @@ TEST_F(VectorOps, LutTableOutsideSramIsABadProgram) {
   }
 }
 
+// ---- kSoftmax (vector engine) and kMatMul (MAC array), ISA version 3 ----------------------------
+
+/// Runs `p` expecting the device to reject it as a bad program.
+void expect_bad_program(Device& dev, const isa::Program& p, const TensorMap& inputs) {
+  Session s(dev, p);
+  try {
+    s.run(inputs);
+    FAIL() << "expected a device error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kDeviceError);
+    EXPECT_NE(std::string(e.what()).find("bad program"), std::string::npos) << e.what();
+  }
+}
+
+/// One kSoftmax over `outer` x `length` x `inner` int8, its 1 KiB table loaded from the constants.
+isa::Program softmax_program(const math::SoftmaxTable& table, uint32_t outer, uint32_t length, uint32_t inner,
+                             math::QuantizedMultiplier out, int32_t out_zp) {
+  constexpr uint32_t kTable = 3 << 16;
+  isa::Instruction sm;
+  sm.opcode = isa::Opcode::kSoftmax;
+  sm.softmax = {kIn, kTable, kOut, outer, length, inner, out_zp, out.multiplier, out.shift};
+  const Shape shape{1, outer, length, inner};
+  isa::Program p = vector_program(sm, shape, shape, false);
+  p.constants.assign(reinterpret_cast<const uint8_t*>(table.data()), reinterpret_cast<const uint8_t*>(table.data()) + 1024);
+  p.instructions.insert(p.instructions.begin() + 1, dma(isa::Opcode::kDmaLoad, isa::Region::kConst, 0, kTable, 1024));
+  p.instructions[2].wait[0] = 2;
+  p.instructions[3].wait[0] = 2;
+  return p;
+}
+
+TEST_F(VectorOps, SoftmaxMatchesSoftmaxRowOnEveryAxisLine) {
+  const uint32_t outer = 3, length = 17, inner = 5;
+  const auto table = math::make_softmax_table(0.06);
+  const auto out = math::softmax_output_multiplier(1.0 / 256);
+  Session s(dev, softmax_program(table, outer, length, inner, out, -128));
+  const Shape shape{1, outer, length, inner};
+  const auto x = random_int8(shape_numel(shape), 9);
+  const auto y = s.run({{"a", Tensor::from_vector<int8_t>(shape, x)}}).at("y").to_vector<int8_t>();
+  std::vector<int8_t> want(x.size());
+  for (uint32_t o = 0; o < outer; ++o)
+    for (uint32_t i = 0; i < inner; ++i)
+      math::softmax_row(x.data() + o * length * inner + i, want.data() + o * length * inner + i, length, inner, table,
+                        out, -128);
+  EXPECT_EQ(y, want);
+}
+
+TEST_F(VectorOps, SoftmaxWithABadTableIsABadProgram) {
+  const Shape shape{1, 2, 8, 1};
+  const TensorMap in{{"a", Tensor::from_vector<int8_t>(shape, random_int8(16, 10))}};
+  auto table = math::make_softmax_table(0.06);
+  table[0] = 0;  // every row's sum could be 0
+  expect_bad_program(dev, softmax_program(table, 2, 8, 1, math::softmax_output_multiplier(1.0 / 256), -128), in);
+  table = math::make_softmax_table(0.06);
+  table[7] = (1 << 30) + 1;  // above 2^30: the int64 products are no longer bounded
+  expect_bad_program(dev, softmax_program(table, 2, 8, 1, math::softmax_output_multiplier(1.0 / 256), -128), in);
+}
+
+/// One kMatMul of a 4 x 6 "a" by a 6 x 4 "b" (both loaded from IO), on the MAC unit.
+isa::Program matmul_program(uint32_t k, math::QuantizedMultiplier q) {
+  isa::Instruction mm;
+  mm.opcode = isa::Opcode::kMatMul;
+  mm.matmul = {kIn, kIn2, kOut, 1, 4, k, 4, 0, 0, 5, -7, 3, q.multiplier, q.shift, -128, 127};
+  isa::Program p = vector_program(mm, {1, 1, 4, 6}, {1, 1, 4, 4}, true);
+  p.instructions.back().wait[1] = 1;  // the store waits for the MAC unit, not the vector engine
+  p.instructions.back().wait[2] = 0;
+  return p;
+}
+
+TEST_F(VectorOps, MatMulOfTwoActivationsMatchesTheIntegerProduct) {
+  const auto q = math::quantize_multiplier(0.011);
+  Session s(dev, matmul_program(6, q));
+  const auto a = random_int8(24, 11), b = random_int8(24, 12);
+  const auto y = s.run({{"a", Tensor::from_vector<int8_t>({1, 1, 4, 6}, a)}, {"b", Tensor::from_vector<int8_t>({1, 1, 4, 6}, b)}})
+                     .at("y").to_vector<int8_t>();
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) {
+      int32_t acc = 0;
+      for (int k = 0; k < 6; ++k) acc += (a[i * 6 + k] - 5) * (b[k * 4 + j] + 7);
+      ASSERT_EQ(y[i * 4 + j], math::requantize(acc, q, 3)) << i << "," << j;
+    }
+}
+
+TEST_F(VectorOps, MatMulWithAnOverlongReductionIsABadProgram) {
+  // K = 40000 > 33025: K * 255^2 could overflow the int32 accumulator.
+  const TensorMap in{{"a", Tensor::from_vector<int8_t>({1, 1, 4, 6}, random_int8(24, 13))},
+                     {"b", Tensor::from_vector<int8_t>({1, 1, 4, 6}, random_int8(24, 14))}};
+  expect_bad_program(dev, matmul_program(40000, math::quantize_multiplier(0.01)), in);
+}
+
 }  // namespace
 }  // namespace anvil::rt

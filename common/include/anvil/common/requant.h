@@ -15,6 +15,7 @@
 ///      zero (RoundingDivideByPOT).
 /// These are TFLite's rounding rules; results may differ from float math by one unit on ties.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -141,6 +142,53 @@ inline int32_t quantize_bias(float b, float scale) {
 /// ONNX DequantizeLinear for one int8.
 inline float dequantize(int32_t q, float scale, int32_t zero_point) {
   return static_cast<float>(q - zero_point) * scale;
+}
+
+/// Integer softmax (ONNX Softmax between int8 values): the one implementation run_int8, the
+/// hardware model's vector engine and the test interpreter all call. Softmax is invariant to a
+/// shift of its inputs, so with d_i = max_j q_j - q_i in [0, 255] (q the int8 inputs, in_scale
+/// their scale) p_i = exp(-in_scale * d_i) / sum_j exp(-in_scale * d_j). The exponentials come
+/// from a 256-entry table computed once, when the graph is lowered (the compiler copies its bytes;
+/// nothing after lowering evaluates exp):
+///   table[d] = round(exp(-in_scale * d) * 2^30)            (int32, table[0] = 2^30)
+/// and each row is then exact integer arithmetic:
+///   e_i = table[d_i] <= 2^30;  s = sum_i e_i in int64 (>= 2^30, < 2^62 for rows below 2^32)
+///   p_i = floor((e_i * 2^30 + s / 2) / s)                  (e_i * 2^30 < 2^61: no overflow;
+///                                                            p_i in [0, 2^30], round half up)
+///   out_i = requantize(p_i, M = 2^-30 / out_scale, out_zp) (int8 clamp)
+/// The quantizer's output scale 1/256 makes M = 2^-22 exact. Against the float graph's
+/// DQ -> Softmax -> Q the result differs only where p_i / out_scale lies within about 1e-6 of a
+/// rounding boundary (the table's and p_i's rounding, and requantize's ties away from zero versus
+/// QuantizeLinear's ties to even): never by more than one output step (tests/common, tests/reference).
+constexpr int kSoftmaxFractionBits = 30;
+using SoftmaxTable = std::array<int32_t, 256>;
+
+inline SoftmaxTable make_softmax_table(double in_scale) {
+  SoftmaxTable t{};
+  for (int d = 0; d < 256; ++d)
+    t[d] = static_cast<int32_t>(std::llround(std::exp(-in_scale * d) * static_cast<double>(1 << kSoftmaxFractionBits)));
+  return t;
+}
+
+/// M = 2^-30 / out_scale, the requantization of a softmax probability in Q30 to the output.
+inline QuantizedMultiplier softmax_output_multiplier(double out_scale) {
+  return quantize_multiplier(std::ldexp(1.0, -kSoftmaxFractionBits) / out_scale);
+}
+
+/// Softmax of one row of n int8 values, x[i * stride] -> y[i * stride] (stride > 1: an axis that
+/// is not the innermost). y may alias x. table entries must be in [0, 2^30] with table[0] > 0.
+inline void softmax_row(const int8_t* x, int8_t* y, int64_t n, int64_t stride, const SoftmaxTable& table,
+                        QuantizedMultiplier out, int32_t out_zero_point) {
+  if (n <= 0) return;
+  int32_t max = -128;
+  for (int64_t i = 0; i < n; ++i) max = std::max<int32_t>(max, x[i * stride]);
+  int64_t sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += table[max - x[i * stride]];
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t e = table[max - x[i * stride]];
+    const int64_t p = ((e << kSoftmaxFractionBits) + sum / 2) / sum;
+    y[i * stride] = requantize(static_cast<int32_t>(p), out, out_zero_point);
+  }
 }
 
 }  // namespace anvil::math

@@ -4,8 +4,9 @@
 ///
 /// A PE has three execution units that each run their own in-order instruction queue:
 ///   DMA     moves data between DRAM and the PE's SRAM (kDmaLoad, kDmaStore);
-///   MAC     the 64 slices' int8 dot-product arrays (kConv; a fully connected layer is a 1x1 conv);
-///   VECTOR  the vector engine (kAdd, kMaxPool, kAvgPool, kRequant, kLut).
+///   MAC     the 64 slices' int8 dot-product arrays (kConv; a fully connected layer is a 1x1 conv;
+///           kMatMul of two activations);
+///   VECTOR  the vector engine (kAdd, kMaxPool, kAvgPool, kRequant, kLut, kSoftmax).
 /// The sequencer dispatches instructions in program order to their unit. Dependencies between
 /// units are explicit: an instruction starts only when, for every unit u, at least wait[u]
 /// instructions of unit u have completed. Units therefore overlap wherever the compiler allows.
@@ -22,8 +23,9 @@
 
 namespace anvil::isa {
 
-/// 2 adds kLut. Version 1 programs are valid version 2 programs (no opcode changed meaning).
-constexpr uint16_t kIsaVersion = 2;
+/// 2 adds kLut; 3 adds kMatMul (opcode 11) and kSoftmax (12). Programs of earlier versions are
+/// valid programs of later ones (no opcode changed meaning).
+constexpr uint16_t kIsaVersion = 3;
 
 enum class Unit : uint8_t { kDma = 0, kMac = 1, kVector = 2 };
 constexpr int kNumUnits = 3;
@@ -39,6 +41,8 @@ enum class Opcode : uint8_t {
   kAvgPool = 6,   ///< average pooling incl. global average pooling (PoolArgs)
   kRequant = 7,   ///< out = clamp(requantize(x - in_zp) + out_zp): a scale change or a standalone clamp (RequantArgs)
   kLut = 8,       ///< out[i] = table[in[i] + 128]: a 256-byte int8 lookup table in SRAM (LutArgs; ISA version 2)
+  kMatMul = 11,   ///< batched int8 x int8 matrix product of two activations, requantized (MatMulArgs; ISA version 3)
+  kSoftmax = 12,  ///< integer softmax along one axis, math::softmax_row (SoftmaxArgs; ISA version 3)
 };
 const char* opcode_name(Opcode op);
 Unit opcode_unit(Opcode op);
@@ -100,6 +104,28 @@ struct LutArgs {
   uint32_t in_addr, table_addr, out_addr, count;  ///< SRAM addresses; count elements
 };
 
+/// Batched matrix product of two int8 activations (MAC unit): for p < batch, A_p = a_addr +
+/// p * a_step (M x K, row major), B_p = b_addr + p * b_step (K x N), out_p = out_addr + p * M * N:
+///   out_p[i][j] = math::requantize(sum_k (A_p[i][k] - a_zp) * (B_p[k][j] - b_zp), {mult, shift},
+///                                  out_zp, act_min, act_max).
+/// A step of 0 broadcasts one matrix to every product. K <= 33025 keeps the int32 sum exact.
+struct MatMulArgs {
+  uint32_t a_addr, b_addr, out_addr;  ///< SRAM
+  uint32_t batch, m, k, n;
+  uint32_t a_step, b_step;  ///< elements between consecutive matrices of A / B; 0: broadcast
+  int32_t a_zero_point, b_zero_point, out_zero_point, mult, shift, act_min, act_max;
+};
+
+/// Integer softmax (vector engine) of `outer` x `inner` rows of `length` int8 elements: element l
+/// of row (o, i) is at o * length * inner + l * inner + i (the axis of an outer x length x inner
+/// tensor). table_addr holds math::SoftmaxTable: 256 int32 (1024 bytes), entry d = round(exp(-in_scale
+/// * d) * 2^30); out = math::softmax_row(..., {mult, shift}, out_zero_point). out may alias in.
+struct SoftmaxArgs {
+  uint32_t in_addr, table_addr, out_addr;  ///< SRAM
+  uint32_t outer, length, inner;
+  int32_t out_zero_point, mult, shift;
+};
+
 /// One instruction: a 16-byte header and a 112-byte argument block.
 struct Instruction {
   Opcode opcode;
@@ -112,6 +138,8 @@ struct Instruction {
     PoolArgs pool;
     RequantArgs requant;
     LutArgs lut;
+    MatMulArgs matmul;
+    SoftmaxArgs softmax;
     uint8_t raw[112];
   };
   Instruction() : opcode(Opcode::kNop), reserved{}, wait{} { std::memset(raw, 0, sizeof raw); }
@@ -124,5 +152,7 @@ std::string to_string(const Instruction& inst);
 
 /// Multiply-accumulates a kConv performs (for utilisation and cost models).
 uint64_t conv_macs(const ConvArgs& c);
+/// Multiply-accumulates a kMatMul performs: batch x M x N x K.
+uint64_t matmul_macs(const MatMulArgs& m);
 
 }  // namespace anvil::isa

@@ -9,6 +9,8 @@
 ///   DQ(x) -> Sigmoid|Tanh|HardSigmoid|HardSwish|LeakyRelu -> Q          (lookup table)
 ///   DQ(x) -> Sigmoid|HardSigmoid -> Q -> DQ -> Mul(DQ(x), .) -> Q      (SiLU / hard swish as the
 ///                                        quantizer emits them: one lookup table, see make_lut)
+///   DQ(a), DQ(b) -> MatMul [-> Relu|Clip] -> Q    (two activations: kMatMul)
+///   DQ(x) -> Softmax -> Q                         (integer softmax, math::softmax_row)
 ///   Flatten / Reshape on quantized values         (pure data movement)
 /// and turns each into one Int8Op whose arithmetic is fully integer: int32 accumulation and
 /// math::requantize (common/requant.h). The compiler lowers the same Int8Graph to the ISA, so
@@ -53,6 +55,8 @@ enum class Int8OpKind {
   kReshape,  ///< Flatten/Reshape: same bytes, new shape
   kLut,      ///< elementwise lookup: out = lut[in + 128] (nonlinear activations, see make_lut)
   kHost,     ///< a region of the QDQ model run as float ONNX by the reference Executor (host fallback)
+  kMatMul = 15,   ///< MatMul of two int8 activations [..., M, K] x [..., K, N] (batch dims equal or broadcast)
+  kSoftmax = 16,  ///< Softmax over `axis`, math::softmax_row with `softmax_table`
 };
 const char* int8_op_name(Int8OpKind k);
 
@@ -89,6 +93,12 @@ struct Int8Op {
   std::vector<int> host_outputs;         ///< every output value; output == host_outputs[0]
   std::vector<std::string> host_nodes;   ///< the op's compute node (reports)
   std::string host_reason;               ///< why: the node's refusal
+  // kMatMul: acc = sum_k (a - a_zp) * (b - b_zp), out = requantize(acc, multiplier = a_scale *
+  // b_scale / out_scale, out_zp, act_min, act_max); the zero points are the input values'.
+  // kSoftmax: the axis (>= 0, < rank) and math::make_softmax_table(input scale); `multiplier` is
+  // math::softmax_output_multiplier(output scale).
+  int axis = 0;
+  math::SoftmaxTable softmax_table{};
 };
 
 struct Int8Graph {
@@ -135,6 +145,18 @@ Expected<TensorMap> run_int8(const Int8Graph& graph, const TensorMap& int8_input
 /// q in [-128, 127], i.e. exactly DQ -> f -> Q of the float graph. lower_qdq builds every kLut
 /// table here; the compiler and the hardware model copy the bytes and never evaluate f.
 std::array<int8_t, 256> make_lut(const std::function<float(float)>& f, QuantParams in, QuantParams out);
+
+/// The geometry of a kMatMul: `batch` products of an M x K and a K x N matrix, each operand's
+/// matrices `a_step` / `b_step` elements apart (0: the operand has no batch dimensions, or only
+/// ones, and is broadcast to every product). `out` = the broadcast batch dimensions + [M, N].
+struct MatMulDims {
+  int64_t batch = 1, m = 0, k = 0, n = 0, a_step = 0, b_step = 0;
+  Shape out;
+};
+/// Checks and flattens A [..., M, K] x B [..., K, N]: both ranks >= 2 (else kUnsupported), equal K
+/// and numpy-broadcastable batch dimensions (else kInvalidArgument); an operand's batch dimensions
+/// must equal the broadcast ones or be all ones (kUnsupported otherwise, e.g. [2,1] x [1,3]).
+MatMulDims matmul_dims(const Shape& a, const Shape& b);
 
 /// Host-side conversions at the graph boundary (math::quantize_float / math::dequantize).
 Tensor quantize_tensor(const Tensor& f32, QuantParams q);

@@ -1,0 +1,286 @@
+// lower_qdq + run_int8 for MatMul of two int8 activations (kMatMul) and Softmax (kSoftmax): the
+// patterns, agreement with the float execution of the same QDQ model, serialization, and the
+// refusals that send a node to the host.
+#include <gtest/gtest.h>
+
+#include "qdq_builder.h"
+
+using namespace anvil;
+using anvil::test::ActParams;
+using anvil::test::calibrate;
+using anvil::test::ModelBuilder;
+using anvil::test::QdqBuilder;
+using anvil::test::random_tensor;
+
+namespace {
+
+using Build = std::function<onnx::ModelProto(const ActParams&)>;
+
+struct Agreement {
+  int64_t max_diff = 0;
+  double exact = 0.0;
+};
+
+/// The float Executor (Q/DQ included) and run_int8 of lower_qdq on the same inputs, compared in
+/// the output's int8 domain.
+Agreement compare(const onnx::ModelProto& model, const TensorMap& inputs, int64_t batch) {
+  const TensorMap float_out = ref::Executor::create(model).value().run(inputs).value();
+  auto g = ref::lower_qdq(model, batch);
+  EXPECT_TRUE(g.ok()) << g.error().what();
+  if (!g.ok()) return {1000, 0.0};
+  TensorMap int8_in;
+  for (size_t i = 0; i < g->inputs.size(); ++i)
+    int8_in[g->input_names[i]] = ref::quantize_tensor(inputs.at(g->input_names[i]), g->values[g->inputs[i]].q);
+  const TensorMap int_out = ref::run_int8(*g, int8_in).value();
+  Agreement a;
+  int64_t same = 0, total = 0;
+  for (size_t i = 0; i < g->outputs.size(); ++i) {
+    const ref::Int8Value& v = g->values[g->outputs[i]];
+    const Tensor want = ref::quantize_tensor(float_out.at(g->output_names[i]), v.q);
+    const Tensor& got = int_out.at(g->output_names[i]);
+    EXPECT_EQ(got.shape(), want.shape());
+    for (int64_t j = 0; j < got.numel(); ++j) {
+      const int64_t d = std::abs(int64_t{got.data<int8_t>()[j]} - want.data<int8_t>()[j]);
+      a.max_diff = std::max(a.max_diff, d);
+      same += d == 0;
+      ++total;
+    }
+  }
+  a.exact = total ? static_cast<double>(same) / total : 0.0;
+  return a;
+}
+
+/// a [batch, ...] and b (its first dimension is the batch too; `b_shape` reshapes it on the int8
+/// value, so B can have other batch dimensions) -> MatMul -> [activation] -> Q -> y.
+Build matmul_model(const Shape& a_shape, const Shape& b_input, const Shape& b_shape, const std::string& activation) {
+  return [=](const ActParams& p) {
+    QdqBuilder q(p);
+    Shape a_dyn = a_shape, b_dyn = b_input;
+    a_dyn[0] = -1, b_dyn[0] = -1;
+    q.b.input("a", DType::kFloat32, a_dyn);
+    q.b.input("b", DType::kFloat32, b_dyn);
+    const std::string a = q.qdq("a");
+    std::string b = q.qdq("b");
+    if (b_shape != b_input) {  // reshape the int8 value, then dequantize it again
+      q.b.initializer("b_shape", Tensor::from_vector<int64_t>({static_cast<int64_t>(b_shape.size())}, b_shape));
+      q.b.node("Reshape", {"b_q", "b_shape"}, {"b_r"}, "b_reshape");
+      q.b.node("DequantizeLinear", {"b_r", "b_scale", "b_zp"}, {"b_r_dq"}, "b_r_DQ");
+      b = "b_r_dq";
+    }
+    q.b.node("MatMul", {a, b}, {activation.empty() ? "y" : "mm"}, "matmul");
+    if (activation == "Relu") q.b.node("Relu", {"mm"}, {"y"}, "relu");
+    q.b.output(q.qdq("y"));
+    return q.b.model();
+  };
+}
+
+Build softmax_model(const Shape& shape, int64_t axis, int64_t opset, bool fixed_output) {
+  return [=](const ActParams& given) {
+    ActParams p = given;
+    if (fixed_output) p["y"] = {1.0f / 256.0f, -128};  // the quantizer's softmax output
+    QdqBuilder q(p, opset);
+    Shape dyn = shape;
+    dyn[0] = -1;
+    q.b.input("x", DType::kFloat32, dyn);
+    auto& n = q.b.node("Softmax", {q.qdq("x")}, {"y"}, "softmax");
+    ModelBuilder::attr(n, "axis", axis);
+    q.b.output(q.qdq("y"));
+    return q.b.model();
+  };
+}
+
+}  // namespace
+
+TEST(Int8MatMul, TwoActivationsLowerToOneMatMulWithinOneStepOfFloat) {
+  struct Case {
+    Shape a, b_input, b;
+    std::string activation;
+  };
+  const std::vector<Case> cases = {
+      {{2, 5, 7}, {2, 7, 3}, {2, 7, 3}, ""},             // batched, odd sizes
+      {{2, 3, 4, 9}, {2, 3, 9, 5}, {2, 3, 9, 5}, "Relu"},  // two batch dims, fused Relu
+      {{2, 6, 8}, {2, 20}, {8, 5}, ""},                  // B one matrix, broadcast to the batch
+      {{3, 4}, {3, 4, 6}, {3, 4, 6}, ""},                // rank 2 x rank 3: A broadcast
+  };
+  uint32_t seed = 1;
+  for (const Case& c : cases) {
+    const Build build = matmul_model(c.a, c.b_input, c.b, c.activation);
+    const TensorMap in{{"a", random_tensor(c.a, -2.0f, 1.5f, seed)}, {"b", random_tensor(c.b_input, -1.0f, 3.0f, seed + 1)}};
+    seed += 2;
+    const ActParams p = calibrate(build, {"a", "b", "y"}, in);
+    auto g = ref::lower_qdq(build(p), c.a[0]);
+    ASSERT_TRUE(g.ok()) << g.error().what();
+    const ref::Int8Op& mm = g->ops.back();
+    ASSERT_EQ(mm.kind, ref::Int8OpKind::kMatMul);
+    EXPECT_EQ(mm.inputs.size(), 2u);
+    EXPECT_EQ(mm.act_min, c.activation == "Relu" ? p.at("y").zero_point : -128);
+    const double want = static_cast<double>(p.at("a").scale) * p.at("b").scale / p.at("y").scale;
+    const auto m = math::quantize_multiplier(want);
+    EXPECT_EQ(mm.multiplier.multiplier, m.multiplier);
+    EXPECT_EQ(mm.multiplier.shift, m.shift);
+    // The float graph sums float32 products in another order and rounds half to even; the
+    // integer graph sums exactly and requant.h rounds twice (ties away from zero): one step at most.
+    const Agreement a = compare(build(p), in, c.a[0]);
+    EXPECT_LE(a.max_diff, 1);
+    EXPECT_GT(a.exact, 0.8);
+  }
+}
+
+TEST(Int8MatMul, ConstantWeightMatMulKeepsTheConvPath) {
+  const Build build = [](const ActParams& p) {
+    QdqBuilder q(p);
+    q.b.input("x", DType::kFloat32, {-1, 6});
+    std::vector<float> scales;
+    const std::string w = q.weight("w", random_tensor({6, 4}, -0.5f, 0.5f, 3), 1, &scales);
+    q.b.node("MatMul", {q.qdq("x"), w}, {"y"}, "fc");
+    q.b.output(q.qdq("y"));
+    return q.b.model();
+  };
+  const TensorMap in{{"x", random_tensor({3, 6}, -1.0f, 1.0f, 4)}};
+  auto g = ref::lower_qdq(build(calibrate(build, {"x", "y"}, in)), 3);
+  ASSERT_TRUE(g.ok()) << g.error().what();
+  EXPECT_EQ(g->ops.back().kind, ref::Int8OpKind::kConv);
+}
+
+TEST(Int8MatMul, InexpressibleOperandsAreRefusedOrRunOnTheHost) {
+  // [2, 1, 3, 4] x [1, 2, 4, 5]: batch dims broadcast across both operands.
+  const Build cross = matmul_model({2, 1, 3, 4}, {2, 20}, {1, 2, 4, 5}, "");
+  const TensorMap in{{"a", random_tensor({2, 1, 3, 4}, -1.0f, 1.0f, 5)}, {"b", random_tensor({2, 20}, -1.0f, 1.0f, 6)}};
+  const ActParams p = calibrate(cross, {"a", "b", "y"}, in);
+  auto g = ref::lower_qdq(cross(p), 2);
+  ASSERT_FALSE(g.ok());
+  EXPECT_EQ(g.error().code(), ErrorCode::kUnsupported);
+  EXPECT_NE(std::string(g.error().what()).find("matmul"), std::string::npos) << g.error().what();
+  ref::LowerOptions o;
+  o.host_fallback = true;
+  auto h = ref::lower_qdq(cross(p), 2, o);
+  ASSERT_TRUE(h.ok()) << h.error().what();
+  EXPECT_EQ(h->ops.back().kind, ref::Int8OpKind::kHost);
+  // A rank-1 operand.
+  const Build vec = matmul_model({2, 3, 4}, {2, 2}, {4}, "");
+  const TensorMap vin{{"a", random_tensor({2, 3, 4}, -1.0f, 1.0f, 7)}, {"b", random_tensor({2, 2}, -1.0f, 1.0f, 8)}};
+  auto gv = ref::lower_qdq(vec(calibrate(vec, {"a", "b", "y"}, vin)), 2);
+  ASSERT_FALSE(gv.ok());
+  EXPECT_EQ(gv.error().code(), ErrorCode::kUnsupported);
+}
+
+TEST(Int8Softmax, LowersToOneSoftmaxWithinOneStepOfFloatOnAnyAxis) {
+  struct Case {
+    Shape shape;
+    int64_t axis, want_axis;
+    bool fixed_output;
+  };
+  const std::vector<Case> cases = {{{2, 4, 16}, -1, 2, true},  {{2, 4, 16}, 1, 1, true}, {{3, 50}, 1, 1, true},
+                                   {{2, 3, 5, 7}, -3, 1, true}, {{4, 9}, 0, 0, true},    {{2, 6, 33}, 2, 2, false}};
+  uint32_t seed = 20;
+  int64_t total_exactish = 0;
+  for (const Case& c : cases) {
+    const Build build = softmax_model(c.shape, c.axis, 13, c.fixed_output);
+    const TensorMap in{{"x", random_tensor(c.shape, -6.0f, 4.0f, seed++)}};
+    const ActParams p = calibrate(build, c.fixed_output ? std::vector<std::string>{"x"} : std::vector<std::string>{"x", "y"}, in);
+    auto g = ref::lower_qdq(build(p), c.shape[0]);
+    ASSERT_TRUE(g.ok()) << g.error().what();
+    ASSERT_EQ(g->ops.size(), 1u);
+    EXPECT_EQ(g->ops[0].kind, ref::Int8OpKind::kSoftmax);
+    EXPECT_EQ(g->ops[0].axis, c.want_axis);
+    EXPECT_EQ(g->ops[0].softmax_table, math::make_softmax_table(p.at("x").scale));
+    // The float Executor's float32 exponentials and QuantizeLinear's ties-to-even against the Q30
+    // integer softmax (requant.h): equal except within ~1e-6 of a rounding boundary.
+    const Agreement a = compare(build(p), in, c.shape[0]);
+    EXPECT_LE(a.max_diff, 1);
+    EXPECT_GT(a.exact, 0.95);
+    total_exactish += a.exact > 0.95;
+  }
+  EXPECT_EQ(total_exactish, static_cast<int64_t>(cases.size()));
+}
+
+TEST(Int8Softmax, OldOpsetOnlyOverTheLastAxis) {
+  const TensorMap in{{"x", random_tensor({2, 3, 8}, -3.0f, 3.0f, 9)}};
+  const Build last = softmax_model({2, 3, 8}, 2, 11, true);
+  auto g = ref::lower_qdq(last(calibrate(last, {"x"}, in)), 2);
+  ASSERT_TRUE(g.ok()) << g.error().what();
+  EXPECT_EQ(g->ops[0].kind, ref::Int8OpKind::kSoftmax);
+  // opset 11 axis 1 normalises over the flattened 3 x 8: refused (to the host with fallback).
+  const Build flat = softmax_model({2, 3, 8}, 1, 11, true);
+  auto f = ref::lower_qdq(flat(calibrate(flat, {"x"}, in)), 2);
+  ASSERT_FALSE(f.ok());
+  EXPECT_EQ(f.error().code(), ErrorCode::kUnsupported);
+  EXPECT_NE(std::string(f.error().what()).find("softmax"), std::string::npos) << f.error().what();
+  // An axis outside the rank is a malformed model.
+  const Build bad = softmax_model({2, 3, 8}, 3, 13, true);
+  auto b = ref::lower_qdq(bad(ActParams{{"x", {0.05f, 0}}}), 2);
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.error().code(), ErrorCode::kInvalidArgument);
+}
+
+TEST(Int8Attention, SerializedGraphRunsTheSameAndCorruptTablesAreRejected) {
+  const Build build = softmax_model({2, 4, 16}, -1, 13, true);
+  const TensorMap in{{"x", random_tensor({2, 4, 16}, -6.0f, 4.0f, 31)}};
+  const ref::Int8Graph g = ref::lower_qdq(build(calibrate(build, {"x"}, in)), 2).value();
+  const std::string bytes = ref::serialize_int8_graph(g);
+  const ref::Int8Graph back = ref::parse_int8_graph(bytes, "softmax.ai8g").value();
+  EXPECT_EQ(back.ops[0].kind, ref::Int8OpKind::kSoftmax);
+  EXPECT_EQ(back.ops[0].axis, 2);
+  EXPECT_EQ(back.ops[0].softmax_table, g.ops[0].softmax_table);
+  const TensorMap q{{"x", ref::quantize_tensor(in.at("x"), g.values[g.inputs[0]].q)}};
+  const std::string y = g.output_names.at(0);
+  EXPECT_TRUE(ref::run_int8(back, q).value().at(y) == ref::run_int8(g, q).value().at(y));
+  EXPECT_EQ(ref::serialize_int8_graph(back), bytes);
+
+  ref::Int8Graph bad = g;
+  bad.ops[0].softmax_table[0] = 0;
+  auto p = ref::parse_int8_graph(ref::serialize_int8_graph(bad), "zero.ai8g");
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code(), ErrorCode::kParseError);
+  EXPECT_NE(std::string(p.error().what()).find("softmax"), std::string::npos) << p.error().what();
+  bad = g;
+  bad.ops[0].axis = 3;
+  EXPECT_FALSE(ref::parse_int8_graph(ref::serialize_int8_graph(bad), "axis.ai8g").ok());
+  // An op kind between this anvil's kinds that it does not define.
+  bad = g;
+  bad.ops[0].kind = static_cast<ref::Int8OpKind>(9);
+  auto k = ref::parse_int8_graph(ref::serialize_int8_graph(bad), "kind.ai8g");
+  ASSERT_FALSE(k.ok());
+  EXPECT_NE(std::string(k.error().what()).find("unknown op kind"), std::string::npos);
+}
+
+TEST(Int8Attention, RunInt8RejectsInconsistentOps) {
+  // Hand-built graphs (as a parsed host segment could be): shapes that do not match the op.
+  ref::Int8Graph g;
+  g.values = {{"a", {2, 3}, {0.1f, 0}}, {"b", {4, 5}, {0.1f, 0}}, {"y", {2, 5}, {0.1f, 0}}};
+  g.inputs = {0, 1};
+  g.input_names = {"a", "b"};
+  g.outputs = {2};
+  g.output_names = {"y"};
+  ref::Int8Op mm;
+  mm.kind = ref::Int8OpKind::kMatMul;
+  mm.node = "mm";
+  mm.inputs = {0, 1};
+  mm.output = 2;
+  mm.multiplier = math::quantize_multiplier(0.1);
+  g.ops = {mm};
+  const TensorMap in{{"a", Tensor(DType::kInt8, {2, 3})}, {"b", Tensor(DType::kInt8, {4, 5})}};
+  auto r = ref::run_int8(g, in);  // K = 3 against 4 rows of b
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+  g.values[1].shape = {3, 5};
+  g.values[2].shape = {2, 4};  // the product is 2 x 5
+  r = ref::run_int8(g, {{"a", Tensor(DType::kInt8, {2, 3})}, {"b", Tensor(DType::kInt8, {3, 5})}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(std::string(r.error().what()).find("matmul 'mm'"), std::string::npos) << r.error().what();
+
+  ref::Int8Op sm;
+  sm.kind = ref::Int8OpKind::kSoftmax;
+  sm.node = "sm";
+  sm.inputs = {0};
+  sm.output = 2;
+  sm.axis = 2;  // rank 2
+  sm.softmax_table = math::make_softmax_table(0.1);
+  g.ops = {sm};
+  g.values[2].shape = {2, 3};
+  g.inputs = {0};
+  g.input_names = {"a"};
+  r = ref::run_int8(g, {{"a", Tensor(DType::kInt8, {2, 3})}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(std::string(r.error().what()).find("softmax 'sm'"), std::string::npos) << r.error().what();
+}

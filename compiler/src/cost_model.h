@@ -15,7 +15,8 @@ namespace anvil::compiler {
 ///   kConv:           conv_fill_cycles + ceil(N*OH*OW / S) * ceil((OC/G) / mac_rows) * ceil(K / mac_cols) * G,
 ///                    K = (IC/G) * KH * KW, S = slices_per_pe * num_pes
 ///   vector:          vector_fill_cycles + ceil(elements / (lanes * num_pes)), elements =
-///                    count (add, requant, lut) or N*C*OH*OW*KH*KW (pooling: every window element read),
+///                    count (add, requant, lut), the output elements (binary: each reads one a and one b),
+///                    or N*C*OH*OW*KH*KW (pooling: every window element read),
 ///                    lanes = lut_lanes for kLut, vector_lanes otherwise
 uint64_t instruction_cycles(const isa::Instruction& inst, const Target& target);
 

@@ -1,13 +1,14 @@
 // serialize_int8_graph / parse_int8_graph: the integer graph as bytes, for the host segments of a
 // partitioned program (docs/program-format.md). Little endian, no padding:
-//   "AI8G" u32 version(2)
+//   "AI8G" u32 version(3)
 //   values:  u32 n, each: str name, shape, f32 scale, i32 zero_point, i32 dtype (version 2 only;
 //            version 1 values are int8)
 //   ops:     u32 n, each: u32 kind, str node, i32 list inputs, i32 output, tensor weight, tensor bias,
 //            u32 n + (i32 multiplier, i32 shift) each, i32 groups, i32 x 2 kernel, strides,
 //            dilations, i32 x 4 pads, u8 count_include_pad, add params (i32 x 12), multiplier
 //            (i32 x 2), i32 act_min, i32 act_max, 256 bytes lut, str host_model, i32 list
-//            host_outputs, u32 n + str host_nodes, str host_reason
+//            host_outputs, u32 n + str host_nodes, str host_reason,
+//            version 3, kMul only: mul params (i32 x 3 zero points, multiplier, i32 act_min, act_max)
 //   graph:   i32 list inputs, i32 list outputs, u32 n + str input_names, u32 n + str output_names
 // str = u32 length + bytes; shape = u32 rank + i64 dims; tensor = i32 dtype + shape + raw bytes.
 #include "anvil/reference/int8_graph.h"
@@ -21,7 +22,7 @@ namespace anvil::ref {
 namespace {
 
 constexpr char kMagic[4] = {'A', 'I', '8', 'G'};
-constexpr uint32_t kVersion = 2;  // 2: values carry their dtype (host values); 1 is still read
+constexpr uint32_t kVersion = 3;  // 3: kMul's params; 2: values carry their dtype (host values); 1 and 2 are still read
 
 /// The integer graph's compound fields on top of the common byte stream.
 class Writer : public ByteWriter {
@@ -139,6 +140,12 @@ std::string serialize_int8_graph(const Int8Graph& g) {
     w.put<uint32_t>(static_cast<uint32_t>(op.host_nodes.size()));
     for (const std::string& n : op.host_nodes) w.str(n);
     w.str(op.host_reason);
+    if (op.kind == Int8OpKind::kMul) {
+      for (int32_t x : {op.mul.a_zero_point, op.mul.b_zero_point, op.mul.out_zero_point}) w.put<int32_t>(x);
+      w.multiplier(op.mul.out);
+      w.put<int32_t>(op.mul.act_min);
+      w.put<int32_t>(op.mul.act_max);
+    }
   }
   w.ints(g.inputs);
   w.ints(g.outputs);
@@ -182,7 +189,9 @@ Expected<Int8Graph> parse_int8_graph(const std::string& bytes, const std::string
     g.ops.resize(r.count(r.remaining() / 64, "ops"));
     for (Int8Op& op : g.ops) {
       const uint32_t kind = r.get<uint32_t>();
-      if (kind > static_cast<uint32_t>(Int8OpKind::kHost)) r.bad("unknown op kind " + std::to_string(kind));
+      if (kind > static_cast<uint32_t>(Int8OpKind::kSub) ||
+          (kind > static_cast<uint32_t>(Int8OpKind::kHost) && kind < static_cast<uint32_t>(Int8OpKind::kMul)))
+        r.bad("unknown op kind " + std::to_string(kind));
       op.kind = static_cast<Int8OpKind>(kind);
       op.node = r.str();
       op.inputs = r.ints();
@@ -212,6 +221,13 @@ Expected<Int8Graph> parse_int8_graph(const std::string& bytes, const std::string
       op.host_nodes.resize(r.count(r.remaining() / 4, "host nodes"));
       for (std::string& n : op.host_nodes) n = r.str();
       op.host_reason = r.str();
+      if (op.kind == Int8OpKind::kMul) {
+        if (version < 3) r.bad("op '" + op.node + "': mul needs format version 3");
+        for (int32_t* x : {&op.mul.a_zero_point, &op.mul.b_zero_point, &op.mul.out_zero_point}) *x = r.get<int32_t>();
+        op.mul.out = r.multiplier();
+        op.mul.act_min = r.get<int32_t>();
+        op.mul.act_max = r.get<int32_t>();
+      }
       if (op.kind != Int8OpKind::kHost)  // only kHost ops read or write host values
         for (int v : op.inputs) {
           if (g.values[v].dtype != DType::kInt8)

@@ -106,7 +106,14 @@ void binary(const Int8Op& op, const Int8Graph& g, const std::vector<Tensor>& val
   if (b.empty() || b.dtype() != DType::kInt8)
     fail(ErrorCode::kInvalidArgument, "op '" + op.node + "' has no int8 second operand");
   const Shape& y = g.values[op.output].shape;
-  if (broadcast_shapes(broadcast_shapes(a.shape(), b.shape()), y) != y)
+  const auto broadcasts = [&] {
+    try {
+      return broadcast_shapes(broadcast_shapes(a.shape(), b.shape()), y) == y;
+    } catch (const Error&) {
+      return false;
+    }
+  };
+  if (!broadcasts())
     fail(ErrorCode::kInvalidArgument, "op '" + op.node + "': operands " + shape_str(a.shape()) + " and " +
                                           shape_str(b.shape()) + " do not broadcast to " + shape_str(y));
   const std::array<std::vector<int64_t>, 2> strides{broadcast_strides(a.shape(), y), broadcast_strides(b.shape(), y)};

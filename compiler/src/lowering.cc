@@ -769,13 +769,15 @@ Lowering::BinaryShape binary_shape(const Shape& a, const Shape& b, const Shape& 
   const size_t rank = y.size();
   auto strides = [&](const Shape& in, const char* name) {
     if (in.size() > rank)
-      fail(ErrorCode::kInvalidArgument, where(op) + ": operand " + name + " " + shape_str(in) + " has a higher rank than the output " + shape_str(y));
+      fail(ErrorCode::kInvalidArgument, where(op) + ": operand " + name + " " + shape_str(in) +
+                                            " has a higher rank than the output " + shape_str(y));
     std::vector<int64_t> s(rank, 0);
     int64_t step = 1;
     for (size_t i = in.size(); i-- > 0;) {
       const size_t d = rank - in.size() + i;
       if (in[i] != 1 && in[i] != y[d])
-        fail(ErrorCode::kInvalidArgument, where(op) + ": operand " + name + " " + shape_str(in) + " does not broadcast to the output " + shape_str(y));
+        fail(ErrorCode::kInvalidArgument, where(op) + ": operand " + name + " " + shape_str(in) +
+                                              " does not broadcast to the output " + shape_str(y));
       s[d] = in[i] == 1 ? 0 : step;
       step *= in[i];
     }
@@ -808,7 +810,8 @@ Lowering::BinaryShape binary_shape(const Shape& a, const Shape& b, const Shape& 
 }
 
 /// Bytes an operand with `stride` spans over `rows` rows of the tiled dimension (0 rows: none).
-uint64_t binary_span(const Lowering::BinaryShape& s, const std::array<int64_t, isa::kBinaryRank>& stride, int64_t rows) {
+uint64_t binary_span(const Lowering::BinaryShape& s, const std::array<int64_t, isa::kBinaryRank>& stride,
+                     int64_t rows) {
   if (rows == 0) return 0;
   uint64_t last = static_cast<uint64_t>(rows - 1) * stride[s.tiled_dim];
   for (int k = s.tiled_dim + 1; k < isa::kBinaryRank; ++k) last += static_cast<uint64_t>(s.extent[k] - 1) * stride[k];
@@ -976,7 +979,8 @@ void Lowering::lower_binary_tiled(const ref::Int8Op& op, const BinaryShape& shap
     const uint64_t a = operands[0].shared ? operands[0].addr : sl.in[0];
     const uint64_t b = operands[1].shared ? operands[1].addr : sl.in[1];
     emit(build(t, {a, b}, b, sl.out));
-    emit_dma(isa::Opcode::kDmaStore, out_home.region, out_home.offset + t.r0 * row_out, sl.out, (t.r1 - t.r0) * row_out);
+    emit_dma(isa::Opcode::kDmaStore, out_home.region, out_home.offset + t.r0 * row_out, sl.out,
+             (t.r1 - t.r0) * row_out);
   }
   for (const Operand& o : operands)
     if (o.shared) sram_.release(o.addr);

@@ -184,8 +184,10 @@ void VectorEngine::binary(const isa::BinaryArgs& b, uint32_t index) {
   for (uint32_t i0 = 0; i0 < b.shape[0]; ++i0)
     for (uint32_t i1 = 0; i1 < b.shape[1]; ++i1)
       for (uint32_t i2 = 0; i2 < b.shape[2]; ++i2) {
-        const int8_t* xr = x + uint64_t{i0} * b.a_stride[0] + uint64_t{i1} * b.a_stride[1] + uint64_t{i2} * b.a_stride[2];
-        const int8_t* yr = y + uint64_t{i0} * b.b_stride[0] + uint64_t{i1} * b.b_stride[1] + uint64_t{i2} * b.b_stride[2];
+        const int8_t* xr =
+            x + uint64_t{i0} * b.a_stride[0] + uint64_t{i1} * b.a_stride[1] + uint64_t{i2} * b.a_stride[2];
+        const int8_t* yr =
+            y + uint64_t{i0} * b.b_stride[0] + uint64_t{i1} * b.b_stride[1] + uint64_t{i2} * b.b_stride[2];
         const uint32_t sa = b.a_stride[3], sb = b.b_stride[3];
         for (uint32_t i3 = 0; i3 < b.shape[3]; ++i3) {
           const int8_t u = xr[uint64_t{i3} * sa], v = yr[uint64_t{i3} * sb];

@@ -2,9 +2,10 @@
 /// A PE's vector engine: kAdd, kMaxPool, kAvgPool, kRequant, kLut and kBinary over int8 in SRAM.
 ///
 /// Timing: cycles = vector_fill + ceil(elements_touched / lanes), where elements_touched is the
-/// element count for kAdd, kRequant and kLut, the output elements for kBinary, and out elements x kernel window for pooling (every window
-/// element is read once), and lanes = vector_lanes (x2 in fused mode); kLut runs at lut_lanes
-/// lookups per cycle per PE instead (x2 in fused mode; lut_lanes <= vector_lanes, HwConfig).
+/// element count for kAdd, kRequant and kLut, the output elements for kBinary, and out elements x
+/// kernel window for pooling (every window element is read once), and lanes = vector_lanes (x2 in
+/// fused mode); kLut runs at lut_lanes lookups per cycle per PE instead (x2 in fused mode;
+/// lut_lanes <= vector_lanes, HwConfig).
 ///
 /// Arithmetic (bit-exact with anvil::ref::run_int8, all rounding in common/requant.h):
 ///   kAdd      math::add_int8 with AddParams from AddArgs

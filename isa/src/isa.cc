@@ -89,8 +89,8 @@ std::string to_string(const Instruction& i) {
     case Opcode::kBinary: {
       const BinaryArgs& b = i.binary;
       static const char* const kOps[] = {"add", "sub", "mul"};
-      os << " " << (b.op < 3 ? kOps[b.op] : "?") << " a@" << b.a_addr << " b@" << b.b_addr << " -> @" << b.out_addr << " "
-         << b.shape[0] << "x" << b.shape[1] << "x" << b.shape[2] << "x" << b.shape[3] << " a_stride " << b.a_stride[0]
+      os << " " << (b.op < 3 ? kOps[b.op] : "?") << " a@" << b.a_addr << " b@" << b.b_addr << " -> @" << b.out_addr
+         << " " << b.shape[0] << "x" << b.shape[1] << "x" << b.shape[2] << "x" << b.shape[3] << " a_stride " << b.a_stride[0]
          << "," << b.a_stride[1] << "," << b.a_stride[2] << "," << b.a_stride[3] << " b_stride " << b.b_stride[0] << ","
          << b.b_stride[1] << "," << b.b_stride[2] << "," << b.b_stride[3];
       break;

@@ -89,6 +89,10 @@ void expect_within_one_step(const Build& build, const TensorMap& feeds, const st
   }
 }
 
+ref::Int8OpKind kind_of(const std::string& op) {
+  return op == "Add" ? ref::Int8OpKind::kAdd : op == "Sub" ? ref::Int8OpKind::kSub : ref::Int8OpKind::kMul;
+}
+
 }  // namespace
 
 TEST(Int8Binary, BroadcastingAddSubMulMatchFloat) {
@@ -102,9 +106,11 @@ TEST(Int8Binary, BroadcastingAddSubMulMatchFloat) {
     for (const std::string op : {"Add", "Sub", "Mul"})
       for (bool relu : {false, true}) {
         SCOPED_TRACE(op + " " + shape_str(c.x) + " " + shape_str(c.z) + (relu ? " relu" : ""));
-        const TensorMap feeds{{"x", random_tensor(c.x, -1.0f, 2.0f, seed++)}, {"z", random_tensor(c.z, -1.5f, 1.0f, seed++)}};
-        const ref::Int8OpKind kind = op == "Add" ? ref::Int8OpKind::kAdd : op == "Sub" ? ref::Int8OpKind::kSub : ref::Int8OpKind::kMul;
-        expect_within_one_step(binary_model(op, c.x, c.z, false, relu), feeds, {"x", "z", relu ? "r" : "y"}, 1, kind);
+        const TensorMap feeds{{"x", random_tensor(c.x, -1.0f, 2.0f, seed)},
+                              {"z", random_tensor(c.z, -1.5f, 1.0f, seed + 1)}};
+        seed += 2;
+        expect_within_one_step(binary_model(op, c.x, c.z, false, relu), feeds, {"x", "z", relu ? "r" : "y"}, 1,
+                               kind_of(op));
       }
 }
 
@@ -112,8 +118,7 @@ TEST(Int8Binary, ConstantOperandBecomesTheOpsWeight) {
   const TensorMap feeds{{"x", random_tensor({2, 4, 3, 5}, -1.0f, 1.0f, 9)}};
   for (const std::string op : {"Mul", "Add", "Sub"}) {
     SCOPED_TRACE(op);
-    const ref::Int8OpKind kind = op == "Add" ? ref::Int8OpKind::kAdd : op == "Sub" ? ref::Int8OpKind::kSub : ref::Int8OpKind::kMul;
-    expect_within_one_step(binary_model(op, {2, 4, 3, 5}, {4, 1, 1}, true, false), feeds, {"x", "y"}, 1, kind);
+    expect_within_one_step(binary_model(op, {2, 4, 3, 5}, {4, 1, 1}, true, false), feeds, {"x", "y"}, 1, kind_of(op));
     auto g = ref::lower_qdq(binary_model(op, {2, 4, 3, 5}, {4, 1, 1}, true, false)({}), 2);
     ASSERT_TRUE(g.ok()) << g.error().what();
     EXPECT_EQ(g->ops[0].inputs.size(), 1u);

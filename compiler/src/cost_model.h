@@ -16,7 +16,8 @@ namespace anvil::compiler {
 ///                    K = (IC/G) * KH * KW, S = slices_per_pe * num_pes
 ///   kMatMul:         conv_fill_cycles + ceil(batch*M / S) * ceil(N / mac_rows) * ceil(K / mac_cols)
 ///   vector:          vector_fill_cycles + ceil(elements / (lanes * num_pes)), elements =
-///                    count (add, requant, lut), N*C*OH*OW*KH*KW (pooling: every window element read)
+///                    count (add, requant, lut), the output elements (binary: each reads one a and one b),
+///                    N*C*OH*OW*KH*KW (pooling: every window element read)
 ///                    or 3 * outer*length*inner (softmax: max, exponential sum, normalise passes),
 ///                    lanes = lut_lanes for kLut, vector_lanes otherwise
 uint64_t instruction_cycles(const isa::Instruction& inst, const Target& target);

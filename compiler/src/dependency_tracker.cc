@@ -63,6 +63,13 @@ MemAccess instruction_access(const isa::Instruction& inst) {
       a.reads.push_back(sram(inst.requant.in_addr, inst.requant.count));
       a.writes.push_back(sram(inst.requant.out_addr, inst.requant.count));
       break;
+    case Opcode::kBinary: {
+      const isa::BinaryArgs& b = inst.binary;
+      a.reads.push_back(sram(b.a_addr, isa::binary_extent(b, b.a_stride)));
+      a.reads.push_back(sram(b.b_addr, isa::binary_extent(b, b.b_stride)));
+      a.writes.push_back(sram(b.out_addr, isa::binary_count(b)));
+      break;
+    }
     case Opcode::kLut:
       a.reads.push_back(sram(inst.lut.in_addr, inst.lut.count));
       a.reads.push_back(sram(inst.lut.table_addr, 256));

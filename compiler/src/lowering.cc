@@ -216,6 +216,8 @@ LayerReport Lowering::lower(const ref::Int8Op& op) {
     case ref::Int8OpKind::kMatMul: lower_matmul(op); break;
     case ref::Int8OpKind::kSoftmax: lower_softmax(op); break;
     case ref::Int8OpKind::kReshape: break;  // the output shares the input's bytes (DRAM and SRAM)
+    case ref::Int8OpKind::kMul:
+    case ref::Int8OpKind::kSub: lower_binary(op); break;
     default: fail(ErrorCode::kInvalidArgument, "node '" + op.node + "': unknown integer op kind");
   }
   report_ = nullptr;
@@ -223,8 +225,14 @@ LayerReport Lowering::lower(const ref::Int8Op& op) {
 }
 
 void Lowering::lower_op(const ref::Int8Op& op, const TileSpace& space, const Builder& build,
-                        const AddConstants& consts) {
-  if (!lower_resident(op, space, build, consts)) lower_tiled(op, space, build, consts);
+                        const AddConstants& consts, const std::function<void()>& tiled) {
+  if (!lower_resident(op, space, build, consts)) {
+    if (tiled) {
+      tiled();
+    } else {
+      lower_tiled(op, space, build, consts);
+    }
+  }
   end_layer();
 }
 
@@ -578,11 +586,10 @@ void Lowering::lower_conv(const ref::Int8Op& op) {
 }
 
 void Lowering::lower_add(const ref::Int8Op& op) {
-  check_arity(op, 2);
+  // Two values of the output's shape: kAdd. Broadcasting or a constant operand: kBinary.
+  if (op.inputs.size() != 2 || !op.weight.empty()) return lower_binary(op);
   const ref::Int8Value &a = graph_.values[op.inputs[0]], &b = graph_.values[op.inputs[1]], &y = graph_.values[op.output];
-  if (a.shape != y.shape || b.shape != y.shape)
-    fail(ErrorCode::kUnsupported, where(op) + ": inputs " + shape_str(a.shape) + " and " + shape_str(b.shape) +
-                                      " -> " + shape_str(y.shape) + " (broadcasting add is not implemented)");
+  if (a.shape != y.shape || b.shape != y.shape) return lower_binary(op);
   for (const math::QuantizedMultiplier& q : {op.add.a, op.add.b, op.add.out})
     check_requant(op, q, op.add.act_min, op.add.act_max);
   TileSpace space;
@@ -961,6 +968,250 @@ void Lowering::lower_softmax(const ref::Int8Op& op) {
     return inst;
   };
   lower_rows(op, tiling, build, consts);
+}
+
+}  // namespace anvil::compiler
+
+namespace anvil::compiler {
+
+namespace {
+
+/// A kBinary field (an extent or a stride) in 32 bits.
+uint32_t u32(int64_t v, const char* field, const ref::Int8Op& op) {
+  if (v < 0 || v > std::numeric_limits<uint32_t>::max())
+    fail(ErrorCode::kUnsupported, where(op) + ": " + field + " = " + std::to_string(v) +
+                                      " does not fit the ISA's 32-bit field");
+  return static_cast<uint32_t>(v);
+}
+
+/// The output of a kBinary as isa::kBinaryRank dimensions with each operand's element strides (0
+/// where it is broadcast, numpy rules, operands right-aligned): output dimensions of extent 1 are
+/// dropped and neighbours that both operands walk contiguously are merged, so [1,197,768] times a
+/// [768] gamma is 197 x 768 with b strides 0, 1. kUnsupported when more than kBinaryRank remain.
+Lowering::BinaryShape binary_shape(const Shape& a, const Shape& b, const Shape& y, const ref::Int8Op& op) {
+  const size_t rank = y.size();
+  auto strides = [&](const Shape& in, const char* name) {
+    if (in.size() > rank)
+      fail(ErrorCode::kInvalidArgument, where(op) + ": operand " + name + " " + shape_str(in) +
+                                            " has a higher rank than the output " + shape_str(y));
+    std::vector<int64_t> s(rank, 0);
+    int64_t step = 1;
+    for (size_t i = in.size(); i-- > 0;) {
+      const size_t d = rank - in.size() + i;
+      if (in[i] != 1 && in[i] != y[d])
+        fail(ErrorCode::kInvalidArgument, where(op) + ": operand " + name + " " + shape_str(in) +
+                                              " does not broadcast to the output " + shape_str(y));
+      s[d] = in[i] == 1 ? 0 : step;
+      step *= in[i];
+    }
+    return s;
+  };
+  const std::vector<int64_t> sa = strides(a, "a"), sb = strides(b, "b");
+  std::vector<std::array<int64_t, 3>> dims;  // extent, a stride, b stride; outermost first
+  for (size_t d = 0; d < rank; ++d) {
+    if (y[d] == 1) continue;
+    if (!dims.empty() && dims.back()[1] == sa[d] * y[d] && dims.back()[2] == sb[d] * y[d]) {
+      dims.back() = {dims.back()[0] * y[d], sa[d], sb[d]};
+      continue;
+    }
+    dims.push_back({y[d], sa[d], sb[d]});
+  }
+  if (dims.size() > static_cast<size_t>(isa::kBinaryRank))
+    fail(ErrorCode::kUnsupported, where(op) + ": broadcasting " + shape_str(a) + " with " + shape_str(b) + " needs " +
+                                      std::to_string(dims.size()) + " dimensions, kBinary has " +
+                                      std::to_string(isa::kBinaryRank));
+  Lowering::BinaryShape s;
+  s.extent.fill(1);
+  const size_t lead = isa::kBinaryRank - dims.size();
+  for (size_t k = 0; k < dims.size(); ++k) {
+    s.extent[lead + k] = dims[k][0];
+    s.a_stride[lead + k] = dims[k][1];
+    s.b_stride[lead + k] = dims[k][2];
+  }
+  s.tiled_dim = dims.empty() ? isa::kBinaryRank - 1 : static_cast<int>(lead);
+  return s;
+}
+
+/// Bytes an operand with `stride` spans over `rows` rows of the tiled dimension (0 rows: none).
+uint64_t binary_span(const Lowering::BinaryShape& s, const std::array<int64_t, isa::kBinaryRank>& stride,
+                     int64_t rows) {
+  if (rows == 0) return 0;
+  uint64_t last = static_cast<uint64_t>(rows - 1) * stride[s.tiled_dim];
+  for (int k = s.tiled_dim + 1; k < isa::kBinaryRank; ++k) last += static_cast<uint64_t>(s.extent[k] - 1) * stride[k];
+  return last + 1;
+}
+
+}  // namespace
+
+void Lowering::lower_binary(const ref::Int8Op& op) {
+  const bool has_const = op.inputs.size() == 1;
+  if (has_const ? op.weight.empty() || op.weight.dtype() != DType::kInt8 : op.inputs.size() != 2 || !op.weight.empty())
+    fail(ErrorCode::kInvalidArgument, where(op) + ": expects two int8 values, or one and an int8 constant");
+  const ref::Int8Value& y = graph_.values[op.output];
+  const Shape& a_shape = graph_.values[op.inputs[0]].shape;
+  const Shape& b_shape = has_const ? op.weight.shape() : graph_.values[op.inputs[1]].shape;
+  const BinaryShape shape = binary_shape(a_shape, b_shape, y.shape, op);
+  isa::Instruction proto;
+  proto.opcode = isa::Opcode::kBinary;
+  isa::BinaryArgs& p = proto.binary;
+  if (op.kind == ref::Int8OpKind::kMul) {
+    check_requant(op, op.mul.out, op.mul.act_min, op.mul.act_max);
+    p.op = static_cast<uint8_t>(isa::BinaryOp::kMul);
+    p.a_zero_point = op.mul.a_zero_point;
+    p.b_zero_point = op.mul.b_zero_point;
+    p.out_zero_point = op.mul.out_zero_point;
+    p.out_mult = op.mul.out.multiplier;
+    p.out_shift = op.mul.out.shift;
+    p.act_min = op.mul.act_min;
+    p.act_max = op.mul.act_max;
+  } else {
+    for (const math::QuantizedMultiplier& q : {op.add.a, op.add.b, op.add.out})
+      check_requant(op, q, op.add.act_min, op.add.act_max);
+    p.op = static_cast<uint8_t>(op.kind == ref::Int8OpKind::kSub ? isa::BinaryOp::kSub : isa::BinaryOp::kAdd);
+    p.a_zero_point = op.add.a_zero_point;
+    p.b_zero_point = op.add.b_zero_point;
+    p.out_zero_point = op.add.out_zero_point;
+    p.a_mult = op.add.a.multiplier;
+    p.a_shift = op.add.a.shift;
+    p.b_mult = op.add.b.multiplier;
+    p.b_shift = op.add.b.shift;
+    p.out_mult = op.add.out.multiplier;
+    p.out_shift = op.add.out.shift;
+    p.act_min = op.add.act_min;
+    p.act_max = op.add.act_max;
+  }
+  for (int k = 0; k < isa::kBinaryRank; ++k) {
+    p.shape[k] = u32(shape.extent[k], "extent", op);
+    p.a_stride[k] = u32(shape.a_stride[k], "stride", op);
+    p.b_stride[k] = u32(shape.b_stride[k], "stride", op);
+  }
+  TileSpace space;
+  space.window = false;
+  space.units = shape_numel(y.shape);
+  space.out_h = shape.extent[shape.tiled_dim];  // whole(space): every row of the tiled dimension
+  std::optional<uint64_t> const_offset;         // the constant operand, once in the constant section
+  AddConstants consts;
+  if (has_const) {
+    const uint64_t bytes = static_cast<uint64_t>(op.weight.nbytes());
+    space.const_bytes = [bytes](int64_t) { return bytes; };
+    consts = [&](int64_t, int64_t) {
+      if (!const_offset) const_offset = add_constant(op.weight.raw(), op.weight.nbytes());
+      return *const_offset;
+    };
+  }
+  const int td = shape.tiled_dim;
+  const Builder build = [&, has_const, td](const Tile& t, const std::vector<uint64_t>& in_addrs, uint64_t const_addr,
+                                           uint64_t out_addr) {
+    isa::Instruction inst = proto;
+    isa::BinaryArgs& b = inst.binary;
+    b.a_addr = static_cast<uint32_t>(in_addrs[0]);
+    b.b_addr = static_cast<uint32_t>(has_const ? const_addr : in_addrs[1]);
+    b.out_addr = static_cast<uint32_t>(out_addr);
+    b.shape[td] = static_cast<uint32_t>(t.r1 - t.r0);
+    return inst;
+  };
+  lower_op(op, space, build, consts, [&] { lower_binary_tiled(op, shape, build, consts); });
+}
+
+void Lowering::lower_binary_tiled(const ref::Int8Op& op, const BinaryShape& shape, const Builder& build,
+                                  const AddConstants& consts) {
+  flush();  // everything this op reads is in DRAM now, and all of SRAM is free
+  const uint64_t cap = sram_.capacity();
+  const int td = shape.tiled_dim;
+  const int64_t rows = shape.extent[td];
+  uint64_t row_out = 1;  // output bytes per row of the tiled dimension
+  for (int k = td + 1; k < isa::kBinaryRank; ++k) row_out *= static_cast<uint64_t>(shape.extent[k]);
+  struct Operand {
+    isa::Region region;
+    uint64_t offset;                                // DRAM
+    std::array<int64_t, isa::kBinaryRank> stride;
+    bool shared;                                    // broadcast along the tiled dimension: loaded once
+    uint64_t addr = 0;                              // shared: its SRAM copy
+  };
+  std::vector<Operand> operands;
+  for (size_t i = 0; i < 2; ++i) {
+    const auto& stride = i == 0 ? shape.a_stride : shape.b_stride;
+    const bool constant = i == 1 && op.inputs.size() == 1;
+    const ValueHome h = constant ? ValueHome{} : plan_.home[op.inputs[i]];
+    operands.push_back({constant ? isa::Region::kConst : h.region, constant ? consts(0, 0) : h.offset, stride,
+                        stride[td] == 0 || rows == 1});
+  }
+  // SRAM for `rs` rows in `slots` buffers, plus the shared operands once.
+  auto need = [&](int64_t rs, uint64_t slots) {
+    uint64_t per_slot = align_up(rs * row_out, kSramAlignment), shared = 0;
+    for (const Operand& o : operands)
+      (o.shared ? shared : per_slot) += align_up(binary_span(shape, o.stride, o.shared ? rows : rs), kSramAlignment);
+    return slots * per_slot + shared;
+  };
+  auto most_rows = [&](uint64_t slots) {  // need() grows with the rows: bisect for the most that fit
+    int64_t lo = 0, hi = rows;
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo + 1) / 2;
+      if (need(mid, slots) <= cap) {
+        lo = mid;
+      } else {
+        hi = mid - 1;
+      }
+    }
+    return lo;
+  };
+  // One slot when it takes every row in one tile, else two (double buffering) when a row fits.
+  const int64_t one_slot = most_rows(1), two_slots = one_slot == rows ? 0 : most_rows(2);
+  const uint64_t slots = two_slots > 0 ? 2 : 1;
+  const int64_t rs = two_slots > 0 ? two_slots : one_slot;
+  if (rs == 0)
+    fail(ErrorCode::kUnsupported, where(op) + ": SRAM of " + std::to_string(cap) +
+                                      " bytes holds no row of the output with its operands (an operand broadcast "
+                                      "along the outermost dimension is loaded whole)");
+  for (Operand& o : operands)
+    if (o.shared) {
+      o.addr = allocate_in_empty_sram(binary_span(shape, o.stride, rows));
+      emit_dma(isa::Opcode::kDmaLoad, o.region, o.offset, o.addr, binary_span(shape, o.stride, rows));
+    }
+  struct Slot {
+    uint64_t out = 0;
+    std::array<uint64_t, 2> in{};
+  };
+  std::vector<Slot> slot(slots);
+  for (Slot& sl : slot) {
+    sl.out = allocate_in_empty_sram(rs * row_out);
+    for (size_t i = 0; i < operands.size(); ++i)
+      if (!operands[i].shared) sl.in[i] = allocate_in_empty_sram(binary_span(shape, operands[i].stride, rs));
+  }
+  report_->sram_bytes = sram_.used();
+  const ValueHome& out_home = plan_.home[op.output];
+  const int64_t tiles = ceil_div(rows, rs);
+  auto emit_loads = [&](int64_t k) {
+    const int64_t r0 = k * rs, r1 = std::min(rows, r0 + rs);
+    for (size_t i = 0; i < operands.size(); ++i) {
+      const Operand& o = operands[i];
+      if (!o.shared)
+        emit_dma(isa::Opcode::kDmaLoad, o.region, o.offset + r0 * o.stride[td], slot[k % slots].in[i],
+                 binary_span(shape, o.stride, r1 - r0));
+    }
+  };
+  // With two slots, software pipelined as lower_tiled does: tile k+1's loads overlap tile k.
+  if (slots > 1) emit_loads(0);
+  for (int64_t k = 0; k < tiles; ++k) {
+    if (slots == 1) emit_loads(k);
+    if (slots > 1 && k + 1 < tiles) emit_loads(k + 1);
+    const Slot& sl = slot[k % slots];
+    Tile t;
+    t.r0 = k * rs;
+    t.r1 = std::min(rows, t.r0 + rs);
+    const uint64_t a = operands[0].shared ? operands[0].addr : sl.in[0];
+    const uint64_t b = operands[1].shared ? operands[1].addr : sl.in[1];
+    emit(build(t, {a, b}, b, sl.out));
+    emit_dma(isa::Opcode::kDmaStore, out_home.region, out_home.offset + t.r0 * row_out, sl.out,
+             (t.r1 - t.r0) * row_out);
+  }
+  for (const Operand& o : operands)
+    if (o.shared) sram_.release(o.addr);
+  for (const Slot& sl : slot) {
+    sram_.release(sl.out);
+    for (size_t i = 0; i < operands.size(); ++i)
+      if (!operands[i].shared) sram_.release(sl.in[i]);
+  }
 }
 
 }  // namespace anvil::compiler

@@ -15,6 +15,7 @@
 /// batch products, softmax over its outer rows (RowTiling).
 /// When two tiles' buffers fit, tiles alternate between them, so the DMA of tile k+1 only waits
 /// for the compute of tile k-1 and overlaps tile k.
+#include <array>
 #include <functional>
 #include <optional>
 #include <vector>
@@ -56,6 +57,12 @@ class Lowering {
                                                  uint64_t const_addr, uint64_t out_addr)>;
   /// Appends the constants of units [u0, u1) to the constant section; returns their DRAM offset.
   using AddConstants = std::function<uint64_t(int64_t u0, int64_t u1)>;
+  /// A kBinary's output as isa::kBinaryRank extents with each operand's element strides (0 where
+  /// it is broadcast); built by binary_shape in lowering.cc.
+  struct BinaryShape {
+    std::array<int64_t, isa::kBinaryRank> extent{}, a_stride{}, b_stride{};
+    int tiled_dim = isa::kBinaryRank - 1;  ///< the outermost dimension with extent > 1 (tiles split it)
+  };
 
   /// How an op whose work splits over leading units (kMatMul's rows or products, kSoftmax's outer
   /// rows) is tiled when it does not fit resident: a tile of units [u0, u1) reads bytes
@@ -89,8 +96,10 @@ class Lowering {
   /// Appends bytes to the constant section at a 64-byte aligned offset; returns the offset.
   uint64_t add_constant(const void* data, size_t bytes);
 
-  /// Lowers one op: resident when its working set fits, else tiled.
-  void lower_op(const ref::Int8Op& op, const TileSpace& space, const Builder& build, const AddConstants& consts);
+  /// Lowers one op: resident when its working set fits, else tiled (by `tiled` when given, else
+  /// by lower_tiled).
+  void lower_op(const ref::Int8Op& op, const TileSpace& space, const Builder& build, const AddConstants& consts,
+                const std::function<void()>& tiled = nullptr);
   /// The op's inputs in SRAM, its output left resident. False (nothing emitted) when it does not fit.
   bool lower_resident(const ref::Int8Op& op, const TileSpace& space, const Builder& build, const AddConstants& consts);
   void lower_tiled(const ref::Int8Op& op, const TileSpace& space, const Builder& build, const AddConstants& consts);
@@ -125,6 +134,12 @@ class Lowering {
   void lower_lut(const ref::Int8Op& op);
   void lower_matmul(const ref::Int8Op& op);
   void lower_softmax(const ref::Int8Op& op);
+  /// kAdd with broadcasting or a constant operand, kSub, kMul: one kBinary per tile.
+  void lower_binary(const ref::Int8Op& op);
+  /// DRAM to DRAM in tiles of rows of the tiled dimension; an operand broadcast along it is
+  /// loaded once for all tiles.
+  void lower_binary_tiled(const ref::Int8Op& op, const BinaryShape& shape, const Builder& build,
+                          const AddConstants& consts);
 
   const ref::Int8Graph& graph_;
   const Target& target_;

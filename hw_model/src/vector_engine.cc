@@ -20,6 +20,7 @@ uint64_t VectorEngine::elements_touched(const isa::Instruction& inst) {
     case isa::Opcode::kAdd: return inst.add.count;
     case isa::Opcode::kRequant: return inst.requant.count;
     case isa::Opcode::kLut: return inst.lut.count;
+    case isa::Opcode::kBinary: return isa::binary_count(inst.binary);
     case isa::Opcode::kSoftmax:  // three passes: max, sum of exponentials, normalise
       return 3 * static_cast<uint64_t>(inst.softmax.outer) * inst.softmax.length * inst.softmax.inner;
     case isa::Opcode::kMaxPool:
@@ -47,6 +48,7 @@ sc_core::sc_time VectorEngine::execute(const isa::Instruction& inst, uint32_t in
     case isa::Opcode::kAvgPool: pool(inst.pool, true, index); break;
     case isa::Opcode::kRequant: requant(inst.requant, index); break;
     case isa::Opcode::kLut: lut(inst.lut, index); break;
+    case isa::Opcode::kBinary: binary(inst.binary, index); break;
     case isa::Opcode::kSoftmax: softmax(inst.softmax, index); break;
     default: throw PeFault{isa::DeviceError::kBadProgram, index};
   }
@@ -178,6 +180,50 @@ void VectorEngine::softmax(const isa::SoftmaxArgs& s, uint32_t index) {
     for (uint64_t i = 0; i < s.inner; ++i)
       math::softmax_row(x + o * plane + i, out_.data() + o * plane + i, s.length, s.inner, table, q, s.out_zero_point);
   std::copy(out_.begin(), out_.end(), reinterpret_cast<int8_t*>(sram_.write_ptr(s.out_addr, count)));
+}
+
+void VectorEngine::binary(const isa::BinaryArgs& b, uint32_t index) {
+  const PeFault bad{isa::DeviceError::kBadProgram, index};
+  const auto op = static_cast<isa::BinaryOp>(b.op);
+  math::AddParams add;
+  add.a_zero_point = b.a_zero_point;
+  add.b_zero_point = b.b_zero_point;
+  add.out_zero_point = b.out_zero_point;
+  add.a = {b.a_mult, b.a_shift};
+  add.b = {b.b_mult, b.b_shift};
+  add.out = {b.out_mult, b.out_shift};
+  add.act_min = b.act_min;
+  add.act_max = b.act_max;
+  const math::MulParams mul{b.a_zero_point, b.b_zero_point, b.out_zero_point, add.out, b.act_min, b.act_max};
+  const bool is_mul = op == isa::BinaryOp::kMul;
+  if (b.op > static_cast<uint8_t>(isa::BinaryOp::kMul) || !multiplier_valid(add.out) ||
+      (!is_mul && (!multiplier_valid(add.a) || !multiplier_valid(add.b))) || !clamp_valid(b.act_min, b.act_max) ||
+      std::abs(b.a_zero_point) > 255 || std::abs(b.b_zero_point) > 255)
+    throw bad;
+  const uint64_t count = isa::binary_count(b);
+  if (count == 0) throw bad;
+  check_sram(b.a_addr, isa::binary_extent(b, b.a_stride), index, "binary a");
+  check_sram(b.b_addr, isa::binary_extent(b, b.b_stride), index, "binary b");
+  check_sram(b.out_addr, count, index, "binary out");
+  const auto* x = reinterpret_cast<const int8_t*>(sram_.read_ptr(b.a_addr));
+  const auto* y = reinterpret_cast<const int8_t*>(sram_.read_ptr(b.b_addr));
+  out_.resize(count);
+  int8_t* out = out_.data();
+  for (uint32_t i0 = 0; i0 < b.shape[0]; ++i0)
+    for (uint32_t i1 = 0; i1 < b.shape[1]; ++i1)
+      for (uint32_t i2 = 0; i2 < b.shape[2]; ++i2) {
+        const int8_t* xr =
+            x + uint64_t{i0} * b.a_stride[0] + uint64_t{i1} * b.a_stride[1] + uint64_t{i2} * b.a_stride[2];
+        const int8_t* yr =
+            y + uint64_t{i0} * b.b_stride[0] + uint64_t{i1} * b.b_stride[1] + uint64_t{i2} * b.b_stride[2];
+        const uint32_t sa = b.a_stride[3], sb = b.b_stride[3];
+        for (uint32_t i3 = 0; i3 < b.shape[3]; ++i3) {
+          const int8_t u = xr[uint64_t{i3} * sa], v = yr[uint64_t{i3} * sb];
+          *out++ = is_mul ? math::mul_int8(u, v, mul)
+                          : op == isa::BinaryOp::kSub ? math::sub_int8(u, v, add) : math::add_int8(u, v, add);
+        }
+      }
+  std::copy(out_.begin(), out_.end(), reinterpret_cast<int8_t*>(sram_.write_ptr(b.out_addr, count)));
 }
 
 nlohmann::json VectorEngine::trace_args(const isa::Instruction& inst) const {

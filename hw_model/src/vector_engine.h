@@ -1,10 +1,11 @@
 #pragma once
-/// A PE's vector engine: kAdd, kMaxPool, kAvgPool, kRequant and kLut over int8 in SRAM.
+/// A PE's vector engine: kAdd, kMaxPool, kAvgPool, kRequant, kLut and kBinary over int8 in SRAM.
 ///
 /// Timing: cycles = vector_fill + ceil(elements_touched / lanes), where elements_touched is the
-/// element count for kAdd, kRequant and kLut and out elements x kernel window for pooling (every window
-/// element is read once), and lanes = vector_lanes (x2 in fused mode); kLut runs at lut_lanes
-/// lookups per cycle per PE instead (x2 in fused mode; lut_lanes <= vector_lanes, HwConfig).
+/// element count for kAdd, kRequant and kLut, the output elements for kBinary, and out elements x
+/// kernel window for pooling (every window element is read once), and lanes = vector_lanes (x2 in
+/// fused mode); kLut runs at lut_lanes lookups per cycle per PE instead (x2 in fused mode;
+/// lut_lanes <= vector_lanes, HwConfig).
 ///
 /// Arithmetic (bit-exact with anvil::ref::run_int8, all rounding in common/requant.h):
 ///   kAdd      math::add_int8 with AddParams from AddArgs
@@ -16,6 +17,10 @@
 ///             window) and is rejected (kBadProgram) when count_include_pad == 0: the divisor
 ///             would be the valid count, whose multiplier the instruction does not carry.
 ///   kRequant  math::requantize(x - in_zp, {mult, shift}, out_zp, act_min, act_max)
+///   kBinary   math::add_int8 / sub_int8 (AddParams) or mul_int8 (MulParams) of the a and b
+///             elements each output element's strides select (BinaryArgs); operands that do not
+///             fit SRAM, an unknown op, an invalid multiplier or clamp, a zero extent, or a zero
+///             point outside [-255, 255] is kBadProgram
 ///   kLut      out[i] = table[x[i] + 128], the 256-byte table read from SRAM at table_addr (the
 ///             compiler's copy of ref::make_lut; no arithmetic here). lut_lanes lookups per
 ///             cycle per PE (default = vector_lanes: each lane has its own copy of the table,
@@ -47,6 +52,7 @@ class VectorEngine : public ExecUnit {
   void pool(const isa::PoolArgs& p, bool average, uint32_t index);
   void requant(const isa::RequantArgs& r, uint32_t index);
   void lut(const isa::LutArgs& l, uint32_t index);
+  void binary(const isa::BinaryArgs& b, uint32_t index);
   void softmax(const isa::SoftmaxArgs& s, uint32_t index);
   /// kAdd of at least this many elements looks its results up in a 64 Ki-entry table of
   /// math::add_int8 (building it costs 65 536 evaluations, so only long adds gain).

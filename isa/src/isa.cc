@@ -24,6 +24,7 @@ const char* opcode_name(Opcode op) {
     case Opcode::kAvgPool: return "avgpool";
     case Opcode::kRequant: return "requant";
     case Opcode::kLut: return "lut";
+    case Opcode::kBinary: return "binary";
     case Opcode::kMatMul: return "matmul";
     case Opcode::kSoftmax: return "softmax";
   }
@@ -31,8 +32,21 @@ const char* opcode_name(Opcode op) {
 }
 
 bool opcode_valid(uint8_t op) {
-  return op <= static_cast<uint8_t>(Opcode::kLut) || op == static_cast<uint8_t>(Opcode::kMatMul) ||
-         op == static_cast<uint8_t>(Opcode::kSoftmax);
+  return op <= static_cast<uint8_t>(Opcode::kLut) || op == static_cast<uint8_t>(Opcode::kBinary) ||
+         op == static_cast<uint8_t>(Opcode::kMatMul) || op == static_cast<uint8_t>(Opcode::kSoftmax);
+}
+
+uint64_t binary_count(const BinaryArgs& b) {
+  uint64_t n = 1;
+  for (uint32_t d : b.shape) n *= d;
+  return n;
+}
+
+uint64_t binary_extent(const BinaryArgs& b, const uint32_t* stride) {
+  if (binary_count(b) == 0) return 0;
+  uint64_t last = 0;  // offset of the last element read
+  for (int k = 0; k < kBinaryRank; ++k) last += static_cast<uint64_t>(b.shape[k] - 1) * stride[k];
+  return last + 1;
 }
 
 Unit opcode_unit(Opcode op) {
@@ -77,6 +91,15 @@ std::string to_string(const Instruction& i) {
     case Opcode::kLut:
       os << " in@" << i.lut.in_addr << " table@" << i.lut.table_addr << " -> @" << i.lut.out_addr << " n=" << i.lut.count;
       break;
+    case Opcode::kBinary: {
+      const BinaryArgs& b = i.binary;
+      static const char* const kOps[] = {"add", "sub", "mul"};
+      os << " " << (b.op < 3 ? kOps[b.op] : "?") << " a@" << b.a_addr << " b@" << b.b_addr << " -> @" << b.out_addr
+         << " " << b.shape[0] << "x" << b.shape[1] << "x" << b.shape[2] << "x" << b.shape[3] << " a_stride " << b.a_stride[0]
+         << "," << b.a_stride[1] << "," << b.a_stride[2] << "," << b.a_stride[3] << " b_stride " << b.b_stride[0] << ","
+         << b.b_stride[1] << "," << b.b_stride[2] << "," << b.b_stride[3];
+      break;
+    }
     case Opcode::kMatMul:
       os << " a@" << i.matmul.a_addr << " b@" << i.matmul.b_addr << " -> @" << i.matmul.out_addr << " " << i.matmul.batch
          << "x(" << i.matmul.m << "x" << i.matmul.k << " * " << i.matmul.k << "x" << i.matmul.n << ")";

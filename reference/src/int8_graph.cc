@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "anvil/reference/int8_graph.h"
+#include "broadcast.h"
 
 namespace anvil::ref {
 
@@ -141,6 +142,41 @@ void softmax(const Int8Op& op, const Int8Value& in_v, const Int8Value& out_v, co
                         op.multiplier, out_v.q.zero_point);
 }
 
+/// kAdd, kSub, kMul: each output element from the two operands' elements at its broadcast
+/// position (numpy rules); the second operand is the op's constant when it has one input.
+void binary(const Int8Op& op, const Int8Graph& g, const std::vector<Tensor>& values, Tensor& out) {
+  const Tensor& a = values[op.inputs[0]];
+  const Tensor& b = op.inputs.size() > 1 ? values[op.inputs[1]] : op.weight;
+  if (b.empty() || b.dtype() != DType::kInt8)
+    fail(ErrorCode::kInvalidArgument, "op '" + op.node + "' has no int8 second operand");
+  const Shape& y = g.values[op.output].shape;
+  const auto broadcasts = [&] {
+    try {
+      return broadcast_shapes(broadcast_shapes(a.shape(), b.shape()), y) == y;
+    } catch (const Error&) {
+      return false;
+    }
+  };
+  if (!broadcasts())
+    fail(ErrorCode::kInvalidArgument, "op '" + op.node + "': operands " + shape_str(a.shape()) + " and " +
+                                          shape_str(b.shape()) + " do not broadcast to " + shape_str(y));
+  const std::array<std::vector<int64_t>, 2> strides{broadcast_strides(a.shape(), y), broadcast_strides(b.shape(), y)};
+  const int8_t *ad = a.data<int8_t>(), *bd = b.data<int8_t>();
+  int8_t* yd = out.data<int8_t>();
+  const auto each = [&](auto f) {
+    if (a.shape() == y && b.shape() == y) {  // no broadcasting: one pass
+      for (int64_t i = 0; i < out.numel(); ++i) yd[i] = f(ad[i], bd[i]);
+      return;
+    }
+    for_each_broadcast(y, strides, [&](int64_t i, int64_t ia, int64_t ib) { yd[i] = f(ad[ia], bd[ib]); });
+  };
+  switch (op.kind) {
+    case Int8OpKind::kMul: each([&](int8_t u, int8_t v) { return math::mul_int8(u, v, op.mul); }); break;
+    case Int8OpKind::kSub: each([&](int8_t u, int8_t v) { return math::sub_int8(u, v, op.add); }); break;
+    default: each([&](int8_t u, int8_t v) { return math::add_int8(u, v, op.add); });
+  }
+}
+
 /// A kHost op: its inputs through the float reference executor (its own DequantizeLinear and
 /// QuantizeLinear nodes convert), its outputs (int8 values and host values) by value name.
 void run_host(const Int8Graph& g, const Int8Op& op, std::vector<Tensor>& values) {
@@ -175,11 +211,9 @@ void run_op(const Int8Graph& g, const Int8Op& op, std::vector<Tensor>& values) {
     case Int8OpKind::kConv: conv(op, in_v, out_v, in, out); break;
     case Int8OpKind::kMaxPool:
     case Int8OpKind::kAvgPool: pool(op, in_v, out_v, in, out); break;
-    case Int8OpKind::kAdd: {
-      const int8_t* bd = values[op.inputs.at(1)].data<int8_t>();
-      for (int64_t i = 0; i < out.numel(); ++i) yd[i] = math::add_int8(xd[i], bd[i], op.add);
-      break;
-    }
+    case Int8OpKind::kAdd:
+    case Int8OpKind::kSub:
+    case Int8OpKind::kMul: binary(op, g, values, out); break;
     case Int8OpKind::kRequant:
       for (int64_t i = 0; i < out.numel(); ++i)
         yd[i] = math::requantize(xd[i] - in_v.q.zero_point, op.multiplier, out_v.q.zero_point, op.act_min,

@@ -8,7 +8,8 @@
 //            dilations, i32 x 4 pads, u8 count_include_pad, add params (i32 x 12), multiplier
 //            (i32 x 2), i32 act_min, i32 act_max, 256 bytes lut, str host_model, i32 list
 //            host_outputs, u32 n + str host_nodes, str host_reason, then (version 3, only for
-//            the kinds that use them) kSoftmax: i32 axis, 256 x i32 softmax_table
+//            the kinds that use them) kMul: mul params (i32 x 3 zero points, multiplier, i32
+//            act_min, act_max); kSoftmax: i32 axis, 256 x i32 softmax_table
 //   graph:   i32 list inputs, i32 list outputs, u32 n + str input_names, u32 n + str output_names
 // str = u32 length + bytes; shape = u32 rank + i64 dims; tensor = i32 dtype + shape + raw bytes.
 #include "anvil/reference/int8_graph.h"
@@ -22,7 +23,7 @@ namespace anvil::ref {
 namespace {
 
 constexpr char kMagic[4] = {'A', 'I', '8', 'G'};
-constexpr uint32_t kVersion = 3;  // 3: kMatMul, kSoftmax; 2: values carry their dtype (host values); 1, 2 are still read
+constexpr uint32_t kVersion = 3;  // 3: kMul, kSub, kMatMul, kSoftmax; 2: values carry their dtype (host values); 1, 2 are still read
 
 /// The integer graph's compound fields on top of the common byte stream.
 class Writer : public ByteWriter {
@@ -140,6 +141,12 @@ std::string serialize_int8_graph(const Int8Graph& g) {
     w.put<uint32_t>(static_cast<uint32_t>(op.host_nodes.size()));
     for (const std::string& n : op.host_nodes) w.str(n);
     w.str(op.host_reason);
+    if (op.kind == Int8OpKind::kMul) {
+      for (int32_t x : {op.mul.a_zero_point, op.mul.b_zero_point, op.mul.out_zero_point}) w.put<int32_t>(x);
+      w.multiplier(op.mul.out);
+      w.put<int32_t>(op.mul.act_min);
+      w.put<int32_t>(op.mul.act_max);
+    }
     if (op.kind == Int8OpKind::kSoftmax) {
       w.put<int32_t>(op.axis);
       for (int32_t e : op.softmax_table) w.put<int32_t>(e);
@@ -219,6 +226,13 @@ Expected<Int8Graph> parse_int8_graph(const std::string& bytes, const std::string
       op.host_nodes.resize(r.count(r.remaining() / 4, "host nodes"));
       for (std::string& n : op.host_nodes) n = r.str();
       op.host_reason = r.str();
+      if (op.kind == Int8OpKind::kMul) {
+        if (version < 3) r.bad("op '" + op.node + "': mul needs format version 3");
+        for (int32_t* x : {&op.mul.a_zero_point, &op.mul.b_zero_point, &op.mul.out_zero_point}) *x = r.get<int32_t>();
+        op.mul.out = r.multiplier();
+        op.mul.act_min = r.get<int32_t>();
+        op.mul.act_max = r.get<int32_t>();
+      }
       if (op.kind == Int8OpKind::kSoftmax) {
         if (version < 3) r.bad("op '" + op.node + "': softmax in a version " + std::to_string(version) + " graph");
         op.axis = r.get<int32_t>();

@@ -19,6 +19,7 @@
 #include "anvil/common/onnx_model.h"
 #include "anvil/reference/int8_graph.h"
 #include "attributes.h"
+#include "broadcast.h"
 #include "geometry.h"
 #include "kernels.h"
 
@@ -36,6 +37,8 @@ const char* int8_op_name(Int8OpKind k) {
     case Int8OpKind::kHost: return "host";
     case Int8OpKind::kMatMul: return "matmul";
     case Int8OpKind::kSoftmax: return "softmax";
+    case Int8OpKind::kMul: return "mul";
+    case Int8OpKind::kSub: return "sub";
   }
   return "?";
 }
@@ -274,7 +277,7 @@ class QdqLowering {
     if (t == "MatMul" && n.input_size() == 2 && dequantized_.count(n.input(1))) return lower_matmul(n);
     if (t == "Conv" || t == "Gemm" || t == "MatMul") return lower_linear(n);
     if (t == "Softmax") return lower_softmax(n);
-    if (t == "Add") return lower_add(n);
+    if (t == "Add" || t == "Sub" || t == "Mul") return lower_binary(n);
     if (t == "MaxPool" || t == "AveragePool" || t == "GlobalAveragePool") return lower_pool(n);
     if (t == "Relu" || t == "Clip") return lower_activation(n);
     if (t == "Flatten" || t == "Reshape") return lower_reshape(n);
@@ -460,21 +463,66 @@ class QdqLowering {
     for (int i = 0; i < 4; ++i) op.pads[i] = static_cast<int>(g.pads[i]);
   }
 
-  void lower_add(const onnx::NodeProto& n) {
+  /// Add, Sub, Mul of two int8 operands with numpy broadcasting [-> Relu|Clip] -> Q. An operand
+  /// may be a DQ of a constant int8 tensor (per-tensor parameters): it becomes Int8Op::weight, the
+  /// second operand (Add and Mul commute; Sub takes a constant only as its second operand).
+  /// Add of two equal-shape values gives exactly the kAdd op it always gave.
+  void lower_binary(const onnx::NodeProto& n) {
+    const std::string& t = n.op_type();
     Int8Op op;
-    op.kind = Int8OpKind::kAdd;
+    op.kind = t == "Add" ? Int8OpKind::kAdd : t == "Sub" ? Int8OpKind::kSub : Int8OpKind::kMul;
     op.node = node_name(n);
-    const int a = dequantized_input(n, 0), b = dequantized_input(n, 1);
-    if (g_.values[a].shape != g_.values[b].shape)
-      fail(ErrorCode::kUnsupported, node_label(n) + ": broadcasting add of " + shape_str(g_.values[a].shape) +
-                                        " and " + shape_str(g_.values[b].shape) + " is not supported on the NPU");
-    op.inputs = {a, b};
+    if (n.input_size() != 2) malformed(n, "expects 2 inputs");
+    struct Operand {
+      int value = -1;  ///< the int8 value, or -1 for a constant
+      Tensor constant;
+      Shape shape;
+      QuantParams q;
+    } x[2];
+    for (int i = 0; i < 2; ++i) {
+      if (const onnx::NodeProto* dq = dequantize_of_constant(n.input(i))) {
+        x[i].constant = *constant(dq->input(0));
+        if (x[i].constant.dtype() != DType::kInt8)
+          fail(ErrorCode::kUnsupported, node_label(n) + ": constant operand '" + n.input(i) + "' must be int8, got " +
+                                            dtype_name(x[i].constant.dtype()));
+        x[i].shape = x[i].constant.shape();
+        x[i].q = per_tensor_params(*dq);
+      } else {
+        x[i].value = dequantized_input(n, i);
+        x[i].shape = g_.values[x[i].value].shape;
+        x[i].q = g_.values[x[i].value].q;
+      }
+    }
+    if (x[0].value < 0 && x[1].value < 0)
+      fail(ErrorCode::kUnsupported, node_label(n) + ": both operands are constants (fold them before quantizing)");
+    if (x[0].value < 0) {
+      if (op.kind == Int8OpKind::kSub)
+        fail(ErrorCode::kUnsupported, node_label(n) + ": a constant minus a value is not supported on the NPU");
+      std::swap(x[0], x[1]);  // Add and Mul commute: the constant is the second operand
+    }
+    Shape out_shape;
+    try {
+      out_shape = broadcast_shapes(x[0].shape, x[1].shape);
+    } catch (const Error& e) {
+      malformed(n, e.what());
+    }
+    op.inputs = {x[0].value};
+    if (x[1].value >= 0) {
+      op.inputs.push_back(x[1].value);
+    } else {
+      op.weight = x[1].constant;
+    }
     QuantParams out_q;
     const int q = follow_to_quantize(n, n.output(0), true, op, &out_q);
-    const QuantParams qa = g_.values[a].q, qb = g_.values[b].q;
-    op.add = math::make_add_params(qa.scale, qa.zero_point, qb.scale, qb.zero_point, out_q.scale, out_q.zero_point,
-                                   op.act_min, op.act_max);
-    op.output = add_value(node(q).output(0), g_.values[a].shape, out_q);
+    const QuantParams qa = x[0].q, qb = x[1].q;
+    if (op.kind == Int8OpKind::kMul) {
+      op.mul = math::make_mul_params(qa.scale, qa.zero_point, qb.scale, qb.zero_point, out_q.scale, out_q.zero_point,
+                                     op.act_min, op.act_max);
+    } else {
+      op.add = math::make_add_params(qa.scale, qa.zero_point, qb.scale, qb.zero_point, out_q.scale,
+                                     out_q.zero_point, op.act_min, op.act_max);
+    }
+    op.output = add_value(node(q).output(0), out_shape, out_q);
     g_.ops.push_back(std::move(op));
   }
 

@@ -207,6 +207,34 @@ InterpreterRun interpret_for_tests(const isa::Program& program, std::vector<uint
           m.write_i8(l.out_addr + i, m.read_i8(l.table_addr + 128 + m.read_i8(l.in_addr + i)));
         break;
       }
+      case isa::Opcode::kBinary: {
+        const isa::BinaryArgs& b = inst.binary;
+        math::AddParams add;
+        add.a_zero_point = b.a_zero_point;
+        add.b_zero_point = b.b_zero_point;
+        add.out_zero_point = b.out_zero_point;
+        add.a = {b.a_mult, b.a_shift};
+        add.b = {b.b_mult, b.b_shift};
+        add.out = {b.out_mult, b.out_shift};
+        add.act_min = b.act_min;
+        add.act_max = b.act_max;
+        const math::MulParams mul{b.a_zero_point, b.b_zero_point, b.out_zero_point, add.out, b.act_min, b.act_max};
+        uint64_t i = 0;
+        for (uint64_t i0 = 0; i0 < b.shape[0]; ++i0)
+          for (uint64_t i1 = 0; i1 < b.shape[1]; ++i1)
+            for (uint64_t i2 = 0; i2 < b.shape[2]; ++i2)
+              for (uint64_t i3 = 0; i3 < b.shape[3]; ++i3, ++i) {
+                const int8_t u = m.read_i8(b.a_addr + i0 * b.a_stride[0] + i1 * b.a_stride[1] + i2 * b.a_stride[2] +
+                                           i3 * b.a_stride[3]);
+                const int8_t v = m.read_i8(b.b_addr + i0 * b.b_stride[0] + i1 * b.b_stride[1] + i2 * b.b_stride[2] +
+                                           i3 * b.b_stride[3]);
+                const auto op = static_cast<isa::BinaryOp>(b.op);
+                m.write_i8(b.out_addr + i, op == isa::BinaryOp::kMul   ? math::mul_int8(u, v, mul)
+                                           : op == isa::BinaryOp::kSub ? math::sub_int8(u, v, add)
+                                                                       : math::add_int8(u, v, add));
+              }
+        break;
+      }
       case isa::Opcode::kMatMul: run_matmul(inst.matmul, m); break;
       case isa::Opcode::kSoftmax: run_softmax(inst.softmax, m); break;
       case isa::Opcode::kNop: break;

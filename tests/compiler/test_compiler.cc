@@ -471,14 +471,14 @@ TEST(Compiler, MalformedGraphsNameTheNode) {
     b.graph().ops[0].multipliers.pop_back();
     expect(b.graph(), ErrorCode::kInvalidArgument, "multipliers");
   }
-  {  // broadcasting add
+  {  // an add whose operands do not broadcast to its output (broadcasting itself is kBinary)
     GraphBuilder b(2);
     const int x = b.input("x", {1, 2, 4, 4});
-    const int c = b.input("c", {1, 2, 1, 1});
+    const int c = b.input("c", {1, 3, 1, 1});
     const int y = b.value("y", {1, 2, 4, 4});
     b.add("bcast_add", x, c, y);
     b.output(y, "y");
-    expect(b.graph(), ErrorCode::kUnsupported, "bcast_add");
+    expect(b.graph(), ErrorCode::kInvalidArgument, "node 'bcast_add' (add): operand b [1, 3, 1, 1] does not broadcast");
   }
   {  // dilated pooling
     GraphBuilder b(2);

@@ -118,3 +118,15 @@ TEST(CostModel, ReportAndSummaryCarryTheEstimates) {
     EXPECT_NE(s.find(want), std::string::npos) << want << " missing from\n" << s;
   EXPECT_NE(s.find(std::to_string(conv.macs)), std::string::npos) << s;
 }
+
+TEST(CostModel, BinaryCostsItsOutputElements) {
+  // kBinary reads one a and one b per output element whatever the strides: 2 x 5 x 10 x 10 = 1000
+  // outputs -> 16 + ceil(1000 / 256), / 512 on the fused pair, as a kAdd of 1000.
+  isa::Instruction bin;
+  bin.opcode = isa::Opcode::kBinary;
+  const uint32_t shape[4] = {2, 5, 10, 10};
+  std::copy(shape, shape + 4, bin.binary.shape);
+  bin.binary.b_stride[1] = 1;  // b broadcast over everything but dimension 1
+  EXPECT_EQ(compiler::instruction_cycles(bin, compiler::Target::from_name("warboy")), 20u);
+  EXPECT_EQ(compiler::instruction_cycles(bin, compiler::Target::from_name("warboy-2pe")), 18u);
+}

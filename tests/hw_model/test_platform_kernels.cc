@@ -50,5 +50,50 @@ TEST(PlatformKernels, LongAddIsBitExact) {
   expect_bit_exact(b, b.random_inputs());
 }
 
+TEST(PlatformKernels, BroadcastingBinaryOpsAreBitExact) {
+  // conv -> Mul by a per-channel int8 constant -> Sub of a [1, C, 1, W] input (both operands
+  // broadcast) -> Add of a scalar input, on the SystemC platform against run_int8.
+  GraphBuilder b(13);
+  const int x = b.input("x", {1, 8, 9, 11}, 0.03f, 4);
+  const int c = b.value("c", {1, 8, 9, 11}, 0.05f, -6);
+  b.conv("conv", x, c, 1, {3, 3}, {1, 1}, {1, 1, 1, 1});
+  const int m = b.value("m", {1, 8, 9, 11}, 0.04f, 3);
+  ref::Int8Op mul;
+  mul.kind = ref::Int8OpKind::kMul;
+  mul.node = "scale";
+  mul.inputs = {c};
+  mul.output = m;
+  mul.weight = Tensor(DType::kInt8, {8, 1, 1});
+  for (int64_t i = 0; i < 8; ++i) mul.weight.data<int8_t>()[i] = static_cast<int8_t>(b.uniform(-128, 127));
+  mul.mul = math::make_mul_params(0.05, -6, 0.02, 5, 0.04, 3, -128, 127);
+  b.graph().ops.push_back(mul);
+  const int z = b.input("z", {1, 8, 1, 11}, 0.02f, -1);
+  const int d = b.value("d", {1, 8, 9, 11}, 0.06f, 0);
+  ref::Int8Op sub;
+  sub.kind = ref::Int8OpKind::kSub;
+  sub.node = "sub";
+  sub.inputs = {m, z};
+  sub.output = d;
+  sub.add = math::make_add_params(0.04, 3, 0.02, -1, 0.06, 0, -128, 127);
+  b.graph().ops.push_back(sub);
+  const int s = b.input("s", {1}, 0.1f, 2);
+  const int y = b.value("y", {1, 8, 9, 11}, 0.07f, 1);
+  ref::Int8Op add = sub;
+  add.kind = ref::Int8OpKind::kAdd;
+  add.node = "add";
+  add.inputs = {d, s};
+  add.output = y;
+  add.add = math::make_add_params(0.06, 0, 0.1, 2, 0.07, 1, 1, 127);  // a fused ReLU
+  b.graph().ops.push_back(add);
+  b.output(y, "y");
+  compiler::CompileOptions o;
+  o.host_fallback = false;  // every op on the NPU
+  const isa::Program p = compiler::compile_graph(b.graph(), o).value().program;
+  int binaries = 0;
+  for (const isa::Instruction& i : p.instructions) binaries += i.opcode == isa::Opcode::kBinary;
+  EXPECT_EQ(binaries, 3);
+  expect_bit_exact(b, b.random_inputs());
+}
+
 }  // namespace
 }  // namespace anvil

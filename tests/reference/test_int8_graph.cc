@@ -644,11 +644,13 @@ TEST(Int8LutErrors, GateDequantizedWithOtherParametersIsMalformed) {
       << e.what();
 }
 
-TEST(Int8LutErrors, GateUsedElsewhereLeavesTheMulUnsupported) {
+TEST(Int8Lut, GateUsedElsewhereIsItsOwnTableAndTheMulAKMul) {
   // The gate's quantized output is also a graph output: the gate is its own table and the Mul of
-  // two activations has no integer lowering (yet).
+  // the two activations is a quantized multiply (math::mul_int8).
   ActParams p = unit_params();
-  const Error e = lowering_error(gated_model("Sigmoid", true)(p));
-  EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
-  EXPECT_STREQ(e.what(), "node 'mul' (Mul): operator not supported on the NPU");
+  auto g = ref::lower_qdq(gated_model("Sigmoid", true)(p), 1);
+  ASSERT_TRUE(g.ok()) << g.error().what();
+  ASSERT_EQ(g->ops.size(), 2u);
+  EXPECT_EQ(g->ops[0].kind, ref::Int8OpKind::kLut);
+  EXPECT_EQ(g->ops[1].kind, ref::Int8OpKind::kMul);
 }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 
 #include "anvil/common/requant.h"
 #include "anvil/runtime/runtime.h"
@@ -277,6 +278,57 @@ TEST_F(VectorOps, MatMulWithAnOverlongReductionIsABadProgram) {
   const TensorMap in{{"a", Tensor::from_vector<int8_t>({1, 1, 4, 6}, random_int8(24, 13))},
                      {"b", Tensor::from_vector<int8_t>({1, 1, 4, 6}, random_int8(24, 14))}};
   expect_bad_program(dev, matmul_program(40000, math::quantize_multiplier(0.01)), in);
+}
+
+/// a [2,3,5,7] (loaded at kIn) times b broadcast from [3,1,1] (the first 3 bytes at kIn2).
+isa::Instruction broadcast_mul(const math::MulParams& p) {
+  isa::Instruction i;
+  i.opcode = isa::Opcode::kBinary;
+  isa::BinaryArgs& b = i.binary;
+  b.a_addr = kIn, b.b_addr = kIn2, b.out_addr = kOut;
+  b.op = static_cast<uint8_t>(isa::BinaryOp::kMul);
+  const uint32_t shape[4] = {2, 3, 5, 7}, a_stride[4] = {105, 35, 7, 1}, b_stride[4] = {0, 1, 0, 0};
+  std::copy(shape, shape + 4, b.shape);
+  std::copy(a_stride, a_stride + 4, b.a_stride);
+  std::copy(b_stride, b_stride + 4, b.b_stride);
+  b.a_zero_point = p.a_zero_point, b.b_zero_point = p.b_zero_point, b.out_zero_point = p.out_zero_point;
+  b.out_mult = p.out.multiplier, b.out_shift = p.out.shift, b.act_min = p.act_min, b.act_max = p.act_max;
+  return i;
+}
+
+TEST_F(VectorOps, BinaryMulBroadcastsByStrides) {
+  const Shape shape{2, 3, 5, 7};
+  const auto params = math::make_mul_params(0.07, 3, 0.11, -9, 0.05, 4, -20, 120);
+  Session s(dev, vector_program(broadcast_mul(params), shape, shape, true));
+  const auto a = random_int8(shape_numel(shape), 1), b = random_int8(shape_numel(shape), 2);
+  const auto y = s.run({{"a", Tensor::from_vector<int8_t>(shape, a)}, {"b", Tensor::from_vector<int8_t>(shape, b)}})
+                     .at("y").to_vector<int8_t>();
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(y[i], math::mul_int8(a[i], b[(i / 35) % 3], params)) << i;
+}
+
+TEST_F(VectorOps, CorruptBinaryIsABadProgram) {
+  const Shape shape{2, 3, 5, 7};
+  const auto params = math::make_mul_params(0.07, 3, 0.11, -9, 0.05, 4);
+  const uint32_t sram = static_cast<uint32_t>(hw::HwConfig::preset("warboy").sram_bytes_per_pe());
+  const std::function<void(isa::BinaryArgs&)> corruptions[] = {
+      [](isa::BinaryArgs& b) { b.op = 7; },                   // no such operation
+      [](isa::BinaryArgs& b) { b.shape[2] = 0; },             // an empty extent
+      [](isa::BinaryArgs& b) { b.out_shift = 40; },           // outside requant.h's domain
+      [](isa::BinaryArgs& b) { b.act_min = 5, b.act_max = -5; },
+      [sram](isa::BinaryArgs& b) { b.b_stride[0] = sram; },  // b read past the end of SRAM
+  };
+  for (const auto& corrupt : corruptions) {
+    isa::Instruction inst = broadcast_mul(params);
+    corrupt(inst.binary);
+    Session s(dev, vector_program(inst, shape, shape, true));
+    try {
+      s.run({{"a", Tensor(DType::kInt8, shape)}, {"b", Tensor(DType::kInt8, shape)}});
+      ADD_FAILURE() << "expected a device error for " << isa::to_string(inst);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kDeviceError);
+      EXPECT_NE(std::string(e.what()).find("bad program"), std::string::npos) << e.what();
+    }
+  }
 }
 
 }  // namespace

@@ -116,6 +116,44 @@ inline int8_t add_int8(int8_t a, int8_t b, const AddParams& p) {
   return requantize(sa + sb, p.out, p.out_zero_point, p.act_min, p.act_max);
 }
 
+/// Elementwise subtraction a - b with the AddParams of make_add_params (the same scales as an
+/// add): add_int8 with the b term negated. multiply_by_quantized_multiplier is odd for p.b (both
+/// of its roundings are to nearest with ties away from zero, and p.b < 1 has shift <= 0, so no
+/// saturating left shift), so this equals add_int8 of a and a b whose (b - zp) is negated: the
+/// same rounding as the add, no second rounding routine.
+inline int8_t sub_int8(int8_t a, int8_t b, const AddParams& p) {
+  const int32_t sa = multiply_by_quantized_multiplier((a - p.a_zero_point) * (1 << kAddLeftShift), p.a);
+  const int32_t sb = multiply_by_quantized_multiplier((p.b_zero_point - b) * (1 << kAddLeftShift), p.b);
+  return requantize(sa + sb, p.out, p.out_zero_point, p.act_min, p.act_max);
+}
+
+/// Elementwise multiplication of two int8 tensors with their own scales (TFLite's quantized MUL):
+/// out = requantize((a - a_zp) * (b - b_zp), M = a_scale * b_scale / out_scale). |a - zp| <= 255
+/// for int8 values and zero points, so |product| <= 65025: the int32 product cannot overflow, and
+/// the only rounding is requantize's (one unit at most from exact real arithmetic on ties and
+/// from M's 31-bit mantissa).
+struct MulParams {
+  int32_t a_zero_point = 0, b_zero_point = 0, out_zero_point = 0;
+  QuantizedMultiplier out;
+  int32_t act_min = -128, act_max = 127;
+};
+
+inline MulParams make_mul_params(double a_scale, int32_t a_zp, double b_scale, int32_t b_zp, double out_scale,
+                                 int32_t out_zp, int32_t act_min = -128, int32_t act_max = 127) {
+  MulParams p;
+  p.a_zero_point = a_zp;
+  p.b_zero_point = b_zp;
+  p.out_zero_point = out_zp;
+  p.out = quantize_multiplier(a_scale * b_scale / out_scale);
+  p.act_min = act_min;
+  p.act_max = act_max;
+  return p;
+}
+
+inline int8_t mul_int8(int8_t a, int8_t b, const MulParams& p) {
+  return requantize((a - p.a_zero_point) * (b - p.b_zero_point), p.out, p.out_zero_point, p.act_min, p.act_max);
+}
+
 /// Average over `count` int8 values (pooling): the int32 sum of (x - in_zp) is requantized with
 /// M = in_scale / (out_scale * count), so a scale change and the division share one rounding.
 inline QuantizedMultiplier average_multiplier(double in_scale, double out_scale, int64_t count) {

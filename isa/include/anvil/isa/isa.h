@@ -6,7 +6,7 @@
 ///   DMA     moves data between DRAM and the PE's SRAM (kDmaLoad, kDmaStore);
 ///   MAC     the 64 slices' int8 dot-product arrays (kConv; a fully connected layer is a 1x1 conv;
 ///           kMatMul of two activations);
-///   VECTOR  the vector engine (kAdd, kMaxPool, kAvgPool, kRequant, kLut, kSoftmax).
+///   VECTOR  the vector engine (kAdd, kMaxPool, kAvgPool, kRequant, kLut, kCopy, kBinary, kSoftmax).
 /// The sequencer dispatches instructions in program order to their unit. Dependencies between
 /// units are explicit: an instruction starts only when, for every unit u, at least wait[u]
 /// instructions of unit u have completed. Units therefore overlap wherever the compiler allows.
@@ -23,8 +23,9 @@
 
 namespace anvil::isa {
 
-/// 2 adds kLut; 3 adds kMatMul (opcode 11) and kSoftmax (12). Programs of earlier versions are
-/// valid programs of later ones (no opcode changed meaning).
+/// 2 adds kLut; 3 adds kCopy (opcode 9, strided copies), kBinary (10, broadcasting add/sub/mul),
+/// kMatMul (11) and kSoftmax (12). Programs of an earlier version are valid programs of a later
+/// one (no opcode changed meaning).
 constexpr uint16_t kIsaVersion = 3;
 
 enum class Unit : uint8_t { kDma = 0, kMac = 1, kVector = 2 };
@@ -41,6 +42,7 @@ enum class Opcode : uint8_t {
   kAvgPool = 6,   ///< average pooling incl. global average pooling (PoolArgs)
   kRequant = 7,   ///< out = clamp(requantize(x - in_zp) + out_zp): a scale change or a standalone clamp (RequantArgs)
   kLut = 8,       ///< out[i] = table[in[i] + 128]: a 256-byte int8 lookup table in SRAM (LutArgs; ISA version 2)
+  kBinary = 10,   ///< elementwise add/sub/mul with broadcasting by strides (BinaryArgs; ISA version 3)
   kMatMul = 11,   ///< batched int8 x int8 matrix product of two activations, requantized (MatMulArgs; ISA version 3)
   kSoftmax = 12,  ///< integer softmax along one axis, math::softmax_row (SoftmaxArgs; ISA version 3)
 };
@@ -125,6 +127,34 @@ struct SoftmaxArgs {
   uint32_t outer, length, inner;
   int32_t out_zero_point, mult, shift;
 };
+/// The operation of a kBinary.
+enum class BinaryOp : uint8_t {
+  kAdd = 0,  ///< math::add_int8 (AddParams from a_*, b_*, out_*)
+  kSub = 1,  ///< math::sub_int8 (the same AddParams)
+  kMul = 2,  ///< math::mul_int8 (MulParams: the zero points, out_mult/out_shift; a_/b_mult unused)
+};
+constexpr int kBinaryRank = 4;
+
+/// Elementwise binary op over a kBinaryRank-D output, written densely at out_addr in row-major
+/// order: out[i0,i1,i2,i3] = op(a[sum ik * a_stride[k]], b[sum ik * b_stride[k]]). A stride is in
+/// elements (bytes) and is 0 along a dimension the operand is broadcast over, so broadcasting
+/// copies nothing. The output must not overlap a or b unless it is that operand exactly with the
+/// output's own strides.
+struct BinaryArgs {
+  uint32_t a_addr, b_addr, out_addr;  ///< SRAM addresses
+  uint8_t op;                         ///< BinaryOp
+  uint8_t pad[3];
+  uint32_t shape[kBinaryRank];     ///< output extents, outermost first (>= 1)
+  uint32_t a_stride[kBinaryRank];  ///< element strides of a
+  uint32_t b_stride[kBinaryRank];  ///< element strides of b
+  int32_t a_zero_point, b_zero_point, out_zero_point;
+  int32_t a_mult, a_shift, b_mult, b_shift, out_mult, out_shift;  ///< math::AddParams / MulParams
+  int32_t act_min, act_max;
+};
+
+/// Elements of a kBinary's output, and bytes an operand with `stride` spans (0 for an empty shape).
+uint64_t binary_count(const BinaryArgs& b);
+uint64_t binary_extent(const BinaryArgs& b, const uint32_t* stride);
 
 /// One instruction: a 16-byte header and a 112-byte argument block.
 struct Instruction {
@@ -140,6 +170,7 @@ struct Instruction {
     LutArgs lut;
     MatMulArgs matmul;
     SoftmaxArgs softmax;
+    BinaryArgs binary;
     uint8_t raw[112];
   };
   Instruction() : opcode(Opcode::kNop), reserved{}, wait{} { std::memset(raw, 0, sizeof raw); }

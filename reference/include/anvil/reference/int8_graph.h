@@ -4,6 +4,8 @@
 /// lower_qdq() recognises the QDQ patterns the quantizer emits (and ONNX Runtime's QDQ format):
 ///   DQ(x) , DQ(W int8 per-channel) , DQ(b int32) -> Conv|Gemm|MatMul [-> Relu|Clip] -> Q
 ///   DQ(a), DQ(b) -> Add [-> Relu|Clip] -> Q
+///   DQ(a), DQ(b) -> Add|Sub|Mul [-> Relu|Clip] -> Q  (numpy broadcasting; either operand may be a
+///                                        DQ of a constant int8 tensor, for Sub only the second)
 ///   DQ(x) -> MaxPool|AveragePool|GlobalAveragePool -> Q
 ///   DQ(x) -> Relu|Clip -> Q                       (standalone activation)
 ///   DQ(x) -> Sigmoid|Tanh|HardSigmoid|HardSwish|LeakyRelu -> Q          (lookup table)
@@ -48,13 +50,15 @@ struct Int8Value {
 
 enum class Int8OpKind {
   kConv,     ///< Conv, and Gemm/MatMul with constant weights as a 1x1 conv over N x K x 1 x 1
-  kAdd,      ///< elementwise add of equal shapes, math::AddParams
+  kAdd,      ///< elementwise add with numpy broadcasting, math::AddParams (see Int8Op::weight)
   kMaxPool,
   kAvgPool,  ///< AveragePool and GlobalAveragePool
   kRequant,  ///< scale change and/or clamp (standalone Relu/Clip)
   kReshape,  ///< Flatten/Reshape: same bytes, new shape
   kLut,      ///< elementwise lookup: out = lut[in + 128] (nonlinear activations, see make_lut)
   kHost,     ///< a region of the QDQ model run as float ONNX by the reference Executor (host fallback)
+  kMul = 13,  ///< elementwise multiply with numpy broadcasting, math::MulParams (Int8Op::mul)
+  kSub = 14,  ///< elementwise a - b with numpy broadcasting, math::AddParams (math::sub_int8)
   kMatMul = 15,   ///< MatMul of two int8 activations [..., M, K] x [..., K, N] (batch dims equal or broadcast)
   kSoftmax = 16,  ///< Softmax over `axis`, math::softmax_row with `softmax_table`
 };
@@ -75,7 +79,9 @@ struct Int8Op {
   std::array<int, 2> kernel{1, 1}, strides{1, 1}, dilations{1, 1};
   std::array<int, 4> pads{0, 0, 0, 0};  ///< top, left, bottom, right
   bool count_include_pad = false;       ///< kAvgPool
-  // kAdd
+  // kAdd, kSub. kAdd, kSub and kMul broadcast their operands to the output's shape (numpy rules);
+  // with one input, the second operand is the int8 constant `weight` (its quantization folded
+  // into the params), e.g. a LayerNorm gamma.
   math::AddParams add;
   // kAvgPool (window multiplier, count = kernel area) and kRequant (scale ratio).
   math::QuantizedMultiplier multiplier;
@@ -93,6 +99,8 @@ struct Int8Op {
   std::vector<int> host_outputs;         ///< every output value; output == host_outputs[0]
   std::vector<std::string> host_nodes;   ///< the op's compute node (reports)
   std::string host_reason;               ///< why: the node's refusal
+  // kMul (fused activation clamp included, as math::AddParams does for kAdd).
+  math::MulParams mul;
   // kMatMul: acc = sum_k (a - a_zp) * (b - b_zp), out = requantize(acc, multiplier = a_scale *
   // b_scale / out_scale, out_zp, act_min, act_max); the zero points are the input values'.
   // kSoftmax: the axis (>= 0, < rank) and math::make_softmax_table(input scale); `multiplier` is

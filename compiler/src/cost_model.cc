@@ -17,6 +17,7 @@ uint64_t vector_elements(const isa::Instruction& inst) {
     case isa::Opcode::kAdd: return inst.add.count;
     case isa::Opcode::kRequant: return inst.requant.count;
     case isa::Opcode::kLut: return inst.lut.count;
+    case isa::Opcode::kCopy: return isa::copy_elements(inst.copy);
     default: {
       const isa::PoolArgs& p = inst.pool;
       return static_cast<uint64_t>(p.n) * p.c * p.out_h * p.out_w * p.kernel_h * p.kernel_w;

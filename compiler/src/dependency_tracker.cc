@@ -66,6 +66,16 @@ MemAccess instruction_access(const isa::Instruction& inst) {
       a.reads.push_back(sram(inst.lut.table_addr, 256));
       a.writes.push_back(sram(inst.lut.out_addr, inst.lut.count));
       break;
+    case Opcode::kCopy: {  // the envelope of the strided box
+      const isa::CopyArgs& c = inst.copy;
+      const isa::CopySpan out = isa::copy_span(c.shape, c.out_stride);
+      if (c.mode != static_cast<uint8_t>(isa::CopyMode::kFill)) {
+        const isa::CopySpan in = isa::copy_span(c.shape, c.in_stride);
+        a.reads.push_back(sram(c.in_addr + in.lo, in.hi - in.lo + 1));
+      }
+      a.writes.push_back(sram(c.out_addr + out.lo, out.hi - out.lo + 1));
+      break;
+    }
     case Opcode::kNop: break;
   }
   return a;

@@ -213,6 +213,10 @@ LayerReport Lowering::lower(const ref::Int8Op& op) {
     case ref::Int8OpKind::kAvgPool: lower_pool(op); break;
     case ref::Int8OpKind::kRequant: lower_requant(op); break;
     case ref::Int8OpKind::kLut: lower_lut(op); break;
+    case ref::Int8OpKind::kTranspose:
+    case ref::Int8OpKind::kSlice:
+    case ref::Int8OpKind::kConcat:
+    case ref::Int8OpKind::kPad: lower_movement(op); break;
     case ref::Int8OpKind::kReshape: break;  // the output shares the input's bytes (DRAM and SRAM)
     default: fail(ErrorCode::kInvalidArgument, "node '" + op.node + "': unknown integer op kind");
   }
@@ -222,7 +226,12 @@ LayerReport Lowering::lower(const ref::Int8Op& op) {
 
 void Lowering::lower_op(const ref::Int8Op& op, const TileSpace& space, const Builder& build,
                         const AddConstants& consts) {
-  if (!lower_resident(op, space, build, consts)) lower_tiled(op, space, build, consts);
+  if (!lower_resident(op, space, build, consts)) {
+    if (!space.tileable)
+      fail(ErrorCode::kUnsupported, where(op) + ": its inputs and output do not fit " +
+                                        std::to_string(sram_.capacity()) + " bytes of SRAM together (not tiled)");
+    lower_tiled(op, space, build, consts);
+  }
   // Buffers released by the previous layer are free from now on; this layer's from the next.
   for (uint64_t a : releasing_) sram_.release(a);
   releasing_.swap(deferred_);
@@ -738,6 +747,195 @@ void Lowering::lower_lut(const ref::Int8Op& op) {
     return inst;
   };
   lower_op(op, space, build, consts);
+}
+
+}  // namespace anvil::compiler
+
+namespace anvil::compiler {
+
+namespace {
+
+/// One kCopy of a data-movement op, in elements: `shape` visited with input strides from
+/// in_offset (input -1: a fill) and output strides from out_offset.
+struct Move {
+  int input = -1;
+  std::vector<int64_t> shape, in_strides, out_strides;
+  int64_t in_offset = 0, out_offset = 0;
+};
+
+std::vector<int64_t> row_major(const Shape& s) {
+  std::vector<int64_t> st(s.size(), 1);
+  for (size_t i = s.size(); i-- > 1;) st[i - 1] = st[i] * s[i];
+  return st;
+}
+
+/// The moves of an op from its parameters, strides in elements of the row-major tensors.
+std::vector<Move> plan_moves(const ref::Int8Graph& g, const ref::Int8Op& op) {
+  const Shape& y = g.values[op.output].shape;
+  const Shape& x = g.values[op.inputs[0]].shape;
+  const size_t rank = y.size();
+  const std::vector<int64_t> ys = row_major(y), xs = row_major(x);
+  const auto bad = [&](const std::string& why) { fail(ErrorCode::kInvalidArgument, where(op) + ": " + why); };
+  for (int v : op.inputs)
+    if (g.values[v].shape.size() != rank) bad("input rank differs from the output's");
+  std::vector<Move> moves;
+  Move m;
+  m.input = 0;
+  m.shape = y;
+  m.out_strides = ys;
+  switch (op.kind) {
+    case ref::Int8OpKind::kTranspose:
+      if (op.perm.size() != rank) bad("perm has the wrong length");
+      for (size_t k = 0; k < rank; ++k) {
+        if (op.perm[k] < 0 || op.perm[k] >= static_cast<int64_t>(rank) || x[op.perm[k]] != y[k])
+          bad("perm does not map " + shape_str(x) + " to " + shape_str(y));
+        m.in_strides.push_back(xs[op.perm[k]]);
+      }
+      if (shape_numel(x) != shape_numel(y)) bad("perm repeats an axis");
+      moves.push_back(m);
+      break;
+    case ref::Int8OpKind::kSlice:
+      if (op.starts.size() != rank || op.steps.size() != rank) bad("starts/steps have the wrong length");
+      for (size_t k = 0; k < rank; ++k) {
+        const int64_t last = op.starts[k] + (y[k] - 1) * op.steps[k];
+        if (op.starts[k] < 0 || op.starts[k] >= x[k] || last < 0 || last >= x[k])
+          bad("slice of " + shape_str(y) + " leaves the input " + shape_str(x));
+        m.in_strides.push_back(xs[k] * op.steps[k]);
+        m.in_offset += op.starts[k] * xs[k];
+      }
+      moves.push_back(m);
+      break;
+    case ref::Int8OpKind::kConcat: {
+      if (op.axis < 0 || op.axis >= static_cast<int64_t>(rank)) bad("axis out of range");
+      int64_t at = 0;
+      for (size_t i = 0; i < op.inputs.size(); ++i) {
+        const Shape& s = g.values[op.inputs[i]].shape;
+        for (size_t k = 0; k < rank; ++k)
+          if (static_cast<int64_t>(k) != op.axis && s[k] != y[k]) bad("inputs do not match the output");
+        Move c;
+        c.input = static_cast<int>(i);
+        c.shape = s;
+        c.in_strides = row_major(s);
+        c.out_strides = ys;
+        c.out_offset = at * ys[op.axis];
+        at += s[op.axis];
+        moves.push_back(c);
+      }
+      if (at != y[op.axis]) bad("inputs do not add up to the output along the axis");
+      break;
+    }
+    case ref::Int8OpKind::kPad: {
+      if (op.pad_begin.size() != rank) bad("pad_begin has the wrong length");
+      Move fill;  // the whole output, then the input over it
+      fill.shape = y;
+      fill.in_strides.assign(rank, 0);
+      fill.out_strides = ys;
+      moves.push_back(fill);
+      m.shape = x;
+      m.in_strides = xs;
+      for (size_t k = 0; k < rank; ++k) {
+        if (op.pad_begin[k] < 0 || op.pad_begin[k] + x[k] > y[k]) bad("padding does not fit the output");
+        m.out_offset += op.pad_begin[k] * ys[k];
+      }
+      moves.push_back(m);
+      break;
+    }
+    default: bad("not a data-movement op");
+  }
+  return moves;
+}
+
+/// Drops size-1 axes and merges neighbours that are contiguous in both tensors, so that e.g. a
+/// channel slice of N x C x H x W is one run of H * W per channel.
+void simplify(Move& m) {
+  Move s = m;
+  s.shape.clear(), s.in_strides.clear(), s.out_strides.clear();
+  for (size_t k = 0; k < m.shape.size(); ++k) {
+    if (m.shape[k] == 1) continue;
+    if (!s.shape.empty() && s.in_strides.back() == m.in_strides[k] * m.shape[k] &&
+        s.out_strides.back() == m.out_strides[k] * m.shape[k]) {
+      s.shape.back() *= m.shape[k];
+      s.in_strides.back() = m.in_strides[k];
+      s.out_strides.back() = m.out_strides[k];
+      continue;
+    }
+    s.shape.push_back(m.shape[k]);
+    s.in_strides.push_back(m.in_strides[k]);
+    s.out_strides.push_back(m.out_strides[k]);
+  }
+  m = std::move(s);
+}
+
+int32_t i32(int64_t v, const char* field, const ref::Int8Op& op) {
+  if (v < std::numeric_limits<int32_t>::min() || v > std::numeric_limits<int32_t>::max())
+    fail(ErrorCode::kUnsupported, where(op) + ": " + field + " " + std::to_string(v) + " does not fit the ISA's 32-bit field");
+  return static_cast<int32_t>(v);
+}
+
+}  // namespace
+
+/// Data movement, resident: every input and the output in SRAM, one kCopy per move (a transpose
+/// or slice: one; concat: one per input; pad: a fill of the output, then the input). Inputs whose
+/// quantization differs from the output's are copied in kRequant mode. The Builder emits all but
+/// the last kCopy itself and returns the last (lower_resident emits it).
+void Lowering::lower_movement(const ref::Int8Op& op) {
+  if (op.inputs.empty() || (op.kind != ref::Int8OpKind::kConcat && op.inputs.size() != 1))
+    fail(ErrorCode::kInvalidArgument, where(op) + ": has " + std::to_string(op.inputs.size()) + " inputs");
+  if (op.multipliers.size() != op.inputs.size())
+    fail(ErrorCode::kInvalidArgument, where(op) + ": needs one multiplier per input");
+  const ref::Int8Value& y = graph_.values[op.output];
+  std::vector<Move> moves = plan_moves(graph_, op);
+  std::vector<isa::Instruction> protos;  // addresses are filled in by the Builder
+  for (Move& m : moves) {
+    simplify(m);
+    if (m.shape.size() > static_cast<size_t>(isa::kCopyDims))
+      fail(ErrorCode::kUnsupported, where(op) + ": needs a copy over " + std::to_string(m.shape.size()) +
+                                        " axes, the ISA's kCopy has " + std::to_string(isa::kCopyDims));
+    isa::Instruction inst;
+    inst.opcode = isa::Opcode::kCopy;
+    isa::CopyArgs& c = inst.copy;
+    const size_t lead = isa::kCopyDims - m.shape.size();  // unused outer axes: size 1, stride 0
+    for (size_t k = 0; k < isa::kCopyDims; ++k) c.shape[k] = 1;
+    for (size_t k = 0; k < m.shape.size(); ++k) {
+      c.shape[lead + k] = static_cast<uint32_t>(m.shape[k]);  // <= the tensor's bytes, which fit SRAM
+      c.in_stride[lead + k] = i32(m.in_strides[k], "input stride", op);
+      c.out_stride[lead + k] = i32(m.out_strides[k], "output stride", op);
+    }
+    if (m.input < 0) {
+      c.mode = static_cast<uint8_t>(isa::CopyMode::kFill);
+      if (op.pad_value < -128 || op.pad_value > 127)
+        fail(ErrorCode::kInvalidArgument, where(op) + ": pad value " + std::to_string(op.pad_value) + " is not int8");
+      c.fill_value = static_cast<int8_t>(op.pad_value);
+    } else {
+      const ref::Int8Value& x = graph_.values[op.inputs[m.input]];
+      if (x.q.scale != y.q.scale || x.q.zero_point != y.q.zero_point) {
+        const math::QuantizedMultiplier& q = op.multipliers[m.input];
+        check_requant(op, q, -128, 127);
+        c.mode = static_cast<uint8_t>(isa::CopyMode::kRequant);
+        c.in_zero_point = x.q.zero_point;
+        c.out_zero_point = y.q.zero_point;
+        c.mult = q.multiplier;
+        c.shift = q.shift;
+      }
+    }
+    protos.push_back(inst);
+  }
+  TileSpace space;
+  space.window = false;
+  space.units = shape_numel(y.shape);
+  space.tileable = false;
+  const Builder build = [&](const Tile&, const std::vector<uint64_t>& in_addrs, uint64_t, uint64_t out_addr) {
+    for (size_t i = 0; i < protos.size(); ++i) {
+      isa::Instruction inst = protos[i];
+      const Move& m = moves[i];
+      inst.copy.in_addr = static_cast<uint32_t>(m.input < 0 ? 0 : in_addrs[m.input] + m.in_offset);
+      inst.copy.out_addr = static_cast<uint32_t>(out_addr + m.out_offset);
+      if (i + 1 == protos.size()) return inst;
+      emit(inst);
+    }
+    return isa::Instruction{};  // unreachable: every op has at least one move
+  };
+  lower_op(op, space, build, nullptr);
 }
 
 }  // namespace anvil::compiler

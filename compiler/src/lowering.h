@@ -11,7 +11,8 @@
 /// to DRAM in tiles (residents are stored first): conv over groups of output channels (with their
 /// slices of weights, bias, multipliers and shifts) and over output rows (with the input rows the
 /// windows need, the halo); pooling over channels and rows; add, requant and lut over element
-/// ranges (a lut's table is loaded once for all its tiles).
+/// ranges (a lut's table is loaded once for all its tiles). Data movement (transpose, slice,
+/// concat, pad) is not tiled: it runs resident or is refused (kUnsupported), so it goes to the host.
 /// When two tiles' buffers fit, tiles alternate between them, so the DMA of tile k+1 only waits
 /// for the compute of tile k-1 and overlaps tile k.
 #include <functional>
@@ -49,6 +50,7 @@ class Lowering {
     int64_t unit_out_c = 1;               ///< output channels per unit
     int64_t window_h = 1, stride_h = 1, pad_top = 0;
     std::function<uint64_t(int64_t)> const_bytes;  ///< SRAM bytes of the constants of a tile of k units
+    bool tileable = true;                 ///< false: resident only; kUnsupported when it does not fit
   };
   /// Builds the compute instruction of a tile from its SRAM addresses.
   using Builder = std::function<isa::Instruction(const Tile&, const std::vector<uint64_t>& in_addrs,
@@ -99,6 +101,8 @@ class Lowering {
   TileSpace elementwise_space(const ref::Int8Op& op) const;
   void lower_requant(const ref::Int8Op& op);
   void lower_lut(const ref::Int8Op& op);
+  /// kTranspose, kSlice, kConcat, kPad: resident only, a few kCopy instructions (see lowering.cc).
+  void lower_movement(const ref::Int8Op& op);
 
   const ref::Int8Graph& graph_;
   const Target& target_;

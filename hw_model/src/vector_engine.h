@@ -20,6 +20,11 @@
 ///             compiler's copy of ref::make_lut; no arithmetic here). lut_lanes lookups per
 ///             cycle per PE (default = vector_lanes: each lane has its own copy of the table,
 ///             loaded once per instruction, which the fill cycles cover).
+///   kCopy     data movement (isa::CopyArgs): every element of the index box moved, requantized with
+///             math::requantize(x - in_zp, {mult, shift}, out_zp, -128, 127), or filled, in
+///             row-major order of the box; one element per lane per cycle (elements_touched =
+///             elements of the box). Rejected (kBadProgram): an unknown mode, an empty axis, more than
+///             2^32 - 1 elements, a span outside SRAM, overlapping read and write spans, a bad multiplier or zero point (|zp| > 255).
 #include <vector>
 
 #include "exec_unit.h"
@@ -42,6 +47,7 @@ class VectorEngine : public ExecUnit {
   void pool(const isa::PoolArgs& p, bool average, uint32_t index);
   void requant(const isa::RequantArgs& r, uint32_t index);
   void lut(const isa::LutArgs& l, uint32_t index);
+  void copy(const isa::CopyArgs& c, uint32_t index);
   /// kAdd of at least this many elements looks its results up in a 64 Ki-entry table of
   /// math::add_int8 (building it costs 65 536 evaluations, so only long adds gain).
   static constexpr uint32_t kAddTableMinCount = 1u << 17;

@@ -24,11 +24,12 @@ const char* opcode_name(Opcode op) {
     case Opcode::kAvgPool: return "avgpool";
     case Opcode::kRequant: return "requant";
     case Opcode::kLut: return "lut";
+    case Opcode::kCopy: return "copy";
   }
   return "?";
 }
 
-bool opcode_valid(uint8_t op) { return op <= static_cast<uint8_t>(Opcode::kLut); }
+bool opcode_valid(uint8_t op) { return op <= static_cast<uint8_t>(Opcode::kCopy); }
 
 Unit opcode_unit(Opcode op) {
   switch (op) {
@@ -41,6 +42,24 @@ Unit opcode_unit(Opcode op) {
 uint64_t conv_macs(const ConvArgs& c) {
   const uint64_t per_out = static_cast<uint64_t>(c.in_c / (c.groups ? c.groups : 1)) * c.kernel_h * c.kernel_w;
   return static_cast<uint64_t>(c.n) * c.out_c * c.out_h * c.out_w * per_out;
+}
+
+CopySpan copy_span(const uint32_t (&shape)[kCopyDims], const int32_t (&stride)[kCopyDims]) {
+  CopySpan s;
+  for (int k = 0; k < kCopyDims; ++k) {
+    const int64_t extent = (shape[k] == 0 ? 0 : static_cast<int64_t>(shape[k]) - 1) * stride[k];
+    (extent < 0 ? s.lo : s.hi) += extent;
+  }
+  return s;
+}
+
+uint64_t copy_elements(const CopyArgs& c) {
+  uint64_t n = 1;
+  for (uint32_t d : c.shape) {
+    if (d == 0) return 0;
+    n = n > UINT64_MAX / d ? UINT64_MAX : n * d;  // saturates: 6 x 32-bit factors can overflow
+  }
+  return n;
 }
 
 std::string to_string(const Instruction& i) {
@@ -70,6 +89,17 @@ std::string to_string(const Instruction& i) {
     case Opcode::kLut:
       os << " in@" << i.lut.in_addr << " table@" << i.lut.table_addr << " -> @" << i.lut.out_addr << " n=" << i.lut.count;
       break;
+    case Opcode::kCopy: {
+      static const char* const kModes[] = {"copy", "requant", "fill"};
+      os << " " << (i.copy.mode < 3 ? kModes[i.copy.mode] : "?") << " in@" << i.copy.in_addr << " -> @" << i.copy.out_addr
+         << " shape";
+      for (int k = 0; k < kCopyDims; ++k) os << (k ? "x" : " ") << i.copy.shape[k];
+      os << " in_stride";
+      for (int k = 0; k < kCopyDims; ++k) os << (k ? "," : " ") << i.copy.in_stride[k];
+      os << " out_stride";
+      for (int k = 0; k < kCopyDims; ++k) os << (k ? "," : " ") << i.copy.out_stride[k];
+      break;
+    }
     case Opcode::kNop: break;
   }
   return os.str();

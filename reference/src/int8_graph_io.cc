@@ -1,13 +1,15 @@
 // serialize_int8_graph / parse_int8_graph: the integer graph as bytes, for the host segments of a
 // partitioned program (docs/program-format.md). Little endian, no padding:
-//   "AI8G" u32 version(2)
+//   "AI8G" u32 version(3)
 //   values:  u32 n, each: str name, shape, f32 scale, i32 zero_point, i32 dtype (version 2 only;
 //            version 1 values are int8)
 //   ops:     u32 n, each: u32 kind, str node, i32 list inputs, i32 output, tensor weight, tensor bias,
 //            u32 n + (i32 multiplier, i32 shift) each, i32 groups, i32 x 2 kernel, strides,
 //            dilations, i32 x 4 pads, u8 count_include_pad, add params (i32 x 12), multiplier
 //            (i32 x 2), i32 act_min, i32 act_max, 256 bytes lut, str host_model, i32 list
-//            host_outputs, u32 n + str host_nodes, str host_reason
+//            host_outputs, u32 n + str host_nodes, str host_reason, then (version 3, data movement
+//            kinds kTranspose..kPad only) i64 list perm, starts, steps, i64 axis, i64 list
+//            pad_begin, i32 pad_value
 //   graph:   i32 list inputs, i32 list outputs, u32 n + str input_names, u32 n + str output_names
 // str = u32 length + bytes; shape = u32 rank + i64 dims; tensor = i32 dtype + shape + raw bytes.
 #include "anvil/reference/int8_graph.h"
@@ -21,7 +23,10 @@ namespace anvil::ref {
 namespace {
 
 constexpr char kMagic[4] = {'A', 'I', '8', 'G'};
-constexpr uint32_t kVersion = 2;  // 2: values carry their dtype (host values); 1 is still read
+// 2: values carry their dtype (host values); 3: data-movement ops' fields. Earlier versions are still read.
+constexpr uint32_t kVersion = 3;
+
+bool is_data_movement(Int8OpKind k) { return k >= Int8OpKind::kTranspose && k <= Int8OpKind::kPad; }
 
 /// The integer graph's compound fields on top of the common byte stream.
 class Writer : public ByteWriter {
@@ -44,6 +49,10 @@ class Writer : public ByteWriter {
   void multiplier(const math::QuantizedMultiplier& m) {
     put<int32_t>(m.multiplier);
     put<int32_t>(m.shift);
+  }
+  void int64s(const std::vector<int64_t>& v) {
+    put<uint32_t>(static_cast<uint32_t>(v.size()));
+    for (int64_t x : v) put<int64_t>(x);
   }
 };
 
@@ -81,6 +90,11 @@ class Reader : public ByteReader {
     }
     get_bytes(t.raw(), t.nbytes());
     return t;
+  }
+  std::vector<int64_t> int64s() {
+    std::vector<int64_t> v(count(remaining() / 8, "integers"));
+    for (int64_t& x : v) x = get<int64_t>();
+    return v;
   }
   math::QuantizedMultiplier multiplier() {
     math::QuantizedMultiplier m;
@@ -139,6 +153,12 @@ std::string serialize_int8_graph(const Int8Graph& g) {
     w.put<uint32_t>(static_cast<uint32_t>(op.host_nodes.size()));
     for (const std::string& n : op.host_nodes) w.str(n);
     w.str(op.host_reason);
+    if (is_data_movement(op.kind)) {
+      for (const auto* v : {&op.perm, &op.starts, &op.steps}) w.int64s(*v);
+      w.put<int64_t>(op.axis);
+      w.int64s(op.pad_begin);
+      w.put<int32_t>(op.pad_value);
+    }
   }
   w.ints(g.inputs);
   w.ints(g.outputs);
@@ -182,7 +202,8 @@ Expected<Int8Graph> parse_int8_graph(const std::string& bytes, const std::string
     g.ops.resize(r.count(r.remaining() / 64, "ops"));
     for (Int8Op& op : g.ops) {
       const uint32_t kind = r.get<uint32_t>();
-      if (kind > static_cast<uint32_t>(Int8OpKind::kHost)) r.bad("unknown op kind " + std::to_string(kind));
+      if (kind > static_cast<uint32_t>(version >= 3 ? Int8OpKind::kPad : Int8OpKind::kHost))
+        r.bad("unknown op kind " + std::to_string(kind));
       op.kind = static_cast<Int8OpKind>(kind);
       op.node = r.str();
       op.inputs = r.ints();
@@ -212,6 +233,12 @@ Expected<Int8Graph> parse_int8_graph(const std::string& bytes, const std::string
       op.host_nodes.resize(r.count(r.remaining() / 4, "host nodes"));
       for (std::string& n : op.host_nodes) n = r.str();
       op.host_reason = r.str();
+      if (is_data_movement(op.kind)) {
+        for (auto* v : {&op.perm, &op.starts, &op.steps}) *v = r.int64s();
+        op.axis = r.get<int64_t>();
+        op.pad_begin = r.int64s();
+        op.pad_value = r.get<int32_t>();
+      }
       if (op.kind != Int8OpKind::kHost)  // only kHost ops read or write host values
         for (int v : op.inputs) {
           if (g.values[v].dtype != DType::kInt8)

@@ -5,7 +5,7 @@
 /// A PE has three execution units that each run their own in-order instruction queue:
 ///   DMA     moves data between DRAM and the PE's SRAM (kDmaLoad, kDmaStore);
 ///   MAC     the 64 slices' int8 dot-product arrays (kConv; a fully connected layer is a 1x1 conv);
-///   VECTOR  the vector engine (kAdd, kMaxPool, kAvgPool, kRequant, kLut).
+///   VECTOR  the vector engine (kAdd, kMaxPool, kAvgPool, kRequant, kLut, kCopy).
 /// The sequencer dispatches instructions in program order to their unit. Dependencies between
 /// units are explicit: an instruction starts only when, for every unit u, at least wait[u]
 /// instructions of unit u have completed. Units therefore overlap wherever the compiler allows.
@@ -22,8 +22,9 @@
 
 namespace anvil::isa {
 
-/// 2 adds kLut. Version 1 programs are valid version 2 programs (no opcode changed meaning).
-constexpr uint16_t kIsaVersion = 2;
+/// 2 adds kLut; 3 adds kCopy. Earlier versions' programs are valid version 3 programs (no opcode
+/// changed meaning).
+constexpr uint16_t kIsaVersion = 3;
 
 enum class Unit : uint8_t { kDma = 0, kMac = 1, kVector = 2 };
 constexpr int kNumUnits = 3;
@@ -39,6 +40,7 @@ enum class Opcode : uint8_t {
   kAvgPool = 6,   ///< average pooling incl. global average pooling (PoolArgs)
   kRequant = 7,   ///< out = clamp(requantize(x - in_zp) + out_zp): a scale change or a standalone clamp (RequantArgs)
   kLut = 8,       ///< out[i] = table[in[i] + 128]: a 256-byte int8 lookup table in SRAM (LutArgs; ISA version 2)
+  kCopy = 9,      ///< N-D strided copy / requantizing copy / fill within SRAM (CopyArgs; ISA version 3)
 };
 const char* opcode_name(Opcode op);
 Unit opcode_unit(Opcode op);
@@ -100,6 +102,42 @@ struct LutArgs {
   uint32_t in_addr, table_addr, out_addr, count;  ///< SRAM addresses; count elements
 };
 
+/// What a kCopy does with each element it visits.
+enum class CopyMode : uint8_t {
+  kCopy = 0,     ///< out = in (the bytes)
+  kRequant = 1,  ///< out = math::requantize(in - in_zero_point, {mult, shift}, out_zero_point, -128, 127)
+  kFill = 2,     ///< out = fill_value; nothing is read
+};
+constexpr int kCopyDims = 6;
+
+/// Data movement (Transpose, Slice, Split, Concat, Pad): for every index i of the box `shape`
+/// (kCopyDims axes, axis 0 outermost, visited in row-major order), the byte at
+///   out_addr + sum_k i[k] * out_stride[k]
+/// receives f(byte at in_addr + sum_k i[k] * in_stride[k]), f by `mode`. Strides are signed
+/// bytes: negative for reversed slices, 0 to replicate an element. Every shape[k] >= 1 (unused
+/// axes have 1), at most 2^32 - 1 elements; the bytes read and the bytes written (copy_span) must
+/// lie in SRAM and, unless mode is kFill, must not overlap.
+struct CopyArgs {
+  uint32_t in_addr, out_addr;  ///< SRAM byte addresses of index 0
+  uint32_t shape[kCopyDims];
+  int32_t in_stride[kCopyDims], out_stride[kCopyDims];  ///< bytes
+  int32_t in_zero_point, out_zero_point, mult, shift;   ///< kRequant mode
+  uint8_t mode;                                         ///< CopyMode
+  int8_t fill_value;                                    ///< kFill mode
+  uint8_t pad[2];
+};
+
+/// The bytes a kCopy's index box reaches from a base address with the given strides: offsets
+/// lo <= 0 <= hi (inclusive), lo the sum of the negative extents (shape - 1) * stride, hi of the
+/// positive ones. The hardware model checks these against SRAM, the compiler tracks them as the
+/// copy's reads and writes.
+struct CopySpan {
+  int64_t lo = 0, hi = 0;
+};
+CopySpan copy_span(const uint32_t (&shape)[kCopyDims], const int32_t (&stride)[kCopyDims]);
+/// Elements a kCopy visits (product of its shape; 0 when an axis is 0).
+uint64_t copy_elements(const CopyArgs& c);
+
 /// One instruction: a 16-byte header and a 112-byte argument block.
 struct Instruction {
   Opcode opcode;
@@ -112,6 +150,7 @@ struct Instruction {
     PoolArgs pool;
     RequantArgs requant;
     LutArgs lut;
+    CopyArgs copy;
     uint8_t raw[112];
   };
   Instruction() : opcode(Opcode::kNop), reserved{}, wait{} { std::memset(raw, 0, sizeof raw); }

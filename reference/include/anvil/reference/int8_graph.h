@@ -9,7 +9,9 @@
 ///   DQ(x) -> Sigmoid|Tanh|HardSigmoid|HardSwish|LeakyRelu -> Q          (lookup table)
 ///   DQ(x) -> Sigmoid|HardSigmoid -> Q -> DQ -> Mul(DQ(x), .) -> Q      (SiLU / hard swish as the
 ///                                        quantizer emits them: one lookup table, see make_lut)
-///   Flatten / Reshape on quantized values         (pure data movement)
+///   Flatten / Reshape / Squeeze / Unsqueeze on quantized values  (same bytes, new shape)
+///   DQ(x) -> Transpose|Slice|Pad(constant) -> Q, DQ(x) -> Split -> Q each, DQ(a), DQ(b).. -> Concat -> Q
+///                                                  (data movement, requantizing where scales differ)
 /// and turns each into one Int8Op whose arithmetic is fully integer: int32 accumulation and
 /// math::requantize (common/requant.h). The compiler lowers the same Int8Graph to the ISA, so
 /// run_int8() here is the golden model the hardware model is checked against bit for bit.
@@ -53,6 +55,13 @@ enum class Int8OpKind {
   kReshape,  ///< Flatten/Reshape: same bytes, new shape
   kLut,      ///< elementwise lookup: out = lut[in + 128] (nonlinear activations, see make_lut)
   kHost,     ///< a region of the QDQ model run as float ONNX by the reference Executor (host fallback)
+  // Data movement. Each output element is an input element, moved as it is when the input's
+  // QuantParams equal the output's, else math::requantize(x - in_zp, multipliers[i], out_zp, -128,
+  // 127) with multipliers[i] = in_scale / out_scale of input i (ONNX Runtime QDQ models).
+  kTranspose = 8,  ///< out[i] = in[j] with j[perm[k]] = i[k]
+  kSlice = 9,      ///< out[i] = in[starts + i * steps] per axis (Slice; Split gives one kSlice per output)
+  kConcat = 10,    ///< inputs one after another along `axis`
+  kPad = 11,       ///< constant Pad: out = pad_value, then out[i + pad_begin] = in[i]
 };
 const char* int8_op_name(Int8OpKind k);
 
@@ -63,7 +72,7 @@ struct Int8Op {
   int output = -1;
 
   // kConv: weight int8 O x I/groups x KH x KW (zero point 0), bias int32 [O],
-  // one multiplier per output channel = in_scale * w_scale[o] / out_scale.
+  // one multiplier per output channel = in_scale * w_scale[o] / out_scale (data movement: one per input).
   Tensor weight, bias;
   std::vector<math::QuantizedMultiplier> multipliers;
   int groups = 1;
@@ -89,6 +98,13 @@ struct Int8Op {
   std::vector<int> host_outputs;         ///< every output value; output == host_outputs[0]
   std::vector<std::string> host_nodes;   ///< the op's compute node (reports)
   std::string host_reason;               ///< why: the node's refusal
+  // Data movement (kTranspose, kSlice, kConcat, kPad); `multipliers` holds one per input (see
+  // Int8OpKind). Shapes are the values' shapes; parameters cover every axis of the input.
+  std::vector<int64_t> perm;            ///< kTranspose: output axis k is input axis perm[k]
+  std::vector<int64_t> starts, steps;   ///< kSlice: first input index and step (nonzero) per axis
+  int64_t axis = 0;                     ///< kConcat
+  std::vector<int64_t> pad_begin;       ///< kPad: elements added before each axis (>= 0; after: from the shapes)
+  int32_t pad_value = 0;                ///< kPad: the border, int8 in the output's quantization
 };
 
 struct Int8Graph {

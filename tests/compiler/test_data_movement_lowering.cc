@@ -1,0 +1,152 @@
+// Data movement on the NPU: random Transpose / Slice / Split / Concat / Pad QDQ models compiled
+// (kCopy) and run by the test interpreter, bit for bit against ref::run_int8; a chain that stays
+// resident; what the compiler refuses (too big for SRAM, more axes than kCopy has) and a corrupt op.
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "../reference/movement_models_for_tests.h"
+#include "anvil/compiler/compiler.h"
+#include "graph_builder_for_tests.h"
+#include "isa_interpreter_for_tests.h"
+
+using namespace anvil;
+
+namespace {
+
+compiler::CompileOptions npu_only() {
+  compiler::CompileOptions o;
+  o.host_fallback = false;
+  return o;
+}
+
+size_t count_copies(const isa::Program& p) {
+  size_t n = 0;
+  for (const isa::Instruction& i : p.instructions) n += i.opcode == isa::Opcode::kCopy;
+  return n;
+}
+
+/// Compiles the graph NPU-only, runs it on the interpreter and compares with run_int8.
+isa::Program expect_compiled_matches(const ref::Int8Graph& g, const TensorMap& inputs, const std::string& what) {
+  auto compiled = compiler::compile_graph(g, npu_only());
+  EXPECT_TRUE(compiled.ok()) << what << ": " << compiled.error().what();
+  if (!compiled.ok()) return {};
+  const isa::Program& p = compiled.value().program;
+  anvil::testing::InterpreterRun run;
+  const TensorMap got = anvil::testing::run_program_for_tests(p, inputs, &run);
+  const TensorMap want = ref::run_int8(g, inputs).value();
+  for (const auto& [name, t] : want) EXPECT_TRUE(got.at(name) == t) << what << ": output " << name;
+  const auto conflicts = anvil::testing::find_unordered_conflicts(p, run);
+  EXPECT_TRUE(conflicts.empty()) << what << ": " << (conflicts.empty() ? "" : conflicts[0]);
+  return p;
+}
+
+TEST(DataMovementLowering, RandomCasesAreBitExact) {
+  std::mt19937 rng(4242);
+  for (const auto& generate : test::movement_generators())
+    for (int k = 0; k < 12; ++k) {
+      test::MovementCase c = generate(rng);
+      c.shared_scale = k % 2 == 0;
+      const onnx::ModelProto model = test::movement_model(c);
+      const ref::Int8Graph g = ref::lower_qdq(model, c.inputs[0][0]).value();
+      TensorMap in;
+      const TensorMap fl = test::movement_inputs(c, 100 + k);
+      for (size_t i = 0; i < g.inputs.size(); ++i)
+        in[g.input_names[i]] = ref::quantize_tensor(fl.at(g.input_names[i]), g.values[g.inputs[i]].q);
+      const isa::Program p = expect_compiled_matches(g, in, c.describe);
+      // One copy per move: a transpose or slice one, a split one per output, a concat one per
+      // input, a pad a fill and a copy.
+      const size_t want = c.op == "Concat" ? c.inputs.size() : c.op == "Pad" ? 2 : static_cast<size_t>(c.outputs);
+      EXPECT_EQ(count_copies(p), want) << c.describe;
+    }
+}
+
+/// Concat of two inputs on different scales -> Transpose -> reversed Slice -> Pad, all resident:
+/// only the graph inputs are loaded and only the output is stored.
+TEST(DataMovementLowering, ChainStaysResident) {
+  anvil::testing::GraphBuilder b(3);
+  const int x0 = b.input("x0", {2, 3, 5, 7}, 0.04f, -5);
+  const int x1 = b.input("x1", {2, 4, 5, 7}, 0.07f, 11);
+  const int cat = b.value("cat", {2, 7, 5, 7}, 0.06f, 2);
+  const int tr = b.value("tr", {2, 5, 7, 7}, 0.06f, 2);
+  const int sl = b.value("sl", {2, 3, 7, 4}, 0.06f, 2);
+  const int pd = b.value("pd", {3, 4, 8, 7}, 0.06f, 2);
+  b.concat("cat", {x0, x1}, cat, 1);
+  b.transpose("tr", cat, tr, {0, 2, 1, 3});
+  b.slice("sl", tr, sl, {0, 4, 0, 6}, {1, -2, 1, -2});  // rows 4, 2, 0 and columns 6, 4, 2, 0
+  b.pad("pd", sl, pd, {1, 0, 1, 2}, -7);
+  b.output(pd, "y");
+  const isa::Program p = expect_compiled_matches(b.graph(), b.random_inputs(), "chain");
+  size_t loads = 0, stores = 0;
+  for (const isa::Instruction& i : p.instructions) {
+    loads += i.opcode == isa::Opcode::kDmaLoad;
+    stores += i.opcode == isa::Opcode::kDmaStore;
+  }
+  EXPECT_EQ(loads, 2u);
+  EXPECT_EQ(stores, 1u);
+  EXPECT_EQ(count_copies(p), 2u + 1u + 1u + 2u);
+}
+
+TEST(DataMovementLowering, TooBigForSramGoesToTheHost) {
+  anvil::testing::GraphBuilder b(4);
+  const int x = b.input("x", {1, 64, 64, 48});  // 196 608 bytes, the transposed output as much again
+  const int y = b.value("y", {1, 48, 64, 64});
+  b.transpose("big_transpose", x, y, {0, 3, 2, 1});
+  b.output(y, "y");
+  compiler::CompileOptions o = npu_only();
+  o.target.sram_per_slice = 4096;  // 256 KiB of SRAM: input and output do not fit together
+  auto r = compiler::compile_graph(b.graph(), o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kUnsupported);
+  EXPECT_NE(std::string(r.error().what()).find("big_transpose"), std::string::npos) << r.error().what();
+  o.host_fallback = true;
+  auto h = compiler::compile_graph(b.graph(), o);
+  ASSERT_TRUE(h.ok()) << h.error().what();
+  ASSERT_EQ(h.value().placement.size(), 1u);
+  EXPECT_EQ(h.value().placement[0].runs_on, "host");
+}
+
+TEST(DataMovementLowering, MoreAxesThanKCopyIsRefused) {
+  anvil::testing::GraphBuilder b(5);
+  const int x = b.input("x", {2, 3, 2, 3, 2, 3, 2});
+  const int y = b.value("y", {2, 3, 2, 3, 2, 3, 2});
+  b.transpose("rank7", x, y, {0, 3, 2, 1, 4, 5, 6});  // no two neighbours stay neighbours... except 4, 5, 6
+  b.output(y, "y");
+  // Axes 4, 5, 6 merge: five axes remain, which kCopy takes.
+  expect_compiled_matches(b.graph(), b.random_inputs(), "rank 7, mergeable");
+  anvil::testing::GraphBuilder c(6);
+  const int x2 = c.input("x", {2, 3, 2, 3, 2, 3, 2});
+  const int y2 = c.value("y", {2, 3, 2, 3, 2, 3, 2});  // the shape is a palindrome
+  c.transpose("rank7_reversed", x2, y2, {6, 5, 4, 3, 2, 1, 0});
+  c.output(y2, "y");
+  auto r = compiler::compile_graph(c.graph(), npu_only());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kUnsupported);
+  EXPECT_NE(std::string(r.error().what()).find("rank7_reversed"), std::string::npos) << r.error().what();
+  EXPECT_NE(std::string(r.error().what()).find("7 axes"), std::string::npos) << r.error().what();
+}
+
+TEST(DataMovementLowering, CorruptOpsAreInvalid) {
+  anvil::testing::GraphBuilder b(7);
+  const int x = b.input("x", {1, 3, 4});
+  const int y = b.value("y", {1, 6, 4});
+  ref::Int8Op& op = b.concat("cat", {x, x}, y, 1);
+  op.multipliers.pop_back();
+  b.output(y, "y");
+  auto r = compiler::compile_graph(b.graph(), npu_only());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(std::string(r.error().what()).find("cat"), std::string::npos) << r.error().what();
+
+  anvil::testing::GraphBuilder s(8);
+  const int x2 = s.input("x", {1, 3, 4});
+  const int y2 = s.value("y", {1, 3, 4});
+  s.slice("past_end", x2, y2, {0, 1, 0}, {1, 1, 1});  // rows 1..3 of 3
+  s.output(y2, "y");
+  r = compiler::compile_graph(s.graph(), npu_only());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(std::string(r.error().what()).find("past_end"), std::string::npos) << r.error().what();
+}
+
+}  // namespace

@@ -741,7 +741,7 @@ class QdqLowering {
                                                                                            : std::vector<int64_t>{})
                                               : attr_ints(n, "split");
     if (sizes.empty()) {
-      if (opset_ >= 18 || in[axis] % parts)
+      if (in[axis] % parts)  // opset 18's uneven num_outputs split
         fail(ErrorCode::kUnsupported, node_label(n) + ": only explicit sizes or equal parts are supported on the NPU");
       sizes.assign(static_cast<size_t>(parts), in[axis] / parts);
     }

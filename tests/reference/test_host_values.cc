@@ -156,9 +156,9 @@ TEST(HostValues, VersionOneGraphsStillParseAsInt8) {
   const ref::Int8Graph back = ref::parse_int8_graph(v1, "v1").value();
   EXPECT_EQ(back.values[1].dtype, DType::kInt8);
   EXPECT_EQ(ref::serialize_int8_graph(back), v2);
-  std::string v3 = v2;
-  v3[4] = 3;
-  EXPECT_EQ(parse_error(v3), "g: integer graph: version 3, this anvil reads versions 1 to 2 (at byte 8)");
+  std::string v4 = v2;  // the current version (3, data-movement fields) + 1
+  v4[4] = 4;
+  EXPECT_EQ(parse_error(v4), "g: integer graph: version 4, this anvil reads versions 1 to 3 (at byte 8)");
 }
 
 TEST(HostValuesErrors, BadValueDtypeAndNonHostOpsOnHostValuesAreParseErrors) {

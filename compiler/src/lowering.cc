@@ -787,19 +787,20 @@ std::vector<Move> plan_moves(const ref::Int8Graph& g, const ref::Int8Op& op) {
     case ref::Int8OpKind::kTranspose:
       if (op.perm.size() != rank) bad("perm has the wrong length");
       for (size_t k = 0; k < rank; ++k) {
-        if (op.perm[k] < 0 || op.perm[k] >= static_cast<int64_t>(rank) || x[op.perm[k]] != y[k])
+        const int64_t p = op.perm[k];
+        if (p < 0 || p >= static_cast<int64_t>(rank) || x[p] != y[k] ||
+            std::find(op.perm.begin(), op.perm.begin() + k, p) != op.perm.begin() + k)
           bad("perm does not map " + shape_str(x) + " to " + shape_str(y));
-        m.in_strides.push_back(xs[op.perm[k]]);
+        m.in_strides.push_back(xs[p]);
       }
-      if (shape_numel(x) != shape_numel(y)) bad("perm repeats an axis");
       moves.push_back(m);
       break;
     case ref::Int8OpKind::kSlice:
       if (op.starts.size() != rank || op.steps.size() != rank) bad("starts/steps have the wrong length");
       for (size_t k = 0; k < rank; ++k) {
         const int64_t last = op.starts[k] + (y[k] - 1) * op.steps[k];
-        if (op.starts[k] < 0 || op.starts[k] >= x[k] || last < 0 || last >= x[k])
-          bad("slice of " + shape_str(y) + " leaves the input " + shape_str(x));
+        if (op.steps[k] == 0 || op.starts[k] < 0 || op.starts[k] >= x[k] || last < 0 || last >= x[k])
+          bad("slice of " + shape_str(y) + " leaves the input " + shape_str(x) + " or has a zero step");
         m.in_strides.push_back(xs[k] * op.steps[k]);
         m.in_offset += op.starts[k] * xs[k];
       }

@@ -138,6 +138,16 @@ TEST(DataMovementLowering, CorruptOpsAreInvalid) {
   EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
   EXPECT_NE(std::string(r.error().what()).find("cat"), std::string::npos) << r.error().what();
 
+  anvil::testing::GraphBuilder t(9);
+  const int x3 = t.input("x", {2, 2});
+  const int y3 = t.value("y", {2, 2});
+  t.transpose("repeats_an_axis", x3, y3, {0, 0});
+  t.output(y3, "y");
+  r = compiler::compile_graph(t.graph(), npu_only());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(std::string(r.error().what()).find("repeats_an_axis"), std::string::npos) << r.error().what();
+
   anvil::testing::GraphBuilder s(8);
   const int x2 = s.input("x", {1, 3, 4});
   const int y2 = s.value("y", {1, 3, 4});

@@ -226,12 +226,11 @@ LayerReport Lowering::lower(const ref::Int8Op& op) {
 
 void Lowering::lower_op(const ref::Int8Op& op, const TileSpace& space, const Builder& build,
                         const AddConstants& consts) {
-  if (!lower_resident(op, space, build, consts)) {
-    if (!space.tileable)
-      fail(ErrorCode::kUnsupported, where(op) + ": its inputs and output do not fit " +
-                                        std::to_string(sram_.capacity()) + " bytes of SRAM together (not tiled)");
-    lower_tiled(op, space, build, consts);
-  }
+  if (!lower_resident(op, space, build, consts)) lower_tiled(op, space, build, consts);
+  end_layer();
+}
+
+void Lowering::end_layer() {
   // Buffers released by the previous layer are free from now on; this layer's from the next.
   for (uint64_t a : releasing_) sram_.release(a);
   releasing_.swap(deferred_);
@@ -755,13 +754,7 @@ namespace anvil::compiler {
 
 namespace {
 
-/// One kCopy of a data-movement op, in elements: `shape` visited with input strides from
-/// in_offset (input -1: a fill) and output strides from out_offset.
-struct Move {
-  int input = -1;
-  std::vector<int64_t> shape, in_strides, out_strides;
-  int64_t in_offset = 0, out_offset = 0;
-};
+using Move = Lowering::Move;
 
 std::vector<int64_t> row_major(const Shape& s) {
   std::vector<int64_t> st(s.size(), 1);
@@ -875,68 +868,172 @@ int32_t i32(int64_t v, const char* field, const ref::Int8Op& op) {
 
 }  // namespace
 
-/// Data movement, resident: every input and the output in SRAM, one kCopy per move (a transpose
-/// or slice: one; concat: one per input; pad: a fill of the output, then the input). Inputs whose
-/// quantization differs from the output's are copied in kRequant mode. The Builder emits all but
-/// the last kCopy itself and returns the last (lower_resident emits it).
+/// The kCopy of one move, addresses relative to the input's and output's buffers (the caller
+/// adds them). Inputs whose quantization differs from the output's are copied in kRequant mode.
+isa::Instruction Lowering::copy_instruction(const ref::Int8Op& op, Move m) const {
+  simplify(m);
+  if (m.shape.size() > static_cast<size_t>(isa::kCopyDims))
+    fail(ErrorCode::kUnsupported, where(op) + ": needs a copy over " + std::to_string(m.shape.size()) +
+                                      " axes, the ISA's kCopy has " + std::to_string(isa::kCopyDims));
+  const ref::Int8Value& y = graph_.values[op.output];
+  isa::Instruction inst;
+  inst.opcode = isa::Opcode::kCopy;
+  isa::CopyArgs& c = inst.copy;
+  const size_t lead = isa::kCopyDims - m.shape.size();  // unused outer axes: size 1, stride 0
+  for (size_t k = 0; k < isa::kCopyDims; ++k) c.shape[k] = 1;
+  for (size_t k = 0; k < m.shape.size(); ++k) {
+    c.shape[lead + k] = static_cast<uint32_t>(m.shape[k]);  // <= the tensor's bytes, which fit SRAM
+    c.in_stride[lead + k] = i32(m.in_strides[k], "input stride", op);
+    c.out_stride[lead + k] = i32(m.out_strides[k], "output stride", op);
+  }
+  c.in_addr = static_cast<uint32_t>(m.in_offset);
+  c.out_addr = static_cast<uint32_t>(m.out_offset);
+  if (m.input < 0) {
+    c.mode = static_cast<uint8_t>(isa::CopyMode::kFill);
+    if (op.pad_value < -128 || op.pad_value > 127)
+      fail(ErrorCode::kInvalidArgument, where(op) + ": pad value " + std::to_string(op.pad_value) + " is not int8");
+    c.fill_value = static_cast<int8_t>(op.pad_value);
+    c.in_addr = 0;
+  } else {
+    const ref::Int8Value& x = graph_.values[op.inputs[m.input]];
+    if (x.q.scale != y.q.scale || x.q.zero_point != y.q.zero_point) {
+      const math::QuantizedMultiplier& q = op.multipliers[m.input];
+      check_requant(op, q, -128, 127);
+      c.mode = static_cast<uint8_t>(isa::CopyMode::kRequant);
+      c.in_zero_point = x.q.zero_point;
+      c.out_zero_point = y.q.zero_point;
+      c.mult = q.multiplier;
+      c.shift = q.shift;
+    }
+  }
+  return inst;
+}
+
+/// Data movement: resident when every input and the output fit in SRAM (one kCopy per move: a
+/// transpose or slice one; concat one per input; pad a fill of the output, then the input), else
+/// tiled over rows of the output's outermost axis (lower_movement_tiled). With the resident
+/// Builder, all but the last kCopy are emitted by the Builder itself; lower_resident emits the last.
 void Lowering::lower_movement(const ref::Int8Op& op) {
   if (op.inputs.empty() || (op.kind != ref::Int8OpKind::kConcat && op.inputs.size() != 1))
     fail(ErrorCode::kInvalidArgument, where(op) + ": has " + std::to_string(op.inputs.size()) + " inputs");
   if (op.multipliers.size() != op.inputs.size())
     fail(ErrorCode::kInvalidArgument, where(op) + ": needs one multiplier per input");
-  const ref::Int8Value& y = graph_.values[op.output];
-  std::vector<Move> moves = plan_moves(graph_, op);
-  std::vector<isa::Instruction> protos;  // addresses are filled in by the Builder
-  for (Move& m : moves) {
-    simplify(m);
-    if (m.shape.size() > static_cast<size_t>(isa::kCopyDims))
-      fail(ErrorCode::kUnsupported, where(op) + ": needs a copy over " + std::to_string(m.shape.size()) +
-                                        " axes, the ISA's kCopy has " + std::to_string(isa::kCopyDims));
-    isa::Instruction inst;
-    inst.opcode = isa::Opcode::kCopy;
-    isa::CopyArgs& c = inst.copy;
-    const size_t lead = isa::kCopyDims - m.shape.size();  // unused outer axes: size 1, stride 0
-    for (size_t k = 0; k < isa::kCopyDims; ++k) c.shape[k] = 1;
-    for (size_t k = 0; k < m.shape.size(); ++k) {
-      c.shape[lead + k] = static_cast<uint32_t>(m.shape[k]);  // <= the tensor's bytes, which fit SRAM
-      c.in_stride[lead + k] = i32(m.in_strides[k], "input stride", op);
-      c.out_stride[lead + k] = i32(m.out_strides[k], "output stride", op);
-    }
-    if (m.input < 0) {
-      c.mode = static_cast<uint8_t>(isa::CopyMode::kFill);
-      if (op.pad_value < -128 || op.pad_value > 127)
-        fail(ErrorCode::kInvalidArgument, where(op) + ": pad value " + std::to_string(op.pad_value) + " is not int8");
-      c.fill_value = static_cast<int8_t>(op.pad_value);
-    } else {
-      const ref::Int8Value& x = graph_.values[op.inputs[m.input]];
-      if (x.q.scale != y.q.scale || x.q.zero_point != y.q.zero_point) {
-        const math::QuantizedMultiplier& q = op.multipliers[m.input];
-        check_requant(op, q, -128, 127);
-        c.mode = static_cast<uint8_t>(isa::CopyMode::kRequant);
-        c.in_zero_point = x.q.zero_point;
-        c.out_zero_point = y.q.zero_point;
-        c.mult = q.multiplier;
-        c.shift = q.shift;
-      }
-    }
-    protos.push_back(inst);
-  }
+  const std::vector<Move> moves = plan_moves(graph_, op);
+  std::vector<isa::Instruction> copies;
+  for (const Move& m : moves) copies.push_back(copy_instruction(op, m));
   TileSpace space;
   space.window = false;
-  space.units = shape_numel(y.shape);
-  space.tileable = false;
+  space.units = shape_numel(graph_.values[op.output].shape);
   const Builder build = [&](const Tile&, const std::vector<uint64_t>& in_addrs, uint64_t, uint64_t out_addr) {
-    for (size_t i = 0; i < protos.size(); ++i) {
-      isa::Instruction inst = protos[i];
-      const Move& m = moves[i];
-      inst.copy.in_addr = static_cast<uint32_t>(m.input < 0 ? 0 : in_addrs[m.input] + m.in_offset);
-      inst.copy.out_addr = static_cast<uint32_t>(out_addr + m.out_offset);
-      if (i + 1 == protos.size()) return inst;
+    for (size_t i = 0; i < copies.size(); ++i) {
+      isa::Instruction inst = copies[i];
+      if (moves[i].input >= 0) inst.copy.in_addr += static_cast<uint32_t>(in_addrs[moves[i].input]);
+      inst.copy.out_addr += static_cast<uint32_t>(out_addr);
+      if (i + 1 == copies.size()) return inst;
       emit(inst);
     }
     return isa::Instruction{};  // unreachable: every op has at least one move
   };
-  lower_op(op, space, build, nullptr);
+  if (!lower_resident(op, space, build, nullptr)) lower_movement_tiled(op, moves);
+  end_layer();
+}
+
+/// Output rows [a, b) of the outermost axis per tile, from DRAM to DRAM. Every move writes whole
+/// output rows along axis 0 (its output stride there is a row); it must also read whole input rows
+/// along axis 0 (an input stride of a multiple of a row, the other axes within one row), so a tile
+/// loads the input rows its output rows read, one contiguous DMA per move: true of slices, concats,
+/// pads and transposes that keep axis 0 in place. Anything else, or a single row that does not
+/// fit, is kUnsupported (the op then runs on the host).
+void Lowering::lower_movement_tiled(const ref::Int8Op& op, const std::vector<Move>& moves) {
+  const Shape& y = graph_.values[op.output].shape;
+  if (y.empty()) fail(ErrorCode::kUnsupported, where(op) + ": a scalar that does not fit SRAM");
+  const int64_t out_row = shape_numel(y) / y[0];
+  struct Rows {
+    int64_t out_row0 = 0, out_inner = 0;             ///< where index 0 of the move lands
+    int64_t in_row = 0, in_row0 = 0, in_inner = 0, step = 0;  ///< input row bytes, first row, offset in it, rows per index
+  };
+  std::vector<Rows> rows;
+  const auto refuse = [&](const std::string& why) {
+    fail(ErrorCode::kUnsupported, where(op) + ": its inputs and output do not fit " + std::to_string(sram_.capacity()) +
+                                      " bytes of SRAM together, and it cannot be tiled over the outermost axis: " + why);
+  };
+  for (const Move& m : moves) {
+    Rows r;
+    r.out_row0 = m.out_offset / out_row;
+    r.out_inner = m.out_offset % out_row;
+    if (m.out_strides[0] != out_row) refuse("a move does not write whole output rows");
+    if (m.input >= 0) {
+      const Shape& x = graph_.values[op.inputs[m.input]].shape;
+      r.in_row = shape_numel(x) / x[0];
+      if (m.in_strides[0] % r.in_row != 0) refuse("the outermost output axis is not the input's");
+      r.step = m.in_strides[0] / r.in_row;
+      r.in_row0 = m.in_offset / r.in_row;
+      r.in_inner = m.in_offset % r.in_row;
+      int64_t lo = r.in_inner, hi = r.in_inner;
+      for (size_t k = 1; k < m.shape.size(); ++k) (m.in_strides[k] < 0 ? lo : hi) += (m.shape[k] - 1) * m.in_strides[k];
+      if (lo < 0 || hi >= r.in_row) refuse("an inner axis reads across input rows");
+    }
+    rows.push_back(r);
+  }
+  // The index range [i0, i1) of move j that output rows [a, b) hold, and the input rows it reads.
+  const auto range = [&](size_t j, int64_t a, int64_t b) {
+    const int64_t i0 = std::max<int64_t>(0, a - rows[j].out_row0), i1 = std::min<int64_t>(moves[j].shape[0], b - rows[j].out_row0);
+    return std::make_pair(i0, i1);
+  };
+  const auto in_rows = [&](size_t j, int64_t i0, int64_t i1) {
+    const int64_t first = rows[j].in_row0 + i0 * rows[j].step, last = rows[j].in_row0 + (i1 - 1) * rows[j].step;
+    return std::make_pair(std::min(first, last), std::max(first, last));
+  };
+  const auto tile_bytes = [&](int64_t a, int64_t b) {
+    uint64_t bytes = align_up(static_cast<uint64_t>((b - a) * out_row), kSramAlignment);
+    for (size_t j = 0; j < moves.size(); ++j) {
+      const auto [i0, i1] = range(j, a, b);
+      if (i0 >= i1 || moves[j].input < 0) continue;
+      const auto [lo, hi] = in_rows(j, i0, i1);
+      bytes += align_up(static_cast<uint64_t>((hi - lo + 1) * rows[j].in_row), kSramAlignment);
+    }
+    return bytes;
+  };
+  flush();  // everything this op reads is in DRAM now, and all of SRAM is free
+  int64_t tile = y[0];
+  for (;; tile = (tile + 1) / 2) {
+    bool fits = true;
+    for (int64_t a = 0; a < y[0] && fits; a += tile) fits = tile_bytes(a, std::min(y[0], a + tile)) <= sram_.capacity();
+    if (fits) break;
+    if (tile == 1) refuse("one output row does not fit");
+  }
+  const ValueHome& out_home = plan_.home[op.output];
+  for (int64_t a = 0; a < y[0]; a += tile) {
+    const int64_t b = std::min(y[0], a + tile);
+    std::vector<uint64_t> buffers;
+    const uint64_t out_buf = allocate_in_empty_sram(static_cast<uint64_t>((b - a) * out_row));
+    buffers.push_back(out_buf);
+    for (size_t j = 0; j < moves.size(); ++j) {
+      const auto [i0, i1] = range(j, a, b);
+      if (i0 >= i1) continue;
+      Move m = moves[j];
+      m.shape[0] = i1 - i0;
+      m.out_offset = (rows[j].out_row0 + i0 - a) * out_row + rows[j].out_inner;
+      uint64_t in_buf = 0;
+      if (m.input >= 0) {
+        const auto [lo, hi] = in_rows(j, i0, i1);
+        const uint64_t bytes = static_cast<uint64_t>((hi - lo + 1) * rows[j].in_row);
+        in_buf = allocate_in_empty_sram(bytes);
+        buffers.push_back(in_buf);
+        const ValueHome& home = plan_.home[op.inputs[m.input]];
+        emit_dma(isa::Opcode::kDmaLoad, home.region, home.offset + static_cast<uint64_t>(lo * rows[j].in_row), in_buf, bytes);
+        m.in_offset = (rows[j].in_row0 + i0 * rows[j].step - lo) * rows[j].in_row + rows[j].in_inner;
+      }
+      isa::Instruction inst = copy_instruction(op, m);
+      if (m.input >= 0) inst.copy.in_addr += static_cast<uint32_t>(in_buf);
+      inst.copy.out_addr += static_cast<uint32_t>(out_buf);
+      emit(inst);
+    }
+    emit_dma(isa::Opcode::kDmaStore, out_home.region, out_home.offset + static_cast<uint64_t>(a * out_row), out_buf,
+             static_cast<uint64_t>((b - a) * out_row));
+    report_->sram_bytes = std::max<uint64_t>(report_->sram_bytes, sram_.used());
+    for (uint64_t buf : buffers) sram_.release(buf);
+  }
 }
 
 }  // namespace anvil::compiler

@@ -1,6 +1,7 @@
 // Data movement on the NPU: random Transpose / Slice / Split / Concat / Pad QDQ models compiled
 // (kCopy) and run by the test interpreter, bit for bit against ref::run_int8; a chain that stays
-// resident; what the compiler refuses (too big for SRAM, more axes than kCopy has) and a corrupt op.
+// resident; tiling over the outermost axis; what the compiler refuses (a transpose of the outermost
+// axis too big for SRAM, more axes than kCopy has) and corrupt ops.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -87,6 +88,41 @@ TEST(DataMovementLowering, ChainStaysResident) {
   EXPECT_EQ(count_copies(p), 2u + 1u + 1u + 2u);
 }
 
+/// On a 2 KiB SRAM: ops over tensors of several KiB tile over output rows of the outermost axis.
+TEST(DataMovementLowering, TiledOverTheOutermostAxisOnASmallSram) {
+  anvil::testing::GraphBuilder b(10);
+  const int x0 = b.input("x0", {6, 5, 7, 9}, 0.04f, -5);   // 315-byte rows
+  const int x1 = b.input("x1", {6, 2, 7, 9}, 0.07f, 11);
+  const int tr = b.value("tr", {6, 7, 5, 9}, 0.04f, -5);
+  const int sl = b.value("sl", {3, 7, 2, 9}, 0.04f, -5);
+  const int cat1 = b.value("cat1", {6, 7, 7, 9}, 0.06f, 2);
+  const int cat0 = b.value("cat0", {12, 5, 7, 9}, 0.06f, 2);
+  const int pd = b.value("pd", {9, 8, 7, 9}, 0.06f, 2);
+  b.transpose("tr", x0, tr, {0, 2, 1, 3});
+  b.slice("sl", tr, sl, {5, 0, 4, 0}, {-2, 1, -3, 1});  // rows 5, 3, 1 of the outermost axis
+  b.concat("cat1", {x0, x1}, cat1, 1);
+  b.concat("cat0", {x0, x0}, cat0, 0);
+  b.pad("pd", sl, pd, {4, 1, 0, 0}, 9);  // also pads the outermost axis: 4 rows before, 2 after
+  for (int v : {sl, cat1, cat0, pd}) b.output(v, b.graph().values[v].name);
+  compiler::CompileOptions o = npu_only();
+  o.target.sram_per_slice = 32;  // 64 slices: 2 KiB
+  auto compiled = compiler::compile_graph(b.graph(), o);
+  ASSERT_TRUE(compiled.ok()) << compiled.error().what();
+  const isa::Program& p = compiled.value().program;
+  EXPECT_LE(p.sram_bytes, 2048u);
+  const TensorMap inputs = b.random_inputs();
+  anvil::testing::InterpreterRun run;
+  const TensorMap got = anvil::testing::run_program_for_tests(p, inputs, &run);
+  const TensorMap want = ref::run_int8(b.graph(), inputs).value();
+  for (const auto& [name, t] : want) EXPECT_TRUE(got.at(name) == t) << name;
+  const auto conflicts = anvil::testing::find_unordered_conflicts(p, run);
+  EXPECT_TRUE(conflicts.empty()) << (conflicts.empty() ? "" : conflicts[0]);
+  size_t stores = 0;
+  for (const isa::Instruction& i : p.instructions) stores += i.opcode == isa::Opcode::kDmaStore;
+  // tr, cat1, cat0 and pd exceed 2 KiB on their own: each stores several tiles (sl fits resident).
+  EXPECT_GT(stores, 4u * 2u);
+}
+
 TEST(DataMovementLowering, TooBigForSramGoesToTheHost) {
   anvil::testing::GraphBuilder b(4);
   const int x = b.input("x", {1, 64, 64, 48});  // 196 608 bytes, the transposed output as much again
@@ -99,6 +135,18 @@ TEST(DataMovementLowering, TooBigForSramGoesToTheHost) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), ErrorCode::kUnsupported);
   EXPECT_NE(std::string(r.error().what()).find("big_transpose"), std::string::npos) << r.error().what();
+  EXPECT_NE(std::string(r.error().what()).find("one output row does not fit"), std::string::npos) << r.error().what();
+  // A transpose of the outermost axis cannot be tiled over it.
+  anvil::testing::GraphBuilder t(11);
+  const int x2 = t.input("x", {8, 256, 96});  // 192 KiB, the output as much again
+  const int y2 = t.value("y", {256, 8, 96});
+  t.transpose("swap_outer", x2, y2, {1, 0, 2});
+  t.output(y2, "y");
+  auto s = compiler::compile_graph(t.graph(), o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), ErrorCode::kUnsupported);
+  EXPECT_NE(std::string(s.error().what()).find("swap_outer"), std::string::npos) << s.error().what();
+  EXPECT_NE(std::string(s.error().what()).find("not the input's"), std::string::npos) << s.error().what();
   o.host_fallback = true;
   auto h = compiler::compile_graph(b.graph(), o);
   ASSERT_TRUE(h.ok()) << h.error().what();

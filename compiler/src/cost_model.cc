@@ -17,6 +17,7 @@ uint64_t vector_elements(const isa::Instruction& inst) {
     case isa::Opcode::kAdd: return inst.add.count;
     case isa::Opcode::kRequant: return inst.requant.count;
     case isa::Opcode::kLut: return inst.lut.count;
+    case isa::Opcode::kCopy: return isa::copy_elements(inst.copy);
     case isa::Opcode::kBinary: return isa::binary_count(inst.binary);
     case isa::Opcode::kSoftmax:  // three passes: max, sum of exponentials, normalise (as hw_model's)
       return 3 * static_cast<uint64_t>(inst.softmax.outer) * inst.softmax.length * inst.softmax.inner;

@@ -75,6 +75,16 @@ MemAccess instruction_access(const isa::Instruction& inst) {
       a.reads.push_back(sram(inst.lut.table_addr, 256));
       a.writes.push_back(sram(inst.lut.out_addr, inst.lut.count));
       break;
+    case Opcode::kCopy: {  // the envelope of the strided box
+      const isa::CopyArgs& c = inst.copy;
+      const isa::CopySpan out = isa::copy_span(c.shape, c.out_stride);
+      if (c.mode != static_cast<uint8_t>(isa::CopyMode::kFill)) {
+        const isa::CopySpan in = isa::copy_span(c.shape, c.in_stride);
+        a.reads.push_back(sram(c.in_addr + in.lo, in.hi - in.lo + 1));
+      }
+      a.writes.push_back(sram(c.out_addr + out.lo, out.hi - out.lo + 1));
+      break;
+    }
     case Opcode::kMatMul: {
       const isa::MatMulArgs& m = inst.matmul;
       a.reads.push_back(sram(m.a_addr, (m.a_step ? u64(m.batch - 1) * m.a_step : 0) + u64(m.m) * m.k));

@@ -213,6 +213,10 @@ LayerReport Lowering::lower(const ref::Int8Op& op) {
     case ref::Int8OpKind::kAvgPool: lower_pool(op); break;
     case ref::Int8OpKind::kRequant: lower_requant(op); break;
     case ref::Int8OpKind::kLut: lower_lut(op); break;
+    case ref::Int8OpKind::kTranspose:
+    case ref::Int8OpKind::kSlice:
+    case ref::Int8OpKind::kConcat:
+    case ref::Int8OpKind::kPad: lower_movement(op); break;
     case ref::Int8OpKind::kMatMul: lower_matmul(op); break;
     case ref::Int8OpKind::kSoftmax: lower_softmax(op); break;
     case ref::Int8OpKind::kReshape: break;  // the output shares the input's bytes (DRAM and SRAM)
@@ -1211,6 +1215,294 @@ void Lowering::lower_binary_tiled(const ref::Int8Op& op, const BinaryShape& shap
     sram_.release(sl.out);
     for (size_t i = 0; i < operands.size(); ++i)
       if (!operands[i].shared) sram_.release(sl.in[i]);
+  }
+}
+
+}  // namespace anvil::compiler
+
+namespace anvil::compiler {
+
+namespace {
+
+using Move = Lowering::Move;
+
+std::vector<int64_t> row_major(const Shape& s) {
+  std::vector<int64_t> st(s.size(), 1);
+  for (size_t i = s.size(); i-- > 1;) st[i - 1] = st[i] * s[i];
+  return st;
+}
+
+/// The moves of an op from its parameters, strides in elements of the row-major tensors.
+std::vector<Move> plan_moves(const ref::Int8Graph& g, const ref::Int8Op& op) {
+  const Shape& y = g.values[op.output].shape;
+  const Shape& x = g.values[op.inputs[0]].shape;
+  const size_t rank = y.size();
+  const std::vector<int64_t> ys = row_major(y), xs = row_major(x);
+  const auto bad = [&](const std::string& why) { fail(ErrorCode::kInvalidArgument, where(op) + ": " + why); };
+  for (int v : op.inputs)
+    if (g.values[v].shape.size() != rank) bad("input rank differs from the output's");
+  std::vector<Move> moves;
+  Move m;
+  m.input = 0;
+  m.shape = y;
+  m.out_strides = ys;
+  switch (op.kind) {
+    case ref::Int8OpKind::kTranspose:
+      if (op.perm.size() != rank) bad("perm has the wrong length");
+      for (size_t k = 0; k < rank; ++k) {
+        const int64_t p = op.perm[k];
+        if (p < 0 || p >= static_cast<int64_t>(rank) || x[p] != y[k] ||
+            std::find(op.perm.begin(), op.perm.begin() + k, p) != op.perm.begin() + k)
+          bad("perm does not map " + shape_str(x) + " to " + shape_str(y));
+        m.in_strides.push_back(xs[p]);
+      }
+      moves.push_back(m);
+      break;
+    case ref::Int8OpKind::kSlice:
+      if (op.starts.size() != rank || op.steps.size() != rank) bad("starts/steps have the wrong length");
+      for (size_t k = 0; k < rank; ++k) {
+        const int64_t last = op.starts[k] + (y[k] - 1) * op.steps[k];
+        if (op.steps[k] == 0 || op.starts[k] < 0 || op.starts[k] >= x[k] || last < 0 || last >= x[k])
+          bad("slice of " + shape_str(y) + " leaves the input " + shape_str(x) + " or has a zero step");
+        m.in_strides.push_back(xs[k] * op.steps[k]);
+        m.in_offset += op.starts[k] * xs[k];
+      }
+      moves.push_back(m);
+      break;
+    case ref::Int8OpKind::kConcat: {
+      if (op.axis < 0 || op.axis >= static_cast<int64_t>(rank)) bad("axis out of range");
+      int64_t at = 0;
+      for (size_t i = 0; i < op.inputs.size(); ++i) {
+        const Shape& s = g.values[op.inputs[i]].shape;
+        for (size_t k = 0; k < rank; ++k)
+          if (static_cast<int64_t>(k) != op.axis && s[k] != y[k]) bad("inputs do not match the output");
+        Move c;
+        c.input = static_cast<int>(i);
+        c.shape = s;
+        c.in_strides = row_major(s);
+        c.out_strides = ys;
+        c.out_offset = at * ys[op.axis];
+        at += s[op.axis];
+        moves.push_back(c);
+      }
+      if (at != y[op.axis]) bad("inputs do not add up to the output along the axis");
+      break;
+    }
+    case ref::Int8OpKind::kPad: {
+      if (op.pad_begin.size() != rank) bad("pad_begin has the wrong length");
+      Move fill;  // the whole output, then the input over it
+      fill.shape = y;
+      fill.in_strides.assign(rank, 0);
+      fill.out_strides = ys;
+      moves.push_back(fill);
+      m.shape = x;
+      m.in_strides = xs;
+      for (size_t k = 0; k < rank; ++k) {
+        if (op.pad_begin[k] < 0 || op.pad_begin[k] + x[k] > y[k]) bad("padding does not fit the output");
+        m.out_offset += op.pad_begin[k] * ys[k];
+      }
+      moves.push_back(m);
+      break;
+    }
+    default: bad("not a data-movement op");
+  }
+  return moves;
+}
+
+/// Drops size-1 axes and merges neighbours that are contiguous in both tensors, so that e.g. a
+/// channel slice of N x C x H x W is one run of H * W per channel.
+void simplify(Move& m) {
+  Move s = m;
+  s.shape.clear(), s.in_strides.clear(), s.out_strides.clear();
+  for (size_t k = 0; k < m.shape.size(); ++k) {
+    if (m.shape[k] == 1) continue;
+    if (!s.shape.empty() && s.in_strides.back() == m.in_strides[k] * m.shape[k] &&
+        s.out_strides.back() == m.out_strides[k] * m.shape[k]) {
+      s.shape.back() *= m.shape[k];
+      s.in_strides.back() = m.in_strides[k];
+      s.out_strides.back() = m.out_strides[k];
+      continue;
+    }
+    s.shape.push_back(m.shape[k]);
+    s.in_strides.push_back(m.in_strides[k]);
+    s.out_strides.push_back(m.out_strides[k]);
+  }
+  m = std::move(s);
+}
+
+int32_t i32(int64_t v, const char* field, const ref::Int8Op& op) {
+  if (v < std::numeric_limits<int32_t>::min() || v > std::numeric_limits<int32_t>::max())
+    fail(ErrorCode::kUnsupported, where(op) + ": " + field + " " + std::to_string(v) + " does not fit the ISA's 32-bit field");
+  return static_cast<int32_t>(v);
+}
+
+}  // namespace
+
+/// The kCopy of one move, addresses relative to the input's and output's buffers (the caller
+/// adds them). Inputs whose quantization differs from the output's are copied in kRequant mode.
+isa::Instruction Lowering::copy_instruction(const ref::Int8Op& op, Move m) const {
+  simplify(m);
+  if (m.shape.size() > static_cast<size_t>(isa::kCopyDims))
+    fail(ErrorCode::kUnsupported, where(op) + ": needs a copy over " + std::to_string(m.shape.size()) +
+                                      " axes, the ISA's kCopy has " + std::to_string(isa::kCopyDims));
+  const ref::Int8Value& y = graph_.values[op.output];
+  isa::Instruction inst;
+  inst.opcode = isa::Opcode::kCopy;
+  isa::CopyArgs& c = inst.copy;
+  const size_t lead = isa::kCopyDims - m.shape.size();  // unused outer axes: size 1, stride 0
+  for (size_t k = 0; k < isa::kCopyDims; ++k) c.shape[k] = 1;
+  for (size_t k = 0; k < m.shape.size(); ++k) {
+    c.shape[lead + k] = static_cast<uint32_t>(m.shape[k]);  // <= the tensor's bytes, which fit SRAM
+    c.in_stride[lead + k] = i32(m.in_strides[k], "input stride", op);
+    c.out_stride[lead + k] = i32(m.out_strides[k], "output stride", op);
+  }
+  c.in_addr = static_cast<uint32_t>(m.in_offset);
+  c.out_addr = static_cast<uint32_t>(m.out_offset);
+  if (m.input < 0) {
+    c.mode = static_cast<uint8_t>(isa::CopyMode::kFill);
+    if (op.pad_value < -128 || op.pad_value > 127)
+      fail(ErrorCode::kInvalidArgument, where(op) + ": pad value " + std::to_string(op.pad_value) + " is not int8");
+    c.fill_value = static_cast<int8_t>(op.pad_value);
+    c.in_addr = 0;
+  } else {
+    const ref::Int8Value& x = graph_.values[op.inputs[m.input]];
+    if (x.q.scale != y.q.scale || x.q.zero_point != y.q.zero_point) {
+      const math::QuantizedMultiplier& q = op.multipliers[m.input];
+      check_requant(op, q, -128, 127);
+      c.mode = static_cast<uint8_t>(isa::CopyMode::kRequant);
+      c.in_zero_point = x.q.zero_point;
+      c.out_zero_point = y.q.zero_point;
+      c.mult = q.multiplier;
+      c.shift = q.shift;
+    }
+  }
+  return inst;
+}
+
+/// Data movement: resident when every input and the output fit in SRAM (one kCopy per move: a
+/// transpose or slice one; concat one per input; pad a fill of the output, then the input), else
+/// tiled over rows of the output's outermost axis (lower_movement_tiled). With the resident
+/// Builder, all but the last kCopy are emitted by the Builder itself; lower_resident emits the last.
+void Lowering::lower_movement(const ref::Int8Op& op) {
+  if (op.inputs.empty() || (op.kind != ref::Int8OpKind::kConcat && op.inputs.size() != 1))
+    fail(ErrorCode::kInvalidArgument, where(op) + ": has " + std::to_string(op.inputs.size()) + " inputs");
+  if (op.multipliers.size() != op.inputs.size())
+    fail(ErrorCode::kInvalidArgument, where(op) + ": needs one multiplier per input");
+  const std::vector<Move> moves = plan_moves(graph_, op);
+  std::vector<isa::Instruction> copies;
+  for (const Move& m : moves) copies.push_back(copy_instruction(op, m));
+  TileSpace space;
+  space.window = false;
+  space.units = shape_numel(graph_.values[op.output].shape);
+  const Builder build = [&](const Tile&, const std::vector<uint64_t>& in_addrs, uint64_t, uint64_t out_addr) {
+    for (size_t i = 0; i < copies.size(); ++i) {
+      isa::Instruction inst = copies[i];
+      if (moves[i].input >= 0) inst.copy.in_addr += static_cast<uint32_t>(in_addrs[moves[i].input]);
+      inst.copy.out_addr += static_cast<uint32_t>(out_addr);
+      if (i + 1 == copies.size()) return inst;
+      emit(inst);
+    }
+    return isa::Instruction{};  // unreachable: every op has at least one move
+  };
+  if (!lower_resident(op, space, build, nullptr)) lower_movement_tiled(op, moves);
+  end_layer();
+}
+
+/// Output rows [a, b) of the outermost axis per tile, from DRAM to DRAM. Every move writes whole
+/// output rows along axis 0 (its output stride there is a row); it must also read whole input rows
+/// along axis 0 (an input stride of a multiple of a row, the other axes within one row), so a tile
+/// loads the input rows its output rows read, one contiguous DMA per move: true of slices, concats,
+/// pads and transposes that keep axis 0 in place. Anything else, or a single row that does not
+/// fit, is kUnsupported (the op then runs on the host).
+void Lowering::lower_movement_tiled(const ref::Int8Op& op, const std::vector<Move>& moves) {
+  const Shape& y = graph_.values[op.output].shape;
+  if (y.empty()) fail(ErrorCode::kUnsupported, where(op) + ": a scalar that does not fit SRAM");
+  const int64_t out_row = shape_numel(y) / y[0];
+  struct Rows {
+    int64_t out_row0 = 0, out_inner = 0;             ///< where index 0 of the move lands
+    int64_t in_row = 0, in_row0 = 0, in_inner = 0, step = 0;  ///< input row bytes, first row, offset in it, rows per index
+  };
+  std::vector<Rows> rows;
+  const auto refuse = [&](const std::string& why) {
+    fail(ErrorCode::kUnsupported, where(op) + ": its inputs and output do not fit " + std::to_string(sram_.capacity()) +
+                                      " bytes of SRAM together, and it cannot be tiled over the outermost axis: " + why);
+  };
+  for (const Move& m : moves) {
+    Rows r;
+    r.out_row0 = m.out_offset / out_row;
+    r.out_inner = m.out_offset % out_row;
+    if (m.out_strides[0] != out_row) refuse("a move does not write whole output rows");
+    if (m.input >= 0) {
+      const Shape& x = graph_.values[op.inputs[m.input]].shape;
+      r.in_row = shape_numel(x) / x[0];
+      if (m.in_strides[0] % r.in_row != 0) refuse("the outermost output axis is not the input's");
+      r.step = m.in_strides[0] / r.in_row;
+      r.in_row0 = m.in_offset / r.in_row;
+      r.in_inner = m.in_offset % r.in_row;
+      int64_t lo = r.in_inner, hi = r.in_inner;
+      for (size_t k = 1; k < m.shape.size(); ++k) (m.in_strides[k] < 0 ? lo : hi) += (m.shape[k] - 1) * m.in_strides[k];
+      if (lo < 0 || hi >= r.in_row) refuse("an inner axis reads across input rows");
+    }
+    rows.push_back(r);
+  }
+  // The index range [i0, i1) of move j that output rows [a, b) hold, and the input rows it reads.
+  const auto range = [&](size_t j, int64_t a, int64_t b) {
+    const int64_t i0 = std::max<int64_t>(0, a - rows[j].out_row0), i1 = std::min<int64_t>(moves[j].shape[0], b - rows[j].out_row0);
+    return std::make_pair(i0, i1);
+  };
+  const auto in_rows = [&](size_t j, int64_t i0, int64_t i1) {
+    const int64_t first = rows[j].in_row0 + i0 * rows[j].step, last = rows[j].in_row0 + (i1 - 1) * rows[j].step;
+    return std::make_pair(std::min(first, last), std::max(first, last));
+  };
+  const auto tile_bytes = [&](int64_t a, int64_t b) {
+    uint64_t bytes = align_up(static_cast<uint64_t>((b - a) * out_row), kSramAlignment);
+    for (size_t j = 0; j < moves.size(); ++j) {
+      const auto [i0, i1] = range(j, a, b);
+      if (i0 >= i1 || moves[j].input < 0) continue;
+      const auto [lo, hi] = in_rows(j, i0, i1);
+      bytes += align_up(static_cast<uint64_t>((hi - lo + 1) * rows[j].in_row), kSramAlignment);
+    }
+    return bytes;
+  };
+  flush();  // everything this op reads is in DRAM now, and all of SRAM is free
+  int64_t tile = y[0];
+  for (;; tile = (tile + 1) / 2) {
+    bool fits = true;
+    for (int64_t a = 0; a < y[0] && fits; a += tile) fits = tile_bytes(a, std::min(y[0], a + tile)) <= sram_.capacity();
+    if (fits) break;
+    if (tile == 1) refuse("one output row does not fit");
+  }
+  const ValueHome& out_home = plan_.home[op.output];
+  for (int64_t a = 0; a < y[0]; a += tile) {
+    const int64_t b = std::min(y[0], a + tile);
+    std::vector<uint64_t> buffers;
+    const uint64_t out_buf = allocate_in_empty_sram(static_cast<uint64_t>((b - a) * out_row));
+    buffers.push_back(out_buf);
+    for (size_t j = 0; j < moves.size(); ++j) {
+      const auto [i0, i1] = range(j, a, b);
+      if (i0 >= i1) continue;
+      Move m = moves[j];
+      m.shape[0] = i1 - i0;
+      m.out_offset = (rows[j].out_row0 + i0 - a) * out_row + rows[j].out_inner;
+      uint64_t in_buf = 0;
+      if (m.input >= 0) {
+        const auto [lo, hi] = in_rows(j, i0, i1);
+        const uint64_t bytes = static_cast<uint64_t>((hi - lo + 1) * rows[j].in_row);
+        in_buf = allocate_in_empty_sram(bytes);
+        buffers.push_back(in_buf);
+        const ValueHome& home = plan_.home[op.inputs[m.input]];
+        emit_dma(isa::Opcode::kDmaLoad, home.region, home.offset + static_cast<uint64_t>(lo * rows[j].in_row), in_buf, bytes);
+        m.in_offset = (rows[j].in_row0 + i0 * rows[j].step - lo) * rows[j].in_row + rows[j].in_inner;
+      }
+      isa::Instruction inst = copy_instruction(op, m);
+      if (m.input >= 0) inst.copy.in_addr += static_cast<uint32_t>(in_buf);
+      inst.copy.out_addr += static_cast<uint32_t>(out_buf);
+      emit(inst);
+    }
+    emit_dma(isa::Opcode::kDmaStore, out_home.region, out_home.offset + static_cast<uint64_t>(a * out_row), out_buf,
+             static_cast<uint64_t>((b - a) * out_row));
+    report_->sram_bytes = std::max<uint64_t>(report_->sram_bytes, sram_.used());
+    for (uint64_t buf : buffers) sram_.release(buf);
   }
 }
 

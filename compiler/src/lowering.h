@@ -12,7 +12,8 @@
 /// slices of weights, bias, multipliers and shifts) and over output rows (with the input rows the
 /// windows need, the halo); pooling over channels and rows; add, requant and lut over element
 /// ranges (a lut's table is loaded once for all its tiles); matmul over rows of A (B shared) or over
-/// batch products, softmax over its outer rows (RowTiling).
+/// batch products, softmax over its outer rows (RowTiling); data movement (transpose, slice,
+/// concat, pad) over rows of the output's outermost axis where each reads whole input rows.
 /// When two tiles' buffers fit, tiles alternate between them, so the DMA of tile k+1 only waits
 /// for the compute of tile k-1 and overlaps tile k.
 #include <array>
@@ -51,6 +52,13 @@ class Lowering {
     int64_t unit_out_c = 1;               ///< output channels per unit
     int64_t window_h = 1, stride_h = 1, pad_top = 0;
     std::function<uint64_t(int64_t)> const_bytes;  ///< SRAM bytes of the constants of a tile of k units
+  };
+  /// One kCopy of a data-movement op, in elements: `shape` visited with input strides from
+  /// in_offset (input -1: a fill) and output strides from out_offset.
+  struct Move {
+    int input = -1;
+    std::vector<int64_t> shape, in_strides, out_strides;
+    int64_t in_offset = 0, out_offset = 0;
   };
   /// Builds the compute instruction of a tile from its SRAM addresses.
   using Builder = std::function<isa::Instruction(const Tile&, const std::vector<uint64_t>& in_addrs,
@@ -140,6 +148,11 @@ class Lowering {
   /// loaded once for all tiles.
   void lower_binary_tiled(const ref::Int8Op& op, const BinaryShape& shape, const Builder& build,
                           const AddConstants& consts);
+  /// kTranspose, kSlice, kConcat, kPad: a few kCopy instructions, resident or tiled over the
+  /// output's outermost axis (see lowering.cc).
+  void lower_movement(const ref::Int8Op& op);
+  isa::Instruction copy_instruction(const ref::Int8Op& op, Move m) const;
+  void lower_movement_tiled(const ref::Int8Op& op, const std::vector<Move>& moves);
 
   const ref::Int8Graph& graph_;
   const Target& target_;

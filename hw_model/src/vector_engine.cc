@@ -20,6 +20,7 @@ uint64_t VectorEngine::elements_touched(const isa::Instruction& inst) {
     case isa::Opcode::kAdd: return inst.add.count;
     case isa::Opcode::kRequant: return inst.requant.count;
     case isa::Opcode::kLut: return inst.lut.count;
+    case isa::Opcode::kCopy: return isa::copy_elements(inst.copy);
     case isa::Opcode::kBinary: return isa::binary_count(inst.binary);
     case isa::Opcode::kSoftmax:  // three passes: max, sum of exponentials, normalise
       return 3 * static_cast<uint64_t>(inst.softmax.outer) * inst.softmax.length * inst.softmax.inner;
@@ -48,6 +49,7 @@ sc_core::sc_time VectorEngine::execute(const isa::Instruction& inst, uint32_t in
     case isa::Opcode::kAvgPool: pool(inst.pool, true, index); break;
     case isa::Opcode::kRequant: requant(inst.requant, index); break;
     case isa::Opcode::kLut: lut(inst.lut, index); break;
+    case isa::Opcode::kCopy: copy(inst.copy, index); break;
     case isa::Opcode::kBinary: binary(inst.binary, index); break;
     case isa::Opcode::kSoftmax: softmax(inst.softmax, index); break;
     default: throw PeFault{isa::DeviceError::kBadProgram, index};
@@ -224,6 +226,52 @@ void VectorEngine::binary(const isa::BinaryArgs& b, uint32_t index) {
         }
       }
   std::copy(out_.begin(), out_.end(), reinterpret_cast<int8_t*>(sram_.write_ptr(b.out_addr, count)));
+}
+
+void VectorEngine::copy(const isa::CopyArgs& c, uint32_t index) {
+  const PeFault bad{isa::DeviceError::kBadProgram, index};
+  const auto mode = static_cast<isa::CopyMode>(c.mode);
+  const uint64_t elements = isa::copy_elements(c);
+  if (c.mode > static_cast<uint8_t>(isa::CopyMode::kFill) || elements == 0 || elements > UINT32_MAX ||
+      (mode == isa::CopyMode::kRequant && (!multiplier_valid({c.mult, c.shift}) || std::abs(c.in_zero_point) > 255 ||
+                                           std::abs(c.out_zero_point) > 255)))
+    throw bad;
+  const isa::CopySpan in = isa::copy_span(c.shape, c.in_stride), out = isa::copy_span(c.shape, c.out_stride);
+  const int64_t in_lo = int64_t{c.in_addr} + in.lo, out_lo = int64_t{c.out_addr} + out.lo;
+  if (out_lo < 0) throw bad;
+  check_sram(static_cast<uint64_t>(out_lo), static_cast<uint64_t>(out.hi - out.lo + 1), index, "copy output");
+  const bool reads = mode != isa::CopyMode::kFill;
+  if (reads) {
+    if (in_lo < 0) throw bad;
+    check_sram(static_cast<uint64_t>(in_lo), static_cast<uint64_t>(in.hi - in.lo + 1), index, "copy input");
+    if (in_lo <= int64_t{c.out_addr} + out.hi && out_lo <= int64_t{c.in_addr} + in.hi) throw bad;  // overlap
+  }
+  // Pointers to index 0; every offset below stays within the checked spans.
+  const int8_t* src = reads ? reinterpret_cast<const int8_t*>(sram_.read_ptr(static_cast<uint64_t>(in_lo))) - in.lo : nullptr;
+  int8_t* dst = reinterpret_cast<int8_t*>(sram_.write_ptr(static_cast<uint64_t>(out_lo), out.hi - out.lo + 1)) - out.lo;
+  const math::QuantizedMultiplier q{c.mult, c.shift};
+  uint32_t idx[isa::kCopyDims] = {};
+  for (uint64_t e = 0; e < elements; e += c.shape[isa::kCopyDims - 1]) {
+    int64_t i_off = 0, o_off = 0;
+    for (int k = 0; k < isa::kCopyDims - 1; ++k) {
+      i_off += int64_t{idx[k]} * c.in_stride[k];
+      o_off += int64_t{idx[k]} * c.out_stride[k];
+    }
+    const int32_t is = c.in_stride[isa::kCopyDims - 1], os = c.out_stride[isa::kCopyDims - 1];
+    for (uint32_t i = 0; i < c.shape[isa::kCopyDims - 1]; ++i, i_off += is, o_off += os) {
+      switch (mode) {
+        case isa::CopyMode::kCopy: dst[o_off] = src[i_off]; break;
+        case isa::CopyMode::kRequant:
+          dst[o_off] = math::requantize(src[i_off] - c.in_zero_point, q, c.out_zero_point, -128, 127);
+          break;
+        case isa::CopyMode::kFill: dst[o_off] = c.fill_value; break;
+      }
+    }
+    for (int k = isa::kCopyDims - 2; k >= 0; --k) {  // odometer over the outer axes
+      if (++idx[k] < c.shape[k]) break;
+      idx[k] = 0;
+    }
+  }
 }
 
 nlohmann::json VectorEngine::trace_args(const isa::Instruction& inst) const {

@@ -30,6 +30,11 @@
 ///             math::make_softmax_table; entries must lie in [0, 2^30] with entry 0 > 0, else
 ///             kBadProgram). Timing: three passes over the elements (max, sum of exponentials,
 ///             normalise), so elements_touched = 3 x outer x length x inner at vector_lanes.
+///   kCopy     data movement (isa::CopyArgs): every element of the index box moved, requantized with
+///             math::requantize(x - in_zp, {mult, shift}, out_zp, -128, 127), or filled, in
+///             row-major order of the box; one element per lane per cycle (elements_touched =
+///             elements of the box). Rejected (kBadProgram): an unknown mode, an empty axis, more than
+///             2^32 - 1 elements, a span outside SRAM, overlapping read and write spans, a bad multiplier or zero point (|zp| > 255).
 #include <vector>
 
 #include "exec_unit.h"
@@ -52,6 +57,7 @@ class VectorEngine : public ExecUnit {
   void pool(const isa::PoolArgs& p, bool average, uint32_t index);
   void requant(const isa::RequantArgs& r, uint32_t index);
   void lut(const isa::LutArgs& l, uint32_t index);
+  void copy(const isa::CopyArgs& c, uint32_t index);
   void binary(const isa::BinaryArgs& b, uint32_t index);
   void softmax(const isa::SoftmaxArgs& s, uint32_t index);
   /// kAdd of at least this many elements looks its results up in a 64 Ki-entry table of

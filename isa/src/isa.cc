@@ -24,6 +24,7 @@ const char* opcode_name(Opcode op) {
     case Opcode::kAvgPool: return "avgpool";
     case Opcode::kRequant: return "requant";
     case Opcode::kLut: return "lut";
+    case Opcode::kCopy: return "copy";
     case Opcode::kBinary: return "binary";
     case Opcode::kMatMul: return "matmul";
     case Opcode::kSoftmax: return "softmax";
@@ -32,8 +33,7 @@ const char* opcode_name(Opcode op) {
 }
 
 bool opcode_valid(uint8_t op) {
-  return op <= static_cast<uint8_t>(Opcode::kLut) || op == static_cast<uint8_t>(Opcode::kBinary) ||
-         op == static_cast<uint8_t>(Opcode::kMatMul) || op == static_cast<uint8_t>(Opcode::kSoftmax);
+  return op <= static_cast<uint8_t>(Opcode::kSoftmax);  // opcodes 0..12 are all defined
 }
 
 uint64_t binary_count(const BinaryArgs& b) {
@@ -64,6 +64,24 @@ uint64_t conv_macs(const ConvArgs& c) {
 
 uint64_t matmul_macs(const MatMulArgs& m) { return static_cast<uint64_t>(m.batch) * m.m * m.n * m.k; }
 
+CopySpan copy_span(const uint32_t (&shape)[kCopyDims], const int32_t (&stride)[kCopyDims]) {
+  CopySpan s;
+  for (int k = 0; k < kCopyDims; ++k) {
+    const int64_t extent = (shape[k] == 0 ? 0 : static_cast<int64_t>(shape[k]) - 1) * stride[k];
+    (extent < 0 ? s.lo : s.hi) += extent;
+  }
+  return s;
+}
+
+uint64_t copy_elements(const CopyArgs& c) {
+  uint64_t n = 1;
+  for (uint32_t d : c.shape) {
+    if (d == 0) return 0;
+    n = n > UINT64_MAX / d ? UINT64_MAX : n * d;  // saturates: 6 x 32-bit factors can overflow
+  }
+  return n;
+}
+
 std::string to_string(const Instruction& i) {
   std::ostringstream os;
   os << opcode_name(i.opcode) << " [wait dma>=" << i.wait[0] << " mac>=" << i.wait[1] << " vec>=" << i.wait[2] << "]";
@@ -91,6 +109,17 @@ std::string to_string(const Instruction& i) {
     case Opcode::kLut:
       os << " in@" << i.lut.in_addr << " table@" << i.lut.table_addr << " -> @" << i.lut.out_addr << " n=" << i.lut.count;
       break;
+    case Opcode::kCopy: {
+      static const char* const kModes[] = {"copy", "requant", "fill"};
+      os << " " << (i.copy.mode < 3 ? kModes[i.copy.mode] : "?") << " in@" << i.copy.in_addr << " -> @" << i.copy.out_addr
+         << " shape";
+      for (int k = 0; k < kCopyDims; ++k) os << (k ? "x" : " ") << i.copy.shape[k];
+      os << " in_stride";
+      for (int k = 0; k < kCopyDims; ++k) os << (k ? "," : " ") << i.copy.in_stride[k];
+      os << " out_stride";
+      for (int k = 0; k < kCopyDims; ++k) os << (k ? "," : " ") << i.copy.out_stride[k];
+      break;
+    }
     case Opcode::kBinary: {
       const BinaryArgs& b = i.binary;
       static const char* const kOps[] = {"add", "sub", "mul"};

@@ -195,6 +195,143 @@ void run_host(const Int8Graph& g, const Int8Op& op, std::vector<Tensor>& values)
   }
 }
 
+// ---- data movement --------------------------------------------------------------------------
+// Written from the ONNX definitions with multi-indices, not from the strided form the compiler
+// emits (kCopy), so the compiled program is checked against an independent statement.
+
+/// Calls f(index) for every multi-index of `shape` in row-major order.
+template <typename F>
+void for_each_index(const Shape& shape, F&& f) {
+  std::vector<int64_t> idx(shape.size(), 0);
+  if (shape_numel(shape) == 0) return;
+  for (;;) {
+    f(idx);
+    int64_t d = static_cast<int64_t>(shape.size()) - 1;
+    for (; d >= 0; --d) {
+      if (++idx[d] < shape[d]) break;
+      idx[d] = 0;
+    }
+    if (d < 0) return;
+  }
+}
+
+/// Row-major offset of a multi-index.
+int64_t offset_of(const Shape& shape, const std::vector<int64_t>& idx) {
+  int64_t o = 0;
+  for (size_t d = 0; d < shape.size(); ++d) o = o * shape[d] + idx[d];
+  return o;
+}
+
+/// An element of input i as the output holds it: unchanged when the quantization parameters are
+/// equal (then requantizing would be the identity), else requantized with multipliers[i].
+struct Mover {
+  const Int8Op& op;
+  const Int8Graph& g;
+  int8_t operator()(int8_t x, size_t input) const {
+    const QuantParams& in = g.values[op.inputs[input]].q;
+    const QuantParams& out = g.values[op.output].q;
+    if (in.scale == out.scale && in.zero_point == out.zero_point) return x;
+    return math::requantize(x - in.zero_point, op.multipliers.at(input), out.zero_point, -128, 127);
+  }
+};
+
+void move_data(const Int8Graph& g, const Int8Op& op, const std::vector<Tensor>& values, Tensor& out) {
+  const Mover move{op, g};
+  const Shape& y_shape = out.shape();
+  const Shape& x_shape = values[op.inputs[0]].shape();
+  const int8_t* x = values[op.inputs[0]].data<int8_t>();
+  int8_t* y = out.data<int8_t>();
+  const size_t rank = y_shape.size();
+  std::vector<int64_t> j(rank);
+  switch (op.kind) {
+    case Int8OpKind::kTranspose:  // output axis k is input axis perm[k]
+      for_each_index(y_shape, [&](const std::vector<int64_t>& i) {
+        for (size_t k = 0; k < rank; ++k) j[op.perm[k]] = i[k];
+        y[offset_of(y_shape, i)] = move(x[offset_of(x_shape, j)], 0);
+      });
+      break;
+    case Int8OpKind::kSlice:
+      for_each_index(y_shape, [&](const std::vector<int64_t>& i) {
+        for (size_t k = 0; k < rank; ++k) j[k] = op.starts[k] + i[k] * op.steps[k];
+        y[offset_of(y_shape, i)] = move(x[offset_of(x_shape, j)], 0);
+      });
+      break;
+    case Int8OpKind::kConcat: {
+      int64_t at = 0;  // where the current input starts along the axis
+      for (size_t in = 0; in < op.inputs.size(); ++in) {
+        const Tensor& t = values[op.inputs[in]];
+        const int8_t* src = t.data<int8_t>();
+        for_each_index(t.shape(), [&](const std::vector<int64_t>& i) {
+          j = i;
+          j[op.axis] += at;
+          y[offset_of(y_shape, j)] = move(src[offset_of(t.shape(), i)], in);
+        });
+        at += t.shape()[op.axis];
+      }
+      break;
+    }
+    case Int8OpKind::kPad:
+      std::fill(y, y + out.numel(), static_cast<int8_t>(op.pad_value));
+      for_each_index(x_shape, [&](const std::vector<int64_t>& i) {
+        for (size_t k = 0; k < rank; ++k) j[k] = i[k] + op.pad_begin[k];
+        y[offset_of(y_shape, j)] = move(x[offset_of(x_shape, i)], 0);
+      });
+      break;
+    default: ANVIL_CHECK(false, "move_data of a non data-movement op");
+  }
+}
+
+/// The parameters run_int8 indexes with, checked against the shapes (a parsed graph may be corrupt).
+void check_movement(const Int8Graph& g, const Int8Op& op, const std::vector<Tensor>& values) {
+  const Shape& y = g.values[op.output].shape;
+  const size_t rank = y.size();
+  auto bad = [&](const std::string& why) {
+    fail(ErrorCode::kInvalidArgument, std::string(int8_op_name(op.kind)) + " op '" + op.node + "': " + why);
+  };
+  if (op.multipliers.size() != op.inputs.size()) bad("needs one multiplier per input");
+  for (int v : op.inputs)
+    if (values[v].rank() != rank) bad("input rank differs from the output's " + shape_str(y));
+  const Shape& x = values[op.inputs[0]].shape();
+  switch (op.kind) {
+    case Int8OpKind::kTranspose: {
+      std::vector<bool> seen(rank, false);
+      if (op.perm.size() != rank) bad("perm has the wrong length");
+      for (size_t k = 0; k < rank; ++k) {
+        if (op.perm[k] < 0 || op.perm[k] >= static_cast<int64_t>(rank) || seen[op.perm[k]] || x[op.perm[k]] != y[k])
+          bad("perm does not map " + shape_str(x) + " to " + shape_str(y));
+        seen[op.perm[k]] = true;
+      }
+      break;
+    }
+    case Int8OpKind::kSlice:
+      if (op.starts.size() != rank || op.steps.size() != rank) bad("starts/steps have the wrong length");
+      for (size_t k = 0; k < rank; ++k) {
+        const int64_t last = op.starts[k] + (y[k] - 1) * op.steps[k];
+        if (op.steps[k] == 0 || op.starts[k] < 0 || op.starts[k] >= x[k] || last < 0 || last >= x[k])
+          bad("slice of " + shape_str(y) + " leaves the input " + shape_str(x));
+      }
+      break;
+    case Int8OpKind::kConcat: {
+      if (op.axis < 0 || op.axis >= static_cast<int64_t>(rank)) bad("axis out of range");
+      int64_t total = 0;
+      for (int v : op.inputs) {
+        for (size_t k = 0; k < rank; ++k)
+          if (static_cast<int64_t>(k) != op.axis && values[v].shape()[k] != y[k]) bad("inputs do not match the output");
+        total += values[v].shape()[op.axis];
+      }
+      if (total != y[op.axis]) bad("inputs do not add up to the output along the axis");
+      break;
+    }
+    case Int8OpKind::kPad:
+      if (op.pad_begin.size() != rank) bad("pad_begin has the wrong length");
+      for (size_t k = 0; k < rank; ++k)
+        if (op.pad_begin[k] < 0 || op.pad_begin[k] + x[k] > y[k]) bad("padding does not fit the output");
+      if (op.pad_value < -128 || op.pad_value > 127) bad("pad value is not int8");
+      break;
+    default: break;
+  }
+}
+
 void run_op(const Int8Graph& g, const Int8Op& op, std::vector<Tensor>& values) {
   if (op.kind == Int8OpKind::kHost) return run_host(g, op, values);
   const Int8Value& out_v = g.values[op.output];
@@ -221,6 +358,13 @@ void run_op(const Int8Graph& g, const Int8Op& op, std::vector<Tensor>& values) {
       break;
     case Int8OpKind::kLut:
       for (int64_t i = 0; i < out.numel(); ++i) yd[i] = op.lut[xd[i] + 128];
+      break;
+    case Int8OpKind::kTranspose:
+    case Int8OpKind::kSlice:
+    case Int8OpKind::kConcat:
+    case Int8OpKind::kPad:
+      check_movement(g, op, values);
+      move_data(g, op, values, out);
       break;
     case Int8OpKind::kMatMul:
       matmul(op, in_v, g.values[op.inputs.at(1)], out_v, in, values[op.inputs[1]], out);

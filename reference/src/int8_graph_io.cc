@@ -8,8 +8,9 @@
 //            dilations, i32 x 4 pads, u8 count_include_pad, add params (i32 x 12), multiplier
 //            (i32 x 2), i32 act_min, i32 act_max, 256 bytes lut, str host_model, i32 list
 //            host_outputs, u32 n + str host_nodes, str host_reason, then (version 3, only for
-//            the kinds that use them) kMul: mul params (i32 x 3 zero points, multiplier, i32
-//            act_min, act_max); kSoftmax: i32 axis, 256 x i32 softmax_table
+//            the kinds that use them) data movement (kTranspose..kPad): i64 list perm, starts,
+//            steps, i64 axis, i64 list pad_begin, i32 pad_value; kMul: mul params (i32 x 3 zero
+//            points, multiplier, i32 act_min, act_max); kSoftmax: i32 axis, 256 x i32 softmax_table
 //   graph:   i32 list inputs, i32 list outputs, u32 n + str input_names, u32 n + str output_names
 // str = u32 length + bytes; shape = u32 rank + i64 dims; tensor = i32 dtype + shape + raw bytes.
 #include "anvil/reference/int8_graph.h"
@@ -23,7 +24,11 @@ namespace anvil::ref {
 namespace {
 
 constexpr char kMagic[4] = {'A', 'I', '8', 'G'};
-constexpr uint32_t kVersion = 3;  // 3: kMul, kSub, kMatMul, kSoftmax; 2: values carry their dtype (host values); 1, 2 are still read
+// 2: values carry their dtype (host values); 3: the data-movement ops, kMul, kSub, kMatMul,
+// kSoftmax and their fields. Earlier versions are still read.
+constexpr uint32_t kVersion = 3;
+
+bool is_data_movement(Int8OpKind k) { return k >= Int8OpKind::kTranspose && k <= Int8OpKind::kPad; }
 
 /// The integer graph's compound fields on top of the common byte stream.
 class Writer : public ByteWriter {
@@ -46,6 +51,10 @@ class Writer : public ByteWriter {
   void multiplier(const math::QuantizedMultiplier& m) {
     put<int32_t>(m.multiplier);
     put<int32_t>(m.shift);
+  }
+  void int64s(const std::vector<int64_t>& v) {
+    put<uint32_t>(static_cast<uint32_t>(v.size()));
+    for (int64_t x : v) put<int64_t>(x);
   }
 };
 
@@ -83,6 +92,11 @@ class Reader : public ByteReader {
     }
     get_bytes(t.raw(), t.nbytes());
     return t;
+  }
+  std::vector<int64_t> int64s() {
+    std::vector<int64_t> v(count(remaining() / 8, "integers"));
+    for (int64_t& x : v) x = get<int64_t>();
+    return v;
   }
   math::QuantizedMultiplier multiplier() {
     math::QuantizedMultiplier m;
@@ -141,6 +155,12 @@ std::string serialize_int8_graph(const Int8Graph& g) {
     w.put<uint32_t>(static_cast<uint32_t>(op.host_nodes.size()));
     for (const std::string& n : op.host_nodes) w.str(n);
     w.str(op.host_reason);
+    if (is_data_movement(op.kind)) {
+      for (const auto* v : {&op.perm, &op.starts, &op.steps}) w.int64s(*v);
+      w.put<int64_t>(op.axis);
+      w.int64s(op.pad_begin);
+      w.put<int32_t>(op.pad_value);
+    }
     if (op.kind == Int8OpKind::kMul) {
       for (int32_t x : {op.mul.a_zero_point, op.mul.b_zero_point, op.mul.out_zero_point}) w.put<int32_t>(x);
       w.multiplier(op.mul.out);
@@ -194,7 +214,7 @@ Expected<Int8Graph> parse_int8_graph(const std::string& bytes, const std::string
     g.ops.resize(r.count(r.remaining() / 64, "ops"));
     for (Int8Op& op : g.ops) {
       const uint32_t kind = r.get<uint32_t>();
-      if (kind > static_cast<uint32_t>(Int8OpKind::kSoftmax) ||
+      if (kind > static_cast<uint32_t>(Int8OpKind::kSoftmax) || (version < 3 && kind > static_cast<uint32_t>(Int8OpKind::kHost)) ||
           std::string(int8_op_name(static_cast<Int8OpKind>(kind))) == "?")
         r.bad("unknown op kind " + std::to_string(kind));
       op.kind = static_cast<Int8OpKind>(kind);
@@ -226,6 +246,12 @@ Expected<Int8Graph> parse_int8_graph(const std::string& bytes, const std::string
       op.host_nodes.resize(r.count(r.remaining() / 4, "host nodes"));
       for (std::string& n : op.host_nodes) n = r.str();
       op.host_reason = r.str();
+      if (is_data_movement(op.kind)) {
+        for (auto* v : {&op.perm, &op.starts, &op.steps}) *v = r.int64s();
+        op.axis = r.get<int64_t>();
+        op.pad_begin = r.int64s();
+        op.pad_value = r.get<int32_t>();
+      }
       if (op.kind == Int8OpKind::kMul) {
         if (version < 3) r.bad("op '" + op.node + "': mul needs format version 3");
         for (int32_t* x : {&op.mul.a_zero_point, &op.mul.b_zero_point, &op.mul.out_zero_point}) *x = r.get<int32_t>();

@@ -94,6 +94,18 @@ using AttributeCheck = void (*)(const onnx::NodeProto& node, int64_t opset);
 /// allow_zero, one -1 is inferred); shared with the QDQ lowering. Throw kInvalidArgument.
 Shape flatten_shape(const Shape& in, int64_t axis);
 Shape reshape_shape(const Shape& in, std::vector<int64_t> shape, bool allow_zero);
+/// Output shapes of Squeeze (empty axes: every size-1 axis) and Unsqueeze; kInvalidArgument names the axis.
+Shape squeeze_shape(const Shape& in, const std::vector<int64_t>& axes);
+Shape unsqueeze_shape(const Shape& in, const std::vector<int64_t>& axes);
+/// ONNX Slice's parameters resolved against an input shape: per axis the first index read, the
+/// step and the output extent (negative indices count from the end, then clamped as ONNX says).
+/// Shared by the Slice kernel and the QDQ lowering (kSlice).
+struct SliceBox {
+  std::vector<int64_t> begin, step;
+  Shape out;
+};
+SliceBox slice_box(const Shape& in, const std::vector<int64_t>& starts, const std::vector<int64_t>& ends,
+                   std::vector<int64_t> axes, std::vector<int64_t> steps);
 
 struct OpSchema {
   const char* op_type;

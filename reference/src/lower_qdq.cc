@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <numeric>
 #include <set>
 #include <unordered_map>
 
@@ -35,6 +36,10 @@ const char* int8_op_name(Int8OpKind k) {
     case Int8OpKind::kReshape: return "reshape";
     case Int8OpKind::kLut: return "lut";
     case Int8OpKind::kHost: return "host";
+    case Int8OpKind::kTranspose: return "transpose";
+    case Int8OpKind::kSlice: return "slice";
+    case Int8OpKind::kConcat: return "concat";
+    case Int8OpKind::kPad: return "pad";
     case Int8OpKind::kMatMul: return "matmul";
     case Int8OpKind::kSoftmax: return "softmax";
     case Int8OpKind::kMul: return "mul";
@@ -280,7 +285,12 @@ class QdqLowering {
     if (t == "Add" || t == "Sub" || t == "Mul") return lower_binary(n);
     if (t == "MaxPool" || t == "AveragePool" || t == "GlobalAveragePool") return lower_pool(n);
     if (t == "Relu" || t == "Clip") return lower_activation(n);
-    if (t == "Flatten" || t == "Reshape") return lower_reshape(n);
+    if (t == "Flatten" || t == "Reshape" || t == "Squeeze" || t == "Unsqueeze") return lower_reshape(n);
+    if (t == "Transpose") return lower_transpose(n);
+    if (t == "Slice") return lower_slice(n);
+    if (t == "Split") return lower_split(n);
+    if (t == "Concat") return lower_concat(n);
+    if (t == "Pad") return lower_pad(n);
     if (t == "Sigmoid" || t == "Tanh" || t == "HardSigmoid" || t == "HardSwish" || t == "LeakyRelu")
       return lower_lut(n);
     fail(ErrorCode::kUnsupported, node_label(n) + ": operator not supported on the NPU");
@@ -723,6 +733,10 @@ class QdqLowering {
     Shape shape;
     if (n.op_type() == "Flatten") {
       shape = flatten_shape(in.shape, attr_int(n, "axis", 1));
+    } else if (n.op_type() == "Squeeze") {
+      shape = squeeze_shape(in.shape, axes_operand(n));
+    } else if (n.op_type() == "Unsqueeze") {
+      shape = unsqueeze_shape(in.shape, axes_operand(n));
     } else {
       const Tensor* target = n.input_size() > 1 ? constant(n.input(1)) : nullptr;
       if (!target) malformed(n, "shape must be a constant");
@@ -738,6 +752,182 @@ class QdqLowering {
       op.output = add_value(node(q).output(0), shape, out_q);
     }
     g_.ops.push_back(std::move(op));
+  }
+
+  /// Squeeze/Unsqueeze axes: the constant input 1 (opset >= 13) or the attribute.
+  std::vector<int64_t> axes_operand(const onnx::NodeProto& n) {
+    if (opset_ < 13) return attr_ints(n, "axes");
+    if (n.input_size() < 2 || n.input(1).empty()) return {};
+    const Tensor* axes = constant(n.input(1));
+    if (!axes) fail(ErrorCode::kUnsupported, node_label(n) + ": axes must be a constant on the NPU");
+    return int_values(*axes, "axes");
+  }
+
+  // ---- data movement (kTranspose, kSlice, kConcat, kPad) -----------------------------------
+
+  /// A constant integer operand of a data-movement node; kUnsupported when it is computed.
+  std::vector<int64_t> constant_ints(const onnx::NodeProto& n, int input, const char* what) {
+    const Tensor* t = n.input_size() > input && !n.input(input).empty() ? constant(n.input(input)) : nullptr;
+    if (!t) fail(ErrorCode::kUnsupported, node_label(n) + ": " + what + " must be a constant on the NPU");
+    return int_values(*t, what);
+  }
+
+  /// Ends a data-movement op: `value` (an output of n) -> QuantizeLinear gives the output of
+  /// `shape`; one multiplier per input (in_scale / out_scale, used where the parameters differ).
+  /// kPad: `border` (float) quantized with the output's parameters becomes pad_value.
+  void finish_movement(Int8Op op, const onnx::NodeProto& n, const std::string& value, const Shape& shape,
+                       float border = 0.0f) {
+    for (int64_t d : shape)
+      if (d == 0) fail(ErrorCode::kUnsupported, node_label(n) + ": empty output " + shape_str(shape) + " on the NPU");
+    QuantParams out_q;
+    const int q = follow_to_quantize(n, value, false, op, &out_q);
+    if (op.kind == Int8OpKind::kPad) op.pad_value = math::quantize_float(border, out_q.scale, out_q.zero_point);
+    for (int in : op.inputs)
+      op.multipliers.push_back(math::quantize_multiplier(static_cast<double>(g_.values[in].q.scale) / out_q.scale));
+    op.output = add_value(node(q).output(0), shape, out_q);
+    g_.ops.push_back(std::move(op));
+  }
+
+  Int8Op movement_op(Int8OpKind kind, const onnx::NodeProto& n, std::vector<int> inputs) {
+    Int8Op op;
+    op.kind = kind;
+    op.node = node_name(n);
+    op.inputs = std::move(inputs);
+    return op;
+  }
+
+  void lower_transpose(const onnx::NodeProto& n) {
+    Int8Op op = movement_op(Int8OpKind::kTranspose, n, {dequantized_input(n, 0)});
+    const Shape in = g_.values[op.inputs[0]].shape;
+    const int64_t rank = static_cast<int64_t>(in.size());
+    op.perm = attr_ints(n, "perm");
+    if (op.perm.empty())
+      for (int64_t i = rank - 1; i >= 0; --i) op.perm.push_back(i);  // default: reverse the axes
+    std::vector<bool> seen(static_cast<size_t>(rank), false);
+    if (static_cast<int64_t>(op.perm.size()) != rank) malformed(n, "perm must have one entry per input axis");
+    for (int64_t p : op.perm) {
+      if (p < 0 || p >= rank || seen[p]) malformed(n, "perm is not a permutation of " + std::to_string(rank) + " axes");
+      seen[p] = true;
+    }
+    Shape out;
+    for (int64_t p : op.perm) out.push_back(in[p]);
+    finish_movement(std::move(op), n, n.output(0), out);
+  }
+
+  void lower_slice(const onnx::NodeProto& n) {
+    Int8Op op = movement_op(Int8OpKind::kSlice, n, {dequantized_input(n, 0)});
+    std::vector<int64_t> starts, ends, axes, steps;
+    if (opset_ >= 10) {
+      starts = constant_ints(n, 1, "starts");
+      ends = constant_ints(n, 2, "ends");
+      if (n.input_size() > 3 && !n.input(3).empty()) axes = constant_ints(n, 3, "axes");
+      if (n.input_size() > 4 && !n.input(4).empty()) steps = constant_ints(n, 4, "steps");
+    } else {
+      starts = attr_ints(n, "starts");
+      ends = attr_ints(n, "ends");
+      axes = attr_ints(n, "axes");
+    }
+    SliceBox box;
+    try {
+      box = slice_box(g_.values[op.inputs[0]].shape, starts, ends, std::move(axes), std::move(steps));
+    } catch (const Error& e) {
+      malformed(n, e.what());
+    }
+    op.starts = box.begin;
+    op.steps = box.step;
+    finish_movement(std::move(op), n, n.output(0), box.out);
+  }
+
+  /// Split: one kSlice per output, each the output's range of the axis with step 1.
+  void lower_split(const onnx::NodeProto& n) {
+    const int x = dequantized_input(n, 0);
+    const Shape in = g_.values[x].shape;
+    const int64_t rank = static_cast<int64_t>(in.size());
+    const int64_t axis = normalize_axis(attr_int(n, "axis", 0), rank, "axis");
+    const int64_t parts = n.output_size();
+    std::vector<int64_t> sizes = opset_ >= 13 ? (n.input_size() > 1 && !n.input(1).empty() ? constant_ints(n, 1, "split")
+                                                                                           : std::vector<int64_t>{})
+                                              : attr_ints(n, "split");
+    if (sizes.empty()) {
+      if (in[axis] % parts)  // opset 18's uneven num_outputs split
+        fail(ErrorCode::kUnsupported, node_label(n) + ": only explicit sizes or equal parts are supported on the NPU");
+      sizes.assign(static_cast<size_t>(parts), in[axis] / parts);
+    }
+    if (static_cast<int64_t>(sizes.size()) != parts ||
+        std::accumulate(sizes.begin(), sizes.end(), int64_t{0}) != in[axis])
+      malformed(n, "split sizes do not add up to the axis length " + std::to_string(in[axis]));
+    int64_t start = 0;
+    for (int64_t p = 0; p < parts; ++p) {
+      Int8Op op = movement_op(Int8OpKind::kSlice, n, {x});
+      op.starts.assign(static_cast<size_t>(rank), 0);
+      op.steps.assign(static_cast<size_t>(rank), 1);
+      op.starts[axis] = start;
+      Shape out = in;
+      out[axis] = sizes[p];
+      start += sizes[p];
+      if (n.output(static_cast<int>(p)).empty()) continue;
+      finish_movement(std::move(op), n, n.output(static_cast<int>(p)), out);
+    }
+  }
+
+  void lower_concat(const onnx::NodeProto& n) {
+    std::vector<int> inputs;
+    for (int i = 0; i < n.input_size(); ++i) inputs.push_back(dequantized_input(n, i));
+    Int8Op op = movement_op(Int8OpKind::kConcat, n, inputs);
+    if (inputs.empty()) malformed(n, "has no inputs");
+    Shape out = g_.values[inputs[0]].shape;
+    const int64_t rank = static_cast<int64_t>(out.size());
+    op.axis = normalize_axis(attr_int(n, "axis", 0), rank, "axis");
+    out[op.axis] = 0;
+    for (int v : inputs) {
+      const Shape& s = g_.values[v].shape;
+      bool ok = static_cast<int64_t>(s.size()) == rank;
+      for (int64_t d = 0; ok && d < rank; ++d) ok = d == op.axis || s[d] == out[d];
+      if (!ok) malformed(n, "input " + shape_str(s) + " does not match " + shape_str(g_.values[inputs[0]].shape));
+      out[op.axis] += s[op.axis];
+    }
+    finish_movement(std::move(op), n, n.output(0), out);
+  }
+
+  /// Pad in constant mode with non-negative pads; the border is the constant value quantized with
+  /// the output's parameters, exactly what QuantizeLinear makes of it in the float graph.
+  void lower_pad(const onnx::NodeProto& n) {
+    Int8Op op = movement_op(Int8OpKind::kPad, n, {dequantized_input(n, 0)});
+    const Shape in = g_.values[op.inputs[0]].shape;
+    const int64_t rank = static_cast<int64_t>(in.size());
+    if (attr_string(n, "mode", "constant") != "constant")
+      fail(ErrorCode::kUnsupported, node_label(n) + ": only constant padding is supported on the NPU");
+    std::vector<int64_t> pads;
+    float value = 0.0f;
+    if (opset_ >= 11) {
+      pads = constant_ints(n, 1, "pads");
+      if (n.input_size() > 3 && !n.input(3).empty())
+        fail(ErrorCode::kUnsupported, node_label(n) + ": the axes input is not supported on the NPU");
+      if (n.input_size() > 2 && !n.input(2).empty()) value = pad_constant(n, n.input(2));
+    } else {
+      pads = attr_ints(n, "pads");
+      value = attr_float(n, "value", 0.0f);
+    }
+    if (static_cast<int64_t>(pads.size()) != 2 * rank) malformed(n, "pads must have " + std::to_string(2 * rank) + " values");
+    Shape out = in;
+    for (int64_t d = 0; d < rank; ++d) {
+      if (pads[d] < 0 || pads[d + rank] < 0)
+        fail(ErrorCode::kUnsupported, node_label(n) + ": negative pads (cropping) are not supported on the NPU");
+      out[d] += pads[d] + pads[d + rank];
+    }
+    op.pad_begin.assign(pads.begin(), pads.begin() + rank);
+    finish_movement(std::move(op), n, n.output(0), out, value);
+  }
+
+  /// Pad's constant_value: a float constant, or a DequantizeLinear of an int8 constant (QDQ models).
+  float pad_constant(const onnx::NodeProto& n, const std::string& name) {
+    if (const Tensor* t = constant(name)) return float_scalar(*t, "constant_value");
+    const onnx::NodeProto* dq = dequantize_of_constant(name);
+    if (!dq) fail(ErrorCode::kUnsupported, node_label(n) + ": constant_value must be a constant on the NPU");
+    const Tensor& q = *constant(dq->input(0));
+    if (q.dtype() != DType::kInt8 || q.numel() != 1) malformed(*dq, "constant_value must be one int8");
+    const QuantParams p = per_tensor_params(*dq);
+    return math::dequantize(q.data<int8_t>()[0], p.scale, p.zero_point);
   }
 
   // ---- host fallback (LowerOptions::host_fallback) ------------------------------------------

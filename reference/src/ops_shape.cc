@@ -272,31 +272,10 @@ void slice_kernel(KernelContext& ctx) {
     ends = attr_ints(ctx.node, "ends");
     axes = attr_ints(ctx.node, "axes");
   }
-  if (axes.empty())
-    for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
-  if (steps.empty()) steps.assign(starts.size(), 1);
-  if (ends.size() != starts.size() || axes.size() != starts.size() || steps.size() != starts.size())
-    fail(ErrorCode::kInvalidArgument, "starts, ends, axes and steps must have the same length");
-  std::vector<int64_t> begin(static_cast<size_t>(rank), 0), step(static_cast<size_t>(rank), 1);
-  Shape out = x.shape();
-  for (size_t i = 0; i < starts.size(); ++i) {
-    const int64_t a = normalize_axis(axes[i], rank, "axis"), dim = x.dim(a), s = steps[i];
-    if (s == 0) fail(ErrorCode::kInvalidArgument, "slice step cannot be 0");
-    // ONNX: negative indices count from the end; then clamp to [0, dim] (step > 0) or [-1, dim-1].
-    int64_t b = starts[i] < 0 ? starts[i] + dim : starts[i];
-    int64_t e = ends[i] < 0 ? ends[i] + dim : ends[i];
-    if (s > 0) {
-      b = std::clamp<int64_t>(b, 0, dim);
-      e = std::clamp<int64_t>(e, 0, dim);
-      out[a] = e > b ? (e - b + s - 1) / s : 0;
-    } else {
-      b = std::clamp<int64_t>(b, -1, dim - 1);
-      e = std::clamp<int64_t>(e, -1, dim - 1);
-      out[a] = b > e ? (b - e - s - 1) / -s : 0;
-    }
-    begin[a] = b;
-    step[a] = s;
-  }
+  const SliceBox box = slice_box(x.shape(), starts, ends, std::move(axes), std::move(steps));
+  const std::vector<int64_t>& begin = box.begin;
+  const std::vector<int64_t>& step = box.step;
+  const Shape& out = box.out;
   // Copy contiguous runs: the trailing axes taken whole, together with the step-1 range of the
   // axis before them, are one run in X and in Y; the axes before walk with stride * step.
   const auto st = strides_of(x.shape());
@@ -317,27 +296,52 @@ void slice_kernel(KernelContext& ctx) {
   ctx.outputs[0] = std::move(y);
 }
 
-void squeeze_kernel(KernelContext& ctx) {
-  const Tensor& x = ctx.input(0);
-  const int64_t rank = static_cast<int64_t>(x.rank());
+SliceBox slice_box(const Shape& in, const std::vector<int64_t>& starts, const std::vector<int64_t>& ends,
+                   std::vector<int64_t> axes, std::vector<int64_t> steps) {
+  const int64_t rank = static_cast<int64_t>(in.size());
+  if (axes.empty())
+    for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
+  if (steps.empty()) steps.assign(starts.size(), 1);
+  if (ends.size() != starts.size() || axes.size() != starts.size() || steps.size() != starts.size())
+    fail(ErrorCode::kInvalidArgument, "starts, ends, axes and steps must have the same length");
+  SliceBox box{std::vector<int64_t>(static_cast<size_t>(rank), 0), std::vector<int64_t>(static_cast<size_t>(rank), 1), in};
+  for (size_t i = 0; i < starts.size(); ++i) {
+    const int64_t a = normalize_axis(axes[i], rank, "axis"), dim = in[a], s = steps[i];
+    if (s == 0) fail(ErrorCode::kInvalidArgument, "slice step cannot be 0");
+    // ONNX: negative indices count from the end; then clamp to [0, dim] (step > 0) or [-1, dim-1].
+    int64_t b = starts[i] < 0 ? starts[i] + dim : starts[i];
+    int64_t e = ends[i] < 0 ? ends[i] + dim : ends[i];
+    if (s > 0) {
+      b = std::clamp<int64_t>(b, 0, dim);
+      e = std::clamp<int64_t>(e, 0, dim);
+      box.out[a] = e > b ? (e - b + s - 1) / s : 0;
+    } else {
+      b = std::clamp<int64_t>(b, -1, dim - 1);
+      e = std::clamp<int64_t>(e, -1, dim - 1);
+      box.out[a] = b > e ? (b - e - s - 1) / -s : 0;
+    }
+    box.begin[a] = b;
+    box.step[a] = s;
+  }
+  return box;
+}
+
+Shape squeeze_shape(const Shape& in, const std::vector<int64_t>& axes) {
+  const int64_t rank = static_cast<int64_t>(in.size());
   std::vector<bool> drop(static_cast<size_t>(rank), false);
-  const std::vector<int64_t> axes = axes_of(ctx, 1);
   for (int64_t a : axes) {
     const int64_t n = normalize_axis(a, rank, "axis");
-    if (x.dim(n) != 1) fail(ErrorCode::kInvalidArgument, "cannot squeeze axis " + std::to_string(a) + " of " +
-                                                             shape_str(x.shape()));
+    if (in[n] != 1) fail(ErrorCode::kInvalidArgument, "cannot squeeze axis " + std::to_string(a) + " of " + shape_str(in));
     drop[n] = true;
   }
   Shape out;
   for (int64_t d = 0; d < rank; ++d)
-    if (!(axes.empty() ? x.dim(d) == 1 : drop[d])) out.push_back(x.dim(d));
-  ctx.outputs[0] = x.reshaped(out);
+    if (!(axes.empty() ? in[d] == 1 : drop[d])) out.push_back(in[d]);
+  return out;
 }
 
-void unsqueeze_kernel(KernelContext& ctx) {
-  const Tensor& x = ctx.input(0);
-  const std::vector<int64_t> axes = axes_of(ctx, 1);
-  const int64_t rank = static_cast<int64_t>(x.rank() + axes.size());
+Shape unsqueeze_shape(const Shape& in, const std::vector<int64_t>& axes) {
+  const int64_t rank = static_cast<int64_t>(in.size() + axes.size());
   std::vector<bool> inserted(static_cast<size_t>(rank), false);
   for (int64_t a : axes) {
     const int64_t n = normalize_axis(a, rank, "axis");
@@ -346,8 +350,18 @@ void unsqueeze_kernel(KernelContext& ctx) {
   }
   Shape out;
   size_t src = 0;
-  for (int64_t d = 0; d < rank; ++d) out.push_back(inserted[d] ? 1 : x.dim(src++));
-  ctx.outputs[0] = x.reshaped(out);
+  for (int64_t d = 0; d < rank; ++d) out.push_back(inserted[d] ? 1 : in[src++]);
+  return out;
+}
+
+void squeeze_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  ctx.outputs[0] = x.reshaped(squeeze_shape(x.shape(), axes_of(ctx, 1)));
+}
+
+void unsqueeze_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  ctx.outputs[0] = x.reshaped(unsqueeze_shape(x.shape(), axes_of(ctx, 1)));
 }
 
 void pad_kernel(KernelContext& ctx) {

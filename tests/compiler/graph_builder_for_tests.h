@@ -97,6 +97,30 @@ class GraphBuilder {
     return push(make(ref::Int8OpKind::kReshape, node, {in}, out));
   }
 
+  /// Data movement; one multiplier per input (in_scale / out_scale, used where the parameters differ).
+  ref::Int8Op& transpose(const std::string& node, int in, int out, std::vector<int64_t> perm) {
+    ref::Int8Op& op = movement(ref::Int8OpKind::kTranspose, node, {in}, out);
+    op.perm = std::move(perm);
+    return op;
+  }
+  ref::Int8Op& slice(const std::string& node, int in, int out, std::vector<int64_t> starts, std::vector<int64_t> steps) {
+    ref::Int8Op& op = movement(ref::Int8OpKind::kSlice, node, {in}, out);
+    op.starts = std::move(starts);
+    op.steps = std::move(steps);
+    return op;
+  }
+  ref::Int8Op& concat(const std::string& node, std::vector<int> ins, int out, int64_t axis) {
+    ref::Int8Op& op = movement(ref::Int8OpKind::kConcat, node, std::move(ins), out);
+    op.axis = axis;
+    return op;
+  }
+  ref::Int8Op& pad(const std::string& node, int in, int out, std::vector<int64_t> begin, int32_t value) {
+    ref::Int8Op& op = movement(ref::Int8OpKind::kPad, node, {in}, out);
+    op.pad_begin = std::move(begin);
+    op.pad_value = value;
+    return op;
+  }
+
   ref::Int8Graph& graph() { return g_; }
   /// Random int8 inputs for every graph input, by name (as ref::run_int8 takes them).
   TensorMap random_inputs() {
@@ -118,6 +142,12 @@ class GraphBuilder {
     op.inputs = std::move(inputs);
     op.output = out;
     return op;
+  }
+  ref::Int8Op& movement(ref::Int8OpKind kind, const std::string& node, std::vector<int> ins, int out) {
+    ref::Int8Op op = make(kind, node, std::move(ins), out);
+    for (int in : op.inputs)
+      op.multipliers.push_back(math::quantize_multiplier(static_cast<double>(g_.values[in].q.scale) / g_.values[out].q.scale));
+    return push(std::move(op));
   }
   ref::Int8Op& push(ref::Int8Op op) {
     g_.ops.push_back(std::move(op));

@@ -166,6 +166,33 @@ void run_softmax(const isa::SoftmaxArgs& s, Memory& m) {
     }
 }
 
+/// kCopy, one element at a time over a 6-deep index (no span arithmetic: each address is computed
+/// and bounds-checked by Memory itself).
+void run_copy(const isa::CopyArgs& c, Memory& m) {
+  if (c.mode > 2) fail(ErrorCode::kDeviceError, "interpreter: bad copy mode");
+  const auto mode = static_cast<isa::CopyMode>(c.mode);
+  const auto& s = c.shape;
+  for (uint64_t a = 0; a < s[0]; ++a)
+    for (uint64_t b = 0; b < s[1]; ++b)
+      for (uint64_t d = 0; d < s[2]; ++d)
+        for (uint64_t e = 0; e < s[3]; ++e)
+          for (uint64_t f = 0; f < s[4]; ++f)
+            for (uint64_t g = 0; g < s[5]; ++g) {
+              const uint64_t i[isa::kCopyDims] = {a, b, d, e, f, g};
+              int64_t in = c.in_addr, out = c.out_addr;
+              for (int k = 0; k < isa::kCopyDims; ++k) {
+                in += static_cast<int64_t>(i[k]) * c.in_stride[k];
+                out += static_cast<int64_t>(i[k]) * c.out_stride[k];
+              }
+              if (in < 0 || out < 0) fail(ErrorCode::kDeviceError, "interpreter: copy below SRAM address 0");
+              int8_t v = c.fill_value;
+              if (mode == isa::CopyMode::kCopy) v = m.read_i8(in);
+              if (mode == isa::CopyMode::kRequant)
+                v = math::requantize(m.read_i8(in) - c.in_zero_point, {c.mult, c.shift}, c.out_zero_point, -128, 127);
+              m.write_i8(out, v);
+            }
+}
+
 }  // namespace
 
 InterpreterRun interpret_for_tests(const isa::Program& program, std::vector<uint8_t> io) {
@@ -207,6 +234,7 @@ InterpreterRun interpret_for_tests(const isa::Program& program, std::vector<uint
           m.write_i8(l.out_addr + i, m.read_i8(l.table_addr + 128 + m.read_i8(l.in_addr + i)));
         break;
       }
+      case isa::Opcode::kCopy: run_copy(inst.copy, m); break;
       case isa::Opcode::kBinary: {
         const isa::BinaryArgs& b = inst.binary;
         math::AddParams add;

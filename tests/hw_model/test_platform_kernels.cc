@@ -95,5 +95,23 @@ TEST(PlatformKernels, BroadcastingBinaryOpsAreBitExact) {
   expect_bit_exact(b, b.random_inputs());
 }
 
+/// Data movement (kCopy in its three modes): Concat of two scales, Transpose, reversed Slice, Pad.
+TEST(PlatformKernels, DataMovementChainIsBitExact) {
+  GraphBuilder b(13);
+  const int x0 = b.input("x0", {2, 3, 5, 7}, 0.04f, -5);
+  const int x1 = b.input("x1", {2, 4, 5, 7}, 0.07f, 11);
+  const int cat = b.value("cat", {2, 7, 5, 7}, 0.06f, 2);
+  const int tr = b.value("tr", {2, 5, 7, 7}, 0.06f, 2);
+  const int sl = b.value("sl", {2, 3, 7, 4}, 0.06f, 2);
+  const int pd = b.value("pd", {3, 4, 8, 7}, 0.06f, 2);
+  b.concat("cat", {x0, x1}, cat, 1);
+  b.transpose("tr", cat, tr, {0, 2, 1, 3});
+  b.slice("sl", tr, sl, {0, 4, 0, 6}, {1, -2, 1, -2});
+  b.pad("pd", sl, pd, {1, 0, 1, 2}, -7);
+  b.output(pd, "y");
+  b.output(tr, "t");
+  expect_bit_exact(b, b.random_inputs());
+}
+
 }  // namespace
 }  // namespace anvil

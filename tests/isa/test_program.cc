@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "anvil/isa/program.h"
@@ -99,6 +100,36 @@ TEST(Program, LutRoundTripsAndDisassembles) {
   EXPECT_EQ(opcode_unit(Opcode::kLut), Unit::kVector);
   EXPECT_EQ(q.instructions[1].lut.table_addr, 4096u);
   EXPECT_EQ(to_string(q.instructions[1]), "lut [wait dma>=1 mac>=0 vec>=0] in@64 table@4096 -> @128 n=48");
+}
+
+TEST(Program, CopyRoundTripsAndDisassembles) {
+  Program p = sample();
+  Instruction copy;
+  copy.opcode = Opcode::kCopy;
+  copy.wait[0] = 1;
+  CopyArgs& c = copy.copy;
+  c.in_addr = 1000, c.out_addr = 5000;
+  const uint32_t shape[kCopyDims] = {1, 1, 1, 2, 3, 4};
+  const int32_t in_stride[kCopyDims] = {0, 0, 0, 12, -4, 1}, out_stride[kCopyDims] = {0, 0, 0, 12, 4, 1};
+  std::copy(shape, shape + kCopyDims, c.shape);
+  std::copy(in_stride, in_stride + kCopyDims, c.in_stride);
+  std::copy(out_stride, out_stride + kCopyDims, c.out_stride);
+  p.instructions.push_back(copy);
+  const Program q = Program::parse(p.serialize(), "mem");
+  ASSERT_EQ(q.instructions.size(), 2u);
+  EXPECT_EQ(q.instructions[1].opcode, Opcode::kCopy);
+  EXPECT_EQ(opcode_unit(Opcode::kCopy), Unit::kVector);
+  EXPECT_TRUE(opcode_valid(9));
+  EXPECT_FALSE(opcode_valid(10));
+  EXPECT_EQ(copy_elements(q.instructions[1].copy), 24u);
+  const CopySpan in = copy_span(c.shape, c.in_stride), out = copy_span(c.shape, c.out_stride);
+  EXPECT_EQ(in.lo, -8);  // two steps of -4
+  EXPECT_EQ(in.hi, 12 + 3);
+  EXPECT_EQ(out.lo, 0);
+  EXPECT_EQ(out.hi, 23);
+  EXPECT_EQ(to_string(q.instructions[1]),
+            "copy [wait dma>=1 mac>=0 vec>=0] copy in@1000 -> @5000 shape 1x1x1x2x3x4 in_stride 0,0,0,12,-4,1 "
+            "out_stride 0,0,0,12,4,1");
 }
 
 TEST(Program, EarlierIsaVersionsLoadAndLaterOnesAreRejected) {

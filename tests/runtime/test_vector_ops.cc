@@ -331,5 +331,84 @@ TEST_F(VectorOps, CorruptBinaryIsABadProgram) {
   }
 }
 
+/// kCopy of a 2 x 3 x 5 x 7 input to an output of the same shape with the channels in reverse
+/// order (a negative input stride).
+isa::Instruction reverse_channels_copy() {
+  isa::Instruction c;
+  c.opcode = isa::Opcode::kCopy;
+  isa::CopyArgs& a = c.copy;
+  const uint32_t shape[isa::kCopyDims] = {1, 1, 2, 3, 5, 7};
+  const int32_t in_stride[isa::kCopyDims] = {0, 0, 105, -35, 7, 1};
+  const int32_t out_stride[isa::kCopyDims] = {0, 0, 105, 35, 7, 1};
+  std::copy(shape, shape + isa::kCopyDims, a.shape);
+  std::copy(in_stride, in_stride + isa::kCopyDims, a.in_stride);
+  std::copy(out_stride, out_stride + isa::kCopyDims, a.out_stride);
+  a.in_addr = kIn + 70;  // channel 2 of image 0
+  a.out_addr = kOut;
+  return c;
+}
+
+TEST_F(VectorOps, CopyMovesRequantizesAndFills) {
+  const Shape shape{2, 3, 5, 7};
+  const auto x = random_int8(shape_numel(shape), 21);
+  for (const auto mode : {isa::CopyMode::kCopy, isa::CopyMode::kRequant, isa::CopyMode::kFill}) {
+    isa::Instruction c = reverse_channels_copy();
+    c.copy.mode = static_cast<uint8_t>(mode);
+    const auto q = math::quantize_multiplier(0.61);
+    c.copy.in_zero_point = -3, c.copy.out_zero_point = 9, c.copy.mult = q.multiplier, c.copy.shift = q.shift;
+    c.copy.fill_value = -77;
+    Session s(dev, vector_program(c, shape, shape, false));
+    const auto y = s.run({{"a", Tensor::from_vector<int8_t>(shape, x)}}).at("y").to_vector<int8_t>();
+    for (int n = 0; n < 2; ++n)
+      for (int ch = 0; ch < 3; ++ch)
+        for (int i = 0; i < 35; ++i) {
+          const int8_t in = x[n * 105 + (2 - ch) * 35 + i];
+          const int8_t want = mode == isa::CopyMode::kCopy    ? in
+                              : mode == isa::CopyMode::kFill ? int8_t{-77}
+                                                             : math::requantize(in + 3, q, 9, -128, 127);
+          ASSERT_EQ(y[n * 105 + ch * 35 + i], want) << n << " " << ch << " " << i;
+        }
+  }
+}
+
+void expect_bad_program(Device& dev, const isa::Instruction& c, const std::string& what) {
+  const Shape shape{2, 3, 5, 7};
+  Session s(dev, vector_program(c, shape, shape, false));
+  try {
+    s.run({{"a", Tensor::from_vector<int8_t>(shape, random_int8(shape_numel(shape), 8))}});
+    ADD_FAILURE() << what << ": expected a device error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kDeviceError) << what;
+    EXPECT_NE(std::string(e.what()).find("bad program"), std::string::npos) << what << ": " << e.what();
+  }
+}
+
+TEST_F(VectorOps, CorruptCopyIsABadProgram) {
+  isa::Instruction c = reverse_channels_copy();
+  c.copy.in_addr = 10;  // the reversed channels reach below address 0
+  expect_bad_program(dev, c, "input below SRAM");
+  c = reverse_channels_copy();
+  c.copy.out_addr = static_cast<uint32_t>(hw::HwConfig::preset("warboy").sram_bytes_per_pe() - 100);
+  expect_bad_program(dev, c, "output past SRAM");
+  c = reverse_channels_copy();
+  c.copy.out_addr = kIn + 100;  // writes over what it reads
+  expect_bad_program(dev, c, "overlap");
+  c = reverse_channels_copy();
+  c.copy.mode = 3;
+  expect_bad_program(dev, c, "mode");
+  c = reverse_channels_copy();
+  c.copy.shape[0] = 0;
+  expect_bad_program(dev, c, "empty axis");
+  c = reverse_channels_copy();
+  c.copy.mode = static_cast<uint8_t>(isa::CopyMode::kRequant);
+  c.copy.shift = 40;
+  expect_bad_program(dev, c, "multiplier");
+  c = reverse_channels_copy();
+  for (uint32_t& d : c.copy.shape) d = 1u << 12;  // 2^72 elements
+  for (int32_t& st : c.copy.in_stride) st = 0;
+  for (int32_t& st : c.copy.out_stride) st = 0;
+  expect_bad_program(dev, c, "too many elements");
+}
+
 }  // namespace
 }  // namespace anvil::rt

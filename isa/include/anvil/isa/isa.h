@@ -42,6 +42,7 @@ enum class Opcode : uint8_t {
   kAvgPool = 6,   ///< average pooling incl. global average pooling (PoolArgs)
   kRequant = 7,   ///< out = clamp(requantize(x - in_zp) + out_zp): a scale change or a standalone clamp (RequantArgs)
   kLut = 8,       ///< out[i] = table[in[i] + 128]: a 256-byte int8 lookup table in SRAM (LutArgs; ISA version 2)
+  kCopy = 9,      ///< N-D strided copy / requantizing copy / fill within SRAM (CopyArgs; ISA version 3)
   kBinary = 10,   ///< elementwise add/sub/mul with broadcasting by strides (BinaryArgs; ISA version 3)
   kMatMul = 11,   ///< batched int8 x int8 matrix product of two activations, requantized (MatMulArgs; ISA version 3)
   kSoftmax = 12,  ///< integer softmax along one axis, math::softmax_row (SoftmaxArgs; ISA version 3)
@@ -105,6 +106,42 @@ struct RequantArgs {
 struct LutArgs {
   uint32_t in_addr, table_addr, out_addr, count;  ///< SRAM addresses; count elements
 };
+
+/// What a kCopy does with each element it visits.
+enum class CopyMode : uint8_t {
+  kCopy = 0,     ///< out = in (the bytes)
+  kRequant = 1,  ///< out = math::requantize(in - in_zero_point, {mult, shift}, out_zero_point, -128, 127)
+  kFill = 2,     ///< out = fill_value; nothing is read
+};
+constexpr int kCopyDims = 6;
+
+/// Data movement (Transpose, Slice, Split, Concat, Pad): for every index i of the box `shape`
+/// (kCopyDims axes, axis 0 outermost, visited in row-major order), the byte at
+///   out_addr + sum_k i[k] * out_stride[k]
+/// receives f(byte at in_addr + sum_k i[k] * in_stride[k]), f by `mode`. Strides are signed
+/// bytes: negative for reversed slices, 0 to replicate an element. Every shape[k] >= 1 (unused
+/// axes have 1), at most 2^32 - 1 elements; the bytes read and the bytes written (copy_span) must
+/// lie in SRAM and, unless mode is kFill, must not overlap.
+struct CopyArgs {
+  uint32_t in_addr, out_addr;  ///< SRAM byte addresses of index 0
+  uint32_t shape[kCopyDims];
+  int32_t in_stride[kCopyDims], out_stride[kCopyDims];  ///< bytes
+  int32_t in_zero_point, out_zero_point, mult, shift;   ///< kRequant mode
+  uint8_t mode;                                         ///< CopyMode
+  int8_t fill_value;                                    ///< kFill mode
+  uint8_t pad[2];
+};
+
+/// The bytes a kCopy's index box reaches from a base address with the given strides: offsets
+/// lo <= 0 <= hi (inclusive), lo the sum of the negative extents (shape - 1) * stride, hi of the
+/// positive ones. The hardware model checks these against SRAM, the compiler tracks them as the
+/// copy's reads and writes.
+struct CopySpan {
+  int64_t lo = 0, hi = 0;
+};
+CopySpan copy_span(const uint32_t (&shape)[kCopyDims], const int32_t (&stride)[kCopyDims]);
+/// Elements a kCopy visits (product of its shape; 0 when an axis is 0).
+uint64_t copy_elements(const CopyArgs& c);
 
 /// Batched matrix product of two int8 activations (MAC unit): for p < batch, A_p = a_addr +
 /// p * a_step (M x K, row major), B_p = b_addr + p * b_step (K x N), out_p = out_addr + p * M * N:
@@ -171,6 +208,7 @@ struct Instruction {
     MatMulArgs matmul;
     SoftmaxArgs softmax;
     BinaryArgs binary;
+    CopyArgs copy;
     uint8_t raw[112];
   };
   Instruction() : opcode(Opcode::kNop), reserved{}, wait{} { std::memset(raw, 0, sizeof raw); }

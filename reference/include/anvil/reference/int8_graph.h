@@ -13,7 +13,9 @@
 ///                                        quantizer emits them: one lookup table, see make_lut)
 ///   DQ(a), DQ(b) -> MatMul [-> Relu|Clip] -> Q    (two activations: kMatMul)
 ///   DQ(x) -> Softmax -> Q                         (integer softmax, math::softmax_row)
-///   Flatten / Reshape on quantized values         (pure data movement)
+///   Flatten / Reshape / Squeeze / Unsqueeze on quantized values  (same bytes, new shape)
+///   DQ(x) -> Transpose|Slice|Pad(constant) -> Q, DQ(x) -> Split -> Q each, DQ(a), DQ(b).. -> Concat -> Q
+///                                                  (data movement, requantizing where scales differ)
 /// and turns each into one Int8Op whose arithmetic is fully integer: int32 accumulation and
 /// math::requantize (common/requant.h). The compiler lowers the same Int8Graph to the ISA, so
 /// run_int8() here is the golden model the hardware model is checked against bit for bit.
@@ -57,6 +59,13 @@ enum class Int8OpKind {
   kReshape,  ///< Flatten/Reshape: same bytes, new shape
   kLut,      ///< elementwise lookup: out = lut[in + 128] (nonlinear activations, see make_lut)
   kHost,     ///< a region of the QDQ model run as float ONNX by the reference Executor (host fallback)
+  // Data movement. Each output element is an input element, moved as it is when the input's
+  // QuantParams equal the output's, else math::requantize(x - in_zp, multipliers[i], out_zp, -128,
+  // 127) with multipliers[i] = in_scale / out_scale of input i (ONNX Runtime QDQ models).
+  kTranspose = 8,  ///< out[i] = in[j] with j[perm[k]] = i[k]
+  kSlice = 9,      ///< out[i] = in[starts + i * steps] per axis (Slice; Split gives one kSlice per output)
+  kConcat = 10,    ///< inputs one after another along `axis`
+  kPad = 11,       ///< constant Pad: out = pad_value, then out[i + pad_begin] = in[i]
   kMul = 13,  ///< elementwise multiply with numpy broadcasting, math::MulParams (Int8Op::mul)
   kSub = 14,  ///< elementwise a - b with numpy broadcasting, math::AddParams (math::sub_int8)
   kMatMul = 15,   ///< MatMul of two int8 activations [..., M, K] x [..., K, N] (batch dims equal or broadcast)
@@ -71,7 +80,7 @@ struct Int8Op {
   int output = -1;
 
   // kConv: weight int8 O x I/groups x KH x KW (zero point 0), bias int32 [O],
-  // one multiplier per output channel = in_scale * w_scale[o] / out_scale.
+  // one multiplier per output channel = in_scale * w_scale[o] / out_scale (data movement: one per input).
   Tensor weight, bias;
   std::vector<math::QuantizedMultiplier> multipliers;
   int groups = 1;
@@ -99,13 +108,19 @@ struct Int8Op {
   std::vector<int> host_outputs;         ///< every output value; output == host_outputs[0]
   std::vector<std::string> host_nodes;   ///< the op's compute node (reports)
   std::string host_reason;               ///< why: the node's refusal
+  // Data movement (kTranspose, kSlice, kConcat, kPad); `multipliers` holds one per input (see
+  // Int8OpKind). Shapes are the values' shapes; parameters cover every axis of the input.
+  std::vector<int64_t> perm;            ///< kTranspose: output axis k is input axis perm[k]
+  std::vector<int64_t> starts, steps;   ///< kSlice: first input index and step (nonzero) per axis
+  int64_t axis = 0;                     ///< kConcat; kSoftmax (below)
+  std::vector<int64_t> pad_begin;       ///< kPad: elements added before each axis (>= 0; after: from the shapes)
+  int32_t pad_value = 0;                ///< kPad: the border, int8 in the output's quantization
   // kMul (fused activation clamp included, as math::AddParams does for kAdd).
   math::MulParams mul;
   // kMatMul: acc = sum_k (a - a_zp) * (b - b_zp), out = requantize(acc, multiplier = a_scale *
   // b_scale / out_scale, out_zp, act_min, act_max); the zero points are the input values'.
   // kSoftmax: the axis (>= 0, < rank) and math::make_softmax_table(input scale); `multiplier` is
   // math::softmax_output_multiplier(output scale).
-  int axis = 0;
   math::SoftmaxTable softmax_table{};
 };
 

@@ -980,14 +980,6 @@ namespace anvil::compiler {
 
 namespace {
 
-/// A kBinary field (an extent or a stride) in 32 bits.
-uint32_t u32(int64_t v, const char* field, const ref::Int8Op& op) {
-  if (v < 0 || v > std::numeric_limits<uint32_t>::max())
-    fail(ErrorCode::kUnsupported, where(op) + ": " + field + " = " + std::to_string(v) +
-                                      " does not fit the ISA's 32-bit field");
-  return static_cast<uint32_t>(v);
-}
-
 /// The output of a kBinary as isa::kBinaryRank dimensions with each operand's element strides (0
 /// where it is broadcast, numpy rules, operands right-aligned): output dimensions of extent 1 are
 /// dropped and neighbours that both operands walk contiguously are merged, so [1,197,768] times a

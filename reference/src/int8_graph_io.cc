@@ -214,11 +214,13 @@ Expected<Int8Graph> parse_int8_graph(const std::string& bytes, const std::string
     g.ops.resize(r.count(r.remaining() / 64, "ops"));
     for (Int8Op& op : g.ops) {
       const uint32_t kind = r.get<uint32_t>();
-      if (kind > static_cast<uint32_t>(Int8OpKind::kSoftmax) || (version < 3 && kind > static_cast<uint32_t>(Int8OpKind::kHost)) ||
-          std::string(int8_op_name(static_cast<Int8OpKind>(kind))) == "?")
+      if (kind > static_cast<uint32_t>(Int8OpKind::kSoftmax) || std::string(int8_op_name(static_cast<Int8OpKind>(kind))) == "?")
         r.bad("unknown op kind " + std::to_string(kind));
       op.kind = static_cast<Int8OpKind>(kind);
       op.node = r.str();
+      if (version < 3 && kind > static_cast<uint32_t>(Int8OpKind::kHost))
+        r.bad("op '" + op.node + "': " + int8_op_name(op.kind) + " needs format version 3, the graph is version " +
+              std::to_string(version));
       op.inputs = r.ints();
       check(op.inputs);
       op.output = r.get<int32_t>();

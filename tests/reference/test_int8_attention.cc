@@ -238,7 +238,7 @@ TEST(Int8Attention, SerializedGraphRunsTheSameAndCorruptTablesAreRejected) {
   EXPECT_FALSE(ref::parse_int8_graph(ref::serialize_int8_graph(bad), "axis.ai8g").ok());
   // An op kind between this anvil's kinds that it does not define.
   bad = g;
-  bad.ops[0].kind = static_cast<ref::Int8OpKind>(9);
+  bad.ops[0].kind = static_cast<ref::Int8OpKind>(12);  // reserved, not defined
   auto k = ref::parse_int8_graph(ref::serialize_int8_graph(bad), "kind.ai8g");
   ASSERT_FALSE(k.ok());
   EXPECT_NE(std::string(k.error().what()).find("unknown op kind"), std::string::npos);

@@ -191,7 +191,7 @@ CompileResult compile_unpartitioned(const ref::Int8Graph& graph, const CompileOp
     LayerReport layer = lowering.lower(op);
     layer.first_instruction = first;
     layer.instructions = program.instructions.size() - first;
-    result.placement.push_back({layer.node, layer.op, "npu", "", 0});
+    add_placement(result.placement, {layer.node, layer.op, "npu", "", 0});
     result.layers.push_back(std::move(layer));
   }
   program.sram_bytes = lowering.sram_peak();

@@ -92,6 +92,15 @@ isa::TensorDesc boundary_desc(const ref::Int8Value& v, const std::string& name) 
 
 }  // namespace
 
+void add_placement(std::vector<NodePlacement>& placement, NodePlacement p) {
+  for (NodePlacement& q : placement)
+    if (q.node == p.node && q.runs_on == p.runs_on && q.segment == p.segment) {
+      if (q.op == "reshape") q.op = p.op;
+      return;
+    }
+  placement.push_back(std::move(p));
+}
+
 CompileResult compile_partitioned(const ref::Int8Graph& graph, const CompileOptions& options) {
   const bool has_host = std::any_of(graph.ops.begin(), graph.ops.end(),
                                     [](const ref::Int8Op& op) { return op.kind == ref::Int8OpKind::kHost; });
@@ -174,13 +183,13 @@ CompileResult compile_partitioned(const ref::Int8Graph& graph, const CompileOpti
         const std::vector<std::string> nodes =
             op.kind == ref::Int8OpKind::kHost ? op.host_nodes : std::vector<std::string>{op.node};
         for (const std::string& node : nodes)
-          result.placement.push_back({node, layer.op, "host", reason[k], static_cast<int>(s)});
+          add_placement(result.placement, {node, layer.op, "host", reason[k], static_cast<int>(s)});
       }
     } else {
       seg.payload = run.npu.program.serialize();
       for (LayerReport& layer : run.npu.layers) {
         layer.segment = static_cast<int>(s);
-        result.placement.push_back({layer.node, layer.op, "npu", "", static_cast<int>(s)});
+        add_placement(result.placement, {layer.node, layer.op, "npu", "", static_cast<int>(s)});
         result.layers.push_back(std::move(layer));
       }
       result.est_cycles += run.npu.est_cycles;

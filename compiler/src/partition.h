@@ -4,6 +4,10 @@
 
 namespace anvil::compiler {
 
+/// Appends a node's placement. A node lowered to several integer ops (a batched-rows MatMul is a
+/// kReshape, a kConv and a kReshape) is listed once per segment and side, under its compute op.
+void add_placement(std::vector<NodePlacement>& placement, NodePlacement p);
+
 /// Lowers the whole graph to one NPU program. Throws kUnsupported naming the node it cannot lower.
 CompileResult compile_unpartitioned(const ref::Int8Graph& graph, const CompileOptions& options);
 

@@ -346,11 +346,12 @@ class QdqLowering {
       set_window(op, g);
       out_shape = {in.shape[0], o, g.out[0], g.out[1]};
     } else {
-      if (in.shape.size() != 2) unsupported_shape(n, "2-D N x K", in.shape);
-      if (in.shape[1] != w.dim(1))
+      if (in.shape.size() != 2 && !(t == "MatMul" && in.shape.size() > 2))
+        unsupported_shape(n, "2-D N x K", in.shape);
+      if (in.shape.back() != w.dim(1))
         malformed(n, "input " + shape_str(in.shape) + " does not match weight of " + std::to_string(w.dim(1)) +
                          " inputs");
-      out_shape = {in.shape[0], o};
+      out_shape = {shape_numel(in.shape) / in.shape.back(), o};
     }
     const int bias_input = t == "MatMul" ? -1 : 2;
     op.bias = bias_input >= 0 && n.input_size() > bias_input && !n.input(bias_input).empty()
@@ -363,6 +364,30 @@ class QdqLowering {
     for (int64_t c = 0; c < o; ++c)
       op.multipliers.push_back(
           math::quantize_multiplier(static_cast<double>(in.q.scale) * w_scale[c] / out_q.scale));
+    if (t == "MatMul" && in.shape.size() > 2) {
+      // MatMul of a [..., M, K] activation by a constant K x O weight: the rows of all leading
+      // dimensions are one N x K matrix (same bytes, row major), so the op is a kReshape to
+      // [rows, K], the 1x1 conv, and a kReshape of its [rows, O] result to [..., M, O].
+      Shape full = in.shape;
+      full.back() = o;
+      const std::string y = node(q).output(0);
+      Int8Op to_rows;
+      to_rows.kind = Int8OpKind::kReshape;
+      to_rows.node = op.node;
+      to_rows.inputs = {x};
+      to_rows.output = add_value(y + "/rows_in", {out_shape[0], in.shape.back()}, in.q);
+      op.inputs = {to_rows.output};
+      g_.ops.push_back(std::move(to_rows));
+      op.output = add_value(y + "/rows_out", out_shape, out_q);
+      Int8Op back;
+      back.kind = Int8OpKind::kReshape;
+      back.node = op.node;
+      back.inputs = {op.output};
+      g_.ops.push_back(std::move(op));
+      back.output = add_value(y, full, out_q);
+      g_.ops.push_back(std::move(back));
+      return;
+    }
     op.output = add_value(node(q).output(0), out_shape, out_q);
     g_.ops.push_back(std::move(op));
   }

@@ -241,3 +241,26 @@ TEST(AttentionOps, CostModelCyclesFollowTheDocumentedFormulas) {
   EXPECT_EQ(compiler::instruction_cycles(sm, one), 31u);
   EXPECT_EQ(compiler::instruction_cycles(sm, two), 24u);
 }
+
+TEST(AttentionOps, BatchedRowsMatMulAsReshapeConvReshapeMatchesRunInt8) {
+  // What lower_qdq makes of a constant-weight MatMul on [batch, tokens, K] (a transformer's
+  // projection): kReshape to [rows, K], the 1x1 conv, kReshape back; then an attention product
+  // reads the projected tokens. Resident on warboy, tiled on the tiny target.
+  GraphBuilder b(21);
+  const int x = b.input("x", {2, 9, 12}, 0.05f, 2);
+  const int rows = b.value("rows", {18, 12}, 0.05f, 2);
+  b.reshape("proj/in", x, rows);
+  const int y = b.value("y2d", {18, 10}, 0.06f, -3);
+  b.conv("proj", rows, y, 1, {1, 1});
+  const int t = b.value("t", {2, 9, 10}, 0.06f, -3);
+  b.reshape("proj/out", y, t);
+  const int kt = b.input("kt", {2, 10, 9}, 0.04f, 5);
+  const int s = b.value("s", {2, 9, 9}, 0.1f, 0);
+  b.matmul("scores", t, kt, s);
+  b.output(s, "s");
+  for (const auto& target : {compiler::Target::from_name("warboy"), tiny_target()}) {
+    const isa::Program p = expect_matches_reference(b, target);
+    EXPECT_GE(count(p, isa::Opcode::kConv), 1) << target.name;
+    EXPECT_GE(count(p, isa::Opcode::kMatMul), 1) << target.name;
+  }
+}

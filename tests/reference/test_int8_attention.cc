@@ -142,6 +142,43 @@ TEST(Int8MatMul, ConstantWeightMatMulKeepsTheConvPath) {
   EXPECT_EQ(g->ops.back().kind, ref::Int8OpKind::kConv);
 }
 
+TEST(Int8MatMul, ConstantWeightMatMulOnBatchedRowsIsReshapeConvReshape) {
+  // [batch, ..., M, K] x W[K, O] (a transformer's projections): all leading rows form one N x K
+  // matrix, so the op is the 1x1 conv between two kReshapes (same bytes), within one step of float.
+  for (const Shape& x_shape : {Shape{2, 5, 6}, Shape{2, 3, 5, 6}}) {
+    const Build build = [x_shape](const ActParams& p) {
+      QdqBuilder q(p);
+      Shape dyn = x_shape;
+      dyn[0] = -1;
+      q.b.input("x", DType::kFloat32, dyn);
+      std::vector<float> scales;
+      const std::string w = q.weight("w", random_tensor({6, 7}, -0.5f, 0.5f, 11), 1, &scales);
+      q.b.node("MatMul", {q.qdq("x"), w}, {"y"}, "proj");
+      q.b.output(q.qdq("y"));
+      return q.b.model();
+    };
+    const TensorMap in{{"x", random_tensor(x_shape, -1.0f, 1.0f, 12)}};
+    const ActParams p = calibrate(build, {"x", "y"}, in);
+    auto g = ref::lower_qdq(build(p), x_shape[0]);
+    ASSERT_TRUE(g.ok()) << g.error().what();
+    ASSERT_EQ(g->ops.size(), 3u);
+    EXPECT_EQ(g->ops[0].kind, ref::Int8OpKind::kReshape);
+    EXPECT_EQ(g->ops[1].kind, ref::Int8OpKind::kConv);
+    EXPECT_EQ(g->ops[2].kind, ref::Int8OpKind::kReshape);
+    const int64_t rows = shape_numel(x_shape) / 6;
+    EXPECT_EQ(g->values[g->ops[1].inputs[0]].shape, (Shape{rows, 6}));
+    EXPECT_EQ(g->values[g->ops[1].output].shape, (Shape{rows, 7}));
+    Shape y_shape = x_shape;
+    y_shape.back() = 7;
+    EXPECT_EQ(g->values[g->ops[2].output].shape, y_shape);
+    ASSERT_EQ(g->outputs.size(), 1u);
+    EXPECT_EQ(g->outputs[0], g->ops[2].output);  // the graph output is the unflattened value
+    const Agreement a = compare(build(p), in, x_shape[0]);
+    EXPECT_LE(a.max_diff, 1);
+    EXPECT_GT(a.exact, 0.8);
+  }
+}
+
 TEST(Int8MatMul, InexpressibleOperandsAreRefusedOrRunOnTheHost) {
   // [2, 1, 3, 4] x [1, 2, 4, 5]: batch dims broadcast across both operands.
   const Build cross = matmul_model({2, 1, 3, 4}, {2, 20}, {1, 2, 4, 5}, "");

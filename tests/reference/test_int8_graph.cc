@@ -498,17 +498,19 @@ TEST(Int8Graph, TwoInputsKeepGraphOrder) {
     EXPECT_LE(std::abs(got.at("y_dq").data<int8_t>()[i] - expected.data<int8_t>()[i]), 1);
 }
 
-TEST(Int8GraphErrors, BatchedMatMulIsUnsupported) {
+TEST(Int8GraphErrors, RankOneMatMulIsUnsupported) {
+  // A vector times a matrix has no N x K form (a batched [..., M, K] input is reshaped to rows:
+  // Int8MatMul.ConstantWeightMatMulOnBatchedRowsIsReshapeConvReshape).
   const ActParams p = unit_params();
   QdqBuilder q(p);
-  q.b.input("x", DType::kFloat32, {-1, 3, 4});
+  q.b.input("x", DType::kFloat32, {-1});
   std::vector<float> s;
-  const std::string w = q.weight("w", random_tensor({4, 2}, -1, 1, 40), 1, &s);
+  const std::string w = q.weight("w", random_tensor({2, 3}, -1, 1, 40), 1, &s);
   q.b.node("MatMul", {q.qdq("x"), w}, {"y"}, "mm");
   q.b.output(q.qdq("y"));
   const Error e = lowering_error(q.b.model(), 2);
   EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
-  EXPECT_STREQ(e.what(), "node 'mm' (MatMul): input must be 2-D N x K on the NPU, got [2, 3, 4]");
+  EXPECT_STREQ(e.what(), "node 'mm' (MatMul): input must be 2-D N x K on the NPU, got [2]");
 }
 
 // ---- lookup-table activations (kLut) -------------------------------------------------------------

@@ -54,7 +54,10 @@ ChannelQuantized quantize_per_channel(const Tensor& weight, int axis) {
     float max_abs = 0.0f;
     for (int64_t o = 0; o < outer; ++o)
       for (int64_t i = 0; i < inner; ++i) max_abs = std::max(max_abs, std::fabs(w[index(o, c, i)]));
-    out.scales[c] = std::max(max_abs / 127.0f, kMinScale);
+    // An all-zero channel is exact at any scale; 1/127 (a channel whose largest |w| is 1) keeps
+    // its int32 bias scale (input scale x weight scale) at a normal size, so a nonzero bias on
+    // that channel fits int32 instead of saturating at a floored scale.
+    out.scales[c] = max_abs == 0.0f ? 1.0f / 127.0f : std::max(max_abs / 127.0f, kMinScale);
   }
   int8_t* q = out.values.data<int8_t>();
   for (int64_t o = 0; o < outer; ++o)

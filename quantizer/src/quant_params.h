@@ -49,8 +49,9 @@ struct ChannelQuantized {
   Tensor values;              ///< int8, same shape as the float weight, in [-127, 127]
   std::vector<float> scales;  ///< one per channel of `axis`
 };
-/// Symmetric per-channel quantization along `axis`: scale[c] = max|w[c]| / 127 (kMinScale for an
-/// all-zero channel), q = round_half_to_even(w / scale[c]) clamped to [-127, 127], zero point 0.
+/// Symmetric per-channel quantization along `axis`: scale[c] = max|w[c]| / 127 (at least
+/// kMinScale; 1/127 for an all-zero channel, so that its bias scale stays normal),
+/// q = round_half_to_even(w / scale[c]) clamped to [-127, 127], zero point 0.
 ChannelQuantized quantize_per_channel(const Tensor& weight, int axis);
 
 /// int32 bias with scale[c] = input_scale * weight_scales[c] (computed in float32, the value the

@@ -96,7 +96,11 @@ TEST(PerChannel, MaxAbsMapsTo127AlongAxis0) {
   ASSERT_EQ(q.scales.size(), 3u);
   EXPECT_FLOAT_EQ(q.scales[0], 1.0f / 127.0f);
   EXPECT_FLOAT_EQ(q.scales[1], 2.0f / 127.0f);
-  EXPECT_EQ(q.scales[2], kMinScale);  // all-zero channel
+  EXPECT_FLOAT_EQ(q.scales[2], 1.0f / 127.0f);  // all-zero channel: exact at any scale
+  // ... and its bias (a channel whose output is its bias alone) keeps its value in int32.
+  std::vector<float> bias_scales;
+  const Tensor b = quantize_bias(Tensor::from_vector<float>({3}, {0.1f, -0.2f, 0.5f}), 0.02f, q.scales, &bias_scales);
+  EXPECT_NEAR(b.data<int32_t>()[2] * bias_scales[2], 0.5f, bias_scales[2]);
   EXPECT_EQ(q.values.dtype(), DType::kInt8);
   EXPECT_EQ(q.values.to_vector<int8_t>(), (std::vector<int8_t>{32, -127, 127, 16, 0, 0}));  // 31.75, 15.875
 }

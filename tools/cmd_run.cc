@@ -309,8 +309,9 @@ void register_run(CLI::App& app) {
         if (!segment_layers.empty()) {
           std::string nodes;
           for (const std::string& n : segment_layers[i].nodes) nodes += (nodes.empty() ? "" : ", ") + n;
-          std::cout << fmt("segment %zu (host): %.1f us of host wall time (measured), %zu node(s): %s\n", i,
-                           ss.host_us, segment_layers[i].nodes.size(), nodes.c_str());
+          std::cout << fmt("segment %zu (host): %.1f us of host wall time (measured), %zu node(s): ", i, ss.host_us,
+                           segment_layers[i].nodes.size())
+                    << nodes << '\n';  // not through fmt: the list has no length limit
           sj["nodes"] = segment_layers[i].nodes;
         }
       } else {

@@ -115,6 +115,42 @@ void run_stream(const isa::Program& program, const hw::HwConfig& config, const s
   }
 }
 
+/// A segment of a partitioned program as --layers reports it: an NPU segment's layers (its
+/// program's metadata), a host segment's ONNX nodes (its integer graph's ops).
+struct SegmentLayers {
+  bool host = false;
+  std::vector<hw::LayerRange> layers;
+  std::vector<std::string> nodes;
+};
+
+/// Reads every segment's layers or nodes before the run, so a bad segment is an error up front.
+std::vector<SegmentLayers> segment_layer_lists(const isa::Program& program, const std::string& path) {
+  std::vector<SegmentLayers> out;
+  for (size_t i = 0; i < program.segments.size(); ++i) {
+    const isa::Segment& seg = program.segments[i];
+    const std::string what = path + ": segment " + std::to_string(i);
+    SegmentLayers s;
+    s.host = seg.kind == isa::SegmentKind::kHost;
+    if (s.host) {
+      const ref::Int8Graph graph = ref::parse_int8_graph(seg.payload, what).value();
+      for (const ref::Int8Op& op : graph.ops) {
+        if (op.kind == ref::Int8OpKind::kHost)
+          s.nodes.insert(s.nodes.end(), op.host_nodes.begin(), op.host_nodes.end());
+        else
+          s.nodes.push_back(op.node);
+      }
+    } else {
+      try {
+        s.layers = hw::layer_ranges_from_metadata(isa::Program::parse(seg.payload, what).metadata);
+      } catch (const Error& e) {
+        fail(e.code(), what + ": " + e.what());
+      }
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
 }  // namespace
 
 void register_run(CLI::App& app) {
@@ -139,7 +175,8 @@ void register_run(CLI::App& app) {
   cmd->add_option("--set", o->sets, "override one hardware parameter: key=value (repeatable)");
   cmd->add_option("--trace", o->trace, "write a Chrome/Perfetto trace (simulated time) of the run: one track per unit");
   cmd->add_flag("--layers", o->layers, "print per-layer MACs, DRAM bytes, roofline and simulated cycles (from the "
-                                      "activity trace and the program's layer list)");
+                                      "activity trace and the program's layer list); a partitioned program: one table per NPU segment "
+                                      "and each host segment's nodes and measured host wall time");
   cmd->add_option("--repeat", o->repeat, "after the first run, time R more runs of the same request (host wall "
                                          "time per inference, simulated cycles per host second)")
       ->check(CLI::Range(1, 100000));
@@ -200,10 +237,13 @@ void register_run(CLI::App& app) {
     }
     // Per-layer cycles come from the activity trace: on for --trace and --layers, and for --stats
     // when the program lists its layers' instructions (programs of older compilers do not).
+    // A partitioned program: each NPU segment is a run of its own, profiled with its own layer list.
     std::vector<hw::LayerRange> layers;
+    std::vector<SegmentLayers> segment_layers;
     if (o->layers && !program.segments.empty())
-      fail(ErrorCode::kUnsupported, o->program + ": --layers of a partitioned program (host segments) is not implemented");
-    if (o->layers) layers = hw::layer_ranges_from_metadata(program.metadata);
+      segment_layers = segment_layer_lists(program, o->program);
+    else if (o->layers)
+      layers = hw::layer_ranges_from_metadata(program.metadata);
     if (!o->stats.empty() && !o->layers && program.segments.empty()) {
       const nlohmann::json m = nlohmann::json::parse(program.metadata, nullptr, false);
       if (m.is_object() && m.contains("layers") && !m.at("layers").empty() &&
@@ -211,7 +251,8 @@ void register_run(CLI::App& app) {
         layers = hw::layer_ranges_from_metadata(program.metadata);
     }
     rt::Device device = rt::Device::open(spec, config);
-    if (!o->trace.empty() || !layers.empty()) device.set_trace(true);
+    const bool tracing = !o->trace.empty() || !layers.empty() || !segment_layers.empty();
+    if (tracing) device.set_trace(true);
     rt::Session session(device, program);
     using Clock = std::chrono::steady_clock;
     auto t0 = Clock::now();
@@ -252,10 +293,40 @@ void register_run(CLI::App& app) {
       write_npy(o->out, t);
     }
     nlohmann::json trace;
-    if (!o->trace.empty() || !layers.empty()) trace = device.trace_json();
+    if (tracing) trace = device.trace_json();
     std::vector<hw::LayerProfile> profile;
     if (!layers.empty()) profile = hw::profile_layers(trace, layers, config);
-    if (o->layers) std::cout << hw::format_layer_table(profile);
+    if (o->layers && segment_layers.empty()) std::cout << hw::format_layer_table(profile);
+    // Partitioned: one block per segment, in order. NPU segment k's run is the PE's n-th run of
+    // the request (trace cleared before each repeat), n counting the earlier NPU segments on that PE.
+    nlohmann::json segments_json = nlohmann::json::array();
+    int runs_on_pe[2] = {0, 0};
+    for (size_t i = 0; i < program.segments.size() && i < s.segments.size(); ++i) {
+      const rt::SegmentStats& ss = s.segments[i];
+      nlohmann::json sj = {{"index", i}, {"kind", ss.host ? "host" : "npu"}};
+      if (ss.host) {
+        sj["host_us"] = ss.host_us;
+        if (!segment_layers.empty()) {
+          std::string nodes;
+          for (const std::string& n : segment_layers[i].nodes) nodes += (nodes.empty() ? "" : ", ") + n;
+          std::cout << fmt("segment %zu (host): %.1f us of host wall time (measured), %zu node(s): ", i, ss.host_us,
+                           segment_layers[i].nodes.size())
+                    << nodes << '\n';  // not through fmt: the list has no length limit
+          sj["nodes"] = segment_layers[i].nodes;
+        }
+      } else {
+        sj["cycles"] = ss.cycles;
+        if (!segment_layers.empty()) {
+          const int pe = (ss.pe_mask & 1) ? 0 : 1;
+          const std::vector<hw::LayerProfile> p =
+              hw::profile_layers(trace, segment_layers[i].layers, config, pe, runs_on_pe[pe]++);
+          std::cout << fmt("segment %zu (npu): %llu cycles on the PE\n", i, static_cast<unsigned long long>(ss.cycles))
+                    << hw::format_layer_table(p);
+          sj["layers"] = hw::layer_profile_json(p);
+        }
+      }
+      segments_json.push_back(std::move(sj));
+    }
     if (!o->trace.empty()) write_file(o->trace, trace.dump() + "\n");
     if (!o->stats.empty()) {
       nlohmann::json j;
@@ -274,6 +345,7 @@ void register_run(CLI::App& app) {
                    {"min_ms", ms.empty() ? first_ms : ms.front()},
                    {"pe_cycles_per_host_second", s.cycles / (median_ms * 1e-3)}};
       if (!profile.empty()) j["layers"] = hw::layer_profile_json(profile);
+      if (!segments_json.empty()) j["segments"] = segments_json;
       write_file(o->stats, j.dump(1) + "\n");
     }
   });

@@ -97,8 +97,17 @@ nlohmann::json CompileResult::report() const {
     segments_json.push_back({{"index", i}, {"kind", isa::segment_kind_name(s.kind)}, {"inputs", s.inputs},
                              {"outputs", s.outputs}, {"payload_bytes", s.payload.size()}});
   }
+  nlohmann::json host_json = nlohmann::json::array();
+  uint64_t from_device = 0, to_device = 0;
+  double transfer_us = 0.0;
+  for (const HostSegmentReport& h : host_segments) {
+    host_json.push_back({{"segment", h.segment}, {"nodes", h.nodes}, {"ops", h.ops},
+                         {"bytes_from_device", h.bytes_from_device}, {"bytes_to_device", h.bytes_to_device},
+                         {"est_transfer_us", h.est_transfer_us}});
+    from_device += h.bytes_from_device, to_device += h.bytes_to_device, transfer_us += h.est_transfer_us;
+  }
   const Totals t = totals_of(layers);
-  return {{"model", model_name},
+  nlohmann::json report = {{"model", model_name},
           {"target", target.name},
           {"num_pes", program.num_pes},
           {"batch", program.batch},
@@ -118,6 +127,15 @@ nlohmann::json CompileResult::report() const {
           {"layers", layers_json},
           {"placement", placement_json},
           {"segments", segments_json}};
+  if (!program.segments.empty()) {
+    report["host_segments"] = host_json;
+    report["host_transfer"] = {{"bytes_from_device", from_device}, {"bytes_to_device", to_device},
+                               {"est_transfer_us", transfer_us}, {"pcie_gbps", target.pcie_gbps},
+                               {"pcie_latency_ns", target.pcie_latency_ns},
+                               {"note", "estimate: one PCIe transfer per direction per host segment; host compute "
+                                        "time is not estimated (anvil run measures it)"}};
+  }
+  return report;
 }
 
 std::string CompileResult::summary() const {
@@ -164,6 +182,23 @@ std::string CompileResult::summary() const {
     }
     for (const NodePlacement& p : placement)
       if (p.runs_on == "host") out << "  host: " << p.node << " (segment " << p.segment << "): " << p.reason << "\n";
+    uint64_t from_device = 0, to_device = 0;
+    double transfer_us = 0.0;
+    for (const HostSegmentReport& h : host_segments) {
+      std::snprintf(line, sizeof line,
+                    "  host segment %d (%zu node(s)): %llu bytes from the device, %llu bytes to the device, "
+                    "est. transfer %.2f us\n",
+                    h.segment, h.nodes.size(), static_cast<unsigned long long>(h.bytes_from_device),
+                    static_cast<unsigned long long>(h.bytes_to_device), h.est_transfer_us);
+      out << line;
+      from_device += h.bytes_from_device, to_device += h.bytes_to_device, transfer_us += h.est_transfer_us;
+    }
+    std::snprintf(line, sizeof line,
+                  "host segments total: %llu bytes from / %llu to the device, est. transfer %.2f us (PCIe %.2f GB/s + "
+                  "%.0f ns per transfer); host compute: measured by anvil run, not estimated\n",
+                  static_cast<unsigned long long>(from_device), static_cast<unsigned long long>(to_device), transfer_us,
+                  target.pcie_gbps, target.pcie_latency_ns);
+    out << line;
   }
   return out.str();
 }

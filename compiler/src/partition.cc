@@ -90,6 +90,58 @@ isa::TensorDesc boundary_desc(const ref::Int8Value& v, const std::string& name) 
   return d;
 }
 
+/// Ops [first, last) and where they run: one segment of the partition.
+struct SegmentSpan {
+  size_t first, last;
+  bool host;
+};
+
+/// Each host segment's ops, nodes and boundary traffic (HostSegmentReport), from the values'
+/// producing segments: graph inputs are produced by no segment (-1).
+std::vector<HostSegmentReport> host_segment_reports(const ref::Int8Graph& g, const std::vector<SegmentSpan>& spans,
+                                                    const Target& target) {
+  std::vector<int> producer(g.values.size(), -1);
+  for (size_t s = 0; s < spans.size(); ++s)
+    for (size_t k = spans[s].first; k < spans[s].last; ++k)
+      for (int v : ref::op_outputs(g.ops[k])) producer[v] = static_cast<int>(s);
+  const auto bytes_of = [&](int v) {
+    return static_cast<uint64_t>(shape_numel(g.values[v].shape)) * dtype_size(g.values[v].dtype);
+  };
+  // One transfer per direction: latency + bytes / bandwidth (pcie_host_interface.cc's timing).
+  const auto transfer_ns = [&](uint64_t bytes) {
+    return bytes == 0 ? 0.0 : target.pcie_latency_ns + static_cast<double>(bytes) / target.pcie_gbps;
+  };
+  std::vector<bool> downloaded(g.values.size(), false);
+  std::vector<HostSegmentReport> out;
+  for (size_t s = 0; s < spans.size(); ++s) {
+    if (!spans[s].host) continue;
+    HostSegmentReport r;
+    r.segment = static_cast<int>(s);
+    std::vector<bool> uploaded(g.values.size(), false);
+    for (size_t k = spans[s].first; k < spans[s].last; ++k) {
+      const ref::Int8Op& op = g.ops[k];
+      r.ops.push_back(ref::int8_op_name(op.kind));
+      if (op.kind == ref::Int8OpKind::kHost)
+        r.nodes.insert(r.nodes.end(), op.host_nodes.begin(), op.host_nodes.end());
+      else
+        r.nodes.push_back(op.node);
+      for (int v : op.inputs) {
+        const int p = producer[v];
+        if (p >= 0 && !spans[p].host && !downloaded[v]) r.bytes_from_device += bytes_of(v), downloaded[v] = true;
+      }
+    }
+    for (size_t t = s + 1; t < spans.size(); ++t) {
+      if (spans[t].host) continue;
+      for (size_t k = spans[t].first; k < spans[t].last; ++k)
+        for (int v : g.ops[k].inputs)
+          if (producer[v] == static_cast<int>(s) && !uploaded[v]) r.bytes_to_device += bytes_of(v), uploaded[v] = true;
+    }
+    r.est_transfer_us = (transfer_ns(r.bytes_from_device) + transfer_ns(r.bytes_to_device)) / 1000.0;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 }  // namespace
 
 void add_placement(std::vector<NodePlacement>& placement, NodePlacement p) {
@@ -196,6 +248,9 @@ CompileResult compile_partitioned(const ref::Int8Graph& graph, const CompileOpti
     }
     program.segments.push_back(std::move(seg));
   }
+  std::vector<SegmentSpan> spans;
+  for (const Run& run : runs) spans.push_back({run.first, run.last, run.host});
+  result.host_segments = host_segment_reports(graph, spans, options.target);
   program.metadata = result.report().dump();
   return result;
 }

@@ -24,16 +24,24 @@ struct InstructionEvent {
 }  // namespace
 
 std::vector<LayerProfile> profile_layers(const nlohmann::json& trace, const std::vector<LayerRange>& layers,
-                                         const HwConfig& config, int pe) {
+                                         const HwConfig& config, int pe, int run_index) {
   const int pid = trace_pid_pe(pe);
   const nlohmann::json& events = trace.at("traceEvents");
-  // The PE's last run: its event on the sequencer track spans every instruction of the run.
-  const nlohmann::json* run = nullptr;
+  // The PE's runs: each one's event on the sequencer track spans every instruction of that run.
+  std::vector<const nlohmann::json*> runs;
   for (const nlohmann::json& e : events)
-    if (e.value("ph", "") == "X" && e.at("pid") == pid && e.at("tid") == kTidSequencer && e.at("name") == "run") run = &e;
-  if (!run)
+    if (e.value("ph", "") == "X" && e.at("pid") == pid && e.at("tid") == kTidSequencer && e.at("name") == "run")
+      runs.push_back(&e);
+  std::stable_sort(runs.begin(), runs.end(), [](const nlohmann::json* a, const nlohmann::json* b) {
+    return a->at("ts").get<double>() < b->at("ts").get<double>();
+  });
+  if (runs.empty())
     fail(ErrorCode::kInvalidArgument, "layer profile: the trace has no run of pe" + std::to_string(pe) +
                                           " (was tracing on during the run?)");
+  if (run_index >= static_cast<int>(runs.size()))
+    fail(ErrorCode::kInvalidArgument, "layer profile: the trace has " + std::to_string(runs.size()) + " run(s) of pe" +
+                                          std::to_string(pe) + ", not a run " + std::to_string(run_index));
+  const nlohmann::json* run = run_index < 0 ? runs.back() : runs[static_cast<size_t>(run_index)];
   const double run_start = run->at("ts").get<double>(), run_end = run_start + run->at("dur").get<double>();
   const uint64_t run_instructions = run->at("args").at("instructions").get<uint64_t>();
   const uint32_t fused = run->at("args").value("fused_pes", 1u);

@@ -689,10 +689,13 @@ void Session::Impl::run_chain(ChainJob& job) {
         if (first_npu) st.submit_cycle = s.submit_cycle, st.start_cycle = s.start_cycle;
         st.end_cycle = s.end_cycle;
         first_npu = false;
+        st.segments.push_back({false, s.cycles, s.pe_mask, 0.0});
       } else {
         const auto t0 = Clock::now();
         Expected<TensorMap> ran = ref::run_int8(stage.host, in);
-        st.host_us += std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+        const double us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+        st.host_us += us;
+        st.segments.push_back({true, 0, 0, us});
         if (!ran.ok()) throw ran.error();
         out = std::move(ran.value());
       }

@@ -363,3 +363,76 @@ TEST(HostValues, RuntimeRunsShapeArithmeticBitExactWithAFloatOutput) {
     EXPECT_GT(session.last_stats().cycles, 0u);
   }
 }
+
+// ---- host segments in the compile report: boundary traffic and its transfer estimate --------
+
+namespace {
+/// numel x dtype size of the graph value named `name`.
+uint64_t value_bytes(const ref::Int8Graph& g, const std::string& name) {
+  for (const ref::Int8Value& v : g.values)
+    if (v.name == name) return static_cast<uint64_t>(shape_numel(v.shape)) * dtype_size(v.dtype);
+  ADD_FAILURE() << "no value " << name;
+  return 0;
+}
+}  // namespace
+
+TEST(HostFallback, HostSegmentTrafficIsTheBytesOfItsBoundaryValues) {
+  compiler::CompileOptions o;
+  o.batch = kBatch;
+  o.target.pcie_gbps = 2.0;  // bytes / ns
+  o.target.pcie_latency_ns = 100.0;
+  const compiler::CompileResult r = compiler::compile(fixture().model, o).value();
+  ASSERT_EQ(r.host_segments.size(), 1u);
+  const compiler::HostSegmentReport& h = r.host_segments[0];
+  EXPECT_EQ(h.segment, 1);
+  EXPECT_EQ(h.nodes, std::vector<std::string>{"softmax"});
+  EXPECT_EQ(h.ops, std::vector<std::string>{"host"});
+  // c1_q [2,4,6,6] int8 comes from NPU segment 0; s_q [2,4,6,6] int8 goes to NPU segment 2.
+  EXPECT_EQ(h.bytes_from_device, 288u);
+  EXPECT_EQ(h.bytes_to_device, 288u);
+  EXPECT_EQ(h.bytes_from_device, value_bytes(fixture().graph, "c1_q"));
+  EXPECT_DOUBLE_EQ(h.est_transfer_us, 2 * (100.0 + 288 / 2.0) / 1000.0);
+  const nlohmann::json j = r.report();
+  EXPECT_EQ(j.at("host_segments").at(0).at("bytes_to_device"), 288u);
+  EXPECT_EQ(j.at("host_transfer").at("bytes_from_device"), 288u);
+  EXPECT_DOUBLE_EQ(j.at("host_transfer").at("est_transfer_us").get<double>(), h.est_transfer_us);
+  EXPECT_NE(r.summary().find("host segment 1 (1 node(s)): 288 bytes from the device, 288 bytes to the device"),
+            std::string::npos)
+      << r.summary();
+}
+
+TEST(HostFallback, HostSegmentTrafficCountsOnlyValuesCrossingTheDevice) {
+  // npu, host, npu, host: segment 1's int64 shape s1 goes to host segment 3 through host memory
+  // (not counted), its f_q to NPU segment 2 (counted); segment 3 reads b_q from NPU segment 2
+  // (counted) and s1 (not), and its outputs are graph outputs (not counted).
+  const ShapeFixture& f = shape_fixture();
+  const compiler::CompileResult& r = f.compiled;
+  ASSERT_EQ(r.host_segments.size(), 2u);
+  const compiler::HostSegmentReport &h1 = r.host_segments[0], &h3 = r.host_segments[1];
+  EXPECT_EQ(h1.segment, 1);
+  EXPECT_EQ(h3.segment, 3);
+  uint64_t in1 = 0;
+  for (const std::string& v : r.program.segments[1].inputs) in1 += value_bytes(f.graph, v);
+  EXPECT_GT(in1, 0u);
+  EXPECT_EQ(h1.bytes_from_device, in1);
+  EXPECT_EQ(h1.bytes_to_device, value_bytes(f.graph, "f_q"));
+  EXPECT_EQ(h3.bytes_from_device, value_bytes(f.graph, "b_q"));
+  EXPECT_EQ(h3.bytes_to_device, 0u);
+  EXPECT_EQ(h3.nodes, (std::vector<std::string>{"reshape3", "softmax2"}));
+  const nlohmann::json t = r.report().at("host_transfer");
+  EXPECT_EQ(t.at("bytes_from_device"), h1.bytes_from_device + h3.bytes_from_device);
+  EXPECT_EQ(t.at("bytes_to_device"), h1.bytes_to_device);
+}
+
+TEST(HostFallback, UnpartitionedReportHasNoHostSegments) {
+  anvil::testing::GraphBuilder b(6);
+  const int x = b.input("x", {1, 2, 5, 5});
+  const int y = b.value("y", {1, 3, 5, 5});
+  b.conv("conv", x, y, 1, {3, 3}, {1, 1}, {1, 1, 1, 1});
+  b.output(y, "y");
+  const compiler::CompileResult r = compiler::compile_graph(b.graph(), compiler::CompileOptions{}).value();
+  EXPECT_TRUE(r.program.segments.empty());
+  EXPECT_TRUE(r.host_segments.empty());
+  EXPECT_FALSE(r.report().contains("host_segments"));
+  EXPECT_EQ(r.summary().find("host segment"), std::string::npos);
+}

@@ -282,6 +282,8 @@ TEST(LayerRoofline, CompilerTargetTimingMirrorsHwConfig) {
     EXPECT_EQ(static_cast<uint32_t>(t.vector_fill_cycles), c.vector_fill_cycles);
     EXPECT_DOUBLE_EQ(t.dram_gbps, c.dram_gbps);
     EXPECT_DOUBLE_EQ(t.dram_latency_ns, c.dram_latency_ns);
+    EXPECT_DOUBLE_EQ(t.pcie_gbps, c.pcie_gbps);
+    EXPECT_DOUBLE_EQ(t.pcie_latency_ns, c.pcie_latency_ns);
   }
 }
 
@@ -313,6 +315,11 @@ TEST(LayerRoofline, BadInputsAreRejected) {
   const nlohmann::json trace = dev.trace_json();
   const uint64_t n = compiled.program.instructions.size();
   expect_invalid([&] { hw::profile_layers(trace, {{"too_long", "conv", n - 1, 2}}, cfg); }, "too_long");
+  // Run 0 is the one run (the same profile as the last); there is no run 1.
+  const std::vector<hw::LayerRange> ranges = hw::layer_ranges_from_metadata(compiled.program.metadata);
+  EXPECT_EQ(hw::layer_profile_json(hw::profile_layers(trace, ranges, cfg, 0, 0)),
+            hw::layer_profile_json(hw::profile_layers(trace, ranges, cfg)));
+  expect_invalid([&] { hw::profile_layers(trace, ranges, cfg, 0, 1); }, "not a run 1");
   nlohmann::json only_run = {{"traceEvents", nlohmann::json::array()}};
   for (const auto& e : trace.at("traceEvents"))
     if (e.value("name", "") == "run") only_run["traceEvents"].push_back(e);

@@ -49,6 +49,8 @@ struct Target {
   int vector_fill_cycles = 16;   ///< cycles per vector instruction
   double dram_gbps = 66.0;       ///< bytes / ns
   double dram_latency_ns = 100.0;  ///< per DMA instruction
+  double pcie_gbps = 15.75;        ///< host link payload bandwidth, bytes / ns (host segments' traffic)
+  double pcie_latency_ns = 1000.0;  ///< per host transfer
 
   /// SRAM bytes one program can address: slices_per_pe * sram_per_slice * num_pes.
   uint64_t sram_capacity() const;
@@ -91,6 +93,23 @@ struct LayerReport {
   int segment = 0;              ///< index into program.segments; first_instruction is relative to it
 };
 
+/// A host segment of a partitioned program: what the compiler can state about it. Its compute
+/// time is not estimated: it runs ref::run_int8 on the host, whose time `anvil run` measures
+/// (RunStats::host_us, RunStats::segments).
+struct HostSegmentReport {
+  int segment = 0;                 ///< index into program.segments
+  std::vector<std::string> nodes;  ///< its ONNX nodes (a kHost op's region expanded)
+  std::vector<std::string> ops;    ///< its integer ops' kinds (ref::int8_op_name)
+  /// The traffic across the device boundary the partition adds, in bytes (numel x dtype size):
+  /// from_device = the values it reads that an NPU segment produced (a value several host
+  /// segments read counts at the first); to_device = the values it produces that a later NPU
+  /// segment reads. Graph inputs and outputs are not counted (they cross the link anyway).
+  uint64_t bytes_from_device = 0, bytes_to_device = 0;
+  /// Estimate, microseconds: each direction with bytes is one transfer of Target::pcie_latency_ns
+  /// + bytes / Target::pcie_gbps (the hardware model's PCIe timing of one transfer).
+  double est_transfer_us = 0.0;
+};
+
 struct CompileResult {
   isa::Program program;
   std::vector<LayerReport> layers;
@@ -107,6 +126,9 @@ struct CompileResult {
   nlohmann::json report() const;
   /// The same as a terminal table: layer, op, MACs, DRAM bytes, est. cycles, bound; then totals.
   std::string summary() const;
+  /// Partitioned programs: one entry per host segment, in program order (JSON `host_segments`,
+  /// totals in `host_transfer`).
+  std::vector<HostSegmentReport> host_segments;
 };
 
 /// Lowers a quantized ONNX model: ref::lower_qdq(model, options.batch), then compile_graph().

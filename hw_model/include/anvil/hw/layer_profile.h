@@ -59,11 +59,13 @@ struct LayerProfile {
   std::string bound;
 };
 
-/// Profiles the last run of PE `pe` in `trace` (its "run" event on the sequencer track). Throws
-/// anvil::Error kInvalidArgument when the trace holds no run of that PE, when a range reaches past
-/// the run's instructions, or when an instruction of a range has no event (tracing was off).
+/// Profiles the last run of PE `pe` in `trace` (its "run" event on the sequencer track), or with
+/// `run` >= 0 its run number `run` (0-based, in order of start time: the NPU segments of a
+/// partitioned program are one run each). Throws anvil::Error kInvalidArgument when the trace
+/// holds no such run of that PE, when a range reaches past the run's instructions, or when an
+/// instruction of a range has no event (tracing was off).
 std::vector<LayerProfile> profile_layers(const nlohmann::json& trace, const std::vector<LayerRange>& layers,
-                                         const HwConfig& config, int pe = 0);
+                                         const HwConfig& config, int pe = 0, int run = -1);
 
 /// The layers of a program's metadata (CompileResult::report(): "layers" with node, op,
 /// first_instruction, instructions). Throws kInvalidArgument when the metadata has no layer list.

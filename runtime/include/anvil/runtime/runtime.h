@@ -33,6 +33,14 @@
 
 namespace anvil::rt {
 
+/// One segment of a partitioned program's request (RunStats::segments).
+struct SegmentStats {
+  bool host = false;      ///< true: a host segment (ref::run_int8), false: an NPU segment
+  uint64_t cycles = 0;    ///< NPU: device cycles of its program run on the PE(s)
+  uint32_t pe_mask = 0;   ///< NPU: the unit that ran it (bit i = PE i)
+  double host_us = 0.0;   ///< host: wall-clock microseconds of its ref::run_int8 call
+};
+
 struct RunStats {
   uint64_t cycles = 0;          ///< device cycles of the program run on the PE(s)
   uint64_t request_cycles = 0;  ///< submission fetched to completion posted, incl. PCIe transfers
@@ -49,6 +57,9 @@ struct RunStats {
   /// device fields above then sum the NPU segments (cycles, request_cycles, macs) or span them
   /// (submit_cycle of the first, end_cycle of the last); host segments take no simulated time.
   double host_us = 0.0;
+  /// Partitioned programs: one entry per segment, in program order (empty for a program that runs
+  /// wholly on the NPU). The host entries' host_us add up to host_us above.
+  std::vector<SegmentStats> segments;
 };
 
 /// Device specification (one string names a set of units; a unit is what one request runs on):

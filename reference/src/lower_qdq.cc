@@ -1145,6 +1145,8 @@ class QdqLowering {
     for (const auto& out : n.output())
       if (is_graph_output(out)) return false;
     const bool of_shape = n.op_type() == "Shape" || n.op_type() == "Size";
+    for (int k = of_shape ? 1 : 0; k < n.input_size(); ++k)  // all static before anything is copied
+      if (!n.input(k).empty() && !constant(n.input(k))) return false;
     onnx::ModelProto m;
     m.set_ir_version(model_.ir_version());
     *m.mutable_opset_import() = model_.opset_import();
@@ -1166,9 +1168,7 @@ class QdqLowering {
         feeds.emplace(t, Tensor(dtype, shape));
         continue;
       }
-      const Tensor* c = constant(t);
-      if (!c) return false;
-      *g.add_initializer() = tensor_to_proto(*c, t);
+      *g.add_initializer() = tensor_to_proto(*constant(t), t);
     }
     *g.add_node() = n;
     for (const auto& out : n.output())

@@ -7,6 +7,7 @@ namespace anvil::compiler {
 Expected<CompileResult> compile(const onnx::ModelProto& quantized, const CompileOptions& options) {
   ref::LowerOptions lower;
   lower.host_fallback = options.host_fallback;
+  lower.fold_shapes = options.fold_shapes;
   Expected<ref::Int8Graph> graph = ref::lower_qdq(quantized, options.batch, lower);
   if (!graph) return graph.error();
   return compile_graph(graph.value(), options);

@@ -967,6 +967,7 @@ class QdqLowering {
 
   /// lower_node, or with host_fallback a kHost op for a compute node no pattern takes.
   void lower_node_or_host(int i) {
+    if (options_.fold_shapes && fold_static(i)) return;
     const std::string& t = node(i).op_type();
     if (options_.host_fallback && t == "DequantizeLinear" && host_values_.count(node(i).input(0)))
       return;  // dequantizes a host value: only kHost ops read it, each with this node as a member
@@ -1016,7 +1017,7 @@ class QdqLowering {
       if (std::find(inputs.begin(), inputs.end(), value) == inputs.end()) inputs.push_back(value);
     };
     for (const auto& t : n.input()) {
-      if (t.empty() || is_initializer(t)) continue;
+      if (t.empty() || is_initializer(t) || folded_.count(t)) continue;
       const int p = producer(t);
       if (p < 0)
         fail(ErrorCode::kUnsupported, node_label(n) + ": runs on the host but reads the float graph input '" + t +
@@ -1028,7 +1029,8 @@ class QdqLowering {
         members.insert(p);
         const std::string& x = pn.input(0);
         const int xp = producer(x);
-        if (is_initializer(x) || (xp >= 0 && node(xp).op_type() == "Constant")) continue;  // a constant
+        if (is_initializer(x) || folded_.count(x) || (xp >= 0 && node(xp).op_type() == "Constant"))
+          continue;  // a constant
         if (graph_value(x) < 0)
           fail(ErrorCode::kUnsupported, node_label(pn) + ": dequantizes '" + x +
                                             "', which is neither an int8 value nor a host op's output");
@@ -1071,12 +1073,15 @@ class QdqLowering {
     onnx::GraphProto& g = *m.mutable_graph();
     g.set_name("host_" + node_name(n));
     std::set<int> inits;
+    std::set<std::string> folded;  // static values folded at lowering time (fold_static)
     for (int i : members) {
       *g.add_node() = node(i);
       for (const auto& t : node(i).input())
         if (!t.empty() && is_initializer(t)) inits.insert(initializers_[t]);
+        else if (folded_.count(t)) folded.insert(t);
     }
     for (int i : inits) *g.add_initializer() = graph_.initializer(i);
+    for (const std::string& t : folded) *g.add_initializer() = tensor_to_proto(constants_.at(t), t);
     Int8Op op;
     op.kind = Int8OpKind::kHost;
     op.node = node_name(n);
@@ -1121,6 +1126,92 @@ class QdqLowering {
     g_.ops.push_back(std::move(op));
   }
 
+  // ---- static values (LowerOptions::fold_shapes) ---------------------------------------------
+  //
+  // For a concrete batch every shape is known, so shape arithmetic (Shape -> Gather -> Unsqueeze
+  // -> Concat -> Reshape, computed Slice bounds) is a constant. A node of kFoldable whose inputs
+  // are all constants (initializers, Constant nodes, earlier folded values), or a Shape/Size of a
+  // value whose shape the walk already knows, is run here once with ref::Executor (the same
+  // kernels a kHost op would run it with) and its outputs become constants: it makes no op, and
+  // its consumers see constant operands (a Reshape's shape, a Slice's starts and ends), so the
+  // patterns that need constants take them; a kHost op that reads one holds it as an initializer.
+
+  /// Operators folded when their inputs are static: shape arithmetic on small integer tensors.
+  static bool foldable(const std::string& op) {
+    static const std::set<std::string> kFoldable{
+        "Shape", "Size", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Reshape", "Identity",
+        "Add", "Sub", "Mul", "Div", "Neg", "Equal", "Less", "Greater", "Not", "Where", "Min", "Max",
+        "ConstantOfShape", "Range", "Expand"};
+    return kFoldable.count(op) > 0;
+  }
+
+  /// The concrete dtype and shape of a value the walk has reached (Shape/Size input); false when
+  /// it is not known (e.g. a float inside a kHost op).
+  bool known_shape(const std::string& name, DType* dtype, Shape* shape) {
+    if (const Tensor* c = constants_.count(name) ? &constants_.at(name) : nullptr) {
+      *dtype = c->dtype(), *shape = c->shape();
+    } else if (const int v = graph_value(name); v >= 0) {
+      *dtype = g_.values[v].dtype, *shape = g_.values[v].shape;
+    } else if (auto d = dequantized_.find(name); d != dequantized_.end()) {
+      *dtype = DType::kFloat32, *shape = g_.values[d->second].shape;
+    } else if (auto in = float_inputs_.find(name);
+               in != float_inputs_.end() && in->second->type().tensor_type().elem_type() == onnx::TensorProto::FLOAT) {
+      *dtype = DType::kFloat32, *shape = input_shape(*in->second);
+    } else {
+      return false;
+    }
+    return true;
+  }
+
+  /// Folds node i when it computes static values (see above); false leaves it to the patterns.
+  bool fold_static(int i) {
+    const onnx::NodeProto& n = node(i);
+    if (!foldable(n.op_type()) || (!n.domain().empty() && n.domain() != "ai.onnx")) return false;
+    for (const auto& out : n.output())
+      if (is_graph_output(out)) return false;
+    const bool of_shape = n.op_type() == "Shape" || n.op_type() == "Size";
+    for (int k = of_shape ? 1 : 0; k < n.input_size(); ++k)  // all static before anything is copied
+      if (!n.input(k).empty() && !constant(n.input(k))) return false;
+    onnx::ModelProto m;
+    m.set_ir_version(model_.ir_version());
+    *m.mutable_opset_import() = model_.opset_import();
+    onnx::GraphProto& g = *m.mutable_graph();
+    g.set_name("fold_" + node_name(n));
+    TensorMap feeds;
+    for (int k = 0; k < n.input_size(); ++k) {
+      const std::string& t = n.input(k);
+      if (t.empty()) continue;
+      if (of_shape && k == 0) {  // only the shape is read: a zero tensor of it stands for the value
+        DType dtype;
+        Shape shape;
+        if (!known_shape(t, &dtype, &shape)) return false;
+        auto& tt = *g.add_input();
+        tt.set_name(t);
+        tt.mutable_type()->mutable_tensor_type()->set_elem_type(static_cast<int32_t>(dtype));
+        auto& dims = *tt.mutable_type()->mutable_tensor_type()->mutable_shape();
+        for (int64_t d : shape) dims.add_dim()->set_dim_value(d);
+        feeds.emplace(t, Tensor(dtype, shape));
+        continue;
+      }
+      *g.add_initializer() = tensor_to_proto(*constant(t), t);
+    }
+    *g.add_node() = n;
+    for (const auto& out : n.output())
+      if (!out.empty()) g.add_output()->set_name(out);
+    const std::string where = node_label(n) + ": folding its static value at batch " + std::to_string(batch_);
+    Expected<Executor> ex = Executor::create(m);
+    if (!ex.ok()) fail(ex.error().code(), where + ": " + ex.error().what());
+    Expected<TensorMap> ran = ex.value().run(feeds);
+    if (!ran.ok()) fail(ran.error().code(), where + ": " + ran.error().what());
+    for (const auto& out : n.output()) {
+      if (out.empty()) continue;
+      constants_[out] = ran.value().at(out);
+      folded_.insert(out);
+    }
+    claimed_.insert(i);
+    return true;
+  }
+
   const onnx::ModelProto& model_;
   const onnx::GraphProto& graph_;
   int64_t opset_;
@@ -1137,6 +1228,7 @@ class QdqLowering {
   std::unordered_map<std::string, int> initializers_;  ///< initializer name -> index
   std::unordered_map<std::string, int> host_values_;   ///< unquantized kHost op output -> value index
   std::unordered_map<std::string, Tensor> host_samples_;  ///< host values of the shape-learning runs
+  std::set<std::string> folded_;  ///< outputs of folded nodes (fold_static), values in constants_
 };
 
 }  // namespace

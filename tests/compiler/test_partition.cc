@@ -297,10 +297,12 @@ const ShapeFixture& shape_fixture() {
     r.model = anvil::test::calibrated_host_values_model(random_tensor({kBatch, 8}, -1.0f, 1.0f, 5));
     ref::LowerOptions lo;
     lo.host_fallback = true;
+    lo.fold_shapes = false;  // keep the shape arithmetic as int64 host values (folded: test_fold_shapes)
     r.graph = ref::lower_qdq(r.model, kBatch, lo).value();
     compiler::CompileOptions o;
     o.batch = kBatch;
     o.model_name = "shape-arithmetic";
+    o.fold_shapes = false;
     r.compiled = compiler::compile(r.model, o).value();
     return r;
   }();
@@ -334,6 +336,7 @@ TEST(HostValues, ShapeArithmeticCompilesIntoNpuAndHostSegments) {
   compiler::CompileOptions o;
   o.batch = kBatch;
   o.model_name = "shape-arithmetic";
+  o.fold_shapes = false;
   const std::string bytes = p.serialize();
   EXPECT_EQ(compiler::compile(f.model, o).value().program.serialize(), bytes);
   const isa::Program parsed = isa::Program::parse(bytes, "shape.anvil");
@@ -435,4 +438,42 @@ TEST(HostFallback, UnpartitionedReportHasNoHostSegments) {
   EXPECT_TRUE(r.host_segments.empty());
   EXPECT_FALSE(r.report().contains("host_segments"));
   EXPECT_EQ(r.summary().find("host segment"), std::string::npos);
+}
+
+// The same model compiled with the shape arithmetic folded (the default): the folded nodes are
+// gone from the program, reshape3 is an integer reshape, no int64 value crosses a segment, and the
+// runtime's outputs equal run_int8 of the unfolded lowering (folding changes no result).
+// matmul2 + reshape3 still run on the host here, for a reason unrelated to folding: that NPU
+// segment would output b_q (read by softmax2) and its reshape y_q, two IO tensors holding the
+// same bytes, which the compiler does not copy (its reason is checked below).
+TEST(FoldShapes, FoldedShapeArithmeticLeavesTheProgramAndKeepsTheResults) {
+  const ShapeFixture& f = shape_fixture();  // unfolded: f.graph is the reference
+  compiler::CompileOptions o;
+  o.batch = kBatch;
+  o.model_name = "shape-arithmetic";
+  const compiler::CompileResult compiled = compiler::compile(f.model, o).value();
+  const isa::Program& p = compiled.program;
+  std::vector<std::string> placement;
+  for (const auto& n : compiled.placement) placement.push_back(n.node + ":" + n.op + ":" + n.runs_on);
+  EXPECT_EQ(placement, (std::vector<std::string>{"matmul1:conv:npu", "reshape1:host:host", "softmax1:host:host",
+                                                 "reshape2:host:host", "matmul2:conv:host", "reshape3:reshape:host",
+                                                 "softmax2:host:host"}));
+  EXPECT_NE(compiled.placement[5].reason.find("holds the same bytes as another graph input or output"),
+            std::string::npos)
+      << compiled.placement[5].reason;
+  std::vector<std::string> kinds;
+  for (const auto& s : p.segments) kinds.push_back(isa::segment_kind_name(s.kind));
+  ASSERT_EQ(kinds, (std::vector<std::string>{"npu", "host"}));
+  EXPECT_EQ(p.segments[0].outputs, (std::vector<std::string>{"a_q"}));  // no int64 shape crosses
+  EXPECT_EQ(compiler::compile(f.model, o).value().program.serialize(), p.serialize());  // deterministic
+  rt::Device device = rt::Device::open("warboy(1)*1", hw::HwConfig::preset("warboy"));
+  rt::Session session(device, p);
+  const ref::QuantParams in_q = f.graph.values[f.graph.inputs[0]].q;
+  for (uint32_t seed : {31u, 32u, 33u}) {
+    const Tensor x = ref::quantize_tensor(random_tensor({kBatch, 8}, -1.0f, 1.0f, seed), in_q);
+    const TensorMap want = ref::run_int8(f.graph, {{"x", x}}).value();
+    const TensorMap got = session.run({{"x", x}});
+    EXPECT_TRUE(got.at("y_dq") == want.at("y_dq")) << "seed " << seed;
+    EXPECT_TRUE(got.at("p") == want.at("p")) << "seed " << seed;
+  }
 }

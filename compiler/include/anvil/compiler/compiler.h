@@ -66,6 +66,8 @@ struct CompileOptions {
   /// Partition instead of failing on what the NPU cannot run (see above). false: the whole graph
   /// on the NPU or kUnsupported naming the node.
   bool host_fallback = true;
+  /// compile(): constant-fold the shape arithmetic for `batch` (ref::LowerOptions::fold_shapes).
+  bool fold_shapes = true;
 };
 
 /// Where one node of the model runs: "npu" or "host", and for "host" why (the refusal of the

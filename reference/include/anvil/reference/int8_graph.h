@@ -146,6 +146,12 @@ struct LowerOptions {
   /// a graph output then stays float). A node nothing reads is dropped. Still errors: a kHost op
   /// that reads a float graph input, and malformed Q/DQ nodes.
   bool host_fallback = false;
+  /// Constant-folds static values for the concrete batch: a Shape/Size of a value whose shape is
+  /// known, and shape arithmetic (Gather, Unsqueeze, Concat, Cast, Slice, Add, Mul, Div, Where,
+  /// ConstantOfShape, Range, ...) whose inputs are all constants, run once with ref::Executor.
+  /// The folded nodes make no op; their consumers see constants (a Reshape's shape, a Slice's
+  /// starts and ends), so those lower to integer ops. A fold that fails is an error naming the node.
+  bool fold_shapes = true;
 };
 Expected<Int8Graph> lower_qdq(const onnx::ModelProto& model, int64_t batch, const LowerOptions& options);
 

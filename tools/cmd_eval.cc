@@ -42,6 +42,9 @@ namespace anvil::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+/// A ratio as a percentage; "-" when it is undefined (an FP32 top-1 of 0 on a few images).
+std::string percent_or_dash(double ratio) { return std::isfinite(ratio) ? fmt("%.2f%%", 100.0 * ratio) : "-"; }
+
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 /// Rows [begin, begin + batch) of x; rows past the end are zero (the last, partial batch).
@@ -341,7 +344,7 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
                          {{"range_search", r.range_search_s}, {"quantize", r.quantize_s}, {"compile", r.compile_s},
                           {"run", r.run_s}}}};
     std::vector<std::string> row{"INT8 " + r.method + " (" + backend_label(setup.backend) + ")", fmt("%.4f", top1),
-                                 fmt("%.2f%%", 100.0 * top1 / fp32_top1),
+                                 percent_or_dash(top1 / fp32_top1),
                                  fmt("%.4f", static_cast<double>(r.agree) / r.evaluated), fmt("%.1f", sqnr)};
     if (npu) {
       const double cycles_per_inf = static_cast<double>(r.cycles) / (r.requests * o.batch);
@@ -448,7 +451,7 @@ void print_summary(const std::vector<nlohmann::json>& summary, const std::vector
     std::vector<std::string> row{
         s.at("model").get<std::string>(), fmt("%.4f", s.at("fp32_top1").get<double>()),
         fmt("%.4f (%s)", s.at("int8_top1").get<double>(), s.at("method").get<std::string>().c_str()),
-        fmt("%.2f%%", 100.0 * s.at("ratio").get<double>()), fmt("%.2f%%", 100.0 * s.at("worst_ratio").get<double>()),
+        percent_or_dash(s.at("ratio").get<double>()), percent_or_dash(s.at("worst_ratio").get<double>()),
         fmt("%.1f (%s)", s.at("best_output_sqnr_db").get<double>(), s.at("best_sqnr_method").get<std::string>().c_str())};
     for (quant::Method m : methods)
       row.push_back(fmt("%.4f", s.at("methods").at(quant::method_name(m)).at("int8_top1").get<double>()));

@@ -58,15 +58,7 @@ sc_core::sc_time VectorEngine::execute(const isa::Instruction& inst, uint32_t in
 }
 
 void VectorEngine::add(const isa::AddArgs& a, uint32_t index) {
-  math::AddParams p;
-  p.a_zero_point = a.a_zero_point;
-  p.b_zero_point = a.b_zero_point;
-  p.out_zero_point = a.out_zero_point;
-  p.a = {a.a_mult, a.a_shift};
-  p.b = {a.b_mult, a.b_shift};
-  p.out = {a.out_mult, a.out_shift};
-  p.act_min = a.act_min;
-  p.act_max = a.act_max;
+  const math::AddParams p = isa::add_params(a);
   if (!multiplier_valid(p.a) || !multiplier_valid(p.b) || !multiplier_valid(p.out) || !clamp_valid(a.act_min, a.act_max) ||
       std::abs(a.a_zero_point) > 255 || std::abs(a.b_zero_point) > 255)
     throw PeFault{isa::DeviceError::kBadProgram, index};
@@ -187,16 +179,8 @@ void VectorEngine::softmax(const isa::SoftmaxArgs& s, uint32_t index) {
 void VectorEngine::binary(const isa::BinaryArgs& b, uint32_t index) {
   const PeFault bad{isa::DeviceError::kBadProgram, index};
   const auto op = static_cast<isa::BinaryOp>(b.op);
-  math::AddParams add;
-  add.a_zero_point = b.a_zero_point;
-  add.b_zero_point = b.b_zero_point;
-  add.out_zero_point = b.out_zero_point;
-  add.a = {b.a_mult, b.a_shift};
-  add.b = {b.b_mult, b.b_shift};
-  add.out = {b.out_mult, b.out_shift};
-  add.act_min = b.act_min;
-  add.act_max = b.act_max;
-  const math::MulParams mul{b.a_zero_point, b.b_zero_point, b.out_zero_point, add.out, b.act_min, b.act_max};
+  const math::AddParams add = isa::add_params(b);
+  const math::MulParams mul = isa::mul_params(b);
   const bool is_mul = op == isa::BinaryOp::kMul;
   if (b.op > static_cast<uint8_t>(isa::BinaryOp::kMul) || !multiplier_valid(add.out) ||
       (!is_mul && (!multiplier_valid(add.a) || !multiplier_valid(add.b))) || !clamp_valid(b.act_min, b.act_max) ||

@@ -36,6 +36,28 @@ bool opcode_valid(uint8_t op) {
   return op <= static_cast<uint8_t>(Opcode::kSoftmax);  // opcodes 0..12 are all defined
 }
 
+namespace {
+template <typename Args>
+math::AddParams add_params_of(const Args& a) {
+  math::AddParams p;
+  p.a_zero_point = a.a_zero_point;
+  p.b_zero_point = a.b_zero_point;
+  p.out_zero_point = a.out_zero_point;
+  p.a = {a.a_mult, a.a_shift};
+  p.b = {a.b_mult, a.b_shift};
+  p.out = {a.out_mult, a.out_shift};
+  p.act_min = a.act_min;
+  p.act_max = a.act_max;
+  return p;
+}
+}  // namespace
+
+math::AddParams add_params(const AddArgs& a) { return add_params_of(a); }
+math::AddParams add_params(const BinaryArgs& b) { return add_params_of(b); }
+math::MulParams mul_params(const BinaryArgs& b) {
+  return {b.a_zero_point, b.b_zero_point, b.out_zero_point, {b.out_mult, b.out_shift}, b.act_min, b.act_max};
+}
+
 uint64_t binary_count(const BinaryArgs& b) {
   uint64_t n = 1;
   for (uint32_t d : b.shape) n *= d;

@@ -206,15 +206,7 @@ InterpreterRun interpret_for_tests(const isa::Program& program, std::vector<uint
       case isa::Opcode::kConv: run_conv(inst.conv, m); break;
       case isa::Opcode::kAdd: {
         const isa::AddArgs& a = inst.add;
-        math::AddParams p;
-        p.a_zero_point = a.a_zero_point;
-        p.b_zero_point = a.b_zero_point;
-        p.out_zero_point = a.out_zero_point;
-        p.a = {a.a_mult, a.a_shift};
-        p.b = {a.b_mult, a.b_shift};
-        p.out = {a.out_mult, a.out_shift};
-        p.act_min = a.act_min;
-        p.act_max = a.act_max;
+        const math::AddParams p = isa::add_params(a);
         for (uint32_t i = 0; i < a.count; ++i)
           m.write_i8(a.out_addr + i, math::add_int8(m.read_i8(a.a_addr + i), m.read_i8(a.b_addr + i), p));
         break;
@@ -237,16 +229,8 @@ InterpreterRun interpret_for_tests(const isa::Program& program, std::vector<uint
       case isa::Opcode::kCopy: run_copy(inst.copy, m); break;
       case isa::Opcode::kBinary: {
         const isa::BinaryArgs& b = inst.binary;
-        math::AddParams add;
-        add.a_zero_point = b.a_zero_point;
-        add.b_zero_point = b.b_zero_point;
-        add.out_zero_point = b.out_zero_point;
-        add.a = {b.a_mult, b.a_shift};
-        add.b = {b.b_mult, b.b_shift};
-        add.out = {b.out_mult, b.out_shift};
-        add.act_min = b.act_min;
-        add.act_max = b.act_max;
-        const math::MulParams mul{b.a_zero_point, b.b_zero_point, b.out_zero_point, add.out, b.act_min, b.act_max};
+        const math::AddParams add = isa::add_params(b);
+        const math::MulParams mul = isa::mul_params(b);
         uint64_t i = 0;
         for (uint64_t i0 = 0; i0 < b.shape[0]; ++i0)
           for (uint64_t i1 = 0; i1 < b.shape[1]; ++i1)

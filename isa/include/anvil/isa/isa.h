@@ -21,6 +21,8 @@
 #include <string>
 #include <type_traits>
 
+#include "anvil/common/requant.h"
+
 namespace anvil::isa {
 
 /// 2 adds kLut; 3 adds kCopy (opcode 9, strided copies), kBinary (10, broadcasting add/sub/mul),
@@ -188,6 +190,12 @@ struct BinaryArgs {
   int32_t a_mult, a_shift, b_mult, b_shift, out_mult, out_shift;  ///< math::AddParams / MulParams
   int32_t act_min, act_max;
 };
+
+/// The math::AddParams of a kAdd's fields and of a kBinary's (add, sub), and a kBinary's
+/// math::MulParams: one decoding of the fields for the hardware model and every other executor.
+math::AddParams add_params(const AddArgs& a);
+math::AddParams add_params(const BinaryArgs& b);
+math::MulParams mul_params(const BinaryArgs& b);
 
 /// Elements of a kBinary's output, and bytes an operand with `stride` spans (0 for an empty shape).
 uint64_t binary_count(const BinaryArgs& b);

@@ -7,11 +7,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <iostream>
-#include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <iostream>
 #include <memory>
 
 #include "anvil/common/tensor_io.h"

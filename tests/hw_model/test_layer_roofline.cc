@@ -160,7 +160,7 @@ TEST(LayerRoofline, EveryLayerOfGeneratedModelsIsAtOrAboveItsRoofline) {
         const bool vector_op = p.op == "add" || p.op == "maxpool" || p.op == "avgpool" || p.op == "requant" ||
                                p.op == "lut";
         EXPECT_EQ(p.vector_elements > 0, vector_op) << p.op;
-        if (vector_op) EXPECT_GT(p.roofline_cycles, 0.0);  // a bound even when nothing moves through DRAM
+        if (vector_op) { EXPECT_GT(p.roofline_cycles, 0.0); }  // a bound even when nothing moves through DRAM
         vector_bound += p.bound == "vector";
         // The bar: never faster than the roofline; each unit at least its own bound.
         EXPECT_GE(static_cast<double>(p.cycles), p.roofline_cycles);
@@ -173,18 +173,18 @@ TEST(LayerRoofline, EveryLayerOfGeneratedModelsIsAtOrAboveItsRoofline) {
         EXPECT_GE(p.cycles, std::max(p.unit_busy_cycles[1], p.unit_busy_cycles[2]));
         EXPECT_LE(p.first_start_cycle, p.start_cycle);
         EXPECT_GE(p.end_cycle - p.first_start_cycle, p.unit_busy_cycles[0]);
-        if (p.bound == "memory") EXPECT_EQ(p.start_cycle, p.first_start_cycle);
+        if (p.bound == "memory") { EXPECT_EQ(p.start_cycle, p.first_start_cycle); }
         EXPECT_LE(p.end_cycle, session.last_stats().cycles);
-        if (p.roofline_cycles > 0) EXPECT_GE(p.ratio, 1.0);
+        if (p.roofline_cycles > 0) { EXPECT_GE(p.ratio, 1.0); }
         std::printf("%-10s %-12s %-8s MACs %9llu bytes %7llu roofline %9.0f simulated %7llu ratio %6.2f %s\n",
                     pf.name, p.name.c_str(), p.op.c_str(), static_cast<unsigned long long>(p.macs),
                     static_cast<unsigned long long>(p.dram_bytes), p.roofline_cycles,
                     static_cast<unsigned long long>(p.cycles), p.ratio, p.bound.c_str());
       }
       EXPECT_EQ(macs, session.last_stats().macs);
-      if (std::string(pf.name) == "small" && make == residual_cnn) EXPECT_GT(tiled, 0u) << "a tiled layer was expected";
+      if (std::string(pf.name) == "small" && make == residual_cnn) { EXPECT_GT(tiled, 0u) << "a tiled layer was expected"; }
       // On the presets the chain's values stay in SRAM: its vector layers are bound by the lanes.
-      if (std::string(pf.name) != "small" && make == vector_chain) EXPECT_GE(vector_bound, 4u);
+      if (std::string(pf.name) != "small" && make == vector_chain) { EXPECT_GE(vector_bound, 4u); }
     }
   }
 }

@@ -124,7 +124,7 @@ TEST(Runtime, OpenCloseReopenManyTimes) {
       Session s(dev, g.program());
       EXPECT_EQ(to_vec(s.run({{"x", input_tensor(g, x)}}).at("y")), want) << "open #" << i;
     }
-    if (previous) EXPECT_EQ(code_of([&] { Session(previous, g.program()); }), ErrorCode::kClosed);
+    if (previous) { EXPECT_EQ(code_of([&] { Session(previous, g.program()); }), ErrorCode::kClosed); }
     dev.close();
     EXPECT_FALSE(static_cast<bool>(dev));
     EXPECT_EQ(code_of([&] { Session(dev, g.program()); }), ErrorCode::kClosed);

@@ -281,6 +281,8 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
     sopt.candidates = setup.methods;
     sopt.samples = o.search_samples;
     sopt.bias_correction = o.bias_correction;
+    sopt.exclude_nodes = o.exclude_nodes;
+    sopt.extend_float_regions = o.extend_float_regions;
     auto t = Clock::now();
     const quant::TensorSearchResult found =
         quant::search_tensor_ranges(optimized, calibration, setup.calib.images, sopt).value();
@@ -296,6 +298,8 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
     quant::QuantizeOptions qopt;
     qopt.method = found.grid;
     qopt.bias_correction = o.bias_correction;
+    qopt.exclude_nodes = o.exclude_nodes;
+    qopt.extend_float_regions = o.extend_float_regions;
     t = Clock::now();
     const onnx::ModelProto qmodel = quant::quantize(optimized, found.ranges, qopt, nullptr, &calibration).value();
     r.quantize_s = seconds_since(t);
@@ -478,10 +482,10 @@ void register_eval(CLI::App& app) {
   cmd->add_flag("--bias-correction", o->bias_correction,
                 "quantize with bias correction (each Conv/Gemm bias minus the mean shift of its weight rounding)");
   cmd->add_flag("--extend-float-regions", o->extend_float_regions,
-                "the methods' models keep an Add/Mul of a constant and a float node's output in float (LayerNorm's "
+                "every quantized model keeps an Add/Mul of a constant and a float node's output in float (LayerNorm's "
                 "eps, gamma, beta) instead of quantizing it");
   cmd->add_option("--exclude-nodes", o->exclude_nodes,
-                  "REGEX: in the methods' models (not --per-tensor-search), nodes whose name contains a match "
+                  "REGEX: in every quantized model (the methods' and --per-tensor-search's), nodes whose name contains a match "
                   "(ECMAScript) stay float, weights included");
   cmd->add_flag("--per-tensor-search", o->per_tensor_search,
                 "also evaluate PER_TENSOR_SEARCH: each activation takes the range, among the methods', that maximises "

@@ -20,9 +20,11 @@ constexpr int64_t kBatch = 64;  // inputs per Executor::run
 /// Output SQNR of QDQ models against the FP32 model on fixed inputs.
 class SqnrScorer {
  public:
+  /// `base`: the quantizer options of every scored model except its method (bias correction,
+  /// nodes kept in float).
   SqnrScorer(const onnx::ModelProto& optimized, const Tensor& inputs, int64_t samples, const Calibration& calib,
-             bool bias_correction)
-      : optimized_(optimized), calib_(calib), bias_correction_(bias_correction) {
+             QuantizeOptions base)
+      : optimized_(optimized), calib_(calib), base_(std::move(base)) {
     if (inputs.dtype() != DType::kFloat32 || inputs.rank() < 1 || inputs.dim(0) == 0)
       fail(ErrorCode::kInvalidArgument, "per-tensor search: non-empty float32 N x ... inputs expected, got " +
                                             std::string(dtype_name(inputs.dtype())) + " " + shape_str(inputs.shape()));
@@ -38,9 +40,8 @@ class SqnrScorer {
 
   /// 10 log10(sum f^2 / sum (f - q)^2) over every element of every graph output.
   double sqnr_db(const std::map<std::string, Range>& ranges, Method grid) {
-    QuantizeOptions options;
+    QuantizeOptions options = base_;
     options.method = grid;
-    options.bias_correction = bias_correction_;
     const onnx::ModelProto q = quantize(optimized_, ranges, options, nullptr, &calib_).value();
     const ref::Executor exec = ref::Executor::create(q).value();
     double signal = 0.0, noise = 0.0;
@@ -68,7 +69,7 @@ class SqnrScorer {
  private:
   const onnx::ModelProto& optimized_;
   const Calibration& calib_;
-  bool bias_correction_;
+  QuantizeOptions base_;
   std::vector<Tensor> batches_;
   std::vector<TensorMap> reference_;
   int64_t evaluations_ = 0;
@@ -92,7 +93,11 @@ bool same_params(Range a, Range b, bool sym) {
 Expected<TensorSearchResult> search_tensor_ranges(const onnx::ModelProto& optimized, const Calibration& calib,
                                                   const Tensor& inputs, const TensorSearchOptions& options) {
   return capture([&] {
-    SqnrScorer scorer(optimized, inputs, options.samples, calib, options.bias_correction);
+    QuantizeOptions base;
+    base.bias_correction = options.bias_correction;
+    base.exclude_nodes = options.exclude_nodes;
+    base.extend_float_regions = options.extend_float_regions;
+    SqnrScorer scorer(optimized, inputs, options.samples, calib, base);
     const std::vector<Method> methods = candidate_methods(options.candidates);
     std::vector<std::map<std::string, Range>> method_ranges;
     for (Method m : methods) method_ranges.push_back(calib.ranges(m, options.percentile));
@@ -113,7 +118,7 @@ Expected<TensorSearchResult> search_tensor_ranges(const onnx::ModelProto& optimi
 
     // Greedy, in topological order: each tensor takes the candidate range that maximises the
     // output SQNR given the choices already made (ties keep the current range).
-    QuantizeOptions grid_options;
+    QuantizeOptions grid_options = base;
     grid_options.method = result.grid;
     for (const std::string& t : calibrated_tensors(optimized, result.ranges, grid_options)) {
       const Range current = result.ranges.at(t);
@@ -147,7 +152,7 @@ Expected<std::vector<TensorSensitivity>> tensor_sensitivity(const onnx::ModelPro
                                                             const Tensor& inputs, Method base, Method probe,
                                                             int64_t samples, float percentile) {
   return capture([&] {
-    SqnrScorer scorer(optimized, inputs, samples, calib, false);
+    SqnrScorer scorer(optimized, inputs, samples, calib, QuantizeOptions{});
     const std::map<std::string, Range> base_ranges = calib.ranges(base, percentile);
     const std::map<std::string, Range> probe_ranges = calib.ranges(probe, percentile);
     const double base_db = scorer.sqnr_db(base_ranges, base);

@@ -2,6 +2,7 @@
 /// diagnosis, on a model where the right choice per tensor is known.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -67,6 +68,31 @@ TEST(TensorSearch, FindsTheKnownChoicePerTensor) {
   QuantizeOptions q;
   q.method = r.grid;
   EXPECT_TRUE(quantize(m.model, r.ranges, q).ok());
+}
+
+TEST(TensorSearch, NodesKeptInFloatAreNotSearched) {
+  // With Pow and Tanh in float, p lies between two float nodes: it is not quantized, so it is not
+  // searched, and the choice that helped on it (PERCENTILE) is not made.
+  const TanhCubeModel m;
+  const Calibration calib = calibrate(m.model, m.inputs, false);
+  TensorSearchOptions o;
+  o.candidates = {Method::kMinMaxAsym, Method::kPercentileAsym};
+  o.percentile = 98.0f;
+  o.samples = 128;
+  o.exclude_nodes = "^(Pow|Tanh)_";
+  const TensorSearchResult r = search_tensor_ranges(m.model, calib, m.inputs, o).value();
+  for (const TensorChoice& c : r.choices) EXPECT_NE(c.tensor, "p");
+  TensorSearchOptions everything = o;
+  everything.exclude_nodes.clear();
+  const TensorSearchResult all = search_tensor_ranges(m.model, calib, m.inputs, everything).value();
+  EXPECT_TRUE(std::any_of(all.choices.begin(), all.choices.end(), [](const TensorChoice& c) { return c.tensor == "p"; }));
+  EXPECT_LT(r.evaluations, all.evaluations);
+  // A pattern that matches no node is the quantizer's error, not a silent no-op.
+  o.exclude_nodes = "NoSuchNode";
+  auto e = search_tensor_ranges(m.model, calib, m.inputs, o);
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(std::string(e.error().what()).find("NoSuchNode"), std::string::npos) << std::string(e.error().what());
 }
 
 TEST(TensorSearch, SensitivityShowsWhichTensorAProbeHelpsOrHurts) {

@@ -146,6 +146,10 @@ struct TensorSearchOptions {
   float percentile = 99.99f;       ///< for the PERCENTILE candidates
   int64_t samples = 64;            ///< scoring inputs: the first N of the calibration inputs
   bool bias_correction = false;    ///< score (and later quantize) with bias correction
+  /// As QuantizeOptions: scored models (and the final quantize) keep these nodes in float; their
+  /// tensors are not searched.
+  std::string exclude_nodes;
+  bool extend_float_regions = false;
 };
 struct TensorChoice {
   std::string tensor;

@@ -1499,3 +1499,27 @@ void Lowering::lower_movement_tiled(const ref::Int8Op& op, const std::vector<Mov
 }
 
 }  // namespace anvil::compiler
+
+namespace anvil::compiler {
+
+LayerReport Lowering::lower_io_copy(const IoCopy& copy) {
+  LayerReport report;
+  report.node = copy.output;
+  report.op = "io_copy";
+  report_ = &report;
+  // Every op has run: residents still needed are graph outputs, already stored; SRAM is free after this.
+  flush();
+  const uint64_t chunk = std::min(copy.bytes, sram_.capacity());
+  const uint64_t buf = allocate_in_empty_sram(chunk);
+  for (uint64_t at = 0; at < copy.bytes; at += chunk) {
+    const uint64_t n = std::min(chunk, copy.bytes - at);
+    emit_dma(isa::Opcode::kDmaLoad, isa::Region::kIo, copy.from + at, buf, n);
+    emit_dma(isa::Opcode::kDmaStore, isa::Region::kIo, copy.to + at, buf, n);
+  }
+  sram_.release(buf);
+  report.sram_bytes = chunk;
+  report_ = nullptr;
+  return report;
+}
+
+}  // namespace anvil::compiler

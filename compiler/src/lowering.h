@@ -36,6 +36,10 @@ class Lowering {
   /// kUnsupported naming the node.
   LayerReport lower(const ref::Int8Op& op);
   uint64_t sram_peak() const { return sram_.peak(); }
+  /// After the last op: fills one aliasing graph output (DramPlan::io_copies) from the IO tensor
+  /// whose bytes it shares, through SRAM (DMA loads and stores of chunks as large as SRAM allows).
+  /// Returns its report line (node = the output's name, op = "io_copy").
+  LayerReport lower_io_copy(const IoCopy& copy);
 
   /// A tile of a window op (conv, pooling): channel units [u0, u1) and output rows [r0, r1); of an
   /// elementwise op: elements [u0, u1).

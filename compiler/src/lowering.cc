@@ -1043,9 +1043,15 @@ void Lowering::lower_binary(const ref::Int8Op& op) {
   const bool has_const = op.inputs.size() == 1;
   if (has_const ? op.weight.empty() || op.weight.dtype() != DType::kInt8 : op.inputs.size() != 2 || !op.weight.empty())
     fail(ErrorCode::kInvalidArgument, where(op) + ": expects two int8 values, or one and an int8 constant");
+  // constant - x: the constant is operand a (kBinary reads a from any SRAM address with its strides).
+  const bool const_first = op.constant_first;
+  if (const_first && (op.kind != ref::Int8OpKind::kSub || !has_const))
+    fail(ErrorCode::kInvalidArgument, where(op) + ": only a sub of one value takes its constant first");
   const ref::Int8Value& y = graph_.values[op.output];
-  const Shape& a_shape = graph_.values[op.inputs[0]].shape;
-  const Shape& b_shape = has_const ? op.weight.shape() : graph_.values[op.inputs[1]].shape;
+  const Shape& a_shape = const_first ? op.weight.shape() : graph_.values[op.inputs[0]].shape;
+  const Shape& b_shape = const_first ? graph_.values[op.inputs[0]].shape
+                         : has_const ? op.weight.shape()
+                                     : graph_.values[op.inputs[1]].shape;
   const BinaryShape shape = binary_shape(a_shape, b_shape, y.shape, op);
   isa::Instruction proto;
   proto.opcode = isa::Opcode::kBinary;
@@ -1096,12 +1102,12 @@ void Lowering::lower_binary(const ref::Int8Op& op) {
     };
   }
   const int td = shape.tiled_dim;
-  const Builder build = [&, has_const, td](const Tile& t, const std::vector<uint64_t>& in_addrs, uint64_t const_addr,
-                                           uint64_t out_addr) {
+  const Builder build = [&, has_const, const_first, td](const Tile& t, const std::vector<uint64_t>& in_addrs,
+                                                        uint64_t const_addr, uint64_t out_addr) {
     isa::Instruction inst = proto;
     isa::BinaryArgs& b = inst.binary;
-    b.a_addr = static_cast<uint32_t>(in_addrs[0]);
-    b.b_addr = static_cast<uint32_t>(has_const ? const_addr : in_addrs[1]);
+    b.a_addr = static_cast<uint32_t>(const_first ? const_addr : in_addrs[0]);
+    b.b_addr = static_cast<uint32_t>(const_first ? in_addrs[0] : has_const ? const_addr : in_addrs[1]);
     b.out_addr = static_cast<uint32_t>(out_addr);
     b.shape[td] = static_cast<uint32_t>(t.r1 - t.r0);
     return inst;
@@ -1125,10 +1131,11 @@ void Lowering::lower_binary_tiled(const ref::Int8Op& op, const BinaryShape& shap
     uint64_t addr = 0;                              // shared: its SRAM copy
   };
   std::vector<Operand> operands;
+  const size_t const_operand = op.inputs.size() == 1 ? (op.constant_first ? 0 : 1) : 2;  // 2: none
   for (size_t i = 0; i < 2; ++i) {
     const auto& stride = i == 0 ? shape.a_stride : shape.b_stride;
-    const bool constant = i == 1 && op.inputs.size() == 1;
-    const ValueHome h = constant ? ValueHome{} : plan_.home[op.inputs[i]];
+    const bool constant = i == const_operand;
+    const ValueHome h = constant ? ValueHome{} : plan_.home[op.inputs[op.constant_first ? 0 : i]];
     operands.push_back({constant ? isa::Region::kConst : h.region, constant ? consts(0, 0) : h.offset, stride,
                         stride[td] == 0 || rows == 1});
   }
@@ -1197,7 +1204,7 @@ void Lowering::lower_binary_tiled(const ref::Int8Op& op, const BinaryShape& shap
     t.r1 = std::min(rows, t.r0 + rs);
     const uint64_t a = operands[0].shared ? operands[0].addr : sl.in[0];
     const uint64_t b = operands[1].shared ? operands[1].addr : sl.in[1];
-    emit(build(t, {a, b}, b, sl.out));
+    emit(const_operand == 0 ? build(t, {b}, a, sl.out) : build(t, {a, b}, b, sl.out));
     emit_dma(isa::Opcode::kDmaStore, out_home.region, out_home.offset + t.r0 * row_out, sl.out,
              (t.r1 - t.r0) * row_out);
   }

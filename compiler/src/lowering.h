@@ -146,7 +146,8 @@ class Lowering {
   void lower_lut(const ref::Int8Op& op);
   void lower_matmul(const ref::Int8Op& op);
   void lower_softmax(const ref::Int8Op& op);
-  /// kAdd with broadcasting or a constant operand, kSub, kMul: one kBinary per tile.
+  /// kAdd with broadcasting or a constant operand, kSub (constant - x included: the constant is
+  /// operand a), kMul: one kBinary per tile.
   void lower_binary(const ref::Int8Op& op);
   /// DRAM to DRAM in tiles of rows of the tiled dimension; an operand broadcast along it is
   /// loaded once for all tiles.

@@ -143,12 +143,15 @@ void softmax(const Int8Op& op, const Int8Value& in_v, const Int8Value& out_v, co
 }
 
 /// kAdd, kSub, kMul: each output element from the two operands' elements at its broadcast
-/// position (numpy rules); the second operand is the op's constant when it has one input.
+/// position (numpy rules); with one input, the op's constant is the second operand, or the first
+/// for a kSub with constant_first (constant - x).
 void binary(const Int8Op& op, const Int8Graph& g, const std::vector<Tensor>& values, Tensor& out) {
-  const Tensor& a = values[op.inputs[0]];
-  const Tensor& b = op.inputs.size() > 1 ? values[op.inputs[1]] : op.weight;
-  if (b.empty() || b.dtype() != DType::kInt8)
-    fail(ErrorCode::kInvalidArgument, "op '" + op.node + "' has no int8 second operand");
+  if (op.constant_first && (op.kind != Int8OpKind::kSub || op.inputs.size() != 1))
+    fail(ErrorCode::kInvalidArgument, "op '" + op.node + "': only a sub of one value takes its constant first");
+  const Tensor& a = op.constant_first ? op.weight : values[op.inputs[0]];
+  const Tensor& b = op.constant_first ? values[op.inputs[0]] : op.inputs.size() > 1 ? values[op.inputs[1]] : op.weight;
+  if (a.empty() || a.dtype() != DType::kInt8 || b.empty() || b.dtype() != DType::kInt8)
+    fail(ErrorCode::kInvalidArgument, "op '" + op.node + "' has no int8 constant operand");
   const Shape& y = g.values[op.output].shape;
   const auto broadcasts = [&] {
     try {

@@ -1,6 +1,7 @@
 // Compiler gaps closed in the second round of issue 6, each compiled and run by the test
 // interpreter against ref::run_int8, bit for bit:
 //   graph outputs that share bytes with a graph input or another output (DramPlan::io_copies),
+//   constant - x (a kSub with Int8Op::constant_first: the constant is kBinary's operand a),
 #include <gtest/gtest.h>
 
 #include "anvil/compiler/compiler.h"
@@ -127,4 +128,69 @@ TEST(IoAliases, SegmentOutputsSharingBytesStayOnTheNpu) {
   EXPECT_EQ(where, (std::vector<std::string>{"conv:npu", "flatten:npu", "dilated:host", "add:npu"}));
   ASSERT_EQ(res.program.segments.size(), 3u);
   EXPECT_EQ(res.program.segments[0].outputs, (std::vector<std::string>{"c", "r"}));
+}
+
+// ---- constant - x ------------------------------------------------------------------------------
+
+namespace {
+
+/// y = c - x for a random int8 constant c (its own scale and zero point), fused clamp [-100, 120].
+void constant_minus(GraphBuilder& b, const std::string& node, int x, const Shape& c_shape, int y) {
+  ref::Int8Op op;
+  op.kind = ref::Int8OpKind::kSub;
+  op.node = node;
+  op.inputs = {x};
+  op.output = y;
+  op.constant_first = true;
+  op.weight = Tensor(DType::kInt8, c_shape);
+  for (int64_t i = 0; i < op.weight.numel(); ++i) op.weight.data<int8_t>()[i] = static_cast<int8_t>(b.uniform(-128, 127));
+  const ref::QuantParams &qx = b.graph().values[x].q, &qy = b.graph().values[y].q;
+  op.add = math::make_add_params(0.09, 7, qx.scale, qx.zero_point, qy.scale, qy.zero_point, -100, 120);
+  b.graph().ops.push_back(std::move(op));
+}
+
+}  // namespace
+
+/// Broadcast either way, resident on warboy and tiled over rows on a 2 KiB SRAM.
+TEST(ConstantMinusValue, MatchesRunInt8ResidentAndTiled) {
+  struct Case {
+    Shape x, c, y;
+  } cases[] = {{{2, 4, 3, 5}, {4, 1, 1}, {2, 4, 3, 5}}, {{1, 1, 3}, {2, 3, 1}, {1, 2, 3, 3}},
+               {{3, 6}, {3, 6}, {3, 6}}, {{2, 37, 40}, {40}, {2, 37, 40}}, {{1, 40, 1}, {3, 1, 33}, {1, 3, 40, 33}}};
+  uint32_t seed = 60;
+  for (const Case& c : cases)
+    for (const compiler::Target& t : {compiler::Target::from_name("warboy"), small_target(512)}) {
+      const std::string what = shape_str(c.c) + " - " + shape_str(c.x) + " on " + t.name;
+      GraphBuilder b(seed++);
+      const int x = b.input("x", c.x, 0.05f, -3);
+      const int y = b.value("y", c.y, 0.1f, 4);
+      constant_minus(b, "c_minus_x", x, c.c, y);
+      b.output(y, "y");
+      const isa::Program p = compile_npu(b.graph(), t).program;
+      ASSERT_EQ(count(p, isa::Opcode::kBinary) >= 1, true) << what;
+      for (const isa::Instruction& i : p.instructions)
+        if (i.opcode == isa::Opcode::kBinary) {
+          EXPECT_EQ(i.binary.op, static_cast<uint8_t>(isa::BinaryOp::kSub)) << what;
+        }
+      expect_runs_like_reference(p, b.graph(), b.random_inputs(), what);
+      if (t.name == "small" && shape_numel(b.graph().values[y].shape) > 2048) {
+        EXPECT_GT(count(p, isa::Opcode::kBinary), 1) << what << ": tiled";
+      }
+    }
+}
+
+/// The flag on anything but a one-value sub is a malformed op, named.
+TEST(ConstantMinusValue, ConstantFirstOnTwoValuesIsInvalid) {
+  GraphBuilder b(70);
+  const int x = b.input("x", {2, 5});
+  const int y = b.value("y", {2, 5});
+  b.add("two_values", x, x, y).constant_first = true;
+  b.graph().ops.back().kind = ref::Int8OpKind::kSub;
+  b.output(y, "y");
+  compiler::CompileOptions o;
+  o.host_fallback = false;
+  auto r = compiler::compile_graph(b.graph(), o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(std::string(r.error().what()).find("two_values"), std::string::npos) << r.error().what();
 }

@@ -122,6 +122,9 @@ struct Int8Op {
   // kSoftmax: the axis (>= 0, < rank) and math::make_softmax_table(input scale); `multiplier` is
   // math::softmax_output_multiplier(output scale).
   math::SoftmaxTable softmax_table{};
+  // kSub with one input: true when the constant `weight` is the first operand (a = weight, b =
+  // inputs[0]: constant - x, `add` built with the constant's parameters as a's); false: x - weight.
+  bool constant_first = false;
 };
 
 struct Int8Graph {

@@ -892,6 +892,7 @@ void Lowering::lower_matmul(const ref::Int8Op& op) {
   p.shift = op.multiplier.shift;
   p.act_min = op.act_min;
   p.act_max = op.act_max;
+  if (d.cross) return lower_matmul_cross(op, d, proto);
   const bool by_rows = d.b_step == 0 || d.batch == 1;
   RowTiling tiling;
   if (by_rows) {
@@ -1527,6 +1528,50 @@ LayerReport Lowering::lower_io_copy(const IoCopy& copy) {
   report.sram_bytes = chunk;
   report_ = nullptr;
   return report;
+}
+
+}  // namespace anvil::compiler
+
+namespace anvil::compiler {
+
+void Lowering::lower_matmul_cross(const ref::Int8Op& op, const ref::MatMulDims& d, const isa::Instruction& proto) {
+  const int64_t a_matrix = d.m * d.k, b_matrix = d.k * d.n, out_matrix = d.m * d.n;
+  RowTiling tiling;
+  tiling.units = d.batch;
+  tiling.in_unit_bytes = {0, 0};  // both operands whole, loaded once
+  tiling.out_unit_bytes = static_cast<uint64_t>(out_matrix);
+  // Products [u0, u1) as runs [p0, p1) in which A's and B's matrix indices each advance by a
+  // constant 0 or 1; all but the last run's instruction are emitted here (as lower_movement does).
+  const RowBuilder build = [&](int64_t u0, int64_t u1, const std::vector<uint64_t>& in_addrs, uint64_t,
+                               uint64_t out_addr) {
+    std::optional<isa::Instruction> pending;
+    for (int64_t p0 = u0; p0 < u1;) {
+      int64_t p1 = p0 + 1, da = 0, db = 0;
+      if (p1 < u1) {
+        da = d.a_index[p1] - d.a_index[p0], db = d.b_index[p1] - d.b_index[p0];
+        if (da >= 0 && da <= 1 && db >= 0 && db <= 1) {
+          while (p1 < u1 && d.a_index[p1] == d.a_index[p1 - 1] + da && d.b_index[p1] == d.b_index[p1 - 1] + db) ++p1;
+        } else {
+          da = db = 0;  // a jump: a run of one product
+        }
+      }
+      isa::Instruction inst = proto;
+      isa::MatMulArgs& m = inst.matmul;
+      m.a_addr = u32(static_cast<int64_t>(in_addrs[0]) + d.a_index[p0] * a_matrix, "A address", op);
+      m.b_addr = u32(static_cast<int64_t>(in_addrs[1]) + d.b_index[p0] * b_matrix, "B address", op);
+      m.out_addr = u32(static_cast<int64_t>(out_addr) + (p0 - u0) * out_matrix, "output address", op);
+      m.batch = u32(p1 - p0, "batch", op);
+      m.m = u32(d.m, "M", op);
+      m.a_step = da ? u32(a_matrix, "A step", op) : 0;
+      m.b_step = db ? u32(b_matrix, "B step", op) : 0;
+      report_->macs += isa::matmul_macs(m);
+      if (pending) emit(*pending);
+      pending = inst;
+      p0 = p1;
+    }
+    return *pending;  // u0 < u1: at least one run
+  };
+  lower_rows(op, tiling, build, nullptr);
 }
 
 }  // namespace anvil::compiler

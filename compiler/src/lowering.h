@@ -145,6 +145,10 @@ class Lowering {
   void lower_requant(const ref::Int8Op& op);
   void lower_lut(const ref::Int8Op& op);
   void lower_matmul(const ref::Int8Op& op);
+  /// A kMatMul whose batch dimensions broadcast across both operands (ref::MatMulDims::cross):
+  /// both operands whole in SRAM, products in tiles; each tile one kMatMul per run of products
+  /// whose A and B matrices each stay or advance by one (e.g. [2,1] x [1,3]: two runs of three).
+  void lower_matmul_cross(const ref::Int8Op& op, const ref::MatMulDims& d, const isa::Instruction& proto);
   void lower_softmax(const ref::Int8Op& op);
   /// kAdd with broadcasting or a constant operand, kSub (constant - x included: the constant is
   /// operand a), kMul: one kBinary per tile.

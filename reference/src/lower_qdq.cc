@@ -693,8 +693,8 @@ class QdqLowering {
   }
 
   /// DQ(a), DQ(b) -> MatMul [-> Relu|Clip] -> Q with two int8 activations: one kMatMul whose
-  /// multiplier is a_scale * b_scale / out_scale. matmul_dims refuses the batch broadcasting the
-  /// op cannot express. |a - a_zp| and |b - b_zp| are at most 255, so the int32 accumulator holds
+  /// multiplier is a_scale * b_scale / out_scale, with numpy broadcasting of the batch dimensions
+  /// (matmul_dims). |a - a_zp| and |b - b_zp| are at most 255, so the int32 accumulator holds
   /// K products only for K * 255^2 < 2^31 (K <= 33025); longer reductions are refused.
   void lower_matmul(const onnx::NodeProto& n) {
     Int8Op op;

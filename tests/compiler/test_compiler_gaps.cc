@@ -2,6 +2,7 @@
 // interpreter against ref::run_int8, bit for bit:
 //   graph outputs that share bytes with a graph input or another output (DramPlan::io_copies),
 //   constant - x (a kSub with Int8Op::constant_first: the constant is kBinary's operand a),
+//   MatMul whose batch dimensions broadcast across both operands (ref::MatMulDims::cross),
 #include <gtest/gtest.h>
 
 #include "anvil/compiler/compiler.h"
@@ -193,4 +194,75 @@ TEST(ConstantMinusValue, ConstantFirstOnTwoValuesIsInvalid) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
   EXPECT_NE(std::string(r.error().what()).find("two_values"), std::string::npos) << r.error().what();
+}
+
+// ---- MatMul with batch dimensions broadcast across both operands ------------------------------
+
+/// Resident on warboy and tiled over products on a 4 KiB SRAM; the instruction count shows the
+/// runs (one kMatMul per run of products whose matrices stay or advance by one).
+TEST(CrossBroadcastMatMul, MatchesRunInt8ResidentAndTiled) {
+  struct Case {
+    Shape a, b, y;
+    int runs;  ///< kMatMul instructions when resident
+  } cases[] = {
+      {{2, 1, 3, 5}, {1, 3, 5, 4}, {2, 3, 3, 4}, 2},         // A's matrix per row of 3 products, B advances
+      {{1, 3, 3, 5}, {2, 1, 5, 4}, {2, 3, 3, 4}, 2},         // A advances, B's matrix per run
+      {{2, 3, 1, 4, 7}, {1, 3, 4, 7, 5}, {2, 3, 4, 4, 5}, 6},  // [2,3,1] x [1,3,4]: 6 runs of 4
+      {{4, 1, 2, 9}, {5, 9, 3}, {4, 5, 2, 3}, 4},            // ranks differ: [4,1] x [5]
+      {{3, 1, 1, 6, 8}, {1, 2, 2, 8, 3}, {3, 2, 2, 6, 3}, 3},  // [3,1,1] x [1,2,2]: B's 4 matrices in one run
+  };
+  uint32_t seed = 80;
+  for (const Case& c : cases)
+    for (const compiler::Target& t : {compiler::Target::from_name("warboy"), small_target(1024)}) {
+      const std::string what = shape_str(c.a) + " x " + shape_str(c.b) + " on " + t.name;
+      GraphBuilder b(seed++);
+      const int a = b.input("a", c.a, 0.04f, -3);
+      const int bb = b.input("b", c.b, 0.06f, 5);
+      const int y = b.value("y", c.y, 0.2f, 2);
+      b.matmul("cross_matmul", a, bb, y);
+      b.output(y, "y");
+      const compiler::CompileResult r = compile_npu(b.graph(), t);
+      const isa::Program& p = r.program;
+      expect_runs_like_reference(p, b.graph(), b.random_inputs(), what);
+      const int64_t products = shape_numel(c.y) / (c.y[c.y.size() - 2] * c.y.back());
+      const uint64_t macs = static_cast<uint64_t>(products * c.y[c.y.size() - 2] * c.y.back() * c.a.back());
+      ASSERT_EQ(r.layers.size(), 1u);
+      EXPECT_EQ(r.layers[0].macs, macs) << what;
+      if (t.name == "warboy") {
+        EXPECT_EQ(count(p, isa::Opcode::kMatMul), c.runs) << what;
+      }
+    }
+  // Tiled: 12 products of 40 x 40 outputs (19200 bytes) with both operands (1920 + 3600) on 16 KiB.
+  GraphBuilder b(90);
+  const int a = b.input("a", {4, 1, 40, 12}, 0.04f, -3);
+  const int bb = b.input("b", {1, 3, 12, 100}, 0.06f, 5);
+  const int y = b.value("y", {4, 3, 40, 100}, 0.2f, 2);
+  b.matmul("tiled_cross", a, bb, y);
+  b.output(y, "y");
+  const isa::Program p = compile_npu(b.graph(), small_target(4096)).program;
+  expect_runs_like_reference(p, b.graph(), b.random_inputs(), "tiled");
+  EXPECT_GT(count(p, isa::Opcode::kDmaStore), 1);
+  EXPECT_GE(count(p, isa::Opcode::kMatMul), 4);
+}
+
+/// Both operands must fit SRAM whole (with one product's output): otherwise kUnsupported naming
+/// the node, and with host fallback it runs on the host.
+TEST(CrossBroadcastMatMul, OperandsTooBigForSramGoToTheHost) {
+  GraphBuilder b(91);
+  const int a = b.input("a", {2, 1, 64, 64}, 0.04f, -3);
+  const int bb = b.input("b", {1, 2, 64, 64}, 0.06f, 5);
+  const int y = b.value("y", {2, 2, 64, 64}, 0.2f, 2);
+  b.matmul("big_cross", a, bb, y);
+  b.output(y, "y");
+  compiler::CompileOptions o;
+  o.target = small_target(4096);  // 16 KiB: A and B are 8 KiB each, one product's output 4 KiB
+  o.host_fallback = false;
+  auto r = compiler::compile_graph(b.graph(), o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kUnsupported);
+  EXPECT_NE(std::string(r.error().what()).find("big_cross"), std::string::npos) << r.error().what();
+  o.host_fallback = true;
+  const compiler::CompileResult h = compiler::compile_graph(b.graph(), o).value();
+  ASSERT_EQ(h.placement.size(), 1u);
+  EXPECT_EQ(h.placement[0].runs_on, "host");
 }

@@ -1413,7 +1413,8 @@ void Lowering::lower_movement(const ref::Int8Op& op) {
 /// along axis 0 (an input stride of a multiple of a row, the other axes within one row), so a tile
 /// loads the input rows its output rows read, one contiguous DMA per move: true of slices, concats,
 /// pads and transposes that keep axis 0 in place. Anything else, or a single row that does not
-/// fit, is kUnsupported (the op then runs on the host).
+/// fit, is kUnsupported (the op then runs on the host). When two buffer sets fit, tiles alternate
+/// between them and the loads of tile k+1 overlap the copies of tile k; else one set per tile.
 void Lowering::lower_movement_tiled(const ref::Int8Op& op, const std::vector<Move>& moves) {
   const Shape& y = graph_.values[op.output].shape;
   if (y.empty()) fail(ErrorCode::kUnsupported, where(op) + ": a scalar that does not fit SRAM");
@@ -1472,35 +1473,107 @@ void Lowering::lower_movement_tiled(const ref::Int8Op& op, const std::vector<Mov
     if (fits) break;
     if (tile == 1) refuse("one output row does not fit");
   }
+  // Double buffering: two buffer sets, each an output buffer of `t` rows and per move the most
+  // input bytes any tile of `t` rows loads; when two fit, the loads of tile k+1 precede the copies
+  // and store of tile k, so the DMA overlaps them (as the other tiled paths do).
+  const auto most_input = [&](size_t j, int64_t t) {  // bytes of move j's largest load over tiles of t rows
+    uint64_t most = 0;
+    for (int64_t a = 0; a < y[0] && moves[j].input >= 0; a += t) {
+      const auto [i0, i1] = range(j, a, std::min(y[0], a + t));
+      if (i0 >= i1) continue;
+      const auto [lo, hi] = in_rows(j, i0, i1);
+      most = std::max(most, static_cast<uint64_t>((hi - lo + 1) * rows[j].in_row));
+    }
+    return most;
+  };
+  const auto slot_bytes = [&](int64_t t) {
+    uint64_t bytes = align_up(static_cast<uint64_t>(t * out_row), kSramAlignment);
+    for (size_t j = 0; j < moves.size(); ++j) bytes += align_up(most_input(j, t), kSramAlignment);
+    return bytes;
+  };
+  int64_t double_tile = 0;  // the largest tile two buffer sets hold (bisect: slot_bytes grows with t)
+  if (tile < y[0]) {
+    for (int64_t lo = 1, hi = tile; lo <= hi;) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (2 * slot_bytes(mid) <= sram_.capacity()) {
+        double_tile = mid, lo = mid + 1;
+      } else {
+        hi = mid - 1;
+      }
+    }
+  }
   const ValueHome& out_home = plan_.home[op.output];
-  for (int64_t a = 0; a < y[0]; a += tile) {
-    const int64_t b = std::min(y[0], a + tile);
-    std::vector<uint64_t> buffers;
-    const uint64_t out_buf = allocate_in_empty_sram(static_cast<uint64_t>((b - a) * out_row));
-    buffers.push_back(out_buf);
+  // The input buffer of move j for output rows [a, b) is in_bufs[j]: loads, then copies and store.
+  const auto emit_loads = [&](int64_t a, int64_t b, const std::vector<uint64_t>& in_bufs) {
+    for (size_t j = 0; j < moves.size(); ++j) {
+      const auto [i0, i1] = range(j, a, b);
+      if (i0 >= i1 || moves[j].input < 0) continue;
+      const auto [lo, hi] = in_rows(j, i0, i1);
+      const ValueHome& home = plan_.home[op.inputs[moves[j].input]];
+      emit_dma(isa::Opcode::kDmaLoad, home.region, home.offset + static_cast<uint64_t>(lo * rows[j].in_row), in_bufs[j],
+               static_cast<uint64_t>((hi - lo + 1) * rows[j].in_row));
+    }
+  };
+  const auto emit_copies = [&](int64_t a, int64_t b, uint64_t out_buf, const std::vector<uint64_t>& in_bufs) {
     for (size_t j = 0; j < moves.size(); ++j) {
       const auto [i0, i1] = range(j, a, b);
       if (i0 >= i1) continue;
       Move m = moves[j];
       m.shape[0] = i1 - i0;
       m.out_offset = (rows[j].out_row0 + i0 - a) * out_row + rows[j].out_inner;
-      uint64_t in_buf = 0;
       if (m.input >= 0) {
-        const auto [lo, hi] = in_rows(j, i0, i1);
-        const uint64_t bytes = static_cast<uint64_t>((hi - lo + 1) * rows[j].in_row);
-        in_buf = allocate_in_empty_sram(bytes);
-        buffers.push_back(in_buf);
-        const ValueHome& home = plan_.home[op.inputs[m.input]];
-        emit_dma(isa::Opcode::kDmaLoad, home.region, home.offset + static_cast<uint64_t>(lo * rows[j].in_row), in_buf, bytes);
+        const int64_t lo = in_rows(j, i0, i1).first;
         m.in_offset = (rows[j].in_row0 + i0 * rows[j].step - lo) * rows[j].in_row + rows[j].in_inner;
       }
       isa::Instruction inst = copy_instruction(op, m);
-      if (m.input >= 0) inst.copy.in_addr += static_cast<uint32_t>(in_buf);
+      if (m.input >= 0) inst.copy.in_addr += static_cast<uint32_t>(in_bufs[j]);
       inst.copy.out_addr += static_cast<uint32_t>(out_buf);
       emit(inst);
     }
     emit_dma(isa::Opcode::kDmaStore, out_home.region, out_home.offset + static_cast<uint64_t>(a * out_row), out_buf,
              static_cast<uint64_t>((b - a) * out_row));
+  };
+  if (double_tile > 0) {
+    tile = double_tile;
+    struct Slot {
+      uint64_t out = 0;
+      std::vector<uint64_t> in;
+    } slot[2];
+    for (Slot& sl : slot) {
+      sl.out = allocate_in_empty_sram(static_cast<uint64_t>(tile * out_row));
+      sl.in.assign(moves.size(), 0);
+      for (size_t j = 0; j < moves.size(); ++j)
+        if (const uint64_t most = most_input(j, tile)) sl.in[j] = allocate_in_empty_sram(most);
+    }
+    report_->sram_bytes = std::max<uint64_t>(report_->sram_bytes, sram_.used());
+    const int64_t tiles = ceil_div(y[0], tile);
+    const auto rows_of = [&](int64_t k) { return std::make_pair(k * tile, std::min(y[0], (k + 1) * tile)); };
+    emit_loads(rows_of(0).first, rows_of(0).second, slot[0].in);
+    for (int64_t k = 0; k < tiles; ++k) {
+      if (k + 1 < tiles) emit_loads(rows_of(k + 1).first, rows_of(k + 1).second, slot[(k + 1) % 2].in);
+      emit_copies(rows_of(k).first, rows_of(k).second, slot[k % 2].out, slot[k % 2].in);
+    }
+    for (const Slot& sl : slot) {
+      sram_.release(sl.out);
+      for (uint64_t b : sl.in)
+        if (b) sram_.release(b);
+    }
+    return;
+  }
+  for (int64_t a = 0; a < y[0]; a += tile) {  // one buffer set per tile, allocated for its rows
+    const int64_t b = std::min(y[0], a + tile);
+    std::vector<uint64_t> in_bufs(moves.size(), 0), buffers;
+    const uint64_t out_buf = allocate_in_empty_sram(static_cast<uint64_t>((b - a) * out_row));
+    buffers.push_back(out_buf);
+    for (size_t j = 0; j < moves.size(); ++j) {
+      const auto [i0, i1] = range(j, a, b);
+      if (i0 >= i1 || moves[j].input < 0) continue;
+      const auto [lo, hi] = in_rows(j, i0, i1);
+      in_bufs[j] = allocate_in_empty_sram(static_cast<uint64_t>((hi - lo + 1) * rows[j].in_row));
+      buffers.push_back(in_bufs[j]);
+    }
+    emit_loads(a, b, in_bufs);
+    emit_copies(a, b, out_buf, in_bufs);
     report_->sram_bytes = std::max<uint64_t>(report_->sram_bytes, sram_.used());
     for (uint64_t buf : buffers) sram_.release(buf);
   }

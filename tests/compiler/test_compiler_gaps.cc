@@ -3,6 +3,7 @@
 //   graph outputs that share bytes with a graph input or another output (DramPlan::io_copies),
 //   constant - x (a kSub with Int8Op::constant_first: the constant is kBinary's operand a),
 //   MatMul whose batch dimensions broadcast across both operands (ref::MatMulDims::cross),
+//   double-buffered data-movement tiles (lower_movement_tiled),
 #include <gtest/gtest.h>
 
 #include "anvil/compiler/compiler.h"
@@ -265,4 +266,70 @@ TEST(CrossBroadcastMatMul, OperandsTooBigForSramGoToTheHost) {
   const compiler::CompileResult h = compiler::compile_graph(b.graph(), o).value();
   ASSERT_EQ(h.placement.size(), 1u);
   EXPECT_EQ(h.placement[0].runs_on, "host");
+}
+
+// ---- double-buffered data-movement tiles -------------------------------------------------------
+
+namespace {
+
+/// Whether, in the cost model's schedule, some kCopy of the layer runs while one of its kDmaLoads runs.
+bool copies_overlap_loads(const compiler::CompileResult& r, const std::string& layer) {
+  const isa::Program& p = r.program;
+  const std::vector<uint64_t> finish = compiler::schedule_cycles(p, r.target);
+  for (const compiler::LayerReport& l : r.layers) {
+    if (l.node != layer) continue;
+    const size_t first = l.first_instruction, last = l.first_instruction + l.instructions;
+    for (size_t i = first; i < last; ++i) {
+      if (p.instructions[i].opcode != isa::Opcode::kCopy) continue;
+      const uint64_t c1 = finish[i], c0 = c1 - compiler::instruction_cycles(p.instructions[i], r.target);
+      for (size_t j = first; j < last; ++j) {
+        if (p.instructions[j].opcode != isa::Opcode::kDmaLoad) continue;
+        const uint64_t l1 = finish[j], l0 = l1 - compiler::instruction_cycles(p.instructions[j], r.target);
+        if (l0 < c1 && c0 < l1) return true;
+      }
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+/// A transpose, a concat and a pad too big for a 16 KiB SRAM: tiled over the outermost axis with
+/// two buffer sets, bit-exact, and the schedule overlaps the transpose's loads with its copies
+/// (one move: only the prefetch of the next tile can overlap). On a 2 KiB SRAM, which holds one
+/// row's buffers but not two sets, the transpose runs unpipelined: no overlap.
+TEST(MovementDoubleBuffering, TilesAlternateBuffersAndOverlapLoadsWithCopies) {
+  GraphBuilder b(100);
+  const int x0 = b.input("x0", {24, 6, 8, 16}, 0.04f, -5);  // 768-byte rows, 18 KiB
+  const int x1 = b.input("x1", {24, 2, 8, 16}, 0.07f, 11);
+  const int tr = b.value("tr", {24, 8, 6, 16}, 0.04f, -5);
+  const int cat = b.value("cat", {24, 8, 8, 16}, 0.06f, 2);
+  const int pd = b.value("pd", {27, 8, 9, 16}, 0.06f, 2);
+  b.transpose("tr", x0, tr, {0, 2, 1, 3});
+  b.concat("cat", {x0, x1}, cat, 1);
+  b.pad("pd", cat, pd, {2, 0, 1, 0}, -4);
+  b.output(tr, "tr");
+  b.output(pd, "pd");
+  const compiler::Target roomy = small_target(4096);  // 16 KiB: several rows per tile, two sets
+  const compiler::CompileResult r = compile_npu(b.graph(), roomy);
+  const isa::Program& p = r.program;
+  expect_runs_like_reference(p, b.graph(), b.random_inputs(), "double-buffered");
+  EXPECT_LE(p.sram_bytes, roomy.sram_capacity());
+  EXPECT_GT(count(p, isa::Opcode::kDmaStore), 3 * 2);
+  EXPECT_TRUE(copies_overlap_loads(r, "tr"));
+  EXPECT_TRUE(copies_overlap_loads(r, "pd"));
+  uint64_t serial = 0;
+  for (const isa::Instruction& i : p.instructions) serial += compiler::instruction_cycles(i, roomy);
+  EXPECT_LT(r.est_cycles, serial);
+
+  // tr's row: 768 input + 768 output bytes; two sets (3 KiB) do not fit 2 KiB, one does.
+  GraphBuilder t(101);
+  const int tx = t.input("x0", {24, 6, 8, 16}, 0.04f, -5);
+  const int ty = t.value("tr", {24, 8, 6, 16}, 0.04f, -5);
+  t.transpose("tr", tx, ty, {0, 2, 1, 3});
+  t.output(ty, "tr");
+  const compiler::CompileResult one = compile_npu(t.graph(), small_target(512));
+  expect_runs_like_reference(one.program, t.graph(), t.random_inputs(), "one buffer set");
+  EXPECT_EQ(count(one.program, isa::Opcode::kCopy), 24);
+  EXPECT_FALSE(copies_overlap_loads(one, "tr"));
 }

@@ -923,6 +923,7 @@ void Lowering::lower_matmul(const ref::Int8Op& op) {
     report_->macs += isa::matmul_macs(m);
     return inst;
   };
+  if (smallest_row_tile(op, tiling) > sram_.capacity()) return lower_matmul_columns(op, d, proto);
   lower_rows(op, tiling, build, nullptr);
 }
 
@@ -1644,7 +1645,78 @@ void Lowering::lower_matmul_cross(const ref::Int8Op& op, const ref::MatMulDims& 
     }
     return *pending;  // u0 < u1: at least one run
   };
+  if (smallest_row_tile(op, tiling) > sram_.capacity()) return lower_matmul_columns(op, d, proto);
   lower_rows(op, tiling, build, nullptr);
+}
+
+uint64_t Lowering::smallest_row_tile(const ref::Int8Op& op, const RowTiling& tiling) const {
+  uint64_t bytes = align_up(tiling.const_bytes, kSramAlignment) + align_up(tiling.out_unit_bytes, kSramAlignment);
+  for (size_t i = 0; i < op.inputs.size(); ++i)
+    bytes += align_up(tiling.in_unit_bytes[i] ? tiling.in_unit_bytes[i] : bytes_of(op.inputs[i]), kSramAlignment);
+  return bytes;
+}
+
+void Lowering::lower_matmul_columns(const ref::Int8Op& op, const ref::MatMulDims& d,
+                                    const isa::Instruction& proto) {
+  flush();  // everything this op reads is in DRAM now, and all of SRAM is free
+  const uint64_t cap = sram_.capacity();
+  const auto need = [&](int64_t rows, int64_t cols) {
+    return align_up(d.k * cols, kSramAlignment) + align_up(rows * d.k, kSramAlignment) +
+           align_up(rows * cols, kSramAlignment);
+  };
+  // A block of B's columns takes about half of SRAM (at least one column), then as many rows of A
+  // with their outputs as fit beside it.
+  int64_t cols = std::min<int64_t>(d.n, std::max<int64_t>(1, static_cast<int64_t>(cap / 2) / d.k));
+  while (cols > 1 && need(1, cols) > cap) cols = (cols + 1) / 2;
+  if (need(1, cols) > cap)
+    fail(ErrorCode::kUnsupported, where(op) + ": one row of A with one column of B (K = " + std::to_string(d.k) +
+                                      ") does not fit " + std::to_string(cap) + " bytes of SRAM");
+  int64_t rows = 1;
+  for (int64_t lo = 1, hi = d.m; lo <= hi;) {  // need() grows with the rows
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (need(mid, cols) <= cap) {
+      rows = mid, lo = mid + 1;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  const uint64_t b_buf = allocate_in_empty_sram(static_cast<uint64_t>(d.k * cols));
+  const uint64_t a_buf = allocate_in_empty_sram(static_cast<uint64_t>(rows * d.k));
+  const uint64_t o_buf = allocate_in_empty_sram(static_cast<uint64_t>(rows * cols));
+  report_->sram_bytes = sram_.used();
+  const ValueHome &a_home = plan_.home[op.inputs[0]], &b_home = plan_.home[op.inputs[1]], &o_home = plan_.home[op.output];
+  // What each buffer holds (matrix, first row / column), so a block still there is not loaded again.
+  std::pair<int64_t, int64_t> a_held{-1, -1}, b_held{-1, -1};
+  for (int64_t p = 0; p < d.batch; ++p)
+    for (int64_t n0 = 0; n0 < d.n; n0 += cols) {
+      const int64_t nc = std::min(cols, d.n - n0);
+      if (b_held != std::make_pair(d.b_index[p], n0)) {  // K rows of nc bytes, N apart in DRAM
+        emit_dma(isa::Opcode::kDmaLoad, b_home.region, b_home.offset + d.b_index[p] * d.k * d.n + n0, b_buf, nc, d.k,
+                 d.n);
+        b_held = {d.b_index[p], n0};
+      }
+      for (int64_t m0 = 0; m0 < d.m; m0 += rows) {
+        const int64_t mr = std::min(rows, d.m - m0);
+        if (a_held != std::make_pair(d.a_index[p], m0)) {
+          emit_dma(isa::Opcode::kDmaLoad, a_home.region, a_home.offset + (d.a_index[p] * d.m + m0) * d.k, a_buf, mr * d.k);
+          a_held = {d.a_index[p], m0};
+        }
+        isa::Instruction inst = proto;
+        isa::MatMulArgs& m = inst.matmul;
+        m.a_addr = static_cast<uint32_t>(a_buf);
+        m.b_addr = static_cast<uint32_t>(b_buf);
+        m.out_addr = static_cast<uint32_t>(o_buf);
+        m.batch = 1;
+        m.m = u32(mr, "rows", op);
+        m.n = u32(nc, "columns", op);
+        m.a_step = m.b_step = 0;
+        report_->macs += isa::matmul_macs(m);
+        emit(inst);
+        emit_dma(isa::Opcode::kDmaStore, o_home.region, o_home.offset + (p * d.m + m0) * d.n + n0, o_buf, nc, mr, d.n);
+      }
+    }
+  for (uint64_t b : {b_buf, a_buf, o_buf}) sram_.release(b);
+  end_layer();
 }
 
 }  // namespace anvil::compiler

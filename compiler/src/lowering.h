@@ -149,6 +149,12 @@ class Lowering {
   /// both operands whole in SRAM, products in tiles; each tile one kMatMul per run of products
   /// whose A and B matrices each stay or advance by one (e.g. [2,1] x [1,3]: two runs of three).
   void lower_matmul_cross(const ref::Int8Op& op, const ref::MatMulDims& d, const isa::Instruction& proto);
+  /// SRAM bytes of the smallest tile lower_rows_tiled can make (the shared inputs and constants
+  /// plus one unit); above the capacity it refuses the op.
+  uint64_t smallest_row_tile(const ref::Int8Op& op, const RowTiling& tiling) const;
+  /// A kMatMul of which not even one unit fits SRAM (a B too large): per product, blocks of B's
+  /// columns (one strided DMA each) times blocks of A's rows, DRAM to DRAM, one buffer set.
+  void lower_matmul_columns(const ref::Int8Op& op, const ref::MatMulDims& d, const isa::Instruction& proto);
   void lower_softmax(const ref::Int8Op& op);
   /// kAdd with broadcasting or a constant operand, kSub (constant - x included: the constant is
   /// operand a), kMul: one kBinary per tile.

@@ -3,6 +3,7 @@
 //   graph outputs that share bytes with a graph input or another output (DramPlan::io_copies),
 //   constant - x (a kSub with Int8Op::constant_first: the constant is kBinary's operand a),
 //   MatMul whose batch dimensions broadcast across both operands (ref::MatMulDims::cross),
+//   a MatMul tiled within one product when B does not fit SRAM (lower_matmul_columns),
 //   double-buffered data-movement tiles (lower_movement_tiled),
 #include <gtest/gtest.h>
 
@@ -246,22 +247,60 @@ TEST(CrossBroadcastMatMul, MatchesRunInt8ResidentAndTiled) {
   EXPECT_GE(count(p, isa::Opcode::kMatMul), 4);
 }
 
-/// Both operands must fit SRAM whole (with one product's output): otherwise kUnsupported naming
-/// the node, and with host fallback it runs on the host.
-TEST(CrossBroadcastMatMul, OperandsTooBigForSramGoToTheHost) {
+// ---- MatMul tiled within a product (blocks of B's columns x blocks of A's rows) -------------------
+
+/// B too large for SRAM with one row of A: every kind of batch layout, on a 4 KiB SRAM, against
+/// run_int8 (including the cross-broadcast case whose operands do not fit whole).
+TEST(MatMulColumnTiles, BTooLargeForSramIsTiledOverColumnsAndRows) {
+  struct Case {
+    Shape a, b, y;
+  } cases[] = {
+      {{1, 6, 40}, {1, 40, 300}, {1, 6, 300}},          // one product: 12 KiB of B, 6 column blocks
+      {{1, 300, 40}, {40, 100}, {1, 300, 100}},         // B shared: column blocks x row blocks
+      {{3, 5, 40}, {3, 40, 200}, {3, 5, 200}},          // batched products
+      {{2, 1, 4, 30}, {1, 2, 30, 150}, {2, 2, 4, 150}},  // batch dims broadcast across both
+      {{4, 7, 33}, {33, 257}, {4, 7, 257}},             // odd sizes
+  };
+  uint32_t seed = 95;
+  for (const Case& c : cases) {
+    const std::string what = shape_str(c.a) + " x " + shape_str(c.b);
+    GraphBuilder b(seed++);
+    const int a = b.input("a", c.a, 0.04f, -3);
+    const int bb = b.input("b", c.b, 0.06f, 5);
+    const int y = b.value("y", c.y, 0.3f, 2);
+    b.matmul("wide_matmul", a, bb, y);
+    b.output(y, "y");
+    const compiler::Target t = small_target(1024);  // 4 KiB
+    const compiler::CompileResult r = compile_npu(b.graph(), t);
+    const isa::Program& p = r.program;
+    expect_runs_like_reference(p, b.graph(), b.random_inputs(), what);
+    EXPECT_LE(p.sram_bytes, t.sram_capacity()) << what;
+    EXPECT_GT(count(p, isa::Opcode::kMatMul), 1) << what;
+    for (const isa::Instruction& i : p.instructions)
+      if (i.opcode == isa::Opcode::kMatMul) {
+        EXPECT_LT(i.matmul.n, static_cast<uint32_t>(c.y.back())) << what << ": column blocks";
+      }
+    const uint64_t macs = static_cast<uint64_t>(shape_numel(c.y) * c.a.back());
+    EXPECT_EQ(r.layers.at(0).macs, macs) << what;
+  }
+}
+
+/// K so long that one row of A and one column of B do not fit: kUnsupported naming the node,
+/// and with host fallback the op runs on the host.
+TEST(MatMulColumnTiles, ARowAndAColumnThatDoNotFitGoToTheHost) {
   GraphBuilder b(91);
-  const int a = b.input("a", {2, 1, 64, 64}, 0.04f, -3);
-  const int bb = b.input("b", {1, 2, 64, 64}, 0.06f, 5);
-  const int y = b.value("y", {2, 2, 64, 64}, 0.2f, 2);
-  b.matmul("big_cross", a, bb, y);
+  const int a = b.input("a", {1, 2, 3000}, 0.04f, -3);
+  const int bb = b.input("b", {1, 3000, 3}, 0.06f, 5);
+  const int y = b.value("y", {1, 2, 3}, 0.2f, 2);
+  b.matmul("long_k", a, bb, y);
   b.output(y, "y");
   compiler::CompileOptions o;
-  o.target = small_target(4096);  // 16 KiB: A and B are 8 KiB each, one product's output 4 KiB
+  o.target = small_target(1024);  // 4 KiB: 3000 + 3000 bytes do not fit
   o.host_fallback = false;
   auto r = compiler::compile_graph(b.graph(), o);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), ErrorCode::kUnsupported);
-  EXPECT_NE(std::string(r.error().what()).find("big_cross"), std::string::npos) << r.error().what();
+  EXPECT_NE(std::string(r.error().what()).find("long_k"), std::string::npos) << r.error().what();
   o.host_fallback = true;
   const compiler::CompileResult h = compiler::compile_graph(b.graph(), o).value();
   ASSERT_EQ(h.placement.size(), 1u);

@@ -12,7 +12,8 @@
 /// slices of weights, bias, multipliers and shifts) and over output rows (with the input rows the
 /// windows need, the halo); pooling over channels and rows; add, requant and lut over element
 /// ranges (a lut's table is loaded once for all its tiles); matmul over rows of A (B shared) or over
-/// batch products, softmax over its outer rows (RowTiling); data movement (transpose, slice,
+/// batch products, softmax over its outer rows (RowTiling), a matmul whose B does not fit even so
+/// within its products (blocks of B's columns x blocks of A's rows); data movement (transpose, slice,
 /// concat, pad) over rows of the output's outermost axis where each reads whole input rows.
 /// When two tiles' buffers fit, tiles alternate between them, so the DMA of tile k+1 only waits
 /// for the compute of tile k-1 and overlaps tile k.

@@ -229,6 +229,13 @@ CompileResult compile_unpartitioned(const ref::Int8Graph& graph, const CompileOp
     add_placement(result.placement, {layer.node, layer.op, "npu", "", 0});
     result.layers.push_back(std::move(layer));
   }
+  for (const IoCopy& copy : plan.io_copies) {  // a report line of its own, no node to place
+    const uint64_t first = program.instructions.size();
+    LayerReport layer = lowering.lower_io_copy(copy);
+    layer.first_instruction = first;
+    layer.instructions = program.instructions.size() - first;
+    result.layers.push_back(std::move(layer));
+  }
   program.sram_bytes = lowering.sram_peak();
   estimate_cycles(result);
   program.metadata = result.report().dump();

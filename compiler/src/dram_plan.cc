@@ -98,13 +98,14 @@ DramPlan plan_dram(const ref::Int8Graph& g) {
   }
   for (size_t i = 0; i < g.outputs.size(); ++i) {
     const int v = g.outputs[i];
-    if (homed[root[v]])
-      fail(ErrorCode::kUnsupported, "graph output '" + g.output_names[i] + "' holds the same bytes as another graph " +
-                                        "input or output; copying between IO tensors is not implemented");
     io = align_up(io, kDramAlignment);
     plan.outputs.push_back(describe(g.values[v], g.output_names[i], io));
-    plan.home[root[v]] = {isa::Region::kIo, io};
-    homed[root[v]] = true;
+    if (homed[root[v]]) {  // the bytes already have an IO home: this output is a copy of them
+      plan.io_copies.push_back({plan.home[root[v]].offset, io, value_bytes(g.values[v]), g.output_names[i]});
+    } else {
+      plan.home[root[v]] = {isa::Region::kIo, io};
+      homed[root[v]] = true;
+    }
     io += value_bytes(g.values[v]);
   }
   plan.io_bytes = align_up(io, kDramAlignment);

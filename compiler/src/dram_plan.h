@@ -6,6 +6,7 @@
 ///   kScratch intermediate values, placed by first_fit over their lifetimes.
 /// A Reshape output is the same bytes as its input: both share one home.
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "anvil/isa/program.h"
@@ -20,15 +21,24 @@ struct ValueHome {
   uint64_t offset = 0;
 };
 
+/// A graph output whose bytes are those of a graph input or of an earlier graph output (the same
+/// value under a second name, or a reshape of it): it gets an IO tensor of its own, which the
+/// program fills by copying `bytes` from IO offset `from` to IO offset `to` after every op has run.
+struct IoCopy {
+  uint64_t from = 0, to = 0, bytes = 0;
+  std::string output;  ///< the graph output's name (reports)
+};
+
 struct DramPlan {
   std::vector<ValueHome> home;  ///< per value index
   std::vector<isa::TensorDesc> inputs, outputs;
   uint64_t io_bytes = 0, scratch_bytes = 0;
+  std::vector<IoCopy> io_copies;  ///< in graph output order; `home` keeps the shared bytes' home
 };
 
 /// Validates the graph's structure (indices, topological order, single producers, reshape sizes)
-/// and plans its DRAM. Throws kInvalidArgument naming the node or value; kUnsupported when a graph
-/// output is another graph output or a graph input under a different name (no copy op yet).
+/// and plans its DRAM. Throws kInvalidArgument naming the node or value. A graph output holding the
+/// bytes of a graph input or of an earlier graph output gets its own IO tensor and an IoCopy.
 DramPlan plan_dram(const ref::Int8Graph& graph);
 
 }  // namespace anvil::compiler

@@ -892,6 +892,7 @@ void Lowering::lower_matmul(const ref::Int8Op& op) {
   p.shift = op.multiplier.shift;
   p.act_min = op.act_min;
   p.act_max = op.act_max;
+  if (d.cross) return lower_matmul_cross(op, d, proto);
   const bool by_rows = d.b_step == 0 || d.batch == 1;
   RowTiling tiling;
   if (by_rows) {
@@ -922,6 +923,7 @@ void Lowering::lower_matmul(const ref::Int8Op& op) {
     report_->macs += isa::matmul_macs(m);
     return inst;
   };
+  if (smallest_row_tile(op, tiling) > sram_.capacity()) return lower_matmul_columns(op, d, proto);
   lower_rows(op, tiling, build, nullptr);
 }
 
@@ -1043,9 +1045,15 @@ void Lowering::lower_binary(const ref::Int8Op& op) {
   const bool has_const = op.inputs.size() == 1;
   if (has_const ? op.weight.empty() || op.weight.dtype() != DType::kInt8 : op.inputs.size() != 2 || !op.weight.empty())
     fail(ErrorCode::kInvalidArgument, where(op) + ": expects two int8 values, or one and an int8 constant");
+  // constant - x: the constant is operand a (kBinary reads a from any SRAM address with its strides).
+  const bool const_first = op.constant_first;
+  if (const_first && (op.kind != ref::Int8OpKind::kSub || !has_const))
+    fail(ErrorCode::kInvalidArgument, where(op) + ": only a sub of one value takes its constant first");
   const ref::Int8Value& y = graph_.values[op.output];
-  const Shape& a_shape = graph_.values[op.inputs[0]].shape;
-  const Shape& b_shape = has_const ? op.weight.shape() : graph_.values[op.inputs[1]].shape;
+  const Shape& a_shape = const_first ? op.weight.shape() : graph_.values[op.inputs[0]].shape;
+  const Shape& b_shape = const_first ? graph_.values[op.inputs[0]].shape
+                         : has_const ? op.weight.shape()
+                                     : graph_.values[op.inputs[1]].shape;
   const BinaryShape shape = binary_shape(a_shape, b_shape, y.shape, op);
   isa::Instruction proto;
   proto.opcode = isa::Opcode::kBinary;
@@ -1096,12 +1104,12 @@ void Lowering::lower_binary(const ref::Int8Op& op) {
     };
   }
   const int td = shape.tiled_dim;
-  const Builder build = [&, has_const, td](const Tile& t, const std::vector<uint64_t>& in_addrs, uint64_t const_addr,
-                                           uint64_t out_addr) {
+  const Builder build = [&, has_const, const_first, td](const Tile& t, const std::vector<uint64_t>& in_addrs,
+                                                        uint64_t const_addr, uint64_t out_addr) {
     isa::Instruction inst = proto;
     isa::BinaryArgs& b = inst.binary;
-    b.a_addr = static_cast<uint32_t>(in_addrs[0]);
-    b.b_addr = static_cast<uint32_t>(has_const ? const_addr : in_addrs[1]);
+    b.a_addr = static_cast<uint32_t>(const_first ? const_addr : in_addrs[0]);
+    b.b_addr = static_cast<uint32_t>(const_first ? in_addrs[0] : has_const ? const_addr : in_addrs[1]);
     b.out_addr = static_cast<uint32_t>(out_addr);
     b.shape[td] = static_cast<uint32_t>(t.r1 - t.r0);
     return inst;
@@ -1125,10 +1133,11 @@ void Lowering::lower_binary_tiled(const ref::Int8Op& op, const BinaryShape& shap
     uint64_t addr = 0;                              // shared: its SRAM copy
   };
   std::vector<Operand> operands;
+  const size_t const_operand = op.inputs.size() == 1 ? (op.constant_first ? 0 : 1) : 2;  // 2: none
   for (size_t i = 0; i < 2; ++i) {
     const auto& stride = i == 0 ? shape.a_stride : shape.b_stride;
-    const bool constant = i == 1 && op.inputs.size() == 1;
-    const ValueHome h = constant ? ValueHome{} : plan_.home[op.inputs[i]];
+    const bool constant = i == const_operand;
+    const ValueHome h = constant ? ValueHome{} : plan_.home[op.inputs[op.constant_first ? 0 : i]];
     operands.push_back({constant ? isa::Region::kConst : h.region, constant ? consts(0, 0) : h.offset, stride,
                         stride[td] == 0 || rows == 1});
   }
@@ -1197,7 +1206,7 @@ void Lowering::lower_binary_tiled(const ref::Int8Op& op, const BinaryShape& shap
     t.r1 = std::min(rows, t.r0 + rs);
     const uint64_t a = operands[0].shared ? operands[0].addr : sl.in[0];
     const uint64_t b = operands[1].shared ? operands[1].addr : sl.in[1];
-    emit(build(t, {a, b}, b, sl.out));
+    emit(const_operand == 0 ? build(t, {b}, a, sl.out) : build(t, {a, b}, b, sl.out));
     emit_dma(isa::Opcode::kDmaStore, out_home.region, out_home.offset + t.r0 * row_out, sl.out,
              (t.r1 - t.r0) * row_out);
   }
@@ -1405,7 +1414,8 @@ void Lowering::lower_movement(const ref::Int8Op& op) {
 /// along axis 0 (an input stride of a multiple of a row, the other axes within one row), so a tile
 /// loads the input rows its output rows read, one contiguous DMA per move: true of slices, concats,
 /// pads and transposes that keep axis 0 in place. Anything else, or a single row that does not
-/// fit, is kUnsupported (the op then runs on the host).
+/// fit, is kUnsupported (the op then runs on the host). When two buffer sets fit, tiles alternate
+/// between them and the loads of tile k+1 overlap the copies of tile k; else one set per tile.
 void Lowering::lower_movement_tiled(const ref::Int8Op& op, const std::vector<Move>& moves) {
   const Shape& y = graph_.values[op.output].shape;
   if (y.empty()) fail(ErrorCode::kUnsupported, where(op) + ": a scalar that does not fit SRAM");
@@ -1464,38 +1474,249 @@ void Lowering::lower_movement_tiled(const ref::Int8Op& op, const std::vector<Mov
     if (fits) break;
     if (tile == 1) refuse("one output row does not fit");
   }
+  // Double buffering: two buffer sets, each an output buffer of `t` rows and per move the most
+  // input bytes any tile of `t` rows loads; when two fit, the loads of tile k+1 precede the copies
+  // and store of tile k, so the DMA overlaps them (as the other tiled paths do).
+  const auto most_input = [&](size_t j, int64_t t) {  // bytes of move j's largest load over tiles of t rows
+    uint64_t most = 0;
+    for (int64_t a = 0; a < y[0] && moves[j].input >= 0; a += t) {
+      const auto [i0, i1] = range(j, a, std::min(y[0], a + t));
+      if (i0 >= i1) continue;
+      const auto [lo, hi] = in_rows(j, i0, i1);
+      most = std::max(most, static_cast<uint64_t>((hi - lo + 1) * rows[j].in_row));
+    }
+    return most;
+  };
+  const auto slot_bytes = [&](int64_t t) {
+    uint64_t bytes = align_up(static_cast<uint64_t>(t * out_row), kSramAlignment);
+    for (size_t j = 0; j < moves.size(); ++j) bytes += align_up(most_input(j, t), kSramAlignment);
+    return bytes;
+  };
+  int64_t double_tile = 0;  // the largest tile two buffer sets hold (bisect: slot_bytes grows with t)
+  if (tile < y[0]) {
+    for (int64_t lo = 1, hi = tile; lo <= hi;) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (2 * slot_bytes(mid) <= sram_.capacity()) {
+        double_tile = mid, lo = mid + 1;
+      } else {
+        hi = mid - 1;
+      }
+    }
+  }
   const ValueHome& out_home = plan_.home[op.output];
-  for (int64_t a = 0; a < y[0]; a += tile) {
-    const int64_t b = std::min(y[0], a + tile);
-    std::vector<uint64_t> buffers;
-    const uint64_t out_buf = allocate_in_empty_sram(static_cast<uint64_t>((b - a) * out_row));
-    buffers.push_back(out_buf);
+  // The input buffer of move j for output rows [a, b) is in_bufs[j]: loads, then copies and store.
+  const auto emit_loads = [&](int64_t a, int64_t b, const std::vector<uint64_t>& in_bufs) {
+    for (size_t j = 0; j < moves.size(); ++j) {
+      const auto [i0, i1] = range(j, a, b);
+      if (i0 >= i1 || moves[j].input < 0) continue;
+      const auto [lo, hi] = in_rows(j, i0, i1);
+      const ValueHome& home = plan_.home[op.inputs[moves[j].input]];
+      emit_dma(isa::Opcode::kDmaLoad, home.region, home.offset + static_cast<uint64_t>(lo * rows[j].in_row), in_bufs[j],
+               static_cast<uint64_t>((hi - lo + 1) * rows[j].in_row));
+    }
+  };
+  const auto emit_copies = [&](int64_t a, int64_t b, uint64_t out_buf, const std::vector<uint64_t>& in_bufs) {
     for (size_t j = 0; j < moves.size(); ++j) {
       const auto [i0, i1] = range(j, a, b);
       if (i0 >= i1) continue;
       Move m = moves[j];
       m.shape[0] = i1 - i0;
       m.out_offset = (rows[j].out_row0 + i0 - a) * out_row + rows[j].out_inner;
-      uint64_t in_buf = 0;
       if (m.input >= 0) {
-        const auto [lo, hi] = in_rows(j, i0, i1);
-        const uint64_t bytes = static_cast<uint64_t>((hi - lo + 1) * rows[j].in_row);
-        in_buf = allocate_in_empty_sram(bytes);
-        buffers.push_back(in_buf);
-        const ValueHome& home = plan_.home[op.inputs[m.input]];
-        emit_dma(isa::Opcode::kDmaLoad, home.region, home.offset + static_cast<uint64_t>(lo * rows[j].in_row), in_buf, bytes);
+        const int64_t lo = in_rows(j, i0, i1).first;
         m.in_offset = (rows[j].in_row0 + i0 * rows[j].step - lo) * rows[j].in_row + rows[j].in_inner;
       }
       isa::Instruction inst = copy_instruction(op, m);
-      if (m.input >= 0) inst.copy.in_addr += static_cast<uint32_t>(in_buf);
+      if (m.input >= 0) inst.copy.in_addr += static_cast<uint32_t>(in_bufs[j]);
       inst.copy.out_addr += static_cast<uint32_t>(out_buf);
       emit(inst);
     }
     emit_dma(isa::Opcode::kDmaStore, out_home.region, out_home.offset + static_cast<uint64_t>(a * out_row), out_buf,
              static_cast<uint64_t>((b - a) * out_row));
+  };
+  if (double_tile > 0) {
+    tile = double_tile;
+    struct Slot {
+      uint64_t out = 0;
+      std::vector<uint64_t> in;
+    } slot[2];
+    for (Slot& sl : slot) {
+      sl.out = allocate_in_empty_sram(static_cast<uint64_t>(tile * out_row));
+      sl.in.assign(moves.size(), 0);
+      for (size_t j = 0; j < moves.size(); ++j)
+        if (const uint64_t most = most_input(j, tile)) sl.in[j] = allocate_in_empty_sram(most);
+    }
+    report_->sram_bytes = std::max<uint64_t>(report_->sram_bytes, sram_.used());
+    const int64_t tiles = ceil_div(y[0], tile);
+    const auto rows_of = [&](int64_t k) { return std::make_pair(k * tile, std::min(y[0], (k + 1) * tile)); };
+    emit_loads(rows_of(0).first, rows_of(0).second, slot[0].in);
+    for (int64_t k = 0; k < tiles; ++k) {
+      if (k + 1 < tiles) emit_loads(rows_of(k + 1).first, rows_of(k + 1).second, slot[(k + 1) % 2].in);
+      emit_copies(rows_of(k).first, rows_of(k).second, slot[k % 2].out, slot[k % 2].in);
+    }
+    for (const Slot& sl : slot) {
+      sram_.release(sl.out);
+      for (uint64_t b : sl.in)
+        if (b) sram_.release(b);
+    }
+    return;
+  }
+  for (int64_t a = 0; a < y[0]; a += tile) {  // one buffer set per tile, allocated for its rows
+    const int64_t b = std::min(y[0], a + tile);
+    std::vector<uint64_t> in_bufs(moves.size(), 0), buffers;
+    const uint64_t out_buf = allocate_in_empty_sram(static_cast<uint64_t>((b - a) * out_row));
+    buffers.push_back(out_buf);
+    for (size_t j = 0; j < moves.size(); ++j) {
+      const auto [i0, i1] = range(j, a, b);
+      if (i0 >= i1 || moves[j].input < 0) continue;
+      const auto [lo, hi] = in_rows(j, i0, i1);
+      in_bufs[j] = allocate_in_empty_sram(static_cast<uint64_t>((hi - lo + 1) * rows[j].in_row));
+      buffers.push_back(in_bufs[j]);
+    }
+    emit_loads(a, b, in_bufs);
+    emit_copies(a, b, out_buf, in_bufs);
     report_->sram_bytes = std::max<uint64_t>(report_->sram_bytes, sram_.used());
     for (uint64_t buf : buffers) sram_.release(buf);
   }
+}
+
+}  // namespace anvil::compiler
+
+namespace anvil::compiler {
+
+LayerReport Lowering::lower_io_copy(const IoCopy& copy) {
+  LayerReport report;
+  report.node = copy.output;
+  report.op = "io_copy";
+  report_ = &report;
+  // Every op has run: residents still needed are graph outputs, already stored; SRAM is free after this.
+  flush();
+  const uint64_t chunk = std::min(copy.bytes, sram_.capacity());
+  const uint64_t buf = allocate_in_empty_sram(chunk);
+  for (uint64_t at = 0; at < copy.bytes; at += chunk) {
+    const uint64_t n = std::min(chunk, copy.bytes - at);
+    emit_dma(isa::Opcode::kDmaLoad, isa::Region::kIo, copy.from + at, buf, n);
+    emit_dma(isa::Opcode::kDmaStore, isa::Region::kIo, copy.to + at, buf, n);
+  }
+  sram_.release(buf);
+  report.sram_bytes = chunk;
+  report_ = nullptr;
+  return report;
+}
+
+}  // namespace anvil::compiler
+
+namespace anvil::compiler {
+
+void Lowering::lower_matmul_cross(const ref::Int8Op& op, const ref::MatMulDims& d, const isa::Instruction& proto) {
+  const int64_t a_matrix = d.m * d.k, b_matrix = d.k * d.n, out_matrix = d.m * d.n;
+  RowTiling tiling;
+  tiling.units = d.batch;
+  tiling.in_unit_bytes = {0, 0};  // both operands whole, loaded once
+  tiling.out_unit_bytes = static_cast<uint64_t>(out_matrix);
+  // Products [u0, u1) as runs [p0, p1) in which A's and B's matrix indices each advance by a
+  // constant 0 or 1; all but the last run's instruction are emitted here (as lower_movement does).
+  const RowBuilder build = [&](int64_t u0, int64_t u1, const std::vector<uint64_t>& in_addrs, uint64_t,
+                               uint64_t out_addr) {
+    std::optional<isa::Instruction> pending;
+    for (int64_t p0 = u0; p0 < u1;) {
+      int64_t p1 = p0 + 1, da = 0, db = 0;
+      if (p1 < u1) {
+        da = d.a_index[p1] - d.a_index[p0], db = d.b_index[p1] - d.b_index[p0];
+        if (da >= 0 && da <= 1 && db >= 0 && db <= 1) {
+          while (p1 < u1 && d.a_index[p1] == d.a_index[p1 - 1] + da && d.b_index[p1] == d.b_index[p1 - 1] + db) ++p1;
+        } else {
+          da = db = 0;  // a jump: a run of one product
+        }
+      }
+      isa::Instruction inst = proto;
+      isa::MatMulArgs& m = inst.matmul;
+      m.a_addr = u32(static_cast<int64_t>(in_addrs[0]) + d.a_index[p0] * a_matrix, "A address", op);
+      m.b_addr = u32(static_cast<int64_t>(in_addrs[1]) + d.b_index[p0] * b_matrix, "B address", op);
+      m.out_addr = u32(static_cast<int64_t>(out_addr) + (p0 - u0) * out_matrix, "output address", op);
+      m.batch = u32(p1 - p0, "batch", op);
+      m.m = u32(d.m, "M", op);
+      m.a_step = da ? u32(a_matrix, "A step", op) : 0;
+      m.b_step = db ? u32(b_matrix, "B step", op) : 0;
+      report_->macs += isa::matmul_macs(m);
+      if (pending) emit(*pending);
+      pending = inst;
+      p0 = p1;
+    }
+    return *pending;  // u0 < u1: at least one run
+  };
+  if (smallest_row_tile(op, tiling) > sram_.capacity()) return lower_matmul_columns(op, d, proto);
+  lower_rows(op, tiling, build, nullptr);
+}
+
+uint64_t Lowering::smallest_row_tile(const ref::Int8Op& op, const RowTiling& tiling) const {
+  uint64_t bytes = align_up(tiling.const_bytes, kSramAlignment) + align_up(tiling.out_unit_bytes, kSramAlignment);
+  for (size_t i = 0; i < op.inputs.size(); ++i)
+    bytes += align_up(tiling.in_unit_bytes[i] ? tiling.in_unit_bytes[i] : bytes_of(op.inputs[i]), kSramAlignment);
+  return bytes;
+}
+
+void Lowering::lower_matmul_columns(const ref::Int8Op& op, const ref::MatMulDims& d,
+                                    const isa::Instruction& proto) {
+  flush();  // everything this op reads is in DRAM now, and all of SRAM is free
+  const uint64_t cap = sram_.capacity();
+  const auto need = [&](int64_t rows, int64_t cols) {
+    return align_up(d.k * cols, kSramAlignment) + align_up(rows * d.k, kSramAlignment) +
+           align_up(rows * cols, kSramAlignment);
+  };
+  // A block of B's columns takes about half of SRAM (at least one column), then as many rows of A
+  // with their outputs as fit beside it.
+  int64_t cols = std::min<int64_t>(d.n, std::max<int64_t>(1, static_cast<int64_t>(cap / 2) / d.k));
+  while (cols > 1 && need(1, cols) > cap) cols = (cols + 1) / 2;
+  if (need(1, cols) > cap)
+    fail(ErrorCode::kUnsupported, where(op) + ": one row of A with one column of B (K = " + std::to_string(d.k) +
+                                      ") does not fit " + std::to_string(cap) + " bytes of SRAM");
+  int64_t rows = 1;
+  for (int64_t lo = 1, hi = d.m; lo <= hi;) {  // need() grows with the rows
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (need(mid, cols) <= cap) {
+      rows = mid, lo = mid + 1;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  const uint64_t b_buf = allocate_in_empty_sram(static_cast<uint64_t>(d.k * cols));
+  const uint64_t a_buf = allocate_in_empty_sram(static_cast<uint64_t>(rows * d.k));
+  const uint64_t o_buf = allocate_in_empty_sram(static_cast<uint64_t>(rows * cols));
+  report_->sram_bytes = sram_.used();
+  const ValueHome &a_home = plan_.home[op.inputs[0]], &b_home = plan_.home[op.inputs[1]], &o_home = plan_.home[op.output];
+  // What each buffer holds (matrix, first row / column), so a block still there is not loaded again.
+  std::pair<int64_t, int64_t> a_held{-1, -1}, b_held{-1, -1};
+  for (int64_t p = 0; p < d.batch; ++p)
+    for (int64_t n0 = 0; n0 < d.n; n0 += cols) {
+      const int64_t nc = std::min(cols, d.n - n0);
+      if (b_held != std::make_pair(d.b_index[p], n0)) {  // K rows of nc bytes, N apart in DRAM
+        emit_dma(isa::Opcode::kDmaLoad, b_home.region, b_home.offset + d.b_index[p] * d.k * d.n + n0, b_buf, nc, d.k,
+                 d.n);
+        b_held = {d.b_index[p], n0};
+      }
+      for (int64_t m0 = 0; m0 < d.m; m0 += rows) {
+        const int64_t mr = std::min(rows, d.m - m0);
+        if (a_held != std::make_pair(d.a_index[p], m0)) {
+          emit_dma(isa::Opcode::kDmaLoad, a_home.region, a_home.offset + (d.a_index[p] * d.m + m0) * d.k, a_buf, mr * d.k);
+          a_held = {d.a_index[p], m0};
+        }
+        isa::Instruction inst = proto;
+        isa::MatMulArgs& m = inst.matmul;
+        m.a_addr = static_cast<uint32_t>(a_buf);
+        m.b_addr = static_cast<uint32_t>(b_buf);
+        m.out_addr = static_cast<uint32_t>(o_buf);
+        m.batch = 1;
+        m.m = u32(mr, "rows", op);
+        m.n = u32(nc, "columns", op);
+        m.a_step = m.b_step = 0;
+        report_->macs += isa::matmul_macs(m);
+        emit(inst);
+        emit_dma(isa::Opcode::kDmaStore, o_home.region, o_home.offset + (p * d.m + m0) * d.n + n0, o_buf, nc, mr, d.n);
+      }
+    }
+  for (uint64_t b : {b_buf, a_buf, o_buf}) sram_.release(b);
+  end_layer();
 }
 
 }  // namespace anvil::compiler

@@ -12,7 +12,8 @@
 /// slices of weights, bias, multipliers and shifts) and over output rows (with the input rows the
 /// windows need, the halo); pooling over channels and rows; add, requant and lut over element
 /// ranges (a lut's table is loaded once for all its tiles); matmul over rows of A (B shared) or over
-/// batch products, softmax over its outer rows (RowTiling); data movement (transpose, slice,
+/// batch products, softmax over its outer rows (RowTiling), a matmul whose B does not fit even so
+/// within its products (blocks of B's columns x blocks of A's rows); data movement (transpose, slice,
 /// concat, pad) over rows of the output's outermost axis where each reads whole input rows.
 /// When two tiles' buffers fit, tiles alternate between them, so the DMA of tile k+1 only waits
 /// for the compute of tile k-1 and overlaps tile k.
@@ -36,6 +37,10 @@ class Lowering {
   /// kUnsupported naming the node.
   LayerReport lower(const ref::Int8Op& op);
   uint64_t sram_peak() const { return sram_.peak(); }
+  /// After the last op: fills one aliasing graph output (DramPlan::io_copies) from the IO tensor
+  /// whose bytes it shares, through SRAM (DMA loads and stores of chunks as large as SRAM allows).
+  /// Returns its report line (node = the output's name, op = "io_copy").
+  LayerReport lower_io_copy(const IoCopy& copy);
 
   /// A tile of a window op (conv, pooling): channel units [u0, u1) and output rows [r0, r1); of an
   /// elementwise op: elements [u0, u1).
@@ -141,8 +146,19 @@ class Lowering {
   void lower_requant(const ref::Int8Op& op);
   void lower_lut(const ref::Int8Op& op);
   void lower_matmul(const ref::Int8Op& op);
+  /// A kMatMul whose batch dimensions broadcast across both operands (ref::MatMulDims::cross):
+  /// both operands whole in SRAM, products in tiles; each tile one kMatMul per run of products
+  /// whose A and B matrices each stay or advance by one (e.g. [2,1] x [1,3]: two runs of three).
+  void lower_matmul_cross(const ref::Int8Op& op, const ref::MatMulDims& d, const isa::Instruction& proto);
+  /// SRAM bytes of the smallest tile lower_rows_tiled can make (the shared inputs and constants
+  /// plus one unit); above the capacity it refuses the op.
+  uint64_t smallest_row_tile(const ref::Int8Op& op, const RowTiling& tiling) const;
+  /// A kMatMul of which not even one unit fits SRAM (a B too large): per product, blocks of B's
+  /// columns (one strided DMA each) times blocks of A's rows, DRAM to DRAM, one buffer set.
+  void lower_matmul_columns(const ref::Int8Op& op, const ref::MatMulDims& d, const isa::Instruction& proto);
   void lower_softmax(const ref::Int8Op& op);
-  /// kAdd with broadcasting or a constant operand, kSub, kMul: one kBinary per tile.
+  /// kAdd with broadcasting or a constant operand, kSub (constant - x included: the constant is
+  /// operand a), kMul: one kBinary per tile.
   void lower_binary(const ref::Int8Op& op);
   /// DRAM to DRAM in tiles of rows of the tiled dimension; an operand broadcast along it is
   /// loaded once for all tiles.

@@ -8,10 +8,9 @@
 //    data and follow the NPU.
 // 3. Maximal runs of NPU ops become NPU segments, compiled as graphs of their own whose inputs
 //    and outputs are the values crossing the segment boundary (named by value). A run that still
-//    does not lower as a whole (e.g. only reshapes, whose output would alias its input) becomes
-//    host, with that refusal as the reason of its ops. Runs of host ops become host segments:
-//    their sub-graph, serialized (ref::serialize_int8_graph), which the runtime runs with
-//    ref::run_int8 -- the same function on the same ops as the golden model.
+//    does not lower as a whole becomes host, with that refusal as the reason of its ops. Runs of
+//    host ops become host segments: their sub-graph, serialized (ref::serialize_int8_graph),
+//    which the runtime runs with ref::run_int8 -- the same function on the same ops as the golden model.
 #include <algorithm>
 #include <map>
 #include <set>
@@ -241,7 +240,8 @@ CompileResult compile_partitioned(const ref::Int8Graph& graph, const CompileOpti
       seg.payload = run.npu.program.serialize();
       for (LayerReport& layer : run.npu.layers) {
         layer.segment = static_cast<int>(s);
-        add_placement(result.placement, {layer.node, layer.op, "npu", "", static_cast<int>(s)});
+        if (layer.op != "io_copy")  // Lowering::lower_io_copy's line names a graph output, not a node
+          add_placement(result.placement, {layer.node, layer.op, "npu", "", static_cast<int>(s)});
         result.layers.push_back(std::move(layer));
       }
       result.est_cycles += run.npu.est_cycles;

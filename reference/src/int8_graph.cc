@@ -111,8 +111,8 @@ void matmul(const Int8Op& op, const Int8Value& a_v, const Int8Value& b_v, const 
   const int32_t za = a_v.q.zero_point, zb = b_v.q.zero_point;
   tbb::parallel_for(int64_t{0}, d.batch * d.m, [&](int64_t row) {
     const int64_t p = row / d.m, i = row % d.m;
-    const int8_t* arow = ad + p * d.a_step + i * d.k;
-    const int8_t* bm = bd + p * d.b_step;
+    const int8_t* arow = ad + d.a_index[p] * d.m * d.k + i * d.k;
+    const int8_t* bm = bd + d.b_index[p] * d.k * d.n;
     std::vector<int32_t> acc(static_cast<size_t>(d.n), 0);
     for (int64_t k = 0; k < d.k; ++k) {
       const int32_t x = arow[k] - za;
@@ -143,12 +143,15 @@ void softmax(const Int8Op& op, const Int8Value& in_v, const Int8Value& out_v, co
 }
 
 /// kAdd, kSub, kMul: each output element from the two operands' elements at its broadcast
-/// position (numpy rules); the second operand is the op's constant when it has one input.
+/// position (numpy rules); with one input, the op's constant is the second operand, or the first
+/// for a kSub with constant_first (constant - x).
 void binary(const Int8Op& op, const Int8Graph& g, const std::vector<Tensor>& values, Tensor& out) {
-  const Tensor& a = values[op.inputs[0]];
-  const Tensor& b = op.inputs.size() > 1 ? values[op.inputs[1]] : op.weight;
-  if (b.empty() || b.dtype() != DType::kInt8)
-    fail(ErrorCode::kInvalidArgument, "op '" + op.node + "' has no int8 second operand");
+  if (op.constant_first && (op.kind != Int8OpKind::kSub || op.inputs.size() != 1))
+    fail(ErrorCode::kInvalidArgument, "op '" + op.node + "': only a sub of one value takes its constant first");
+  const Tensor& a = op.constant_first ? op.weight : values[op.inputs[0]];
+  const Tensor& b = op.constant_first ? values[op.inputs[0]] : op.inputs.size() > 1 ? values[op.inputs[1]] : op.weight;
+  if (a.empty() || a.dtype() != DType::kInt8 || b.empty() || b.dtype() != DType::kInt8)
+    fail(ErrorCode::kInvalidArgument, "op '" + op.node + "' has no int8 constant operand");
   const Shape& y = g.values[op.output].shape;
   const auto broadcasts = [&] {
     try {
@@ -431,18 +434,29 @@ MatMulDims matmul_dims(const Shape& a, const Shape& b) {
     batch[i] = x == 1 ? y : x;
   }
   d.batch = shape_numel(batch);
-  // An operand is either the full batch or one matrix for all of it (stride 0).
-  bool expressible = true;
+  // An operand is either the full batch or one matrix for all of it (stride 0), unless `cross`.
   auto step = [&](const Shape& s, int64_t matrix) -> int64_t {
     if (shape_numel(s) == 1) return 0;
-    for (size_t i = 0; i < rank; ++i) expressible &= dim(s, i) == batch[i];
+    for (size_t i = 0; i < rank; ++i) d.cross |= dim(s, i) != batch[i];
     return matrix;
   };
   d.a_step = step(ab, d.m * d.k);
   d.b_step = step(bb, d.k * d.n);
-  if (!expressible)
-    fail(ErrorCode::kUnsupported, "MatMul operands " + shape_str(a) + " x " + shape_str(b) +
-                                      ": each operand's batch dimensions must equal the broadcast ones or be all 1");
+  // Each operand's matrix of product p: p's batch multi-index with the operand's broadcast
+  // (size-1) dimensions at 0, row-major over the operand's own batch dimensions.
+  d.a_index.resize(static_cast<size_t>(d.batch));
+  d.b_index.resize(static_cast<size_t>(d.batch));
+  for (int64_t p = 0; p < d.batch; ++p) {
+    int64_t rest = p, ia = 0, ib = 0, sa = 1, sb = 1;
+    for (size_t i = rank; i-- > 0;) {
+      const int64_t j = rest % batch[i];
+      rest /= batch[i];
+      if (dim(ab, i) != 1) ia += j * sa;
+      if (dim(bb, i) != 1) ib += j * sb;
+      sa *= dim(ab, i), sb *= dim(bb, i);
+    }
+    d.a_index[p] = ia, d.b_index[p] = ib;
+  }
   d.out = batch;
   d.out.push_back(d.m);
   d.out.push_back(d.n);

@@ -500,7 +500,8 @@ class QdqLowering {
 
   /// Add, Sub, Mul of two int8 operands with numpy broadcasting [-> Relu|Clip] -> Q. An operand
   /// may be a DQ of a constant int8 tensor (per-tensor parameters): it becomes Int8Op::weight, the
-  /// second operand (Add and Mul commute; Sub takes a constant only as its second operand).
+  /// second operand (Add and Mul commute; a constant first operand of Sub stays first:
+  /// Int8Op::constant_first).
   /// Add of two equal-shape values gives exactly the kAdd op it always gave.
   void lower_binary(const onnx::NodeProto& n) {
     const std::string& t = n.op_type();
@@ -531,9 +532,11 @@ class QdqLowering {
     if (x[0].value < 0 && x[1].value < 0)
       fail(ErrorCode::kUnsupported, node_label(n) + ": both operands are constants (fold them before quantizing)");
     if (x[0].value < 0) {
-      if (op.kind == Int8OpKind::kSub)
-        fail(ErrorCode::kUnsupported, node_label(n) + ": a constant minus a value is not supported on the NPU");
-      std::swap(x[0], x[1]);  // Add and Mul commute: the constant is the second operand
+      if (op.kind == Int8OpKind::kSub) {
+        op.constant_first = true;  // constant - x: the operands keep their order (a is the constant)
+      } else {
+        std::swap(x[0], x[1]);  // Add and Mul commute: the constant is the second operand
+      }
     }
     Shape out_shape;
     try {
@@ -541,11 +544,16 @@ class QdqLowering {
     } catch (const Error& e) {
       malformed(n, e.what());
     }
-    op.inputs = {x[0].value};
-    if (x[1].value >= 0) {
-      op.inputs.push_back(x[1].value);
+    if (op.constant_first) {
+      op.inputs = {x[1].value};
+      op.weight = x[0].constant;
     } else {
-      op.weight = x[1].constant;
+      op.inputs = {x[0].value};
+      if (x[1].value >= 0) {
+        op.inputs.push_back(x[1].value);
+      } else {
+        op.weight = x[1].constant;
+      }
     }
     QuantParams out_q;
     const int q = follow_to_quantize(n, n.output(0), true, op, &out_q);
@@ -685,8 +693,8 @@ class QdqLowering {
   }
 
   /// DQ(a), DQ(b) -> MatMul [-> Relu|Clip] -> Q with two int8 activations: one kMatMul whose
-  /// multiplier is a_scale * b_scale / out_scale. matmul_dims refuses the batch broadcasting the
-  /// op cannot express. |a - a_zp| and |b - b_zp| are at most 255, so the int32 accumulator holds
+  /// multiplier is a_scale * b_scale / out_scale, with numpy broadcasting of the batch dimensions
+  /// (matmul_dims). |a - a_zp| and |b - b_zp| are at most 255, so the int32 accumulator holds
   /// K products only for K * 255^2 < 2^31 (K <= 33025); longer reductions are refused.
   void lower_matmul(const onnx::NodeProto& n) {
     Int8Op op;

@@ -1,6 +1,7 @@
 // The hardware model's host kernels through the whole platform, against ref::run_int8 bit for
 // bit: a conv whose reduction spans several exact GEMM chunks (K = 4608), with the input at its
-// extremes, and a kAdd long enough to take the tabulated path.
+// extremes, a kAdd long enough to take the tabulated path, broadcasting binaries, data movement,
+// and the second round's compiler gaps (cross-broadcast MatMul, constant - x, aliased outputs).
 #include <gtest/gtest.h>
 
 #include "../compiler/graph_builder_for_tests.h"
@@ -110,6 +111,35 @@ TEST(PlatformKernels, DataMovementChainIsBitExact) {
   b.pad("pd", sl, pd, {1, 0, 1, 2}, -7);
   b.output(pd, "y");
   b.output(tr, "t");
+  expect_bit_exact(b, b.random_inputs());
+}
+
+/// The second round's compiler gaps on the platform: a MatMul whose batch dimensions broadcast
+/// across both operands, constant - x (the constant as kBinary's operand a), and outputs sharing
+/// bytes (a value under two names, a graph input returned): copied into their own IO tensors.
+TEST(PlatformKernels, CrossMatMulConstantMinusAndAliasedOutputsAreBitExact) {
+  GraphBuilder b(14);
+  const int a = b.input("a", {2, 1, 3, 5}, 0.04f, -3);
+  const int w = b.input("w", {1, 3, 5, 4}, 0.06f, 5);
+  const int mm = b.value("mm", {2, 3, 3, 4}, 0.2f, 2);
+  b.matmul("cross", a, w, mm);
+  const int d = b.value("d", {2, 3, 3, 4}, 0.15f, -4);
+  ref::Int8Op sub;
+  sub.kind = ref::Int8OpKind::kSub;
+  sub.node = "c_minus";
+  sub.inputs = {mm};
+  sub.output = d;
+  sub.constant_first = true;
+  sub.weight = Tensor(DType::kInt8, {4});
+  for (int64_t i = 0; i < 4; ++i) sub.weight.data<int8_t>()[i] = static_cast<int8_t>(b.uniform(-128, 127));
+  sub.add = math::make_add_params(0.1, 3, 0.2, 2, 0.15, -4, -128, 127);
+  b.graph().ops.push_back(sub);
+  b.output(d, "d");
+  b.output(d, "d_again");
+  b.output(a, "a_out");
+  compiler::CompileOptions o;
+  o.host_fallback = false;  // every op on the NPU
+  ASSERT_TRUE(compiler::compile_graph(b.graph(), o).ok());
   expect_bit_exact(b, b.random_inputs());
 }
 

@@ -179,20 +179,44 @@ TEST(Int8MatMul, ConstantWeightMatMulOnBatchedRowsIsReshapeConvReshape) {
   }
 }
 
+TEST(Int8MatMul, BatchDimensionsBroadcastAcrossBothOperandsMatchFloat) {
+  // Batch dimensions broadcast across both operands (B reshaped on its int8 value).
+  struct Case {
+    Shape a, b_input, b;
+  } cases[] = {{{2, 1, 3, 4}, {2, 20}, {1, 2, 4, 5}}, {{2, 1, 3, 4}, {2, 2, 4, 6}, {2, 1, 2, 4, 6}},
+               {{2, 3, 1, 5}, {2, 10}, {2, 1, 5, 2}}};
+  uint32_t seed = 5;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(shape_str(c.a) + " x " + shape_str(c.b));
+    const Build cross = matmul_model(c.a, c.b_input, c.b, "");
+    const TensorMap in{{"a", random_tensor(c.a, -1.0f, 1.0f, seed)}, {"b", random_tensor(c.b_input, -1.0f, 1.0f, seed + 1)}};
+    seed += 2;
+    const ActParams p = calibrate(cross, {"a", "b", "y"}, in);
+    auto g = ref::lower_qdq(cross(p), c.a[0]);
+    ASSERT_TRUE(g.ok()) << g.error().what();
+    ASSERT_EQ(g->ops.back().kind, ref::Int8OpKind::kMatMul);
+    const Agreement a = compare(cross(p), in, c.a[0]);
+    EXPECT_LE(a.max_diff, 1);
+    EXPECT_GT(a.exact, 0.8);
+  }
+  // The product order and each product's matrices.
+  const ref::MatMulDims d = ref::matmul_dims({2, 3, 1, 4, 7}, {3, 4, 7, 5});
+  EXPECT_TRUE(d.cross);
+  EXPECT_EQ(d.out, (Shape{2, 3, 4, 4, 5}));
+  ASSERT_EQ(d.batch, 24);
+  EXPECT_EQ(d.a_index[0], 0);
+  EXPECT_EQ(d.a_index[5], 1);   // p = (0, 1, 1)
+  EXPECT_EQ(d.b_index[5], 5);
+  EXPECT_EQ(d.a_index[23], 5);  // p = (1, 2, 3)
+  EXPECT_EQ(d.b_index[23], 11);
+  EXPECT_FALSE(ref::matmul_dims({2, 3, 4, 7}, {7, 5}).cross);
+  EXPECT_FALSE(ref::matmul_dims({2, 3, 4, 7}, {1, 1, 7, 5}).cross);
+  EXPECT_FALSE(ref::matmul_dims({2, 3, 4, 7}, {2, 3, 7, 5}).cross);
+  EXPECT_TRUE(ref::matmul_dims({2, 3, 4, 7}, {1, 3, 7, 5}).cross);  // B's matrix p % 3
+  EXPECT_EQ(ref::matmul_dims({2, 3, 4, 7}, {1, 3, 7, 5}).b_index[4], 1);
+}
+
 TEST(Int8MatMul, InexpressibleOperandsAreRefusedOrRunOnTheHost) {
-  // [2, 1, 3, 4] x [1, 2, 4, 5]: batch dims broadcast across both operands.
-  const Build cross = matmul_model({2, 1, 3, 4}, {2, 20}, {1, 2, 4, 5}, "");
-  const TensorMap in{{"a", random_tensor({2, 1, 3, 4}, -1.0f, 1.0f, 5)}, {"b", random_tensor({2, 20}, -1.0f, 1.0f, 6)}};
-  const ActParams p = calibrate(cross, {"a", "b", "y"}, in);
-  auto g = ref::lower_qdq(cross(p), 2);
-  ASSERT_FALSE(g.ok());
-  EXPECT_EQ(g.error().code(), ErrorCode::kUnsupported);
-  EXPECT_NE(std::string(g.error().what()).find("matmul"), std::string::npos) << g.error().what();
-  ref::LowerOptions o;
-  o.host_fallback = true;
-  auto h = ref::lower_qdq(cross(p), 2, o);
-  ASSERT_TRUE(h.ok()) << h.error().what();
-  EXPECT_EQ(h->ops.back().kind, ref::Int8OpKind::kHost);
   // A rank-1 operand.
   const Build vec = matmul_model({2, 3, 4}, {2, 2}, {4}, "");
   const TensorMap vin{{"a", random_tensor({2, 3, 4}, -1.0f, 1.0f, 7)}, {"b", random_tensor({2, 2}, -1.0f, 1.0f, 8)}};

@@ -129,22 +129,51 @@ TEST(Int8Binary, ConstantOperandBecomesTheOpsWeight) {
                          ref::Int8OpKind::kMul);
 }
 
-TEST(Int8Binary, ConstantMinusValueAndIncompatibleShapesAreRefusedNamingTheNode) {
-  auto sub = ref::lower_qdq(binary_model("Sub", {2, 4}, {4}, true, false, true)({}), 2);
-  ASSERT_FALSE(sub.ok());
-  EXPECT_EQ(sub.error().code(), ErrorCode::kUnsupported);
-  EXPECT_NE(std::string(sub.error().what()).find("binary"), std::string::npos) << sub.error().what();
+/// constant - x keeps the constant as the first operand (Int8Op::constant_first), broadcast either
+/// way, with a fused Relu; the serialized graph (version 4) carries the flag.
+TEST(Int8Binary, ConstantMinusValueMatchesFloat) {
+  struct Case {
+    Shape x, c;
+  } cases[] = {{{2, 4}, {4}}, {{2, 4, 3, 5}, {4, 1, 1}}, {{1, 1, 3}, {2, 3, 1}}, {{3, 6}, {3, 6}}};
+  uint32_t seed = 40;
+  for (const Case& c : cases)
+    for (bool relu : {false, true}) {
+      SCOPED_TRACE(shape_str(c.c) + " - " + shape_str(c.x) + (relu ? " relu" : ""));
+      const TensorMap feeds{{"x", random_tensor(c.x, -1.0f, 1.5f, seed++)}};
+      const Build build = binary_model("Sub", c.x, c.c, true, relu, true);
+      expect_within_one_step(build, feeds, {"x", relu ? "r" : "y"}, 1, ref::Int8OpKind::kSub);
+      auto g = ref::lower_qdq(build({}), c.x[0]);
+      ASSERT_TRUE(g.ok()) << g.error().what();
+      EXPECT_TRUE(g->ops[0].constant_first);
+      EXPECT_EQ(g->ops[0].weight.shape(), c.c);
+      EXPECT_TRUE(ref::parse_int8_graph(ref::serialize_int8_graph(*g), "t").value().ops[0].constant_first);
+    }
+  // x - constant is not flagged.
+  auto g = ref::lower_qdq(binary_model("Sub", {2, 4}, {4}, true, false)({}), 2);
+  ASSERT_TRUE(g.ok()) << g.error().what();
+  EXPECT_FALSE(g->ops[0].constant_first);
+}
+
+TEST(Int8Binary, IncompatibleShapesAndMisplacedConstantFirstAreErrorsNamingTheNode) {
   auto bad = ref::lower_qdq(binary_model("Mul", {2, 3}, {2, 4}, false, false)({}), 2);
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.error().code(), ErrorCode::kInvalidArgument);
   EXPECT_NE(std::string(bad.error().what()).find("binary"), std::string::npos) << bad.error().what();
   EXPECT_NE(std::string(bad.error().what()).find("do not broadcast"), std::string::npos) << bad.error().what();
-  // With host fallback the constant-first Sub runs on the host instead.
-  ref::LowerOptions o;
-  o.host_fallback = true;
-  auto host = ref::lower_qdq(binary_model("Sub", {2, 4}, {4}, true, false, true)({}), 2, o);
-  ASSERT_TRUE(host.ok()) << host.error().what();
-  EXPECT_EQ(host->ops.back().kind, ref::Int8OpKind::kHost);
+  // constant_first on a Mul (or a Sub of two values) is a malformed graph for run_int8 and the parser.
+  ref::Int8Graph mul = ref::lower_qdq(binary_model("Mul", {2, 4}, {4}, true, false)({}), 2).value();
+  mul.ops[0].constant_first = true;
+  TensorMap in{{"x", Tensor(DType::kInt8, {2, 4})}};
+  auto run = ref::run_int8(mul, in);
+  ASSERT_FALSE(run.ok());
+  EXPECT_EQ(run.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(std::string(run.error().what()).find("binary"), std::string::npos) << run.error().what();
+  ref::Int8Graph sub2 = ref::lower_qdq(binary_model("Sub", {2, 4}, {2, 4}, false, false)({}), 2).value();
+  sub2.ops[0].constant_first = true;
+  auto parsed = ref::parse_int8_graph(ref::serialize_int8_graph(sub2), "bad.bin");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_EQ(parsed.error().code(), ErrorCode::kParseError);
+  EXPECT_NE(std::string(parsed.error().what()).find("binary"), std::string::npos) << parsed.error().what();
 }
 
 TEST(Int8Binary, GatingMulsStayOneLookupTable) {

@@ -19,7 +19,8 @@
 ///
 /// Without host fallback, not done yet (each fails with kUnsupported naming the node): layers of which not even one
 /// output row of one channel group fits the SRAM, dimensions beyond the ISA's 16-bit fields,
-/// broadcasting Add, dilated pooling, graph outputs that alias another graph input or output.
+/// broadcasting Add, dilated pooling. A graph output holding the bytes of a graph input or of another
+/// graph output (a second name, a reshape) is copied into its own IO tensor after the last op.
 #include <onnx/onnx_pb.h>
 
 #include <cstdint>

@@ -122,6 +122,9 @@ struct Int8Op {
   // kSoftmax: the axis (>= 0, < rank) and math::make_softmax_table(input scale); `multiplier` is
   // math::softmax_output_multiplier(output scale).
   math::SoftmaxTable softmax_table{};
+  // kSub with one input: true when the constant `weight` is the first operand (a = weight, b =
+  // inputs[0]: constant - x, `add` built with the constant's parameters as a's); false: x - weight.
+  bool constant_first = false;
 };
 
 struct Int8Graph {
@@ -178,13 +181,18 @@ std::array<int8_t, 256> make_lut(const std::function<float(float)>& f, QuantPara
 /// The geometry of a kMatMul: `batch` products of an M x K and a K x N matrix, each operand's
 /// matrices `a_step` / `b_step` elements apart (0: the operand has no batch dimensions, or only
 /// ones, and is broadcast to every product). `out` = the broadcast batch dimensions + [M, N].
+/// Product p (row-major over the broadcast batch dimensions) multiplies A's matrix a_index[p] by
+/// B's matrix b_index[p]; when both operands' batch dimensions equal the broadcast ones or are all
+/// ones, that is p or 0 (a_step / b_step alone describe it, `cross` is false); when the batch
+/// dimensions broadcast across both operands (e.g. [2,1] x [1,3]) `cross` is true.
 struct MatMulDims {
   int64_t batch = 1, m = 0, k = 0, n = 0, a_step = 0, b_step = 0;
   Shape out;
+  std::vector<int64_t> a_index, b_index;  ///< per product; the matrix at a_index[p] * M * K (B: * K * N)
+  bool cross = false;
 };
 /// Checks and flattens A [..., M, K] x B [..., K, N]: both ranks >= 2 (else kUnsupported), equal K
-/// and numpy-broadcastable batch dimensions (else kInvalidArgument); an operand's batch dimensions
-/// must equal the broadcast ones or be all ones (kUnsupported otherwise, e.g. [2,1] x [1,3]).
+/// and numpy-broadcastable batch dimensions (else kInvalidArgument).
 MatMulDims matmul_dims(const Shape& a, const Shape& b);
 
 /// Host-side conversions at the graph boundary (math::quantize_float / math::dequantize).

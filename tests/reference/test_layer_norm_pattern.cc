@@ -9,6 +9,7 @@
 
 #include "anvil/common/onnx_model.h"
 #include "anvil/reference/executor.h"
+#include "kernels.h"
 #include "layer_norm_pattern.h"
 #include "model_builder.h"
 
@@ -98,7 +99,9 @@ TEST(LayerNormPattern, FusedKernelMatchesTheNodes) {
     // summation order gives other last bits than the nodes', so equality with the node path
     // would mean the pattern did not run.
     EXPECT_EQ(got, ref::run_layer_norm_pattern(found[0], x));
-    if (n == 7) EXPECT_FALSE(got == want);
+    if (n == 7) {
+      EXPECT_FALSE(got == want);
+    }
   }
 }
 
@@ -122,5 +125,26 @@ TEST(LayerNormPattern, ScaleOfTheWrongSizeIsAnErrorNamingTheNode) {
     // Fused: the pattern's first node; node by node: the Mul.
     EXPECT_NE(std::string(out.error().what()).find(observe ? "'mul'" : "'mean'"), std::string::npos)
         << out.error().what();
+  }
+}
+
+// Reshape (and Flatten/Squeeze/Unsqueeze, which share with_shape) moves an input the executor
+// marks reusable instead of copying it, and copies one it does not.
+TEST(ReshapeKernel, MovesAReusableInputAndCopiesOtherwise) {
+  onnx::NodeProto node;
+  node.set_op_type("Reshape");
+  node.add_input("x");
+  node.add_input("shape");
+  node.add_output("y");
+  const Tensor shape = Tensor::from_vector<int64_t>({2}, {3, -1});
+  for (bool reusable : {false, true}) {
+    Tensor x = Tensor::from_vector<float>({2, 3}, {1, 2, 3, 4, 5, 6});
+    const uint8_t* bytes = x.raw();
+    std::vector<Tensor> outs(1);
+    ref::KernelContext ctx{node, 13, {&x, &shape}, outs};
+    if (reusable) ctx.reusable_inputs = {&x, nullptr};
+    ref::reshape_kernel(ctx);
+    EXPECT_EQ(outs[0], Tensor::from_vector<float>({3, 2}, {1, 2, 3, 4, 5, 6}));
+    EXPECT_EQ(outs[0].raw() == bytes, reusable);  // the same storage only when moved
   }
 }

@@ -71,7 +71,19 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
   if (dtype_ == DType::kString)
     strings_.resize(static_cast<size_t>(numel_));
   else
-    bytes_.resize(static_cast<size_t>(numel_) * dtype_size(dtype_));
+    bytes_.assign(static_cast<size_t>(numel_) * dtype_size(dtype_), 0);
+}
+
+Tensor Tensor::uninitialized(DType dtype, Shape shape) {
+  Tensor t;
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  t.numel_ = shape_numel(t.shape_);
+  if (dtype == DType::kString)
+    t.strings_.resize(static_cast<size_t>(t.numel_));
+  else
+    t.bytes_.resize(static_cast<size_t>(t.numel_) * dtype_size(dtype));  // default-initialised: no fill
+  return t;
 }
 
 void Tensor::check_type(DType t) const {
@@ -81,6 +93,12 @@ void Tensor::check_type(DType t) const {
 }
 
 Tensor Tensor::reshaped(Shape shape) const {
+  Tensor t = *this;
+  t.reshape(std::move(shape));
+  return t;
+}
+
+Tensor& Tensor::reshape(Shape shape) {
   int64_t known = 1;
   int infer = -1;
   for (size_t i = 0; i < shape.size(); ++i) {
@@ -94,9 +112,8 @@ Tensor Tensor::reshaped(Shape shape) const {
   if (infer >= 0 && known != 0) shape[infer] = numel_ / known;
   if (shape_numel(shape) != numel_)
     fail(ErrorCode::kInvalidArgument, "cannot reshape " + shape_str(shape_) + " to " + shape_str(shape));
-  Tensor t = *this;
-  t.shape_ = std::move(shape);
-  return t;
+  shape_ = std::move(shape);
+  return *this;
 }
 
 namespace {

@@ -10,6 +10,7 @@
 #include "conv_chain.h"
 #include "graph_check.h"
 #include "kernels.h"
+#include "layer_norm_pattern.h"
 
 namespace anvil::ref {
 
@@ -33,6 +34,9 @@ struct PreparedNode {
   int fused_into = -1;
   bool fused_away = false;
   KernelContext::Activation activation;
+  /// Without an observer: the first node of LayerNorm pattern layer_norms[layer_norm] computes the
+  /// whole pattern; its other nodes are fused_away.
+  int layer_norm = -1;
 };
 
 GraphInput describe_input(const onnx::ValueInfoProto& vi) {
@@ -63,6 +67,8 @@ struct PreparedModel {
   /// the chain that computes node i, or -1.
   std::vector<ConvChain> chains;
   std::vector<int> chain_of;
+  /// LayerNorm written out as nodes (layer_norm_pattern.h), run as one kernel without an observer.
+  std::vector<LayerNormPattern> layer_norms;
 };
 
 /// Kahn's algorithm over value names. Errors: a node input nobody produces, a cycle.
@@ -189,6 +195,15 @@ void prepare(const onnx::ModelProto& model, PreparedModel* impl) {
   }
   for (size_t c = 0; c < impl->chains.size(); ++c)
     for (size_t i : impl->chains[c].nodes()) impl->chain_of[i] = static_cast<int>(c);
+  for (LayerNormPattern& ln : find_layer_norm_patterns(all, impl->initializers, impl->output_names)) {
+    bool free = true;  // no node in a Conv chain or another fusion
+    for (size_t k : ln.nodes)
+      free = free && impl->chain_of[k] < 0 && impl->nodes[k].fused_into < 0 && !impl->nodes[k].fused_away;
+    if (!free) continue;
+    impl->nodes[ln.nodes[0]].layer_norm = static_cast<int>(impl->layer_norms.size());
+    for (size_t k = 1; k < ln.nodes.size(); ++k) impl->nodes[ln.nodes[k]].fused_away = true;
+    impl->layer_norms.push_back(std::move(ln));
+  }
 }
 
 void check_input(const GraphInput& want, const Tensor& t) {
@@ -249,6 +264,18 @@ Expected<TensorMap> Executor::run(const TensorMap& inputs, const RunOptions& opt
     auto run_node = [&](const PreparedNode& p) {
       if (fuse && p.fused_away) {
         for (const auto& name : p.release) values.erase(name);
+        return;
+      }
+      if (fuse && p.layer_norm >= 0) {
+        const LayerNormPattern& ln = im.layer_norms[p.layer_norm];
+        Tensor y;
+        try {
+          y = run_layer_norm_pattern(ln, *lookup(ln.x));
+        } catch (const Error& e) {
+          throw Error(e.code(), node_label(p.node) + ": " + e.what());
+        }
+        for (const auto& name : p.release) values.erase(name);
+        values[ln.y] = std::move(y);
         return;
       }
       std::vector<Tensor> outs(p.node.output_size());

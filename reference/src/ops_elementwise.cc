@@ -25,7 +25,7 @@ namespace {
 Tensor output_like(Tensor* a, Tensor* b, DType dtype, const Shape& shape) {
   for (Tensor* t : {a, b})
     if (t && t->dtype() == dtype && t->shape() == shape) return std::move(*t);
-  return Tensor(dtype, shape);
+  return Tensor::uninitialized(dtype, shape);  // every caller writes every element
 }
 
 /// A broadcast binary operation seen as rows: the output is `rows` x `inner` elements, and along a

@@ -241,7 +241,8 @@ void gemm_kernel(KernelContext& ctx) {
   if (k != d.kb)
     fail(ErrorCode::kInvalidArgument, "A " + shape_str(a.shape()) + " and B " + shape_str(b.shape()) +
                                           " have different inner dimensions");
-  Tensor y(DType::kFloat32, {m, n});
+  // With k > 0 every element is written (C, the product, or both); k == 0 relies on zeros.
+  Tensor y = k > 0 ? Tensor::uninitialized(DType::kFloat32, {m, n}) : Tensor(DType::kFloat32, {m, n});
   float* yd = y.data<float>();
   const Tensor* c = nullptr;
   if (prepackable(ctx, d, &c)) {
@@ -281,7 +282,8 @@ void matmul_kernel(KernelContext& ctx) {
   const Tensor& b = float_input(ctx, 1, "B");
   const MatMulDims d = matmul_dims(a, b);
   const int64_t m = d.m, n = d.n, k = d.k;
-  Tensor y(DType::kFloat32, d.out);
+  // sgemm and the prepacked product write every element when k > 0; k == 0 relies on zeros.
+  Tensor y = k > 0 ? Tensor::uninitialized(DType::kFloat32, d.out) : Tensor(DType::kFloat32, d.out);
   const float* ad = a.data<float>();
   const float* bd = b.data<float>();
   float* yd = y.data<float>();

@@ -42,7 +42,7 @@ void softmax(KernelContext& ctx, bool log) {
     const int64_t axis = normalize_axis(attr_int(ctx.node, "axis", 1), rank, "axis");
     for (int64_t i = 0; i < rank; ++i) (i < axis ? d.outer : d.length) *= x.dim(i);
   }
-  Tensor y(DType::kFloat32, x.shape());
+  Tensor y = Tensor::uninitialized(DType::kFloat32, x.shape());  // every row is written
   const float* xd = x.data<float>();
   float* yd = y.data<float>();
   tbb::parallel_for(int64_t{0}, d.outer * d.inner, [&](int64_t row) {
@@ -109,7 +109,7 @@ void reduce(KernelContext& ctx, bool axes_from_input, Init init, Combine combine
   }
   const int64_t out_n = shape_numel(kept);
   const float* xd = x.data<float>();
-  Tensor y(DType::kFloat32, out_shape);
+  Tensor y = Tensor::uninitialized(DType::kFloat32, out_shape);  // both paths write every output
   float* yd = y.data<float>();
   // Trailing axes reduced (LayerNorm-style ReduceMean over the last axis): each output is one
   // contiguous run of `count` inputs, summed in order as below, one row per task.
@@ -179,7 +179,7 @@ void layer_norm_kernel(KernelContext& ctx) {
   const Tensor* bias = ctx.has_input(2) ? &float_input(ctx, 2) : nullptr;
   if (scale.numel() != inner || (bias && bias->numel() != inner))
     fail(ErrorCode::kInvalidArgument, "scale and B must have " + std::to_string(inner) + " elements");
-  Tensor y(DType::kFloat32, x.shape());
+  Tensor y = Tensor::uninitialized(DType::kFloat32, x.shape());  // every row is written
   // Optional outputs Mean and InvStdDev: X's shape with the normalised axes as 1.
   Shape stat_shape = x.shape();
   for (int64_t i = axis; i < rank; ++i) stat_shape[i] = 1;

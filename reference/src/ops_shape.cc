@@ -74,15 +74,30 @@ Shape reshape_shape(const Shape& in, std::vector<int64_t> shape, bool allow_zero
   return shape;
 }
 
+namespace {
+
+/// Input 0 with a new shape (computed and checked by the caller): the executor's own value is
+/// moved when no later node reads it (KernelContext::reusable), else copied.
+Tensor with_shape(KernelContext& ctx, Shape shape) {
+  if (Tensor* x = ctx.reusable(0)) {
+    Tensor y = std::move(*x);
+    y.reshape(std::move(shape));
+    return y;
+  }
+  return ctx.input(0).reshaped(std::move(shape));
+}
+
+}  // namespace
+
 void flatten_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
-  ctx.outputs[0] = x.reshaped(flatten_shape(x.shape(), attr_int(ctx.node, "axis", 1)));
+  ctx.outputs[0] = with_shape(ctx, flatten_shape(x.shape(), attr_int(ctx.node, "axis", 1)));
 }
 
 void reshape_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
   const bool allow_zero = attr_int(ctx.node, "allowzero", 0) != 0;
-  ctx.outputs[0] = x.reshaped(reshape_shape(x.shape(), int_values(ctx.input(1), "shape"), allow_zero));
+  ctx.outputs[0] = with_shape(ctx, reshape_shape(x.shape(), int_values(ctx.input(1), "shape"), allow_zero));
 }
 
 namespace {
@@ -150,7 +165,7 @@ void transpose_kernel(KernelContext& ctx) {
     }
     prev = p;
   }
-  Tensor y(x.dtype(), out);
+  Tensor y = Tensor::uninitialized(x.dtype(), out);  // every element is copied
   auto copy = [&](auto element) {
     using E = decltype(element);
     const E* src = reinterpret_cast<const E*>(x.raw());
@@ -211,7 +226,7 @@ void concat_kernel(KernelContext& ctx) {
                                                    " does not match " + shape_str(first.shape()));
     out[axis] += t.dim(axis);
   }
-  Tensor y(first.dtype(), out);
+  Tensor y = Tensor::uninitialized(first.dtype(), out);  // every element is copied
   const size_t es = dtype_size(first.dtype());
   int64_t outer = 1;
   for (int64_t d = 0; d < axis; ++d) outer *= out[d];
@@ -287,7 +302,7 @@ void slice_kernel(KernelContext& ctx) {
   const Shape outer(out.begin(), out.begin() + d);
   std::vector<int64_t> outer_strides;
   for (int64_t k = 0; k < d; ++k) outer_strides.push_back(st[k] * step[k]);
-  Tensor y(x.dtype(), out);
+  Tensor y = Tensor::uninitialized(x.dtype(), out);  // every element is copied
   const size_t es = dtype_size(x.dtype());
   if (y.numel() > 0)
     for_each_broadcast<1>(outer, {outer_strides}, [&](int64_t i, int64_t o) {
@@ -356,12 +371,12 @@ Shape unsqueeze_shape(const Shape& in, const std::vector<int64_t>& axes) {
 
 void squeeze_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
-  ctx.outputs[0] = x.reshaped(squeeze_shape(x.shape(), axes_of(ctx, 1)));
+  ctx.outputs[0] = with_shape(ctx, squeeze_shape(x.shape(), axes_of(ctx, 1)));
 }
 
 void unsqueeze_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
-  ctx.outputs[0] = x.reshaped(unsqueeze_shape(x.shape(), axes_of(ctx, 1)));
+  ctx.outputs[0] = with_shape(ctx, unsqueeze_shape(x.shape(), axes_of(ctx, 1)));
 }
 
 void pad_kernel(KernelContext& ctx) {

@@ -22,6 +22,29 @@ TEST(Tensor, ReshapeInfersOneDimension) {
   EXPECT_THROW(t.reshaped({4, 2}), Error);
 }
 
+TEST(Tensor, ReshapeInPlaceKeepsBytes) {
+  Tensor t = Tensor::from_vector<int32_t>({2, 3}, {1, 2, 3, 4, 5, 6});
+  const uint8_t* bytes = t.raw();
+  t.reshape({-1, 2}).reshape({6});
+  EXPECT_EQ(t.shape(), (Shape{6}));
+  EXPECT_EQ(t.raw(), bytes);  // no copy
+  EXPECT_EQ(t.to_vector<int32_t>(), (std::vector<int32_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_THROW(t.reshape({4, 2}), Error);
+  EXPECT_EQ(t.shape(), (Shape{6}));  // unchanged by the failed reshape
+}
+
+TEST(Tensor, UninitializedHasShapeAndStorage) {
+  Tensor t = Tensor::uninitialized(DType::kFloat32, {2, 5});
+  EXPECT_EQ(t.dtype(), DType::kFloat32);
+  EXPECT_EQ(t.shape(), (Shape{2, 5}));
+  EXPECT_EQ(t.nbytes(), 40u);
+  for (int i = 0; i < 10; ++i) t.data<float>()[i] = static_cast<float>(i);
+  EXPECT_EQ(t, Tensor::from_vector<float>({2, 5}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+  Tensor s = Tensor::uninitialized(DType::kString, {3});
+  EXPECT_EQ(s.to_vector<std::string>(), (std::vector<std::string>{"", "", ""}));
+  EXPECT_THROW(Tensor::uninitialized(DType::kInt8, {-1}), Error);
+}
+
 TEST(Tensor, CastConvertsElements) {
   Tensor t = Tensor::from_vector<float>({3}, {1.5f, -2.0f, 7.0f});
   EXPECT_EQ(t.cast(DType::kInt32).to_vector<int32_t>(), (std::vector<int32_t>{1, -2, 7}));

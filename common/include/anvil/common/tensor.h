@@ -3,8 +3,11 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <memory>
+#include <new>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "anvil/common/float16.h"
@@ -66,6 +69,12 @@ class Tensor {
   Tensor() = default;
   /// Zero-filled tensor.
   Tensor(DType dtype, Shape shape);
+  /// A tensor whose bytes are left uninitialised (strings are empty), for code that writes every
+  /// element before anything reads it: it saves the zero fill of Tensor(dtype, shape).
+  static Tensor uninitialized(DType dtype, Shape shape);
+  /// In place: the same bytes with a new shape of the same element count; one dimension may be -1.
+  /// The cheap form of reshaped() when the old tensor is not needed any more.
+  Tensor& reshape(Shape shape);
 
   template <typename T>
   static Tensor from_vector(Shape shape, const std::vector<T>& values) {
@@ -141,7 +150,24 @@ class Tensor {
   DType dtype_ = DType::kUndefined;
   Shape shape_;
   int64_t numel_ = 0;
-  std::vector<uint8_t> bytes_;
+  /// resize() leaves new bytes uninitialised (default-initialised); Tensor(dtype, shape) zeroes.
+  template <typename T>
+  struct DefaultInitAllocator : std::allocator<T> {
+    template <typename U>
+    struct rebind {
+      using other = DefaultInitAllocator<U>;
+    };
+    using std::allocator<T>::allocator;
+    template <typename U>
+    void construct(U* p) noexcept {
+      ::new (static_cast<void*>(p)) U;
+    }
+    template <typename U, typename... Args>
+    void construct(U* p, Args&&... args) {
+      ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+    }
+  };
+  std::vector<uint8_t, DefaultInitAllocator<uint8_t>> bytes_;
   std::vector<std::string> strings_;  ///< kString only; bytes_ is then empty
 };
 

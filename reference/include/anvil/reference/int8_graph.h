@@ -65,13 +65,18 @@ enum class Int8OpKind {
   kTranspose = 8,  ///< out[i] = in[j] with j[perm[k]] = i[k]
   kSlice = 9,      ///< out[i] = in[starts + i * steps] per axis (Slice; Split gives one kSlice per output)
   kConcat = 10,    ///< inputs one after another along `axis`
-  kPad = 11,       ///< constant Pad: out = pad_value, then out[i + pad_begin] = in[i]
+  kPad = 11,       ///< Pad (Int8Op::pad_mode): constant: out = pad_value, then
+                   ///< out[pad_begin + i * (interior + 1)] = in[i] (interior: ConvTranspose's zero
+                   ///< insertion); edge / reflect: out[i] = in[clamp / mirror(i - pad_begin)]
   kMul = 13,  ///< elementwise multiply with numpy broadcasting, math::MulParams (Int8Op::mul)
   kSub = 14,  ///< elementwise a - b with numpy broadcasting, math::AddParams (math::sub_int8)
   kMatMul = 15,   ///< MatMul of two int8 activations [..., M, K] x [..., K, N] (batch dims equal or broadcast)
   kSoftmax = 16,  ///< Softmax over `axis`, math::softmax_row with `softmax_table`
 };
 const char* int8_op_name(Int8OpKind k);
+
+/// ONNX Pad's modes on the NPU (Int8Op::pad_mode; the values are serialized).
+enum class PadMode : int32_t { kConstant = 0, kEdge = 1, kReflect = 2 };
 
 struct Int8Op {
   Int8OpKind kind;
@@ -122,6 +127,14 @@ struct Int8Op {
   // kSoftmax: the axis (>= 0, < rank) and math::make_softmax_table(input scale); `multiplier` is
   // math::softmax_output_multiplier(output scale).
   math::SoftmaxTable softmax_table{};
+  // kPad (AI8G version 4). kConstant with pad_interior: `pad_interior[k]` pad_value elements
+  // between neighbours of axis k (empty: none), so out[pad_begin + i * (pad_interior + 1)] = in[i]
+  // (ConvTranspose = this zero insertion + a stride-1 kConv). kEdge: out[i] = in[clamp(i -
+  // pad_begin, 0, dim - 1)] per axis; kReflect: i - pad_begin mirrored about the first and last
+  // element (without repeating them), which needs both pads of an axis < its size. Edge and
+  // reflect take no interior and no pad_value.
+  PadMode pad_mode = PadMode::kConstant;
+  std::vector<int64_t> pad_interior;
 };
 
 struct Int8Graph {

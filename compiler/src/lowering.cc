@@ -5,6 +5,8 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <set>
+#include <tuple>
 #include <string>
 
 namespace anvil::compiler {
@@ -1224,6 +1226,50 @@ std::vector<int64_t> row_major(const Shape& s) {
   return st;
 }
 
+/// Edge and reflect padding as copies from the input only (every output element is an input
+/// element). Along each axis the output is up to three segments: the `before` pad, the input's
+/// own range, the `after` pad; edge reads index 0 / dim - 1 for every pad element (stride 0),
+/// reflect reads before, before - 1, .., 1 and dim - 2, dim - 3, .. (stride -1). The output is the
+/// product of the axes' segments: one move per combination (3^padded axes, e.g. 9 for H and W),
+/// together writing every output element once.
+template <typename Bad>
+void pad_mode_moves(const ref::Int8Op& op, const Shape& x, const Shape& y, const Bad& bad, std::vector<Move>* moves) {
+  struct Segment {
+    int64_t out_begin, count, in_begin, in_step;
+  };
+  const size_t rank = y.size();
+  const bool reflect = op.pad_mode == ref::PadMode::kReflect;
+  if (!reflect && op.pad_mode != ref::PadMode::kEdge) bad("unknown pad mode");
+  std::vector<std::vector<Segment>> axes(rank);
+  for (size_t k = 0; k < rank; ++k) {
+    const int64_t before = op.pad_begin[k], after = y[k] - x[k] - before;
+    if (before < 0 || after < 0) bad("padding does not fit the output");
+    if (x[k] < 1 || (reflect && (before >= x[k] || after >= x[k]) && (before || after)))
+      bad("reflect padding of axis " + std::to_string(k) + " is not smaller than the axis");
+    if (before > 0) axes[k].push_back({0, before, reflect ? before : 0, reflect ? -1 : 0});
+    axes[k].push_back({before, x[k], 0, 1});
+    if (after > 0) axes[k].push_back({before + x[k], after, reflect ? x[k] - 2 : x[k] - 1, reflect ? -1 : 0});
+  }
+  const std::vector<int64_t> ys = row_major(y), xs = row_major(x);
+  std::vector<size_t> pick(rank, 0);
+  for (;;) {
+    Move m;
+    m.input = 0;
+    for (size_t k = 0; k < rank; ++k) {
+      const Segment& s = axes[k][pick[k]];
+      m.shape.push_back(s.count);
+      m.in_strides.push_back(xs[k] * s.in_step);
+      m.out_strides.push_back(ys[k]);
+      m.in_offset += s.in_begin * xs[k];
+      m.out_offset += s.out_begin * ys[k];
+    }
+    moves->push_back(m);
+    size_t k = rank;
+    while (k > 0 && ++pick[k - 1] == axes[k - 1].size()) pick[--k] = 0;
+    if (k == 0) return;
+  }
+}
+
 /// The moves of an op from its parameters, strides in elements of the row-major tensors.
 std::vector<Move> plan_moves(const ref::Int8Graph& g, const ref::Int8Op& op) {
   const Shape& y = g.values[op.output].shape;
@@ -1282,7 +1328,13 @@ std::vector<Move> plan_moves(const ref::Int8Graph& g, const ref::Int8Op& op) {
     }
     case ref::Int8OpKind::kPad: {
       if (op.pad_begin.size() != rank) bad("pad_begin has the wrong length");
-      Move fill;  // the whole output, then the input over it
+      if (!op.pad_interior.empty() && (op.pad_interior.size() != rank || op.pad_mode != ref::PadMode::kConstant))
+        bad("pad_interior needs constant mode and one entry per axis");
+      if (op.pad_mode != ref::PadMode::kConstant) {
+        pad_mode_moves(op, x, y, bad, &moves);
+        break;
+      }
+      Move fill;  // the whole output, then the input over it (interior: every (interior + 1)-th element)
       fill.shape = y;
       fill.in_strides.assign(rank, 0);
       fill.out_strides = ys;
@@ -1290,8 +1342,11 @@ std::vector<Move> plan_moves(const ref::Int8Graph& g, const ref::Int8Op& op) {
       m.shape = x;
       m.in_strides = xs;
       for (size_t k = 0; k < rank; ++k) {
-        if (op.pad_begin[k] < 0 || op.pad_begin[k] + x[k] > y[k]) bad("padding does not fit the output");
+        const int64_t interior = op.pad_interior.empty() ? 0 : op.pad_interior[k];
+        if (interior < 0 || op.pad_begin[k] < 0 || op.pad_begin[k] + (x[k] - 1) * (interior + 1) + 1 > y[k])
+          bad("padding does not fit the output");
         m.out_offset += op.pad_begin[k] * ys[k];
+        m.out_strides[k] = ys[k] * (interior + 1);
       }
       moves.push_back(m);
       break;
@@ -1446,12 +1501,16 @@ void Lowering::lower_movement_tiled(const ref::Int8Op& op, const std::vector<Mov
     const int64_t first = rows[j].in_row0 + i0 * rows[j].step, last = rows[j].in_row0 + (i1 - 1) * rows[j].step;
     return std::make_pair(std::min(first, last), std::max(first, last));
   };
+  // Moves that read the same rows of the same input (an edge or reflect pad's copies) share one load.
+  using Load = std::tuple<int, int64_t, int64_t>;  // input, first row, last row
   const auto tile_bytes = [&](int64_t a, int64_t b) {
     uint64_t bytes = align_up(static_cast<uint64_t>((b - a) * out_row), kSramAlignment);
+    std::set<Load> loads;
     for (size_t j = 0; j < moves.size(); ++j) {
       const auto [i0, i1] = range(j, a, b);
       if (i0 >= i1 || moves[j].input < 0) continue;
       const auto [lo, hi] = in_rows(j, i0, i1);
+      if (!loads.insert({moves[j].input, lo, hi}).second) continue;
       bytes += align_up(static_cast<uint64_t>((hi - lo + 1) * rows[j].in_row), kSramAlignment);
     }
     return bytes;
@@ -1470,6 +1529,7 @@ void Lowering::lower_movement_tiled(const ref::Int8Op& op, const std::vector<Mov
     std::vector<uint64_t> buffers;
     const uint64_t out_buf = allocate_in_empty_sram(static_cast<uint64_t>((b - a) * out_row));
     buffers.push_back(out_buf);
+    std::map<Load, uint64_t> loaded;
     for (size_t j = 0; j < moves.size(); ++j) {
       const auto [i0, i1] = range(j, a, b);
       if (i0 >= i1) continue;
@@ -1480,10 +1540,15 @@ void Lowering::lower_movement_tiled(const ref::Int8Op& op, const std::vector<Mov
       if (m.input >= 0) {
         const auto [lo, hi] = in_rows(j, i0, i1);
         const uint64_t bytes = static_cast<uint64_t>((hi - lo + 1) * rows[j].in_row);
-        in_buf = allocate_in_empty_sram(bytes);
-        buffers.push_back(in_buf);
-        const ValueHome& home = plan_.home[op.inputs[m.input]];
-        emit_dma(isa::Opcode::kDmaLoad, home.region, home.offset + static_cast<uint64_t>(lo * rows[j].in_row), in_buf, bytes);
+        const Load load{m.input, lo, hi};
+        if (const auto it = loaded.find(load); it != loaded.end()) {
+          in_buf = it->second;
+        } else {
+          in_buf = loaded[load] = allocate_in_empty_sram(bytes);
+          buffers.push_back(in_buf);
+          const ValueHome& home = plan_.home[op.inputs[m.input]];
+          emit_dma(isa::Opcode::kDmaLoad, home.region, home.offset + static_cast<uint64_t>(lo * rows[j].in_row), in_buf, bytes);
+        }
         m.in_offset = (rows[j].in_row0 + i0 * rows[j].step - lo) * rows[j].in_row + rows[j].in_inner;
       }
       isa::Instruction inst = copy_instruction(op, m);

@@ -14,7 +14,9 @@
 ///   DQ(a), DQ(b) -> MatMul [-> Relu|Clip] -> Q    (two activations: kMatMul)
 ///   DQ(x) -> Softmax -> Q                         (integer softmax, math::softmax_row)
 ///   Flatten / Reshape / Squeeze / Unsqueeze on quantized values  (same bytes, new shape)
-///   DQ(x) -> Transpose|Slice|Pad(constant) -> Q, DQ(x) -> Split -> Q each, DQ(a), DQ(b).. -> Concat -> Q
+///   DQ(x) -> Transpose|Slice|Pad(constant, edge, reflect) -> Q, DQ(x) -> Split -> Q each, DQ(a), DQ(b).. -> Concat -> Q
+///   DQ(x), DQ(W per-channel axis 1), DQ(b) -> ConvTranspose [-> Relu|Clip] -> Q (1-D, 2-D: a
+///                                        zero-inserting kPad + a stride-1 kConv [+ a cropping kSlice])
 ///                                                  (data movement, requantizing where scales differ)
 /// and turns each into one Int8Op whose arithmetic is fully integer: int32 accumulation and
 /// math::requantize (common/requant.h). The compiler lowers the same Int8Graph to the ISA, so

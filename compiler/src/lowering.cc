@@ -5,6 +5,8 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <set>
+#include <tuple>
 #include <string>
 
 namespace anvil::compiler {
@@ -1233,6 +1235,50 @@ std::vector<int64_t> row_major(const Shape& s) {
   return st;
 }
 
+/// Edge and reflect padding as copies from the input only (every output element is an input
+/// element). Along each axis the output is up to three segments: the `before` pad, the input's
+/// own range, the `after` pad; edge reads index 0 / dim - 1 for every pad element (stride 0),
+/// reflect reads before, before - 1, .., 1 and dim - 2, dim - 3, .. (stride -1). The output is the
+/// product of the axes' segments: one move per combination (3^padded axes, e.g. 9 for H and W),
+/// together writing every output element once.
+template <typename Bad>
+void pad_mode_moves(const ref::Int8Op& op, const Shape& x, const Shape& y, const Bad& bad, std::vector<Move>* moves) {
+  struct Segment {
+    int64_t out_begin, count, in_begin, in_step;
+  };
+  const size_t rank = y.size();
+  const bool reflect = op.pad_mode == ref::PadMode::kReflect;
+  if (!reflect && op.pad_mode != ref::PadMode::kEdge) bad("unknown pad mode");
+  std::vector<std::vector<Segment>> axes(rank);
+  for (size_t k = 0; k < rank; ++k) {
+    const int64_t before = op.pad_begin[k], after = y[k] - x[k] - before;
+    if (before < 0 || after < 0) bad("padding does not fit the output");
+    if (x[k] < 1 || (reflect && (before >= x[k] || after >= x[k]) && (before || after)))
+      bad("reflect padding of axis " + std::to_string(k) + " is not smaller than the axis");
+    if (before > 0) axes[k].push_back({0, before, reflect ? before : 0, reflect ? -1 : 0});
+    axes[k].push_back({before, x[k], 0, 1});
+    if (after > 0) axes[k].push_back({before + x[k], after, reflect ? x[k] - 2 : x[k] - 1, reflect ? -1 : 0});
+  }
+  const std::vector<int64_t> ys = row_major(y), xs = row_major(x);
+  std::vector<size_t> pick(rank, 0);
+  for (;;) {
+    Move m;
+    m.input = 0;
+    for (size_t k = 0; k < rank; ++k) {
+      const Segment& s = axes[k][pick[k]];
+      m.shape.push_back(s.count);
+      m.in_strides.push_back(xs[k] * s.in_step);
+      m.out_strides.push_back(ys[k]);
+      m.in_offset += s.in_begin * xs[k];
+      m.out_offset += s.out_begin * ys[k];
+    }
+    moves->push_back(m);
+    size_t k = rank;
+    while (k > 0 && ++pick[k - 1] == axes[k - 1].size()) pick[--k] = 0;
+    if (k == 0) return;
+  }
+}
+
 /// The moves of an op from its parameters, strides in elements of the row-major tensors.
 std::vector<Move> plan_moves(const ref::Int8Graph& g, const ref::Int8Op& op) {
   const Shape& y = g.values[op.output].shape;
@@ -1291,7 +1337,13 @@ std::vector<Move> plan_moves(const ref::Int8Graph& g, const ref::Int8Op& op) {
     }
     case ref::Int8OpKind::kPad: {
       if (op.pad_begin.size() != rank) bad("pad_begin has the wrong length");
-      Move fill;  // the whole output, then the input over it
+      if (!op.pad_interior.empty() && (op.pad_interior.size() != rank || op.pad_mode != ref::PadMode::kConstant))
+        bad("pad_interior needs constant mode and one entry per axis");
+      if (op.pad_mode != ref::PadMode::kConstant) {
+        pad_mode_moves(op, x, y, bad, &moves);
+        break;
+      }
+      Move fill;  // the whole output, then the input over it (interior: every (interior + 1)-th element)
       fill.shape = y;
       fill.in_strides.assign(rank, 0);
       fill.out_strides = ys;
@@ -1299,8 +1351,11 @@ std::vector<Move> plan_moves(const ref::Int8Graph& g, const ref::Int8Op& op) {
       m.shape = x;
       m.in_strides = xs;
       for (size_t k = 0; k < rank; ++k) {
-        if (op.pad_begin[k] < 0 || op.pad_begin[k] + x[k] > y[k]) bad("padding does not fit the output");
+        const int64_t interior = op.pad_interior.empty() ? 0 : op.pad_interior[k];
+        if (interior < 0 || op.pad_begin[k] < 0 || op.pad_begin[k] + (x[k] - 1) * (interior + 1) + 1 > y[k])
+          bad("padding does not fit the output");
         m.out_offset += op.pad_begin[k] * ys[k];
+        m.out_strides[k] = ys[k] * (interior + 1);
       }
       moves.push_back(m);
       break;
@@ -1456,12 +1511,16 @@ void Lowering::lower_movement_tiled(const ref::Int8Op& op, const std::vector<Mov
     const int64_t first = rows[j].in_row0 + i0 * rows[j].step, last = rows[j].in_row0 + (i1 - 1) * rows[j].step;
     return std::make_pair(std::min(first, last), std::max(first, last));
   };
+  // Moves that read the same rows of the same input (an edge or reflect pad's copies) share one load.
+  using Load = std::tuple<int, int64_t, int64_t>;  // input, first row, last row
   const auto tile_bytes = [&](int64_t a, int64_t b) {
     uint64_t bytes = align_up(static_cast<uint64_t>((b - a) * out_row), kSramAlignment);
+    std::set<Load> loads;
     for (size_t j = 0; j < moves.size(); ++j) {
       const auto [i0, i1] = range(j, a, b);
       if (i0 >= i1 || moves[j].input < 0) continue;
       const auto [lo, hi] = in_rows(j, i0, i1);
+      if (!loads.insert({moves[j].input, lo, hi}).second) continue;
       bytes += align_up(static_cast<uint64_t>((hi - lo + 1) * rows[j].in_row), kSramAlignment);
     }
     return bytes;
@@ -1474,14 +1533,27 @@ void Lowering::lower_movement_tiled(const ref::Int8Op& op, const std::vector<Mov
     if (fits) break;
     if (tile == 1) refuse("one output row does not fit");
   }
+  // Moves that read the same rows of the same input in a tile share the first such move's load:
+  // owner(j) is that move (j itself when it loads).
+  const auto owner = [&](size_t j, int64_t a, int64_t b) {
+    const auto [i0, i1] = range(j, a, b);
+    const auto [lo, hi] = in_rows(j, i0, i1);
+    for (size_t k = 0; k < j; ++k) {
+      if (moves[k].input != moves[j].input) continue;
+      const auto [k0, k1] = range(k, a, b);
+      if (k0 < k1 && in_rows(k, k0, k1) == std::make_pair(lo, hi)) return k;
+    }
+    return j;
+  };
   // Double buffering: two buffer sets, each an output buffer of `t` rows and per move the most
-  // input bytes any tile of `t` rows loads; when two fit, the loads of tile k+1 precede the copies
-  // and store of tile k, so the DMA overlaps them (as the other tiled paths do).
+  // input bytes any tile of `t` rows loads for it (0 for a move that always shares another's
+  // load); when two fit, the loads of tile k+1 precede the copies and store of tile k, so the DMA
+  // overlaps them (as the other tiled paths do).
   const auto most_input = [&](size_t j, int64_t t) {  // bytes of move j's largest load over tiles of t rows
     uint64_t most = 0;
     for (int64_t a = 0; a < y[0] && moves[j].input >= 0; a += t) {
       const auto [i0, i1] = range(j, a, std::min(y[0], a + t));
-      if (i0 >= i1) continue;
+      if (i0 >= i1 || owner(j, a, std::min(y[0], a + t)) != j) continue;
       const auto [lo, hi] = in_rows(j, i0, i1);
       most = std::max(most, static_cast<uint64_t>((hi - lo + 1) * rows[j].in_row));
     }
@@ -1504,11 +1576,11 @@ void Lowering::lower_movement_tiled(const ref::Int8Op& op, const std::vector<Mov
     }
   }
   const ValueHome& out_home = plan_.home[op.output];
-  // The input buffer of move j for output rows [a, b) is in_bufs[j]: loads, then copies and store.
+  // The input buffer of move j for output rows [a, b) is in_bufs[owner(j)]: loads, then copies and store.
   const auto emit_loads = [&](int64_t a, int64_t b, const std::vector<uint64_t>& in_bufs) {
     for (size_t j = 0; j < moves.size(); ++j) {
       const auto [i0, i1] = range(j, a, b);
-      if (i0 >= i1 || moves[j].input < 0) continue;
+      if (i0 >= i1 || moves[j].input < 0 || owner(j, a, b) != j) continue;
       const auto [lo, hi] = in_rows(j, i0, i1);
       const ValueHome& home = plan_.home[op.inputs[moves[j].input]];
       emit_dma(isa::Opcode::kDmaLoad, home.region, home.offset + static_cast<uint64_t>(lo * rows[j].in_row), in_bufs[j],
@@ -1527,7 +1599,7 @@ void Lowering::lower_movement_tiled(const ref::Int8Op& op, const std::vector<Mov
         m.in_offset = (rows[j].in_row0 + i0 * rows[j].step - lo) * rows[j].in_row + rows[j].in_inner;
       }
       isa::Instruction inst = copy_instruction(op, m);
-      if (m.input >= 0) inst.copy.in_addr += static_cast<uint32_t>(in_bufs[j]);
+      if (m.input >= 0) inst.copy.in_addr += static_cast<uint32_t>(in_bufs[owner(j, a, b)]);
       inst.copy.out_addr += static_cast<uint32_t>(out_buf);
       emit(inst);
     }
@@ -1568,7 +1640,7 @@ void Lowering::lower_movement_tiled(const ref::Int8Op& op, const std::vector<Mov
     buffers.push_back(out_buf);
     for (size_t j = 0; j < moves.size(); ++j) {
       const auto [i0, i1] = range(j, a, b);
-      if (i0 >= i1 || moves[j].input < 0) continue;
+      if (i0 >= i1 || moves[j].input < 0 || owner(j, a, b) != j) continue;
       const auto [lo, hi] = in_rows(j, i0, i1);
       in_bufs[j] = allocate_in_empty_sram(static_cast<uint64_t>((hi - lo + 1) * rows[j].in_row));
       buffers.push_back(in_bufs[j]);

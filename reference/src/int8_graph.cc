@@ -274,9 +274,23 @@ void move_data(const Int8Graph& g, const Int8Op& op, const std::vector<Tensor>& 
       break;
     }
     case Int8OpKind::kPad:
+      if (op.pad_mode != PadMode::kConstant) {  // every output element is an input element
+        for_each_index(y_shape, [&](const std::vector<int64_t>& i) {
+          for (size_t k = 0; k < rank; ++k) {
+            const int64_t t = i[k] - op.pad_begin[k], last = x_shape[k] - 1;
+            j[k] = op.pad_mode == PadMode::kEdge ? std::clamp<int64_t>(t, 0, last)
+                   : t < 0                       ? -t
+                   : t > last                    ? 2 * last - t
+                                                 : t;
+          }
+          y[offset_of(y_shape, i)] = move(x[offset_of(x_shape, j)], 0);
+        });
+        break;
+      }
       std::fill(y, y + out.numel(), static_cast<int8_t>(op.pad_value));
       for_each_index(x_shape, [&](const std::vector<int64_t>& i) {
-        for (size_t k = 0; k < rank; ++k) j[k] = i[k] + op.pad_begin[k];
+        for (size_t k = 0; k < rank; ++k)
+          j[k] = op.pad_begin[k] + i[k] * (op.pad_interior.empty() ? 1 : op.pad_interior[k] + 1);
         y[offset_of(y_shape, j)] = move(x[offset_of(x_shape, i)], 0);
       });
       break;
@@ -327,8 +341,19 @@ void check_movement(const Int8Graph& g, const Int8Op& op, const std::vector<Tens
     }
     case Int8OpKind::kPad:
       if (op.pad_begin.size() != rank) bad("pad_begin has the wrong length");
-      for (size_t k = 0; k < rank; ++k)
-        if (op.pad_begin[k] < 0 || op.pad_begin[k] + x[k] > y[k]) bad("padding does not fit the output");
+      if (!op.pad_interior.empty() && op.pad_interior.size() != rank) bad("pad_interior has the wrong length");
+      if (!op.pad_interior.empty() && op.pad_mode != PadMode::kConstant) bad("interior padding needs constant mode");
+      if (op.pad_mode != PadMode::kConstant && op.pad_mode != PadMode::kEdge && op.pad_mode != PadMode::kReflect)
+        bad("unknown pad mode " + std::to_string(static_cast<int>(op.pad_mode)));
+      for (size_t k = 0; k < rank; ++k) {
+        const int64_t interior = op.pad_interior.empty() ? 0 : op.pad_interior[k];
+        if (interior < 0 || op.pad_begin[k] < 0 || op.pad_begin[k] + (x[k] - 1) * (interior + 1) + 1 > y[k])
+          bad("padding does not fit the output");
+        if (op.pad_mode != PadMode::kConstant && x[k] < 1) bad("edge or reflect padding of an empty axis");
+        if (op.pad_mode == PadMode::kReflect && (op.pad_begin[k] >= x[k] || y[k] - x[k] - op.pad_begin[k] >= x[k]) &&
+            y[k] != x[k])
+          bad("reflect padding of axis " + std::to_string(k) + " is not smaller than the axis");
+      }
       if (op.pad_value < -128 || op.pad_value > 127) bad("pad value is not int8");
       break;
     default: break;

@@ -11,7 +11,8 @@
 //            the kinds that use them) data movement (kTranspose..kPad): i64 list perm, starts,
 //            steps, i64 axis, i64 list pad_begin, i32 pad_value; kMul: mul params (i32 x 3 zero
 //            points, multiplier, i32 act_min, act_max); kSoftmax: i32 axis, 256 x i32 softmax_table;
-//            then (version 4) kSub: u8 constant_first
+//            then (version 4) kSub: u8 constant_first; (version 4, only a kPad whose kind word has
+//            kPadExtension set) i32 pad_mode, i64 list pad_interior
 //   graph:   i32 list inputs, i32 list outputs, u32 n + str input_names, u32 n + str output_names
 // str = u32 length + bytes; shape = u32 rank + i64 dims; tensor = i32 dtype + shape + raw bytes.
 #include "anvil/reference/int8_graph.h"
@@ -26,9 +27,19 @@ namespace {
 
 constexpr char kMagic[4] = {'A', 'I', '8', 'G'};
 // 2: values carry their dtype (host values); 3: the data-movement ops, kMul, kSub, kMatMul,
-// kSoftmax and their fields; 4: kSub's constant_first (constant - x). Earlier versions are still
-// read (a version 3 kSub is x - constant or x - y).
+// kSoftmax and their fields. Earlier versions are still read (a version 3 kSub is x - constant or
+// x - y).
+// 4: kSub's constant_first (constant - x); kPad's pad_mode and pad_interior (edge / reflect
+// padding, ConvTranspose's zero insertion).
 constexpr uint32_t kVersion = 4;
+/// Set in the u32 kind word of a kPad that is not plain constant padding: its version 4 fields
+/// follow. Only such ops carry them, so a version 3 reader meets an unknown kind, never a
+/// misread op, and this reader refuses the bit in an older file.
+constexpr uint32_t kPadExtension = 1u << 16;
+
+bool has_pad_extension(const Int8Op& op) {
+  return op.kind == Int8OpKind::kPad && (op.pad_mode != PadMode::kConstant || !op.pad_interior.empty());
+}
 
 bool is_data_movement(Int8OpKind k) { return k >= Int8OpKind::kTranspose && k <= Int8OpKind::kPad; }
 
@@ -131,7 +142,7 @@ std::string serialize_int8_graph(const Int8Graph& g) {
   }
   w.put<uint32_t>(static_cast<uint32_t>(g.ops.size()));
   for (const Int8Op& op : g.ops) {
-    w.put<uint32_t>(static_cast<uint32_t>(op.kind));
+    w.put<uint32_t>(static_cast<uint32_t>(op.kind) | (has_pad_extension(op) ? kPadExtension : 0u));
     w.str(op.node);
     w.ints(op.inputs);
     w.put<int32_t>(op.output);
@@ -174,6 +185,10 @@ std::string serialize_int8_graph(const Int8Graph& g) {
       for (int32_t e : op.softmax_table) w.put<int32_t>(e);
     }
     if (op.kind == Int8OpKind::kSub) w.put<uint8_t>(op.constant_first ? 1 : 0);
+    if (has_pad_extension(op)) {
+      w.put<int32_t>(static_cast<int32_t>(op.pad_mode));
+      w.int64s(op.pad_interior);
+    }
   }
   w.ints(g.inputs);
   w.ints(g.outputs);
@@ -216,7 +231,8 @@ Expected<Int8Graph> parse_int8_graph(const std::string& bytes, const std::string
     };
     g.ops.resize(r.count(r.remaining() / 64, "ops"));
     for (Int8Op& op : g.ops) {
-      const uint32_t kind = r.get<uint32_t>();
+      const uint32_t word = r.get<uint32_t>(), kind = word & ~kPadExtension;
+      const bool pad_extension = (word & kPadExtension) != 0;
       if (kind > static_cast<uint32_t>(Int8OpKind::kSoftmax) || std::string(int8_op_name(static_cast<Int8OpKind>(kind))) == "?")
         r.bad("unknown op kind " + std::to_string(kind));
       op.kind = static_cast<Int8OpKind>(kind);
@@ -224,6 +240,9 @@ Expected<Int8Graph> parse_int8_graph(const std::string& bytes, const std::string
       if (version < 3 && kind > static_cast<uint32_t>(Int8OpKind::kHost))
         r.bad("op '" + op.node + "': " + int8_op_name(op.kind) + " needs format version 3, the graph is version " +
               std::to_string(version));
+      if (pad_extension && (version < 4 || op.kind != Int8OpKind::kPad))
+        r.bad("op '" + op.node + "': " + int8_op_name(op.kind) + " with a pad mode or interior padding" +
+              (version < 4 ? " needs format version 4, the graph is version " + std::to_string(version) : ""));
       op.inputs = r.ints();
       check(op.inputs);
       op.output = r.get<int32_t>();
@@ -280,6 +299,13 @@ Expected<Int8Graph> parse_int8_graph(const std::string& bytes, const std::string
         op.constant_first = r.get<uint8_t>() != 0;
         if (op.constant_first && op.inputs.size() != 1)
           r.bad("sub '" + op.node + "': a constant first operand with " + std::to_string(op.inputs.size()) + " inputs");
+      }
+      if (pad_extension) {
+        const int32_t mode = r.get<int32_t>();
+        if (mode < static_cast<int32_t>(PadMode::kConstant) || mode > static_cast<int32_t>(PadMode::kReflect))
+          r.bad("pad '" + op.node + "': unknown pad mode " + std::to_string(mode));
+        op.pad_mode = static_cast<PadMode>(mode);
+        op.pad_interior = r.int64s();
       }
       if ((op.kind == Int8OpKind::kMatMul && op.inputs.size() != 2) || (op.kind == Int8OpKind::kSoftmax && op.inputs.size() != 1))
         r.bad("op '" + op.node + "' (" + int8_op_name(op.kind) + ") has " + std::to_string(op.inputs.size()) + " inputs");

@@ -2,6 +2,8 @@
 /// Kernels of the quantized-integer operators, ConvTranspose and Resize. Declared apart from
 /// kernels.h (which holds the float CNN kernels) so each family's header changes on its own;
 /// op_registry.cc lists them all in its one table.
+#include <array>
+
 #include "kernels.h"
 
 namespace anvil::ref {
@@ -18,6 +20,17 @@ void conv_integer_check(const onnx::NodeProto& node, int64_t opset);
 // ops_conv_transpose.cc: ConvTranspose, 1-D to 3-D, float32.
 void conv_transpose_kernel(KernelContext& ctx);
 void conv_transpose_check(const onnx::NodeProto& node, int64_t opset);
+/// ConvTranspose geometry: spatial sizes lifted to three dimensions (missing leading ones are
+/// 1 / 0), the output size and the effective begin padding of every attribute form (pads,
+/// output_padding, auto_pad SAME_*, output_shape), computed once for the float kernel and for
+/// lower_qdq's zero-insertion lowering. kInvalidArgument for shapes or attributes that do not fit.
+struct TransposeShape {
+  int64_t batch = 0, channels = 0, maps = 0, group = 1;
+  std::array<int64_t, 3> in{1, 1, 1}, kernel{1, 1, 1}, out{1, 1, 1}, strides{1, 1, 1}, dilations{1, 1, 1},
+      pad_begin{0, 0, 0};
+  Shape out_shape;
+};
+TransposeShape transpose_shape(const onnx::NodeProto& node, const Shape& x, const Shape& w);
 
 // ops_resize.cc: Resize (opsets 10, 11, 13), float32.
 void resize_kernel(KernelContext& ctx);

@@ -23,6 +23,7 @@
 #include "broadcast.h"
 #include "geometry.h"
 #include "kernels.h"
+#include "kernels_ext.h"
 
 namespace anvil::ref {
 
@@ -281,6 +282,7 @@ class QdqLowering {
     if (t == "Constant") return;  // consumed through constant()
     if (t == "MatMul" && n.input_size() == 2 && dequantized_.count(n.input(1))) return lower_matmul(n);
     if (t == "Conv" || t == "Gemm" || t == "MatMul") return lower_linear(n);
+    if (t == "ConvTranspose") return lower_conv_transpose(n);
     if (t == "Softmax") return lower_softmax(n);
     if (t == "Add" || t == "Sub" || t == "Mul") return lower_binary(n);
     if (t == "MaxPool" || t == "AveragePool" || t == "GlobalAveragePool") return lower_pool(n);
@@ -928,8 +930,11 @@ class QdqLowering {
     Int8Op op = movement_op(Int8OpKind::kPad, n, {dequantized_input(n, 0)});
     const Shape in = g_.values[op.inputs[0]].shape;
     const int64_t rank = static_cast<int64_t>(in.size());
-    if (attr_string(n, "mode", "constant") != "constant")
-      fail(ErrorCode::kUnsupported, node_label(n) + ": only constant padding is supported on the NPU");
+    const std::string mode = attr_string(n, "mode", "constant");
+    if (mode == "edge") op.pad_mode = PadMode::kEdge;
+    else if (mode == "reflect") op.pad_mode = PadMode::kReflect;
+    else if (mode != "constant")
+      fail(ErrorCode::kUnsupported, node_label(n) + ": only constant, edge and reflect padding are supported on the NPU");
     std::vector<int64_t> pads;
     float value = 0.0f;
     if (opset_ >= 11) {
@@ -947,8 +952,12 @@ class QdqLowering {
       if (pads[d] < 0 || pads[d + rank] < 0)
         fail(ErrorCode::kUnsupported, node_label(n) + ": negative pads (cropping) are not supported on the NPU");
       out[d] += pads[d] + pads[d + rank];
+      if (op.pad_mode == PadMode::kReflect && (pads[d] || pads[d + rank]) && (pads[d] >= in[d] || pads[d + rank] >= in[d]))
+        malformed(n, "reflect padding must be smaller than the axis (axis " + std::to_string(d) + " of " +
+                         shape_str(in) + ", pads " + std::to_string(pads[d]) + " and " + std::to_string(pads[d + rank]) + ")");
     }
     op.pad_begin.assign(pads.begin(), pads.begin() + rank);
+    if (op.pad_mode != PadMode::kConstant) value = 0.0f;  // no border value: pad_value stays unused
     finish_movement(std::move(op), n, n.output(0), out, value);
   }
 
@@ -961,6 +970,131 @@ class QdqLowering {
     if (q.dtype() != DType::kInt8 || q.numel() != 1) malformed(*dq, "constant_value must be one int8");
     const QuantParams p = per_tensor_params(*dq);
     return math::dequantize(q.data<int8_t>()[0], p.scale, p.zero_point);
+  }
+
+  // ---- ConvTranspose ------------------------------------------------------------------------
+
+  /// DQ(x), DQ(W int8 [C, M/group, k...], per tensor or per channel along axis 1), DQ(b int32) ->
+  /// ConvTranspose [-> Relu|Clip] -> Q, 1-D or 2-D, as a kPad and an ordinary kConv. The
+  /// transposed conv y[o] = sum_{i*stride + k*dilation - begin = o} x[i] * W[k] is the stride-1 conv
+  /// of the kernel flipped (and its channel axes swapped, per group) over the input with
+  /// stride - 1 zeros inserted between neighbours and dilation * (k - 1) - begin zeros before it,
+  /// out + dilation * (k - 1) - ((in - 1) * stride + 1) - that before padding after it (the
+  /// geometry transpose_shape gives the float kernel: pads, output_padding, auto_pad, output_shape).
+  /// "Zero" is the input zero point, so x - in_zp is 0 there and the int32 accumulation over the
+  /// zero-inserted input is exactly the integer sum of the transposed conv: run_int8 agrees with
+  /// the float QDQ graph up to its final rounding (one step). A negative padding (begin larger than
+  /// dilation * (k - 1), an output_shape smaller than the full output) pads with 0 and crops the
+  /// conv's output with a kSlice. 1-D values are viewed as N x C x 1 x L (kReshape on each side);
+  /// 3-D is refused (kConv is 2-D).
+  void lower_conv_transpose(const onnx::NodeProto& n) {
+    const int x = dequantized_input(n, 0);
+    const Int8Value in = g_.values[x];
+    if (in.shape.size() != 3 && in.shape.size() != 4)
+      unsupported_shape(n, "N x C x L or N x C x H x W (1-D or 2-D ConvTranspose)", in.shape);
+    if (n.input_size() < 2) malformed(n, "missing weight input");
+    const onnx::NodeProto* dq = dequantize_of_constant(n.input(1));
+    if (!dq) malformed(n, "weight '" + n.input(1) + "' must be a DequantizeLinear of an int8 initializer");
+    const Tensor& w = *constant(dq->input(0));
+    if (w.dtype() != DType::kInt8) malformed(*dq, "weight must be int8, got " + std::string(dtype_name(w.dtype())));
+    TransposeShape s;
+    try {
+      s = transpose_shape(n, in.shape, w.shape());
+    } catch (const Error& e) {
+      malformed(n, e.what());
+    }
+    const int64_t groups = s.group, cg = s.channels / groups, mg = s.maps / groups, o = s.maps;
+    // Weight scales: one, or one per W[:, m] (axis 1, M/group values: output channel g * M/group + m).
+    const Tensor* scale = dq->input_size() > 1 ? constant(dq->input(1)) : nullptr;
+    if (!scale || scale->dtype() != DType::kFloat32 || (scale->numel() != 1 && scale->numel() != mg))
+      malformed(*dq, "weight scale must be float32 with 1 or " + std::to_string(mg) + " values");
+    if (scale->numel() != 1 && mg != 1 && normalize_axis(attr_int(*dq, "axis", 1), static_cast<int64_t>(w.rank()), "axis") != 1)
+      malformed(*dq, "per-channel ConvTranspose weight scale must be along axis 1 (the output channels)");
+    std::vector<float> w_scale;
+    for (int64_t c = 0; c < o; ++c) w_scale.push_back(scale->data<float>()[scale->numel() == 1 ? 0 : c % mg]);
+    for (float v : w_scale)
+      if (!(v > 0.0f) || !std::isfinite(v)) malformed(*dq, "weight scales must be positive and finite");
+    if (dq->input_size() > 2 && !dq->input(2).empty()) {
+      const Tensor* zp = constant(dq->input(2));
+      if (!zp || zp->dtype() != DType::kInt8) malformed(*dq, "weight zero point must be an int8 constant");
+      for (int8_t z : zp->to_vector<int8_t>())
+        if (z != 0) malformed(*dq, "weight zero point must be 0 (symmetric weights)");
+    }
+    // Spatial axes 1 and 2 of the lifted geometry are H and W (1-D: H is the unit axis).
+    const int64_t kh = s.kernel[1], kw = s.kernel[2];
+    Tensor flipped(DType::kInt8, {o, cg, kh, kw});
+    const int8_t* src = w.data<int8_t>();
+    int8_t* dst = flipped.data<int8_t>();
+    for (int64_t g = 0; g < groups; ++g)
+      for (int64_t m = 0; m < mg; ++m)
+        for (int64_t c = 0; c < cg; ++c)
+          for (int64_t ky = 0; ky < kh; ++ky)
+            for (int64_t kx = 0; kx < kw; ++kx)
+              dst[(((g * mg + m) * cg + c) * kh + ky) * kw + kx] =
+                  src[(((g * cg + c) * mg + m) * kh + kh - 1 - ky) * kw + kw - 1 - kx];
+    Int8Op conv;
+    conv.kind = Int8OpKind::kConv;
+    conv.node = node_name(n);
+    conv.groups = static_cast<int>(groups);
+    conv.bias = n.input_size() > 2 && !n.input(2).empty() ? constant_bias(n, n.input(2), in.q.scale, w_scale, o)
+                                                          : Tensor(DType::kInt32, {o});
+    check_accumulator(n, flipped, conv.bias);
+    conv.weight = std::move(flipped);
+    QuantParams out_q;
+    const int q = follow_to_quantize(n, n.output(0), true, conv, &out_q);
+    for (int64_t c = 0; c < o; ++c)
+      conv.multipliers.push_back(math::quantize_multiplier(static_cast<double>(in.q.scale) * w_scale[c] / out_q.scale));
+    // Per spatial axis: the zero-inserted, padded input and the crop of the conv's output.
+    std::vector<int64_t> begin{0, 0, 0, 0}, interior{0, 0, 0, 0}, crop{0, 0, 0, 0};
+    Shape padded{in.shape[0], s.channels, 1, 1}, full{in.shape[0], o, 1, 1};
+    bool pads = false;
+    for (int a = 0; a < 2; ++a) {
+      const int64_t k = s.kernel[1 + a], d = s.dilations[1 + a], span = d * (k - 1);
+      const int64_t inserted = (s.in[1 + a] - 1) * s.strides[1 + a] + 1;
+      const int64_t lo = span - s.pad_begin[1 + a], hi = s.out[1 + a] + span - inserted - lo;
+      begin[2 + a] = std::max<int64_t>(lo, 0);
+      interior[2 + a] = s.strides[1 + a] - 1;
+      crop[2 + a] = std::max<int64_t>(-lo, 0);
+      padded[2 + a] = begin[2 + a] + inserted + std::max<int64_t>(hi, 0);
+      full[2 + a] = padded[2 + a] - span;
+      pads = pads || padded[2 + a] != s.in[1 + a];
+      conv.kernel[a] = static_cast<int>(k);
+      conv.dilations[a] = static_cast<int>(d);
+    }
+    const std::string y = node(q).output(0);
+    int v = x;
+    if (in.shape.size() == 3) {  // N x C x L as N x C x 1 x L
+      Int8Op to_2d = movement_op(Int8OpKind::kReshape, n, {v});
+      to_2d.output = v = add_value(y + "/2d_in", {in.shape[0], in.shape[1], 1, in.shape[2]}, in.q);
+      g_.ops.push_back(std::move(to_2d));
+    }
+    if (pads) {
+      Int8Op pad = movement_op(Int8OpKind::kPad, n, {v});
+      pad.pad_begin = begin;
+      if (interior[2] || interior[3]) pad.pad_interior = interior;
+      pad.pad_value = in.q.zero_point;
+      pad.multipliers = {math::quantize_multiplier(1.0)};
+      pad.output = v = add_value(y + "/zero_inserted", padded, in.q);
+      g_.ops.push_back(std::move(pad));
+    }
+    Shape out_4d{in.shape[0], o, s.out[1], s.out[2]};
+    const bool crops = full != out_4d, reshapes = in.shape.size() == 3;
+    conv.inputs = {v};
+    conv.output = v = add_value(crops || reshapes ? y + "/conv" : y, full, out_q);
+    g_.ops.push_back(std::move(conv));
+    if (crops) {
+      Int8Op slice = movement_op(Int8OpKind::kSlice, n, {v});
+      slice.starts = crop;
+      slice.steps = {1, 1, 1, 1};
+      slice.multipliers = {math::quantize_multiplier(1.0)};
+      slice.output = v = add_value(reshapes ? y + "/cropped" : y, out_4d, out_q);
+      g_.ops.push_back(std::move(slice));
+    }
+    if (reshapes) {
+      Int8Op back = movement_op(Int8OpKind::kReshape, n, {v});
+      back.output = add_value(y, s.out_shape, out_q);
+      g_.ops.push_back(std::move(back));
+    }
   }
 
   // ---- host fallback (LowerOptions::host_fallback) ------------------------------------------

@@ -31,31 +31,25 @@ std::vector<int64_t> per_dim(const onnx::NodeProto& node, const char* name, size
   return v;
 }
 
-/// Spatial sizes lifted to three dimensions (missing leading ones are 1 / 0).
-struct TransposeShape {
-  int64_t batch = 0, channels = 0, maps = 0, group = 1;
-  std::array<int64_t, 3> in{1, 1, 1}, kernel{1, 1, 1}, out{1, 1, 1}, strides{1, 1, 1}, dilations{1, 1, 1},
-      pad_begin{0, 0, 0};
-  Shape out_shape;
-};
+}  // namespace
 
-TransposeShape transpose_shape(const onnx::NodeProto& node, const Tensor& x, const Tensor& w) {
-  if (x.rank() < 3 || x.rank() > 5)
-    fail(ErrorCode::kInvalidArgument, "X must be N x C x D1 [x D2 [x D3]] (1-D to 3-D), got " + shape_str(x.shape()));
-  if (w.rank() != x.rank())
-    fail(ErrorCode::kInvalidArgument, "W " + shape_str(w.shape()) + " must have the rank of X " + shape_str(x.shape()));
-  const size_t rank = x.rank() - 2;
+TransposeShape transpose_shape(const onnx::NodeProto& node, const Shape& x, const Shape& w) {
+  if (x.size() < 3 || x.size() > 5)
+    fail(ErrorCode::kInvalidArgument, "X must be N x C x D1 [x D2 [x D3]] (1-D to 3-D), got " + shape_str(x));
+  if (w.size() != x.size())
+    fail(ErrorCode::kInvalidArgument, "W " + shape_str(w) + " must have the rank of X " + shape_str(x));
+  const size_t rank = x.size() - 2;
   TransposeShape s;
-  s.batch = x.dim(0);
-  s.channels = x.dim(1);
+  s.batch = x[0];
+  s.channels = x[1];
   s.group = attr_int(node, "group", 1);
-  if (s.group < 1 || w.dim(0) != s.channels || s.channels % s.group != 0)
-    fail(ErrorCode::kInvalidArgument, "W " + shape_str(w.shape()) + " does not match X " + shape_str(x.shape()) +
+  if (s.group < 1 || w[0] != s.channels || s.channels % s.group != 0)
+    fail(ErrorCode::kInvalidArgument, "W " + shape_str(w) + " does not match X " + shape_str(x) +
                                           " with group " + std::to_string(s.group));
-  s.maps = w.dim(1) * s.group;
-  const std::vector<int64_t> kernel(w.shape().begin() + 2, w.shape().end());
+  s.maps = w[1] * s.group;
+  const std::vector<int64_t> kernel(w.begin() + 2, w.end());
   if (attr_ints(node, "kernel_shape", kernel) != kernel)
-    fail(ErrorCode::kInvalidArgument, "attribute 'kernel_shape' differs from W " + shape_str(w.shape()));
+    fail(ErrorCode::kInvalidArgument, "attribute 'kernel_shape' differs from W " + shape_str(w));
   const auto strides = per_dim(node, "strides", rank, 1, 1);
   const auto dilations = per_dim(node, "dilations", rank, 1, 1);
   const auto output_padding = per_dim(node, "output_padding", rank, 0, 0);
@@ -70,7 +64,7 @@ TransposeShape transpose_shape(const onnx::NodeProto& node, const Tensor& x, con
   s.out_shape = {s.batch, s.maps};
   const size_t lift = 3 - rank;
   for (size_t i = 0; i < rank; ++i) {
-    const int64_t in = x.dim(i + 2);
+    const int64_t in = x[i + 2];
     const int64_t full = strides[i] * (in - 1) + output_padding[i] + (kernel[i] - 1) * dilations[i] + 1;
     int64_t out = 0, begin = 0;
     if (!output_shape.empty() || auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
@@ -102,8 +96,6 @@ TransposeShape transpose_shape(const onnx::NodeProto& node, const Tensor& x, con
   return s;
 }
 
-}  // namespace
-
 void conv_transpose_check(const onnx::NodeProto& node, int64_t) {
   if (attr_int(node, "group", 1) < 1) fail(ErrorCode::kInvalidArgument, "attribute 'group' must be >= 1");
   const std::string auto_pad = attr_string(node, "auto_pad", "NOTSET");
@@ -117,7 +109,7 @@ void conv_transpose_kernel(KernelContext& ctx) {
   for (const Tensor* t : {&x, &w})
     if (t->dtype() != DType::kFloat32)
       fail(ErrorCode::kUnsupported, std::string("X and W must be float32, got ") + dtype_name(t->dtype()));
-  const TransposeShape s = transpose_shape(ctx.node, x, w);
+  const TransposeShape s = transpose_shape(ctx.node, x.shape(), w.shape());
   const float* bias = nullptr;
   if (ctx.has_input(2)) {
     const Tensor& b = ctx.input(2);

@@ -14,7 +14,9 @@
 ///   DQ(a), DQ(b) -> MatMul [-> Relu|Clip] -> Q    (two activations: kMatMul)
 ///   DQ(x) -> Softmax -> Q                         (integer softmax, math::softmax_row)
 ///   Flatten / Reshape / Squeeze / Unsqueeze on quantized values  (same bytes, new shape)
-///   DQ(x) -> Transpose|Slice|Pad(constant) -> Q, DQ(x) -> Split -> Q each, DQ(a), DQ(b).. -> Concat -> Q
+///   DQ(x) -> Transpose|Slice|Pad(constant, edge, reflect) -> Q, DQ(x) -> Split -> Q each, DQ(a), DQ(b).. -> Concat -> Q
+///   DQ(x), DQ(W per-channel axis 1), DQ(b) -> ConvTranspose [-> Relu|Clip] -> Q (1-D, 2-D: a
+///                                        zero-inserting kPad + a stride-1 kConv [+ a cropping kSlice])
 ///                                                  (data movement, requantizing where scales differ)
 /// and turns each into one Int8Op whose arithmetic is fully integer: int32 accumulation and
 /// math::requantize (common/requant.h). The compiler lowers the same Int8Graph to the ISA, so
@@ -65,13 +67,18 @@ enum class Int8OpKind {
   kTranspose = 8,  ///< out[i] = in[j] with j[perm[k]] = i[k]
   kSlice = 9,      ///< out[i] = in[starts + i * steps] per axis (Slice; Split gives one kSlice per output)
   kConcat = 10,    ///< inputs one after another along `axis`
-  kPad = 11,       ///< constant Pad: out = pad_value, then out[i + pad_begin] = in[i]
+  kPad = 11,       ///< Pad (Int8Op::pad_mode): constant: out = pad_value, then
+                   ///< out[pad_begin + i * (interior + 1)] = in[i] (interior: ConvTranspose's zero
+                   ///< insertion); edge / reflect: out[i] = in[clamp / mirror(i - pad_begin)]
   kMul = 13,  ///< elementwise multiply with numpy broadcasting, math::MulParams (Int8Op::mul)
   kSub = 14,  ///< elementwise a - b with numpy broadcasting, math::AddParams (math::sub_int8)
   kMatMul = 15,   ///< MatMul of two int8 activations [..., M, K] x [..., K, N] (batch dims equal or broadcast)
   kSoftmax = 16,  ///< Softmax over `axis`, math::softmax_row with `softmax_table`
 };
 const char* int8_op_name(Int8OpKind k);
+
+/// ONNX Pad's modes on the NPU (Int8Op::pad_mode; the values are serialized).
+enum class PadMode : int32_t { kConstant = 0, kEdge = 1, kReflect = 2 };
 
 struct Int8Op {
   Int8OpKind kind;
@@ -125,6 +132,14 @@ struct Int8Op {
   // kSub with one input: true when the constant `weight` is the first operand (a = weight, b =
   // inputs[0]: constant - x, `add` built with the constant's parameters as a's); false: x - weight.
   bool constant_first = false;
+  // kPad (AI8G version 4). kConstant with pad_interior: `pad_interior[k]` pad_value elements
+  // between neighbours of axis k (empty: none), so out[pad_begin + i * (pad_interior + 1)] = in[i]
+  // (ConvTranspose = this zero insertion + a stride-1 kConv). kEdge: out[i] = in[clamp(i -
+  // pad_begin, 0, dim - 1)] per axis; kReflect: i - pad_begin mirrored about the first and last
+  // element (without repeating them), which needs both pads of an axis < its size. Edge and
+  // reflect take no interior and no pad_value.
+  PadMode pad_mode = PadMode::kConstant;
+  std::vector<int64_t> pad_interior;
 };
 
 struct Int8Graph {

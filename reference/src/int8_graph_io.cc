@@ -1,6 +1,6 @@
 // serialize_int8_graph / parse_int8_graph: the integer graph as bytes, for the host segments of a
 // partitioned program (docs/program-format.md). Little endian, no padding:
-//   "AI8G" u32 version(3)
+//   "AI8G" u32 version(4)
 //   values:  u32 n, each: str name, shape, f32 scale, i32 zero_point, i32 dtype (version 2 only;
 //            version 1 values are int8)
 //   ops:     u32 n, each: u32 kind, str node, i32 list inputs, i32 output, tensor weight, tensor bias,
@@ -10,7 +10,9 @@
 //            host_outputs, u32 n + str host_nodes, str host_reason, then (version 3, only for
 //            the kinds that use them) data movement (kTranspose..kPad): i64 list perm, starts,
 //            steps, i64 axis, i64 list pad_begin, i32 pad_value; kMul: mul params (i32 x 3 zero
-//            points, multiplier, i32 act_min, act_max); kSoftmax: i32 axis, 256 x i32 softmax_table
+//            points, multiplier, i32 act_min, act_max); kSoftmax: i32 axis, 256 x i32 softmax_table;
+//            then (version 4) kResize: u32 n + (i32 first, i32 second, i32 weight) each for the
+//            row taps, the same for the column taps
 //   graph:   i32 list inputs, i32 list outputs, u32 n + str input_names, u32 n + str output_names
 // str = u32 length + bytes; shape = u32 rank + i64 dims; tensor = i32 dtype + shape + raw bytes.
 #include "anvil/reference/int8_graph.h"
@@ -25,8 +27,8 @@ namespace {
 
 constexpr char kMagic[4] = {'A', 'I', '8', 'G'};
 // 2: values carry their dtype (host values); 3: the data-movement ops, kMul, kSub, kMatMul,
-// kSoftmax and their fields. Earlier versions are still read.
-constexpr uint32_t kVersion = 3;
+// kSoftmax and their fields; 4: kResize and its taps. Earlier versions are still read.
+constexpr uint32_t kVersion = 4;
 
 bool is_data_movement(Int8OpKind k) { return k >= Int8OpKind::kTranspose && k <= Int8OpKind::kPad; }
 
@@ -171,6 +173,12 @@ std::string serialize_int8_graph(const Int8Graph& g) {
       w.put<int32_t>(op.axis);
       for (int32_t e : op.softmax_table) w.put<int32_t>(e);
     }
+    if (op.kind == Int8OpKind::kResize)
+      for (const auto* taps : {&op.resize_rows, &op.resize_cols}) {
+        w.put<uint32_t>(static_cast<uint32_t>(taps->size()));
+        for (const math::ResizeTap& t : *taps)
+          for (int32_t x : {t.first, t.second, t.weight}) w.put<int32_t>(x);
+      }
   }
   w.ints(g.inputs);
   w.ints(g.outputs);
@@ -272,6 +280,24 @@ Expected<Int8Graph> parse_int8_graph(const std::string& bytes, const std::string
         for (int32_t e : op.softmax_table)
           if (e < 0 || e > (1 << math::kSoftmaxFractionBits))
             r.bad("softmax '" + op.node + "': exponential table entry " + std::to_string(e) + " is outside [0, 2^30]");
+      }
+      if (op.kind == Int8OpKind::kResize) {
+        if (version < 4)
+          r.bad("op '" + op.node + "': resize needs format version 4, the graph is version " + std::to_string(version));
+        for (auto* taps : {&op.resize_rows, &op.resize_cols}) {
+          taps->resize(r.count(r.remaining() / 12, "resize taps"));
+          for (math::ResizeTap& t : *taps) {
+            t.first = r.get<int32_t>();
+            t.second = r.get<int32_t>();
+            t.weight = r.get<int32_t>();
+          }
+        }
+        if (op.inputs.size() != 1) r.bad("op '" + op.node + "' (resize) has " + std::to_string(op.inputs.size()) + " inputs");
+        try {
+          (void)resize_dims(op, g.values[op.inputs[0]].shape, g.values[op.output].shape);
+        } catch (const Error& e) {
+          r.bad(e.what());
+        }
       }
       if ((op.kind == Int8OpKind::kMatMul && op.inputs.size() != 2) || (op.kind == Int8OpKind::kSoftmax && op.inputs.size() != 1))
         r.bad("op '" + op.node + "' (" + int8_op_name(op.kind) + ") has " + std::to_string(op.inputs.size()) + " inputs");

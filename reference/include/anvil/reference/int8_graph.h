@@ -16,6 +16,8 @@
 ///   Flatten / Reshape / Squeeze / Unsqueeze on quantized values  (same bytes, new shape)
 ///   DQ(x) -> Transpose|Slice|Pad(constant) -> Q, DQ(x) -> Split -> Q each, DQ(a), DQ(b).. -> Concat -> Q
 ///                                                  (data movement, requantizing where scales differ)
+///   DQ(x) -> Resize(nearest|linear over the last two axes, constant scales or sizes) -> Q
+///                                                  (kResize, math::resize_plane)
 /// and turns each into one Int8Op whose arithmetic is fully integer: int32 accumulation and
 /// math::requantize (common/requant.h). The compiler lowers the same Int8Graph to the ISA, so
 /// run_int8() here is the golden model the hardware model is checked against bit for bit.
@@ -66,6 +68,7 @@ enum class Int8OpKind {
   kSlice = 9,      ///< out[i] = in[starts + i * steps] per axis (Slice; Split gives one kSlice per output)
   kConcat = 10,    ///< inputs one after another along `axis`
   kPad = 11,       ///< constant Pad: out = pad_value, then out[i + pad_begin] = in[i]
+  kResize = 12,    ///< Resize (nearest, bilinear) of the last two axes, math::resize_plane per plane
   kMul = 13,  ///< elementwise multiply with numpy broadcasting, math::MulParams (Int8Op::mul)
   kSub = 14,  ///< elementwise a - b with numpy broadcasting, math::AddParams (math::sub_int8)
   kMatMul = 15,   ///< MatMul of two int8 activations [..., M, K] x [..., K, N] (batch dims equal or broadcast)
@@ -122,6 +125,10 @@ struct Int8Op {
   // kSoftmax: the axis (>= 0, < rank) and math::make_softmax_table(input scale); `multiplier` is
   // math::softmax_output_multiplier(output scale).
   math::SoftmaxTable softmax_table{};
+  // kResize: the taps of every output row (axis rank - 2) and column (axis rank - 1), from the
+  // float Resize's own coordinates (one tap per output index, Q11 weights); `multiplier` is
+  // math::resize_multiplier(in_scale, out_scale). The leading axes are not resized.
+  std::vector<math::ResizeTap> resize_rows, resize_cols;
 };
 
 struct Int8Graph {
@@ -186,6 +193,14 @@ struct MatMulDims {
 /// and numpy-broadcastable batch dimensions (else kInvalidArgument); an operand's batch dimensions
 /// must equal the broadcast ones or be all ones (kUnsupported otherwise, e.g. [2,1] x [1,3]).
 MatMulDims matmul_dims(const Shape& a, const Shape& b);
+
+/// The geometry of a kResize: `planes` (product of the leading axes) planes of in_h x in_w to
+/// out_h x out_w. Checks the shapes (rank >= 2, equal leading axes) and the op's taps (one per
+/// output row / column, math::resize_taps_valid); kInvalidArgument naming the node otherwise.
+struct ResizeDims {
+  int64_t planes = 1, in_h = 1, in_w = 1, out_h = 1, out_w = 1;
+};
+ResizeDims resize_dims(const Int8Op& op, const Shape& in, const Shape& out);
 
 /// Host-side conversions at the graph boundary (math::quantize_float / math::dequantize).
 Tensor quantize_tensor(const Tensor& f32, QuantParams q);

@@ -158,8 +158,8 @@ TEST(HostValues, VersionOneGraphsStillParseAsInt8) {
   EXPECT_EQ(back.values[1].dtype, DType::kInt8);
   EXPECT_EQ(ref::serialize_int8_graph(back), v2);
   std::string later = v2;
-  later[4] = 4;
-  EXPECT_EQ(parse_error(later), "g: integer graph: version 4, this anvil reads versions 1 to 3 (at byte 8)");
+  later[4] = 5;
+  EXPECT_EQ(parse_error(later), "g: integer graph: version 5, this anvil reads versions 1 to 4 (at byte 8)");
 }
 
 TEST(HostValuesErrors, BadValueDtypeAndNonHostOpsOnHostValuesAreParseErrors) {

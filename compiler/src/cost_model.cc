@@ -21,6 +21,8 @@ uint64_t vector_elements(const isa::Instruction& inst) {
     case isa::Opcode::kBinary: return isa::binary_count(inst.binary);
     case isa::Opcode::kSoftmax:  // three passes: max, sum of exponentials, normalise (as hw_model's)
       return 3 * static_cast<uint64_t>(inst.softmax.outer) * inst.softmax.length * inst.softmax.inner;
+    case isa::Opcode::kResize:  // four taps read per output element (as hw_model's)
+      return 4 * static_cast<uint64_t>(inst.resize.planes) * inst.resize.out_h * inst.resize.out_w;
     default: {
       const isa::PoolArgs& p = inst.pool;
       return static_cast<uint64_t>(p.n) * p.c * p.out_h * p.out_w * p.kernel_h * p.kernel_w;

@@ -99,6 +99,14 @@ MemAccess instruction_access(const isa::Instruction& inst) {
       a.writes.push_back(sram(s.out_addr, u64(s.outer) * s.length * s.inner));
       break;
     }
+    case Opcode::kResize: {
+      const isa::ResizeArgs& r = inst.resize;
+      a.reads.push_back(sram(r.in_addr, u64(r.planes) * r.in_h * r.in_w));
+      a.reads.push_back(sram(r.rows_addr, u64(r.out_h) * isa::kResizeTapBytes));
+      a.reads.push_back(sram(r.cols_addr, u64(r.out_w) * isa::kResizeTapBytes));
+      a.writes.push_back(sram(r.out_addr, u64(r.planes) * r.out_h * r.out_w));
+      break;
+    }
     case Opcode::kNop: break;
   }
   return a;

@@ -221,6 +221,7 @@ LayerReport Lowering::lower(const ref::Int8Op& op) {
     case ref::Int8OpKind::kPad: lower_movement(op); break;
     case ref::Int8OpKind::kMatMul: lower_matmul(op); break;
     case ref::Int8OpKind::kSoftmax: lower_softmax(op); break;
+    case ref::Int8OpKind::kResize: lower_resize(op); break;
     case ref::Int8OpKind::kReshape: break;  // the output shares the input's bytes (DRAM and SRAM)
     case ref::Int8OpKind::kMul:
     case ref::Int8OpKind::kSub: lower_binary(op); break;
@@ -973,6 +974,56 @@ void Lowering::lower_softmax(const ref::Int8Op& op) {
     s.out_zero_point = y.q.zero_point;
     s.mult = op.multiplier.multiplier;
     s.shift = op.multiplier.shift;
+    return inst;
+  };
+  lower_rows(op, tiling, build, consts);
+}
+
+/// kResize: the row and column taps (from lower_qdq, math::ResizeTap) are one constant, rows then
+/// columns, loaded once per layer; tiles are ranges of whole planes (the leading axes), so a
+/// tensor larger than SRAM runs plane by plane; one plane that does not fit is kUnsupported.
+void Lowering::lower_resize(const ref::Int8Op& op) {
+  check_arity(op, 1);
+  const ref::Int8Value &x = graph_.values[op.inputs[0]], &y = graph_.values[op.output];
+  ref::ResizeDims d;
+  try {
+    d = ref::resize_dims(op, x.shape, y.shape);
+  } catch (const Error& e) {
+    fail(e.code(), where(op) + ": " + e.what());
+  }
+  check_requant(op, op.multiplier, -128, 127);
+  std::vector<int32_t> table;
+  for (const auto* taps : {&op.resize_rows, &op.resize_cols})
+    for (const math::ResizeTap& t : *taps) table.insert(table.end(), {t.first, t.second, t.weight});
+  const uint64_t table_bytes = table.size() * sizeof(int32_t);
+  RowTiling tiling;
+  tiling.units = d.planes;
+  tiling.in_unit_bytes = {static_cast<uint64_t>(d.in_h * d.in_w)};
+  tiling.out_unit_bytes = static_cast<uint64_t>(d.out_h * d.out_w);
+  tiling.const_bytes = table_bytes;
+  std::optional<uint64_t> table_offset;  // one copy in the constant section
+  const AddConstants consts = [&](int64_t, int64_t) {
+    if (!table_offset) table_offset = add_constant(table.data(), table_bytes);
+    return *table_offset;
+  };
+  const RowBuilder build = [&](int64_t u0, int64_t u1, const std::vector<uint64_t>& in_addrs, uint64_t const_addr,
+                               uint64_t out_addr) {
+    isa::Instruction inst;
+    inst.opcode = isa::Opcode::kResize;
+    isa::ResizeArgs& r = inst.resize;
+    r.in_addr = static_cast<uint32_t>(in_addrs[0]);
+    r.rows_addr = static_cast<uint32_t>(const_addr);
+    r.cols_addr = static_cast<uint32_t>(const_addr + static_cast<uint64_t>(d.out_h) * isa::kResizeTapBytes);
+    r.out_addr = static_cast<uint32_t>(out_addr);
+    r.planes = u32(u1 - u0, "planes", op);
+    r.in_h = u32(d.in_h, "input height", op);
+    r.in_w = u32(d.in_w, "input width", op);
+    r.out_h = u32(d.out_h, "output height", op);
+    r.out_w = u32(d.out_w, "output width", op);
+    r.in_zero_point = x.q.zero_point;
+    r.out_zero_point = y.q.zero_point;
+    r.mult = op.multiplier.multiplier;
+    r.shift = op.multiplier.shift;
     return inst;
   };
   lower_rows(op, tiling, build, consts);

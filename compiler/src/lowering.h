@@ -140,6 +140,7 @@ class Lowering {
   void lower_conv(const ref::Int8Op& op);
   void lower_add(const ref::Int8Op& op);
   void lower_pool(const ref::Int8Op& op);
+  void lower_resize(const ref::Int8Op& op);
   /// The tile space of a one-input elementwise op (kRequant, kLut): checks one input of the
   /// output's element count.
   TileSpace elementwise_space(const ref::Int8Op& op) const;

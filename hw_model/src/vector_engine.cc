@@ -24,6 +24,8 @@ uint64_t VectorEngine::elements_touched(const isa::Instruction& inst) {
     case isa::Opcode::kBinary: return isa::binary_count(inst.binary);
     case isa::Opcode::kSoftmax:  // three passes: max, sum of exponentials, normalise
       return 3 * static_cast<uint64_t>(inst.softmax.outer) * inst.softmax.length * inst.softmax.inner;
+    case isa::Opcode::kResize:  // four taps read per output element
+      return 4 * static_cast<uint64_t>(inst.resize.planes) * inst.resize.out_h * inst.resize.out_w;
     case isa::Opcode::kMaxPool:
     case isa::Opcode::kAvgPool: {
       const isa::PoolArgs& p = inst.pool;
@@ -52,6 +54,7 @@ sc_core::sc_time VectorEngine::execute(const isa::Instruction& inst, uint32_t in
     case isa::Opcode::kCopy: copy(inst.copy, index); break;
     case isa::Opcode::kBinary: binary(inst.binary, index); break;
     case isa::Opcode::kSoftmax: softmax(inst.softmax, index); break;
+    case isa::Opcode::kResize: resize(inst.resize, index); break;
     default: throw PeFault{isa::DeviceError::kBadProgram, index};
   }
   return ctx_.cycles(vector_cycles(inst, ctx_.config, seq_.launch().fused_pes));
@@ -174,6 +177,35 @@ void VectorEngine::softmax(const isa::SoftmaxArgs& s, uint32_t index) {
     for (uint64_t i = 0; i < s.inner; ++i)
       math::softmax_row(x + o * plane + i, out_.data() + o * plane + i, s.length, s.inner, table, q, s.out_zero_point);
   std::copy(out_.begin(), out_.end(), reinterpret_cast<int8_t*>(sram_.write_ptr(s.out_addr, count)));
+}
+
+void VectorEngine::resize(const isa::ResizeArgs& r, uint32_t index) {
+  const PeFault bad{isa::DeviceError::kBadProgram, index};
+  const math::QuantizedMultiplier q{r.mult, r.shift};
+  if (r.planes == 0 || r.in_h == 0 || r.in_w == 0 || r.out_h == 0 || r.out_w == 0 || !multiplier_valid(q) ||
+      std::abs(r.in_zero_point) > 255 || r.out_zero_point < -128 || r.out_zero_point > 127)
+    throw bad;
+  const uint64_t in_plane = static_cast<uint64_t>(r.in_h) * r.in_w, out_plane = static_cast<uint64_t>(r.out_h) * r.out_w;
+  check_sram(r.in_addr, r.planes * in_plane, index, "resize input");
+  check_sram(r.out_addr, r.planes * out_plane, index, "resize output");
+  check_sram(r.rows_addr, static_cast<uint64_t>(r.out_h) * isa::kResizeTapBytes, index, "resize row taps");
+  check_sram(r.cols_addr, static_cast<uint64_t>(r.out_w) * isa::kResizeTapBytes, index, "resize column taps");
+  const auto taps = [&](uint32_t addr, uint32_t n) {
+    std::vector<math::ResizeTap> t(n);
+    for (uint32_t i = 0; i < n; ++i)
+      t[i] = {load_i32(sram_.read_ptr(addr), 3 * i), load_i32(sram_.read_ptr(addr), 3 * i + 1),
+              load_i32(sram_.read_ptr(addr), 3 * i + 2)};
+    return t;
+  };
+  const std::vector<math::ResizeTap> rows = taps(r.rows_addr, r.out_h), cols = taps(r.cols_addr, r.out_w);
+  if (!math::resize_taps_valid(rows.data(), r.out_h, r.in_h) || !math::resize_taps_valid(cols.data(), r.out_w, r.in_w))
+    throw bad;
+  const auto* x = reinterpret_cast<const int8_t*>(sram_.read_ptr(r.in_addr));
+  out_.resize(r.planes * out_plane);
+  for (uint64_t p = 0; p < r.planes; ++p)
+    math::resize_plane(x + p * in_plane, r.in_w, out_.data() + p * out_plane, rows.data(), r.out_h, cols.data(), r.out_w,
+                       r.in_zero_point, q, r.out_zero_point);
+  std::copy(out_.begin(), out_.end(), reinterpret_cast<int8_t*>(sram_.write_ptr(r.out_addr, out_.size())));
 }
 
 void VectorEngine::binary(const isa::BinaryArgs& b, uint32_t index) {

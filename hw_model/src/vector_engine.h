@@ -30,6 +30,11 @@
 ///             math::make_softmax_table; entries must lie in [0, 2^30] with entry 0 > 0, else
 ///             kBadProgram). Timing: three passes over the elements (max, sum of exponentials,
 ///             normalise), so elements_touched = 3 x outer x length x inner at vector_lanes.
+///   kResize   math::resize_plane on each of `planes` packed planes, the row and column taps
+///             (isa::ResizeArgs, 12 bytes each) read from SRAM; a tap outside its axis or a
+///             weight outside [0, 2^11], an empty extent, a bad multiplier or zero point is
+///             kBadProgram. Timing: four taps per output element (elements_touched =
+///             4 x planes x out_h x out_w) at vector_lanes.
 ///   kCopy     data movement (isa::CopyArgs): every element of the index box moved, requantized with
 ///             math::requantize(x - in_zp, {mult, shift}, out_zp, -128, 127), or filled, in
 ///             row-major order of the box; one element per lane per cycle (elements_touched =
@@ -60,6 +65,7 @@ class VectorEngine : public ExecUnit {
   void copy(const isa::CopyArgs& c, uint32_t index);
   void binary(const isa::BinaryArgs& b, uint32_t index);
   void softmax(const isa::SoftmaxArgs& s, uint32_t index);
+  void resize(const isa::ResizeArgs& r, uint32_t index);
   /// kAdd of at least this many elements looks its results up in a 64 Ki-entry table of
   /// math::add_int8 (building it costs 65 536 evaluations, so only long adds gain).
   static constexpr uint32_t kAddTableMinCount = 1u << 17;

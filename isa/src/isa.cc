@@ -28,12 +28,13 @@ const char* opcode_name(Opcode op) {
     case Opcode::kBinary: return "binary";
     case Opcode::kMatMul: return "matmul";
     case Opcode::kSoftmax: return "softmax";
+    case Opcode::kResize: return "resize";
   }
   return "?";
 }
 
 bool opcode_valid(uint8_t op) {
-  return op <= static_cast<uint8_t>(Opcode::kSoftmax);  // opcodes 0..12 are all defined
+  return op <= static_cast<uint8_t>(Opcode::kResize);  // opcodes 0..13 are all defined
 }
 
 namespace {
@@ -158,6 +159,11 @@ std::string to_string(const Instruction& i) {
     case Opcode::kSoftmax:
       os << " in@" << i.softmax.in_addr << " table@" << i.softmax.table_addr << " -> @" << i.softmax.out_addr << " "
          << i.softmax.outer << "x" << i.softmax.length << "x" << i.softmax.inner;
+      break;
+    case Opcode::kResize:
+      os << " in@" << i.resize.in_addr << " rows@" << i.resize.rows_addr << " cols@" << i.resize.cols_addr << " -> @"
+         << i.resize.out_addr << " " << i.resize.planes << "x" << i.resize.in_h << "x" << i.resize.in_w << " -> "
+         << i.resize.out_h << "x" << i.resize.out_w;
       break;
     case Opcode::kNop: break;
   }

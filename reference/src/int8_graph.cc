@@ -142,6 +142,17 @@ void softmax(const Int8Op& op, const Int8Value& in_v, const Int8Value& out_v, co
                         op.multiplier, out_v.q.zero_point);
 }
 
+/// kResize: math::resize_plane on every plane of the leading axes.
+void resize(const Int8Op& op, const Int8Value& in_v, const Int8Value& out_v, const Tensor& in, Tensor& out) {
+  const ResizeDims d = resize_dims(op, in_v.shape, out_v.shape);
+  const int8_t* xd = in.data<int8_t>();
+  int8_t* yd = out.data<int8_t>();
+  tbb::parallel_for(int64_t{0}, d.planes, [&](int64_t p) {
+    math::resize_plane(xd + p * d.in_h * d.in_w, d.in_w, yd + p * d.out_h * d.out_w, op.resize_rows.data(), d.out_h,
+                       op.resize_cols.data(), d.out_w, in_v.q.zero_point, op.multiplier, out_v.q.zero_point);
+  });
+}
+
 /// kAdd, kSub, kMul: each output element from the two operands' elements at its broadcast
 /// position (numpy rules); with one input, the op's constant is the second operand, or the first
 /// for a kSub with constant_first (constant - x).
@@ -398,6 +409,7 @@ void run_op(const Int8Graph& g, const Int8Op& op, std::vector<Tensor>& values) {
       matmul(op, in_v, g.values[op.inputs.at(1)], out_v, in, values[op.inputs[1]], out);
       break;
     case Int8OpKind::kSoftmax: softmax(op, in_v, out_v, in, out); break;
+    case Int8OpKind::kResize: resize(op, in_v, out_v, in, out); break;
     case Int8OpKind::kReshape:
     case Int8OpKind::kHost: break;
   }
@@ -405,6 +417,27 @@ void run_op(const Int8Graph& g, const Int8Op& op, std::vector<Tensor>& values) {
 }
 
 }  // namespace
+
+ResizeDims resize_dims(const Int8Op& op, const Shape& in, const Shape& out) {
+  const size_t rank = in.size();
+  const auto bad = [&](const std::string& why) {
+    fail(ErrorCode::kInvalidArgument, "resize '" + op.node + "': " + why + " (input " + shape_str(in) + ", output " +
+                                          shape_str(out) + ")");
+  };
+  if (rank < 2 || out.size() != rank) bad("needs equal ranks >= 2");
+  ResizeDims d;
+  for (size_t i = 0; i + 2 < rank; ++i) {
+    if (in[i] != out[i]) bad("resizes a leading axis");
+    d.planes *= in[i];
+  }
+  d.in_h = in[rank - 2], d.in_w = in[rank - 1], d.out_h = out[rank - 2], d.out_w = out[rank - 1];
+  if (static_cast<int64_t>(op.resize_rows.size()) != d.out_h || static_cast<int64_t>(op.resize_cols.size()) != d.out_w)
+    bad(std::to_string(op.resize_rows.size()) + " row and " + std::to_string(op.resize_cols.size()) + " column taps");
+  if (!math::resize_taps_valid(op.resize_rows.data(), d.out_h, d.in_h) ||
+      !math::resize_taps_valid(op.resize_cols.data(), d.out_w, d.in_w))
+    bad("a tap reads outside the input or has a weight outside [0, 2^11]");
+  return d;
+}
 
 Expected<TensorMap> run_int8(const Int8Graph& graph, const TensorMap& int8_inputs) {
   return capture([&] {

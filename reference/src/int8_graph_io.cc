@@ -13,6 +13,8 @@
 //            points, multiplier, i32 act_min, act_max); kSoftmax: i32 axis, 256 x i32 softmax_table;
 //            then (version 4) kSub: u8 constant_first; (version 4, only a kPad whose kind word has
 //            kPadExtension set) i32 pad_mode, i64 list pad_interior
+//            then (version 4) kResize: u32 n + (i32 first, i32 second, i32 weight) each for the
+//            row taps, the same for the column taps
 //   graph:   i32 list inputs, i32 list outputs, u32 n + str input_names, u32 n + str output_names
 // str = u32 length + bytes; shape = u32 rank + i64 dims; tensor = i32 dtype + shape + raw bytes.
 #include "anvil/reference/int8_graph.h"
@@ -29,8 +31,8 @@ constexpr char kMagic[4] = {'A', 'I', '8', 'G'};
 // 2: values carry their dtype (host values); 3: the data-movement ops, kMul, kSub, kMatMul,
 // kSoftmax and their fields. Earlier versions are still read (a version 3 kSub is x - constant or
 // x - y).
-// 4: kSub's constant_first (constant - x); kPad's pad_mode and pad_interior (edge / reflect
-// padding, ConvTranspose's zero insertion).
+// 4: kResize and its taps; kSub's constant_first (constant - x); kPad's pad_mode and
+// pad_interior (edge / reflect padding, ConvTranspose's zero insertion).
 constexpr uint32_t kVersion = 4;
 /// Set in the u32 kind word of a kPad that is not plain constant padding: its version 4 fields
 /// follow. Only such ops carry them, so a version 3 reader meets an unknown kind, never a
@@ -189,6 +191,12 @@ std::string serialize_int8_graph(const Int8Graph& g) {
       w.put<int32_t>(static_cast<int32_t>(op.pad_mode));
       w.int64s(op.pad_interior);
     }
+    if (op.kind == Int8OpKind::kResize)
+      for (const auto* taps : {&op.resize_rows, &op.resize_cols}) {
+        w.put<uint32_t>(static_cast<uint32_t>(taps->size()));
+        for (const math::ResizeTap& t : *taps)
+          for (int32_t x : {t.first, t.second, t.weight}) w.put<int32_t>(x);
+      }
   }
   w.ints(g.inputs);
   w.ints(g.outputs);
@@ -306,6 +314,24 @@ Expected<Int8Graph> parse_int8_graph(const std::string& bytes, const std::string
           r.bad("pad '" + op.node + "': unknown pad mode " + std::to_string(mode));
         op.pad_mode = static_cast<PadMode>(mode);
         op.pad_interior = r.int64s();
+      }
+      if (op.kind == Int8OpKind::kResize) {
+        if (version < 4)
+          r.bad("op '" + op.node + "': resize needs format version 4, the graph is version " + std::to_string(version));
+        for (auto* taps : {&op.resize_rows, &op.resize_cols}) {
+          taps->resize(r.count(r.remaining() / 12, "resize taps"));
+          for (math::ResizeTap& t : *taps) {
+            t.first = r.get<int32_t>();
+            t.second = r.get<int32_t>();
+            t.weight = r.get<int32_t>();
+          }
+        }
+        if (op.inputs.size() != 1) r.bad("op '" + op.node + "' (resize) has " + std::to_string(op.inputs.size()) + " inputs");
+        try {
+          (void)resize_dims(op, g.values[op.inputs[0]].shape, g.values[op.output].shape);
+        } catch (const Error& e) {
+          r.bad(e.what());
+        }
       }
       if ((op.kind == Int8OpKind::kMatMul && op.inputs.size() != 2) || (op.kind == Int8OpKind::kSoftmax && op.inputs.size() != 1))
         r.bad("op '" + op.node + "' (" + int8_op_name(op.kind) + ") has " + std::to_string(op.inputs.size()) + " inputs");

@@ -36,4 +36,28 @@ TransposeShape transpose_shape(const onnx::NodeProto& node, const Shape& x, cons
 void resize_kernel(KernelContext& ctx);
 void resize_check(const onnx::NodeProto& node, int64_t opset);
 
+/// The taps of one axis of a Resize: output o reads index[o * taps + t] with weight[o * taps + t]
+/// (indices clamped into the input).
+struct AxisTaps {
+  int64_t in = 0, out = 0;
+  int taps = 1;
+  std::vector<int64_t> index;
+  std::vector<double> weight;
+  std::vector<int64_t> outside;  ///< outputs whose coordinate is outside the input (tf_crop_and_resize)
+  bool identity = true;          ///< every output copies the input at its own index
+};
+/// A Resize node's geometry for an input of shape `in`: the output shape and every axis' taps, from
+/// the attributes and the roi / scales / sizes tensors (nullptr: omitted). The float kernel
+/// interpolates with these taps and lower_qdq builds kResize's integer tables from them: one
+/// computation of coordinates for both. Throws kInvalidArgument on malformed attributes or operands.
+struct ResizePlan {
+  std::string mode, transform;
+  bool exclude_outside = false;
+  float extrapolation = 0.0f;
+  Shape out;
+  std::vector<AxisTaps> axes;
+};
+ResizePlan resize_plan(const onnx::NodeProto& node, int64_t opset, const Shape& in, const Tensor* roi,
+                       const Tensor* scales, const Tensor* sizes);
+
 }  // namespace anvil::ref

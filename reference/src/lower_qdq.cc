@@ -41,6 +41,7 @@ const char* int8_op_name(Int8OpKind k) {
     case Int8OpKind::kSlice: return "slice";
     case Int8OpKind::kConcat: return "concat";
     case Int8OpKind::kPad: return "pad";
+    case Int8OpKind::kResize: return "resize";
     case Int8OpKind::kMatMul: return "matmul";
     case Int8OpKind::kSoftmax: return "softmax";
     case Int8OpKind::kMul: return "mul";
@@ -293,6 +294,7 @@ class QdqLowering {
     if (t == "Split") return lower_split(n);
     if (t == "Concat") return lower_concat(n);
     if (t == "Pad") return lower_pad(n);
+    if (t == "Resize") return lower_resize(n);
     if (t == "Sigmoid" || t == "Tanh" || t == "HardSigmoid" || t == "HardSwish" || t == "LeakyRelu")
       return lower_lut(n);
     fail(ErrorCode::kUnsupported, node_label(n) + ": operator not supported on the NPU");
@@ -1095,6 +1097,69 @@ class QdqLowering {
       back.output = add_value(y, s.out_shape, out_q);
       g_.ops.push_back(std::move(back));
     }
+  }
+
+  // ---- Resize -------------------------------------------------------------------------------
+
+  /// DQ(x) -> Resize -> Q: nearest (every nearest_mode and coordinate transformation but
+  /// tf_crop_and_resize) or linear, over the last two axes, with constant scales or sizes. The
+  /// taps are the float kernel's (resize_plan), rounded to Q11 weights (math::make_resize_tap);
+  /// a scale change is folded into the multiplier. Everything else is kUnsupported (host).
+  void lower_resize(const onnx::NodeProto& n) {
+    Int8Op op;
+    op.kind = Int8OpKind::kResize;
+    op.node = node_name(n);
+    const int x = dequantized_input(n, 0);
+    op.inputs = {x};
+    const Shape in = g_.values[x].shape;
+    const auto refuse = [&](const std::string& why) {
+      fail(ErrorCode::kUnsupported, node_label(n) + ": " + why + " is not supported on the NPU");
+    };
+    if (attr_int(n, "antialias", 0) != 0) refuse("antialias");
+    if (!attr_ints(n, "axes").empty()) refuse("the axes attribute");
+    if (attr_string(n, "keep_aspect_ratio_policy", "stretch") != "stretch") refuse("keep_aspect_ratio_policy");
+    const std::string mode = attr_string(n, "mode", "nearest");
+    if (mode != "nearest" && mode != "linear") refuse("mode '" + mode + "'");
+    if (opset_ >= 11 && attr_string(n, "coordinate_transformation_mode", "half_pixel") == "tf_crop_and_resize")
+      refuse("coordinate_transformation_mode 'tf_crop_and_resize'");
+    if (in.size() < 2) refuse("a rank " + std::to_string(in.size()) + " input");
+    const auto operand = [&](int i, const char* what) -> const Tensor* {
+      if (n.input_size() <= i || n.input(i).empty()) return nullptr;
+      const Tensor* t = constant(n.input(i));
+      if (!t) refuse(std::string("a computed ") + what + " input");
+      return t;
+    };
+    const Tensor* scales = operand(opset_ < 11 ? 1 : 2, "scales");
+    const Tensor* sizes = opset_ < 11 ? nullptr : operand(3, "sizes");
+    ResizePlan plan;
+    try {
+      plan = resize_plan(n, opset_, in, nullptr, scales, sizes);
+    } catch (const Error& e) {
+      fail(e.code(), node_label(n) + ": " + e.what());
+    }
+    const size_t rank = in.size();
+    for (size_t i = 0; i + 2 < rank; ++i)
+      if (!plan.axes[i].identity) refuse("resizing axis " + std::to_string(i) + " (only the last two axes)");
+    for (size_t i = rank - 2; i < rank; ++i) {
+      const AxisTaps& t = plan.axes[i];
+      std::vector<math::ResizeTap>& taps = i == rank - 2 ? op.resize_rows : op.resize_cols;
+      for (int64_t o = 0; o < t.out; ++o) {
+        if (t.taps == 1) {
+          taps.push_back(math::make_resize_tap(t.index[o], t.index[o], 0.0));
+          continue;
+        }
+        const double w0 = t.weight[2 * o], w1 = t.weight[2 * o + 1];
+        if (std::abs(w0 + w1 - 1.0) > 1e-9) refuse("linear weights that do not sum to one");
+        taps.push_back(math::make_resize_tap(t.index[2 * o], t.index[2 * o + 1], w1));
+      }
+    }
+    if (plan.out[rank - 2] > std::numeric_limits<int32_t>::max() || plan.out[rank - 1] > std::numeric_limits<int32_t>::max())
+      refuse("an output of " + shape_str(plan.out));
+    QuantParams out_q;
+    const int q = follow_to_quantize(n, n.output(0), false, op, &out_q);
+    op.multiplier = math::resize_multiplier(g_.values[x].q.scale, out_q.scale);
+    op.output = add_value(node(q).output(0), plan.out, out_q);
+    g_.ops.push_back(std::move(op));
   }
 
   // ---- host fallback (LowerOptions::host_fallback) ------------------------------------------

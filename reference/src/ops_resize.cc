@@ -60,16 +60,6 @@ ResizeAttributes resize_attributes(const onnx::NodeProto& node, int64_t opset) {
   return a;
 }
 
-/// The taps of one axis: output o reads index[o * taps + t] with weight[o * taps + t].
-struct AxisTaps {
-  int64_t in = 0, out = 0;
-  int taps = 1;
-  std::vector<int64_t> index;
-  std::vector<double> weight;
-  std::vector<int64_t> outside;  ///< outputs whose coordinate is outside the input (tf_crop_and_resize)
-  bool identity = true;          ///< every output copies the input at its own index
-};
-
 /// Input coordinate of output index o (the spec's coordinate transformations). `length` is
 /// scale * in, as in the ONNX reference (it equals the output size when sizes are given).
 double input_coordinate(const ResizeAttributes& a, int64_t o, double scale, int64_t in, double roi_start,
@@ -171,58 +161,75 @@ std::vector<double> apply_axis(const std::vector<double>& src, Shape& shape, siz
 
 void resize_check(const onnx::NodeProto& node, int64_t opset) { resize_attributes(node, opset); }
 
-void resize_kernel(KernelContext& ctx) {
-  const ResizeAttributes a = resize_attributes(ctx.node, ctx.opset);
-  const Tensor& x = ctx.input(0);
-  if (x.dtype() != DType::kFloat32)
-    fail(ErrorCode::kUnsupported, std::string("X must be float32, got ") + dtype_name(x.dtype()));
-  const size_t rank = x.rank();
-  // Opset 10: (X, scales). Opset 11+: (X, roi, scales, sizes), one of scales and sizes non-empty.
-  const size_t scales_in = ctx.opset < 11 ? 1 : 2, sizes_in = 3, roi_in = 1;
+ResizePlan resize_plan(const onnx::NodeProto& node, int64_t opset, const Shape& in, const Tensor* roi_tensor,
+                       const Tensor* scales_tensor, const Tensor* sizes_tensor) {
+  const ResizeAttributes a = resize_attributes(node, opset);
+  const size_t rank = in.size();
   std::vector<double> scale(rank);
   Shape out(rank);
-  if (ctx.has_input(scales_in) && ctx.input(scales_in).numel() > 0) {
-    const Tensor& s = ctx.input(scales_in);
+  if (scales_tensor && scales_tensor->numel() > 0) {
+    const Tensor& s = *scales_tensor;
     if (s.dtype() != DType::kFloat32 || s.rank() != 1 || s.numel() != static_cast<int64_t>(rank))
       fail(ErrorCode::kInvalidArgument, "scales must be float32 with " + std::to_string(rank) + " values, got " +
                                             dtype_name(s.dtype()) + " " + shape_str(s.shape()));
-    if (ctx.opset >= 11 && ctx.has_input(sizes_in) && ctx.input(sizes_in).numel() > 0)
+    if (opset >= 11 && sizes_tensor && sizes_tensor->numel() > 0)
       fail(ErrorCode::kInvalidArgument, "only one of scales and sizes may be given");
     for (size_t i = 0; i < rank; ++i) {
       scale[i] = s.data<float>()[i];
       if (!(scale[i] > 0) || !std::isfinite(scale[i]))
         fail(ErrorCode::kInvalidArgument, "scales must be positive, got " + std::to_string(scale[i]));
-      out[i] = static_cast<int64_t>(std::floor(scale[i] * static_cast<double>(x.dim(i))));
+      out[i] = static_cast<int64_t>(std::floor(scale[i] * static_cast<double>(in[i])));
     }
-  } else if (ctx.opset >= 11 && ctx.has_input(sizes_in)) {
-    const std::vector<int64_t> sizes = int_values(ctx.input(sizes_in), "sizes");
+  } else if (opset >= 11 && sizes_tensor) {
+    const std::vector<int64_t> sizes = int_values(*sizes_tensor, "sizes");
     if (sizes.size() != rank)
       fail(ErrorCode::kInvalidArgument, "sizes must have " + std::to_string(rank) + " values, got " +
                                             std::to_string(sizes.size()));
     for (size_t i = 0; i < rank; ++i) {
       if (sizes[i] < 1) fail(ErrorCode::kInvalidArgument, "sizes must be >= 1");
       out[i] = sizes[i];
-      scale[i] = static_cast<double>(sizes[i]) / static_cast<double>(x.dim(i));
+      scale[i] = static_cast<double>(sizes[i]) / static_cast<double>(in[i]);
     }
   } else {
     fail(ErrorCode::kInvalidArgument, "needs scales or sizes");
   }
   std::vector<double> roi;
   if (a.transform == "tf_crop_and_resize") {
-    if (!ctx.has_input(roi_in)) fail(ErrorCode::kInvalidArgument, "tf_crop_and_resize needs the roi input");
-    const Tensor& r = ctx.input(roi_in);
+    if (!roi_tensor) fail(ErrorCode::kInvalidArgument, "tf_crop_and_resize needs the roi input");
+    const Tensor& r = *roi_tensor;
     if (r.dtype() != DType::kFloat32 || r.numel() != static_cast<int64_t>(2 * rank))
       fail(ErrorCode::kInvalidArgument, "roi must be float32 with " + std::to_string(2 * rank) + " values, got " +
                                             dtype_name(r.dtype()) + " " + shape_str(r.shape()));
     for (float v : r.to_vector<float>()) roi.push_back(v);
   }
   for (size_t i = 0; i < rank; ++i)
-    if (x.dim(i) == 0 || out[i] == 0)
-      fail(ErrorCode::kInvalidArgument, "cannot resize " + shape_str(x.shape()) + " to " + shape_str(out));
-  std::vector<AxisTaps> taps;
+    if (in[i] == 0 || out[i] == 0)
+      fail(ErrorCode::kInvalidArgument, "cannot resize " + shape_str(in) + " to " + shape_str(out));
+  ResizePlan plan;
+  plan.mode = a.mode;
+  plan.transform = a.transform;
+  plan.exclude_outside = a.exclude_outside;
+  plan.extrapolation = a.extrapolation;
+  plan.out = out;
   for (size_t i = 0; i < rank; ++i)
-    taps.push_back(axis_taps(a, x.dim(i), out[i], scale[i], roi.empty() ? 0.0 : roi[i],
-                             roi.empty() ? 1.0 : roi[i + rank], scale[i] < 1.0));
+    plan.axes.push_back(axis_taps(a, in[i], out[i], scale[i], roi.empty() ? 0.0 : roi[i],
+                                  roi.empty() ? 1.0 : roi[i + rank], scale[i] < 1.0));
+  return plan;
+}
+
+void resize_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  if (x.dtype() != DType::kFloat32)
+    fail(ErrorCode::kUnsupported, std::string("X must be float32, got ") + dtype_name(x.dtype()));
+  const size_t rank = x.rank();
+  // Opset 10: (X, scales). Opset 11+: (X, roi, scales, sizes), one of scales and sizes non-empty.
+  const size_t scales_in = ctx.opset < 11 ? 1 : 2, sizes_in = 3, roi_in = 1;
+  const ResizePlan plan = resize_plan(
+      ctx.node, ctx.opset, x.shape(), ctx.opset >= 11 && ctx.has_input(roi_in) ? &ctx.input(roi_in) : nullptr,
+      ctx.has_input(scales_in) ? &ctx.input(scales_in) : nullptr,
+      ctx.opset >= 11 && ctx.has_input(sizes_in) ? &ctx.input(sizes_in) : nullptr);
+  const Shape& out = plan.out;
+  const std::vector<AxisTaps>& taps = plan.axes;
   Shape shape = x.shape();
   std::vector<double> values(x.data<float>(), x.data<float>() + x.numel());
   for (size_t i = rank; i-- > 0;)  // innermost axis first, as the ONNX reference nests them
@@ -238,7 +245,7 @@ void resize_kernel(KernelContext& ctx) {
     for (size_t i = axis + 1; i < rank; ++i) inner *= out[i];
     for (int64_t p = 0; p < outer; ++p)
       for (int64_t o : taps[axis].outside)
-        std::fill_n(yd + (p * out[axis] + o) * inner, inner, a.extrapolation);
+        std::fill_n(yd + (p * out[axis] + o) * inner, inner, plan.extrapolation);
   }
   ctx.outputs[0] = std::move(y);
 }

@@ -166,6 +166,26 @@ void run_softmax(const isa::SoftmaxArgs& s, Memory& m) {
     }
 }
 
+/// kResize: each plane and the tap tables gathered from memory, math::resize_plane, scattered back.
+void run_resize(const isa::ResizeArgs& r, Memory& m) {
+  const auto taps = [&](uint32_t addr, uint32_t n, uint32_t in) {
+    std::vector<math::ResizeTap> t(n);
+    for (uint32_t i = 0; i < n; ++i)
+      t[i] = {m.read_i32(addr + 12 * i), m.read_i32(addr + 12 * i + 4), m.read_i32(addr + 12 * i + 8)};
+    if (!math::resize_taps_valid(t.data(), n, in)) fail(ErrorCode::kDeviceError, "interpreter: bad resize tap");
+    return t;
+  };
+  const std::vector<math::ResizeTap> rows = taps(r.rows_addr, r.out_h, r.in_h), cols = taps(r.cols_addr, r.out_w, r.in_w);
+  const uint64_t in_plane = static_cast<uint64_t>(r.in_h) * r.in_w, out_plane = static_cast<uint64_t>(r.out_h) * r.out_w;
+  std::vector<int8_t> in(in_plane), out(out_plane);
+  for (uint64_t p = 0; p < r.planes; ++p) {
+    for (uint64_t i = 0; i < in_plane; ++i) in[i] = m.read_i8(r.in_addr + p * in_plane + i);
+    math::resize_plane(in.data(), r.in_w, out.data(), rows.data(), r.out_h, cols.data(), r.out_w, r.in_zero_point,
+                       {r.mult, r.shift}, r.out_zero_point);
+    for (uint64_t i = 0; i < out_plane; ++i) m.write_i8(r.out_addr + p * out_plane + i, out[i]);
+  }
+}
+
 /// kCopy, one element at a time over a 6-deep index (no span arithmetic: each address is computed
 /// and bounds-checked by Memory itself).
 void run_copy(const isa::CopyArgs& c, Memory& m) {
@@ -249,6 +269,7 @@ InterpreterRun interpret_for_tests(const isa::Program& program, std::vector<uint
       }
       case isa::Opcode::kMatMul: run_matmul(inst.matmul, m); break;
       case isa::Opcode::kSoftmax: run_softmax(inst.softmax, m); break;
+      case isa::Opcode::kResize: run_resize(inst.resize, m); break;
       case isa::Opcode::kNop: break;
     }
     run.accesses.push_back(m.take_log());

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "../compiler/graph_builder_for_tests.h"
+#include "../reference/resize_model_for_tests.h"
 #include "anvil/compiler/compiler.h"
 #include "anvil/reference/int8_graph.h"
 #include "anvil/runtime/runtime.h"
@@ -141,6 +142,30 @@ TEST(PlatformKernels, CrossMatMulConstantMinusAndAliasedOutputsAreBitExact) {
   o.host_fallback = false;  // every op on the NPU
   ASSERT_TRUE(compiler::compile_graph(b.graph(), o).ok());
   expect_bit_exact(b, b.random_inputs());
+}
+
+TEST(PlatformKernels, ResizeNearestAndBilinearAreBitExact) {
+  // QDQ models through lower_qdq (its taps), compiled and run on the SystemC platform: nearest x2
+  // with the anvil quantizer's shared parameters, bilinear by a non-integer scale requantized.
+  for (const char* mode : {"nearest", "linear"}) {
+    anvil::test::ResizeCase c;
+    c.in = {1, 5, 9, 7};
+    c.mode = mode;
+    c.scales = {1.0f, 1.0f, 2.0f, mode[0] == 'n' ? 2.0f : 1.6f};
+    const anvil::test::ActParams p{{"x", {0.03f, -7}}, {"y", mode[0] == 'n' ? ref::QuantParams{0.03f, -7} : ref::QuantParams{0.025f, 4}}};
+    const ref::Int8Graph g = ref::lower_qdq(anvil::test::resize_model(c)(p), 1).value();
+    ASSERT_EQ(g.ops.at(0).kind, ref::Int8OpKind::kResize);
+    const compiler::CompileResult compiled = compiler::compile_graph(g, compiler::CompileOptions{}).value();
+    int resizes = 0;
+    for (const isa::Instruction& i : compiled.program.instructions) resizes += i.opcode == isa::Opcode::kResize;
+    EXPECT_EQ(resizes, 1) << mode;
+    Tensor x(DType::kInt8, c.in);
+    for (int64_t i = 0; i < x.numel(); ++i) x.data<int8_t>()[i] = static_cast<int8_t>((i * 73) % 256 - 128);
+    rt::Device dev = rt::Device::open("warboy(1)*1", hw::HwConfig::preset("warboy"));
+    rt::Session session(dev, compiled.program);
+    const TensorMap got = session.run({{"x", x}});
+    EXPECT_TRUE(got.at("y_dq") == ref::run_int8(g, {{"x", x}}).value().at("y_dq")) << mode;
+  }
 }
 
 }  // namespace

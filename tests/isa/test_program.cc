@@ -120,7 +120,7 @@ TEST(Program, CopyRoundTripsAndDisassembles) {
   EXPECT_EQ(q.instructions[1].opcode, Opcode::kCopy);
   EXPECT_EQ(opcode_unit(Opcode::kCopy), Unit::kVector);
   EXPECT_TRUE(opcode_valid(9));
-  EXPECT_FALSE(opcode_valid(13));
+  EXPECT_FALSE(opcode_valid(14));
   EXPECT_EQ(copy_elements(q.instructions[1].copy), 24u);
   const CopySpan in = copy_span(c.shape, c.in_stride), out = copy_span(c.shape, c.out_stride);
   EXPECT_EQ(in.lo, -8);  // two steps of -4
@@ -130,6 +130,22 @@ TEST(Program, CopyRoundTripsAndDisassembles) {
   EXPECT_EQ(to_string(q.instructions[1]),
             "copy [wait dma>=1 mac>=0 vec>=0] copy in@1000 -> @5000 shape 1x1x1x2x3x4 in_stride 0,0,0,12,-4,1 "
             "out_stride 0,0,0,12,4,1");
+}
+
+TEST(Program, ResizeRoundTripsOnTheVectorUnit) {
+  Program p = sample();
+  Instruction r;
+  r.opcode = Opcode::kResize;
+  r.resize = {0, 4096, 4156, 8192, 6, 9, 7, 5, 14, -3, 4, 1 << 30, -21};
+  p.instructions.push_back(r);
+  const Program q = Program::parse(p.serialize(), "mem");
+  ASSERT_EQ(q.instructions.size(), 2u);
+  EXPECT_TRUE(opcode_valid(13));
+  EXPECT_EQ(opcode_unit(Opcode::kResize), Unit::kVector);
+  EXPECT_EQ(q.instructions[1].resize.out_w, 14u);
+  EXPECT_EQ(q.instructions[1].resize.shift, -21);
+  EXPECT_EQ(to_string(q.instructions[1]),
+            "resize [wait dma>=0 mac>=0 vec>=0] in@0 rows@4096 cols@4156 -> @8192 6x9x7 -> 5x14");
 }
 
 TEST(Program, EarlierIsaVersionsLoadAndLaterOnesAreRejected) {
@@ -167,8 +183,8 @@ TEST(Program, MatMulAndSoftmaxRoundTripAndUndefinedOpcodesAreRejected) {
   EXPECT_EQ(to_string(q.instructions[1]), "matmul [wait dma>=0 mac>=0 vec>=0] a@0 b@1024 -> @2048 2x(3x5 * 5x7)");
   EXPECT_EQ(to_string(q.instructions[2]), "softmax [wait dma>=0 mac>=0 vec>=0] in@2048 table@4096 -> @2048 2x21x1");
   EXPECT_EQ(matmul_macs(mm.matmul), 2u * 3 * 5 * 7);
-  // Opcodes past the last one this ISA defines (12) are invalid.
-  for (int op : {13, 14, 255}) {
+  // Opcodes past the last one this ISA defines (13) are invalid.
+  for (int op : {14, 15, 255}) {
     EXPECT_FALSE(opcode_valid(static_cast<uint8_t>(op))) << op;
     Program bad = sample();
     bad.instructions[0].opcode = static_cast<Opcode>(op);

@@ -410,5 +410,49 @@ TEST_F(VectorOps, CorruptCopyIsABadProgram) {
   expect_bad_program(dev, c, "too many elements");
 }
 
+// ---- kResize (vector engine), ISA version 4 ---------------------------------------------------
+
+/// One kResize of 2 planes of 3 x 4 to 5 x 6, its row then column taps loaded from the constants.
+isa::Program resize_program(const std::vector<math::ResizeTap>& rows, const std::vector<math::ResizeTap>& cols,
+                            math::QuantizedMultiplier q) {
+  constexpr uint32_t kTaps = 3 << 16;
+  isa::Instruction r;
+  r.opcode = isa::Opcode::kResize;
+  r.resize = {kIn, kTaps, kTaps + 12 * static_cast<uint32_t>(rows.size()), kOut, 2, 3, 4,
+              static_cast<uint32_t>(rows.size()), static_cast<uint32_t>(cols.size()), 5, -2, q.multiplier, q.shift};
+  isa::Program p = vector_program(r, {1, 2, 3, 4}, {1, 2, static_cast<int64_t>(rows.size()), static_cast<int64_t>(cols.size())}, false);
+  for (const auto* taps : {&rows, &cols})
+    for (const math::ResizeTap& t : *taps)
+      for (int32_t v : {t.first, t.second, t.weight})
+        p.constants.insert(p.constants.end(), reinterpret_cast<const uint8_t*>(&v), reinterpret_cast<const uint8_t*>(&v) + 4);
+  p.instructions.insert(p.instructions.begin() + 1,
+                        dma(isa::Opcode::kDmaLoad, isa::Region::kConst, 0, kTaps, static_cast<uint32_t>(p.constants.size())));
+  p.instructions[2].wait[0] = 2;
+  p.instructions[3].wait[0] = 2;
+  return p;
+}
+
+TEST_F(VectorOps, ResizeMatchesResizePlane) {
+  const std::vector<math::ResizeTap> rows = {{0, 0, 0}, {0, 1, 700}, {1, 1, 0}, {1, 2, 2048}, {2, 2, 0}};
+  const std::vector<math::ResizeTap> cols = {{0, 1, 1024}, {1, 2, 1}, {2, 3, 2047}, {3, 3, 0}, {3, 0, 300}, {0, 0, 0}};
+  const auto q = math::resize_multiplier(0.03, 0.04);
+  Session s(dev, resize_program(rows, cols, q));
+  const auto x = random_int8(24, 21);
+  const auto y = s.run({{"a", Tensor::from_vector<int8_t>({1, 2, 3, 4}, x)}}).at("y").to_vector<int8_t>();
+  std::vector<int8_t> want(60);
+  for (int p = 0; p < 2; ++p)
+    math::resize_plane(x.data() + 12 * p, 4, want.data() + 30 * p, rows.data(), 5, cols.data(), 6, 5, q, -2);
+  EXPECT_EQ(y, want);
+}
+
+TEST_F(VectorOps, ResizeWithABadTapIsABadProgram) {
+  const TensorMap in{{"a", Tensor::from_vector<int8_t>({1, 2, 3, 4}, random_int8(24, 22))}};
+  const std::vector<math::ResizeTap> rows = {{0, 1, 100}, {1, 2, 100}};
+  const auto q = math::resize_multiplier(0.03, 0.03);
+  expect_bad_program(dev, resize_program(rows, {{0, 4, 10}}, q), in);     // column 4 of 4
+  expect_bad_program(dev, resize_program(rows, {{0, 1, 2049}}, q), in);   // weight above 2^11
+  expect_bad_program(dev, resize_program({{-1, 0, 0}}, {{0, 1, 0}}, q), in);  // negative row
+}
+
 }  // namespace
 }  // namespace anvil::rt

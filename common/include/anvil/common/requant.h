@@ -229,4 +229,65 @@ inline void softmax_row(const int8_t* x, int8_t* y, int64_t n, int64_t stride, c
   }
 }
 
+/// Integer resize (ONNX Resize between int8 values, nearest and bilinear): the one implementation
+/// run_int8, the hardware model's vector engine and the test interpreter all call. Each output row
+/// and column reads two source indices `first`, `second` of its axis with the Q11 weight `weight`
+/// of `second` (first's is 2^11 - weight); nearest has first == second and weight 0. The taps come
+/// from the float Resize's own (ops_resize.cc, computed once when the graph is lowered; nothing
+/// after lowering evaluates a coordinate). With d = x - in_zp (|d| <= 255):
+///   top    = (2^11 - wc) * d[r0][c0] + wc * d[r0][c1]          |top| <= 255 * 2^11
+///   bottom = (2^11 - wc) * d[r1][c0] + wc * d[r1][c1]
+///   acc    = (2^11 - wr) * top + wr * bottom                   |acc| <= 255 * 2^22 < 2^30: no overflow
+///   out    = requantize(acc, M = in_scale / out_scale * 2^-22, out_zp)   (the one rounding)
+/// A weight differs from the float one by at most 2^-12, so acc / 2^22 differs from the float
+/// interpolation by at most 255 * 2 * 2^-12 < 0.125 of an input step; with the rounding (ties away
+/// from zero here, to even in QuantizeLinear) the result is within one output step of the float
+/// QDQ graph's (tests/reference). Nearest with equal scales is exact: acc = d * 2^22, M = 2^-22.
+constexpr int kResizeWeightBits = 11;
+struct ResizeTap {
+  int32_t first = 0, second = 0;  ///< source indices along the axis
+  int32_t weight = 0;             ///< Q11 weight of `second`, in [0, 2^11]
+};
+
+/// The tap of two source indices with the real weight of the second (rounded to Q11, clamped to [0, 1]).
+inline ResizeTap make_resize_tap(int64_t first, int64_t second, double second_weight) {
+  const int64_t w = std::llround(second_weight * (1 << kResizeWeightBits));
+  return {static_cast<int32_t>(first), static_cast<int32_t>(second),
+          static_cast<int32_t>(std::clamp<int64_t>(w, 0, 1 << kResizeWeightBits))};
+}
+
+/// True when every tap of an axis of `in` elements reads inside it with a weight in [0, 2^11].
+inline bool resize_taps_valid(const ResizeTap* taps, int64_t n, int64_t in) {
+  for (int64_t i = 0; i < n; ++i)
+    if (taps[i].first < 0 || taps[i].first >= in || taps[i].second < 0 || taps[i].second >= in ||
+        taps[i].weight < 0 || taps[i].weight > (1 << kResizeWeightBits))
+      return false;
+  return true;
+}
+
+/// M = in_scale / out_scale * 2^-22: the requantization of the Q22 interpolation to the output.
+inline QuantizedMultiplier resize_multiplier(double in_scale, double out_scale) {
+  return quantize_multiplier(std::ldexp(in_scale / out_scale, -2 * kResizeWeightBits));
+}
+
+/// One output element from the plane `in` (rows of in_w int8) at taps `row`, `col`.
+inline int8_t resize_point(const int8_t* in, int64_t in_w, ResizeTap row, ResizeTap col, int32_t in_zero_point,
+                           QuantizedMultiplier m, int32_t out_zero_point) {
+  constexpr int32_t kOne = 1 << kResizeWeightBits;
+  const auto d = [&](int32_t r, int32_t c) { return static_cast<int32_t>(in[r * in_w + c]) - in_zero_point; };
+  const int32_t top = (kOne - col.weight) * d(row.first, col.first) + col.weight * d(row.first, col.second);
+  const int32_t bottom = (kOne - col.weight) * d(row.second, col.first) + col.weight * d(row.second, col.second);
+  return requantize((kOne - row.weight) * top + row.weight * bottom, m, out_zero_point);
+}
+
+/// A plane of out_h x out_w from a plane of in_h x in_w (the taps must be valid for them: see
+/// resize_taps_valid). out must not overlap in.
+inline void resize_plane(const int8_t* in, int64_t in_w, int8_t* out, const ResizeTap* rows, int64_t out_h,
+                         const ResizeTap* cols, int64_t out_w, int32_t in_zero_point, QuantizedMultiplier m,
+                         int32_t out_zero_point) {
+  for (int64_t r = 0; r < out_h; ++r)
+    for (int64_t c = 0; c < out_w; ++c)
+      out[r * out_w + c] = resize_point(in, in_w, rows[r], cols[c], in_zero_point, m, out_zero_point);
+}
+
 }  // namespace anvil::math

@@ -26,9 +26,9 @@
 namespace anvil::isa {
 
 /// 2 adds kLut; 3 adds kCopy (opcode 9, strided copies), kBinary (10, broadcasting add/sub/mul),
-/// kMatMul (11) and kSoftmax (12). Programs of an earlier version are valid programs of a later
-/// one (no opcode changed meaning).
-constexpr uint16_t kIsaVersion = 3;
+/// kMatMul (11) and kSoftmax (12); 4 adds kResize (13, nearest / bilinear resize with tap tables).
+/// Programs of an earlier version are valid programs of a later one (no opcode changed meaning).
+constexpr uint16_t kIsaVersion = 4;
 
 enum class Unit : uint8_t { kDma = 0, kMac = 1, kVector = 2 };
 constexpr int kNumUnits = 3;
@@ -48,6 +48,7 @@ enum class Opcode : uint8_t {
   kBinary = 10,   ///< elementwise add/sub/mul with broadcasting by strides (BinaryArgs; ISA version 3)
   kMatMul = 11,   ///< batched int8 x int8 matrix product of two activations, requantized (MatMulArgs; ISA version 3)
   kSoftmax = 12,  ///< integer softmax along one axis, math::softmax_row (SoftmaxArgs; ISA version 3)
+  kResize = 13,   ///< nearest / bilinear resize of planes with tap tables, math::resize_plane (ResizeArgs; ISA version 4)
 };
 const char* opcode_name(Opcode op);
 Unit opcode_unit(Opcode op);
@@ -166,6 +167,19 @@ struct SoftmaxArgs {
   uint32_t outer, length, inner;
   int32_t out_zero_point, mult, shift;
 };
+/// Integer resize (vector engine) of `planes` packed planes of in_h x in_w int8 at in_addr to
+/// packed planes of out_h x out_w at out_addr: out plane p = math::resize_plane(in plane p, row
+/// taps, column taps, in_zero_point, {mult, shift}, out_zero_point). rows_addr holds out_h
+/// math::ResizeTap (12 bytes each: int32 first, second, Q11 weight), cols_addr out_w of them; every
+/// tap must read inside its axis (math::resize_taps_valid). out must not overlap in or the tables.
+struct ResizeArgs {
+  uint32_t in_addr, rows_addr, cols_addr, out_addr;  ///< SRAM
+  uint32_t planes, in_h, in_w, out_h, out_w;
+  int32_t in_zero_point, out_zero_point, mult, shift;
+};
+/// Bytes of one math::ResizeTap in SRAM and DRAM.
+constexpr uint32_t kResizeTapBytes = 12;
+
 /// The operation of a kBinary.
 enum class BinaryOp : uint8_t {
   kAdd = 0,  ///< math::add_int8 (AddParams from a_*, b_*, out_*)
@@ -217,6 +231,7 @@ struct Instruction {
     SoftmaxArgs softmax;
     BinaryArgs binary;
     CopyArgs copy;
+    ResizeArgs resize;
     uint8_t raw[112];
   };
   Instruction() : opcode(Opcode::kNop), reserved{}, wait{} { std::memset(raw, 0, sizeof raw); }

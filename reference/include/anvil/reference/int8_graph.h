@@ -18,6 +18,8 @@
 ///   DQ(x), DQ(W per-channel axis 1), DQ(b) -> ConvTranspose [-> Relu|Clip] -> Q (1-D, 2-D: a
 ///                                        zero-inserting kPad + a stride-1 kConv [+ a cropping kSlice])
 ///                                                  (data movement, requantizing where scales differ)
+///   DQ(x) -> Resize(nearest|linear over the last two axes, constant scales or sizes) -> Q
+///                                                  (kResize, math::resize_plane)
 /// and turns each into one Int8Op whose arithmetic is fully integer: int32 accumulation and
 /// math::requantize (common/requant.h). The compiler lowers the same Int8Graph to the ISA, so
 /// run_int8() here is the golden model the hardware model is checked against bit for bit.
@@ -70,6 +72,7 @@ enum class Int8OpKind {
   kPad = 11,       ///< Pad (Int8Op::pad_mode): constant: out = pad_value, then
                    ///< out[pad_begin + i * (interior + 1)] = in[i] (interior: ConvTranspose's zero
                    ///< insertion); edge / reflect: out[i] = in[clamp / mirror(i - pad_begin)]
+  kResize = 12,    ///< Resize (nearest, bilinear) of the last two axes, math::resize_plane per plane
   kMul = 13,  ///< elementwise multiply with numpy broadcasting, math::MulParams (Int8Op::mul)
   kSub = 14,  ///< elementwise a - b with numpy broadcasting, math::AddParams (math::sub_int8)
   kMatMul = 15,   ///< MatMul of two int8 activations [..., M, K] x [..., K, N] (batch dims equal or broadcast)
@@ -140,6 +143,10 @@ struct Int8Op {
   // reflect take no interior and no pad_value.
   PadMode pad_mode = PadMode::kConstant;
   std::vector<int64_t> pad_interior;
+  // kResize: the taps of every output row (axis rank - 2) and column (axis rank - 1), from the
+  // float Resize's own coordinates (one tap per output index, Q11 weights); `multiplier` is
+  // math::resize_multiplier(in_scale, out_scale). The leading axes are not resized.
+  std::vector<math::ResizeTap> resize_rows, resize_cols;
 };
 
 struct Int8Graph {
@@ -209,6 +216,14 @@ struct MatMulDims {
 /// Checks and flattens A [..., M, K] x B [..., K, N]: both ranks >= 2 (else kUnsupported), equal K
 /// and numpy-broadcastable batch dimensions (else kInvalidArgument).
 MatMulDims matmul_dims(const Shape& a, const Shape& b);
+
+/// The geometry of a kResize: `planes` (product of the leading axes) planes of in_h x in_w to
+/// out_h x out_w. Checks the shapes (rank >= 2, equal leading axes) and the op's taps (one per
+/// output row / column, math::resize_taps_valid); kInvalidArgument naming the node otherwise.
+struct ResizeDims {
+  int64_t planes = 1, in_h = 1, in_w = 1, out_h = 1, out_w = 1;
+};
+ResizeDims resize_dims(const Int8Op& op, const Shape& in, const Shape& out);
 
 /// Host-side conversions at the graph boundary (math::quantize_float / math::dequantize).
 Tensor quantize_tensor(const Tensor& f32, QuantParams q);

@@ -28,6 +28,9 @@ Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, b
   std::mutex mu;  // the executor's contract does not promise observe() is called from one thread
   std::string bad_tensor;
   ref::RunOptions observe;
+  // The FP32 fast paths run as without an observer; the Conv/Gemm outputs they fuse into a Relu/Clip
+  // are not observed (the quantizer gives that pair the activation's range, qdq.cc is_fused).
+  observe.observe_fast_paths = true;
   observe.observe = [&](const std::string& name, const Tensor& value) {
     if (value.dtype() != DType::kFloat32 || value.numel() == 0) return;
     const float* p = value.data<float>();

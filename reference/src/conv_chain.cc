@@ -646,7 +646,7 @@ std::shared_ptr<const SlicedPlan> make_sliced_plan(const ConvChain::Spec& spec, 
 
 /// Runs a chain on one image with its sliced plan: the steps in order, each split over the pool.
 void run_sliced(const ConvChain::Spec& spec, const Plan& plan, const std::vector<const Tensor*>& ext,
-                std::vector<Tensor>* out) {
+                std::vector<Tensor>* out, bool all_values) {
   const SlicedPlan& sp = *plan.sliced;
   Pool pool;
   dnnl::stream stream(cpu_engine());
@@ -720,7 +720,7 @@ void run_sliced(const ConvChain::Spec& spec, const Plan& plan, const std::vector
     }
     for (int t : temp)
       if (t >= 0) pool.release(t);
-    if (spec.values[s.out].output) {
+    if (spec.values[s.out].output || all_values) {
       SerialDnnl serial;
       reorder(memory(sp.desc[s.out], cpu_engine(), data(s.out)),
               memory(plain(1, ys), cpu_engine(), (*out)[s.out].data<float>()), stream);
@@ -734,7 +734,8 @@ void run_sliced(const ConvChain::Spec& spec, const Plan& plan, const std::vector
 
 }  // namespace
 
-bool ConvChain::run(const Lookup& lookup, std::vector<std::pair<std::string, Tensor>>* outputs) const {
+bool ConvChain::run(const Lookup& lookup, std::vector<std::pair<std::string, Tensor>>* outputs,
+                    std::vector<std::pair<std::string, Tensor>>* inner) const {
   const Spec& spec = *spec_;
   const int64_t threads = tbb::this_task_arena::max_concurrency();
   std::vector<Shape> shape(spec.values.size());
@@ -804,9 +805,9 @@ bool ConvChain::run(const Lookup& lookup, std::vector<std::pair<std::string, Ten
 
   std::vector<Tensor> out(spec.values.size());
   for (size_t v = 0; v < spec.values.size(); ++v)
-    if (spec.values[v].output) out[v] = Tensor(DType::kFloat32, plan->shape[v]);
+    if (spec.values[v].output || (inner && !spec.values[v].external)) out[v] = Tensor(DType::kFloat32, plan->shape[v]);
 
-  if (plan->sliced) run_sliced(spec, *plan, ext, &out);
+  if (plan->sliced) run_sliced(spec, *plan, ext, &out, inner != nullptr);
   tbb::enumerable_thread_specific<Pool> pools;
   if (!plan->sliced) tbb::parallel_for(size_t{0}, plan->chunks.size(), [&](size_t chunk) {
     SerialDnnl serial;
@@ -868,7 +869,7 @@ bool ConvChain::run(const Lookup& lookup, std::vector<std::pair<std::string, Ten
       }
       for (int t : temp)
         if (t >= 0) pool.release(t);
-      if (spec.values[s.out].output) {
+      if (spec.values[s.out].output || inner) {
         const memory user(plain(nn, plan->shape[s.out]), cpu_engine(), out[s.out].data<float>() + offset(s.out));
         reorder(mem(s.out), user, stream);
       }
@@ -879,7 +880,11 @@ bool ConvChain::run(const Lookup& lookup, std::vector<std::pair<std::string, Ten
     stream.wait();
   });
   for (size_t v = 0; v < spec.values.size(); ++v)
-    if (spec.values[v].output) outputs->emplace_back(spec.values[v].name, std::move(out[v]));
+    if (spec.values[v].output) {
+      outputs->emplace_back(spec.values[v].name, std::move(out[v]));
+    } else if (inner && !spec.values[v].external) {
+      inner->emplace_back(spec.values[v].name, std::move(out[v]));
+    }
   return true;
 }
 

@@ -6,8 +6,9 @@
 /// reordered to NCHW and back around every Conv, and a Relu/Clip that is the only reader of a
 /// Conv's output applied as that Conv's post-op.
 ///
-/// The executor uses a chain only when nobody observes intermediate values (RunOptions::observe
-/// unset): a fused Conv output never exists as a tensor. Outputs are those of the node-by-node
+/// The executor uses a chain when nobody observes intermediate values (RunOptions::observe unset)
+/// or the observer accepts the fast paths (RunOptions::observe_fast_paths): a fused Conv output
+/// never exists as a tensor. Outputs are those of the node-by-node
 /// path up to float summation order (oneDNN picks other kernels for other layouts).
 #include <onnx/onnx_pb.h>
 
@@ -40,7 +41,10 @@ class ConvChain {
   /// several threads runs with each Conv and MaxPool split by 16-channel blocks): the caller then
   /// runs the nodes one by one, which also reports any error. Otherwise appends the values read
   /// after the chain (or graph outputs) to `outputs`.
-  bool run(const Lookup& lookup, std::vector<std::pair<std::string, Tensor>>* outputs) const;
+  /// With `inner` (for an observer): also materialises, in NCHW, every other value the chain makes
+  /// (not a Conv output fused into its Relu/Clip: that one never exists) and appends them there.
+  bool run(const Lookup& lookup, std::vector<std::pair<std::string, Tensor>>* outputs,
+           std::vector<std::pair<std::string, Tensor>>* inner = nullptr) const;
 
   /// For the node-by-node path: each Conv or Gemm (float weights / B from an initializer) whose
   /// output only a Relu or a Clip with bounds known before any input reads, and is not a graph output.

@@ -260,7 +260,7 @@ Expected<TensorMap> Executor::run(const TensorMap& inputs, const RunOptions& opt
       if (i != im.initializers.end()) return &i->second;
       fail(ErrorCode::kInternal, "value '" + name + "' missing at run time");
     };
-    const bool fuse = !options.observe;
+    const bool fuse = !options.observe || options.observe_fast_paths;
     auto run_node = [&](const PreparedNode& p) {
       if (fuse && p.fused_away) {
         for (const auto& name : p.release) values.erase(name);
@@ -305,7 +305,7 @@ Expected<TensorMap> Executor::run(const TensorMap& inputs, const RunOptions& opt
     // Without an observer, a Conv chain runs as one step when its last node comes (its nodes are
     // consecutive but for Constant nodes, which run as usual); when its fast path does not apply
     // to these inputs, its nodes run one by one there.
-    const bool chains = !options.observe;
+    const bool chains = fuse;
     for (size_t i = 0; i < im.nodes.size(); ++i) {
       const int c = chains ? im.chain_of[i] : -1;
       if (c < 0) {
@@ -314,10 +314,15 @@ Expected<TensorMap> Executor::run(const TensorMap& inputs, const RunOptions& opt
       }
       const ConvChain& chain = im.chains[c];
       if (chain.nodes().back() != i) continue;
-      std::vector<std::pair<std::string, Tensor>> produced;
-      if (chain.run(lookup, &produced)) {
+      std::vector<std::pair<std::string, Tensor>> produced, inner;
+      if (chain.run(lookup, &produced, options.observe ? &inner : nullptr)) {
         for (size_t k : chain.nodes())
           for (const auto& name : im.nodes[k].release) values.erase(name);
+        // Observed in the order the chain made them; the values only the chain read are dropped.
+        if (options.observe) {
+          for (auto& [name, t] : inner) options.observe(name, t), t = Tensor();
+          for (const auto& [name, t] : produced) options.observe(name, t);
+        }
         for (auto& [name, t] : produced) values[name] = std::move(t);
       } else {
         for (size_t k : chain.nodes()) run_node(im.nodes[k]);

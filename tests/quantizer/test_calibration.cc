@@ -1,9 +1,12 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "anvil/quantizer/quantizer.h"
+#include "anvil/reference/executor.h"
+#include "histogram.h"
 #include "model_builder.h"
 
 using namespace anvil;
@@ -99,4 +102,85 @@ TEST(CalibrationJson, RejectsMalformedDocuments) {
   }
   j["tensors"]["t"] = {{"min", 0.0}, {"count", 1}};
   EXPECT_THROW(Calibration::from_json(j), Error);
+}
+
+namespace {
+/// x [N,3,8,8] -> Conv 3->8 (3x3, pad 1) -> c1 -> Relu -> r1 -> Conv 8->8 -> c2 -> Add(r1, c2) -> s
+/// -> Flatten -> f -> Gemm (B 512 x 10) -> g -> Relu -> y. The executor's fast paths: a Conv chain
+/// (c1 fused into r1, c2, s) and the Gemm with its Relu as post-op (g fused into y).
+onnx::ModelProto conv_chain_gemm_model() {
+  ModelBuilder b;
+  b.input("x", {3, 8, 8}).output("y", {10});
+  b.init("w1", random_tensor({8, 3, 3, 3}, -0.5f, 0.5f, 1)).init("b1", random_tensor({8}, -0.2f, 0.2f, 2));
+  b.init("w2", random_tensor({8, 8, 3, 3}, -0.3f, 0.3f, 3)).init("b2", random_tensor({8}, -0.2f, 0.2f, 4));
+  b.init("wg", random_tensor({512, 10}, -0.1f, 0.1f, 5)).init("bg", random_tensor({10}, -0.1f, 0.1f, 6));
+  for (const char* c : {"c1", "c2"}) {
+    auto& n = b.node("Conv", {c == std::string("c1") ? "x" : "r1", c == std::string("c1") ? "w1" : "w2",
+                              c == std::string("c1") ? "b1" : "b2"}, {c});
+    set_ints(n, "pads", {1, 1, 1, 1});
+    set_ints(n, "kernel_shape", {3, 3});
+    if (c == std::string("c1")) b.node("Relu", {"c1"}, {"r1"});
+  }
+  b.node("Add", {"r1", "c2"}, {"s"});
+  b.node("Flatten", {"s"}, {"f"});
+  b.node("Gemm", {"f", "wg", "bg"}, {"g"});
+  b.node("Relu", {"g"}, {"y"});
+  return b.model();
+}
+
+/// calibrate()'s statistics gathered on the executor's node-by-node path (every tensor observed).
+Calibration node_by_node_calibration(const onnx::ModelProto& model, const Tensor& inputs) {
+  const ref::Executor exec = ref::Executor::create(model).value();
+  Calibration c;
+  ref::RunOptions o;
+  o.observe = [&](const std::string& name, const Tensor& t) {
+    TensorStats& s = c.tensors[name];
+    accumulate(s, t.data<float>(), t.numel());
+    accumulate_channel_means(s, t.data<float>(), t.dim(0), t.dim(1), t.numel() / (t.dim(0) * t.dim(1)));
+  };
+  for (int64_t begin = 0; begin < inputs.dim(0); begin += 64)
+    exec.run({{"x", inputs.slice0(begin, std::min(inputs.dim(0), begin + 64))}}, o).value();
+  return c;
+}
+
+std::vector<std::string> node_summary(const onnx::ModelProto& m) {
+  std::vector<std::string> s;
+  for (const auto& n : m.graph().node()) s.push_back(n.op_type() + " " + n.name());
+  return s;
+}
+}  // namespace
+
+TEST(Calibrate, FastPathsGiveTheNodeByNodeStatisticsOfEveryTensorTheQuantizerReads) {
+  const onnx::ModelProto model = optimize(conv_chain_gemm_model());
+  const Tensor inputs = random_tensor({100, 3, 8, 8}, -1.0f, 1.0f, 7);  // batches of 64 + 36
+  const Calibration fast = calibrate(model, inputs, false);
+  const Calibration slow = node_by_node_calibration(model, inputs);
+  // The fast paths ran: the Conv and Gemm outputs fused into their Relu were never observed.
+  std::vector<std::string> want, got;
+  for (const auto& [name, s] : slow.tensors)
+    if (name != "c1" && name != "g") want.push_back(name);
+  for (const auto& [name, s] : fast.tensors) got.push_back(name);
+  ASSERT_EQ(got, want);
+  for (const auto& [name, f] : fast.tensors) {
+    SCOPED_TRACE(name);
+    const TensorStats& s = slow.tensors.at(name);
+    EXPECT_EQ(f.count, s.count);
+    EXPECT_NEAR(f.min, s.min, 1e-5 * (1 + std::fabs(s.min)));
+    EXPECT_NEAR(f.max, s.max, 1e-5 * (1 + std::fabs(s.max)));
+    EXPECT_EQ(f.histogram_half_width, s.histogram_half_width);
+    ASSERT_EQ(f.histogram.size(), s.histogram.size());
+    int64_t moved = 0;  // values on the other side of a bin edge after a different summation order
+    for (size_t i = 0; i < f.histogram.size(); ++i) moved += std::abs(f.histogram[i] - s.histogram[i]);
+    EXPECT_LE(moved, s.count / 100);
+    ASSERT_EQ(f.channel_mean.size(), s.channel_mean.size());
+    for (size_t k = 0; k < f.channel_mean.size(); ++k)
+      EXPECT_NEAR(f.channel_mean[k], s.channel_mean[k], 1e-5 * (1 + std::fabs(s.channel_mean[k])));
+  }
+  // The quantizer never needed the dropped tensors: the QDQ models have the same nodes.
+  QuantizeOptions options;
+  options.bias_correction = true;
+  auto q_fast = quantize(model, fast, options);
+  auto q_slow = quantize(model, slow, options);
+  ASSERT_TRUE(q_fast.ok() && q_slow.ok());
+  EXPECT_EQ(node_summary(*q_fast), node_summary(*q_slow));
 }

@@ -7,7 +7,9 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
 #include <random>
+#include <set>
 
 #include "anvil/common/onnx_model.h"
 #include "anvil/reference/executor.h"
@@ -323,4 +325,92 @@ TEST(ConvFusion, OneDimensionalConvWithClipAboveZero) {
   for (const auto& node : b.model().graph().node()) nodes.push_back(&node);
   EXPECT_EQ(ref::ConvChain::fusions(nodes, 13, inits, {"y"}).size(), 1u);
   EXPECT_EQ(check_against_unfused(b.model(), random_tensor({3, 3, 17}, 82, 2.0f)), 0);
+}
+
+namespace {
+/// RunOptions::observe_fast_paths on block_model or wide_model (same value names): every tensor is
+/// observed once except the Conv outputs fused into their Relu/Clip ("stem", "dw", "grouped"), and
+/// the chain's values are observed exactly as ConvChain::run materialises them. Returns how many
+/// observed values differ in their bits from the node-by-node path's (-1 on a failure).
+int observe_fast_paths(const ModelBuilder& b, const Tensor& x) {
+  auto exec = ref::Executor::create(b.model());
+  EXPECT_TRUE(exec.ok()) << exec.error().what();
+  if (!exec.ok()) return -1;
+  std::map<std::string, Tensor> node_by_node, fast;
+  std::vector<std::string> fast_order;
+  ref::RunOptions plain_opt, fast_opt;
+  plain_opt.observe = [&](const std::string& n, const Tensor& t) { node_by_node[n] = t; };
+  fast_opt.observe = [&](const std::string& n, const Tensor& t) { fast[n] = t, fast_order.push_back(n); };
+  fast_opt.observe_fast_paths = true;
+  auto plain_out = exec->run({{"x", x}}, plain_opt);
+  auto fast_out = exec->run({{"x", x}}, fast_opt);
+  EXPECT_TRUE(plain_out.ok() && fast_out.ok());
+  if (!plain_out.ok() || !fast_out.ok()) return -1;
+  EXPECT_EQ(fast_order.size(), fast.size()) << "a tensor observed twice";
+  std::set<std::string> want;
+  for (const auto& [name, t] : node_by_node)
+    if (name != "stem" && name != "dw" && name != "grouped") want.insert(name);
+  std::set<std::string> got;
+  for (const auto& [name, t] : fast) got.insert(name);
+  EXPECT_EQ(got, want);
+
+  // The chain on its own, every value materialised.
+  TensorMap inits;
+  for (const auto& t : b.model().graph().initializer()) inits[t.name()] = tensor_from_proto(t);
+  std::vector<const onnx::NodeProto*> nodes;
+  for (const auto& n : b.model().graph().node()) nodes.push_back(&n);
+  const auto chains = ref::ConvChain::find(nodes, 13, inits, {"y", "pooled"});
+  EXPECT_EQ(chains.size(), 1u);
+  if (chains.size() != 1) return -1;
+  std::vector<std::pair<std::string, Tensor>> outputs, inner;
+  auto lookup = [&](const std::string& name) -> const Tensor* {
+    if (name == "x") return &x;
+    auto it = inits.find(name);
+    return it != inits.end() ? &it->second : nullptr;
+  };
+  EXPECT_TRUE(chains[0].run(lookup, &outputs, &inner));
+  EXPECT_EQ(outputs.size(), 1u);  // "y", read by GlobalAveragePool
+  int differ = 0;
+  for (const auto* list : {&outputs, &inner})
+    for (const auto& [name, t] : *list) {
+      SCOPED_TRACE(name);
+      EXPECT_TRUE(fast.count(name));
+      if (!fast.count(name)) return -1;
+      const Tensor& seen = fast.at(name);
+      const Tensor& ref = node_by_node.at(name);
+      EXPECT_EQ(seen.shape(), t.shape());
+      if (seen.shape() != t.shape()) return -1;
+      double worst = 0;
+      bool same_bits = true, differs = false;
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        const float a = seen.data<float>()[i], c = t.data<float>()[i], e = ref.data<float>()[i];
+        same_bits = same_bits && a == c;
+        differs = differs || a != e;
+        worst = std::max(worst, std::abs(double(a) - e) / (1.0 + std::abs(double(e))));
+      }
+      EXPECT_TRUE(same_bits);
+      EXPECT_LT(worst, 2e-5);
+      differ += differs;
+    }
+  EXPECT_EQ(inner.size() + outputs.size(), 7u);  // stem6, dw6, pw, sum, act, pool, y
+  return differ;
+}
+}  // namespace
+
+TEST(ConvChain, ObserverOnTheFastPathsSeesTheChainValues) {
+  // On two threads: batches of 16 run chunk by chunk, a single image runs sliced by channels.
+  tbb::task_arena arena(2);
+  int differ = 0;
+  arena.execute([&] {
+    for (int64_t n : {16, 1}) {
+      SCOPED_TRACE("batch " + std::to_string(n));
+      const int a = observe_fast_paths(block_model(), random_tensor({n, 3, 13, 11}, 116, 3.0f));
+      const int b = observe_fast_paths(wide_model(), random_tensor({n, 5, 15, 13}, 216, 3.0f));
+      EXPECT_GE(a, 0);
+      EXPECT_GE(b, 0);
+      differ += a + b;
+    }
+  });
+  // Some value's bits differ from the node-by-node path's: a fallback could not pass for the chain.
+  EXPECT_GT(differ, 0);
 }

@@ -20,6 +20,13 @@ struct RunOptions {
   /// Called for every tensor the graph produces (node outputs, in execution order) and for the
   /// graph inputs, with its ONNX name. Used by calibration.
   std::function<void(const std::string& name, const Tensor& value)> observe;
+  /// With `observe`: false (default) runs node by node and observes every tensor. true keeps the
+  /// paths a run without observer takes (Conv chains, a Relu/Clip applied as the post-op of the
+  /// Conv/Gemm whose output only it reads): every tensor is observed except such a fused-away
+  /// Conv/Gemm output, which never exists; values computed inside a chain are observed after the
+  /// chain ran, equal to the node-by-node ones up to float summation order. Calibration uses it
+  /// (the quantizer gives a Conv/Gemm and its Relu/Clip one range, the activation's).
+  bool observe_fast_paths = false;
 };
 
 /// The ONNX operator types (default domain) the executor implements, sorted. Anything else is

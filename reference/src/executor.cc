@@ -110,7 +110,10 @@ std::vector<PreparedNode> topological_order(const onnx::GraphProto& graph, const
     for (int i = 0; i < n; ++i)
       if (pending[i] > 0) fail(ErrorCode::kInvalidArgument, node_label(graph.node(i)) + ": is part of a cycle");
   std::vector<PreparedNode> nodes;
-  for (int i : order) nodes.push_back({graph.node(i), nullptr, {}, {}});
+  for (int i : order) {
+    nodes.emplace_back();
+    nodes.back().node = graph.node(i);
+  }
   return nodes;
 }
 

@@ -77,8 +77,8 @@ TEST(Calibrate, RejectsWrongInputs) {
 
 TEST(CalibrationJson, RoundTrips) {
   Calibration c;
-  c.tensors["a"] = TensorStats{-1.5f, 2.25f, 10, {}};
-  c.tensors["b/c"] = TensorStats{0.0f, 0.0f, 3, {}};
+  c.tensors["a"] = TensorStats{-1.5f, 2.25f, 10, {}, 0.0f, {}, 0};
+  c.tensors["b/c"] = TensorStats{0.0f, 0.0f, 3, {}, 0.0f, {}, 0};
   const Calibration d = Calibration::from_json(nlohmann::json::parse(c.to_json().dump()));
   ASSERT_EQ(d.tensors.size(), 2u);
   EXPECT_EQ(d.tensors.at("a").min, -1.5f);

@@ -217,7 +217,7 @@ TEST(Quantize, FixedParamsForSigmoidAndTanh) {
   b.node("Sigmoid", {"x"}, {"s"});
   b.node("Tanh", {"x"}, {"t"});
   Calibration calib;  // hand-made: the executor has no Sigmoid
-  calib.tensors["x"] = TensorStats{-3.0f, 3.0f, 4, {}};
+  calib.tensors["x"] = TensorStats{-3.0f, 3.0f, 4, {}, 0.0f, {}, 0};
   auto q = quantize(optimize(b.model()), calib, {});
   ASSERT_TRUE(q.ok()) << q.error().what();
   const onnx::NodeProto* qs = producer(*q, producer(*q, "s")->input(0));
@@ -235,7 +235,7 @@ TEST(Quantize, MissingStatisticsNameTheTensor) {
   b.input("x", {4}).output("y", {4});
   b.node("Relu", {"x"}, {"y"});
   Calibration calib;
-  calib.tensors["x"] = TensorStats{-1.0f, 1.0f, 4, {}};
+  calib.tensors["x"] = TensorStats{-1.0f, 1.0f, 4, {}, 0.0f, {}, 0};
   auto q = quantize(b.model(), calib, {});
   ASSERT_FALSE(q.ok());
   EXPECT_EQ(q.error().code(), ErrorCode::kNotFound);
@@ -291,10 +291,10 @@ TEST(Quantize, ConcatInputsAndOutputShareParameters) {
   b.node("Mul", {"x", "minus_one"}, {"n"});
   set_int(b.node("Concat", {"r", "n"}, {"y"}), "axis", 1);
   Calibration calib;
-  calib.tensors["x"] = TensorStats{-1.0f, 3.0f, 4, {}};
-  calib.tensors["r"] = TensorStats{0.0f, 3.0f, 4, {}};
-  calib.tensors["n"] = TensorStats{-3.0f, 1.0f, 4, {}};
-  calib.tensors["y"] = TensorStats{-3.0f, 3.0f, 8, {}};
+  calib.tensors["x"] = TensorStats{-1.0f, 3.0f, 4, {}, 0.0f, {}, 0};
+  calib.tensors["r"] = TensorStats{0.0f, 3.0f, 4, {}, 0.0f, {}, 0};
+  calib.tensors["n"] = TensorStats{-3.0f, 1.0f, 4, {}, 0.0f, {}, 0};
+  calib.tensors["y"] = TensorStats{-3.0f, 3.0f, 8, {}, 0.0f, {}, 0};
   std::vector<std::string> float_nodes;
   auto q = quantize(optimize(b.model()), calib, {}, &float_nodes);
   ASSERT_TRUE(q.ok()) << q.error().what();

@@ -11,7 +11,7 @@ using namespace anvil::quant;
 namespace {
 Calibration one_tensor(float lo, float hi) {
   Calibration c;
-  c.tensors["t"] = TensorStats{lo, hi, 100, {}};
+  c.tensors["t"] = TensorStats{lo, hi, 100, {}, 0.0f, {}, 0};
   return c;
 }
 void expect_range(const Range& r, float lo, float hi) {

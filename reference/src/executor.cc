@@ -34,9 +34,11 @@ struct PreparedNode {
   int fused_into = -1;
   bool fused_away = false;
   KernelContext::Activation activation;
-  /// Without an observer: the first node of LayerNorm pattern layer_norms[layer_norm] computes the
-  /// whole pattern; its other nodes are fused_away.
+  /// Without an observer (even with RunOptions::observe_fast_paths: calibration needs the
+  /// pattern's inner values, which the quantizer quantizes): the first node of LayerNorm pattern
+  /// layer_norms[layer_norm] computes the whole pattern; its other nodes are layer_norm_member.
   int layer_norm = -1;
+  bool layer_norm_member = false;
 };
 
 GraphInput describe_input(const onnx::ValueInfoProto& vi) {
@@ -201,10 +203,11 @@ void prepare(const onnx::ModelProto& model, PreparedModel* impl) {
   for (LayerNormPattern& ln : find_layer_norm_patterns(all, impl->initializers, impl->output_names)) {
     bool free = true;  // no node in a Conv chain or another fusion
     for (size_t k : ln.nodes)
-      free = free && impl->chain_of[k] < 0 && impl->nodes[k].fused_into < 0 && !impl->nodes[k].fused_away;
+      free = free && impl->chain_of[k] < 0 && impl->nodes[k].fused_into < 0 && !impl->nodes[k].fused_away &&
+             !impl->nodes[k].layer_norm_member;
     if (!free) continue;
     impl->nodes[ln.nodes[0]].layer_norm = static_cast<int>(impl->layer_norms.size());
-    for (size_t k = 1; k < ln.nodes.size(); ++k) impl->nodes[ln.nodes[k]].fused_away = true;
+    for (size_t k = 1; k < ln.nodes.size(); ++k) impl->nodes[ln.nodes[k]].layer_norm_member = true;
     impl->layer_norms.push_back(std::move(ln));
   }
 }
@@ -264,12 +267,13 @@ Expected<TensorMap> Executor::run(const TensorMap& inputs, const RunOptions& opt
       fail(ErrorCode::kInternal, "value '" + name + "' missing at run time");
     };
     const bool fuse = !options.observe || options.observe_fast_paths;
+    const bool fuse_layer_norm = !options.observe;
     auto run_node = [&](const PreparedNode& p) {
-      if (fuse && p.fused_away) {
+      if ((fuse && p.fused_away) || (fuse_layer_norm && p.layer_norm_member)) {
         for (const auto& name : p.release) values.erase(name);
         return;
       }
-      if (fuse && p.layer_norm >= 0) {
+      if (fuse_layer_norm && p.layer_norm >= 0) {
         const LayerNormPattern& ln = im.layer_norms[p.layer_norm];
         Tensor y;
         try {

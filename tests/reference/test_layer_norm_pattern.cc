@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 #include <random>
 
 #include "anvil/common/onnx_model.h"
@@ -103,6 +104,25 @@ TEST(LayerNormPattern, FusedKernelMatchesTheNodes) {
       EXPECT_FALSE(got == want);
     }
   }
+}
+
+TEST(LayerNormPattern, CalibrationSeesEveryInnerValue) {
+  // observe_fast_paths (calibration) keeps Conv chains and activation fusion, but the quantizer
+  // quantizes a LayerNorm's inner values, so the pattern runs node by node and each is observed.
+  const ModelBuilder b = pattern_model(20);
+  auto exec = ref::Executor::create(b.model());
+  ASSERT_TRUE(exec.ok()) << exec.error().what();
+  const Tensor x = random_floats({7, 5, 20}, 47, 3.0f, 1.5f);
+  std::map<std::string, Tensor> seen;
+  ref::RunOptions calibration;
+  calibration.observe = [&](const std::string& name, const Tensor& t) { seen[name] = t; };
+  calibration.observe_fast_paths = true;
+  auto out = exec->run({{"x", x}}, calibration);
+  ASSERT_TRUE(out.ok()) << out.error().what();
+  for (const char* v : {"m", "dev", "sq", "var", "ve", "sd", "n", "scaled", "y"}) EXPECT_TRUE(seen.count(v)) << v;
+  ref::RunOptions plain;
+  plain.observe = [](const std::string&, const Tensor&) {};
+  EXPECT_EQ(out->at("y"), exec->run({{"x", x}}, plain)->at("y"));  // the node-by-node result
 }
 
 TEST(LayerNormPattern, NotFoundWhenItDoesNotMatch) {

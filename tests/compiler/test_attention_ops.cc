@@ -7,6 +7,7 @@
 #include "cost_model.h"
 #include "graph_builder_for_tests.h"
 #include "isa_interpreter_for_tests.h"
+#include "lowering_check_for_tests.h"
 
 using namespace anvil;
 using anvil::testing::GraphBuilder;
@@ -40,13 +41,7 @@ int count(const isa::Program& p, isa::Opcode op) {
 /// unordered conflicts. Returns the program.
 isa::Program expect_matches_reference(GraphBuilder& b, const compiler::Target& target) {
   const isa::Program p = compile_for(b.graph(), target).program;
-  const TensorMap inputs = b.random_inputs();
-  anvil::testing::InterpreterRun run;
-  const TensorMap got = anvil::testing::run_program_for_tests(p, inputs, &run);
-  const TensorMap want = ref::run_int8(b.graph(), inputs).value();
-  for (const auto& [name, t] : want) EXPECT_TRUE(got.at(name) == t) << "output " << name << " on " << target.name;
-  const auto races = anvil::testing::find_unordered_conflicts(p, run);
-  EXPECT_TRUE(races.empty()) << races.size() << " unordered conflicts, first: " << races.front();
+  anvil::testing::expect_program_matches(p, b.graph(), b.random_inputs(), "on " + target.name);
   return p;
 }
 

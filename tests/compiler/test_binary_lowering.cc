@@ -5,6 +5,7 @@
 #include "anvil/compiler/compiler.h"
 #include "graph_builder_for_tests.h"
 #include "isa_interpreter_for_tests.h"
+#include "lowering_check_for_tests.h"
 
 using namespace anvil;
 using anvil::testing::GraphBuilder;
@@ -62,13 +63,7 @@ void expect_matches_reference(GraphBuilder& b, const compiler::Target& target, c
   ASSERT_TRUE(compiled.ok()) << what << ": " << compiled.error().what();
   const isa::Program& p = compiled->program;
   EXPECT_GT(count(p, isa::Opcode::kBinary), 0) << what;
-  const TensorMap inputs = b.random_inputs();
-  anvil::testing::InterpreterRun run;
-  const TensorMap got = anvil::testing::run_program_for_tests(p, inputs, &run);
-  const TensorMap want = ref::run_int8(b.graph(), inputs).value();
-  for (const auto& [name, t] : want) EXPECT_TRUE(got.at(name) == t) << what << " on " << target.name;
-  const auto races = anvil::testing::find_unordered_conflicts(p, run);
-  EXPECT_TRUE(races.empty()) << what << ": " << races.front();
+  anvil::testing::expect_program_matches(p, b.graph(), b.random_inputs(), what + " on " + target.name);
 }
 
 struct Case {

@@ -11,6 +11,7 @@
 #include "cost_model.h"
 #include "graph_builder_for_tests.h"
 #include "isa_interpreter_for_tests.h"
+#include "lowering_check_for_tests.h"
 
 using namespace anvil;
 using anvil::testing::GraphBuilder;
@@ -44,13 +45,7 @@ int count(const isa::Program& p, isa::Opcode op) {
 /// the waits order every conflicting pair of accesses.
 void expect_runs_like_reference(const isa::Program& p, const ref::Int8Graph& g, const TensorMap& inputs,
                                 const std::string& what) {
-  anvil::testing::InterpreterRun run;
-  const TensorMap got = anvil::testing::run_program_for_tests(p, inputs, &run);
-  const TensorMap want = ref::run_int8(g, inputs).value();
-  ASSERT_EQ(got.size(), want.size()) << what;
-  for (const auto& [name, t] : want) EXPECT_TRUE(got.at(name) == t) << what << ": output " << name;
-  const auto races = anvil::testing::find_unordered_conflicts(p, run);
-  EXPECT_TRUE(races.empty()) << what << ": " << races.size() << " unordered conflicts, first: " << races.front();
+  anvil::testing::expect_program_matches(p, g, inputs, what);
 }
 
 }  // namespace

@@ -8,37 +8,18 @@
 #include "anvil/compiler/compiler.h"
 #include "graph_builder_for_tests.h"
 #include "isa_interpreter_for_tests.h"
+#include "lowering_check_for_tests.h"
 
 using namespace anvil;
+using anvil::testing::expect_compiled_matches;
+using anvil::testing::npu_only;
 
 namespace {
-
-compiler::CompileOptions npu_only() {
-  compiler::CompileOptions o;
-  o.host_fallback = false;
-  return o;
-}
 
 size_t count(const isa::Program& p, isa::Opcode op) {
   size_t n = 0;
   for (const isa::Instruction& i : p.instructions) n += i.opcode == op;
   return n;
-}
-
-/// Compiles NPU-only, runs on the interpreter, compares with run_int8; returns the program.
-isa::Program expect_compiled_matches(const ref::Int8Graph& g, const TensorMap& inputs, const std::string& what,
-                                     compiler::CompileOptions o = npu_only()) {
-  auto compiled = compiler::compile_graph(g, o);
-  EXPECT_TRUE(compiled.ok()) << what << ": " << compiled.error().what();
-  if (!compiled.ok()) return {};
-  const isa::Program& p = compiled.value().program;
-  anvil::testing::InterpreterRun run;
-  const TensorMap got = anvil::testing::run_program_for_tests(p, inputs, &run);
-  const TensorMap want = ref::run_int8(g, inputs).value();
-  for (const auto& [name, t] : want) EXPECT_TRUE(got.at(name) == t) << what << ": output " << name;
-  const auto conflicts = anvil::testing::find_unordered_conflicts(p, run);
-  EXPECT_TRUE(conflicts.empty()) << what << ": " << (conflicts.empty() ? "" : conflicts[0]);
-  return p;
 }
 
 TensorMap quantized_inputs(const ref::Int8Graph& g, const TensorMap& fl) {

@@ -10,36 +10,18 @@
 #include "anvil/compiler/compiler.h"
 #include "graph_builder_for_tests.h"
 #include "isa_interpreter_for_tests.h"
+#include "lowering_check_for_tests.h"
 
 using namespace anvil;
+using anvil::testing::expect_compiled_matches;
+using anvil::testing::npu_only;
 
 namespace {
-
-compiler::CompileOptions npu_only() {
-  compiler::CompileOptions o;
-  o.host_fallback = false;
-  return o;
-}
 
 size_t count_copies(const isa::Program& p) {
   size_t n = 0;
   for (const isa::Instruction& i : p.instructions) n += i.opcode == isa::Opcode::kCopy;
   return n;
-}
-
-/// Compiles the graph NPU-only, runs it on the interpreter and compares with run_int8.
-isa::Program expect_compiled_matches(const ref::Int8Graph& g, const TensorMap& inputs, const std::string& what) {
-  auto compiled = compiler::compile_graph(g, npu_only());
-  EXPECT_TRUE(compiled.ok()) << what << ": " << compiled.error().what();
-  if (!compiled.ok()) return {};
-  const isa::Program& p = compiled.value().program;
-  anvil::testing::InterpreterRun run;
-  const TensorMap got = anvil::testing::run_program_for_tests(p, inputs, &run);
-  const TensorMap want = ref::run_int8(g, inputs).value();
-  for (const auto& [name, t] : want) EXPECT_TRUE(got.at(name) == t) << what << ": output " << name;
-  const auto conflicts = anvil::testing::find_unordered_conflicts(p, run);
-  EXPECT_TRUE(conflicts.empty()) << what << ": " << (conflicts.empty() ? "" : conflicts[0]);
-  return p;
 }
 
 TEST(DataMovementLowering, RandomCasesAreBitExact) {
@@ -110,13 +92,7 @@ TEST(DataMovementLowering, TiledOverTheOutermostAxisOnASmallSram) {
   ASSERT_TRUE(compiled.ok()) << compiled.error().what();
   const isa::Program& p = compiled.value().program;
   EXPECT_LE(p.sram_bytes, 2048u);
-  const TensorMap inputs = b.random_inputs();
-  anvil::testing::InterpreterRun run;
-  const TensorMap got = anvil::testing::run_program_for_tests(p, inputs, &run);
-  const TensorMap want = ref::run_int8(b.graph(), inputs).value();
-  for (const auto& [name, t] : want) EXPECT_TRUE(got.at(name) == t) << name;
-  const auto conflicts = anvil::testing::find_unordered_conflicts(p, run);
-  EXPECT_TRUE(conflicts.empty()) << (conflicts.empty() ? "" : conflicts[0]);
+  anvil::testing::expect_program_matches(p, b.graph(), b.random_inputs(), "tiled movement");
   size_t stores = 0;
   for (const isa::Instruction& i : p.instructions) stores += i.opcode == isa::Opcode::kDmaStore;
   // tr, cat1, cat0 and pd exceed 2 KiB on their own: each stores several tiles (sl fits resident).

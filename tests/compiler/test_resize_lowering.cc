@@ -9,6 +9,7 @@
 #include "../reference/resize_model_for_tests.h"
 #include "anvil/compiler/compiler.h"
 #include "isa_interpreter_for_tests.h"
+#include "lowering_check_for_tests.h"
 
 using namespace anvil;
 using anvil::test::ActParams;
@@ -54,13 +55,7 @@ isa::Program expect_matches_reference(const ref::Int8Graph& g, const compiler::T
   EXPECT_TRUE(compiled.ok()) << compiled.error().what();
   if (!compiled.ok()) return {};
   const isa::Program& p = compiled->program;
-  const TensorMap inputs = random_input(g, seed);
-  anvil::testing::InterpreterRun run;
-  const TensorMap got = anvil::testing::run_program_for_tests(p, inputs, &run);
-  const TensorMap want = ref::run_int8(g, inputs).value();
-  for (const auto& [name, t] : want) EXPECT_TRUE(got.at(name) == t) << "output " << name << " on " << target.name;
-  const auto races = anvil::testing::find_unordered_conflicts(p, run);
-  EXPECT_TRUE(races.empty()) << races.size() << " unordered conflicts, first: " << races.front();
+  anvil::testing::expect_program_matches(p, g, random_input(g, seed), "on " + target.name);
   return p;
 }
 

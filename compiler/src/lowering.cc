@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <memory>
 #include <set>
 #include <tuple>
 #include <string>
@@ -98,6 +99,14 @@ Lowering::Lowering(const ref::Int8Graph& graph, const Target& target, const Dram
     }
   }
   for (int v : graph.outputs) graph_output_[root_[v]] = true;
+}
+
+Lowering::AddConstants Lowering::constant_once(const void* data, size_t bytes) {
+  auto offset = std::make_shared<std::optional<uint64_t>>();
+  return [this, data, bytes, offset](int64_t, int64_t) {
+    if (!*offset) *offset = add_constant(data, bytes);
+    return **offset;
+  };
 }
 
 uint64_t Lowering::add_constant(const void* data, size_t bytes) {
@@ -742,11 +751,7 @@ void Lowering::lower_lut(const ref::Int8Op& op) {
   constexpr uint64_t kTableBytes = 256;
   static_assert(sizeof(op.lut) == kTableBytes, "a kLut table is 256 int8 bytes");
   space.const_bytes = [](int64_t) { return kTableBytes; };
-  std::optional<uint64_t> table_offset;  // one copy in the constant section however many tiles
-  const AddConstants consts = [&](int64_t, int64_t) {
-    if (!table_offset) table_offset = add_constant(op.lut.data(), kTableBytes);
-    return *table_offset;
-  };
+  const AddConstants consts = constant_once(op.lut.data(), kTableBytes);  // however many tiles
   const Builder build = [&](const Tile& t, const std::vector<uint64_t>& in_addrs, uint64_t const_addr,
                             uint64_t out_addr) {
     isa::Instruction inst;
@@ -955,11 +960,7 @@ void Lowering::lower_softmax(const ref::Int8Op& op) {
   tiling.in_unit_bytes = {static_cast<uint64_t>(length * inner)};
   tiling.out_unit_bytes = static_cast<uint64_t>(length * inner);
   tiling.const_bytes = kTableBytes;
-  std::optional<uint64_t> table_offset;  // one copy in the constant section
-  const AddConstants consts = [&](int64_t, int64_t) {
-    if (!table_offset) table_offset = add_constant(op.softmax_table.data(), kTableBytes);
-    return *table_offset;
-  };
+  const AddConstants consts = constant_once(op.softmax_table.data(), kTableBytes);
   const RowBuilder build = [&](int64_t u0, int64_t u1, const std::vector<uint64_t>& in_addrs, uint64_t const_addr,
                                uint64_t out_addr) {
     isa::Instruction inst;
@@ -1001,11 +1002,7 @@ void Lowering::lower_resize(const ref::Int8Op& op) {
   tiling.in_unit_bytes = {static_cast<uint64_t>(d.in_h * d.in_w)};
   tiling.out_unit_bytes = static_cast<uint64_t>(d.out_h * d.out_w);
   tiling.const_bytes = table_bytes;
-  std::optional<uint64_t> table_offset;  // one copy in the constant section
-  const AddConstants consts = [&](int64_t, int64_t) {
-    if (!table_offset) table_offset = add_constant(table.data(), table_bytes);
-    return *table_offset;
-  };
+  const AddConstants consts = constant_once(table.data(), table_bytes);
   const RowBuilder build = [&](int64_t u0, int64_t u1, const std::vector<uint64_t>& in_addrs, uint64_t const_addr,
                                uint64_t out_addr) {
     isa::Instruction inst;
@@ -1146,15 +1143,11 @@ void Lowering::lower_binary(const ref::Int8Op& op) {
   space.window = false;
   space.units = shape_numel(y.shape);
   space.out_h = shape.extent[shape.tiled_dim];  // whole(space): every row of the tiled dimension
-  std::optional<uint64_t> const_offset;         // the constant operand, once in the constant section
-  AddConstants consts;
+  AddConstants consts;  // the constant operand, once in the constant section
   if (has_const) {
     const uint64_t bytes = static_cast<uint64_t>(op.weight.nbytes());
     space.const_bytes = [bytes](int64_t) { return bytes; };
-    consts = [&](int64_t, int64_t) {
-      if (!const_offset) const_offset = add_constant(op.weight.raw(), op.weight.nbytes());
-      return *const_offset;
-    };
+    consts = constant_once(op.weight.raw(), op.weight.nbytes());
   }
   const int td = shape.tiled_dim;
   const Builder build = [&, has_const, const_first, td](const Tile& t, const std::vector<uint64_t>& in_addrs,

@@ -108,6 +108,10 @@ class Lowering {
                 int64_t c1, int64_t h0, int64_t h1, uint64_t sram);
   /// Appends bytes to the constant section at a 64-byte aligned offset; returns the offset.
   uint64_t add_constant(const void* data, size_t bytes);
+  /// AddConstants for one block every tile shares (a table, a constant operand): appended to the
+  /// constant section on the first call, the same offset returned on every call. `data` must
+  /// outlive the op's lowering.
+  AddConstants constant_once(const void* data, size_t bytes);
 
   /// Lowers one op: resident when its working set fits, else tiled (by `tiled` when given, else
   /// by lower_tiled).

@@ -12,24 +12,6 @@ uint64_t ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
 
 uint64_t dma_bytes(const isa::DmaArgs& d) { return static_cast<uint64_t>(d.rows) * d.row_bytes; }
 
-uint64_t vector_elements(const isa::Instruction& inst) {
-  switch (inst.opcode) {
-    case isa::Opcode::kAdd: return inst.add.count;
-    case isa::Opcode::kRequant: return inst.requant.count;
-    case isa::Opcode::kLut: return inst.lut.count;
-    case isa::Opcode::kCopy: return isa::copy_elements(inst.copy);
-    case isa::Opcode::kBinary: return isa::binary_count(inst.binary);
-    case isa::Opcode::kSoftmax:  // three passes: max, sum of exponentials, normalise (as hw_model's)
-      return 3 * static_cast<uint64_t>(inst.softmax.outer) * inst.softmax.length * inst.softmax.inner;
-    case isa::Opcode::kResize:  // four taps read per output element (as hw_model's)
-      return 4 * static_cast<uint64_t>(inst.resize.planes) * inst.resize.out_h * inst.resize.out_w;
-    default: {
-      const isa::PoolArgs& p = inst.pool;
-      return static_cast<uint64_t>(p.n) * p.c * p.out_h * p.out_w * p.kernel_h * p.kernel_w;
-    }
-  }
-}
-
 }  // namespace
 
 uint64_t instruction_cycles(const isa::Instruction& inst, const Target& t) {
@@ -54,7 +36,7 @@ uint64_t instruction_cycles(const isa::Instruction& inst, const Target& t) {
     }
     case isa::Unit::kVector: {
       const uint64_t lanes = inst.opcode == isa::Opcode::kLut ? t.lut_lanes : t.vector_lanes;
-      return t.vector_fill_cycles + ceil_div(vector_elements(inst), lanes * t.num_pes);
+      return t.vector_fill_cycles + ceil_div(isa::vector_elements(inst), lanes * t.num_pes);
     }
   }
   return 0;

@@ -15,33 +15,13 @@ bool clamp_valid(int32_t lo, int32_t hi) { return lo <= hi && lo >= -128 && hi <
 VectorEngine::VectorEngine(sc_core::sc_module_name name, ChipContext& ctx, Sequencer& seq)
     : ExecUnit(name, ctx, seq, isa::Unit::kVector) {}
 
-uint64_t VectorEngine::elements_touched(const isa::Instruction& inst) {
-  switch (inst.opcode) {
-    case isa::Opcode::kAdd: return inst.add.count;
-    case isa::Opcode::kRequant: return inst.requant.count;
-    case isa::Opcode::kLut: return inst.lut.count;
-    case isa::Opcode::kCopy: return isa::copy_elements(inst.copy);
-    case isa::Opcode::kBinary: return isa::binary_count(inst.binary);
-    case isa::Opcode::kSoftmax:  // three passes: max, sum of exponentials, normalise
-      return 3 * static_cast<uint64_t>(inst.softmax.outer) * inst.softmax.length * inst.softmax.inner;
-    case isa::Opcode::kResize:  // four taps read per output element
-      return 4 * static_cast<uint64_t>(inst.resize.planes) * inst.resize.out_h * inst.resize.out_w;
-    case isa::Opcode::kMaxPool:
-    case isa::Opcode::kAvgPool: {
-      const isa::PoolArgs& p = inst.pool;
-      return static_cast<uint64_t>(p.n) * p.c * p.out_h * p.out_w * p.kernel_h * p.kernel_w;
-    }
-    default: return 0;
-  }
-}
-
 uint64_t VectorEngine::lanes(const isa::Instruction& inst, const HwConfig& cfg, uint32_t fused_pes) {
   return static_cast<uint64_t>(inst.opcode == isa::Opcode::kLut ? cfg.lut_lanes : cfg.vector_lanes) * fused_pes;
 }
 
 uint64_t VectorEngine::vector_cycles(const isa::Instruction& inst, const HwConfig& cfg, uint32_t fused_pes) {
   const uint64_t l = lanes(inst, cfg, fused_pes);
-  return cfg.vector_fill_cycles + (elements_touched(inst) + l - 1) / l;
+  return cfg.vector_fill_cycles + (isa::vector_elements(inst) + l - 1) / l;
 }
 
 sc_core::sc_time VectorEngine::execute(const isa::Instruction& inst, uint32_t index, const sc_core::sc_time&) {
@@ -292,8 +272,8 @@ void VectorEngine::copy(const isa::CopyArgs& c, uint32_t index) {
 
 nlohmann::json VectorEngine::trace_args(const isa::Instruction& inst) const {
   // "lookups": the elements of a kLut, which run at lut_lanes (layer_profile's vector roof).
-  if (inst.opcode == isa::Opcode::kLut) return {{"elements", elements_touched(inst)}, {"lookups", elements_touched(inst)}};
-  return {{"elements", elements_touched(inst)}};
+  if (inst.opcode == isa::Opcode::kLut) return {{"elements", isa::vector_elements(inst)}, {"lookups", isa::vector_elements(inst)}};
+  return {{"elements", isa::vector_elements(inst)}};
 }
 
 }  // namespace anvil::hw

@@ -1,7 +1,7 @@
 #pragma once
 /// A PE's vector engine: kAdd, kMaxPool, kAvgPool, kRequant, kLut and kBinary over int8 in SRAM.
 ///
-/// Timing: cycles = vector_fill + ceil(elements_touched / lanes), where elements_touched is the
+/// Timing: cycles = vector_fill + ceil(isa::vector_elements / lanes), where isa::vector_elements is the
 /// element count for kAdd, kRequant and kLut, the output elements for kBinary, and out elements x
 /// kernel window for pooling (every window element is read once), and lanes = vector_lanes (x2 in
 /// fused mode); kLut runs at lut_lanes lookups per cycle per PE instead (x2 in fused mode;
@@ -29,15 +29,15 @@
 ///             256 x int32 exponential table read from SRAM at table_addr (the compiler's copy of
 ///             math::make_softmax_table; entries must lie in [0, 2^30] with entry 0 > 0, else
 ///             kBadProgram). Timing: three passes over the elements (max, sum of exponentials,
-///             normalise), so elements_touched = 3 x outer x length x inner at vector_lanes.
+///             normalise), so isa::vector_elements = 3 x outer x length x inner at vector_lanes.
 ///   kResize   math::resize_plane on each of `planes` packed planes, the row and column taps
 ///             (isa::ResizeArgs, 12 bytes each) read from SRAM; a tap outside its axis or a
 ///             weight outside [0, 2^11], an empty extent, a bad multiplier or zero point is
-///             kBadProgram. Timing: four taps per output element (elements_touched =
+///             kBadProgram. Timing: four taps per output element (isa::vector_elements =
 ///             4 x planes x out_h x out_w) at vector_lanes.
 ///   kCopy     data movement (isa::CopyArgs): every element of the index box moved, requantized with
 ///             math::requantize(x - in_zp, {mult, shift}, out_zp, -128, 127), or filled, in
-///             row-major order of the box; one element per lane per cycle (elements_touched =
+///             row-major order of the box; one element per lane per cycle (isa::vector_elements =
 ///             elements of the box). Rejected (kBadProgram): an unknown mode, an empty axis, more than
 ///             2^32 - 1 elements, a span outside SRAM, overlapping read and write spans, a bad multiplier or zero point (|zp| > 255).
 #include <vector>
@@ -49,8 +49,6 @@ namespace anvil::hw {
 class VectorEngine : public ExecUnit {
  public:
   VectorEngine(sc_core::sc_module_name name, ChipContext& ctx, Sequencer& seq);
-  /// Elements an instruction touches (the timing model's work measure).
-  static uint64_t elements_touched(const isa::Instruction& inst);
   /// Elements per cycle of `inst` on a run of `fused_pes` PEs: lut_lanes for kLut, vector_lanes otherwise.
   static uint64_t lanes(const isa::Instruction& inst, const HwConfig& cfg, uint32_t fused_pes);
   static uint64_t vector_cycles(const isa::Instruction& inst, const HwConfig& cfg, uint32_t fused_pes);

@@ -87,6 +87,24 @@ uint64_t conv_macs(const ConvArgs& c) {
 
 uint64_t matmul_macs(const MatMulArgs& m) { return static_cast<uint64_t>(m.batch) * m.m * m.n * m.k; }
 
+uint64_t vector_elements(const Instruction& inst) {
+  switch (inst.opcode) {
+    case Opcode::kAdd: return inst.add.count;
+    case Opcode::kRequant: return inst.requant.count;
+    case Opcode::kLut: return inst.lut.count;
+    case Opcode::kCopy: return copy_elements(inst.copy);
+    case Opcode::kBinary: return binary_count(inst.binary);
+    case Opcode::kSoftmax: return 3 * static_cast<uint64_t>(inst.softmax.outer) * inst.softmax.length * inst.softmax.inner;
+    case Opcode::kResize: return 4 * static_cast<uint64_t>(inst.resize.planes) * inst.resize.out_h * inst.resize.out_w;
+    case Opcode::kMaxPool:
+    case Opcode::kAvgPool: {
+      const PoolArgs& p = inst.pool;
+      return static_cast<uint64_t>(p.n) * p.c * p.out_h * p.out_w * p.kernel_h * p.kernel_w;
+    }
+    default: return 0;
+  }
+}
+
 CopySpan copy_span(const uint32_t (&shape)[kCopyDims], const int32_t (&stride)[kCopyDims]) {
   CopySpan s;
   for (int k = 0; k < kCopyDims; ++k) {

@@ -122,6 +122,7 @@ TEST(Program, CopyRoundTripsAndDisassembles) {
   EXPECT_TRUE(opcode_valid(9));
   EXPECT_FALSE(opcode_valid(14));
   EXPECT_EQ(copy_elements(q.instructions[1].copy), 24u);
+  EXPECT_EQ(vector_elements(q.instructions[1]), 24u);
   const CopySpan in = copy_span(c.shape, c.in_stride), out = copy_span(c.shape, c.out_stride);
   EXPECT_EQ(in.lo, -8);  // two steps of -4
   EXPECT_EQ(in.hi, 12 + 3);
@@ -144,6 +145,7 @@ TEST(Program, ResizeRoundTripsOnTheVectorUnit) {
   EXPECT_EQ(opcode_unit(Opcode::kResize), Unit::kVector);
   EXPECT_EQ(q.instructions[1].resize.out_w, 14u);
   EXPECT_EQ(q.instructions[1].resize.shift, -21);
+  EXPECT_EQ(vector_elements(q.instructions[1]), 4u * 6 * 5 * 14);  // four taps per output element
   EXPECT_EQ(to_string(q.instructions[1]),
             "resize [wait dma>=0 mac>=0 vec>=0] in@0 rows@4096 cols@4156 -> @8192 6x9x7 -> 5x14");
 }
@@ -183,6 +185,9 @@ TEST(Program, MatMulAndSoftmaxRoundTripAndUndefinedOpcodesAreRejected) {
   EXPECT_EQ(to_string(q.instructions[1]), "matmul [wait dma>=0 mac>=0 vec>=0] a@0 b@1024 -> @2048 2x(3x5 * 5x7)");
   EXPECT_EQ(to_string(q.instructions[2]), "softmax [wait dma>=0 mac>=0 vec>=0] in@2048 table@4096 -> @2048 2x21x1");
   EXPECT_EQ(matmul_macs(mm.matmul), 2u * 3 * 5 * 7);
+  EXPECT_EQ(vector_elements(q.instructions[1]), 0u);             // a MAC-unit instruction
+  EXPECT_EQ(vector_elements(q.instructions[2]), 3u * 2 * 21 * 1);  // max, sum of exponentials, normalise
+  EXPECT_EQ(vector_elements(Instruction{}), 0u);                 // kNop
   // Opcodes past the last one this ISA defines (13) are invalid.
   for (int op : {14, 15, 255}) {
     EXPECT_FALSE(opcode_valid(static_cast<uint8_t>(op))) << op;

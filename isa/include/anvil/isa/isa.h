@@ -246,5 +246,10 @@ std::string to_string(const Instruction& inst);
 uint64_t conv_macs(const ConvArgs& c);
 /// Multiply-accumulates a kMatMul performs: batch x M x N x K.
 uint64_t matmul_macs(const MatMulArgs& m);
+/// Elements a vector-engine instruction touches: the work measure behind its timing (hw_model's
+/// VectorEngine) and the compiler's cost model. kSoftmax counts three passes (max, sum of
+/// exponentials, normalise), kResize four taps per output element, pooling every window element;
+/// 0 for kNop and the DMA and MAC opcodes.
+uint64_t vector_elements(const Instruction& inst);
 
 }  // namespace anvil::isa

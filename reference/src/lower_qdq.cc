@@ -673,11 +673,8 @@ class QdqLowering {
   /// and every step depends on the int8 x alone, so tabulating that composition (make_lut) is the
   /// float QDQ semantics exactly, the gate's own rounding included.
   void lower_lut(const onnx::NodeProto& n) {
-    Int8Op op;
-    op.kind = Int8OpKind::kLut;
-    op.node = node_name(n);
     const int x = dequantized_input(n, 0);
-    op.inputs = {x};
+    Int8Op op = node_op(Int8OpKind::kLut, n, {x});
     QuantParams out_q;
     int q = follow_to_quantize(n, n.output(0), false, op, &out_q);
     std::function<float(float)> f = activation_function(n);
@@ -701,11 +698,8 @@ class QdqLowering {
   /// (matmul_dims). |a - a_zp| and |b - b_zp| are at most 255, so the int32 accumulator holds
   /// K products only for K * 255^2 < 2^31 (K <= 33025); longer reductions are refused.
   void lower_matmul(const onnx::NodeProto& n) {
-    Int8Op op;
-    op.kind = Int8OpKind::kMatMul;
-    op.node = node_name(n);
     const int a = dequantized_input(n, 0), b = dequantized_input(n, 1);
-    op.inputs = {a, b};
+    Int8Op op = node_op(Int8OpKind::kMatMul, n, {a, b});
     MatMulDims d;
     try {
       d = matmul_dims(g_.values[a].shape, g_.values[b].shape);
@@ -728,11 +722,8 @@ class QdqLowering {
   /// normalises over all dimensions from `axis` on; that is the same operation only when the
   /// axis is the last dimension, and is refused otherwise.
   void lower_softmax(const onnx::NodeProto& n) {
-    Int8Op op;
-    op.kind = Int8OpKind::kSoftmax;
-    op.node = node_name(n);
     const int x = dequantized_input(n, 0);
-    op.inputs = {x};
+    Int8Op op = node_op(Int8OpKind::kSoftmax, n, {x});
     const Shape shape = g_.values[x].shape;
     const int64_t rank = static_cast<int64_t>(shape.size());
     int64_t axis = attr_int(n, "axis", opset_ < 13 ? 1 : -1);
@@ -825,7 +816,8 @@ class QdqLowering {
     g_.ops.push_back(std::move(op));
   }
 
-  Int8Op movement_op(Int8OpKind kind, const onnx::NodeProto& n, std::vector<int> inputs) {
+  /// A new op of `kind` that lowers node `n` and reads `inputs` (values of g_).
+  Int8Op node_op(Int8OpKind kind, const onnx::NodeProto& n, std::vector<int> inputs) {
     Int8Op op;
     op.kind = kind;
     op.node = node_name(n);
@@ -834,7 +826,7 @@ class QdqLowering {
   }
 
   void lower_transpose(const onnx::NodeProto& n) {
-    Int8Op op = movement_op(Int8OpKind::kTranspose, n, {dequantized_input(n, 0)});
+    Int8Op op = node_op(Int8OpKind::kTranspose, n, {dequantized_input(n, 0)});
     const Shape in = g_.values[op.inputs[0]].shape;
     const int64_t rank = static_cast<int64_t>(in.size());
     op.perm = attr_ints(n, "perm");
@@ -852,7 +844,7 @@ class QdqLowering {
   }
 
   void lower_slice(const onnx::NodeProto& n) {
-    Int8Op op = movement_op(Int8OpKind::kSlice, n, {dequantized_input(n, 0)});
+    Int8Op op = node_op(Int8OpKind::kSlice, n, {dequantized_input(n, 0)});
     std::vector<int64_t> starts, ends, axes, steps;
     if (opset_ >= 10) {
       starts = constant_ints(n, 1, "starts");
@@ -895,7 +887,7 @@ class QdqLowering {
       malformed(n, "split sizes do not add up to the axis length " + std::to_string(in[axis]));
     int64_t start = 0;
     for (int64_t p = 0; p < parts; ++p) {
-      Int8Op op = movement_op(Int8OpKind::kSlice, n, {x});
+      Int8Op op = node_op(Int8OpKind::kSlice, n, {x});
       op.starts.assign(static_cast<size_t>(rank), 0);
       op.steps.assign(static_cast<size_t>(rank), 1);
       op.starts[axis] = start;
@@ -910,7 +902,7 @@ class QdqLowering {
   void lower_concat(const onnx::NodeProto& n) {
     std::vector<int> inputs;
     for (int i = 0; i < n.input_size(); ++i) inputs.push_back(dequantized_input(n, i));
-    Int8Op op = movement_op(Int8OpKind::kConcat, n, inputs);
+    Int8Op op = node_op(Int8OpKind::kConcat, n, inputs);
     if (inputs.empty()) malformed(n, "has no inputs");
     Shape out = g_.values[inputs[0]].shape;
     const int64_t rank = static_cast<int64_t>(out.size());
@@ -929,7 +921,7 @@ class QdqLowering {
   /// Pad in constant mode with non-negative pads; the border is the constant value quantized with
   /// the output's parameters, exactly what QuantizeLinear makes of it in the float graph.
   void lower_pad(const onnx::NodeProto& n) {
-    Int8Op op = movement_op(Int8OpKind::kPad, n, {dequantized_input(n, 0)});
+    Int8Op op = node_op(Int8OpKind::kPad, n, {dequantized_input(n, 0)});
     const Shape in = g_.values[op.inputs[0]].shape;
     const int64_t rank = static_cast<int64_t>(in.size());
     const std::string mode = attr_string(n, "mode", "constant");
@@ -1066,12 +1058,12 @@ class QdqLowering {
     const std::string y = node(q).output(0);
     int v = x;
     if (in.shape.size() == 3) {  // N x C x L as N x C x 1 x L
-      Int8Op to_2d = movement_op(Int8OpKind::kReshape, n, {v});
+      Int8Op to_2d = node_op(Int8OpKind::kReshape, n, {v});
       to_2d.output = v = add_value(y + "/2d_in", {in.shape[0], in.shape[1], 1, in.shape[2]}, in.q);
       g_.ops.push_back(std::move(to_2d));
     }
     if (pads) {
-      Int8Op pad = movement_op(Int8OpKind::kPad, n, {v});
+      Int8Op pad = node_op(Int8OpKind::kPad, n, {v});
       pad.pad_begin = begin;
       if (interior[2] || interior[3]) pad.pad_interior = interior;
       pad.pad_value = in.q.zero_point;
@@ -1085,7 +1077,7 @@ class QdqLowering {
     conv.output = v = add_value(crops || reshapes ? y + "/conv" : y, full, out_q);
     g_.ops.push_back(std::move(conv));
     if (crops) {
-      Int8Op slice = movement_op(Int8OpKind::kSlice, n, {v});
+      Int8Op slice = node_op(Int8OpKind::kSlice, n, {v});
       slice.starts = crop;
       slice.steps = {1, 1, 1, 1};
       slice.multipliers = {math::quantize_multiplier(1.0)};
@@ -1093,7 +1085,7 @@ class QdqLowering {
       g_.ops.push_back(std::move(slice));
     }
     if (reshapes) {
-      Int8Op back = movement_op(Int8OpKind::kReshape, n, {v});
+      Int8Op back = node_op(Int8OpKind::kReshape, n, {v});
       back.output = add_value(y, s.out_shape, out_q);
       g_.ops.push_back(std::move(back));
     }
@@ -1106,11 +1098,8 @@ class QdqLowering {
   /// taps are the float kernel's (resize_plan), rounded to Q11 weights (math::make_resize_tap);
   /// a scale change is folded into the multiplier. Everything else is kUnsupported (host).
   void lower_resize(const onnx::NodeProto& n) {
-    Int8Op op;
-    op.kind = Int8OpKind::kResize;
-    op.node = node_name(n);
     const int x = dequantized_input(n, 0);
-    op.inputs = {x};
+    Int8Op op = node_op(Int8OpKind::kResize, n, {x});
     const Shape in = g_.values[x].shape;
     const auto refuse = [&](const std::string& why) {
       fail(ErrorCode::kUnsupported, node_label(n) + ": " + why + " is not supported on the NPU");

@@ -26,7 +26,7 @@ namespace anvil::quant {
 
 namespace {
 
-const std::set<std::string> kFusableProducers = {"Conv", "Gemm", "MatMul", "Add"};
+const std::set<std::string> kFusableProducers = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Add"};
 const std::set<std::string> kFusedActivations = {"Relu", "Clip"};
 /// Pure data movement or max selection: the output keeps the input's parameters.
 const std::set<std::string> kSameScale = {"MaxPool", "AveragePool", "Reshape", "Flatten", "Transpose",
@@ -110,7 +110,7 @@ class QdqBuilder {
     return ranges_.count(t) > 0;
   }
 
-  /// Conv/Gemm/MatMul/Add output read only by a Relu/Clip: the activation is fused, so the
+  /// Conv/ConvTranspose/Gemm/MatMul/Add output read only by a Relu/Clip: the activation is fused, so the
   /// quantization point is after it.
   bool is_fused(const onnx::NodeProto& producer, const std::string& t) const {
     if (!kFusableProducers.count(producer.op_type()) || graph::is_graph_output(model_.graph(), t)) return false;
@@ -327,13 +327,10 @@ class QdqBuilder {
     if ((op == "Conv" || op == "ConvTranspose" || op == "Gemm" || op == "MatMul") && has_const_weight) {
       const Tensor w = graph::float_initializer(g, n.input(1), graph::node_label(n));
       int axis = 0;  // Conv: O x I x KH x KW
-      if (op == "ConvTranspose") {  // I x O/group x KH x KW: per output channel = axis 1, one group only
-        if (graph::attr_int(n, "group", 1) != 1) {
-          float_nodes_.push_back(graph::node_label(n) + ": grouped ConvTranspose weights");
-          return dq;
-        }
-        axis = 1;
-      }
+      // ConvTranspose: I x O/group x KH x KW, per channel along axis 1. With groups, scale m serves
+      // output channel m of every group (g * O/group + m): the finest split a per-axis
+      // DequantizeLinear can express for these weights.
+      if (op == "ConvTranspose") axis = 1;
       if (op == "Gemm") axis = graph::attr_int(n, "transB", 0) ? 0 : 1;  // [O, K] or [K, O]
       if (op == "MatMul") {
         if (w.rank() != 2) {
@@ -348,11 +345,14 @@ class QdqBuilder {
       auto in_params = params_.find(n.input(0));
       if (has_bias && in_params != params_.end()) {
         const Tensor b = graph::float_initializer(g, n.input(2), graph::node_label(n));
-        const int64_t channels = static_cast<int64_t>(w_scales.size());
+        std::vector<float> out_scales = w_scales;  // one weight scale per output channel
+        for (int64_t k = 1; op == "ConvTranspose" && k < graph::attr_int(n, "group", 1); ++k)
+          out_scales.insert(out_scales.end(), w_scales.begin(), w_scales.end());
+        const int64_t channels = static_cast<int64_t>(out_scales.size());
         if (b.numel() == channels && (b.rank() == 1 || (b.rank() == 2 && b.dim(0) == 1))) {
           std::vector<float> b_scales;
           const Tensor qb = quantize_bias(corrected_bias(n, w, axis, b.reshaped({channels})), in_params->second.scale,
-                                          w_scales, &b_scales);
+                                          out_scales, &b_scales);
           take(dequantized_constant(n.input(2), qb, Tensor::from_vector<float>({channels}, b_scales),
                                     Tensor(DType::kInt32, {channels}), 0),
                2);

@@ -6,6 +6,7 @@
 #include "anvil/common/onnx_model.h"
 #include "anvil/quantizer/quantizer.h"
 #include "anvil/reference/executor.h"
+#include "anvil/reference/int8_graph.h"
 #include "model_builder.h"
 #include "qdq.h"
 
@@ -384,6 +385,54 @@ TEST(Quantize, TransposedConvActivationsAndSameScaleMovers) {
   }
   EXPECT_GT(10 * std::log10(signal / noise), 25.0);
   EXPECT_GT(noise, 0.0);
+}
+
+/// x -> ConvTranspose(group 2) -> Relu -> y: quantized like an ungrouped one. The weight scales run
+/// along axis 1 (O/group of them, scale m serving output channel m of both groups), the int32
+/// bias has one scale per output channel (input scale x that channel's weight scale), the Relu is
+/// fused (no Q/DQ between ConvTranspose and Relu), and the integer lowering of the result equals
+/// the QDQ model run in float within one output step.
+TEST(Quantize, GroupedTransposedConvWithFusedRelu) {
+  ModelBuilder b;
+  b.input("x", {4, 5, 5}).output("y", {6, 10, 10});
+  b.init("w", random_tensor({4, 3, 2, 2}, -0.5f, 0.5f, 61)).init("bias", random_tensor({6}, -0.2f, 0.2f, 62));
+  auto& ct = b.node("ConvTranspose", {"x", "w", "bias"}, {"t"});
+  set_ints(ct, "strides", {2, 2});
+  set_int(ct, "group", 2);
+  b.node("Relu", {"t"}, {"y"});
+  const onnx::ModelProto fp32 = b.model();
+  const Tensor x = random_tensor({8, 4, 5, 5}, -1.0f, 1.0f, 63);
+  std::vector<std::string> float_nodes;
+  const onnx::ModelProto m = quantized(fp32, Method::kMinMaxAsym, &float_nodes, x);
+  EXPECT_TRUE(float_nodes.empty()) << float_nodes[0];
+  EXPECT_EQ(q_of(m, "t"), nullptr);  // Relu fused: one range, after it
+  const onnx::NodeProto* conv = producer(m, "t");
+  ASSERT_NE(conv, nullptr);
+  const onnx::NodeProto* xdq = producer(m, conv->input(0));
+  const onnx::NodeProto* wdq = producer(m, conv->input(1));
+  const onnx::NodeProto* bdq = producer(m, conv->input(2));
+  ASSERT_TRUE(xdq && wdq && bdq);
+  ASSERT_EQ(wdq->op_type(), "DequantizeLinear");
+  const Tensor w_scale = initializer(m, wdq->input(1)), b_scale = initializer(m, bdq->input(1));
+  ASSERT_EQ(w_scale.numel(), 3);
+  bool axis1 = false;
+  for (const auto& a : wdq->attribute()) axis1 = axis1 || (a.name() == "axis" && a.i() == 1);
+  EXPECT_TRUE(axis1);
+  EXPECT_EQ(initializer(m, bdq->input(0)).dtype(), DType::kInt32);
+  ASSERT_EQ(b_scale.numel(), 6);
+  const float x_scale = scalar_f(m, xdq->input(1));
+  for (int o = 0; o < 6; ++o)
+    EXPECT_FLOAT_EQ(b_scale.data<float>()[o], x_scale * w_scale.data<float>()[o % 3]) << o;
+  // The integer lowering (what the NPU runs) against the QDQ model in float.
+  auto g = ref::lower_qdq(m, 8);
+  ASSERT_TRUE(g.ok()) << g.error().what();
+  const Tensor want = ref::quantize_tensor(ref::Executor::create(m)->run({{"x", x}})->at("y"), g->values[g->outputs[0]].q);
+  auto got = ref::run_int8(*g, {{"x", ref::quantize_tensor(x, g->values[g->inputs[0]].q)}});
+  ASSERT_TRUE(got.ok()) << got.error().what();
+  int worst = 0;
+  for (int64_t i = 0; i < want.numel(); ++i)
+    worst = std::max(worst, std::abs(got->at("y").data<int8_t>()[i] - want.data<int8_t>()[i]));
+  EXPECT_LE(worst, 1);
 }
 
 namespace {

@@ -6,7 +6,7 @@
 #include "anvil/common/onnx_model.h"
 #include "anvil/quantizer/quantizer.h"
 #include "anvil/reference/executor.h"
-#include "anvil/reference/int8_graph.h"
+#include "../reference/int8_agreement_for_tests.h"
 #include "model_builder.h"
 #include "qdq.h"
 
@@ -424,15 +424,7 @@ TEST(Quantize, GroupedTransposedConvWithFusedRelu) {
   for (int o = 0; o < 6; ++o)
     EXPECT_FLOAT_EQ(b_scale.data<float>()[o], x_scale * w_scale.data<float>()[o % 3]) << o;
   // The integer lowering (what the NPU runs) against the QDQ model in float.
-  auto g = ref::lower_qdq(m, 8);
-  ASSERT_TRUE(g.ok()) << g.error().what();
-  const Tensor want = ref::quantize_tensor(ref::Executor::create(m)->run({{"x", x}})->at("y"), g->values[g->outputs[0]].q);
-  auto got = ref::run_int8(*g, {{"x", ref::quantize_tensor(x, g->values[g->inputs[0]].q)}});
-  ASSERT_TRUE(got.ok()) << got.error().what();
-  int worst = 0;
-  for (int64_t i = 0; i < want.numel(); ++i)
-    worst = std::max(worst, std::abs(got->at("y").data<int8_t>()[i] - want.data<int8_t>()[i]));
-  EXPECT_LE(worst, 1);
+  EXPECT_LE(anvil::test::int8_agreement(m, {{"x", x}}, 8).max_diff, 1);
 }
 
 namespace {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "conv_transpose_models_for_tests.h"
+#include "int8_agreement_for_tests.h"
 
 using namespace anvil;
 
@@ -15,29 +16,6 @@ ref::Int8Graph lower(const onnx::ModelProto& m, int64_t batch) {
   return g.ok() ? std::move(g.value()) : ref::Int8Graph{};
 }
 
-/// Largest |int8 difference| between run_int8 and the float Executor's output re-quantized with
-/// the output's parameters (exact: the float graph output is the DQ of an int8).
-int64_t max_diff_vs_float(const onnx::ModelProto& model, const ref::Int8Graph& g, const TensorMap& inputs,
-                          const std::string& what) {
-  const TensorMap fl = ref::Executor::create(model).value().run(inputs).value();
-  TensorMap q;
-  for (size_t i = 0; i < g.inputs.size(); ++i)
-    q[g.input_names[i]] = ref::quantize_tensor(inputs.at(g.input_names[i]), g.values[g.inputs[i]].q);
-  auto got = ref::run_int8(g, q);
-  EXPECT_TRUE(got.ok()) << what << ": " << got.error().what();
-  if (!got.ok()) return 1000;
-  int64_t worst = 0;
-  for (size_t i = 0; i < g.outputs.size(); ++i) {
-    const std::string& name = g.output_names[i];
-    const Tensor want = ref::quantize_tensor(fl.at(name), g.values[g.outputs[i]].q);
-    const Tensor& have = got->at(name);
-    EXPECT_EQ(have.shape(), want.shape()) << what;
-    if (have.shape() != want.shape()) return 1000;
-    for (int64_t j = 0; j < have.numel(); ++j)
-      worst = std::max<int64_t>(worst, std::abs(int64_t{have.data<int8_t>()[j]} - want.data<int8_t>()[j]));
-  }
-  return worst;
-}
 
 std::string kinds(const ref::Int8Graph& g) {
   std::string s;
@@ -56,7 +34,7 @@ TEST(ConvTransposeInt8, RandomCasesMatchTheFloatExecutorWithinOneStep) {
     ASSERT_FALSE(g.ops.empty()) << c.describe;
     // The int32 sum over the zero-inserted input is the float sum's exact integer form; only the
     // final requantization (fixed-point multiplier vs float division) can round a tie the other way.
-    EXPECT_LE(max_diff_vs_float(model, g, in, c.describe), 1) << c.describe << ": " << kinds(g);
+    EXPECT_LE(test::int8_agreement(model, g, in).max_diff, 1) << c.describe << ": " << kinds(g);
     int convs = 0;
     for (const ref::Int8Op& op : g.ops) {
       convs += op.kind == ref::Int8OpKind::kConv;
@@ -116,7 +94,7 @@ TEST(ConvTransposeInt8, LowersToAZeroInsertingPadAndAConv) {
     for (int64_t ci = 0; ci < 2; ++ci)
       for (int64_t j = 0; j < 3; ++j)
         EXPECT_EQ(cw.data<int8_t>()[(o * 2 + ci) * 3 + j], wt.data<int8_t>()[(ci * 3 + o) * 3 + 2 - j]);
-  EXPECT_LE(max_diff_vs_float(model, g, in, "1-D"), 1);
+  EXPECT_LE(test::int8_agreement(model, g, in).max_diff, 1) << "1-D";
 }
 
 /// 3-D goes to the host; a weight scale along the wrong axis is malformed.
@@ -141,7 +119,7 @@ TEST(ConvTransposeInt8, RefusalsNameTheNode) {
   ASSERT_TRUE(h.ok()) << h.error().what();
   ASSERT_EQ(h->ops.size(), 1u);
   EXPECT_EQ(h->ops[0].kind, ref::Int8OpKind::kHost);
-  EXPECT_LE(max_diff_vs_float(model, h.value(), in, "3-D on the host"), 0);
+  EXPECT_LE(test::int8_agreement(model, h.value(), in).max_diff, 0) << "3-D on the host";
 
   // Per-channel weight scales along axis 0 (the input channels) are not the output's.
   c.x = {1, 2, 4, 4};
@@ -171,7 +149,7 @@ TEST(PadModesInt8, RandomEdgeAndReflectMatchTheFloatExecutor) {
       EXPECT_EQ(g.ops[0].kind, ref::Int8OpKind::kPad) << c.describe;
       EXPECT_EQ(g.ops[0].pad_mode, mode == "edge" ? ref::PadMode::kEdge : ref::PadMode::kReflect) << c.describe;
       // Same parameters: the bytes move as they are. Own output scale: one requantize, one step.
-      EXPECT_LE(max_diff_vs_float(model, g, test::movement_inputs(c, 9 + k), c.describe), c.shared_scale ? 0 : 1)
+      EXPECT_LE(test::int8_agreement(model, g, test::movement_inputs(c, 9 + k)).max_diff, c.shared_scale ? 0 : 1)
           << c.describe;
     }
 }

@@ -3,6 +3,7 @@
 // refusals that send a node to the host.
 #include <gtest/gtest.h>
 
+#include "int8_agreement_for_tests.h"
 #include "qdq_builder.h"
 
 using namespace anvil;
@@ -16,39 +17,7 @@ namespace {
 
 using Build = std::function<onnx::ModelProto(const ActParams&)>;
 
-struct Agreement {
-  int64_t max_diff = 0;
-  double exact = 0.0;
-};
-
-/// The float Executor (Q/DQ included) and run_int8 of lower_qdq on the same inputs, compared in
-/// the output's int8 domain.
-Agreement compare(const onnx::ModelProto& model, const TensorMap& inputs, int64_t batch) {
-  const TensorMap float_out = ref::Executor::create(model).value().run(inputs).value();
-  auto g = ref::lower_qdq(model, batch);
-  EXPECT_TRUE(g.ok()) << g.error().what();
-  if (!g.ok()) return {1000, 0.0};
-  TensorMap int8_in;
-  for (size_t i = 0; i < g->inputs.size(); ++i)
-    int8_in[g->input_names[i]] = ref::quantize_tensor(inputs.at(g->input_names[i]), g->values[g->inputs[i]].q);
-  const TensorMap int_out = ref::run_int8(*g, int8_in).value();
-  Agreement a;
-  int64_t same = 0, total = 0;
-  for (size_t i = 0; i < g->outputs.size(); ++i) {
-    const ref::Int8Value& v = g->values[g->outputs[i]];
-    const Tensor want = ref::quantize_tensor(float_out.at(g->output_names[i]), v.q);
-    const Tensor& got = int_out.at(g->output_names[i]);
-    EXPECT_EQ(got.shape(), want.shape());
-    for (int64_t j = 0; j < got.numel(); ++j) {
-      const int64_t d = std::abs(int64_t{got.data<int8_t>()[j]} - want.data<int8_t>()[j]);
-      a.max_diff = std::max(a.max_diff, d);
-      same += d == 0;
-      ++total;
-    }
-  }
-  a.exact = total ? static_cast<double>(same) / total : 0.0;
-  return a;
-}
+using Agreement = test::Int8Agreement;
 
 /// a [batch, ...] and b (its first dimension is the batch too; `b_shape` reshapes it on the int8
 /// value, so B can have other batch dimensions) -> MatMul -> [activation] -> Q -> y.
@@ -120,7 +89,7 @@ TEST(Int8MatMul, TwoActivationsLowerToOneMatMulWithinOneStepOfFloat) {
     EXPECT_EQ(mm.multiplier.shift, m.shift);
     // The float graph sums float32 products in another order and rounds half to even; the
     // integer graph sums exactly and requant.h rounds twice (ties away from zero): one step at most.
-    const Agreement a = compare(build(p), in, c.a[0]);
+    const Agreement a = test::int8_agreement(build(p), in, c.a[0]);
     EXPECT_LE(a.max_diff, 1);
     EXPECT_GT(a.exact, 0.8);
   }
@@ -173,7 +142,7 @@ TEST(Int8MatMul, ConstantWeightMatMulOnBatchedRowsIsReshapeConvReshape) {
     EXPECT_EQ(g->values[g->ops[2].output].shape, y_shape);
     ASSERT_EQ(g->outputs.size(), 1u);
     EXPECT_EQ(g->outputs[0], g->ops[2].output);  // the graph output is the unflattened value
-    const Agreement a = compare(build(p), in, x_shape[0]);
+    const Agreement a = test::int8_agreement(build(p), in, x_shape[0]);
     EXPECT_LE(a.max_diff, 1);
     EXPECT_GT(a.exact, 0.8);
   }
@@ -195,7 +164,7 @@ TEST(Int8MatMul, BatchDimensionsBroadcastAcrossBothOperandsMatchFloat) {
     auto g = ref::lower_qdq(cross(p), c.a[0]);
     ASSERT_TRUE(g.ok()) << g.error().what();
     ASSERT_EQ(g->ops.back().kind, ref::Int8OpKind::kMatMul);
-    const Agreement a = compare(cross(p), in, c.a[0]);
+    const Agreement a = test::int8_agreement(cross(p), in, c.a[0]);
     EXPECT_LE(a.max_diff, 1);
     EXPECT_GT(a.exact, 0.8);
   }
@@ -247,7 +216,7 @@ TEST(Int8Softmax, LowersToOneSoftmaxWithinOneStepOfFloatOnAnyAxis) {
     EXPECT_EQ(g->ops[0].softmax_table, math::make_softmax_table(p.at("x").scale));
     // The float Executor's float32 exponentials and QuantizeLinear's ties-to-even against the Q30
     // integer softmax (requant.h): equal except within ~1e-6 of a rounding boundary.
-    const Agreement a = compare(build(p), in, c.shape[0]);
+    const Agreement a = test::int8_agreement(build(p), in, c.shape[0]);
     EXPECT_LE(a.max_diff, 1);
     EXPECT_GT(a.exact, 0.95);
     total_exactish += a.exact > 0.95;

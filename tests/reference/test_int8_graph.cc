@@ -2,6 +2,7 @@
 // lowering of weights and fused activations, and the errors of unsupported or malformed graphs.
 #include <gtest/gtest.h>
 
+#include "int8_agreement_for_tests.h"
 #include "qdq_builder.h"
 
 using namespace anvil;
@@ -15,40 +16,17 @@ namespace {
 
 using Build = std::function<onnx::ModelProto(const ActParams&)>;
 
-struct Agreement {
-  int64_t max_diff = 0;   ///< largest |int8 difference| over every output element
-  double exact = 0.0;     ///< fraction of elements that agree exactly
-};
+using Agreement = test::Int8Agreement;
 
-/// Runs the model's float semantics (Executor, Q/DQ included) and its integer graph on the same
-/// input and compares the outputs in the output's int8 domain.
+/// The float Executor (Q/DQ included) and run_int8 of lower_qdq on the model's one input.
 Agreement compare(const onnx::ModelProto& model, const Tensor& input) {
   auto exec = ref::Executor::create(model);
   EXPECT_TRUE(exec.ok()) << exec.error().what();
+  if (!exec.ok()) return {1000, 0.0};
   const std::string in_name = exec->input_names().at(0);
-  const TensorMap float_out = exec->run({{in_name, input}}).value();
-  auto graph = ref::lower_qdq(model, input.dim(0));
-  EXPECT_TRUE(graph.ok()) << graph.error().what();
-  if (!graph.ok()) return {1000, 0.0};
-  EXPECT_EQ(graph->input_names, std::vector<std::string>{in_name});
-  const ref::QuantParams in_q = graph->values[graph->inputs[0]].q;
-  const TensorMap int_out = ref::run_int8(*graph, {{in_name, ref::quantize_tensor(input, in_q)}}).value();
-  Agreement a;
-  int64_t same = 0, total = 0;
-  for (size_t i = 0; i < graph->outputs.size(); ++i) {
-    const std::string& name = graph->output_names[i];
-    const ref::Int8Value& v = graph->values[graph->outputs[i]];
-    const Tensor expected = ref::quantize_tensor(float_out.at(name), v.q);  // exact: the float is DQ(int8)
-    const Tensor& got = int_out.at(name);
-    EXPECT_EQ(got.shape(), expected.shape());
-    for (int64_t j = 0; j < got.numel(); ++j) {
-      const int64_t d = std::abs(int64_t{got.data<int8_t>()[j]} - expected.data<int8_t>()[j]);
-      a.max_diff = std::max(a.max_diff, d);
-      same += d == 0;
-      ++total;
-    }
-  }
-  a.exact = total ? static_cast<double>(same) / total : 0.0;
+  ref::Int8Graph graph;
+  const Agreement a = test::int8_agreement(model, {{in_name, input}}, input.dim(0), &graph);
+  EXPECT_EQ(graph.input_names, std::vector<std::string>{in_name});
   return a;
 }
 

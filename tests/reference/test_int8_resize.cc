@@ -4,6 +4,7 @@
 
 #include <random>
 
+#include "int8_agreement_for_tests.h"
 #include "resize_model_for_tests.h"
 
 using namespace anvil;
@@ -19,24 +20,14 @@ namespace {
 
 using Build = std::function<onnx::ModelProto(const ActParams&)>;
 
-/// Largest difference between run_int8 and the float model (both in the output's int8 domain).
+/// Largest difference between run_int8 and the float model (both in the output's int8 domain);
+/// the model lowers to one kResize.
 int64_t max_diff(const onnx::ModelProto& model, const Tensor& x, ref::Int8Graph* graph = nullptr) {
-  const TensorMap float_out = ref::Executor::create(model).value().run({{"x", x}}).value();
-  auto g = ref::lower_qdq(model, x.dim(0));
-  EXPECT_TRUE(g.ok()) << g.error().what();
-  if (!g.ok()) return 1000;
-  EXPECT_EQ(g->ops.size(), 1u);
-  EXPECT_EQ(g->ops[0].kind, ref::Int8OpKind::kResize);
-  const ref::Int8Value& out = g->values[g->outputs[0]];
-  const TensorMap int_out =
-      ref::run_int8(*g, {{"x", ref::quantize_tensor(x, g->values[g->inputs[0]].q)}}).value();
-  const Tensor want = ref::quantize_tensor(float_out.at("y_dq"), out.q);
-  const Tensor& got = int_out.at("y_dq");
-  EXPECT_EQ(got.shape(), want.shape());
-  int64_t worst = 0;
-  for (int64_t j = 0; j < got.numel() && got.shape() == want.shape(); ++j)
-    worst = std::max(worst, std::abs(int64_t{got.data<int8_t>()[j]} - want.data<int8_t>()[j]));
-  if (graph) *graph = std::move(*g);
+  ref::Int8Graph g;
+  const int64_t worst = test::int8_agreement(model, {{"x", x}}, x.dim(0), &g).max_diff;
+  EXPECT_EQ(g.ops.size(), 1u);
+  EXPECT_EQ(g.ops.empty() ? ref::Int8OpKind::kHost : g.ops[0].kind, ref::Int8OpKind::kResize);
+  if (graph) *graph = std::move(g);
   return worst;
 }
 

@@ -32,31 +32,44 @@ void double_width(std::vector<int64_t>& h) {
 }
 }  // namespace
 
-void accumulate(TensorStats& s, const float* p, int64_t n) {
-  if (n <= 0) return;
-  // Min and max, in parallel over blocks (a model's tensors are up to millions of values and the
-  // executor waits for this between nodes).
-  using MinMax = std::pair<float, float>;
-  const MinMax lohi = tbb::parallel_reduce(
-      tbb::blocked_range<int64_t>(0, n, kGrain), MinMax{p[0], p[0]},
-      [p](const tbb::blocked_range<int64_t>& r, MinMax m) {
-        // Eight independent lanes so the compiler can vectorize (the caller has excluded NaN).
-        float lo[8], hi[8];
-        std::fill(lo, lo + 8, m.first), std::fill(hi, hi + 8, m.second);
+ValueSummary summarize(const float* p, int64_t n) {
+  // Eight independent lanes so the compiler can vectorize. x - x is 0 for a finite x and NaN for
+  // NaN and +-Inf; the lane sums stay NaN once they are (min/max lanes skip NaN, the sums do not).
+  const ValueSummary init{true, p[0], p[0]};
+  return tbb::parallel_reduce(
+      tbb::blocked_range<int64_t>(0, n, kGrain), init,
+      [p](const tbb::blocked_range<int64_t>& r, ValueSummary m) {
+        if (!m.finite) return m;
+        float lo[8], hi[8], nan[8] = {};
+        std::fill(lo, lo + 8, m.min), std::fill(hi, hi + 8, m.max);
         int64_t i = r.begin();
         for (; i + 8 <= r.end(); i += 8)
           for (int j = 0; j < 8; ++j) {
-            lo[j] = p[i + j] < lo[j] ? p[i + j] : lo[j];
-            hi[j] = p[i + j] > hi[j] ? p[i + j] : hi[j];
+            const float x = p[i + j];
+            lo[j] = x < lo[j] ? x : lo[j];
+            hi[j] = x > hi[j] ? x : hi[j];
+            nan[j] += x - x;
           }
-        for (; i < r.end(); ++i) lo[0] = std::min(lo[0], p[i]), hi[0] = std::max(hi[0], p[i]);
-        return MinMax{*std::min_element(lo, lo + 8), *std::max_element(hi, hi + 8)};
+        for (; i < r.end(); ++i) lo[0] = std::min(lo[0], p[i]), hi[0] = std::max(hi[0], p[i]), nan[0] += p[i] - p[i];
+        float sum = 0.0f;
+        for (int j = 0; j < 8; ++j) sum += nan[j];
+        return ValueSummary{sum == 0.0f, *std::min_element(lo, lo + 8), *std::max_element(hi, hi + 8)};
       },
-      [](const MinMax& a, const MinMax& b) { return MinMax{std::min(a.first, b.first), std::max(a.second, b.second)}; });
+      [](const ValueSummary& a, const ValueSummary& b) {
+        return ValueSummary{a.finite && b.finite, std::min(a.min, b.min), std::max(a.max, b.max)};
+      });
+}
+
+void accumulate(TensorStats& s, const float* p, int64_t n) {
+  if (n > 0) accumulate(s, p, n, summarize(p, n));
+}
+
+void accumulate(TensorStats& s, const float* p, int64_t n, const ValueSummary& lohi) {
+  if (n <= 0) return;
   if (s.count == 0) {
-    s.min = lohi.first, s.max = lohi.second;
+    s.min = lohi.min, s.max = lohi.max;
   } else {
-    s.min = std::min(s.min, lohi.first), s.max = std::max(s.max, lohi.second);
+    s.min = std::min(s.min, lohi.min), s.max = std::max(s.max, lohi.max);
   }
   const int64_t zeros_before = s.histogram.empty() ? s.count : 0;  // all of them are 0 then
   s.count += n;
@@ -99,19 +112,6 @@ void accumulate(TensorStats& s, const float* p, int64_t n) {
     for (int b = 0; b < kHistogramBins; ++b)
       for (int c = 0; c < kCopies; ++c) s.histogram[b] += local[static_cast<size_t>(c) * kHistogramBins + b];
   });
-}
-
-bool all_finite(const float* p, int64_t n) {
-  return tbb::parallel_reduce(
-      tbb::blocked_range<int64_t>(0, n, kGrain), true,
-      [p](const tbb::blocked_range<int64_t>& r, bool ok) {
-        if (!ok) return false;
-        // x - x is 0 for a finite x and NaN for NaN and +-Inf; the sum stays NaN once it is.
-        float sum = 0.0f;
-        for (int64_t i = r.begin(); i < r.end(); ++i) sum += p[i] - p[i];
-        return sum == 0.0f;
-      },
-      [](bool a, bool b) { return a && b; });
 }
 
 void accumulate_channel_means(TensorStats& s, const float* p, int64_t batch, int64_t channels, int64_t inner) {

@@ -170,13 +170,29 @@ TEST(GrowingHistogram, ParallelBinningEqualsFloorOfValueOverWidth) {
   EXPECT_EQ(s.count, static_cast<int64_t>(clipped.size()));
 }
 
-TEST(GrowingHistogram, AllFiniteFindsNanAndInfAnywhere) {
+TEST(GrowingHistogram, SummarizeFindsNanAndInfAnywhere) {
   std::vector<float> v(200000, 1.0f);
-  EXPECT_TRUE(all_finite(v.data(), static_cast<int64_t>(v.size())));
+  EXPECT_TRUE(summarize(v.data(), static_cast<int64_t>(v.size())).finite);
   for (float bad : {std::nanf(""), INFINITY, -INFINITY})
-    for (size_t at : {size_t{0}, size_t{65536}, v.size() - 1}) {
+    for (size_t at : {size_t{0}, size_t{3}, size_t{65536}, size_t{65541}, v.size() - 1}) {
       std::vector<float> w = v;
       w[at] = bad;
-      EXPECT_FALSE(all_finite(w.data(), static_cast<int64_t>(w.size()))) << bad << " at " << at;
+      EXPECT_FALSE(summarize(w.data(), static_cast<int64_t>(w.size())).finite) << bad << " at " << at;
     }
+}
+
+TEST(GrowingHistogram, SummarizeGivesTheMinAndMaxOfEveryValue) {
+  // The fused pass against separate passes, over sizes around the 8-lane and parallel-block edges.
+  std::mt19937 rng(4);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{8}, int64_t{9}, int64_t{65536}, int64_t{65537}, int64_t{300001}}) {
+    std::vector<float> v(static_cast<size_t>(n));
+    for (float& x : v) x = normal(rng);
+    v[static_cast<size_t>(n) - 1] = 100.0f;  // an extreme in the scalar tail
+    const ValueSummary got = summarize(v.data(), n);
+    const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+    EXPECT_TRUE(got.finite) << n;
+    EXPECT_EQ(got.min, *lo) << n;
+    EXPECT_EQ(got.max, *hi) << n;
+  }
 }

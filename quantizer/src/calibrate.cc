@@ -48,9 +48,11 @@ Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, b
       return;
     }
     TensorStats& stats = calib.tensors[name];
-    accumulate(stats, p, value.numel(), summary);  // the second read: binning
+    // The second read: binning, and the per-channel sums where bias correction needs them.
     if (value.rank() >= 2 && channel_means_read.count(name))
-      accumulate_channel_means(stats, p, value.dim(0), value.dim(1), value.numel() / (value.dim(0) * value.dim(1)));
+      accumulate(stats, p, summary, {value.dim(0), value.dim(1), value.numel() / (value.dim(0) * value.dim(1))});
+    else
+      accumulate(stats, p, value.numel(), summary);
   };
 
   const int64_t n = inputs.dim(0);

@@ -64,8 +64,10 @@ void accumulate(TensorStats& s, const float* p, int64_t n) {
   if (n > 0) accumulate(s, p, n, summarize(p, n));
 }
 
-void accumulate(TensorStats& s, const float* p, int64_t n, const ValueSummary& lohi) {
-  if (n <= 0) return;
+namespace {
+/// Grows s.min/max/count and the grid for `n` values with extremes `lohi`; returns 1/w, the bin
+/// width's inverse, or 0 while the tensor is all zero (no histogram yet).
+double grow(TensorStats& s, int64_t n, const ValueSummary& lohi) {
   if (s.count == 0) {
     s.min = lohi.min, s.max = lohi.max;
   } else {
@@ -74,7 +76,7 @@ void accumulate(TensorStats& s, const float* p, int64_t n, const ValueSummary& l
   const int64_t zeros_before = s.histogram.empty() ? s.count : 0;  // all of them are 0 then
   s.count += n;
   const double m = std::max(std::fabs(static_cast<double>(s.min)), std::fabs(static_cast<double>(s.max)));
-  if (m == 0.0) return;  // still all zero: no histogram yet
+  if (m == 0.0) return 0.0;  // still all zero: no histogram yet
   if (s.histogram.empty()) {
     s.histogram.assign(kHistogramBins, 0);
     s.histogram_half_width = static_cast<float>(kHalf * initial_width(m));
@@ -84,34 +86,92 @@ void accumulate(TensorStats& s, const float* p, int64_t n, const ValueSummary& l
     double_width(s.histogram);
     s.histogram_half_width *= 2.0f;
   }
-  // Each block bins into its own counts, added to the tensor's under a lock once per block.
-  // bin = floor(x / w) + kHalf: x * (1/w) is exact (1/w is a power of two, in double), and the
-  // floor is a truncation corrected by one below zero, so the loop needs no libm call. Bin indices
-  // are computed for a run of values first, then counted into four interleaved copies of the
-  // counts, so that repeated bins (the zeros after a ReLU) do not serialise on one counter.
-  const double inv_w = kHalf / static_cast<double>(s.histogram_half_width);
-  std::mutex mu;
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, kGrain), [&](const tbb::blocked_range<int64_t>& r) {
-    constexpr int kCopies = 4, kRun = 256;
-    std::vector<int64_t> local(static_cast<size_t>(kCopies) * kHistogramBins, 0);
+  return kHalf / static_cast<double>(s.histogram_half_width);
+}
+
+/// One parallel block's counts, added to the tensor's under a lock once per block.
+/// bin = floor(x / w) + kHalf: x * (1/w) is exact (1/w is a power of two, in double), and the
+/// floor is a truncation corrected by one below zero, so the loop needs no libm call. Bin indices
+/// are computed for a run of values first, then counted into four interleaved copies of the
+/// counts, so that repeated bins (the zeros after a ReLU) do not serialise on one counter.
+class BlockCounts {
+ public:
+  explicit BlockCounts(double inv_w) : inv_w_(inv_w), counts_(static_cast<size_t>(kCopies) * kHistogramBins, 0) {}
+
+  void add(const float* p, int64_t n) {
     int32_t bins[kRun];
-    for (int64_t i0 = r.begin(); i0 < r.end(); i0 += kRun) {
-      const int m = static_cast<int>(std::min<int64_t>(kRun, r.end() - i0));
+    for (int64_t i0 = 0; i0 < n; i0 += kRun) {
+      const int m = static_cast<int>(std::min<int64_t>(kRun, n - i0));
       for (int k = 0; k < m; ++k) {
-        const double t = std::clamp(static_cast<double>(p[i0 + k]) * inv_w, -static_cast<double>(kHalf),
+        const double t = std::clamp(static_cast<double>(p[i0 + k]) * inv_w_, -static_cast<double>(kHalf),
                                     static_cast<double>(kHalf - 1));
         const auto b = static_cast<int32_t>(t);  // toward zero
         bins[k] = b - (t < static_cast<double>(b) ? 1 : 0) + kHalf;
       }
       int k = 0;
       for (; k + kCopies <= m; k += kCopies)
-        for (int c = 0; c < kCopies; ++c) ++local[static_cast<size_t>(c) * kHistogramBins + bins[k + c]];
-      for (; k < m; ++k) ++local[bins[k]];
+        for (int c = 0; c < kCopies; ++c) ++counts_[static_cast<size_t>(c) * kHistogramBins + bins[k + c]];
+      for (; k < m; ++k) ++counts_[bins[k]];
     }
+  }
+
+  /// Integer sums: the merged histogram does not depend on the order blocks finish in.
+  void merge_into(std::vector<int64_t>& histogram, std::mutex& mu) const {
     std::lock_guard<std::mutex> lock(mu);
     for (int b = 0; b < kHistogramBins; ++b)
-      for (int c = 0; c < kCopies; ++c) s.histogram[b] += local[static_cast<size_t>(c) * kHistogramBins + b];
+      for (int c = 0; c < kCopies; ++c) histogram[b] += counts_[static_cast<size_t>(c) * kHistogramBins + b];
+  }
+
+ private:
+  static constexpr int kCopies = 4, kRun = 256;
+  double inv_w_;
+  std::vector<int64_t> counts_;
+};
+}  // namespace
+
+void accumulate(TensorStats& s, const float* p, int64_t n, const ValueSummary& lohi) {
+  if (n <= 0) return;
+  const double inv_w = grow(s, n, lohi);
+  if (inv_w == 0.0) return;
+  std::mutex mu;
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, kGrain), [&](const tbb::blocked_range<int64_t>& r) {
+    BlockCounts local(inv_w);
+    local.add(p + r.begin(), r.size());
+    local.merge_into(s.histogram, mu);
   });
+}
+
+void accumulate(TensorStats& s, const float* p, const ValueSummary& lohi, const ChannelLayout& layout) {
+  const int64_t batch = layout.batch, channels = layout.channels, inner = layout.inner;
+  const int64_t n = batch * channels * inner;
+  if (n <= 0) return;
+  if (s.channel_samples < 0 || (!s.channel_mean.empty() && static_cast<int64_t>(s.channel_mean.size()) != channels)) {
+    accumulate(s, p, n, lohi);  // no means for this tensor (accumulate_channel_means says why)
+    accumulate_channel_means(s, p, batch, channels, inner);
+    return;
+  }
+  if (s.channel_mean.empty()) s.channel_mean.assign(static_cast<size_t>(channels), 0.0);
+  const double inv_w = grow(s, n, lohi);
+  const int64_t added = batch * inner;
+  // Blocks of channels in parallel (about kGrain values each); a channel's rows are binned and
+  // summed together while in cache, its sum in the order accumulate_channel_means takes.
+  std::mutex mu;
+  const int64_t grain = std::max<int64_t>(1, kGrain / added);
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, channels, grain), [&](const tbb::blocked_range<int64_t>& r) {
+    BlockCounts local(inv_w);
+    for (int64_t c = r.begin(); c < r.end(); ++c) {
+      double sum = 0.0;
+      for (int64_t b = 0; b < batch; ++b) {
+        const float* row = p + (b * channels + c) * inner;
+        if (inv_w != 0.0) local.add(row, inner);
+        for (int64_t k = 0; k < inner; ++k) sum += row[k];
+      }
+      double& mean = s.channel_mean[static_cast<size_t>(c)];
+      mean = (mean * static_cast<double>(s.channel_samples) + sum) / static_cast<double>(s.channel_samples + added);
+    }
+    if (inv_w != 0.0) local.merge_into(s.histogram, mu);
+  });
+  s.channel_samples += added;
 }
 
 void accumulate_channel_means(TensorStats& s, const float* p, int64_t batch, int64_t channels, int64_t inner) {

@@ -32,6 +32,16 @@ void accumulate(TensorStats& s, const float* values, int64_t n, const ValueSumma
 /// accumulate() after summarize(); the caller checks finiteness.
 void accumulate(TensorStats& s, const float* values, int64_t n);
 
+/// The [batch, channels, inner] view of a tensor of rank >= 2 (channels = axis 1).
+struct ChannelLayout {
+  int64_t batch = 0, channels = 0, inner = 0;
+};
+
+/// accumulate() and accumulate_channel_means() with one read of the batch * channels * inner
+/// values: each channel's rows are binned and summed while in cache, the sums in the order
+/// accumulate_channel_means takes, so the statistics equal those of the two calls.
+void accumulate(TensorStats& s, const float* values, const ValueSummary& summary, const ChannelLayout& layout);
+
 /// Adds a [batch, channels, inner] block of values to s.channel_mean / s.channel_samples (a running
 /// mean per channel, in double). When axis 1 changes size between batches it is not a channel axis
 /// (e.g. the batch moved there by a Transpose): the means are dropped and channel_samples set to -1,

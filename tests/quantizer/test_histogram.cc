@@ -196,3 +196,45 @@ TEST(GrowingHistogram, SummarizeGivesTheMinAndMaxOfEveryValue) {
     EXPECT_EQ(got.max, *hi) << n;
   }
 }
+
+TEST(GrowingHistogram, OneReadWithChannelMeansEqualsTheSeparatePasses) {
+  // Batches [batch, channels, inner] that widen the range (the first all zero) and end with a
+  // partial batch; inner = 1 (a Gemm input) and a large inner (a Conv input); then a batch whose
+  // axis 1 changes size (not a channel axis: the means are dropped in both).
+  std::mt19937 rng(9);
+  struct Case { int64_t channels, inner; };
+  for (const Case& cs : {Case{1280, 1}, Case{16, 12544}, Case{3, 7}}) {
+    TensorStats fused, separate;
+    int64_t batch_no = 0;
+    for (int64_t batch : {int64_t{4}, int64_t{4}, int64_t{4}, int64_t{3}}) {
+      std::normal_distribution<float> normal(0.5f, 0.1f * static_cast<float>(1 << (2 * batch_no)));
+      std::vector<float> v(static_cast<size_t>(batch * cs.channels * cs.inner), 0.0f);
+      if (batch_no++ > 0)
+        for (float& x : v) x = normal(rng);
+      const int64_t n = static_cast<int64_t>(v.size());
+      const ValueSummary summary = summarize(v.data(), n);
+      accumulate(fused, v.data(), summary, {batch, cs.channels, cs.inner});
+      accumulate(separate, v.data(), n, summary);
+      accumulate_channel_means(separate, v.data(), batch, cs.channels, cs.inner);
+      SCOPED_TRACE(std::to_string(cs.channels) + " channels, batch " + std::to_string(batch_no));
+      EXPECT_EQ(fused.histogram, separate.histogram);
+      EXPECT_EQ(fused.histogram_half_width, separate.histogram_half_width);
+      EXPECT_EQ(fused.min, separate.min);
+      EXPECT_EQ(fused.max, separate.max);
+      EXPECT_EQ(fused.count, separate.count);
+      EXPECT_EQ(fused.channel_mean, separate.channel_mean);  // bit for bit: the same sums in the same order
+      EXPECT_EQ(fused.channel_samples, separate.channel_samples);
+    }
+    EXPECT_FALSE(fused.histogram.empty());
+    EXPECT_EQ(fused.channel_mean.size(), static_cast<size_t>(cs.channels));
+    // Axis 1 of another size: both drop the means.
+    std::vector<float> v(static_cast<size_t>(2 * (cs.channels + 1) * cs.inner), 0.25f);
+    const ValueSummary summary = summarize(v.data(), static_cast<int64_t>(v.size()));
+    accumulate(fused, v.data(), summary, {2, cs.channels + 1, cs.inner});
+    accumulate(separate, v.data(), static_cast<int64_t>(v.size()), summary);
+    accumulate_channel_means(separate, v.data(), 2, cs.channels + 1, cs.inner);
+    EXPECT_EQ(fused.histogram, separate.histogram);
+    EXPECT_TRUE(fused.channel_mean.empty());
+    EXPECT_EQ(fused.channel_samples, -1);
+  }
+}

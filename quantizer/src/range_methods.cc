@@ -230,19 +230,20 @@ class FastObjective {
   /// Calls f(i0, i1, level) for the runs of bins [i0, i1) of [lo, hi) with one int8 level.
   template <typename F>
   void for_each_level(int lo, int hi, const QuantParams& q, F&& f) const {
+    if (lo >= hi) return;
+    int level = level_of(lo, q);
     for (int i = lo; i < hi;) {
-      const int level = level_of(i, q);
-      int j = hi;
+      int j = hi, next = level;  // the run's end and the level there
       if (level < 127) {
         // The level changes near c = (level - zp + 1/2) * scale; the guess is then corrected.
         const double edge = (static_cast<double>(level) - q.zero_point + 0.5) * q.scale;
         const double guess = std::ceil((edge + b_.a) / b_.width - 0.5);
         j = static_cast<int>(std::clamp(guess, static_cast<double>(i + 1), static_cast<double>(hi)));
         while (j > i + 1 && level_of(j - 1, q) > level) --j;
-        while (j < hi && level_of(j, q) == level) ++j;
+        while (j < hi && (next = level_of(j, q)) == level) ++j;
       }
       f(i, j, level);
-      i = j;
+      i = j, level = next;
     }
   }
 

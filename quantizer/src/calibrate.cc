@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cmath>
 #include <mutex>
+#include <set>
 
 #include "anvil/common/log.h"
 #include "anvil/quantizer/quantizer.h"
@@ -24,6 +25,12 @@ Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, b
                                           dtype_name(inputs.dtype()) + " " + shape_str(inputs.shape()));
   // One pass: min/max, count and the histogram grow together (histogram.h), so later batches
   // that widen a tensor's range re-grid it without re-running the model.
+  // Per-channel means are read only by bias correction (qdq.cc corrected_bias), for the data
+  // input of a Conv or Gemm; other tensors skip that third read of their values.
+  std::set<std::string> channel_means_read;
+  for (const onnx::NodeProto& node : optimized.graph().node())
+    if ((node.op_type() == "Conv" || node.op_type() == "Gemm") && node.input_size() > 0)
+      channel_means_read.insert(node.input(0));
   Calibration calib;
   std::mutex mu;  // the executor's contract does not promise observe() is called from one thread
   std::string bad_tensor;
@@ -34,15 +41,18 @@ Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, b
   observe.observe = [&](const std::string& name, const Tensor& value) {
     if (value.dtype() != DType::kFloat32 || value.numel() == 0) return;
     const float* p = value.data<float>();
-    const bool finite = all_finite(p, value.numel());
+    const ValueSummary summary = summarize(p, value.numel());  // finiteness, min, max: one read
     std::lock_guard<std::mutex> lock(mu);
-    if (!finite) {
+    if (!summary.finite) {
       if (bad_tensor.empty()) bad_tensor = name;
       return;
     }
     TensorStats& stats = calib.tensors[name];
-    accumulate(stats, p, value.numel());
-    if (value.rank() >= 2) accumulate_channel_means(stats, p, value.dim(0), value.dim(1), value.numel() / (value.dim(0) * value.dim(1)));
+    // The second read: binning, and the per-channel sums where bias correction needs them.
+    if (value.rank() >= 2 && channel_means_read.count(name))
+      accumulate(stats, p, summary, {value.dim(0), value.dim(1), value.numel() / (value.dim(0) * value.dim(1))});
+    else
+      accumulate(stats, p, value.numel(), summary);
   };
 
   const int64_t n = inputs.dim(0);

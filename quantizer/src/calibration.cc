@@ -1,5 +1,8 @@
 #include <algorithm>
 #include <cmath>
+#include <vector>
+
+#include <tbb/parallel_for.h>
 
 #include "anvil/quantizer/quantizer.h"
 #include "quant_params.h"
@@ -84,12 +87,20 @@ std::map<std::string, Range> Calibration::ranges(Method method, float percentile
   if (!(percentile > 0.0f && percentile <= 100.0f))
     fail(ErrorCode::kInvalidArgument, "percentile " + std::to_string(percentile) + " outside (0, 100]");
   const bool sym = is_symmetric(method);
-  std::map<std::string, Range> out;
+  // Tensors in parallel, each range written to its own slot; the map is built in name order
+  // afterwards, so the result does not depend on threads.
+  // The inputs are checked first, in name order, so that the error names the same tensor every time.
+  std::vector<std::pair<const std::string*, const TensorStats*>> items;
   for (const auto& [name, s] : tensors) {
     const bool needs_histogram = method != Method::kMinMaxAsym && method != Method::kMinMaxSym;
     if (needs_histogram && s.histogram.empty() && (s.min != 0.0f || s.max != 0.0f))
       fail(ErrorCode::kInvalidArgument, std::string("calibration method ") + method_name(method) + ": tensor '" +
                                             name + "' has no histogram");
+    items.emplace_back(&name, &s);
+  }
+  std::vector<Range> found(items.size());
+  tbb::parallel_for(size_t{0}, items.size(), [&](size_t i) {
+    const TensorStats& s = *items[i].second;
     Range r;
     switch (method) {
       case Method::kMinMaxAsym: case Method::kMinMaxSym: {
@@ -102,8 +113,10 @@ std::map<std::string, Range> Calibration::ranges(Method method, float percentile
       case Method::kMseAsym: case Method::kMseSym: r = search_range(s, Objective::kMse, sym); break;
       case Method::kSqnrAsym: case Method::kSqnrSym: r = search_range(s, Objective::kSqnr, sym); break;
     }
-    out[name] = r;
-  }
+    found[i] = r;
+  });
+  std::map<std::string, Range> out;
+  for (size_t i = 0; i < items.size(); ++i) out.emplace_hint(out.end(), *items[i].first, found[i]);
   return out;
 }
 

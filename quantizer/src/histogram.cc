@@ -32,36 +32,51 @@ void double_width(std::vector<int64_t>& h) {
 }
 }  // namespace
 
-void accumulate(TensorStats& s, const float* p, int64_t n) {
-  if (n <= 0) return;
-  // Min and max, in parallel over blocks (a model's tensors are up to millions of values and the
-  // executor waits for this between nodes).
-  using MinMax = std::pair<float, float>;
-  const MinMax lohi = tbb::parallel_reduce(
-      tbb::blocked_range<int64_t>(0, n, kGrain), MinMax{p[0], p[0]},
-      [p](const tbb::blocked_range<int64_t>& r, MinMax m) {
-        // Eight independent lanes so the compiler can vectorize (the caller has excluded NaN).
-        float lo[8], hi[8];
-        std::fill(lo, lo + 8, m.first), std::fill(hi, hi + 8, m.second);
+ValueSummary summarize(const float* p, int64_t n) {
+  // Eight independent lanes so the compiler can vectorize. x - x is 0 for a finite x and NaN for
+  // NaN and +-Inf; the lane sums stay NaN once they are (min/max lanes skip NaN, the sums do not).
+  const ValueSummary init{true, p[0], p[0]};
+  return tbb::parallel_reduce(
+      tbb::blocked_range<int64_t>(0, n, kGrain), init,
+      [p](const tbb::blocked_range<int64_t>& r, ValueSummary m) {
+        if (!m.finite) return m;
+        float lo[8], hi[8], nan[8] = {};
+        std::fill(lo, lo + 8, m.min), std::fill(hi, hi + 8, m.max);
         int64_t i = r.begin();
         for (; i + 8 <= r.end(); i += 8)
           for (int j = 0; j < 8; ++j) {
-            lo[j] = p[i + j] < lo[j] ? p[i + j] : lo[j];
-            hi[j] = p[i + j] > hi[j] ? p[i + j] : hi[j];
+            const float x = p[i + j];
+            lo[j] = x < lo[j] ? x : lo[j];
+            hi[j] = x > hi[j] ? x : hi[j];
+            nan[j] += x - x;
           }
-        for (; i < r.end(); ++i) lo[0] = std::min(lo[0], p[i]), hi[0] = std::max(hi[0], p[i]);
-        return MinMax{*std::min_element(lo, lo + 8), *std::max_element(hi, hi + 8)};
+        for (; i < r.end(); ++i) lo[0] = std::min(lo[0], p[i]), hi[0] = std::max(hi[0], p[i]), nan[0] += p[i] - p[i];
+        float sum = 0.0f;
+        for (int j = 0; j < 8; ++j) sum += nan[j];
+        return ValueSummary{sum == 0.0f, *std::min_element(lo, lo + 8), *std::max_element(hi, hi + 8)};
       },
-      [](const MinMax& a, const MinMax& b) { return MinMax{std::min(a.first, b.first), std::max(a.second, b.second)}; });
+      [](const ValueSummary& a, const ValueSummary& b) {
+        return ValueSummary{a.finite && b.finite, std::min(a.min, b.min), std::max(a.max, b.max)};
+      });
+}
+
+void accumulate(TensorStats& s, const float* p, int64_t n) {
+  if (n > 0) accumulate(s, p, n, summarize(p, n));
+}
+
+namespace {
+/// Grows s.min/max/count and the grid for `n` values with extremes `lohi`; returns 1/w, the bin
+/// width's inverse, or 0 while the tensor is all zero (no histogram yet).
+double grow(TensorStats& s, int64_t n, const ValueSummary& lohi) {
   if (s.count == 0) {
-    s.min = lohi.first, s.max = lohi.second;
+    s.min = lohi.min, s.max = lohi.max;
   } else {
-    s.min = std::min(s.min, lohi.first), s.max = std::max(s.max, lohi.second);
+    s.min = std::min(s.min, lohi.min), s.max = std::max(s.max, lohi.max);
   }
   const int64_t zeros_before = s.histogram.empty() ? s.count : 0;  // all of them are 0 then
   s.count += n;
   const double m = std::max(std::fabs(static_cast<double>(s.min)), std::fabs(static_cast<double>(s.max)));
-  if (m == 0.0) return;  // still all zero: no histogram yet
+  if (m == 0.0) return 0.0;  // still all zero: no histogram yet
   if (s.histogram.empty()) {
     s.histogram.assign(kHistogramBins, 0);
     s.histogram_half_width = static_cast<float>(kHalf * initial_width(m));
@@ -71,47 +86,92 @@ void accumulate(TensorStats& s, const float* p, int64_t n) {
     double_width(s.histogram);
     s.histogram_half_width *= 2.0f;
   }
-  // Each block bins into its own counts, added to the tensor's under a lock once per block.
-  // bin = floor(x / w) + kHalf: x * (1/w) is exact (1/w is a power of two, in double), and the
-  // floor is a truncation corrected by one below zero, so the loop needs no libm call. Bin indices
-  // are computed for a run of values first, then counted into four interleaved copies of the
-  // counts, so that repeated bins (the zeros after a ReLU) do not serialise on one counter.
-  const double inv_w = kHalf / static_cast<double>(s.histogram_half_width);
-  std::mutex mu;
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, kGrain), [&](const tbb::blocked_range<int64_t>& r) {
-    constexpr int kCopies = 4, kRun = 256;
-    std::vector<int64_t> local(static_cast<size_t>(kCopies) * kHistogramBins, 0);
+  return kHalf / static_cast<double>(s.histogram_half_width);
+}
+
+/// One parallel block's counts, added to the tensor's under a lock once per block.
+/// bin = floor(x / w) + kHalf: x * (1/w) is exact (1/w is a power of two, in double), and the
+/// floor is a truncation corrected by one below zero, so the loop needs no libm call. Bin indices
+/// are computed for a run of values first, then counted into four interleaved copies of the
+/// counts, so that repeated bins (the zeros after a ReLU) do not serialise on one counter.
+class BlockCounts {
+ public:
+  explicit BlockCounts(double inv_w) : inv_w_(inv_w), counts_(static_cast<size_t>(kCopies) * kHistogramBins, 0) {}
+
+  void add(const float* p, int64_t n) {
     int32_t bins[kRun];
-    for (int64_t i0 = r.begin(); i0 < r.end(); i0 += kRun) {
-      const int m = static_cast<int>(std::min<int64_t>(kRun, r.end() - i0));
+    for (int64_t i0 = 0; i0 < n; i0 += kRun) {
+      const int m = static_cast<int>(std::min<int64_t>(kRun, n - i0));
       for (int k = 0; k < m; ++k) {
-        const double t = std::clamp(static_cast<double>(p[i0 + k]) * inv_w, -static_cast<double>(kHalf),
+        const double t = std::clamp(static_cast<double>(p[i0 + k]) * inv_w_, -static_cast<double>(kHalf),
                                     static_cast<double>(kHalf - 1));
         const auto b = static_cast<int32_t>(t);  // toward zero
         bins[k] = b - (t < static_cast<double>(b) ? 1 : 0) + kHalf;
       }
       int k = 0;
       for (; k + kCopies <= m; k += kCopies)
-        for (int c = 0; c < kCopies; ++c) ++local[static_cast<size_t>(c) * kHistogramBins + bins[k + c]];
-      for (; k < m; ++k) ++local[bins[k]];
+        for (int c = 0; c < kCopies; ++c) ++counts_[static_cast<size_t>(c) * kHistogramBins + bins[k + c]];
+      for (; k < m; ++k) ++counts_[bins[k]];
     }
+  }
+
+  /// Integer sums: the merged histogram does not depend on the order blocks finish in.
+  void merge_into(std::vector<int64_t>& histogram, std::mutex& mu) const {
     std::lock_guard<std::mutex> lock(mu);
     for (int b = 0; b < kHistogramBins; ++b)
-      for (int c = 0; c < kCopies; ++c) s.histogram[b] += local[static_cast<size_t>(c) * kHistogramBins + b];
+      for (int c = 0; c < kCopies; ++c) histogram[b] += counts_[static_cast<size_t>(c) * kHistogramBins + b];
+  }
+
+ private:
+  static constexpr int kCopies = 4, kRun = 256;
+  double inv_w_;
+  std::vector<int64_t> counts_;
+};
+}  // namespace
+
+void accumulate(TensorStats& s, const float* p, int64_t n, const ValueSummary& lohi) {
+  if (n <= 0) return;
+  const double inv_w = grow(s, n, lohi);
+  if (inv_w == 0.0) return;
+  std::mutex mu;
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, kGrain), [&](const tbb::blocked_range<int64_t>& r) {
+    BlockCounts local(inv_w);
+    local.add(p + r.begin(), r.size());
+    local.merge_into(s.histogram, mu);
   });
 }
 
-bool all_finite(const float* p, int64_t n) {
-  return tbb::parallel_reduce(
-      tbb::blocked_range<int64_t>(0, n, kGrain), true,
-      [p](const tbb::blocked_range<int64_t>& r, bool ok) {
-        if (!ok) return false;
-        // x - x is 0 for a finite x and NaN for NaN and +-Inf; the sum stays NaN once it is.
-        float sum = 0.0f;
-        for (int64_t i = r.begin(); i < r.end(); ++i) sum += p[i] - p[i];
-        return sum == 0.0f;
-      },
-      [](bool a, bool b) { return a && b; });
+void accumulate(TensorStats& s, const float* p, const ValueSummary& lohi, const ChannelLayout& layout) {
+  const int64_t batch = layout.batch, channels = layout.channels, inner = layout.inner;
+  const int64_t n = batch * channels * inner;
+  if (n <= 0) return;
+  if (s.channel_samples < 0 || (!s.channel_mean.empty() && static_cast<int64_t>(s.channel_mean.size()) != channels)) {
+    accumulate(s, p, n, lohi);  // no means for this tensor (accumulate_channel_means says why)
+    accumulate_channel_means(s, p, batch, channels, inner);
+    return;
+  }
+  if (s.channel_mean.empty()) s.channel_mean.assign(static_cast<size_t>(channels), 0.0);
+  const double inv_w = grow(s, n, lohi);
+  const int64_t added = batch * inner;
+  // Blocks of channels in parallel (about kGrain values each); a channel's rows are binned and
+  // summed together while in cache, its sum in the order accumulate_channel_means takes.
+  std::mutex mu;
+  const int64_t grain = std::max<int64_t>(1, kGrain / added);
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, channels, grain), [&](const tbb::blocked_range<int64_t>& r) {
+    BlockCounts local(inv_w);
+    for (int64_t c = r.begin(); c < r.end(); ++c) {
+      double sum = 0.0;
+      for (int64_t b = 0; b < batch; ++b) {
+        const float* row = p + (b * channels + c) * inner;
+        if (inv_w != 0.0) local.add(row, inner);
+        for (int64_t k = 0; k < inner; ++k) sum += row[k];
+      }
+      double& mean = s.channel_mean[static_cast<size_t>(c)];
+      mean = (mean * static_cast<double>(s.channel_samples) + sum) / static_cast<double>(s.channel_samples + added);
+    }
+    if (inv_w != 0.0) local.merge_into(s.histogram, mu);
+  });
+  s.channel_samples += added;
 }
 
 void accumulate_channel_means(TensorStats& s, const float* p, int64_t batch, int64_t channels, int64_t inner) {

@@ -13,13 +13,34 @@
 
 namespace anvil::quant {
 
-/// Adds `n` finite values to `s` (min, max, count, histogram, histogram_half_width).
+/// What one read of a tensor's values tells: whether all are finite, and (then) their min and max.
+struct ValueSummary {
+  bool finite = true;  // no NaN, no +-Inf
+  float min = 0.0f, max = 0.0f;
+};
+
+/// Finiteness, min and max of `n` > 0 values in one vectorised, parallel pass (deterministic: min,
+/// max and "all finite" do not depend on the order blocks are merged in).
+ValueSummary summarize(const float* values, int64_t n);
+
+/// Adds `n` finite values to `s` (min, max, count, histogram, histogram_half_width), given their
+/// summarize() result (the values are then read once more, to bin them).
 /// Values equal to 0 seen while the tensor is still all zero are counted and placed in the bin
-/// above 0 once the histogram exists. The caller checks finiteness.
+/// above 0 once the histogram exists.
+void accumulate(TensorStats& s, const float* values, int64_t n, const ValueSummary& summary);
+
+/// accumulate() after summarize(); the caller checks finiteness.
 void accumulate(TensorStats& s, const float* values, int64_t n);
 
-/// True when no value is NaN or +-Inf.
-bool all_finite(const float* values, int64_t n);
+/// The [batch, channels, inner] view of a tensor of rank >= 2 (channels = axis 1).
+struct ChannelLayout {
+  int64_t batch = 0, channels = 0, inner = 0;
+};
+
+/// accumulate() and accumulate_channel_means() with one read of the batch * channels * inner
+/// values: each channel's rows are binned and summed while in cache, the sums in the order
+/// accumulate_channel_means takes, so the statistics equal those of the two calls.
+void accumulate(TensorStats& s, const float* values, const ValueSummary& summary, const ChannelLayout& layout);
 
 /// Adds a [batch, channels, inner] block of values to s.channel_mean / s.channel_samples (a running
 /// mean per channel, in double). When axis 1 changes size between batches it is not a channel axis

@@ -1,8 +1,9 @@
 #include "range_methods.h"
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
-#include <array>
 
 #include "anvil/common/requant.h"
 #include "quant_params.h"
@@ -130,13 +131,216 @@ double objective_value(const Bins& b, Range cand, bool sym, Objective obj) {
   double noise = 0.0;
   for (size_t k = 0; k < b.index.size(); ++k) {
     const float c = b.center[k];
-    const double d = c - math::dequantize(math::quantize_float(c, q.scale, q.zero_point), q.scale, q.zero_point);
+    // In double: c - q(c) rounded to float lost up to 2^-24 of a clipped bin's error.
+    const double d = static_cast<double>(c) -
+                     math::dequantize(math::quantize_float(c, q.scale, q.zero_point), q.scale, q.zero_point);
     const bool clipped = c < cand.min || c > cand.max;
     noise += b.count[k] * d * d * (obj == Objective::kSqnr && clipped ? kSqnrClipGamma : 1.0);
   }
   return noise;  // SQNR's signal power is the same for every candidate: max SQNR = min noise
 }
 
+
+/// Prefix sums over all kHistogramBins bins, so that a candidate's objective costs O(segments)
+/// (at most 256 int8 levels, two quantize_float calls each) instead of a quantize_float (and a
+/// log for ENTROPY) per non-empty bin. Counts and index moments are exact int64 sums; the
+/// ENTROPY terms are double prefix sums.
+///
+/// MSE / SQNR: the bins of one int8 level l form a contiguous run [i0, i1) (quantize_float is
+/// monotone in c), with centres c_i = c_i0 + j w, j = i - i0, and the same dequantized value v_l:
+///   sum_i n_i (c_i - v_l)^2 = N0 d^2 + 2 d w J1 + w^2 J2,  d = c_i0 - v_l,
+/// N0 = sum n_i, J1 = sum n_i j, J2 = sum n_i j^2 (exact integers from the prefix sums).
+/// ENTROPY: sum over the window's non-empty bins of (n - t) log(n - t), t = the smoothing taken
+/// from each (p_take), expands as
+///   sum n log n - t (sum log n + #bins) + sum_{k>=2} t^k / (k (k-1)) sum n^(1-k),
+/// kept to kSeriesTerms terms, used when t <= kMaxSeriesTake (the omitted terms are then below
+/// kMaxSeriesTake^(kSeriesTerms+1) per bin, < 1e-18); larger t takes the bin-by-bin kl_objective.
+class FastObjective {
+ public:
+  static constexpr int kSeriesTerms = 8;
+  static constexpr double kMaxSeriesTake = 0.01;
+
+  /// Valid when every bin centre is exact in float (a power-of-two bin width and h = kHalf * w,
+  /// as histogram.h builds the grid); otherwise usable() is false.
+  explicit FastObjective(const Bins& b, const TensorStats& s) : b_(b), s_(s) {
+    int exp = 0;
+    usable_ = std::frexp(b.width, &exp) == 0.5 && b.a == (kHistogramBins / 2) * b.width;
+    if (!usable_) return;
+    const size_t n = kHistogramBins + 1;
+    count_.assign(n, 0), moment1_.assign(n, 0), moment2_.assign(n, 0), nonempty_.assign(n, 0);
+    n_log_n_.assign(n, 0.0), log_n_.assign(n, 0.0);
+    inv_pow_.assign(kSeriesTerms, std::vector<double>(n, 0.0));
+    for (int i = 0; i < kHistogramBins; ++i) {
+      const int64_t c = s.histogram[i];
+      count_[i + 1] = count_[i] + c;
+      moment1_[i + 1] = moment1_[i] + c * i;
+      moment2_[i + 1] = moment2_[i] + c * i * i;
+      nonempty_[i + 1] = nonempty_[i] + (c > 0);
+      const double x = static_cast<double>(c);
+      n_log_n_[i + 1] = n_log_n_[i] + (c > 0 ? x * std::log(x) : 0.0);
+      log_n_[i + 1] = log_n_[i] + (c > 0 ? std::log(x) : 0.0);
+      double inv = 1.0;
+      for (int k = 1; k < kSeriesTerms; ++k) {
+        if (c > 0) inv /= x;
+        inv_pow_[k][i + 1] = inv_pow_[k][i] + (c > 0 ? inv : 0.0);
+      }
+    }
+    lo_ = b.index.empty() ? 0 : b.index.front();
+    hi_ = b.index.empty() ? 0 : b.index.back() + 1;
+  }
+
+  bool usable() const { return usable_; }
+
+  double value(Range cand, bool sym, Objective obj) const {
+    const QuantParams q = activation_params(cand, sym);
+    if (obj == Objective::kEntropy) return kl(cand, q);
+    // Bins with centre below cand.min / above cand.max (SQNR weighs their noise by gamma).
+    const int clip_lo = first_at_or_above(cand.min), clip_hi = first_above(cand.max);
+    double noise = 0.0;
+    for_each_level(lo_, hi_, q, [&](int i0, int i1, int level) {
+      const double v = math::dequantize(level, q.scale, q.zero_point);
+      const int cuts[4] = {i0, std::clamp(clip_lo, i0, i1), std::clamp(clip_hi, i0, i1), i1};
+      for (int part = 0; part < 3; ++part) {
+        if (cuts[part] >= cuts[part + 1]) continue;
+        const double gamma = obj == Objective::kSqnr && part != 1 ? kSqnrClipGamma : 1.0;
+        noise += gamma * squared_error(cuts[part], cuts[part + 1], v);
+      }
+    });
+    return noise;
+  }
+
+ private:
+  float center(int i) const { return static_cast<float>(-b_.a + (i + 0.5) * b_.width); }
+  int level_of(int i, const QuantParams& q) const { return math::quantize_float(center(i), q.scale, q.zero_point); }
+  /// The first bin whose centre is >= x / > x (centres are exact, so the comparisons are the
+  /// direct objective's float comparisons).
+  int first_at_or_above(float x) const {
+    int i = std::clamp(static_cast<int>(std::ceil((x + b_.a) / b_.width - 0.5)), 0, kHistogramBins);
+    while (i > 0 && center(i - 1) >= x) --i;
+    while (i < kHistogramBins && center(i) < x) ++i;
+    return i;
+  }
+  int first_above(float x) const {
+    int i = std::clamp(static_cast<int>(std::floor((x + b_.a) / b_.width - 0.5)) + 1, 0, kHistogramBins);
+    while (i > 0 && center(i - 1) > x) --i;
+    while (i < kHistogramBins && center(i) <= x) ++i;
+    return i;
+  }
+
+  /// Calls f(i0, i1, level) for the runs of bins [i0, i1) of [lo, hi) with one int8 level.
+  template <typename F>
+  void for_each_level(int lo, int hi, const QuantParams& q, F&& f) const {
+    if (lo >= hi) return;
+    int level = level_of(lo, q);
+    for (int i = lo; i < hi;) {
+      int j = hi, next = level;  // the run's end and the level there
+      if (level < 127) {
+        // The level changes near c = (level - zp + 1/2) * scale; the guess is then corrected.
+        const double edge = (static_cast<double>(level) - q.zero_point + 0.5) * q.scale;
+        const double guess = std::ceil((edge + b_.a) / b_.width - 0.5);
+        j = static_cast<int>(std::clamp(guess, static_cast<double>(i + 1), static_cast<double>(hi)));
+        while (j > i + 1 && level_of(j - 1, q) > level) --j;
+        while (j < hi && (next = level_of(j, q)) == level) ++j;
+      }
+      f(i, j, level);
+      i = j, level = next;
+    }
+  }
+
+  /// sum over bins [i0, i1) of n_i (c_i - v)^2.
+  double squared_error(int i0, int i1, double v) const {
+    const int64_t n0 = count_[i1] - count_[i0];
+    if (n0 == 0) return 0.0;
+    const int64_t s1 = moment1_[i1] - moment1_[i0], s2 = moment2_[i1] - moment2_[i0];
+    const int64_t j1 = s1 - i0 * n0, j2 = s2 - 2 * i0 * s1 + static_cast<int64_t>(i0) * i0 * n0;
+    const double d = static_cast<double>(center(i0)) - v;
+    return static_cast<double>(n0) * d * d + 2.0 * d * b_.width * static_cast<double>(j1) +
+           b_.width * b_.width * static_cast<double>(j2);
+  }
+
+  /// kl_objective from the prefix sums (see the class comment); the same window, P and Q.
+  double kl(Range cand, const QuantParams& q) const {
+    constexpr double kEps = 1e-4;
+    const int first = std::max(0, static_cast<int>(std::ceil((cand.min + b_.a) / b_.width - 0.5)));
+    const int last = std::min(kHistogramBins - 1, static_cast<int>(std::floor((cand.max + b_.a) / b_.width - 0.5)));
+    if (first > last) return std::numeric_limits<double>::infinity();
+    const double below = static_cast<double>(count_[first]), above = static_cast<double>(count_[kHistogramBins] - count_[last + 1]);
+    const double inside = static_cast<double>(count_[last + 1] - count_[first]);
+    if (inside == 0.0 || below + above > inside) return std::numeric_limits<double>::infinity();
+    const int first_level = level_of(first, q), last_level = level_of(last, q);
+    const bool first_empty = s_.histogram[first] == 0, last_empty = s_.histogram[last] == 0;
+    // The clipped mass goes to the edge bin; an empty edge bin becomes a bin where P > 0.
+    const bool extra_first = below > 0 && first_empty, extra_last = above > 0 && last_empty;
+    const int window = last - first + 1;
+    const int p_nonzero = static_cast<int>(nonempty_[last + 1] - nonempty_[first]) + extra_first + extra_last;
+    const int p_zero = window - p_nonzero;
+    const double total = below + inside + above;
+    const double p_take = kEps * p_zero / p_nonzero;
+    if (p_take > kMaxSeriesTake) return kl_objective(b_, cand, q);
+    // Per level: window mass (no clipped mass), bins where P > 0, sum of P's counts there.
+    struct Level { double mass = 0.0, p_counts = 0.0; int nonzero = 0; };
+    std::array<Level, 256> levels{};
+    for_each_level(first, last + 1, q, [&](int i0, int i1, int level) {
+      Level& l = levels[level + 128];
+      l.mass = static_cast<double>(count_[i1] - count_[i0]);
+      l.p_counts = l.mass;
+      l.nonzero = static_cast<int>(nonempty_[i1] - nonempty_[i0]);
+    });
+    if (below > 0) levels[first_level + 128].p_counts += below, levels[first_level + 128].nonzero += extra_first;
+    if (above > 0) levels[last_level + 128].p_counts += above, levels[last_level + 128].nonzero += extra_last;
+    int q_nonzero = 0;
+    for (const Level& l : levels) q_nonzero += l.mass > 0.0 ? l.nonzero : 0;
+    const int q_zero = window - q_nonzero;
+    const double q_take = kEps * q_zero / q_nonzero;
+    // sum over P > 0 of (m - p_take) log(m - p_take), m the bin's P count: the window's bins from
+    // the prefix sums, the edge bins that receive clipped mass replaced by their own terms.
+    auto x_log_x = [](double x) { return x * std::log(x); };
+    double sum_mlogm = window_series(first, last + 1, p_take);
+    auto replace_edge = [&](int bin, double added, bool extra) {
+      if (added <= 0) return;
+      const double m = static_cast<double>(s_.histogram[bin]);
+      if (!extra) sum_mlogm -= x_log_x(m - p_take);
+      sum_mlogm += x_log_x(m + added - p_take);
+    };
+    if (first == last && below > 0 && above > 0 && !first_empty) {  // one P bin takes both tails
+      const double m = static_cast<double>(s_.histogram[first]);
+      sum_mlogm += x_log_x(m + below + above - p_take) - x_log_x(m - p_take);
+    } else {
+      replace_edge(first, below, extra_first);
+      replace_edge(last, above, extra_last);
+    }
+    // KL = p_zero kEps/total log(inside/total) + sum p log p - sum_levels P_l log q_l,
+    // p = (m - p_take) / total, so sum p log p = (sum_mlogm - log(total) sum (m - p_take)) / total.
+    double kl = p_zero * (kEps / total) * std::log(inside / total);
+    kl += (sum_mlogm - std::log(total) * (total - p_take * p_nonzero)) / total;
+    for (const Level& l : levels) {
+      if (l.nonzero == 0) continue;
+      const double qv = l.mass > 0.0 ? std::max(l.mass / l.nonzero - q_take, kEps) / inside : kEps / inside;
+      kl -= (l.p_counts - p_take * l.nonzero) / total * std::log(qv);
+    }
+    return kl;
+  }
+
+  /// sum over the non-empty bins of [i0, i1) of (n - t) log(n - t) (series in t, class comment).
+  double window_series(int i0, int i1, double t) const {
+    double sum = n_log_n_[i1] - n_log_n_[i0];
+    sum -= t * (log_n_[i1] - log_n_[i0] + static_cast<double>(nonempty_[i1] - nonempty_[i0]));
+    double tk = t;
+    for (int k = 2; k <= kSeriesTerms; ++k) {
+      tk *= t;
+      sum += tk / (k * (k - 1)) * (inv_pow_[k - 1][i1] - inv_pow_[k - 1][i0]);
+    }
+    return sum;
+  }
+
+  const Bins& b_;
+  const TensorStats& s_;
+  bool usable_ = false;
+  int lo_ = 0, hi_ = 0;  // the non-empty bins lie in [lo_, hi_)
+  std::vector<int64_t> count_, moment1_, moment2_, nonempty_;  // prefix sums: n, n i, n i^2, [n > 0]
+  std::vector<double> n_log_n_, log_n_;                          // prefix sums over n > 0
+  std::vector<std::vector<double>> inv_pow_;                     // [k]: prefix sums of n^-k, k >= 1
+};
 }  // namespace
 
 Range percentile_range(const TensorStats& s, float percentile, bool sym) {
@@ -170,6 +374,7 @@ Range search_range(const TensorStats& s, Objective objective, bool sym) {
   const Range r0 = base_range(s, sym);
   if (!has_histogram(s)) return r0;
   const Bins bins = non_empty_bins(s);
+  const FastObjective fast(bins, s);
   Range best = r0;
   double best_value = std::numeric_limits<double>::infinity();
   // Scales the ends selected by `lo`/`hi` of r0 by k / kAlphaSteps, the others stay as in `best`.
@@ -178,7 +383,7 @@ Range search_range(const TensorStats& s, Objective objective, bool sym) {
     for (int k = kMinAlphaStep; k <= kAlphaSteps; ++k) {
       const float alpha = static_cast<float>(k) / kAlphaSteps;
       const Range cand{lo ? alpha * r0.min : start.min, hi ? alpha * r0.max : start.max};
-      const double v = objective_value(bins, cand, sym, objective);
+      const double v = fast.usable() ? fast.value(cand, sym, objective) : objective_value(bins, cand, sym, objective);
       if (v < best_value) best_value = v, best = cand;
     }
   };
@@ -186,6 +391,18 @@ Range search_range(const TensorStats& s, Objective objective, bool sym) {
   if (!sym)  // ASYM: then each end on its own (coordinate descent, two rounds)
     for (int round = 0; round < 2; ++round) sweep(true, false), sweep(false, true);
   return best;
+}
+
+double objective_direct(const TensorStats& s, Range cand, bool sym, Objective objective) {
+  return objective_value(non_empty_bins(s), cand, sym, objective);
+}
+
+double objective_fast(const TensorStats& s, Range cand, bool sym, Objective objective) {
+  const Bins bins = non_empty_bins(s);
+  const FastObjective fast(bins, s);
+  if (!fast.usable())
+    fail(ErrorCode::kInvalidArgument, "objective_fast: the histogram's grid is not kHistogramBins/2 * 2^e wide");
+  return fast.value(cand, sym, objective);
 }
 
 }  // namespace anvil::quant

@@ -36,4 +36,12 @@ enum class Objective { kEntropy, kMse, kSqnr };
 /// ENTROPY / MSE / SQNR range (see the top of this file).
 Range search_range(const TensorStats& s, Objective objective, bool symmetric);
 
+/// The value search_range minimises for the candidate `cand` (a histogram is required): computed
+/// bin by bin (the definition above) or from prefix sums over the histogram (the search's path;
+/// range_methods.cc FastObjective). objective_fast throws kInvalidArgument when the grid is not
+/// the one histogram.h builds (power-of-two bin width), where the search takes the direct path.
+/// Exposed so that tests can compare the two.
+double objective_direct(const TensorStats& s, Range cand, bool sym, Objective objective);
+double objective_fast(const TensorStats& s, Range cand, bool sym, Objective objective);
+
 }  // namespace anvil::quant

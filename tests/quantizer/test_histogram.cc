@@ -170,13 +170,71 @@ TEST(GrowingHistogram, ParallelBinningEqualsFloorOfValueOverWidth) {
   EXPECT_EQ(s.count, static_cast<int64_t>(clipped.size()));
 }
 
-TEST(GrowingHistogram, AllFiniteFindsNanAndInfAnywhere) {
+TEST(GrowingHistogram, SummarizeFindsNanAndInfAnywhere) {
   std::vector<float> v(200000, 1.0f);
-  EXPECT_TRUE(all_finite(v.data(), static_cast<int64_t>(v.size())));
+  EXPECT_TRUE(summarize(v.data(), static_cast<int64_t>(v.size())).finite);
   for (float bad : {std::nanf(""), INFINITY, -INFINITY})
-    for (size_t at : {size_t{0}, size_t{65536}, v.size() - 1}) {
+    for (size_t at : {size_t{0}, size_t{3}, size_t{65536}, size_t{65541}, v.size() - 1}) {
       std::vector<float> w = v;
       w[at] = bad;
-      EXPECT_FALSE(all_finite(w.data(), static_cast<int64_t>(w.size()))) << bad << " at " << at;
+      EXPECT_FALSE(summarize(w.data(), static_cast<int64_t>(w.size())).finite) << bad << " at " << at;
     }
+}
+
+TEST(GrowingHistogram, SummarizeGivesTheMinAndMaxOfEveryValue) {
+  // The fused pass against separate passes, over sizes around the 8-lane and parallel-block edges.
+  std::mt19937 rng(4);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{8}, int64_t{9}, int64_t{65536}, int64_t{65537}, int64_t{300001}}) {
+    std::vector<float> v(static_cast<size_t>(n));
+    for (float& x : v) x = normal(rng);
+    v[static_cast<size_t>(n) - 1] = 100.0f;  // an extreme in the scalar tail
+    const ValueSummary got = summarize(v.data(), n);
+    const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+    EXPECT_TRUE(got.finite) << n;
+    EXPECT_EQ(got.min, *lo) << n;
+    EXPECT_EQ(got.max, *hi) << n;
+  }
+}
+
+TEST(GrowingHistogram, OneReadWithChannelMeansEqualsTheSeparatePasses) {
+  // Batches [batch, channels, inner] that widen the range (the first all zero) and end with a
+  // partial batch; inner = 1 (a Gemm input) and a large inner (a Conv input); then a batch whose
+  // axis 1 changes size (not a channel axis: the means are dropped in both).
+  std::mt19937 rng(9);
+  struct Case { int64_t channels, inner; };
+  for (const Case& cs : {Case{1280, 1}, Case{16, 12544}, Case{3, 7}}) {
+    TensorStats fused, separate;
+    int64_t batch_no = 0;
+    for (int64_t batch : {int64_t{4}, int64_t{4}, int64_t{4}, int64_t{3}}) {
+      std::normal_distribution<float> normal(0.5f, 0.1f * static_cast<float>(1 << (2 * batch_no)));
+      std::vector<float> v(static_cast<size_t>(batch * cs.channels * cs.inner), 0.0f);
+      if (batch_no++ > 0)
+        for (float& x : v) x = normal(rng);
+      const int64_t n = static_cast<int64_t>(v.size());
+      const ValueSummary summary = summarize(v.data(), n);
+      accumulate(fused, v.data(), summary, {batch, cs.channels, cs.inner});
+      accumulate(separate, v.data(), n, summary);
+      accumulate_channel_means(separate, v.data(), batch, cs.channels, cs.inner);
+      SCOPED_TRACE(std::to_string(cs.channels) + " channels, batch " + std::to_string(batch_no));
+      EXPECT_EQ(fused.histogram, separate.histogram);
+      EXPECT_EQ(fused.histogram_half_width, separate.histogram_half_width);
+      EXPECT_EQ(fused.min, separate.min);
+      EXPECT_EQ(fused.max, separate.max);
+      EXPECT_EQ(fused.count, separate.count);
+      EXPECT_EQ(fused.channel_mean, separate.channel_mean);  // bit for bit: the same sums in the same order
+      EXPECT_EQ(fused.channel_samples, separate.channel_samples);
+    }
+    EXPECT_FALSE(fused.histogram.empty());
+    EXPECT_EQ(fused.channel_mean.size(), static_cast<size_t>(cs.channels));
+    // Axis 1 of another size: both drop the means.
+    std::vector<float> v(static_cast<size_t>(2 * (cs.channels + 1) * cs.inner), 0.25f);
+    const ValueSummary summary = summarize(v.data(), static_cast<int64_t>(v.size()));
+    accumulate(fused, v.data(), summary, {2, cs.channels + 1, cs.inner});
+    accumulate(separate, v.data(), static_cast<int64_t>(v.size()), summary);
+    accumulate_channel_means(separate, v.data(), 2, cs.channels + 1, cs.inner);
+    EXPECT_EQ(fused.histogram, separate.histogram);
+    EXPECT_TRUE(fused.channel_mean.empty());
+    EXPECT_EQ(fused.channel_samples, -1);
+  }
 }

@@ -7,6 +7,7 @@
 #include "anvil/quantizer/quantizer.h"
 #include "model_builder.h"
 #include "quant_params.h"
+#include "range_methods.h"
 
 using namespace anvil;
 using namespace anvil::quant;
@@ -222,4 +223,106 @@ TEST(Entropy, ATensorFarFromZeroIsNotClippedToAnEdgeSpike) {
     EXPECT_EQ(r.min, 0.0f) << method_name(m);
     EXPECT_GT(r.max, 0.97f * 8.0f) << method_name(m);
   }
+}
+
+namespace {
+
+/// A random histogram on the grid histogram.h builds (h = kHistogramBins/2 * 2^-3): counts over
+/// [lo_bin, hi_bin), `fill` of the bins non-empty, counts 1..max_count, plus a few large spikes.
+TensorStats random_histogram(std::mt19937& rng, int lo_bin, int hi_bin, double fill, int max_count) {
+  TensorStats s;
+  s.histogram.assign(kHistogramBins, 0);
+  s.histogram_half_width = (kHistogramBins / 2) * 0.125f;
+  std::bernoulli_distribution take(fill);
+  std::uniform_int_distribution<int> count(1, max_count);
+  for (int i = lo_bin; i < hi_bin; ++i)
+    if (take(rng)) s.histogram[i] = count(rng);
+  std::uniform_int_distribution<int> at(lo_bin, hi_bin - 1);
+  for (int k = 0; k < 3; ++k) s.histogram[at(rng)] += 100000;
+  s.histogram[lo_bin] += 1, s.histogram[hi_bin - 1] += 1;  // the extremes are non-empty
+  const double w = 2.0 * s.histogram_half_width / kHistogramBins;
+  s.min = static_cast<float>(-s.histogram_half_width + (lo_bin + 0.25) * w);
+  s.max = static_cast<float>(-s.histogram_half_width + (hi_bin - 0.25) * w);
+  for (int64_t n : s.histogram) s.count += n;
+  return s;
+}
+
+/// The candidates search_range tries: alpha * R0 for both ends and for each end alone.
+std::vector<Range> candidates(const TensorStats& s, bool sym) {
+  Range r0 = include_zero({s.min, s.max});
+  if (sym) r0 = symmetric(r0);
+  std::vector<Range> out;
+  for (int k = 16; k <= 256; k += 8) {
+    const float alpha = k / 256.0f;
+    out.push_back({alpha * r0.min, alpha * r0.max});
+    if (!sym) out.push_back({alpha * r0.min, r0.max}), out.push_back({r0.min, alpha * r0.max});
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(FastObjective, EqualsTheBinByBinObjectiveOnRandomHistograms) {
+  std::mt19937 rng(11);
+  struct Shape { int lo, hi; double fill; int max_count; };
+  // Dense and sparse, signed and non-negative (a ReLU output's spike at 0 included), narrow.
+  const Shape shapes[] = {{100, 4000, 0.9, 50}, {1, 4095, 0.05, 3}, {2048, 4096, 0.7, 1000},
+                          {1900, 2300, 1.0, 7}, {0, 4096, 0.3, 1}, {1024, 3000, 0.01, 20}};
+  int compared = 0, finite = 0;
+  for (const Shape& sh : shapes) {
+    const TensorStats s = random_histogram(rng, sh.lo, sh.hi, sh.fill, sh.max_count);
+    for (bool sym : {false, true})
+      for (Objective obj : {Objective::kEntropy, Objective::kMse, Objective::kSqnr})
+        for (const Range& cand : candidates(s, sym)) {
+          const double direct = objective_direct(s, cand, sym, obj), fast = objective_fast(s, cand, sym, obj);
+          ++compared;
+          if (std::isinf(direct)) {
+            EXPECT_TRUE(std::isinf(fast)) << "[" << cand.min << ", " << cand.max << "]";
+            continue;
+          }
+          ++finite;
+          // KL may be exactly 0 (P = Q); the prefix sums leave ~1e-15 there.
+          EXPECT_NEAR(fast, direct, 1e-9 * std::fabs(direct) + (obj == Objective::kEntropy ? 1e-12 : 0.0))
+              << "objective " << static_cast<int>(obj) << (sym ? " sym" : " asym") << " [" << cand.min << ", "
+              << cand.max << "]";
+        }
+  }
+  EXPECT_GT(finite, compared / 2);
+}
+
+TEST(FastObjective, RejectsAGridThatIsNotAPowerOfTwo) {
+  std::mt19937 rng(2);
+  TensorStats s = random_histogram(rng, 1000, 3000, 0.5, 10);
+  s.histogram_half_width *= 1.5f;  // a JSON file may carry any half-width >= max |x|
+  EXPECT_THROW(objective_fast(s, {s.min, s.max}, false, Objective::kMse), Error);
+  // search_range then takes the bin-by-bin objective.
+  EXPECT_LE(search_range(s, Objective::kMse, false).max, s.max);
+}
+
+TEST(FastObjective, SearchPicksTheRangeOfABinByBinSweep) {
+  // search_range (prefix sums) against the sweep written out with the bin-by-bin objective.
+  std::mt19937 rng(5);
+  const TensorStats s = random_histogram(rng, 700, 3600, 0.6, 40);
+  for (bool sym : {false, true})
+    for (Objective obj : {Objective::kEntropy, Objective::kMse, Objective::kSqnr}) {
+      Range r0 = include_zero({s.min, s.max});
+      if (sym) r0 = symmetric(r0);
+      Range best = r0;
+      double best_value = INFINITY;
+      auto sweep = [&](bool lo, bool hi) {
+        const Range start = best;
+        for (int k = 16; k <= 256; ++k) {
+          const float alpha = static_cast<float>(k) / 256;
+          const Range cand{lo ? alpha * r0.min : start.min, hi ? alpha * r0.max : start.max};
+          const double v = objective_direct(s, cand, sym, obj);
+          if (v < best_value) best_value = v, best = cand;
+        }
+      };
+      sweep(true, true);
+      if (!sym)
+        for (int round = 0; round < 2; ++round) sweep(true, false), sweep(false, true);
+      const Range got = search_range(s, obj, sym);
+      EXPECT_EQ(got.min, best.min) << static_cast<int>(obj) << sym;
+      EXPECT_EQ(got.max, best.max) << static_cast<int>(obj) << sym;
+    }
 }

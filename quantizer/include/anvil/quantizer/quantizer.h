@@ -54,7 +54,9 @@ struct TensorStats {
   /// the order or batching of the values (quantizer/src/histogram.h).
   float histogram_half_width = 0.0f;
   /// Mean of each channel (axis 1) of a tensor of rank >= 2 over all samples and positions, and the
-  /// number of values behind each mean; what bias correction needs. Empty for rank < 2, and
+  /// number of values behind each mean; what bias correction needs. Recorded by calibrate() only
+  /// for the data input (input 0) of a Conv or Gemm, the tensors bias correction reads; empty for
+  /// other tensors and for rank < 2, and
   /// channel_samples = -1 when axis 1 changed size between batches (not a channel axis).
   std::vector<double> channel_mean;
   int64_t channel_samples = 0;

@@ -141,4 +141,16 @@ int64_t onnx_opset(const onnx::ModelProto& model) {
   return 0;
 }
 
+ValueKind value_kind_of(const onnx::TypeProto& type, const std::string& what) {
+  switch (type.value_case()) {
+    case onnx::TypeProto::kTensorType: return ValueKind::kTensor;
+    case onnx::TypeProto::kSequenceType: return ValueKind::kSequence;
+    case onnx::TypeProto::kOptionalType: return ValueKind::kOptional;
+    case onnx::TypeProto::VALUE_NOT_SET: fail(ErrorCode::kInvalidArgument, what + ": has no type");
+    default: break;
+  }
+  const char* kind = type.has_map_type() ? "map" : type.has_sparse_tensor_type() ? "sparse tensor" : "opaque";
+  fail(ErrorCode::kUnsupported, what + ": data type " + kind + " is not supported (tensor, sequence or optional only)");
+}
+
 }  // namespace anvil

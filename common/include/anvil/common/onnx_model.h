@@ -6,6 +6,7 @@
 #include <string>
 
 #include "anvil/common/tensor.h"
+#include "anvil/common/value.h"
 
 namespace anvil {
 
@@ -30,5 +31,9 @@ void write_tensor_pb(const std::string& path, const Tensor& tensor, const std::s
 
 /// The opset version of the default ("" or "ai.onnx") domain; 0 when absent.
 int64_t onnx_opset(const onnx::ModelProto& model);
+
+/// The kind of value an ONNX type describes (value.h): tensor, sequence or optional. `what` names
+/// the value in errors: kUnsupported for a map or sparse tensor, kInvalidArgument for no type.
+ValueKind value_kind_of(const onnx::TypeProto& type, const std::string& what);
 
 }  // namespace anvil

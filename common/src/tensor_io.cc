@@ -200,9 +200,15 @@ Value value_from_optional(const onnx::OptionalProto& p, const std::string& what)
 
 onnx::OptionalProto optional_to_proto(const Value& v, const std::string& name, const std::string& what);
 
+onnx::TensorProto unnamed(const Tensor& t) {
+  onnx::TensorProto p = tensor_to_proto(t, "");
+  p.clear_name();
+  return p;
+}
+
 onnx::SequenceProto sequence_to_proto(const Value& v, const std::string& name, const std::string& what) {
   onnx::SequenceProto p;
-  p.set_name(name);
+  if (!name.empty()) p.set_name(name);  // nested values have no name (as ONNX writes them)
   const auto& elements = v.elements();
   const ValueKind kind = elements.empty() ? ValueKind::kTensor : elements.front().kind();
   p.set_elem_type(kind == ValueKind::kTensor     ? onnx::SequenceProto::TENSOR
@@ -214,7 +220,7 @@ onnx::SequenceProto sequence_to_proto(const Value& v, const std::string& name, c
       fail(ErrorCode::kInvalidArgument, what + ": sequence element " + std::to_string(i) + " is a " +
                                             value_kind_name(e.kind()) + ", element 0 a " + value_kind_name(kind));
     switch (kind) {
-      case ValueKind::kTensor: *p.add_tensor_values() = tensor_to_proto(e.tensor(), ""); break;
+      case ValueKind::kTensor: *p.add_tensor_values() = unnamed(e.tensor()); break;
       case ValueKind::kSequence: *p.add_sequence_values() = sequence_to_proto(e, "", what); break;
       case ValueKind::kOptional: *p.add_optional_values() = optional_to_proto(e, "", what); break;
     }
@@ -224,14 +230,14 @@ onnx::SequenceProto sequence_to_proto(const Value& v, const std::string& name, c
 
 onnx::OptionalProto optional_to_proto(const Value& v, const std::string& name, const std::string& what) {
   onnx::OptionalProto p;
-  p.set_name(name);
+  if (!name.empty()) p.set_name(name);  // nested values have no name (as ONNX writes them)
   p.set_elem_type(onnx::OptionalProto::UNDEFINED);
   if (!v.has_value()) return p;
   const Value& c = v.contents();
   switch (c.kind()) {
     case ValueKind::kTensor:
       p.set_elem_type(onnx::OptionalProto::TENSOR);
-      *p.mutable_tensor_value() = tensor_to_proto(c.tensor(), "");
+      *p.mutable_tensor_value() = unnamed(c.tensor());
       break;
     case ValueKind::kSequence:
       p.set_elem_type(onnx::OptionalProto::SEQUENCE);

@@ -159,7 +159,7 @@ Value value_from_sequence(const onnx::SequenceProto& p, const std::string& what)
   }
   if (held != of_type)
     fail(ErrorCode::kParseError, what + ": SequenceProto elem_type " + onnx::SequenceProto::DataType_Name(p.elem_type()) +
-                                     " but it holds " + std::to_string(held - of_type) + " values of another type");
+                                     ", but " + std::to_string(held - of_type) + " of its " + std::to_string(held) + " values are of another type");
   std::vector<Value> elements;
   for (int i = 0; i < p.tensor_values_size(); ++i) {
     try {

@@ -44,8 +44,8 @@ void register_ref(CLI::App& app) {
         pb = true;
       } else if (kind != ValueKind::kTensor) {
         fail(ErrorCode::kNotFound, o->input_dir + ": no " + fs::path(pb_path).filename().string() + " for input '" +
-                                       name + "', a " + value_kind_name(kind) +
-                                       ": sequences and optionals need .pb files (SequenceProto / OptionalProto), "
+                                       name + "' (type " + value_kind_name(kind) +
+                                       "): sequences and optionals need .pb files (SequenceProto / OptionalProto), "
                                        ".npy holds only tensors");
       } else if (fs::exists(npy_path)) {
         inputs[name] = read_npy(npy_path);
@@ -57,7 +57,7 @@ void register_ref(CLI::App& app) {
     const ValueMap outputs = exec.run_values(inputs).value();
     for (const auto& [name, v] : outputs)
       if (!pb && !v.is_tensor())
-        fail(ErrorCode::kUnsupported, "output '" + name + "' is a " + value_kind_name(v.kind()) +
+        fail(ErrorCode::kUnsupported, "output '" + name + "' is of type " + value_kind_name(v.kind()) +
                                           ": sequences and optionals need .pb files (SequenceProto / OptionalProto), "
                                           ".npy holds only tensors; give the inputs as input_K.pb");
     fs::create_directories(o->out_dir);

@@ -217,8 +217,8 @@ onnx::SequenceProto sequence_to_proto(const Value& v, const std::string& name, c
   for (size_t i = 0; i < elements.size(); ++i) {
     const Value& e = elements[i];
     if (e.kind() != kind)
-      fail(ErrorCode::kInvalidArgument, what + ": sequence element " + std::to_string(i) + " is a " +
-                                            value_kind_name(e.kind()) + ", element 0 a " + value_kind_name(kind));
+      fail(ErrorCode::kInvalidArgument, what + ": sequence element " + std::to_string(i) + " is of type " +
+                                            value_kind_name(e.kind()) + ", element 0 of type " + value_kind_name(kind));
     switch (kind) {
       case ValueKind::kTensor: *p.add_tensor_values() = unnamed(e.tensor()); break;
       case ValueKind::kSequence: *p.add_sequence_values() = sequence_to_proto(e, "", what); break;

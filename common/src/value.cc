@@ -32,7 +32,7 @@ Value Value::optional(Value contents) {
 
 namespace {
 [[noreturn]] void wrong_kind(ValueKind want, ValueKind got) {
-  fail(ErrorCode::kInvalidArgument, std::string("value: expected a ") + value_kind_name(want) + ", got a " +
+  fail(ErrorCode::kInvalidArgument, std::string("value: expected type ") + value_kind_name(want) + ", got type " +
                                         value_kind_name(got));
 }
 }  // namespace

@@ -101,7 +101,7 @@ void check_value(const Value& v, const onnx::TypeProto& type, const std::string&
   if (type.value_case() == onnx::TypeProto::VALUE_NOT_SET) return;  // an element type left undeclared
   const ValueKind want = value_kind_of(type, what);
   if (v.kind() != want)
-    fail(ErrorCode::kInvalidArgument, what + ": expected a " + value_kind_name(want) + ", got a " +
+    fail(ErrorCode::kInvalidArgument, what + ": expected a value of type " + value_kind_name(want) + ", got one of type " +
                                           value_kind_name(v.kind()));
   switch (want) {
     case ValueKind::kTensor: {
@@ -130,9 +130,9 @@ void take_value_forwards(PreparedModel* impl) {
     for (const std::string& in : p.node.input()) {
       auto it = impl->value_types.find(in);
       if (it == impl->value_types.end() || identity) continue;
-      fail(ErrorCode::kInvalidArgument, node_label(p.node) + ": input '" + in + "' is a " +
+      fail(ErrorCode::kInvalidArgument, node_label(p.node) + ": input '" + in + "' is a value of type " +
                                             value_kind_name(value_kind_of(it->second, in)) +
-                                            " value; only Identity takes sequence or optional values");
+                                            "; only Identity takes sequence or optional values");
     }
     if (identity && impl->value_types.count(p.node.input(0))) {
       const onnx::TypeProto type = impl->value_types.at(p.node.input(0));
@@ -155,7 +155,7 @@ void check_output_kind(const PreparedModel& im, const onnx::ValueInfoProto& out)
   const ValueKind declared = value_kind_of(out.type(), what);
   const ValueKind actual = it == im.value_types.end() ? ValueKind::kTensor : value_kind_of(it->second, what);
   if (declared != actual)
-    fail(ErrorCode::kInvalidArgument, what + ": declared a " + value_kind_name(declared) + ", but the graph makes a " +
+    fail(ErrorCode::kInvalidArgument, what + ": declared of type " + value_kind_name(declared) + ", but the graph makes a value of type " +
                                           value_kind_name(actual));
 }
 
@@ -348,8 +348,9 @@ Expected<TensorMap> Executor::run(const TensorMap& inputs, const RunOptions& opt
     for (const std::string& name : io) {
       auto it = im.value_types.find(name);
       if (it != im.value_types.end())
-        return Error(ErrorCode::kInvalidArgument, "'" + name + "' is a " + value_kind_name(value_kind_of(it->second, name)) +
-                                                      " value: run this model with Executor::run_values");
+        return Error(ErrorCode::kInvalidArgument, "'" + name + "' is a value of type " +
+                                                      value_kind_name(value_kind_of(it->second, name)) +
+                                                      ": run this model with Executor::run_values");
     }
   }
   return run_tensors(inputs, options);
@@ -368,7 +369,8 @@ Expected<ValueMap> Executor::run_values(const ValueMap& inputs, const RunOptions
         check_value(v, type->second, "input '" + name + "'");
         side[name] = v;
       } else if (!v.is_tensor()) {
-        fail(ErrorCode::kInvalidArgument, "input '" + name + "': expected a tensor, got a " + value_kind_name(v.kind()));
+        fail(ErrorCode::kInvalidArgument, "input '" + name + "': expected a value of type tensor, got one of type " +
+                                              value_kind_name(v.kind()));
       } else {
         tensors[name] = v.tensor();
       }

@@ -67,7 +67,7 @@ TEST(Value, KindsAndAccessors) {
 TEST(Value, WrongKindAccessIsAnError) {
   const Error e = error_of([] { two_tensors().tensor(); });
   EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-  EXPECT_STREQ(e.what(), "value: expected a tensor, got a sequence");
+  EXPECT_STREQ(e.what(), "value: expected type tensor, got type sequence");
   EXPECT_EQ(error_of([] { Value(floats({1}, 0.0f)).elements(); }).code(), ErrorCode::kInvalidArgument);
   EXPECT_EQ(error_of([] { two_tensors().has_value(); }).code(), ErrorCode::kInvalidArgument);
   EXPECT_STREQ(error_of([] { Value::optional().contents(); }).what(), "value: the optional is empty");
@@ -138,7 +138,7 @@ TEST(ValuePb, MixedSequenceCannotBeWritten) {
   const std::string path = tmp("anvil_value_mixed.pb");
   const Error e = error_of([&] { write_value_pb(path, Value::sequence({floats({1}, 0.0f), two_tensors()}), "m"); });
   EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-  EXPECT_EQ(std::string(e.what()), path + ": sequence element 1 is a sequence, element 0 a tensor");
+  EXPECT_EQ(std::string(e.what()), path + ": sequence element 1 is of type sequence, element 0 of type tensor");
 }
 
 TEST(ValuePb, MissingFileNamesThePath) {

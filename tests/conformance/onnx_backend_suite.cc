@@ -113,7 +113,7 @@ std::string compare(const Tensor& got, const Tensor& want) {
 /// within compare()'s tolerance. Empty when equal, else what differs and where.
 std::string compare(const Value& got, const Value& want) {
   if (got.kind() != want.kind())
-    return std::string("a ") + value_kind_name(got.kind()) + ", expected a " + value_kind_name(want.kind());
+    return std::string("type ") + value_kind_name(got.kind()) + ", expected type " + value_kind_name(want.kind());
   switch (want.kind()) {
     case ValueKind::kTensor: return compare(got.tensor(), want.tensor());
     case ValueKind::kSequence: {

@@ -55,18 +55,13 @@ void register_ref(CLI::App& app) {
       }
     }
     const ValueMap outputs = exec.run_values(inputs).value();
-    for (const auto& [name, v] : outputs)
-      if (!pb && !v.is_tensor())
-        fail(ErrorCode::kUnsupported, "output '" + name + "' is of type " + value_kind_name(v.kind()) +
-                                          ": sequences and optionals need .pb files (SequenceProto / OptionalProto), "
-                                          ".npy holds only tensors; give the inputs as input_K.pb");
     fs::create_directories(o->out_dir);
     for (size_t k = 0; k < exec.output_names().size(); ++k) {
       const std::string& name = exec.output_names()[k];
       const Value& v = outputs.at(name);
       const std::string path = pb ? o->out_dir + "/output_" + std::to_string(k) + ".pb" : o->out_dir + "/" + name + ".npy";
       if (pb) write_value_pb(path, v, name);
-      else write_npy(path, v.tensor());
+      else write_npy(path, v.tensor());  // no .pb input, so no sequence or optional either
       std::cout << name << " " << v.describe() << " -> " << path << '\n';
     }
   });

@@ -158,8 +158,10 @@ Value value_from_sequence(const onnx::SequenceProto& p, const std::string& what)
     default: break;  // UNDEFINED: only an empty sequence
   }
   if (held != of_type)
-    fail(ErrorCode::kParseError, what + ": SequenceProto elem_type " + onnx::SequenceProto::DataType_Name(p.elem_type()) +
-                                     ", but " + std::to_string(held - of_type) + " of its " + std::to_string(held) + " values are of another type");
+    fail(ErrorCode::kParseError, what + ": SequenceProto elem_type " +
+                                     onnx::SequenceProto::DataType_Name(p.elem_type()) + ", but " +
+                                     std::to_string(held - of_type) + " of its " + std::to_string(held) +
+                                     " values are of another type");
   std::vector<Value> elements;
   for (int i = 0; i < p.tensor_values_size(); ++i) {
     try {
@@ -184,7 +186,8 @@ Value value_from_optional(const onnx::OptionalProto& p, const std::string& what)
                        (p.elem_type() == onnx::OptionalProto::SEQUENCE && p.has_sequence_value()) ||
                        (p.elem_type() == onnx::OptionalProto::OPTIONAL && p.has_optional_value());
   if (held > 1 || (held == 1 && !of_type))
-    fail(ErrorCode::kParseError, what + ": OptionalProto elem_type " + onnx::OptionalProto::DataType_Name(p.elem_type()) +
+    fail(ErrorCode::kParseError, what + ": OptionalProto elem_type " +
+                                     onnx::OptionalProto::DataType_Name(p.elem_type()) +
                                      " but it holds a value of another type");
   if (p.has_tensor_value()) {
     try {

@@ -84,7 +84,8 @@ void check_value_type(const onnx::TypeProto& type, const std::string& what) {
     case ValueKind::kTensor:
       if (type.tensor_type().elem_type() != 0 &&
           std::string(dtype_name(static_cast<DType>(type.tensor_type().elem_type()))) == "undefined")
-        fail(ErrorCode::kUnsupported, what + ": unsupported data type " + std::to_string(type.tensor_type().elem_type()));
+        fail(ErrorCode::kUnsupported,
+             what + ": unsupported data type " + std::to_string(type.tensor_type().elem_type()));
       break;
     case ValueKind::kSequence:
       if (type.sequence_type().has_elem_type()) check_value_type(type.sequence_type().elem_type(), what + " element");
@@ -101,8 +102,8 @@ void check_value(const Value& v, const onnx::TypeProto& type, const std::string&
   if (type.value_case() == onnx::TypeProto::VALUE_NOT_SET) return;  // an element type left undeclared
   const ValueKind want = value_kind_of(type, what);
   if (v.kind() != want)
-    fail(ErrorCode::kInvalidArgument, what + ": expected a value of type " + value_kind_name(want) + ", got one of type " +
-                                          value_kind_name(v.kind()));
+    fail(ErrorCode::kInvalidArgument, what + ": expected a value of type " + value_kind_name(want) +
+                                          ", got one of type " + value_kind_name(v.kind()));
   switch (want) {
     case ValueKind::kTensor: {
       const auto dtype = static_cast<DType>(type.tensor_type().elem_type());
@@ -155,8 +156,8 @@ void check_output_kind(const PreparedModel& im, const onnx::ValueInfoProto& out)
   const ValueKind declared = value_kind_of(out.type(), what);
   const ValueKind actual = it == im.value_types.end() ? ValueKind::kTensor : value_kind_of(it->second, what);
   if (declared != actual)
-    fail(ErrorCode::kInvalidArgument, what + ": declared of type " + value_kind_name(declared) + ", but the graph makes a value of type " +
-                                          value_kind_name(actual));
+    fail(ErrorCode::kInvalidArgument, what + ": declared of type " + value_kind_name(declared) +
+                                          ", but the graph makes a value of type " + value_kind_name(actual));
 }
 
 /// Kahn's algorithm over value names. Errors: a node input nobody produces, a cycle.
@@ -342,16 +343,12 @@ const std::vector<std::string>& Executor::output_names() const { return impl_->o
 
 Expected<TensorMap> Executor::run(const TensorMap& inputs, const RunOptions& options) const {
   const PreparedModel& im = *impl_;
-  if (!im.value_types.empty()) {
-    std::vector<std::string> io = im.input_names;
-    io.insert(io.end(), im.output_names.begin(), im.output_names.end());
-    for (const std::string& name : io) {
-      auto it = im.value_types.find(name);
-      if (it != im.value_types.end())
-        return Error(ErrorCode::kInvalidArgument, "'" + name + "' is a value of type " +
-                                                      value_kind_name(value_kind_of(it->second, name)) +
-                                                      ": run this model with Executor::run_values");
-    }
+  for (const std::string& name : im.input_names) {  // every sequence or optional comes from an input
+    auto it = im.value_types.find(name);
+    if (it != im.value_types.end())
+      return Error(ErrorCode::kInvalidArgument, "input '" + name + "' is a value of type " +
+                                                    value_kind_name(value_kind_of(it->second, name)) +
+                                                    ": run this model with Executor::run_values");
   }
   return run_tensors(inputs, options);
 }

@@ -272,8 +272,9 @@ Outcome run_case(const fs::path& dir, const std::set<std::string>& supported, st
         const onnx::ValueInfoProto& declared = model.graph().output(static_cast<int>(i));
         const std::string& name = declared.name();
         const ValueKind kind = value_kind_of(declared.type(), "graph output '" + name + "'");
-        const Value want = kind == ValueKind::kTensor ? Value(as_declared(read_tensor_pb(out_files[i].string()), declared))
-                                                      : read_value_pb(out_files[i].string(), kind);
+        const Value want = kind == ValueKind::kTensor
+                               ? Value(as_declared(read_tensor_pb(out_files[i].string()), declared))
+                               : read_value_pb(out_files[i].string(), kind);
         auto it = out->find(name);
         if (it == out->end()) {
           why = "output '" + name + "' missing";

@@ -158,7 +158,7 @@ TEST(ExecutorValues, RunWithTensorsNamesTheValueAndPointsAtRunValues) {
   auto out = e->run({{"t", kT}});
   ASSERT_FALSE(out.ok());
   EXPECT_EQ(out.error().code(), ErrorCode::kInvalidArgument);
-  EXPECT_STREQ(out.error().what(), "'x' is a value of type sequence: run this model with Executor::run_values");
+  EXPECT_STREQ(out.error().what(), "input 'x' is a value of type sequence: run this model with Executor::run_values");
 }
 
 TEST(ExecutorValues, InputsAreCheckedAgainstTheirDeclaredType) {

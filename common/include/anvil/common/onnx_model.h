@@ -25,7 +25,8 @@ Tensor tensor_from_proto(const onnx::TensorProto& proto);
 /// Converts a tensor to a TensorProto with raw_data.
 onnx::TensorProto tensor_to_proto(const Tensor& tensor, const std::string& name);
 
-/// Reads / writes a serialized TensorProto file (.pb, as in the ONNX backend test suite).
+/// Reads / writes a serialized TensorProto file (.pb, as in the ONNX backend test suite). A file
+/// holding another proto (fields TensorProto lacks, or a segment) is kParseError naming the file.
 Tensor read_tensor_pb(const std::string& path, std::string* name = nullptr);
 void write_tensor_pb(const std::string& path, const Tensor& tensor, const std::string& name);
 

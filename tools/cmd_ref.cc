@@ -2,9 +2,12 @@
 /// Runs a model on the reference executor. Inputs are ONNX TensorProto files (input_0.pb,
 /// input_1.pb, ... in graph input order, as in the ONNX backend test suite) or .npy files named
 /// after the graph inputs (NAME.npy); outputs are written in the same format (output_K.pb or NAME.npy).
+/// A sequence or optional input (as the graph declares it) is read from input_K.pb holding an ONNX
+/// SequenceProto / OptionalProto, and such outputs are written the same way: .npy holds only tensors.
 #include <algorithm>
 #include <filesystem>
 #include <iostream>
+#include <map>
 
 #include "anvil/common/onnx_model.h"
 #include "anvil/common/tensor_io.h"
@@ -27,15 +30,23 @@ void register_ref(CLI::App& app) {
     const onnx::ModelProto model = load_onnx(o->model);
     const ref::Executor exec = ref::Executor::create(model).value();
     if (!fs::is_directory(o->input_dir)) fail(ErrorCode::kNotFound, o->input_dir + ": no such directory");
-    TensorMap inputs;
+    std::map<std::string, const onnx::TypeProto*> declared;
+    for (const auto& vi : model.graph().input()) declared[vi.name()] = &vi.type();
+    ValueMap inputs;
     bool pb = false;
     for (size_t i = 0; i < exec.input_names().size(); ++i) {
       const std::string& name = exec.input_names()[i];
       const std::string pb_path = o->input_dir + "/input_" + std::to_string(i) + ".pb";
       const std::string npy_path = o->input_dir + "/" + name + ".npy";
+      const ValueKind kind = value_kind_of(*declared.at(name), "graph input '" + name + "'");
       if (fs::exists(pb_path)) {
-        inputs[name] = read_tensor_pb(pb_path);
+        inputs[name] = read_value_pb(pb_path, kind);
         pb = true;
+      } else if (kind != ValueKind::kTensor) {
+        fail(ErrorCode::kNotFound, o->input_dir + ": no " + fs::path(pb_path).filename().string() + " for input '" +
+                                       name + "' (type " + value_kind_name(kind) +
+                                       "): sequences and optionals need .pb files (SequenceProto / OptionalProto), "
+                                       ".npy holds only tensors");
       } else if (fs::exists(npy_path)) {
         inputs[name] = read_npy(npy_path);
       } else {
@@ -43,15 +54,15 @@ void register_ref(CLI::App& app) {
                                        fs::path(npy_path).filename().string() + " for input '" + name + "'");
       }
     }
-    const TensorMap outputs = exec.run(inputs).value();
+    const ValueMap outputs = exec.run_values(inputs).value();
     fs::create_directories(o->out_dir);
     for (size_t k = 0; k < exec.output_names().size(); ++k) {
       const std::string& name = exec.output_names()[k];
-      const Tensor& t = outputs.at(name);
+      const Value& v = outputs.at(name);
       const std::string path = pb ? o->out_dir + "/output_" + std::to_string(k) + ".pb" : o->out_dir + "/" + name + ".npy";
-      if (pb) write_tensor_pb(path, t, name);
-      else write_npy(path, t);
-      std::cout << name << " " << dtype_name(t.dtype()) << shape_str(t.shape()) << " -> " << path << '\n';
+      if (pb) write_value_pb(path, v, name);
+      else write_npy(path, v.tensor());  // no .pb input, so no sequence or optional either
+      std::cout << name << " " << v.describe() << " -> " << path << '\n';
     }
   });
 }

@@ -1,5 +1,6 @@
 #include "anvil/common/onnx_model.h"
 
+#include <google/protobuf/unknown_field_set.h>
 #include <onnx/checker.h>
 
 #include "anvil/common/tensor_io.h"
@@ -121,6 +122,10 @@ Tensor read_tensor_pb(const std::string& path, std::string* name) {
   onnx::TensorProto p;
   const std::string bytes = read_file(path);
   if (!p.ParseFromString(bytes)) fail(ErrorCode::kParseError, path + ": not a serialized ONNX TensorProto");
+  // Protobuf keeps fields of another schema as unknown fields; a SequenceProto's tensors parse as
+  // the segment (unsupported anyway): both mean another proto, e.g. a SequenceProto or OptionalProto.
+  if (p.has_segment() || !p.GetReflection()->GetUnknownFields(p).empty())
+    fail(ErrorCode::kParseError, path + ": not a serialized ONNX TensorProto (fields it does not have, or a segment)");
   if (name) *name = p.name();
   try {
     return tensor_from_proto(p);
@@ -139,6 +144,18 @@ int64_t onnx_opset(const onnx::ModelProto& model) {
   for (const auto& o : model.opset_import())
     if (o.domain().empty() || o.domain() == "ai.onnx") return o.version();
   return 0;
+}
+
+ValueKind value_kind_of(const onnx::TypeProto& type, const std::string& what) {
+  switch (type.value_case()) {
+    case onnx::TypeProto::kTensorType: return ValueKind::kTensor;
+    case onnx::TypeProto::kSequenceType: return ValueKind::kSequence;
+    case onnx::TypeProto::kOptionalType: return ValueKind::kOptional;
+    case onnx::TypeProto::VALUE_NOT_SET: fail(ErrorCode::kInvalidArgument, what + ": has no type");
+    default: break;
+  }
+  const char* kind = type.has_map_type() ? "map" : type.has_sparse_tensor_type() ? "sparse tensor" : "opaque";
+  fail(ErrorCode::kUnsupported, what + ": data type " + kind + " is not supported (tensor, sequence or optional only)");
 }
 
 }  // namespace anvil

@@ -1,8 +1,13 @@
 #include "anvil/common/tensor_io.h"
 
+#include <google/protobuf/unknown_field_set.h>
+#include <onnx/onnx-data_pb.h>
+
 #include <fstream>
 #include <regex>
 #include <sstream>
+
+#include "anvil/common/onnx_model.h"
 
 namespace anvil {
 
@@ -120,5 +125,160 @@ std::string serialize_npy(const Tensor& t) {
 }
 
 void write_npy(const std::string& path, const Tensor& tensor) { write_file(path, serialize_npy(tensor)); }
+
+}  // namespace anvil
+
+// ---- Sequence and optional values (.pb) ----
+
+namespace anvil {
+
+namespace {
+
+/// A parsed proto with fields its schema does not have is a file of another kind (protobuf keeps
+/// fields of the wrong wire type or number as unknown fields instead of failing).
+void expect_no_unknown_fields(const google::protobuf::Message& m, const std::string& what) {
+  if (!m.GetReflection()->GetUnknownFields(m).empty())
+    fail(ErrorCode::kParseError, what + ": not a serialized ONNX " + m.GetDescriptor()->name() +
+                                     " (fields it does not have)");
+}
+
+Value value_from_optional(const onnx::OptionalProto& p, const std::string& what);
+
+Value value_from_sequence(const onnx::SequenceProto& p, const std::string& what) {
+  expect_no_unknown_fields(p, what);
+  if (p.sparse_tensor_values_size() || p.map_values_size() || p.elem_type() == onnx::SequenceProto::MAP ||
+      p.elem_type() == onnx::SequenceProto::SPARSE_TENSOR)
+    fail(ErrorCode::kUnsupported, what + ": sequences of maps or sparse tensors are not supported");
+  const int held = p.tensor_values_size() + p.sequence_values_size() + p.optional_values_size();
+  int of_type = 0;
+  switch (p.elem_type()) {
+    case onnx::SequenceProto::TENSOR: of_type = p.tensor_values_size(); break;
+    case onnx::SequenceProto::SEQUENCE: of_type = p.sequence_values_size(); break;
+    case onnx::SequenceProto::OPTIONAL: of_type = p.optional_values_size(); break;
+    default: break;  // UNDEFINED: only an empty sequence
+  }
+  if (held != of_type)
+    fail(ErrorCode::kParseError, what + ": SequenceProto elem_type " +
+                                     onnx::SequenceProto::DataType_Name(p.elem_type()) + ", but " +
+                                     std::to_string(held - of_type) + " of its " + std::to_string(held) +
+                                     " values are of another type");
+  std::vector<Value> elements;
+  for (int i = 0; i < p.tensor_values_size(); ++i) {
+    try {
+      elements.emplace_back(tensor_from_proto(p.tensor_values(i)));
+    } catch (const Error& e) {
+      fail(e.code(), what + ": element " + std::to_string(i) + ": " + e.what());
+    }
+  }
+  for (int i = 0; i < p.sequence_values_size(); ++i)
+    elements.push_back(value_from_sequence(p.sequence_values(i), what + ": element " + std::to_string(i)));
+  for (int i = 0; i < p.optional_values_size(); ++i)
+    elements.push_back(value_from_optional(p.optional_values(i), what + ": element " + std::to_string(i)));
+  return Value::sequence(std::move(elements));
+}
+
+Value value_from_optional(const onnx::OptionalProto& p, const std::string& what) {
+  expect_no_unknown_fields(p, what);
+  if (p.has_sparse_tensor_value() || p.has_map_value())
+    fail(ErrorCode::kUnsupported, what + ": optionals holding a map or a sparse tensor are not supported");
+  const int held = p.has_tensor_value() + p.has_sequence_value() + p.has_optional_value();
+  const bool of_type = (p.elem_type() == onnx::OptionalProto::TENSOR && p.has_tensor_value()) ||
+                       (p.elem_type() == onnx::OptionalProto::SEQUENCE && p.has_sequence_value()) ||
+                       (p.elem_type() == onnx::OptionalProto::OPTIONAL && p.has_optional_value());
+  if (held > 1 || (held == 1 && !of_type))
+    fail(ErrorCode::kParseError, what + ": OptionalProto elem_type " +
+                                     onnx::OptionalProto::DataType_Name(p.elem_type()) +
+                                     " but it holds a value of another type");
+  if (p.has_tensor_value()) {
+    try {
+      return Value::optional(tensor_from_proto(p.tensor_value()));
+    } catch (const Error& e) {
+      fail(e.code(), what + ": " + e.what());
+    }
+  }
+  if (p.has_sequence_value()) return Value::optional(value_from_sequence(p.sequence_value(), what));
+  if (p.has_optional_value()) return Value::optional(value_from_optional(p.optional_value(), what));
+  return Value::optional();
+}
+
+onnx::OptionalProto optional_to_proto(const Value& v, const std::string& name, const std::string& what);
+
+onnx::TensorProto unnamed(const Tensor& t) {
+  onnx::TensorProto p = tensor_to_proto(t, "");
+  p.clear_name();
+  return p;
+}
+
+onnx::SequenceProto sequence_to_proto(const Value& v, const std::string& name, const std::string& what) {
+  onnx::SequenceProto p;
+  if (!name.empty()) p.set_name(name);  // nested values have no name (as ONNX writes them)
+  const auto& elements = v.elements();
+  const ValueKind kind = elements.empty() ? ValueKind::kTensor : elements.front().kind();
+  p.set_elem_type(kind == ValueKind::kTensor     ? onnx::SequenceProto::TENSOR
+                  : kind == ValueKind::kSequence ? onnx::SequenceProto::SEQUENCE
+                                                 : onnx::SequenceProto::OPTIONAL);
+  for (size_t i = 0; i < elements.size(); ++i) {
+    const Value& e = elements[i];
+    if (e.kind() != kind)
+      fail(ErrorCode::kInvalidArgument, what + ": sequence element " + std::to_string(i) + " is of type " +
+                                            value_kind_name(e.kind()) + ", element 0 of type " + value_kind_name(kind));
+    switch (kind) {
+      case ValueKind::kTensor: *p.add_tensor_values() = unnamed(e.tensor()); break;
+      case ValueKind::kSequence: *p.add_sequence_values() = sequence_to_proto(e, "", what); break;
+      case ValueKind::kOptional: *p.add_optional_values() = optional_to_proto(e, "", what); break;
+    }
+  }
+  return p;
+}
+
+onnx::OptionalProto optional_to_proto(const Value& v, const std::string& name, const std::string& what) {
+  onnx::OptionalProto p;
+  if (!name.empty()) p.set_name(name);  // nested values have no name (as ONNX writes them)
+  p.set_elem_type(onnx::OptionalProto::UNDEFINED);
+  if (!v.has_value()) return p;
+  const Value& c = v.contents();
+  switch (c.kind()) {
+    case ValueKind::kTensor:
+      p.set_elem_type(onnx::OptionalProto::TENSOR);
+      *p.mutable_tensor_value() = unnamed(c.tensor());
+      break;
+    case ValueKind::kSequence:
+      p.set_elem_type(onnx::OptionalProto::SEQUENCE);
+      *p.mutable_sequence_value() = sequence_to_proto(c, "", what);
+      break;
+    case ValueKind::kOptional:
+      p.set_elem_type(onnx::OptionalProto::OPTIONAL);
+      *p.mutable_optional_value() = optional_to_proto(c, "", what);
+      break;
+  }
+  return p;
+}
+
+}  // namespace
+
+Value read_value_pb(const std::string& path, ValueKind kind, std::string* name) {
+  if (kind == ValueKind::kTensor) return read_tensor_pb(path, name);
+  const std::string bytes = read_file(path);
+  if (kind == ValueKind::kSequence) {
+    onnx::SequenceProto p;
+    if (!p.ParseFromString(bytes)) fail(ErrorCode::kParseError, path + ": not a serialized ONNX SequenceProto");
+    if (name) *name = p.name();
+    return value_from_sequence(p, path);
+  }
+  onnx::OptionalProto p;
+  if (!p.ParseFromString(bytes)) fail(ErrorCode::kParseError, path + ": not a serialized ONNX OptionalProto");
+  if (name) *name = p.name();
+  return value_from_optional(p, path);
+}
+
+void write_value_pb(const std::string& path, const Value& value, const std::string& name) {
+  std::string bytes;
+  switch (value.kind()) {
+    case ValueKind::kTensor: return write_tensor_pb(path, value.tensor(), name);
+    case ValueKind::kSequence: sequence_to_proto(value, name, path).SerializeToString(&bytes); break;
+    case ValueKind::kOptional: optional_to_proto(value, name, path).SerializeToString(&bytes); break;
+  }
+  write_file(path, bytes);
+}
 
 }  // namespace anvil

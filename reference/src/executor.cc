@@ -44,8 +44,6 @@ struct PreparedNode {
 GraphInput describe_input(const onnx::ValueInfoProto& vi) {
   GraphInput in;
   in.name = vi.name();
-  if (!vi.type().has_tensor_type())
-    fail(ErrorCode::kUnsupported, "graph input '" + vi.name() + "': only tensor inputs are supported");
   const auto& tt = vi.type().tensor_type();
   in.dtype = static_cast<DType>(tt.elem_type());
   if (std::string(dtype_name(in.dtype)) == "undefined")  // complex, ...
@@ -71,7 +69,96 @@ struct PreparedModel {
   std::vector<int> chain_of;
   /// LayerNorm written out as nodes (layer_norm_pattern.h), run as one kernel without an observer.
   std::vector<LayerNormPattern> layer_norms;
+  /// Sequence and optional values (value.h) by name, with their ONNX type: graph inputs of such a
+  /// type and the outputs of the Identity nodes that forward them (no operator the executor
+  /// implements makes one). They never enter the tensor loop: run_values keeps them in a side
+  /// table and applies `forwards` ((from, to) per Identity node, in topological order).
+  std::map<std::string, onnx::TypeProto> value_types;
+  std::vector<std::pair<std::string, std::string>> forwards;
 };
+
+/// Rejects declared types the executor cannot hold (maps, sparse tensors, unknown element types),
+/// down to the element type of sequences and optionals; `what` names the value.
+void check_value_type(const onnx::TypeProto& type, const std::string& what) {
+  switch (value_kind_of(type, what)) {
+    case ValueKind::kTensor:
+      if (type.tensor_type().elem_type() != 0 &&
+          std::string(dtype_name(static_cast<DType>(type.tensor_type().elem_type()))) == "undefined")
+        fail(ErrorCode::kUnsupported,
+             what + ": unsupported data type " + std::to_string(type.tensor_type().elem_type()));
+      break;
+    case ValueKind::kSequence:
+      if (type.sequence_type().has_elem_type()) check_value_type(type.sequence_type().elem_type(), what + " element");
+      break;
+    case ValueKind::kOptional:
+      if (type.optional_type().has_elem_type()) check_value_type(type.optional_type().elem_type(), what + " contents");
+      break;
+  }
+}
+
+/// Checks a value given for a graph input against its declared type: the kinds all the way down,
+/// and tensor element types where declared. Errors name the input and the element.
+void check_value(const Value& v, const onnx::TypeProto& type, const std::string& what) {
+  if (type.value_case() == onnx::TypeProto::VALUE_NOT_SET) return;  // an element type left undeclared
+  const ValueKind want = value_kind_of(type, what);
+  if (v.kind() != want)
+    fail(ErrorCode::kInvalidArgument, what + ": expected a value of type " + value_kind_name(want) +
+                                          ", got one of type " + value_kind_name(v.kind()));
+  switch (want) {
+    case ValueKind::kTensor: {
+      const auto dtype = static_cast<DType>(type.tensor_type().elem_type());
+      if (dtype != DType::kUndefined && v.tensor().dtype() != dtype)
+        fail(ErrorCode::kInvalidArgument, what + ": expected " + dtype_name(dtype) + ", got " +
+                                              dtype_name(v.tensor().dtype()));
+      break;
+    }
+    case ValueKind::kSequence:
+      for (size_t i = 0; i < v.elements().size(); ++i)
+        check_value(v.elements()[i], type.sequence_type().elem_type(), what + " element " + std::to_string(i));
+      break;
+    case ValueKind::kOptional:
+      if (v.has_value()) check_value(v.contents(), type.optional_type().elem_type(), what + " contents");
+      break;
+  }
+}
+
+/// Moves the Identity nodes that forward a sequence or optional value out of the tensor graph into
+/// impl->forwards. Any other node reading such a value is an error naming the node and the input.
+void take_value_forwards(PreparedModel* impl) {
+  std::vector<PreparedNode> tensor_nodes;
+  for (PreparedNode& p : impl->nodes) {
+    const bool identity = p.node.op_type() == "Identity";  // default domain: check_node ran
+    for (const std::string& in : p.node.input()) {
+      auto it = impl->value_types.find(in);
+      if (it == impl->value_types.end() || identity) continue;
+      fail(ErrorCode::kInvalidArgument, node_label(p.node) + ": input '" + in + "' is a value of type " +
+                                            value_kind_name(value_kind_of(it->second, in)) +
+                                            "; only Identity takes sequence or optional values");
+    }
+    if (identity && impl->value_types.count(p.node.input(0))) {
+      const onnx::TypeProto type = impl->value_types.at(p.node.input(0));
+      impl->value_types[p.node.output(0)] = type;
+      impl->forwards.emplace_back(p.node.input(0), p.node.output(0));
+      continue;
+    }
+    tensor_nodes.push_back(std::move(p));
+  }
+  impl->nodes = std::move(tensor_nodes);
+}
+
+/// A graph output declared as a sequence or optional must be one, and one declared as a tensor
+/// must be a tensor (ONNX converts neither way implicitly). An undeclared type is not checked.
+void check_output_kind(const PreparedModel& im, const onnx::ValueInfoProto& out) {
+  if (out.type().value_case() == onnx::TypeProto::VALUE_NOT_SET) return;
+  const std::string what = "graph output '" + out.name() + "'";
+  check_value_type(out.type(), what);
+  auto it = im.value_types.find(out.name());
+  const ValueKind declared = value_kind_of(out.type(), what);
+  const ValueKind actual = it == im.value_types.end() ? ValueKind::kTensor : value_kind_of(it->second, what);
+  if (declared != actual)
+    fail(ErrorCode::kInvalidArgument, what + ": declared of type " + value_kind_name(declared) +
+                                          ", but the graph makes a value of type " + value_kind_name(actual));
+}
 
 /// Kahn's algorithm over value names. Errors: a node input nobody produces, a cycle.
 std::vector<PreparedNode> topological_order(const onnx::GraphProto& graph, const std::set<std::string>& available) {
@@ -157,6 +244,13 @@ void prepare(const onnx::ModelProto& model, PreparedModel* impl) {
   }
   for (const auto& vi : graph.input()) {
     if (impl->initializers.count(vi.name())) continue;  // an initializer listed as input (IR < 4)
+    if (!vi.type().has_tensor_type()) {  // a sequence or optional (value.h), or an error
+      check_value_type(vi.type(), "graph input '" + vi.name() + "'");
+      impl->value_types[vi.name()] = vi.type();
+      impl->input_names.push_back(vi.name());
+      available.insert(vi.name());
+      continue;
+    }
     impl->inputs.push_back(describe_input(vi));
     impl->input_names.push_back(vi.name());
     available.insert(vi.name());
@@ -167,6 +261,7 @@ void prepare(const onnx::ModelProto& model, PreparedModel* impl) {
     check_node(p, impl->opset);
     for (const auto& in : p.node.input()) p.constant_inputs.push_back(impl->initializers.count(in) > 0);
   }
+  take_value_forwards(impl);
   std::map<std::string, ValueFacts> facts;  // element types and ranks known before any input
   for (const auto& [name, t] : impl->initializers) facts[name] = {t.dtype(), static_cast<int64_t>(t.rank())};
   for (const GraphInput& in : impl->inputs)
@@ -177,10 +272,12 @@ void prepare(const onnx::ModelProto& model, PreparedModel* impl) {
   std::set<std::string> produced;
   for (const auto& p : impl->nodes)
     for (const auto& out : p.node.output()) produced.insert(out);
+  for (const auto& [from, to] : impl->forwards) produced.insert(to);
   for (const auto& out : graph.output()) {
     if (!produced.count(out.name()) && !available.count(out.name()))
       fail(ErrorCode::kNotFound, "graph output '" + out.name() + "' is not produced by any node");
     impl->output_names.push_back(out.name());
+    check_output_kind(*impl, out);
   }
   // Free intermediate values after their last consumer: large batches of feature maps add up.
   const std::set<std::string> keep(impl->output_names.begin(), impl->output_names.end());
@@ -245,6 +342,56 @@ const std::vector<std::string>& Executor::input_names() const { return impl_->in
 const std::vector<std::string>& Executor::output_names() const { return impl_->output_names; }
 
 Expected<TensorMap> Executor::run(const TensorMap& inputs, const RunOptions& options) const {
+  const PreparedModel& im = *impl_;
+  for (const std::string& name : im.input_names) {  // every sequence or optional comes from an input
+    auto it = im.value_types.find(name);
+    if (it != im.value_types.end())
+      return Error(ErrorCode::kInvalidArgument, "input '" + name + "' is a value of type " +
+                                                    value_kind_name(value_kind_of(it->second, name)) +
+                                                    ": run this model with Executor::run_values");
+  }
+  return run_tensors(inputs, options);
+}
+
+Expected<ValueMap> Executor::run_values(const ValueMap& inputs, const RunOptions& options) const {
+  const PreparedModel& im = *impl_;
+  TensorMap tensors;
+  ValueMap side;  // the sequence and optional values
+  Expected<bool> split = capture([&] {
+    for (const auto& [name, v] : inputs) {
+      if (std::find(im.input_names.begin(), im.input_names.end(), name) == im.input_names.end())
+        fail(ErrorCode::kNotFound, "input '" + name + "' is not an input of the model");
+      auto type = im.value_types.find(name);
+      if (type != im.value_types.end()) {
+        check_value(v, type->second, "input '" + name + "'");
+        side[name] = v;
+      } else if (!v.is_tensor()) {
+        fail(ErrorCode::kInvalidArgument, "input '" + name + "': expected a value of type tensor, got one of type " +
+                                              value_kind_name(v.kind()));
+      } else {
+        tensors[name] = v.tensor();
+      }
+    }
+    for (const std::string& name : im.input_names)
+      if (im.value_types.count(name) && !inputs.count(name))
+        fail(ErrorCode::kNotFound, "input '" + name + "' was not given");
+    return true;
+  });
+  if (!split) return split.error();
+  Expected<TensorMap> out = run_tensors(tensors, options);
+  if (!out) return out.error();
+  return capture([&] {
+    for (const auto& [from, to] : im.forwards) side[to] = side.at(from);
+    ValueMap result;
+    for (const std::string& name : im.output_names) {
+      auto v = side.find(name);
+      result[name] = v != side.end() ? v->second : Value(out->at(name));
+    }
+    return result;
+  });
+}
+
+Expected<TensorMap> Executor::run_tensors(const TensorMap& inputs, const RunOptions& options) const {
   return capture([&] {
     const PreparedModel& im = *impl_;
     std::unordered_map<std::string, Tensor> values;
@@ -336,7 +483,8 @@ Expected<TensorMap> Executor::run(const TensorMap& inputs, const RunOptions& opt
       }
     }
     TensorMap result;
-    for (const auto& name : im.output_names) result[name] = *lookup(name);
+    for (const auto& name : im.output_names)
+      if (!im.value_types.count(name)) result[name] = *lookup(name);
     return result;
   });
 }

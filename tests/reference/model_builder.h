@@ -30,6 +30,19 @@ class ModelBuilder {
     vi->mutable_type()->mutable_tensor_type()->set_elem_type(static_cast<int>(dtype));
     return *this;
   }
+  /// A graph input or output of any ONNX type (a sequence, an optional: value.h).
+  ModelBuilder& typed_input(const std::string& name, const onnx::TypeProto& type) {
+    auto* vi = model_.mutable_graph()->add_input();
+    vi->set_name(name);
+    *vi->mutable_type() = type;
+    return *this;
+  }
+  ModelBuilder& typed_output(const std::string& name, const onnx::TypeProto& type) {
+    auto* vi = model_.mutable_graph()->add_output();
+    vi->set_name(name);
+    *vi->mutable_type() = type;
+    return *this;
+  }
   ModelBuilder& initializer(const std::string& name, const Tensor& t) {
     *model_.mutable_graph()->add_initializer() = tensor_to_proto(t, name);
     return *this;

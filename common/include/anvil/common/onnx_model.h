@@ -6,6 +6,7 @@
 #include <string>
 
 #include "anvil/common/tensor.h"
+#include "anvil/common/value.h"
 
 namespace anvil {
 
@@ -24,11 +25,16 @@ Tensor tensor_from_proto(const onnx::TensorProto& proto);
 /// Converts a tensor to a TensorProto with raw_data.
 onnx::TensorProto tensor_to_proto(const Tensor& tensor, const std::string& name);
 
-/// Reads / writes a serialized TensorProto file (.pb, as in the ONNX backend test suite).
+/// Reads / writes a serialized TensorProto file (.pb, as in the ONNX backend test suite). A file
+/// holding another proto (fields TensorProto lacks, or a segment) is kParseError naming the file.
 Tensor read_tensor_pb(const std::string& path, std::string* name = nullptr);
 void write_tensor_pb(const std::string& path, const Tensor& tensor, const std::string& name);
 
 /// The opset version of the default ("" or "ai.onnx") domain; 0 when absent.
 int64_t onnx_opset(const onnx::ModelProto& model);
+
+/// The kind of value an ONNX type describes (value.h): tensor, sequence or optional. `what` names
+/// the value in errors: kUnsupported for a map or sparse tensor, kInvalidArgument for no type.
+ValueKind value_kind_of(const onnx::TypeProto& type, const std::string& what);
 
 }  // namespace anvil

@@ -13,6 +13,7 @@
 
 #include "anvil/common/status.h"
 #include "anvil/common/tensor.h"
+#include "anvil/common/value.h"
 
 namespace anvil::ref {
 
@@ -42,13 +43,24 @@ class Executor {
 
   /// Runs the model. `inputs` maps graph input names to tensors (any batch size where the batch
   /// dimension is dynamic). Returns the graph outputs by name. Errors name the input or node.
+  /// A model with a sequence or optional graph input or output (value.h) needs run_values: run()
+  /// returns kInvalidArgument naming that value.
   Expected<TensorMap> run(const TensorMap& inputs, const RunOptions& options = {}) const;
+
+  /// Runs a model whose graph inputs and outputs may be sequences or optionals as well as tensors
+  /// (ONNX opset 14+ / 16+). Such values only pass through Identity nodes (create() rejects any
+  /// other node reading one, naming the node and the input); the tensors run as in run(), and
+  /// options.observe sees only tensors. Each input is checked against its declared type (kinds,
+  /// and element types where declared). Errors as run(), naming the input or node.
+  Expected<ValueMap> run_values(const ValueMap& inputs, const RunOptions& options = {}) const;
 
   /// Graph input names (excluding initializers) and output names, in graph order.
   const std::vector<std::string>& input_names() const;
   const std::vector<std::string>& output_names() const;
 
  private:
+  /// run() on the tensors of a model; sequence and optional values are run_values' part.
+  Expected<TensorMap> run_tensors(const TensorMap& inputs, const RunOptions& options) const;
   struct Impl;
   std::shared_ptr<const Impl> impl_;
 };

@@ -1,0 +1,106 @@
+// `anvil ref` on models with sequence and optional graph inputs and outputs (Identity, opset 16):
+// SequenceProto / OptionalProto input_K.pb files in, the same kind of output_K.pb files out; a
+// sequence given as .npy, or a file of the wrong kind, is one clear error naming the file.
+#include <gtest/gtest.h>
+
+#include "../reference/model_builder.h"
+#include "anvil/common/onnx_model.h"
+#include "anvil/common/tensor_io.h"
+#include "cli_harness.h"
+
+using namespace anvil;
+using namespace anvil::test;
+
+namespace {
+
+onnx::TypeProto float_tensor() {
+  onnx::TypeProto t;
+  t.mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+  return t;
+}
+
+onnx::TypeProto sequence_of(const onnx::TypeProto& elem) {
+  onnx::TypeProto t;
+  *t.mutable_sequence_type()->mutable_elem_type() = elem;
+  return t;
+}
+
+onnx::TypeProto optional_of(const onnx::TypeProto& elem) {
+  onnx::TypeProto t;
+  *t.mutable_optional_type()->mutable_elem_type() = elem;
+  return t;
+}
+
+/// x (of `type`) -> Identity -> y, and t [2] -> Relu -> r; written to DIR/m.onnx.
+std::string write_model(const std::string& dir, const onnx::TypeProto& type) {
+  ModelBuilder b(16);
+  b.typed_input("x", type);
+  b.input("t", DType::kFloat32, {2});
+  b.node("Identity", {"x"}, {"y"}, "id");
+  b.node("Relu", {"t"}, {"r"}, "relu");
+  b.typed_output("y", type);
+  onnx::TypeProto r = float_tensor();
+  r.mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_value(2);
+  b.typed_output("r", r);
+  const std::string path = dir + "/m.onnx";
+  check_onnx(b.model(), path);
+  save_onnx(b.model(), path);
+  return path;
+}
+
+Tensor floats(Shape shape, float first) {
+  Tensor t(DType::kFloat32, std::move(shape));
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = first + static_cast<float>(i);
+  return t;
+}
+
+const Tensor kT = Tensor::from_vector<float>({2}, {-1.0f, 2.0f});
+
+/// Runs `anvil ref` on x and t as .pb files and checks the outputs it writes.
+void expect_round_trip(const std::string& tag, const onnx::TypeProto& type, ValueKind kind, const Value& x,
+                       const std::string& described) {
+  const std::string dir = cli_tmpdir("anvil_cli_ref_" + tag);
+  const std::string model = write_model(dir, type);
+  write_value_pb(dir + "/input_0.pb", x, "x");
+  write_tensor_pb(dir + "/input_1.pb", kT, "t");
+  const CliResult r = run_anvil("ref " + model + " --input-dir " + dir + " -o " + dir + "/out", dir);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("y " + described + " -> " + dir + "/out/output_0.pb"), std::string::npos) << r.out;
+  std::string name;
+  EXPECT_EQ(read_value_pb(dir + "/out/output_0.pb", kind, &name), x);
+  EXPECT_EQ(name, "y");
+  EXPECT_EQ(read_tensor_pb(dir + "/out/output_1.pb"), Tensor::from_vector<float>({2}, {0.0f, 2.0f}));
+}
+
+}  // namespace
+
+TEST(CliRefValues, SequenceInAndOut) {
+  expect_round_trip("seq", sequence_of(float_tensor()), ValueKind::kSequence,
+                    Value::sequence({floats({1, 2}, 1.0f), floats({3}, 4.0f)}),
+                    "sequence(2)[float32[1, 2], float32[3]]");
+}
+
+TEST(CliRefValues, OptionalInAndOut) {
+  const onnx::TypeProto type = optional_of(sequence_of(float_tensor()));
+  expect_round_trip("opt", type, ValueKind::kOptional, Value::optional(Value::sequence({floats({5}, 1.0f)})),
+                    "optional(sequence(1)[float32[5]])");
+  expect_round_trip("opt_empty", type, ValueKind::kOptional, Value::optional(), "optional(empty)");
+}
+
+TEST(CliRefValues, SequenceAsNpyIsAClearError) {
+  const std::string dir = cli_tmpdir("anvil_cli_ref_npy");
+  const std::string model = write_model(dir, sequence_of(float_tensor()));
+  write_npy(dir + "/x.npy", floats({2}, 0.0f));
+  write_npy(dir + "/t.npy", kT);
+  expect_clear_error(run_anvil("ref " + model + " --input-dir " + dir + " -o " + dir + "/out", dir),
+                     {"no input_0.pb for input 'x' (type sequence)", ".npy holds only tensors"});
+}
+
+TEST(CliRefValues, TensorFileForASequenceIsAClearError) {
+  const std::string dir = cli_tmpdir("anvil_cli_ref_wrong_kind");
+  const std::string model = write_model(dir, sequence_of(float_tensor()));
+  write_tensor_pb(dir + "/input_0.pb", floats({2}, 0.0f), "x");
+  write_tensor_pb(dir + "/input_1.pb", kT, "t");
+  expect_clear_error(run_anvil("ref " + model + " --input-dir " + dir + " -o " + dir + "/out", dir),
+                     {dir + "/input_0.pb: not a serialized ONNX SequenceProto"});
+}

@@ -1,6 +1,6 @@
-// `anvil ref` on models with sequence and optional graph inputs and outputs (Identity, opset 16):
-// SequenceProto / OptionalProto input_K.pb files in, the same kind of output_K.pb files out; a
-// sequence given as .npy, or a file of the wrong kind, is one clear error naming the file.
+// `anvil ref` from the shell: models with sequence and optional graph inputs and outputs (Identity,
+// opset 16) read SequenceProto / OptionalProto input_K.pb files and write the same kind of output_K.pb
+// files; tensors as NAME.npy with exporter-style names; every bad input is one clear error naming the file.
 #include <gtest/gtest.h>
 
 #include "../reference/model_builder.h"
@@ -103,4 +103,57 @@ TEST(CliRefValues, TensorFileForASequenceIsAClearError) {
   write_tensor_pb(dir + "/input_1.pb", kT, "t");
   expect_clear_error(run_anvil("ref " + model + " --input-dir " + dir + " -o " + dir + "/out", dir),
                      {dir + "/input_0.pb: not a serialized ONNX SequenceProto"});
+}
+
+namespace {
+
+/// `in` [2] -> Relu -> `out`, written to DIR/names.onnx.
+std::string write_relu_model(const std::string& dir, const std::string& in, const std::string& out) {
+  ModelBuilder b(13);
+  b.input(in, DType::kFloat32, {2});
+  b.node("Relu", {in}, {out}, "relu");
+  onnx::TypeProto r = float_tensor();
+  r.mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_value(2);
+  b.typed_output(out, r);
+  const std::string path = dir + "/names.onnx";
+  check_onnx(b.model(), path);
+  save_onnx(b.model(), path);
+  return path;
+}
+
+}  // namespace
+
+/// Exporters name values like "/blocks.0/att/Add_output_0": in NAME.npy such a name's '/' (and any
+/// other character not portable in a file name) is '_', for inputs and outputs alike.
+TEST(CliRef, NpyFileNamesOfNamesWithSlashes) {
+  const std::string dir = cli_tmpdir("anvil_cli_ref_npy_names");
+  const std::string model = write_relu_model(dir, "/in/x:0", "/blocks.0/y");
+  write_npy(dir + "/_in_x_0.npy", kT);
+  const CliResult r = run_anvil("ref " + model + " --input-dir " + dir + " -o " + dir + "/out", dir);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("/blocks.0/y float32[2] -> " + dir + "/out/_blocks.0_y.npy"), std::string::npos) << r.out;
+  EXPECT_EQ(read_npy(dir + "/out/_blocks.0_y.npy"), Tensor::from_vector<float>({2}, {0.0f, 2.0f}));
+}
+
+TEST(CliRef, MissingInputFileIsAClearError) {
+  const std::string dir = cli_tmpdir("anvil_cli_ref_missing");
+  const std::string model = write_relu_model(dir, "/in/x", "y");
+  expect_clear_error(run_anvil("ref " + model + " --input-dir " + dir + " -o " + dir + "/out", dir),
+                     {"no input_0.pb or _in_x.npy for input '/in/x'"});
+}
+
+TEST(CliRef, TwoNamesOnOneNpyFileAreAClearError) {
+  const std::string dir = cli_tmpdir("anvil_cli_ref_collide");
+  ModelBuilder b(13);
+  b.input("a/b", DType::kFloat32, {2});
+  b.input("a_b", DType::kFloat32, {2});
+  b.node("Add", {"a/b", "a_b"}, {"y"}, "add");
+  onnx::TypeProto r = float_tensor();
+  r.mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_value(2);
+  b.typed_output("y", r);
+  const std::string model = dir + "/collide.onnx";
+  save_onnx(b.model(), model);
+  write_npy(dir + "/a_b.npy", kT);
+  expect_clear_error(run_anvil("ref " + model + " --input-dir " + dir + " -o " + dir + "/out", dir),
+                     {"graph inputs 'a/b' and 'a_b' would both be a_b.npy"});
 }

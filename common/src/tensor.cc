@@ -86,6 +86,16 @@ Tensor Tensor::uninitialized(DType dtype, Shape shape) {
   return t;
 }
 
+Tensor& Tensor::resize_uninitialized(Shape shape) {
+  if (dtype_ == DType::kString || dtype_ == DType::kUndefined)
+    fail(ErrorCode::kInvalidArgument, "resize_uninitialized: not for a " + std::string(dtype_name(dtype_)) + " tensor");
+  const int64_t numel = shape_numel(shape);
+  bytes_.resize(static_cast<size_t>(numel) * dtype_size(dtype_));  // default-initialised: no fill
+  shape_ = std::move(shape);
+  numel_ = numel;
+  return *this;
+}
+
 void Tensor::check_type(DType t) const {
   if (t != dtype_)
     fail(ErrorCode::kInvalidArgument,

@@ -645,8 +645,10 @@ std::shared_ptr<const SlicedPlan> make_sliced_plan(const ConvChain::Spec& spec, 
 }
 
 /// Runs a chain on one image with its sliced plan: the steps in order, each split over the pool.
+/// With `observe`: each value made is observed after its step, the ones only the chain reads
+/// reordered into `scratch` (see ConvChain::run).
 void run_sliced(const ConvChain::Spec& spec, const Plan& plan, const std::vector<const Tensor*>& ext,
-                std::vector<Tensor>* out, bool all_values) {
+                std::vector<Tensor>* out, const ConvChain::Observe* observe, Tensor* scratch) {
   const SlicedPlan& sp = *plan.sliced;
   Pool pool;
   dnnl::stream stream(cpu_engine());
@@ -720,11 +722,16 @@ void run_sliced(const ConvChain::Spec& spec, const Plan& plan, const std::vector
     }
     for (int t : temp)
       if (t >= 0) pool.release(t);
-    if (spec.values[s.out].output || all_values) {
-      SerialDnnl serial;
-      reorder(memory(sp.desc[s.out], cpu_engine(), data(s.out)),
-              memory(plain(1, ys), cpu_engine(), (*out)[s.out].data<float>()), stream);
-      stream.wait();
+    const Value& made = spec.values[s.out];
+    if (made.output || observe) {
+      Tensor& nchw = made.output ? (*out)[s.out] : scratch->resize_uninitialized(ys);
+      {
+        SerialDnnl serial;
+        reorder(memory(sp.desc[s.out], cpu_engine(), data(s.out)), memory(plain(1, ys), cpu_engine(), nchw.data<float>()),
+                stream);
+        stream.wait();
+      }
+      if (observe) (*observe)(made.name, nchw);
     }
     for (int v : s.in)
       if (spec.values[v].last_use == static_cast<int>(k) && buf[v] >= 0) pool.release(buf[v]), buf[v] = -1;
@@ -735,7 +742,7 @@ void run_sliced(const ConvChain::Spec& spec, const Plan& plan, const std::vector
 }  // namespace
 
 bool ConvChain::run(const Lookup& lookup, std::vector<std::pair<std::string, Tensor>>* outputs,
-                    std::vector<std::pair<std::string, Tensor>>* inner) const {
+                    const Observe* observe) const {
   const Spec& spec = *spec_;
   const int64_t threads = tbb::this_task_arena::max_concurrency();
   std::vector<Shape> shape(spec.values.size());
@@ -803,24 +810,78 @@ bool ConvChain::run(const Lookup& lookup, std::vector<std::pair<std::string, Ten
     plan = made;
   }
 
+  // Every element of a value's NCHW copy is written by the reorders: no zero fill.
   std::vector<Tensor> out(spec.values.size());
-  for (size_t v = 0; v < spec.values.size(); ++v)
-    if (spec.values[v].output || (inner && !spec.values[v].external)) out[v] = Tensor(DType::kFloat32, plan->shape[v]);
+  Tensor scratch;  // with an observer: the NCHW copy of each value only the chain reads, in turn
+  int64_t scratch_numel = 0;
+  for (size_t v = 0; v < spec.values.size(); ++v) {
+    if (spec.values[v].output) out[v] = Tensor::uninitialized(DType::kFloat32, plan->shape[v]);
+    if (!spec.values[v].output && !spec.values[v].external) scratch_numel = std::max(scratch_numel, product(plan->shape[v]));
+  }
+  if (observe) scratch = Tensor::uninitialized(DType::kFloat32, {scratch_numel});  // the largest, allocated once
 
-  if (plan->sliced) run_sliced(spec, *plan, ext, &out, inner != nullptr);
-  tbb::enumerable_thread_specific<Pool> pools;
-  if (!plan->sliced) tbb::parallel_for(size_t{0}, plan->chunks.size(), [&](size_t chunk) {
-    SerialDnnl serial;
-    Pool& pool = pools.local();
-    dnnl::stream stream(cpu_engine());
+  if (plan->sliced) run_sliced(spec, *plan, ext, &out, observe, &scratch);
+  tbb::enumerable_thread_specific<Pool> pools;  // each thread's buffers, reused between chunks
+  // Chunk by chunk (no observer), a chunk's values live in its thread's pool (`buf`: each live
+  // value's buffer) from their step to their last use, and the chunk runs every step while its
+  // values are in cache. Step by step (an observer wants each value whole): every step runs over
+  // all chunks before the next, each value is one buffer of `batch_pool` holding the chunks' parts
+  // side by side (`part_offset` bytes in), given back after its last use, and is observed through
+  // one NCHW scratch tensor, so only the values still to be read exist at once.
+  Pool batch_pool;
+  std::vector<size_t> batch_bytes(spec.values.size(), 0);
+  std::vector<std::vector<size_t>> part_offset(plan->chunks.size(), std::vector<size_t>(spec.values.size(), 0));
+  if (observe && !plan->sliced)
+    for (size_t c = 0; c < plan->chunks.size(); ++c)
+      for (size_t v = 0; v < spec.values.size(); ++v) {
+        part_offset[c][v] = batch_bytes[v];
+        batch_bytes[v] += (plan->by_size.at(plan->chunks[c].second).desc[v].get_size() + 63) / 64 * 64;
+      }
+  // Input 1 of an Add may be overwritten in place only when it needs no reorder (chunk plans of
+  // other sizes may pick other layouts).
+  auto same_layout = [&](const Step& s, const ChunkPlan* only) {
+    for (const auto& [n, cp] : plan->by_size)
+      if ((!only || &cp == only) && !(cp.desc[s.in[1]] == cp.desc[s.in[0]])) return false;
+    return true;
+  };
+  // Where step s's output goes: over an input it may overwrite (Relu / Clip / Add), else a new
+  // buffer. The input keeps pointing at it until release() (the step still reads it there).
+  auto place = [&](const Step& s, std::vector<int>& buf, Pool& pool, size_t bytes, const ChunkPlan* only) {
+    if (s.op != Op::kConv && s.op != Op::kMaxPool) {
+      if (s.in_place[0] && !spec.values[s.in[0]].external) {
+        buf[s.out] = buf[s.in[0]];
+        return;
+      }
+      if (s.op == Op::kAdd && s.in_place[1] && !spec.values[s.in[1]].external && same_layout(s, only)) {
+        buf[s.out] = buf[s.in[1]];
+        return;
+      }
+    }
+    buf[s.out] = pool.acquire(bytes);
+  };
+  // Gives back the buffers of the values step k read last (and of its output when nobody reads it);
+  // an input overwritten in place hands its buffer to the output.
+  auto release = [&](size_t k, std::vector<int>& buf, Pool& pool) {
+    const Step& s = spec.steps[k];
+    for (int v : s.in)
+      if (buf[v] == buf[s.out]) buf[v] = -1;
+    for (int v : s.in)
+      if (spec.values[v].last_use == static_cast<int>(k) && buf[v] >= 0) pool.release(buf[v]), buf[v] = -1;
+    if (spec.values[s.out].last_use < 0 && buf[s.out] >= 0) pool.release(buf[s.out]), buf[s.out] = -1;
+  };
+  // Step k on one chunk, its output placed in `buf` (of `pool`, or of batch_pool step by step);
+  // then the output's NCHW copy: the value's tensor, or step by step the scratch.
+  auto run_step = [&](size_t chunk, size_t k, Pool& pool, const std::vector<int>& buf, dnnl::stream& stream) {
+    const Step& s = spec.steps[k];
     const auto [n0, nn] = plan->chunks[chunk];
     const ChunkPlan& cp = plan->by_size.at(nn);
-    std::vector<int> buf(spec.values.size(), -1);  // pool buffer of each live internal value
     auto offset = [&](size_t v) { return n0 * product({plan->shape[v][1], plan->shape[v][2], plan->shape[v][3]}); };
     // Value v as memory in its chain layout (externals: their NCHW slice).
     auto mem = [&](int v) {
       if (spec.values[v].external)
         return memory(cp.desc[v], cpu_engine(), const_cast<float*>(ext[v]->data<float>()) + offset(v));
+      if (observe)
+        return memory(cp.desc[v], cpu_engine(), batch_pool.data(buf[v]) + part_offset[chunk][v] / sizeof(float));
       return memory(cp.desc[v], cpu_engine(), pool.data(buf[v]));
     };
     // Value v in layout `want`, through a temporary buffer (in *temp) when it is stored otherwise.
@@ -832,59 +893,65 @@ bool ConvChain::run(const Lookup& lookup, std::vector<std::pair<std::string, Ten
       reorder(m, t, stream);
       return t;
     };
+    int temp[2] = {-1, -1};
+    const memory dst = mem(s.out);
+    if (s.op == Op::kConv || s.op == Op::kMaxPool) {
+      const memory src = as(s.in[0], cp.src[k], &temp[0]);
+      std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
+      args.emplace(DNNL_ARG_SCRATCHPAD, scratchpad(cp.scratch[k]));
+      if (s.op == Op::kConv) {
+        args.emplace(DNNL_ARG_WEIGHTS, cp.weights[k]);
+        if (s.b)
+          args.emplace(DNNL_ARG_BIAS, memory(memory::desc({s.b->numel()}, memory::data_type::f32, tag::x),
+                                             cpu_engine(), const_cast<float*>(s.b->data<float>())));
+      }
+      cp.prim[k].execute(stream, args);
+    } else {
+      // Relu / Clip / Add: elementwise over the whole buffer, padding included (it stays zero).
+      const memory a = mem(s.in[0]);
+      const memory b = s.op == Op::kAdd ? as(s.in[1], a.get_desc(), &temp[1]) : memory();
+      elementwise(s, static_cast<const float*>(a.get_data_handle()),
+                  s.op == Op::kAdd ? static_cast<const float*>(b.get_data_handle()) : nullptr,
+                  static_cast<float*>(dst.get_data_handle()), 0, cp.desc[s.out].get_size() / sizeof(float));
+    }
+    for (int t : temp)
+      if (t >= 0) pool.release(t);
+    Tensor* nchw = spec.values[s.out].output ? &out[s.out] : observe ? &scratch : nullptr;
+    if (nchw)
+      reorder(dst, memory(plain(nn, plan->shape[s.out]), cpu_engine(), nchw->data<float>() + offset(s.out)), stream);
+  };
+  if (!plan->sliced && !observe) tbb::parallel_for(size_t{0}, plan->chunks.size(), [&](size_t chunk) {
+    SerialDnnl serial;
+    Pool& pool = pools.local();
+    dnnl::stream stream(cpu_engine());
+    const ChunkPlan& cp = plan->by_size.at(plan->chunks[chunk].second);
+    std::vector<int> buf(spec.values.size(), -1);
     for (size_t k = 0; k < spec.steps.size(); ++k) {
-      const Step& s = spec.steps[k];
-      int temp[2] = {-1, -1};
-      const memory::desc& out_desc = cp.desc[s.out];
-      if (s.op == Op::kConv || s.op == Op::kMaxPool) {
-        const memory src = as(s.in[0], cp.src[k], &temp[0]);
-        buf[s.out] = pool.acquire(out_desc.get_size());
-        const memory dst = mem(s.out);
-        std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
-        args.emplace(DNNL_ARG_SCRATCHPAD, scratchpad(cp.scratch[k]));
-        if (s.op == Op::kConv) {
-          args.emplace(DNNL_ARG_WEIGHTS, cp.weights[k]);
-          if (s.b)
-            args.emplace(DNNL_ARG_BIAS, memory(memory::desc({s.b->numel()}, memory::data_type::f32, tag::x),
-                                               cpu_engine(), const_cast<float*>(s.b->data<float>())));
-        }
-        cp.prim[k].execute(stream, args);
-      } else {
-        // Relu / Clip / Add: elementwise over the whole buffer, padding included (it stays zero).
-        const memory a = mem(s.in[0]);
-        const memory b = s.op == Op::kAdd ? as(s.in[1], a.get_desc(), &temp[1]) : memory();
-        const size_t count = out_desc.get_size() / sizeof(float);
-        if (s.in_place[0] && !spec.values[s.in[0]].external) {
-          buf[s.out] = buf[s.in[0]];
-          buf[s.in[0]] = -1;
-        } else if (s.op == Op::kAdd && s.in_place[1] && temp[1] < 0 && !spec.values[s.in[1]].external) {
-          buf[s.out] = buf[s.in[1]];
-          buf[s.in[1]] = -1;
-        } else {
-          buf[s.out] = pool.acquire(out_desc.get_size());
-        }
-        elementwise(s, static_cast<const float*>(a.get_data_handle()),
-                    s.op == Op::kAdd ? static_cast<const float*>(b.get_data_handle()) : nullptr,
-                    pool.data(buf[s.out]), 0, count);
-      }
-      for (int t : temp)
-        if (t >= 0) pool.release(t);
-      if (spec.values[s.out].output || inner) {
-        const memory user(plain(nn, plan->shape[s.out]), cpu_engine(), out[s.out].data<float>() + offset(s.out));
-        reorder(mem(s.out), user, stream);
-      }
-      for (int v : s.in)
-        if (spec.values[v].last_use == static_cast<int>(k) && buf[v] >= 0) pool.release(buf[v]), buf[v] = -1;
-      if (spec.values[s.out].last_use < 0 && buf[s.out] >= 0) pool.release(buf[s.out]), buf[s.out] = -1;
+      place(spec.steps[k], buf, pool, cp.desc[spec.steps[k].out].get_size(), &cp);
+      run_step(chunk, k, pool, buf, stream);
+      release(k, buf, pool);
     }
     stream.wait();
   });
-  for (size_t v = 0; v < spec.values.size(); ++v)
-    if (spec.values[v].output) {
-      outputs->emplace_back(spec.values[v].name, std::move(out[v]));
-    } else if (inner && !spec.values[v].external) {
-      inner->emplace_back(spec.values[v].name, std::move(out[v]));
+  if (!plan->sliced && observe) {
+    std::vector<int> buf(spec.values.size(), -1);  // batch_pool buffer of each live value
+    for (size_t k = 0; k < spec.steps.size(); ++k) {
+      const Step& s = spec.steps[k];
+      const Value& made = spec.values[s.out];
+      place(s, buf, batch_pool, batch_bytes[s.out], nullptr);
+      if (!made.output) scratch.resize_uninitialized(plan->shape[s.out]);
+      tbb::parallel_for(size_t{0}, plan->chunks.size(), [&](size_t chunk) {
+        SerialDnnl serial;
+        dnnl::stream stream(cpu_engine());
+        run_step(chunk, k, pools.local(), buf, stream);
+        stream.wait();
+      });
+      (*observe)(made.name, made.output ? out[s.out] : scratch);
+      release(k, buf, batch_pool);
     }
+  }
+  for (size_t v = 0; v < spec.values.size(); ++v)
+    if (spec.values[v].output) outputs->emplace_back(spec.values[v].name, std::move(out[v]));
   return true;
 }
 

@@ -35,16 +35,21 @@ class ConvChain {
   const std::vector<size_t>& nodes() const;
 
   using Lookup = std::function<const Tensor*(const std::string&)>;
+  using Observe = std::function<void(const std::string& name, const Tensor& value)>;
   /// Runs the chain once every value it reads exists (`lookup` finds it). Returns false, having
   /// computed nothing, when the fast path does not apply to these inputs (a type, rank, shape or
   /// attribute it does not handle, 2 or more images but fewer than threads; a single image on
   /// several threads runs with each Conv and MaxPool split by 16-channel blocks): the caller then
   /// runs the nodes one by one, which also reports any error. Otherwise appends the values read
   /// after the chain (or graph outputs) to `outputs`.
-  /// With `inner` (for an observer): also materialises, in NCHW, every other value the chain makes
-  /// (not a Conv output fused into its Relu/Clip: that one never exists) and appends them there.
+  /// With `observe`: the steps run one after the other over all images (not each chunk through
+  /// the whole chain), and every value the chain makes (not a Conv output fused into its
+  /// Relu/Clip: that one never exists) is observed in NCHW as soon as its step is done. The values
+  /// only the chain reads are reordered in turn into one scratch tensor, which the next value
+  /// overwrites (the observer must not keep it); the chain's own buffers are freed after a value's
+  /// last reader, so the values alive at once are those still to be read, plus the scratch.
   bool run(const Lookup& lookup, std::vector<std::pair<std::string, Tensor>>* outputs,
-           std::vector<std::pair<std::string, Tensor>>* inner = nullptr) const;
+           const Observe* observe = nullptr) const;
 
   /// For the node-by-node path: each Conv or Gemm (float weights / B from an initializer) whose
   /// output only a Relu or a Clip with bounds known before any input reads, and is not a graph output.

@@ -468,15 +468,11 @@ Expected<TensorMap> Executor::run_tensors(const TensorMap& inputs, const RunOpti
       }
       const ConvChain& chain = im.chains[c];
       if (chain.nodes().back() != i) continue;
-      std::vector<std::pair<std::string, Tensor>> produced, inner;
-      if (chain.run(lookup, &produced, options.observe ? &inner : nullptr)) {
+      std::vector<std::pair<std::string, Tensor>> produced;
+      // With an observer the chain observes each value it makes, in the order it makes them.
+      if (chain.run(lookup, &produced, options.observe ? &options.observe : nullptr)) {
         for (size_t k : chain.nodes())
           for (const auto& name : im.nodes[k].release) values.erase(name);
-        // Observed in the order the chain made them; the values only the chain read are dropped.
-        if (options.observe) {
-          for (auto& [name, t] : inner) options.observe(name, t), t = Tensor();
-          for (const auto& [name, t] : produced) options.observe(name, t);
-        }
         for (auto& [name, t] : produced) values[name] = std::move(t);
       } else {
         for (size_t k : chain.nodes()) run_node(im.nodes[k]);

@@ -70,3 +70,24 @@ TEST(Tensor, BoolTensorsFromVector) {
   EXPECT_TRUE(t.data<bool>()[0]);
   EXPECT_FALSE(t.data<bool>()[1]);
 }
+
+TEST(Tensor, ResizeUninitializedKeepsStorageWhenShrinking) {
+  Tensor t = Tensor::uninitialized(DType::kFloat32, {6});
+  for (int i = 0; i < 6; ++i) t.data<float>()[i] = static_cast<float>(i);
+  const uint8_t* bytes = t.raw();
+  t.resize_uninitialized({2, 2});  // smaller: same storage, the first bytes kept
+  EXPECT_EQ(t.shape(), (Shape{2, 2}));
+  EXPECT_EQ(t.numel(), 4);
+  EXPECT_EQ(t.nbytes(), 16u);
+  EXPECT_EQ(t.raw(), bytes);
+  EXPECT_EQ(t.to_vector<float>(), (std::vector<float>{0, 1, 2, 3}));
+  t.resize_uninitialized({1, 5});  // larger again, within what it held: no new storage
+  EXPECT_EQ(t.raw(), bytes);
+  EXPECT_EQ(t.shape(), (Shape{1, 5}));
+  EXPECT_THROW(t.resize_uninitialized({-2}), Error);
+  EXPECT_EQ(t.shape(), (Shape{1, 5}));  // unchanged by the failed resize
+  Tensor s = Tensor::uninitialized(DType::kString, {3});
+  EXPECT_THROW(s.resize_uninitialized({2}), Error);
+  Tensor none;
+  EXPECT_THROW(none.resize_uninitialized({2}), Error);
+}

@@ -238,3 +238,36 @@ TEST(GrowingHistogram, OneReadWithChannelMeansEqualsTheSeparatePasses) {
     EXPECT_EQ(fused.channel_samples, -1);
   }
 }
+
+TEST(GrowingHistogram, VectorBinningEqualsThePerValueDefinition) {
+  // The binning's vector path (four values at a time) against floor(clamp(x / w)) value by value,
+  // for batches that widen the grid (the final grid is what counts: merging keeps every edge), with
+  // bin edges, -0.0, denormals of both signs, the extremes and a length that leaves a scalar tail.
+  std::mt19937 rng(5);
+  std::vector<std::vector<float>> batches(3);
+  std::normal_distribution<float> narrow(0.0f, 0.01f), wide(0.0f, 1.0f);
+  for (int i = 0; i < 70001; ++i) batches[0].push_back(narrow(rng));
+  for (int i = 0; i < 1003; ++i) batches[1].push_back(wide(rng));
+  for (float x : {4.0f, -4.0f, -0.0f, 0.0f, 1e-45f, -1e-45f, 1.17e-38f, -1.17e-38f, 3e-39f, -3e-39f})
+    batches[1].push_back(x);
+  batches[2] = batches[1];
+  for (int k = -2048; k < 2048; k += 3) batches[2].push_back(static_cast<float>(k) * (16.0f / 2048));  // edges
+  batches[2].push_back(15.999999f), batches[2].push_back(-16.0f);  // final half-width 32: w = 1 / 64
+  batches[2].push_back(std::nextafter(-16.0f / 2048, 0.0f)), batches[2].push_back(-16.0f / 2048 / 3);
+  TensorStats s;
+  std::vector<float> all;
+  for (const auto& b : batches) {
+    accumulate(s, b.data(), static_cast<int64_t>(b.size()));
+    all.insert(all.end(), b.begin(), b.end());
+  }
+  ASSERT_EQ(s.histogram_half_width, 32.0f);
+  const double inv_w = kHistogramBins / 64.0;
+  std::vector<int64_t> want(kHistogramBins, 0);
+  for (float x : all) {
+    const double t = std::clamp(static_cast<double>(x) * inv_w, -kHistogramBins / 2.0, kHistogramBins / 2.0 - 1);
+    ++want[static_cast<size_t>(kHistogramBins / 2 + static_cast<int>(std::floor(t)))];
+  }
+  EXPECT_EQ(s.histogram, want);
+  EXPECT_EQ(s.count, static_cast<int64_t>(all.size()));
+  EXPECT_EQ(s.min, -16.0f);
+}

@@ -362,16 +362,21 @@ int observe_fast_paths(const ModelBuilder& b, const Tensor& x) {
   const auto chains = ref::ConvChain::find(nodes, 13, inits, {"y", "pooled"});
   EXPECT_EQ(chains.size(), 1u);
   if (chains.size() != 1) return -1;
-  std::vector<std::pair<std::string, Tensor>> outputs, inner;
+  // Observed by the chain (copies: the values only the chain reads come in one reused scratch).
+  std::vector<std::pair<std::string, Tensor>> outputs, observed, unobserved_outputs;
+  const ref::ConvChain::Observe keep = [&](const std::string& n, const Tensor& t) { observed.emplace_back(n, t); };
   auto lookup = [&](const std::string& name) -> const Tensor* {
     if (name == "x") return &x;
     auto it = inits.find(name);
     return it != inits.end() ? &it->second : nullptr;
   };
-  EXPECT_TRUE(chains[0].run(lookup, &outputs, &inner));
+  EXPECT_TRUE(chains[0].run(lookup, &outputs, &keep));
   EXPECT_EQ(outputs.size(), 1u);  // "y", read by GlobalAveragePool
+  // Step by step (observed) and chunk by chunk (not observed) give the same bits.
+  EXPECT_TRUE(chains[0].run(lookup, &unobserved_outputs));
+  EXPECT_TRUE(unobserved_outputs.size() == 1 && !outputs.empty() && unobserved_outputs[0].second == outputs[0].second);
   int differ = 0;
-  for (const auto* list : {&outputs, &inner})
+  for (const auto* list : {&observed})
     for (const auto& [name, t] : *list) {
       SCOPED_TRACE(name);
       EXPECT_TRUE(fast.count(name));
@@ -392,17 +397,18 @@ int observe_fast_paths(const ModelBuilder& b, const Tensor& x) {
       EXPECT_LT(worst, 2e-5);
       differ += differs;
     }
-  EXPECT_EQ(inner.size() + outputs.size(), 7u);  // stem6, dw6, pw, sum, act, pool, y
+  EXPECT_EQ(observed.size(), 7u);  // stem6, dw6, pw, sum, act, pool, y
   return differ;
 }
 }  // namespace
 
 TEST(ConvChain, ObserverOnTheFastPathsSeesTheChainValues) {
-  // On two threads: batches of 16 run chunk by chunk, a single image runs sliced by channels.
+  // On two threads: batches of 16 (two chunks of 8) and 17 (chunks of 8 and 9, two chunk plans)
+  // run by chunks, a single image runs sliced by channels.
   tbb::task_arena arena(2);
   int differ = 0;
   arena.execute([&] {
-    for (int64_t n : {16, 1}) {
+    for (int64_t n : {16, 17, 1}) {
       SCOPED_TRACE("batch " + std::to_string(n));
       const int a = observe_fast_paths(block_model(), random_tensor({n, 3, 13, 11}, 116, 3.0f));
       const int b = observe_fast_paths(wide_model(), random_tensor({n, 5, 15, 13}, 216, 3.0f));

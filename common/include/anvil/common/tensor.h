@@ -145,6 +145,11 @@ class Tensor {
     return dtype_ == o.dtype_ && shape_ == o.shape_ && bytes_ == o.bytes_ && strings_ == o.strings_;
   }
 
+  /// In place: a new shape of any element count (not kString). The bytes already there stay, new
+  /// ones are left uninitialised, and the storage is kept when it shrinks: a scratch tensor reused
+  /// for values of several sizes allocates (and touches fresh pages) once, for the largest.
+  Tensor& resize_uninitialized(Shape shape);
+
  private:
   void check_type(DType t) const;
   DType dtype_ = DType::kUndefined;

@@ -19,13 +19,17 @@ namespace anvil::ref {
 
 struct RunOptions {
   /// Called for every tensor the graph produces (node outputs, in execution order) and for the
-  /// graph inputs, with its ONNX name. Used by calibration.
+  /// graph inputs, with its ONNX name. Used by calibration. The tensor is only valid during the
+  /// call: the observer must not keep a reference or pointer to it (copy it to keep it), as its
+  /// storage may be reused for the next value (see observe_fast_paths).
   std::function<void(const std::string& name, const Tensor& value)> observe;
   /// With `observe`: false (default) runs node by node and observes every tensor. true keeps the
   /// paths a run without observer takes (Conv chains, a Relu/Clip applied as the post-op of the
   /// Conv/Gemm whose output only it reads): every tensor is observed except such a fused-away
-  /// Conv/Gemm output, which never exists; values computed inside a chain are observed after the
-  /// chain ran, equal to the node-by-node ones up to float summation order. Calibration uses it
+  /// Conv/Gemm output, which never exists; values computed inside a chain are observed as the
+  /// chain makes them (each whole, once all images went through its step), equal to the
+  /// node-by-node ones up to float summation order, and those only the chain reads are handed
+  /// over in one scratch tensor that the next such value overwrites. Calibration uses it
   /// (the quantizer gives a Conv/Gemm and its Relu/Clip one range, the activation's).
   bool observe_fast_paths = false;
 };

@@ -13,23 +13,7 @@ using namespace anvil::test;
 
 namespace {
 
-onnx::TypeProto float_tensor() {
-  onnx::TypeProto t;
-  t.mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
-  return t;
-}
-
-onnx::TypeProto sequence_of(const onnx::TypeProto& elem) {
-  onnx::TypeProto t;
-  *t.mutable_sequence_type()->mutable_elem_type() = elem;
-  return t;
-}
-
-onnx::TypeProto optional_of(const onnx::TypeProto& elem) {
-  onnx::TypeProto t;
-  *t.mutable_optional_type()->mutable_elem_type() = elem;
-  return t;
-}
+onnx::TypeProto float_tensor() { return tensor_type(DType::kFloat32); }
 
 /// x (of `type`) -> Identity -> y, and t [2] -> Relu -> r; written to DIR/m.onnx.
 std::string write_model(const std::string& dir, const onnx::TypeProto& type) {

@@ -101,4 +101,22 @@ class ModelBuilder {
   onnx::ModelProto model_;
 };
 
+/// ONNX types for typed_input / typed_output: a tensor of `dtype` (no shape), a sequence of
+/// `elem`, an optional of `elem`.
+inline onnx::TypeProto tensor_type(DType dtype) {
+  onnx::TypeProto t;
+  t.mutable_tensor_type()->set_elem_type(static_cast<int>(dtype));
+  return t;
+}
+inline onnx::TypeProto sequence_of(const onnx::TypeProto& elem) {
+  onnx::TypeProto t;
+  *t.mutable_sequence_type()->mutable_elem_type() = elem;
+  return t;
+}
+inline onnx::TypeProto optional_of(const onnx::TypeProto& elem) {
+  onnx::TypeProto t;
+  *t.mutable_optional_type()->mutable_elem_type() = elem;
+  return t;
+}
+
 }  // namespace anvil::test

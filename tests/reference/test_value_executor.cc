@@ -7,26 +7,11 @@
 
 using namespace anvil;
 using anvil::test::ModelBuilder;
+using anvil::test::optional_of;
+using anvil::test::sequence_of;
+using anvil::test::tensor_type;
 
 namespace {
-
-onnx::TypeProto tensor_type(DType dtype) {
-  onnx::TypeProto t;
-  t.mutable_tensor_type()->set_elem_type(static_cast<int>(dtype));
-  return t;
-}
-
-onnx::TypeProto sequence_of(const onnx::TypeProto& elem) {
-  onnx::TypeProto t;
-  *t.mutable_sequence_type()->mutable_elem_type() = elem;
-  return t;
-}
-
-onnx::TypeProto optional_of(const onnx::TypeProto& elem) {
-  onnx::TypeProto t;
-  *t.mutable_optional_type()->mutable_elem_type() = elem;
-  return t;
-}
 
 /// x (of `type`) -> Identity -> a -> Identity -> y (of `type`), and t -> Relu -> r beside it.
 onnx::ModelProto identity_model(const onnx::TypeProto& type) {

@@ -396,6 +396,40 @@ class QdqLowering {
     g_.ops.push_back(std::move(op));
   }
 
+  /// The DequantizeLinear behind node n's weight (input 1) and its int8 initializer.
+  std::pair<const onnx::NodeProto*, const Tensor*> int8_weight(const onnx::NodeProto& n) {
+    if (n.input_size() < 2) malformed(n, "missing weight input");
+    const onnx::NodeProto* dq = dequantize_of_constant(n.input(1));
+    if (!dq) malformed(n, "weight '" + n.input(1) + "' must be a DequantizeLinear of an int8 initializer");
+    const Tensor* w = constant(dq->input(0));
+    if (w->dtype() != DType::kInt8) malformed(*dq, "weight must be int8, got " + std::string(dtype_name(w->dtype())));
+    return {dq, w};
+  }
+
+  /// The scale of each of `outputs` output channels from the weight's DequantizeLinear `dq`: one
+  /// scale for all, or `count` along weight axis `axis` (`wrong_axis` is the error otherwise), output
+  /// channel c taking scale c % count. Scales must be positive and finite, zero points 0.
+  std::vector<float> weight_scales(const onnx::NodeProto& dq, const Tensor& w, int64_t axis, int64_t count,
+                                   int64_t outputs, const std::string& wrong_axis) {
+    const Tensor* scale = dq.input_size() > 1 ? constant(dq.input(1)) : nullptr;
+    if (!scale || scale->dtype() != DType::kFloat32 || (scale->numel() != 1 && scale->numel() != count))
+      malformed(dq, "weight scale must be float32 with 1 or " + std::to_string(count) + " values");
+    if (scale->numel() != 1 && count != 1 &&
+        normalize_axis(attr_int(dq, "axis", 1), static_cast<int64_t>(w.rank()), "axis") != axis)
+      malformed(dq, wrong_axis);
+    std::vector<float> scales;
+    for (int64_t c = 0; c < outputs; ++c) scales.push_back(scale->data<float>()[scale->numel() == 1 ? 0 : c % count]);
+    for (float v : scales)
+      if (!(v > 0.0f) || !std::isfinite(v)) malformed(dq, "weight scales must be positive and finite");
+    if (dq.input_size() > 2 && !dq.input(2).empty()) {
+      const Tensor* zp = constant(dq.input(2));
+      if (!zp || zp->dtype() != DType::kInt8) malformed(dq, "weight zero point must be an int8 constant");
+      for (int8_t z : zp->to_vector<int8_t>())
+        if (z != 0) malformed(dq, "weight zero point must be 0 (symmetric weights)");
+    }
+    return scales;
+  }
+
   /// The int8 weight of a Conv/Gemm/MatMul as O x I x KH x KW (Gemm/MatMul: O x K x 1 x 1) and
   /// its per-output-channel scales.
   Tensor constant_weight(const onnx::NodeProto& n, std::vector<float>* scales) {
@@ -405,33 +439,16 @@ class QdqLowering {
       if (attr_float(n, "alpha", 1.0f) != 1.0f || attr_float(n, "beta", 1.0f) != 1.0f)
         malformed(n, "alpha and beta must be 1");
     }
-    if (n.input_size() < 2) malformed(n, "missing weight input");
-    const onnx::NodeProto* dq = dequantize_of_constant(n.input(1));
-    if (!dq) malformed(n, "weight '" + n.input(1) + "' must be a DequantizeLinear of an int8 initializer");
-    const Tensor& w = *constant(dq->input(0));
-    if (w.dtype() != DType::kInt8) malformed(*dq, "weight must be int8, got " + std::string(dtype_name(w.dtype())));
+    const auto [dq, weight] = int8_weight(n);
+    const Tensor& w = *weight;
     // Which weight axis holds the output channels: Conv W[O,I,KH,KW] and Gemm transB=1 W[O,K]
     // use axis 0; Gemm transB=0 and MatMul W[K,O] use axis 1.
     const bool k_by_o = t == "MatMul" || (t == "Gemm" && attr_int(n, "transB", 0) == 0);
     if (t == "Conv" ? w.rank() != 4 : w.rank() != 2)
       malformed(*dq, "weight has unexpected shape " + shape_str(w.shape()));
     const int64_t out_axis = k_by_o ? 1 : 0, o = w.dim(out_axis);
-    const Tensor* scale = dq->input_size() > 1 ? constant(dq->input(1)) : nullptr;
-    if (!scale || scale->dtype() != DType::kFloat32 || (scale->numel() != 1 && scale->numel() != o))
-      malformed(*dq, "weight scale must be float32 with 1 or " + std::to_string(o) + " values");
-    if (scale->numel() != 1 && o != 1 &&
-        normalize_axis(attr_int(*dq, "axis", 1), static_cast<int64_t>(w.rank()), "axis") != out_axis)
-      malformed(*dq, "per-channel weight scale must be along axis " + std::to_string(out_axis));
-    const float* s = scale->data<float>();
-    for (int64_t c = 0; c < o; ++c) scales->push_back(scale->numel() == 1 ? s[0] : s[c]);
-    for (float v : *scales)
-      if (!(v > 0.0f) || !std::isfinite(v)) malformed(*dq, "weight scales must be positive and finite");
-    if (dq->input_size() > 2 && !dq->input(2).empty()) {
-      const Tensor* zp = constant(dq->input(2));
-      if (!zp || zp->dtype() != DType::kInt8) malformed(*dq, "weight zero point must be an int8 constant");
-      for (int8_t z : zp->to_vector<int8_t>())
-        if (z != 0) malformed(*dq, "weight zero point must be 0 (symmetric weights)");
-    }
+    *scales =
+        weight_scales(*dq, w, out_axis, o, o, "per-channel weight scale must be along axis " + std::to_string(out_axis));
     if (t == "Conv") return w;
     const int64_t k = w.dim(1 - out_axis);
     Tensor oi(DType::kInt8, {o, k, 1, 1});
@@ -986,11 +1003,8 @@ class QdqLowering {
     const Int8Value in = g_.values[x];
     if (in.shape.size() != 3 && in.shape.size() != 4)
       unsupported_shape(n, "N x C x L or N x C x H x W (1-D or 2-D ConvTranspose)", in.shape);
-    if (n.input_size() < 2) malformed(n, "missing weight input");
-    const onnx::NodeProto* dq = dequantize_of_constant(n.input(1));
-    if (!dq) malformed(n, "weight '" + n.input(1) + "' must be a DequantizeLinear of an int8 initializer");
-    const Tensor& w = *constant(dq->input(0));
-    if (w.dtype() != DType::kInt8) malformed(*dq, "weight must be int8, got " + std::string(dtype_name(w.dtype())));
+    const auto [dq, weight] = int8_weight(n);
+    const Tensor& w = *weight;
     TransposeShape s;
     try {
       s = transpose_shape(n, in.shape, w.shape());
@@ -999,21 +1013,8 @@ class QdqLowering {
     }
     const int64_t groups = s.group, cg = s.channels / groups, mg = s.maps / groups, o = s.maps;
     // Weight scales: one, or one per W[:, m] (axis 1, M/group values: output channel g * M/group + m).
-    const Tensor* scale = dq->input_size() > 1 ? constant(dq->input(1)) : nullptr;
-    if (!scale || scale->dtype() != DType::kFloat32 || (scale->numel() != 1 && scale->numel() != mg))
-      malformed(*dq, "weight scale must be float32 with 1 or " + std::to_string(mg) + " values");
-    if (scale->numel() != 1 && mg != 1 && normalize_axis(attr_int(*dq, "axis", 1), static_cast<int64_t>(w.rank()), "axis") != 1)
-      malformed(*dq, "per-channel ConvTranspose weight scale must be along axis 1 (the output channels)");
-    std::vector<float> w_scale;
-    for (int64_t c = 0; c < o; ++c) w_scale.push_back(scale->data<float>()[scale->numel() == 1 ? 0 : c % mg]);
-    for (float v : w_scale)
-      if (!(v > 0.0f) || !std::isfinite(v)) malformed(*dq, "weight scales must be positive and finite");
-    if (dq->input_size() > 2 && !dq->input(2).empty()) {
-      const Tensor* zp = constant(dq->input(2));
-      if (!zp || zp->dtype() != DType::kInt8) malformed(*dq, "weight zero point must be an int8 constant");
-      for (int8_t z : zp->to_vector<int8_t>())
-        if (z != 0) malformed(*dq, "weight zero point must be 0 (symmetric weights)");
-    }
+    const std::vector<float> w_scale = weight_scales(
+        *dq, w, 1, mg, o, "per-channel ConvTranspose weight scale must be along axis 1 (the output channels)");
     // Spatial axes 1 and 2 of the lifted geometry are H and W (1-D: H is the unit axis).
     const int64_t kh = s.kernel[1], kw = s.kernel[2];
     Tensor flipped(DType::kInt8, {o, cg, kh, kw});

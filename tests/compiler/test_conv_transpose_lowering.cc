@@ -41,15 +41,7 @@ TEST(ConvTransposeLowering, RandomCasesAreBitExact) {
 }
 
 TEST(ConvTransposeLowering, StrideTwoWithGroupsIsAFillAStridedCopyAndAConv) {
-  test::ConvTransposeCase c;
-  c.x = {1, 4, 5, 6};
-  c.maps = 6;
-  c.group = 2;
-  c.kernel = {3, 3};
-  c.strides = {2, 2};
-  c.dilations = {1, 1};
-  c.pads = {1, 1, 1, 1};
-  c.output_padding = {1, 1};
+  test::ConvTransposeCase c = test::undilated_conv_transpose({1, 4, 5, 6}, 6, {3, 3}, {2, 2}, {1, 1, 1, 1}, {1, 1}, 2);
   const TensorMap fl{{"x", test::random_tensor(c.x, -1.0f, 1.0f, 4)}};
   const ref::Int8Graph g = ref::lower_qdq(test::conv_transpose_model(c, fl), 1).value();
   const isa::Program p = expect_compiled_matches(g, quantized_inputs(g, fl), "stride 2 groups 2");
@@ -97,14 +89,7 @@ TEST(PadModeLowering, TiledOverTheOutermostAxisOnASmallSram) {
   EXPECT_LE(p.sram_bytes, 2048u);
   EXPECT_GT(count(p, isa::Opcode::kDmaStore), 3u * 2u);  // each output in several tiles
 
-  test::ConvTransposeCase c;
-  c.x = {6, 3, 6, 7};
-  c.maps = 4;
-  c.kernel = {3, 3};
-  c.strides = {2, 2};
-  c.dilations = {1, 1};
-  c.pads = {1, 1, 1, 1};
-  c.output_padding = {1, 1};
+  test::ConvTransposeCase c = test::undilated_conv_transpose({6, 3, 6, 7}, 4, {3, 3}, {2, 2}, {1, 1, 1, 1}, {1, 1});
   const TensorMap fl{{"x", test::random_tensor(c.x, -1.0f, 1.0f, 5)}};
   const ref::Int8Graph g = ref::lower_qdq(test::conv_transpose_model(c, fl), 6).value();
   const isa::Program q = expect_compiled_matches(g, quantized_inputs(g, fl), "tiled ConvTranspose", o);

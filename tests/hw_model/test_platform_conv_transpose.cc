@@ -23,15 +23,7 @@ void expect_bit_exact(const ref::Int8Graph& g, const TensorMap& inputs) {
 }
 
 TEST(PlatformConvTranspose, StrideTwoGroupedConvTransposeIsBitExact) {
-  test::ConvTransposeCase c;
-  c.x = {2, 4, 7, 6};
-  c.maps = 6;
-  c.group = 2;
-  c.kernel = {3, 4};
-  c.strides = {2, 3};
-  c.dilations = {1, 1};
-  c.pads = {1, 2, 1, 1};
-  c.output_padding = {1, 0};
+  test::ConvTransposeCase c = test::undilated_conv_transpose({2, 4, 7, 6}, 6, {3, 4}, {2, 3}, {1, 2, 1, 1}, {1, 0}, 2);
   c.relu = true;
   const TensorMap fl{{"x", test::random_tensor(c.x, -1.0f, 1.5f, 9)}};
   const ref::Int8Graph g = ref::lower_qdq(test::conv_transpose_model(c, fl), 2).value();

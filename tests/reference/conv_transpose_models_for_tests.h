@@ -17,6 +17,23 @@ struct ConvTransposeCase {
   std::string describe;
 };
 
+/// A case without dilation: input x, `maps` output channels in `group` groups, and per spatial axis
+/// the kernel, stride, pads (all begins, then all ends) and output_padding.
+inline ConvTransposeCase undilated_conv_transpose(Shape x, int64_t maps, std::vector<int64_t> kernel,
+                                                  std::vector<int64_t> strides, std::vector<int64_t> pads,
+                                                  std::vector<int64_t> output_padding, int64_t group = 1) {
+  ConvTransposeCase c;
+  c.x = std::move(x);
+  c.maps = maps;
+  c.group = group;
+  c.dilations.assign(kernel.size(), 1);
+  c.kernel = std::move(kernel);
+  c.strides = std::move(strides);
+  c.pads = std::move(pads);
+  c.output_padding = std::move(output_padding);
+  return c;
+}
+
 /// Random geometry: rank 1 or 2, strides 1..3, dilations 1..2, pads up to past d * (k - 1) (a
 /// crop), output_padding below the stride, sometimes auto_pad SAME_* or an output_shape.
 inline ConvTransposeCase random_conv_transpose(std::mt19937& rng, int64_t max_side = 7) {

@@ -63,14 +63,7 @@ TEST(ConvTransposeInt8, RandomCasesMatchTheFloatExecutorWithinOneStep) {
 
 /// The exact op chain: 1-D stride 2 with output_padding -> reshape, pad (interior 1), conv, reshape.
 TEST(ConvTransposeInt8, LowersToAZeroInsertingPadAndAConv) {
-  test::ConvTransposeCase c;
-  c.x = {1, 2, 5};
-  c.maps = 3;
-  c.kernel = {3};
-  c.strides = {2};
-  c.dilations = {1};
-  c.pads = {1, 1};
-  c.output_padding = {1};
+  test::ConvTransposeCase c = test::undilated_conv_transpose({1, 2, 5}, 3, {3}, {2}, {1, 1}, {1});
   const TensorMap in{{"x", test::random_tensor(c.x, -1.0f, 1.0f, 3)}};
   const onnx::ModelProto model = test::conv_transpose_model(c, in);
   const ref::Int8Graph g = lower(model, 1);
@@ -99,14 +92,9 @@ TEST(ConvTransposeInt8, LowersToAZeroInsertingPadAndAConv) {
 
 /// 3-D goes to the host; a weight scale along the wrong axis is malformed.
 TEST(ConvTransposeInt8, RefusalsNameTheNode) {
-  test::ConvTransposeCase c;
-  c.x = {1, 2, 3, 3, 3};  // 3-D: kConv is 2-D
-  c.maps = 2;
-  c.kernel = {2, 2, 2};
-  c.strides = {2, 2, 2};
-  c.dilations = {1, 1, 1};
-  c.pads = {0, 0, 0, 0, 0, 0};
-  c.output_padding = {0, 0, 0};
+  // 3-D: kConv is 2-D.
+  test::ConvTransposeCase c =
+      test::undilated_conv_transpose({1, 2, 3, 3, 3}, 2, {2, 2, 2}, {2, 2, 2}, {0, 0, 0, 0, 0, 0}, {0, 0, 0});
   const TensorMap in{{"x", test::random_tensor(c.x, -1.0f, 1.0f, 3)}};
   const onnx::ModelProto model = test::conv_transpose_model(c, in);
   auto g = ref::lower_qdq(model, 1);
@@ -196,14 +184,7 @@ TEST(PadModesInt8, CorruptPadsAreRejectedByRunInt8) {
 /// Version 4 fields round trip; a plain constant pad writes no extension; a version 3 header on a
 /// graph with them is refused naming the op.
 TEST(PadModesInt8, SerializationVersion4) {
-  test::ConvTransposeCase c;
-  c.x = {1, 2, 3, 3};
-  c.maps = 2;
-  c.kernel = {3, 3};
-  c.strides = {2, 2};
-  c.dilations = {1, 1};
-  c.pads = {1, 1, 1, 1};
-  c.output_padding = {1, 1};
+  test::ConvTransposeCase c = test::undilated_conv_transpose({1, 2, 3, 3}, 2, {3, 3}, {2, 2}, {1, 1, 1, 1}, {1, 1});
   const TensorMap fin{{"x", test::random_tensor(c.x, -1.0f, 1.0f, 3)}};
   for (const ref::Int8Graph& g : {lower(test::conv_transpose_model(c, fin), 1),
                                   lower(pad_model({0, 0, 1, 2, 0, 0, 2, 1}, "reflect"), 1),

@@ -48,6 +48,30 @@ TEST(Calibrate, RecordsMinMaxOfEveryTensorAcrossBatches) {
   EXPECT_FLOAT_EQ(sym.at("r").max, 3.0f);
 }
 
+TEST(Calibrate, LargeImagesRunInSmallerBatchesWithTheSameStatistics) {
+  // 256 KiB per image: 32 images per executor run (at most 8 MiB of input), 100 = 3 x 32 + 4; the
+  // statistics are those of all values at once, and the time split is filled in.
+  ModelBuilder b;
+  b.input("x", {65536}).output("y", {65536});
+  b.node("Relu", {"x"}, {"y"});
+  Tensor in(DType::kFloat32, {100, 65536});
+  for (int64_t i = 0; i < in.numel(); ++i)
+    in.data<float>()[i] = static_cast<float>((i * 7919) % 20011) / 1000.0f - 10.0f + (i >= 96 * 65536 ? 30.0f : 0.0f);
+  CalibrationTime time;
+  const Calibration c = calibrate(b.model(), in, false, &time);
+  TensorStats expect;
+  accumulate(expect, in.data<float>(), in.numel());
+  const TensorStats& x = c.tensors.at("x");
+  EXPECT_EQ(x.count, expect.count);
+  EXPECT_EQ(x.min, expect.min);
+  EXPECT_EQ(x.max, expect.max);  // only the last, partial batch reaches it
+  EXPECT_EQ(x.histogram_half_width, expect.histogram_half_width);
+  EXPECT_EQ(x.histogram, expect.histogram);
+  EXPECT_GT(time.pass_s, 0.0);
+  EXPECT_GE(time.statistics_s, 0.0);
+  EXPECT_LE(time.statistics_s, time.pass_s);
+}
+
 TEST(Calibrate, NanInputNamesTheTensor) {
   Tensor in = ramp_inputs();
   in.data<float>()[70] = std::numeric_limits<float>::quiet_NaN();

@@ -82,15 +82,23 @@ struct Calibration {
   std::map<std::string, Range> ranges(Method method, float percentile = 99.99f) const;
 };
 
-/// Runs the (optimized) FP32 model on `inputs` (N x ..., float32, fed to its single graph input
-/// in batches of 64) through the reference executor ONCE and records every float tensor it
-/// produces: min/max, count and a histogram that grows (pairwise merge of bins, no count lost)
+/// Where calibrate()'s wall time went: the executor runs, and inside them the observer that records
+/// the statistics (summarize, histograms, channel means). pass_s - statistics_s is the model's share.
+struct CalibrationTime {
+  double pass_s = 0.0;        ///< every Executor::run over the calibration inputs, observer included
+  double statistics_s = 0.0;  ///< of which inside the observer
+};
+
+/// Runs the (optimized) FP32 model on `inputs` (N x ..., float32, fed to its single graph input in
+/// batches of up to 64 images and 8 MiB) through the reference executor ONCE and records every
+/// float tensor it produces: min/max, count and a histogram that grows (pairwise merge of bins, no count lost)
 /// when a later batch widens the range; everything all ten methods need. The executor keeps its
 /// fast paths (ref::RunOptions::observe_fast_paths), so a Conv/Gemm output read only by a Relu/Clip
 /// fused into it is not recorded: quantize() gives that pair the activation's range.
 /// Throws Error: kInvalidArgument for a model without exactly one input or a wrong input, and
-/// naming the tensor when a value is NaN or infinite.
-Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, bool show_progress);
+/// naming the tensor when a value is NaN or infinite. `time`, when given, receives the time split.
+Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, bool show_progress,
+                      CalibrationTime* time = nullptr);
 
 struct QuantizeOptions {
   Method method = Method::kMinMaxAsym;

@@ -112,7 +112,8 @@ double grow(TensorStats& s, int64_t n, const ValueSummary& lohi) {
 /// counts, so that repeated bins (the zeros after a ReLU) do not serialise on one counter.
 class BlockCounts {
  public:
-  explicit BlockCounts(double inv_w) : inv_w_(inv_w), counts_(static_cast<size_t>(kCopies) * kHistogramBins, 0) {}
+  explicit BlockCounts(double inv_w)
+      : inv_w_(inv_w), inv_wf_(float_power_of_two(inv_w)), counts_(static_cast<size_t>(kCopies) * kHistogramBins, 0) {}
 
   void add(const float* p, int64_t n) {
     int32_t bins[kRun];
@@ -135,27 +136,32 @@ class BlockCounts {
     return b - (t < static_cast<double>(b) ? 1 : 0) + kHalf;
   }
 
-  /// bin_index() of the first values of p[0, m), four at a time with SSE2 (part of every x86-64):
-  /// the same double operations (product, max, min, truncation, one subtracted where the
-  /// truncation is above), which GCC does not vectorise from the scalar code (the compare and
-  /// select under -ftrapping-math). Returns how many it did; the caller bins the rest.
+  /// bin_index() of the first values of p[0, m), four at a time with SSE2 (part of every x86-64;
+  /// GCC does not vectorise the scalar code: the compare and select under -ftrapping-math).
+  /// Returns how many it did; the caller bins the rest with bin_index().
+  ///
+  /// In float, four values per instruction: x * (1/w) is the same number as in double, as 1/w is a
+  /// power of two that float represents (checked in the constructor, else this returns 0) and
+  /// |x / w| < kHalf, except that a product below float's smallest subnormal rounds to 0; for a
+  /// negative x that would put -tiny in bin kHalf instead of kHalf - 1, so x < 0 with a product of 0
+  /// takes one off like every t below its truncation. Clamp (max/min, equal to std::clamp for
+  /// finite values), truncation and that correction are then exact, so the bins equal bin_index().
   int bin_indices(const float* p, int m, int32_t* bins) const {
     int k = 0;
 #if defined(__SSE2__)
-    const __m128d inv_w = _mm_set1_pd(inv_w_), lo = _mm_set1_pd(-static_cast<double>(kHalf)),
-                  hi = _mm_set1_pd(static_cast<double>(kHalf - 1)), one = _mm_set1_pd(1.0);
+    if (inv_wf_ == 0.0f) return 0;
+    const __m128 inv_w = _mm_set1_ps(inv_wf_), lo = _mm_set1_ps(-static_cast<float>(kHalf)),
+                 hi = _mm_set1_ps(static_cast<float>(kHalf - 1)), zero = _mm_setzero_ps();
     const __m128i half = _mm_set1_epi32(kHalf);
-    // Two doubles: clamp (finite t: max/min equal std::clamp), truncate, subtract 1 where t < b.
-    auto floor2 = [&](__m128d t) {
-      t = _mm_min_pd(_mm_max_pd(t, lo), hi);
-      const __m128d b = _mm_cvtepi32_pd(_mm_cvttpd_epi32(t));
-      return _mm_cvttpd_epi32(_mm_sub_pd(b, _mm_and_pd(_mm_cmplt_pd(t, b), one)));  // in the low 64 bits
-    };
     for (; k + 4 <= m; k += 4) {
       const __m128 x = _mm_loadu_ps(p + k);
-      const __m128i a = floor2(_mm_mul_pd(_mm_cvtps_pd(x), inv_w));
-      const __m128i b = floor2(_mm_mul_pd(_mm_cvtps_pd(_mm_movehl_ps(x, x)), inv_w));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(bins + k), _mm_add_epi32(_mm_unpacklo_epi64(a, b), half));
+      const __m128 t = _mm_min_ps(_mm_max_ps(_mm_mul_ps(x, inv_w), lo), hi);
+      const __m128i b = _mm_cvttps_epi32(t);  // toward zero
+      const __m128 below = _mm_or_ps(_mm_cmplt_ps(t, _mm_cvtepi32_ps(b)),
+                                     _mm_and_ps(_mm_cmplt_ps(x, zero), _mm_cmpeq_ps(t, zero)));
+      // `below` is -1 as an integer where the floor is one under the truncation.
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(bins + k),
+                       _mm_add_epi32(_mm_add_epi32(b, _mm_castps_si128(below)), half));
     }
 #endif
     return k;
@@ -170,7 +176,14 @@ class BlockCounts {
 
  private:
   static constexpr int kCopies = 4, kRun = 256;
+  /// p as a float when that is exact and normal, else 0 (then bin_indices() leaves all to bin_index()).
+  static float float_power_of_two(double p) {
+    const float f = static_cast<float>(p);
+    return std::isnormal(f) && static_cast<double>(f) == p ? f : 0.0f;
+  }
+
   double inv_w_;
+  float inv_wf_;
   std::vector<int64_t> counts_;
 };
 }  // namespace

@@ -239,6 +239,42 @@ TEST(GrowingHistogram, OneReadWithChannelMeansEqualsTheSeparatePasses) {
   }
 }
 
+namespace {
+/// floor(clamp(x / w)) value by value, on the grid [-h, h].
+std::vector<int64_t> per_value_bins(const std::vector<float>& values, float h) {
+  const double inv_w = (kHistogramBins / 2) / static_cast<double>(h);
+  std::vector<int64_t> want(kHistogramBins, 0);
+  for (float x : values) {
+    const double t = std::clamp(static_cast<double>(x) * inv_w, -kHistogramBins / 2.0, kHistogramBins / 2.0 - 1);
+    ++want[static_cast<size_t>(kHistogramBins / 2 + static_cast<int>(std::floor(t)))];
+  }
+  return want;
+}
+}  // namespace
+
+TEST(GrowingHistogram, VectorBinningKeepsTinyNegativesBelowZeroAndTinyGrids) {
+  // Wide data (1/w = 1/8): -denorm_min / 8 is 0 in float but its bin is the one below 0, as are
+  // the other tiny negatives; the positives stay in the bin above. Then a grid so fine that 1/w
+  // (2^129) is not a float: the vector path steps aside and the bins are still the definition's.
+  std::vector<float> wide{10000.0f, -10000.0f};
+  for (int i = 0; i < 9; ++i)
+    for (float x : {-1e-45f, 1e-45f, -3e-39f, -0.0f, 0.0f, -1e-38f, 7.0f, -7.0f, -0.125f, 0.124f})
+      wide.push_back(x);
+  TensorStats s;
+  accumulate(s, wide.data(), static_cast<int64_t>(wide.size()));
+  EXPECT_EQ(s.histogram, per_value_bins(wide, s.histogram_half_width));
+  EXPECT_EQ(s.histogram[kHistogramBins / 2 - 1], 9 * 5);  // [-8, 0): -1e-45, -3e-39, -1e-38, -0.125, -7
+  EXPECT_EQ(s.histogram[kHistogramBins / 2], 9 * 5);      // [0, 8): 1e-45, -0.0, 0.0, 0.124, 7
+
+  std::vector<float> tiny;  // max 1e-39: w = 2^-140
+  for (int i = 0; i < 40; ++i) tiny.push_back(static_cast<float>(i - 20) * 5e-41f);
+  tiny.push_back(1e-39f);
+  TensorStats t;
+  accumulate(t, tiny.data(), static_cast<int64_t>(tiny.size()));
+  EXPECT_EQ(t.histogram, per_value_bins(tiny, t.histogram_half_width));
+  EXPECT_EQ(t.histogram_half_width, std::ldexp(1.0f, -129));
+}
+
 TEST(GrowingHistogram, VectorBinningEqualsThePerValueDefinition) {
   // The binning's vector path (four values at a time) against floor(clamp(x / w)) value by value,
   // for batches that widen the grid (the final grid is what counts: merging keeps every edge), with
@@ -261,13 +297,7 @@ TEST(GrowingHistogram, VectorBinningEqualsThePerValueDefinition) {
     all.insert(all.end(), b.begin(), b.end());
   }
   ASSERT_EQ(s.histogram_half_width, 32.0f);
-  const double inv_w = kHistogramBins / 64.0;
-  std::vector<int64_t> want(kHistogramBins, 0);
-  for (float x : all) {
-    const double t = std::clamp(static_cast<double>(x) * inv_w, -kHistogramBins / 2.0, kHistogramBins / 2.0 - 1);
-    ++want[static_cast<size_t>(kHistogramBins / 2 + static_cast<int>(std::floor(t)))];
-  }
-  EXPECT_EQ(s.histogram, want);
+  EXPECT_EQ(s.histogram, per_value_bins(all, 32.0f));
   EXPECT_EQ(s.count, static_cast<int64_t>(all.size()));
   EXPECT_EQ(s.min, -16.0f);
 }

@@ -1,8 +1,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <mutex>
 #include <set>
+#include <vector>
+
+#include <tbb/task_arena.h>
 
 #include "anvil/common/log.h"
 #include "anvil/quantizer/quantizer.h"
@@ -42,13 +46,23 @@ Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, b
     if ((node.op_type() == "Conv" || node.op_type() == "Gemm") && node.input_size() > 0)
       channel_means_read.insert(node.input(0));
   Calibration calib;
-  std::mutex mu;  // the executor's contract does not promise observe() is called from one thread
+  std::mutex mu;  // parts of chain values arrive from several threads at once
   std::string bad_tensor;
-  double statistics_s = 0.0;  // wall time inside the observer (under mu)
+  double statistics_s = 0.0;  // time inside the observers, summed over threads (under mu)
+  // A run's per-image channel row sums of the tensors observed in parts (row_sum of image b,
+  // channel c at [b * channels + c]), added in image order once the run is done: the same means,
+  // bit for bit, as a whole value gives, whichever thread observed which part.
+  struct Rows {
+    int64_t channels = 0, inner = 0;
+    std::vector<double> sums;
+  };
+  std::map<std::string, Rows> run_rows;
+  int64_t run_batch = 0;
   ref::RunOptions observe;
   // The FP32 fast paths run as without an observer; the Conv/Gemm outputs they fuse into a Relu/Clip
   // are not observed (the quantizer gives that pair the activation's range, qdq.cc is_fused).
   observe.observe_fast_paths = true;
+  // A whole value (node by node, or a chain value of a one-image run).
   observe.observe = [&](const std::string& name, const Tensor& value) {
     if (value.dtype() != DType::kFloat32 || value.numel() == 0) return;
     const auto start = Clock::now();
@@ -67,6 +81,37 @@ Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, b
       accumulate(stats, p, value.numel(), summary);
     statistics_s += seconds_since(start);
   };
+  // Images [first, first + n) of a Conv chain's value, from the chain's threads while the part is
+  // in cache. Histogram, min, max and count do not depend on the order parts arrive in (histogram.h).
+  // Isolated: the statistics' own parallel loops must not pick up another chunk of the chain (its
+  // observer call would wait for `mu`, held by this thread).
+  observe.observe_part = [&](const std::string& name, const Tensor& part, int64_t first) {
+    if (part.dtype() != DType::kFloat32 || part.numel() == 0) return;
+    tbb::this_task_arena::isolate([&] {
+      const auto start = Clock::now();
+      const float* p = part.data<float>();
+      const ValueSummary summary = summarize(p, part.numel());
+      std::vector<double> rows;
+      const bool means = part.rank() >= 2 && channel_means_read.count(name) > 0;
+      const int64_t images = part.dim(0), channels = means ? part.dim(1) : 0;
+      const int64_t inner = means ? part.numel() / (images * channels) : 0;
+      if (means && summary.finite)
+        for (int64_t r = 0; r < images * channels; ++r) rows.push_back(row_sum(p + r * inner, inner));
+      std::lock_guard<std::mutex> lock(mu);
+      if (!summary.finite) {
+        if (bad_tensor.empty()) bad_tensor = name;
+        return;
+      }
+      accumulate(calib.tensors[name], p, part.numel(), summary);
+      if (means) {
+        Rows& r = run_rows[name];
+        r.channels = channels, r.inner = inner;
+        r.sums.resize(static_cast<size_t>(run_batch * channels));
+        std::copy(rows.begin(), rows.end(), r.sums.begin() + first * channels);
+      }
+      statistics_s += seconds_since(start);
+    });
+  };
 
   const int64_t n = inputs.dim(0);
   const int64_t image_bytes = std::max<int64_t>(1, inputs.numel() / n * static_cast<int64_t>(sizeof(float)));
@@ -76,7 +121,11 @@ Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, b
   for (int64_t begin = 0; begin < n; begin += batch) {
     const int64_t end = std::min(n, begin + batch);
     const auto start = Clock::now();
+    run_batch = end - begin;
     exec.run({{input_name, inputs.slice0(begin, end)}}, observe).value();
+    for (auto& [name, r] : run_rows)
+      add_channel_row_sums(calib.tensors[name], r.sums.data(), run_batch, r.channels, r.inner);
+    run_rows.clear();
     pass_s += seconds_since(start);
     if (!bad_tensor.empty())
       fail(ErrorCode::kInvalidArgument, "calibrate: tensor '" + bad_tensor + "' has NaN or infinite values (samples " +

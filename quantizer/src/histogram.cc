@@ -28,9 +28,16 @@ double initial_width(double m) {
   return w;
 }
 
-/// The sum of n floats in double: eight interleaved partial sums, combined pairwise at the end.
-/// Independent adds (GCC vectorises them) instead of one dependent add per value, which bounded
-/// the per-channel means; the order is fixed by n alone, so a sum does not depend on threads.
+/// Doubles the bin width: bins 2k, 2k+1 -> kHalf/2 + k (the old grid becomes the middle half).
+void double_width(std::vector<int64_t>& h) {
+  std::vector<int64_t> merged(kHistogramBins, 0);
+  for (int i = 0; i < kHistogramBins; ++i) merged[kHalf / 2 + i / 2] += h[i];
+  h.swap(merged);
+}
+}  // namespace
+
+// Eight interleaved partial sums, combined pairwise at the end: independent adds (GCC vectorises
+// them) instead of one dependent add per value; the order is fixed by n alone.
 double row_sum(const float* p, int64_t n) {
   double lane[8] = {};
   int64_t i = 0;
@@ -39,14 +46,6 @@ double row_sum(const float* p, int64_t n) {
   for (int j = 0; i < n; ++i, ++j) lane[j] += static_cast<double>(p[i]);
   return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
 }
-
-/// Doubles the bin width: bins 2k, 2k+1 -> kHalf/2 + k (the old grid becomes the middle half).
-void double_width(std::vector<int64_t>& h) {
-  std::vector<int64_t> merged(kHistogramBins, 0);
-  for (int i = 0; i < kHistogramBins; ++i) merged[kHalf / 2 + i / 2] += h[i];
-  h.swap(merged);
-}
-}  // namespace
 
 ValueSummary summarize(const float* p, int64_t n) {
   // Eight independent lanes so the compiler can vectorize. x - x is 0 for a finite x and NaN for
@@ -200,16 +199,36 @@ void accumulate(TensorStats& s, const float* p, int64_t n, const ValueSummary& l
   });
 }
 
+namespace {
+/// The running mean of `samples` values, given `added` more whose sum is `sum`.
+void fold_mean(double& mean, int64_t samples, double sum, int64_t added) {
+  mean = (mean * static_cast<double>(samples) + sum) / static_cast<double>(samples + added);
+}
+
+/// Readies s.channel_mean for a [batch, channels, inner] block; false when no means are kept for
+/// s (none wanted, an empty block, or axis 1 changed size: then they are dropped for good).
+bool start_channel_means(TensorStats& s, int64_t batch, int64_t channels, int64_t inner) {
+  if (batch <= 0 || channels <= 0 || inner <= 0 || s.channel_samples < 0) return false;
+  if (s.channel_mean.empty()) s.channel_mean.assign(static_cast<size_t>(channels), 0.0);
+  if (static_cast<int64_t>(s.channel_mean.size()) != channels) {
+    // Axis 1 is not a channel axis here (e.g. a transposed tensor with the batch on axis 1, whose
+    // size changes with the last, partial batch): no per-channel means for this tensor.
+    s.channel_mean.clear();
+    s.channel_samples = -1;
+    return false;
+  }
+  return true;
+}
+}  // namespace
+
 void accumulate(TensorStats& s, const float* p, const ValueSummary& lohi, const ChannelLayout& layout) {
   const int64_t batch = layout.batch, channels = layout.channels, inner = layout.inner;
   const int64_t n = batch * channels * inner;
   if (n <= 0) return;
-  if (s.channel_samples < 0 || (!s.channel_mean.empty() && static_cast<int64_t>(s.channel_mean.size()) != channels)) {
-    accumulate(s, p, n, lohi);  // no means for this tensor (accumulate_channel_means says why)
-    accumulate_channel_means(s, p, batch, channels, inner);
+  if (!start_channel_means(s, batch, channels, inner)) {  // no means for this tensor (it says why)
+    accumulate(s, p, n, lohi);
     return;
   }
-  if (s.channel_mean.empty()) s.channel_mean.assign(static_cast<size_t>(channels), 0.0);
   const double inv_w = grow(s, n, lohi);
   const int64_t added = batch * inner;
   // Blocks of channels in parallel (about kGrain values each); a channel's rows are binned and
@@ -225,24 +244,26 @@ void accumulate(TensorStats& s, const float* p, const ValueSummary& lohi, const 
         if (inv_w != 0.0) local.add(row, inner);
         sum += row_sum(row, inner);
       }
-      double& mean = s.channel_mean[static_cast<size_t>(c)];
-      mean = (mean * static_cast<double>(s.channel_samples) + sum) / static_cast<double>(s.channel_samples + added);
+      fold_mean(s.channel_mean[static_cast<size_t>(c)], s.channel_samples, sum, added);
     }
     if (inv_w != 0.0) local.merge_into(s.histogram, mu);
   });
   s.channel_samples += added;
 }
 
-void accumulate_channel_means(TensorStats& s, const float* p, int64_t batch, int64_t channels, int64_t inner) {
-  if (batch <= 0 || channels <= 0 || inner <= 0 || s.channel_samples < 0) return;
-  if (s.channel_mean.empty()) s.channel_mean.assign(static_cast<size_t>(channels), 0.0);
-  if (static_cast<int64_t>(s.channel_mean.size()) != channels) {
-    // Axis 1 is not a channel axis here (e.g. a transposed tensor with the batch on axis 1, whose
-    // size changes with the last, partial batch): no per-channel means for this tensor.
-    s.channel_mean.clear();
-    s.channel_samples = -1;
-    return;
+void add_channel_row_sums(TensorStats& s, const double* row_sums, int64_t batch, int64_t channels, int64_t inner) {
+  if (!start_channel_means(s, batch, channels, inner)) return;
+  const int64_t added = batch * inner;
+  for (int64_t c = 0; c < channels; ++c) {
+    double sum = 0.0;
+    for (int64_t b = 0; b < batch; ++b) sum += row_sums[b * channels + c];
+    fold_mean(s.channel_mean[static_cast<size_t>(c)], s.channel_samples, sum, added);
   }
+  s.channel_samples += added;
+}
+
+void accumulate_channel_means(TensorStats& s, const float* p, int64_t batch, int64_t channels, int64_t inner) {
+  if (!start_channel_means(s, batch, channels, inner)) return;
   const int64_t added = batch * inner;
   // Channels in parallel; each channel's sum has a fixed order, so the means do not depend on threads.
   tbb::parallel_for(int64_t{0}, channels, [&](int64_t c) {
@@ -250,8 +271,7 @@ void accumulate_channel_means(TensorStats& s, const float* p, int64_t batch, int
     for (int64_t b = 0; b < batch; ++b) {
       sum += row_sum(p + (b * channels + c) * inner, inner);
     }
-    double& mean = s.channel_mean[static_cast<size_t>(c)];
-    mean = (mean * static_cast<double>(s.channel_samples) + sum) / static_cast<double>(s.channel_samples + added);
+    fold_mean(s.channel_mean[static_cast<size_t>(c)], s.channel_samples, sum, added);
   });
   s.channel_samples += added;
 }

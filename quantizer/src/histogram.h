@@ -42,6 +42,14 @@ struct ChannelLayout {
 /// accumulate_channel_means takes, so the statistics equal those of the two calls.
 void accumulate(TensorStats& s, const float* values, const ValueSummary& summary, const ChannelLayout& layout);
 
+/// The sum of n floats in double, in a fixed order (eight interleaved lanes): one row of a channel.
+double row_sum(const float* values, int64_t n);
+
+/// accumulate_channel_means() from the row sums it would take: row_sums[b * channels + c] =
+/// row_sum() of image b's `inner` values of channel c. The same means, bit for bit, so a caller
+/// that sees a batch in parts (RunOptions::observe_part) can keep the rows and add them in order.
+void add_channel_row_sums(TensorStats& s, const double* row_sums, int64_t batch, int64_t channels, int64_t inner);
+
 /// Adds a [batch, channels, inner] block of values to s.channel_mean / s.channel_samples (a running
 /// mean per channel, in double). When axis 1 changes size between batches it is not a channel axis
 /// (e.g. the batch moved there by a Transpose): the means are dropped and channel_samples set to -1,

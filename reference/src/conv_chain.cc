@@ -754,7 +754,7 @@ void run_sliced(const ConvChain::Spec& spec, const Plan& plan, const std::vector
 }  // namespace
 
 bool ConvChain::run(const Lookup& lookup, std::vector<std::pair<std::string, Tensor>>* outputs,
-                    const Observe* observe) const {
+                    const Observe* observe, const ObservePart* observe_part) const {
   const Spec& spec = *spec_;
   const int64_t threads = tbb::this_task_arena::max_concurrency();
   std::vector<Shape> shape(spec.values.size());
@@ -844,8 +844,17 @@ bool ConvChain::run(const Lookup& lookup, std::vector<std::pair<std::string, Ten
     scratch.resize_uninitialized({scratch_numel});
   }
 
-  if (plan->sliced) run_sliced(spec, *plan, ext, &out, observe, &scratch);
+  if (plan->sliced) {
+    if (observe_part) {  // one image: each value whole, as the part at image 0
+      const Observe whole = [&](const std::string& name, const Tensor& t) { (*observe_part)(name, t, 0); };
+      if (scratch.dtype() != DType::kFloat32) scratch = Tensor::uninitialized(DType::kFloat32, {scratch_numel});
+      run_sliced(spec, *plan, ext, &out, &whole, &scratch);
+    } else {
+      run_sliced(spec, *plan, ext, &out, observe, &scratch);
+    }
+  }
   tbb::enumerable_thread_specific<Pool> pools;  // each thread's buffers, reused between chunks
+  tbb::enumerable_thread_specific<Tensor> parts;  // with observe_part: each thread's NCHW chunk copy
   // Chunk by chunk (no observer), a chunk's values live in its thread's pool (`buf`: each live
   // value's buffer) from their step to their last use, and the chunk runs every step while its
   // values are in cache. Step by step (an observer wants each value whole): every step runs over
@@ -940,11 +949,25 @@ bool ConvChain::run(const Lookup& lookup, std::vector<std::pair<std::string, Ten
     }
     for (int t : temp)
       if (t >= 0) pool.release(t);
-    Tensor* nchw = spec.values[s.out].output ? &out[s.out] : observe ? &scratch : nullptr;
+    const Value& made = spec.values[s.out];
+    if (observe_part) {
+      // The chunk's NCHW copy in this thread's scratch, observed now (still in cache), then placed
+      // in the value's tensor when the value leaves the chain.
+      const Shape& whole = plan->shape[s.out];
+      Tensor& part = parts.local();
+      if (part.dtype() != DType::kFloat32) part = Tensor::uninitialized(DType::kFloat32, {0});
+      part.resize_uninitialized({nn, whole[1], whole[2], whole[3]});
+      reorder(dst, memory(plain(nn, whole), cpu_engine(), part.data<float>()), stream);
+      stream.wait();
+      (*observe_part)(made.name, part, n0);
+      if (made.output) std::copy_n(part.data<float>(), part.numel(), out[s.out].data<float>() + offset(s.out));
+      return;
+    }
+    Tensor* nchw = made.output ? &out[s.out] : observe ? &scratch : nullptr;
     if (nchw)
       reorder(dst, memory(plain(nn, plan->shape[s.out]), cpu_engine(), nchw->data<float>() + offset(s.out)), stream);
   };
-  if (!plan->sliced && !observe) tbb::parallel_for(size_t{0}, plan->chunks.size(), [&](size_t chunk) {
+  if (!plan->sliced && (!observe || observe_part)) tbb::parallel_for(size_t{0}, plan->chunks.size(), [&](size_t chunk) {
     SerialDnnl serial;
     Pool& pool = pools.local();
     dnnl::stream stream(cpu_engine());

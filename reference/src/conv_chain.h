@@ -36,6 +36,7 @@ class ConvChain {
 
   using Lookup = std::function<const Tensor*(const std::string&)>;
   using Observe = std::function<void(const std::string& name, const Tensor& value)>;
+  using ObservePart = std::function<void(const std::string& name, const Tensor& part, int64_t first)>;
   /// Runs the chain once every value it reads exists (`lookup` finds it). Returns false, having
   /// computed nothing, when the fast path does not apply to these inputs (a type, rank, shape or
   /// attribute it does not handle, 2 or more images but fewer than threads; a single image on
@@ -48,8 +49,12 @@ class ConvChain {
   /// only the chain reads are reordered in turn into one scratch tensor, which the next value
   /// overwrites (the observer must not keep it); the chain's own buffers are freed after a value's
   /// last reader, so the values alive at once are those still to be read, plus the scratch.
+  /// With `observe_part` instead (RunOptions::observe_part): the chain runs chunk by chunk as
+  /// without an observer, and each value's NCHW copy of a chunk (images [first, first + n)) is
+  /// observed right after its step, from the chunk's thread, through that thread's scratch; one
+  /// image on several threads is observed whole, as the part at 0.
   bool run(const Lookup& lookup, std::vector<std::pair<std::string, Tensor>>* outputs,
-           const Observe* observe = nullptr) const;
+           const Observe* observe = nullptr, const ObservePart* observe_part = nullptr) const;
 
   /// For the node-by-node path: each Conv or Gemm (float weights / B from an initializer) whose
   /// output only a Relu or a Clip with bounds known before any input reads, and is not a graph output.

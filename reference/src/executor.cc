@@ -470,7 +470,9 @@ Expected<TensorMap> Executor::run_tensors(const TensorMap& inputs, const RunOpti
       if (chain.nodes().back() != i) continue;
       std::vector<std::pair<std::string, Tensor>> produced;
       // With an observer the chain observes each value it makes, in the order it makes them.
-      if (chain.run(lookup, &produced, options.observe ? &options.observe : nullptr)) {
+      const bool parts = options.observe && options.observe_fast_paths && options.observe_part;
+      if (chain.run(lookup, &produced, options.observe && !parts ? &options.observe : nullptr,
+                    parts ? &options.observe_part : nullptr)) {
         for (size_t k : chain.nodes())
           for (const auto& name : im.nodes[k].release) values.erase(name);
         for (auto& [name, t] : produced) values[name] = std::move(t);

@@ -68,8 +68,7 @@ TEST(Calibrate, LargeImagesRunInSmallerBatchesWithTheSameStatistics) {
   EXPECT_EQ(x.histogram_half_width, expect.histogram_half_width);
   EXPECT_EQ(x.histogram, expect.histogram);
   EXPECT_GT(time.pass_s, 0.0);
-  EXPECT_GE(time.statistics_s, 0.0);
-  EXPECT_LE(time.statistics_s, time.pass_s);
+  EXPECT_GT(time.statistics_s, 0.0);
 }
 
 TEST(Calibrate, NanInputNamesTheTensor) {

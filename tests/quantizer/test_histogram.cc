@@ -200,11 +200,17 @@ TEST(GrowingHistogram, SummarizeGivesTheMinAndMaxOfEveryValue) {
 TEST(GrowingHistogram, OneReadWithChannelMeansEqualsTheSeparatePasses) {
   // Batches [batch, channels, inner] that widen the range (the first all zero) and end with a
   // partial batch; inner = 1 (a Gemm input) and a large inner (a Conv input); then a batch whose
-  // axis 1 changes size (not a channel axis: the means are dropped in both).
+  // axis 1 changes size (not a channel axis: the means are dropped in all). The means from the row
+  // sums (add_channel_row_sums, what calibrate() does with a value seen in parts) are the same too.
   std::mt19937 rng(9);
+  auto add_rows = [](TensorStats& s, const std::vector<float>& v, int64_t batch, int64_t channels, int64_t inner) {
+    std::vector<double> rows;
+    for (int64_t r = 0; r < batch * channels; ++r) rows.push_back(row_sum(v.data() + r * inner, inner));
+    add_channel_row_sums(s, rows.data(), batch, channels, inner);
+  };
   struct Case { int64_t channels, inner; };
   for (const Case& cs : {Case{1280, 1}, Case{16, 12544}, Case{3, 7}}) {
-    TensorStats fused, separate;
+    TensorStats fused, separate, from_rows;
     int64_t batch_no = 0;
     for (int64_t batch : {int64_t{4}, int64_t{4}, int64_t{4}, int64_t{3}}) {
       std::normal_distribution<float> normal(0.5f, 0.1f * static_cast<float>(1 << (2 * batch_no)));
@@ -216,7 +222,10 @@ TEST(GrowingHistogram, OneReadWithChannelMeansEqualsTheSeparatePasses) {
       accumulate(fused, v.data(), summary, {batch, cs.channels, cs.inner});
       accumulate(separate, v.data(), n, summary);
       accumulate_channel_means(separate, v.data(), batch, cs.channels, cs.inner);
+      add_rows(from_rows, v, batch, cs.channels, cs.inner);
       SCOPED_TRACE(std::to_string(cs.channels) + " channels, batch " + std::to_string(batch_no));
+      EXPECT_EQ(from_rows.channel_mean, separate.channel_mean);
+      EXPECT_EQ(from_rows.channel_samples, separate.channel_samples);
       EXPECT_EQ(fused.histogram, separate.histogram);
       EXPECT_EQ(fused.histogram_half_width, separate.histogram_half_width);
       EXPECT_EQ(fused.min, separate.min);
@@ -233,9 +242,12 @@ TEST(GrowingHistogram, OneReadWithChannelMeansEqualsTheSeparatePasses) {
     accumulate(fused, v.data(), summary, {2, cs.channels + 1, cs.inner});
     accumulate(separate, v.data(), static_cast<int64_t>(v.size()), summary);
     accumulate_channel_means(separate, v.data(), 2, cs.channels + 1, cs.inner);
+    add_rows(from_rows, v, 2, cs.channels + 1, cs.inner);
     EXPECT_EQ(fused.histogram, separate.histogram);
     EXPECT_TRUE(fused.channel_mean.empty());
     EXPECT_EQ(fused.channel_samples, -1);
+    EXPECT_TRUE(from_rows.channel_mean.empty());
+    EXPECT_EQ(from_rows.channel_samples, -1);
   }
 }
 

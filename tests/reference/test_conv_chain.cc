@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <random>
 #include <set>
 
@@ -353,6 +354,51 @@ int observe_fast_paths(const ModelBuilder& b, const Tensor& x) {
   std::set<std::string> got;
   for (const auto& [name, t] : fast) got.insert(name);
   EXPECT_EQ(got, want);
+
+  // The same run with observe_part: the chain's values come in image slices, from both threads
+  // (several parts per value when there are several chunks), every image once; put together they
+  // are the whole values bit for bit, and the outputs are the same.
+  std::mutex mu;
+  std::map<std::string, Tensor> assembled;
+  std::map<std::string, std::vector<int>> images_seen;
+  int parts = 0;
+  ref::RunOptions part_opt = fast_opt;
+  part_opt.observe = [&](const std::string& n, const Tensor& t) {
+    std::lock_guard<std::mutex> lock(mu);
+    assembled[n] = t;
+  };
+  part_opt.observe_part = [&](const std::string& n, const Tensor& part, int64_t first) {
+    std::lock_guard<std::mutex> lock(mu);
+    ++parts;
+    const auto whole = fast.find(n);
+    if (whole == fast.end() || part.rank() != 4 || first < 0 || first + part.dim(0) > x.dim(0)) {
+      ADD_FAILURE() << "unexpected part " << n << " at " << first;
+      return;
+    }
+    Tensor& a = assembled.try_emplace(n, DType::kFloat32, whole->second.shape()).first->second;
+    std::vector<int>& seen = images_seen[n];
+    seen.resize(static_cast<size_t>(x.dim(0)), 0);
+    const int64_t per_image = whole->second.numel() / x.dim(0);
+    EXPECT_EQ(part.numel(), part.dim(0) * per_image) << n;
+    std::copy_n(part.data<float>(), std::min(part.numel(), part.dim(0) * per_image), a.data<float>() + first * per_image);
+    for (int64_t i = 0; i < part.dim(0); ++i) ++seen[static_cast<size_t>(first + i)];
+  };
+  auto part_out = exec->run({{"x", x}}, part_opt);
+  EXPECT_TRUE(part_out.ok()) << (part_out.ok() ? "" : part_out.error().what());
+  if (!part_out.ok()) return -1;
+  EXPECT_EQ(part_out.value(), fast_out.value());
+  std::set<std::string> assembled_names;
+  for (const auto& [name, t] : assembled) {
+    assembled_names.insert(name);
+    EXPECT_TRUE(fast.count(name) && fast.at(name) == t) << name << ": parts differ from the whole value";
+  }
+  EXPECT_EQ(assembled_names, want);
+  EXPECT_FALSE(images_seen.empty()) << "no value came in parts";
+  for (const auto& [name, seen] : images_seen)
+    EXPECT_EQ(seen, std::vector<int>(static_cast<size_t>(x.dim(0)), 1)) << name << ": each image once";
+  if (x.dim(0) > 8) {
+    EXPECT_GT(parts, 7) << "a chain of several chunks hands its values over in parts";
+  }
 
   // The chain on its own, every value materialised.
   TensorMap inits;

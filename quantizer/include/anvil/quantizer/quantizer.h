@@ -82,11 +82,13 @@ struct Calibration {
   std::map<std::string, Range> ranges(Method method, float percentile = 99.99f) const;
 };
 
-/// Where calibrate()'s wall time went: the executor runs, and inside them the observer that records
-/// the statistics (summarize, histograms, channel means). pass_s - statistics_s is the model's share.
+/// Where calibrate()'s time went: the executor runs (wall time), and the time inside the observers
+/// that record the statistics (summarize, histograms, channel means), summed over the threads that
+/// call them: Conv chains hand their values over chunk by chunk from both threads at once, so the
+/// statistics overlap the model and statistics_s is thread time, not a part of pass_s.
 struct CalibrationTime {
-  double pass_s = 0.0;        ///< every Executor::run over the calibration inputs, observer included
-  double statistics_s = 0.0;  ///< of which inside the observer
+  double pass_s = 0.0;        ///< wall time of every Executor::run over the inputs, statistics included
+  double statistics_s = 0.0;  ///< thread time inside the observers
 };
 
 /// Runs the (optimized) FP32 model on `inputs` (N x ..., float32, fed to its single graph input in

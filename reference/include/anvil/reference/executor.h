@@ -32,6 +32,14 @@ struct RunOptions {
   /// over in one scratch tensor that the next such value overwrites. Calibration uses it
   /// (the quantizer gives a Conv/Gemm and its Relu/Clip one range, the activation's).
   bool observe_fast_paths = false;
+  /// With `observe` and observe_fast_paths: when set, a Conv chain hands each value it makes to
+  /// this instead of `observe`, in parts, chunk by chunk while the values are in cache: `part`
+  /// holds images [first, first + part.dim(0)) of the batch, in NCHW, valid during the call only.
+  /// Parts come from several threads at once and in no fixed order (the observer must be thread
+  /// safe and must not wait for work of the calling task arena while holding a lock: isolate it,
+  /// tbb::this_task_arena::isolate); together they cover every image of the value exactly once.
+  /// Values outside chains still go through `observe`, whole.
+  std::function<void(const std::string& name, const Tensor& part, int64_t first)> observe_part;
 };
 
 /// The ONNX operator types (default domain) the executor implements, sorted. Anything else is

@@ -16,11 +16,11 @@
 namespace anvil::quant {
 
 namespace {
-// Images per Executor::run: at most 64, and at most 8 MiB of input. With an observer a Conv chain
-// keeps each value whole for the run's batch (reference/src/conv_chain.cc), so the batch sets the
-// peak memory: MobileNetV2 at 224 x 224 (13 images per run) needs 0.38 GB instead of 1.15 GB at
-// 64, for the same CPU time; small images keep 64 per run (fewer, larger observer calls: ResNet on
-// Fashion-MNIST calibrates about 20% faster than at 16).
+// Images per Executor::run: at most 64, and at most 8 MiB of input. The values a run holds whole
+// (graph outputs, values outside Conv chains, a chain's outputs) grow with it: when chains still
+// held every value whole, MobileNetV2 at 224 x 224 needed 1.15 GB at 64 images per run and 0.38 GB
+// at 13 (what the cap gives), for the same CPU time. Small images keep 64 per run (fewer, larger
+// observer calls: ResNet on Fashion-MNIST calibrated about 20% faster than at 16).
 constexpr int64_t kMaxBatch = 64, kMaxBatchBytes = int64_t{8} << 20;
 
 using Clock = std::chrono::steady_clock;

@@ -380,7 +380,8 @@ int observe_fast_paths(const ModelBuilder& b, const Tensor& x) {
     seen.resize(static_cast<size_t>(x.dim(0)), 0);
     const int64_t per_image = whole->second.numel() / x.dim(0);
     EXPECT_EQ(part.numel(), part.dim(0) * per_image) << n;
-    std::copy_n(part.data<float>(), std::min(part.numel(), part.dim(0) * per_image), a.data<float>() + first * per_image);
+    const int64_t copied = std::min(part.numel(), part.dim(0) * per_image);
+    std::copy_n(part.data<float>(), copied, a.data<float>() + first * per_image);
     for (int64_t i = 0; i < part.dim(0); ++i) ++seen[static_cast<size_t>(first + i)];
   };
   auto part_out = exec->run({{"x", x}}, part_opt);

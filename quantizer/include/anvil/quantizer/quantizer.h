@@ -93,8 +93,8 @@ struct CalibrationTime {
 
 /// Runs the (optimized) FP32 model on `inputs` (N x ..., float32, fed to its single graph input in
 /// batches of up to 64 images and 8 MiB) through the reference executor ONCE and records every
-/// float tensor it produces: min/max, count and a histogram that grows (pairwise merge of bins, no count lost)
-/// when a later batch widens the range; everything all ten methods need. The executor keeps its
+/// float tensor it produces: min/max, count and a histogram that grows (pairwise merge of bins, no
+/// count lost) when a later batch widens the range; everything all ten methods need. The executor keeps its
 /// fast paths (ref::RunOptions::observe_fast_paths), so a Conv/Gemm output read only by a Relu/Clip
 /// fused into it is not recorded: quantize() gives that pair the activation's range.
 /// Throws Error: kInvalidArgument for a model without exactly one input or a wrong input, and

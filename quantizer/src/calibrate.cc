@@ -51,13 +51,13 @@ Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, b
   double statistics_s = 0.0;  // time inside the observers, summed over threads (under mu)
   // A run's per-image channel row sums of the tensors observed in parts (row_sum of image b,
   // channel c at [b * channels + c]), added in image order once the run is done: the same means,
-  // bit for bit, as a whole value gives, whichever thread observed which part.
+  // bit for bit, as a whole value gives, whichever thread observed which part. A value's images
+  // are its own axis 0, which need not be the run's (a Reshape before a chain may fold or split it).
   struct Rows {
     int64_t channels = 0, inner = 0;
     std::vector<double> sums;
   };
   std::map<std::string, Rows> run_rows;
-  int64_t run_batch = 0;
   ref::RunOptions observe;
   // The FP32 fast paths run as without an observer; the Conv/Gemm outputs they fuse into a Relu/Clip
   // are not observed (the quantizer gives that pair the activation's range, qdq.cc is_fused).
@@ -106,7 +106,7 @@ Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, b
       if (means) {
         Rows& r = run_rows[name];
         r.channels = channels, r.inner = inner;
-        r.sums.resize(static_cast<size_t>(run_batch * channels));
+        r.sums.resize(std::max(r.sums.size(), static_cast<size_t>((first + images) * channels)));
         std::copy(rows.begin(), rows.end(), r.sums.begin() + first * channels);
       }
       statistics_s += seconds_since(start);
@@ -121,10 +121,10 @@ Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, b
   for (int64_t begin = 0; begin < n; begin += batch) {
     const int64_t end = std::min(n, begin + batch);
     const auto start = Clock::now();
-    run_batch = end - begin;
     exec.run({{input_name, inputs.slice0(begin, end)}}, observe).value();
-    for (auto& [name, r] : run_rows)
-      add_channel_row_sums(calib.tensors[name], r.sums.data(), run_batch, r.channels, r.inner);
+    for (auto& [name, r] : run_rows)  // the parts covered every image of the value once
+      add_channel_row_sums(calib.tensors[name], r.sums.data(), static_cast<int64_t>(r.sums.size()) / r.channels,
+                           r.channels, r.inner);
     run_rows.clear();
     pass_s += seconds_since(start);
     if (!bad_tensor.empty())

@@ -173,6 +173,40 @@ std::vector<std::string> node_summary(const onnx::ModelProto& m) {
 }
 }  // namespace
 
+TEST(Calibrate, ChainValuesWhoseBatchIsNotTheRunsKeepTheirChannelMeans) {
+  // x [N,2,8,8] -> Reshape [-1,1,8,8] -> xr [2N,...] -> Conv -> Relu -> r1 -> Conv -> c2 -> Add -> s:
+  // the chain's values have twice the run's images, observed in parts; their channel means count
+  // every one of them, as the node-by-node path does.
+  ModelBuilder b;
+  b.input("x", {2, 8, 8}).output("s", {4, 8, 8});
+  b.init("shape", Tensor::from_vector<int64_t>({4}, {-1, 1, 8, 8}));
+  b.init("w1", random_tensor({4, 1, 3, 3}, -0.5f, 0.5f, 31)).init("b1", random_tensor({4}, -0.2f, 0.2f, 32));
+  b.init("w2", random_tensor({4, 4, 3, 3}, -0.3f, 0.3f, 33)).init("b2", random_tensor({4}, -0.2f, 0.2f, 34));
+  b.node("Reshape", {"x", "shape"}, {"xr"});
+  for (const char* c : {"c1", "c2"}) {
+    const bool first = c == std::string("c1");
+    auto& n = b.node("Conv", {first ? "xr" : "r1", first ? "w1" : "w2", first ? "b1" : "b2"}, {c});
+    set_ints(n, "pads", {1, 1, 1, 1});
+    set_ints(n, "kernel_shape", {3, 3});
+    if (first) b.node("Relu", {"c1"}, {"r1"});
+  }
+  b.node("Add", {"r1", "c2"}, {"s"});
+  const onnx::ModelProto model = optimize(b.model());
+  const Tensor inputs = random_tensor({100, 2, 8, 8}, -1.0f, 1.0f, 35);  // runs of 64 and 36 images
+  const Calibration fast = calibrate(model, inputs, false);
+  const Calibration slow = node_by_node_calibration(model, inputs);
+  for (const char* name : {"xr", "r1"}) {
+    SCOPED_TRACE(name);
+    const TensorStats& f = fast.tensors.at(name);
+    const TensorStats& s = slow.tensors.at(name);
+    EXPECT_EQ(f.count, 200 * 64 * (name == std::string("xr") ? 1 : 4));
+    EXPECT_EQ(f.channel_samples, 200 * 64);
+    ASSERT_EQ(f.channel_mean.size(), s.channel_mean.size());
+    for (size_t k = 0; k < f.channel_mean.size(); ++k)
+      EXPECT_NEAR(f.channel_mean[k], s.channel_mean[k], 1e-6 * (1 + std::fabs(s.channel_mean[k]))) << k;
+  }
+}
+
 TEST(Calibrate, InfiniteValueInsideAConvChainNamesTheTensorAndTheSamples) {
   // Image 70 (second executor run, samples 64..99) holds 3e38, finite, but the first Conv makes inf
   // of it: a chain value, observed in parts from the chain's threads.

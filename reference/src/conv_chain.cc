@@ -830,29 +830,26 @@ bool ConvChain::run(const Lookup& lookup, std::vector<std::pair<std::string, Ten
     if (spec.values[v].output) out[v] = Tensor::uninitialized(DType::kFloat32, plan->shape[v]);
     if (!spec.values[v].output && !spec.values[v].external) scratch_numel = std::max(scratch_numel, product(plan->shape[v]));
   }
-  // With an observer: the last run's batch buffers and scratch (State), or new ones; given back below.
+  // With a whole-value observer: the last run's batch buffers and scratch (State), or new ones;
+  // given back below.
   std::unique_ptr<Pool> kept_pool;
   if (observe) {
     std::lock_guard<std::mutex> lock(state_->mutex);
     kept_pool = std::move(state_->batch_pool);
     scratch = std::move(state_->scratch);
+    if (!kept_pool) kept_pool = std::make_unique<Pool>();
+    kept_pool->release_all();  // a run that failed part way may have left some marked
   }
-  if (!kept_pool) kept_pool = std::make_unique<Pool>();
-  kept_pool->release_all();  // a run that failed part way may have left some marked
-  if (observe) {  // the largest value, allocated once (its storage kept when later ones are smaller)
+  // One image observed in parts is observed whole, as the part at image 0.
+  const Observe whole_part = [&](const std::string& name, const Tensor& t) { (*observe_part)(name, t, 0); };
+  const Observe* sliced_observe = observe_part ? &whole_part : observe;
+  if (observe || (plan->sliced && observe_part)) {
+    // The largest value, allocated once (its storage kept when later ones are smaller).
     if (scratch.dtype() != DType::kFloat32) scratch = Tensor::uninitialized(DType::kFloat32, {scratch_numel});
     scratch.resize_uninitialized({scratch_numel});
   }
 
-  if (plan->sliced) {
-    if (observe_part) {  // one image: each value whole, as the part at image 0
-      const Observe whole = [&](const std::string& name, const Tensor& t) { (*observe_part)(name, t, 0); };
-      if (scratch.dtype() != DType::kFloat32) scratch = Tensor::uninitialized(DType::kFloat32, {scratch_numel});
-      run_sliced(spec, *plan, ext, &out, &whole, &scratch);
-    } else {
-      run_sliced(spec, *plan, ext, &out, observe, &scratch);
-    }
-  }
+  if (plan->sliced) run_sliced(spec, *plan, ext, &out, sliced_observe, &scratch);
   tbb::enumerable_thread_specific<Pool> pools;  // each thread's buffers, reused between chunks
   tbb::enumerable_thread_specific<Tensor> parts;  // with observe_part: each thread's NCHW chunk copy
   // Chunk by chunk (no observer), a chunk's values live in its thread's pool (`buf`: each live
@@ -861,7 +858,8 @@ bool ConvChain::run(const Lookup& lookup, std::vector<std::pair<std::string, Ten
   // all chunks before the next, each value is one buffer of `batch_pool` holding the chunks' parts
   // side by side (`part_offset` bytes in), given back after its last use, and is observed through
   // one NCHW scratch tensor, so only the values still to be read exist at once.
-  Pool& batch_pool = *kept_pool;
+  Pool unused_pool;  // no whole-value observer: batch_pool is never used
+  Pool& batch_pool = kept_pool ? *kept_pool : unused_pool;
   std::vector<size_t> batch_bytes(spec.values.size(), 0);
   std::vector<std::vector<size_t>> part_offset(plan->chunks.size(), std::vector<size_t>(spec.values.size(), 0));
   if (observe && !plan->sliced)

@@ -469,7 +469,8 @@ Expected<TensorMap> Executor::run_tensors(const TensorMap& inputs, const RunOpti
       const ConvChain& chain = im.chains[c];
       if (chain.nodes().back() != i) continue;
       std::vector<std::pair<std::string, Tensor>> produced;
-      // With an observer the chain observes each value it makes, in the order it makes them.
+      // With an observer the chain observes each value it makes: whole, in the order it makes them,
+      // or with RunOptions::observe_part in parts, chunk by chunk.
       const bool parts = options.observe && options.observe_fast_paths && options.observe_part;
       if (chain.run(lookup, &produced, options.observe && !parts ? &options.observe : nullptr,
                     parts ? &options.observe_part : nullptr)) {

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <iostream>
 
+#include "anvil/common/log.h"
 #include "anvil/common/onnx_model.h"
 #include "anvil/common/tensor_io.h"
 #include "anvil/quantizer/quantizer.h"
@@ -44,7 +45,7 @@ void register_calibrate(CLI::App& app) {
       ranges[quant::method_name(method)] = per;
     }
     j["ranges"] = ranges;
-    const double search_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - search_start).count();
+    const double search_s = seconds_since(search_start);
     write_file(o->out, j.dump(1) + "\n");
     std::cout << "calibrated " << o->model << " on " << calib.images.dim(0) << " images: " << c.tensors.size()
               << " tensors, ranges for 10 methods -> " << o->out << '\n'

@@ -45,8 +45,6 @@ using Clock = std::chrono::steady_clock;
 /// A ratio as a percentage; "-" when it is undefined (an FP32 top-1 of 0 on a few images).
 std::string percent_or_dash(double ratio) { return std::isfinite(ratio) ? fmt("%.2f%%", 100.0 * ratio) : "-"; }
 
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
 /// Rows [begin, begin + batch) of x; rows past the end are zero (the last, partial batch).
 Tensor batch_rows(const Tensor& x, int64_t begin, int64_t batch) {
   const int64_t end = std::min(begin + batch, x.dim(0));

@@ -12,6 +12,7 @@
 #include <iostream>
 #include <memory>
 
+#include "anvil/common/log.h"
 #include "anvil/common/tensor_io.h"
 #include "anvil/hw/config.h"
 #include "anvil/hw/layer_profile.h"
@@ -79,7 +80,7 @@ void run_stream(const isa::Program& program, const hw::HwConfig& config, const s
     latency_us.push_back(r.stats().queue_latency_us);
     if (submitted < requests) session.submit(inputs, submitted++);
   }
-  const double host_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double host_s = seconds_since(start);
   const rt::SessionStats st = session.stats();
   std::sort(latency_us.begin(), latency_us.end());
   const double p50 = percentile(latency_us, 50), p95 = percentile(latency_us, 95), p99 = percentile(latency_us, 99);

@@ -45,7 +45,7 @@ void Progress::done() {
 
 void Progress::draw(bool final) {
   if (!enabled_) return;
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double secs = seconds_since(start_);
   std::fprintf(stderr, "\r%-28s %lld/%lld  %.1f s  (%.0f/s)%s", label_.c_str(), static_cast<long long>(count_),
                static_cast<long long>(total_), secs, secs > 0 ? count_ / secs : 0.0, final ? "\n" : "");
   std::fflush(stderr);

@@ -24,7 +24,6 @@ namespace {
 constexpr int64_t kMaxBatch = 64, kMaxBatchBytes = int64_t{8} << 20;
 
 using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 }  // namespace
 
 Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, bool show_progress,

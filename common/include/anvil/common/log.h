@@ -11,6 +11,11 @@ namespace anvil {
 /// The anvil logger (stderr). Level from ANVIL_LOG (trace, debug, info, warn, error; default warn).
 spdlog::logger& log();
 
+/// Seconds of wall time (steady clock) since `start`: the host times the tools report.
+inline double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 /// A progress line on stderr for long loops (calibration, evaluation, sweeps): "label  k/n  (rate/s)".
 /// Redrawn at most a few times per second; prints nothing when quiet or when stderr is not a TTY
 /// unless ANVIL_PROGRESS=1.

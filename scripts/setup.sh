@@ -9,6 +9,7 @@ packages=(
   libsystemc-dev            # SystemC 2.3.4 with TLM-2.0: the hardware model
   libonnx-dev libprotobuf-dev protobuf-compiler   # ONNX 1.12 protobuf classes, checker, shape inference
   libtbb-dev libdnnl-dev                          # parallelism and fast kernels (reference executor, MAC array)
+  ocl-icd-opencl-dev        # only a Recommends of libdnnl-dev, but dnnl-config.cmake fails without OpenCL
   libspdlog-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist     # /usr/share/datasets/fashion-mnist: the demo's data

@@ -801,11 +801,13 @@ bool ConvChain::run(const Lookup& lookup, std::vector<std::pair<std::string, Ten
     }
     SerialDnnl serial;
     try {
-      if (sliced && !(made->sliced = make_sliced_plan(spec, *made, threads))) return false;
+      // Without a sliced plan (oneDNN has no real kernel for the 16-channel slices, as on CPUs
+      // without AVX-512, whose kernels block by 8) the image is one chunk, as on one thread.
+      if (sliced) made->sliced = make_sliced_plan(spec, *made, threads);
       std::vector<memory::desc> w_desc;
       std::vector<memory> w_made;
       for (const auto& [n0, nn] : made->chunks) {
-        if (sliced || made->by_size.count(nn)) continue;
+        if (made->sliced || made->by_size.count(nn)) continue;
         ChunkPlan cp = make_chunk_plan(spec, *made, nn, w_desc.empty() ? nullptr : &w_desc, &w_made);
         if (w_desc.empty()) {
           w_made = cp.weights;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <memory>
 #include <mutex>
 #include <utility>
 #include <vector>
@@ -47,28 +49,41 @@ double row_sum(const float* p, int64_t n) {
   return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
 }
 
+namespace {
+/// summarize() of p[begin, end), starting from m's min and max. x < lo ? x : lo is minps, so NaN
+/// never becomes a min or max; x - x is 0 for a finite x and NaN for NaN and +-Inf, and the sums of
+/// those stay NaN once they are. Four vectors per step: min, max and add are latency bound, and four
+/// independent chains of each keep the units busy (the scalar loop ran at about 1 ns per value).
+ValueSummary summarize_block(const float* p, int64_t begin, int64_t end, ValueSummary m) {
+  int64_t i = begin;
+  float lo = m.min, hi = m.max, bad = 0.0f;
+#if defined(__SSE2__)
+  constexpr int kVectors = 4;
+  __m128 vlo[kVectors], vhi[kVectors], vbad[kVectors];
+  for (int k = 0; k < kVectors; ++k) vlo[k] = _mm_set1_ps(lo), vhi[k] = _mm_set1_ps(hi), vbad[k] = _mm_setzero_ps();
+  for (; i + 4 * kVectors <= end; i += 4 * kVectors)
+    for (int k = 0; k < kVectors; ++k) {
+      const __m128 x = _mm_loadu_ps(p + i + 4 * k);
+      vlo[k] = _mm_min_ps(x, vlo[k]);
+      vhi[k] = _mm_max_ps(x, vhi[k]);
+      vbad[k] = _mm_add_ps(vbad[k], _mm_sub_ps(x, x));
+    }
+  float l[4 * kVectors], h[4 * kVectors], b[4 * kVectors];
+  for (int k = 0; k < kVectors; ++k)
+    _mm_storeu_ps(l + 4 * k, vlo[k]), _mm_storeu_ps(h + 4 * k, vhi[k]), _mm_storeu_ps(b + 4 * k, vbad[k]);
+  for (int j = 0; j < 4 * kVectors; ++j) lo = std::min(lo, l[j]), hi = std::max(hi, h[j]), bad += b[j];
+#endif
+  for (; i < end; ++i) lo = p[i] < lo ? p[i] : lo, hi = p[i] > hi ? p[i] : hi, bad += p[i] - p[i];
+  return ValueSummary{bad == 0.0f, lo, hi};
+}
+}  // namespace
+
 ValueSummary summarize(const float* p, int64_t n) {
-  // Eight independent lanes so the compiler can vectorize. x - x is 0 for a finite x and NaN for
-  // NaN and +-Inf; the lane sums stay NaN once they are (min/max lanes skip NaN, the sums do not).
   const ValueSummary init{true, p[0], p[0]};
   return tbb::parallel_reduce(
       tbb::blocked_range<int64_t>(0, n, kGrain), init,
-      [p](const tbb::blocked_range<int64_t>& r, ValueSummary m) {
-        if (!m.finite) return m;
-        float lo[8], hi[8], nan[8] = {};
-        std::fill(lo, lo + 8, m.min), std::fill(hi, hi + 8, m.max);
-        int64_t i = r.begin();
-        for (; i + 8 <= r.end(); i += 8)
-          for (int j = 0; j < 8; ++j) {
-            const float x = p[i + j];
-            lo[j] = x < lo[j] ? x : lo[j];
-            hi[j] = x > hi[j] ? x : hi[j];
-            nan[j] += x - x;
-          }
-        for (; i < r.end(); ++i) lo[0] = std::min(lo[0], p[i]), hi[0] = std::max(hi[0], p[i]), nan[0] += p[i] - p[i];
-        float sum = 0.0f;
-        for (int j = 0; j < 8; ++j) sum += nan[j];
-        return ValueSummary{sum == 0.0f, *std::min_element(lo, lo + 8), *std::max_element(hi, hi + 8)};
+      [p](const tbb::blocked_range<int64_t>& r, const ValueSummary& m) {
+        return m.finite ? summarize_block(p, r.begin(), r.end(), m) : m;
       },
       [](const ValueSummary& a, const ValueSummary& b) {
         return ValueSummary{a.finite && b.finite, std::min(a.min, b.min), std::max(a.max, b.max)};
@@ -109,21 +124,33 @@ double grow(TensorStats& s, int64_t n, const ValueSummary& lohi) {
 /// floor is a truncation corrected by one below zero, so the loop needs no libm call. Bin indices
 /// are computed for a run of values first, then counted into four interleaved copies of the
 /// counts, so that repeated bins (the zeros after a ReLU) do not serialise on one counter.
+/// The counts are 32-bit (four copies in 64 KiB instead of 128, measured 20-30% faster per value,
+/// benchmarks/bench_histogram.cc) and only the bins the values can reach, [bin(min), bin(max)],
+/// are cleared and merged: a chunk of a few ten thousand values no longer pays for 4 x 4096.
 class BlockCounts {
  public:
-  explicit BlockCounts(double inv_w)
-      : inv_w_(inv_w), inv_wf_(float_power_of_two(inv_w)), counts_(static_cast<size_t>(kCopies) * kHistogramBins, 0) {}
+  BlockCounts(double inv_w, const ValueSummary& lohi)
+      : inv_w_(inv_w),
+        inv_wf_(float_power_of_two(inv_w)),
+        first_(bin_index(lohi.min)),
+        bins_(bin_index(lohi.max) - first_ + 1),
+        counts_(new uint32_t[static_cast<size_t>(kCopies) * bins_]) {
+    std::fill_n(counts_.get(), static_cast<size_t>(kCopies) * bins_, 0u);
+  }
 
   void add(const float* p, int64_t n) {
     int32_t bins[kRun];
     for (int64_t i0 = 0; i0 < n; i0 += kRun) {
       const int m = static_cast<int>(std::min<int64_t>(kRun, n - i0));
+      if (counted_ > kMaxCounted - m) spill();
+      counted_ += m;
       const int done = bin_indices(p + i0, m, bins);
       for (int k = done; k < m; ++k) bins[k] = bin_index(p[i0 + k]);
+      uint32_t* c = counts_.get() - first_;  // c[b] is bin b's counter of copy 0
       int k = 0;
       for (; k + kCopies <= m; k += kCopies)
-        for (int c = 0; c < kCopies; ++c) ++counts_[static_cast<size_t>(c) * kHistogramBins + bins[k + c]];
-      for (; k < m; ++k) ++counts_[bins[k]];
+        for (int j = 0; j < kCopies; ++j) ++c[j * bins_ + bins[k + j]];
+      for (; k < m; ++k) ++c[bins[k]];
     }
   }
 
@@ -167,23 +194,36 @@ class BlockCounts {
   }
 
   /// Integer sums: the merged histogram does not depend on the order blocks finish in.
-  void merge_into(std::vector<int64_t>& histogram, std::mutex& mu) const {
+  void merge_into(std::vector<int64_t>& histogram, std::mutex& mu) {
+    spill();
     std::lock_guard<std::mutex> lock(mu);
-    for (int b = 0; b < kHistogramBins; ++b)
-      for (int c = 0; c < kCopies; ++c) histogram[b] += counts_[static_cast<size_t>(c) * kHistogramBins + b];
+    for (int b = 0; b < bins_; ++b) histogram[static_cast<size_t>(first_ + b)] += wide_[static_cast<size_t>(b)];
   }
 
  private:
   static constexpr int kCopies = 4, kRun = 256;
+  static constexpr uint64_t kMaxCounted = UINT32_MAX;  // values a counter may have seen before spill()
   /// p as a float when that is exact and normal, else 0 (then bin_indices() leaves all to bin_index()).
   static float float_power_of_two(double p) {
     const float f = static_cast<float>(p);
     return std::isnormal(f) && static_cast<double>(f) == p ? f : 0.0f;
   }
 
+  /// Moves the 32-bit counts into the 64-bit sums (before any counter could wrap, and at the end).
+  void spill() {
+    if (wide_.empty()) wide_.assign(static_cast<size_t>(bins_), 0);
+    for (int j = 0; j < kCopies; ++j)
+      for (int b = 0; b < bins_; ++b) wide_[static_cast<size_t>(b)] += counts_[static_cast<size_t>(j) * bins_ + b];
+    std::fill_n(counts_.get(), static_cast<size_t>(kCopies) * bins_, 0u);
+    counted_ = 0;
+  }
+
   double inv_w_;
   float inv_wf_;
-  std::vector<int64_t> counts_;
+  int first_, bins_;  // the bins [first_, first_ + bins_) the values fall in
+  std::unique_ptr<uint32_t[]> counts_;  // kCopies x bins_
+  uint64_t counted_ = 0;
+  std::vector<int64_t> wide_;  // bins_ sums of the spilled counts
 };
 }  // namespace
 
@@ -193,7 +233,7 @@ void accumulate(TensorStats& s, const float* p, int64_t n, const ValueSummary& l
   if (inv_w == 0.0) return;
   std::mutex mu;
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, kGrain), [&](const tbb::blocked_range<int64_t>& r) {
-    BlockCounts local(inv_w);
+    BlockCounts local(inv_w, lohi);
     local.add(p + r.begin(), r.size());
     local.merge_into(s.histogram, mu);
   });
@@ -236,7 +276,7 @@ void accumulate(TensorStats& s, const float* p, const ValueSummary& lohi, const 
   std::mutex mu;
   const int64_t grain = std::max<int64_t>(1, kGrain / added);
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, channels, grain), [&](const tbb::blocked_range<int64_t>& r) {
-    BlockCounts local(inv_w);
+    BlockCounts local(inv_w, lohi);
     for (int64_t c = r.begin(); c < r.end(); ++c) {
       double sum = 0.0;
       for (int64_t b = 0; b < batch; ++b) {

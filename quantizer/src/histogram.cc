@@ -124,9 +124,9 @@ double grow(TensorStats& s, int64_t n, const ValueSummary& lohi) {
 /// floor is a truncation corrected by one below zero, so the loop needs no libm call. Bin indices
 /// are computed for a run of values first, then counted into four interleaved copies of the
 /// counts, so that repeated bins (the zeros after a ReLU) do not serialise on one counter.
-/// The counts are 32-bit (four copies in 64 KiB instead of 128, measured 20-30% faster per value,
-/// benchmarks/bench_histogram.cc) and only the bins the values can reach, [bin(min), bin(max)],
-/// are cleared and merged: a chunk of a few ten thousand values no longer pays for 4 x 4096.
+/// The counts are 32-bit (the four copies take 64 KiB, not 128) and only the bins the values can
+/// reach, [bin(min), bin(max)], are cleared and merged: a chunk of a few ten thousand values no
+/// longer pays for 4 x 4096 (benchmarks/bench_histogram.cc measures the cost per value).
 class BlockCounts {
  public:
   BlockCounts(double inv_w, const ValueSummary& lohi)

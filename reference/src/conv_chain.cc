@@ -99,10 +99,12 @@ SlicePart slice_part(int64_t m0, int64_t m, int64_t c0, int64_t c, bool whole_sr
 }
 
 /// A chain's plan for a single image on several threads. Every value made inside the chain is
-/// nChw16c: at batch 1 a range of 16-channel blocks is one contiguous run of it, so the parts of a
+/// nChw16c (nChw8c on CPUs whose oneDNN kernels block by 8, slice_block()): at batch 1 a range of
+/// whole blocks is one contiguous run of it, so the parts of a
 /// Conv (output channels; grouped Convs also input channels) or a MaxPool (channels) write disjoint
 /// slices of one buffer side by side and the next step reads the whole buffer, with no reorder.
 struct SlicedPlan {
+  int64_t block = 16;  ///< channels per layout block: nChw16c, or nChw8c where oneDNN's kernels block by 8
   std::vector<memory::desc> desc;  ///< per value (externals: plain NCHW)
   std::vector<std::vector<SlicePart>> parts;  ///< per step; empty for Relu / Clip / Add
 };
@@ -542,12 +544,31 @@ void elementwise(const Step& s, const float* x, const float* z, float* y, size_t
   }
 }
 
-/// nChw16c descriptor of one image with `c` channels.
-memory::desc blocked(int64_t c, int64_t h, int64_t w) {
-  return memory::desc({1, c, h, w}, memory::data_type::f32, tag::nChw16c);
+/// nChw16c (block 16) or nChw8c (block 8) descriptor of one image with `c` channels.
+memory::desc blocked(int64_t c, int64_t h, int64_t w, int64_t block) {
+  return memory::desc({1, c, h, w}, memory::data_type::f32, block == 16 ? tag::nChw16c : tag::nChw8c);
 }
 
-/// Channel ranges of a sliced step: multiples of `align` channels (whole 16-channel blocks), at most
+/// The sliced plans' channel block: 16 where oneDNN has a real convolution kernel for nChw16c
+/// (AVX-512 CPUs), else 8 (nChw8c, what its AVX2 kernels take). With 16 on an AVX2 CPU every Conv
+/// fell back to one part in layouts of oneDNN's choosing, reordered around it: one thread per step.
+int64_t slice_block() {
+  static const int64_t block = [] {
+    try {
+      const memory::desc x = blocked(16, 8, 8, 16);
+      const dnnl::convolution_forward::desc d(
+          dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, x,
+          memory::desc({16, 16, 3, 3}, memory::data_type::f32, tag::any), x, {1, 1}, {1, 1}, {1, 1});
+      return usable(dnnl::convolution_forward::primitive_desc(d, cpu_engine()).impl_info_str()) ? int64_t{16}
+                                                                                                 : int64_t{8};
+    } catch (const dnnl::error&) {
+      return int64_t{8};
+    }
+  }();
+  return block;
+}
+
+/// Channel ranges of a sliced step: multiples of `align` channels (whole layout blocks), at most
 /// one per thread; one range when there are too few blocks to share.
 std::vector<std::pair<int64_t, int64_t>> channel_ranges(int64_t total, int64_t align, int64_t threads) {
   const int64_t units = (total + align - 1) / align;
@@ -566,11 +587,12 @@ std::vector<std::pair<int64_t, int64_t>> channel_ranges(int64_t total, int64_t a
 /// nullptr when oneDNN has no real kernel for a step in these layouts.
 std::shared_ptr<const SlicedPlan> make_sliced_plan(const ConvChain::Spec& spec, const Plan& plan, int64_t threads) {
   auto sp = std::make_shared<SlicedPlan>();
+  const int64_t block = sp->block = slice_block();
   sp->desc.resize(spec.values.size());
   sp->parts.resize(spec.steps.size());
   for (size_t v = 0; v < spec.values.size(); ++v) {
     const Shape& s = plan.shape[v];
-    sp->desc[v] = spec.values[v].external ? plain(1, s) : blocked(s[1], s[2], s[3]);
+    sp->desc[v] = spec.values[v].external ? plain(1, s) : blocked(s[1], s[2], s[3], block);
   }
   dnnl::stream stream(cpu_engine());
   for (size_t k = 0; k < spec.steps.size(); ++k) {
@@ -585,18 +607,18 @@ std::shared_ptr<const SlicedPlan> make_sliced_plan(const ConvChain::Spec& spec, 
       const std::vector<int64_t> kernel{w.dim(2), w.dim(3)};
       const WindowNd g = window_geometry_nd(s.node, {xs[2], xs[3]}, kernel, false);
       const dnnl::primitive_attr attr = user_scratchpad_with_clamp(s.act, s.lo, s.hi);
-      // Groups per range so that both channel ranges start on a 16-channel block.
+      // Groups per range so that both channel ranges start on a layout block.
       int64_t align_g = 1;
-      while ((align_g * mg) % 16 || (align_g * cg) % 16) ++align_g;
+      while ((align_g * mg) % block || (align_g * cg) % block) ++align_g;
       if (group == 1) {
-        for (auto [m0, mm] : channel_ranges(m, 16, threads)) parts.push_back(slice_part(m0, mm, 0, c, true));
+        for (auto [m0, mm] : channel_ranges(m, block, threads)) parts.push_back(slice_part(m0, mm, 0, c, true));
       } else if (!external && align_g <= group) {
         for (auto [g0, gg] : channel_ranges(group, align_g, threads))
           parts.push_back(slice_part(g0 * mg, gg * mg, g0 * cg, gg * cg, false));
       } else {
         parts.push_back(slice_part(0, m, 0, c, true));
       }
-      // A part in the nChw16c slices; with `any_layouts` (one part, when oneDNN has no real kernel
+      // A part in the blocked slices; with `any_layouts` (one part, when oneDNN has no real kernel
       // for them, e.g. groups of 5 channels) in the layouts it picks, reordered around the step.
       // False when oneDNN offers only a reference kernel for the slices (the layouts it picks are
       // taken whatever they are, as in make_chunk_plan).
@@ -605,15 +627,15 @@ std::shared_ptr<const SlicedPlan> make_sliced_plan(const ConvChain::Spec& spec, 
         const memory::dims w_dims = group == 1 ? memory::dims{p.m, c, kernel[0], kernel[1]}
                                                : memory::dims{groups, mg, cg, kernel[0], kernel[1]};
         const memory::desc any_src(dims_of(1, xs), memory::data_type::f32, tag::any);
-        // The whole input: the producer's nChw16c, or for a chain input the layout oneDNN picks
+        // The whole input: the producer's blocked layout, or for a chain input the layout oneDNN picks
         // for the first part (a 3-channel image stays plain), shared by all parts.
         const memory::desc src = any_layouts        ? any_src
-                                 : !p.whole_src     ? blocked(p.c, xs[2], xs[3])
+                                 : !p.whole_src     ? blocked(p.c, xs[2], xs[3], block)
                                  : !external        ? sp->desc[s.in[0]]
                                  : &p != &parts[0]  ? parts[0].src
                                                     : any_src;
         const memory::desc dst = any_layouts ? memory::desc(dims_of(1, ys), memory::data_type::f32, tag::any)
-                                             : blocked(p.m, ys[2], ys[3]);
+                                             : blocked(p.m, ys[2], ys[3], block);
         const dnnl::convolution_forward::desc d(
             dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
             memory::desc(w_dims, memory::data_type::f32, tag::any),
@@ -639,10 +661,10 @@ std::shared_ptr<const SlicedPlan> make_sliced_plan(const ConvChain::Spec& spec, 
       const WindowNd g = window_geometry_nd(s.node, {xs[2], xs[3]}, kernel, attr_int(s.node, "ceil_mode", 0) != 0);
       memory::dims pads_end(2);  // as in make_chunk_plan: oneDNN's output size equals ONNX's
       for (int a = 0; a < 2; ++a) pads_end[a] = (g.out[a] - 1) * g.strides[a] + kernel[a] - xs[2 + a] - g.pads_begin[a];
-      for (auto [c0, cc] : channel_ranges(xs[1], 16, threads)) {
+      for (auto [c0, cc] : channel_ranges(xs[1], block, threads)) {
         SlicePart p = slice_part(c0, cc, c0, cc, false);
         const dnnl::pooling_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::pooling_max,
-                                            blocked(cc, xs[2], xs[3]), blocked(cc, ys[2], ys[3]), g.strides, kernel,
+                                            blocked(cc, xs[2], xs[3], block), blocked(cc, ys[2], ys[3], block), g.strides, kernel,
                                             g.pads_begin, pads_end);
         const dnnl::pooling_forward::primitive_desc pd(d, user_scratchpad(), cpu_engine());
         if (!usable(pd.impl_info_str())) return nullptr;
@@ -684,16 +706,16 @@ void run_sliced(const ConvChain::Spec& spec, const Plan& plan, const std::vector
     int temp[2] = {-1, -1};
     const std::vector<SlicePart>& parts = sp.parts[k];
     if (!parts.empty()) {
-      const float* x = as(s.in[0], parts[0].whole_src ? parts[0].src : blocked(xs[1], xs[2], xs[3]), &temp[0]);
+      const float* x = as(s.in[0], parts[0].whole_src ? parts[0].src : blocked(xs[1], xs[2], xs[3], sp.block), &temp[0]);
       buf[s.out] = pool.acquire(sp.desc[s.out].get_size());
-      // One part in a layout of its own writes a temporary buffer, reordered into nChw16c after.
+      // One part in a layout of its own writes a temporary buffer, reordered into the blocked layout after.
       if (parts.size() == 1 && !(parts[0].dst == sp.desc[s.out])) temp[1] = pool.acquire(parts[0].dst.get_size());
       float* y = pool.data(temp[1] >= 0 ? temp[1] : buf[s.out]);
       tbb::parallel_for(size_t{0}, parts.size(), [&](size_t i) {
         const SlicePart& p = parts[i];
         SerialDnnl serial;
         dnnl::stream part_stream(cpu_engine());
-        // A block range of one nChw16c image starts at channel * H * W floats.
+        // A block range of one blocked image starts at channel * H * W floats.
         const float* src = p.whole_src ? x : x + p.c0 * xs[2] * xs[3];
         std::unordered_map<int, memory> args{
             {DNNL_ARG_SRC, memory(p.src, cpu_engine(), const_cast<float*>(src))},
@@ -801,8 +823,8 @@ bool ConvChain::run(const Lookup& lookup, std::vector<std::pair<std::string, Ten
     }
     SerialDnnl serial;
     try {
-      // Without a sliced plan (oneDNN has no real kernel for the 16-channel slices, as on CPUs
-      // without AVX-512, whose kernels block by 8) the image is one chunk, as on one thread.
+      // Without a sliced plan (oneDNN has no real kernel for some step's slices, e.g. a MaxPool)
+      // the image is one chunk, as on one thread.
       if (sliced) made->sliced = make_sliced_plan(spec, *made, threads);
       std::vector<memory::desc> w_desc;
       std::vector<memory> w_made;

@@ -226,7 +226,8 @@ ModelBuilder wide_model() {
 
 TEST(ConvChain, SingleImageRunsSplitByChannelsOnEveryThreadCount) {
   // One image: on several threads each Conv / MaxPool is split by 16-channel blocks (the sliced
-  // plan); on one thread, or where oneDNN has no real kernel for the slices (CPUs without AVX-512),
+  // plan; 8-channel blocks where oneDNN has no nChw16c kernel); on one thread, or where a step has no
+  // real kernel for the slices,
   // the image is the one chunk.
   for (int threads : {1, 2, 3}) {
     SCOPED_TRACE("threads " + std::to_string(threads));
@@ -453,7 +454,7 @@ int observe_fast_paths(const ModelBuilder& b, const Tensor& x) {
 TEST(ConvChain, ObserverOnTheFastPathsSeesTheChainValues) {
   // On two threads: batches of 16 (two chunks of 8) and 17 (chunks of 8 and 9, two chunk plans)
   // run by chunks, a single image runs sliced by channels (or as one chunk where oneDNN has no real
-  // kernel for the 16-channel slices).
+  // kernel for some step's slices).
   tbb::task_arena arena(2);
   int differ = 0;
   arena.execute([&] {
@@ -468,6 +469,6 @@ TEST(ConvChain, ObserverOnTheFastPathsSeesTheChainValues) {
   });
   // That the chain ran, not a fallback, is shown by the parts (observe_fast_paths expects some);
   // whether any bits differ from the node-by-node path depends on the kernels oneDNN picks for the
-  // CPU (on AVX2 machines they can be the same), so `differ` is only reported.
+  // CPU (with the image as one chunk they can be the same), so `differ` is only reported.
   RecordProperty("values_differing_from_node_by_node", differ);
 }

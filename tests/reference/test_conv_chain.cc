@@ -227,8 +227,7 @@ ModelBuilder wide_model() {
 TEST(ConvChain, SingleImageRunsSplitByChannelsOnEveryThreadCount) {
   // One image: on several threads each Conv / MaxPool is split by 16-channel blocks (the sliced
   // plan; 8-channel blocks where oneDNN has no nChw16c kernel); on one thread, or where a step has no
-  // real kernel for the slices,
-  // the image is the one chunk.
+  // real kernel for the slices, the image is the one chunk.
   for (int threads : {1, 2, 3}) {
     SCOPED_TRACE("threads " + std::to_string(threads));
     tbb::task_arena arena(threads);

@@ -45,6 +45,12 @@ struct QuantizedConstant {
   std::vector<onnx::NodeProto> dq_nodes;  ///< the DequantizeLinear to emit before the node
 };
 
+/// The Add that adds a MatMul's bias (QdqBuilder::find_bias_adds).
+struct BiasAdd {
+  int node = -1;   ///< the Add's index
+  int input = -1;  ///< which of its inputs is the bias
+};
+
 /// Warns once per tensor name (per process) that its calibrated range is below what kMinScale resolves.
 void warn_floored(const std::string& t, Range r) {
   static std::mutex mu;
@@ -78,6 +84,7 @@ class QdqBuilder {
       if (!n.domain().empty() && n.domain() != "ai.onnx")
         fail(ErrorCode::kUnsupported, "node " + graph::node_label(n) + ": domain '" + n.domain() + "' not supported");
       for (const auto& in : n.input()) consumers_[in].push_back(i);
+      for (const auto& out : n.output()) producers_[out] = i;
     }
   }
 
@@ -111,9 +118,10 @@ class QdqBuilder {
   }
 
   /// Conv/ConvTranspose/Gemm/MatMul/Add output read only by a Relu/Clip: the activation is fused, so the
-  /// quantization point is after it.
+  /// quantization point is after it. Also a MatMul output read only by its bias Add (find_bias_adds).
   bool is_fused(const onnx::NodeProto& producer, const std::string& t) const {
     if (!kFusableProducers.count(producer.op_type()) || graph::is_graph_output(model_.graph(), t)) return false;
+    if (producer.op_type() == "MatMul" && bias_of_.count(t)) return true;
     auto it = consumers_.find(t);
     return it != consumers_.end() && it->second.size() == 1 &&
            kFusedActivations.count(model_.graph().node(it->second[0]).op_type());
@@ -203,9 +211,50 @@ class QdqBuilder {
     for (const auto& [t, unused] : parent) ranges_[t] = joined.at(root(t));
   }
 
+  /// The rank of activation t from shape inference, or -1.
+  int known_rank(const std::string& t) const {
+    const onnx::GraphProto& g = model_.graph();
+    for (const auto* list : {&g.value_info(), &g.input(), &g.output()})
+      for (const auto& v : *list)
+        if (v.name() == t && v.type().tensor_type().has_shape()) return v.type().tensor_type().shape().dim_size();
+    return -1;
+  }
+
+  /// The bias of a fully connected layer that the exporter wrote as MatMul + Add (nn.Linear on a
+  /// 3-D input): MatMul(x, W) with a constant K x O weight, read only by an Add of a constant with O
+  /// values along its last axis (shape [O] or [1, ..., 1, O], no more axes than the product). As
+  /// TFLite's FullyConnected and ONNX's Gemm, the bias becomes int32 on the accumulator's scale and
+  /// the pair gets one output range: no Q/DQ between the product and the bias.
+  void find_bias_adds() {
+    const onnx::GraphProto& g = model_.graph();
+    for (int i = 0; i < g.node_size(); ++i) {
+      const onnx::NodeProto& add = g.node(i);
+      if (add.op_type() != "Add" || add.input_size() != 2 || float_node_[static_cast<size_t>(i)]) continue;
+      for (int k = 0; k < 2; ++k) {
+        const onnx::TensorProto* b = graph::find_initializer(g, add.input(k));
+        const std::string& product = add.input(1 - k);
+        auto producer = producers_.find(product);
+        if (!b || b->data_type() != onnx::TensorProto::FLOAT || producer == producers_.end()) continue;
+        const onnx::NodeProto& mm = g.node(producer->second);
+        const onnx::TensorProto* w = mm.op_type() == "MatMul" && mm.input_size() == 2
+                                         ? graph::find_initializer(g, mm.input(1)) : nullptr;
+        if (!w || w->dims_size() != 2 || float_node_[static_cast<size_t>(producer->second)] ||
+            graph::is_graph_output(g, product) || consumers_.at(product).size() != 1)
+          continue;
+        const int64_t outputs = w->dims(1);
+        bool bias_shape = b->dims_size() >= 1 && b->dims(b->dims_size() - 1) == outputs;
+        for (int d = 0; d + 1 < b->dims_size(); ++d) bias_shape = bias_shape && b->dims(d) == 1;
+        if (!bias_shape || (b->dims_size() > 1 && b->dims_size() > known_rank(product))) continue;
+        bias_of_[product] = {i, k};
+        break;
+      }
+    }
+  }
+
   void choose_activation_params() {
     const onnx::GraphProto& g = model_.graph();
     mark_float_nodes();
+    find_bias_adds();
     unify_concat_ranges();
     for (const auto& in : g.input())
       if (is_float_activation(in.name())) params_[in.name()] = calibrated(in.name(), "graph input");
@@ -314,6 +363,18 @@ class QdqBuilder {
     return b;
   }
 
+  /// The BiasAdd entry when n is the bias Add of a MatMul, else nullptr.
+  const BiasAdd* bias_add(const onnx::NodeProto& n) const {
+    if (n.op_type() != "Add" || n.input_size() != 2) return nullptr;
+    for (int k = 0; k < 2; ++k) {
+      auto it = bias_of_.find(n.input(k));
+      if (it != bias_of_.end() && it->second.input == 1 - k &&
+          model_.graph().node(it->second.node).output(0) == n.output(0))
+        return &it->second;
+    }
+    return nullptr;
+  }
+
   /// The constant operands of node n, replaced in `inputs` (its input names) by DQ outputs.
   std::vector<onnx::NodeProto> quantize_constants(const onnx::NodeProto& n, std::vector<std::string>* inputs) {
     const onnx::GraphProto& g = model_.graph();
@@ -341,6 +402,7 @@ class QdqBuilder {
       }
       std::vector<float> w_scales;
       take(quantize_weight(n, axis, &w_scales), 1);
+      if (op == "MatMul") weight_scales_[n.output(0)] = w_scales;
       const bool has_bias = op != "MatMul" && n.input_size() >= 3 && graph::find_initializer(g, n.input(2));
       auto in_params = params_.find(n.input(0));
       if (has_bias && in_params != params_.end()) {
@@ -357,6 +419,21 @@ class QdqBuilder {
                                     Tensor(DType::kInt32, {channels}), 0),
                2);
         }
+      }
+    } else if (const BiasAdd* bias = bias_add(n)) {
+      const std::string& product = n.input(1 - bias->input);
+      const onnx::NodeProto& mm = g.node(producers_.at(product));
+      auto in_params = params_.find(mm.input(0));
+      auto w_scales = weight_scales_.find(product);
+      if (in_params != params_.end() && w_scales != weight_scales_.end()) {
+        const Tensor b = graph::float_initializer(g, n.input(bias->input), graph::node_label(n));
+        const int64_t channels = static_cast<int64_t>(w_scales->second.size());
+        std::vector<float> b_scales;
+        const Tensor qb = quantize_bias(b.reshaped({channels}), in_params->second.scale, w_scales->second, &b_scales);
+        take(dequantized_constant(n.input(bias->input), qb.reshaped(b.shape()),
+                                  Tensor::from_vector<float>({channels}, b_scales), Tensor(DType::kInt32, {channels}),
+                                  static_cast<int>(b.rank()) - 1),
+             bias->input);
       }
     } else if (op == "Add" || op == "Mul") {
       for (int i = 0; i < n.input_size(); ++i) {
@@ -449,6 +526,9 @@ class QdqBuilder {
   const Calibration* stats_;  ///< set when bias correction is on
   std::map<std::string, int32_t> elem_type_;
   std::map<std::string, std::vector<int>> consumers_;  // tensor -> indices of nodes reading it
+  std::map<std::string, int> producers_;               // tensor -> index of the node writing it
+  std::map<std::string, BiasAdd> bias_of_;  ///< MatMul output -> the Add that adds its bias (find_bias_adds)
+  std::map<std::string, std::vector<float>> weight_scales_;  ///< MatMul output -> its weight's scales
   std::map<std::string, QuantParams> params_;          // float activation -> its int8 parameters
   std::vector<std::string> float_nodes_;
   std::vector<bool> float_node_;          ///< by node index: the node computes in float

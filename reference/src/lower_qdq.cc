@@ -361,10 +361,19 @@ class QdqLowering {
     op.bias = bias_input >= 0 && n.input_size() > bias_input && !n.input(bias_input).empty()
                   ? constant_bias(n, n.input(bias_input), in.q.scale, w_scale, o)
                   : Tensor(DType::kInt32, {o});
+    // MatMul -> Add(DQ(int32 bias)): the bias of a fully connected layer written as two nodes, on the
+    // accumulator's scale as Gemm's (the quantizer's find_bias_adds); the pattern goes on from the Add.
+    const onnx::NodeProto* end = &n;
+    if (const int add = t == "MatMul" ? bias_add(n.output(0), o) : -1; add >= 0) {
+      const onnx::NodeProto& a = node(add);
+      op.bias = constant_bias(a, a.input(a.input(0) == n.output(0) ? 1 : 0), in.q.scale, w_scale, o);
+      claimed_.insert(add);
+      end = &a;
+    }
     check_accumulator(n, w, op.bias);
     op.weight = std::move(w);
     QuantParams out_q;
-    const int q = follow_to_quantize(n, n.output(0), true, op, &out_q);
+    const int q = follow_to_quantize(*end, end->output(0), true, op, &out_q);
     for (int64_t c = 0; c < o; ++c)
       op.multipliers.push_back(
           math::quantize_multiplier(static_cast<double>(in.q.scale) * w_scale[c] / out_q.scale));
@@ -457,6 +466,21 @@ class QdqLowering {
     for (int64_t c = 0; c < o; ++c)
       for (int64_t j = 0; j < k; ++j) dst[c * k + j] = k_by_o ? src[j * o + c] : src[c * k + j];
     return oi;
+  }
+
+  /// The Add that alone reads MatMul output `product` and adds to it a DequantizeLinear of an int32
+  /// constant with o values, or -1. (Only the bias's last axis may exceed 1: a bias with more axes than
+  /// the product would broadcast the result to another shape, which the quantizer does not fuse.)
+  int bias_add(const std::string& product, int64_t o) {
+    const int a = single_consumer(product);
+    if (a < 0 || node(a).op_type() != "Add" || node(a).input_size() != 2) return -1;
+    const onnx::NodeProto& add = node(a);
+    const std::string& other = add.input(add.input(0) == product ? 1 : 0);
+    const onnx::NodeProto* dq = dequantize_of_constant(other);
+    if (!dq || add.input(0) == add.input(1)) return -1;
+    const Tensor& b = *constant(dq->input(0));
+    if (b.dtype() != DType::kInt32 || b.numel() != o || b.rank() < 1 || b.dim(b.rank() - 1) != o) return -1;
+    return a;
   }
 
   /// The int32 bias behind DQ(b) with scale in_scale * w_scale[o] and zero point 0.

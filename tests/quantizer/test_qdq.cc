@@ -196,6 +196,86 @@ TEST(Quantize, MatMulWithConstantWeightQuantizesAxis1) {
   EXPECT_EQ(initializer(m, wdq->input(0)).dtype(), DType::kInt8);
 }
 
+/// x [N, 3, 4] -> MatMul(W [4, 5]) -> h -> Add(h, bias) -> y: nn.Linear on a 3-D input as exported.
+/// `bias_shape` is the constant's shape; `bias_first` writes Add(bias, h); `also_read` makes a
+/// second node read h (Relu -> graph output r).
+onnx::ModelProto linear_3d(const Shape& bias_shape, bool bias_first = false, bool also_read = false) {
+  ModelBuilder b;
+  b.input("x", {3, 4}).output("y", {3, 5});
+  if (also_read) b.output("r", {3, 5});
+  b.init("W", random_tensor({4, 5}, -1.0f, 1.0f, 1)).init("bias", random_tensor(bias_shape, -0.5f, 0.5f, 3));
+  b.node("MatMul", {"x", "W"}, {"h"});
+  b.node("Add", bias_first ? std::vector<std::string>{"bias", "h"} : std::vector<std::string>{"h", "bias"}, {"y"});
+  if (also_read) b.node("Relu", {"h"}, {"r"});
+  return b.model();
+}
+
+TEST(Quantize, MatMulBiasAddGetsAnInt32BiasOnTheAccumulatorScale) {
+  // As Gemm's bias (TFLite's FullyConnected): int32 with scale input_scale x weight_scale[c], zero
+  // point 0, per channel along the bias's last axis; the product gets no Q/DQ of its own.
+  for (const bool bias_first : {false, true})
+    for (const Shape& bias_shape : {Shape{5}, Shape{1, 1, 5}}) {
+      SCOPED_TRACE(shape_str(bias_shape) + (bias_first ? " Add(bias, h)" : " Add(h, bias)"));
+      const onnx::ModelProto fp32 = linear_3d(bias_shape, bias_first);
+      const Tensor x = random_tensor({8, 3, 4}, -1, 1, 2);
+      const onnx::ModelProto m = quantized(fp32, Method::kMinMaxAsym, nullptr, x);
+      EXPECT_EQ(q_of(m, "h"), nullptr);
+      const auto readers = consumers(m, "h");
+      ASSERT_EQ(readers.size(), 1u);
+      const onnx::NodeProto& add = *readers[0];
+      ASSERT_EQ(add.op_type(), "Add");
+      const onnx::NodeProto* bdq = producer(m, add.input(bias_first ? 0 : 1));
+      ASSERT_NE(bdq, nullptr);
+      ASSERT_EQ(bdq->op_type(), "DequantizeLinear");
+      const Tensor bq = initializer(m, bdq->input(0)), bs = initializer(m, bdq->input(1)),
+                   bz = initializer(m, bdq->input(2));
+      EXPECT_EQ(bq.dtype(), DType::kInt32);
+      EXPECT_EQ(bq.shape(), bias_shape);
+      EXPECT_EQ(bz.dtype(), DType::kInt32);
+      for (int32_t z : bz.to_vector<int32_t>()) EXPECT_EQ(z, 0);
+      ASSERT_EQ(bdq->attribute_size(), 1);
+      EXPECT_EQ(bdq->attribute(0).i(), static_cast<int64_t>(bias_shape.size()) - 1);  // axis: the last
+      const onnx::NodeProto* mm = producer(m, "h");
+      const onnx::NodeProto* wdq = producer(m, mm->input(1));
+      const onnx::NodeProto* xdq = producer(m, mm->input(0));
+      ASSERT_TRUE(wdq && xdq);
+      const Tensor ws = initializer(m, wdq->input(1));
+      const float in_scale = scalar_f(m, xdq->input(1));
+      const Tensor b = initializer(fp32, "bias");
+      ASSERT_EQ(bs.numel(), 5);
+      for (int c = 0; c < 5; ++c) {
+        EXPECT_FLOAT_EQ(bs.data<float>()[c], in_scale * ws.data<float>()[c]);
+        EXPECT_EQ(bq.data<int32_t>()[c], std::lround(b.data<float>()[c] / bs.data<float>()[c]));
+      }
+      EXPECT_NE(q_of(m, "y_float"), nullptr);  // the sum is quantized once, as the graph output
+      // It runs (the same shape as FP32) and tracks the FP32 model.
+      const Tensor want = ref::Executor::create(fp32)->run({{"x", x}}).value().at("y");
+      const Tensor got = ref::Executor::create(m)->run({{"x", x}}).value().at("y");
+      ASSERT_EQ(got.shape(), want.shape());
+      float err = 0.0f;
+      for (int64_t i = 0; i < got.numel(); ++i) err = std::max(err, std::fabs(got.data<float>()[i] - want.data<float>()[i]));
+      EXPECT_LT(err, 0.1f);
+    }
+}
+
+TEST(Quantize, AddThatIsNotAMatMulBiasKeepsItsOwnQdq) {
+  // A constant that is not one value per output channel, and a product that another node reads:
+  // the Add stays an int8 Add (int8 constant operand) and the product is quantized.
+  const Tensor x = random_tensor({8, 3, 4}, -1, 1, 2);
+  for (const auto& [fp32, what] : std::vector<std::pair<onnx::ModelProto, std::string>>{
+           {linear_3d({3, 5}), "bias of shape [3, 5]"}, {linear_3d({5}, false, true), "h read twice"}}) {
+    SCOPED_TRACE(what);
+    const onnx::ModelProto m = quantized(fp32, Method::kMinMaxAsym, nullptr, x);
+    EXPECT_NE(q_of(m, "h"), nullptr);
+    const onnx::NodeProto* add = producer(m, "y_float");
+    ASSERT_NE(add, nullptr);
+    ASSERT_EQ(add->op_type(), "Add");
+    const onnx::NodeProto* cdq = producer(m, add->input(1));
+    ASSERT_EQ(cdq->op_type(), "DequantizeLinear");
+    EXPECT_EQ(initializer(m, cdq->input(0)).dtype(), DType::kInt8);
+  }
+}
+
 TEST(Quantize, UnhandledOperatorStaysFloatBetweenDqAndQ) {
   ModelBuilder b;
   b.input("x", {4}).output("y", {4});

@@ -148,6 +148,73 @@ TEST(Int8MatMul, ConstantWeightMatMulOnBatchedRowsIsReshapeConvReshape) {
   }
 }
 
+TEST(Int8MatMul, ConstantWeightMatMulWithBiasAddIsOneConvWithTheInt32Bias) {
+  // nn.Linear on a 3-D input exports as MatMul + Add(bias); the quantizer gives the Add an int32 bias
+  // on the accumulator's scale and no Q/DQ between the two (find_bias_adds). The pair lowers to the
+  // Conv path with that bias: no kAdd, and within one step of float. Either operand order of the Add,
+  // with or without a fused Relu.
+  for (const bool bias_first : {false, true})
+    for (const std::string activation : {"", "Relu"}) {
+      SCOPED_TRACE(std::string(bias_first ? "Add(bias, product)" : "Add(product, bias)") + " " + activation);
+      const std::vector<float> b_float = random_tensor({7}, -0.5f, 0.5f, 13).to_vector<float>();
+      const Build build = [&](const ActParams& p) {
+        QdqBuilder q(p);
+        q.b.input("x", DType::kFloat32, {-1, 5, 6});
+        std::vector<float> scales;
+        const std::string w = q.weight("w", random_tensor({6, 7}, -0.5f, 0.5f, 11), 1, &scales);
+        const std::string x = q.qdq("x");
+        const std::string b = q.bias("b", b_float, q.params("x").scale, scales);
+        q.b.node("MatMul", {x, w}, {"mm"}, "proj");
+        q.b.node("Add", bias_first ? std::vector<std::string>{b, "mm"} : std::vector<std::string>{"mm", b},
+                 {activation.empty() ? "y" : "sum"}, "proj_bias");
+        if (!activation.empty()) q.b.node("Relu", {"sum"}, {"y"}, "relu");
+        q.b.output(q.qdq("y"));
+        return q.b.model();
+      };
+      const TensorMap in{{"x", random_tensor({2, 5, 6}, -1.0f, 1.0f, 12)}};
+      const ActParams p = calibrate(build, {"x", "y"}, in);
+      ref::Int8Graph g;
+      const Agreement a = test::int8_agreement(build(p), in, 2, &g);
+      EXPECT_LE(a.max_diff, 1);
+      EXPECT_GT(a.exact, 0.8);
+      ASSERT_EQ(g.ops.size(), 3u);
+      EXPECT_EQ(g.ops[0].kind, ref::Int8OpKind::kReshape);
+      ASSERT_EQ(g.ops[1].kind, ref::Int8OpKind::kConv);
+      EXPECT_EQ(g.ops[2].kind, ref::Int8OpKind::kReshape);
+      const ref::Int8Op& conv = g.ops[1];
+      ASSERT_EQ(conv.bias.numel(), 7);
+      int64_t nonzero = 0;
+      for (int32_t v : conv.bias.to_vector<int32_t>()) nonzero += v != 0;
+      EXPECT_EQ(nonzero, 7);  // the Add's int32 values, not an all-zero bias
+      if (!activation.empty()) {
+        EXPECT_EQ(conv.act_min, p.at("y").zero_point);  // the Relu is fused too
+      }
+    }
+}
+
+TEST(Int8MatMul, BiasAddOnAnotherScaleIsRefusedNamingTheBias) {
+  const Build build = [](const ActParams& p) {
+    QdqBuilder q(p);
+    q.b.input("x", DType::kFloat32, {-1, 5, 6});
+    std::vector<float> scales;
+    const std::string w = q.weight("w", random_tensor({6, 7}, -0.5f, 0.5f, 11), 1, &scales);
+    const std::string x = q.qdq("x");
+    const std::string b = q.bias("b", random_tensor({7}, -0.5f, 0.5f, 13).to_vector<float>(),
+                                 2.0f * q.params("x").scale, scales);
+    q.b.node("MatMul", {x, w}, {"mm"}, "proj");
+    q.b.node("Add", {"mm", b}, {"y"}, "proj_bias");
+    q.b.output(q.qdq("y"));
+    return q.b.model();
+  };
+  const TensorMap in{{"x", random_tensor({2, 5, 6}, -1.0f, 1.0f, 12)}};
+  const ActParams p = calibrate(build, {"x", "y"}, in);
+  auto g = ref::lower_qdq(build(p), 2);
+  ASSERT_FALSE(g.ok());
+  EXPECT_NE(std::string(g.error().what()).find("is not input scale * weight scale"), std::string::npos)
+      << g.error().what();
+  EXPECT_NE(std::string(g.error().what()).find("b_DQ"), std::string::npos) << g.error().what();
+}
+
 TEST(Int8MatMul, BatchDimensionsBroadcastAcrossBothOperandsMatchFloat) {
   // Batch dimensions broadcast across both operands (B reshaped on its int8 value).
   struct Case {

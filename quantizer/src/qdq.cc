@@ -17,6 +17,7 @@
 #include "anvil/common/onnx_model.h"
 #include "anvil/common/requant.h"
 #include "anvil/quantizer/quantizer.h"
+#include "anvil/reference/patterns.h"
 #include "graph.h"
 #include "passes.h"
 #include "qdq.h"
@@ -127,7 +128,8 @@ class QdqBuilder {
            kFusedActivations.count(model_.graph().node(it->second[0]).op_type());
   }
 
-  /// Marks the nodes that compute a float activation in float: those outside kQuantizable and, with
+  /// Marks the nodes that compute a float activation in float: those outside kQuantizable, the nodes
+  /// of a LayerNorm written out as nodes, those --exclude-nodes matches and, with
   /// QuantizeOptions::extend_float_regions, an Add/Mul of a constant and a float node's output.
   /// Records the float activations they produce.
   void mark_float_nodes() {
@@ -142,6 +144,12 @@ class QdqBuilder {
              "exclude-nodes pattern '" + exclude_nodes_ + "' is not a valid regular expression (" + e.what() + ")");
       }
     }
+    // A LayerNorm written out as nodes is one operator without an int8 form (LayerNormalization):
+    // its Add eps, Mul scale and Add bias stay float with the rest, so it is quantized only at its
+    // input and output, as the executor runs it (one kernel) and as PyTorch's quantized layer_norm
+    // does. The matcher is the executor's (anvil/reference/patterns.h).
+    std::set<int> layer_norm;
+    for (const std::vector<int>& pattern : ref::layer_norm_nodes(g)) layer_norm.insert(pattern.begin(), pattern.end());
     bool excluded_any = false;
     for (int i = 0; i < g.node_size(); ++i) {
       const onnx::NodeProto& n = g.node(i);
@@ -150,7 +158,7 @@ class QdqBuilder {
       // (Index and shape arithmetic on int64 tensors is not quantization's business.)
       bool float_compute = false;
       for (const auto& out : n.output()) float_compute = float_compute || is_float_activation(out);
-      bool stays_float = exclude || !kQuantizable.count(n.op_type());
+      bool stays_float = exclude || !kQuantizable.count(n.op_type()) || layer_norm.count(i);
       if (extend_float_regions_ && (n.op_type() == "Add" || n.op_type() == "Mul") && n.input_size() == 2)
         for (int k = 0; k < 2; ++k)
           stays_float = stays_float || (graph::find_initializer(g, n.input(k)) && float_produced_.count(n.input(1 - k)));

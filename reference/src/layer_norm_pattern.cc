@@ -8,6 +8,7 @@
 #include <set>
 
 #include "anvil/common/onnx_model.h"
+#include "anvil/reference/patterns.h"
 #include "attributes.h"
 
 namespace anvil::ref {
@@ -187,6 +188,27 @@ Tensor run_layer_norm_pattern(const LayerNormPattern& p, const Tensor& x) {
                       }
                     });
   return y;
+}
+
+std::vector<std::vector<int>> layer_norm_nodes(const onnx::GraphProto& graph) {
+  std::vector<const onnx::NodeProto*> nodes;
+  bool has_mean = false;
+  for (const onnx::NodeProto& n : graph.node()) {
+    nodes.push_back(&n);
+    has_mean = has_mean || n.op_type() == "ReduceMean";
+  }
+  if (!has_mean) return {};
+  // The matcher reads scalars (2, eps) and the rank <= 1 scale and bias: only those initializers
+  // are converted, not a model's weights.
+  TensorMap small;
+  for (const onnx::TensorProto& t : graph.initializer())
+    if (t.data_type() == onnx::TensorProto::FLOAT && t.dims_size() <= 1) small.emplace(t.name(), tensor_from_proto(t));
+  std::vector<std::string> outputs;
+  for (const auto& o : graph.output()) outputs.push_back(o.name());
+  std::vector<std::vector<int>> found;
+  for (const LayerNormPattern& p : find_layer_norm_patterns(nodes, small, outputs))
+    found.emplace_back(p.nodes.begin(), p.nodes.end());
+  return found;
 }
 
 }  // namespace anvil::ref

@@ -620,24 +620,59 @@ TEST(QuantizeFloatRegion, ModelsWithoutFloatNodesAreUnchanged) {
 }
 
 /// x -> MatMul -> h, then LayerNorm as primitives: ReduceMean(h) -> m; Sub(h, m) -> d;
-/// Sqrt(Add(ReduceMean(Pow(d, 2)), eps)) -> sd; Div(d, sd) -> n; Mul(n, gamma) -> g; Add(g, beta) -> y. extend_float_regions keeps "+ eps", "* gamma", "+ beta" in float.
-TEST(QuantizeFloatRegion, ExtendedRegionTakesConstantAddAndMul) {
+/// Sqrt(Add(ReduceMean(Pow(d, 2)), eps)) -> sd; Div(d, sd) -> n; Mul(n, gamma) -> g; Add(g, beta) -> y.
+/// `axes` of both ReduceMeans ([-1] as torch exports it; [1] is the same axis here, but not the
+/// pattern the executor runs as one kernel); gamma has shape `gamma_shape`.
+onnx::ModelProto layer_norm_after_matmul(const std::vector<int64_t>& axes, const Shape& gamma_shape = {4}) {
   ModelBuilder b;
   b.input("x", {4}).output("y", {4});
   b.init("W", random_tensor({4, 4}, -1.0f, 1.0f, 43)).init("two", Tensor::from_vector<float>({1}, {2.0f}));
-  b.init("eps", Tensor::from_vector<float>({1}, {1e-5f})).init("gamma", random_tensor({4}, 0.5f, 1.5f, 44));
+  b.init("eps", Tensor::from_vector<float>({1}, {1e-5f})).init("gamma", random_tensor(gamma_shape, 0.5f, 1.5f, 44));
   b.init("beta", random_tensor({4}, -0.5f, 0.5f, 45));
   b.node("MatMul", {"x", "W"}, {"h"});
-  set_ints(b.node("ReduceMean", {"h"}, {"m"}), "axes", {1});
+  set_ints(b.node("ReduceMean", {"h"}, {"m"}), "axes", axes);
   b.node("Sub", {"h", "m"}, {"d"});
   b.node("Pow", {"d", "two"}, {"p"});
-  set_ints(b.node("ReduceMean", {"p"}, {"var"}), "axes", {1});
+  set_ints(b.node("ReduceMean", {"p"}, {"var"}), "axes", axes);
   b.node("Add", {"var", "eps"}, {"ve"});
   b.node("Sqrt", {"ve"}, {"sd"});
   b.node("Div", {"d", "sd"}, {"n"});
   b.node("Mul", {"n", "gamma"}, {"g"});
   b.node("Add", {"g", "beta"}, {"y"});
-  const onnx::ModelProto opt = optimize(b.model());
+  return b.model();
+}
+
+TEST(QuantizeFloatRegion, LayerNormPatternIsOneFloatOperator) {
+  // The nine nodes torch exports for nn.LayerNorm below opset 17 are LayerNormalization, which has
+  // no int8 form: all nine stay float, "+ eps", "* gamma" and "+ beta" included, and only the
+  // input h and the output y are quantized.
+  const Tensor x = random_tensor({16, 4}, -1.0f, 1.0f, 46);
+  const onnx::ModelProto opt = optimize(layer_norm_after_matmul({-1}));
+  const Calibration calib = calibrate(opt, x, false);
+  std::vector<std::string> float_nodes;
+  auto q = quantize(opt, calib, {}, &float_nodes);
+  ASSERT_TRUE(q.ok()) << q.error().what();
+  EXPECT_NO_THROW(check_onnx(*q, "qdq"));
+  EXPECT_EQ(float_nodes.size(), 9u);
+  for (const char* t : {"m", "d", "p", "var", "ve", "sd", "n", "g"}) EXPECT_EQ(q_of(*q, t), nullptr) << t;
+  for (const char* t : {"x", "h"}) EXPECT_NE(q_of(*q, t), nullptr) << t;
+  EXPECT_EQ(producer(*q, "y")->op_type(), "DequantizeLinear");
+  const onnx::NodeProto* mul = producer(*q, "g");
+  ASSERT_NE(mul, nullptr);
+  EXPECT_EQ(mul->input(1), "gamma");  // the float Mul reads gamma itself
+  // The same nodes that are not the pattern (gamma of rank 2, which the executor's matcher does
+  // not take either) keep the rule: Add and Mul are quantized.
+  const onnx::ModelProto other = optimize(layer_norm_after_matmul({-1}, {1, 4}));
+  auto q2 = quantize(other, calibrate(other, x, false), {}, &float_nodes);
+  ASSERT_TRUE(q2.ok()) << q2.error().what();
+  EXPECT_EQ(float_nodes.size(), 6u);  // ReduceMean x2, Sub, Pow, Sqrt, Div
+  for (const char* t : {"var", "ve", "n", "g"}) EXPECT_NE(q_of(*q2, t), nullptr) << t;
+}
+
+/// extend_float_regions keeps "+ eps", "* gamma", "+ beta" in float also where the nodes are not the
+/// LayerNorm pattern (here: ReduceMean over axes [1]).
+TEST(QuantizeFloatRegion, ExtendedRegionTakesConstantAddAndMul) {
+  const onnx::ModelProto opt = optimize(layer_norm_after_matmul({1}));
   const Tensor x = random_tensor({16, 4}, -1.0f, 1.0f, 46);
   const Calibration calib = calibrate(opt, x, false);
   // Default: the list, Add and Mul are quantized, so ve, n and g keep Q/DQ.

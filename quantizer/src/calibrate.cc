@@ -59,7 +59,8 @@ Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, b
   std::map<std::string, Rows> run_rows;
   ref::RunOptions observe;
   // The FP32 fast paths run as without an observer; the Conv/Gemm outputs they fuse into a Relu/Clip
-  // are not observed (the quantizer gives that pair the activation's range, qdq.cc is_fused).
+  // are not observed (the quantizer gives that pair the activation's range, qdq.cc is_fused), nor
+  // the values inside a LayerNorm pattern, which runs as one kernel (qdq.cc keeps it float).
   observe.observe_fast_paths = true;
   // A whole value (node by node, or a chain value of a one-image run).
   observe.observe = [&](const std::string& name, const Tensor& value) {

@@ -149,7 +149,10 @@ class QdqBuilder {
     // input and output, as the executor runs it (one kernel) and as PyTorch's quantized layer_norm
     // does. The matcher is the executor's (anvil/reference/patterns.h).
     std::set<int> layer_norm;
-    for (const std::vector<int>& pattern : ref::layer_norm_nodes(g)) layer_norm.insert(pattern.begin(), pattern.end());
+    for (const std::vector<int>& pattern : ref::layer_norm_nodes(g)) {
+      layer_norm.insert(pattern.begin(), pattern.end());
+      for (size_t k = 0; k + 1 < pattern.size(); ++k) layer_norm_inside_.insert(g.node(pattern[k]).output(0));
+    }
     bool excluded_any = false;
     for (int i = 0; i < g.node_size(); ++i) {
       const onnx::NodeProto& n = g.node(i);
@@ -175,6 +178,8 @@ class QdqBuilder {
   /// Output t of float node n needs Q -> DQ only where it leaves the float region: a graph output,
   /// or read by a node that is quantized. (Unless QuantizeOptions::qdq_between_float_nodes.)
   bool leaves_float_region(const std::string& t) const {
+    // Inside a LayerNorm nothing is between two operators (and calibration does not observe it).
+    if (layer_norm_inside_.count(t)) return false;
     if (qdq_between_float_nodes_ || graph::is_graph_output(model_.graph(), t)) return true;
     auto it = consumers_.find(t);
     if (it == consumers_.end()) return false;
@@ -541,6 +546,7 @@ class QdqBuilder {
   std::vector<std::string> float_nodes_;
   std::vector<bool> float_node_;          ///< by node index: the node computes in float
   std::set<std::string> float_produced_;  ///< float activations computed by a node that stays float
+  std::set<std::string> layer_norm_inside_;  ///< values a LayerNorm pattern computes before its output
   mutable std::vector<std::string> calibrated_order_;  ///< tensors given a calibrated range, in order
 };
 

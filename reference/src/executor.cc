@@ -34,9 +34,10 @@ struct PreparedNode {
   int fused_into = -1;
   bool fused_away = false;
   KernelContext::Activation activation;
-  /// Without an observer (even with RunOptions::observe_fast_paths: calibration needs the
-  /// pattern's inner values, which the quantizer quantizes): the first node of LayerNorm pattern
-  /// layer_norms[layer_norm] computes the whole pattern; its other nodes are layer_norm_member.
+  /// Without an observer, or with RunOptions::observe_fast_paths (the quantizer keeps a LayerNorm
+  /// float as one operator, so calibration needs only its output): the first node of LayerNorm
+  /// pattern layer_norms[layer_norm] computes the whole pattern; its other nodes are
+  /// layer_norm_member.
   int layer_norm = -1;
   bool layer_norm_member = false;
 };
@@ -414,7 +415,7 @@ Expected<TensorMap> Executor::run_tensors(const TensorMap& inputs, const RunOpti
       fail(ErrorCode::kInternal, "value '" + name + "' missing at run time");
     };
     const bool fuse = !options.observe || options.observe_fast_paths;
-    const bool fuse_layer_norm = !options.observe;
+    const bool fuse_layer_norm = fuse;
     auto run_node = [&](const PreparedNode& p) {
       if ((fuse && p.fused_away) || (fuse_layer_norm && p.layer_norm_member)) {
         for (const auto& name : p.release) values.erase(name);
@@ -429,6 +430,7 @@ Expected<TensorMap> Executor::run_tensors(const TensorMap& inputs, const RunOpti
           throw Error(e.code(), node_label(p.node) + ": " + e.what());
         }
         for (const auto& name : p.release) values.erase(name);
+        if (options.observe) options.observe(ln.y, y);
         values[ln.y] = std::move(y);
         return;
       }

@@ -660,6 +660,15 @@ TEST(QuantizeFloatRegion, LayerNormPatternIsOneFloatOperator) {
   const onnx::NodeProto* mul = producer(*q, "g");
   ASSERT_NE(mul, nullptr);
   EXPECT_EQ(mul->input(1), "gamma");  // the float Mul reads gamma itself
+  // Calibration runs the pattern as the executor's one kernel and records only its output, which
+  // is all quantize() reads; also with the earlier Q/DQ-between-float-nodes rule.
+  for (const char* t : {"m", "d", "p", "var", "ve", "sd", "n", "g"}) EXPECT_FALSE(calib.tensors.count(t)) << t;
+  for (const char* t : {"x", "h", "y"}) EXPECT_TRUE(calib.tensors.count(t)) << t;
+  QuantizeOptions between;
+  between.qdq_between_float_nodes = true;
+  auto qb = quantize(opt, calib, between);
+  ASSERT_TRUE(qb.ok()) << qb.error().what();
+  for (const char* t : {"m", "d", "p", "var", "ve", "sd", "n", "g"}) EXPECT_EQ(q_of(*qb, t), nullptr) << t;
   // The same nodes that are not the pattern (gamma of rank 2, which the executor's matcher does
   // not take either) keep the rule: Add and Mul are quantized.
   const onnx::ModelProto other = optimize(layer_norm_after_matmul({-1}, {1, 4}));

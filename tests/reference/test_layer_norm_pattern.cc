@@ -106,9 +106,10 @@ TEST(LayerNormPattern, FusedKernelMatchesTheNodes) {
   }
 }
 
-TEST(LayerNormPattern, CalibrationSeesEveryInnerValue) {
-  // observe_fast_paths (calibration) keeps Conv chains and activation fusion, but the quantizer
-  // quantizes a LayerNorm's inner values, so the pattern runs node by node and each is observed.
+TEST(LayerNormPattern, CalibrationSeesTheOutputOfTheOneKernel) {
+  // observe_fast_paths (calibration) keeps the fast paths: the quantizer keeps a LayerNorm float as
+  // one operator, so the pattern runs as one kernel and only its output is observed (its input
+  // is the graph input here, observed as every input is).
   const ModelBuilder b = pattern_model(20);
   auto exec = ref::Executor::create(b.model());
   ASSERT_TRUE(exec.ok()) << exec.error().what();
@@ -119,10 +120,19 @@ TEST(LayerNormPattern, CalibrationSeesEveryInnerValue) {
   calibration.observe_fast_paths = true;
   auto out = exec->run({{"x", x}}, calibration);
   ASSERT_TRUE(out.ok()) << out.error().what();
+  for (const char* v : {"m", "dev", "sq", "var", "ve", "sd", "n", "scaled"}) EXPECT_FALSE(seen.count(v)) << v;
+  ASSERT_TRUE(seen.count("y"));
+  const auto found = find(b.model(), {"y"});
+  ASSERT_EQ(found.size(), 1u);
+  const Tensor fused = ref::run_layer_norm_pattern(found[0], x);
+  EXPECT_EQ(seen.at("y"), fused);  // the observed value is the kernel's output
+  EXPECT_EQ(out->at("y"), fused);
+  // Without observe_fast_paths every inner value is observed, node by node.
+  seen.clear();
+  ref::RunOptions every;
+  every.observe = [&](const std::string& name, const Tensor& t) { seen[name] = t; };
+  ASSERT_TRUE(exec->run({{"x", x}}, every).ok());
   for (const char* v : {"m", "dev", "sq", "var", "ve", "sd", "n", "scaled", "y"}) EXPECT_TRUE(seen.count(v)) << v;
-  ref::RunOptions plain;
-  plain.observe = [](const std::string&, const Tensor&) {};
-  EXPECT_EQ(out->at("y"), exec->run({{"x", x}}, plain)->at("y"));  // the node-by-node result
 }
 
 TEST(LayerNormPattern, NotFoundWhenItDoesNotMatch) {

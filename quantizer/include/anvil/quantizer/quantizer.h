@@ -96,7 +96,8 @@ struct CalibrationTime {
 /// float tensor it produces: min/max, count and a histogram that grows (pairwise merge of bins, no
 /// count lost) when a later batch widens the range; everything all ten methods need. The executor keeps its
 /// fast paths (ref::RunOptions::observe_fast_paths), so a Conv/Gemm output read only by a Relu/Clip
-/// fused into it is not recorded: quantize() gives that pair the activation's range.
+/// fused into it is not recorded (quantize() gives that pair the activation's range), nor are the
+/// values inside a LayerNorm written out as nodes (quantize() keeps it float as one operator).
 /// Throws Error: kInvalidArgument for a model without exactly one input or a wrong input, and
 /// naming the tensor when a value is NaN or infinite. `time`, when given, receives the time split.
 Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, bool show_progress,
@@ -115,8 +116,9 @@ struct QuantizeOptions {
   /// ReduceMean) compute in float. By default a tensor passes between two such nodes as float: Q -> DQ
   /// sits only where a float node's output leaves the float region (read by a quantized node, or a
   /// graph output), and float readers always take the float value (as PyTorch FX keeps LayerNorm and
-  /// GELU in float). true: the earlier rule, Q -> DQ after every float activation, read by every node.
-  /// Models without float nodes are the same either way.
+  /// GELU in float). true: the earlier rule, Q -> DQ after every float activation, read by every node,
+  /// except the values inside a LayerNorm written out as nodes (one operator; calibration does not
+  /// observe them). Models without float nodes are the same either way.
   bool qdq_between_float_nodes = false;
   /// Beyond the list of quantized operators (off by default): an Add or Mul of a constant
   /// whose other operand is a float node's output stays float as well, so the float region grows

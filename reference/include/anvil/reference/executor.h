@@ -26,11 +26,14 @@ struct RunOptions {
   /// With `observe`: false (default) runs node by node and observes every tensor. true keeps the
   /// paths a run without observer takes (Conv chains, a Relu/Clip applied as the post-op of the
   /// Conv/Gemm whose output only it reads): every tensor is observed except such a fused-away
-  /// Conv/Gemm output, which never exists; values computed inside a chain are observed as the
-  /// chain makes them (each whole, once all images went through its step), equal to the
-  /// node-by-node ones up to float summation order, and those only the chain reads are handed
-  /// over in one scratch tensor that the next such value overwrites. Calibration uses it
-  /// (the quantizer gives a Conv/Gemm and its Relu/Clip one range, the activation's).
+  /// Conv/Gemm output, which never exists, and the values inside a LayerNorm written out as nodes
+  /// (anvil/reference/patterns.h), which runs as one kernel: only its output is observed. Values
+  /// computed inside a chain are observed as the chain makes them (each whole, once all images
+  /// went through its step), equal to the node-by-node ones up to float summation order, and
+  /// those only the chain reads are handed over in one scratch tensor that the next such value
+  /// overwrites. Calibration uses it
+  /// (the quantizer gives a Conv/Gemm and its Relu/Clip one range, the activation's, and keeps a
+  /// LayerNorm float as one operator, quantized at its input and output).
   bool observe_fast_paths = false;
   /// With `observe` and observe_fast_paths: when set, a Conv chain hands each value it makes to
   /// this instead of `observe`, in parts, chunk by chunk while the values are in cache: `part`

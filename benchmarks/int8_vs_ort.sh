@@ -25,7 +25,7 @@
 #      onnxruntime-node, default /tmp/ort/node_modules), THREADS (anvil run --threads and ORT's
 #      intraOpNumThreads, default 2), DATASET (default /usr/share/datasets/fashion-mnist)
 set -euo pipefail
-usage() { sed -n 17,27p "$0" >&2; exit 2; }
+usage() { sed -n 17,26p "$0" >&2; exit 2; }
 ORT_NODE_PATH=${ORT_NODE_PATH:-/tmp/ort/node_modules}
 THREADS=${THREADS:-2}
 DATASET=${DATASET:-/usr/share/datasets/fashion-mnist}
@@ -61,8 +61,12 @@ helper=$PWD/benchmarks/int8_vs_ort.js
 if [ -n "$work" ]; then mkdir -p "$work"; else work=$(mktemp -d); trap 'rm -rf "$work"' EXIT; fi
 log=$work/anvil.log
 : > "$log"
-# run COMMAND...: its output goes to the log; on failure, the failing command and the log's tail.
-run() { "$@" >> "$log" 2>&1 || { tail -5 "$log" >&2; die "failed: $*"; }; }
+# run COMMAND...: its output goes to the log; on failure, the end of its output and the command.
+run() {
+  local out
+  out=$("$@" 2>&1) || { printf '%s\n' "$out" | tail -3 >&2; die "failed: $*"; }
+  printf '%s\n' "$out" >> "$log"
+}
 
 mkdir -p "$work/inputs"
 node "$helper" inputs "$DATASET" "$count" "$batch" "$MEAN" "$STD" "$work/inputs"

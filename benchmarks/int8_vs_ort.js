@@ -1,0 +1,209 @@
+#!/usr/bin/env node
+// Node side of benchmarks/int8_vs_ort.sh (read its header first). Three subcommands:
+//
+//   inputs DATASET_DIR N BATCH MEAN STD DIR
+//       writes the first N Fashion-MNIST test images, normalised as (pixel/255 - MEAN)/STD, as
+//       float32 .npy files DIR/x_0000.npy, DIR/x_0001.npy, ... of BATCH images each (C order,
+//       N x 1 x 28 x 28). The last file is filled up to BATCH with copies of its own first image;
+//       `compare` ignores those rows.
+//   compare QDQ.onnx N INPUT_DIR OUTPUT_DIR THREADS PROGRAM_SCALE PROGRAM_ZERO_POINT
+//       runs QDQ.onnx under ONNX Runtime (CPU, graphOptimizationLevel 'disabled') on INPUT_DIR/x_K.npy,
+//       reads `anvil run`'s int8 outputs OUTPUT_DIR/y_K.npy, prints one JSON line of agreement counts.
+//   report RESULTS.jsonl [JSON_OUT]
+//       prints the Markdown table and one verdict line per model; writes JSON_OUT when given.
+//
+// ORT's int8 output: the model's output is y = (q - zp) * scale, computed by its final
+// DequantizeLinear. scale and zp are read from the .onnx itself (onnxruntime-node exposes no
+// initializers, so readOutputDequantize() below walks the protobuf), and q = round(y / scale) + zp.
+// That recovery is exact: |q - zp| <= 255 and y carries a float32 relative error of at most 2^-24,
+// far under the 0.5 that rounding tolerates. The program's own output scale and zero point (printed
+// by `anvil disasm`, passed in by the driver) must match them, or the two int8 tensors would not be
+// on the same grid and the comparison is refused.
+'use strict';
+const fs = require('fs'), zlib = require('zlib'), path = require('path');
+
+function fail(msg) { console.error(`int8_vs_ort.js: ${msg}`); process.exit(1); }
+
+// ---- .npy (format 1.0, C order; float32 '<f4' and int8 '|i1') ----
+const NPY_DTYPES = { '<f4': Float32Array, '|i1': Int8Array };
+
+function writeNpy(file, typed, shape) {
+  const descr = Object.keys(NPY_DTYPES).find(d => typed instanceof NPY_DTYPES[d]);
+  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
+  header += ' '.repeat(63 - (10 + header.length) % 64) + '\n';  // magic+version+length+header: a multiple of 64 bytes
+  const pre = Buffer.alloc(10);
+  pre.write('\x93NUMPY', 0, 'latin1'); pre[6] = 1; pre[7] = 0; pre.writeUInt16LE(header.length, 8);
+  fs.writeFileSync(file, Buffer.concat([pre, Buffer.from(header, 'latin1'),
+                                        Buffer.from(typed.buffer, typed.byteOffset, typed.byteLength)]));
+}
+
+function readNpy(file) {
+  const buf = fs.readFileSync(file);
+  if (buf.toString('latin1', 0, 6) !== '\x93NUMPY') fail(`${file}: not a .npy file`);
+  const major = buf[6], len = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8), start = major === 1 ? 10 : 12;
+  const header = buf.toString('latin1', start, start + len);
+  const descr = /'descr':\s*'([^']+)'/.exec(header)[1];
+  if (!NPY_DTYPES[descr]) fail(`${file}: dtype ${descr} (only <f4 and |i1 are read)`);
+  if (/'fortran_order':\s*True/.test(header)) fail(`${file}: Fortran order`);
+  const shape = /'shape':\s*\(([^)]*)\)/.exec(header)[1].split(',').filter(s => s.trim()).map(Number);
+  const data = buf.subarray(start + len), T = NPY_DTYPES[descr];
+  const copy = new Uint8Array(data.length); copy.set(data);  // aligned for the typed view
+  return { data: new T(copy.buffer, 0, data.length / T.BYTES_PER_ELEMENT), shape };
+}
+
+// ---- just enough of the ONNX protobuf to find the output's DequantizeLinear ----
+// ModelProto.graph = 7; GraphProto: node = 1, initializer = 5, output = 12; NodeProto: input = 1,
+// output = 2, op_type = 4, attribute = 5; AttributeProto: name = 1, t = 5; ValueInfoProto.name = 1;
+// TensorProto: dims = 1, data_type = 2 (1 float, 2 uint8, 3 int8), float_data = 4, int32_data = 5,
+// name = 8, raw_data = 9.
+function varint(buf, p) {
+  let v = 0, mul = 1, b;
+  do { b = buf[p++]; v += (b & 0x7f) * mul; mul *= 128; } while (b & 0x80);
+  return [v, p];
+}
+
+function fields(buf) {  // [[field number, wire type, value (number or Buffer)], ...]
+  const out = [];
+  for (let p = 0; p < buf.length;) {
+    let key; [key, p] = varint(buf, p);
+    const f = Math.floor(key / 8), wt = key & 7;
+    if (wt === 0) { let v; [v, p] = varint(buf, p); out.push([f, wt, v]); }
+    else if (wt === 1) { out.push([f, wt, buf.subarray(p, p + 8)]); p += 8; }
+    else if (wt === 2) { let n; [n, p] = varint(buf, p); out.push([f, wt, buf.subarray(p, p + n)]); p += n; }
+    else if (wt === 5) { out.push([f, wt, buf.subarray(p, p + 4)]); p += 4; }
+    else throw new Error(`unsupported protobuf wire type ${wt}`);
+  }
+  return out;
+}
+
+const str = b => b.toString('utf8');
+
+function tensorScalar(tb, what) {  // the one value of a scalar TensorProto, as a number
+  let type = 1, raw = null, elems = 1;
+  const vals = [];
+  const packed = (wt, v) => {  // a repeated varint field, packed or not
+    if (wt === 0) return [v];
+    const xs = [];
+    for (let p = 0; p < v.length;) { let x; [x, p] = varint(v, p); xs.push(x); }
+    return xs;
+  };
+  for (const [f, wt, v] of fields(tb)) {
+    if (f === 1) for (const d of packed(wt, v)) elems *= d;
+    else if (f === 2) type = v;
+    else if (f === 9) raw = v;
+    else if (f === 4) { if (wt === 5) vals.push(v.readFloatLE(0)); else for (let i = 0; i < v.length; i += 4) vals.push(v.readFloatLE(i)); }
+    else if (f === 5) vals.push(...packed(wt, v));
+  }
+  if (raw) {
+    if (type === 1) for (let i = 0; i < raw.length; i += 4) vals.push(raw.readFloatLE(i));
+    else if (type === 2) vals.push(...raw);
+    else if (type === 3) vals.push(...new Int8Array(raw.buffer, raw.byteOffset, raw.length));
+    else throw new Error(`${what}: tensor data type ${type}`);
+  } else if (type === 3) for (let i = 0; i < vals.length; i++) vals[i] = vals[i] << 24 >> 24;  // int32_data holds int8 sign-extended
+  if (vals.length !== 1 || elems !== 1) throw new Error(`${what} has ${vals.length} values (only per-tensor output quantization is compared)`);
+  return vals[0];
+}
+
+function readOutputDequantize(modelFile) {
+  const graph = fields(fs.readFileSync(modelFile)).find(([f]) => f === 7);
+  if (!graph) throw new Error(`${modelFile}: no graph`);
+  const consts = new Map(), producer = new Map();
+  let outputName = null;
+  for (const [f, , v] of fields(graph[2])) {
+    if (f === 5) { const name = fields(v).find(([g]) => g === 8); if (name) consts.set(str(name[2]), v); }
+    if (f === 12 && outputName === null) outputName = str(fields(v).find(([g]) => g === 1)[2]);
+    if (f === 1) {
+      const node = { inputs: [], outputs: [], op: '', attrs: [] };
+      for (const [g, , w] of fields(v)) {
+        if (g === 1) node.inputs.push(str(w)); else if (g === 2) node.outputs.push(str(w));
+        else if (g === 4) node.op = str(w); else if (g === 5) node.attrs.push(fields(w));
+      }
+      for (const o of node.outputs) producer.set(o, node);
+      if (node.op === 'Constant') {
+        const t = node.attrs.find(a => a.some(([g, , w]) => g === 1 && str(w) === 'value'));
+        if (t) consts.set(node.outputs[0], t.find(([g]) => g === 5)[2]);
+      }
+    }
+  }
+  const dq = producer.get(outputName);
+  if (!dq || dq.op !== 'DequantizeLinear')
+    throw new Error(`${modelFile}: output '${outputName}' is computed by ${dq ? dq.op : 'no node'}, not DequantizeLinear`);
+  const value = name => {
+    if (!consts.has(name)) throw new Error(`${modelFile}: '${name}' of the output's DequantizeLinear is not a constant`);
+    return tensorScalar(consts.get(name), `${modelFile}: '${name}'`);
+  };
+  return { output: outputName, scale: value(dq.inputs[1]), zeroPoint: dq.inputs[2] ? value(dq.inputs[2]) : 0 };
+}
+
+// ---- subcommands ----
+function inputs([dataset, nArg, batchArg, meanArg, stdArg, dir]) {
+  const N = +nArg, B = +batchArg, mean = +meanArg, std = +stdArg;
+  const file = path.join(dataset, 't10k-images-idx3-ubyte.gz');
+  if (!fs.existsSync(file)) fail(`${file} not found`);
+  const img = zlib.gunzipSync(fs.readFileSync(file));
+  const count = img.readUInt32BE(4), px = 784;
+  if (!(N >= 1 && N <= count)) fail(`--count ${N}: the test set has ${count} images`);
+  for (let k = 0; k * B < N; k++) {
+    const x = new Float32Array(B * px);
+    for (let j = 0; j < B; j++) {
+      const i = k * B + (k * B + j < N ? j : 0);  // padding rows repeat the file's first image
+      for (let e = 0; e < px; e++) x[j * px + e] = (img[16 + i * px + e] / 255 - mean) / std;
+    }
+    writeNpy(path.join(dir, `x_${String(k).padStart(4, '0')}.npy`), x, [B, 1, 28, 28]);
+  }
+}
+
+function argmax(a, off, n) { let b = 0; for (let c = 1; c < n; c++) if (a[off + c] > a[off + b]) b = c; return b; }
+
+async function compare([model, nArg, inputDir, outputDir, threadsArg, progScaleArg, progZpArg]) {
+  const ort = require('onnxruntime-node');
+  const N = +nArg;
+  let dq;
+  try { dq = readOutputDequantize(model); } catch (e) { fail(e.message); }
+  if (Math.abs(+progScaleArg - dq.scale) > 1e-5 * dq.scale || +progZpArg !== dq.zeroPoint)
+    fail(`${model}: program output scale ${progScaleArg} zero point ${progZpArg}, QDQ file ${dq.scale} ${dq.zeroPoint}`);
+  const s = await ort.InferenceSession.create(model, { intraOpNumThreads: +threadsArg, interOpNumThreads: 1,
+                                                       graphOptimizationLevel: 'disabled' });
+  const r = { elements: 0, equal: 0, one_step: 0, over_one_step: 0, max_steps: 0, images: 0, top1_agree: 0,
+              scale: dq.scale, zero_point: dq.zeroPoint };
+  for (let k = 0; r.images < N; k++) {
+    const tag = String(k).padStart(4, '0');
+    const x = readNpy(path.join(inputDir, `x_${tag}.npy`)), a = readNpy(path.join(outputDir, `y_${tag}.npy`));
+    if (!(a.data instanceof Int8Array)) fail(`y_${tag}.npy: anvil run wrote ${a.data.constructor.name}, not int8`);
+    const y = (await s.run({ [s.inputNames[0]]: new ort.Tensor('float32', x.data, x.shape) }))[dq.output].data;
+    if (y.length !== a.data.length) fail(`y_${tag}.npy: ${a.data.length} elements, ONNX Runtime ${y.length}`);
+    const B = x.shape[0], C = y.length / B, rows = Math.min(B, N - r.images);
+    const q = Int8Array.from(y.subarray(0, rows * C), v => Math.round(v / dq.scale) + dq.zeroPoint);
+    for (let e = 0; e < rows * C; e++) {
+      const d = Math.abs(q[e] - a.data[e]);
+      r.elements++; if (d === 0) r.equal++; else if (d === 1) r.one_step++; else r.over_one_step++;
+      r.max_steps = Math.max(r.max_steps, d);
+    }
+    for (let j = 0; j < rows; j++) if (argmax(q, j * C, C) === argmax(a.data, j * C, C)) r.top1_agree++;
+    r.images += rows;
+  }
+  console.log(JSON.stringify(r));
+}
+
+function report([resultsFile, jsonOut]) {
+  const rows = fs.readFileSync(resultsFile, 'utf8').split('\n').filter(Boolean).map(l => JSON.parse(l));
+  console.log('| model | method | elements | exactly equal | max \\|diff\\| (steps) | > 1 step | top-1 agreement |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const r of rows)
+    console.log(`| ${r.model} | ${r.method} | ${r.elements} | ${(100 * r.equal / r.elements).toFixed(2)}% | ${r.max_steps} | ` +
+                `${r.over_one_step} | ${(100 * r.top1_agree / r.images).toFixed(1)}% |`);
+  console.log();
+  for (const model of [...new Set(rows.map(r => r.model))]) {
+    const mine = rows.filter(r => r.model === model), bad = mine.filter(r => r.max_steps > 1);
+    const worst = Math.max(...mine.map(r => r.max_steps));
+    console.log(bad.length === 0
+      ? `${model}: within one step on every element for all ${mine.length} methods (max ${worst})`
+      : `${model}: over one step for ${bad.length} of ${mine.length} methods (${bad.map(r => `${r.method} ${r.max_steps}`).join(', ')})`);
+  }
+  if (jsonOut) fs.writeFileSync(jsonOut, JSON.stringify(rows, null, 1) + '\n');
+}
+
+const [cmd, ...rest] = process.argv.slice(2);
+const commands = { inputs, compare, report };
+if (!commands[cmd]) fail('usage: int8_vs_ort.js inputs|compare|report ... (see the header)');
+Promise.resolve(commands[cmd](rest)).catch(e => fail(String(e && e.message || e)));

@@ -62,19 +62,22 @@ function varint(buf, p) {
   return [v, p];
 }
 
-function fields(buf) {  // [[field number, wire type, value (number or Buffer)], ...]
+function fields(buf) {  // [[field number, wire type, value (number or Buffer), the field's bytes], ...]
   const out = [];
   for (let p = 0; p < buf.length;) {
-    let key; [key, p] = varint(buf, p);
+    const start = p;
+    let key, v; [key, p] = varint(buf, p);
     const f = Math.floor(key / 8), wt = key & 7;
-    if (wt === 0) { let v; [v, p] = varint(buf, p); out.push([f, wt, v]); }
-    else if (wt === 1) { out.push([f, wt, buf.subarray(p, p + 8)]); p += 8; }
-    else if (wt === 2) { let n; [n, p] = varint(buf, p); out.push([f, wt, buf.subarray(p, p + n)]); p += n; }
-    else if (wt === 5) { out.push([f, wt, buf.subarray(p, p + 4)]); p += 4; }
+    if (wt === 0) [v, p] = varint(buf, p);
+    else if (wt === 1) { v = buf.subarray(p, p + 8); p += 8; }
+    else if (wt === 2) { let n; [n, p] = varint(buf, p); v = buf.subarray(p, p + n); p += n; }
+    else if (wt === 5) { v = buf.subarray(p, p + 4); p += 4; }
     else throw new Error(`unsupported protobuf wire type ${wt}`);
+    out.push([f, wt, v, buf.subarray(start, p)]);
   }
   return out;
 }
+
 
 const str = b => b.toString('utf8');
 
@@ -104,35 +107,58 @@ function tensorScalar(tb, what) {  // the one value of a scalar TensorProto, as 
   return vals[0];
 }
 
-function readOutputDequantize(modelFile) {
-  const graph = fields(fs.readFileSync(modelFile)).find(([f]) => f === 7);
+// The graph of MODEL: its nodes in file order ({inputs, outputs, op, raw}), producer and constant maps,
+// the first graph input and output names, and the graph's top-level fields (for writing cut models).
+function parseGraph(modelFile) {
+  const top = fields(fs.readFileSync(modelFile)), graph = top.find(([f]) => f === 7);
   if (!graph) throw new Error(`${modelFile}: no graph`);
-  const consts = new Map(), producer = new Map();
-  let outputName = null;
-  for (const [f, , v] of fields(graph[2])) {
-    if (f === 5) { const name = fields(v).find(([g]) => g === 8); if (name) consts.set(str(name[2]), v); }
-    if (f === 12 && outputName === null) outputName = str(fields(v).find(([g]) => g === 1)[2]);
+  const g = { file: modelFile, top, fields: fields(graph[2]), nodes: [], consts: new Map(), producer: new Map(),
+              input: null, output: null };
+  for (const [f, , v, raw] of g.fields) {
+    if (f === 5) { const name = fields(v).find(([h]) => h === 8); if (name) g.consts.set(str(name[2]), v); }
+    if (f === 11 && g.input === null) g.input = str(fields(v).find(([h]) => h === 1)[2]);
+    if (f === 12 && g.output === null) g.output = str(fields(v).find(([h]) => h === 1)[2]);
     if (f === 1) {
-      const node = { inputs: [], outputs: [], op: '', attrs: [] };
-      for (const [g, , w] of fields(v)) {
-        if (g === 1) node.inputs.push(str(w)); else if (g === 2) node.outputs.push(str(w));
-        else if (g === 4) node.op = str(w); else if (g === 5) node.attrs.push(fields(w));
+      const node = { inputs: [], outputs: [], op: '', attrs: [], raw };
+      for (const [h, , w] of fields(v)) {
+        if (h === 1) node.inputs.push(str(w)); else if (h === 2) node.outputs.push(str(w));
+        else if (h === 4) node.op = str(w); else if (h === 5) node.attrs.push(fields(w));
       }
-      for (const o of node.outputs) producer.set(o, node);
+      for (const o of node.outputs) g.producer.set(o, node);
+      g.nodes.push(node);
       if (node.op === 'Constant') {
-        const t = node.attrs.find(a => a.some(([g, , w]) => g === 1 && str(w) === 'value'));
-        if (t) consts.set(node.outputs[0], t.find(([g]) => g === 5)[2]);
+        const t = node.attrs.find(a => a.some(([h, , w]) => h === 1 && str(w) === 'value'));
+        if (t) g.consts.set(node.outputs[0], t.find(([h]) => h === 5)[2]);
       }
     }
   }
-  const dq = producer.get(outputName);
+  return g;
+}
+
+// scale and zero point of the DequantizeLinear that computes TENSOR (per-tensor constants only)
+function dequantizeGrid(g, tensor) {
+  const dq = g.producer.get(tensor);
   if (!dq || dq.op !== 'DequantizeLinear')
-    throw new Error(`${modelFile}: output '${outputName}' is computed by ${dq ? dq.op : 'no node'}, not DequantizeLinear`);
+    throw new Error(`${g.file}: '${tensor}' is computed by ${dq ? dq.op : 'no node'}, not DequantizeLinear`);
   const value = name => {
-    if (!consts.has(name)) throw new Error(`${modelFile}: '${name}' of the output's DequantizeLinear is not a constant`);
-    return tensorScalar(consts.get(name), `${modelFile}: '${name}'`);
+    if (!g.consts.has(name)) throw new Error(`${g.file}: '${name}' of the DequantizeLinear of '${tensor}' is not a constant`);
+    return tensorScalar(g.consts.get(name), `${g.file}: '${name}'`);
   };
-  return { output: outputName, scale: value(dq.inputs[1]), zeroPoint: dq.inputs[2] ? value(dq.inputs[2]) : 0 };
+  return { scale: value(dq.inputs[1]), zeroPoint: dq.inputs[2] ? value(dq.inputs[2]) : 0 };
+}
+
+function readOutputDequantize(modelFile) {
+  const g = parseGraph(modelFile);
+  return { output: g.output, ...dequantizeGrid(g, g.output) };
+}
+
+// Adds the steps between ORT's int8 Q and anvil's int8 A on their first N elements to the counts R.
+function countSteps(r, q, a, n) {
+  for (let e = 0; e < n; e++) {
+    const d = Math.abs(q[e] - a[e]);
+    r.elements++; if (d === 0) r.equal++; else if (d === 1) r.one_step++; else r.over_one_step++;
+    r.max_steps = Math.max(r.max_steps, d);
+  }
 }
 
 // ---- subcommands ----
@@ -174,11 +200,7 @@ async function compare([model, nArg, inputDir, outputDir, threadsArg, progScaleA
     if (y.length !== a.data.length) fail(`y_${tag}.npy: ${a.data.length} elements, ONNX Runtime ${y.length}`);
     const B = x.shape[0], C = y.length / B, rows = Math.min(B, N - r.images);
     const q = Int8Array.from(y.subarray(0, rows * C), v => Math.round(v / dq.scale) + dq.zeroPoint);
-    for (let e = 0; e < rows * C; e++) {
-      const d = Math.abs(q[e] - a.data[e]);
-      r.elements++; if (d === 0) r.equal++; else if (d === 1) r.one_step++; else r.over_one_step++;
-      r.max_steps = Math.max(r.max_steps, d);
-    }
+    countSteps(r, q, a.data, rows * C);
     for (let j = 0; j < rows; j++) if (argmax(q, j * C, C) === argmax(a.data, j * C, C)) r.top1_agree++;
     r.images += rows;
   }

@@ -20,8 +20,8 @@
 # usage: benchmarks/int8_vs_ort_layers.sh [--count N] [--batch B] [--method M] [--json FILE]
 #                                         [--work DIR] MODEL.onnx
 #   --count 100 (the first N test images); --batch 100; --method MIN_MAX_ASYM; --json FILE writes the rows;
-#   --work DIR keeps every cut model, program and output (about 250 MB for mobilenetv2 at 100 images),
-#   otherwise a temporary folder is removed at exit. Calibration as in int8_vs_ort.sh.
+#   --work DIR keeps every cut model, program and output (at 100 images about 300 MB for mobilenetv2,
+#   100 MB for vit), otherwise a temporary folder is removed at exit. Calibration as in int8_vs_ort.sh.
 # env: ANVIL, ORT_NODE_PATH, THREADS, DATASET as in int8_vs_ort.sh
 set -euo pipefail
 usage() { sed -n 20,25p "$0" >&2; exit 2; }

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Node side of benchmarks/int8_vs_ort.sh (read its header first). Three subcommands:
+// Node side of benchmarks/int8_vs_ort.sh and int8_vs_ort_layers.sh (read their headers first). Subcommands:
 //
 //   inputs DATASET_DIR N BATCH MEAN STD DIR
 //       writes the first N Fashion-MNIST test images, normalised as (pixel/255 - MEAN)/STD, as
@@ -11,6 +11,8 @@
 //       reads `anvil run`'s int8 outputs OUTPUT_DIR/y_K.npy, prints one JSON line of agreement counts.
 //   report RESULTS.jsonl [JSON_OUT]
 //       prints the Markdown table and one verdict line per model; writes JSON_OUT when given.
+//   layers-ort QDQ.onnx INPUT_DIR WORK_DIR THREADS, layers-report QDQ.onnx N WORK_DIR STATUS.tsv [JSON_OUT]
+//       int8_vs_ort_layers.sh's cut models, ORT runs and table (described where they are defined, below).
 //
 // ORT's int8 output: the model's output is y = (q - zp) * scale, computed by its final
 // DequantizeLinear. scale and zp are read from the .onnx itself (onnxruntime-node exposes no
@@ -62,19 +64,22 @@ function varint(buf, p) {
   return [v, p];
 }
 
-function fields(buf) {  // [[field number, wire type, value (number or Buffer)], ...]
+function fields(buf) {  // [[field number, wire type, value (number or Buffer), the field's bytes], ...]
   const out = [];
   for (let p = 0; p < buf.length;) {
-    let key; [key, p] = varint(buf, p);
+    const start = p;
+    let key, v; [key, p] = varint(buf, p);
     const f = Math.floor(key / 8), wt = key & 7;
-    if (wt === 0) { let v; [v, p] = varint(buf, p); out.push([f, wt, v]); }
-    else if (wt === 1) { out.push([f, wt, buf.subarray(p, p + 8)]); p += 8; }
-    else if (wt === 2) { let n; [n, p] = varint(buf, p); out.push([f, wt, buf.subarray(p, p + n)]); p += n; }
-    else if (wt === 5) { out.push([f, wt, buf.subarray(p, p + 4)]); p += 4; }
+    if (wt === 0) [v, p] = varint(buf, p);
+    else if (wt === 1) { v = buf.subarray(p, p + 8); p += 8; }
+    else if (wt === 2) { let n; [n, p] = varint(buf, p); v = buf.subarray(p, p + n); p += n; }
+    else if (wt === 5) { v = buf.subarray(p, p + 4); p += 4; }
     else throw new Error(`unsupported protobuf wire type ${wt}`);
+    out.push([f, wt, v, buf.subarray(start, p)]);
   }
   return out;
 }
+
 
 const str = b => b.toString('utf8');
 
@@ -104,35 +109,58 @@ function tensorScalar(tb, what) {  // the one value of a scalar TensorProto, as 
   return vals[0];
 }
 
-function readOutputDequantize(modelFile) {
-  const graph = fields(fs.readFileSync(modelFile)).find(([f]) => f === 7);
+// The graph of MODEL: its nodes in file order ({inputs, outputs, op, raw}), producer and constant maps,
+// the first graph input and output names, and the graph's top-level fields (for writing cut models).
+function parseGraph(modelFile) {
+  const top = fields(fs.readFileSync(modelFile)), graph = top.find(([f]) => f === 7);
   if (!graph) throw new Error(`${modelFile}: no graph`);
-  const consts = new Map(), producer = new Map();
-  let outputName = null;
-  for (const [f, , v] of fields(graph[2])) {
-    if (f === 5) { const name = fields(v).find(([g]) => g === 8); if (name) consts.set(str(name[2]), v); }
-    if (f === 12 && outputName === null) outputName = str(fields(v).find(([g]) => g === 1)[2]);
+  const g = { file: modelFile, top, fields: fields(graph[2]), nodes: [], consts: new Map(), producer: new Map(),
+              input: null, output: null };
+  for (const [f, , v, raw] of g.fields) {
+    if (f === 5) { const name = fields(v).find(([h]) => h === 8); if (name) g.consts.set(str(name[2]), v); }
+    if (f === 11 && g.input === null) g.input = str(fields(v).find(([h]) => h === 1)[2]);
+    if (f === 12 && g.output === null) g.output = str(fields(v).find(([h]) => h === 1)[2]);
     if (f === 1) {
-      const node = { inputs: [], outputs: [], op: '', attrs: [] };
-      for (const [g, , w] of fields(v)) {
-        if (g === 1) node.inputs.push(str(w)); else if (g === 2) node.outputs.push(str(w));
-        else if (g === 4) node.op = str(w); else if (g === 5) node.attrs.push(fields(w));
+      const node = { inputs: [], outputs: [], op: '', attrs: [], raw };
+      for (const [h, , w] of fields(v)) {
+        if (h === 1) node.inputs.push(str(w)); else if (h === 2) node.outputs.push(str(w));
+        else if (h === 4) node.op = str(w); else if (h === 5) node.attrs.push(fields(w));
       }
-      for (const o of node.outputs) producer.set(o, node);
+      for (const o of node.outputs) g.producer.set(o, node);
+      g.nodes.push(node);
       if (node.op === 'Constant') {
-        const t = node.attrs.find(a => a.some(([g, , w]) => g === 1 && str(w) === 'value'));
-        if (t) consts.set(node.outputs[0], t.find(([g]) => g === 5)[2]);
+        const t = node.attrs.find(a => a.some(([h, , w]) => h === 1 && str(w) === 'value'));
+        if (t) g.consts.set(node.outputs[0], t.find(([h]) => h === 5)[2]);
       }
     }
   }
-  const dq = producer.get(outputName);
+  return g;
+}
+
+// scale and zero point of the DequantizeLinear that computes TENSOR (per-tensor constants only)
+function dequantizeGrid(g, tensor) {
+  const dq = g.producer.get(tensor);
   if (!dq || dq.op !== 'DequantizeLinear')
-    throw new Error(`${modelFile}: output '${outputName}' is computed by ${dq ? dq.op : 'no node'}, not DequantizeLinear`);
+    throw new Error(`${g.file}: '${tensor}' is computed by ${dq ? dq.op : 'no node'}, not DequantizeLinear`);
   const value = name => {
-    if (!consts.has(name)) throw new Error(`${modelFile}: '${name}' of the output's DequantizeLinear is not a constant`);
-    return tensorScalar(consts.get(name), `${modelFile}: '${name}'`);
+    if (!g.consts.has(name)) throw new Error(`${g.file}: '${name}' of the DequantizeLinear of '${tensor}' is not a constant`);
+    return tensorScalar(g.consts.get(name), `${g.file}: '${name}'`);
   };
-  return { output: outputName, scale: value(dq.inputs[1]), zeroPoint: dq.inputs[2] ? value(dq.inputs[2]) : 0 };
+  return { scale: value(dq.inputs[1]), zeroPoint: dq.inputs[2] ? value(dq.inputs[2]) : 0 };
+}
+
+function readOutputDequantize(modelFile) {
+  const g = parseGraph(modelFile);
+  return { output: g.output, ...dequantizeGrid(g, g.output) };
+}
+
+// Adds the steps between ORT's int8 Q and anvil's int8 A on their first N elements to the counts R.
+function countSteps(r, q, a, n) {
+  for (let e = 0; e < n; e++) {
+    const d = Math.abs(q[e] - a[e]);
+    r.elements++; if (d === 0) r.equal++; else if (d === 1) r.one_step++; else r.over_one_step++;
+    r.max_steps = Math.max(r.max_steps, d);
+  }
 }
 
 // ---- subcommands ----
@@ -174,11 +202,7 @@ async function compare([model, nArg, inputDir, outputDir, threadsArg, progScaleA
     if (y.length !== a.data.length) fail(`y_${tag}.npy: ${a.data.length} elements, ONNX Runtime ${y.length}`);
     const B = x.shape[0], C = y.length / B, rows = Math.min(B, N - r.images);
     const q = Int8Array.from(y.subarray(0, rows * C), v => Math.round(v / dq.scale) + dq.zeroPoint);
-    for (let e = 0; e < rows * C; e++) {
-      const d = Math.abs(q[e] - a.data[e]);
-      r.elements++; if (d === 0) r.equal++; else if (d === 1) r.one_step++; else r.over_one_step++;
-      r.max_steps = Math.max(r.max_steps, d);
-    }
+    countSteps(r, q, a.data, rows * C);
     for (let j = 0; j < rows; j++) if (argmax(q, j * C, C) === argmax(a.data, j * C, C)) r.top1_agree++;
     r.images += rows;
   }
@@ -203,7 +227,187 @@ function report([resultsFile, jsonOut]) {
   if (jsonOut) fs.writeFileSync(jsonOut, JSON.stringify(rows, null, 1) + '\n');
 }
 
+// ---- per-activation cuts (benchmarks/int8_vs_ort_layers.sh) ----
+// writing: a varint, and a length-delimited field (wire type 2)
+function encVarint(n) {
+  const b = [];
+  do { const x = n % 128; n = Math.floor(n / 128); b.push(n ? x | 128 : x); } while (n);
+  return Buffer.from(b);
+}
+const lenField = (f, buf) => Buffer.concat([encVarint(f * 8 + 2), encVarint(buf.length), buf]);
+
+// ValueInfoProto of a float tensor NAME, with DIMS (or no shape when DIMS is null):
+// name = 1, type = 2; TypeProto.tensor_type = 1; elem_type = 1 (1 = float), shape = 2; dim = 1; dim_value = 1.
+function floatValueInfo(name, dims) {
+  const shape = dims ? lenField(2, Buffer.concat(dims.map(d => lenField(1, Buffer.concat([Buffer.from([8]), encVarint(d)])))))
+                     : Buffer.alloc(0);
+  return Buffer.concat([lenField(1, Buffer.from(name)),
+                        lenField(2, lenField(1, Buffer.concat([Buffer.from([8, 1]), shape])))]);
+}
+
+// The quantized activations in graph order: each QuantizeLinear of a computed (non-constant) tensor whose
+// output a DequantizeLinear reads. name: that DequantizeLinear's output; op: the node that computed the
+// quantized tensor ('input' for the graph input); from: the float tensors quantized just upstream of the
+// layer (each activation's QuantizeLinear input), with the activation they belong to; ops: the layer's
+// arithmetic, the ops (in graph order) that compute on activation data, not on shapes or constants.
+function quantizedActivations(g) {
+  const isConst = t => g.consts.has(t) || (g.producer.has(t) && g.producer.get(t).op === 'Constant');
+  const dqOf = new Map();  // QuantizeLinear output -> first DequantizeLinear output reading it
+  for (const n of g.nodes) if (n.op === 'DequantizeLinear' && !dqOf.has(n.inputs[0])) dqOf.set(n.inputs[0], n.outputs[0]);
+  const acts = [];
+  for (const q of g.nodes) {
+    if (q.op !== 'QuantizeLinear' || isConst(q.inputs[0]) || !dqOf.has(q.outputs[0])) continue;
+    const src = g.producer.get(q.inputs[0]);
+    const from = [], seen = new Set();
+    // walk the layer back to the activations it reads: a DequantizeLinear of a QuantizeLinear output
+    const walk = t => {
+      const n = g.producer.get(t);
+      if (!n || seen.has(n)) return;
+      seen.add(n);
+      if (n.op === 'DequantizeLinear') {
+        const up = g.producer.get(n.inputs[0]);
+        if (up && up.op === 'QuantizeLinear') { from.push({ tensor: up.inputs[0], activation: n.outputs[0] }); return; }
+      }
+      n.inputs.filter(Boolean).forEach(walk);
+    };
+    if (src) walk(q.inputs[0]);
+    const data = new Set(from.map(u => u.activation)), ops = [];
+    for (const n of g.nodes)
+      if (seen.has(n) && n.op !== 'Shape' && n.op !== 'DequantizeLinear' && n.inputs.some(t => data.has(t))) {
+        n.outputs.forEach(t => data.add(t)); ops.push(n.op);
+      }
+    acts.push({ name: dqOf.get(q.outputs[0]), op: src ? src.op : 'input', from, ops: ops.join('+') || '-' });
+  }
+  return acts;
+}
+
+// The model cut at TARGET: TARGET (float) is its one output, with OUT_DIMS (no shape when null); only the
+// nodes TARGET depends on are kept; each tensor of FROM (a Map name -> dims) becomes a float graph input, its
+// producers dropped. Returns the model's bytes and whether it still reads the original graph input.
+function cutModel(g, target, outDims, from = new Map()) {
+  const need = new Set([target]), keep = new Set();
+  for (let i = g.nodes.length - 1; i >= 0; i--)
+    if (g.nodes[i].outputs.some(o => need.has(o) && !from.has(o))) { keep.add(i); g.nodes[i].inputs.forEach(t => need.add(t)); }
+  const nodeIndex = new Map(g.nodes.map((n, i) => [n.raw, i]));
+  const name = v => { const n = fields(v).find(([h]) => h === 1); return n ? str(n[2]) : ''; };
+  const parts = [];
+  for (const [f, , v, raw] of g.fields) {
+    if (f === 1) { if (keep.has(nodeIndex.get(raw))) parts.push(raw); }
+    else if (f === 5) { if (need.has(str(fields(v).find(([h]) => h === 8)[2]))) parts.push(raw); }
+    else if (f === 11 || f === 13) { const n = name(v); if (need.has(n) && !from.has(n)) parts.push(raw); }
+    else if (f !== 12) parts.push(raw);
+  }
+  for (const [t, dims] of from) parts.push(lenField(11, floatValueInfo(t, dims)));
+  parts.push(lenField(12, floatValueInfo(target, outDims)));
+  return { bytes: Buffer.concat(g.top.map(([f, , , raw]) => f === 7 ? lenField(7, Buffer.concat(parts)) : raw)),
+           readsInput: need.has(g.input) && !from.has(g.input) };
+}
+
+const batchFiles = dir => fs.readdirSync(dir).filter(f => /^x_\d{4}\.npy$/.test(f)).sort();
+
+// layers-ort QDQ.onnx INPUT_DIR WORK_DIR THREADS
+//   per quantized activation I (WORK_DIR/III/): whole.onnx, the model cut at it, and (unless it is the graph
+//   input's) layer.onnx, the layer alone: the float tensors its upstream activations quantize are its inputs.
+//   ORT's float outputs on every batch x_KKKK.npy of INPUT_DIR: ort_whole/x_KKKK.npy, and ort_layer/x_KKKK.npy
+//   with the layer fed ORT's own upstream activations (their ort_whole). Prints one tab-separated line per
+//   activation: index, activation, op, then the --input arguments of the whole and the layer model
+//   (space-separated NAME=FILE, %K standing for the batch's four digits; '-' when there is no layer model).
+async function layersOrt([model, inputDir, workDir, threadsArg]) {
+  const ort = require('onnxruntime-node');
+  const g = parseGraph(model), acts = quantizedActivations(g), files = batchFiles(inputDir);
+  if (acts.length === 0) fail(`${model}: no QuantizeLinear of a computed tensor (not a QDQ file?)`);
+  const opts = { intraOpNumThreads: +threadsArg, interOpNumThreads: 1, graphOptimizationLevel: 'disabled' };
+  const index = new Map(acts.map((a, i) => [a.name, i]));
+  const dirOf = i => path.join(workDir, String(i).padStart(3, '0'));
+  const tensor = file => { const t = readNpy(file); return new ort.Tensor('float32', t.data, t.shape); };
+  const image = `${inputDir}/x_%K.npy`;
+  // cuts at TARGET (inputs FROM, each fed from the file pattern of SOURCES), runs ORT on every batch, writes
+  // its outputs and the cut model with the output's shape; returns the --input arguments
+  const runCut = async (i, mode, target, from, sources) => {
+    const dir = dirOf(i), outDir = path.join(dir, `ort_${mode}`);
+    fs.mkdirSync(outDir, { recursive: true });
+    const cut = cutModel(g, target, null, from);
+    if (cut.readsInput) sources = { [g.input]: image, ...sources };
+    const s = await ort.InferenceSession.create(cut.bytes, opts);
+    let dims;
+    for (const f of files) {
+      const k = f.slice(2, 6), feeds = {};
+      for (const [name, pattern] of Object.entries(sources)) feeds[name] = tensor(pattern.replace('%K', k));
+      const y = (await s.run(feeds))[target];
+      writeNpy(path.join(outDir, f), y.data, y.dims);
+      dims = y.dims;
+    }
+    await s.release();
+    fs.writeFileSync(path.join(dir, `${mode}.onnx`), cutModel(g, target, dims, from).bytes);
+    return Object.entries(sources).map(([name, pattern]) => `${name}=${pattern}`).join(' ');
+  };
+  for (const [i, a] of acts.entries()) {
+    const whole = await runCut(i, 'whole', a.name, new Map(), {});
+    let layer = '-';
+    if (a.from.length) {
+      const upstream = u => path.join(dirOf(index.get(u.activation)), 'ort_whole', 'x_%K.npy');
+      const from = new Map(a.from.map(u => [u.tensor, readNpy(upstream(u).replace('%K', files[0].slice(2, 6))).shape]));
+      layer = await runCut(i, 'layer', a.name, from, Object.fromEntries(a.from.map(u => [u.tensor, upstream(u)])));
+    }
+    console.log([i, a.name, a.op, whole, layer].join('\t'));
+  }
+}
+
+// layers-report QDQ.onnx N WORK_DIR STATUS.tsv [JSON_OUT]
+//   STATUS.tsv, from the driver: "INDEX MODE ok SCALE ZERO_POINT" (anvil's outputs in WORK_DIR/III/anvil_MODE/)
+//   or "INDEX MODE not cut ERROR", tab-separated. Prints the Markdown table, one row per activation, and a summary.
+function layersReport([model, nArg, workDir, statusFile, jsonOut]) {
+  const N = +nArg, g = parseGraph(model), acts = quantizedActivations(g);
+  const status = new Map(fs.readFileSync(statusFile, 'utf8').split('\n').filter(Boolean)
+    .map(l => l.split('\t')).map(([i, mode, ...rest]) => [`${i} ${mode}`, rest]));
+  const measure = (i, a, mode) => {
+    const st = status.get(`${i} ${mode}`);
+    if (!st) return null;
+    if (st[0] !== 'ok') return { not_cut: st.slice(1).join(' ') };
+    const grid = dequantizeGrid(g, a.name);
+    if (Math.abs(+st[1] - grid.scale) > 1e-5 * grid.scale || +st[2] !== grid.zeroPoint)
+      fail(`${a.name} (${mode}): program output scale ${st[1]} zero point ${st[2]}, QDQ file ${grid.scale} ${grid.zeroPoint}`);
+    const dir = path.join(workDir, String(i).padStart(3, '0'));
+    const r = { elements: 0, equal: 0, one_step: 0, over_one_step: 0, max_steps: 0 };
+    let images = 0;
+    for (const f of batchFiles(path.join(dir, `ort_${mode}`))) {
+      if (images >= N) break;
+      const y = readNpy(path.join(dir, `ort_${mode}`, f)), a8 = readNpy(path.join(dir, `anvil_${mode}`, f));
+      if (!(a8.data instanceof Int8Array)) fail(`${a.name} (${mode}) ${f}: anvil run wrote ${a8.data.constructor.name}, not int8`);
+      if (a8.data.length !== y.data.length) fail(`${a.name} (${mode}) ${f}: anvil ${a8.data.length} elements, ONNX Runtime ${y.data.length}`);
+      const B = a8.shape[0], C = y.data.length / B, rows = Math.min(B, N - images);
+      const q = Int8Array.from(y.data.subarray(0, rows * C), v => Math.round(v / grid.scale) + grid.zeroPoint);
+      countSteps(r, q, a8.data, rows * C);
+      images += rows;
+    }
+    return r;
+  };
+  // two decimals, but never 100.00% unless every element is equal
+  const percent = (k, n) => k < n && 100 * k / n >= 99.995 ? '>99.99%' : `${(100 * k / n).toFixed(2)}%`;
+  const rows = acts.map((a, i) => ({ index: i, activation: a.name, op: a.op, layer_ops: a.ops, whole: measure(i, a, 'whole'),
+                                      layer: a.from.length ? measure(i, a, 'layer') : null }));
+  const cells = r => !r ? ['-', '-', '-'] : r.not_cut !== undefined ? ['not cut', '-', '-']
+    : [percent(r.equal, r.elements), r.max_steps, r.over_one_step];
+  console.log('| # | activation | op | layer ops | elements | whole: equal | max \\|diff\\| | > 1 step | layer alone: equal | max \\|diff\\| | > 1 step | not cut because |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const r of rows) {
+    const why = [r.whole, r.layer].filter(m => m && m.not_cut !== undefined).map(m => m.not_cut)[0] || '';
+    const elements = [r.whole, r.layer].find(m => m && m.elements !== undefined);
+    console.log(`| ${r.index} | ${r.activation} | ${r.op} | ${r.layer_ops} | ${elements ? elements.elements : '-'} | ${cells(r.whole).join(' | ')} | ` +
+                `${cells(r.layer).join(' | ')} | ${why.replace(/\|/g, '\\|')} |`);
+  }
+  console.log();
+  const cut = mode => rows.filter(r => r[mode] && r[mode].elements !== undefined);
+  const whole = cut('whole'), layer = cut('layer'), worst = xs => Math.max(0, ...xs.map(r => r.max_steps));
+  const firstOver = whole.find(r => r.whole.max_steps > 1);
+  console.log(`layer alone: ${layer.length} of ${rows.filter(r => r.layer).length} layers cut, ` +
+              `${layer.filter(r => r.layer.max_steps <= 1).length} within one step (max ${worst(layer.map(r => r.layer))})`);
+  console.log(`whole network: ${whole.length} of ${rows.length} activations cut, max ${worst(whole.map(r => r.whole))} steps` +
+              (firstOver ? `, first over one step at #${firstOver.index} ${firstOver.activation} (${firstOver.op}, ${firstOver.whole.max_steps})` : ''));
+  if (jsonOut) fs.writeFileSync(jsonOut, JSON.stringify(rows, null, 1) + '\n');
+}
+
 const [cmd, ...rest] = process.argv.slice(2);
-const commands = { inputs, compare, report };
-if (!commands[cmd]) fail('usage: int8_vs_ort.js inputs|compare|report ... (see the header)');
+const commands = { inputs, compare, report, 'layers-ort': layersOrt, 'layers-report': layersReport };
+if (!commands[cmd]) fail('usage: int8_vs_ort.js inputs|compare|report|layers-ort|layers-report ... (see the header)');
 Promise.resolve(commands[cmd](rest)).catch(e => fail(String(e && e.message || e)));

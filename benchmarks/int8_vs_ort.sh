@@ -26,10 +26,7 @@
 #      intraOpNumThreads, default 2), DATASET (default /usr/share/datasets/fashion-mnist)
 set -euo pipefail
 usage() { sed -n 17,26p "$0" >&2; exit 2; }
-ORT_NODE_PATH=${ORT_NODE_PATH:-/tmp/ort/node_modules}
-THREADS=${THREADS:-2}
-DATASET=${DATASET:-/usr/share/datasets/fashion-mnist}
-MEAN=0.286 STD=0.353 CALIB_COUNT=500
+source "$(dirname "$0")/int8_vs_ort_setup.sh"
 ALL_METHODS=MIN_MAX_ASYM,MIN_MAX_SYM,ENTROPY_ASYM,ENTROPY_SYM,PERCENTILE_ASYM,PERCENTILE_SYM,SQNR_ASYM,SQNR_SYM,MSE_ASYM,MSE_SYM
 count=1000 batch=100 methods=$ALL_METHODS json="" work="" models=()
 while [ $# -gt 0 ]; do
@@ -48,13 +45,8 @@ cd "$(dirname "$0")/.."
 ANVIL=${ANVIL:-build/tools/anvil}
 [ ${#models[@]} -gt 0 ] || for m in cnn mlp resnet mobilenetv2 vit; do models+=("../shared/models/$m.onnx"); done
 
-die() { echo "int8_vs_ort.sh: $*" >&2; exit 1; }
-[ -x "$ANVIL" ] || die "anvil binary not found: $ANVIL (build it, or set ANVIL=path/to/anvil)"
-command -v node >/dev/null || die "node not found on PATH"
-[ -d "$ORT_NODE_PATH/onnxruntime-node" ] || die "onnxruntime-node not found in $ORT_NODE_PATH (npm install --ignore-scripts onnxruntime-node, or set ORT_NODE_PATH)"
-[ -f "$DATASET/t10k-images-idx3-ubyte.gz" ] || die "Fashion-MNIST not found in $DATASET (set DATASET)"
+check_tools
 for m in "${models[@]}"; do [ -f "$m" ] || die "model not found: $m"; done
-[[ $count =~ ^[1-9][0-9]*$ && $batch =~ ^[1-9][0-9]*$ ]] || die "--count and --batch take positive integers"
 [ -n "$methods" ] || die "--methods: empty list"
 helper=$PWD/benchmarks/int8_vs_ort.js
 

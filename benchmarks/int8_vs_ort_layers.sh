@@ -25,13 +25,9 @@
 # env: ANVIL, ORT_NODE_PATH, THREADS, DATASET as in int8_vs_ort.sh
 set -euo pipefail
 usage() { sed -n 20,25p "$0" >&2; exit 2; }
-ORT_NODE_PATH=${ORT_NODE_PATH:-/tmp/ort/node_modules}
-THREADS=${THREADS:-2}
-DATASET=${DATASET:-/usr/share/datasets/fashion-mnist}
-MEAN=0.286 STD=0.353 CALIB_COUNT=500
+source "$(dirname "$0")/int8_vs_ort_setup.sh"
 METHODS=" MIN_MAX_ASYM MIN_MAX_SYM ENTROPY_ASYM ENTROPY_SYM PERCENTILE_ASYM PERCENTILE_SYM SQNR_ASYM SQNR_SYM MSE_ASYM MSE_SYM "
 count=100 batch=100 method=MIN_MAX_ASYM json="" work="" model=""
-die() { echo "int8_vs_ort_layers.sh: $*" >&2; exit 1; }
 while [ $# -gt 0 ]; do
   case $1 in
     --count|--batch|--method|--json|--work) [ $# -ge 2 ] || die "$1 needs a value" ;;&
@@ -49,12 +45,8 @@ cd "$(dirname "$0")/.."
 ANVIL=${ANVIL:-build/tools/anvil}
 
 [ -n "$model" ] || { echo "int8_vs_ort_layers.sh: no model given" >&2; usage; }
-[ -x "$ANVIL" ] || die "anvil binary not found: $ANVIL (build it, or set ANVIL=path/to/anvil)"
-command -v node >/dev/null || die "node not found on PATH"
-[ -d "$ORT_NODE_PATH/onnxruntime-node" ] || die "onnxruntime-node not found in $ORT_NODE_PATH (npm install --ignore-scripts onnxruntime-node, or set ORT_NODE_PATH)"
-[ -f "$DATASET/t10k-images-idx3-ubyte.gz" ] || die "Fashion-MNIST not found in $DATASET (set DATASET)"
+check_tools
 [ -f "$model" ] || die "model not found: $model"
-[[ $count =~ ^[1-9][0-9]*$ && $batch =~ ^[1-9][0-9]*$ ]] || die "--count and --batch take positive integers"
 [[ $METHODS == *" $method "* ]] || die "--method $method: not one of$METHODS"
 helper=$PWD/benchmarks/int8_vs_ort.js
 

@@ -153,6 +153,15 @@ class QdqBuilder {
       layer_norm.insert(pattern.begin(), pattern.end());
       for (size_t k = 0; k + 1 < pattern.size(); ++k) layer_norm_inside_.insert(g.node(pattern[k]).output(0));
     }
+    // A Relu/Clip fused into a producer that stays float (is_fused) stays float too when the value
+    // between them has no calibrated range: the FP32 fast path runs a Conv/Gemm and its activation
+    // as one kernel and calibration does not observe that value (calibrate.cc), so the activation
+    // could not be quantized at its input.
+    std::map<int, int> fused_producer;  // activation node -> its producer
+    for (int i = 0; i < g.node_size(); ++i) {
+      const onnx::NodeProto& n = g.node(i);
+      if (n.output_size() >= 1 && is_fused(n, n.output(0))) fused_producer[consumers_.at(n.output(0))[0]] = i;
+    }
     bool excluded_any = false;
     for (int i = 0; i < g.node_size(); ++i) {
       const onnx::NodeProto& n = g.node(i);
@@ -162,6 +171,10 @@ class QdqBuilder {
       bool float_compute = false;
       for (const auto& out : n.output()) float_compute = float_compute || is_float_activation(out);
       bool stays_float = exclude || !kQuantizable.count(n.op_type()) || layer_norm.count(i);
+      auto producer = fused_producer.find(i);
+      if (producer != fused_producer.end() && float_node_[static_cast<size_t>(producer->second)] &&
+          !ranges_.count(n.input(0)))
+        stays_float = true;
       if (extend_float_regions_ && (n.op_type() == "Add" || n.op_type() == "Mul") && n.input_size() == 2)
         for (int k = 0; k < 2; ++k)
           stays_float = stays_float || (graph::find_initializer(g, n.input(k)) && float_produced_.count(n.input(1 - k)));

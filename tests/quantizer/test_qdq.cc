@@ -767,6 +767,36 @@ TEST(QuantizeExcludeNodes, MatchingNodesStayFloatWithFloatWeights) {
   EXPECT_EQ(qdq_params(*q, "r"), qdq_params(*all, "r"));
 }
 
+/// x -> Conv "/conv" -> c -> Relu "/act" -> r -> Conv "/out" -> y. Calibration runs the first Conv
+/// and its Relu as one kernel and does not observe c; excluding the Conv keeps the Relu float too
+/// (it could not be quantized at its input), and the pair is quantized only at r.
+TEST(QuantizeExcludeNodes, AFusedActivationStaysFloatWithItsProducer) {
+  ModelBuilder b;
+  b.input("x", {2, 4, 4}).output("y", {2, 4, 4});
+  b.init("w1", random_tensor({2, 2, 1, 1}, -1.0f, 1.0f, 61)).init("w2", random_tensor({2, 2, 1, 1}, -1.0f, 1.0f, 62));
+  b.node("Conv", {"x", "w1"}, {"c"}).set_name("/conv");
+  b.node("Relu", {"c"}, {"r"}).set_name("/act");
+  b.node("Conv", {"r", "w2"}, {"y"}).set_name("/out");
+  const onnx::ModelProto opt = optimize(b.model());
+  const Calibration calib = calibrate(opt, random_tensor({8, 2, 4, 4}, -1.0f, 1.0f, 63), false);
+  ASSERT_EQ(calib.tensors.count("c"), 0u) << "the test needs c unobserved (Conv + Relu as one kernel)";
+  QuantizeOptions options;
+  options.exclude_nodes = "^/conv$";
+  std::vector<std::string> float_nodes;
+  auto q = quantize(opt, calib, options, &float_nodes);
+  ASSERT_TRUE(q.ok()) << q.error().what();
+  EXPECT_NO_THROW(check_onnx(*q, "qdq"));
+  ASSERT_EQ(float_nodes.size(), 2u);
+  EXPECT_NE(float_nodes[0].find("/conv"), std::string::npos) << float_nodes[0];
+  EXPECT_NE(float_nodes[1].find("/act"), std::string::npos) << float_nodes[1];
+  EXPECT_EQ(q_of(*q, "c"), nullptr);
+  EXPECT_NE(q_of(*q, "r"), nullptr);
+  // The same ranges without the option: the pair gets r's range, as with it.
+  auto all = quantize(opt, calib, {});
+  ASSERT_TRUE(all.ok()) << all.error().what();
+  EXPECT_EQ(qdq_params(*q, "r"), qdq_params(*all, "r"));
+}
+
 TEST(QuantizeExcludeNodes, BadPatternsAreErrorsNamingThePattern) {
   const onnx::ModelProto opt = optimize(small_cnn());
   const Calibration calib = calibrate(opt, inputs(), false);

@@ -63,4 +63,24 @@ std::string fmt(const char* format, ...) {
   return buf;
 }
 
+std::string search_summary(const quant::TensorSearchResult& found, int64_t samples, int64_t holdout) {
+  std::string out = fmt("per-tensor search, output SQNR on %lld calibration images: start %s %.2f dB -> %.2f dB",
+                        static_cast<long long>(samples), quant::method_name(found.grid), found.start_sqnr_db,
+                        found.sqnr_db);
+  if (holdout > 0)
+    out += fmt("; on the %lld held-out images after them: %.2f dB -> %.2f dB", static_cast<long long>(holdout),
+               found.start_holdout_db, found.holdout_db);
+  out += fmt("; %zu tensor(s) changed", found.choices.size());
+  if (holdout > 0) out += fmt(", %zu change(s) refused by the held-out images", found.rejected.size());
+  out += fmt(", %lld QDQ evaluations\n", static_cast<long long>(found.evaluations));
+  for (const quant::TensorChoice& c : found.choices)
+    out += fmt("  %s -> %s [%.6g, %.6g] (%.2f dB", c.tensor.c_str(), quant::method_name(c.method), c.range.min,
+               c.range.max, c.sqnr_db) +
+           (holdout > 0 ? fmt("; held out %.2f dB)\n", c.holdout_db) : std::string(")\n"));
+  for (const quant::TensorChoice& c : found.rejected)
+    out += fmt("  refused: %s -> %s [%.6g, %.6g] (%.2f dB; held out %.2f dB)\n", c.tensor.c_str(),
+               quant::method_name(c.method), c.range.min, c.range.max, c.sqnr_db, c.holdout_db);
+  return out;
+}
+
 }  // namespace anvil::cli

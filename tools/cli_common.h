@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "anvil/common/dataset.h"
+#include "anvil/quantizer/quantizer.h"
 
 namespace anvil::cli {
 
@@ -27,6 +28,10 @@ std::string format_table(const std::vector<std::string>& header, const std::vect
 
 /// printf-style formatting into a std::string.
 std::string fmt(const char* format, ...) __attribute__((format(printf, 1, 2)));
+
+/// What a per-tensor search did (quantize and eval print the same): the start, the result (and
+/// on held-out inputs), each change kept and each change the held-out inputs refused.
+std::string search_summary(const quant::TensorSearchResult& found, int64_t samples, int64_t holdout);
 
 void register_quantize(CLI::App& app);
 void register_calibrate(CLI::App& app);

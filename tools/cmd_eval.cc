@@ -1,6 +1,6 @@
 /// anvil eval MODEL.onnx [MODEL2.onnx ...] --dataset DATASET --methods LIST|all --target T
 ///            [--backend npu|reference|qdq] [--bias-correction] [--calib-count N] [--count N] [--json report.json]
-///            [--per-tensor-search [--search-samples N]]
+///            [--per-tensor-search [--search-samples N] [--search-holdout N]]
 ///            [--sweep key=v1,v2,...]
 ///
 /// The main job of anvil: FP32 top-1 on the reference executor; then one calibration pass, and for
@@ -134,6 +134,7 @@ struct Opts {
   std::string exclude_nodes;          ///< quant::QuantizeOptions::exclude_nodes for the methods' rows
   bool per_tensor_search = false;  ///< adds the PER_TENSOR_SEARCH row (quant::search_tensor_ranges)
   int64_t search_samples = 64;
+  int64_t search_holdout = 0;
   NormOptions norm;
 };
 
@@ -279,6 +280,7 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
     quant::TensorSearchOptions sopt;
     sopt.candidates = setup.methods;
     sopt.samples = o.search_samples;
+    sopt.holdout = o.search_holdout;
     sopt.bias_correction = o.bias_correction;
     sopt.exclude_nodes = o.exclude_nodes;
     sopt.extend_float_regions = o.extend_float_regions;
@@ -286,14 +288,8 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
     const quant::TensorSearchResult found =
         quant::search_tensor_ranges(optimized, calibration, setup.calib.images, sopt).value();
     r.range_search_s = seconds_since(t);
-    std::cout << fmt("per-tensor search on %lld calibration images: start %s %.2f dB -> %.2f dB, %zu tensor(s) "
-                     "changed, %lld QDQ evaluations, %.1f s\n",
-                     static_cast<long long>(std::min(o.search_samples, setup.calib.images.dim(0))),
-                     quant::method_name(found.grid), found.start_sqnr_db, found.sqnr_db, found.choices.size(),
-                     static_cast<long long>(found.evaluations), r.range_search_s);
-    for (const quant::TensorChoice& c : found.choices)
-      std::cout << fmt("  %s -> %s [%.6g, %.6g] (%.2f dB)\n", c.tensor.c_str(), quant::method_name(c.method),
-                       c.range.min, c.range.max, c.sqnr_db);
+    std::cout << search_summary(found, std::min(o.search_samples, setup.calib.images.dim(0)), o.search_holdout)
+              << fmt("  (%.1f s)\n", r.range_search_s);
     quant::QuantizeOptions qopt;
     qopt.method = found.grid;
     qopt.bias_correction = o.bias_correction;
@@ -327,6 +323,10 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
   report["bias_correction"] = o.bias_correction;
   report["extend_float_regions"] = o.extend_float_regions;
   report["exclude_nodes"] = o.exclude_nodes;
+  if (o.per_tensor_search) {
+    report["search_samples"] = std::min(o.search_samples, setup.calib.images.dim(0));
+    report["search_holdout"] = o.search_holdout;
+  }
   report["target"] = o.target;
   report["batch"] = o.batch;
   report["calib_count"] = setup.calib.images.dim(0);
@@ -495,6 +495,10 @@ void register_eval(CLI::App& app) {
                 "the output SQNR of the float QDQ model on --search-samples calibration images (greedy, topological)");
   cmd->add_option("--search-samples", o->search_samples, "calibration images scored by --per-tensor-search")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  cmd->add_option("--search-holdout", o->search_holdout,
+                  "N: --per-tensor-search keeps a change only if it also raises the output SQNR on the N calibration "
+                  "images after the --search-samples ones")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   cmd->add_option("--calib-count", o->calib_count, "calibration images: the first N of the training split");
   cmd->add_option("--count", o->count, "evaluation images: the first N of the test split (default: all)");
   cmd->add_option("--batch", o->batch, "batch size of the compiled program")->check(CLI::Range(1, 1024));

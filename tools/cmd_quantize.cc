@@ -1,6 +1,6 @@
 /// anvil quantize IN.onnx -o OUT.onnx (--calib DATASET [--calib-count N] | --ranges ranges.json)
 ///                --method M [--percentile P] [--bias-correction] [--input-type uint8 [--fold-normalization]] [--output-type int8]
-///                [--per-tensor-search] [--sensitivity PROBE] [--search-samples N]
+///                [--per-tensor-search [--search-holdout N]] [--sensitivity PROBE] [--search-samples N]
 /// With --ranges (written by `anvil calibrate`) the model is not run: the ranges come from the
 /// stored statistics. The file must have been made from the same FP32 model.
 #include <iostream>
@@ -24,6 +24,7 @@ void register_quantize(CLI::App& app) {
     std::string exclude_nodes;
     bool per_tensor_search = false;
     int64_t search_samples = 64;
+    int64_t search_holdout = 0;
     std::string sensitivity;
     NormOptions norm;
   };
@@ -52,6 +53,10 @@ void register_quantize(CLI::App& app) {
                 "--method is ignored)");
   cmd->add_option("--search-samples", o->search_samples, "calibration images scored by --per-tensor-search / --sensitivity")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  cmd->add_option("--search-holdout", o->search_holdout,
+                  "N: --per-tensor-search keeps a change only if it also raises the output SQNR on the N calibration "
+                  "images after the --search-samples ones")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   cmd->add_option("--sensitivity", o->sensitivity,
                   "PROBE: print, per calibrated activation, the output SQNR with PROBE's range on that tensor and "
                   "--method's everywhere else (needs --calib)");
@@ -103,9 +108,8 @@ void register_quantize(CLI::App& app) {
     if (!o->sensitivity.empty()) {
       const Dataset calib = load_dataset(o->calib, Split::kTrain, o->calib_count, o->norm.get());
       const quant::Method probe = quant::method_from_name(o->sensitivity);
-      const auto rows = quant::tensor_sensitivity(optimized, calibration, calib.images, options.method, probe,
-                                                  o->search_samples, o->percentile)
-                            .value();
+      const auto rows =
+          quant::tensor_sensitivity(optimized, calibration, calib.images, options, probe, o->search_samples).value();
       std::cout << "output SQNR on " << std::min(o->search_samples, calib.images.dim(0)) << " calibration images, "
                 << o->method << " everywhere: " << fmt("%.2f dB", rows.empty() ? 0.0 : rows[0].base_sqnr_db)
                 << "; with " << o->sensitivity << " on one tensor:\n";
@@ -118,14 +122,12 @@ void register_quantize(CLI::App& app) {
       quant::TensorSearchOptions sopt;
       sopt.percentile = o->percentile;
       sopt.samples = o->search_samples;
+      sopt.holdout = o->search_holdout;
       sopt.bias_correction = o->bias_correction;
+      sopt.exclude_nodes = o->exclude_nodes;
+      sopt.extend_float_regions = o->extend_float_regions;
       const quant::TensorSearchResult found = quant::search_tensor_ranges(optimized, calibration, calib.images, sopt).value();
-      std::cout << fmt("per-tensor search: start %s %.2f dB -> %.2f dB, %zu tensor(s) changed, %lld evaluations\n",
-                       quant::method_name(found.grid), found.start_sqnr_db, found.sqnr_db, found.choices.size(),
-                       static_cast<long long>(found.evaluations));
-      for (const quant::TensorChoice& c : found.choices)
-        std::cout << fmt("  %s -> %s [%.6g, %.6g] (%.2f dB)\n", c.tensor.c_str(), quant::method_name(c.method),
-                         c.range.min, c.range.max, c.sqnr_db);
+      std::cout << search_summary(found, std::min(o->search_samples, calib.images.dim(0)), o->search_holdout);
       options.method = found.grid;
       q = quant::quantize(optimized, found.ranges, options, &float_nodes, &calibration).value();
     } else {

@@ -149,3 +149,44 @@ TEST(CliQuantize, NeedsExactlyOneSource) {
   const test::CliResult both = anvil_cmd("quantize " + fixture().model + " -o " + tmpdir() + "/o.onnx --ranges r.json --calib npy:x");
   EXPECT_NE(both.exit_code, 0);
 }
+
+namespace {
+/// The first line of a per-tensor search's summary.
+std::string search_line(const std::string& out) {
+  const size_t at = out.find("per-tensor search, ");
+  return at == std::string::npos ? "" : out.substr(at, out.find('\n', at) - at);
+}
+}  // namespace
+
+TEST(CliQuantize, PerTensorSearchScoresTheModelItWrites) {
+  // With --exclude-nodes the scored models keep the Conv in float, with its float weights, as the
+  // written model does: their SQNR differs from that of the models with the int8 Conv.
+  ModelBuilder b;
+  b.input("x", {1, 4, 4}).output("y", {2, 4, 4});
+  b.init("w", random_tensor({2, 1, 3, 3}, -1.0f, 1.0f, 7));
+  set_ints(b.node("Conv", {"x", "w"}, {"c"}), "pads", {1, 1, 1, 1});
+  b.node("Relu", {"c"}, {"y"});
+  const std::string model = tmpdir() + "/conv3x3.onnx";
+  save_onnx(b.model(), model);
+  const std::string base = "quantize " + model + " -o " + tmpdir() + "/pts.onnx --calib npy:" + fixture().data +
+                           " --per-tensor-search --search-samples 20";
+  const test::CliResult all = anvil_cmd(base);
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  const test::CliResult excluded = anvil_cmd(base + " --exclude-nodes Conv");
+  ASSERT_EQ(excluded.exit_code, 0) << excluded.err;
+  ASSERT_FALSE(search_line(all.out).empty()) << all.out;
+  EXPECT_NE(search_line(excluded.out), search_line(all.out)) << all.out << excluded.out;
+}
+
+TEST(CliQuantize, PerTensorSearchWithHeldOutImages) {
+  const std::string base = "quantize " + fixture().model + " -o " + tmpdir() + "/pts.onnx --calib npy:" +
+                           fixture().data + " --per-tensor-search --search-samples 20";
+  const test::CliResult r = anvil_cmd(base + " --search-holdout 20");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("on the 20 held-out images after them: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("change(s) refused by the held-out images"), std::string::npos) << r.out;
+  // 40 calibration images: 20 + 30 do not fit.
+  expect_clear_error(anvil_cmd(base + " --search-holdout 30"), {"20 scoring + 30 held-out inputs asked, 40 given"});
+  const test::CliResult negative = anvil_cmd(base + " --search-holdout -1");
+  EXPECT_NE(negative.exit_code, 0);
+}

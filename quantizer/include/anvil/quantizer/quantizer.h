@@ -161,6 +161,10 @@ struct TensorSearchOptions {
   std::vector<Method> candidates;  ///< the methods whose ranges are candidates; empty: all ten
   float percentile = 99.99f;       ///< for the PERCENTILE candidates
   int64_t samples = 64;            ///< scoring inputs: the first N of the calibration inputs
+  /// Held-out check (0: none): inputs [samples, samples + holdout) of the calibration inputs. A
+  /// change the scoring inputs accept is kept only if it raises the held-out SQNR as well, so
+  /// that the search does not fit the noise of a small scoring set.
+  int64_t holdout = 0;
   bool bias_correction = false;    ///< score (and later quantize) with bias correction
   /// As QuantizeOptions: scored models (and the final quantize) keep these nodes in float; their
   /// tensors are not searched.
@@ -172,6 +176,7 @@ struct TensorChoice {
   Method method;     ///< the candidate whose range the tensor took (the first of equal ones)
   Range range;
   double sqnr_db;    ///< the model's scoring SQNR right after this choice
+  double holdout_db; ///< its held-out SQNR (NaN without TensorSearchOptions::holdout)
 };
 struct TensorSearchResult {
   /// Quantize with these ranges and QuantizeOptions::method = grid (the grid is the start
@@ -182,19 +187,24 @@ struct TensorSearchResult {
   double start_sqnr_db = 0.0;                             ///< the best of those (the start)
   double sqnr_db = 0.0;                                   ///< after the search (>= start)
   std::vector<TensorChoice> choices;                      ///< tensors whose range changed
+  double start_holdout_db = 0.0, holdout_db = 0.0;        ///< held-out SQNR at the start, after (NaN: none)
+  std::vector<TensorChoice> rejected;  ///< changes the scoring inputs took and the held-out inputs refused
   int64_t evaluations = 0;                                ///< QDQ models built and scored
 };
 /// Starts from the candidate method with the best scoring SQNR, then visits the calibrated
 /// activations in topological order and gives each the candidate range (of the same calibration)
 /// that maximises the scoring SQNR given the choices made so far, keeping the current one on ties.
 /// Cost: (candidates + distinct candidate ranges per tensor) QDQ builds and float runs over
-/// `samples` inputs. Errors: kInvalidArgument for a model without exactly one input, empty or
-/// non-float inputs, samples <= 0.
+/// `samples` inputs, plus a held-out run for each change the scoring inputs accept. Errors:
+/// kInvalidArgument for a model without exactly one input, empty or non-float inputs, samples <= 0,
+/// holdout < 0, or samples + holdout > the inputs given (when holdout > 0).
 Expected<TensorSearchResult> search_tensor_ranges(const onnx::ModelProto& optimized, const Calibration& calib,
                                                   const Tensor& inputs, const TensorSearchOptions& options);
 
-/// Diagnosis: the scoring SQNR (as above) with `base`'s ranges everywhere except `probe`'s range
-/// on one tensor, for each calibrated activation in topological order.
+/// Diagnosis: the scoring SQNR (as above) with `base`'s ranges (base.method, base.percentile)
+/// everywhere except `probe`'s range on one tensor, for each calibrated activation in topological
+/// order. The other options of `base` (nodes kept in float, bias correction) apply to every
+/// scored model.
 struct TensorSensitivity {
   std::string tensor;
   Range base, probe;
@@ -202,8 +212,8 @@ struct TensorSensitivity {
   double sqnr_db = 0.0;       ///< probe on this tensor only (= base_sqnr_db when both give the same parameters)
 };
 Expected<std::vector<TensorSensitivity>> tensor_sensitivity(const onnx::ModelProto& optimized, const Calibration& calib,
-                                                            const Tensor& inputs, Method base, Method probe,
-                                                            int64_t samples = 64, float percentile = 99.99f);
+                                                            const Tensor& inputs, const QuantizeOptions& base,
+                                                            Method probe, int64_t samples = 64);
 
 /// ModelEditor: changes the boundary types of a QDQ model made by quantize().
 struct EditOptions {

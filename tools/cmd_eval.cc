@@ -289,7 +289,7 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
         quant::search_tensor_ranges(optimized, calibration, setup.calib.images, sopt).value();
     r.range_search_s = seconds_since(t);
     std::cout << search_summary(found, std::min(o.search_samples, setup.calib.images.dim(0)), o.search_holdout)
-              << fmt("  (%.1f s)\n", r.range_search_s);
+              << fmt("  search time %.1f s\n", r.range_search_s);
     quant::QuantizeOptions qopt;
     qopt.method = found.grid;
     qopt.bias_correction = o.bias_correction;

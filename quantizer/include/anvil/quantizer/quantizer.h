@@ -130,6 +130,8 @@ struct QuantizeOptions {
   /// with float weights, whatever its operator, and is reported as a float node. Empty: none. An
   /// invalid pattern, or one that matches no node, is a kInvalidArgument error naming the pattern.
   /// (PyTorch FX, for instance, keeps nn.MultiheadAttention in float: "/att/" on the shared vit.)
+  /// A Relu/Clip fused into an excluded Conv/Gemm whose output calibration did not observe (the
+  /// FP32 executor runs the pair as one kernel) stays float with it, also reported.
   std::string exclude_nodes;
 };
 

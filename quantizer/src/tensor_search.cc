@@ -28,8 +28,6 @@ class SqnrScorer {
     for (const Tensor& x : batches_) reference_.push_back(fp32.run({{fp32.input_names()[0], x}}).value());
   }
 
-  bool empty() const { return batches_.empty(); }
-
   /// 10 log10(sum f^2 / sum (f - q)^2) over every element of every graph output of `exec`.
   double sqnr_db(const ref::Executor& exec) const {
     double signal = 0.0, noise = 0.0;

@@ -217,6 +217,16 @@ void run_method(const Opts& o, const EvalSetup& setup, const onnx::ModelProto& q
 }
 
 /// Evaluates one model with every method; prints its table and returns its JSON report.
+/// The quantizer options every quantized model of this evaluation shares, with method m.
+quant::QuantizeOptions quantize_options(const Opts& o, quant::Method m) {
+  quant::QuantizeOptions q;
+  q.method = m;
+  q.bias_correction = o.bias_correction;
+  q.extend_float_regions = o.extend_float_regions;
+  q.exclude_nodes = o.exclude_nodes;
+  return q;
+}
+
 nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::string& model_path) {
   const auto t_start = Clock::now();
   const Dataset& test = setup.test;
@@ -260,11 +270,7 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
   for (quant::Method method : setup.methods) {
     MethodResult r;
     r.method = quant::method_name(method);
-    quant::QuantizeOptions qopt;
-    qopt.method = method;
-    qopt.bias_correction = o.bias_correction;
-    qopt.extend_float_regions = o.extend_float_regions;
-    qopt.exclude_nodes = o.exclude_nodes;
+    const quant::QuantizeOptions qopt = quantize_options(o, method);
     auto t = Clock::now();
     const auto ranges = calibration.ranges(method, qopt.percentile);
     r.range_search_s = seconds_since(t);
@@ -281,20 +287,14 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
     sopt.candidates = setup.methods;
     sopt.samples = o.search_samples;
     sopt.holdout = o.search_holdout;
-    sopt.bias_correction = o.bias_correction;
-    sopt.exclude_nodes = o.exclude_nodes;
-    sopt.extend_float_regions = o.extend_float_regions;
+    sopt.quantize = quantize_options(o, quant::Method::kMinMaxAsym);  // the search chooses the method
     auto t = Clock::now();
     const quant::TensorSearchResult found =
         quant::search_tensor_ranges(optimized, calibration, setup.calib.images, sopt).value();
     r.range_search_s = seconds_since(t);
     std::cout << search_summary(found, std::min(o.search_samples, setup.calib.images.dim(0)), o.search_holdout)
               << fmt("  search time %.1f s\n", r.range_search_s);
-    quant::QuantizeOptions qopt;
-    qopt.method = found.grid;
-    qopt.bias_correction = o.bias_correction;
-    qopt.exclude_nodes = o.exclude_nodes;
-    qopt.extend_float_regions = o.extend_float_regions;
+    const quant::QuantizeOptions qopt = quantize_options(o, found.grid);
     t = Clock::now();
     const onnx::ModelProto qmodel = quant::quantize(optimized, found.ranges, qopt, nullptr, &calibration).value();
     r.quantize_s = seconds_since(t);

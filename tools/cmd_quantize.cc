@@ -4,6 +4,7 @@
 /// With --ranges (written by `anvil calibrate`) the model is not run: the ranges come from the
 /// stored statistics. The file must have been made from the same FP32 model.
 #include <iostream>
+#include <optional>
 
 #include "anvil/common/log.h"
 #include "anvil/common/onnx_model.h"
@@ -82,6 +83,7 @@ void register_quantize(CLI::App& app) {
     options.exclude_nodes = o->exclude_nodes;
     const onnx::ModelProto optimized = quant::optimize(load_onnx(o->in));
     quant::Calibration calibration;
+    std::optional<Dataset> calib;  // with --calib: the calibration images, read once
     std::string source;
     if (!o->ranges.empty()) {
       nlohmann::json j;
@@ -97,20 +99,19 @@ void register_quantize(CLI::App& app) {
       }
       source = "the statistics in " + o->ranges;
     } else {
-      const Dataset calib = load_dataset(o->calib, Split::kTrain, o->calib_count, o->norm.get());
-      calibration = quant::calibrate(optimized, calib.images, false);
-      source = std::to_string(calib.images.dim(0)) + " calibration images";
+      calib = load_dataset(o->calib, Split::kTrain, o->calib_count, o->norm.get());
+      calibration = quant::calibrate(optimized, calib->images, false);
+      source = std::to_string(calib->images.dim(0)) + " calibration images";
     }
-    if ((o->per_tensor_search || !o->sensitivity.empty()) && o->calib.empty())
+    if ((o->per_tensor_search || !o->sensitivity.empty()) && !calib)
       fail(ErrorCode::kInvalidArgument, "quantize: --per-tensor-search and --sensitivity need --calib (they run the model)");
     std::vector<std::string> float_nodes;
     onnx::ModelProto q;
     if (!o->sensitivity.empty()) {
-      const Dataset calib = load_dataset(o->calib, Split::kTrain, o->calib_count, o->norm.get());
       const quant::Method probe = quant::method_from_name(o->sensitivity);
       const auto rows =
-          quant::tensor_sensitivity(optimized, calibration, calib.images, options, probe, o->search_samples).value();
-      std::cout << "output SQNR on " << std::min(o->search_samples, calib.images.dim(0)) << " calibration images, "
+          quant::tensor_sensitivity(optimized, calibration, calib->images, options, probe, o->search_samples).value();
+      std::cout << "output SQNR on " << std::min(o->search_samples, calib->images.dim(0)) << " calibration images, "
                 << o->method << " everywhere: " << fmt("%.2f dB", rows.empty() ? 0.0 : rows[0].base_sqnr_db)
                 << "; with " << o->sensitivity << " on one tensor:\n";
       for (const quant::TensorSensitivity& r : rows)
@@ -118,16 +119,13 @@ void register_quantize(CLI::App& app) {
                          o->method.c_str(), r.base.min, r.base.max, r.probe.min, r.probe.max);
     }
     if (o->per_tensor_search) {
-      const Dataset calib = load_dataset(o->calib, Split::kTrain, o->calib_count, o->norm.get());
       quant::TensorSearchOptions sopt;
-      sopt.percentile = o->percentile;
+      sopt.quantize = options;  // its method is the search's to choose
       sopt.samples = o->search_samples;
       sopt.holdout = o->search_holdout;
-      sopt.bias_correction = o->bias_correction;
-      sopt.exclude_nodes = o->exclude_nodes;
-      sopt.extend_float_regions = o->extend_float_regions;
-      const quant::TensorSearchResult found = quant::search_tensor_ranges(optimized, calibration, calib.images, sopt).value();
-      std::cout << search_summary(found, std::min(o->search_samples, calib.images.dim(0)), o->search_holdout);
+      const quant::TensorSearchResult found =
+          quant::search_tensor_ranges(optimized, calibration, calib->images, sopt).value();
+      std::cout << search_summary(found, std::min(o->search_samples, calib->images.dim(0)), o->search_holdout);
       options.method = found.grid;
       q = quant::quantize(optimized, found.ranges, options, &float_nodes, &calibration).value();
     } else {

@@ -120,30 +120,29 @@ bool same_params(Range a, Range b, bool sym) {
 Expected<TensorSearchResult> search_tensor_ranges(const onnx::ModelProto& optimized, const Calibration& calib,
                                                   const Tensor& inputs, const TensorSearchOptions& options) {
   return capture([&] {
-    QuantizeOptions base;
-    base.bias_correction = options.bias_correction;
-    base.exclude_nodes = options.exclude_nodes;
-    base.extend_float_regions = options.extend_float_regions;
+    const QuantizeOptions& base = options.quantize;
     Scorer scorer(optimized, inputs, options.samples, options.holdout, calib, base);
     const std::vector<Method> methods = candidate_methods(options.candidates);
     std::vector<std::map<std::string, Range>> method_ranges;
-    for (Method m : methods) method_ranges.push_back(calib.ranges(m, options.percentile));
+    for (Method m : methods) method_ranges.push_back(calib.ranges(m, base.percentile));
 
     // Start from the best single method on the scoring inputs; its grid (symmetric or not) is
     // kept for every tensor.
     TensorSearchResult result;
     result.start_sqnr_db = -INFINITY;
     size_t start = 0;
+    std::optional<ref::Executor> start_model;
     for (size_t k = 0; k < methods.size(); ++k) {
-      const double db = scorer.sqnr_db(method_ranges[k], methods[k]);
+      ref::Executor exec = scorer.build(method_ranges[k], methods[k]);
+      const double db = scorer.scoring_db(exec);
       result.method_sqnr_db.emplace_back(methods[k], db);
-      if (db > result.start_sqnr_db) result.start_sqnr_db = db, start = k;
+      if (db > result.start_sqnr_db) result.start_sqnr_db = db, start = k, start_model = std::move(exec);
     }
     result.grid = methods[start];
     result.ranges = method_ranges[start];
     result.sqnr_db = result.start_sqnr_db;
-    result.start_holdout_db = result.holdout_db =
-        scorer.has_holdout() ? scorer.holdout_db(scorer.build(result.ranges, result.grid)) : NAN;
+    if (!start_model) start_model = scorer.build(result.ranges, result.grid);  // no candidate above -inf dB
+    result.start_holdout_db = result.holdout_db = scorer.holdout_db(*start_model);  // NaN without held-out inputs
     const bool sym = is_symmetric(result.grid);
 
     // Greedy, in topological order: each tensor takes the candidate range that maximises the

@@ -46,7 +46,7 @@ TEST(TensorSearch, FindsTheKnownChoicePerTensor) {
   const Calibration calib = calibrate(m.model, m.inputs, false);
   TensorSearchOptions o;
   o.candidates = {Method::kMinMaxAsym, Method::kPercentileAsym};
-  o.percentile = 98.0f;
+  o.quantize.percentile = 98.0f;
   o.samples = 128;
   const TensorSearchResult r = search_tensor_ranges(m.model, calib, m.inputs, o).value();
   ASSERT_EQ(r.method_sqnr_db.size(), 2u);
@@ -77,18 +77,18 @@ TEST(TensorSearch, NodesKeptInFloatAreNotSearched) {
   const Calibration calib = calibrate(m.model, m.inputs, false);
   TensorSearchOptions o;
   o.candidates = {Method::kMinMaxAsym, Method::kPercentileAsym};
-  o.percentile = 98.0f;
+  o.quantize.percentile = 98.0f;
   o.samples = 128;
-  o.exclude_nodes = "^(Pow|Tanh)_";
+  o.quantize.exclude_nodes = "^(Pow|Tanh)_";
   const TensorSearchResult r = search_tensor_ranges(m.model, calib, m.inputs, o).value();
   for (const TensorChoice& c : r.choices) EXPECT_NE(c.tensor, "p");
   TensorSearchOptions everything = o;
-  everything.exclude_nodes.clear();
+  everything.quantize.exclude_nodes.clear();
   const TensorSearchResult all = search_tensor_ranges(m.model, calib, m.inputs, everything).value();
   EXPECT_TRUE(std::any_of(all.choices.begin(), all.choices.end(), [](const TensorChoice& c) { return c.tensor == "p"; }));
   EXPECT_LT(r.evaluations, all.evaluations);
   // A pattern that matches no node is the quantizer's error, not a silent no-op.
-  o.exclude_nodes = "NoSuchNode";
+  o.quantize.exclude_nodes = "NoSuchNode";
   auto e = search_tensor_ranges(m.model, calib, m.inputs, o);
   ASSERT_FALSE(e.ok());
   EXPECT_EQ(e.error().code(), ErrorCode::kInvalidArgument);
@@ -172,7 +172,7 @@ TEST(TensorSearch, HeldOutInputsRefuseAChangeThatOnlyFitsTheScoringInputs) {
   const Tensor inputs = Tensor::from_vector<float>({256, 64}, v);
   TensorSearchOptions o;
   o.candidates = {Method::kPercentileAsym, Method::kMinMaxAsym};
-  o.percentile = 98.0f;
+  o.quantize.percentile = 98.0f;
   o.samples = 128;
   const TensorSearchResult plain = search_tensor_ranges(m.model, calib, inputs, o).value();
   EXPECT_TRUE(std::isnan(plain.holdout_db));

@@ -161,17 +161,16 @@ Expected<onnx::ModelProto> quantize(const onnx::ModelProto& optimized, const std
 /// sum (f - q)^2) over all elements of all graph outputs.
 struct TensorSearchOptions {
   std::vector<Method> candidates;  ///< the methods whose ranges are candidates; empty: all ten
-  float percentile = 99.99f;       ///< for the PERCENTILE candidates
+  /// The options of every scored model and of the model the caller then writes, but for the
+  /// method: quantize.percentile for the PERCENTILE candidates, bias correction, and the nodes
+  /// kept in float (exclude_nodes, extend_float_regions), whose tensors are not searched.
+  /// quantize.method is ignored (the search chooses the grid).
+  QuantizeOptions quantize;
   int64_t samples = 64;            ///< scoring inputs: the first N of the calibration inputs
   /// Held-out check (0: none): inputs [samples, samples + holdout) of the calibration inputs. A
   /// change the scoring inputs accept is kept only if it raises the held-out SQNR as well, so
   /// that the search does not fit the noise of a small scoring set.
   int64_t holdout = 0;
-  bool bias_correction = false;    ///< score (and later quantize) with bias correction
-  /// As QuantizeOptions: scored models (and the final quantize) keep these nodes in float; their
-  /// tensors are not searched.
-  std::string exclude_nodes;
-  bool extend_float_regions = false;
 };
 struct TensorChoice {
   std::string tensor;

@@ -190,3 +190,12 @@ TEST(CliQuantize, PerTensorSearchWithHeldOutImages) {
   const test::CliResult negative = anvil_cmd(base + " --search-holdout -1");
   EXPECT_NE(negative.exit_code, 0);
 }
+
+TEST(CliQuantize, SearchAndSensitivityNeedTheCalibrationImages) {
+  // From a ranges file there are no images to run the model on.
+  const std::string ranges = write_ranges();
+  for (const char* flag : {" --per-tensor-search", " --sensitivity MSE_ASYM"})
+    expect_clear_error(anvil_cmd("quantize " + fixture().model + " -o " + tmpdir() + "/o.onnx --ranges " + ranges +
+                                 " --method MIN_MAX_ASYM" + flag),
+                       {"need --calib"});
+}

@@ -8,6 +8,7 @@
 ///     reads the DequantizeLinear output of its quantized inputs; each quantized output is
 ///     followed by Q -> DQ.
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <mutex>
 #include <regex>
@@ -277,6 +278,34 @@ class QdqBuilder {
     }
   }
 
+  /// Mul or Div of a quantized activation x by a positive, finite scalar constant c (the 1/sqrt(d)
+  /// of attention, GELU's 0.5): returns c (Mul) or 1/c (Div) and sets *x, else 0. Its output takes
+  /// x's grid scaled by that factor with x's zero point, so every int8 value maps to itself: the node
+  /// adds no rounding, where a calibrated output range would put values already on x's grid onto
+  /// another grid (a second rounding, as much noise again as x's own).
+  float scalar_factor(int node, std::string* x) const {
+    const onnx::GraphProto& g = model_.graph();
+    const onnx::NodeProto& n = g.node(node);
+    const std::string& op = n.op_type();
+    if ((op != "Mul" && op != "Div") || n.input_size() != 2) return 0.0f;
+    for (int k = op == "Div" ? 1 : 0; k < 2; ++k) {
+      const onnx::TensorProto* c = graph::find_initializer(g, n.input(k));
+      const std::string& in = n.input(1 - k);
+      if (!c || c->data_type() != onnx::TensorProto::FLOAT || !params_.count(in)) continue;
+      // A float node reads a float node's output as it is, not on its grid (rebuild).
+      if (float_node_[static_cast<size_t>(node)] && float_produced_.count(in) && !qdq_between_float_nodes_) continue;
+      const Tensor t = tensor_from_proto(*c);
+      if (t.numel() != 1) continue;
+      const float v = t.data<float>()[0];
+      if (!std::isfinite(v) || v <= 0.0f) continue;
+      const float factor = op == "Mul" ? v : 1.0f / v;
+      if (!std::isfinite(factor) || factor <= 0.0f) continue;
+      *x = in;
+      return factor;
+    }
+    return 0.0f;
+  }
+
   void choose_activation_params() {
     const onnx::GraphProto& g = model_.graph();
     mark_float_nodes();
@@ -293,8 +322,13 @@ class QdqBuilder {
         if (!is_float_activation(out)) continue;
         if (float_node && !leaves_float_region(out)) continue;  // float -> float: no Q/DQ
         if (!float_node && is_fused(n, out)) continue;
+        std::string x;
+        const float factor = scalar_factor(i, &x);
         if (kSameScale.count(op) && params_.count(n.input(0))) {
           params_[out] = params_.at(n.input(0));
+        } else if (factor > 0.0f) {
+          const QuantParams& in = params_.at(x);
+          params_[out] = QuantParams{std::max(in.scale * factor, kMinScale), in.zero_point};
         } else if (op == "Sigmoid" || op == "Softmax") {
           params_[out] = QuantParams{1.0f / 256.0f, -128};  // [0, 1)
         } else if (op == "Tanh") {

@@ -724,6 +724,69 @@ TEST(QuantizeFloatRegion, ExtendedRegionTakesConstantAddAndMul) {
 
 /// x -> MatMul "/att/qkv" (W1) -> h -> Relu -> r -> MatMul "/mlp/fc" (W2) -> y. exclude_nodes "/att/"
 /// keeps the first MatMul in float with its float weight; the rest keeps the TFLite rules.
+TEST(QuantizeScalarFactor, ScalingByAPositiveConstantKeepsTheInt8Values) {
+  // h / 4 (attention's 1/sqrt(d)) and that times 0.5 (GELU's half) keep h's int8 values on a scaled
+  // grid; a negative factor is calibrated as any other output.
+  ModelBuilder b;
+  b.input("x", {4}).output("y", {4});
+  b.init("W", random_tensor({4, 4}, -1.0f, 1.0f, 11));
+  b.init("four", Tensor::scalar<float>(4.0f)).init("half", Tensor::from_vector<float>({1}, {0.5f}));
+  b.init("minus", Tensor::scalar<float>(-2.0f));
+  b.node("MatMul", {"x", "W"}, {"h"});
+  b.node("Div", {"h", "four"}, {"d"});
+  b.node("Mul", {"half", "d"}, {"e"});
+  b.node("Mul", {"e", "minus"}, {"y"});
+  const Tensor x = random_tensor({32, 4}, -1.0f, 1.0f, 12);
+  for (Method method : {Method::kMinMaxAsym, Method::kMseSym, Method::kPercentileAsym}) {
+    std::vector<std::string> float_nodes;
+    const onnx::ModelProto m = quantized(b.model(), method, &float_nodes, x);
+    ASSERT_EQ(float_nodes.size(), 1u);
+    EXPECT_NE(float_nodes[0].find("Div"), std::string::npos);
+    const auto [h_scale, h_zero] = qdq_params(m, "h");
+    const auto [d_scale, d_zero] = qdq_params(m, "d");
+    const auto [e_scale, e_zero] = qdq_params(m, "e");
+    ASSERT_GT(h_scale, 0.0f);
+    EXPECT_EQ(d_scale, h_scale * 0.25f);
+    EXPECT_EQ(e_scale, d_scale * 0.5f);
+    EXPECT_EQ(d_zero, h_zero);
+    EXPECT_EQ(e_zero, h_zero);
+    const onnx::ModelProto opt = optimize(b.model());
+    QuantizeOptions options;
+    options.method = method;
+    EXPECT_EQ(calibrated_tensors(opt, calibrate(opt, x, false).ranges(method), options),
+              (std::vector<std::string>{"x", "h", "y"}));
+    // The float run of the QDQ file: d and e hold h's int8 values exactly.
+    std::map<std::string, Tensor> q;
+    ref::RunOptions observe;
+    observe.observe = [&](const std::string& name, const Tensor& value) {
+      for (const char* t : {"h", "d", "e"})
+        if (name == q_of(m, t)->output(0)) q[t] = value;
+    };
+    ASSERT_TRUE(ref::Executor::create(m).value().run({{"x", x}}, observe).ok());
+    ASSERT_EQ(q.size(), 3u);
+    EXPECT_EQ(q["d"].to_vector<int8_t>(), q["h"].to_vector<int8_t>()) << method_name(method);
+    EXPECT_EQ(q["e"].to_vector<int8_t>(), q["h"].to_vector<int8_t>()) << method_name(method);
+  }
+  // The integer run (the Div on the host) keeps the int8 values too: (x / 4) * 0.5 gives x's int8
+  // input values back, as the float run of the file does.
+  ModelBuilder chain;
+  chain.input("x", {4}).output("y", {4});
+  chain.init("four", Tensor::scalar<float>(4.0f)).init("half", Tensor::from_vector<float>({1}, {0.5f}));
+  chain.node("Div", {"x", "four"}, {"d"});
+  chain.node("Mul", {"d", "half"}, {"y"});
+  for (Method method : {Method::kMinMaxAsym, Method::kMseSym, Method::kPercentileAsym}) {
+    const onnx::ModelProto m = quantized(chain.model(), method, nullptr, x);
+    ref::LowerOptions lower;
+    lower.host_fallback = true;
+    auto g = ref::lower_qdq(m, 32, lower);
+    ASSERT_TRUE(g.ok()) << g.error().what();
+    EXPECT_EQ(anvil::test::int8_agreement(m, *g, {{"x", x}}).max_diff, 0) << method_name(method);
+    auto y = ref::run_int8(*g, {{"x", ref::quantize_tensor(x, g->values[g->inputs[0]].q)}});
+    ASSERT_TRUE(y.ok()) << y.error().what();
+    EXPECT_EQ(y->at("y").to_vector<int8_t>(), ref::quantize_tensor(x, g->values[g->inputs[0]].q).to_vector<int8_t>());
+  }
+}
+
 TEST(QuantizeExcludeNodes, MatchingNodesStayFloatWithFloatWeights) {
   ModelBuilder b;
   b.input("x", {4}).output("y", {3});

@@ -281,6 +281,7 @@ class QdqLowering {
     if (t == "QuantizeLinear") return lower_quantize(n);
     if (t == "DequantizeLinear") return lower_dequantize(n);
     if (t == "Constant") return;  // consumed through constant()
+    if (lower_elementwise_chain(i)) return;
     if (t == "MatMul" && n.input_size() == 2 && dequantized_.count(n.input(1))) return lower_matmul(n);
     if (t == "Conv" || t == "Gemm" || t == "MatMul") return lower_linear(n);
     if (t == "ConvTranspose") return lower_conv_transpose(n);
@@ -732,6 +733,96 @@ class QdqLowering {
     op.lut = make_lut(f, g_.values[x].q, out_q);
     op.output = add_value(node(q).output(0), g_.values[x].shape, out_q);
     g_.ops.push_back(std::move(op));
+  }
+
+  /// Float operators a table takes when every operand but one is a constant of one element: the
+  /// arithmetic exporters write around attention and GELU (Exp and the rest stay kHost ops).
+  static bool elementwise(const std::string& op) {
+    static const std::set<std::string> kElementwise{"Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Erf"};
+    return kElementwise.count(op) > 0;
+  }
+
+  /// The input of elementwise node n that reads `value` when all its other inputs are float
+  /// constants of one element and rank <= `rank` (so the output has the value's shape); -1 otherwise.
+  int chain_input(const onnx::NodeProto& n, const std::string& value, size_t rank) {
+    if (!elementwise(n.op_type()) || n.output_size() != 1) return -1;
+    int at = -1;
+    for (int k = 0; k < n.input_size(); ++k) {
+      if (n.input(k) == value) {
+        if (at >= 0) return -1;  // x * x is not a table of one constant
+        at = k;
+        continue;
+      }
+      const Tensor* c = constant(n.input(k));
+      if (!c || c->dtype() != DType::kFloat32 || c->numel() != 1 || c->rank() > rank) return -1;
+    }
+    return at;
+  }
+
+  /// DQ(x) -> f1(., c1) -> f2(., c2) ... -> Q through float nodes of one element-wise operand each,
+  /// the others one-element float constants (nodes the quantizer left float: attention's
+  /// Q / sqrt(d), GELU's erf(x / sqrt(2))): one table lookup. Each value depends on the int8 x
+  /// alone, so running the chain's own nodes with the Executor on the 256 dequantized int8 values
+  /// tabulates exactly what the float QDQ graph, or a kHost op, computes. Returns false, with
+  /// nothing lowered, when node i does not start such a chain.
+  bool lower_elementwise_chain(int i) {
+    const onnx::NodeProto& first = node(i);
+    if (!elementwise(first.op_type())) return false;
+    int x = -1;
+    std::string read;
+    for (const auto& in : first.input())
+      if (auto it = dequantized_.find(in); it != dequantized_.end()) {
+        if (x >= 0) return false;  // two activations: lower_binary's
+        x = it->second, read = in;
+      }
+    if (x < 0) return false;
+    const size_t rank = g_.values[x].shape.size();
+    std::vector<int> chain;
+    std::string value = read;
+    int q = i;
+    while (node(q).op_type() != "QuantizeLinear") {
+      if (chain_input(node(q), value, rank) < 0) return false;
+      chain.push_back(q);
+      value = node(q).output(0);
+      q = single_consumer(value);
+      if (q < 0) return false;
+    }
+    onnx::ModelProto m;
+    m.set_ir_version(model_.ir_version());
+    *m.mutable_opset_import() = model_.opset_import();
+    onnx::GraphProto& g = *m.mutable_graph();
+    g.set_name("table_" + node_name(first));
+    auto& in = *g.add_input();
+    in.set_name(read);
+    in.mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+    in.mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_value(256);
+    std::set<std::string> constants;
+    for (int k : chain) {
+      *g.add_node() = node(k);
+      for (const auto& t : node(k).input())
+        if (t != read && !std::count_if(chain.begin(), chain.end(), [&](int c) { return node(c).output(0) == t; }) &&
+            constants.insert(t).second)
+          *g.add_initializer() = tensor_to_proto(*constant(t), t);
+    }
+    g.add_output()->set_name(value);
+    const QuantParams in_q = g_.values[x].q, out_q = per_tensor_params(node(q));
+    Tensor dequantized(DType::kFloat32, {256});
+    for (int v = -128; v <= 127; ++v)
+      dequantized.data<float>()[v + 128] = math::dequantize(static_cast<int8_t>(v), in_q.scale, in_q.zero_point);
+    const std::string where = node_label(first) + ": tabulating its element-wise chain";
+    Expected<Executor> ex = Executor::create(m);
+    if (!ex.ok()) fail(ex.error().code(), where + ": " + ex.error().what());
+    Expected<TensorMap> ran = ex.value().run({{read, dequantized}});
+    if (!ran.ok()) fail(ran.error().code(), where + ": " + ran.error().what());
+    const Tensor& y = ran.value().at(value);
+    if (y.dtype() != DType::kFloat32 || y.numel() != 256) malformed(first, "its element-wise chain changes the shape");
+    Int8Op op = node_op(Int8OpKind::kLut, first, {x});
+    for (int v = 0; v < 256; ++v) op.lut[v] = math::quantize_float(y.data<float>()[v], out_q.scale, out_q.zero_point);
+    for (int k : chain) claimed_.insert(k);
+    claimed_.insert(q);
+    op.output = add_value(node(q).output(0), g_.values[x].shape, out_q);
+    g_.ops.push_back(std::move(op));
+    return true;
   }
 
   /// DQ(a), DQ(b) -> MatMul [-> Relu|Clip] -> Q with two int8 activations: one kMatMul whose

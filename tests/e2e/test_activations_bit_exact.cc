@@ -83,6 +83,52 @@ TEST_P(ActivationBitExact, EmulatorEqualsReferenceAndTheActivationIsALut) {
   }
 }
 
+TEST(ElementwiseChainBitExact, GeluAndAScaledActivationRunOnTheNpuAsTables) {
+  // Conv -> GELU as torch exports it, 0.5 * c * (1 + erf(c / sqrt 2)), and c / 4 beside it. The
+  // quantizer leaves Div and Erf float; the lowering makes Div -> Erf one table and c / 4 another,
+  // so nothing runs on the host.
+  ModelBuilder b(13);
+  b.input("x", DType::kFloat32, {-1, 3, 10, 10});
+  b.initializer("w", random_tensor({8, 3, 3, 3}, -0.5f, 0.5f, 21));
+  b.initializer("b", random_tensor({8}, -0.3f, 0.3f, 22));
+  b.initializer("sqrt2", Tensor::scalar<float>(1.4142135f)).initializer("one", Tensor::scalar<float>(1.0f));
+  b.initializer("half", Tensor::scalar<float>(0.5f)).initializer("four", Tensor::scalar<float>(4.0f));
+  auto& conv = b.node("Conv", {"x", "w", "b"}, {"c"}, "conv");
+  ModelBuilder::attr(conv, "pads", std::vector<int64_t>{1, 1, 1, 1});
+  b.node("Div", {"c", "sqrt2"}, {"d"}, "gelu_div");
+  b.node("Erf", {"d"}, {"e"}, "gelu_erf");
+  b.node("Add", {"e", "one"}, {"a"}, "gelu_add");
+  b.node("Mul", {"c", "a"}, {"m"}, "gelu_mul");
+  b.node("Mul", {"m", "half"}, {"y"}, "gelu_half");
+  b.node("Div", {"c", "four"}, {"z"}, "scale");
+  b.output("y").output("z");
+  const onnx::ModelProto qmodel =
+      quant::quantize_model(b.model(), random_tensor({16, 3, 10, 10}, -2.0f, 2.0f, 2), {}).value();
+  const int64_t batch = 2;
+  const ref::Int8Graph golden = ref::lower_qdq(qmodel, batch).value();  // no host fallback
+  int tables = 0;
+  for (const ref::Int8Op& op : golden.ops) tables += op.kind == ref::Int8OpKind::kLut;
+  EXPECT_EQ(tables, 2);
+
+  compiler::CompileOptions copt;
+  copt.batch = batch;
+  const compiler::CompileResult compiled = compiler::compile(qmodel, copt).value();
+  ASSERT_FALSE(compiled.placement.empty());
+  for (const compiler::NodePlacement& node : compiled.placement) EXPECT_EQ(node.runs_on, "npu") << node.node;
+  rt::Device device = rt::Device::open("warboy(1)*1", hw::HwConfig::preset("warboy"));
+  rt::Session session(device, compiled.program);
+  const isa::TensorDesc& in = compiled.program.inputs.at(0);
+  for (uint32_t seed = 0; seed < 3; ++seed) {
+    const Tensor q = ref::quantize_tensor(random_tensor({batch, 3, 10, 10}, -4.0f, 4.0f, 200 + seed),
+                                          {in.scale, in.zero_point});
+    const auto got = session.run({{in.name, q}});
+    const auto want = ref::run_int8(golden, {{golden.input_names.at(0), q}}).value();
+    ASSERT_EQ(compiled.program.outputs.size(), 2u);
+    for (const isa::TensorDesc& out : compiled.program.outputs)
+      EXPECT_TRUE(got.at(out.name) == want.at(out.name)) << out.name << ", input seed " << seed;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Activations, ActivationBitExact,
                          ::testing::Values(Case{"Sigmoid", "warboy", 2}, Case{"Tanh", "warboy", 2},
                                            Case{"HardSigmoid", "warboy", 2}, Case{"HardSwish", "warboy", 2},

@@ -321,11 +321,11 @@ TEST(Int8GraphErrors, UnsupportedOperatorInTheMiddle) {
   const ActParams p = unit_params();
   QdqBuilder q(p);
   q.b.input("x", DType::kFloat32, {-1, 4});
-  q.b.node("Erf", {q.qdq("x")}, {"y"}, "erf");
+  q.b.node("Exp", {q.qdq("x")}, {"y"}, "exp");
   q.b.output(q.qdq("y"));
   const Error e = lowering_error(q.b.model());
   EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
-  EXPECT_STREQ(e.what(), "node 'erf' (Erf): operator not supported on the NPU");
+  EXPECT_STREQ(e.what(), "node 'exp' (Exp): operator not supported on the NPU");
 }
 
 TEST(Int8GraphErrors, FloatWeightIsMalformed) {
@@ -608,6 +608,92 @@ TEST(Int8Lut, SiluAndHardSwishMulPatternsBecomeOneTable) {
   const Tensor x = random_tensor({2, 3, 5, 5}, -7.0f, 6.0f, 72);
   expect_exact_lut(gated_model("Sigmoid", false), {"x", "y"}, x);
   expect_exact_lut(gated_model("HardSigmoid", false), {"x", "g", "y"}, x);
+}
+
+namespace {
+
+/// x -> [DQ] -> Div(., sqrt 2) -> Erf -> Q -> y: GELU's inner chain as torch exports it and the
+/// quantizer leaves it (Div and Erf have no int8 form; their constant stays float).
+Build erf_chain(const Tensor& divisor = Tensor::scalar<float>(1.4142135f)) {
+  return [=](const ActParams& p) {
+    QdqBuilder q(p);
+    q.b.input("x", DType::kFloat32, {-1, 3, 5, 5});
+    q.b.initializer("sqrt2", divisor);
+    q.b.node("Div", {q.qdq("x"), "sqrt2"}, {"d"}, "div");
+    q.b.node("Erf", {"d"}, {"y"}, "erf");
+    q.b.output(q.qdq("y"));
+    return q.b.model();
+  };
+}
+
+}  // namespace
+
+TEST(Int8Lut, ElementwiseChainOfOneElementConstantsIsOneTable) {
+  const Tensor x = random_tensor({2, 3, 5, 5}, -7.0f, 6.0f, 73);
+  expect_exact_lut(erf_chain(), {"x", "y"}, x);
+  // Constant first, a Pow, a Sqrt and a constant of rank 2: (2 - x)^2, its root, over [[4]].
+  const Build arithmetic = [](const ActParams& p) {
+    QdqBuilder q(p);
+    q.b.input("x", DType::kFloat32, {-1, 3, 5, 5});
+    q.b.initializer("two", Tensor::scalar<float>(2.0f)).initializer("four", Tensor::from_vector<float>({1, 1}, {4.0f}));
+    q.b.node("Sub", {"two", q.qdq("x")}, {"s"}, "sub");
+    q.b.node("Pow", {"s", "two"}, {"p"}, "pow");
+    q.b.node("Sqrt", {"p"}, {"r"}, "sqrt");
+    q.b.node("Div", {"r", "four"}, {"y"}, "div");
+    q.b.output(q.qdq("y"));
+    return q.b.model();
+  };
+  expect_exact_lut(arithmetic, {"x", "y"}, x);
+  // The table is the chain's own float arithmetic: byte for byte what a kHost op of it computes,
+  // on every int8 input value.
+  const ActParams p = calibrate(erf_chain(), {"x", "y"}, {{"x", x}});
+  ref::LowerOptions host;
+  host.host_fallback = true;
+  Tensor all(DType::kInt8, {2, 128});
+  for (int v = 0; v < 256; ++v) all.data<int8_t>()[v] = static_cast<int8_t>(v - 128);
+  const Build chain_2d = [&](const ActParams& given) {
+    QdqBuilder q(given);
+    q.b.input("x", DType::kFloat32, {-1, 128});
+    q.b.initializer("sqrt2", Tensor::scalar<float>(1.4142135f));
+    q.b.node("Div", {q.qdq("x"), "sqrt2"}, {"d"}, "div");
+    q.b.node("Erf", {"d"}, {"y"}, "erf");
+    q.b.output(q.qdq("y"));
+    return q.b.model();
+  };
+  auto as_table = ref::lower_qdq(chain_2d(p), 2);
+  ASSERT_TRUE(as_table.ok()) << as_table.error().what();
+  ASSERT_EQ(as_table->ops.size(), 1u);
+  EXPECT_EQ(as_table->ops[0].kind, ref::Int8OpKind::kLut);
+  // The same model with the Erf's output read twice is no chain: a kHost op, run on all 256 values.
+  onnx::ModelProto two_readers = chain_2d(p);
+  two_readers.mutable_graph()->add_output()->set_name("y");
+  auto as_host = ref::lower_qdq(two_readers, 2, host);
+  ASSERT_TRUE(as_host.ok()) << as_host.error().what();
+  bool has_host = false;
+  for (const auto& op : as_host->ops) has_host = has_host || op.kind == ref::Int8OpKind::kHost;
+  EXPECT_TRUE(has_host);
+  const std::string in_name = as_table->input_names.at(0);
+  const Tensor by_table = ref::run_int8(*as_table, {{in_name, all}}).value().at(as_table->output_names.at(0));
+  const Tensor by_host = ref::run_int8(*as_host, {{in_name, all}}).value().at(as_host->output_names.at(0));
+  EXPECT_TRUE(by_table == by_host);
+}
+
+TEST(Int8Lut, ChainsTheTableCannotTakeAreRefusedNamingTheNode) {
+  const ActParams p = unit_params();
+  // A constant of three elements: one table cannot hold it.
+  const Error wide = lowering_error(erf_chain(Tensor::from_vector<float>({3, 1, 1}, {1.0f, 2.0f, 3.0f}))(p));
+  EXPECT_EQ(wide.code(), ErrorCode::kUnsupported);
+  EXPECT_STREQ(wide.what(), "node 'div' (Div): operator not supported on the NPU");
+  // x * x reads the activation twice.
+  QdqBuilder q(p);
+  q.b.input("x", DType::kFloat32, {-1, 4});
+  const std::string x = q.qdq("x");
+  q.b.node("Erf", {x}, {"e"}, "erf");
+  q.b.node("Div", {"e", "e"}, {"y"}, "square");
+  q.b.output(q.qdq("y"));
+  const Error twice = lowering_error(q.b.model());
+  EXPECT_EQ(twice.code(), ErrorCode::kUnsupported);
+  EXPECT_STREQ(twice.what(), "node 'erf' (Erf): operator not supported on the NPU");
 }
 
 TEST(Int8LutErrors, GateDequantizedWithOtherParametersIsMalformed) {

@@ -154,6 +154,11 @@ class QdqBuilder {
       layer_norm.insert(pattern.begin(), pattern.end());
       for (size_t k = 0; k + 1 < pattern.size(); ++k) layer_norm_inside_.insert(g.node(pattern[k]).output(0));
     }
+    // A function of one activation written as element-wise nodes and one-element constants, one of
+    // them without an int8 form (GELU: x * (1 + erf(x / sqrt 2)) * 0.5), is one operator too: all
+    // float, quantized at its input and output only, as the lowering runs it (one table, no
+    // rounding inside; reference/src/lower_qdq.cc).
+    const std::set<int> unary = unary_float_regions();
     // A Relu/Clip fused into a producer that stays float (is_fused) stays float too when the value
     // between them has no calibrated range: the FP32 fast path runs a Conv/Gemm and its activation
     // as one kernel and calibration does not observe that value (calibrate.cc), so the activation
@@ -171,7 +176,7 @@ class QdqBuilder {
       // (Index and shape arithmetic on int64 tensors is not quantization's business.)
       bool float_compute = false;
       for (const auto& out : n.output()) float_compute = float_compute || is_float_activation(out);
-      bool stays_float = exclude || !kQuantizable.count(n.op_type()) || layer_norm.count(i);
+      bool stays_float = exclude || !kQuantizable.count(n.op_type()) || layer_norm.count(i) || unary.count(i);
       auto producer = fused_producer.find(i);
       if (producer != fused_producer.end() && float_node_[static_cast<size_t>(producer->second)] &&
           !ranges_.count(n.input(0)))
@@ -187,6 +192,67 @@ class QdqBuilder {
     if (!exclude_nodes_.empty() && !excluded_any)
       fail(ErrorCode::kInvalidArgument,
            "exclude-nodes pattern '" + exclude_nodes_ + "' matches no node name of the model");
+  }
+
+  /// A float constant of one element (an initializer) whose rank is at most that of activation x.
+  bool one_element_constant(const std::string& t, const std::string& x) const {
+    const onnx::TensorProto* c = graph::find_initializer(model_.graph(), t);
+    if (!c || c->data_type() != onnx::TensorProto::FLOAT) return false;
+    int64_t n = 1;
+    for (int64_t d : c->dims()) n *= d;
+    const int rank = known_rank(x);
+    return n == 1 && (rank < 0 || c->dims_size() <= rank);
+  }
+
+  /// The nodes of each function of one float activation x written as element-wise nodes
+  /// (kUnaryRegionOps) that read only x, each other's outputs and one-element constants, where one
+  /// value leaves the region and the first node has no int8 form. Found from that first node
+  /// forward (the ONNX order is topological); a region with two values leaving it is not one.
+  std::set<int> unary_float_regions() const {
+    static const std::set<std::string> kUnaryRegionOps = {"Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Erf"};
+    const onnx::GraphProto& g = model_.graph();
+    std::set<int> found;
+    for (int i = 0; i < g.node_size(); ++i) {
+      const onnx::NodeProto& seed = g.node(i);
+      if (found.count(i) || kQuantizable.count(seed.op_type()) || !kUnaryRegionOps.count(seed.op_type()) ||
+          seed.output_size() != 1 || !is_float_activation(seed.output(0)))
+        continue;
+      std::string x;  // the one input that is not a constant
+      bool one_input = true;
+      for (const auto& in : seed.input()) {
+        if (graph::find_initializer(g, in)) continue;
+        one_input = one_input && (x.empty() || x == in);
+        x = in;
+      }
+      if (!one_input || x.empty() || !is_float_activation(x)) continue;
+      if (!std::all_of(seed.input().begin(), seed.input().end(),
+                       [&](const std::string& in) { return in == x || one_element_constant(in, x); }))
+        continue;
+      std::vector<int> region{i};
+      std::set<std::string> made{seed.output(0)};
+      for (int j = i + 1; j < g.node_size(); ++j) {
+        const onnx::NodeProto& n = g.node(j);
+        if (!kUnaryRegionOps.count(n.op_type()) || n.output_size() != 1) continue;
+        bool computes = false, only = true;
+        for (const auto& in : n.input()) {
+          computes = computes || made.count(in);
+          only = only && (in == x || made.count(in) || one_element_constant(in, x));
+        }
+        if (!computes || !only) continue;
+        region.push_back(j);
+        made.insert(n.output(0));
+      }
+      int leaving = 0;
+      for (int k : region) {
+        const std::string& out = g.node(k).output(0);
+        bool outside = graph::is_graph_output(g, out);
+        if (auto it = consumers_.find(out); it != consumers_.end())
+          for (int r : it->second) outside = outside || std::find(region.begin(), region.end(), r) == region.end();
+        leaving += outside;
+      }
+      if (leaving == 1) found.insert(region.begin(), region.end());
+    }
+    return found;
   }
 
   /// Output t of float node n needs Q -> DQ only where it leaves the float region: a graph output,

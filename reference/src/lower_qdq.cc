@@ -281,7 +281,7 @@ class QdqLowering {
     if (t == "QuantizeLinear") return lower_quantize(n);
     if (t == "DequantizeLinear") return lower_dequantize(n);
     if (t == "Constant") return;  // consumed through constant()
-    if (lower_elementwise_chain(i)) return;
+    if (lower_elementwise_region(i)) return;
     if (t == "MatMul" && n.input_size() == 2 && dequantized_.count(n.input(1))) return lower_matmul(n);
     if (t == "Conv" || t == "Gemm" || t == "MatMul") return lower_linear(n);
     if (t == "ConvTranspose") return lower_conv_transpose(n);
@@ -742,51 +742,70 @@ class QdqLowering {
     return kElementwise.count(op) > 0;
   }
 
-  /// The input of elementwise node n that reads `value` when all its other inputs are float
-  /// constants of one element and rank <= `rank` (so the output has the value's shape); -1 otherwise.
-  int chain_input(const onnx::NodeProto& n, const std::string& value, size_t rank) {
-    if (!elementwise(n.op_type()) || n.output_size() != 1) return -1;
-    int at = -1;
-    for (int k = 0; k < n.input_size(); ++k) {
-      if (n.input(k) == value) {
-        if (at >= 0) return -1;  // x * x is not a table of one constant
-        at = k;
+  /// True when elementwise node n computes from `read` (the int8 value's DequantizeLinear output),
+  /// values in `made` and float constants of one element and rank <= `rank` (so every value has the
+  /// input's shape), reading at least one of the first two.
+  bool table_node(const onnx::NodeProto& n, const std::string& read, const std::set<std::string>& made, size_t rank) {
+    if (!elementwise(n.op_type()) || n.output_size() != 1) return false;
+    bool computes = false;
+    for (const auto& in : n.input()) {
+      if (in == read || made.count(in)) {
+        computes = true;
         continue;
       }
-      const Tensor* c = constant(n.input(k));
-      if (!c || c->dtype() != DType::kFloat32 || c->numel() != 1 || c->rank() > rank) return -1;
+      const Tensor* c = constant(in);
+      if (!c || c->dtype() != DType::kFloat32 || c->numel() != 1 || c->rank() > rank) return false;
     }
-    return at;
+    return computes;
   }
 
-  /// DQ(x) -> f1(., c1) -> f2(., c2) ... -> Q through float nodes of one element-wise operand each,
-  /// the others one-element float constants (nodes the quantizer left float: attention's
-  /// Q / sqrt(d), GELU's erf(x / sqrt(2))): one table lookup. Each value depends on the int8 x
-  /// alone, so running the chain's own nodes with the Executor on the 256 dequantized int8 values
-  /// tabulates exactly what the float QDQ graph, or a kHost op, computes. Returns false, with
-  /// nothing lowered, when node i does not start such a chain.
-  bool lower_elementwise_chain(int i) {
+  /// DQ(x) -> float nodes -> Q where the nodes (Add|Sub|Mul|Div|Pow|Sqrt|Erf) read only x, each
+  /// other's values and float constants of one element, and one value leaves them, to one
+  /// QuantizeLinear: a function of x alone, such as GELU, x * (1 + erf(x / sqrt 2)) * 0.5, or the
+  /// attention scale Q / sqrt(d), as the quantizer leaves them float. One table lookup: running
+  /// the nodes themselves with the Executor on the 256 dequantized int8 values tabulates exactly
+  /// what the float QDQ graph, or a kHost op, computes. Returns false, with nothing lowered, when
+  /// node i does not start such a region.
+  bool lower_elementwise_region(int i) {
     const onnx::NodeProto& first = node(i);
     if (!elementwise(first.op_type())) return false;
     int x = -1;
     std::string read;
     for (const auto& in : first.input())
       if (auto it = dequantized_.find(in); it != dequantized_.end()) {
-        if (x >= 0) return false;  // two activations: lower_binary's
+        if (x >= 0 && in != read) return false;  // two activations: lower_binary's
         x = it->second, read = in;
       }
     if (x < 0) return false;
     const size_t rank = g_.values[x].shape.size();
-    std::vector<int> chain;
-    std::string value = read;
-    int q = i;
-    while (node(q).op_type() != "QuantizeLinear") {
-      if (chain_input(node(q), value, rank) < 0) return false;
-      chain.push_back(q);
-      value = node(q).output(0);
-      q = single_consumer(value);
-      if (q < 0) return false;
+    std::set<std::string> made;
+    if (!table_node(first, read, made, rank)) return false;
+    // The later nodes (the ONNX order is topological) that compute from the region's values.
+    std::vector<int> region{i};
+    made.insert(first.output(0));
+    for (int j = i + 1; j < graph_.node_size(); ++j) {
+      const onnx::NodeProto& n = node(j);
+      if (claimed_.count(j) || std::none_of(n.input().begin(), n.input().end(),
+                                            [&](const std::string& in) { return made.count(in) > 0; }))
+        continue;
+      if (!table_node(n, read, made, rank)) continue;
+      region.push_back(j);
+      made.insert(n.output(0));
     }
+    // One value leaves the region, to one QuantizeLinear; every other is read inside it only.
+    int q = -1;
+    std::string value;
+    for (int k : region) {
+      const std::string& out = node(k).output(0);
+      auto readers = consumers_.find(out);
+      if (is_graph_output(out) || readers == consumers_.end()) return false;
+      for (int r : readers->second) {
+        if (std::find(region.begin(), region.end(), r) != region.end()) continue;
+        if (q >= 0 || readers->second.size() != 1 || node(r).op_type() != "QuantizeLinear") return false;
+        q = r, value = out;
+      }
+    }
+    if (q < 0) return false;
     onnx::ModelProto m;
     m.set_ir_version(model_.ir_version());
     *m.mutable_opset_import() = model_.opset_import();
@@ -797,11 +816,10 @@ class QdqLowering {
     in.mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
     in.mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_value(256);
     std::set<std::string> constants;
-    for (int k : chain) {
+    for (int k : region) {
       *g.add_node() = node(k);
       for (const auto& t : node(k).input())
-        if (t != read && !std::count_if(chain.begin(), chain.end(), [&](int c) { return node(c).output(0) == t; }) &&
-            constants.insert(t).second)
+        if (t != read && !made.count(t) && constants.insert(t).second)
           *g.add_initializer() = tensor_to_proto(*constant(t), t);
     }
     g.add_output()->set_name(value);
@@ -809,16 +827,16 @@ class QdqLowering {
     Tensor dequantized(DType::kFloat32, {256});
     for (int v = -128; v <= 127; ++v)
       dequantized.data<float>()[v + 128] = math::dequantize(static_cast<int8_t>(v), in_q.scale, in_q.zero_point);
-    const std::string where = node_label(first) + ": tabulating its element-wise chain";
+    const std::string where = node_label(first) + ": tabulating its element-wise region";
     Expected<Executor> ex = Executor::create(m);
     if (!ex.ok()) fail(ex.error().code(), where + ": " + ex.error().what());
     Expected<TensorMap> ran = ex.value().run({{read, dequantized}});
     if (!ran.ok()) fail(ran.error().code(), where + ": " + ran.error().what());
     const Tensor& y = ran.value().at(value);
-    if (y.dtype() != DType::kFloat32 || y.numel() != 256) malformed(first, "its element-wise chain changes the shape");
+    if (y.dtype() != DType::kFloat32 || y.numel() != 256) malformed(first, "its element-wise region changes the shape");
     Int8Op op = node_op(Int8OpKind::kLut, first, {x});
     for (int v = 0; v < 256; ++v) op.lut[v] = math::quantize_float(y.data<float>()[v], out_q.scale, out_q.zero_point);
-    for (int k : chain) claimed_.insert(k);
+    for (int k : region) claimed_.insert(k);
     claimed_.insert(q);
     op.output = add_value(node(q).output(0), g_.values[x].shape, out_q);
     g_.ops.push_back(std::move(op));

@@ -725,17 +725,18 @@ TEST(QuantizeFloatRegion, ExtendedRegionTakesConstantAddAndMul) {
 /// x -> MatMul "/att/qkv" (W1) -> h -> Relu -> r -> MatMul "/mlp/fc" (W2) -> y. exclude_nodes "/att/"
 /// keeps the first MatMul in float with its float weight; the rest keeps the TFLite rules.
 TEST(QuantizeScalarFactor, ScalingByAPositiveConstantKeepsTheInt8Values) {
-  // h / 4 (attention's 1/sqrt(d)) and that times 0.5 (GELU's half) keep h's int8 values on a scaled
+  // h / 4 (attention's 1/sqrt(d), read by a MatMul) and h * 0.5 keep h's int8 values on a scaled
   // grid; a negative factor is calibrated as any other output.
   ModelBuilder b;
-  b.input("x", {4}).output("y", {4});
-  b.init("W", random_tensor({4, 4}, -1.0f, 1.0f, 11));
+  b.input("x", {4}).output("y1", {4}).output("y2", {4});
+  b.init("W", random_tensor({4, 4}, -1.0f, 1.0f, 11)).init("W2", random_tensor({4, 4}, -1.0f, 1.0f, 13));
   b.init("four", Tensor::scalar<float>(4.0f)).init("half", Tensor::from_vector<float>({1}, {0.5f}));
   b.init("minus", Tensor::scalar<float>(-2.0f));
   b.node("MatMul", {"x", "W"}, {"h"});
   b.node("Div", {"h", "four"}, {"d"});
-  b.node("Mul", {"half", "d"}, {"e"});
-  b.node("Mul", {"e", "minus"}, {"y"});
+  b.node("MatMul", {"d", "W2"}, {"y1"});
+  b.node("Mul", {"half", "h"}, {"e"});
+  b.node("Mul", {"e", "minus"}, {"y2"});
   const Tensor x = random_tensor({32, 4}, -1.0f, 1.0f, 12);
   for (Method method : {Method::kMinMaxAsym, Method::kMseSym, Method::kPercentileAsym}) {
     std::vector<std::string> float_nodes;
@@ -747,14 +748,14 @@ TEST(QuantizeScalarFactor, ScalingByAPositiveConstantKeepsTheInt8Values) {
     const auto [e_scale, e_zero] = qdq_params(m, "e");
     ASSERT_GT(h_scale, 0.0f);
     EXPECT_EQ(d_scale, h_scale * 0.25f);
-    EXPECT_EQ(e_scale, d_scale * 0.5f);
+    EXPECT_EQ(e_scale, h_scale * 0.5f);
     EXPECT_EQ(d_zero, h_zero);
     EXPECT_EQ(e_zero, h_zero);
     const onnx::ModelProto opt = optimize(b.model());
     QuantizeOptions options;
     options.method = method;
     EXPECT_EQ(calibrated_tensors(opt, calibrate(opt, x, false).ranges(method), options),
-              (std::vector<std::string>{"x", "h", "y"}));
+              (std::vector<std::string>{"x", "h", "y1", "y2"}));
     // The float run of the QDQ file: d and e hold h's int8 values exactly.
     std::map<std::string, Tensor> q;
     ref::RunOptions observe;
@@ -767,24 +768,63 @@ TEST(QuantizeScalarFactor, ScalingByAPositiveConstantKeepsTheInt8Values) {
     EXPECT_EQ(q["d"].to_vector<int8_t>(), q["h"].to_vector<int8_t>()) << method_name(method);
     EXPECT_EQ(q["e"].to_vector<int8_t>(), q["h"].to_vector<int8_t>()) << method_name(method);
   }
-  // The integer run (the Div on the host) keeps the int8 values too: (x / 4) * 0.5 gives x's int8
-  // input values back, as the float run of the file does.
-  ModelBuilder chain;
-  chain.input("x", {4}).output("y", {4});
-  chain.init("four", Tensor::scalar<float>(4.0f)).init("half", Tensor::from_vector<float>({1}, {0.5f}));
-  chain.node("Div", {"x", "four"}, {"d"});
-  chain.node("Mul", {"d", "half"}, {"y"});
+  // The integer run keeps the int8 values too: x / 4 (a table) and x * 0.5 (an integer multiply)
+  // give x's int8 input values back, as the float run of the file does.
+  ModelBuilder scaled;
+  scaled.input("x", {4}).output("d", {4}).output("e", {4});
+  scaled.init("four", Tensor::scalar<float>(4.0f)).init("half", Tensor::from_vector<float>({1}, {0.5f}));
+  scaled.node("Div", {"x", "four"}, {"d"});
+  scaled.node("Mul", {"x", "half"}, {"e"});
   for (Method method : {Method::kMinMaxAsym, Method::kMseSym, Method::kPercentileAsym}) {
-    const onnx::ModelProto m = quantized(chain.model(), method, nullptr, x);
-    ref::LowerOptions lower;
-    lower.host_fallback = true;
-    auto g = ref::lower_qdq(m, 32, lower);
+    const onnx::ModelProto m = quantized(scaled.model(), method, nullptr, x);
+    auto g = ref::lower_qdq(m, 32);
     ASSERT_TRUE(g.ok()) << g.error().what();
     EXPECT_EQ(anvil::test::int8_agreement(m, *g, {{"x", x}}).max_diff, 0) << method_name(method);
-    auto y = ref::run_int8(*g, {{"x", ref::quantize_tensor(x, g->values[g->inputs[0]].q)}});
+    const Tensor qx = ref::quantize_tensor(x, g->values[g->inputs[0]].q);
+    auto y = ref::run_int8(*g, {{"x", qx}});
     ASSERT_TRUE(y.ok()) << y.error().what();
-    EXPECT_EQ(y->at("y").to_vector<int8_t>(), ref::quantize_tensor(x, g->values[g->inputs[0]].q).to_vector<int8_t>());
+    for (const char* t : {"d", "e"}) EXPECT_EQ(y->at(t).to_vector<int8_t>(), qx.to_vector<int8_t>()) << t;
   }
+}
+
+TEST(QuantizeUnaryRegion, GeluIsOneFloatOperatorQuantizedAtItsOutput) {
+  // x * (1 + erf(x / sqrt 2)) * 0.5 as torch exports nn.GELU: the Add and Muls, which have int8
+  // forms, stay float with the Div and Erf, so only the GELU's input and output are quantized.
+  ModelBuilder b;
+  b.input("x", {4}).output("y", {4});
+  b.init("W", random_tensor({4, 4}, -1.0f, 1.0f, 31)).init("W2", random_tensor({4, 4}, -1.0f, 1.0f, 32));
+  b.init("sqrt2", Tensor::scalar<float>(1.4142135f)).init("one", Tensor::scalar<float>(1.0f));
+  b.init("half", Tensor::scalar<float>(0.5f));
+  b.node("MatMul", {"x", "W"}, {"h"});
+  b.node("Div", {"h", "sqrt2"}, {"d"});
+  b.node("Erf", {"d"}, {"e"});
+  b.node("Add", {"e", "one"}, {"a"});
+  b.node("Mul", {"h", "a"}, {"m"});
+  b.node("Mul", {"m", "half"}, {"g"});
+  b.node("MatMul", {"g", "W2"}, {"y"});
+  const Tensor x = random_tensor({32, 4}, -2.0f, 2.0f, 33);
+  std::vector<std::string> float_nodes;
+  const onnx::ModelProto m = quantized(b.model(), Method::kMinMaxAsym, &float_nodes, x);
+  EXPECT_EQ(float_nodes.size(), 5u);
+  for (const char* t : {"d", "e", "a", "m"}) EXPECT_EQ(q_of(m, t), nullptr) << t;
+  EXPECT_NE(q_of(m, "h"), nullptr);
+  EXPECT_NE(q_of(m, "g"), nullptr);
+  // The GELU reads h's DequantizeLinear twice (the Div and the first Mul).
+  EXPECT_EQ(producer(m, producer(m, "d")->input(0))->op_type(), "DequantizeLinear");
+  EXPECT_EQ(producer(m, "m")->input(0), producer(m, "d")->input(0));
+  // The integer lowering runs it as one table, exactly the float QDQ semantics.
+  auto g = ref::lower_qdq(m, 32);
+  ASSERT_TRUE(g.ok()) << g.error().what();
+  int tables = 0;
+  for (const ref::Int8Op& op : g->ops) tables += op.kind == ref::Int8OpKind::kLut;
+  EXPECT_EQ(tables, 1);
+  // A second value leaving (the Erf also a graph output) makes it no single operator: the Add
+  // and Muls are quantized as before.
+  onnx::ModelProto two_exits = b.model();
+  two_exits.mutable_graph()->add_output()->set_name("e");
+  const onnx::ModelProto q2 = quantized(two_exits, Method::kMinMaxAsym, &float_nodes, x);
+  EXPECT_EQ(float_nodes.size(), 2u);  // Div, Erf
+  for (const char* t : {"a", "m"}) EXPECT_NE(q_of(q2, t), nullptr) << t;
 }
 
 TEST(QuantizeExcludeNodes, MatchingNodesStayFloatWithFloatWeights) {

@@ -678,22 +678,52 @@ TEST(Int8Lut, ElementwiseChainOfOneElementConstantsIsOneTable) {
   EXPECT_TRUE(by_table == by_host);
 }
 
-TEST(Int8Lut, ChainsTheTableCannotTakeAreRefusedNamingTheNode) {
+TEST(Int8Lut, GeluReadingItsInputTwiceIsOneTable) {
+  // x * (1 + erf(x / sqrt 2)) * 0.5 as torch exports it, all float between x's DQ and one Q.
+  const Build gelu = [](const ActParams& p) {
+    QdqBuilder q(p);
+    q.b.input("x", DType::kFloat32, {-1, 3, 5, 5});
+    q.b.initializer("sqrt2", Tensor::scalar<float>(1.4142135f)).initializer("one", Tensor::scalar<float>(1.0f));
+    q.b.initializer("half", Tensor::scalar<float>(0.5f));
+    const std::string x = q.qdq("x");
+    q.b.node("Div", {x, "sqrt2"}, {"d"}, "div");
+    q.b.node("Erf", {"d"}, {"e"}, "erf");
+    q.b.node("Add", {"e", "one"}, {"a"}, "add");
+    q.b.node("Mul", {x, "a"}, {"m"}, "mul");
+    q.b.node("Mul", {"m", "half"}, {"y"}, "half");
+    q.b.output(q.qdq("y"));
+    return q.b.model();
+  };
+  expect_exact_lut(gelu, {"x", "y"}, random_tensor({2, 3, 5, 5}, -7.0f, 6.0f, 74));
+}
+
+TEST(Int8Lut, RegionsTheTableCannotTakeAreRefusedNamingTheNode) {
   const ActParams p = unit_params();
   // A constant of three elements: one table cannot hold it.
   const Error wide = lowering_error(erf_chain(Tensor::from_vector<float>({3, 1, 1}, {1.0f, 2.0f, 3.0f}))(p));
   EXPECT_EQ(wide.code(), ErrorCode::kUnsupported);
   EXPECT_STREQ(wide.what(), "node 'div' (Div): operator not supported on the NPU");
-  // x * x reads the activation twice.
-  QdqBuilder q(p);
-  q.b.input("x", DType::kFloat32, {-1, 4});
-  const std::string x = q.qdq("x");
-  q.b.node("Erf", {x}, {"e"}, "erf");
-  q.b.node("Div", {"e", "e"}, {"y"}, "square");
-  q.b.output(q.qdq("y"));
-  const Error twice = lowering_error(q.b.model());
-  EXPECT_EQ(twice.code(), ErrorCode::kUnsupported);
-  EXPECT_STREQ(twice.what(), "node 'erf' (Erf): operator not supported on the NPU");
+  // erf(x) * z reads a second activation.
+  {
+    QdqBuilder q(p);
+    q.b.input("x", DType::kFloat32, {-1, 4}).input("z", DType::kFloat32, {-1, 4});
+    q.b.node("Erf", {q.qdq("x")}, {"e"}, "erf");
+    q.b.node("Mul", {"e", q.qdq("z")}, {"y"}, "mul");
+    q.b.output(q.qdq("y"));
+    const Error two = lowering_error(q.b.model());
+    EXPECT_EQ(two.code(), ErrorCode::kUnsupported);
+    EXPECT_STREQ(two.what(), "node 'erf' (Erf): operator not supported on the NPU");
+  }
+  // erf(x) leaves the region twice: quantized, and as a float graph output.
+  {
+    QdqBuilder q(p);
+    q.b.input("x", DType::kFloat32, {-1, 4});
+    q.b.node("Erf", {q.qdq("x")}, {"e"}, "erf");
+    q.b.output(q.qdq("e")).output("e");
+    const Error out = lowering_error(q.b.model());
+    EXPECT_EQ(out.code(), ErrorCode::kUnsupported);
+    EXPECT_STREQ(out.what(), "node 'erf' (Erf): operator not supported on the NPU");
+  }
 }
 
 TEST(Int8LutErrors, GateDequantizedWithOtherParametersIsMalformed) {

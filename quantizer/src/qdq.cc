@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <regex>
 #include <set>
@@ -194,63 +195,37 @@ class QdqBuilder {
            "exclude-nodes pattern '" + exclude_nodes_ + "' matches no node name of the model");
   }
 
-  /// A float constant of one element (an initializer) whose rank is at most that of activation x.
-  bool one_element_constant(const std::string& t, const std::string& x) const {
-    const onnx::TensorProto* c = graph::find_initializer(model_.graph(), t);
-    if (!c || c->data_type() != onnx::TensorProto::FLOAT) return false;
-    int64_t n = 1;
-    for (int64_t d : c->dims()) n *= d;
-    const int rank = known_rank(x);
-    return n == 1 && (rank < 0 || c->dims_size() <= rank);
-  }
-
-  /// The nodes of each function of one float activation x written as element-wise nodes
-  /// (kUnaryRegionOps) that read only x, each other's outputs and one-element constants, where one
-  /// value leaves the region and the first node has no int8 form. Found from that first node
-  /// forward (the ONNX order is topological); a region with two values leaving it is not one.
+  /// Each function of one float activation x that starts at a node without an int8 form and is
+  /// written as element-wise nodes and one-element constants (ref::unary_function_nodes, GELU's
+  /// x * (1 + erf(x / sqrt 2)) * 0.5) with one value leaving it: its nodes.
   std::set<int> unary_float_regions() const {
-    static const std::set<std::string> kUnaryRegionOps = {"Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Erf"};
     const onnx::GraphProto& g = model_.graph();
+    std::map<std::string, Tensor> one_element;  // the float initializers of one element
+    for (const onnx::TensorProto& t : g.initializer()) {
+      int64_t n = 1;
+      for (int64_t d : t.dims()) n *= d;
+      if (t.data_type() == onnx::TensorProto::FLOAT && n == 1) one_element.emplace(t.name(), tensor_from_proto(t));
+    }
+    const ref::ConstantLookup constant = [&](const std::string& t) -> const Tensor* {
+      auto it = one_element.find(t);
+      return it == one_element.end() ? nullptr : &it->second;
+    };
     std::set<int> found;
     for (int i = 0; i < g.node_size(); ++i) {
       const onnx::NodeProto& seed = g.node(i);
-      if (found.count(i) || kQuantizable.count(seed.op_type()) || !kUnaryRegionOps.count(seed.op_type()) ||
-          seed.output_size() != 1 || !is_float_activation(seed.output(0)))
+      if (found.count(i) || kQuantizable.count(seed.op_type()) || seed.output_size() != 1 ||
+          !is_float_activation(seed.output(0)))
         continue;
       std::string x;  // the one input that is not a constant
       bool one_input = true;
       for (const auto& in : seed.input()) {
-        if (graph::find_initializer(g, in)) continue;
+        if (constant(in)) continue;
         one_input = one_input && (x.empty() || x == in);
         x = in;
       }
-      if (!one_input || x.empty() || !is_float_activation(x)) continue;
-      if (!std::all_of(seed.input().begin(), seed.input().end(),
-                       [&](const std::string& in) { return in == x || one_element_constant(in, x); }))
-        continue;
-      std::vector<int> region{i};
-      std::set<std::string> made{seed.output(0)};
-      for (int j = i + 1; j < g.node_size(); ++j) {
-        const onnx::NodeProto& n = g.node(j);
-        if (!kUnaryRegionOps.count(n.op_type()) || n.output_size() != 1) continue;
-        bool computes = false, only = true;
-        for (const auto& in : n.input()) {
-          computes = computes || made.count(in);
-          only = only && (in == x || made.count(in) || one_element_constant(in, x));
-        }
-        if (!computes || !only) continue;
-        region.push_back(j);
-        made.insert(n.output(0));
-      }
-      int leaving = 0;
-      for (int k : region) {
-        const std::string& out = g.node(k).output(0);
-        bool outside = graph::is_graph_output(g, out);
-        if (auto it = consumers_.find(out); it != consumers_.end())
-          for (int r : it->second) outside = outside || std::find(region.begin(), region.end(), r) == region.end();
-        leaving += outside;
-      }
-      if (leaving == 1) found.insert(region.begin(), region.end());
+      if (!one_input || !is_float_activation(x)) continue;
+      const std::vector<int> region = ref::unary_function_nodes(g, i, x, constant, known_rank(x));
+      if (!region.empty() && ref::values_leaving(g, region).size() == 1) found.insert(region.begin(), region.end());
     }
     return found;
   }

@@ -19,6 +19,7 @@
 #include "activations.h"
 #include "anvil/common/onnx_model.h"
 #include "anvil/reference/int8_graph.h"
+#include "anvil/reference/patterns.h"
 #include "attributes.h"
 #include "broadcast.h"
 #include "geometry.h"
@@ -735,40 +736,15 @@ class QdqLowering {
     g_.ops.push_back(std::move(op));
   }
 
-  /// Float operators a table takes when every operand but one is a constant of one element: the
-  /// arithmetic exporters write around attention and GELU (Exp and the rest stay kHost ops).
-  static bool elementwise(const std::string& op) {
-    static const std::set<std::string> kElementwise{"Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Erf"};
-    return kElementwise.count(op) > 0;
-  }
-
-  /// True when elementwise node n computes from `read` (the int8 value's DequantizeLinear output),
-  /// values in `made` and float constants of one element and rank <= `rank` (so every value has the
-  /// input's shape), reading at least one of the first two.
-  bool table_node(const onnx::NodeProto& n, const std::string& read, const std::set<std::string>& made, size_t rank) {
-    if (!elementwise(n.op_type()) || n.output_size() != 1) return false;
-    bool computes = false;
-    for (const auto& in : n.input()) {
-      if (in == read || made.count(in)) {
-        computes = true;
-        continue;
-      }
-      const Tensor* c = constant(in);
-      if (!c || c->dtype() != DType::kFloat32 || c->numel() != 1 || c->rank() > rank) return false;
-    }
-    return computes;
-  }
-
-  /// DQ(x) -> float nodes -> Q where the nodes (Add|Sub|Mul|Div|Pow|Sqrt|Erf) read only x, each
-  /// other's values and float constants of one element, and one value leaves them, to one
-  /// QuantizeLinear: a function of x alone, such as GELU, x * (1 + erf(x / sqrt 2)) * 0.5, or the
-  /// attention scale Q / sqrt(d), as the quantizer leaves them float. One table lookup: running
-  /// the nodes themselves with the Executor on the 256 dequantized int8 values tabulates exactly
-  /// what the float QDQ graph, or a kHost op, computes. Returns false, with nothing lowered, when
-  /// node i does not start such a region.
+  /// DQ(x) -> float nodes -> Q where the nodes compute a function of x alone (ref::unary_function_nodes:
+  /// Add|Sub|Mul|Div|Pow|Sqrt|Erf reading x, each other's values and float constants of one element)
+  /// and one value leaves them, to one QuantizeLinear: GELU, x * (1 + erf(x / sqrt 2)) * 0.5, or the
+  /// attention scale Q / sqrt(d), as the quantizer leaves them float. One table lookup: running the
+  /// nodes themselves with the Executor on the 256 dequantized int8 values tabulates exactly what
+  /// the float QDQ graph, or a kHost op, computes. Returns false, with nothing lowered, when node i
+  /// does not start such a function.
   bool lower_elementwise_region(int i) {
     const onnx::NodeProto& first = node(i);
-    if (!elementwise(first.op_type())) return false;
     int x = -1;
     std::string read;
     for (const auto& in : first.input())
@@ -777,35 +753,18 @@ class QdqLowering {
         x = it->second, read = in;
       }
     if (x < 0) return false;
-    const size_t rank = g_.values[x].shape.size();
+    const int rank = static_cast<int>(g_.values[x].shape.size());
+    const std::vector<int> region =
+        unary_function_nodes(graph_, i, read, [&](const std::string& t) { return constant(t); }, rank);
+    if (region.empty()) return false;
+    for (int k : region)
+      if (claimed_.count(k)) return false;
+    const std::vector<std::string> leaving = values_leaving(graph_, region);
+    const int q = leaving.size() == 1 ? single_consumer(leaving[0]) : -1;
+    if (q < 0 || node(q).op_type() != "QuantizeLinear") return false;
+    const std::string& value = leaving[0];
     std::set<std::string> made;
-    if (!table_node(first, read, made, rank)) return false;
-    // The later nodes (the ONNX order is topological) that compute from the region's values.
-    std::vector<int> region{i};
-    made.insert(first.output(0));
-    for (int j = i + 1; j < graph_.node_size(); ++j) {
-      const onnx::NodeProto& n = node(j);
-      if (claimed_.count(j) || std::none_of(n.input().begin(), n.input().end(),
-                                            [&](const std::string& in) { return made.count(in) > 0; }))
-        continue;
-      if (!table_node(n, read, made, rank)) continue;
-      region.push_back(j);
-      made.insert(n.output(0));
-    }
-    // One value leaves the region, to one QuantizeLinear; every other is read inside it only.
-    int q = -1;
-    std::string value;
-    for (int k : region) {
-      const std::string& out = node(k).output(0);
-      auto readers = consumers_.find(out);
-      if (is_graph_output(out) || readers == consumers_.end()) return false;
-      for (int r : readers->second) {
-        if (std::find(region.begin(), region.end(), r) != region.end()) continue;
-        if (q >= 0 || readers->second.size() != 1 || node(r).op_type() != "QuantizeLinear") return false;
-        q = r, value = out;
-      }
-    }
-    if (q < 0) return false;
+    for (int k : region) made.insert(node(k).output(0));
     onnx::ModelProto m;
     m.set_ir_version(model_.ir_version());
     *m.mutable_opset_import() = model_.opset_import();

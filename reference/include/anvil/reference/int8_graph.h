@@ -11,11 +11,12 @@
 ///   DQ(x) -> Sigmoid|Tanh|HardSigmoid|HardSwish|LeakyRelu -> Q          (lookup table)
 ///   DQ(x) -> Sigmoid|HardSigmoid -> Q -> DQ -> Mul(DQ(x), .) -> Q      (SiLU / hard swish as the
 ///                                        quantizer emits them: one lookup table, see make_lut)
-///   DQ(x) -> f(., c) -> g(., c') ... -> Q, f, g, ... among Add|Sub|Mul|Div|Pow|Sqrt|Erf, each
-///                                        reading the chain once and float constants of one element
-///                                        (GELU's erf(x / sqrt 2), attention's Q / sqrt(d) as the
-///                                        quantizer leaves them): one lookup table of the chain's
-///                                        float arithmetic, run by the Executor on the 256 values
+///   DQ(x) -> float Add|Sub|Mul|Div|Pow|Sqrt|Erf nodes -> Q computing a function of x alone, from x,
+///                                        each other's values and one-element float constants
+///                                        (ref::unary_function_nodes: GELU, attention's Q / sqrt(d),
+///                                        as the quantizer leaves them float): one lookup table of
+///                                        the nodes' float arithmetic, run by the Executor on the
+///                                        256 values
 ///   DQ(a), DQ(b) -> MatMul [-> Relu|Clip] -> Q    (two activations: kMatMul)
 ///   DQ(x) -> Softmax -> Q                         (integer softmax, math::softmax_row)
 ///   Flatten / Reshape / Squeeze / Unsqueeze on quantized values  (same bytes, new shape)

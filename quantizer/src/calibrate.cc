@@ -11,6 +11,7 @@
 #include "anvil/common/log.h"
 #include "anvil/quantizer/quantizer.h"
 #include "anvil/reference/executor.h"
+#include "graph.h"
 #include "histogram.h"
 
 namespace anvil::quant {
@@ -40,10 +41,16 @@ Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, b
   // that widen a tensor's range re-grid it without re-running the model.
   // Per-channel means are read only by bias correction (qdq.cc corrected_bias), for the data
   // input of a Conv or Gemm; other tensors skip that third read of their values.
-  std::set<std::string> channel_means_read;
-  for (const onnx::NodeProto& node : optimized.graph().node())
+  // The channel axis: 1 for Conv and Gemm, the last axis (-1) for a MatMul by a constant 2-D weight
+  // (nn.Linear on a 3-D input), which reduces that axis; Conv/Gemm win a tensor both read.
+  std::map<std::string, int> channel_means_read;
+  for (const onnx::NodeProto& node : optimized.graph().node()) {
     if ((node.op_type() == "Conv" || node.op_type() == "Gemm") && node.input_size() > 0)
-      channel_means_read.insert(node.input(0));
+      channel_means_read[node.input(0)] = 1;
+    const onnx::TensorProto* w = node.op_type() == "MatMul" && node.input_size() == 2
+                                     ? graph::find_initializer(optimized.graph(), node.input(1)) : nullptr;
+    if (w && w->dims_size() == 2) channel_means_read.emplace(node.input(0), -1);
+  }
   Calibration calib;
   std::mutex mu;  // parts of chain values arrive from several threads at once
   std::string bad_tensor;
@@ -75,10 +82,15 @@ Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, b
     }
     TensorStats& stats = calib.tensors[name];
     // The second read: binning, and the per-channel sums where bias correction needs them.
-    if (value.rank() >= 2 && channel_means_read.count(name))
+    auto axis = channel_means_read.find(name);
+    if (value.rank() >= 2 && axis != channel_means_read.end() && axis->second == 1) {
       accumulate(stats, p, summary, {value.dim(0), value.dim(1), value.numel() / (value.dim(0) * value.dim(1))});
-    else
+    } else if (value.rank() >= 2 && axis != channel_means_read.end()) {
+      const int64_t channels = value.dim(value.rank() - 1);
+      accumulate_last_axis(stats, p, summary, value.numel() / channels, channels);
+    } else {
       accumulate(stats, p, value.numel(), summary);
+    }
     statistics_s += seconds_since(start);
   };
   // Images [first, first + n) of a Conv chain's value, from the chain's threads while the part is
@@ -92,7 +104,8 @@ Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, b
       const float* p = part.data<float>();
       const ValueSummary summary = summarize(p, part.numel());
       std::vector<double> rows;
-      const bool means = part.rank() >= 2 && channel_means_read.count(name) > 0;
+      auto axis = channel_means_read.find(name);
+      const bool means = part.rank() >= 2 && axis != channel_means_read.end() && axis->second == 1;
       const int64_t images = part.dim(0), channels = means ? part.dim(1) : 0;
       const int64_t inner = means ? part.numel() / (images * channels) : 0;
       if (means && summary.finite)
@@ -102,7 +115,12 @@ Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, b
         if (bad_tensor.empty()) bad_tensor = name;
         return;
       }
-      accumulate(calib.tensors[name], p, part.numel(), summary);
+      TensorStats& stats = calib.tensors[name];
+      accumulate(stats, p, part.numel(), summary);
+      if (axis != channel_means_read.end() && !means) {  // last-axis means are not kept from parts
+        stats.channel_mean.clear();
+        stats.channel_samples = -1;
+      }
       if (means) {
         Rows& r = run_rows[name];
         r.channels = channels, r.inner = inner;

@@ -23,6 +23,7 @@ nlohmann::json Calibration::to_json() const {
     if (!s.channel_mean.empty()) {
       tensors_json[name]["channel_mean"] = s.channel_mean;
       tensors_json[name]["channel_samples"] = s.channel_samples;
+      if (s.channel_axis != 1) tensors_json[name]["channel_axis"] = s.channel_axis;
     }
   }
   return {{"format", kFormat}, {"version", kVersion}, {"tensors", tensors_json}};
@@ -77,6 +78,12 @@ Calibration Calibration::from_json(const nlohmann::json& j) {
           fail(ErrorCode::kParseError, "calibration: tensor '" + name + "': channel_mean must be finite numbers");
       s.channel_mean = m.get<std::vector<double>>();
       s.channel_samples = v["channel_samples"].get<int64_t>();
+      if (v.contains("channel_axis")) {
+        const auto& a = v["channel_axis"];
+        if (!a.is_number_integer() || (a.get<int>() != 1 && a.get<int>() != -1))
+          fail(ErrorCode::kParseError, "calibration: tensor '" + name + "': channel_axis must be 1 or -1");
+        s.channel_axis = a.get<int>();
+      }
     }
     c.tensors[name] = s;
   }

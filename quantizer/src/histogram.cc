@@ -291,6 +291,20 @@ void accumulate(TensorStats& s, const float* p, const ValueSummary& lohi, const 
   s.channel_samples += added;
 }
 
+void accumulate_last_axis(TensorStats& s, const float* p, const ValueSummary& lohi, int64_t rows, int64_t channels) {
+  accumulate(s, p, rows * channels, lohi);
+  s.channel_axis = -1;
+  if (!start_channel_means(s, rows, channels, 1)) return;
+  std::vector<double> sums(static_cast<size_t>(channels), 0.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = p + r * channels;
+    for (int64_t c = 0; c < channels; ++c) sums[static_cast<size_t>(c)] += row[c];
+  }
+  for (int64_t c = 0; c < channels; ++c)
+    fold_mean(s.channel_mean[static_cast<size_t>(c)], s.channel_samples, sums[static_cast<size_t>(c)], rows);
+  s.channel_samples += rows;
+}
+
 void add_channel_row_sums(TensorStats& s, const double* row_sums, int64_t batch, int64_t channels, int64_t inner) {
   if (!start_channel_means(s, batch, channels, inner)) return;
   const int64_t added = batch * inner;

@@ -42,6 +42,12 @@ struct ChannelLayout {
 /// accumulate_channel_means takes, so the statistics equal those of the two calls.
 void accumulate(TensorStats& s, const float* values, const ValueSummary& summary, const ChannelLayout& layout);
 
+/// accumulate() of a [rows, channels] view, and the running mean of each channel of its last axis
+/// (TensorStats::channel_axis -1, what bias correction reads for a MatMul's input): each channel's
+/// sum in double, over the rows in order, so the means do not depend on threads.
+void accumulate_last_axis(TensorStats& s, const float* values, const ValueSummary& summary, int64_t rows,
+                          int64_t channels);
+
 /// The sum of n floats in double, in a fixed order (eight interleaved lanes): one row of a channel.
 double row_sum(const float* values, int64_t n);
 

@@ -423,12 +423,18 @@ class QdqBuilder {
 
   /// Bias correction (QuantizeOptions::bias_correction): the bias minus the mean output shift that
   /// rounding the weight `w` (per-channel along `axis`, as quantize_weight does) causes, given the
-  /// calibrated per-channel mean of the node's input. Returns `b` unchanged when the statistics do
-  /// not fit (no mean recorded, another channel count, Gemm with transA or beta = 0).
+  /// calibrated per-channel mean of the node's input (a MatMul: `axis` 1, means over the input's
+  /// last axis). Returns `b` unchanged when the statistics do not fit (no mean recorded, over
+  /// another axis, another channel count, Gemm with transA or beta = 0).
   Tensor corrected_bias(const onnx::NodeProto& n, const Tensor& w, int axis, Tensor b) const {
-    if (!stats_ || (n.op_type() != "Conv" && n.op_type() != "Gemm")) return b;
+    const std::string& op = n.op_type();
+    if (!stats_ || (op != "Conv" && op != "Gemm" && op != "MatMul")) return b;
     auto it = stats_->tensors.find(n.input(0));
     if (it == stats_->tensors.end() || it->second.channel_mean.empty()) return b;
+    // The means must be over the axis the weight reduces: axis 1 for Conv and Gemm, the last for a
+    // MatMul (the same axis for a 2-D input).
+    const bool last_axis = it->second.channel_axis == -1 || known_rank(n.input(0)) == 2;
+    if (op == "MatMul" ? !last_axis : it->second.channel_axis != 1) return b;
     const std::vector<double>& mean = it->second.channel_mean;
     const ChannelQuantized q = quantize_per_channel(w, axis);
     const float* pw = w.data<float>();
@@ -448,7 +454,7 @@ class QdqBuilder {
             shift[static_cast<size_t>(o)] += (pq[at] * static_cast<double>(q.scales[o]) - pw[at]) * m;
           }
         }
-    } else {  // Gemm: A [N, K] x W ([O, K] with transB, else [K, O])
+    } else {  // Gemm: A [N, K] x W ([O, K] with transB, else [K, O]); MatMul: A [..., K] x W [K, O]
       const float alpha = graph::attr_float(n, "alpha", 1.0f), beta = graph::attr_float(n, "beta", 1.0f);
       const int64_t k_size = w.numel() / outputs;
       if (graph::attr_int(n, "transA", 0) || beta == 0.0f || static_cast<int64_t>(mean.size()) != k_size) return b;
@@ -530,7 +536,9 @@ class QdqBuilder {
         const Tensor b = graph::float_initializer(g, n.input(bias->input), graph::node_label(n));
         const int64_t channels = static_cast<int64_t>(w_scales->second.size());
         std::vector<float> b_scales;
-        const Tensor qb = quantize_bias(b.reshaped({channels}), in_params->second.scale, w_scales->second, &b_scales);
+        const Tensor w = graph::float_initializer(g, mm.input(1), graph::node_label(mm));
+        const Tensor qb = quantize_bias(corrected_bias(mm, w, 1, b.reshaped({channels})), in_params->second.scale,
+                                        w_scales->second, &b_scales);
         take(dequantized_constant(n.input(bias->input), qb.reshaped(b.shape()),
                                   Tensor::from_vector<float>({channels}, b_scales), Tensor(DType::kInt32, {channels}),
                                   static_cast<int>(b.rank()) - 1),

@@ -1,5 +1,6 @@
-// Bias correction (QuantizeOptions::bias_correction): each Conv/Gemm bias loses the mean output
-// shift its weight rounding causes, computed from the calibrated per-channel input means.
+// Bias correction (QuantizeOptions::bias_correction): each Conv/Gemm bias, and each MatMul's bias
+// Add, loses the mean output shift its weight rounding causes, computed from the calibrated
+// per-channel input means.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -164,6 +165,76 @@ TEST(BiasCorrection, GemmUsesAlphaOverBeta) {
     for (int k = 0; k < 8; ++k) shift += (wq[o * 8 + k] - w.data<float>()[o * 8 + k]) * mean[k];
     EXPECT_NEAR(bias[o], c.data<float>()[o] - 0.5 / 2.0 * shift, bias_scale[o] / 2 + 1e-6) << o;
   }
+}
+
+TEST(BiasCorrection, MatMulBiasUsesTheMeansOfTheLastAxis) {
+  // nn.Linear on a 3-D input as torch exports it: x [N, 5, 8] x W [8, 4], then Add(bias, product).
+  // The weight reduces the last axis, so the means are per last-axis channel over all N x 5 rows.
+  ModelBuilder mb;
+  mb.input("x", {5, 8}).output("y", {5, 4});
+  mb.init("w", random_tensor({8, 4}, -1.0f, 1.0f, 31)).init("c", random_tensor({4}, -0.5f, 0.5f, 32));
+  mb.node("MatMul", {"x", "w"}, {"h"});
+  mb.node("Add", {"c", "h"}, {"y"});
+  const onnx::ModelProto opt = optimize(mb.model());
+  Tensor x = random_tensor({70, 5, 8}, -0.5f, 0.5f, 33);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] += 0.5f * static_cast<float>(i % 8) - 1.0f;
+  const Calibration calib = calibrate(opt, x, false);
+  const TensorStats& s = calib.tensors.at("x");
+  EXPECT_EQ(s.channel_axis, -1);
+  ASSERT_EQ(s.channel_mean.size(), 8u);
+  EXPECT_EQ(s.channel_samples, 70 * 5);
+  for (int k = 0; k < 8; ++k) {
+    double sum = 0;
+    for (int64_t r = 0; r < 70 * 5; ++r) sum += x.data<float>()[r * 8 + k];
+    EXPECT_NEAR(s.channel_mean[k], sum / 350, 1e-9) << k;
+  }
+  EXPECT_TRUE(calib.tensors.at("y").channel_mean.empty());
+  const Calibration back = Calibration::from_json(nlohmann::json::parse(calib.to_json().dump()));
+  EXPECT_EQ(back.tensors.at("x").channel_axis, -1);
+  EXPECT_EQ(back.tensors.at("x").channel_mean, s.channel_mean);
+  // The int32 bias: c_o - sum_k (Wq - W)[k, o] * mean_k, W per output channel along axis 1.
+  const onnx::ModelProto plain = quantized(opt, calib, false), corrected = quantized(opt, calib, true);
+  std::vector<float> bias_scale;
+  const std::vector<double> bias = dequantized(corrected, DType::kInt32, &bias_scale);
+  ASSERT_EQ(bias.size(), 4u);
+  EXPECT_NE(dequantized(plain, DType::kInt32), bias);
+  Tensor wq_int8, w_scale;
+  for (const auto& n : corrected.graph().node())
+    if (n.op_type() == "DequantizeLinear" && initializer_proto(corrected, n.input(0)) &&
+        initializer_proto(corrected, n.input(0))->data_type() == onnx::TensorProto::INT8 &&
+        initializer_proto(corrected, n.input(0))->dims_size() == 2) {
+      wq_int8 = tensor_from_proto(*initializer_proto(corrected, n.input(0)));
+      w_scale = tensor_from_proto(*initializer_proto(corrected, n.input(1)));
+    }
+  ASSERT_EQ(wq_int8.shape(), (Shape{8, 4}));
+  ASSERT_EQ(w_scale.numel(), 4);
+  const Tensor w = tensor_from_proto(*initializer_proto(mb.model(), "w"));
+  const Tensor c = tensor_from_proto(*initializer_proto(mb.model(), "c"));
+  for (int o = 0; o < 4; ++o) {
+    double shift = 0;
+    for (int k = 0; k < 8; ++k)
+      shift += (wq_int8.data<int8_t>()[k * 4 + o] * static_cast<double>(w_scale.data<float>()[o]) -
+                w.data<float>()[k * 4 + o]) * s.channel_mean[k];
+    EXPECT_NEAR(bias[o], c.data<float>()[o] - shift, bias_scale[o] / 2 + 1e-6) << o;
+  }
+}
+
+TEST(BiasCorrection, ChannelAxisInTheStatisticsFileIsOneOrMinusOne) {
+  Calibration calib;
+  calib.tensors["x"] = TensorStats{-1.0f, 1.0f, 4, {}, 0.0f, {0.5, -0.5}, 2, -1};
+  nlohmann::json j = calib.to_json();
+  EXPECT_EQ(j["tensors"]["x"]["channel_axis"], -1);
+  j["tensors"]["x"]["channel_axis"] = 2;
+  try {
+    Calibration::from_json(j);
+    FAIL() << "channel_axis 2 accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kParseError);
+    EXPECT_STREQ(e.what(), "calibration: tensor 'x': channel_axis must be 1 or -1");
+  }
+  // Axis 1, the default, is not written: files of Conv/Gemm inputs stay as they were.
+  calib.tensors["x"].channel_axis = 1;
+  EXPECT_FALSE(calib.to_json()["tensors"]["x"].contains("channel_axis"));
 }
 
 TEST(BiasCorrection, NeedsTheStatisticsNotOnlyRanges) {

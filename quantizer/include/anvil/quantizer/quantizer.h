@@ -53,13 +53,15 @@ struct TensorStats {
   /// range spans more than kHistogramBins / 2 bins. The grid depends only on the extremes, not on
   /// the order or batching of the values (quantizer/src/histogram.h).
   float histogram_half_width = 0.0f;
-  /// Mean of each channel (axis 1) of a tensor of rank >= 2 over all samples and positions, and the
-  /// number of values behind each mean; what bias correction needs. Recorded by calibrate() only
-  /// for the data input (input 0) of a Conv or Gemm, the tensors bias correction reads; empty for
-  /// other tensors and for rank < 2, and
-  /// channel_samples = -1 when axis 1 changed size between batches (not a channel axis).
+  /// Mean of each channel (axis `channel_axis`) of a tensor of rank >= 2 over all samples and
+  /// positions, and the number of values behind each mean; what bias correction needs. Recorded by
+  /// calibrate() only for the data input (input 0) of a Conv or Gemm (axis 1) and of a MatMul with a
+  /// constant 2-D weight (the last axis, the one the weight reduces), the tensors bias correction
+  /// reads; empty for other tensors and for rank < 2, and channel_samples = -1 when the channel
+  /// axis changed size between batches (not a channel axis).
   std::vector<double> channel_mean;
   int64_t channel_samples = 0;
+  int channel_axis = 1;  ///< 1, or -1: the last axis
 };
 
 /// Everything the range methods need, for every float tensor the FP32 model produces.
@@ -108,7 +110,8 @@ struct QuantizeOptions {
   float percentile = 99.99f;  ///< for the PERCENTILE methods
   /// Bias correction (beyond the FuriosaAI suite; Nagel et al., "Data-Free Quantization", sec. 4.2,
   /// with the input means measured in calibration instead of derived from BatchNorm): for each
-  /// Conv/Gemm with a constant weight W and bias b, the mean shift that weight rounding causes,
+  /// Conv/Gemm with a constant weight W and bias b, and each MatMul by a constant weight with its
+  /// bias Add (nn.Linear on a 3-D input), the mean shift that weight rounding causes,
   /// E[(Wq - W) x]_o = sum_{i,k} (Wq - W)[o,i,k] * mean(x_i) (zero padding ignored), is subtracted
   /// from b before b is quantized. Needs the calibration statistics (TensorStats::channel_mean).
   bool bias_correction = false;

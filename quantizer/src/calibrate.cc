@@ -40,8 +40,8 @@ Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, b
   // One pass: min/max, count and the histogram grow together (histogram.h), so later batches
   // that widen a tensor's range re-grid it without re-running the model.
   // Per-channel means are read only by bias correction (qdq.cc corrected_bias), for the data
-  // input of a Conv or Gemm; other tensors skip that third read of their values.
-  // The channel axis: 1 for Conv and Gemm, the last axis (-1) for a MatMul by a constant 2-D weight
+  // input of a Conv, Gemm or MatMul by a constant weight; other tensors skip that third read of
+  // their values. The channel axis: 1 for Conv and Gemm, the last axis (-1) for a MatMul by a constant 2-D weight
   // (nn.Linear on a 3-D input), which reduces that axis; Conv/Gemm win a tensor both read.
   std::map<std::string, int> channel_means_read;
   for (const onnx::NodeProto& node : optimized.graph().node()) {

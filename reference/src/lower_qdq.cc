@@ -736,6 +736,16 @@ class QdqLowering {
     g_.ops.push_back(std::move(op));
   }
 
+  /// An empty model with the lowered model's IR version and opsets, for running some of its nodes
+  /// with the Executor (a table, a kHost op, a folded static value).
+  onnx::ModelProto sub_model(const std::string& name) const {
+    onnx::ModelProto m;
+    m.set_ir_version(model_.ir_version());
+    *m.mutable_opset_import() = model_.opset_import();
+    m.mutable_graph()->set_name(name);
+    return m;
+  }
+
   /// DQ(x) -> float nodes -> Q where the nodes compute a function of x alone (ref::unary_function_nodes:
   /// Add|Sub|Mul|Div|Pow|Sqrt|Erf reading x, each other's values and float constants of one element)
   /// and one value leaves them, to one QuantizeLinear: GELU, x * (1 + erf(x / sqrt 2)) * 0.5, or the
@@ -765,11 +775,8 @@ class QdqLowering {
     const std::string& value = leaving[0];
     std::set<std::string> made;
     for (int k : region) made.insert(node(k).output(0));
-    onnx::ModelProto m;
-    m.set_ir_version(model_.ir_version());
-    *m.mutable_opset_import() = model_.opset_import();
+    onnx::ModelProto m = sub_model("table_" + node_name(first));
     onnx::GraphProto& g = *m.mutable_graph();
-    g.set_name("table_" + node_name(first));
     auto& in = *g.add_input();
     in.set_name(read);
     in.mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
@@ -782,19 +789,19 @@ class QdqLowering {
           *g.add_initializer() = tensor_to_proto(*constant(t), t);
     }
     g.add_output()->set_name(value);
-    const QuantParams in_q = g_.values[x].q, out_q = per_tensor_params(node(q));
-    Tensor dequantized(DType::kFloat32, {256});
-    for (int v = -128; v <= 127; ++v)
-      dequantized.data<float>()[v + 128] = math::dequantize(static_cast<int8_t>(v), in_q.scale, in_q.zero_point);
+    const QuantParams out_q = per_tensor_params(node(q));
+    Tensor every_int8(DType::kInt8, {256});
+    for (int v = 0; v < 256; ++v) every_int8.data<int8_t>()[v] = static_cast<int8_t>(v - 128);
     const std::string where = node_label(first) + ": tabulating its element-wise region";
     Expected<Executor> ex = Executor::create(m);
     if (!ex.ok()) fail(ex.error().code(), where + ": " + ex.error().what());
-    Expected<TensorMap> ran = ex.value().run({{read, dequantized}});
+    Expected<TensorMap> ran = ex.value().run({{read, dequantize_tensor(every_int8, g_.values[x].q)}});
     if (!ran.ok()) fail(ran.error().code(), where + ": " + ran.error().what());
     const Tensor& y = ran.value().at(value);
     if (y.dtype() != DType::kFloat32 || y.numel() != 256) malformed(first, "its element-wise region changes the shape");
     Int8Op op = node_op(Int8OpKind::kLut, first, {x});
-    for (int v = 0; v < 256; ++v) op.lut[v] = math::quantize_float(y.data<float>()[v], out_q.scale, out_q.zero_point);
+    const Tensor table = quantize_tensor(y, out_q);
+    std::copy_n(table.data<int8_t>(), 256, op.lut.begin());
     for (int k : region) claimed_.insert(k);
     claimed_.insert(q);
     op.output = add_value(node(q).output(0), g_.values[x].shape, out_q);
@@ -1356,11 +1363,8 @@ class QdqLowering {
         if (p >= 0 && node(p).op_type() == "Constant") members.insert(p);
       }
 
-    onnx::ModelProto m;
-    m.set_ir_version(model_.ir_version());
-    *m.mutable_opset_import() = model_.opset_import();
+    onnx::ModelProto m = sub_model("host_" + node_name(n));
     onnx::GraphProto& g = *m.mutable_graph();
-    g.set_name("host_" + node_name(n));
     std::set<int> inits;
     std::set<std::string> folded;  // static values folded at lowering time (fold_static)
     for (int i : members) {
@@ -1461,11 +1465,8 @@ class QdqLowering {
     const bool of_shape = n.op_type() == "Shape" || n.op_type() == "Size";
     for (int k = of_shape ? 1 : 0; k < n.input_size(); ++k)  // all static before anything is copied
       if (!n.input(k).empty() && !constant(n.input(k))) return false;
-    onnx::ModelProto m;
-    m.set_ir_version(model_.ir_version());
-    *m.mutable_opset_import() = model_.opset_import();
+    onnx::ModelProto m = sub_model("fold_" + node_name(n));
     onnx::GraphProto& g = *m.mutable_graph();
-    g.set_name("fold_" + node_name(n));
     TensorMap feeds;
     for (int k = 0; k < n.input_size(); ++k) {
       const std::string& t = n.input(k);

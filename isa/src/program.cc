@@ -231,10 +231,15 @@ Program Program::parse(const std::string& bytes, const std::string& what) {
                                      ", this anvil reads versions 1 to " + std::to_string(kProgramFormatVersion));
   if (h.format_version == 1 && h.segments_bytes != 0)
     fail(ErrorCode::kParseError, what + ": format version 1 program with a nonzero reserved field (offset 60)");
-  // Each ISA version only adds opcodes, so every earlier version's programs are valid here.
+  // Versions 2-4 only added opcodes; version 5 changed the rounding of every requantization.
+  if (h.isa_version >= 1 && h.isa_version < kOldestIsaVersion)
+    fail(ErrorCode::kParseError, what + ": program targets ISA version " + std::to_string(h.isa_version) +
+                                     ", whose requantization rounded twice; this anvil implements version " +
+                                     std::to_string(kIsaVersion) + " (one rounding, ties to even): recompile the model");
   if (h.isa_version == 0 || h.isa_version > kIsaVersion)
     fail(ErrorCode::kParseError, what + ": program targets ISA version " + std::to_string(h.isa_version) +
-                                     ", this anvil implements versions 1 to " + std::to_string(kIsaVersion));
+                                     ", this anvil implements versions " + std::to_string(kOldestIsaVersion) + " to " +
+                                     std::to_string(kIsaVersion));
   const uint64_t expected = sizeof(Header) + static_cast<uint64_t>(h.num_instructions) * sizeof(Instruction) +
                             h.tensors_bytes + h.constants_bytes + h.metadata_bytes + h.segments_bytes;
   if (bytes.size() != expected)

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "anvil/common/requant.h"
@@ -16,25 +18,75 @@ TEST(Requant, MultiplierRepresentsTheRealValue) {
   EXPECT_EQ(quantize_multiplier(0.0).multiplier, 0);
 }
 
-TEST(Requant, RoundingDivideRoundsHalfAwayFromZero) {
-  EXPECT_EQ(rounding_divide_by_pot(5, 1), 3);    // 2.5 -> 3
-  EXPECT_EQ(rounding_divide_by_pot(-5, 1), -3);  // -2.5 -> -3
-  EXPECT_EQ(rounding_divide_by_pot(7, 2), 2);    // 1.75 -> 2
-  EXPECT_EQ(rounding_divide_by_pot(-6, 2), -2);  // -1.5 -> -2
-  EXPECT_EQ(rounding_divide_by_pot(6, 2), 2);    // 1.5 -> 2
+TEST(Requant, RoundingShiftRoundsHalfToEven) {
+  EXPECT_EQ(rounding_shift_right(5, 1), 2);     // 2.5 -> 2
+  EXPECT_EQ(rounding_shift_right(7, 1), 4);     // 3.5 -> 4
+  EXPECT_EQ(rounding_shift_right(-5, 1), -2);   // -2.5 -> -2
+  EXPECT_EQ(rounding_shift_right(-7, 1), -4);   // -3.5 -> -4
+  EXPECT_EQ(rounding_shift_right(7, 2), 2);     // 1.75 -> 2
+  EXPECT_EQ(rounding_shift_right(-7, 2), -2);   // -1.75 -> -2
+  EXPECT_EQ(rounding_shift_right(-6, 2), -2);   // -1.5 -> -2
+  EXPECT_EQ(rounding_shift_right(10, 2), 2);    // 2.5 -> 2
+  EXPECT_EQ(rounding_shift_right(-9, 2), -2);   // -2.25 -> -2
+  EXPECT_EQ(rounding_shift_right(int64_t{1} << 61, 62), 0);   // 0.5 -> 0
+  EXPECT_EQ(rounding_shift_right(int64_t{3} << 60, 62), 1);   // 0.75 -> 1
+  EXPECT_EQ(rounding_shift_right(-(int64_t{3} << 60), 62), -1);
+  EXPECT_EQ(rounding_shift_right(12345, 0), 12345);
+  EXPECT_EQ(rounding_shift_right(int64_t{1} << 61, 63), 0);   // beyond the domain: below half a unit
 }
 
-TEST(Requant, MatchesFloatWithinOneUnit) {
+// The product x * multiplier has at most 62 significant bits, so a long double (64-bit mantissa on
+// x86) holds it and its power-of-two scaling exactly, and nearbyintl rounds it half to even: an
+// oracle that shares no code with requant.h.
+TEST(Requant, OneRoundingOfTheExactProductTiesToEven) {
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int32_t> acc(std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max());
+  std::uniform_int_distribution<int32_t> small(-300, 300);
+  std::uniform_int_distribution<int32_t> mantissa(1 << 30, std::numeric_limits<int32_t>::max());
+  std::uniform_int_distribution<int32_t> shift(-31, 30);
+  static_assert(std::numeric_limits<long double>::digits >= 63, "the oracle needs a 64-bit mantissa");
+  for (int i = 0; i < 200000; ++i) {
+    const QuantizedMultiplier q{i % 4 == 0 ? (1 << 30) : mantissa(rng), shift(rng)};  // 2^30: many exact ties
+    const int32_t x = i % 2 == 0 ? acc(rng) : small(rng);
+    const long double exact = std::ldexp(static_cast<long double>(x) * q.multiplier, q.shift - 31);
+    const long double want = std::clamp<long double>(std::nearbyint(exact), std::numeric_limits<int32_t>::min(),
+                                                     std::numeric_limits<int32_t>::max());
+    ASSERT_EQ(multiply_by_quantized_multiplier(x, q), static_cast<int32_t>(want))
+        << x << " * " << q.multiplier << " * 2^(" << q.shift << " - 31)";
+  }
+}
+
+// TFLite's default MultiplyByQuantizedMultiplier rounds twice: 181 * 1518500250 / 2^31 = 127.99
+// becomes 128, and 128 / 2^8 = 0.5 then rounds away from zero to 1, although the exact product,
+// 0.49995, rounds to 0 (about 2^(shift - 1) of the values land on such a second tie).
+TEST(Requant, NoSecondRoundingOnTheWay) {
+  EXPECT_EQ(multiply_by_quantized_multiplier(181, {1518500250, -8}), 0);
+  EXPECT_EQ(multiply_by_quantized_multiplier(-181, {1518500250, -8}), 0);
+  EXPECT_EQ(multiply_by_quantized_multiplier(5, {1 << 30, 0}), 2);  // exactly 2.5: to even
+  EXPECT_EQ(multiply_by_quantized_multiplier(7, {1 << 30, 0}), 4);  // exactly 3.5
+}
+
+TEST(Requant, MatchesFloatWithinHalfAUnit) {
   std::mt19937 rng(1);
   std::uniform_int_distribution<int32_t> acc(-(1 << 20), 1 << 20);
-  for (double m : {0.0123, 0.5, 0.00071, 0.8}) {
+  for (double m : {0.0123, 0.5, 0.00071, 0.8, 3.7}) {
     const QuantizedMultiplier q = quantize_multiplier(m);
     for (int i = 0; i < 10000; ++i) {
       const int32_t x = acc(rng);
-      const double exact = x * m;
-      EXPECT_LT(std::abs(multiply_by_quantized_multiplier(x, q) - exact), 1.0) << x << " " << m;
+      const double exact = x * m;  // M's 31-bit mantissa moves it by at most |x| * m * 2^-31 < 1e-5
+      EXPECT_LE(std::abs(multiply_by_quantized_multiplier(x, q) - exact), 0.5 + 1e-5) << x << " " << m;
     }
   }
+}
+
+TEST(Requant, SaturatesToInt32AndThenToTheActivationRange) {
+  const QuantizedMultiplier big = quantize_multiplier(1000.0);
+  EXPECT_EQ(multiply_by_quantized_multiplier(std::numeric_limits<int32_t>::max(), big),
+            std::numeric_limits<int32_t>::max());
+  EXPECT_EQ(multiply_by_quantized_multiplier(std::numeric_limits<int32_t>::min(), big),
+            std::numeric_limits<int32_t>::min());
+  EXPECT_EQ(requantize(std::numeric_limits<int32_t>::max(), big, 100), 127);  // no int32 overflow adding the zero point
+  EXPECT_EQ(requantize(std::numeric_limits<int32_t>::min(), big, -100), -128);
 }
 
 TEST(Requant, RequantizeClampsToActivationRange) {

@@ -15,18 +15,19 @@ struct Scales {
   int32_t a_zp, b_zp, out_zp;
 };
 
-/// The real result clamp(round(x) + out_zp) of an exact real x (ties away from zero), as a
+/// The real result clamp(round(x) + out_zp) of an exact real x (ties to even), as a
 /// double so that a test can measure how far an int8 result is from it.
 int32_t reference(double x, int32_t out_zp, int32_t lo, int32_t hi) {
-  const double r = std::round(x) + out_zp;  // std::round: ties away from zero, requant.h's rule
+  const double r = std::nearbyint(x) + out_zp;  // default rounding mode: ties to even, requant.h's rule
   return static_cast<int32_t>(std::clamp(r, static_cast<double>(lo), static_cast<double>(hi)));
 }
 
 }  // namespace
 
-// requantize rounds twice (the doubling high multiply, then the shift) and M carries a 31-bit
-// mantissa, so a result may differ from the exactly rounded real by one unit, never more; on all
-// but a tiny share of pairs it is exact.
+// requantize rounds the exact integer product once, but M carries a 31-bit mantissa (and the
+// double real here is not exact either), so a result may differ from the exactly rounded real by
+// one unit where the real lies on or within about 1e-6 of a rounding boundary (with these scales
+// many products are real ties, e.g. 125 * 0.012 = 1.5); everywhere else it is exact.
 TEST(RequantBinary, MulInt8IsWithinOneUnitOfTheRealProductForEveryPair) {
   const Scales cases[] = {
       {0.02, 0.03, 0.05, 0, 0, 0},        // M = 0.012
@@ -36,16 +37,19 @@ TEST(RequantBinary, MulInt8IsWithinOneUnitOfTheRealProductForEveryPair) {
   };
   for (const Scales& s : cases) {
     const math::MulParams p = math::make_mul_params(s.a, s.a_zp, s.b, s.b_zp, s.out, s.out_zp, -120, 125);
-    int64_t exact = 0;
+    int64_t off_boundary = 0;
     for (int a = -128; a <= 127; ++a)
       for (int b = -128; b <= 127; ++b) {
         const double real = static_cast<double>(a - s.a_zp) * (b - s.b_zp) * s.a * s.b / s.out;
         const int32_t want = reference(real, s.out_zp, -120, 125);
         const int32_t got = math::mul_int8(static_cast<int8_t>(a), static_cast<int8_t>(b), p);
         ASSERT_LE(std::abs(got - want), 1) << "a=" << a << " b=" << b << " M=" << s.a * s.b / s.out;
-        exact += got == want;
+        if (std::abs(std::abs(real - std::trunc(real)) - 0.5) > 1e-6) {
+          ASSERT_EQ(got, want) << "a=" << a << " b=" << b << " M=" << s.a * s.b / s.out;
+          ++off_boundary;
+        }
       }
-    EXPECT_GT(exact, 65536 * 99 / 100) << "M=" << s.a * s.b / s.out;
+    EXPECT_GT(off_boundary, 65536 * 9 / 10) << "M=" << s.a * s.b / s.out;
   }
 }
 

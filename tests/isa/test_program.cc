@@ -150,9 +150,26 @@ TEST(Program, ResizeRoundTripsOnTheVectorUnit) {
             "resize [wait dma>=0 mac>=0 vec>=0] in@0 rows@4096 cols@4156 -> @8192 6x9x7 -> 5x14");
 }
 
-TEST(Program, EarlierIsaVersionsLoadAndLaterOnesAreRejected) {
+TEST(Program, VersionsBeforeTheRoundingChangeAskForARecompile) {
   const std::string bytes = sample().serialize();
-  EXPECT_EQ(Program::parse(with_isa_version(bytes, 1), "v1.anvil").instructions.size(), 1u);
+  EXPECT_EQ(Program::parse(with_isa_version(bytes, kIsaVersion), "v5.anvil").instructions.size(), 1u);
+  for (uint16_t v = 1; v < kOldestIsaVersion; ++v) {
+    try {
+      Program::parse(with_isa_version(bytes, v), "old.anvil");
+      FAIL() << "version " << v;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kParseError);
+      EXPECT_NE(std::string(e.what()).find("old.anvil: program targets ISA version " + std::to_string(v) +
+                                           ", whose requantization rounded twice"),
+                std::string::npos)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find("recompile the model"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(Program, LaterIsaVersionsAreRejected) {
+  const std::string bytes = sample().serialize();
   for (uint16_t v : {uint16_t{0}, static_cast<uint16_t>(kIsaVersion + 1)}) {
     try {
       Program::parse(with_isa_version(bytes, v), "new.anvil");

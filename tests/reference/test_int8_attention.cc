@@ -88,7 +88,7 @@ TEST(Int8MatMul, TwoActivationsLowerToOneMatMulWithinOneStepOfFloat) {
     EXPECT_EQ(mm.multiplier.multiplier, m.multiplier);
     EXPECT_EQ(mm.multiplier.shift, m.shift);
     // The float graph sums float32 products in another order and rounds half to even; the
-    // integer graph sums exactly and requant.h rounds twice (ties away from zero): one step at most.
+    // integer graph sums exactly and requant.h rounds that once with a 31-bit multiplier: one step at most.
     const Agreement a = test::int8_agreement(build(p), in, c.a[0]);
     EXPECT_LE(a.max_diff, 1);
     EXPECT_GT(a.exact, 0.8);

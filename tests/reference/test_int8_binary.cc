@@ -53,8 +53,8 @@ Build binary_model(const std::string& op, const Shape& x_shape, const Shape& z_s
 
 /// run_int8 against the Executor's float run of the same model: within one quantization step.
 /// Why not equal: the float graph computes DQ(a) op DQ(b) in float32 and rounds x / scale half to
-/// even, the integer graph requantizes with a 31-bit multiplier rounding ties away from zero
-/// (and Add/Sub first move both operands to a common scale with 20 bits of headroom), so an
+/// even, the integer graph requantizes exactly with a 31-bit multiplier, also to even (and Add/Sub
+/// first move both operands to a common scale with 20 bits of headroom), so an
 /// element whose real value lies within float error of a rounding boundary may land one step off.
 void expect_within_one_step(const Build& build, const TensorMap& feeds, const std::vector<std::string>& calibrated,
                             int expected_ops, ref::Int8OpKind kind) {

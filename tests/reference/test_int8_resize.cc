@@ -88,8 +88,8 @@ TEST(Int8Resize, BilinearWithinOneStepOfTheFloatModel) {
         const Tensor x = random_tensor(c.in, -2.0f, 4.0f, seed++);
         ActParams p = calibrate(build, {"x"}, {{"x", x}});
         p["y"] = p["x"];
-        // Q11 weights and one rounding (ties away from zero) against double interpolation and
-        // QuantizeLinear's ties to even: at most one step (common/requant.h, resize_point).
+        // Q11 weights and one rounding against double interpolation and QuantizeLinear: at most
+        // one step (common/requant.h, resize_point).
         EXPECT_LE(max_diff(build(p), x), 1) << transform << " exclude " << exclude << " " << shape_str(c.in);
       }
 }

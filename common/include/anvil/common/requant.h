@@ -7,13 +7,15 @@
 /// A real multiplier M (for example input_scale * weight_scale / output_scale) is represented as a
 /// Q31 fixed-point mantissa `multiplier` in [2^30, 2^31) and a power-of-two `shift`:
 ///     M ~= multiplier * 2^(shift - 31).
-/// Applying it to an int32 accumulator x (TFLite's MultiplyByQuantizedMultiplier):
-///   1. if shift > 0, x is multiplied by 2^shift, saturating to int32;
-///   2. the product x * multiplier is taken as a 64-bit value, doubled, and its high 32 bits are
-///      kept, rounding to nearest with ties away from zero (SaturatingRoundingDoublingHighMul);
-///   3. if shift < 0, the result is divided by 2^-shift, rounding to nearest with ties away from
-///      zero (RoundingDivideByPOT).
-/// These are TFLite's rounding rules; results may differ from float math by one unit on ties.
+/// Applying it to an int32 accumulator x is one exact 64-bit product and one rounding:
+///     x * M = round(x * multiplier / 2^(31 - shift)),  to nearest, ties to even,
+/// saturated to int32 (ISA version 5; TOSA's RESCALE without double rounding, TFLite's
+/// TFLITE_SINGLE_ROUNDING up to the tie rule). Ties to even is ONNX QuantizeLinear's rule, so the
+/// int8 result is QuantizeLinear of the exact real x * M: it can differ from a float32 computation
+/// only where that value lies within float error of a rounding boundary, or through M's 31-bit
+/// mantissa. (ISA versions 1-4 rounded twice, TFLite's default MultiplyByQuantizedMultiplier:
+/// a rounding doubling high multiply, then a rounding right shift, both ties away from zero; the
+/// first rounding moved about 2^(shift - 1) of the results one unit off the exact one.)
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -47,41 +49,32 @@ inline QuantizedMultiplier quantize_multiplier(double m) {
   return q;
 }
 
-/// High 32 bits of 2*a*b, rounded to nearest (ties away from zero); saturates the one overflow case.
-inline int32_t saturating_rounding_doubling_high_mul(int32_t a, int32_t b) {
-  if (a == std::numeric_limits<int32_t>::min() && b == std::numeric_limits<int32_t>::min())
-    return std::numeric_limits<int32_t>::max();
-  const int64_t ab = static_cast<int64_t>(a) * static_cast<int64_t>(b);
-  const int64_t nudge = ab >= 0 ? (1LL << 30) : (1 - (1LL << 30));
-  return static_cast<int32_t>((ab + nudge) / (1LL << 31));  // C++ division truncates toward zero
+/// p / 2^n rounded to nearest, ties to even, for |p| < 2^62 (n >= 63 gives 0; n <= 0 returns p).
+inline int64_t rounding_shift_right(int64_t p, int n) {
+  if (n <= 0) return p;
+  if (n >= 63) return 0;
+  const int64_t mask = (int64_t{1} << n) - 1;
+  const int64_t half = int64_t{1} << (n - 1);
+  const int64_t floor = p >> n;  // arithmetic shift (GCC and Clang define it; C++20 requires it): floor(p / 2^n)
+  const int64_t rem = p & mask;  // p mod 2^n, in [0, 2^n)
+  return floor + ((rem > half || (rem == half && (floor & 1) != 0)) ? 1 : 0);
 }
 
-/// x / 2^exponent rounded to nearest, ties away from zero. exponent in [0, 31].
-inline int32_t rounding_divide_by_pot(int32_t x, int exponent) {
-  if (exponent <= 0) return x;
-  const int32_t mask = static_cast<int32_t>((1LL << exponent) - 1);
-  const int32_t remainder = x & mask;
-  const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-  return (x >> exponent) + (remainder > threshold ? 1 : 0);
-}
-
-/// x * M with the rounding stated at the top of this file.
+/// x * M with the one rounding stated at the top of this file, saturated to int32.
 inline int32_t multiply_by_quantized_multiplier(int32_t x, QuantizedMultiplier q) {
   if (q.multiplier == 0) return 0;
-  const int left = q.shift > 0 ? q.shift : 0;
-  const int right = q.shift > 0 ? 0 : -q.shift;
-  int64_t shifted = static_cast<int64_t>(x) * (int64_t{1} << left);
-  shifted = std::clamp<int64_t>(shifted, std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max());
-  return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(static_cast<int32_t>(shifted), q.multiplier),
-                                right);
+  // |x * multiplier| < 2^62 and 31 - shift is in [1, 62] for shift in [-31, 30]: exact in int64.
+  const int64_t r = rounding_shift_right(static_cast<int64_t>(x) * q.multiplier, 31 - q.shift);
+  return static_cast<int32_t>(
+      std::clamp<int64_t>(r, std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max()));
 }
 
 /// Requantizes an int32 accumulator to int8: clamp(x * M + zero_point, act_min, act_max).
 /// act_min/act_max carry a fused activation (ReLU: act_min = zero_point) and default to int8's range.
 inline int8_t requantize(int32_t acc, QuantizedMultiplier q, int32_t zero_point, int32_t act_min = -128,
                          int32_t act_max = 127) {
-  const int32_t v = multiply_by_quantized_multiplier(acc, q) + zero_point;
-  return static_cast<int8_t>(std::clamp(v, act_min, act_max));
+  const int64_t v = static_cast<int64_t>(multiply_by_quantized_multiplier(acc, q)) + zero_point;
+  return static_cast<int8_t>(std::clamp<int64_t>(v, act_min, act_max));
 }
 
 /// Elementwise addition of two int8 tensors with their own scales (TFLite's quantized ADD).
@@ -117,10 +110,10 @@ inline int8_t add_int8(int8_t a, int8_t b, const AddParams& p) {
 }
 
 /// Elementwise subtraction a - b with the AddParams of make_add_params (the same scales as an
-/// add): add_int8 with the b term negated. multiply_by_quantized_multiplier is odd for p.b (both
-/// of its roundings are to nearest with ties away from zero, and p.b < 1 has shift <= 0, so no
-/// saturating left shift), so this equals add_int8 of a and a b whose (b - zp) is negated: the
-/// same rounding as the add, no second rounding routine.
+/// add): add_int8 with the b term negated. multiply_by_quantized_multiplier is odd (rounding to
+/// nearest with ties to even is symmetric about zero, and p.b < 1 cannot saturate), so this equals
+/// add_int8 of a and a b whose (b - zp) is negated: the same rounding as the add, no second
+/// rounding routine.
 inline int8_t sub_int8(int8_t a, int8_t b, const AddParams& p) {
   const int32_t sa = multiply_by_quantized_multiplier((a - p.a_zero_point) * (1 << kAddLeftShift), p.a);
   const int32_t sb = multiply_by_quantized_multiplier((p.b_zero_point - b) * (1 << kAddLeftShift), p.b);
@@ -196,8 +189,7 @@ inline float dequantize(int32_t q, float scale, int32_t zero_point) {
 ///   out_i = requantize(p_i, M = 2^-30 / out_scale, out_zp) (int8 clamp)
 /// The quantizer's output scale 1/256 makes M = 2^-22 exact. Against the float graph's
 /// DQ -> Softmax -> Q the result differs only where p_i / out_scale lies within about 1e-6 of a
-/// rounding boundary (the table's and p_i's rounding, and requantize's ties away from zero versus
-/// QuantizeLinear's ties to even): never by more than one output step (tests/common, tests/reference).
+/// rounding boundary (the table's and p_i's rounding): never by more than one output step (tests/common, tests/reference).
 constexpr int kSoftmaxFractionBits = 30;
 using SoftmaxTable = std::array<int32_t, 256>;
 
@@ -240,8 +232,8 @@ inline void softmax_row(const int8_t* x, int8_t* y, int64_t n, int64_t stride, c
 ///   acc    = (2^11 - wr) * top + wr * bottom                   |acc| <= 255 * 2^22 < 2^30: no overflow
 ///   out    = requantize(acc, M = in_scale / out_scale * 2^-22, out_zp)   (the one rounding)
 /// A weight differs from the float one by at most 2^-12, so acc / 2^22 differs from the float
-/// interpolation by at most 255 * 2 * 2^-12 < 0.125 of an input step; with the rounding (ties away
-/// from zero here, to even in QuantizeLinear) the result is within one output step of the float
+/// interpolation by at most 255 * 2 * 2^-12 < 0.125 of an input step; with the rounding (ties to
+/// even, as QuantizeLinear) the result is within one output step of the float
 /// QDQ graph's (tests/reference). Nearest with equal scales is exact: acc = d * 2^22, M = 2^-22.
 constexpr int kResizeWeightBits = 11;
 struct ResizeTap {

@@ -26,9 +26,14 @@
 namespace anvil::isa {
 
 /// 2 adds kLut; 3 adds kCopy (opcode 9, strided copies), kBinary (10, broadcasting add/sub/mul),
-/// kMatMul (11) and kSoftmax (12); 4 adds kResize (13, nearest / bilinear resize with tap tables).
-/// Programs of an earlier version are valid programs of a later one (no opcode changed meaning).
-constexpr uint16_t kIsaVersion = 4;
+/// kMatMul (11) and kSoftmax (12); 4 adds kResize (13, nearest / bilinear resize with tap tables);
+/// 5 changes every requantization (math::multiply_by_quantized_multiplier) from two roundings, ties
+/// away from zero, to one rounding of the exact product, ties to even. Versions 2-4 only added
+/// opcodes, but version 5 gives some elements of a version 1-4 program another int8 value, so the
+/// loader rejects those programs (recompile them) instead of running them with other results.
+constexpr uint16_t kIsaVersion = 5;
+/// The oldest ISA version whose programs this anvil runs as they were compiled.
+constexpr uint16_t kOldestIsaVersion = 5;
 
 enum class Unit : uint8_t { kDma = 0, kMac = 1, kVector = 2 };
 constexpr int kNumUnits = 3;

@@ -77,29 +77,20 @@ std::vector<int32_t> accumulators() {
 
 const math::QuantizedMultiplier kM = math::quantize_multiplier(0.0027);  // shift -8, as a typical conv
 
-void BM_RequantizeRow_OneRounding(benchmark::State& state) {
-  const std::vector<int32_t> acc = accumulators();
-  std::vector<int8_t> out(kRow);
-  for (auto _ : state) {
-    hw::requantize_row(acc.data(), out.data(), kRow, kM, 3, -128, 127);
-    benchmark::DoNotOptimize(out.data());
-    benchmark::ClobberMemory();
-  }
-  state.SetItemsProcessed(state.iterations() * kRow);
-}
-BENCHMARK(BM_RequantizeRow_OneRounding);
+using RowLoop = void (*)(const int32_t*, int8_t*, int64_t, math::QuantizedMultiplier, int32_t, int32_t, int32_t);
 
-void BM_RequantizeRow_TwoRoundingsIsa4(benchmark::State& state) {
+void BM_RequantizeRow(benchmark::State& state, RowLoop row) {
   const std::vector<int32_t> acc = accumulators();
   std::vector<int8_t> out(kRow);
   for (auto _ : state) {
-    two_roundings::row(acc.data(), out.data(), kRow, kM, 3, -128, 127);
+    row(acc.data(), out.data(), kRow, kM, 3, -128, 127);
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }
   state.SetItemsProcessed(state.iterations() * kRow);
 }
-BENCHMARK(BM_RequantizeRow_TwoRoundingsIsa4);
+BENCHMARK_CAPTURE(BM_RequantizeRow, OneRounding, &hw::requantize_row);
+BENCHMARK_CAPTURE(BM_RequantizeRow, TwoRoundingsIsa4, &two_roundings::row);
 
 void BM_AddRow(benchmark::State& state) {
   std::mt19937 rng(5);

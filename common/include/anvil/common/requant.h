@@ -9,8 +9,9 @@
 ///     M ~= multiplier * 2^(shift - 31).
 /// Applying it to an int32 accumulator x is one exact 64-bit product and one rounding:
 ///     x * M = round(x * multiplier / 2^(31 - shift)),  to nearest, ties to even,
-/// saturated to int32 (ISA version 5; TOSA's RESCALE without double rounding, TFLite's
-/// TFLITE_SINGLE_ROUNDING up to the tie rule). Ties to even is ONNX QuantizeLinear's rule, so the
+/// saturated to int32 (ISA version 5). This is the arithmetic of TOSA's RESCALE without double
+/// rounding and of TFLite's TFLITE_SINGLE_ROUNDING except at exact ties, which both of those round
+/// up (toward +infinity). Ties to even is ONNX QuantizeLinear's rule, so the
 /// int8 result is QuantizeLinear of the exact real x * M: it can differ from a float32 computation
 /// only where that value lies within float error of a rounding boundary, or through M's 31-bit
 /// mantissa. (ISA versions 1-4 rounded twice, TFLite's default MultiplyByQuantizedMultiplier:

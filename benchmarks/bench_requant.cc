@@ -1,9 +1,9 @@
-// The requantizing epilogue of the MAC array and the vector engine's add (hw_model/src/requant_rows.cc,
-// the loops the hardware model runs for every output element), against the same loops with the
+// The requantizing epilogue of the MAC array (hw::requantize_row in hw_model/src/requant_rows.cc,
+// the loop the hardware model runs for every output element), against the same loop with the
 // two-rounding arithmetic ISA versions 1-4 used (TFLite's default MultiplyByQuantizedMultiplier,
 // kept here only as the baseline of this measurement). Never run by CI; numbers in
-// docs/performance.md ("Requantization rounding") with the command that produced them:
-//   build/benchmarks/bench_requant
+// docs/performance.md ("Requantization with one rounding") with the command that produced them:
+//   build/benchmarks/bench_requant --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -58,9 +58,7 @@ void row_baseline(const int32_t* acc, int8_t* out, int64_t n, math::QuantizedMul
   row_body(acc, out, n, q, zp, lo, hi);
 }
 void row(const int32_t* acc, int8_t* out, int64_t n, math::QuantizedMultiplier q, int32_t zp, int32_t lo, int32_t hi) {
-  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-                      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-  (avx512 ? row_avx512 : row_baseline)(acc, out, n, q, zp, lo, hi);
+  (hw::host_has_avx512() ? row_avx512 : row_baseline)(acc, out, n, q, zp, lo, hi);
 }
 
 }  // namespace two_roundings
@@ -91,21 +89,6 @@ void BM_RequantizeRow(benchmark::State& state, RowLoop row) {
 }
 BENCHMARK_CAPTURE(BM_RequantizeRow, OneRounding, &hw::requantize_row);
 BENCHMARK_CAPTURE(BM_RequantizeRow, TwoRoundingsIsa4, &two_roundings::row);
-
-void BM_AddRow(benchmark::State& state) {
-  std::mt19937 rng(5);
-  std::uniform_int_distribution<int> d(-128, 127);
-  std::vector<int8_t> a(kRow), b(kRow), out(kRow);
-  for (int64_t i = 0; i < kRow; ++i) a[i] = static_cast<int8_t>(d(rng)), b[i] = static_cast<int8_t>(d(rng));
-  const math::AddParams p = math::make_add_params(0.03, 2, 0.05, -7, 0.06, 1);
-  for (auto _ : state) {
-    hw::add_int8_row(a.data(), b.data(), out.data(), kRow, p);
-    benchmark::DoNotOptimize(out.data());
-    benchmark::ClobberMemory();
-  }
-  state.SetItemsProcessed(state.iterations() * kRow);
-}
-BENCHMARK(BM_AddRow);
 
 }  // namespace
 

@@ -32,6 +32,8 @@ void add_baseline(const int8_t* a, const int8_t* b, int8_t* out, int64_t n, cons
   add_body(a, b, out, n, p);
 }
 
+}  // namespace
+
 bool host_has_avx512() {
   static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
                           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
@@ -39,8 +41,6 @@ bool host_has_avx512() {
                           __builtin_cpu_supports("bmi2");
   return has;
 }
-
-}  // namespace
 
 void requantize_row(const int32_t* acc, int8_t* out, int64_t n, math::QuantizedMultiplier q,
                     int32_t zero_point, int32_t act_min, int32_t act_max) {

@@ -10,6 +10,9 @@
 
 namespace anvil::hw {
 
+/// True when the host CPU runs the AVX-512 build of the loops below (the choice they make per call).
+bool host_has_avx512();
+
 /// out[i] = math::requantize(acc[i], q, zero_point, act_min, act_max) for i < n.
 void requantize_row(const int32_t* acc, int8_t* out, int64_t n, math::QuantizedMultiplier q,
                     int32_t zero_point, int32_t act_min, int32_t act_max);

@@ -1,7 +1,5 @@
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cstdlib>
 #include <filesystem>
 
 #include "anvil/common/dataset.h"
@@ -9,6 +7,8 @@
 #include "anvil/quantizer/quantizer.h"
 #include "anvil/reference/executor.h"
 #include "anvil/reference/int8_graph.h"
+
+#include "../reference/int8_agreement_for_tests.h"
 
 using namespace anvil;
 using namespace anvil::quant;
@@ -107,18 +107,10 @@ TEST(DemoCnn, LowersToTheIntegerGraph) {
     EXPECT_GE(agree, 190) << method_name(method) << ": " << agree << "/200";
     RecordProperty(std::string("int8_vs_qdq_top1_agreement_") + method_name(method), agree);
 
-    const ref::QuantParams out_q = graph->values[graph->outputs[0]].q;
-    const Tensor float_int8 = ref::quantize_tensor(float_out->at("logits"), out_q);
-    const Tensor& int8 = int8_out->at("logits");
-    ASSERT_EQ(int8.shape(), float_int8.shape());
-    int64_t equal = 0, max_diff = 0;
-    for (int64_t i = 0; i < int8.numel(); ++i) {
-      const int64_t d = std::abs(int64_t{int8.data<int8_t>()[i]} - float_int8.data<int8_t>()[i]);
-      equal += d == 0;
-      max_diff = std::max(max_diff, d);
-    }
-    EXPECT_LE(max_diff, 1) << method_name(method);
-    EXPECT_GE(equal * 1000, int8.numel() * 995) << method_name(method) << ": " << equal << "/" << int8.numel();
-    RecordProperty(std::string("int8_vs_qdq_equal_logits_") + method_name(method), static_cast<int>(equal));
+    test::Int8Counts c;
+    ASSERT_TRUE(c.add(int8_out->at("logits"), float_out->at("logits"), graph->values[graph->outputs[0]].q));
+    EXPECT_LE(c.max_diff, 1) << method_name(method);
+    EXPECT_GE(c.same * 1000, c.total * 995) << method_name(method) << ": " << c.same << "/" << c.total;
+    RecordProperty(std::string("int8_vs_qdq_equal_logits_") + method_name(method), static_cast<int>(c.same));
   }
 }

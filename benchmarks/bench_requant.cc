@@ -7,6 +7,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <random>
@@ -89,6 +90,28 @@ void BM_RequantizeRow(benchmark::State& state, RowLoop row) {
 }
 BENCHMARK_CAPTURE(BM_RequantizeRow, OneRounding, &hw::requantize_row);
 BENCHMARK_CAPTURE(BM_RequantizeRow, TwoRoundingsIsa4, &two_roundings::row);
+
+// Not a timing: the share of accumulators (uniform in +-200,000) whose x * M the two roundings put one
+// unit away from the one rounding, per shift (the argument), beside the 2^(shift - 1) that
+// docs/isa.md and docs/quantization.md give for it.
+void BM_TwoRoundingsShareOneUnitOff(benchmark::State& state) {
+  const auto shift = static_cast<int32_t>(state.range(0));
+  const math::QuantizedMultiplier q{1518500250, shift};
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int32_t> d(-200000, 200000);
+  std::vector<int32_t> acc(1 << 16);
+  for (int32_t& x : acc) x = d(rng);
+  int64_t off = 0;
+  for (auto _ : state) {
+    off = 0;
+    for (const int32_t x : acc)
+      off += math::multiply_by_quantized_multiplier(x, q) !=
+             two_roundings::divide_by_pot(two_roundings::high_mul(x, q.multiplier), -shift);
+  }
+  state.counters["share_off"] = static_cast<double>(off) / static_cast<double>(acc.size());
+  state.counters["2^(shift-1)"] = std::ldexp(1.0, shift - 1);
+}
+BENCHMARK(BM_TwoRoundingsShareOneUnitOff)->DenseRange(-10, -4, 3)->Iterations(1);
 
 }  // namespace
 

@@ -15,20 +15,21 @@
 # Prints a Markdown table and one verdict line per model. Benchmarks never gate CI.
 #
 # usage: benchmarks/int8_vs_ort.sh [--count N] [--batch B] [--methods M1,M2,...] [--json FILE]
-#                                  [--work DIR] [MODEL.onnx ...]
+#                                  [--work DIR] [--quantize-flag FLAG ...] [MODEL.onnx ...]
 #   default models: the five ../shared/models/{cnn,mlp,resnet,mobilenetv2,vit}.onnx; --count 1000
 #   (the first N test images); --batch 100 (the last batch is filled up, its extra rows not compared);
 #   --methods: all ten; --work DIR keeps every intermediate file (ranges, QDQ files, programs,
-#   inputs, outputs) in DIR, otherwise a temporary folder is removed at exit.
+#   inputs, outputs) in DIR, otherwise a temporary folder is removed at exit. --quantize-flag (repeatable)
+#   passes a flag of `anvil quantize` on, e.g. --quantize-flag --float-sum-copies.
 #   Calibration: the first 500 training images, --mean 0.286 --std 0.353 (the models' .json).
 # env: ANVIL (the anvil binary, default build/tools/anvil), ORT_NODE_PATH (folder holding
 #      onnxruntime-node, default /tmp/ort/node_modules), THREADS (anvil run --threads and ORT's
 #      intraOpNumThreads, default 2), DATASET (default /usr/share/datasets/fashion-mnist)
 set -euo pipefail
-usage() { sed -n 17,26p "$0" >&2; exit 2; }
+usage() { sed -n 17,28p "$0" >&2; exit 2; }
 source "$(dirname "$0")/int8_vs_ort_setup.sh"
 ALL_METHODS=MIN_MAX_ASYM,MIN_MAX_SYM,ENTROPY_ASYM,ENTROPY_SYM,PERCENTILE_ASYM,PERCENTILE_SYM,SQNR_ASYM,SQNR_SYM,MSE_ASYM,MSE_SYM
-count=1000 batch=100 methods=$ALL_METHODS json="" work="" models=()
+count=1000 batch=100 methods=$ALL_METHODS json="" work="" models=() qflags=()
 while [ $# -gt 0 ]; do
   case $1 in
     --count) count=$2; shift 2 ;;
@@ -36,6 +37,7 @@ while [ $# -gt 0 ]; do
     --methods) methods=$2; shift 2 ;;
     --json) json=$(realpath -m "$2"); shift 2 ;;
     --work) work=$(realpath -m "$2"); shift 2 ;;
+    --quantize-flag) qflags+=("$2"); shift 2 ;;
     -h|--help) usage ;;
     -*) echo "int8_vs_ort.sh: unknown option $1" >&2; usage ;;
     *) models+=("$(realpath -m "$1")"); shift ;;
@@ -74,7 +76,7 @@ for model in "${models[@]}"; do
   for method in ${methods//,/ }; do
     tm=$SECONDS
     qdq=$dir/$method.onnx prog=$dir/$method.anvil out=$dir/$method
-    run "$ANVIL" quantize "$model" -o "$qdq" --ranges "$dir/ranges.json" --method "$method"
+    run "$ANVIL" quantize "$model" -o "$qdq" --ranges "$dir/ranges.json" --method "$method" ${qflags[@]+"${qflags[@]}"}
     run "$ANVIL" compile "$qdq" -o "$prog" --batch "$batch"
     # the program's output line: "  output NAME int8[...] LAYOUT scale=S zero_point=Z io+..."
     grid=$("$ANVIL" disasm "$prog" | sed -n 's/^ *output .* scale=\([^ ]*\) zero_point=\([^ ]*\) .*/\1 \2/p' | head -1)
@@ -92,6 +94,7 @@ done
 
 echo "anvil: $ANVIL, onnxruntime-node" \
      "$(node -p "require('$ORT_NODE_PATH/onnxruntime-node/package.json').version")" \
-     "(optimizations disabled), first $count test images, batch $batch, threads $THREADS, wall time $((SECONDS - t0)) s"
+     "(optimizations disabled), first $count test images, batch $batch, threads $THREADS${qflags[*]+, anvil quantize ${qflags[*]}}," \
+     "wall time $((SECONDS - t0)) s"
 echo
 node "$helper" report "$results" ${json:+"$json"}

@@ -70,7 +70,8 @@ class QdqBuilder {
              const Calibration* stats)
       : model_(model), symmetric_(is_symmetric(options.method)),
         qdq_between_float_nodes_(options.qdq_between_float_nodes),
-        extend_float_regions_(options.extend_float_regions), exclude_nodes_(options.exclude_nodes),
+        extend_float_regions_(options.extend_float_regions), float_sum_copies_(options.float_sum_copies),
+        exclude_nodes_(options.exclude_nodes),
         names_(model_.graph()), ranges_(std::move(ranges)),
         stats_(options.bias_correction ? stats : nullptr) {
     if (options.bias_correction && !stats)
@@ -159,7 +160,8 @@ class QdqBuilder {
     // them without an int8 form (GELU: x * (1 + erf(x / sqrt 2)) * 0.5), is one operator too: all
     // float, quantized at its input and output only, as the lowering runs it (one table, no
     // rounding inside; reference/src/lower_qdq.cc).
-    const std::set<int> unary = unary_float_regions();
+    unary_ = unary_float_regions();
+    const std::set<int>& unary = unary_;
     // A Relu/Clip fused into a producer that stays float (is_fused) stays float too when the value
     // between them has no calibrated range: the FP32 fast path runs a Conv/Gemm and its activation
     // as one kernel and calibration does not observe that value (calibrate.cc), so the activation
@@ -379,6 +381,38 @@ class QdqBuilder {
         }
       }
     }
+    if (float_sum_copies_) find_float_sum_copies();
+  }
+
+  /// QuantizeOptions::float_sum_copies: each quantized Add whose int8 output a float node reads
+  /// (a residual Add before a LayerNorm) gets a float copy reading the same DequantizeLinear
+  /// outputs; the float readers take the copy's exact sum, the quantized readers Q(sum) as before.
+  /// An Add that only float nodes read (and that is no graph output) computes the float sum itself,
+  /// and its output has no Q -> DQ: the int8 sum would have no reader.
+  /// Not for a MatMul's bias Add (its int32 bias belongs to the MatMul's accumulator), nor for the
+  /// readers of a function of one activation (unary_float_regions: GELU), which run as an int8
+  /// table on the Add's int8 output.
+  void find_float_sum_copies() {
+    const onnx::GraphProto& g = model_.graph();
+    float_sum_.assign(static_cast<size_t>(g.node_size()), FloatSum::kNone);
+    for (int i = 0; i < g.node_size(); ++i) {
+      const onnx::NodeProto& n = g.node(i);
+      if (n.op_type() != "Add" || n.input_size() != 2 || float_node_[static_cast<size_t>(i)] ||
+          !params_.count(n.output(0)) || bias_add(n))
+        continue;
+      auto readers = consumers_.find(n.output(0));
+      if (readers == consumers_.end()) continue;
+      bool float_reader = false, int8_reader = graph::is_graph_output(g, n.output(0));
+      for (int c : readers->second) {
+        const bool takes_sum = float_node_[static_cast<size_t>(c)] && !unary_.count(c);
+        float_reader = float_reader || takes_sum;
+        int8_reader = int8_reader || !takes_sum;
+      }
+      if (!float_reader) continue;
+      float_sum_[static_cast<size_t>(i)] = int8_reader ? FloatSum::kCopy : FloatSum::kInPlace;
+      float_nodes_.push_back(graph::node_label(n) + (int8_reader ? ": a float copy of it for its float readers"
+                                                                 : ": float, on its int8 operands (only float nodes read it)"));
+    }
   }
 
   // ---- constants -------------------------------------------------------------------------------
@@ -581,6 +615,7 @@ class QdqBuilder {
     std::vector<onnx::NodeProto> nodes;
     std::map<std::string, std::string> reads;  // activation -> the DQ output its readers use
     std::map<std::string, std::string> float_source;  // float node's output -> its name before any Q
+    std::map<std::string, std::string> float_sum;  // quantized Add's output -> its float copy's (float readers)
     for (const auto& in : g.input())
       if (params_.count(in.name())) {
         reads[in.name()] = names_.make(in.name() + "_dequantized");
@@ -596,17 +631,29 @@ class QdqBuilder {
       onnx::NodeProto node = n;
       // A float node reads a float node's output as it is, not its Q -> DQ (which only the
       // quantized readers use), unless QuantizeOptions::qdq_between_float_nodes.
-      const bool reads_float = !qdq_between_float_nodes_ && float_node_[i];
-      for (int i = 0; i < node.input_size(); ++i) {
-        auto raw = float_source.find(inputs[i]);
-        auto it = reads.find(inputs[i]);
-        if (reads_float && raw != float_source.end()) node.set_input(i, raw->second);
-        else node.set_input(i, it != reads.end() ? it->second : inputs[i]);
+      const bool is_float = float_node_[i];
+      const bool reads_float = !qdq_between_float_nodes_ && is_float;
+      for (int k = 0; k < node.input_size(); ++k) {
+        auto raw = float_source.find(inputs[k]);
+        auto it = reads.find(inputs[k]);
+        auto sum = float_sum.find(inputs[k]);
+        if (is_float && !unary_.count(static_cast<int>(i)) && sum != float_sum.end()) node.set_input(k, sum->second);
+        else if (reads_float && raw != float_source.end()) node.set_input(k, raw->second);
+        else node.set_input(k, it != reads.end() ? it->second : inputs[k]);
+      }
+      // QuantizeOptions::float_sum_copies
+      const FloatSum float_sum_kind = i < float_sum_.size() ? float_sum_[i] : FloatSum::kNone;
+      std::vector<onnx::NodeProto> copy;
+      if (float_sum_kind == FloatSum::kCopy) {
+        copy.push_back(make_node("Add", {node.input(0), node.input(1)}, names_.make(n.output(0) + "_float_sum")));
+        float_sum[n.output(0)] = copy.back().output(0);
+      } else if (float_sum_kind == FloatSum::kInPlace) {
+        float_sum[n.output(0)] = n.output(0);
       }
       std::vector<onnx::NodeProto> after;
       for (auto& out : *node.mutable_output()) {
         if (float_produced_.count(out)) float_source[out] = out;
-        if (!params_.count(out)) continue;
+        if (!params_.count(out) || float_sum_kind == FloatSum::kInPlace) continue;
         const std::string t = out;
         if (graph::is_graph_output(g, t)) {  // keep the output's name: ... -> Q -> DQ -> t
           out = names_.make(t + "_float");
@@ -617,6 +664,8 @@ class QdqBuilder {
           emit_qdq(t, t, reads[t], &after);
         }
       }
+      // The copy after the int8 Add and its Q -> DQ, so that it starts the float readers' host run.
+      after.insert(after.end(), copy.begin(), copy.end());
       nodes.push_back(std::move(node));
       nodes.insert(nodes.end(), after.begin(), after.end());
     }
@@ -629,6 +678,10 @@ class QdqBuilder {
   bool symmetric_;
   bool qdq_between_float_nodes_;
   bool extend_float_regions_;
+  bool float_sum_copies_;
+  std::set<int> unary_;  ///< nodes of the functions of one activation (unary_float_regions)
+  enum class FloatSum { kNone, kCopy, kInPlace };
+  std::vector<FloatSum> float_sum_;  ///< node index -> a quantized Add's float sum (find_float_sum_copies)
   std::string exclude_nodes_;
   graph::NameAllocator names_;
   std::map<std::string, Range> ranges_;

@@ -912,3 +912,134 @@ TEST(QuantizeExcludeNodes, BadPatternsAreErrorsNamingThePattern) {
     EXPECT_NE(std::string(q.error().what()).find(pattern), std::string::npos) << q.error().what();
   }
 }
+
+namespace {
+
+/// x [N, 8] -> MatMul(x, W) -> h; a = Add(h, x), the residual Add; n = LayerNorm(a) as the nine
+/// nodes torch exports. With `int8_reader`, z = Add(a, n) reads a as well (a quantized reader) and
+/// is the output; otherwise n is. With `bias`, a = Add(MatMul(x, W), b) is a MatMul bias Add instead.
+onnx::ModelProto residual_layer_norm(bool int8_reader, bool bias = false) {
+  ModelBuilder b;
+  b.input("x", {8}).output(int8_reader ? "z" : "n", {8});
+  b.init("W", random_tensor({8, 8}, -0.05f, 0.05f, 61)).init("two", Tensor::from_vector<float>({1}, {2.0f}));
+  b.init("eps", Tensor::from_vector<float>({1}, {1e-5f})).init("gamma", random_tensor({8}, 0.5f, 1.5f, 62));
+  b.init("beta", random_tensor({8}, -0.5f, 0.5f, 63)).init("b", random_tensor({8}, -1.0f, 1.0f, 64));
+  b.node("MatMul", {"x", "W"}, {"h"});
+  b.node("Add", {"h", bias ? "b" : "x"}, {"a"});
+  set_ints(b.node("ReduceMean", {"a"}, {"m"}), "axes", {-1});
+  b.node("Sub", {"a", "m"}, {"d"});
+  b.node("Pow", {"d", "two"}, {"p"});
+  set_ints(b.node("ReduceMean", {"p"}, {"var"}), "axes", {-1});
+  b.node("Add", {"var", "eps"}, {"ve"});
+  b.node("Sqrt", {"ve"}, {"sd"});
+  b.node("Div", {"d", "sd"}, {"nn"});
+  b.node("Mul", {"nn", "gamma"}, {"g"});
+  b.node("Add", {"g", "beta"}, {"n"});
+  if (int8_reader) b.node("Add", {"a", "n"}, {"z"});
+  return b.model();
+}
+
+/// Rows with a large offset and a small spread, as a transformer's residual stream: the range of a
+/// is wide, and each row's spread, by which the LayerNorm divides, is small.
+Tensor offset_rows() {
+  Tensor x = random_tensor({64, 8}, -0.1f, 0.1f, 65);
+  const Tensor offset = random_tensor({64}, -2.0f, 2.0f, 66);
+  for (int64_t r = 0; r < 64; ++r)
+    for (int64_t c = 0; c < 8; ++c) x.data<float>()[r * 8 + c] += offset.data<float>()[r];
+  return x;
+}
+
+double squared_error(const Tensor& want, const Tensor& got) {
+  double e = 0;
+  for (int64_t i = 0; i < want.numel(); ++i) e += std::pow(double(want.data<float>()[i]) - got.data<float>()[i], 2);
+  return e;
+}
+
+}  // namespace
+
+TEST(QuantizeFloatSumCopies, TheLayerNormReadsTheExactSumAndTheInt8AddStays) {
+  const onnx::ModelProto opt = optimize(residual_layer_norm(true));
+  const Tensor x = offset_rows();
+  const Calibration calib = calibrate(opt, x, false);
+  std::vector<std::string> plain_float, float_nodes;
+  const onnx::ModelProto plain = quantize(opt, calib, {}, &plain_float).value();
+  QuantizeOptions options;
+  options.float_sum_copies = true;
+  auto q = quantize(opt, calib, options, &float_nodes);
+  ASSERT_TRUE(q.ok()) << q.error().what();
+  EXPECT_NO_THROW(check_onnx(*q, "qdq"));
+  // The residual Add keeps its int8 form: DQ inputs, Q -> DQ output with the same parameters, and
+  // the quantized reader z takes that DequantizeLinear.
+  const onnx::NodeProto* add = producer(*q, "a");
+  ASSERT_NE(add, nullptr);
+  for (const auto& in : add->input()) EXPECT_EQ(producer(*q, in)->op_type(), "DequantizeLinear") << in;
+  ASSERT_NE(q_of(*q, "a"), nullptr);
+  EXPECT_EQ(qdq_params(*q, "a"), qdq_params(plain, "a"));
+  const onnx::NodeProto* z = producer(*q, "z_float");
+  ASSERT_NE(z, nullptr);
+  EXPECT_EQ(producer(*q, z->input(0))->op_type(), "DequantizeLinear");
+  EXPECT_EQ(producer(*q, producer(*q, z->input(0))->input(0))->op_type(), "QuantizeLinear");
+  // Both LayerNorm nodes that read a (ReduceMean, Sub) read the float copy: an Add of the same two
+  // DequantizeLinear outputs, without a Q of its own.
+  for (const char* t : {"m", "d"}) {
+    const onnx::NodeProto* reader = producer(*q, t);
+    ASSERT_NE(reader, nullptr) << t;
+    const onnx::NodeProto* copy = producer(*q, reader->input(0));
+    ASSERT_NE(copy, nullptr) << t;
+    EXPECT_EQ(copy->op_type(), "Add");
+    EXPECT_NE(copy->output(0), "a");
+    EXPECT_EQ(std::vector<std::string>(copy->input().begin(), copy->input().end()),
+              std::vector<std::string>(add->input().begin(), add->input().end()));
+    EXPECT_EQ(q_of(*q, copy->output(0)), nullptr);
+  }
+  // Reported with the float nodes: the nine of the LayerNorm and the copy.
+  EXPECT_EQ(float_nodes.size(), plain_float.size() + 1);
+  EXPECT_EQ(std::count_if(float_nodes.begin(), float_nodes.end(),
+                          [](const std::string& s) { return s.find("a float copy of it for its float readers") != std::string::npos; }),
+            1);
+  // One rounding fewer before the LayerNorm: closer to FP32 than the default.
+  auto want = ref::Executor::create(opt)->run({{"x", x}});
+  auto got_plain = ref::Executor::create(plain)->run({{"x", x}});
+  auto got = ref::Executor::create(*q)->run({{"x", x}});
+  ASSERT_TRUE(want.ok() && got_plain.ok() && got.ok());
+  EXPECT_LT(squared_error(want->at("z"), got->at("z")), squared_error(want->at("z"), got_plain->at("z")));
+}
+
+TEST(QuantizeFloatSumCopies, AnAddThatOnlyFloatNodesReadComputesTheFloatSumItself) {
+  const onnx::ModelProto opt = optimize(residual_layer_norm(false));
+  const Calibration calib = calibrate(opt, offset_rows(), false);
+  QuantizeOptions options;
+  options.float_sum_copies = true;
+  std::vector<std::string> float_nodes;
+  auto q = quantize(opt, calib, options, &float_nodes);
+  ASSERT_TRUE(q.ok()) << q.error().what();
+  EXPECT_NO_THROW(check_onnx(*q, "qdq"));
+  // No int8 sum without a reader: a has no Q, its Add reads the two DequantizeLinear outputs, and the
+  // LayerNorm reads a itself.
+  EXPECT_EQ(q_of(*q, "a"), nullptr);
+  const onnx::NodeProto* add = producer(*q, "a");
+  ASSERT_NE(add, nullptr);
+  for (const auto& in : add->input()) EXPECT_EQ(producer(*q, in)->op_type(), "DequantizeLinear") << in;
+  EXPECT_EQ(producer(*q, "m")->input(0), "a");
+  int adds = 0;
+  for (const auto& n : q->graph().node()) adds += n.op_type() == "Add";
+  EXPECT_EQ(adds, 3);  // a, and the LayerNorm's eps and beta: no copy
+  EXPECT_EQ(std::count_if(float_nodes.begin(), float_nodes.end(),
+                          [](const std::string& s) { return s.find("only float nodes read it") != std::string::npos; }),
+            1);
+}
+
+TEST(QuantizeFloatSumCopies, BiasAddsAndModelsWithoutFloatReadersAreUnchanged) {
+  QuantizeOptions options;
+  options.float_sum_copies = true;
+  // A MatMul's bias Add before a LayerNorm: its int32 bias belongs to the MatMul, so no copy.
+  const onnx::ModelProto opt = optimize(residual_layer_norm(true, true));
+  const Calibration calib = calibrate(opt, offset_rows(), false);
+  EXPECT_EQ(quantize(opt, calib, options).value().SerializeAsString(),
+            quantize(opt, calib, {}).value().SerializeAsString());
+  // An Add read only by quantized nodes (small_cnn's residual Add before a Relu).
+  const onnx::ModelProto cnn = optimize(small_cnn());
+  const Calibration cnn_calib = calibrate(cnn, inputs(), false);
+  EXPECT_EQ(quantize(cnn, cnn_calib, options).value().SerializeAsString(),
+            quantize(cnn, cnn_calib, {}).value().SerializeAsString());
+}

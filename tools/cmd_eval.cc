@@ -131,7 +131,7 @@ struct Opts {
   int64_t calib_count = 500, count = -1, batch = 1;
   bool bias_correction = false;
   bool extend_float_regions = false;  ///< quant::QuantizeOptions::extend_float_regions for the methods' rows
-  bool float_sum_copies = false;      ///< quant::QuantizeOptions::float_sum_copies for the methods' rows
+  bool float_residual_sums = false;   ///< quant::QuantizeOptions::float_residual_sums for the methods' rows
   std::string exclude_nodes;          ///< quant::QuantizeOptions::exclude_nodes for the methods' rows
   bool per_tensor_search = false;  ///< adds the PER_TENSOR_SEARCH row (quant::search_tensor_ranges)
   int64_t search_samples = 64;
@@ -224,7 +224,7 @@ quant::QuantizeOptions quantize_options(const Opts& o, quant::Method m) {
   q.method = m;
   q.bias_correction = o.bias_correction;
   q.extend_float_regions = o.extend_float_regions;
-  q.float_sum_copies = o.float_sum_copies;
+  q.float_residual_sums = o.float_residual_sums;
   q.exclude_nodes = o.exclude_nodes;
   return q;
 }
@@ -324,7 +324,7 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
   report["backend"] = o.backend;
   report["bias_correction"] = o.bias_correction;
   report["extend_float_regions"] = o.extend_float_regions;
-  report["float_sum_copies"] = o.float_sum_copies;
+  report["float_residual_sums"] = o.float_residual_sums;
   report["exclude_nodes"] = o.exclude_nodes;
   if (o.per_tensor_search) {
     report["search_samples"] = std::min(o.search_samples, setup.calib.images.dim(0));
@@ -490,9 +490,9 @@ void register_eval(CLI::App& app) {
   cmd->add_flag("--extend-float-regions", o->extend_float_regions,
                 "every quantized model keeps an Add/Mul of a constant and a float node's output in float (LayerNorm's "
                 "eps, gamma, beta) instead of quantizing it");
-  cmd->add_flag("--float-sum-copies", o->float_sum_copies,
-                "every quantized model gives a float node reading an int8 Add's output (a LayerNorm after a residual "
-                "Add) the exact float sum of the Add's int8 operands; the int8 Add stays for its quantized readers");
+  cmd->add_flag("--float-residual-sums", o->float_residual_sums,
+                "in every quantized model, an Add of int8 operands that a float node reads (a residual Add before a "
+                "LayerNorm) computes in float: its float readers read the exact sum, its int8 readers Q of it");
   cmd->add_option("--exclude-nodes", o->exclude_nodes,
                   "REGEX: in every quantized model (the methods' and --per-tensor-search's), nodes whose name contains a match "
                   "(ECMAScript) stay float, weights included");

@@ -1,6 +1,6 @@
 /// anvil quantize IN.onnx -o OUT.onnx (--calib DATASET [--calib-count N] | --ranges ranges.json)
 ///                --method M [--percentile P] [--bias-correction] [--input-type uint8 [--fold-normalization]] [--output-type int8]
-///                [--float-sum-copies] [--per-tensor-search [--search-holdout N]] [--sensitivity PROBE] [--search-samples N]
+///                [--float-residual-sums] [--per-tensor-search [--search-holdout N]] [--sensitivity PROBE] [--search-samples N]
 /// With --ranges (written by `anvil calibrate`) the model is not run: the ranges come from the
 /// stored statistics. The file must have been made from the same FP32 model.
 #include <iostream>
@@ -22,7 +22,7 @@ void register_quantize(CLI::App& app) {
     float percentile = 99.99f;
     bool bias_correction = false;
     bool extend_float_regions = false;
-    bool float_sum_copies = false;
+    bool float_residual_sums = false;
     std::string exclude_nodes;
     bool per_tensor_search = false;
     int64_t search_samples = 64;
@@ -47,9 +47,9 @@ void register_quantize(CLI::App& app) {
   cmd->add_flag("--extend-float-regions", o->extend_float_regions,
                 "keep an Add/Mul of a constant and a float node's output in float (LayerNorm's eps, gamma, beta) "
                 "instead of quantizing it");
-  cmd->add_flag("--float-sum-copies", o->float_sum_copies,
-                "a float node reading an int8 Add's output (a LayerNorm after a residual Add) reads the exact float "
-                "sum of the Add's int8 operands instead; the int8 Add stays for its quantized readers");
+  cmd->add_flag("--float-residual-sums", o->float_residual_sums,
+                "an Add of int8 operands that a float node reads (a residual Add before a LayerNorm) computes in "
+                "float: its float readers read the exact sum, its int8 readers Q of it");
   cmd->add_option("--exclude-nodes", o->exclude_nodes,
                   "REGEX: nodes whose name contains a match (ECMAScript) stay float, weights included");
   cmd->add_flag("--per-tensor-search", o->per_tensor_search,
@@ -84,7 +84,7 @@ void register_quantize(CLI::App& app) {
     options.percentile = o->percentile;
     options.bias_correction = o->bias_correction;
     options.extend_float_regions = o->extend_float_regions;
-    options.float_sum_copies = o->float_sum_copies;
+    options.float_residual_sums = o->float_residual_sums;
     options.exclude_nodes = o->exclude_nodes;
     const onnx::ModelProto optimized = quant::optimize(load_onnx(o->in));
     quant::Calibration calibration;

@@ -70,7 +70,7 @@ class QdqBuilder {
              const Calibration* stats)
       : model_(model), symmetric_(is_symmetric(options.method)),
         qdq_between_float_nodes_(options.qdq_between_float_nodes),
-        extend_float_regions_(options.extend_float_regions), float_sum_copies_(options.float_sum_copies),
+        extend_float_regions_(options.extend_float_regions), float_residual_sums_(options.float_residual_sums),
         exclude_nodes_(options.exclude_nodes),
         names_(model_.graph()), ranges_(std::move(ranges)),
         stats_(options.bias_correction ? stats : nullptr) {
@@ -381,18 +381,17 @@ class QdqBuilder {
         }
       }
     }
-    if (float_sum_copies_) find_float_sum_copies();
+    if (float_residual_sums_) find_float_residual_sums();
   }
 
-  /// QuantizeOptions::float_sum_copies: each quantized Add whose int8 output a float node reads
-  /// (a residual Add before a LayerNorm) gets a float copy reading the same DequantizeLinear
-  /// outputs; the float readers take the copy's exact sum, the quantized readers Q(sum) as before.
-  /// An Add that only float nodes read (and that is no graph output) computes the float sum itself,
-  /// and its output has no Q -> DQ: the int8 sum would have no reader.
-  /// Not for a MatMul's bias Add (its int32 bias belongs to the MatMul's accumulator), nor for the
-  /// readers of a function of one activation (unary_float_regions: GELU), which run as an int8
-  /// table on the Add's int8 output.
-  void find_float_sum_copies() {
+  /// QuantizeOptions::float_residual_sums: each Add of two int8 operands (activations or constants)
+  /// whose output a float node reads (a residual Add before a LayerNorm) computes in float, on the
+  /// DequantizeLinear outputs of its operands, and its float readers read that sum; its int8 readers
+  /// and a graph output read Q -> DQ of it, as from the int8 Add (QuantizeLinear of the same exact
+  /// sum). Not for a MatMul's bias Add (its int32 bias belongs to the MatMul's accumulator), and the
+  /// reader of a function of one activation (unary_float_regions: GELU), which runs as an int8
+  /// table, is an int8 reader. Without an int8 reader the sum gets no Q -> DQ.
+  void find_float_residual_sums() {
     const onnx::GraphProto& g = model_.graph();
     float_sum_.assign(static_cast<size_t>(g.node_size()), FloatSum::kNone);
     for (int i = 0; i < g.node_size(); ++i) {
@@ -404,14 +403,13 @@ class QdqBuilder {
       if (readers == consumers_.end()) continue;
       bool float_reader = false, int8_reader = graph::is_graph_output(g, n.output(0));
       for (int c : readers->second) {
-        const bool takes_sum = float_node_[static_cast<size_t>(c)] && !unary_.count(c);
-        float_reader = float_reader || takes_sum;
-        int8_reader = int8_reader || !takes_sum;
+        const bool reads_float = float_node_[static_cast<size_t>(c)] && !unary_.count(c);
+        float_reader = float_reader || reads_float;
+        int8_reader = int8_reader || !reads_float;
       }
       if (!float_reader) continue;
-      float_sum_[static_cast<size_t>(i)] = int8_reader ? FloatSum::kCopy : FloatSum::kInPlace;
-      float_nodes_.push_back(graph::node_label(n) + (int8_reader ? ": a float copy of it for its float readers"
-                                                                 : ": float, on its int8 operands (only float nodes read it)"));
+      float_sum_[static_cast<size_t>(i)] = int8_reader ? FloatSum::kAlsoInt8 : FloatSum::kFloatOnly;
+      float_nodes_.push_back(graph::node_label(n) + ": float, on its int8 operands, for its float readers");
     }
   }
 
@@ -615,7 +613,7 @@ class QdqBuilder {
     std::vector<onnx::NodeProto> nodes;
     std::map<std::string, std::string> reads;  // activation -> the DQ output its readers use
     std::map<std::string, std::string> float_source;  // float node's output -> its name before any Q
-    std::map<std::string, std::string> float_sum;  // quantized Add's output -> its float copy's (float readers)
+    std::map<std::string, std::string> float_sum;  // float_residual_sums: Add output -> its float name
     for (const auto& in : g.input())
       if (params_.count(in.name())) {
         reads[in.name()] = names_.make(in.name() + "_dequantized");
@@ -641,19 +639,11 @@ class QdqBuilder {
         else if (reads_float && raw != float_source.end()) node.set_input(k, raw->second);
         else node.set_input(k, it != reads.end() ? it->second : inputs[k]);
       }
-      // QuantizeOptions::float_sum_copies
       const FloatSum float_sum_kind = i < float_sum_.size() ? float_sum_[i] : FloatSum::kNone;
-      std::vector<onnx::NodeProto> copy;
-      if (float_sum_kind == FloatSum::kCopy) {
-        copy.push_back(make_node("Add", {node.input(0), node.input(1)}, names_.make(n.output(0) + "_float_sum")));
-        float_sum[n.output(0)] = copy.back().output(0);
-      } else if (float_sum_kind == FloatSum::kInPlace) {
-        float_sum[n.output(0)] = n.output(0);
-      }
       std::vector<onnx::NodeProto> after;
       for (auto& out : *node.mutable_output()) {
         if (float_produced_.count(out)) float_source[out] = out;
-        if (!params_.count(out) || float_sum_kind == FloatSum::kInPlace) continue;
+        if (!params_.count(out) || float_sum_kind == FloatSum::kFloatOnly) continue;
         const std::string t = out;
         if (graph::is_graph_output(g, t)) {  // keep the output's name: ... -> Q -> DQ -> t
           out = names_.make(t + "_float");
@@ -664,8 +654,9 @@ class QdqBuilder {
           emit_qdq(t, t, reads[t], &after);
         }
       }
-      // The copy after the int8 Add and its Q -> DQ, so that it starts the float readers' host run.
-      after.insert(after.end(), copy.begin(), copy.end());
+      // QuantizeOptions::float_residual_sums: float readers take the Add's own output (renamed when
+      // it is a graph output), the others its Q -> DQ.
+      if (float_sum_kind != FloatSum::kNone) float_sum[n.output(0)] = node.output(0);
       nodes.push_back(std::move(node));
       nodes.insert(nodes.end(), after.begin(), after.end());
     }
@@ -678,10 +669,10 @@ class QdqBuilder {
   bool symmetric_;
   bool qdq_between_float_nodes_;
   bool extend_float_regions_;
-  bool float_sum_copies_;
+  bool float_residual_sums_;
   std::set<int> unary_;  ///< nodes of the functions of one activation (unary_float_regions)
-  enum class FloatSum { kNone, kCopy, kInPlace };
-  std::vector<FloatSum> float_sum_;  ///< node index -> a quantized Add's float sum (find_float_sum_copies)
+  enum class FloatSum { kNone, kAlsoInt8, kFloatOnly };  ///< an Add computed in float, with int8 readers or not
+  std::vector<FloatSum> float_sum_;  ///< node index -> (find_float_residual_sums)
   std::string exclude_nodes_;
   graph::NameAllocator names_;
   std::map<std::string, Range> ranges_;

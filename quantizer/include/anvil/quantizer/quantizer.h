@@ -128,15 +128,16 @@ struct QuantizeOptions {
   /// over it (a decomposed LayerNorm's "+ eps", "* gamma", "+ beta"; GELU's "+ 1"), and is reported
   /// as a float node. PyTorch FX likewise quantizes LayerNorm only at its input and output.
   bool extend_float_regions = false;
-  /// Beyond the TFLite spec (off by default): a quantized Add whose output a float node reads (the
-  /// residual Add before a LayerNorm, which has no int8 form) keeps its int8 form for its quantized
-  /// readers, and gets a float copy reading the same DequantizeLinear outputs for its float readers.
-  /// The float node then reads the exact sum of the two int8 operands instead of that sum rounded
-  /// to the Add's output grid: a LayerNorm divides by each token's spread, which is much smaller
-  /// than the range the output grid must cover, so that rounding is amplified. The device still
-  /// runs the int8 Add; the host op of the float readers reads the two operands instead of the sum.
-  /// Each such Add is reported among the float nodes ("...: a float copy of it for its float readers").
-  bool float_sum_copies = false;
+  /// Beyond the TFLite spec (off by default): an Add of two int8 operands whose output a float node
+  /// reads (a transformer's residual Add before its LayerNorm, which has no int8 form) computes in
+  /// float on the DequantizeLinear outputs of its operands. Its float readers read that exact sum
+  /// instead of the sum rounded to the Add's output grid (a LayerNorm divides by each token's
+  /// spread, much smaller than the range that grid must cover, so the rounding is amplified); its
+  /// int8 readers read Q -> DQ of it, the value the int8 Add gives (QuantizeLinear of the same sum).
+  /// The integer lowering runs such an Add with its float readers on the host. MatMul bias Adds
+  /// are left alone. Each such Add is reported among the float nodes ("...: float, on its int8
+  /// operands, for its float readers").
+  bool float_residual_sums = false;
   /// Nodes to keep in float, like ONNX Runtime's nodes_to_exclude but as a pattern: every node whose
   /// name contains a match of this ECMAScript regular expression (std::regex_search) computes in float
   /// with float weights, whatever its operator, and is reported as a float node. Empty: none. An

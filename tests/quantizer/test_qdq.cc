@@ -918,9 +918,11 @@ namespace {
 /// x [N, 8] -> MatMul(x, W) -> h; a = Add(h, x), the residual Add; n = LayerNorm(a) as the nine
 /// nodes torch exports. With `int8_reader`, z = Add(a, n) reads a as well (a quantized reader) and
 /// is the output; otherwise n is. With `bias`, a = Add(MatMul(x, W), b) is a MatMul bias Add instead.
-onnx::ModelProto residual_layer_norm(bool int8_reader, bool bias = false) {
+/// With `a_output`, a is a graph output as well.
+onnx::ModelProto residual_layer_norm(bool int8_reader, bool bias = false, bool a_output = false) {
   ModelBuilder b;
   b.input("x", {8}).output(int8_reader ? "z" : "n", {8});
+  if (a_output) b.output("a", {8});
   b.init("W", random_tensor({8, 8}, -0.05f, 0.05f, 61)).init("two", Tensor::from_vector<float>({1}, {2.0f}));
   b.init("eps", Tensor::from_vector<float>({1}, {1e-5f})).init("gamma", random_tensor({8}, 0.5f, 1.5f, 62));
   b.init("beta", random_tensor({8}, -0.5f, 0.5f, 63)).init("b", random_tensor({8}, -1.0f, 1.0f, 64));
@@ -1013,6 +1015,33 @@ TEST(QuantizeFloatResidualSums, AnAddThatOnlyFloatNodesReadHasNoQdq) {
   ASSERT_NE(add, nullptr);
   for (const auto& in : add->input()) EXPECT_EQ(producer(*q, in)->op_type(), "DequantizeLinear") << in;
   EXPECT_EQ(producer(*q, "m")->input(0), "a");
+}
+
+TEST(QuantizeFloatResidualSums, AGraphOutputKeepsItsNameAndItsQdq) {
+  // a is read by the LayerNorm and is a graph output: the output a is Q -> DQ of the float sum, as
+  // every quantized graph output, and the LayerNorm reads the float sum under the Add's new name.
+  const onnx::ModelProto opt = optimize(residual_layer_norm(false, false, true));
+  const Tensor x = offset_rows();
+  const Calibration calib = calibrate(opt, x, false);
+  QuantizeOptions options;
+  options.float_residual_sums = true;
+  auto q = quantize(opt, calib, options);
+  ASSERT_TRUE(q.ok()) << q.error().what();
+  EXPECT_NO_THROW(check_onnx(*q, "qdq"));
+  EXPECT_EQ(producer(*q, "a")->op_type(), "DequantizeLinear");
+  const onnx::NodeProto* add = producer(*q, "a_float");
+  ASSERT_NE(add, nullptr);
+  EXPECT_EQ(add->op_type(), "Add");
+  EXPECT_EQ(producer(*q, "m")->input(0), "a_float");
+  EXPECT_EQ(producer(*q, "d")->input(0), "a_float");
+  // The output a equals the default's (Q of the same sum); n is closer to FP32.
+  const onnx::ModelProto plain = quantize(opt, calib, {}).value();
+  auto want = ref::Executor::create(opt)->run({{"x", x}});
+  auto got_plain = ref::Executor::create(plain)->run({{"x", x}});
+  auto got = ref::Executor::create(*q)->run({{"x", x}});
+  ASSERT_TRUE(want.ok() && got_plain.ok() && got.ok());
+  EXPECT_TRUE(got->at("a") == got_plain->at("a"));
+  EXPECT_LT(squared_error(want->at("n"), got->at("n")), squared_error(want->at("n"), got_plain->at("n")));
 }
 
 TEST(QuantizeFloatResidualSums, BiasAddsAndModelsWithoutFloatReadersAreUnchanged) {

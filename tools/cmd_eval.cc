@@ -1,5 +1,6 @@
 /// anvil eval MODEL.onnx [MODEL2.onnx ...] --dataset DATASET --methods LIST|all --target T
-///            [--backend npu|reference|qdq] [--bias-correction] [--calib-count N] [--count N] [--json report.json]
+///            [--backend npu|reference|qdq] [--bias-correction] [--float-residual-sums] [--extend-float-regions]
+///            [--exclude-nodes REGEX] [--calib-count N] [--count N] [--json report.json]
 ///            [--per-tensor-search [--search-samples N] [--search-holdout N]]
 ///            [--sweep key=v1,v2,...]
 ///
@@ -373,7 +374,15 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
   std::cout << "\nanvil eval: " << model_path << " on " << n << " test images of " << o.dataset << ", backend "
             << o.backend;
   if (npu) std::cout << ", target " << o.target << " (" << setup.config.clock_ghz << " GHz), batch " << o.batch;
-  std::cout << ", calibrated on " << setup.calib.images.dim(0) << " training images\n\n"
+  std::cout << ", calibrated on " << setup.calib.images.dim(0) << " training images";
+  // The quantizer options every row was made with, as the command line spells them.
+  std::string quantized_with;
+  if (o.bias_correction) quantized_with += " --bias-correction";
+  if (o.extend_float_regions) quantized_with += " --extend-float-regions";
+  if (o.float_residual_sums) quantized_with += " --float-residual-sums";
+  if (!o.exclude_nodes.empty()) quantized_with += " --exclude-nodes '" + o.exclude_nodes + "'";
+  if (!quantized_with.empty()) std::cout << ", quantized with" << quantized_with;
+  std::cout << "\n\n"
             << format_table({"model", "top-1", "INT8/FP32", "agree FP32", "SQNR dB", "cycles/inf", "us/inf",
                              "MAC util", "bit-exact vs ref"},
                             rows)

@@ -124,6 +124,22 @@ TEST(CliEval, NpuAndReferenceBackendsGiveTheSameNumbersQdqHasNoCycles) {
   }
 }
 
+TEST(CliEval, TheHeaderNamesTheQuantizerOptionsAndTheReportRecordsThem) {
+  const std::string json = tmpdir() + "/options.json";
+  const test::CliResult plain = anvil_cmd(eval_args() + " --backend reference");
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_EQ(plain.out.find("quantized with"), std::string::npos) << plain.out;
+  const test::CliResult r =
+      anvil_cmd(eval_args() + " --backend reference --bias-correction --float-residual-sums --json " + json);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("training images, quantized with --bias-correction --float-residual-sums\n"), std::string::npos)
+      << r.out;
+  const nlohmann::json report = nlohmann::json::parse(read_file(json));
+  EXPECT_EQ(report.at("bias_correction"), true);
+  EXPECT_EQ(report.at("float_residual_sums"), true);
+  EXPECT_EQ(report.at("extend_float_regions"), false);
+}
+
 TEST(CliEval, SeveralModelsGetTheSummaryTableAndTheTimeSplit) {
   const std::string second = tmpdir() + "/classifier_copy.onnx";
   fs::copy_file(fixture().model, second, fs::copy_options::overwrite_existing);

@@ -49,8 +49,8 @@ void register_calibrate(CLI::App& app) {
     write_file(o->out, j.dump(1) + "\n");
     std::cout << "calibrated " << o->model << " on " << calib.images.dim(0) << " images: " << c.tensors.size()
               << " tensors, ranges for 10 methods -> " << o->out << '\n'
-              << fmt("wall time: one FP32 pass with statistics %.2f s, range searches %.2f s "
-                     "(statistics: %.2f s of thread time)\n",
+              << fmt("wall time: one FP32 pass with statistics %.3f s, range searches %.2f s "
+                     "(statistics: %.3f s of thread time)\n",
                      time.pass_s, search_s, time.statistics_s);
   });
 }

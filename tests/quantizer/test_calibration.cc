@@ -71,6 +71,53 @@ TEST(Calibrate, LargeImagesRunInSmallerBatchesWithTheSameStatistics) {
   EXPECT_GT(time.statistics_s, 0.0);
 }
 
+TEST(Calibrate, StatisticsRecordedBesideTheModelEqualThoseRecordedInRunOrder) {
+  // calibrate() records whole values in tasks while the model goes on; every field, the channel
+  // means included, equals what recording each value in the observer, run after run, gives.
+  // x [N,4,8] -> MatMul by a constant -> m -> Relu -> r -> Reshape [N,24] -> f -> Gemm -> y; channel
+  // means: x (last axis, the MatMul's input) and f (axis 1, the Gemm's input); 300 = 4 x 64 + 44 images.
+  ModelBuilder b;
+  b.input("x", {4, 8}).output("y", {5});
+  b.init("w1", random_tensor({8, 6}, -0.5f, 0.5f, 41)).init("w2", random_tensor({24, 5}, -0.4f, 0.4f, 42));
+  b.init("b2", random_tensor({5}, -0.2f, 0.2f, 43)).init("shape", Tensor::from_vector<int64_t>({2}, {-1, 24}));
+  b.node("MatMul", {"x", "w1"}, {"m"});
+  b.node("Relu", {"m"}, {"r"});
+  b.node("Reshape", {"r", "shape"}, {"f"});
+  b.node("Gemm", {"f", "w2", "b2"}, {"y"});
+  const Tensor inputs = random_tensor({300, 4, 8}, -1.0f, 1.0f, 44);
+  const Calibration got = calibrate(b.model(), inputs, false);
+  const ref::Executor exec = ref::Executor::create(b.model()).value();
+  Calibration want;
+  ref::RunOptions o;
+  o.observe = [&](const std::string& name, const Tensor& t) {
+    TensorStats& s = want.tensors[name];
+    const float* p = t.data<float>();
+    if (name == "x") {
+      accumulate_last_axis(s, p, summarize(p, t.numel()), t.numel() / 8, 8);
+    } else if (name == "f") {
+      accumulate(s, p, summarize(p, t.numel()), {t.dim(0), t.dim(1), 1});
+    } else {
+      accumulate(s, p, t.numel());
+    }
+  };
+  for (int64_t begin = 0; begin < inputs.dim(0); begin += 64)
+    exec.run({{"x", inputs.slice0(begin, std::min(inputs.dim(0), begin + 64))}}, o).value();
+  ASSERT_EQ(got.tensors.size(), want.tensors.size());
+  for (const auto& [name, w] : want.tensors) {
+    SCOPED_TRACE(name);
+    const TensorStats& g = got.tensors.at(name);
+    EXPECT_EQ(g.count, w.count);
+    EXPECT_EQ(g.min, w.min);
+    EXPECT_EQ(g.max, w.max);
+    EXPECT_EQ(g.histogram_half_width, w.histogram_half_width);
+    EXPECT_EQ(g.histogram, w.histogram);
+    EXPECT_EQ(g.channel_axis, w.channel_axis);
+    EXPECT_EQ(g.channel_samples, w.channel_samples);
+    EXPECT_EQ(g.channel_mean, w.channel_mean);  // bit for bit: folded run by run in the same order
+    EXPECT_EQ(g.channel_mean.empty(), name != "x" && name != "f");
+  }
+}
+
 TEST(Calibrate, NanInputNamesTheTensor) {
   Tensor in = ramp_inputs();
   in.data<float>()[70] = std::numeric_limits<float>::quiet_NaN();

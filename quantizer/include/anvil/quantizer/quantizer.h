@@ -84,13 +84,14 @@ struct Calibration {
   std::map<std::string, Range> ranges(Method method, float percentile = 99.99f) const;
 };
 
-/// Where calibrate()'s time went: the executor runs (wall time), and the time inside the observers
-/// that record the statistics (summarize, histograms, channel means), summed over the threads that
-/// call them: Conv chains hand their values over chunk by chunk from both threads at once, so the
-/// statistics overlap the model and statistics_s is thread time, not a part of pass_s.
+/// Where calibrate()'s time went: the executor runs (wall time), and the time spent recording the
+/// statistics (summarize, histograms, channel means), summed over the threads that record them:
+/// Conv chains hand their values over chunk by chunk from both threads at once, and whole values
+/// are recorded in tasks beside the model, so the statistics overlap the model and statistics_s is
+/// thread time, not a part of pass_s.
 struct CalibrationTime {
   double pass_s = 0.0;        ///< wall time of every Executor::run over the inputs, statistics included
-  double statistics_s = 0.0;  ///< thread time inside the observers
+  double statistics_s = 0.0;  ///< thread time recording the statistics
 };
 
 /// Runs the (optimized) FP32 model on `inputs` (N x ..., float32, fed to its single graph input in

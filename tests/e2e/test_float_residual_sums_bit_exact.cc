@@ -22,7 +22,7 @@ onnx::ModelProto residual_layer_norm() {
   ModelBuilder b(13);
   b.input("x", DType::kFloat32, {-1, 8});
   b.initializer("W", random_tensor({8, 8}, -0.3f, 0.3f, 71));
-  b.initializer("axes_two", Tensor::from_vector<float>({1}, {2.0f}));
+  b.initializer("two", Tensor::from_vector<float>({1}, {2.0f}));
   b.initializer("eps", Tensor::from_vector<float>({1}, {1e-5f}));
   b.initializer("gamma", random_tensor({8}, 0.5f, 1.5f, 72));
   b.initializer("beta", random_tensor({8}, -0.5f, 0.5f, 73));
@@ -30,7 +30,7 @@ onnx::ModelProto residual_layer_norm() {
   b.node("Add", {"h", "x"}, {"a"}, "residual");
   ModelBuilder::attr(b.node("ReduceMean", {"a"}, {"m"}, "ln_mean"), "axes", std::vector<int64_t>{-1});
   b.node("Sub", {"a", "m"}, {"d"}, "ln_sub");
-  b.node("Pow", {"d", "axes_two"}, {"p"}, "ln_pow");
+  b.node("Pow", {"d", "two"}, {"p"}, "ln_pow");
   ModelBuilder::attr(b.node("ReduceMean", {"p"}, {"var"}, "ln_var"), "axes", std::vector<int64_t>{-1});
   b.node("Add", {"var", "eps"}, {"ve"}, "ln_eps");
   b.node("Sqrt", {"ve"}, {"sd"}, "ln_sqrt");

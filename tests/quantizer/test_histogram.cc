@@ -9,6 +9,7 @@
 #include "anvil/quantizer/quantizer.h"
 #include "histogram.h"
 #include "model_builder.h"
+#include "stats_for_tests.h"
 
 using namespace anvil;
 using namespace anvil::quant;
@@ -226,13 +227,7 @@ TEST(GrowingHistogram, OneReadWithChannelMeansEqualsTheSeparatePasses) {
       SCOPED_TRACE(std::to_string(cs.channels) + " channels, batch " + std::to_string(batch_no));
       EXPECT_EQ(from_rows.channel_mean, separate.channel_mean);
       EXPECT_EQ(from_rows.channel_samples, separate.channel_samples);
-      EXPECT_EQ(fused.histogram, separate.histogram);
-      EXPECT_EQ(fused.histogram_half_width, separate.histogram_half_width);
-      EXPECT_EQ(fused.min, separate.min);
-      EXPECT_EQ(fused.max, separate.max);
-      EXPECT_EQ(fused.count, separate.count);
-      EXPECT_EQ(fused.channel_mean, separate.channel_mean);  // bit for bit: the same sums in the same order
-      EXPECT_EQ(fused.channel_samples, separate.channel_samples);
+      expect_same_statistics(fused, separate);
     }
     EXPECT_FALSE(fused.histogram.empty());
     EXPECT_EQ(fused.channel_mean.size(), static_cast<size_t>(cs.channels));

@@ -619,10 +619,33 @@ TEST(QuantizeFloatRegion, ModelsWithoutFloatNodesAreUnchanged) {
   EXPECT_EQ(now.SerializeAsString(), quantized_with(small_cnn(), inputs(), true).SerializeAsString());
 }
 
-/// x -> MatMul -> h, then LayerNorm as primitives: ReduceMean(h) -> m; Sub(h, m) -> d;
-/// Sqrt(Add(ReduceMean(Pow(d, 2)), eps)) -> sd; Div(d, sd) -> n; Mul(n, gamma) -> g; Add(g, beta) -> y.
-/// `axes` of both ReduceMeans ([-1] as torch exports it; [1] is the same axis here, but not the
-/// pattern the executor runs as one kernel); gamma has shape `gamma_shape`.
+/// LayerNorm of `in` as the nine primitives torch exports below opset 17: ReduceMean(in) -> m;
+/// Sub(in, m) -> d; Sqrt(Add(ReduceMean(Pow(d, two)), eps)) -> sd; Div(d, sd) -> n;
+/// Mul(n, gamma) -> g; Add(g, beta) -> out. `axes` of both ReduceMeans. The caller adds the
+/// initializers two, eps, gamma and beta.
+void add_layer_norm_nodes(ModelBuilder& b, const std::string& in, const std::string& out,
+                          const std::vector<int64_t>& axes) {
+  set_ints(b.node("ReduceMean", {in}, {"m"}), "axes", axes);
+  b.node("Sub", {in, "m"}, {"d"});
+  b.node("Pow", {"d", "two"}, {"p"});
+  set_ints(b.node("ReduceMean", {"p"}, {"var"}), "axes", axes);
+  b.node("Add", {"var", "eps"}, {"ve"});
+  b.node("Sqrt", {"ve"}, {"sd"});
+  b.node("Div", {"d", "sd"}, {"n"});
+  b.node("Mul", {"n", "gamma"}, {"g"});
+  b.node("Add", {"g", "beta"}, {out});
+}
+
+/// Sum of squared differences between two float tensors of the same size.
+double squared_error(const Tensor& want, const Tensor& got) {
+  double e = 0;
+  for (int64_t i = 0; i < want.numel(); ++i) e += std::pow(double(want.data<float>()[i]) - got.data<float>()[i], 2);
+  return e;
+}
+
+/// x -> MatMul -> h, then LayerNorm(h) -> y as primitives (add_layer_norm_nodes). `axes` of both
+/// ReduceMeans ([-1] as torch exports it; [1] is the same axis here, but not the pattern the
+/// executor runs as one kernel); gamma has shape `gamma_shape`.
 onnx::ModelProto layer_norm_after_matmul(const std::vector<int64_t>& axes, const Shape& gamma_shape = {4}) {
   ModelBuilder b;
   b.input("x", {4}).output("y", {4});
@@ -630,15 +653,7 @@ onnx::ModelProto layer_norm_after_matmul(const std::vector<int64_t>& axes, const
   b.init("eps", Tensor::from_vector<float>({1}, {1e-5f})).init("gamma", random_tensor(gamma_shape, 0.5f, 1.5f, 44));
   b.init("beta", random_tensor({4}, -0.5f, 0.5f, 45));
   b.node("MatMul", {"x", "W"}, {"h"});
-  set_ints(b.node("ReduceMean", {"h"}, {"m"}), "axes", axes);
-  b.node("Sub", {"h", "m"}, {"d"});
-  b.node("Pow", {"d", "two"}, {"p"});
-  set_ints(b.node("ReduceMean", {"p"}, {"var"}), "axes", axes);
-  b.node("Add", {"var", "eps"}, {"ve"});
-  b.node("Sqrt", {"ve"}, {"sd"});
-  b.node("Div", {"d", "sd"}, {"n"});
-  b.node("Mul", {"n", "gamma"}, {"g"});
-  b.node("Add", {"g", "beta"}, {"y"});
+  add_layer_norm_nodes(b, "h", "y", axes);
   return b.model();
 }
 
@@ -710,12 +725,7 @@ TEST(QuantizeFloatRegion, ExtendedRegionTakesConstantAddAndMul) {
   auto got_plain = ref::Executor::create(*plain)->run({{"x", x}});
   auto got_ext = ref::Executor::create(*ext)->run({{"x", x}});
   ASSERT_TRUE(want.ok() && got_plain.ok() && got_ext.ok());
-  auto noise = [&](const Tensor& q) {
-    double e = 0;
-    for (int64_t i = 0; i < q.numel(); ++i) e += std::pow(double(want->at("y").data<float>()[i]) - q.data<float>()[i], 2);
-    return e;
-  };
-  EXPECT_LT(noise(got_ext->at("y")), noise(got_plain->at("y")));
+  EXPECT_LT(squared_error(want->at("y"), got_ext->at("y")), squared_error(want->at("y"), got_plain->at("y")));
   // Without float nodes the option changes nothing.
   const onnx::ModelProto cnn = optimize(small_cnn());
   const Calibration cnn_calib = calibrate(cnn, inputs(), false);
@@ -915,29 +925,21 @@ TEST(QuantizeExcludeNodes, BadPatternsAreErrorsNamingThePattern) {
 
 namespace {
 
-/// x [N, 8] -> MatMul(x, W) -> h; a = Add(h, x), the residual Add; n = LayerNorm(a) as the nine
-/// nodes torch exports. With `int8_reader`, z = Add(a, n) reads a as well (a quantized reader) and
-/// is the output; otherwise n is. With `bias`, a = Add(MatMul(x, W), b) is a MatMul bias Add instead.
+/// x [N, 8] -> MatMul(x, W) -> h; a = Add(h, x), the residual Add; ln = LayerNorm(a) as the nine
+/// nodes torch exports (add_layer_norm_nodes). With `int8_reader`, z = Add(a, ln) reads a as well (a
+/// quantized reader) and is the output; otherwise ln is. With `bias`, a = Add(MatMul(x, W), b) is a MatMul bias Add instead.
 /// With `a_output`, a is a graph output as well.
 onnx::ModelProto residual_layer_norm(bool int8_reader, bool bias = false, bool a_output = false) {
   ModelBuilder b;
-  b.input("x", {8}).output(int8_reader ? "z" : "n", {8});
+  b.input("x", {8}).output(int8_reader ? "z" : "ln", {8});
   if (a_output) b.output("a", {8});
   b.init("W", random_tensor({8, 8}, -0.05f, 0.05f, 61)).init("two", Tensor::from_vector<float>({1}, {2.0f}));
   b.init("eps", Tensor::from_vector<float>({1}, {1e-5f})).init("gamma", random_tensor({8}, 0.5f, 1.5f, 62));
   b.init("beta", random_tensor({8}, -0.5f, 0.5f, 63)).init("b", random_tensor({8}, -1.0f, 1.0f, 64));
   b.node("MatMul", {"x", "W"}, {"h"});
   b.node("Add", {"h", bias ? "b" : "x"}, {"a"});
-  set_ints(b.node("ReduceMean", {"a"}, {"m"}), "axes", {-1});
-  b.node("Sub", {"a", "m"}, {"d"});
-  b.node("Pow", {"d", "two"}, {"p"});
-  set_ints(b.node("ReduceMean", {"p"}, {"var"}), "axes", {-1});
-  b.node("Add", {"var", "eps"}, {"ve"});
-  b.node("Sqrt", {"ve"}, {"sd"});
-  b.node("Div", {"d", "sd"}, {"nn"});
-  b.node("Mul", {"nn", "gamma"}, {"g"});
-  b.node("Add", {"g", "beta"}, {"n"});
-  if (int8_reader) b.node("Add", {"a", "n"}, {"z"});
+  add_layer_norm_nodes(b, "a", "ln", {-1});
+  if (int8_reader) b.node("Add", {"a", "ln"}, {"z"});
   return b.model();
 }
 
@@ -949,12 +951,6 @@ Tensor offset_rows() {
   for (int64_t r = 0; r < 64; ++r)
     for (int64_t c = 0; c < 8; ++c) x.data<float>()[r * 8 + c] += offset.data<float>()[r];
   return x;
-}
-
-double squared_error(const Tensor& want, const Tensor& got) {
-  double e = 0;
-  for (int64_t i = 0; i < want.numel(); ++i) e += std::pow(double(want.data<float>()[i]) - got.data<float>()[i], 2);
-  return e;
 }
 
 }  // namespace
@@ -1034,14 +1030,14 @@ TEST(QuantizeFloatResidualSums, AGraphOutputKeepsItsNameAndItsQdq) {
   EXPECT_EQ(add->op_type(), "Add");
   EXPECT_EQ(producer(*q, "m")->input(0), "a_float");
   EXPECT_EQ(producer(*q, "d")->input(0), "a_float");
-  // The output a equals the default's (Q of the same sum); n is closer to FP32.
+  // The output a equals the default's (Q of the same sum); ln is closer to FP32.
   const onnx::ModelProto plain = quantize(opt, calib, {}).value();
   auto want = ref::Executor::create(opt)->run({{"x", x}});
   auto got_plain = ref::Executor::create(plain)->run({{"x", x}});
   auto got = ref::Executor::create(*q)->run({{"x", x}});
   ASSERT_TRUE(want.ok() && got_plain.ok() && got.ok());
   EXPECT_TRUE(got->at("a") == got_plain->at("a"));
-  EXPECT_LT(squared_error(want->at("n"), got->at("n")), squared_error(want->at("n"), got_plain->at("n")));
+  EXPECT_LT(squared_error(want->at("ln"), got->at("ln")), squared_error(want->at("ln"), got_plain->at("ln")));
 }
 
 TEST(QuantizeFloatResidualSums, BiasAddsAndModelsWithoutFloatReadersAreUnchanged) {

@@ -11,6 +11,7 @@
 #include "anvil/quantizer/quantizer.h"
 #include "anvil/reference/int8_graph.h"
 #include "anvil/runtime/runtime.h"
+#include "bit_exact_for_tests.h"
 
 using namespace anvil;
 using anvil::test::ModelBuilder;
@@ -68,14 +69,10 @@ TEST_P(ActivationBitExact, EmulatorEqualsReferenceAndTheActivationIsALut) {
   rt::Device device = rt::Device::open(c.target == std::string("warboy") ? "warboy(1)*1" : "npu0pe0-1",
                                        hw::HwConfig::preset(c.target));
   rt::Session session(device, compiled.program);
-  const isa::TensorDesc& in = compiled.program.inputs.at(0);
-  const isa::TensorDesc& out = compiled.program.outputs.at(0);
   for (uint32_t seed = 0; seed < 3; ++seed) {
     // Wider than the calibration range, so both saturated ends of the tables are exercised.
     const Tensor x = random_tensor({c.batch, 3, 10, 10}, -4.0f, 4.0f, 100 + seed);
-    const Tensor q = ref::quantize_tensor(x, {in.scale, in.zero_point});
-    const Tensor got = session.run({{in.name, q}}).at(out.name);
-    const Tensor want = ref::run_int8(golden, {{golden.input_names.at(0), q}}).value().at(golden.output_names.at(0));
+    const auto [got, want] = test::run_npu_and_golden(session, compiled.program, golden, x);
     ASSERT_EQ(got.shape(), want.shape());
     ASSERT_TRUE(got == want) << c.activation << " on " << c.target << ", input seed " << seed;
     std::set<int8_t> levels(got.data<int8_t>(), got.data<int8_t>() + got.numel());

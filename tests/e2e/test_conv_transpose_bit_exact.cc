@@ -10,6 +10,7 @@
 #include "anvil/quantizer/quantizer.h"
 #include "anvil/reference/int8_graph.h"
 #include "anvil/runtime/runtime.h"
+#include "bit_exact_for_tests.h"
 
 using namespace anvil;
 using anvil::test::ModelBuilder;
@@ -65,11 +66,8 @@ TEST(ConvTransposeBitExact, DecoderRunsOnTheNpuBitExact) {
     const compiler::CompileResult compiled = compiler::compile(qmodel, copt).value();
     rt::Device device = rt::Device::open("warboy(1)*1", hw::HwConfig::preset("warboy"));
     rt::Session session(device, compiled.program);
-    const isa::TensorDesc& in = compiled.program.inputs.at(0);
-    const isa::TensorDesc& out = compiled.program.outputs.at(0);
-    const Tensor q = ref::quantize_tensor(random_tensor({batch, 3, 8, 8}, -2.5f, 2.5f, 20 + batch), {in.scale, in.zero_point});
-    const Tensor got = session.run({{in.name, q}}).at(out.name);
-    const Tensor want = ref::run_int8(golden, {{golden.input_names.at(0), q}}).value().at(golden.output_names.at(0));
+    const auto [got, want] = test::run_npu_and_golden(session, compiled.program, golden,
+                                                      random_tensor({batch, 3, 8, 8}, -2.5f, 2.5f, 20 + batch));
     ASSERT_EQ(got.shape(), (Shape{batch, 2, 36, 36}));
     EXPECT_TRUE(got == want) << "batch " << batch;
   }

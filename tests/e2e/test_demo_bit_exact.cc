@@ -12,6 +12,7 @@
 #include "anvil/quantizer/quantizer.h"
 #include "anvil/reference/int8_graph.h"
 #include "anvil/runtime/runtime.h"
+#include "bit_exact_for_tests.h"
 
 using namespace anvil;
 
@@ -59,14 +60,11 @@ TEST_P(DemoBitExact, EmulatorEqualsReferenceOn100Images) {
   rt::Device device = rt::Device::open(c.target == std::string("warboy") ? "warboy(1)*1" : "npu0pe0-1",
                                        hw::HwConfig::preset(c.target));
   rt::Session session(device, compiled.program);
-  const isa::TensorDesc& in = compiled.program.inputs.at(0);
-  const isa::TensorDesc& out = compiled.program.outputs.at(0);
-  const Tensor test = images(Split::kTest, 100);
+  const Tensor test_images = images(Split::kTest, 100);
   int64_t compared = 0;
   for (int64_t i = 0; i < 100; i += c.batch) {
-    const Tensor q = ref::quantize_tensor(test.slice0(i, i + c.batch), {in.scale, in.zero_point});
-    const Tensor got = session.run({{in.name, q}}).at(out.name);
-    const Tensor want = ref::run_int8(golden, {{golden.input_names.at(0), q}}).value().at(golden.output_names.at(0));
+    const auto [got, want] =
+        test::run_npu_and_golden(session, compiled.program, golden, test_images.slice0(i, i + c.batch));
     ASSERT_EQ(got.dtype(), DType::kInt8);
     ASSERT_EQ(got.shape(), want.shape());
     ASSERT_TRUE(got == want) << "images " << i << ".." << i + c.batch - 1 << " differ from the reference";

@@ -140,6 +140,16 @@ TEST(CliEval, TheHeaderNamesTheQuantizerOptionsAndTheReportRecordsThem) {
   EXPECT_EQ(report.at("extend_float_regions"), false);
 }
 
+TEST(CliBench, PrintsTheColdRunBesideTheTimedOnes) {
+  const test::CliResult r = anvil_cmd("bench " + fixture().model + " --batch 2 --repeat 3");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.at("batch"), 2);
+  EXPECT_EQ(j.at("input_shape"), (std::vector<int64_t>{2, 8, 32, 32}));
+  for (const char* key : {"ms_first", "ms_median", "ms_min"}) EXPECT_GT(j.at(key).get<double>(), 0.0) << key;
+  EXPECT_LE(j.at("ms_min").get<double>(), j.at("ms_median").get<double>());
+}
+
 TEST(CliEval, SeveralModelsGetTheSummaryTableAndTheTimeSplit) {
   const std::string second = tmpdir() + "/classifier_copy.onnx";
   fs::copy_file(fixture().model, second, fs::copy_options::overwrite_existing);

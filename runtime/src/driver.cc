@@ -1,5 +1,6 @@
 #include "driver.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace anvil::rt {
@@ -164,8 +165,10 @@ void Device::Impl::post(isa::SubmissionEntry e, bool on_unit, Callback done, Clo
       e.pe_mask = units[unit];
     }
   }
+  std::unique_lock<std::mutex> ring(ring_mutex_, std::defer_lock);
+  bool handed = false;  // the entry is in pending_: the completion thread may end it from now on
   try {
-    std::lock_guard<std::mutex> ring(ring_mutex_);
+    ring.lock();
     check_open();
     e.tag = next_tag_++;
     if (next_tag_ == 0) next_tag_ = 1;
@@ -181,15 +184,21 @@ void Device::Impl::post(isa::SubmissionEntry e, bool on_unit, Callback done, Clo
       p.post_seq = ++post_seq_;
       reserved_--;
       pending_.emplace(e.tag, std::move(p));
+      handed = true;
     }
     platform.write32(reg::SQ_TAIL, sq_tail_);  // the doorbell
   } catch (...) {
     std::lock_guard<std::mutex> lock(pending_mutex_);
-    // Undo the reservation unless the entry was already handed to the ring.
-    if (pending_.count(e.tag) == 0) {
+    if (handed) {
+      // The doorbell failed (a lost device server). Either the completion thread already failed
+      // the entry with every other pending one, and its callback reports that, or it is still
+      // ours: then it is taken back, the ring slot with it, and only the exception reports it.
+      if (pending_.erase(e.tag) == 0) return;
+      sq_tail_ = (sq_tail_ + kQueueEntries - 1) % kQueueEntries;
+    } else {
       reserved_--;
-      if (unit >= 0) unit_load_[unit]--;
     }
+    if (unit >= 0) unit_load_[unit]--;
     room_cv_.notify_all();
     throw;
   }
@@ -219,8 +228,7 @@ CommandResult Device::Impl::execute(const isa::SubmissionEntry& e, double timeou
   return w->r;
 }
 
-std::vector<std::pair<Device::Impl::Pending, CommandResult>> Device::Impl::reap() {
-  std::vector<std::pair<Pending, CommandResult>> done;
+void Device::Impl::reap(std::vector<std::pair<Pending, CommandResult>>& done) {
   const uint32_t tail = platform.read32(reg::CQ_TAIL);
   bool consumed = false;
   while (cq_head_ != tail % kQueueEntries) {
@@ -254,7 +262,6 @@ std::vector<std::pair<Device::Impl::Pending, CommandResult>> Device::Impl::reap(
     platform.write32(reg::INT_STATUS, field::INT_STATUS_COMPLETION_MASK | field::INT_STATUS_ERROR_MASK);
     room_cv_.notify_all();
   }
-  return done;
 }
 
 std::vector<std::pair<Device::Impl::Pending, CommandResult>> Device::Impl::recover(const std::string& why, std::string* status_out) {
@@ -293,6 +300,22 @@ std::vector<std::pair<Device::Impl::Pending, CommandResult>> Device::Impl::recov
   return aborted;
 }
 
+void Device::Impl::fail_pending(ErrorCode code, const std::string& why, std::vector<std::pair<Pending, CommandResult>>& done) {
+  std::lock_guard<std::mutex> lock(pending_mutex_);
+  for (auto& [tag, p] : pending_) {
+    CommandResult r;
+    r.submit_cycle = p.submit_cycle;
+    r.unit = p.unit;
+    r.has_error = true;
+    r.error_code = code;
+    r.error = why;
+    done.emplace_back(std::move(p), std::move(r));
+  }
+  pending_.clear();
+  std::fill(unit_load_.begin(), unit_load_.end(), 0);
+  room_cv_.notify_all();
+}
+
 void Device::Impl::finish(std::vector<std::pair<Pending, CommandResult>>& done) {
   for (auto& [p, r] : done)
     if (p.done) p.done(r);
@@ -316,17 +339,7 @@ void Device::Impl::completion_loop() {
     std::vector<std::pair<Pending, CommandResult>> done;
     try {
       if (stale()) {
-        std::lock_guard<std::mutex> lock(pending_mutex_);
-        for (auto& [tag, p] : pending_) {
-          CommandResult r;
-          r.unit = p.unit;
-          r.has_error = true;
-          r.error_code = ErrorCode::kClosed;
-          r.error = "device '" + spec + "' was reset by a later Device::open";
-          done.emplace_back(std::move(p), std::move(r));
-        }
-        pending_.clear();
-        room_cv_.notify_all();
+        fail_pending(ErrorCode::kClosed, "device '" + spec + "' was reset by a later Device::open", done);
         finish(done);
         continue;
       }
@@ -342,7 +355,7 @@ void Device::Impl::completion_loop() {
         }
         idle = platform.idle();
       }
-      done = reap();
+      reap(done);
       std::string fault;
       for (const auto& [p, r] : done)
         if (r.completion.status != 0 && needs_reset(r.completion.status))
@@ -373,18 +386,9 @@ void Device::Impl::completion_loop() {
         finish(done);
       }
     } catch (const Error& e) {
-      // The platform itself failed: nothing will complete.
-      std::lock_guard<std::mutex> lock(pending_mutex_);
-      for (auto& [tag, p] : pending_) {
-        CommandResult r;
-        r.unit = p.unit;
-        r.has_error = true;
-        r.error_code = ErrorCode::kDeviceError;
-        r.error = "device '" + spec + "': " + e.what();
-        done.emplace_back(std::move(p), std::move(r));
-      }
-      pending_.clear();
-      room_cv_.notify_all();
+      // The platform itself failed: nothing more will complete. Commands reap() took before the
+      // failure are still in `done`, with their own results.
+      fail_pending(ErrorCode::kDeviceError, "device '" + spec + "': " + e.what(), done);
       finish(done);
     }
   }

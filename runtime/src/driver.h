@@ -99,12 +99,16 @@ struct Device::Impl {
   /// overdue commands, resets the device after a fault.
   void completion_loop();
   /// Consumes every posted completion (CQ_TAIL read first: it orders the device's ring writes
-  /// before ours); returns the finished commands.
-  std::vector<std::pair<Pending, CommandResult>> reap();
+  /// before ours) and appends the finished commands to `done`, as it takes them: when the
+  /// platform fails half way (a lost device server), the ones taken are still there to report.
+  void reap(std::vector<std::pair<Pending, CommandResult>>& done);
   /// CONTROL.RESET, waits for the firmware to boot, re-arms the rings; every command still in
   /// flight fails with `why`. Returns those commands; *status_note (optional) names the error
   /// STATUS had latched before the reset.
   std::vector<std::pair<Pending, CommandResult>> recover(const std::string& why, std::string* status_note = nullptr);
+  /// Moves every pending command to `done`, failed with `code` and `why` (a stale device, a
+  /// failed platform); the callbacks run later, in finish(), without the lock.
+  void fail_pending(ErrorCode code, const std::string& why, std::vector<std::pair<Pending, CommandResult>>& done);
   static void finish(std::vector<std::pair<Pending, CommandResult>>& done);
 
   std::shared_ptr<Irq> irq_ = std::make_shared<Irq>();

@@ -159,6 +159,9 @@ class FastObjective {
  public:
   static constexpr int kSeriesTerms = 8;
   static constexpr double kMaxSeriesTake = 0.01;
+  /// for_each_level's distance from a level boundary, in int8 steps, within which it asks
+  /// quantize_float which side a bin centre falls on.
+  static constexpr double kTieMargin = 0x1p-10;
 
   /// Valid when every bin centre is exact in float (a power-of-two bin width and h = kHalf * w,
   /// as histogram.h builds the grid); otherwise usable() is false.
@@ -166,6 +169,7 @@ class FastObjective {
     int exp = 0;
     usable_ = std::frexp(b.width, &exp) == 0.5 && b.a == (kHistogramBins / 2) * b.width;
     if (!usable_) return;
+    inv_width_ = 1.0 / b.width;  // a power of two: x * inv_width_ is x / width, exactly
     const size_t n = kHistogramBins + 1;
     count_.assign(n, 0), moment1_.assign(n, 0), moment2_.assign(n, 0), nonempty_.assign(n, 0);
     n_log_n_.assign(n, 0.0), log_n_.assign(n, 0.0);
@@ -215,32 +219,45 @@ class FastObjective {
   /// The first bin whose centre is >= x / > x (centres are exact, so the comparisons are the
   /// direct objective's float comparisons).
   int first_at_or_above(float x) const {
-    int i = std::clamp(static_cast<int>(std::ceil((x + b_.a) / b_.width - 0.5)), 0, kHistogramBins);
+    int i = std::clamp(static_cast<int>(std::ceil((x + b_.a) * inv_width_ - 0.5)), 0, kHistogramBins);
     while (i > 0 && center(i - 1) >= x) --i;
     while (i < kHistogramBins && center(i) < x) ++i;
     return i;
   }
   int first_above(float x) const {
-    int i = std::clamp(static_cast<int>(std::floor((x + b_.a) / b_.width - 0.5)) + 1, 0, kHistogramBins);
+    int i = std::clamp(static_cast<int>(std::floor((x + b_.a) * inv_width_ - 0.5)) + 1, 0, kHistogramBins);
     while (i > 0 && center(i - 1) > x) --i;
     while (i < kHistogramBins && center(i) <= x) ++i;
     return i;
   }
 
   /// Calls f(i0, i1, level) for the runs of bins [i0, i1) of [lo, hi) with one int8 level.
+  ///
+  /// The level changes where c / scale crosses level - zp + 1/2, at bin coordinate x below. When
+  /// the bins on either side of x are clearly away from it (more than kTieMargin of a step, where
+  /// the float division in quantize_float errs by at most 2^-16 of a step) and a step is at least
+  /// a bin wide, the run ends at ceil(x) and the next run has the next level, with no
+  /// quantize_float; otherwise (near a tie, or narrow steps) the guess is checked and corrected
+  /// bin by bin with quantize_float. Both give the runs quantize_float defines.
   template <typename F>
   void for_each_level(int lo, int hi, const QuantParams& q, F&& f) const {
     if (lo >= hi) return;
+    const bool wide_steps = q.scale >= b_.width;
+    const double margin = kTieMargin * q.scale * inv_width_;  // in bins
     int level = level_of(lo, q);
     for (int i = lo; i < hi;) {
       int j = hi, next = level;  // the run's end and the level there
       if (level < 127) {
-        // The level changes near c = (level - zp + 1/2) * scale; the guess is then corrected.
         const double edge = (static_cast<double>(level) - q.zero_point + 0.5) * q.scale;
-        const double guess = std::ceil((edge + b_.a) / b_.width - 0.5);
-        j = static_cast<int>(std::clamp(guess, static_cast<double>(i + 1), static_cast<double>(hi)));
-        while (j > i + 1 && level_of(j - 1, q) > level) --j;
-        while (j < hi && (next = level_of(j, q)) == level) ++j;
+        const double x = (edge + b_.a) * inv_width_ - 0.5;
+        const double guess = std::ceil(x);
+        if (wide_steps && guess - x > margin && x - (guess - 1.0) > margin && guess >= i + 1) {
+          if (guess < hi) j = static_cast<int>(guess), next = level + 1;
+        } else {
+          j = static_cast<int>(std::clamp(guess, static_cast<double>(i + 1), static_cast<double>(hi)));
+          while (j > i + 1 && level_of(j - 1, q) > level) --j;
+          while (j < hi && (next = level_of(j, q)) == level) ++j;
+        }
       }
       f(i, j, level);
       i = j, level = next;
@@ -261,8 +278,8 @@ class FastObjective {
   /// kl_objective from the prefix sums (see the class comment); the same window, P and Q.
   double kl(Range cand, const QuantParams& q) const {
     constexpr double kEps = 1e-4;
-    const int first = std::max(0, static_cast<int>(std::ceil((cand.min + b_.a) / b_.width - 0.5)));
-    const int last = std::min(kHistogramBins - 1, static_cast<int>(std::floor((cand.max + b_.a) / b_.width - 0.5)));
+    const int first = std::max(0, static_cast<int>(std::ceil((cand.min + b_.a) * inv_width_ - 0.5)));
+    const int last = std::min(kHistogramBins - 1, static_cast<int>(std::floor((cand.max + b_.a) * inv_width_ - 0.5)));
     if (first > last) return std::numeric_limits<double>::infinity();
     const double below = static_cast<double>(count_[first]), above = static_cast<double>(count_[kHistogramBins] - count_[last + 1]);
     const double inside = static_cast<double>(count_[last + 1] - count_[first]);
@@ -336,6 +353,7 @@ class FastObjective {
   const Bins& b_;
   const TensorStats& s_;
   bool usable_ = false;
+  double inv_width_ = 0.0;  // 1 / b_.width
   int lo_ = 0, hi_ = 0;  // the non-empty bins lie in [lo_, hi_)
   std::vector<int64_t> count_, moment1_, moment2_, nonempty_;  // prefix sums: n, n i, n i^2, [n > 0]
   std::vector<double> n_log_n_, log_n_;                          // prefix sums over n > 0
@@ -378,6 +396,7 @@ Range search_range(const TensorStats& s, Objective objective, bool sym) {
   Range best = r0;
   double best_value = std::numeric_limits<double>::infinity();
   // Scales the ends selected by `lo`/`hi` of r0 by k / kAlphaSteps, the others stay as in `best`.
+  // Returns whether `best` moved.
   auto sweep = [&](bool lo, bool hi) {
     const Range start = best;
     for (int k = kMinAlphaStep; k <= kAlphaSteps; ++k) {
@@ -386,10 +405,17 @@ Range search_range(const TensorStats& s, Objective objective, bool sym) {
       const double v = fast.usable() ? fast.value(cand, sym, objective) : objective_value(bins, cand, sym, objective);
       if (v < best_value) best_value = v, best = cand;
     }
+    return best.min != start.min || best.max != start.max;
   };
   sweep(true, true);
-  if (!sym)  // ASYM: then each end on its own (coordinate descent, two rounds)
-    for (int round = 0; round < 2; ++round) sweep(true, false), sweep(false, true);
+  if (sym) return best;
+  // ASYM: then each end on its own (coordinate descent, two rounds). A sweep of one end while the
+  // other has not moved since that end's last sweep evaluates the same candidates again and
+  // cannot move `best` (only a strictly lower value does), so it is skipped: the result is the
+  // same as with all four sweeps.
+  sweep(true, false);
+  if (!sweep(false, true)) return best;  // round two would repeat round one
+  if (sweep(true, false)) sweep(false, true);
   return best;
 }
 

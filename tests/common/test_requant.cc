@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <vector>
 
 #include "anvil/common/requant.h"
 
@@ -112,4 +113,28 @@ TEST(Requant, QuantizeFloatRoundsHalfToEvenAndSaturates) {
   EXPECT_EQ(quantize_float(1000.0f, 1.0f, 0), 127);
   EXPECT_EQ(quantize_float(-1000.0f, 1.0f, 0), -128);
   EXPECT_EQ(quantize_float(0.0f, 0.1f, -5), -5);
+}
+
+// quantize_float rounds without libm; its definition is saturate(nearbyint(x / scale) + zp).
+TEST(Requant, QuantizeFloatEqualsNearbyintOnTiesLargeValuesAndRandomFloats) {
+  auto by_definition = [](float x, float scale, int32_t zp) {
+    const float v = std::nearbyint(x / scale) + static_cast<float>(zp);
+    return static_cast<int8_t>(std::clamp(v, -128.0f, 127.0f));
+  };
+  std::vector<float> xs;
+  for (int k = -400; k <= 400; ++k) xs.push_back(static_cast<float>(k) * 0.5f);  // every tie and integer
+  for (float p : {0x1p21f, 0x1p22f, 0x1p23f, 0x1p24f, 0x1p30f})
+    for (float x : {p, std::nextafter(p, 0.0f), std::nextafter(p, 2 * p), p + 0.5f, p - 0.5f, p + 1.5f})
+      xs.push_back(x), xs.push_back(-x);
+  xs.push_back(std::numeric_limits<float>::infinity());
+  xs.push_back(-std::numeric_limits<float>::infinity());
+  xs.push_back(std::numeric_limits<float>::denorm_min());
+  xs.push_back(-std::numeric_limits<float>::denorm_min());
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> mantissa(-1.0f, 1.0f);
+  std::uniform_int_distribution<int> exponent(-30, 30);
+  for (int i = 0; i < 100000; ++i) xs.push_back(std::ldexp(mantissa(rng), exponent(rng)));
+  for (float scale : {1.0f, 0.5f, 0.1f, 0.0078125f, 3.7e-5f, 17.0f})
+    for (int32_t zp : {0, -128, 127, 5})
+      for (float x : xs) ASSERT_EQ(quantize_float(x, scale, zp), by_definition(x, scale, zp)) << x << " " << scale << " " << zp;
 }

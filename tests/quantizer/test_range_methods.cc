@@ -257,6 +257,13 @@ std::vector<Range> candidates(const TensorStats& s, bool sym) {
     out.push_back({alpha * r0.min, alpha * r0.max});
     if (!sym) out.push_back({alpha * r0.min, r0.max}), out.push_back({r0.min, alpha * r0.max});
   }
+  // Steps of k bins (the histograms' bins are 0.125 wide, centred on odd multiples of 0.0625):
+  // for odd k every level boundary falls exactly on a bin centre, a tie quantize_float rounds to
+  // even; for k = 1/2 a step is narrower than a bin.
+  for (float k : {0.5f, 1.0f, 2.0f, 3.0f, 5.0f, 8.0f}) {
+    const float step = 0.125f * k;
+    out.push_back(sym ? Range{-127 * step, 127 * step} : Range{-100 * step, 155 * step});
+  }
   return out;
 }
 

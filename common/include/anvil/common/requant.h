@@ -157,7 +157,14 @@ inline QuantizedMultiplier average_multiplier(double in_scale, double out_scale,
 /// ONNX QuantizeLinear for one float: saturate(round_half_to_even(x / scale) + zero_point) to int8.
 /// The division is done in float32, as ONNX Runtime does.
 inline int8_t quantize_float(float x, float scale, int32_t zero_point) {
-  const float r = std::nearbyint(x / scale);  // default rounding mode: to nearest, ties to even
+  // Round half to even without a libm call (nearbyintf is one on baseline x86-64, and the range
+  // searches quantize millions of bin centres): for |t| < 2^22, t + 1.5 * 2^23 lies in
+  // [2^23, 2^24), where floats are the integers, so the addition rounds t to the nearest integer,
+  // ties to even (1.5 * 2^23 is even), and the subtraction is exact. A larger |t| saturates below.
+  // Equal to std::nearbyint in the default rounding mode (tests/common: QuantizeFloat.*).
+  const float t = x / scale;
+  constexpr float kRound = 0x1.8p23f;
+  const float r = std::fabs(t) < 0x1p22f ? (t + kRound) - kRound : t;
   const float v = r + static_cast<float>(zero_point);
   return static_cast<int8_t>(std::clamp(v, -128.0f, 127.0f));
 }

@@ -1,6 +1,12 @@
 #include <gtest/gtest.h>
+#include <zlib.h>
 
+#include <cstdint>
 #include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <vector>
 
 #include "anvil/common/dataset.h"
 #include "anvil/common/tensor_io.h"
@@ -14,6 +20,47 @@ std::string make_dir(const std::string& name) {
   fs::remove_all(p);
   fs::create_directories(p);
   return p.string();
+}
+
+/// An idx file of unsigned bytes: the header for `dims`, then `data` (which may be short of them).
+std::string idx_bytes(const std::vector<uint32_t>& dims, const std::vector<uint8_t>& data) {
+  std::string b = {0, 0, 8, static_cast<char>(dims.size())};
+  for (uint32_t d : dims)
+    for (int shift = 24; shift >= 0; shift -= 8) b.push_back(static_cast<char>(d >> shift));
+  b.append(data.begin(), data.end());
+  return b;
+}
+
+void write_file(const std::string& path, const std::string& bytes, bool gzip) {
+  if (gzip) {
+    gzFile f = gzopen(path.c_str(), "wb");
+    ASSERT_TRUE(f);
+    ASSERT_EQ(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())), static_cast<int>(bytes.size()));
+    gzclose(f);
+  } else {
+    std::ofstream(path, std::ios::binary) << bytes;
+  }
+}
+
+/// A fashion-mnist folder with `n` 2x2 training images (image i's pixels are 4i..4i+3) and labels i.
+std::string idx_dir(const std::string& name, uint32_t n, bool gzip) {
+  const std::string dir = make_dir(name), gz = gzip ? ".gz" : "";
+  std::vector<uint8_t> pixels, labels;
+  for (uint32_t i = 0; i < 4 * n; ++i) pixels.push_back(static_cast<uint8_t>(i));
+  for (uint32_t i = 0; i < n; ++i) labels.push_back(static_cast<uint8_t>(i));
+  write_file(dir + "/train-images-idx3-ubyte" + gz, idx_bytes({n, 2, 2}, pixels), gzip);
+  write_file(dir + "/train-labels-idx1-ubyte" + gz, idx_bytes({n}, labels), gzip);
+  return dir;
+}
+
+/// The error code f throws, or none.
+std::optional<ErrorCode> code_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.code();
+  }
+  return std::nullopt;
 }
 }  // namespace
 
@@ -64,4 +111,56 @@ TEST(Dataset, FashionMnistFromDebianWhenInstalled) {
   Dataset ds = load_dataset("fashion-mnist:" + dir, Split::kTest, 10, {});
   EXPECT_EQ(ds.images.shape(), (Shape{10, 1, 28, 28}));
   EXPECT_EQ(ds.labels.to_vector<int64_t>()[0], 9);  // the first test image is an ankle boot
+}
+
+TEST(Dataset, FashionMnistIdxReadsTheFirstImagesOfPlainAndGzipFiles) {
+  for (bool gzip : {false, true}) {
+    const std::string dir = idx_dir(gzip ? "anvil_ds_idx_gz" : "anvil_ds_idx", 5, gzip);
+    const Dataset first = load_dataset("fashion-mnist:" + dir, Split::kTrain, 3, {});
+    EXPECT_EQ(first.images.shape(), (Shape{3, 1, 2, 2}));
+    EXPECT_FLOAT_EQ(first.images.data<float>()[11], 11.0f / 255.0f);
+    EXPECT_EQ(first.labels.to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 2}));
+    const Dataset all = load_dataset("fashion-mnist:" + dir, Split::kTrain, -1, {});
+    EXPECT_EQ(all.images.dim(0), 5);
+    EXPECT_FLOAT_EQ(all.images.data<float>()[19], 19.0f / 255.0f);
+    EXPECT_EQ(load_dataset("fashion-mnist:" + dir, Split::kTrain, 50, {}).images.dim(0), 5);
+  }
+}
+
+TEST(Dataset, DamagedIdxFilesAreClearErrorsWithoutAllocatingWhatTheHeaderClaims) {
+  const std::string dir = idx_dir("anvil_ds_idx_bad", 5, true);
+  const std::string images = dir + "/train-images-idx3-ubyte.gz", spec = "fashion-mnist:" + dir;
+  auto message = [&] {
+    try {
+      load_dataset(spec, Split::kTrain, -1, {});
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  // Short data: an error when the missing images are asked for, none when only the first are.
+  write_file(images, idx_bytes({5, 2, 2}, std::vector<uint8_t>(18, 1)), true);
+  EXPECT_NE(message().find(images + ": truncated idx data"), std::string::npos) << message();
+  EXPECT_EQ(load_dataset(spec, Split::kTrain, 4, {}).images.dim(0), 4);
+  // A header claiming 10^12 bytes, and one whose size overflows: errors, no allocation.
+  write_file(images, idx_bytes({1000000, 1000, 1000}, {1, 2, 3}), true);
+  EXPECT_NE(message().find("truncated idx data"), std::string::npos) << message();
+  write_file(images, idx_bytes({0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu}, {1, 2, 3}), true);
+  EXPECT_NE(message().find(images + ": bad idx header"), std::string::npos) << message();
+  // Not an idx file; an empty one; a gzip stream damaged after its first bytes.
+  write_file(images, "not idx at all", true);
+  EXPECT_NE(message().find("not an idx file"), std::string::npos) << message();
+  write_file(images, "", false);
+  EXPECT_EQ(code_of([&] { load_dataset(spec, Split::kTrain, -1, {}); }), ErrorCode::kParseError);
+  std::vector<uint8_t> noise(4000);
+  for (size_t i = 0; i < noise.size(); ++i) noise[i] = static_cast<uint8_t>(i * 2654435761u >> 13);
+  write_file(images, idx_bytes({1000, 2, 2}, noise), true);
+  std::string gz;
+  {
+    std::ifstream f(images, std::ios::binary);
+    gz.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  for (size_t i = 40; i < gz.size() - 8; i += 7) gz[i] = static_cast<char>(gz[i] ^ 0x5A);
+  write_file(images, gz, false);
+  EXPECT_EQ(code_of([&] { load_dataset(spec, Split::kTrain, -1, {}); }), ErrorCode::kParseError) << message();
 }

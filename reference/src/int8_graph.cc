@@ -21,14 +21,37 @@ Dims nchw(const Shape& s) {
   fail(ErrorCode::kInvalidArgument, "expected an N x C x H x W or N x C value, got " + shape_str(s));
 }
 
+/// acc[r] = bias[r] + sum_i x[i] * w[r * k + i] for the `rows` weight rows: the dot products of one
+/// conv window with every output channel of its group. Four rows per pass over x, so each x[i] is
+/// loaded once for four products (resnet's integer run on 2,000 images: 7.1-8.2 -> 6.1-7.5 s; an
+/// AVX2 build of the same loop was no faster). Integer sums, so the order does not change them.
+void dot_rows(const int16_t* x, const int16_t* w, const int32_t* bias, int64_t rows, int64_t k, int32_t* acc) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const int16_t *w0 = w + r * k, *w1 = w0 + k, *w2 = w1 + k, *w3 = w2 + k;
+    int32_t a0 = bias[r], a1 = bias[r + 1], a2 = bias[r + 2], a3 = bias[r + 3];
+    for (int64_t i = 0; i < k; ++i) {
+      const int32_t v = x[i];
+      a0 += v * w0[i], a1 += v * w1[i], a2 += v * w2[i], a3 += v * w3[i];
+    }
+    acc[r] = a0, acc[r + 1] = a1, acc[r + 2] = a2, acc[r + 3] = a3;
+  }
+  for (; r < rows; ++r) {
+    const int16_t* wr = w + r * k;
+    int32_t a = bias[r];
+    for (int64_t i = 0; i < k; ++i) a += static_cast<int32_t>(x[i]) * wr[i];
+    acc[r] = a;
+  }
+}
+
 /// Conv: acc = bias[o] + sum over the window of (x - in_zp) * w, with padding contributing 0;
 /// out = requantize(acc, multipliers[o], out_zp, act_min, act_max). lower_qdq checked that
 /// |bias| + K * 255 * 128 fits in int32, so acc cannot overflow.
 ///
 /// For each output pixel the window is gathered into `patch` (x - in_zp, in the weight's
 /// I x KH x KW order), then every output channel of the group is one dot product with its weight
-/// row. |x - in_zp| <= 255 and |w| <= 128 fit in int16, which lets the compiler vectorise the dot
-/// products; the products and the sum are int32.
+/// row (dot_rows). |x - in_zp| <= 255 and |w| <= 128 fit in int16, which lets the compiler
+/// vectorise the dot products; the products and the sum are int32.
 void conv(const Int8Op& op, const Int8Value& in_v, const Int8Value& out_v, const Tensor& in, Tensor& out) {
   const Dims x = nchw(in_v.shape), y = nchw(out_v.shape);
   const int64_t groups = op.groups, cg = x.c / groups, og = y.c / groups;
@@ -42,6 +65,7 @@ void conv(const Int8Op& op, const Int8Value& in_v, const Int8Value& out_v, const
   int8_t* yd = out.data<int8_t>();
   tbb::parallel_for(int64_t{0}, x.n, [&](int64_t n) {
     std::vector<int16_t> padded(static_cast<size_t>(x.c * ph * pw), 0), patch(static_cast<size_t>(k));
+    std::vector<int32_t> acc(static_cast<size_t>(og));
     for (int64_t c = 0; c < x.c; ++c)
       for (int64_t i = 0; i < x.h; ++i)
         for (int64_t j = 0; j < x.w; ++j)
@@ -57,12 +81,11 @@ void conv(const Int8Op& op, const Int8Value& in_v, const Int8Value& out_v, const
                                    ox * op.strides[1];
               for (int64_t kx = 0; kx < kw; ++kx) *p++ = row[kx * op.dilations[1]];
             }
-          for (int64_t o = g * og; o < (g + 1) * og; ++o) {
-            const int16_t* w = w16.data() + o * k;
-            int32_t acc = bias[o];
-            for (int64_t i = 0; i < k; ++i) acc += static_cast<int32_t>(patch[i]) * w[i];
+          dot_rows(patch.data(), w16.data() + g * og * k, bias + g * og, og, k, acc.data());
+          for (int64_t j = 0; j < og; ++j) {
+            const int64_t o = g * og + j;
             yd[((n * y.c + o) * y.h + oy) * y.w + ox] =
-                math::requantize(acc, op.multipliers[o], out_v.q.zero_point, op.act_min, op.act_max);
+                math::requantize(acc[j], op.multipliers[o], out_v.q.zero_point, op.act_min, op.act_max);
           }
         }
   });

@@ -1,6 +1,5 @@
 #include "driver.h"
 
-#include <algorithm>
 #include <cstring>
 
 namespace anvil::rt {
@@ -292,10 +291,10 @@ std::vector<std::pair<Device::Impl::Pending, CommandResult>> Device::Impl::recov
     r.error_code = ErrorCode::kDeviceError;
     r.error = "device '" + spec + "': device fault: " + why + status_note + "; the device was reset" +
               ((status & field::STATUS_READY_MASK) ? "" : " but did not boot (STATUS " + hex(status) + ")");
+    if (p.unit >= 0) unit_load_[p.unit]--;  // per entry: a post() may hold a reservation meanwhile
     aborted.emplace_back(std::move(p), std::move(r));
   }
   pending_.clear();
-  std::fill(unit_load_.begin(), unit_load_.end(), 0);
   room_cv_.notify_all();
   return aborted;
 }
@@ -309,10 +308,10 @@ void Device::Impl::fail_pending(ErrorCode code, const std::string& why, std::vec
     r.has_error = true;
     r.error_code = code;
     r.error = why;
+    if (p.unit >= 0) unit_load_[p.unit]--;  // per entry: a post() may hold a reservation meanwhile
     done.emplace_back(std::move(p), std::move(r));
   }
   pending_.clear();
-  std::fill(unit_load_.begin(), unit_load_.end(), 0);
   room_cv_.notify_all();
 }
 

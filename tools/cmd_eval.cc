@@ -1,5 +1,6 @@
 /// anvil eval MODEL.onnx [MODEL2.onnx ...] --dataset DATASET --methods LIST|all --target T
-///            [--backend npu|reference|qdq] [--bias-correction] [--float-residual-sums] [--extend-float-regions]
+///            [--backend npu|reference|qdq] [--percentile P] [--bias-correction] [--float-residual-sums]
+///            [--extend-float-regions]
 ///            [--exclude-nodes REGEX] [--calib-count N] [--count N] [--json report.json]
 ///            [--per-tensor-search [--search-samples N] [--search-holdout N]]
 ///            [--sweep key=v1,v2,...]
@@ -130,6 +131,7 @@ struct Opts {
   std::vector<std::string> models;
   std::string dataset, methods = "MIN_MAX_ASYM,MIN_MAX_SYM", target = "warboy", backend = "npu", json, sweep;
   int64_t calib_count = 500, count = -1, batch = 1;
+  float percentile = 99.99f;  ///< quant::QuantizeOptions::percentile (the PERCENTILE methods' rows)
   bool bias_correction = false;
   bool extend_float_regions = false;  ///< quant::QuantizeOptions::extend_float_regions for the methods' rows
   bool float_residual_sums = false;   ///< quant::QuantizeOptions::float_residual_sums for the methods' rows
@@ -223,6 +225,7 @@ void run_method(const Opts& o, const EvalSetup& setup, const onnx::ModelProto& q
 quant::QuantizeOptions quantize_options(const Opts& o, quant::Method m) {
   quant::QuantizeOptions q;
   q.method = m;
+  q.percentile = o.percentile;
   q.bias_correction = o.bias_correction;
   q.extend_float_regions = o.extend_float_regions;
   q.float_residual_sums = o.float_residual_sums;
@@ -323,6 +326,7 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
   report["model"] = model_path;
   report["dataset"] = o.dataset;
   report["backend"] = o.backend;
+  report["percentile"] = o.percentile;
   report["bias_correction"] = o.bias_correction;
   report["extend_float_regions"] = o.extend_float_regions;
   report["float_residual_sums"] = o.float_residual_sums;
@@ -377,6 +381,7 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
   std::cout << ", calibrated on " << setup.calib.images.dim(0) << " training images";
   // The quantizer options every row was made with, as the command line spells them.
   std::string quantized_with;
+  if (o.percentile != quant::QuantizeOptions{}.percentile) quantized_with += fmt(" --percentile %g", o.percentile);
   if (o.bias_correction) quantized_with += " --bias-correction";
   if (o.extend_float_regions) quantized_with += " --extend-float-regions";
   if (o.float_residual_sums) quantized_with += " --float-residual-sums";
@@ -494,6 +499,8 @@ void register_eval(CLI::App& app) {
                   "reference executor's integer run only (bit-identical to npu, no cycles); qdq: the QDQ model in "
                   "float on the reference executor (for models the integer lowering does not support)");
   cmd->add_option("--target", o->target, "warboy (one PE) or warboy-2pe (fused pair)");
+  cmd->add_option("--percentile", o->percentile,
+                  "percentile for PERCENTILE_ASYM / PERCENTILE_SYM, in (0, 100] (default 99.99)");
   cmd->add_flag("--bias-correction", o->bias_correction,
                 "quantize with bias correction (each Conv/Gemm bias minus the mean shift of its weight rounding)");
   cmd->add_flag("--extend-float-regions", o->extend_float_regions,
@@ -534,6 +541,8 @@ void register_eval(CLI::App& app) {
         if (!name.empty()) setup.methods.push_back(quant::method_from_name(name));
     }
     if (setup.methods.empty()) fail(ErrorCode::kInvalidArgument, "--methods: no method given");
+    if (!(o->percentile > 0.0f && o->percentile <= 100.0f))  // before the FP32 run, not after it
+      fail(ErrorCode::kInvalidArgument, "--percentile " + fmt("%g", o->percentile) + " outside (0, 100]");
     setup.backend = backend_from_name(o->backend);
     setup.config = hw::HwConfig::preset(o->target);
     setup.device_spec = device_spec_for_target(o->target);

@@ -140,6 +140,34 @@ TEST(CliEval, TheHeaderNamesTheQuantizerOptionsAndTheReportRecordsThem) {
   EXPECT_EQ(report.at("extend_float_regions"), false);
 }
 
+TEST(CliEval, PercentileReachesThePercentileRowsAndABadOneFailsBeforeTheRun) {
+  const std::string args = "eval " + fixture().model + " --dataset npy:" + fixture().data +
+                           " --methods PERCENTILE_ASYM,MIN_MAX_ASYM --backend reference --json ";
+  const std::string plain_json = tmpdir() + "/percentile_default.json", json = tmpdir() + "/percentile_90.json";
+  const test::CliResult plain = anvil_cmd(args + plain_json);
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  const test::CliResult r = anvil_cmd(args + json + " --percentile 90");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("training images, quantized with --percentile 90\n"), std::string::npos) << r.out;
+  const nlohmann::json base = nlohmann::json::parse(read_file(plain_json)), p90 = nlohmann::json::parse(read_file(json));
+  EXPECT_FLOAT_EQ(base.at("percentile").get<float>(), 99.99f);
+  EXPECT_FLOAT_EQ(p90.at("percentile").get<float>(), 90.0f);
+  // Clipping a tenth of the values changes the PERCENTILE row, and only it.
+  auto row = [](const nlohmann::json& report, const std::string& method) {
+    for (const nlohmann::json& res : report.at("results"))
+      if (res.at("method") == method) return res;
+    ADD_FAILURE() << "no row " << method;
+    return nlohmann::json();
+  };
+  EXPECT_NE(row(p90, "PERCENTILE_ASYM").at("output_sqnr_db"), row(base, "PERCENTILE_ASYM").at("output_sqnr_db"));
+  EXPECT_EQ(row(p90, "MIN_MAX_ASYM").at("output_sqnr_db"), row(base, "MIN_MAX_ASYM").at("output_sqnr_db"));
+  for (const char* bad : {"0", "-5", "100.5"}) {
+    const test::CliResult e = anvil_cmd(args + json + " --percentile " + bad);
+    test::expect_clear_error(e, {"--percentile", "outside (0, 100]"});
+    EXPECT_EQ(e.out.find("anvil eval:"), std::string::npos) << "evaluated before failing: " << e.out;
+  }
+}
+
 TEST(CliBench, PrintsTheColdRunBesideTheTimedOnes) {
   const test::CliResult r = anvil_cmd("bench " + fixture().model + " --batch 2 --repeat 3");
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -29,6 +29,8 @@ void register_calibrate(CLI::App& app) {
   cmd->add_option("--percentile", o->percentile, "percentile for the PERCENTILE methods' listed ranges");
   o->norm.add_to(cmd);
   cmd->callback([o] {
+    if (!(o->percentile > 0.0f && o->percentile <= 100.0f))  // before the pass, not after it
+      fail(ErrorCode::kInvalidArgument, "calibrate: --percentile " + fmt("%g", o->percentile) + " outside (0, 100]");
     const onnx::ModelProto optimized = quant::optimize(load_onnx(o->model));
     const Dataset calib = load_dataset(o->calib, Split::kTrain, o->calib_count, o->norm.get());
     quant::CalibrationTime time;

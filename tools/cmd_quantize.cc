@@ -2,7 +2,8 @@
 ///                --method M [--percentile P] [--bias-correction] [--input-type uint8 [--fold-normalization]] [--output-type int8]
 ///                [--float-residual-sums] [--per-tensor-search [--search-holdout N]] [--sensitivity PROBE] [--search-samples N]
 /// With --ranges (written by `anvil calibrate`) the model is not run: the ranges come from the
-/// stored statistics. The file must have been made from the same FP32 model.
+/// stored statistics. The file must have been made from the same FP32 model. Without --percentile,
+/// the PERCENTILE methods take the percentile the file was written with (the ranges it lists).
 #include <iostream>
 #include <optional>
 
@@ -40,7 +41,9 @@ void register_quantize(CLI::App& app) {
       cmd->add_option("--ranges", o->ranges, "calibration file written by `anvil calibrate` (the model is not run)");
   calib_opt->excludes(ranges_opt);
   cmd->add_option("--method", o->method, "calibration method (MIN_MAX_ASYM, MIN_MAX_SYM, ...)");
-  cmd->add_option("--percentile", o->percentile, "percentile for PERCENTILE_ASYM / PERCENTILE_SYM");
+  CLI::Option* percentile_opt = cmd->add_option(
+      "--percentile", o->percentile,
+      "percentile for PERCENTILE_ASYM / PERCENTILE_SYM, in (0, 100] (default 99.99, or with --ranges the file's)");
   cmd->add_flag("--bias-correction", o->bias_correction,
                 "subtract from each Conv/Gemm bias the mean output shift its weight rounding causes (calibrated input means)");
   cmd->add_option("--calib-count", o->calib_count, "number of calibration images (first N of the training split)");
@@ -72,7 +75,7 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--output-type", o->output_type, "float32 (default) or int8: outputs stay quantized")
       ->check(CLI::IsMember({"float32", "int8"}));
   o->norm.add_to(cmd);
-  cmd->callback([o] {
+  cmd->callback([o, percentile_opt] {
     if (o->fold && o->input_type != "uint8")
       fail(ErrorCode::kInvalidArgument, "quantize: --fold-normalization needs --input-type uint8");
     if (o->fold && (o->norm.mean.size() != 1 || o->norm.std.size() != 1))
@@ -86,6 +89,8 @@ void register_quantize(CLI::App& app) {
     options.extend_float_regions = o->extend_float_regions;
     options.float_residual_sums = o->float_residual_sums;
     options.exclude_nodes = o->exclude_nodes;
+    if (!(o->percentile > 0.0f && o->percentile <= 100.0f))  // before the calibration pass
+      fail(ErrorCode::kInvalidArgument, "quantize: --percentile " + fmt("%g", o->percentile) + " outside (0, 100]");
     const onnx::ModelProto optimized = quant::optimize(load_onnx(o->in));
     quant::Calibration calibration;
     std::optional<Dataset> calib;  // with --calib: the calibration images, read once
@@ -103,6 +108,13 @@ void register_quantize(CLI::App& app) {
         fail(e.code(), o->ranges + ": " + e.what());
       }
       source = "the statistics in " + o->ranges;
+      // The PERCENTILE ranges the file lists, unless the command line asks for another percentile.
+      if (percentile_opt->count() == 0 && j.contains("percentile")) {
+        const float p = j["percentile"].is_number() ? j["percentile"].get<float>() : -1.0f;
+        if (!(p > 0.0f && p <= 100.0f))
+          fail(ErrorCode::kParseError, o->ranges + ": \"percentile\" " + j["percentile"].dump() + " is not in (0, 100]");
+        options.percentile = p;
+      }
     } else {
       calib = load_dataset(o->calib, Split::kTrain, o->calib_count, o->norm.get());
       calibration = quant::calibrate(optimized, calib->images, false);
@@ -150,7 +162,11 @@ void register_quantize(CLI::App& app) {
       boundary.insert(boundary.end(), e.outputs.begin(), e.outputs.end());
     }
     save_onnx(q, o->out);
-    std::cout << "quantized " << o->in << " with " << o->method << " from " << source << " -> " << o->out << '\n';
+    const bool percentile_method =
+        options.method == quant::Method::kPercentileAsym || options.method == quant::Method::kPercentileSym;
+    std::cout << "quantized " << o->in << " with " << o->method
+              << (percentile_method && !o->per_tensor_search ? fmt(" (percentile %g)", options.percentile) : "")
+              << " from " << source << " -> " << o->out << '\n';
     for (const quant::BoundaryParams& b : boundary)
       std::cout << "  " << b.tensor << ": " << b.dtype << " scale " << fmt("%.9g", b.scale) << " zero_point "
                 << b.zero_point << " (" << b.note << ")\n";

@@ -103,6 +103,42 @@ TEST(CliQuantize, FromRangesEqualsFromCalibration) {
   }
 }
 
+TEST(CliQuantize, FromRangesThePercentileMethodsTakeTheFilesPercentileUnlessOneIsGiven) {
+  const std::string ranges = tmpdir() + "/ranges_p90.json";
+  test::CliResult r = anvil_cmd("calibrate " + fixture().model + " --calib npy:" + fixture().data + " -o " + ranges +
+                                " --percentile 90");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto quantize = [&](const std::string& out, const std::string& args) {
+    const test::CliResult q = anvil_cmd("quantize " + fixture().model + " -o " + out + " --method PERCENTILE_ASYM " + args);
+    EXPECT_EQ(q.exit_code, 0) << q.err;
+    return q.out;
+  };
+  const std::string from_file = tmpdir() + "/p_file.onnx", at_90 = tmpdir() + "/p_90.onnx",
+                    overridden = tmpdir() + "/p_override.onnx", at_default = tmpdir() + "/p_default.onnx";
+  EXPECT_NE(quantize(from_file, "--ranges " + ranges).find("PERCENTILE_ASYM (percentile 90)"), std::string::npos);
+  quantize(at_90, "--calib npy:" + fixture().data + " --percentile 90");
+  EXPECT_EQ(read_file(from_file), read_file(at_90)) << "the file lists 90th-percentile ranges";
+  quantize(overridden, "--ranges " + ranges + " --percentile 99.99");
+  quantize(at_default, "--calib npy:" + fixture().data);
+  EXPECT_EQ(read_file(overridden), read_file(at_default)) << "--percentile wins over the file's";
+  EXPECT_NE(read_file(at_90), read_file(at_default));
+  // A percentile outside (0, 100]: on the command line before anything runs, in a file by name.
+  for (const char* cmd : {"calibrate", "quantize"}) {
+    const std::string args = std::string(cmd) == "calibrate" ? " -o " + tmpdir() + "/unused.json"
+                                                             : " -o " + tmpdir() + "/unused.onnx --method PERCENTILE_SYM";
+    expect_clear_error(anvil_cmd(std::string(cmd) + " " + fixture().model + " --calib npy:" + fixture().data + args +
+                                 " --percentile 0"),
+                       {"--percentile 0", "outside (0, 100]"});
+  }
+  nlohmann::json j = nlohmann::json::parse(read_file(ranges));
+  j["percentile"] = 150;
+  const std::string bad = tmpdir() + "/ranges_p150.json";
+  write_file(bad, j.dump());
+  expect_clear_error(anvil_cmd("quantize " + fixture().model + " -o " + tmpdir() + "/o.onnx --ranges " + bad +
+                               " --method PERCENTILE_ASYM"),
+                     {bad, "\"percentile\" 150"});
+}
+
 TEST(CliQuantize, RangesFileThatIsNotJson) {
   const std::string path = tmpdir() + "/broken.json";
   write_file(path, "{\"format\": \"anvil-calibration\", ");

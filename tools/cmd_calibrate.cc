@@ -25,7 +25,8 @@ void register_calibrate(CLI::App& app) {
   cmd->add_option("model", o->model, "FP32 ONNX model")->required();
   cmd->add_option("--calib", o->calib, "calibration dataset: fashion-mnist:DIR or npy:DIR (its training split)")->required();
   cmd->add_option("-o,--output", o->out, "ranges JSON to write")->required();
-  cmd->add_option("--calib-count", o->calib_count, "number of calibration images (first N of the training split)");
+  cmd->add_option("--calib-count", o->calib_count, "number of calibration images (first N of the training split)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   cmd->add_option("--percentile", o->percentile, "percentile for the PERCENTILE methods' listed ranges");
   o->norm.add_to(cmd);
   cmd->callback([o] {

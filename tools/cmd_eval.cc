@@ -521,8 +521,10 @@ void register_eval(CLI::App& app) {
                   "N: --per-tensor-search keeps a change only if it also raises the output SQNR on the N calibration "
                   "images after the --search-samples ones")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
-  cmd->add_option("--calib-count", o->calib_count, "calibration images: the first N of the training split");
-  cmd->add_option("--count", o->count, "evaluation images: the first N of the test split (default: all)");
+  cmd->add_option("--calib-count", o->calib_count, "calibration images: the first N of the training split")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  cmd->add_option("--count", o->count, "evaluation images: the first N of the test split (default: all)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   cmd->add_option("--batch", o->batch, "batch size of the compiled program")->check(CLI::Range(1, 1024));
   cmd->add_option("--json", o->json, "write the report as JSON (several models: {\"models\": [...], \"summary\": [...]})");
   cmd->add_option("--sweep", o->sweep, "key=v1,v2,...: after the evaluation, run each method's program on the first "

@@ -168,6 +168,16 @@ TEST(CliEval, PercentileReachesThePercentileRowsAndABadOneFailsBeforeTheRun) {
   }
 }
 
+TEST(CliEval, ImageCountsBelowOneAreUsageErrors) {
+  for (const char* option : {"--count", "--calib-count"})
+    for (const char* count : {"0", "-3"}) {
+      const test::CliResult r = anvil_cmd(eval_args() + " --backend reference " + option + " " + count);
+      EXPECT_NE(r.exit_code, 0) << option << " " << count;
+      EXPECT_NE(r.err.find(option), std::string::npos) << r.err;
+      EXPECT_EQ(r.out.find("anvil eval:"), std::string::npos) << r.out;
+    }
+}
+
 TEST(CliBench, PrintsTheColdRunBesideTheTimedOnes) {
   const test::CliResult r = anvil_cmd("bench " + fixture().model + " --batch 2 --repeat 3");
   ASSERT_EQ(r.exit_code, 0) << r.err;

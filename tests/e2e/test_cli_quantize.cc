@@ -139,6 +139,18 @@ TEST(CliQuantize, FromRangesThePercentileMethodsTakeTheFilesPercentileUnlessOneI
                      {bad, "\"percentile\" 150"});
 }
 
+TEST(CliCalibrate, ACalibrationCountBelowOneIsAUsageErrorNotAllImages) {
+  // A negative count used to reach load_dataset's "all images" (60,000 on Fashion-MNIST).
+  for (const char* count : {"0", "-5"})
+    for (const std::string& cmd : {"calibrate " + fixture().model + " -o " + tmpdir() + "/unused.json",
+                                  "quantize " + fixture().model + " -o " + tmpdir() + "/unused.onnx"}) {
+      const test::CliResult r = anvil_cmd(cmd + " --calib npy:" + fixture().data + " --calib-count " + count);
+      EXPECT_NE(r.exit_code, 0) << cmd << " --calib-count " << count;
+      EXPECT_NE(r.err.find("--calib-count"), std::string::npos) << r.err;
+      EXPECT_TRUE(r.out.empty()) << r.out;
+    }
+}
+
 TEST(CliQuantize, RangesFileThatIsNotJson) {
   const std::string path = tmpdir() + "/broken.json";
   write_file(path, "{\"format\": \"anvil-calibration\", ");

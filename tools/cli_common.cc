@@ -1,6 +1,9 @@
 #include "cli_common.h"
 
+#include <unistd.h>
+
 #include <cstdarg>
+#include <filesystem>
 #include <sstream>
 
 namespace anvil::cli {
@@ -52,6 +55,19 @@ std::string format_table(const std::vector<std::string>& header, const std::vect
   os << '\n';
   for (const auto& r : rows) line(r);
   return os.str();
+}
+
+CLI::Validator writable_output() {
+  return CLI::Validator(
+      [](std::string& path) -> std::string {
+        const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+        const std::filesystem::path dir = parent.empty() ? std::filesystem::path(".") : parent;
+        std::error_code ec;
+        if (!std::filesystem::is_directory(dir, ec)) return path + ": no such directory " + dir.string();
+        if (::access(dir.c_str(), W_OK) != 0) return path + ": directory " + dir.string() + " is not writable";
+        return {};
+      },
+      "FILE", "writable output");
 }
 
 std::string fmt(const char* format, ...) {

@@ -26,6 +26,10 @@ int64_t argmax_row(const Tensor& t, int64_t row);
 /// A plain text table: header row, then rows; columns padded to their widest cell.
 std::string format_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows);
 
+/// A CLI11 check for an output file option: its directory must exist and be writable, so that a
+/// long command (an evaluation, a calibration) fails at once on a mistyped path, not at its end.
+CLI::Validator writable_output();
+
 /// printf-style formatting into a std::string.
 std::string fmt(const char* format, ...) __attribute__((format(printf, 1, 2)));
 

@@ -17,10 +17,11 @@ void register_compile(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   CLI::App* cmd = app.add_subcommand("compile", "compile a quantized (QDQ) ONNX model into an NPU program");
   cmd->add_option("model", o->in, "quantized ONNX model (from anvil quantize)")->required();
-  cmd->add_option("-o,--output", o->out, "program file to write")->required();
+  cmd->add_option("-o,--output", o->out, "program file to write")->required()->check(writable_output());
   cmd->add_option("--target", o->target, "warboy (one PE) or warboy-2pe (fused pair)");
   cmd->add_option("--batch", o->batch, "batch size the program runs")->check(CLI::Range(1, 4096));
-  cmd->add_option("--report", o->report, "write the compile report (per-layer MACs, bytes, SRAM) as JSON");
+  cmd->add_option("--report", o->report, "write the compile report (per-layer MACs, bytes, SRAM) as JSON")
+      ->check(writable_output());
   cmd->add_flag("--npu-only", o->npu_only,
                 "no host fallback: fail (naming the node) instead of running what the NPU cannot on the host");
   cmd->callback([o] {

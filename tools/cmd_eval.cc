@@ -526,7 +526,8 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--count", o->count, "evaluation images: the first N of the test split (default: all)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   cmd->add_option("--batch", o->batch, "batch size of the compiled program")->check(CLI::Range(1, 1024));
-  cmd->add_option("--json", o->json, "write the report as JSON (several models: {\"models\": [...], \"summary\": [...]})");
+  cmd->add_option("--json", o->json, "write the report as JSON (several models: {\"models\": [...], \"summary\": [...]})")
+      ->check(writable_output());
   cmd->add_option("--sweep", o->sweep, "key=v1,v2,...: after the evaluation, run each method's program on the first "
                                        "test batch with each value of one hardware parameter (a fresh device per "
                                        "value) and print cycles per inference for each (npu backend)");

@@ -34,7 +34,7 @@ void register_quantize(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   CLI::App* cmd = app.add_subcommand("quantize", "post-training static quantization of an FP32 ONNX model to QDQ int8");
   cmd->add_option("model", o->in, "FP32 ONNX model")->required();
-  cmd->add_option("-o,--output", o->out, "quantized (QDQ) ONNX model to write")->required();
+  cmd->add_option("-o,--output", o->out, "quantized (QDQ) ONNX model to write")->required()->check(writable_output());
   CLI::Option* calib_opt =
       cmd->add_option("--calib", o->calib, "calibration dataset: fashion-mnist:DIR or npy:DIR (its training split)");
   CLI::Option* ranges_opt =

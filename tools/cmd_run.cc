@@ -166,13 +166,16 @@ void register_run(CLI::App& app) {
   cmd->add_option("program", o->program, "program file (from anvil compile)")->required();
   cmd->add_option("--input", o->inputs, "input tensor file (.npy), or NAME=FILE for a named input; float32 is quantized on the host, int8 is used as is")
       ->required();
-  cmd->add_option("-o,--output", o->out, "write the (first) output here as .npy (int8 unless --dequantize)");
+  cmd->add_option("-o,--output", o->out, "write the (first) output here as .npy (int8 unless --dequantize)")
+      ->check(writable_output());
   cmd->add_flag("--dequantize", o->dequantize, "write int8 outputs as float32 (scale and zero point of the program's output; a float output, "
                 "computed on the host, is written as it is)");
-  cmd->add_option("--stats", o->stats, "write run statistics and the device's performance counters as JSON");
+  cmd->add_option("--stats", o->stats, "write run statistics and the device's performance counters as JSON")
+      ->check(writable_output());
   cmd->add_option("--hw-config", o->hw_config, "hardware configuration JSON (default: the preset for the program's target)");
   cmd->add_option("--set", o->sets, "override one hardware parameter: key=value (repeatable)");
-  cmd->add_option("--trace", o->trace, "write a Chrome/Perfetto trace (simulated time) of the run: one track per unit");
+  cmd->add_option("--trace", o->trace, "write a Chrome/Perfetto trace (simulated time) of the run: one track per unit")
+      ->check(writable_output());
   cmd->add_flag("--layers", o->layers, "print per-layer MACs, DRAM bytes, roofline and simulated cycles (from the "
                                       "activity trace and the program's layer list); a partitioned program: one table per NPU segment "
                                       "and each host segment's nodes and measured host wall time");

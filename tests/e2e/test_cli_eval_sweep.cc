@@ -178,6 +178,15 @@ TEST(CliEval, ImageCountsBelowOneAreUsageErrors) {
     }
 }
 
+TEST(CliEval, AReportPathInNoDirectoryFailsBeforeTheEvaluation) {
+  const std::string json = tmpdir() + "/no_such_dir/report.json";
+  const test::CliResult r = anvil_cmd(eval_args() + " --backend reference --json " + json);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--json: " + json + ": no such directory " + tmpdir() + "/no_such_dir"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.out.find("anvil eval:"), std::string::npos) << "evaluated before failing: " << r.out;
+}
+
 TEST(CliBench, PrintsTheColdRunBesideTheTimedOnes) {
   const test::CliResult r = anvil_cmd("bench " + fixture().model + " --batch 2 --repeat 3");
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -151,6 +151,17 @@ TEST(CliCalibrate, ACalibrationCountBelowOneIsAUsageErrorNotAllImages) {
     }
 }
 
+TEST(CliCalibrate, OutputPathsInNoDirectoryFailBeforeTheCalibrationPass) {
+  const std::string dir = tmpdir() + "/no_such_dir";
+  for (const std::string& cmd : {"calibrate " + fixture().model + " -o " + dir + "/r.json",
+                                 "quantize " + fixture().model + " -o " + dir + "/q.onnx"}) {
+    const test::CliResult r = anvil_cmd(cmd + " --calib npy:" + fixture().data);
+    EXPECT_NE(r.exit_code, 0) << cmd;
+    EXPECT_NE(r.err.find("no such directory " + dir), std::string::npos) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
+}
+
 TEST(CliQuantize, RangesFileThatIsNotJson) {
   const std::string path = tmpdir() + "/broken.json";
   write_file(path, "{\"format\": \"anvil-calibration\", ");

@@ -70,6 +70,16 @@ CLI::Validator writable_output() {
       "FILE", "writable output");
 }
 
+CLI::Validator percentile_range() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        float p = 0.0f;
+        if (!CLI::detail::lexical_cast(value, p)) return value + " is not a number";
+        return p > 0.0f && p <= 100.0f ? std::string() : value + " outside (0, 100]";
+      },
+      "(0, 100]", "percentile");
+}
+
 std::string fmt(const char* format, ...) {
   char buf[512];
   va_list ap;

@@ -30,6 +30,9 @@ std::string format_table(const std::vector<std::string>& header, const std::vect
 /// long command (an evaluation, a calibration) fails at once on a mistyped path, not at its end.
 CLI::Validator writable_output();
 
+/// A CLI11 check for --percentile: a value in (0, 100], the PERCENTILE methods' domain.
+CLI::Validator percentile_range();
+
 /// printf-style formatting into a std::string.
 std::string fmt(const char* format, ...) __attribute__((format(printf, 1, 2)));
 

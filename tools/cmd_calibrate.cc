@@ -27,11 +27,10 @@ void register_calibrate(CLI::App& app) {
   cmd->add_option("-o,--output", o->out, "ranges JSON to write")->required()->check(writable_output());
   cmd->add_option("--calib-count", o->calib_count, "number of calibration images (first N of the training split)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
-  cmd->add_option("--percentile", o->percentile, "percentile for the PERCENTILE methods' listed ranges");
+  cmd->add_option("--percentile", o->percentile, "percentile for the PERCENTILE methods' listed ranges")
+      ->check(percentile_range());
   o->norm.add_to(cmd);
   cmd->callback([o] {
-    if (!(o->percentile > 0.0f && o->percentile <= 100.0f))  // before the pass, not after it
-      fail(ErrorCode::kInvalidArgument, "calibrate: --percentile " + fmt("%g", o->percentile) + " outside (0, 100]");
     const onnx::ModelProto optimized = quant::optimize(load_onnx(o->model));
     const Dataset calib = load_dataset(o->calib, Split::kTrain, o->calib_count, o->norm.get());
     quant::CalibrationTime time;

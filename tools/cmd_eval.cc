@@ -500,7 +500,8 @@ void register_eval(CLI::App& app) {
                   "float on the reference executor (for models the integer lowering does not support)");
   cmd->add_option("--target", o->target, "warboy (one PE) or warboy-2pe (fused pair)");
   cmd->add_option("--percentile", o->percentile,
-                  "percentile for PERCENTILE_ASYM / PERCENTILE_SYM, in (0, 100] (default 99.99)");
+                  "percentile for PERCENTILE_ASYM / PERCENTILE_SYM, in (0, 100] (default 99.99)")
+      ->check(percentile_range());
   cmd->add_flag("--bias-correction", o->bias_correction,
                 "quantize with bias correction (each Conv/Gemm bias minus the mean shift of its weight rounding)");
   cmd->add_flag("--extend-float-regions", o->extend_float_regions,
@@ -544,8 +545,6 @@ void register_eval(CLI::App& app) {
         if (!name.empty()) setup.methods.push_back(quant::method_from_name(name));
     }
     if (setup.methods.empty()) fail(ErrorCode::kInvalidArgument, "--methods: no method given");
-    if (!(o->percentile > 0.0f && o->percentile <= 100.0f))  // before the FP32 run, not after it
-      fail(ErrorCode::kInvalidArgument, "--percentile " + fmt("%g", o->percentile) + " outside (0, 100]");
     setup.backend = backend_from_name(o->backend);
     setup.config = hw::HwConfig::preset(o->target);
     setup.device_spec = device_spec_for_target(o->target);

@@ -43,7 +43,8 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--method", o->method, "calibration method (MIN_MAX_ASYM, MIN_MAX_SYM, ...)");
   CLI::Option* percentile_opt = cmd->add_option(
       "--percentile", o->percentile,
-      "percentile for PERCENTILE_ASYM / PERCENTILE_SYM, in (0, 100] (default 99.99, or with --ranges the file's)");
+      "percentile for PERCENTILE_ASYM / PERCENTILE_SYM, in (0, 100] (default 99.99, or with --ranges the file's)")
+      ->check(percentile_range());
   cmd->add_flag("--bias-correction", o->bias_correction,
                 "subtract from each Conv/Gemm bias the mean output shift its weight rounding causes (calibrated input means)");
   cmd->add_option("--calib-count", o->calib_count, "number of calibration images (first N of the training split)")
@@ -90,8 +91,6 @@ void register_quantize(CLI::App& app) {
     options.extend_float_regions = o->extend_float_regions;
     options.float_residual_sums = o->float_residual_sums;
     options.exclude_nodes = o->exclude_nodes;
-    if (!(o->percentile > 0.0f && o->percentile <= 100.0f))  // before the calibration pass
-      fail(ErrorCode::kInvalidArgument, "quantize: --percentile " + fmt("%g", o->percentile) + " outside (0, 100]");
     const onnx::ModelProto optimized = quant::optimize(load_onnx(o->in));
     quant::Calibration calibration;
     std::optional<Dataset> calib;  // with --calib: the calibration images, read once

@@ -161,10 +161,11 @@ TEST(CliEval, PercentileReachesThePercentileRowsAndABadOneFailsBeforeTheRun) {
   };
   EXPECT_NE(row(p90, "PERCENTILE_ASYM").at("output_sqnr_db"), row(base, "PERCENTILE_ASYM").at("output_sqnr_db"));
   EXPECT_EQ(row(p90, "MIN_MAX_ASYM").at("output_sqnr_db"), row(base, "MIN_MAX_ASYM").at("output_sqnr_db"));
-  for (const char* bad : {"0", "-5", "100.5"}) {
+  for (const std::string bad : {"0", "-5", "100.5", "nan"}) {  // usage errors, before anything runs
     const test::CliResult e = anvil_cmd(args + json + " --percentile " + bad);
-    test::expect_clear_error(e, {"--percentile", "outside (0, 100]"});
-    EXPECT_EQ(e.out.find("anvil eval:"), std::string::npos) << "evaluated before failing: " << e.out;
+    EXPECT_NE(e.exit_code, 0) << bad;
+    EXPECT_NE(e.err.find("--percentile: " + bad + " "), std::string::npos) << e.err;
+    EXPECT_TRUE(e.out.empty()) << "ran before failing: " << e.out;
   }
 }
 

@@ -1,8 +1,9 @@
 /// anvil: quantize, compile, run and evaluate int8 models on the virtual Warboy-class NPU.
 /// Every subcommand lives in its own file; errors from the libraries arrive here as anvil::Error
-/// and become one line on stderr and exit code 1.
+/// and become one line on stderr and exit code 1; so do command-line usage errors.
 #include <malloc.h>
 
+#include <algorithm>
 #include <iostream>
 
 #include "anvil/common/status.h"
@@ -28,10 +29,24 @@ int main(int argc, char** argv) {
   anvil::cli::register_ref(app);
   anvil::cli::register_bench(app);
   anvil::cli::register_device(app);
+  if (argc > 1 && argv[1][0] != '-') {  // CLI11 would only say that a subcommand is required
+    try {
+      app.get_subcommand(argv[1]);
+    } catch (const CLI::OptionNotFound&) {
+      std::cerr << "anvil: error: unknown command '" << argv[1] << "' (see --help)\n";
+      return 1;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);  // --help
+    // A usage error (an unknown option, a value outside its range, a missing output directory):
+    // one line and exit code 1, like every other error of the tool.
+    std::string what = e.what();
+    std::replace(what.begin(), what.end(), '\n', ' ');
+    std::cerr << "anvil: error: " << what << " (see --help)\n";
+    return 1;
   } catch (const anvil::Error& e) {
     std::cerr << "anvil: error: " << e.what() << '\n';
     return 1;

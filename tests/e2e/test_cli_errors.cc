@@ -74,6 +74,16 @@ std::string write_copy_program() {
 
 }  // namespace
 
+TEST(CliErrors, UsageErrorsAreOneLineWithExitCodeOneAndHelpStillWorks) {
+  test::expect_clear_error(anvil_cmd(""), {"A subcommand is required", "--help"});
+  test::expect_clear_error(anvil_cmd("quantize"), {"model is required"});
+  test::expect_clear_error(anvil_cmd("compile x.onnx -o p.anvil --batch 0"), {"--batch: Value 0 not in range"});
+  test::expect_clear_error(anvil_cmd("no-such-command"), {"no-such-command"});
+  const test::CliResult help = anvil_cmd("eval --help");
+  EXPECT_EQ(help.exit_code, 0) << help.err;
+  EXPECT_NE(help.out.find("--percentile"), std::string::npos) << help.out;
+}
+
 TEST(CliErrors, MissingModelFile) {
   expect_clear_error(anvil_cmd("compile /nonexistent/model.onnx -o " + tmpdir() + "/x.anvil"), {"/nonexistent/model.onnx"});
 }

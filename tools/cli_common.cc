@@ -70,12 +70,14 @@ CLI::Validator writable_output() {
       "FILE", "writable output");
 }
 
+bool valid_percentile(float p) { return p > 0.0f && p <= 100.0f; }
+
 CLI::Validator percentile_range() {
   return CLI::Validator(
       [](std::string& value) -> std::string {
         float p = 0.0f;
         if (!CLI::detail::lexical_cast(value, p)) return value + " is not a number";
-        return p > 0.0f && p <= 100.0f ? std::string() : value + " outside (0, 100]";
+        return valid_percentile(p) ? std::string() : value + " outside (0, 100]";
       },
       "(0, 100]", "percentile");
 }

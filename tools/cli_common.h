@@ -30,7 +30,10 @@ std::string format_table(const std::vector<std::string>& header, const std::vect
 /// long command (an evaluation, a calibration) fails at once on a mistyped path, not at its end.
 CLI::Validator writable_output();
 
-/// A CLI11 check for --percentile: a value in (0, 100], the PERCENTILE methods' domain.
+/// Whether p is a percentile the PERCENTILE methods take: in (0, 100] (NaN is not).
+bool valid_percentile(float p);
+
+/// A CLI11 check for --percentile: valid_percentile of the value.
 CLI::Validator percentile_range();
 
 /// printf-style formatting into a std::string.

@@ -111,7 +111,7 @@ void register_quantize(CLI::App& app) {
       // The PERCENTILE ranges the file lists, unless the command line asks for another percentile.
       if (percentile_opt->count() == 0 && j.contains("percentile")) {
         const float p = j["percentile"].is_number() ? j["percentile"].get<float>() : -1.0f;
-        if (!(p > 0.0f && p <= 100.0f))
+        if (!valid_percentile(p))
           fail(ErrorCode::kParseError, o->ranges + ": \"percentile\" " + j["percentile"].dump() + " is not in (0, 100]");
         options.percentile = p;
       }

@@ -215,17 +215,19 @@ class FastObjective {
 
  private:
   float center(int i) const { return static_cast<float>(-b_.a + (i + 0.5) * b_.width); }
+  /// The inverse of center: the (fractional) bin index whose centre is x.
+  double bin_coordinate(double x) const { return (x + b_.a) * inv_width_ - 0.5; }
   int level_of(int i, const QuantParams& q) const { return math::quantize_float(center(i), q.scale, q.zero_point); }
   /// The first bin whose centre is >= x / > x (centres are exact, so the comparisons are the
   /// direct objective's float comparisons).
   int first_at_or_above(float x) const {
-    int i = std::clamp(static_cast<int>(std::ceil((x + b_.a) * inv_width_ - 0.5)), 0, kHistogramBins);
+    int i = std::clamp(static_cast<int>(std::ceil(bin_coordinate(x))), 0, kHistogramBins);
     while (i > 0 && center(i - 1) >= x) --i;
     while (i < kHistogramBins && center(i) < x) ++i;
     return i;
   }
   int first_above(float x) const {
-    int i = std::clamp(static_cast<int>(std::floor((x + b_.a) * inv_width_ - 0.5)) + 1, 0, kHistogramBins);
+    int i = std::clamp(static_cast<int>(std::floor(bin_coordinate(x))) + 1, 0, kHistogramBins);
     while (i > 0 && center(i - 1) > x) --i;
     while (i < kHistogramBins && center(i) <= x) ++i;
     return i;
@@ -249,7 +251,7 @@ class FastObjective {
       int j = hi, next = level;  // the run's end and the level there
       if (level < 127) {
         const double edge = (static_cast<double>(level) - q.zero_point + 0.5) * q.scale;
-        const double x = (edge + b_.a) * inv_width_ - 0.5;
+        const double x = bin_coordinate(edge);
         const double guess = std::ceil(x);
         if (wide_steps && guess - x > margin && x - (guess - 1.0) > margin && guess >= i + 1) {
           if (guess < hi) j = static_cast<int>(guess), next = level + 1;
@@ -278,8 +280,8 @@ class FastObjective {
   /// kl_objective from the prefix sums (see the class comment); the same window, P and Q.
   double kl(Range cand, const QuantParams& q) const {
     constexpr double kEps = 1e-4;
-    const int first = std::max(0, static_cast<int>(std::ceil((cand.min + b_.a) * inv_width_ - 0.5)));
-    const int last = std::min(kHistogramBins - 1, static_cast<int>(std::floor((cand.max + b_.a) * inv_width_ - 0.5)));
+    const int first = std::max(0, static_cast<int>(std::ceil(bin_coordinate(cand.min))));
+    const int last = std::min(kHistogramBins - 1, static_cast<int>(std::floor(bin_coordinate(cand.max))));
     if (first > last) return std::numeric_limits<double>::infinity();
     const double below = static_cast<double>(count_[first]), above = static_cast<double>(count_[kHistogramBins] - count_[last + 1]);
     const double inside = static_cast<double>(count_[last + 1] - count_[first]);

@@ -3,7 +3,6 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <optional>
 #include <vector>
@@ -38,7 +37,7 @@ void write_file(const std::string& path, const std::string& bytes, bool gzip) {
     ASSERT_EQ(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())), static_cast<int>(bytes.size()));
     gzclose(f);
   } else {
-    std::ofstream(path, std::ios::binary) << bytes;
+    anvil::write_file(path, bytes);
   }
 }
 
@@ -155,11 +154,7 @@ TEST(Dataset, DamagedIdxFilesAreClearErrorsWithoutAllocatingWhatTheHeaderClaims)
   std::vector<uint8_t> noise(4000);
   for (size_t i = 0; i < noise.size(); ++i) noise[i] = static_cast<uint8_t>(i * 2654435761u >> 13);
   write_file(images, idx_bytes({1000, 2, 2}, noise), true);
-  std::string gz;
-  {
-    std::ifstream f(images, std::ios::binary);
-    gz.assign(std::istreambuf_iterator<char>(f), {});
-  }
+  std::string gz = read_file(images);
   for (size_t i = 40; i < gz.size() - 8; i += 7) gz[i] = static_cast<char>(gz[i] ^ 0x5A);
   write_file(images, gz, false);
   EXPECT_EQ(code_of([&] { load_dataset(spec, Split::kTrain, -1, {}); }), ErrorCode::kParseError) << message();

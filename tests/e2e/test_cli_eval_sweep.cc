@@ -153,14 +153,9 @@ TEST(CliEval, PercentileReachesThePercentileRowsAndABadOneFailsBeforeTheRun) {
   EXPECT_FLOAT_EQ(base.at("percentile").get<float>(), 99.99f);
   EXPECT_FLOAT_EQ(p90.at("percentile").get<float>(), 90.0f);
   // Clipping a tenth of the values changes the PERCENTILE row, and only it.
-  auto row = [](const nlohmann::json& report, const std::string& method) {
-    for (const nlohmann::json& res : report.at("results"))
-      if (res.at("method") == method) return res;
-    ADD_FAILURE() << "no row " << method;
-    return nlohmann::json();
-  };
-  EXPECT_NE(row(p90, "PERCENTILE_ASYM").at("output_sqnr_db"), row(base, "PERCENTILE_ASYM").at("output_sqnr_db"));
-  EXPECT_EQ(row(p90, "MIN_MAX_ASYM").at("output_sqnr_db"), row(base, "MIN_MAX_ASYM").at("output_sqnr_db"));
+  EXPECT_NE(method_result(p90, "PERCENTILE_ASYM").at("output_sqnr_db"),
+            method_result(base, "PERCENTILE_ASYM").at("output_sqnr_db"));
+  EXPECT_EQ(method_result(p90, "MIN_MAX_ASYM").at("output_sqnr_db"), method_result(base, "MIN_MAX_ASYM").at("output_sqnr_db"));
   for (const std::string bad : {"0", "-5", "100.5", "nan"}) {  // usage errors, before anything runs
     const test::CliResult e = anvil_cmd(args + json + " --percentile " + bad);
     test::expect_clear_error(e, {"--percentile: " + bad + " "});

@@ -9,13 +9,16 @@
 
 #include "anvil/common/dataset.h"
 #include "anvil/common/tensor_io.h"
+#include "scratch_dir_for_tests.h"
 
 using namespace anvil;
 namespace fs = std::filesystem;
 
 namespace {
+/// A fresh folder `name` in this process's scratch folder, which is removed when the test program exits.
 std::string make_dir(const std::string& name) {
-  const fs::path p = fs::temp_directory_path() / name;
+  static const anvil::test::ScratchDir scratch("anvil_dataset");
+  const fs::path p = scratch.file(name);
   fs::remove_all(p);
   fs::create_directories(p);
   return p.string();

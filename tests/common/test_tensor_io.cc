@@ -4,11 +4,16 @@
 
 #include "anvil/common/onnx_model.h"
 #include "anvil/common/tensor_io.h"
+#include "scratch_dir_for_tests.h"
 
 using namespace anvil;
 
 namespace {
-std::string tmp(const std::string& name) { return (std::filesystem::temp_directory_path() / name).string(); }
+/// A file in this process's scratch folder, which is removed when the test program exits.
+std::string tmp(const std::string& name) {
+  static const anvil::test::ScratchDir dir("anvil_tensor_io");
+  return dir.file(name);
+}
 }  // namespace
 
 TEST(Npy, RoundTripsEveryRank) {

@@ -3,21 +3,22 @@
 #include <gtest/gtest.h>
 #include <onnx/onnx-data_pb.h>
 
-#include <unistd.h>
 
 #include <filesystem>
 
 #include "anvil/common/onnx_model.h"
 #include "anvil/common/tensor_io.h"
 #include "anvil/common/value.h"
+#include "scratch_dir_for_tests.h"
 
 using namespace anvil;
 
 namespace {
 
-/// A scratch file name unique to this process (test cases run in parallel, also from other checkouts).
+/// A file in this process's scratch folder, which is removed when the test program exits.
 std::string tmp(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / (std::to_string(::getpid()) + "_" + name)).string();
+  static const anvil::test::ScratchDir dir("anvil_value_io");
+  return dir.file(name);
 }
 
 Tensor floats(Shape shape, float first) {

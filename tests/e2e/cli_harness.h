@@ -8,10 +8,12 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "anvil/common/tensor_io.h"
+#include "scratch_dir_for_tests.h"
 
 namespace anvil::test {
 
@@ -20,23 +22,12 @@ struct CliResult {
   std::string out, err;
 };
 
-/// Removes the scratch folders of cli_tmpdir() when the test program exits, so runs of the suite
-/// leave nothing behind in the system temp dir.
-struct ScratchFolders {
-  std::vector<std::filesystem::path> paths;
-  ~ScratchFolders() {
-    std::error_code ec;
-    for (const auto& p : paths) std::filesystem::remove_all(p, ec);
-  }
-};
-
-/// A per-process scratch folder under the system temp dir, named after `tag`; removed at exit.
+/// A scratch folder for this process, unique to the call and named after `tag`; removed when the
+/// test program exits.
 inline std::string cli_tmpdir(const std::string& tag) {
-  static ScratchFolders folders;
-  const std::filesystem::path p = std::filesystem::temp_directory_path() / (tag + "_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(p);
-  folders.paths.push_back(p);
-  return p.string();
+  static std::vector<std::unique_ptr<ScratchDir>> folders;
+  folders.push_back(std::make_unique<ScratchDir>(tag));
+  return folders.back()->path();
 }
 
 /// Runs `anvil ARGS`, capturing stdout, stderr (through a file in `scratch`) and the exit code.

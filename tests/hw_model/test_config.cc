@@ -5,6 +5,7 @@
 
 #include "anvil/common/status.h"
 #include "anvil/hw/config.h"
+#include "scratch_dir_for_tests.h"
 
 namespace anvil::hw {
 namespace {
@@ -74,9 +75,10 @@ TEST(HwConfig, LutLanesCannotExceedVectorLanes) {
 }
 
 TEST(HwConfig, JsonRoundTripAndFileErrors) {
+  const anvil::test::ScratchDir scratch("anvil_hw_config");
   HwConfig c = HwConfig::preset("warboy-2pe");
   c.set("dram_latency_ns=123");
-  const std::string path = ::testing::TempDir() + "/anvil_hw_config.json";
+  const std::string path = scratch.file("anvil_hw_config.json");
   {
     std::ofstream out(path);
     nlohmann::json j = c.to_json();

@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <regex>
 #include <set>
 
@@ -53,6 +54,11 @@ struct BiasAdd {
   int node = -1;   ///< the Add's index
   int input = -1;  ///< which of its inputs is the bias
 };
+
+/// "quantizer: node 'name' (Op), constant 'input'": what errors about a node's constant input name.
+std::string constant_label(const onnx::NodeProto& n, int input) {
+  return "quantizer: node " + graph::node_label(n) + ", constant '" + n.input(input) + "'";
+}
 
 /// Warns once per tensor name (per process) that its calibrated range is below what kMinScale resolves.
 void warn_floored(const std::string& t, Range r) {
@@ -443,10 +449,15 @@ class QdqBuilder {
     return c;
   }
 
-  /// Per-output-channel weight; returns the scales in `scales`.
-  QuantizedConstant quantize_weight(const onnx::NodeProto& n, int axis, std::vector<float>* scales) {
+  /// Per-output-channel weight, each scale at least min_scales' (bias_scale_floor); returns the
+  /// scales in `scales`.
+  QuantizedConstant quantize_weight(const onnx::NodeProto& n, int axis, const std::vector<float>& min_scales,
+                                    std::vector<float>* scales) {
     const Tensor w = graph::float_initializer(model_.graph(), n.input(1), graph::node_label(n));
-    ChannelQuantized q = quantize_per_channel(w, axis);
+    ChannelQuantized q = quantize_per_channel(w, axis, min_scales, constant_label(n, 1));
+    if (q.raised_channels > 0)
+      log().warn("quantizer: {}: the weight scale of {} channel(s) is raised so that the int32 bias fits (the input "
+                 "scale is {:g})", graph::node_label(n), q.raised_channels, params_.at(n.input(0)).scale);
     *scales = q.scales;
     const int64_t channels = static_cast<int64_t>(q.scales.size());
     return dequantized_constant(n.input(1), q.values, Tensor::from_vector<float>({channels}, q.scales),
@@ -458,7 +469,8 @@ class QdqBuilder {
   /// calibrated per-channel mean of the node's input (a MatMul: `axis` 1, means over the input's
   /// last axis). Returns `b` unchanged when the statistics do not fit (no mean recorded, over
   /// another axis, another channel count, Gemm with transA or beta = 0).
-  Tensor corrected_bias(const onnx::NodeProto& n, const Tensor& w, int axis, Tensor b) const {
+  Tensor corrected_bias(const onnx::NodeProto& n, const Tensor& w, int axis, const std::vector<float>& min_scales,
+                        Tensor b) const {
     const std::string& op = n.op_type();
     if (!stats_ || (op != "Conv" && op != "Gemm" && op != "MatMul")) return b;
     auto it = stats_->tensors.find(n.input(0));
@@ -468,7 +480,7 @@ class QdqBuilder {
     const bool last_axis = it->second.channel_axis == -1 || known_rank(n.input(0)) == 2;
     if (op == "MatMul" ? !last_axis : it->second.channel_axis != 1) return b;
     const std::vector<double>& mean = it->second.channel_mean;
-    const ChannelQuantized q = quantize_per_channel(w, axis);
+    const ChannelQuantized q = quantize_per_channel(w, axis, min_scales);
     const float* pw = w.data<float>();
     const int8_t* pq = q.values.data<int8_t>();
     const int64_t outputs = static_cast<int64_t>(q.scales.size());
@@ -539,21 +551,45 @@ class QdqBuilder {
         }
         axis = 1;  // [K, O]
       }
-      std::vector<float> w_scales;
-      take(quantize_weight(n, axis, &w_scales), 1);
-      if (op == "MatMul") weight_scales_[n.output(0)] = w_scales;
-      const bool has_bias = op != "MatMul" && n.input_size() >= 3 && graph::find_initializer(g, n.input(2));
       auto in_params = params_.find(n.input(0));
-      if (has_bias && in_params != params_.end()) {
-        const Tensor b = graph::float_initializer(g, n.input(2), graph::node_label(n));
+      // The bias this weight's scales must leave room for: the node's own (Conv, ConvTranspose,
+      // Gemm) or, for a MatMul, its bias Add's.
+      std::optional<Tensor> bias;
+      if (op != "MatMul" && n.input_size() >= 3 && graph::find_initializer(g, n.input(2))) {
+        bias = graph::float_initializer(g, n.input(2), graph::node_label(n));
+        check_finite(*bias, constant_label(n, 2));
+      } else if (auto add = bias_of_.find(n.output(0)); op == "MatMul" && add != bias_of_.end()) {
+        const onnx::NodeProto& a = g.node(add->second.node);
+        bias = graph::float_initializer(g, a.input(add->second.input), graph::node_label(a));
+        check_finite(*bias, constant_label(a, add->second.input));
+      }
+      const int64_t w_channels = w.dim(axis);
+      const int64_t groups = op == "ConvTranspose" ? graph::attr_int(n, "group", 1) : 1;
+      // One bias per output channel; a grouped ConvTranspose's weight scale m serves channel m of every group.
+      const bool bias_fits = bias && in_params != params_.end() && bias->numel() == w_channels * groups &&
+                             (bias->rank() == 1 || (bias->rank() == 2 && bias->dim(0) == 1));
+      std::vector<float> min_scales;
+      if (bias_fits) {
+        const std::vector<float> need = bias_weight_scales(*bias, in_params->second.scale);
+        min_scales.assign(static_cast<size_t>(w_channels), 0.0f);
+        for (size_t c = 0; c < need.size(); ++c)
+          min_scales[c % min_scales.size()] = std::max(min_scales[c % min_scales.size()], need[c]);
+      }
+      std::vector<float> w_scales;
+      take(quantize_weight(n, axis, min_scales, &w_scales), 1);
+      if (op == "MatMul") {
+        weight_scales_[n.output(0)] = w_scales;
+        weight_min_scales_[n.output(0)] = min_scales;
+      }
+      if (op != "MatMul" && bias_fits) {
+        const Tensor& b = *bias;
         std::vector<float> out_scales = w_scales;  // one weight scale per output channel
-        for (int64_t k = 1; op == "ConvTranspose" && k < graph::attr_int(n, "group", 1); ++k)
-          out_scales.insert(out_scales.end(), w_scales.begin(), w_scales.end());
+        for (int64_t k = 1; k < groups; ++k) out_scales.insert(out_scales.end(), w_scales.begin(), w_scales.end());
         const int64_t channels = static_cast<int64_t>(out_scales.size());
-        if (b.numel() == channels && (b.rank() == 1 || (b.rank() == 2 && b.dim(0) == 1))) {
+        {
           std::vector<float> b_scales;
-          const Tensor qb = quantize_bias(corrected_bias(n, w, axis, b.reshaped({channels})), in_params->second.scale,
-                                          out_scales, &b_scales);
+          const Tensor qb = quantize_bias(corrected_bias(n, w, axis, min_scales, b.reshaped({channels})),
+                                          in_params->second.scale, out_scales, &b_scales);
           take(dequantized_constant(n.input(2), qb, Tensor::from_vector<float>({channels}, b_scales),
                                     Tensor(DType::kInt32, {channels}), 0),
                2);
@@ -569,8 +605,8 @@ class QdqBuilder {
         const int64_t channels = static_cast<int64_t>(w_scales->second.size());
         std::vector<float> b_scales;
         const Tensor w = graph::float_initializer(g, mm.input(1), graph::node_label(mm));
-        const Tensor qb = quantize_bias(corrected_bias(mm, w, 1, b.reshaped({channels})), in_params->second.scale,
-                                        w_scales->second, &b_scales);
+        const Tensor qb = quantize_bias(corrected_bias(mm, w, 1, weight_min_scales_[product], b.reshaped({channels})),
+                                        in_params->second.scale, w_scales->second, &b_scales);
         take(dequantized_constant(n.input(bias->input), qb.reshaped(b.shape()),
                                   Tensor::from_vector<float>({channels}, b_scales), Tensor(DType::kInt32, {channels}),
                                   static_cast<int>(b.rank()) - 1),
@@ -581,6 +617,7 @@ class QdqBuilder {
         const onnx::TensorProto* init = graph::find_initializer(g, n.input(i));
         if (!init || init->data_type() != onnx::TensorProto::FLOAT) continue;
         const Tensor c = tensor_from_proto(*init);
+        check_finite(c, constant_label(n, i));
         Range r{0.0f, 0.0f};
         for (float v : c.to_vector<float>()) r = {std::min(r.min, v), std::max(r.max, v)};
         const QuantParams q = activation_params(symmetric_ ? symmetric(r) : r, symmetric_);
@@ -681,6 +718,7 @@ class QdqBuilder {
   std::map<std::string, std::vector<int>> consumers_;  // tensor -> indices of nodes reading it
   std::map<std::string, int> producers_;               // tensor -> index of the node writing it
   std::map<std::string, BiasAdd> bias_of_;  ///< MatMul output -> the Add that adds its bias (find_bias_adds)
+  std::map<std::string, std::vector<float>> weight_min_scales_;  ///< MatMul output -> its weight's bias floor
   std::map<std::string, std::vector<float>> weight_scales_;  ///< MatMul output -> its weight's scales
   std::map<std::string, QuantParams> params_;          // float activation -> its int8 parameters
   std::vector<std::string> float_nodes_;

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
 
 #include "anvil/common/requant.h"
 
@@ -37,11 +40,37 @@ bool scale_is_floored(Range r, bool sym) {
   return raw < kMinScale;
 }
 
-ChannelQuantized quantize_per_channel(const Tensor& weight, int axis) {
+void check_finite(const Tensor& constant, const std::string& what) {
+  if (constant.dtype() != DType::kFloat32) return;
+  const float* v = constant.data<float>();
+  for (int64_t k = 0; k < constant.numel(); ++k)
+    if (!std::isfinite(v[k]))
+      fail(ErrorCode::kInvalidArgument, what + " has " + (std::isnan(v[k]) ? "a NaN" : "an infinite value") +
+                                            " at element " + std::to_string(k) + ": int8 cannot represent it");
+}
+
+std::vector<float> bias_weight_scales(const Tensor& bias, float input_scale) {
+  constexpr double kMaxCodes = 1073741824.0;  // 2^30
+  std::vector<float> out(static_cast<size_t>(bias.numel()), 0.0f);
+  const float* b = bias.data<float>();
+  for (int64_t c = 0; c < bias.numel(); ++c) {
+    const double need = std::fabs(static_cast<double>(b[c])) / kMaxCodes;  // the bias scale it needs
+    if (need == 0.0) continue;
+    float w = static_cast<float>(need / input_scale);
+    // The model stores the float32 product; step up until it is at least what the bias needs.
+    while (static_cast<double>(input_scale * w) < need) w = std::nextafter(w, std::numeric_limits<float>::infinity());
+    out[static_cast<size_t>(c)] = w;
+  }
+  return out;
+}
+
+ChannelQuantized quantize_per_channel(const Tensor& weight, int axis, const std::vector<float>& min_scales,
+                                      const std::string& what) {
   if (weight.dtype() != DType::kFloat32 || axis < 0 || axis >= static_cast<int>(weight.rank()))
     fail(ErrorCode::kInvalidArgument, "quantize_per_channel: float32 weight with axis " + std::to_string(axis) +
                                           " expected, got " + dtype_name(weight.dtype()) + " " +
                                           shape_str(weight.shape()));
+  check_finite(weight, what);
   const int64_t channels = weight.dim(axis);
   int64_t inner = 1;
   for (size_t d = axis + 1; d < weight.rank(); ++d) inner *= weight.dim(d);
@@ -58,6 +87,10 @@ ChannelQuantized quantize_per_channel(const Tensor& weight, int axis) {
     // its int32 bias scale (input scale x weight scale) at a normal size, so a nonzero bias on
     // that channel fits int32 instead of saturating at a floored scale.
     out.scales[c] = max_abs == 0.0f ? 1.0f / 127.0f : std::max(max_abs / 127.0f, kMinScale);
+    if (static_cast<size_t>(c) < min_scales.size() && min_scales[c] > out.scales[c]) {
+      out.scales[c] = min_scales[c];
+      ++out.raised_channels;
+    }
   }
   int8_t* q = out.values.data<int8_t>();
   for (int64_t o = 0; o < outer; ++o)

@@ -2,6 +2,7 @@
 /// The quantization arithmetic of the quantizer: ranges -> (scale, zero point), per-channel
 /// weights, int32 biases. Rounding goes through common/requant.h (math::quantize_float,
 /// math::quantize_bias) so it is the same rounding the executor and the hardware use.
+#include <string>
 #include <vector>
 
 #include "anvil/common/tensor.h"
@@ -48,11 +49,26 @@ QuantParams activation_params(Range r, bool symmetric);
 struct ChannelQuantized {
   Tensor values;              ///< int8, same shape as the float weight, in [-127, 127]
   std::vector<float> scales;  ///< one per channel of `axis`
+  int64_t raised_channels = 0;  ///< channels whose scale min_scales raised
 };
 /// Symmetric per-channel quantization along `axis`: scale[c] = max|w[c]| / 127 (at least
-/// kMinScale; 1/127 for an all-zero channel, so that its bias scale stays normal),
-/// q = round_half_to_even(w / scale[c]) clamped to [-127, 127], zero point 0.
-ChannelQuantized quantize_per_channel(const Tensor& weight, int axis);
+/// kMinScale; 1/127 for an all-zero channel, so that its bias scale stays normal), raised to
+/// min_scales[c] where that is larger (bias_weight_scales), q = round_half_to_even(w / scale[c])
+/// clamped to [-127, 127], zero point 0. A NaN or infinite weight is an error naming `what`.
+ChannelQuantized quantize_per_channel(const Tensor& weight, int axis, const std::vector<float>& min_scales = {},
+                                      const std::string& what = "weight");
+
+/// The smallest weight scale per channel at which the int32 bias of channel c, with scale
+/// input_scale x weight scale, keeps |bias[c]| within 2^30 codes (half the int32 range, headroom
+/// for bias correction): |bias[c]| / 2^30 / input_scale, 0 where any scale does. A tiny input
+/// scale (a tensor calibrated all zero gets kMinScale) would otherwise saturate the bias and lose
+/// it; ONNX Runtime's quantizer raises the weight scale the same way. `bias` has one value per
+/// channel.
+std::vector<float> bias_weight_scales(const Tensor& bias, float input_scale);
+
+/// Throws kInvalidArgument naming `what` when a float32 constant holds a NaN or an infinity:
+/// int8 has no code for them.
+void check_finite(const Tensor& constant, const std::string& what);
 
 /// int32 bias with scale[c] = input_scale * weight_scales[c] (computed in float32, the value the
 /// model stores for DequantizeLinear); returns the int32 tensor and fills `scales`.

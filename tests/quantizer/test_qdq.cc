@@ -276,6 +276,83 @@ TEST(Quantize, AddThatIsNotAMatMulBiasKeepsItsOwnQdq) {
   }
 }
 
+TEST(QuantizeBias, AnInputCalibratedAllZeroKeepsItsBias) {
+  // x is 0 in every calibration image, so its scale is kMinScale; the bias scale input_scale x
+  // weight_scale would need codes far beyond int32. The weight scale is raised so that the bias
+  // fits: the outputs are the biases, not 0.
+  ModelBuilder conv;
+  conv.input("x", {2, 3, 3}).output("y", {2, 3, 3});
+  conv.init("w", Tensor::from_vector<float>({2, 2, 1, 1}, {0.7f, -0.3f, 0.2f, 0.9f}));
+  conv.init("b", Tensor::from_vector<float>({2}, {0.5f, -0.25f}));
+  conv.node("Conv", {"x", "w", "b"}, {"y"});
+  const Tensor zeros(DType::kFloat32, {4, 2, 3, 3});
+  const Tensor zeros_3d(DType::kFloat32, {4, 3, 4});
+  for (const auto& [fp32, x] : {std::pair{conv.model(), zeros}, std::pair{linear_3d({5}), zeros_3d}}) {
+    SCOPED_TRACE(fp32.graph().node(0).op_type());
+    const onnx::ModelProto m = quantized(fp32, Method::kMinMaxAsym, nullptr, x);
+    const Tensor want = ref::Executor::create(fp32)->run({{"x", x}}).value().at("y");
+    const Tensor got = ref::Executor::create(m)->run({{"x", x}}).value().at("y");
+    ASSERT_EQ(got.shape(), want.shape());
+    float range = 0.0f;
+    for (float v : want.to_vector<float>()) range = std::max(range, std::fabs(v));
+    ASSERT_GT(range, 0.2f);
+    for (int64_t i = 0; i < got.numel(); ++i)
+      EXPECT_NEAR(got.data<float>()[i], want.data<float>()[i], range / 100) << i;
+    // The TFLite rule still holds: bias scale = input scale x weight scale, and no code saturates.
+    for (const onnx::NodeProto& n : m.graph().node()) {
+      if (n.op_type() != "DequantizeLinear" || initializer(m, n.input(0)).dtype() != DType::kInt32) continue;
+      for (int32_t v : initializer(m, n.input(0)).to_vector<int32_t>()) EXPECT_LE(std::abs(int64_t{v}), int64_t{1} << 30);
+    }
+  }
+}
+
+TEST(QuantizeConstants, NanOrInfiniteWeightsBiasesAndConstantsAreErrorsNamingThem) {
+  // Calibrated on the clean model; the optimized model then gets one bad value in one constant.
+  const onnx::ModelProto opt = optimize(small_cnn());
+  const Calibration calib = calibrate(opt, inputs(), false);
+  struct Case {
+    std::string constant, node;
+    float value;
+  };
+  std::string conv2;
+  for (const auto& n : opt.graph().node())
+    if (n.op_type() == "Conv" && n.input(1) == "w2") conv2 = n.name();
+  for (const Case& c : {Case{"w1", "", NAN}, Case{"w2", conv2, INFINITY}, Case{"b1", "", NAN}, Case{"B", "", -INFINITY},
+                        Case{"C", "", NAN}}) {
+    SCOPED_TRACE(c.constant);
+    onnx::ModelProto bad = opt;
+    for (auto& t : *bad.mutable_graph()->mutable_initializer())
+      if (t.name() == c.constant) {
+        Tensor v = tensor_from_proto(t);
+        v.data<float>()[1] = c.value;
+        t = tensor_to_proto(v, c.constant);
+      }
+    QuantizeOptions options;
+    auto q = quantize(bad, calib, options);
+    ASSERT_FALSE(q.ok());
+    const std::string msg = q.error().what();
+    EXPECT_EQ(q.error().code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(msg.find("constant '" + c.constant + "'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(std::isnan(c.value) ? "a NaN" : "an infinite value"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("element 1"), std::string::npos) << msg;
+    if (!c.node.empty()) EXPECT_NE(msg.find(c.node), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+  // A non-finite constant of an Add (calibrated while it was finite).
+  auto add_model = [](float k1) {
+    ModelBuilder add;
+    add.input("x", {4}).output("y", {4});
+    add.init("k", Tensor::from_vector<float>({4}, {1.0f, k1, 2.0f, 3.0f}));
+    add.node("Add", {"x", "k"}, {"y"});
+    return optimize(add.model());
+  };
+  const Calibration add_calib = calibrate(add_model(1.5f), random_tensor({8, 4}, -1, 1, 9), false);
+  auto q = quantize(add_model(NAN), add_calib, QuantizeOptions{});
+  ASSERT_FALSE(q.ok());
+  EXPECT_NE(std::string(q.error().what()).find("constant 'k' has a NaN at element 1"), std::string::npos)
+      << q.error().what();
+}
+
 TEST(Quantize, UnhandledOperatorStaysFloatBetweenDqAndQ) {
   ModelBuilder b;
   b.input("x", {4}).output("y", {4});

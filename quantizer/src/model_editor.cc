@@ -60,54 +60,83 @@ std::string num(double v) {
   return buf;
 }
 
-/// Re-quantizes the int32 bias of a Conv/Gemm reading `dq_out` for a new input scale, keeping
-/// bias_scale = input_scale * weight_scale[c] (the TFLite rule lower_qdq checks).
-void rescale_bias(onnx::GraphProto& g, graph::NameAllocator& names, int node_index, float old_in_scale,
-                  float new_in_scale) {
-  onnx::NodeProto& n = *g.mutable_node(node_index);
-  if ((n.op_type() != "Conv" && n.op_type() != "Gemm") || n.input_size() < 3 || n.input(2).empty()) return;
-  const int bias_dq = producer_of(g, n.input(2)), w_dq = producer_of(g, n.input(1));
-  if (bias_dq < 0 || w_dq < 0 || g.node(bias_dq).op_type() != "DequantizeLinear" ||
-      g.node(w_dq).op_type() != "DequantizeLinear")
-    return;  // a float bias or weight: nothing tied to the input scale
-  const onnx::NodeProto bdq = g.node(bias_dq), wdq = g.node(w_dq);
-  const onnx::TensorProto* bq = graph::find_initializer(g, bdq.input(0));
-  const onnx::TensorProto* bs = graph::find_initializer(g, bdq.input(1));
-  const onnx::TensorProto* ws = graph::find_initializer(g, wdq.input(1));
-  if (!bq || !bs || !ws)
-    fail(ErrorCode::kInvalidArgument, "edit_model: " + node_label(n) + ": quantized bias/weight must be initializers");
-  const Tensor qb = tensor_from_proto(*bq), sb = tensor_from_proto(*bs), sw = tensor_from_proto(*ws);
-  if (qb.dtype() != DType::kInt32 || sb.dtype() != DType::kFloat32 || sw.dtype() != DType::kFloat32 ||
-      (sb.numel() != qb.numel() && sb.numel() != 1) || (sw.numel() != qb.numel() && sw.numel() != 1))
-    fail(ErrorCode::kInvalidArgument, "edit_model: " + node_label(n) + ": int32 bias with float32 scales expected");
-  const int64_t c = qb.numel();
-  Tensor bias(DType::kFloat32, {c});
-  std::vector<float> w_scales(c);
-  for (int64_t i = 0; i < c; ++i) {
-    const float s = sb.data<float>()[sb.numel() == 1 ? 0 : i];
-    bias.data<float>()[i] = math::dequantize(qb.data<int32_t>()[i], s, 0);
-    w_scales[i] = sw.data<float>()[sw.numel() == 1 ? 0 : i];
+/// The int32 biases tied to the input scale of node `n` (which reads the edited input): its own
+/// bias input for Conv, ConvTranspose and Gemm; for a MatMul, the bias of each Add that adds a
+/// dequantized int32 constant to its output.
+struct TiedBias {
+  int node = -1, input = -1;  ///< the node that reads the bias and which of its inputs it is
+};
+std::vector<TiedBias> tied_biases(const onnx::GraphProto& g, int n_index) {
+  const onnx::NodeProto& n = g.node(n_index);
+  const std::string& op = n.op_type();
+  std::vector<TiedBias> out;
+  if (op == "Conv" || op == "ConvTranspose" || op == "Gemm") {
+    if (n.input_size() >= 3 && !n.input(2).empty()) out.push_back({n_index, 2});
+  } else if (op == "MatMul" && n.output_size() == 1) {
+    for (int a : consumers_of(g, n.output(0))) {
+      const onnx::NodeProto& add = g.node(a);
+      if (add.op_type() != "Add" || add.input_size() != 2) continue;
+      const int k = add.input(0) == n.output(0) ? 1 : 0;
+      const int dq = producer_of(g, add.input(k));
+      if (dq >= 0 && g.node(dq).op_type() == "DequantizeLinear") {
+        const onnx::TensorProto* v = graph::find_initializer(g, g.node(dq).input(0));
+        if (v && v->data_type() == onnx::TensorProto::INT32) out.push_back({a, k});
+      }
+    }
   }
-  (void)old_in_scale;
-  std::vector<float> new_scales;
-  const Tensor nq = quantize_bias(bias, new_in_scale, w_scales, &new_scales);
-  const std::string vq = names.make(bdq.input(0) + "_rescaled"), vs = names.make(bdq.input(1) + "_rescaled");
-  const std::string out = names.make(bdq.output(0) + "_rescaled");
-  graph::set_initializer(g, nq, vq);
-  graph::set_initializer(g, Tensor::from_vector<float>({c}, new_scales), vs);
-  onnx::NodeProto dq = bdq;
-  dq.set_name(names.make(bdq.name().empty() ? out : bdq.name() + "_rescaled"));
-  dq.set_input(0, vq);
-  dq.set_input(1, vs);
-  if (dq.input_size() > 2) {
-    const std::string vz = names.make(bdq.input(0) + "_rescaled_zero_point");
-    graph::set_initializer(g, Tensor(DType::kInt32, {c}), vz);
-    dq.set_input(2, vz);
+  return out;
+}
+
+/// Re-quantizes the int32 biases tied to the input scale of node `node_index` (tied_biases) for a
+/// new input scale, keeping bias_scale = input_scale * weight_scale[c] (the TFLite rule lower_qdq
+/// checks). A grouped ConvTranspose's weight scale m serves channel m of every group.
+void rescale_bias(onnx::GraphProto& g, graph::NameAllocator& names, int node_index, float new_in_scale) {
+  const onnx::NodeProto n = g.node(node_index);
+  const int w_dq = n.input_size() > 1 ? producer_of(g, n.input(1)) : -1;
+  for (const TiedBias& tied : tied_biases(g, node_index)) {
+    const int bias_dq = producer_of(g, g.node(tied.node).input(tied.input));
+    if (bias_dq < 0 || w_dq < 0 || g.node(bias_dq).op_type() != "DequantizeLinear" ||
+        g.node(w_dq).op_type() != "DequantizeLinear")
+      continue;  // a float bias or weight: nothing tied to the input scale
+    const onnx::NodeProto bdq = g.node(bias_dq), wdq = g.node(w_dq);
+    const onnx::TensorProto* bq = graph::find_initializer(g, bdq.input(0));
+    const onnx::TensorProto* bs = graph::find_initializer(g, bdq.input(1));
+    const onnx::TensorProto* ws = graph::find_initializer(g, wdq.input(1));
+    if (!bq || !bs || !ws)
+      fail(ErrorCode::kInvalidArgument, "edit_model: " + node_label(n) + ": quantized bias/weight must be initializers");
+    const Tensor qb = tensor_from_proto(*bq), sb = tensor_from_proto(*bs), sw = tensor_from_proto(*ws);
+    const int64_t c = qb.numel();
+    if (qb.dtype() != DType::kInt32 || sb.dtype() != DType::kFloat32 || sw.dtype() != DType::kFloat32 ||
+        (sb.numel() != c && sb.numel() != 1) || sw.numel() == 0 || c % sw.numel() != 0)
+      fail(ErrorCode::kInvalidArgument, "edit_model: " + node_label(g.node(tied.node)) +
+                                            ": int32 bias with float32 scales expected");
+    Tensor bias(DType::kFloat32, {c});
+    std::vector<float> w_scales(static_cast<size_t>(c));
+    for (int64_t i = 0; i < c; ++i) {
+      const float s = sb.data<float>()[sb.numel() == 1 ? 0 : i];
+      bias.data<float>()[i] = math::dequantize(qb.data<int32_t>()[i], s, 0);
+      w_scales[static_cast<size_t>(i)] = sw.data<float>()[i % sw.numel()];
+    }
+    std::vector<float> new_scales;
+    const Tensor nq = quantize_bias(bias, new_in_scale, w_scales, &new_scales).reshaped(qb.shape());
+    const std::string vq = names.make(bdq.input(0) + "_rescaled"), vs = names.make(bdq.input(1) + "_rescaled");
+    const std::string out = names.make(bdq.output(0) + "_rescaled");
+    graph::set_initializer(g, nq, vq);
+    graph::set_initializer(g, Tensor::from_vector<float>({c}, new_scales), vs);
+    onnx::NodeProto dq = bdq;
+    dq.set_name(names.make(bdq.name().empty() ? out : bdq.name() + "_rescaled"));
+    dq.set_input(0, vq);
+    dq.set_input(1, vs);
+    if (dq.input_size() > 2) {
+      const std::string vz = names.make(bdq.input(0) + "_rescaled_zero_point");
+      graph::set_initializer(g, Tensor(DType::kInt32, {c}), vz);
+      dq.set_input(2, vz);
+    }
+    if (sb.numel() == 1 && c > 1) graph::set_attr_int(dq, "axis", static_cast<int64_t>(qb.rank()) - 1);
+    dq.set_output(0, out);
+    g.mutable_node(tied.node)->set_input(tied.input, out);
+    *g.add_node() = dq;  // topological order is restored by the caller
   }
-  if (sb.numel() == 1 && c > 1) graph::set_attr_int(dq, "axis", 0);
-  dq.set_output(0, out);
-  n.set_input(2, out);
-  *g.add_node() = dq;  // topological order is restored by the caller
 }
 
 /// Drops DequantizeLinear nodes nobody reads (replaced bias DQs) and initializers nobody reads.
@@ -189,15 +218,15 @@ void edit_input(onnx::ModelProto& m, graph::NameAllocator& names, const onnx::Va
   Tensor zp(DType::kUInt8, {});
   zp.data<uint8_t>()[0] = static_cast<uint8_t>(b.zero_point);
   graph::set_initializer(g, zp, z_name);
-  // Each DQ now reads the uint8 input; consumers of a Conv/Gemm get their bias re-quantized for the
-  // new input scale (folded case only: the plain case keeps the scale).
+  // Each DQ now reads the uint8 input; the int32 biases tied to its scale (tied_biases) are
+  // re-quantized for the new input scale (folded case only: the plain case keeps the scale).
   for (int d : dqs) {
     onnx::NodeProto& dq = *g.mutable_node(d);
     dq.set_input(0, x);
     dq.set_input(1, s_name);
     if (dq.input_size() > 2) dq.set_input(2, z_name); else dq.add_input(z_name);
     if (b.scale != in_q.scale)
-      for (int c : consumers_of(g, dq.output(0))) rescale_bias(g, names, c, in_q.scale, b.scale);
+      for (int c : consumers_of(g, dq.output(0))) rescale_bias(g, names, c, b.scale);
   }
   g.mutable_node()->DeleteSubrange(qs[0], 1);
   for (auto& vi : *g.mutable_input())

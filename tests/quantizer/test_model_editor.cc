@@ -152,6 +152,51 @@ TEST(ModelEditor, FoldedNormalisationTakesRawPixels) {
   EXPECT_LT(err_fp32, err_base + 0.02f * range) << "folding costs at most a little over quantization itself";
 }
 
+TEST(ModelEditor, FoldedNormalisationRequantizesTheBiasOfAMatMulAndOfAConvTranspose) {
+  // The input's readers whose int32 bias is tied to its scale: a MatMul through its bias Add
+  // ([N,1,6,6] x [6,2] + c) and a ConvTranspose.
+  ModelBuilder mm;
+  mm.input("x", {1, 6, 6}).output("y", {1, 6, 2});
+  mm.init("W", random_tensor({6, 2}, -0.5f, 0.5f, 21)).init("c", random_tensor({2}, -0.5f, 0.5f, 22));
+  mm.node("MatMul", {"x", "W"}, {"h"});
+  mm.node("Add", {"h", "c"}, {"y"});
+  ModelBuilder ct;
+  ct.input("x", {1, 6, 6}).output("y", {2, 12, 12});
+  ct.init("W", random_tensor({1, 2, 2, 2}, -0.5f, 0.5f, 23)).init("c", random_tensor({2}, -0.5f, 0.5f, 24));
+  set_ints(ct.node("ConvTranspose", {"x", "W", "c"}, {"y"}), "strides", {2, 2});
+  for (const onnx::ModelProto& fp32 : {mm.model(), ct.model()}) {
+    const std::string op = fp32.graph().node(0).op_type();
+    SCOPED_TRACE(op);
+    QuantizeOptions qo;
+    qo.method = Method::kMinMaxAsym;
+    const onnx::ModelProto q = quantize_model(fp32, images(64, 1).normalised, qo).value();
+    EditOptions o;
+    o.input_uint8 = o.fold_normalization = true;
+    o.mean = kMean, o.std = kStd;
+    const EditResult e = edit_model(q, o).value();
+    EXPECT_NO_THROW(check_onnx(e.model, "edited"));
+    const onnx::NodeProto* in_dq = consumers(e.model, "x").at(0);
+    const float in_scale = initializer(e.model, in_dq->input(1)).data<float>()[0];
+    const onnx::NodeProto* node = consumers(e.model, in_dq->output(0)).at(0);
+    ASSERT_EQ(node->op_type(), op);
+    const onnx::NodeProto* bias_reader = op == "MatMul" ? consumers(e.model, node->output(0)).at(0) : node;
+    const onnx::NodeProto* bdq = producer(e.model, bias_reader->input(op == "MatMul" ? 1 : 2));
+    const onnx::NodeProto* wdq = producer(e.model, node->input(1));
+    ASSERT_TRUE(bdq && wdq);
+    ASSERT_EQ(bdq->op_type(), "DequantizeLinear");
+    const Tensor bs = initializer(e.model, bdq->input(1)), ws = initializer(e.model, wdq->input(1));
+    ASSERT_EQ(bs.numel(), 2);
+    for (int c = 0; c < 2; ++c) EXPECT_FLOAT_EQ(bs.data<float>()[c], in_scale * ws.data<float>()[c]) << c;
+    // Raw pixels into the edited model give the QDQ model's outputs on normalised floats.
+    const Images im = images(16, 5);
+    const Tensor folded = run(e.model, im.pixels), qdq = run(q, im.normalised);
+    ASSERT_EQ(folded.shape(), qdq.shape());
+    const float range = max_abs(qdq);
+    for (int64_t i = 0; i < qdq.numel(); ++i)
+      ASSERT_NEAR(folded.data<float>()[i], qdq.data<float>()[i], 0.05f * range) << i;
+  }
+}
+
 TEST(ModelEditor, Int8OutputDropsTheFinalDequantize) {
   const onnx::ModelProto q = qdq_model();
   EditOptions o;

@@ -1,4 +1,8 @@
+#include <onnx/shape_inference/implementation.h>
+
 #include <cmath>
+#include <map>
+#include <string>
 
 #include "graph.h"
 #include "passes.h"
@@ -105,26 +109,113 @@ bool fold_into_gemm(onnx::GraphProto& g, onnx::NodeProto& gemm, const BnAffine& 
   return true;
 }
 
+/// The node writing `t` (a single-output node), or nullptr.
+onnx::NodeProto* producer_of(onnx::GraphProto& g, const std::string& t) {
+  for (auto& p : *g.mutable_node())
+    if (p.output_size() == 1 && p.output(0) == t) return &p;
+  return nullptr;
+}
+
+/// Ranks of the model's values from ONNX shape inference on a copy, computed when first asked
+/// (only models with a MatMul before a BatchNormalization pay for it); -1 when unknown.
+class Ranks {
+ public:
+  explicit Ranks(const onnx::ModelProto& model) : model_(model) {}
+  int of(const std::string& t) {
+    if (!inferred_) {
+      inferred_ = true;
+      onnx::ModelProto copy = model_;
+      copy.mutable_graph()->clear_value_info();
+      try {
+        onnx::shape_inference::InferShapes(copy);
+      } catch (const std::exception&) {
+        return -1;  // the infer-shapes pass reports it
+      }
+      const onnx::GraphProto& g = copy.graph();
+      for (const auto* list : {&g.value_info(), &g.input(), &g.output()})
+        for (const auto& v : *list)
+          if (v.type().tensor_type().has_shape()) rank_[v.name()] = v.type().tensor_type().shape().dim_size();
+    }
+    auto it = rank_.find(t);
+    return it == rank_.end() ? -1 : it->second;
+  }
+
+ private:
+  const onnx::ModelProto& model_;
+  bool inferred_ = false;
+  std::map<std::string, int> rank_;
+};
+
+/// Folds into a MatMul of a 2-D input A [N, K] and a constant weight W [K, O], whose output
+/// [N, O] has its channels on axis 1 as BatchNormalization reads them: column o of W is scaled by
+/// s[o]. `add` is the Add of a constant bias c of O values after the MatMul (the BN then reads the
+/// Add's output), c' = s * (c - mean) + beta; without one, the MatMul becomes a Gemm with
+/// C = beta - s * mean. A higher-rank A would put another axis under the BN: not folded.
+bool fold_into_matmul(onnx::GraphProto& g, onnx::NodeProto& mm, onnx::NodeProto* add, const BnAffine& bn,
+                      Ranks& ranks, graph::NameAllocator& names) {
+  if (mm.input_size() != 2 || !graph::find_initializer(g, mm.input(1)) || ranks.of(mm.input(0)) != 2) return false;
+  const std::string label = graph::node_label(mm);
+  Tensor w = graph::float_initializer(g, mm.input(1), label);
+  if (w.rank() != 2 || w.dim(1) != static_cast<int64_t>(bn.s.size())) return false;
+  const int64_t out_ch = w.dim(1), k_dim = w.dim(0);
+  int bias_input = -1;
+  Tensor c(DType::kFloat32, {out_ch});
+  if (add) {
+    if (add->input_size() != 2 || graph::use_count(g, mm.output(0)) != 1) return false;
+    bias_input = add->input(0) == mm.output(0) ? 1 : 0;
+    if (add->input(1 - bias_input) != mm.output(0) || !graph::find_initializer(g, add->input(bias_input))) return false;
+    c = graph::float_initializer(g, add->input(bias_input), graph::node_label(*add));
+    if (c.numel() != out_ch || (c.rank() == 2 && c.dim(0) != 1) || c.rank() > 2) return false;
+  }
+  float* wd = w.data<float>();
+  for (int64_t o = 0; o < out_ch; ++o) {
+    for (int64_t k = 0; k < k_dim; ++k) wd[k * out_ch + o] = static_cast<float>(wd[k * out_ch + o] * bn.s[o]);
+    float& co = c.data<float>()[o];
+    co = static_cast<float>(bn.s[o] * (co - bn.mean[o]) + bn.beta[o]);
+  }
+  const std::string w_name = names.make(mm.input(1) + "_bn_folded");
+  graph::set_initializer(g, w, w_name);
+  mm.set_input(1, w_name);
+  if (add) {
+    const std::string c_name = names.make(add->input(bias_input) + "_bn_folded");
+    graph::set_initializer(g, c, c_name);
+    add->set_input(bias_input, c_name);
+  } else {
+    const std::string c_name = names.make(mm.input(1) + "_bn_folded_bias");
+    graph::set_initializer(g, c, c_name);
+    mm.set_op_type("Gemm");  // A [N, K] x W [K, O] + C, alpha = beta = 1, no transposes
+    mm.add_input(c_name);
+  }
+  return true;
+}
+
 }  // namespace
 
-/// Folds an inference BatchNormalization into the Conv or Gemm producing its input, when that
-/// output has no other reader and every parameter is constant. The Conv/Gemm then writes the BN's
-/// output name and the BN node is removed. New weights get new names (the originals may be shared);
-/// remove-dead-initializers drops the old ones.
+/// Folds an inference BatchNormalization into the Conv, Gemm or MatMul (fold_into_matmul, also
+/// through its bias Add) producing its input, when that output has no other reader and every
+/// parameter is constant. The producer then writes the BN's output name and the BN node is
+/// removed. New weights get new names (the originals may be shared); remove-dead-initializers
+/// drops the old ones.
 void fold_batchnorm(onnx::ModelProto& model) {
   onnx::GraphProto& g = *model.mutable_graph();
   graph::NameAllocator names(g);
+  Ranks ranks(model);
   for (int i = 0; i < g.node_size();) {
     const onnx::NodeProto& bn = g.node(i);
     BnAffine affine;
     onnx::NodeProto* producer = nullptr;
-    if (bn.op_type() == "BatchNormalization" && bn_affine(g, bn, &affine)) {
-      for (auto& p : *g.mutable_node())
-        if (p.output_size() == 1 && p.output(0) == bn.input(0)) producer = &p;
-    }
+    if (bn.op_type() == "BatchNormalization" && bn_affine(g, bn, &affine)) producer = producer_of(g, bn.input(0));
+    // MatMul -> Add(constant) -> BN: the MatMul's weight and the Add's constant fold, the Add writes the BN's output.
+    onnx::NodeProto* matmul = nullptr;
+    if (producer && producer->op_type() == "MatMul") matmul = producer;
+    if (producer && producer->op_type() == "Add" && producer->input_size() == 2)
+      for (int k = 0; k < 2 && !matmul; ++k)
+        if (onnx::NodeProto* p = producer_of(g, producer->input(k)); p && p->op_type() == "MatMul") matmul = p;
     const bool foldable = producer && graph::use_count(g, bn.input(0)) == 1 &&
                           ((producer->op_type() == "Conv" && fold_into_conv(g, *producer, affine, names)) ||
-                           (producer->op_type() == "Gemm" && fold_into_gemm(g, *producer, affine, names)));
+                           (producer->op_type() == "Gemm" && fold_into_gemm(g, *producer, affine, names)) ||
+                           (matmul && fold_into_matmul(g, *matmul, matmul == producer ? nullptr : producer, affine,
+                                                       ranks, names)));
     if (!foldable) {
       ++i;
       continue;

@@ -1,15 +1,24 @@
+#include "anvil/common/onnx_model.h"
 #include "graph.h"
 #include "passes.h"
 
 namespace anvil::quant::passes {
 
 namespace {
-/// Identity always; Dropout when it is in inference mode (no training_mode input, opset >= 12)
-/// and its mask output is unused.
+/// True when `name` is a constant (initializer) boolean scalar false.
+bool is_constant_false(const onnx::GraphProto& g, const std::string& name) {
+  const onnx::TensorProto* t = graph::find_initializer(g, name);
+  if (!t || t->data_type() != onnx::TensorProto::BOOL) return false;
+  const Tensor v = tensor_from_proto(*t);
+  return v.numel() == 1 && !v.data<bool>()[0];
+}
+
+/// Identity always; Dropout when it is in inference mode (no training_mode input, or a constant
+/// false one; opset >= 12) and its mask output is unused.
 bool is_identity(const onnx::GraphProto& g, const onnx::NodeProto& n) {
   if (n.op_type() == "Identity") return n.input_size() == 1 && n.output_size() == 1;
   if (n.op_type() != "Dropout") return false;
-  if (n.input_size() >= 3 && !n.input(2).empty()) return false;  // training_mode given
+  if (n.input_size() >= 3 && !n.input(2).empty() && !is_constant_false(g, n.input(2))) return false;
   return n.output_size() == 1 || n.output(1).empty() || graph::use_count(g, n.output(1)) == 0;
 }
 }  // namespace

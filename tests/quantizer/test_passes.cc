@@ -73,6 +73,20 @@ TEST(RemoveIdentity, KeepsDropoutWhoseMaskIsRead) {
   EXPECT_EQ(count_ops(m, "Dropout"), 1);
 }
 
+TEST(RemoveIdentity, RemovesDropoutWithAConstantFalseTrainingModeAndKeepsATrueOne) {
+  for (bool training : {false, true}) {
+    ModelBuilder b;
+    b.input("x", {4}).output("y", {4});
+    b.init("ratio", Tensor::scalar<float>(0.5f)).init("training", Tensor::from_vector<bool>({}, {training}));
+    b.node("Relu", {"x"}, {"r"});
+    b.node("Dropout", {"r", "ratio", "training"}, {"y"});
+    onnx::ModelProto m = b.model();
+    passes::remove_identity(m);
+    EXPECT_EQ(count_ops(m, "Dropout"), training ? 1 : 0) << "training_mode " << training;
+    EXPECT_NO_THROW(check_onnx(m, "after remove-identity"));
+  }
+}
+
 TEST(FoldBatchNorm, ConvWithBiasMatchesUnfolded) {
   ModelBuilder b;
   b.input("x", {2, 5, 5}).output("y", {3, 5, 5});
@@ -127,6 +141,54 @@ TEST_P(FoldBatchNormGemm, MatchesUnfolded) {
   EXPECT_LE(max_abs_diff(run1(b.model(), x), run1(m, x)), 1e-5f);
 }
 INSTANTIATE_TEST_SUITE_P(TransB, FoldBatchNormGemm, ::testing::Values(0, 1));
+
+TEST(FoldBatchNorm, MatMulOfA2DInputBecomesAGemmWithTheFoldedBias) {
+  ModelBuilder b;
+  b.input("x", {6}).output("y", {4});
+  b.init("W", random_tensor({6, 4}, -1.0f, 1.0f, 40));
+  b.node("MatMul", {"x", "W"}, {"m"});
+  add_bn(b, "m", "y", 4, 41);
+  onnx::ModelProto m = b.model();
+  passes::fold_batchnorm(m);
+  ASSERT_EQ(m.graph().node_size(), 1);
+  EXPECT_EQ(m.graph().node(0).op_type(), "Gemm");
+  EXPECT_EQ(m.graph().node(0).output(0), "y");
+  EXPECT_NO_THROW(check_onnx(m, "after fold-batchnorm"));
+  const Tensor x = random_tensor({5, 6}, -2.0f, 2.0f, 42);
+  EXPECT_LE(max_abs_diff(run1(b.model(), x), run1(m, x)), 1e-5f);
+}
+
+TEST(FoldBatchNorm, MatMulBiasAddFoldsIntoTheWeightAndTheBias) {
+  for (bool bias_first : {false, true}) {
+    ModelBuilder b;
+    b.input("x", {6}).output("y", {4});
+    b.init("W", random_tensor({6, 4}, -1.0f, 1.0f, 43)).init("c", random_tensor({4}, -1.0f, 1.0f, 44));
+    b.node("MatMul", {"x", "W"}, {"m"});
+    b.node("Add", bias_first ? std::vector<std::string>{"c", "m"} : std::vector<std::string>{"m", "c"}, {"a"});
+    add_bn(b, "a", "y", 4, 45);
+    onnx::ModelProto m = b.model();
+    passes::fold_batchnorm(m);
+    ASSERT_EQ(m.graph().node_size(), 2) << "bias first " << bias_first;
+    EXPECT_EQ(m.graph().node(0).op_type(), "MatMul");
+    EXPECT_EQ(m.graph().node(1).op_type(), "Add");
+    EXPECT_EQ(m.graph().node(1).output(0), "y");
+    const Tensor x = random_tensor({5, 6}, -2.0f, 2.0f, 46);
+    EXPECT_LE(max_abs_diff(run1(b.model(), x), run1(m, x)), 1e-5f);
+  }
+}
+
+TEST(FoldBatchNorm, LeavesBnAfterAMatMulOfA3DInput) {
+  // [N, 4, 6] x [6, 4] -> [N, 4, 4]: BatchNormalization scales axis 1, the weight's columns are axis 2.
+  ModelBuilder b;
+  b.input("x", {4, 6}).output("y", {4, 4});
+  b.init("W", random_tensor({6, 4}, -1.0f, 1.0f, 47));
+  b.node("MatMul", {"x", "W"}, {"m"});
+  add_bn(b, "m", "y", 4, 48);
+  onnx::ModelProto m = b.model();
+  passes::fold_batchnorm(m);
+  EXPECT_EQ(count_ops(m, "BatchNormalization"), 1);
+  EXPECT_EQ(count_ops(m, "MatMul"), 1);
+}
 
 TEST(FoldBatchNorm, LeavesBnWhenConvOutputHasAnotherReader) {
   ModelBuilder b;

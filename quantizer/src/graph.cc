@@ -86,6 +86,14 @@ float attr_float(const onnx::NodeProto& n, const std::string& name, float dflt) 
   return a->f();
 }
 
+std::string attr_string(const onnx::NodeProto& n, const std::string& name, const std::string& dflt) {
+  const onnx::AttributeProto* a = find_attr(n, name);
+  if (!a) return dflt;
+  if (a->type() != onnx::AttributeProto::STRING)
+    fail(ErrorCode::kInvalidArgument, "node " + node_label(n) + ": attribute '" + name + "' is not a string");
+  return a->s();
+}
+
 void set_attr_int(onnx::NodeProto& n, const std::string& name, int64_t v) {
   onnx::AttributeProto* a = mutable_attr(n, name);
   a->set_type(onnx::AttributeProto::INT);

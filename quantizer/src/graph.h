@@ -29,6 +29,7 @@ void rename_uses(onnx::GraphProto& g, const std::string& from, const std::string
 /// Attribute getters with defaults; throw kInvalidArgument naming the node on a wrong type.
 int64_t attr_int(const onnx::NodeProto& n, const std::string& name, int64_t dflt);
 float attr_float(const onnx::NodeProto& n, const std::string& name, float dflt);
+std::string attr_string(const onnx::NodeProto& n, const std::string& name, const std::string& dflt);
 /// Sets (adding or replacing) an int / float attribute.
 void set_attr_int(onnx::NodeProto& n, const std::string& name, int64_t v);
 void set_attr_float(onnx::NodeProto& n, const std::string& name, float v);

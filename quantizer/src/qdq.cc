@@ -355,6 +355,24 @@ class QdqBuilder {
     return 0.0f;
   }
 
+  /// False for the same-scale ops whose output can leave the input's range, which then get their
+  /// own calibrated parameters (a requantization): a cubic Resize (its kernel overshoots) and a
+  /// constant Pad whose value the input's parameters cannot represent (it would be clamped).
+  bool stays_in_input_range(const onnx::NodeProto& n) const {
+    if (n.op_type() == "Resize") return graph::attr_string(n, "mode", "nearest") != "cubic";
+    if (n.op_type() != "Pad" || graph::attr_string(n, "mode", "constant") != "constant") return true;
+    float value = graph::attr_float(n, "value", 0.0f);  // opset < 11
+    if (n.input_size() > 2 && !n.input(2).empty()) {
+      const onnx::TensorProto* c = graph::find_initializer(model_.graph(), n.input(2));
+      if (!c || c->data_type() != onnx::TensorProto::FLOAT) return true;  // the lowering says what it takes
+      const Tensor t = tensor_from_proto(*c);
+      if (t.numel() != 1) return true;
+      value = t.data<float>()[0];
+    }
+    const QuantParams& in = params_.at(n.input(0));
+    return value >= math::dequantize(-128, in.scale, in.zero_point) && value <= math::dequantize(127, in.scale, in.zero_point);
+  }
+
   void choose_activation_params() {
     const onnx::GraphProto& g = model_.graph();
     mark_float_nodes();
@@ -373,7 +391,7 @@ class QdqBuilder {
         if (!float_node && is_fused(n, out)) continue;
         std::string x;
         const float factor = scalar_factor(i, &x);
-        if (kSameScale.count(op) && params_.count(n.input(0))) {
+        if (kSameScale.count(op) && params_.count(n.input(0)) && stays_in_input_range(n)) {
           params_[out] = params_.at(n.input(0));
         } else if (factor > 0.0f) {
           const QuantParams& in = params_.at(x);

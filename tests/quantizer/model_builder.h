@@ -73,6 +73,12 @@ inline void set_float(onnx::NodeProto& n, const std::string& name, float v) {
   a->set_type(onnx::AttributeProto::FLOAT);
   a->set_f(v);
 }
+inline void set_string(onnx::NodeProto& n, const std::string& name, const std::string& v) {
+  auto* a = n.add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::STRING);
+  a->set_s(v);
+}
 
 /// Uniform random float32 tensor in [lo, hi) from a fixed seed.
 inline Tensor random_tensor(const Shape& shape, float lo, float hi, unsigned seed) {

@@ -353,6 +353,50 @@ TEST(QuantizeConstants, NanOrInfiniteWeightsBiasesAndConstantsAreErrorsNamingThe
       << q.error().what();
 }
 
+TEST(QuantizeSameScale, ACubicResizeAndAPadValueOutsideTheInputRangeGetTheirOwnParameters) {
+  // x in [0, 1]: a cubic Resize of a step overshoots to about -0.1 and 1.1, and Pad's -5 is far
+  // below 0; with the input's parameters both would be clamped. Nearest/linear Resize and a Pad by
+  // 0.5 stay on the input's parameters.
+  struct Case {
+    std::string op, mode;
+    float pad_value;
+    bool own;
+  };
+  for (const Case& c : {Case{"Resize", "cubic", 0, true}, Case{"Resize", "linear", 0, false},
+                        Case{"Resize", "nearest", 0, false}, Case{"Pad", "constant", -5.0f, true},
+                        Case{"Pad", "constant", 0.5f, false}}) {
+    SCOPED_TRACE(c.op + " " + c.mode + " " + std::to_string(c.pad_value));
+    ModelBuilder b;
+    b.input("x", {1, 4, 4}).output("y", {1, 8, 8});
+    b.init("one", Tensor::from_vector<float>({4}, {1, 1, 1, 1}));
+    b.node("Relu", {"x"}, {"r"});  // the op's input is an activation with its own Q/DQ
+    if (c.op == "Resize") {
+      b.init("scales", Tensor::from_vector<float>({4}, {1, 1, 2, 2}));
+      set_string(b.node("Resize", {"r", "", "scales"}, {"y"}), "mode", c.mode);
+    } else {
+      b.init("pads", Tensor::from_vector<int64_t>({8}, {0, 0, 2, 2, 0, 0, 2, 2})).init("v", Tensor::scalar<float>(c.pad_value));
+      b.node("Pad", {"r", "pads", "v"}, {"y"});
+    }
+    // A 0/1 step along the last axis, every image.
+    Tensor x(DType::kFloat32, {8, 1, 4, 4});
+    for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = (i % 4) >= 2 ? 1.0f : 0.0f;
+    const onnx::ModelProto fp32 = b.model();
+    const onnx::ModelProto m = quantized(fp32, Method::kMinMaxAsym, nullptr, x);
+    const onnx::NodeProto* in_q = q_of(m, "r");
+    const onnx::NodeProto* out_q = q_of(m, "y_float");  // the graph output is its DequantizeLinear
+    ASSERT_TRUE(in_q && out_q);
+    const bool same = scalar_f(m, in_q->input(1)) == scalar_f(m, out_q->input(1)) &&
+                      initializer(m, in_q->input(2)).data<int8_t>()[0] == initializer(m, out_q->input(2)).data<int8_t>()[0];
+    EXPECT_EQ(same, !c.own);
+    // Within one output step of FP32 everywhere, the overshoot and the border included.
+    const Tensor want = ref::Executor::create(fp32)->run({{"x", x}}).value().at("y");
+    const Tensor got = ref::Executor::create(m)->run({{"x", x}}).value().at("y");
+    const float step = scalar_f(m, out_q->input(1));
+    ASSERT_EQ(got.shape(), want.shape());
+    for (int64_t i = 0; i < got.numel(); ++i) ASSERT_NEAR(got.data<float>()[i], want.data<float>()[i], step) << i;
+  }
+}
+
 TEST(Quantize, UnhandledOperatorStaysFloatBetweenDqAndQ) {
   ModelBuilder b;
   b.input("x", {4}).output("y", {4});

@@ -287,3 +287,150 @@ TEST(SpecConcat, SameScaleInputKeepsItsProducersGridAndIsRequantized) {
   EXPECT_LE(max_abs_difference(fp32, m, "y", x), qy.scale);
   EXPECT_LE(anvil::test::int8_agreement(m, {{"x", x}}, 32).max_diff, 1);
 }
+
+// ---- range methods on synthetic data ---------------------------------------------------------------
+
+namespace {
+
+/// The statistics calibrate() records for `values` (histogram.h accumulate, as the observers call it).
+TensorStats stats_from(const std::vector<float>& values) {
+  TensorStats s;
+  accumulate(s, values.data(), static_cast<int64_t>(values.size()));
+  return s;
+}
+
+Range range_for(const TensorStats& s, Method m, float percentile = 99.99f) {
+  Calibration c;
+  c.tensors["t"] = s;
+  return c.ranges(m, percentile).at("t");
+}
+
+/// n evenly spaced values from lo to hi, both included (a deterministic uniform sample).
+std::vector<float> evenly_spaced(float lo, float hi, int n) {
+  std::vector<float> v(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i)
+    v[static_cast<size_t>(i)] = lo + (hi - lo) * static_cast<float>(i) / static_cast<float>(n - 1);
+  v.back() = hi;
+  return v;
+}
+
+}  // namespace
+
+TEST(SpecRangeMethods, UniformMinMaxIsTheExactRange) {
+  for (const auto& [lo, hi] : {std::pair{-1.5f, 2.5f}, std::pair{-3.0f, 1.25f}}) {
+    const TensorStats s = stats_from(evenly_spaced(lo, hi, 100001));
+    const Range asym = range_for(s, Method::kMinMaxAsym), sym = range_for(s, Method::kMinMaxSym);
+    EXPECT_EQ(asym.min, lo);
+    EXPECT_EQ(asym.max, hi);
+    const float m = std::max(-lo, hi);
+    EXPECT_EQ(sym.min, -m);
+    EXPECT_EQ(sym.max, m);
+  }
+}
+
+// percentile_range ASYM cuts (100 - P)/2 % of the count from each tail (ONNX Runtime's rule): the
+// result's ends are the outer edges of the bins holding the (100 - P)/2 and (100 + P)/2 quantiles.
+TEST(SpecRangeMethods, PercentileAsymIsTheCentralQuantilesWithinOneBin) {
+  const float lo = -1.5f, hi = 2.5f;
+  const std::vector<float> v = evenly_spaced(lo, hi, 100001);  // sorted
+  const TensorStats s = stats_from(v);
+  ASSERT_EQ(s.histogram_half_width, 4.0f);
+  const double w = 2.0 * s.histogram_half_width / kHistogramBins;
+  for (float p : {99.0f, 95.0f, 80.0f, 50.0f}) {
+    SCOPED_TRACE(p);
+    const Range r = range_for(s, Method::kPercentileAsym, p);
+    // The order statistics the rule picks: the first value (from either end) past the cut.
+    const size_t k = static_cast<size_t>(std::floor((100.0 - p) / 200.0 * static_cast<double>(v.size())));
+    const float q_lo = v[k], q_hi = v[v.size() - 1 - k];
+    EXPECT_LE(r.min, q_lo);
+    EXPECT_GT(r.min + w, q_lo);
+    EXPECT_GT(r.max, q_hi);
+    EXPECT_LE(r.max - w, q_hi);
+    // Bin edges of the grid [-h, h].
+    EXPECT_EQ(std::fmod(r.min + 4.0, w), 0.0);
+    EXPECT_EQ(std::fmod(r.max + 4.0, w), 0.0);
+    // The closed-form quantiles of U(lo, hi).
+    EXPECT_NEAR(r.min, lo + (hi - lo) * (100.0 - p) / 200.0, w);
+    EXPECT_NEAR(r.max, lo + (hi - lo) * (100.0 + p) / 200.0, w);
+  }
+}
+
+TEST(SpecRangeMethods, NonNegativeTensorSymMethodsStartAtZero) {
+  const float a = 3.0f;
+  for (float lo : {0.0f, 0.75f}) {
+    SCOPED_TRACE(lo);
+    const TensorStats s = stats_from(evenly_spaced(lo, a, 100001));
+    for (Method m : kAllMethods) {
+      if (!is_symmetric(m)) continue;
+      const Range r = range_for(s, m);
+      EXPECT_EQ(r.min, 0.0f) << method_name(m);
+      EXPECT_GT(r.max, 0.0f) << method_name(m);
+      EXPECT_LE(r.max, a) << method_name(m);
+    }
+    const Range mm = range_for(s, Method::kMinMaxSym);
+    EXPECT_EQ(mm.min, 0.0f);
+    EXPECT_EQ(mm.max, a);
+  }
+}
+
+// A tensor that is one value v (many copies). Every method's grid represents v: quantizing v
+// gives the grid's extreme code on v's side (127 for v > 0: every range is [0, v] on the
+// asymmetric grid; -128 on the asymmetric grid [v, 0]; -127 on the symmetric [v, -v]), and
+// dequantizing it returns v to within one float ulp (not exactly in general: 255 * fl(v / 255) is
+// v for about 99.7 % of floats), far below half a step.
+TEST(SpecRangeMethods, RepeatedValueRoundTripsOnEveryGrid) {
+  for (float v : {0.7f, 3.0f, 1e-3f, -0.7f, -3.0f, -1e-3f}) {
+    const TensorStats s = stats_from(std::vector<float>(10000, v));
+    for (Method m : kAllMethods) {
+      SCOPED_TRACE(std::string(method_name(m)) + " v=" + std::to_string(v));
+      const Range r = range_for(s, m);
+      EXPECT_LE(r.min, 0.0f);
+      EXPECT_GE(r.max, 0.0f);
+      // v is the range's end on its side (MSE_SYM for v < 0 excepted: the disabled test below).
+      if (v > 0.0f || m != Method::kMseSym) {
+        EXPECT_EQ(v > 0.0f ? r.max : r.min, v);
+      }
+      const QuantParams q = activation_params(r, is_symmetric(m));
+      const int code = math::quantize_float(v, q.scale, q.zero_point);
+      const float back = math::dequantize(code, q.scale, q.zero_point);
+      const int want_code = v > 0.0f ? 127 : is_symmetric(m) ? -127 : -128;
+      EXPECT_LE(std::abs(code - want_code), m == Method::kMseSym ? 1 : 0);  // MSE_SYM: -128, see below
+      EXPECT_LE(std::fabs(back - v), std::fabs(std::nextafter(v, 2.0f * v) - v));
+      EXPECT_LE(std::fabs(back - v), 0.5f * q.scale);
+    }
+  }
+}
+
+// An all-zero tensor has no histogram; every method gives [0, 0], and the grid has the documented
+// floor scale kMinScale (finite, non-zero) with 0 exact.
+TEST(SpecRangeMethods, AllZeroTensorGetsTheFloorScaleAndExactZero) {
+  const TensorStats s = stats_from(std::vector<float>(1000, 0.0f));
+  for (Method m : kAllMethods) {
+    SCOPED_TRACE(method_name(m));
+    const Range r = range_for(s, m);
+    EXPECT_EQ(r.min, 0.0f);
+    EXPECT_EQ(r.max, 0.0f);
+    const QuantParams q = activation_params(r, is_symmetric(m));
+    EXPECT_TRUE(std::isfinite(q.scale));
+    EXPECT_EQ(q.scale, kMinScale);
+    EXPECT_EQ(q.zero_point, -128);
+    EXPECT_EQ(math::dequantize(math::quantize_float(0.0f, q.scale, q.zero_point), q.scale, q.zero_point), 0.0f);
+  }
+  // End to end: an all-zero input quantizes with that grid under every method and runs.
+  ModelBuilder b;
+  b.input("x", {4}).output("y", {4});
+  b.node("Relu", {"x"}, {"y"});
+  const onnx::ModelProto opt = optimize(b.model());
+  const Tensor zeros(DType::kFloat32, {8, 4});
+  const Calibration calib = calibrate(opt, zeros, false);
+  for (Method m : kAllMethods) {
+    SCOPED_TRACE(method_name(m));
+    const onnx::ModelProto q = quantized(opt, calib, m);
+    const QdqParams x = qdq_params(q, "x");
+    ASSERT_TRUE(x.found);
+    EXPECT_EQ(x.scale, kMinScale);
+    auto out = ref::Executor::create(q)->run({{"x", zeros}});
+    ASSERT_TRUE(out.ok()) << out.error().what();
+    for (float y : out->at("y").to_vector<float>()) EXPECT_EQ(y, 0.0f);
+  }
+}

@@ -401,6 +401,24 @@ TEST(SpecRangeMethods, RepeatedValueRoundTripsOnEveryGrid) {
   }
 }
 
+// DISABLED: defect in the MSE_SYM search (quantizer/src/range_methods.cc search_range). For a
+// tensor of copies of v < 0 it returns [-(127/128)|v|, (127/128)|v|], a range without v: the
+// candidates are scored on a grid whose code -128 reaches -(128/127) * (127/128)|v| = v, while
+// activation_params documents the symmetric grid as codes -127..127, and the narrower candidate
+// wins the tie with alpha = 1 (the same error, the smallest candidate first). The value then
+// survives only through code -128, which the documented symmetric grid does not have.
+TEST(SpecRangeMethods, DISABLED_RepeatedNegativeValueIsInsideEveryRange) {
+  for (float v : {-0.7f, -3.0f}) {
+    const TensorStats s = stats_from(std::vector<float>(10000, v));
+    for (Method m : kAllMethods) {
+      SCOPED_TRACE(std::string(method_name(m)) + " v=" + std::to_string(v));
+      const Range r = range_for(s, m);
+      EXPECT_EQ(r.min, v);  // every method keeps the whole (one-point) distribution
+      EXPECT_EQ(r.max, is_symmetric(m) ? -v : 0.0f);
+    }
+  }
+}
+
 // An all-zero tensor has no histogram; every method gives [0, 0], and the grid has the documented
 // floor scale kMinScale (finite, non-zero) with 0 exact.
 TEST(SpecRangeMethods, AllZeroTensorGetsTheFloorScaleAndExactZero) {

@@ -38,7 +38,9 @@ Range symmetric(Range r);
 
 /// Per-tensor int8 activation parameters of a range (widened to contain 0 first).
 ///  asymmetric: scale = (max - min) / 255, zero_point = round(-128 - min / scale) in [-128, 127];
-///  symmetric and min < 0: scale = max(|min|, |max|) / 127, zero_point = 0 (codes -127..127);
+///  symmetric and min < 0: scale = max(|min|, |max|) / 127, zero_point = 0: [-a, a] is codes
+///    -127..127, and QuantizeLinear's code -128 holds -(128/127) a (the range searches score
+///    candidates on that whole grid, so a SYM range can end one step inside a value it keeps);
 ///  symmetric and min >= 0 ([0, a], see symmetric()): the asymmetric form, scale = a / 255 with
 ///    zero_point = -128, as FuriosaAI and TFLite do for non-negative tensors: a/127 with zp 0 would
 ///    leave the 128 negative codes unused and halve the resolution.

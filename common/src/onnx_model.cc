@@ -49,6 +49,17 @@ void copy_field(const Field& field, Tensor& t, const std::string& name) {
   T* out = t.data<T>();
   for (int i = 0; i < field.size(); ++i) out[i] = static_cast<T>(field.Get(i));
 }
+/// How many values the proto's typed field for `dtype` holds (raw_data aside).
+int64_t typed_values(const onnx::TensorProto& p, DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32: return p.float_data_size();
+    case DType::kFloat64: return p.double_data_size();
+    case DType::kInt64: return p.int64_data_size();
+    case DType::kUInt32: case DType::kUInt64: return p.uint64_data_size();
+    case DType::kString: return p.string_data_size();
+    default: return p.int32_data_size();
+  }
+}
 }  // namespace
 
 Tensor tensor_from_proto(const onnx::TensorProto& proto) {
@@ -64,6 +75,23 @@ Tensor tensor_from_proto(const onnx::TensorProto& proto) {
       fail(ErrorCode::kUnsupported, "tensor '" + name + "': unsupported data type " + std::to_string(proto.data_type()));
   }
   Shape shape(proto.dims().begin(), proto.dims().end());
+  // The data must match the shape before anything is allocated: a damaged file's dims can claim
+  // more than memory holds (shape_numel refuses element counts that overflow).
+  int64_t n = 0;
+  try {
+    n = shape_numel(shape);
+  } catch (const Error& e) {
+    fail(ErrorCode::kParseError, "tensor '" + name + "': " + e.what());
+  }
+  if (proto.has_raw_data() && dtype != DType::kString &&
+      (n > static_cast<int64_t>(proto.raw_data().size()) ||
+       static_cast<uint64_t>(n) * dtype_size(dtype) != proto.raw_data().size()))
+    fail(ErrorCode::kParseError, "tensor '" + name + "': raw_data has " + std::to_string(proto.raw_data().size()) +
+                                     " bytes, shape " + shape_str(shape) + " needs " +
+                                     std::to_string(static_cast<uint64_t>(n) * dtype_size(dtype)));
+  if (!proto.has_raw_data() && typed_values(proto, dtype) != n)
+    fail(ErrorCode::kParseError, "tensor '" + name + "': " + std::to_string(typed_values(proto, dtype)) +
+                                     " values for shape " + shape_str(shape));
   Tensor t(dtype, shape);
   if (dtype == DType::kString) {  // string_data only: raw_data has no string encoding
     if (proto.has_raw_data()) fail(ErrorCode::kParseError, "tensor '" + name + "': string tensor with raw_data");

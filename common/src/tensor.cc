@@ -54,8 +54,11 @@ int64_t shape_numel(const Shape& shape) {
   int64_t n = 1;
   for (int64_t d : shape) {
     if (d < 0) fail(ErrorCode::kInvalidArgument, "negative dimension in shape " + shape_str(shape));
-    n *= d;
+    if (d == 0) return 0;
   }
+  for (int64_t d : shape)
+    if (__builtin_mul_overflow(n, d, &n) || n > kMaxElements)
+      fail(ErrorCode::kInvalidArgument, "shape " + shape_str(shape) + " has more than 2^60 elements");
   return n;
 }
 

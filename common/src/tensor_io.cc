@@ -95,11 +95,19 @@ Tensor parse_npy(const std::string& bytes, const std::string& what) {
       fail(ErrorCode::kParseError, what + ": bad .npy shape '" + dims + "'");
     }
   }
-  Tensor t(dtype, shape);
+  // The data must be there before anything is allocated (shape_numel refuses counts that overflow).
   const size_t data_off = offset + header_len;
-  if (bytes.size() - data_off < t.nbytes())
+  int64_t numel = 0;
+  try {
+    numel = shape_numel(shape);
+  } catch (const Error& e) {
+    fail(ErrorCode::kParseError, what + ": " + e.what());
+  }
+  const uint64_t needed = static_cast<uint64_t>(numel) * dtype_size(dtype);
+  if (bytes.size() - data_off < needed)
     fail(ErrorCode::kParseError, what + ": truncated .npy data (" + std::to_string(bytes.size() - data_off) +
-                                     " bytes, shape " + shape_str(shape) + " needs " + std::to_string(t.nbytes()) + ")");
+                                     " bytes, shape " + shape_str(shape) + " needs " + std::to_string(needed) + ")");
+  Tensor t(dtype, shape);
   if (t.nbytes()) std::memcpy(t.raw(), bytes.data() + data_off, t.nbytes());
   return t;
 }

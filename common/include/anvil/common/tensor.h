@@ -59,7 +59,12 @@ template <> constexpr DType dtype_of<std::string>() { return DType::kString; }
 
 using Shape = std::vector<int64_t>;
 
-/// Number of elements of a shape (1 for a scalar); throws kInvalidArgument on a negative dimension.
+/// The most elements a shape may have: 2^60, so that a byte count (up to 16 bytes per element)
+/// cannot overflow.
+constexpr int64_t kMaxElements = int64_t{1} << 60;
+
+/// Number of elements of a shape (1 for a scalar); throws kInvalidArgument on a negative dimension
+/// and on more than kMaxElements (a damaged file's dimensions must not wrap around).
 int64_t shape_numel(const Shape& shape);
 /// "[1, 3, 224, 224]"
 std::string shape_str(const Shape& shape);

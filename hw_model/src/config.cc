@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "anvil/common/status.h"
@@ -37,6 +38,11 @@ void json_value(const std::string& key, const nlohmann::json& j, T& out) {
     fail(ErrorCode::kInvalidArgument, "hw config: '" + key + "' must be a " +
                                           (std::is_unsigned_v<T> ? "non-negative integer" : "number") +
                                           ", got " + j.dump());
+  if constexpr (std::is_integral_v<T>) {
+    if (j.get<uint64_t>() > std::numeric_limits<T>::max())
+      fail(ErrorCode::kInvalidArgument, "hw config: '" + key + "' must be at most " +
+                                            std::to_string(std::numeric_limits<T>::max()) + ", got " + j.dump());
+  }
   out = j.get<T>();
 }
 
@@ -77,6 +83,8 @@ HwConfig HwConfig::from_json_file(const std::string& path) {
     fail(ErrorCode::kParseError, path + ": not JSON: " + e.what());
   }
   if (!j.is_object()) fail(ErrorCode::kParseError, path + ": hw config must be a JSON object");
+  if (j.contains("preset") && !j["preset"].is_string())
+    fail(ErrorCode::kParseError, path + ": 'preset' must be a string, got " + j["preset"].dump());
   HwConfig c = preset(j.contains("preset") ? j["preset"].get<std::string>() : "warboy");
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& key = it.key();
@@ -107,7 +115,10 @@ void HwConfig::validate() const {
   auto bad = [](const char* key, const std::string& why) {
     fail(ErrorCode::kInvalidArgument, std::string("hw config: '") + key + "' " + why);
   };
-  if (!(clock_ghz > 0.0 && clock_ghz <= 10.0)) bad("clock_ghz", "must be in (0, 10]");
+  // Times and rates are bounded so that no single transfer, DMA or watchdog period exceeds about
+  // 10^6 s of simulated time: SystemC's 64-bit picosecond clock would otherwise overflow (or the
+  // simulation run for days), and nothing beyond these models a real part.
+  if (!(clock_ghz >= 0.001 && clock_ghz <= 10.0)) bad("clock_ghz", "must be in [0.001, 10]");
   if (num_pes < 1 || num_pes > 2) bad("num_pes", "must be 1 or 2 (the platform has at most 2 PEs)");
   if (slices_per_pe < 1 || slices_per_pe > 1024) bad("slices_per_pe", "must be in [1, 1024]");
   if (sram_per_slice < 1024 || sram_per_slice > (16u << 20)) bad("sram_per_slice", "must be in [1 KiB, 16 MiB]");
@@ -121,12 +132,14 @@ void HwConfig::validate() const {
                          std::to_string(lut_lanes) + " (set lut_lanes with vector_lanes)");
   if (instr_mem_bytes < 128) bad("instr_mem_bytes", "must hold at least one 128-byte instruction");
   if (dram_bytes < (1u << 20) || dram_bytes > (1ull << 40)) bad("dram_bytes", "must be in [1 MiB, 1 TiB]");
-  if (!(dram_gbps > 0.0 && std::isfinite(dram_gbps))) bad("dram_gbps", "must be > 0");
-  if (!(dram_latency_ns >= 0.0 && std::isfinite(dram_latency_ns))) bad("dram_latency_ns", "must be >= 0");
-  if (!(pcie_gbps > 0.0 && std::isfinite(pcie_gbps))) bad("pcie_gbps", "must be > 0");
-  if (!(pcie_latency_ns >= 0.0 && std::isfinite(pcie_latency_ns))) bad("pcie_latency_ns", "must be >= 0");
+  if (!(dram_gbps >= 0.001 && dram_gbps <= 1e6)) bad("dram_gbps", "must be in [0.001, 1e6]");
+  if (!(dram_latency_ns >= 0.0 && dram_latency_ns <= 1e9)) bad("dram_latency_ns", "must be in [0, 1e9]");
+  if (!(pcie_gbps >= 0.001 && pcie_gbps <= 1e6)) bad("pcie_gbps", "must be in [0.001, 1e6]");
+  if (!(pcie_latency_ns >= 0.0 && pcie_latency_ns <= 1e9)) bad("pcie_latency_ns", "must be in [0, 1e9]");
   if (!(quantum_ns > 0.0 && quantum_ns <= 1e9)) bad("quantum_ns", "must be in (0, 1e9]");
   if (watchdog_cycles < 1000) bad("watchdog_cycles", "must be >= 1000");
+  if (static_cast<double>(watchdog_cycles) / clock_ghz > 1e15)
+    bad("watchdog_cycles", "must last at most 10^6 s (10^15 ns) at clock_ghz " + std::to_string(clock_ghz));
   if (fault_run < 1) bad("fault_run", "must be >= 1 (runs are counted from 1)");
   if (fault_dma_fail_at && fault_pe_hang_at) bad("fault_pe_hang_at", "cannot be set together with fault_dma_fail_at");
 }

@@ -50,12 +50,24 @@ TEST(HwConfig, SetParsesAndNamesBadKeys) {
 
 TEST(HwConfig, ValidateNamesTheKey) {
   for (const char* kv : {"clock_ghz=0", "num_pes=3", "slices_per_pe=0", "mac_cols=0", "vector_lanes=0",
-                         "lut_lanes=0", "lut_lanes=257", "dram_gbps=0", "pcie_gbps=-1", "instr_mem_bytes=64", "quantum_ns=0", "sram_per_slice=10"}) {
+                         "lut_lanes=0", "lut_lanes=257", "dram_gbps=0", "pcie_gbps=-1", "instr_mem_bytes=64", "quantum_ns=0", "sram_per_slice=10",
+                         // Values that passed before and hung a run (simulated times beyond SystemC's 64-bit clock).
+                         "dram_gbps=1e-9", "dram_gbps=1e-300", "pcie_gbps=1e-9", "dram_latency_ns=1e12",
+                         "pcie_latency_ns=1e15", "clock_ghz=1e-12", "watchdog_cycles=18446744073709551615"}) {
     HwConfig c;
     c.set(kv);
     const std::string key = std::string(kv).substr(0, std::string(kv).find('='));
     EXPECT_NE(error_of([&] { c.validate(); }).find("'" + key + "'"), std::string::npos) << kv;
   }
+}
+
+TEST(HwConfig, AWatchdogOfMoreThanAMillionSecondsIsRefused) {
+  HwConfig c;
+  c.set("clock_ghz=0.001");
+  c.set("watchdog_cycles=1100000000000");  // 1.1 x 10^12 cycles at 1 MHz: 1.1 x 10^6 s
+  EXPECT_NE(error_of([&] { c.validate(); }).find("'watchdog_cycles'"), std::string::npos);
+  c.set("clock_ghz=2");  // 550 s
+  c.validate();
 }
 
 TEST(HwConfig, LutLanesCannotExceedVectorLanes) {
@@ -97,6 +109,17 @@ TEST(HwConfig, JsonRoundTripAndFileErrors) {
     out << R"({"mac_rows": -4})";
   }
   EXPECT_NE(error_of([&] { HwConfig::from_json_file(path); }).find("mac_rows"), std::string::npos);
+  {
+    std::ofstream out(path);
+    out << R"({"fault_run": 4294967297, "fault_pe_hang_at": 1})";  // 2^32 + 1: used to wrap to run 1
+  }
+  EXPECT_NE(error_of([&] { HwConfig::from_json_file(path); }).find("fault_run' must be at most 4294967295"),
+            std::string::npos) << error_of([&] { HwConfig::from_json_file(path); });
+  {
+    std::ofstream out(path);
+    out << R"({"preset": 5})";
+  }
+  EXPECT_NE(error_of([&] { HwConfig::from_json_file(path); }).find("'preset' must be a string"), std::string::npos);
   {
     std::ofstream out(path);
     out << "{ not json";

@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 
 #include "anvil/common/byte_io.h"
@@ -95,6 +96,11 @@ TensorDesc read_desc(Reader& r, const std::string& what) {
   } catch (const Error&) {
     fail(ErrorCode::kParseError, what + ": tensor '" + d.name + "' has a bad dtype or shape");
   }
+  // The host quantizes float inputs and dequantizes int8 outputs with these.
+  if (d.dtype == DType::kInt8 && (!std::isfinite(d.scale) || d.scale <= 0.0f || d.zero_point < -128 || d.zero_point > 127))
+    fail(ErrorCode::kParseError, what + ": tensor '" + d.name + "' has scale " + std::to_string(d.scale) +
+                                     " and zero point " + std::to_string(d.zero_point) +
+                                     " (int8 needs a finite scale > 0 and a zero point in [-128, 127])");
   return d;
 }
 
@@ -260,10 +266,20 @@ Program Program::parse(const std::string& bytes, const std::string& what) {
   p.instructions.resize(h.num_instructions);
   std::memcpy(p.instructions.data(), bytes.data() + pos, h.num_instructions * sizeof(Instruction));
   pos += h.num_instructions * sizeof(Instruction);
-  for (size_t i = 0; i < p.instructions.size(); ++i)
-    if (!opcode_valid(static_cast<uint8_t>(p.instructions[i].opcode)))
+  if (h.batch < 1) fail(ErrorCode::kParseError, what + ": program for batch " + std::to_string(h.batch));
+  for (size_t i = 0; i < p.instructions.size(); ++i) {
+    const Instruction& inst = p.instructions[i];
+    if (!opcode_valid(static_cast<uint8_t>(inst.opcode)))
       fail(ErrorCode::kParseError, what + ": instruction " + std::to_string(i) + " has invalid opcode " +
-                                       std::to_string(static_cast<int>(p.instructions[i].opcode)));
+                                       std::to_string(static_cast<int>(inst.opcode)));
+    const bool dma = inst.opcode == Opcode::kDmaLoad || inst.opcode == Opcode::kDmaStore;
+    if (dma && inst.dma.region >= kNumRegions)
+      fail(ErrorCode::kParseError, what + ": instruction " + std::to_string(i) + " names DRAM region " +
+                                       std::to_string(inst.dma.region) + " (docs/isa.md: 0..2)");
+    if (inst.opcode == Opcode::kDmaStore && inst.dma.region == static_cast<uint8_t>(Region::kConst))
+      fail(ErrorCode::kParseError, what + ": instruction " + std::to_string(i) +
+                                       " stores into the constant region (read-only, docs/isa.md)");
+  }
   Reader r(bytes, pos, pos + h.tensors_bytes, what);
   for (auto* list : {&p.inputs, &p.outputs}) {
     const uint32_t n = r.get<uint32_t>();

@@ -1,7 +1,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
 
 #include "anvil/isa/program.h"
 
@@ -69,6 +73,41 @@ TEST(Program, EveryFlippedByteIsRejected) {
     std::string bad = bytes;
     bad[i] = static_cast<char>(bad[i] ^ 0x40);
     EXPECT_THROW(Program::parse(bad, "prog.bin"), Error) << "byte " << i;
+  }
+}
+
+TEST(Program, ChecksumValidProgramsWithInvalidContentsAreRejectedNamingWhat) {
+  // serialize() writes a correct checksum, so only the content checks can refuse these.
+  struct Case {
+    std::string what;
+    std::function<void(Program&)> spoil;
+    std::string needle;
+  };
+  const std::vector<Case> cases = {
+      {"zero scale", [](Program& p) { p.inputs[0].scale = 0.0f; }, "tensor 'input' has scale"},
+      {"NaN scale", [](Program& p) { p.inputs[0].scale = NAN; }, "tensor 'input' has scale"},
+      {"infinite scale", [](Program& p) { p.outputs[0].scale = INFINITY; }, "tensor 'logits' has scale"},
+      {"zero point 999", [](Program& p) { p.inputs[0].zero_point = 999; }, "zero point 999"},
+      {"batch 0", [](Program& p) { p.batch = 0; }, "batch 0"},
+      {"store into kConst",
+       [](Program& p) {
+         p.instructions[0].opcode = Opcode::kDmaStore;
+         p.instructions[0].dma.region = static_cast<uint8_t>(Region::kConst);
+       },
+       "instruction 0 stores into the constant region"},
+      {"region 7", [](Program& p) { p.instructions[0].dma.region = 7; }, "instruction 0 names DRAM region 7"},
+  };
+  for (const Case& c : cases) {
+    Program p = sample();
+    c.spoil(p);
+    try {
+      Program::parse(p.serialize(), "prog.bin");
+      ADD_FAILURE() << c.what << ": accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kParseError) << c.what;
+      EXPECT_NE(std::string(e.what()).find("prog.bin: "), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(c.needle), std::string::npos) << c.what << ": " << e.what();
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 #include "anvil/runtime/runtime.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -374,6 +375,19 @@ Session::Session(Device device, const isa::Program& program, const SessionOption
     fail(ErrorCode::kInvalidArgument, "program/device mismatch: the program needs " + std::to_string(program.num_pes) +
                                           " PE(s) per request but each unit of device '" + d.spec + "' has " +
                                           std::to_string(d.pes_per_unit));
+  // What the firmware would refuse as "bad program", said here with the cause (the program was
+  // compiled for a larger instruction memory or SRAM than this device has).
+  const uint64_t code_bytes = program.instructions.size() * sizeof(isa::Instruction);
+  if (code_bytes > d.config.instr_mem_bytes)
+    fail(ErrorCode::kInvalidArgument, "program/device mismatch: the program has " +
+                                          std::to_string(program.instructions.size()) + " instructions (" +
+                                          std::to_string(code_bytes) + " bytes) but device '" + d.spec + "' holds " +
+                                          std::to_string(d.config.instr_mem_bytes) + " bytes per PE (instr_mem_bytes)");
+  if (program.sram_bytes > d.config.sram_bytes_per_pe() * program.num_pes)
+    fail(ErrorCode::kInvalidArgument, "program/device mismatch: the program uses " + std::to_string(program.sram_bytes) +
+                                          " bytes of SRAM but device '" + d.spec + "' has " +
+                                          std::to_string(d.config.sram_bytes_per_pe() * program.num_pes) +
+                                          " (slices_per_pe x sram_per_slice x PEs)");
   Impl& s = *impl_;
   s.device = device;
   s.program = program;
@@ -479,6 +493,13 @@ void Session::Impl::check_inputs(const TensorMap& inputs) const {
     if (t.dtype() != DType::kFloat32 && t.dtype() != DType::kInt8)
       fail(ErrorCode::kInvalidArgument, "input '" + desc.name + "' has dtype " + dtype_name(t.dtype()) +
                                             ", expected float32 (quantized on the host) or int8");
+    // int8 has no code for NaN or infinity (quantize_float would make a NaN the zero point).
+    if (t.dtype() == DType::kFloat32)
+      for (int64_t i = 0; i < t.numel(); ++i)
+        if (!std::isfinite(t.data<float>()[i]))
+          fail(ErrorCode::kInvalidArgument, "input '" + desc.name + "' has " +
+                                                (std::isnan(t.data<float>()[i]) ? "a NaN" : "an infinite value") +
+                                                " at element " + std::to_string(i));
   }
 }
 

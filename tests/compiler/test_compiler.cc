@@ -377,6 +377,27 @@ TEST(Compiler, TileThatCannotFitNamesTheNode) {
   EXPECT_NE(m.find("does not fit 1024 bytes of SRAM"), std::string::npos) << m;
 }
 
+TEST(Compiler, AProgramBeyondTheInstructionMemoryIsAnErrorNamingIt) {
+  // The firmware would refuse it as "bad program"; with host fallback too, the compile fails
+  // instead of moving the segment to the host.
+  const ref::Int8Graph g = strided_grouped_conv().graph();
+  const uint64_t needed = compile_ok(g).program.instructions.size() * sizeof(isa::Instruction);
+  for (const bool fallback : {false, true}) {
+    compiler::CompileOptions o;
+    o.target = compiler::Target::from_name("warboy");
+    o.target.instr_mem_bytes = needed - sizeof(isa::Instruction);
+    o.host_fallback = fallback;
+    const auto r = compiler::compile_graph(g, o);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+    const std::string m = r.error().what();
+    EXPECT_NE(m.find("instr_mem_bytes"), std::string::npos) << m;
+    EXPECT_NE(m.find("compile a smaller batch"), std::string::npos) << m;
+    o.target.instr_mem_bytes = needed;
+    EXPECT_TRUE(compiler::compile_graph(g, o).ok());
+  }
+}
+
 TEST(Compiler, BadTargetIsRejected) {
   compiler::CompileOptions o;
   o.target.num_pes = 3;

@@ -2,6 +2,8 @@
 // expectations computed directly with common/requant.h.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "anvil/common/requant.h"
 #include "anvil/hw/platform.h"
 #include "anvil/isa/device.h"
@@ -149,6 +151,15 @@ TEST(Runtime, WrongInputsAreClearErrors) {
   EXPECT_EQ(code_of([&] { s.run({}); }), ErrorCode::kInvalidArgument);
   const std::string name_msg = message_of([&] { s.run({{"x", input_tensor(g, x)}, {"z", input_tensor(g, x)}}); });
   EXPECT_NE(name_msg.find("'z'"), std::string::npos) << name_msg;
+  // A float input is quantized on the host; int8 has no code for NaN or infinity.
+  for (const float bad : {NAN, INFINITY}) {
+    Tensor f = input_tensor(g, x).cast(DType::kFloat32);
+    f.data<float>()[5] = bad;
+    const std::string msg = message_of([&] { s.run({{"x", f}}); });
+    EXPECT_NE(msg.find("input 'x' has " + std::string(std::isnan(bad) ? "a NaN" : "an infinite value") + " at element 5"),
+              std::string::npos) << msg;
+    EXPECT_EQ(code_of([&] { s.run({{"x", f}}); }), ErrorCode::kInvalidArgument);
+  }
   // The session still works afterwards.
   EXPECT_EQ(to_vec(s.run({{"x", input_tensor(g, x)}}).at("y")), g.expected(x));
 }
@@ -167,6 +178,29 @@ TEST(Runtime, BadSpecsAndPeMismatchesAreRejected) {
   EXPECT_EQ(code_of([&] { Session(dev, g.program(2)); }), ErrorCode::kInvalidArgument);
   Device pair = Device::open("npu0pe0-1", hw::HwConfig::preset("warboy-2pe"));
   EXPECT_EQ(code_of([&] { Session(pair, g.program(1)); }), ErrorCode::kInvalidArgument);
+}
+
+TEST(Runtime, AProgramBeyondTheDevicesInstructionMemoryOrSramIsNamed) {
+  // The firmware would refuse both as "bad program (ERROR_INFO 0x00000000)".
+  ConvLayer g = ConvLayer::random(12, ConvLayer{});
+  const isa::Program p = g.program(1);
+  ASSERT_GE(p.instructions.size(), 2u);
+  hw::HwConfig small = hw::HwConfig::preset("warboy");
+  small.instr_mem_bytes = (p.instructions.size() - 1) * sizeof(isa::Instruction);
+  {
+    Device dev = Device::open("warboy(1)*1", small);
+    const std::string m = message_of([&] { Session(dev, p); });
+    EXPECT_NE(m.find("instr_mem_bytes"), std::string::npos) << m;
+    EXPECT_EQ(code_of([&] { Session(dev, p); }), ErrorCode::kInvalidArgument);
+  }
+  ASSERT_GT(p.sram_bytes, 1024u);
+  hw::HwConfig little_sram = hw::HwConfig::preset("warboy");
+  little_sram.sram_per_slice = 1024;
+  little_sram.slices_per_pe = static_cast<uint32_t>((p.sram_bytes - 1) / 1024);
+  if (little_sram.slices_per_pe == 0) little_sram.slices_per_pe = 1;
+  Device dev = Device::open("warboy(1)*1", little_sram);
+  const std::string m = message_of([&] { Session(dev, p); });
+  EXPECT_NE(m.find("bytes of SRAM"), std::string::npos) << m;
 }
 
 TEST(Runtime, SecondPeAndFusedPairComputeTheSame) {

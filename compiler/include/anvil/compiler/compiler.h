@@ -42,6 +42,7 @@ struct Target {
   int slices_per_pe = 64;
   uint64_t sram_per_slice = 0;  ///< bytes
   int mac_rows = 0, mac_cols = 0;
+  uint64_t instr_mem_bytes = 256 * 1024;  ///< the sequencer's instruction memory per PE (HwConfig key)
   // Timing (docs/warboy.md; the hardware model's HwConfig keys of the same names).
   double clock_ghz = 2.0;        ///< core cycles per ns
   int vector_lanes = 256;        ///< elements / cycle / PE

@@ -237,15 +237,6 @@ CompileResult compile_unpartitioned(const ref::Int8Graph& graph, const CompileOp
     result.layers.push_back(std::move(layer));
   }
   program.sram_bytes = lowering.sram_peak();
-  // The firmware refuses a program its sequencer cannot hold; say so here, naming the cause. Not
-  // kUnsupported: host fallback must not move a whole segment to the host for it.
-  const uint64_t code_bytes = program.instructions.size() * sizeof(isa::Instruction);
-  if (code_bytes > options.target.instr_mem_bytes)
-    fail(ErrorCode::kInvalidArgument,
-         "the program has " + std::to_string(program.instructions.size()) + " instructions (" +
-             std::to_string(code_bytes / 1024) + " KiB); target '" + options.target.name + "' holds " +
-             std::to_string(options.target.instr_mem_bytes / 1024) +
-             " KiB of instructions per PE (instr_mem_bytes): compile a smaller batch");
   estimate_cycles(result);
   program.metadata = result.report().dump();
   return result;

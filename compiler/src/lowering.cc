@@ -119,6 +119,14 @@ uint64_t Lowering::add_constant(const void* data, size_t bytes) {
 uint64_t Lowering::bytes_of(int value) const { return static_cast<uint64_t>(shape_numel(graph_.values[value].shape)); }
 
 void Lowering::emit(isa::Instruction inst) {
+  // The firmware refuses a program its sequencer cannot hold; say so as soon as it happens, naming
+  // the cause (a large batch would otherwise also pay for scheduling every instruction beyond it).
+  // Not kUnsupported: host fallback must not quietly move a whole segment to the host for it.
+  if ((program_.instructions.size() + 1) * sizeof(isa::Instruction) > target_.instr_mem_bytes)
+    fail(ErrorCode::kInvalidArgument,
+         "at node '" + report_->node + "' the program outgrows the " + std::to_string(target_.instr_mem_bytes / 1024) +
+             " KiB instruction memory per PE of target '" + target_.name + "' (" +
+             std::to_string(program_.instructions.size()) + " instructions, instr_mem_bytes): compile a smaller batch");
   deps_.schedule(inst);
   program_.instructions.push_back(inst);
 }

@@ -467,8 +467,8 @@ class QdqBuilder {
     return c;
   }
 
-  /// Per-output-channel weight, each scale at least min_scales' (bias_scale_floor); returns the
-  /// scales in `scales`.
+  /// Per-output-channel weight, each scale at least min_scales' (bias_weight_scales: room for the
+  /// int32 bias); returns the scales in `scales`.
   QuantizedConstant quantize_weight(const onnx::NodeProto& n, int axis, const std::vector<float>& min_scales,
                                     std::vector<float>* scales) {
     const Tensor w = graph::float_initializer(model_.graph(), n.input(1), graph::node_label(n));
@@ -584,10 +584,10 @@ class QdqBuilder {
       const int64_t w_channels = w.dim(axis);
       const int64_t groups = op == "ConvTranspose" ? graph::attr_int(n, "group", 1) : 1;
       // One bias per output channel; a grouped ConvTranspose's weight scale m serves channel m of every group.
-      const bool bias_fits = bias && in_params != params_.end() && bias->numel() == w_channels * groups &&
+      const bool bias_per_channel = bias && in_params != params_.end() && bias->numel() == w_channels * groups &&
                              (bias->rank() == 1 || (bias->rank() == 2 && bias->dim(0) == 1));
       std::vector<float> min_scales;
-      if (bias_fits) {
+      if (bias_per_channel) {
         const std::vector<float> need = bias_weight_scales(*bias, in_params->second.scale);
         min_scales.assign(static_cast<size_t>(w_channels), 0.0f);
         for (size_t c = 0; c < need.size(); ++c)
@@ -599,19 +599,16 @@ class QdqBuilder {
         weight_scales_[n.output(0)] = w_scales;
         weight_min_scales_[n.output(0)] = min_scales;
       }
-      if (op != "MatMul" && bias_fits) {
-        const Tensor& b = *bias;
+      if (op != "MatMul" && bias_per_channel) {
         std::vector<float> out_scales = w_scales;  // one weight scale per output channel
         for (int64_t k = 1; k < groups; ++k) out_scales.insert(out_scales.end(), w_scales.begin(), w_scales.end());
         const int64_t channels = static_cast<int64_t>(out_scales.size());
-        {
-          std::vector<float> b_scales;
-          const Tensor qb = quantize_bias(corrected_bias(n, w, axis, min_scales, b.reshaped({channels})),
-                                          in_params->second.scale, out_scales, &b_scales);
-          take(dequantized_constant(n.input(2), qb, Tensor::from_vector<float>({channels}, b_scales),
-                                    Tensor(DType::kInt32, {channels}), 0),
-               2);
-        }
+        std::vector<float> b_scales;
+        const Tensor qb = quantize_bias(corrected_bias(n, w, axis, min_scales, bias->reshaped({channels})),
+                                        in_params->second.scale, out_scales, &b_scales);
+        take(dequantized_constant(n.input(2), qb, Tensor::from_vector<float>({channels}, b_scales),
+                                  Tensor(DType::kInt32, {channels}), 0),
+             2);
       }
     } else if (const BiasAdd* bias = bias_add(n)) {
       const std::string& product = n.input(1 - bias->input);

@@ -126,6 +126,26 @@ void normalize(Tensor& x, const Normalization& norm, const std::string& what) {
   }
 }
 
+/// A {train,test}_labels.npy file for `images` images (all of the file's, before the caller keeps
+/// the first N): one non-negative integer class index per image, as int64.
+Tensor read_npy_labels(const std::string& path, int64_t images, const std::string& spec) {
+  const Tensor raw = read_npy(path);
+  const std::string what = "dataset '" + spec + "': " + path;
+  const DType t = raw.dtype();
+  if (t != DType::kUInt8 && t != DType::kInt8 && t != DType::kUInt16 && t != DType::kInt16 && t != DType::kUInt32 &&
+      t != DType::kInt32 && t != DType::kUInt64 && t != DType::kInt64)
+    fail(ErrorCode::kInvalidArgument, what + ": labels must be integers, got " + dtype_name(raw.dtype()));
+  if (raw.numel() != images)
+    fail(ErrorCode::kInvalidArgument, what + " has " + std::to_string(raw.numel()) + " labels for " +
+                                          std::to_string(images) + " images");
+  Tensor labels = raw.cast(DType::kInt64).reshaped({images});
+  for (int64_t i = 0; i < images; ++i)
+    if (labels.data<int64_t>()[i] < 0)
+      fail(ErrorCode::kInvalidArgument, what + ": label " + std::to_string(labels.data<int64_t>()[i]) + " (image " +
+                                            std::to_string(i) + ") is not a class index");
+  return labels;
+}
+
 }  // namespace
 
 Dataset load_dataset(const std::string& spec, Split split, int64_t count, const Normalization& norm) {
@@ -140,7 +160,8 @@ Dataset load_dataset(const std::string& spec, Split split, int64_t count, const 
   if (kind == "fashion-mnist") {
     const std::string stem = split == Split::kTrain ? "train" : "t10k";
     ds.images = to_nchw_float(read_idx(find_idx(dir, stem + "-images-idx3-ubyte"), count), spec);
-    Tensor labels = read_idx(find_idx(dir, stem + "-labels-idx1-ubyte"), count);
+    ds.labels_file = find_idx(dir, stem + "-labels-idx1-ubyte");
+    Tensor labels = read_idx(ds.labels_file, count);
     if (labels.numel() != ds.images.dim(0))
       fail(ErrorCode::kParseError, "dataset '" + spec + "': " + std::to_string(labels.numel()) + " labels for " +
                                        std::to_string(ds.images.dim(0)) + " images");
@@ -150,7 +171,7 @@ Dataset load_dataset(const std::string& spec, Split split, int64_t count, const 
     Tensor raw;
     if (fs::exists(images)) {
       raw = read_npy(images);
-      if (fs::exists(labels)) ds.labels = read_npy(labels).cast(DType::kInt64);
+      if (fs::exists(labels)) ds.labels = read_npy_labels(labels, raw.dim(0), spec), ds.labels_file = labels;
     } else {
       std::vector<std::string> files;
       for (const auto& e : fs::directory_iterator(dir))
@@ -169,7 +190,7 @@ Dataset load_dataset(const std::string& spec, Split split, int64_t count, const 
       raw = Tensor::concat0(parts);
     }
     if (count >= 0 && raw.dim(0) > count) raw = raw.slice0(0, count);
-    if (!ds.labels.empty() && ds.labels.numel() > raw.dim(0)) ds.labels = ds.labels.slice0(0, raw.dim(0));
+    if (!ds.labels.empty()) ds.labels = ds.labels.slice0(0, raw.dim(0));
     ds.images = to_nchw_float(raw, spec);
   } else {
     fail(ErrorCode::kInvalidArgument, "dataset '" + spec + "': unknown kind '" + kind + "' (fashion-mnist or npy)");

@@ -162,3 +162,38 @@ TEST(Dataset, DamagedIdxFilesAreClearErrorsWithoutAllocatingWhatTheHeaderClaims)
   write_file(images, gz, false);
   EXPECT_EQ(code_of([&] { load_dataset(spec, Split::kTrain, -1, {}); }), ErrorCode::kParseError) << message();
 }
+
+/// The message load_dataset fails with, or "no error".
+std::string load_error(const std::string& spec, Split split, int64_t count) {
+  try {
+    load_dataset(spec, split, count, {});
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(Dataset, NpyLabelsMustBeOneNonNegativeIntegerPerImage) {
+  const std::string dir = make_dir("anvil_ds_labels"), spec = "npy:" + dir, labels = dir + "/test_labels.npy";
+  write_npy(dir + "/test_images.npy", Tensor(DType::kUInt8, {4, 2, 2}));
+  // Fewer labels than images, and more: an error naming the file and both counts, even when only
+  // the first images are asked for (the count is the file's, not the request's).
+  for (int64_t n : {1, 6}) {
+    write_npy(labels, Tensor(DType::kInt64, {n}));
+    for (int64_t count : {-1, 1}) {
+      const std::string e = load_error(spec, Split::kTest, count);
+      EXPECT_NE(e.find(labels + " has " + std::to_string(n) + " labels for 4 images"), std::string::npos) << e;
+    }
+  }
+  write_npy(labels, Tensor::from_vector<int64_t>({4}, {0, 1, -1, 2}));
+  std::string e = load_error(spec, Split::kTest, -1);
+  EXPECT_NE(e.find(labels + ": label -1 (image 2) is not a class index"), std::string::npos) << e;
+  write_npy(labels, Tensor(DType::kFloat32, {4}));
+  e = load_error(spec, Split::kTest, -1);
+  EXPECT_NE(e.find(labels + ": labels must be integers, got float32"), std::string::npos) << e;
+  write_npy(labels, Tensor::from_vector<uint8_t>({4}, {3, 2, 1, 0}));
+  const Dataset ds = load_dataset(spec, Split::kTest, -1, {});
+  EXPECT_EQ(ds.labels.to_vector<int64_t>(), (std::vector<int64_t>{3, 2, 1, 0}));
+  EXPECT_EQ(ds.labels_file, labels);
+  EXPECT_EQ(load_dataset(spec, Split::kTest, 2, {}).labels.to_vector<int64_t>(), (std::vector<int64_t>{3, 2}));
+}

@@ -164,3 +164,24 @@ TEST(CliErrors, MissingDatasetDirectory) {
   expect_clear_error(anvil_cmd("quantize " + model + " -o " + tmpdir() + "/q.onnx --calib npy:/nonexistent/dir"),
                      {"/nonexistent/dir"});
 }
+
+namespace {
+/// An npy:DIR dataset of `n` uint8 28x28 training and test images, the test images labelled `labels`.
+std::string write_npy_dataset(const std::string& name, int64_t n, const std::vector<int64_t>& labels) {
+  const std::string dir = tmpdir() + "/" + name;
+  fs::create_directories(dir);
+  write_npy(dir + "/train_images.npy", Tensor(DType::kUInt8, {n, 28, 28}));
+  write_npy(dir + "/test_images.npy", Tensor(DType::kUInt8, {n, 28, 28}));
+  write_npy(dir + "/test_labels.npy", Tensor::from_vector<int64_t>({static_cast<int64_t>(labels.size())}, labels));
+  return dir;
+}
+}  // namespace
+
+TEST(CliErrors, EvalTestLabelsMustMatchTheImagesAndTheModelsClasses) {
+  const std::string model = std::string(ANVIL_SOURCE_DIR) + "/examples/demo/demo_cnn.onnx";
+  const std::string eval = "eval " + model + " --methods MIN_MAX_ASYM --calib-count 2 --backend reference --dataset npy:";
+  std::string dir = write_npy_dataset("ds_one_label", 4, {1});
+  expect_clear_error(anvil_cmd(eval + dir), {dir + "/test_labels.npy", "1 labels for 4 images"});
+  dir = write_npy_dataset("ds_label_200", 4, {1, 2, 200, 3});
+  expect_clear_error(anvil_cmd(eval + dir), {dir + "/test_labels.npy", "label 200 (image 2)", "10 classes", model});
+}

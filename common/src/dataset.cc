@@ -126,6 +126,12 @@ void normalize(Tensor& x, const Normalization& norm, const std::string& what) {
   }
 }
 
+/// The shape of one sample of a folder-of-samples file: a rank-4 file is a batch (its first axis
+/// dropped), a lower rank is one sample.
+Shape sample_shape(const Shape& file_shape) {
+  return file_shape.size() >= 4 ? Shape(file_shape.begin() + 1, file_shape.end()) : file_shape;
+}
+
 /// A {train,test}_labels.npy file for `images` images (all of the file's, before the caller keeps
 /// the first N): one non-negative integer class index per image, as int64.
 Tensor read_npy_labels(const std::string& path, int64_t images, const std::string& spec) {
@@ -179,10 +185,16 @@ Dataset load_dataset(const std::string& spec, Split split, int64_t count, const 
       std::sort(files.begin(), files.end());
       if (files.empty()) fail(ErrorCode::kNotFound, "dataset '" + spec + "': no .npy files in " + dir);
       std::vector<Tensor> parts;
+      Tensor first;  // the first file as read: every other file's samples must match its shape and dtype
       for (const std::string& f : files) {
         if (count >= 0 && static_cast<int64_t>(parts.size()) >= count) break;
         // A rank-4 file is a batch (N x C x H x W); a lower rank is one sample (C x H x W or H x W).
         Tensor t = read_npy(f);
+        if (parts.empty()) first = t;
+        if (t.dtype() != first.dtype() || sample_shape(t.shape()) != sample_shape(first.shape()))
+          fail(ErrorCode::kInvalidArgument, "dataset '" + spec + "': " + f + ": " + dtype_name(t.dtype()) +
+                                                shape_str(t.shape()) + " does not match " + files.front() + ": " +
+                                                dtype_name(first.dtype()) + shape_str(first.shape()));
         Shape sh = t.shape();
         if (sh.size() < 4) sh.insert(sh.begin(), 1), t = t.reshaped(sh);
         parts.push_back(t);

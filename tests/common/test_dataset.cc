@@ -197,3 +197,20 @@ TEST(Dataset, NpyLabelsMustBeOneNonNegativeIntegerPerImage) {
   EXPECT_EQ(ds.labels_file, labels);
   EXPECT_EQ(load_dataset(spec, Split::kTest, 2, {}).labels.to_vector<int64_t>(), (std::vector<int64_t>{3, 2}));
 }
+
+TEST(Dataset, NpyFolderOfSamplesNamesTheFileThatDoesNotMatchTheFirst) {
+  const std::string dir = make_dir("anvil_ds_mixed"), spec = "npy:" + dir;
+  write_npy(dir + "/a.npy", Tensor(DType::kUInt8, {28, 28}));
+  write_npy(dir + "/b.npy", Tensor(DType::kUInt8, {14, 56}));
+  std::string e = load_error(spec, Split::kTrain, -1);
+  EXPECT_NE(e.find(dir + "/b.npy: uint8[14, 56] does not match " + dir + "/a.npy: uint8[28, 28]"), std::string::npos) << e;
+  write_npy(dir + "/b.npy", Tensor(DType::kFloat32, {28, 28}));
+  e = load_error(spec, Split::kTrain, -1);
+  EXPECT_NE(e.find(dir + "/b.npy: float32[28, 28] does not match " + dir + "/a.npy: uint8[28, 28]"), std::string::npos) << e;
+  // A batch file of the same samples matches; the files past the count are not read.
+  write_npy(dir + "/b.npy", Tensor(DType::kUInt8, {3, 1, 28, 28}));
+  write_npy(dir + "/a.npy", Tensor(DType::kUInt8, {1, 28, 28}));
+  EXPECT_EQ(load_dataset(spec, Split::kTrain, -1, {}).images.shape(), (Shape{4, 1, 28, 28}));
+  write_npy(dir + "/c.npy", Tensor(DType::kUInt8, {5, 5}));
+  EXPECT_EQ(load_dataset(spec, Split::kTrain, 2, {}).images.shape(), (Shape{2, 1, 28, 28}));
+}

@@ -194,17 +194,20 @@ void register_run(CLI::App& app) {
                                        "and print cycles per inference for each");
   cmd->callback([o] {
     const isa::Program program = isa::Program::load(o->program);
+    if (o->inputs.size() > program.inputs.size())
+      fail(ErrorCode::kInvalidArgument, o->program + ": the program has " + std::to_string(program.inputs.size()) +
+                                            (program.inputs.size() == 1 ? " input, " : " inputs, ") +
+                                            std::to_string(o->inputs.size()) + " given with --input");
     TensorMap inputs;
     for (const std::string& spec : o->inputs) {
       const auto eq = spec.find('=');
-      if (eq == std::string::npos) {
-        if (program.inputs.size() != 1)
-          fail(ErrorCode::kInvalidArgument, o->program + " has " + std::to_string(program.inputs.size()) +
-                                                " inputs; name them with --input NAME=FILE");
-        inputs[program.inputs[0].name] = read_npy(spec);
-      } else {
-        inputs[spec.substr(0, eq)] = read_npy(spec.substr(eq + 1));
-      }
+      if (eq == std::string::npos && program.inputs.size() != 1)
+        fail(ErrorCode::kInvalidArgument, o->program + " has " + std::to_string(program.inputs.size()) +
+                                              " inputs; name them with --input NAME=FILE");
+      const std::string name = eq == std::string::npos ? program.inputs[0].name : spec.substr(0, eq);
+      const std::string file = eq == std::string::npos ? spec : spec.substr(eq + 1);
+      if (inputs.count(name)) fail(ErrorCode::kInvalidArgument, "--input: input '" + name + "' given twice");
+      inputs[name] = read_npy(file);
     }
     hw::HwConfig config = make_config(program, o->hw_config, o->sets);
     std::unique_ptr<tbb::global_control> thread_limit;

@@ -185,3 +185,19 @@ TEST(CliErrors, EvalTestLabelsMustMatchTheImagesAndTheModelsClasses) {
   dir = write_npy_dataset("ds_label_200", 4, {1, 2, 200, 3});
   expect_clear_error(anvil_cmd(eval + dir), {dir + "/test_labels.npy", "label 200 (image 2)", "10 classes", model});
 }
+
+TEST(CliErrors, RunTakesEachInputOnce) {
+  const std::string prog = write_copy_program(), x = tmpdir() + "/x.npy";
+  write_npy(x, Tensor(DType::kInt8, {1, 4}));
+  expect_clear_error(anvil_cmd("run " + prog + " --input " + x + " " + x), {prog, "has 1 input, 2 given"});
+  expect_clear_error(anvil_cmd("run " + prog + " --input x=" + x + " x=" + x), {prog, "has 1 input, 2 given"});
+  // Two inputs, x2 at IO offset 8 (the program is not run): naming one of them twice.
+  isa::Program two = test::copy_program(4);
+  isa::TensorDesc x2 = two.inputs[0];
+  x2.name = "x2";
+  x2.io_offset = 8;
+  two.inputs.push_back(x2);
+  const std::string two_path = tmpdir() + "/two_inputs.anvil";
+  two.save(two_path);
+  expect_clear_error(anvil_cmd("run " + two_path + " --input x=" + x + " x=" + x), {"input 'x' given twice"});
+}

@@ -206,6 +206,7 @@ void register_run(CLI::App& app) {
                                               " inputs; name them with --input NAME=FILE");
       const std::string name = eq == std::string::npos ? program.inputs[0].name : spec.substr(0, eq);
       const std::string file = eq == std::string::npos ? spec : spec.substr(eq + 1);
+      if (file.empty()) fail(ErrorCode::kInvalidArgument, "--input '" + spec + "': no file name for input '" + name + "'");
       if (inputs.count(name)) fail(ErrorCode::kInvalidArgument, "--input: input '" + name + "' given twice");
       inputs[name] = read_npy(file);
     }

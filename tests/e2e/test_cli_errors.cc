@@ -201,3 +201,7 @@ TEST(CliErrors, RunTakesEachInputOnce) {
   two.save(two_path);
   expect_clear_error(anvil_cmd("run " + two_path + " --input x=" + x + " x=" + x), {"input 'x' given twice"});
 }
+
+TEST(CliErrors, RunInputWithoutAFileName) {
+  expect_clear_error(anvil_cmd("run " + write_copy_program() + " --input x="), {"--input 'x='", "no file name", "'x'"});
+}

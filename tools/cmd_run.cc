@@ -193,6 +193,13 @@ void register_run(CLI::App& app) {
   cmd->add_option("--sweep", o->sweep, "key=v1,v2,...: re-open the device with each value of one hardware parameter, run, "
                                        "and print cycles per inference for each");
   cmd->callback([o] {
+    // A sweep prints its table of cycles and nothing else: what these options ask for is not made.
+    const std::pair<bool, const char*> not_with_sweep[] = {{!o->requests.empty(), "--requests"}, {!o->out.empty(), "-o"},
+                                                           {!o->stats.empty(), "--stats"}, {!o->trace.empty(), "--trace"},
+                                                           {o->layers, "--layers"}};
+    for (const auto& [given, option] : not_with_sweep)
+      if (given && !o->sweep.empty())
+        fail(ErrorCode::kInvalidArgument, std::string(option) + " and --sweep cannot be combined");
     const isa::Program program = isa::Program::load(o->program);
     if (o->inputs.size() > program.inputs.size())
       fail(ErrorCode::kInvalidArgument, o->program + ": the program has " + std::to_string(program.inputs.size()) +
@@ -224,7 +231,6 @@ void register_run(CLI::App& app) {
     if ((spec_pes & 2) && config.num_pes < 2) config.num_pes = 2;  // a spec naming PE 1 needs the two-PE chip
     if (!o->queue_depth.empty() && o->requests.empty()) fail(ErrorCode::kInvalidArgument, "--queue-depth needs --requests");
     if (!o->requests.empty()) {
-      if (!o->sweep.empty()) fail(ErrorCode::kInvalidArgument, "--requests and --sweep cannot be combined");
       const int requests = int_option("--requests", o->requests, 1, 1000000);
       const int depth = o->queue_depth.empty() ? 4 : int_option("--queue-depth", o->queue_depth, 1, 63);
       run_stream(program, config, spec, inputs, requests, depth, o->out, o->stats, o->trace);

@@ -205,3 +205,12 @@ TEST(CliErrors, RunTakesEachInputOnce) {
 TEST(CliErrors, RunInputWithoutAFileName) {
   expect_clear_error(anvil_cmd("run " + write_copy_program() + " --input x="), {"--input 'x='", "no file name", "'x'"});
 }
+
+TEST(CliErrors, RunSweepRejectsTheOutputsItDoesNotMake) {
+  const std::string prog = write_copy_program(), x = tmpdir() + "/x.npy", run = "run " + prog + " --input " + x;
+  write_npy(x, Tensor(DType::kInt8, {1, 4}));
+  for (const std::string& option : {"-o " + tmpdir() + "/sw.npy", "--stats " + tmpdir() + "/sw.json",
+                                    "--trace " + tmpdir() + "/sw_trace.json", std::string("--layers")})
+    expect_clear_error(anvil_cmd(run + " --sweep dram_gbps=33,66 " + option),
+                       {option.substr(0, option.find(' ')) + " and --sweep cannot be combined"});
+}

@@ -226,8 +226,15 @@ void register_run(CLI::App& app) {
                              : env_devices && *env_devices     ? std::string(env_devices)
                              : program.num_pes == 2            ? "npu0pe0-1"
                                                                : "warboy(1)*1";
+    std::vector<uint32_t> units;
+    try {
+      units = rt::parse_device_spec(spec);
+    } catch (const Error& e) {
+      if (!o->device.empty() || !env_devices) throw;
+      fail(e.code(), std::string("ANVIL_DEVICES: ") + e.what());  // the user typed no --device
+    }
     uint32_t spec_pes = 0;
-    for (uint32_t unit : rt::parse_device_spec(spec)) spec_pes |= unit;
+    for (uint32_t unit : units) spec_pes |= unit;
     if ((spec_pes & 2) && config.num_pes < 2) config.num_pes = 2;  // a spec naming PE 1 needs the two-PE chip
     if (!o->queue_depth.empty() && o->requests.empty()) fail(ErrorCode::kInvalidArgument, "--queue-depth needs --requests");
     if (!o->requests.empty()) {

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include "anvil/common/onnx_model.h"
@@ -213,4 +214,19 @@ TEST(CliErrors, RunSweepRejectsTheOutputsItDoesNotMake) {
                                     "--trace " + tmpdir() + "/sw_trace.json", std::string("--layers")})
     expect_clear_error(anvil_cmd(run + " --sweep dram_gbps=33,66 " + option),
                        {option.substr(0, option.find(' ')) + " and --sweep cannot be combined"});
+}
+
+TEST(CliErrors, BadAnvilDevicesNamesTheVariable) {
+  const std::string prog = write_copy_program(), x = tmpdir() + "/x.npy";
+  write_npy(x, Tensor(DType::kInt8, {1, 4}));
+  const char* saved = std::getenv("ANVIL_DEVICES");
+  const std::string saved_value = saved ? saved : "";
+  setenv("ANVIL_DEVICES", "bogus", 1);
+  const test::CliResult from_env = anvil_cmd("run " + prog + " --input " + x);
+  const test::CliResult from_option = anvil_cmd("run " + prog + " --input " + x + " --device bogus2");
+  if (saved) setenv("ANVIL_DEVICES", saved_value.c_str(), 1);
+  else unsetenv("ANVIL_DEVICES");
+  expect_clear_error(from_env, {"ANVIL_DEVICES: ", "'bogus'"});
+  expect_clear_error(from_option, {"'bogus2'"});
+  EXPECT_EQ(from_option.err.find("ANVIL_DEVICES"), std::string::npos) << from_option.err;
 }

@@ -70,6 +70,8 @@ CLI::Validator writable_output() {
       "FILE", "writable output");
 }
 
+CLI::Validator thread_count() { return CLI::Range(1, 1024); }
+
 bool valid_percentile(float p) { return p > 0.0f && p <= 100.0f; }
 
 CLI::Validator percentile_range() {

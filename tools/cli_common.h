@@ -30,6 +30,9 @@ std::string format_table(const std::vector<std::string>& header, const std::vect
 /// long command (an evaluation, a calibration) fails at once on a mistyped path, not at its end.
 CLI::Validator writable_output();
 
+/// A CLI11 check for a --threads option: 1..1024 host threads.
+CLI::Validator thread_count();
+
 /// Whether p is a percentile the PERCENTILE methods take: in (0, 100] (NaN is not).
 bool valid_percentile(float p);
 

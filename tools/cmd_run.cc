@@ -183,7 +183,7 @@ void register_run(CLI::App& app) {
                                          "time per inference, simulated cycles per host second)")
       ->check(CLI::Range(1, 100000));
   cmd->add_option("--threads", o->threads, "host threads of the MAC array's kernel (default: all cores)")
-      ->check(CLI::Range(1, 1024));
+      ->check(thread_count());
   cmd->add_option("--device", o->device, "device spec: warboy(1)*1, warboy(2)*1 (two independent PEs), npu0pe1, "
                                          "npu0pe0-1 (fused pair), comma-separated lists (default: $ANVIL_DEVICES, else "
                                          "the program's target)");

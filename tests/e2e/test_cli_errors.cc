@@ -230,3 +230,10 @@ TEST(CliErrors, BadAnvilDevicesNamesTheVariable) {
   expect_clear_error(from_option, {"'bogus2'"});
   EXPECT_EQ(from_option.err.find("ANVIL_DEVICES"), std::string::npos) << from_option.err;
 }
+
+TEST(CliErrors, ThreadCountsAreRangeChecked) {
+  const std::string model = std::string(ANVIL_SOURCE_DIR) + "/examples/demo/demo_cnn.onnx";
+  for (const std::string n : {"-1", "0", "100000"})
+    expect_clear_error(anvil_cmd("bench " + model + " --batch 1 --repeat 1 --threads " + n), {"--threads", n});
+  expect_clear_error(anvil_cmd("run " + write_copy_program() + " --input x.npy --threads 0"), {"--threads", "0"});
+}

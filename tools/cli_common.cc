@@ -2,16 +2,35 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdarg>
 #include <filesystem>
 #include <sstream>
 
 namespace anvil::cli {
 
+namespace {
+/// A CLI11 check for each --mean / --std value: a finite number, above zero when `positive`
+/// (an infinite std would normalise every input to 0).
+CLI::Validator finite_number(bool positive) {
+  return CLI::Validator(
+      [positive](std::string& value) -> std::string {
+        float v = 0.0f;
+        if (!CLI::detail::lexical_cast(value, v)) return value + " is not a number";
+        if (!std::isfinite(v)) return value + " is not finite";
+        return positive && !(v > 0.0f) ? value + " is not positive" : std::string();
+      },
+      positive ? "finite, > 0" : "finite", positive ? "finite positive number" : "finite number");
+}
+}  // namespace
+
 void NormOptions::add_to(CLI::App* app) {
   app->add_option("--mean", mean, "input normalisation mean: one value or one per channel (pixels scaled to [0,1])")
-      ->expected(1, 16);
-  app->add_option("--std", std, "input normalisation std: one value or one per channel")->expected(1, 16);
+      ->expected(1, 16)
+      ->check(finite_number(false));
+  app->add_option("--std", std, "input normalisation std: one value or one per channel")
+      ->expected(1, 16)
+      ->check(finite_number(true));
 }
 
 std::string device_spec_for_target(const std::string& target) {

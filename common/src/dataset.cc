@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <vector>
@@ -118,7 +119,7 @@ void normalize(Tensor& x, const Normalization& norm, const std::string& what) {
   float* p = x.data<float>();
   for (int64_t c = 0; c < channels; ++c) {
     const float m = pick(norm.mean, c, "mean"), s = pick(norm.std, c, "std");
-    if (!(s > 0)) fail(ErrorCode::kInvalidArgument, what + ": --std must be positive");
+    if (!(s > 0) || !std::isfinite(s)) fail(ErrorCode::kInvalidArgument, what + ": --std must be finite and positive");
     for (int64_t i = 0; i < n; ++i) {
       float* q = p + (i * channels + c) * inner;
       for (int64_t j = 0; j < inner; ++j) q[j] = (q[j] - m) / s;

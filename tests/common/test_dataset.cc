@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -213,4 +214,19 @@ TEST(Dataset, NpyFolderOfSamplesNamesTheFileThatDoesNotMatchTheFirst) {
   EXPECT_EQ(load_dataset(spec, Split::kTrain, -1, {}).images.shape(), (Shape{4, 1, 28, 28}));
   write_npy(dir + "/c.npy", Tensor(DType::kUInt8, {5, 5}));
   EXPECT_EQ(load_dataset(spec, Split::kTrain, 2, {}).images.shape(), (Shape{2, 1, 28, 28}));
+}
+
+TEST(Dataset, StdMustBeFiniteAndPositive) {
+  const std::string dir = make_dir("anvil_ds_std");
+  write_npy(dir + "/x.npy", Tensor(DType::kFloat32, {1, 1, 2, 2}));
+  for (float s : {0.0f, -1.0f, INFINITY, NAN}) {
+    Normalization norm;
+    norm.std = {s};
+    try {
+      load_dataset("npy:" + dir, Split::kTest, -1, norm);
+      ADD_FAILURE() << "std " << s << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("--std must be finite and positive"), std::string::npos) << e.what();
+    }
+  }
 }

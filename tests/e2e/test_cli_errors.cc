@@ -237,3 +237,17 @@ TEST(CliErrors, ThreadCountsAreRangeChecked) {
     expect_clear_error(anvil_cmd("bench " + model + " --batch 1 --repeat 1 --threads " + n), {"--threads", n});
   expect_clear_error(anvil_cmd("run " + write_copy_program() + " --input x.npy --threads 0"), {"--threads", "0"});
 }
+
+TEST(CliErrors, NormalisationValuesMustBeFiniteAndStdPositive) {
+  const std::string model = std::string(ANVIL_SOURCE_DIR) + "/examples/demo/demo_cnn.onnx";
+  const std::string dir = write_npy_dataset("ds_norm", 2, {0, 1});
+  const std::vector<std::string> commands = {
+      "quantize " + model + " -o " + tmpdir() + "/q.onnx --calib npy:" + dir,
+      "calibrate " + model + " -o " + tmpdir() + "/r.json --calib npy:" + dir,
+      "eval " + model + " --dataset npy:" + dir + " --backend reference"};
+  for (const std::string& cmd : commands) {
+    expect_clear_error(anvil_cmd(cmd + " --std inf"), {"--std", "inf is not finite"});
+    expect_clear_error(anvil_cmd(cmd + " --std 0.3 0"), {"--std", "0 is not positive"});
+    expect_clear_error(anvil_cmd(cmd + " --mean=-inf"), {"--mean", "-inf is not finite"});
+  }
+}

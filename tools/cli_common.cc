@@ -89,6 +89,21 @@ CLI::Validator writable_output() {
       "FILE", "writable output");
 }
 
+CLI::Validator writable_output_dir() {
+  return CLI::Validator(
+      [](std::string& path) -> std::string {
+        std::error_code ec;
+        const std::filesystem::path full = std::filesystem::absolute(path, ec);
+        std::filesystem::path p = full;  // the nearest that exists: the folder itself or one above it
+        while (!p.empty() && !std::filesystem::exists(p, ec) && p != p.parent_path()) p = p.parent_path();
+        if (!std::filesystem::is_directory(p, ec))
+          return path + ": " + (p == full ? std::string() : p.string() + " is ") + "not a directory";
+        if (::access(p.c_str(), W_OK) != 0) return path + ": directory " + p.string() + " is not writable";
+        return {};
+      },
+      "DIR", "writable output folder");
+}
+
 CLI::Validator thread_count() { return CLI::Range(1, 1024); }
 
 bool valid_percentile(float p) { return p > 0.0f && p <= 100.0f; }

@@ -30,6 +30,10 @@ std::string format_table(const std::vector<std::string>& header, const std::vect
 /// long command (an evaluation, a calibration) fails at once on a mistyped path, not at its end.
 CLI::Validator writable_output();
 
+/// The same for an output folder: it is a writable folder, or it does not exist and the nearest
+/// folder above it that does is writable (the command creates the rest).
+CLI::Validator writable_output_dir();
+
 /// A CLI11 check for a --threads option: 1..1024 host threads.
 CLI::Validator thread_count();
 

@@ -251,3 +251,16 @@ TEST(CliErrors, NormalisationValuesMustBeFiniteAndStdPositive) {
     expect_clear_error(anvil_cmd(cmd + " --mean=-inf"), {"--mean", "-inf is not finite"});
   }
 }
+
+TEST(CliErrors, RefOutputFolderThatIsAFile) {
+  const std::string model = std::string(ANVIL_SOURCE_DIR) + "/examples/demo/demo_cnn.onnx";
+  const std::string in = tmpdir() + "/ref_in", file = tmpdir() + "/ref_out_file";
+  fs::create_directories(in);
+  write_npy(in + "/input.npy", Tensor(DType::kFloat32, {1, 1, 28, 28}));
+  write_file(file, "");
+  const std::string ref = "ref " + model + " --input-dir " + in + " -o ";
+  expect_clear_error(anvil_cmd(ref + file), {file + ": not a directory"});
+  expect_clear_error(anvil_cmd(ref + file + "/sub"), {file + "/sub: " + file + " is not a directory"});
+  const test::CliResult ok = anvil_cmd(ref + tmpdir() + "/ref_out/new");
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+}

@@ -104,6 +104,12 @@ CLI::Validator writable_output_dir() {
       "DIR", "writable output folder");
 }
 
+void check_not_input(const std::string& in, const std::string& out, const std::string& option) {
+  std::error_code ec;
+  if (std::filesystem::equivalent(in, out, ec))
+    fail(ErrorCode::kInvalidArgument, option + " " + out + " is the input model " + in + ": it would be overwritten");
+}
+
 CLI::Validator thread_count() { return CLI::Range(1, 1024); }
 
 bool valid_percentile(float p) { return p > 0.0f && p <= 100.0f; }

@@ -34,6 +34,10 @@ CLI::Validator writable_output();
 /// folder above it that does is writable (the command creates the rest).
 CLI::Validator writable_output_dir();
 
+/// Fails (kInvalidArgument, naming `option`) when `out` is the file `in` (after symbolic links):
+/// a command writing its output must not overwrite the model it reads.
+void check_not_input(const std::string& in, const std::string& out, const std::string& option);
+
 /// A CLI11 check for a --threads option: 1..1024 host threads.
 CLI::Validator thread_count();
 

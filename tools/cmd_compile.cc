@@ -25,6 +25,7 @@ void register_compile(CLI::App& app) {
   cmd->add_flag("--npu-only", o->npu_only,
                 "no host fallback: fail (naming the node) instead of running what the NPU cannot on the host");
   cmd->callback([o] {
+    check_not_input(o->in, o->out, "-o");
     compiler::CompileOptions options;
     options.target = compiler::Target::from_name(o->target);
     options.batch = o->batch;

@@ -78,6 +78,7 @@ void register_quantize(CLI::App& app) {
       ->check(CLI::IsMember({"float32", "int8"}));
   o->norm.add_to(cmd);
   cmd->callback([o, percentile_opt] {
+    check_not_input(o->in, o->out, "-o");
     if (o->fold && o->input_type != "uint8")
       fail(ErrorCode::kInvalidArgument, "quantize: --fold-normalization needs --input-type uint8");
     if (o->fold && (o->norm.mean.size() != 1 || o->norm.std.size() != 1))

@@ -264,3 +264,16 @@ TEST(CliErrors, RefOutputFolderThatIsAFile) {
   const test::CliResult ok = anvil_cmd(ref + tmpdir() + "/ref_out/new");
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
 }
+
+TEST(CliErrors, OutputThatIsTheInputModelIsRefused) {
+  const std::string model = write_qdq_model_with_exp(), link = tmpdir() + "/exp_link.onnx";
+  const std::string before = read_file(model);
+  fs::remove(link);
+  fs::create_symlink(model, link);
+  expect_clear_error(anvil_cmd("compile " + model + " -o " + model), {"-o " + model, "is the input model"});
+  expect_clear_error(anvil_cmd("compile " + model + " -o " + link), {"-o " + link, "is the input model"});
+  const std::string dir = write_npy_dataset("ds_same", 2, {0, 1});
+  expect_clear_error(anvil_cmd("quantize " + link + " -o " + model + " --calib npy:" + dir), {"is the input model"});
+  expect_clear_error(anvil_cmd("calibrate " + model + " -o " + model + " --calib npy:" + dir), {"is the input model"});
+  EXPECT_EQ(read_file(model), before);
+}

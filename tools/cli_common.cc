@@ -104,6 +104,12 @@ CLI::Validator writable_output_dir() {
       "DIR", "writable output folder");
 }
 
+const onnx::NodeProto* first_qdq_node(const onnx::ModelProto& model) {
+  for (const onnx::NodeProto& n : model.graph().node())
+    if (n.op_type() == "QuantizeLinear" || n.op_type() == "DequantizeLinear") return &n;
+  return nullptr;
+}
+
 void check_not_input(const std::string& in, const std::string& out, const std::string& option) {
   std::error_code ec;
   if (std::filesystem::equivalent(in, out, ec))

@@ -34,6 +34,10 @@ CLI::Validator writable_output();
 /// folder above it that does is writable (the command creates the rest).
 CLI::Validator writable_output_dir();
 
+/// The first QuantizeLinear or DequantizeLinear node of the model's graph; nullptr when it has
+/// none, i.e. is not a quantized (QDQ) model.
+const onnx::NodeProto* first_qdq_node(const onnx::ModelProto& model);
+
 /// Fails (kInvalidArgument, naming `option`) when `out` is the file `in` (after symbolic links):
 /// a command writing its output must not overwrite the model it reads.
 void check_not_input(const std::string& in, const std::string& out, const std::string& option);

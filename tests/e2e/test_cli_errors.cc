@@ -277,3 +277,9 @@ TEST(CliErrors, OutputThatIsTheInputModelIsRefused) {
   expect_clear_error(anvil_cmd("calibrate " + model + " -o " + model + " --calib npy:" + dir), {"is the input model"});
   EXPECT_EQ(read_file(model), before);
 }
+
+TEST(CliErrors, CompileOfAFloatModelSaysToQuantizeFirst) {
+  const std::string model = std::string(ANVIL_SOURCE_DIR) + "/examples/demo/demo_cnn.onnx";
+  expect_clear_error(anvil_cmd("compile " + model + " -o " + tmpdir() + "/fp32.anvil"),
+                     {model + " is not a quantized (QDQ) model: run anvil quantize first"});
+}

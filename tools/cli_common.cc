@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <sstream>
 
+#include "anvil/common/onnx_model.h"
+
 namespace anvil::cli {
 
 namespace {
@@ -108,6 +110,14 @@ const onnx::NodeProto* first_qdq_node(const onnx::ModelProto& model) {
   for (const onnx::NodeProto& n : model.graph().node())
     if (n.op_type() == "QuantizeLinear" || n.op_type() == "DequantizeLinear") return &n;
   return nullptr;
+}
+
+onnx::ModelProto load_float_model(const std::string& path) {
+  onnx::ModelProto model = load_onnx(path);
+  if (const onnx::NodeProto* n = first_qdq_node(model))
+    fail(ErrorCode::kInvalidArgument, path + ": node '" + n->name() + "' (" + n->op_type() +
+                                          "): the model is already quantized");
+  return model;
 }
 
 void check_not_input(const std::string& in, const std::string& out, const std::string& option) {

@@ -38,6 +38,10 @@ CLI::Validator writable_output_dir();
 /// none, i.e. is not a quantized (QDQ) model.
 const onnx::NodeProto* first_qdq_node(const onnx::ModelProto& model);
 
+/// load_onnx(path) of a model quantize and calibrate take: an FP32 one. An already quantized model
+/// fails at once (kInvalidArgument, naming the file and its first Q/DQ node), not after calibration.
+onnx::ModelProto load_float_model(const std::string& path);
+
 /// Fails (kInvalidArgument, naming `option`) when `out` is the file `in` (after symbolic links):
 /// a command writing its output must not overwrite the model it reads.
 void check_not_input(const std::string& in, const std::string& out, const std::string& option);

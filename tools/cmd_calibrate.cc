@@ -32,7 +32,7 @@ void register_calibrate(CLI::App& app) {
   o->norm.add_to(cmd);
   cmd->callback([o] {
     check_not_input(o->model, o->out, "-o");
-    const onnx::ModelProto optimized = quant::optimize(load_onnx(o->model));
+    const onnx::ModelProto optimized = quant::optimize(load_float_model(o->model));
     const Dataset calib = load_dataset(o->calib, Split::kTrain, o->calib_count, o->norm.get());
     quant::CalibrationTime time;
     const quant::Calibration c = quant::calibrate(optimized, calib.images, true, &time);

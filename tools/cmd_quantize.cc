@@ -92,7 +92,7 @@ void register_quantize(CLI::App& app) {
     options.extend_float_regions = o->extend_float_regions;
     options.float_residual_sums = o->float_residual_sums;
     options.exclude_nodes = o->exclude_nodes;
-    const onnx::ModelProto optimized = quant::optimize(load_onnx(o->in));
+    const onnx::ModelProto optimized = quant::optimize(load_float_model(o->in));
     quant::Calibration calibration;
     std::optional<Dataset> calib;  // with --calib: the calibration images, read once
     std::string source;

@@ -283,3 +283,10 @@ TEST(CliErrors, CompileOfAFloatModelSaysToQuantizeFirst) {
   expect_clear_error(anvil_cmd("compile " + model + " -o " + tmpdir() + "/fp32.anvil"),
                      {model + " is not a quantized (QDQ) model: run anvil quantize first"});
 }
+
+TEST(CliErrors, QuantizeAndCalibrateRefuseAQuantizedModel) {
+  const std::string model = write_qdq_model_with_exp(), dir = write_npy_dataset("ds_quantized", 2, {0, 1});
+  for (const std::string& cmd : {"quantize " + model + " -o " + tmpdir() + "/qq.onnx --calib npy:" + dir,
+                                 "calibrate " + model + " -o " + tmpdir() + "/qq.json --calib npy:" + dir})
+    expect_clear_error(anvil_cmd(cmd), {model + ": node 'q_in' (QuantizeLinear): the model is already quantized"});
+}

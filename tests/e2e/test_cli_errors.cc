@@ -290,3 +290,8 @@ TEST(CliErrors, QuantizeAndCalibrateRefuseAQuantizedModel) {
                                  "calibrate " + model + " -o " + tmpdir() + "/qq.json --calib npy:" + dir})
     expect_clear_error(anvil_cmd(cmd), {model + ": node 'q_in' (QuantizeLinear): the model is already quantized"});
 }
+
+TEST(CliErrors, DeviceServeTakesAPresetOrAHardwareConfigNotBoth) {
+  expect_clear_error(anvil_cmd("device serve --socket " + tmpdir() + "/s.sock --preset warboy --hw-config x.json"),
+                     {"--hw-config", "--preset"});
+}

@@ -165,7 +165,10 @@ void register_quantize(CLI::App& app) {
     save_onnx(q, o->out);
     const bool percentile_method =
         options.method == quant::Method::kPercentileAsym || options.method == quant::Method::kPercentileSym;
-    std::cout << "quantized " << o->in << " with " << o->method
+    // --per-tensor-search ignores --method: it chose every range and the grid.
+    std::cout << "quantized " << o->in << " with "
+              << (o->per_tensor_search ? std::string("the per-tensor search (") + quant::method_name(options.method) + " grid)"
+                                       : o->method)
               << (percentile_method && !o->per_tensor_search ? fmt(" (percentile %g)", options.percentile) : "")
               << " from " << source << " -> " << o->out << '\n';
     for (const quant::BoundaryParams& b : boundary)

@@ -295,3 +295,17 @@ TEST(CliErrors, DeviceServeTakesAPresetOrAHardwareConfigNotBoth) {
   expect_clear_error(anvil_cmd("device serve --socket " + tmpdir() + "/s.sock --preset warboy --hw-config x.json"),
                      {"--hw-config", "--preset"});
 }
+
+TEST(CliErrors, PerTensorSearchSummaryNamesTheSearchNotTheIgnoredMethod) {
+  const std::string model = std::string(ANVIL_SOURCE_DIR) + "/examples/demo/demo_cnn.onnx";
+  const std::string dir = tmpdir() + "/ds_search";
+  fs::create_directories(dir);
+  Tensor px(DType::kUInt8, {4, 28, 28});
+  for (int64_t i = 0; i < px.numel(); ++i) px.data<uint8_t>()[i] = static_cast<uint8_t>(i * 2654435761u >> 24);
+  write_npy(dir + "/train_images.npy", px);
+  const test::CliResult r = anvil_cmd("quantize " + model + " -o " + tmpdir() + "/search.onnx --calib npy:" + dir +
+                                      " --calib-count 4 --search-samples 2 --per-tensor-search --method MSE_SYM");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("with the per-tensor search ("), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("with MSE_SYM"), std::string::npos) << r.out;
+}

@@ -2,16 +2,37 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdarg>
 #include <filesystem>
 #include <sstream>
 
+#include "anvil/common/onnx_model.h"
+
 namespace anvil::cli {
+
+namespace {
+/// A CLI11 check for each --mean / --std value: a finite number, above zero when `positive`
+/// (an infinite std would normalise every input to 0).
+CLI::Validator finite_number(bool positive) {
+  return CLI::Validator(
+      [positive](std::string& value) -> std::string {
+        float v = 0.0f;
+        if (!CLI::detail::lexical_cast(value, v)) return value + " is not a number";
+        if (!std::isfinite(v)) return value + " is not finite";
+        return positive && !(v > 0.0f) ? value + " is not positive" : std::string();
+      },
+      positive ? "finite, > 0" : "finite", positive ? "finite positive number" : "finite number");
+}
+}  // namespace
 
 void NormOptions::add_to(CLI::App* app) {
   app->add_option("--mean", mean, "input normalisation mean: one value or one per channel (pixels scaled to [0,1])")
-      ->expected(1, 16);
-  app->add_option("--std", std, "input normalisation std: one value or one per channel")->expected(1, 16);
+      ->expected(1, 16)
+      ->check(finite_number(false));
+  app->add_option("--std", std, "input normalisation std: one value or one per channel")
+      ->expected(1, 16)
+      ->check(finite_number(true));
 }
 
 std::string device_spec_for_target(const std::string& target) {
@@ -69,6 +90,43 @@ CLI::Validator writable_output() {
       },
       "FILE", "writable output");
 }
+
+CLI::Validator writable_output_dir() {
+  return CLI::Validator(
+      [](std::string& path) -> std::string {
+        std::error_code ec;
+        const std::filesystem::path full = std::filesystem::absolute(path, ec);
+        std::filesystem::path p = full;  // the nearest that exists: the folder itself or one above it
+        while (!p.empty() && !std::filesystem::exists(p, ec) && p != p.parent_path()) p = p.parent_path();
+        if (!std::filesystem::is_directory(p, ec))
+          return path + ": " + (p == full ? std::string() : p.string() + " is ") + "not a directory";
+        if (::access(p.c_str(), W_OK) != 0) return path + ": directory " + p.string() + " is not writable";
+        return {};
+      },
+      "DIR", "writable output folder");
+}
+
+const onnx::NodeProto* first_qdq_node(const onnx::ModelProto& model) {
+  for (const onnx::NodeProto& n : model.graph().node())
+    if (n.op_type() == "QuantizeLinear" || n.op_type() == "DequantizeLinear") return &n;
+  return nullptr;
+}
+
+onnx::ModelProto load_float_model(const std::string& path) {
+  onnx::ModelProto model = load_onnx(path);
+  if (const onnx::NodeProto* n = first_qdq_node(model))
+    fail(ErrorCode::kInvalidArgument, path + ": node '" + n->name() + "' (" + n->op_type() +
+                                          "): the model is already quantized");
+  return model;
+}
+
+void check_not_input(const std::string& in, const std::string& out, const std::string& option) {
+  std::error_code ec;
+  if (std::filesystem::equivalent(in, out, ec))
+    fail(ErrorCode::kInvalidArgument, option + " " + out + " is the input model " + in + ": it would be overwritten");
+}
+
+CLI::Validator thread_count() { return CLI::Range(1, 1024); }
 
 bool valid_percentile(float p) { return p > 0.0f && p <= 100.0f; }
 

@@ -30,6 +30,25 @@ std::string format_table(const std::vector<std::string>& header, const std::vect
 /// long command (an evaluation, a calibration) fails at once on a mistyped path, not at its end.
 CLI::Validator writable_output();
 
+/// The same for an output folder: it is a writable folder, or it does not exist and the nearest
+/// folder above it that does is writable (the command creates the rest).
+CLI::Validator writable_output_dir();
+
+/// The first QuantizeLinear or DequantizeLinear node of the model's graph; nullptr when it has
+/// none, i.e. is not a quantized (QDQ) model.
+const onnx::NodeProto* first_qdq_node(const onnx::ModelProto& model);
+
+/// load_onnx(path) of a model quantize and calibrate take: an FP32 one. An already quantized model
+/// fails at once (kInvalidArgument, naming the file and its first Q/DQ node), not after calibration.
+onnx::ModelProto load_float_model(const std::string& path);
+
+/// Fails (kInvalidArgument, naming `option`) when `out` is the file `in` (after symbolic links):
+/// a command writing its output must not overwrite the model it reads.
+void check_not_input(const std::string& in, const std::string& out, const std::string& option);
+
+/// A CLI11 check for a --threads option: 1..1024 host threads.
+CLI::Validator thread_count();
+
 /// Whether p is a percentile the PERCENTILE methods take: in (0, 100] (NaN is not).
 bool valid_percentile(float p);
 

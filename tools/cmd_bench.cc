@@ -31,7 +31,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("model", o->model, "ONNX model with one float input N x ...")->required();
   cmd->add_option("--batch", o->batch, "batch size (replaces a dynamic batch dimension)")->check(CLI::Range(1, 100000));
   cmd->add_option("--repeat", o->repeat, "timed runs after one warm-up run")->check(CLI::Range(1, 1000));
-  cmd->add_option("--threads", o->threads, "worker threads (default: all cores)");
+  cmd->add_option("--threads", o->threads, "worker threads (default: all cores)")->check(thread_count());
   cmd->callback([o] {
     std::unique_ptr<tbb::global_control> limit;
     if (o->threads > 0)

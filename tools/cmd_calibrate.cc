@@ -31,7 +31,8 @@ void register_calibrate(CLI::App& app) {
       ->check(percentile_range());
   o->norm.add_to(cmd);
   cmd->callback([o] {
-    const onnx::ModelProto optimized = quant::optimize(load_onnx(o->model));
+    check_not_input(o->model, o->out, "-o");
+    const onnx::ModelProto optimized = quant::optimize(load_float_model(o->model));
     const Dataset calib = load_dataset(o->calib, Split::kTrain, o->calib_count, o->norm.get());
     quant::CalibrationTime time;
     const quant::Calibration c = quant::calibrate(optimized, calib.images, true, &time);

@@ -25,12 +25,16 @@ void register_compile(CLI::App& app) {
   cmd->add_flag("--npu-only", o->npu_only,
                 "no host fallback: fail (naming the node) instead of running what the NPU cannot on the host");
   cmd->callback([o] {
+    check_not_input(o->in, o->out, "-o");
     compiler::CompileOptions options;
     options.target = compiler::Target::from_name(o->target);
     options.batch = o->batch;
     options.model_name = o->in;
     options.host_fallback = !o->npu_only;
     const onnx::ModelProto model = load_onnx(o->in);
+    // Without Q/DQ nodes every node would be refused one by one for reading float values.
+    if (!first_qdq_node(model))
+      fail(ErrorCode::kInvalidArgument, o->in + " is not a quantized (QDQ) model: run anvil quantize first");
     compiler::CompileResult result = compiler::compile(model, options).value();
     result.program.save(o->out);
     if (!o->report.empty()) write_file(o->report, result.report().dump(1) + "\n");

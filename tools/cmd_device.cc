@@ -28,8 +28,9 @@ void register_device(CLI::App& app) {
   };
   auto o = std::make_shared<Options>();
   cmd->add_option("--socket", o->socket, "Unix domain socket path to listen on")->required();
-  cmd->add_option("--preset", o->preset, "hardware preset: warboy or warboy-2pe (default: warboy-2pe, both PEs)");
-  cmd->add_option("--hw-config", o->hw_config, "hardware configuration JSON (instead of --preset)");
+  CLI::Option* preset =
+      cmd->add_option("--preset", o->preset, "hardware preset: warboy or warboy-2pe (default: warboy-2pe, both PEs)");
+  cmd->add_option("--hw-config", o->hw_config, "hardware configuration JSON (instead of --preset)")->excludes(preset);
   cmd->add_option("--set", o->sets, "override one hardware parameter: key=value (repeatable)");
   cmd->add_flag("--once", o->once, "exit after the first client disconnected");
   cmd->callback([o] {

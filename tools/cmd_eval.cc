@@ -233,6 +233,17 @@ quant::QuantizeOptions quantize_options(const Opts& o, quant::Method m) {
   return q;
 }
 
+/// Every test label names one of the model's `classes` outputs: a label past them would only
+/// count as a wrong answer.
+void check_labels_below(const Dataset& test, int64_t classes, const std::string& model_path) {
+  const int64_t* labels = test.labels.data<int64_t>();
+  for (int64_t i = 0; i < test.labels.numel(); ++i)
+    if (labels[i] >= classes)
+      fail(ErrorCode::kInvalidArgument, test.labels_file + ": label " + std::to_string(labels[i]) + " (image " +
+                                            std::to_string(i) + ") is not one of the " + std::to_string(classes) +
+                                            " classes of " + model_path);
+}
+
 nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::string& model_path) {
   const auto t_start = Clock::now();
   const Dataset& test = setup.test;
@@ -254,6 +265,7 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
       if (logits.dtype() != DType::kFloat32 || logits.rank() < 2 || logits.dim(0) != b)
         fail(ErrorCode::kInvalidArgument, model_path + ": output '" + out_name + "' is " + shape_str(logits.shape()) +
                                               ", eval needs N x classes float32 logits");
+      if (i == 0) check_labels_below(test, logits.numel() / b, model_path);
       for (int64_t r = 0; r < b; ++r) fp32_correct += argmax_row(logits, r) == labels[i + r];
       fp32_logits.push_back(logits);
       progress.advance(b);

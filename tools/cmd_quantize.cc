@@ -78,6 +78,7 @@ void register_quantize(CLI::App& app) {
       ->check(CLI::IsMember({"float32", "int8"}));
   o->norm.add_to(cmd);
   cmd->callback([o, percentile_opt] {
+    check_not_input(o->in, o->out, "-o");
     if (o->fold && o->input_type != "uint8")
       fail(ErrorCode::kInvalidArgument, "quantize: --fold-normalization needs --input-type uint8");
     if (o->fold && (o->norm.mean.size() != 1 || o->norm.std.size() != 1))
@@ -91,7 +92,7 @@ void register_quantize(CLI::App& app) {
     options.extend_float_regions = o->extend_float_regions;
     options.float_residual_sums = o->float_residual_sums;
     options.exclude_nodes = o->exclude_nodes;
-    const onnx::ModelProto optimized = quant::optimize(load_onnx(o->in));
+    const onnx::ModelProto optimized = quant::optimize(load_float_model(o->in));
     quant::Calibration calibration;
     std::optional<Dataset> calib;  // with --calib: the calibration images, read once
     std::string source;
@@ -164,7 +165,10 @@ void register_quantize(CLI::App& app) {
     save_onnx(q, o->out);
     const bool percentile_method =
         options.method == quant::Method::kPercentileAsym || options.method == quant::Method::kPercentileSym;
-    std::cout << "quantized " << o->in << " with " << o->method
+    // --per-tensor-search ignores --method: it chose every range and the grid.
+    std::cout << "quantized " << o->in << " with "
+              << (o->per_tensor_search ? std::string("the per-tensor search (") + quant::method_name(options.method) + " grid)"
+                                       : o->method)
               << (percentile_method && !o->per_tensor_search ? fmt(" (percentile %g)", options.percentile) : "")
               << " from " << source << " -> " << o->out << '\n';
     for (const quant::BoundaryParams& b : boundary)

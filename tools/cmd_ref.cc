@@ -56,7 +56,9 @@ void register_ref(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("ref", "run a model on the reference executor (ONNX .pb or .npy tensors)");
   cmd->add_option("model", o->model, "ONNX model")->required();
   cmd->add_option("--input-dir", o->input_dir, "folder of input_K.pb or NAME.npy files (in NAME, characters other than letters, digits, . - _ are _)")->required();
-  cmd->add_option("-o,--output-dir", o->out_dir, "folder to write the outputs to")->required();
+  cmd->add_option("-o,--output-dir", o->out_dir, "folder to write the outputs to (created if missing)")
+      ->required()
+      ->check(writable_output_dir());
   cmd->callback([o] {
     const onnx::ModelProto model = load_onnx(o->model);
     const ref::Executor exec = ref::Executor::create(model).value();
@@ -88,7 +90,9 @@ void register_ref(CLI::App& app) {
     }
     const ValueMap outputs = exec.run_values(inputs).value();
     const std::vector<std::string> npy_out = pb ? std::vector<std::string>{} : npy_file_names(exec.output_names(), "graph outputs");
-    fs::create_directories(o->out_dir);
+    std::error_code ec;
+    fs::create_directories(o->out_dir, ec);  // checked when parsed; this catches what can change since
+    if (ec) fail(ErrorCode::kInvalidArgument, o->out_dir + ": cannot create the output folder (" + ec.message() + ")");
     for (size_t k = 0; k < exec.output_names().size(); ++k) {
       const std::string& name = exec.output_names()[k];
       const Value& v = outputs.at(name);

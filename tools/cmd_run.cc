@@ -183,7 +183,7 @@ void register_run(CLI::App& app) {
                                          "time per inference, simulated cycles per host second)")
       ->check(CLI::Range(1, 100000));
   cmd->add_option("--threads", o->threads, "host threads of the MAC array's kernel (default: all cores)")
-      ->check(CLI::Range(1, 1024));
+      ->check(thread_count());
   cmd->add_option("--device", o->device, "device spec: warboy(1)*1, warboy(2)*1 (two independent PEs), npu0pe1, "
                                          "npu0pe0-1 (fused pair), comma-separated lists (default: $ANVIL_DEVICES, else "
                                          "the program's target)");
@@ -193,18 +193,29 @@ void register_run(CLI::App& app) {
   cmd->add_option("--sweep", o->sweep, "key=v1,v2,...: re-open the device with each value of one hardware parameter, run, "
                                        "and print cycles per inference for each");
   cmd->callback([o] {
+    // A sweep prints its table of cycles and nothing else: what these options ask for is not made.
+    const std::pair<bool, const char*> not_with_sweep[] = {{!o->requests.empty(), "--requests"}, {!o->out.empty(), "-o"},
+                                                           {!o->stats.empty(), "--stats"}, {!o->trace.empty(), "--trace"},
+                                                           {o->layers, "--layers"}};
+    for (const auto& [given, option] : not_with_sweep)
+      if (given && !o->sweep.empty())
+        fail(ErrorCode::kInvalidArgument, std::string(option) + " and --sweep cannot be combined");
     const isa::Program program = isa::Program::load(o->program);
+    if (o->inputs.size() > program.inputs.size())
+      fail(ErrorCode::kInvalidArgument, o->program + ": the program has " + std::to_string(program.inputs.size()) +
+                                            (program.inputs.size() == 1 ? " input, " : " inputs, ") +
+                                            std::to_string(o->inputs.size()) + " given with --input");
     TensorMap inputs;
     for (const std::string& spec : o->inputs) {
       const auto eq = spec.find('=');
-      if (eq == std::string::npos) {
-        if (program.inputs.size() != 1)
-          fail(ErrorCode::kInvalidArgument, o->program + " has " + std::to_string(program.inputs.size()) +
-                                                " inputs; name them with --input NAME=FILE");
-        inputs[program.inputs[0].name] = read_npy(spec);
-      } else {
-        inputs[spec.substr(0, eq)] = read_npy(spec.substr(eq + 1));
-      }
+      if (eq == std::string::npos && program.inputs.size() != 1)
+        fail(ErrorCode::kInvalidArgument, o->program + " has " + std::to_string(program.inputs.size()) +
+                                              " inputs; name them with --input NAME=FILE");
+      const std::string name = eq == std::string::npos ? program.inputs[0].name : spec.substr(0, eq);
+      const std::string file = eq == std::string::npos ? spec : spec.substr(eq + 1);
+      if (file.empty()) fail(ErrorCode::kInvalidArgument, "--input '" + spec + "': no file name for input '" + name + "'");
+      if (inputs.count(name)) fail(ErrorCode::kInvalidArgument, "--input: input '" + name + "' given twice");
+      inputs[name] = read_npy(file);
     }
     hw::HwConfig config = make_config(program, o->hw_config, o->sets);
     std::unique_ptr<tbb::global_control> thread_limit;
@@ -215,12 +226,18 @@ void register_run(CLI::App& app) {
                              : env_devices && *env_devices     ? std::string(env_devices)
                              : program.num_pes == 2            ? "npu0pe0-1"
                                                                : "warboy(1)*1";
+    std::vector<uint32_t> units;
+    try {
+      units = rt::parse_device_spec(spec);
+    } catch (const Error& e) {
+      if (!o->device.empty() || !env_devices) throw;
+      fail(e.code(), std::string("ANVIL_DEVICES: ") + e.what());  // the user typed no --device
+    }
     uint32_t spec_pes = 0;
-    for (uint32_t unit : rt::parse_device_spec(spec)) spec_pes |= unit;
+    for (uint32_t unit : units) spec_pes |= unit;
     if ((spec_pes & 2) && config.num_pes < 2) config.num_pes = 2;  // a spec naming PE 1 needs the two-PE chip
     if (!o->queue_depth.empty() && o->requests.empty()) fail(ErrorCode::kInvalidArgument, "--queue-depth needs --requests");
     if (!o->requests.empty()) {
-      if (!o->sweep.empty()) fail(ErrorCode::kInvalidArgument, "--requests and --sweep cannot be combined");
       const int requests = int_option("--requests", o->requests, 1, 1000000);
       const int depth = o->queue_depth.empty() ? 4 : int_option("--queue-depth", o->queue_depth, 1, 63);
       run_stream(program, config, spec, inputs, requests, depth, o->out, o->stats, o->trace);

@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <vector>
@@ -118,12 +119,38 @@ void normalize(Tensor& x, const Normalization& norm, const std::string& what) {
   float* p = x.data<float>();
   for (int64_t c = 0; c < channels; ++c) {
     const float m = pick(norm.mean, c, "mean"), s = pick(norm.std, c, "std");
-    if (!(s > 0)) fail(ErrorCode::kInvalidArgument, what + ": --std must be positive");
+    if (!(s > 0) || !std::isfinite(s)) fail(ErrorCode::kInvalidArgument, what + ": --std must be finite and positive");
     for (int64_t i = 0; i < n; ++i) {
       float* q = p + (i * channels + c) * inner;
       for (int64_t j = 0; j < inner; ++j) q[j] = (q[j] - m) / s;
     }
   }
+}
+
+/// The shape of one sample of a folder-of-samples file: a rank-4 file is a batch (its first axis
+/// dropped), a lower rank is one sample.
+Shape sample_shape(const Shape& file_shape) {
+  return file_shape.size() >= 4 ? Shape(file_shape.begin() + 1, file_shape.end()) : file_shape;
+}
+
+/// A {train,test}_labels.npy file for `images` images (all of the file's, before the caller keeps
+/// the first N): one non-negative integer class index per image, as int64.
+Tensor read_npy_labels(const std::string& path, int64_t images, const std::string& spec) {
+  const Tensor raw = read_npy(path);
+  const std::string what = "dataset '" + spec + "': " + path;
+  const DType t = raw.dtype();
+  if (t != DType::kUInt8 && t != DType::kInt8 && t != DType::kUInt16 && t != DType::kInt16 && t != DType::kUInt32 &&
+      t != DType::kInt32 && t != DType::kUInt64 && t != DType::kInt64)
+    fail(ErrorCode::kInvalidArgument, what + ": labels must be integers, got " + dtype_name(raw.dtype()));
+  if (raw.numel() != images)
+    fail(ErrorCode::kInvalidArgument, what + " has " + std::to_string(raw.numel()) + " labels for " +
+                                          std::to_string(images) + " images");
+  Tensor labels = raw.cast(DType::kInt64).reshaped({images});
+  for (int64_t i = 0; i < images; ++i)
+    if (labels.data<int64_t>()[i] < 0)
+      fail(ErrorCode::kInvalidArgument, what + ": label " + std::to_string(labels.data<int64_t>()[i]) + " (image " +
+                                            std::to_string(i) + ") is not a class index");
+  return labels;
 }
 
 }  // namespace
@@ -140,7 +167,8 @@ Dataset load_dataset(const std::string& spec, Split split, int64_t count, const 
   if (kind == "fashion-mnist") {
     const std::string stem = split == Split::kTrain ? "train" : "t10k";
     ds.images = to_nchw_float(read_idx(find_idx(dir, stem + "-images-idx3-ubyte"), count), spec);
-    Tensor labels = read_idx(find_idx(dir, stem + "-labels-idx1-ubyte"), count);
+    ds.labels_file = find_idx(dir, stem + "-labels-idx1-ubyte");
+    Tensor labels = read_idx(ds.labels_file, count);
     if (labels.numel() != ds.images.dim(0))
       fail(ErrorCode::kParseError, "dataset '" + spec + "': " + std::to_string(labels.numel()) + " labels for " +
                                        std::to_string(ds.images.dim(0)) + " images");
@@ -150,7 +178,7 @@ Dataset load_dataset(const std::string& spec, Split split, int64_t count, const 
     Tensor raw;
     if (fs::exists(images)) {
       raw = read_npy(images);
-      if (fs::exists(labels)) ds.labels = read_npy(labels).cast(DType::kInt64);
+      if (fs::exists(labels)) ds.labels = read_npy_labels(labels, raw.dim(0), spec), ds.labels_file = labels;
     } else {
       std::vector<std::string> files;
       for (const auto& e : fs::directory_iterator(dir))
@@ -158,10 +186,16 @@ Dataset load_dataset(const std::string& spec, Split split, int64_t count, const 
       std::sort(files.begin(), files.end());
       if (files.empty()) fail(ErrorCode::kNotFound, "dataset '" + spec + "': no .npy files in " + dir);
       std::vector<Tensor> parts;
+      Tensor first;  // the first file as read: every other file's samples must match its shape and dtype
       for (const std::string& f : files) {
         if (count >= 0 && static_cast<int64_t>(parts.size()) >= count) break;
         // A rank-4 file is a batch (N x C x H x W); a lower rank is one sample (C x H x W or H x W).
         Tensor t = read_npy(f);
+        if (parts.empty()) first = t;
+        if (t.dtype() != first.dtype() || sample_shape(t.shape()) != sample_shape(first.shape()))
+          fail(ErrorCode::kInvalidArgument, "dataset '" + spec + "': " + f + ": " + dtype_name(t.dtype()) +
+                                                shape_str(t.shape()) + " does not match " + files.front() + ": " +
+                                                dtype_name(first.dtype()) + shape_str(first.shape()));
         Shape sh = t.shape();
         if (sh.size() < 4) sh.insert(sh.begin(), 1), t = t.reshaped(sh);
         parts.push_back(t);
@@ -169,7 +203,7 @@ Dataset load_dataset(const std::string& spec, Split split, int64_t count, const 
       raw = Tensor::concat0(parts);
     }
     if (count >= 0 && raw.dim(0) > count) raw = raw.slice0(0, count);
-    if (!ds.labels.empty() && ds.labels.numel() > raw.dim(0)) ds.labels = ds.labels.slice0(0, raw.dim(0));
+    if (!ds.labels.empty()) ds.labels = ds.labels.slice0(0, raw.dim(0));
     ds.images = to_nchw_float(raw, spec);
   } else {
     fail(ErrorCode::kInvalidArgument, "dataset '" + spec + "': unknown kind '" + kind + "' (fashion-mnist or npy)");

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -161,4 +162,71 @@ TEST(Dataset, DamagedIdxFilesAreClearErrorsWithoutAllocatingWhatTheHeaderClaims)
   for (size_t i = 40; i < gz.size() - 8; i += 7) gz[i] = static_cast<char>(gz[i] ^ 0x5A);
   write_file(images, gz, false);
   EXPECT_EQ(code_of([&] { load_dataset(spec, Split::kTrain, -1, {}); }), ErrorCode::kParseError) << message();
+}
+
+/// The message load_dataset fails with, or "no error".
+std::string load_error(const std::string& spec, Split split, int64_t count) {
+  try {
+    load_dataset(spec, split, count, {});
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(Dataset, NpyLabelsMustBeOneNonNegativeIntegerPerImage) {
+  const std::string dir = make_dir("anvil_ds_labels"), spec = "npy:" + dir, labels = dir + "/test_labels.npy";
+  write_npy(dir + "/test_images.npy", Tensor(DType::kUInt8, {4, 2, 2}));
+  // Fewer labels than images, and more: an error naming the file and both counts, even when only
+  // the first images are asked for (the count is the file's, not the request's).
+  for (int64_t n : {1, 6}) {
+    write_npy(labels, Tensor(DType::kInt64, {n}));
+    for (int64_t count : {-1, 1}) {
+      const std::string e = load_error(spec, Split::kTest, count);
+      EXPECT_NE(e.find(labels + " has " + std::to_string(n) + " labels for 4 images"), std::string::npos) << e;
+    }
+  }
+  write_npy(labels, Tensor::from_vector<int64_t>({4}, {0, 1, -1, 2}));
+  std::string e = load_error(spec, Split::kTest, -1);
+  EXPECT_NE(e.find(labels + ": label -1 (image 2) is not a class index"), std::string::npos) << e;
+  write_npy(labels, Tensor(DType::kFloat32, {4}));
+  e = load_error(spec, Split::kTest, -1);
+  EXPECT_NE(e.find(labels + ": labels must be integers, got float32"), std::string::npos) << e;
+  write_npy(labels, Tensor::from_vector<uint8_t>({4}, {3, 2, 1, 0}));
+  const Dataset ds = load_dataset(spec, Split::kTest, -1, {});
+  EXPECT_EQ(ds.labels.to_vector<int64_t>(), (std::vector<int64_t>{3, 2, 1, 0}));
+  EXPECT_EQ(ds.labels_file, labels);
+  EXPECT_EQ(load_dataset(spec, Split::kTest, 2, {}).labels.to_vector<int64_t>(), (std::vector<int64_t>{3, 2}));
+}
+
+TEST(Dataset, NpyFolderOfSamplesNamesTheFileThatDoesNotMatchTheFirst) {
+  const std::string dir = make_dir("anvil_ds_mixed"), spec = "npy:" + dir;
+  write_npy(dir + "/a.npy", Tensor(DType::kUInt8, {28, 28}));
+  write_npy(dir + "/b.npy", Tensor(DType::kUInt8, {14, 56}));
+  std::string e = load_error(spec, Split::kTrain, -1);
+  EXPECT_NE(e.find(dir + "/b.npy: uint8[14, 56] does not match " + dir + "/a.npy: uint8[28, 28]"), std::string::npos) << e;
+  write_npy(dir + "/b.npy", Tensor(DType::kFloat32, {28, 28}));
+  e = load_error(spec, Split::kTrain, -1);
+  EXPECT_NE(e.find(dir + "/b.npy: float32[28, 28] does not match " + dir + "/a.npy: uint8[28, 28]"), std::string::npos) << e;
+  // A batch file of the same samples matches; the files past the count are not read.
+  write_npy(dir + "/b.npy", Tensor(DType::kUInt8, {3, 1, 28, 28}));
+  write_npy(dir + "/a.npy", Tensor(DType::kUInt8, {1, 28, 28}));
+  EXPECT_EQ(load_dataset(spec, Split::kTrain, -1, {}).images.shape(), (Shape{4, 1, 28, 28}));
+  write_npy(dir + "/c.npy", Tensor(DType::kUInt8, {5, 5}));
+  EXPECT_EQ(load_dataset(spec, Split::kTrain, 2, {}).images.shape(), (Shape{2, 1, 28, 28}));
+}
+
+TEST(Dataset, StdMustBeFiniteAndPositive) {
+  const std::string dir = make_dir("anvil_ds_std");
+  write_npy(dir + "/x.npy", Tensor(DType::kFloat32, {1, 1, 2, 2}));
+  for (float s : {0.0f, -1.0f, INFINITY, NAN}) {
+    Normalization norm;
+    norm.std = {s};
+    try {
+      load_dataset("npy:" + dir, Split::kTest, -1, norm);
+      ADD_FAILURE() << "std " << s << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("--std must be finite and positive"), std::string::npos) << e.what();
+    }
+  }
 }

@@ -24,7 +24,8 @@ struct Normalization {
 
 struct Dataset {
   Tensor images;  ///< float32, N x C x H x W, normalised
-  Tensor labels;  ///< int64, N; empty when the dataset has no labels
+  Tensor labels;  ///< int64, N, each >= 0; empty when the dataset has no labels
+  std::string labels_file;  ///< the file the labels were read from (for messages); empty without labels
   std::string name;
 };
 

@@ -178,6 +178,9 @@ Dataset load_dataset(const std::string& spec, Split split, int64_t count, const 
     Tensor raw;
     if (fs::exists(images)) {
       raw = read_npy(images);
+      if (raw.rank() < 2)
+        fail(ErrorCode::kInvalidArgument, "dataset '" + spec + "': " + images + ": images need a batch axis, got shape " +
+                                              shape_str(raw.shape()));
       if (fs::exists(labels)) ds.labels = read_npy_labels(labels, raw.dim(0), spec), ds.labels_file = labels;
     } else {
       std::vector<std::string> files;

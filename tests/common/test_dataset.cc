@@ -199,6 +199,16 @@ TEST(Dataset, NpyLabelsMustBeOneNonNegativeIntegerPerImage) {
   EXPECT_EQ(load_dataset(spec, Split::kTest, 2, {}).labels.to_vector<int64_t>(), (std::vector<int64_t>{3, 2}));
 }
 
+TEST(Dataset, NpyImagesWithoutABatchAxisAreAClearError) {
+  for (const Shape& shape : {Shape{}, Shape{28}}) {
+    const std::string dir = make_dir("anvil_ds_rank"), images = dir + "/test_images.npy";
+    write_npy(images, Tensor(DType::kUInt8, shape));
+    write_npy(dir + "/test_labels.npy", Tensor(DType::kInt64, {1}));
+    const std::string e = load_error("npy:" + dir, Split::kTest, -1);
+    EXPECT_NE(e.find(images + ": images need a batch axis, got shape " + shape_str(shape)), std::string::npos) << e;
+  }
+}
+
 TEST(Dataset, NpyFolderOfSamplesNamesTheFileThatDoesNotMatchTheFirst) {
   const std::string dir = make_dir("anvil_ds_mixed"), spec = "npy:" + dir;
   write_npy(dir + "/a.npy", Tensor(DType::kUInt8, {28, 28}));

@@ -58,10 +58,10 @@ double percentile(const std::vector<double>& sorted, double p) {
 /// --requests: N requests of the same inputs through a session of queue depth D on `spec`,
 /// spread over its units; prints and (--stats) writes throughput and simulated latency.
 void run_stream(const isa::Program& program, const hw::HwConfig& config, const std::string& spec, const TensorMap& inputs,
-                int requests, int depth, const std::string& out, const std::string& stats, const std::string& trace) {
+                int requests, int depth, const std::string& out, const std::string& stats, const std::string& trace,
+                rt::SessionOptions options) {
   rt::Device device = rt::Device::open(spec, config);
   if (!trace.empty()) device.set_trace(true);
-  rt::SessionOptions options;
   options.queue_depth = static_cast<uint32_t>(depth);
   rt::Session session(device, program, options);
   const auto start = std::chrono::steady_clock::now();
@@ -150,6 +150,13 @@ std::vector<SegmentLayers> segment_layer_lists(const isa::Program& program, cons
   return out;
 }
 
+/// The runtime's options with --timeout applied to the host wait and the device deadline alike.
+rt::SessionOptions session_options(double timeout_s) {
+  rt::SessionOptions options;
+  if (timeout_s > 0) options.timeout_s = options.device_timeout_s = timeout_s;
+  return options;
+}
+
 }  // namespace
 
 void register_run(CLI::App& app) {
@@ -160,6 +167,7 @@ void register_run(CLI::App& app) {
     std::string requests, queue_depth;     ///< stream mode: --requests N through a queue of depth D
     bool dequantize = false, layers = false;
     int repeat = 0, threads = 0;
+    double timeout_s = 0;  ///< --timeout: SessionOptions::timeout_s and device_timeout_s (0: their defaults)
   };
   auto o = std::make_shared<Opts>();
   CLI::App* cmd = app.add_subcommand("run", "run a compiled program on the virtual NPU through the runtime");
@@ -190,6 +198,9 @@ void register_run(CLI::App& app) {
   cmd->add_option("--requests", o->requests, "stream N requests (1..1000000) of the input through the runtime's queue "
                                              "and report throughput and simulated latency percentiles");
   cmd->add_option("--queue-depth", o->queue_depth, "requests in flight with --requests (1..63, default 4)");
+  cmd->add_option("--timeout", o->timeout_s, "host seconds a request may take before it fails and the device is "
+                                             "reset (default: the runtime's 60 s wait, 300 s device deadline)")
+      ->check(CLI::Range(0.001, 86400.0));
   cmd->add_option("--sweep", o->sweep, "key=v1,v2,...: re-open the device with each value of one hardware parameter, run, "
                                        "and print cycles per inference for each");
   cmd->callback([o] {
@@ -240,7 +251,7 @@ void register_run(CLI::App& app) {
     if (!o->requests.empty()) {
       const int requests = int_option("--requests", o->requests, 1, 1000000);
       const int depth = o->queue_depth.empty() ? 4 : int_option("--queue-depth", o->queue_depth, 1, 63);
-      run_stream(program, config, spec, inputs, requests, depth, o->out, o->stats, o->trace);
+      run_stream(program, config, spec, inputs, requests, depth, o->out, o->stats, o->trace, session_options(o->timeout_s));
       return;
     }
     if (!o->sweep.empty()) {
@@ -272,7 +283,7 @@ void register_run(CLI::App& app) {
     rt::Device device = rt::Device::open(spec, config);
     const bool tracing = !o->trace.empty() || !layers.empty() || !segment_layers.empty();
     if (tracing) device.set_trace(true);
-    rt::Session session(device, program);
+    rt::Session session(device, program, session_options(o->timeout_s));
     using Clock = std::chrono::steady_clock;
     auto t0 = Clock::now();
     TensorMap outputs = session.run(inputs);

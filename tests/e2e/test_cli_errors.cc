@@ -309,3 +309,14 @@ TEST(CliErrors, PerTensorSearchSummaryNamesTheSearchNotTheIgnoredMethod) {
   EXPECT_NE(r.out.find("with the per-tensor search ("), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("with MSE_SYM"), std::string::npos) << r.out;
 }
+
+TEST(CliErrors, RunTimeoutBoundsAHungPeWhoseWatchdogIsFarAway) {
+  // A PE hang with a watchdog of 10^6 simulated s: without --timeout `anvil run` waits for the
+  // runtime's deadlines (60 s, then 300 s); with it, one clear error after about that long.
+  const std::string prog = write_copy_program(), x = tmpdir() + "/x_hang.npy";
+  write_npy(x, Tensor(DType::kInt8, {1, 4}));
+  expect_clear_error(anvil_cmd("run " + prog + " --input " + x +
+                               " --set fault_pe_hang_at=1 --set watchdog_cycles=2000000000000000 --timeout 0.5"),
+                     {"did not finish within 0.5"});
+  expect_clear_error(anvil_cmd("run " + prog + " --input " + x + " --timeout 0"), {"--timeout"});
+}

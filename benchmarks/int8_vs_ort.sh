@@ -20,18 +20,19 @@
 #   (the first N test images); --batch 100 (the last batch is filled up, its extra rows not compared);
 #   --methods: all ten; --work DIR keeps every intermediate file (ranges, QDQ files, programs,
 #   inputs, outputs) in DIR, otherwise a temporary folder is removed at exit. --quantize-flag (repeatable)
-#   passes a flag of `anvil quantize` on, e.g. --quantize-flag --float-sum-copies.
+#   passes a flag of `anvil quantize` on, e.g. --quantize-flag --float-residual-sums.
 #   Calibration: the first 500 training images, --mean 0.286 --std 0.353 (the models' .json).
 # env: ANVIL (the anvil binary, default build/tools/anvil), ORT_NODE_PATH (folder holding
 #      onnxruntime-node, default /tmp/ort/node_modules), THREADS (anvil run --threads and ORT's
 #      intraOpNumThreads, default 2), DATASET (default /usr/share/datasets/fashion-mnist)
 set -euo pipefail
-usage() { sed -n 17,28p "$0" >&2; exit 2; }
+usage() { sed -n '/^# usage:/,/^set /{/^set /!p}' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 source "$(dirname "$0")/int8_vs_ort_setup.sh"
 ALL_METHODS=MIN_MAX_ASYM,MIN_MAX_SYM,ENTROPY_ASYM,ENTROPY_SYM,PERCENTILE_ASYM,PERCENTILE_SYM,SQNR_ASYM,SQNR_SYM,MSE_ASYM,MSE_SYM
 count=1000 batch=100 methods=$ALL_METHODS json="" work="" models=() qflags=()
 while [ $# -gt 0 ]; do
   case $1 in
+    --count|--batch|--methods|--json|--work|--quantize-flag) [ $# -ge 2 ] || { echo "int8_vs_ort.sh: $1 needs a value" >&2; exit 2; } ;;&
     --count) count=$2; shift 2 ;;
     --batch) batch=$2; shift 2 ;;
     --methods) methods=$2; shift 2 ;;

@@ -9,6 +9,10 @@
 # env: ANVIL (the anvil binary, default build/tools/anvil), THREADS (default: nproc), REPEAT (default 5), ORT_NODE_PATH (folder holding onnxruntime-node;
 #      default ./node_modules, installed with `npm install --ignore-scripts onnxruntime-node`)
 set -euo pipefail
+case ${1:-} in
+  -h|--help) sed -n '/^# usage:/,/^set /{/^set /!p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -*) echo "ref_vs_ort.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-$(nproc)}
 REPEAT=${REPEAT:-5}

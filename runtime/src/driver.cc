@@ -280,22 +280,15 @@ std::vector<std::pair<Device::Impl::Pending, CommandResult>> Device::Impl::recov
   cq_phase_ = 1;
   std::memset(cq_.data, 0, cq_.bytes);  // old phase bits must not look like new completions
   init_rings();
-  std::vector<std::pair<Pending, CommandResult>> aborted;
-  std::lock_guard<std::mutex> lock(pending_mutex_);
-  recoveries_++;
-  for (auto& [tag, p] : pending_) {
-    CommandResult r;
-    r.submit_cycle = p.submit_cycle;
-    r.unit = p.unit;
-    r.has_error = true;
-    r.error_code = ErrorCode::kDeviceError;
-    r.error = "device '" + spec + "': device fault: " + why + status_note + "; the device was reset" +
-              ((status & field::STATUS_READY_MASK) ? "" : " but did not boot (STATUS " + hex(status) + ")");
-    if (p.unit >= 0) unit_load_[p.unit]--;  // per entry: a post() may hold a reservation meanwhile
-    aborted.emplace_back(std::move(p), std::move(r));
+  {
+    std::lock_guard<std::mutex> lock(pending_mutex_);
+    recoveries_++;
   }
-  pending_.clear();
-  room_cv_.notify_all();
+  std::vector<std::pair<Pending, CommandResult>> aborted;
+  fail_pending(ErrorCode::kDeviceError,
+               "device '" + spec + "': device fault: " + why + status_note + "; the device was reset" +
+                   ((status & field::STATUS_READY_MASK) ? "" : " but did not boot (STATUS " + hex(status) + ")"),
+               aborted);
   return aborted;
 }
 

@@ -106,15 +106,9 @@ CLI::Validator writable_output_dir() {
       "DIR", "writable output folder");
 }
 
-const onnx::NodeProto* first_qdq_node(const onnx::ModelProto& model) {
-  for (const onnx::NodeProto& n : model.graph().node())
-    if (n.op_type() == "QuantizeLinear" || n.op_type() == "DequantizeLinear") return &n;
-  return nullptr;
-}
-
 onnx::ModelProto load_float_model(const std::string& path) {
   onnx::ModelProto model = load_onnx(path);
-  if (const onnx::NodeProto* n = first_qdq_node(model))
+  if (const onnx::NodeProto* n = quant::first_qdq_node(model))
     fail(ErrorCode::kInvalidArgument, path + ": node '" + n->name() + "' (" + n->op_type() +
                                           "): the model is already quantized");
   return model;
@@ -127,6 +121,8 @@ void check_not_input(const std::string& in, const std::string& out, const std::s
 }
 
 CLI::Validator thread_count() { return CLI::Range(1, 1024); }
+
+CLI::Validator image_count() { return CLI::Range(int64_t{1}, int64_t{1} << 40); }
 
 bool valid_percentile(float p) { return p > 0.0f && p <= 100.0f; }
 

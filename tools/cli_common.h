@@ -34,10 +34,6 @@ CLI::Validator writable_output();
 /// folder above it that does is writable (the command creates the rest).
 CLI::Validator writable_output_dir();
 
-/// The first QuantizeLinear or DequantizeLinear node of the model's graph; nullptr when it has
-/// none, i.e. is not a quantized (QDQ) model.
-const onnx::NodeProto* first_qdq_node(const onnx::ModelProto& model);
-
 /// load_onnx(path) of a model quantize and calibrate take: an FP32 one. An already quantized model
 /// fails at once (kInvalidArgument, naming the file and its first Q/DQ node), not after calibration.
 onnx::ModelProto load_float_model(const std::string& path);
@@ -48,6 +44,9 @@ void check_not_input(const std::string& in, const std::string& out, const std::s
 
 /// A CLI11 check for a --threads option: 1..1024 host threads.
 CLI::Validator thread_count();
+
+/// A CLI11 check for an image count (--calib-count, --count): at least 1 (up to 2^40).
+CLI::Validator image_count();
 
 /// Whether p is a percentile the PERCENTILE methods take: in (0, 100] (NaN is not).
 bool valid_percentile(float p);

@@ -33,7 +33,7 @@ void register_compile(CLI::App& app) {
     options.host_fallback = !o->npu_only;
     const onnx::ModelProto model = load_onnx(o->in);
     // Without Q/DQ nodes every node would be refused one by one for reading float values.
-    if (!first_qdq_node(model))
+    if (!quant::first_qdq_node(model))
       fail(ErrorCode::kInvalidArgument, o->in + " is not a quantized (QDQ) model: run anvil quantize first");
     compiler::CompileResult result = compiler::compile(model, options).value();
     result.program.save(o->out);

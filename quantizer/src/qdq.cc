@@ -87,10 +87,10 @@ class QdqBuilder {
     for (const auto& v : g.input()) record_type(v);
     for (const auto& v : g.output()) record_type(v);
     for (const auto& v : g.value_info()) record_type(v);
+    if (const onnx::NodeProto* n = first_qdq_node(model_))
+      fail(ErrorCode::kInvalidArgument, "node " + graph::node_label(*n) + ": the model is already quantized");
     for (int i = 0; i < g.node_size(); ++i) {
       const onnx::NodeProto& n = g.node(i);
-      if (n.op_type() == "QuantizeLinear" || n.op_type() == "DequantizeLinear")
-        fail(ErrorCode::kInvalidArgument, "node " + graph::node_label(n) + ": the model is already quantized");
       if (!n.domain().empty() && n.domain() != "ai.onnx")
         fail(ErrorCode::kUnsupported, "node " + graph::node_label(n) + ": domain '" + n.domain() + "' not supported");
       for (const auto& in : n.input()) consumers_[in].push_back(i);
@@ -744,6 +744,12 @@ class QdqBuilder {
 };
 
 }  // namespace
+
+const onnx::NodeProto* first_qdq_node(const onnx::ModelProto& model) {
+  for (const onnx::NodeProto& n : model.graph().node())
+    if (n.op_type() == "QuantizeLinear" || n.op_type() == "DequantizeLinear") return &n;
+  return nullptr;
+}
 
 Expected<onnx::ModelProto> quantize(const onnx::ModelProto& optimized, const Calibration& calib,
                                     const QuantizeOptions& options, std::vector<std::string>* float_nodes) {

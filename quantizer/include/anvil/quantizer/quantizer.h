@@ -34,9 +34,13 @@ struct Range {
 
 /// Graph optimisation before calibration: the passes listed in quantizer/src/passes.def, in order
 /// (opset upgrade to 13, Constant nodes and constant subgraphs to initializers, Identity/Dropout
-/// removal, BatchNormalization folding into Conv and Gemm, dead initializer removal, shape
+/// removal, BatchNormalization folding into Conv, Gemm and MatMul, dead initializer removal, shape
 /// inference). Throws Error naming the node on a malformed graph.
 onnx::ModelProto optimize(const onnx::ModelProto& model);
+
+/// The first QuantizeLinear or DequantizeLinear node of the model's graph; nullptr when it has
+/// none. A model with one is already quantized: quantize() refuses it.
+const onnx::NodeProto* first_qdq_node(const onnx::ModelProto& model);
 
 /// Bins of TensorStats::histogram.
 constexpr int kHistogramBins = 4096;

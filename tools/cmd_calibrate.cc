@@ -26,7 +26,7 @@ void register_calibrate(CLI::App& app) {
   cmd->add_option("--calib", o->calib, "calibration dataset: fashion-mnist:DIR or npy:DIR (its training split)")->required();
   cmd->add_option("-o,--output", o->out, "ranges JSON to write")->required()->check(writable_output());
   cmd->add_option("--calib-count", o->calib_count, "number of calibration images (first N of the training split)")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+      ->check(image_count());
   cmd->add_option("--percentile", o->percentile, "percentile for the PERCENTILE methods' listed ranges")
       ->check(percentile_range());
   o->norm.add_to(cmd);

@@ -535,9 +535,9 @@ void register_eval(CLI::App& app) {
                   "images after the --search-samples ones")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   cmd->add_option("--calib-count", o->calib_count, "calibration images: the first N of the training split")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+      ->check(image_count());
   cmd->add_option("--count", o->count, "evaluation images: the first N of the test split (default: all)")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+      ->check(image_count());
   cmd->add_option("--batch", o->batch, "batch size of the compiled program")->check(CLI::Range(1, 1024));
   cmd->add_option("--json", o->json, "write the report as JSON (several models: {\"models\": [...], \"summary\": [...]})")
       ->check(writable_output());

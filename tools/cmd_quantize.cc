@@ -48,7 +48,7 @@ void register_quantize(CLI::App& app) {
   cmd->add_flag("--bias-correction", o->bias_correction,
                 "subtract from each Conv/Gemm bias the mean output shift its weight rounding causes (calibrated input means)");
   cmd->add_option("--calib-count", o->calib_count, "number of calibration images (first N of the training split)")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+      ->check(image_count());
   cmd->add_flag("--extend-float-regions", o->extend_float_regions,
                 "keep an Add/Mul of a constant and a float node's output in float (LayerNorm's eps, gamma, beta) "
                 "instead of quantizing it");

@@ -335,7 +335,9 @@ TEST(QuantizeConstants, NanOrInfiniteWeightsBiasesAndConstantsAreErrorsNamingThe
     EXPECT_NE(msg.find("constant '" + c.constant + "'"), std::string::npos) << msg;
     EXPECT_NE(msg.find(std::isnan(c.value) ? "a NaN" : "an infinite value"), std::string::npos) << msg;
     EXPECT_NE(msg.find("element 1"), std::string::npos) << msg;
-    if (!c.node.empty()) EXPECT_NE(msg.find(c.node), std::string::npos) << msg;
+    if (!c.node.empty()) {
+      EXPECT_NE(msg.find(c.node), std::string::npos) << msg;
+    }
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
   }
   // A non-finite constant of an Add (calibrated while it was finite).

@@ -35,7 +35,8 @@ std::vector<uint32_t> parse_item(const std::string& item) {
   std::smatch m;
   if (item == "warboy") return {1};
   if (item == "warboy-2pe") return {3};
-  if (std::regex_match(item, m, warboy)) {
+  // At most two digits each: the platform has two PEs, and std::stoi must not overflow.
+  if (std::regex_match(item, m, warboy) && m[1].length() <= 2 && m[2].length() <= 2) {
     const int pes = std::stoi(m[1]), devices = std::stoi(m[2]);
     if (pes < 1 || devices < 1 || pes * devices > kPlatformPes) return {};
     std::vector<uint32_t> units;
@@ -73,10 +74,28 @@ std::string resolve_spec(const std::string& spec) {
   return env && *env ? env : "warboy(1)*1";
 }
 
+/// Runs `f`; when the caller gave no spec and $ANVIL_DEVICES supplied it, an error names the variable.
+template <typename F>
+auto naming_env(const std::string& spec_in, F f) {
+  try {
+    return f();
+  } catch (const Error& e) {
+    const char* env = std::getenv("ANVIL_DEVICES");
+    if (!spec_in.empty() || !env || !*env) throw;
+    throw Error(e.code(), std::string("ANVIL_DEVICES: ") + e.what());
+  }
+}
+
+std::vector<uint32_t> parse_resolved_spec(const std::string& resolved);
+
 }  // namespace
 
 std::vector<uint32_t> parse_device_spec(const std::string& spec_in) {
-  const std::string resolved = resolve_spec(spec_in);
+  return naming_env(spec_in, [&] { return parse_resolved_spec(resolve_spec(spec_in)); });
+}
+
+namespace {
+std::vector<uint32_t> parse_resolved_spec(const std::string& resolved) {
   const std::optional<RemoteSpec> remote = split_remote(resolved);
   const std::string spec = remote ? remote->pes : resolved;
   std::vector<uint32_t> units;
@@ -102,6 +121,7 @@ std::vector<uint32_t> parse_device_spec(const std::string& spec_in) {
     fail(ErrorCode::kInvalidArgument, "device spec '" + spec + "' mixes the fused pair with single PEs");
   return units;
 }
+}  // namespace
 
 std::vector<std::string> discover(const hw::HwConfig& config) {
   std::vector<std::string> specs{"npu0pe0"};
@@ -110,26 +130,29 @@ std::vector<std::string> discover(const hw::HwConfig& config) {
 }
 
 Device Device::open(const std::string& spec_in, const hw::HwConfig& config_in) {
-  const std::string spec = resolve_spec(spec_in);
-  std::vector<uint32_t> units = parse_device_spec(spec);
-  // A remote device is the server's chip: its config is the card's, `config_in` does not apply.
-  std::shared_ptr<PlatformLink> link;
-  hw::HwConfig config = config_in;
-  if (const std::optional<RemoteSpec> remote = split_remote(spec)) {
-    auto remote_link = RemoteLink::attach(remote->path);
-    config = remote_link->server_config();
-    link = std::move(remote_link);
-  } else {
-    link = LocalLink::instance();
-  }
-  config.validate();
-  for (uint32_t u : units)
-    if ((u >> config.num_pes) != 0)
-      fail(ErrorCode::kInvalidArgument, "device spec '" + spec + "' needs PE 1 but the hw config has num_pes=" +
-                                            std::to_string(config.num_pes) + " (use preset warboy-2pe)");
-  Device d;
-  d.impl_ = std::make_shared<Impl>(spec, config, std::move(units), std::move(link));
-  return d;
+  config_in.validate();  // here, so that a bad setting is not blamed on $ANVIL_DEVICES below
+  return naming_env(spec_in, [&] {
+    const std::string spec = resolve_spec(spec_in);
+    std::vector<uint32_t> units = parse_device_spec(spec);
+    // A remote device is the server's chip: its config is the card's, `config_in` does not apply.
+    std::shared_ptr<PlatformLink> link;
+    hw::HwConfig config = config_in;
+    if (const std::optional<RemoteSpec> remote = split_remote(spec)) {
+      auto remote_link = RemoteLink::attach(remote->path);
+      config = remote_link->server_config();
+      link = std::move(remote_link);
+    } else {
+      link = LocalLink::instance();
+    }
+    config.validate();
+    for (uint32_t u : units)
+      if ((u >> config.num_pes) != 0)
+        fail(ErrorCode::kInvalidArgument, "device spec '" + spec + "' needs PE 1 but the hw config has num_pes=" +
+                                              std::to_string(config.num_pes) + " (use preset warboy-2pe)");
+    Device d;
+    d.impl_ = std::make_shared<Impl>(spec, config, std::move(units), std::move(link));
+    return d;
+  });
 }
 
 namespace {

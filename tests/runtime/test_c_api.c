@@ -1,4 +1,5 @@
 /* The runtime's C API, compiled as C: every call, and the typed errors it reports. */
+#define _POSIX_C_SOURCE 200809L /* setenv, strdup */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,26 @@ int main(void) {
     const char* settings[1] = {"mac_rows=0"};
     CHECK(anvil_device_open("npu0pe0", NULL, settings, 1, &dev) == ANVIL_ERR_INVALID_ARGUMENT);
     CHECK(strstr(anvil_last_error(), "mac_rows") != NULL);
+  }
+  CHECK(anvil_device_open("warboy(99999999999)*1", NULL, NULL, 0, &dev) == ANVIL_ERR_INVALID_ARGUMENT);
+  CHECK(strstr(anvil_last_error(), "device spec") != NULL);
+  /* No spec: $ANVIL_DEVICES gives it, and its errors name the variable; a bad setting is not blamed on it. */
+  {
+    const char* saved = getenv("ANVIL_DEVICES");
+    char* saved_copy = saved ? strdup(saved) : NULL;
+    const char* settings[1] = {"mac_rows=0"};
+    setenv("ANVIL_DEVICES", "bogus", 1);
+    CHECK(anvil_device_open(NULL, NULL, NULL, 0, &dev) == ANVIL_ERR_INVALID_ARGUMENT);
+    CHECK(strncmp(anvil_last_error(), "ANVIL_DEVICES: ", 15) == 0 && strstr(anvil_last_error(), "'bogus'") != NULL);
+    setenv("ANVIL_DEVICES", "unix:/nonexistent/anvil.sock", 1);
+    CHECK(anvil_device_open(NULL, NULL, NULL, 0, &dev) != ANVIL_OK);
+    CHECK(strncmp(anvil_last_error(), "ANVIL_DEVICES: ", 15) == 0);
+    setenv("ANVIL_DEVICES", "npu0pe0", 1);
+    CHECK(anvil_device_open(NULL, NULL, settings, 1, &dev) == ANVIL_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(anvil_last_error(), "mac_rows") != NULL && strstr(anvil_last_error(), "ANVIL_DEVICES") == NULL);
+    if (saved_copy) setenv("ANVIL_DEVICES", saved_copy, 1);
+    else unsetenv("ANVIL_DEVICES");
+    free(saved_copy);
   }
   CHECK(strcmp(anvil_status_name(ANVIL_ERR_BUSY), "busy") == 0);
 

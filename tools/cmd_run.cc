@@ -260,7 +260,7 @@ void register_run(CLI::App& app) {
     }
     if (!o->sweep.empty()) {
       const auto [key, values] = rt::parse_sweep(o->sweep);
-      const std::vector<rt::SweepPoint> points = rt::sweep(spec, config, key, values, program, inputs);
+      const std::vector<rt::SweepPoint> points = rt::sweep(spec, config, key, values, program, inputs, session_options(o->timeout_s));
       std::cout << fmt("%-16s %14s %14s %12s %8s\n", key.c_str(), "PE cycles", "request cyc", "latency us", "MAC util");
       for (const rt::SweepPoint& p : points)
         std::cout << fmt("%-16s %14llu %14llu %12.2f %7.1f%%\n", p.value.c_str(),

@@ -860,7 +860,7 @@ std::pair<std::string, std::vector<std::string>> parse_sweep(const std::string& 
 
 std::vector<SweepPoint> sweep(const std::string& spec, const hw::HwConfig& base, const std::string& key,
                               const std::vector<std::string>& values, const isa::Program& program,
-                              const TensorMap& inputs) {
+                              const TensorMap& inputs, const SessionOptions& options) {
   if (split_remote(resolve_spec(spec)))
     fail(ErrorCode::kInvalidArgument, "sweep on device '" + resolve_spec(spec) +
                                           "': a device server's chip has the server's fixed config; sweep in-process");
@@ -875,7 +875,7 @@ std::vector<SweepPoint> sweep(const std::string& spec, const hw::HwConfig& base,
   std::vector<SweepPoint> points;
   for (size_t i = 0; i < values.size(); ++i) {
     Device device = Device::open(spec, configs[i]);
-    Session session(device, program);
+    Session session(device, program, options);
     session.run(inputs);
     points.push_back({values[i], session.last_stats()});
   }

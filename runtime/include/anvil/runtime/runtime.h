@@ -242,9 +242,10 @@ std::pair<std::string, std::vector<std::string>> parse_sweep(const std::string& 
 /// Runs `program` on `inputs` once per value: each time the device `spec` is opened afresh (a
 /// power cycle) with `base` and `key=value` applied (hw::HwConfig::set, then validate), so every
 /// point starts from a cold device. Throws kInvalidArgument naming the key/value when the config
-/// is invalid, and what Device::open / Session / Session::run throw.
+/// is invalid, and what Device::open / Session / Session::run throw. Each point's session has
+/// `options` (its timeouts bound a point that hangs).
 std::vector<SweepPoint> sweep(const std::string& spec, const hw::HwConfig& base, const std::string& key,
                               const std::vector<std::string>& values, const isa::Program& program,
-                              const TensorMap& inputs);
+                              const TensorMap& inputs, const SessionOptions& options = {});
 
 }  // namespace anvil::rt

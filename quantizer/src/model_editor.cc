@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -244,8 +245,18 @@ void edit_output(onnx::ModelProto& m, graph::NameAllocator& names, const std::st
   const std::string yq = dq.input(0);
   if (graph::find_initializer(g, yq) || graph::is_graph_input(g, yq))
     fail(ErrorCode::kInvalidArgument, "edit_model: graph output '" + y + "' dequantizes a constant or an input");
-  (void)names;
-  g.mutable_node()->DeleteSubrange(d, 1);
+  // Nodes that read the float output (it is also an intermediate value) keep a DequantizeLinear,
+  // now of the int8 output, under a new name; with no such reader the DequantizeLinear goes.
+  const bool read_inside = std::any_of(g.node().begin(), g.node().end(), [&](const onnx::NodeProto& n) {
+    return std::find(n.input().begin(), n.input().end(), y) != n.input().end();
+  });
+  if (read_inside) {
+    const std::string y_float = names.make(y + "_float");
+    graph::rename_uses(g, y, y_float);
+    g.mutable_node(d)->set_output(0, y_float);
+  } else {
+    g.mutable_node()->DeleteSubrange(d, 1);
+  }
   // The int8 tensor takes the output's name: its producer writes y, its other readers read y.
   const int prod = producer_of(g, yq);
   if (prod < 0) fail(ErrorCode::kInvalidArgument, "edit_model: '" + yq + "' has no producer");

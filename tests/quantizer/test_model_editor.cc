@@ -21,9 +21,11 @@ namespace {
 constexpr float kMean = 0.286f, kStd = 0.353f;
 
 /// x [N,1,6,6] -> Conv 3x3 -> Relu -> MaxPool -> Conv 1x1 -> Relu -> GAP -> Flatten -> Gemm -> y [N,3]
-onnx::ModelProto cnn() {
+/// With `relu_out`, the first Relu's output r1 is also a graph output (read inside too).
+onnx::ModelProto cnn(bool relu_out = false) {
   ModelBuilder b;
   b.input("x", {1, 6, 6}).output("y", {3});
+  if (relu_out) b.output("r1", {4, 6, 6});
   b.init("w1", random_tensor({4, 1, 3, 3}, -0.5f, 0.5f, 11)).init("b1", random_tensor({4}, -0.2f, 0.2f, 12));
   b.init("w2", random_tensor({4, 4, 1, 1}, -0.5f, 0.5f, 13)).init("b2", random_tensor({4}, -0.2f, 0.2f, 14));
   b.init("B", random_tensor({3, 4}, -1.0f, 1.0f, 15)).init("C", random_tensor({3}, -0.2f, 0.2f, 16));
@@ -59,18 +61,18 @@ Images images(int64_t n, unsigned seed) {
   return im;
 }
 
-onnx::ModelProto qdq_model() {
+onnx::ModelProto qdq_model(bool relu_out = false) {
   QuantizeOptions o;
   o.method = Method::kMinMaxAsym;
-  return quantize_model(cnn(), images(64, 1).normalised, o).value();
+  return quantize_model(cnn(relu_out), images(64, 1).normalised, o).value();
 }
 
-Tensor run(const onnx::ModelProto& m, const Tensor& x) {
+Tensor run(const onnx::ModelProto& m, const Tensor& x, const std::string& output = "y") {
   auto exec = ref::Executor::create(m);
   if (!exec.ok()) throw exec.error();
   auto out = exec->run({{"x", x}});
   if (!out.ok()) throw out.error();
-  return out->at("y");
+  return out->at(output);
 }
 
 std::string meta(const onnx::ModelProto& m, const std::string& key) {
@@ -213,6 +215,27 @@ TEST(ModelEditor, Int8OutputDropsTheFinalDequantize) {
   for (int64_t i = 0; i < want.numel(); ++i)
     EXPECT_EQ(math::dequantize(got.data<int8_t>()[i], e.outputs[0].scale, e.outputs[0].zero_point),
               want.data<float>()[i]);
+}
+
+TEST(ModelEditor, Int8OutputThatIsAlsoReadInsideKeepsADequantizeForItsReaders) {
+  // r1 is a graph output and the MaxPool's input: the MaxPool must go on reading float r1, through
+  // a DequantizeLinear of the int8 output, and both outputs must equal the unedited model's.
+  const onnx::ModelProto q = qdq_model(true);
+  EditOptions o;
+  o.output_int8 = true;
+  const EditResult e = edit_model(q, o).value();
+  EXPECT_NO_THROW(check_onnx(e.model, "edited"));
+  ASSERT_EQ(e.outputs.size(), 2u);
+  const Images im = images(16, 6);
+  for (const BoundaryParams& b : e.outputs) {
+    const Tensor want = run(q, im.normalised, b.tensor), got = run(e.model, im.normalised, b.tensor);
+    ASSERT_EQ(got.dtype(), DType::kInt8) << b.tensor;
+    for (int64_t i = 0; i < want.numel(); ++i)
+      ASSERT_EQ(math::dequantize(got.data<int8_t>()[i], b.scale, b.zero_point), want.data<float>()[i]) << b.tensor;
+  }
+  // The lowered integer graph takes it too (anvil compile does the same).
+  const auto lowered = ref::lower_qdq(e.model, 2);
+  EXPECT_TRUE(lowered.ok()) << lowered.error().what();
 }
 
 TEST(ModelEditor, LoweringTakesInt8OutputsAndNamesUint8Inputs) {

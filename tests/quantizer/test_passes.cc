@@ -239,6 +239,57 @@ TEST(UpgradeOpset, ConvertsOpset11To13) {
   EXPECT_NO_THROW(check_onnx(m, "upgraded"));
 }
 
+TEST(UpgradeOpset, Opset11SoftmaxWithoutValueInfoIsConverted) {
+  // The converter's Softmax 12 -> 13 adapter needs the input's rank; nothing told it before.
+  ModelBuilder b(11);
+  b.input("x", {3, 4}).output("y", {3, 4});
+  b.node("Relu", {"x"}, {"r"});
+  set_int(b.node("Softmax", {"r"}, {"y"}), "axis", 2);
+  onnx::ModelProto m = b.model();
+  ASSERT_EQ(m.graph().value_info_size(), 0);
+  passes::upgrade_opset(m);
+  EXPECT_EQ(onnx_opset(m), 13);
+  EXPECT_NO_THROW(check_onnx(m, "upgraded"));
+  const Tensor x = random_tensor({2, 3, 4}, -2, 2, 5);
+  EXPECT_LE(max_abs_diff(run1(b.model(), x), run1(m, x)), 1e-6f);
+}
+
+TEST(UpgradeOpset, Opset10PadWithoutItsValueAttributeIsConverted) {
+  // Pad-2's `value` is optional (default 0); the converter's adapter read it unconditionally.
+  ModelBuilder b(10);
+  b.input("x", {2, 3}).output("y", {2, 5});
+  auto& pad = b.node("Pad", {"x"}, {"y"});
+  set_ints(pad, "pads", {0, 0, 1, 0, 0, 1});
+  onnx::ModelProto m = b.model();
+  passes::upgrade_opset(m);
+  EXPECT_EQ(onnx_opset(m), 13);
+  EXPECT_NO_THROW(check_onnx(m, "upgraded"));
+  const Tensor x = random_tensor({1, 2, 3}, 1, 2, 6), y = run1(m, x);
+  ASSERT_EQ(y.shape(), (Shape{1, 2, 5}));
+  EXPECT_EQ(y.data<float>()[0], 0.0f);
+  EXPECT_EQ(y.data<float>()[1], x.data<float>()[0]);
+}
+
+TEST(UpgradeOpset, AnIr3ModelIsQuantizedWithItsInitializersAsInputs) {
+  // Under IR 3 every initializer is also a graph input; the quantizer's new scales are not, so
+  // the IR version must rise to opset 13's, 7, or the checker refuses the quantized model.
+  ModelBuilder b(9);
+  b.input("x", {4}).output("y", {2});
+  b.init("W", random_tensor({4, 2}, -1, 1, 7)).input("W", {4, 2});
+  b.node("MatMul", {"x", "W"}, {"y"});
+  onnx::ModelProto m = b.model();
+  auto* w_shape = m.mutable_graph()->mutable_input(1)->mutable_type()->mutable_tensor_type()->mutable_shape();
+  w_shape->clear_dim();  // W is [4, 2], no batch
+  w_shape->add_dim()->set_dim_value(4);
+  w_shape->add_dim()->set_dim_value(2);
+  m.set_ir_version(3);
+  QuantizeOptions o;
+  auto q = quantize_model(m, random_tensor({8, 4}, -1, 1, 8), o);
+  ASSERT_TRUE(q.ok()) << q.error().what();
+  EXPECT_GE(q->ir_version(), 7);
+  EXPECT_NO_THROW(check_onnx(*q, "quantized"));
+}
+
 TEST(ConstantsToInitializers, MovesTensorConstants) {
   ModelBuilder b;
   b.input("x", {3}).output("y", {3});

@@ -1,10 +1,16 @@
 /// anvil quantize IN.onnx -o OUT.onnx (--calib DATASET [--calib-count N] | --ranges ranges.json)
 ///                --method M [--percentile P] [--bias-correction] [--input-type uint8 [--fold-normalization]] [--output-type int8]
 ///                [--float-residual-sums] [--per-tensor-search [--search-holdout N]] [--sensitivity PROBE] [--search-samples N]
-/// With --ranges (written by `anvil calibrate`) the model is not run: the ranges come from the
-/// stored statistics. The file must have been made from the same FP32 model. Without --percentile,
-/// the PERCENTILE methods take the percentile the file was written with (the ranges it lists).
+/// With --ranges (written by `anvil calibrate`) the model is not run: the ranges are the ones the
+/// file lists for --method (edits to them take effect), or, for a file without a "ranges" section
+/// or a --percentile other than the file's, computed from its statistics. The file must have been
+/// made from the same FP32 model. Without --percentile, the PERCENTILE methods take the percentile
+/// the file was written with.
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
 #include <iostream>
+#include <map>
 #include <optional>
 
 #include "anvil/common/log.h"
@@ -14,6 +20,37 @@
 #include "cli_common.h"
 
 namespace anvil::cli {
+
+namespace {
+
+/// The ranges `file`'s "ranges" section lists for `method`: one [min, max] (finite, min <= max)
+/// for exactly the tensors of the statistics. nullopt when the file has no "ranges" section.
+std::optional<std::map<std::string, quant::Range>> listed_ranges(const nlohmann::json& j, const std::string& method,
+                                                                  const quant::Calibration& stats,
+                                                                  const std::string& file) {
+  if (!j.contains("ranges")) return std::nullopt;
+  const auto bad = [&](const std::string& what) { fail(ErrorCode::kParseError, file + ": \"ranges\": " + what); };
+  const nlohmann::json& all = j["ranges"];
+  if (!all.is_object()) bad("an object of methods expected");
+  if (!all.contains(method) || !all[method].is_object()) bad("no ranges for " + method);
+  std::map<std::string, quant::Range> ranges;
+  for (const auto& [name, r] : all[method].items()) {
+    const std::string where = method + " '" + name + "'";
+    if (!stats.tensors.count(name))
+      bad(where + " has no statistics in \"tensors\" (a calibration file of another model, or edited)");
+    if (!r.is_array() || r.size() != 2 || !r[0].is_number() || !r[1].is_number())
+      bad(where + ": [min, max] expected, got " + r.dump());
+    const double lo = r[0].get<double>(), hi = r[1].get<double>();
+    if (!std::isfinite(lo) || !std::isfinite(hi) || std::fabs(lo) > FLT_MAX || std::fabs(hi) > FLT_MAX || lo > hi)
+      bad(where + ": [" + r[0].dump() + ", " + r[1].dump() + "] is not a finite float range with min <= max");
+    ranges[name] = {static_cast<float>(lo), static_cast<float>(hi)};
+  }
+  for (const auto& entry : stats.tensors)
+    if (!ranges.count(entry.first)) bad(method + " has no range for tensor '" + entry.first + "'");
+  return ranges;
+}
+
+}  // namespace
 
 void register_quantize(CLI::App& app) {
   struct Opts {
@@ -96,8 +133,8 @@ void register_quantize(CLI::App& app) {
     quant::Calibration calibration;
     std::optional<Dataset> calib;  // with --calib: the calibration images, read once
     std::string source;
+    nlohmann::json j;  // with --ranges: the file
     if (!o->ranges.empty()) {
-      nlohmann::json j;
       try {
         j = nlohmann::json::parse(read_file(o->ranges));
       } catch (const nlohmann::json::exception& e) {
@@ -123,6 +160,33 @@ void register_quantize(CLI::App& app) {
     }
     if ((o->per_tensor_search || !o->sensitivity.empty()) && !calib)
       fail(ErrorCode::kInvalidArgument, "quantize: --per-tensor-search and --sensitivity need --calib (they run the model)");
+    // --ranges: the ranges the file lists for the method (a PERCENTILE method at another
+    // percentile than the file's is computed from the statistics instead).
+    std::optional<std::map<std::string, quant::Range>> listed;
+    if (!o->ranges.empty() && !o->per_tensor_search) {
+      const bool percentile_method =
+          options.method == quant::Method::kPercentileAsym || options.method == quant::Method::kPercentileSym;
+      const bool file_percentile = !j.contains("percentile") || (j["percentile"].is_number() &&
+                                                                  options.percentile == j["percentile"].get<float>());
+      if (!percentile_method || file_percentile) listed = listed_ranges(j, o->method, calibration, o->ranges);
+      if (listed) {
+        const std::map<std::string, quant::Range> computed = calibration.ranges(options.method, options.percentile);
+        size_t edited = 0;
+        for (const auto& [name, r] : *listed) {
+          const auto c = computed.find(name);
+          edited += c == computed.end() || c->second.min != r.min || c->second.max != r.max;
+        }
+        source = "the " + o->method + " ranges listed in " + o->ranges;
+        if (edited)
+          source += " (" + std::to_string(edited) + " of " + std::to_string(listed->size()) +
+                    " differ from the ranges its statistics give)";
+      }
+    }
+    if (options.bias_correction && !calib &&
+        std::none_of(calibration.tensors.begin(), calibration.tensors.end(),
+                     [](const auto& t) { return !t.second.channel_mean.empty(); }))
+      fail(ErrorCode::kInvalidArgument, "quantize: --bias-correction needs the per-channel means of the Conv/Gemm/MatMul "
+                                        "inputs, and " + o->ranges + " has none (write it again with anvil calibrate)");
     std::vector<std::string> float_nodes;
     onnx::ModelProto q;
     if (!o->sensitivity.empty()) {
@@ -146,6 +210,8 @@ void register_quantize(CLI::App& app) {
       std::cout << search_summary(found, std::min(o->search_samples, calib->images.dim(0)), o->search_holdout);
       options.method = found.grid;
       q = quant::quantize(optimized, found.ranges, options, &float_nodes, &calibration).value();
+    } else if (listed) {
+      q = quant::quantize(optimized, *listed, options, &float_nodes, &calibration).value();
     } else {
       q = quant::quantize(optimized, calibration, options, &float_nodes).value();
     }

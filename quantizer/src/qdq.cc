@@ -491,13 +491,24 @@ class QdqBuilder {
                         Tensor b) const {
     const std::string& op = n.op_type();
     if (!stats_ || (op != "Conv" && op != "Gemm" && op != "MatMul")) return b;
+    // Statistics without the means this layer needs (hand-made, or of another model) skip it, said.
+    const auto skipped = [&](const std::string& why) {
+      log().warn("quantizer: {}: no bias correction, {}", graph::node_label(n), why);
+      return b;
+    };
     auto it = stats_->tensors.find(n.input(0));
-    if (it == stats_->tensors.end() || it->second.channel_mean.empty()) return b;
+    if (it == stats_->tensors.end() || it->second.channel_mean.empty())
+      return skipped("the statistics have no per-channel means of its input '" + n.input(0) + "'");
     // The means must be over the axis the weight reduces: axis 1 for Conv and Gemm, the last for a
     // MatMul (the same axis for a 2-D input).
     const bool last_axis = it->second.channel_axis == -1 || known_rank(n.input(0)) == 2;
-    if (op == "MatMul" ? !last_axis : it->second.channel_axis != 1) return b;
+    if (op == "MatMul" ? !last_axis : it->second.channel_axis != 1)
+      return skipped("the per-channel means of '" + n.input(0) + "' are over another axis");
     const std::vector<double>& mean = it->second.channel_mean;
+    const auto wrong_count = [&](int64_t want) {
+      return skipped("'" + n.input(0) + "' has " + std::to_string(mean.size()) + " per-channel means, the weight reads " +
+                     std::to_string(want) + " channels");
+    };
     const ChannelQuantized q = quantize_per_channel(w, axis, min_scales);
     const float* pw = w.data<float>();
     const int8_t* pq = q.values.data<int8_t>();
@@ -507,7 +518,8 @@ class QdqBuilder {
     if (n.op_type() == "Conv") {
       const int64_t groups = graph::attr_int(n, "group", 1), in_per_group = w.dim(1);
       const int64_t window = w.numel() / (outputs * in_per_group);
-      if (static_cast<int64_t>(mean.size()) != groups * in_per_group || outputs % groups) return b;
+      if (outputs % groups) return b;
+      if (static_cast<int64_t>(mean.size()) != groups * in_per_group) return wrong_count(groups * in_per_group);
       for (int64_t o = 0; o < outputs; ++o)
         for (int64_t i = 0; i < in_per_group; ++i) {
           const double m = mean[static_cast<size_t>((o / (outputs / groups)) * in_per_group + i)];
@@ -519,7 +531,8 @@ class QdqBuilder {
     } else {  // Gemm: A [N, K] x W ([O, K] with transB, else [K, O]); MatMul: A [..., K] x W [K, O]
       const float alpha = graph::attr_float(n, "alpha", 1.0f), beta = graph::attr_float(n, "beta", 1.0f);
       const int64_t k_size = w.numel() / outputs;
-      if (graph::attr_int(n, "transA", 0) || beta == 0.0f || static_cast<int64_t>(mean.size()) != k_size) return b;
+      if (graph::attr_int(n, "transA", 0) || beta == 0.0f) return b;
+      if (static_cast<int64_t>(mean.size()) != k_size) return wrong_count(k_size);
       gain = static_cast<double>(alpha) / beta;
       for (int64_t o = 0; o < outputs; ++o)
         for (int64_t k = 0; k < k_size; ++k) {

@@ -187,6 +187,79 @@ TEST(CliQuantize, RangesFileWithABadTensorEntry) {
                      {path, "'x'", "histogram"});
 }
 
+TEST(CliQuantize, FromRangesAnEditedRangeTakesEffect) {
+  // The file's listed ranges are what --ranges quantizes with: widening y's MIN_MAX_ASYM range to
+  // [0, 100] gives y the scale 100 / 255, and the command says that one range differs.
+  nlohmann::json j = nlohmann::json::parse(read_file(write_ranges()));
+  j["ranges"]["MIN_MAX_ASYM"]["y"] = {0.0, 100.0};
+  const std::string path = tmpdir() + "/edited.json", out = tmpdir() + "/edited.onnx";
+  write_file(path, j.dump());
+  const test::CliResult r =
+      anvil_cmd("quantize " + fixture().model + " -o " + out + " --ranges " + path + " --method MIN_MAX_ASYM");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("1 of " + std::to_string(j["ranges"]["MIN_MAX_ASYM"].size()) + " differ"), std::string::npos)
+      << r.out;
+  // The scale of the output's last DequantizeLinear.
+  const onnx::ModelProto q = load_onnx(out);
+  const onnx::NodeProto* dq = nullptr;
+  for (const auto& n : q.graph().node())
+    if (n.op_type() == "DequantizeLinear" && n.output(0) == "y") dq = &n;
+  ASSERT_NE(dq, nullptr);
+  float scale = 0.0f;
+  for (const auto& init : q.graph().initializer())
+    if (init.name() == dq->input(1)) scale = tensor_from_proto(init).data<float>()[0];
+  EXPECT_FLOAT_EQ(scale, 100.0f / 255.0f);
+}
+
+TEST(CliQuantize, RangesFileWithABadListedRange) {
+  const nlohmann::json good = nlohmann::json::parse(read_file(write_ranges()));
+  const auto expect_refused = [&](const std::string& tag, const nlohmann::json& j, std::vector<std::string> words) {
+    const std::string path = tmpdir() + "/listed_" + tag + ".json";
+    write_file(path, j.dump());
+    words.push_back(path);
+    words.push_back("\"ranges\"");
+    expect_clear_error(anvil_cmd("quantize " + fixture().model + " -o " + tmpdir() + "/o.onnx --ranges " + path +
+                                 " --method MSE_SYM"),
+                       words);
+  };
+  nlohmann::json j = good;
+  j["ranges"]["MSE_SYM"]["y"] = {5.0, -5.0};
+  expect_refused("inverted", j, {"'y'", "min <= max"});
+  j = good;
+  j["ranges"]["MSE_SYM"]["y"] = "wide";
+  expect_refused("string", j, {"'y'", "[min, max]"});
+  j = good;
+  j["ranges"]["MSE_SYM"].erase("y");
+  expect_refused("missing", j, {"'y'", "no range"});
+  j = good;
+  j["ranges"].erase("MSE_SYM");
+  expect_refused("no_method", j, {"MSE_SYM"});
+  j = good;
+  j["ranges"] = "all";
+  expect_refused("not_object", j, {"object"});
+}
+
+TEST(CliQuantize, FromRangesBiasCorrectionNeedsTheChannelMeans) {
+  nlohmann::json j = nlohmann::json::parse(read_file(write_ranges()));
+  for (auto& [name, t] : j["tensors"].items()) t.erase("channel_mean"), t.erase("channel_samples");
+  const std::string path = tmpdir() + "/no_means.json";
+  write_file(path, j.dump());
+  expect_clear_error(anvil_cmd("quantize " + fixture().model + " -o " + tmpdir() + "/o.onnx --ranges " + path +
+                               " --bias-correction"),
+                     {"--bias-correction", "per-channel means", path});
+  // Means of the wrong count for the Conv: it is quantized without the correction, and says so.
+  j = nlohmann::json::parse(read_file(write_ranges()));
+  ASSERT_TRUE(j["tensors"]["x"].contains("channel_mean"));
+  j["tensors"]["x"]["channel_mean"] = {0.1, 0.2};
+  const std::string wrong = tmpdir() + "/wrong_means.json";
+  write_file(wrong, j.dump());
+  const test::CliResult r = anvil_cmd("quantize " + fixture().model + " -o " + tmpdir() + "/o.onnx --ranges " + wrong +
+                                      " --bias-correction");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("no bias correction, 'x' has 2 per-channel means, the weight reads 1 channels"), std::string::npos)
+      << r.err;
+}
+
 TEST(CliQuantize, RangesFileOfAnotherModel) {
   nlohmann::json j = nlohmann::json::parse(read_file(write_ranges()));
   j["tensors"].erase("y");

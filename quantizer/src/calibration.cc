@@ -56,6 +56,18 @@ Calibration Calibration::from_json(const nlohmann::json& j) {
         if (!n.is_number_integer() || n.get<int64_t>() < 0)
           fail(ErrorCode::kParseError, "calibration: tensor '" + name + "': histogram counts must be integers >= 0");
       s.histogram = h.get<std::vector<int64_t>>();
+      // Every value is in one bin: counts that do not add up to `count` are not this tensor's
+      // (an edited or truncated file), and would make the methods read another distribution.
+      int64_t total = 0;
+      for (int64_t n : s.histogram)
+        if (n > s.count - total)
+          fail(ErrorCode::kParseError, "calibration: tensor '" + name + "': histogram counts add up to more than count " +
+                                           std::to_string(s.count));
+        else
+          total += n;
+      if (!s.histogram.empty() && total != s.count)
+        fail(ErrorCode::kParseError, "calibration: tensor '" + name + "': histogram counts add up to " +
+                                         std::to_string(total) + ", not count " + std::to_string(s.count));
       const float m = std::max(std::fabs(s.min), std::fabs(s.max));
       s.histogram_half_width = m;
       if (!s.histogram.empty() && v.contains("histogram_half_width")) {

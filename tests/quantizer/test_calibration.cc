@@ -168,6 +168,30 @@ TEST(CalibrationJson, RejectsMalformedDocuments) {
   EXPECT_THROW(Calibration::from_json(j), Error);
 }
 
+TEST(CalibrationJson, RejectsAHistogramThatDoesNotAddUpToItsCount) {
+  // An all-zero histogram with count 10 would have collapsed the tensor's range without a word;
+  // counts near 2^62 would have overflowed the sum.
+  const auto refused = [](const std::vector<int64_t>& bins, const std::string& words) {
+    nlohmann::json j = Calibration{}.to_json();
+    std::vector<int64_t> h(kHistogramBins, 0);
+    std::copy(bins.begin(), bins.end(), h.begin() + kHistogramBins / 2);
+    j["tensors"]["t"] = {{"min", 0.0}, {"max", 2.0}, {"count", 10}, {"histogram", h}, {"histogram_half_width", 4.0}};
+    try {
+      Calibration::from_json(j);
+      return std::string("accepted");
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kParseError);
+      EXPECT_NE(std::string(e.what()).find("'t'"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+      return std::string("refused");
+    }
+  };
+  EXPECT_EQ(refused({}, "add up to 0, not count 10"), "refused");
+  EXPECT_EQ(refused({4, 5}, "add up to 9, not count 10"), "refused");
+  EXPECT_EQ(refused({int64_t{1} << 62, int64_t{1} << 62}, "more than count 10"), "refused");
+  EXPECT_EQ(refused({4, 6}, ""), "accepted");
+}
+
 namespace {
 /// x [N,3,8,8] -> Conv 3->8 (3x3, pad 1) -> c1 -> Relu -> r1 -> Conv 8->8 -> c2 -> Add(r1, c2) -> s
 /// -> Flatten -> f -> Gemm (B 512 x 10) -> g -> Relu -> y. The executor's fast paths: a Conv chain

@@ -33,7 +33,7 @@ void register_calibrate(CLI::App& app) {
   cmd->callback([o] {
     check_not_input(o->model, o->out, "-o");
     const onnx::ModelProto optimized = quant::optimize(load_float_model(o->model));
-    const Dataset calib = load_dataset(o->calib, Split::kTrain, o->calib_count, o->norm.get());
+    const Dataset calib = load_dataset_for(optimized, o->calib, Split::kTrain, o->calib_count, o->norm.get());
     quant::CalibrationTime time;
     const quant::Calibration c = quant::calibrate(optimized, calib.images, true, &time);
     const auto search_start = std::chrono::steady_clock::now();

@@ -117,7 +117,7 @@ void register_quantize(CLI::App& app) {
         options.percentile = p;
       }
     } else {
-      calib = load_dataset(o->calib, Split::kTrain, o->calib_count, o->norm.get());
+      calib = load_dataset_for(optimized, o->calib, Split::kTrain, o->calib_count, o->norm.get());
       calibration = quant::calibrate(optimized, calib->images, false);
       source = std::to_string(calib->images.dim(0)) + " calibration images";
     }

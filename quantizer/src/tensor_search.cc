@@ -9,6 +9,7 @@
 #include "anvil/common/log.h"
 #include "anvil/quantizer/quantizer.h"
 #include "anvil/reference/executor.h"
+#include "batches.h"
 #include "qdq.h"
 #include "quant_params.h"
 
@@ -16,15 +17,15 @@ namespace anvil::quant {
 
 namespace {
 
-constexpr int64_t kBatch = 64;  // inputs per Executor::run
+constexpr int64_t kBatch = 64;  // inputs per Executor::run (a dynamic batch)
 
 /// Output SQNR against the FP32 model on a fixed slice of the inputs.
 class SqnrScorer {
  public:
-  /// Inputs [first, first + count) and the FP32 model's outputs for them.
-  SqnrScorer(const ref::Executor& fp32, const Tensor& inputs, int64_t first, int64_t count) {
-    for (int64_t b = first; b < first + count; b += kBatch)
-      batches_.push_back(inputs.slice0(b, std::min(first + count, b + kBatch)));
+  /// Inputs [first, first + count), `batch` per run, and the FP32 model's outputs for them.
+  SqnrScorer(const ref::Executor& fp32, const Tensor& inputs, int64_t first, int64_t count, int64_t batch) {
+    for (int64_t b = first; b < first + count; b += batch)
+      batches_.push_back(inputs.slice0(b, std::min(first + count, b + batch)));
     for (const Tensor& x : batches_) reference_.push_back(fp32.run({{fp32.input_names()[0], x}}).value());
   }
 
@@ -76,9 +77,15 @@ class Scorer {
     if (fp32.input_names().size() != 1)
       fail(ErrorCode::kInvalidArgument, "per-tensor search: the model has " +
                                             std::to_string(fp32.input_names().size()) + " inputs; it feeds exactly one");
-    const int64_t n = std::min(samples, inputs.dim(0));
-    scoring_.emplace(fp32, inputs, 0, n);
-    if (holdout > 0) holdout_.emplace(fp32, inputs, n, holdout);
+    // A fixed batch scores whole batches only (batches.h): each set is cut to a multiple of it.
+    const std::string& input = fp32.input_names()[0];
+    const Batches scoring = plan_batches(optimized, input, std::min(samples, inputs.dim(0)), kBatch,
+                                         "per-tensor search: scoring inputs");
+    scoring_.emplace(fp32, inputs, 0, scoring.used, scoring.size);
+    if (holdout > 0) {
+      const Batches held = plan_batches(optimized, input, holdout, kBatch, "per-tensor search: held-out inputs");
+      holdout_.emplace(fp32, inputs, samples, held.used, held.size);  // samples <= N here (checked above)
+    }
   }
 
   /// The QDQ model of `ranges` on `grid`'s activation grid, ready to run.

@@ -18,6 +18,8 @@
 ///              runs it), for models whose integer lowering is not supported yet; no cycles.
 /// With several models, a summary in the form of FuriosaAI's accuracy table follows: model, FP32
 /// top-1, the best INT8 top-1 and the method that reached it, INT8/FP32, one column per method.
+/// A model whose input has a fixed batch (no dynamic batch axis) runs every FP32, calibration and
+/// backend run, and its compiled program, on that batch; --batch of another size is an error.
 /// --sweep (npu only) re-runs each method's program on the first evaluation batch with every value
 /// of one hardware parameter (rt::sweep: a fresh device per value) and prints cycles per inference.
 #include <nlohmann/json.hpp>

@@ -316,6 +316,7 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
     run_method(o, setup, qmodel, fp32_all, device, r);
     results.push_back(std::move(r));
   }
+  int64_t searched = 0, searched_holdout = 0;  // the inputs the search scored (whole batches of a fixed batch)
   if (o.per_tensor_search) {  // beyond the suite: the ten methods' ranges chosen per tensor
     MethodResult r;
     r.method = "PER_TENSOR_SEARCH";
@@ -328,7 +329,8 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
     const quant::TensorSearchResult found =
         quant::search_tensor_ranges(optimized, calibration, setup.calib.images, sopt).value();
     r.range_search_s = seconds_since(t);
-    std::cout << search_summary(found, std::min(o.search_samples, setup.calib.images.dim(0)), o.search_holdout)
+    searched = found.samples, searched_holdout = found.holdout;
+    std::cout << search_summary(found, found.samples, found.holdout)
               << fmt("  search time %.1f s\n", r.range_search_s);
     const quant::QuantizeOptions qopt = quantize_options(o, found.grid);
     t = Clock::now();
@@ -363,12 +365,12 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
   report["float_residual_sums"] = o.float_residual_sums;
   report["exclude_nodes"] = o.exclude_nodes;
   if (o.per_tensor_search) {
-    report["search_samples"] = std::min(o.search_samples, setup.calib.images.dim(0));
-    report["search_holdout"] = o.search_holdout;
+    report["search_samples"] = searched;
+    report["search_holdout"] = searched_holdout;
   }
   report["target"] = o.target;
   report["batch"] = setup.npu_batch;
-  report["calib_count"] = setup.calib.images.dim(0);
+  report["calib_count"] = calibration.samples;
   report["eval_count"] = n;
   report["fp32_top1"] = fp32_top1;
   report["results"] = nlohmann::json::array();
@@ -409,7 +411,7 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
   std::cout << "\nanvil eval: " << model_path << " on " << n << " test images of " << o.dataset << ", backend "
             << o.backend;
   if (npu) std::cout << ", target " << o.target << " (" << setup.config.clock_ghz << " GHz), batch " << setup.npu_batch;
-  std::cout << ", calibrated on " << setup.calib.images.dim(0) << " training images";
+  std::cout << ", calibrated on " << calibration.samples << " training images";
   // The quantizer options every row was made with, as the command line spells them.
   std::string quantized_with;
   if (o.percentile != quant::QuantizeOptions{}.percentile) quantized_with += fmt(" --percentile %g", o.percentile);
@@ -425,8 +427,8 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
             << fmt("\nhost time: FP32 %.1f s (%.2f ms/image); calibration %.1f s for all methods (one FP32 pass with "
                    "statistics over %lld images, %.2f ms/image; %.2f s of thread time in the statistics), range "
                    "search %.2f s in total",
-                   fp32_s, 1e3 * fp32_s / n, calib_s, static_cast<long long>(setup.calib.images.dim(0)),
-                   1e3 * calib_time.pass_s / setup.calib.images.dim(0), calib_time.statistics_s, search_s);
+                   fp32_s, 1e3 * fp32_s / n, calib_s, static_cast<long long>(calibration.samples),
+                   1e3 * calib_time.pass_s / calibration.samples, calib_time.statistics_s, search_s);
   for (const MethodResult& r : results)
     std::cout << fmt("\n  %s %.1f s (range search %.2f, quantize %.2f, compile %.2f, run%s %.1f)", r.method.c_str(),
                      r.range_search_s + r.quantize_s + r.compile_s + r.run_s, r.range_search_s, r.quantize_s,

@@ -203,6 +203,7 @@ Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, b
   }
   progress.done();
   if (time) *time = {pass_s, static_cast<double>(statistics_ns.load()) * 1e-9};
+  calib.samples = n;
   log().info("quantizer: calibrated {} tensors on {} samples", calib.tensors.size(), n);
   return calib;
 }

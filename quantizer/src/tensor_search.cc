@@ -82,9 +82,11 @@ class Scorer {
     const Batches scoring = plan_batches(optimized, input, std::min(samples, inputs.dim(0)), kBatch,
                                          "per-tensor search: scoring inputs");
     scoring_.emplace(fp32, inputs, 0, scoring.used, scoring.size);
+    samples_ = scoring.used;
     if (holdout > 0) {
       const Batches held = plan_batches(optimized, input, holdout, kBatch, "per-tensor search: held-out inputs");
       holdout_.emplace(fp32, inputs, samples, held.used, held.size);  // samples <= N here (checked above)
+      holdout_samples_ = held.used;
     }
   }
 
@@ -100,6 +102,8 @@ class Scorer {
   double holdout_db(const ref::Executor& exec) const { return holdout_ ? holdout_->sqnr_db(exec) : NAN; }
   double sqnr_db(const std::map<std::string, Range>& ranges, Method grid) { return scoring_db(build(ranges, grid)); }
   int64_t evaluations() const { return evaluations_; }
+  int64_t samples() const { return samples_; }
+  int64_t holdout_samples() const { return holdout_samples_; }
 
  private:
   const onnx::ModelProto& optimized_;
@@ -107,6 +111,7 @@ class Scorer {
   QuantizeOptions base_;
   std::optional<SqnrScorer> scoring_, holdout_;
   int64_t evaluations_ = 0;
+  int64_t samples_ = 0, holdout_samples_ = 0;  // the scoring and held-out inputs used
 };
 
 std::vector<Method> candidate_methods(const std::vector<Method>& given) {
@@ -136,6 +141,8 @@ Expected<TensorSearchResult> search_tensor_ranges(const onnx::ModelProto& optimi
     // Start from the best single method on the scoring inputs; its grid (symmetric or not) is
     // kept for every tensor.
     TensorSearchResult result;
+    result.samples = scorer.samples();
+    result.holdout = scorer.holdout_samples();
     result.start_sqnr_db = -INFINITY;
     size_t start = 0;
     std::optional<ref::Executor> start_model;

@@ -151,6 +151,8 @@ TEST(CliFixedBatch, CalibrationLeavesOutTheImagesPastTheLastWholeBatch) {
   const test::CliResult r = anvil_cmd("calibrate " + f.batch4 + " --calib npy:" + f.data + " --calib-count 10 -o " + out);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("input 'x' has a fixed batch of 4: using the first 8 of 10 samples"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("on 8 images"), std::string::npos) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(read_file(out)).at("calibration_images"), 8);
 }
 
 TEST(CliNpyShape, ARankThreeDatasetFeedsAConv1dModelAsItIs) {

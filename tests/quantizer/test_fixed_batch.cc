@@ -65,6 +65,7 @@ TEST(FixedBatch, CalibrationUsesWholeBatchesOnly) {
   const Tensor x = random_tensor({10, 1, 8, 8}, 0.0f, 1.0f, 6);
   const Calibration got = calibrate(fixed, x, false);
   EXPECT_EQ(got.tensors.at("x").count, 8 * 64);
+  EXPECT_EQ(got.samples, 8);
   EXPECT_EQ(got.to_json(), calibrate(dynamic, x.slice0(0, 8), false).to_json());
   // Fewer images than one batch: an error naming the input and its batch.
   const std::string e = error_of([&] { calibrate(fixed, x.slice0(0, 3), false); });
@@ -89,6 +90,8 @@ TEST(FixedBatch, PerTensorSearchOfABatchOneModelEqualsTheDynamicBatchOne) {
   for (size_t i = 0; i < want.method_sqnr_db.size(); ++i)
     EXPECT_NEAR(got.method_sqnr_db[i].second, want.method_sqnr_db[i].second, 1e-3);
   EXPECT_EQ(got.choices.size(), want.choices.size());
+  EXPECT_EQ(got.samples, 8);
+  EXPECT_EQ(got.holdout, 4);
   ASSERT_EQ(got.ranges.size(), want.ranges.size());
   for (const auto& [name, r] : want.ranges) {
     EXPECT_EQ(got.ranges.at(name).min, r.min) << name;
@@ -98,6 +101,11 @@ TEST(FixedBatch, PerTensorSearchOfABatchOneModelEqualsTheDynamicBatchOne) {
   const auto sens_got = tensor_sensitivity(fixed, calib, x, {}, Method::kMseAsym, 8).value();
   ASSERT_EQ(sens_got.size(), sens_want.size());
   for (size_t i = 0; i < sens_want.size(); ++i) EXPECT_NEAR(sens_got[i].sqnr_db, sens_want[i].sqnr_db, 1e-3) << sens_want[i].tensor;
+  // A fixed batch of 3: the 8 scoring and 4 held-out inputs are cut to whole batches.
+  const onnx::ModelProto batch3 = optimize(with_fixed_batch(small_cnn(), 3));
+  const TensorSearchResult cut = search_tensor_ranges(batch3, calib, x, o).value();
+  EXPECT_EQ(cut.samples, 6);
+  EXPECT_EQ(cut.holdout, 3);
   // A fixed batch larger than the scoring inputs: an error naming it.
   const onnx::ModelProto batch16 = optimize(with_fixed_batch(small_cnn(), 16));
   o.holdout = 0;

@@ -71,6 +71,9 @@ struct TensorStats {
 /// Everything the range methods need, for every float tensor the FP32 model produces.
 struct Calibration {
   std::map<std::string, TensorStats> tensors;  ///< by ONNX tensor name
+  /// The inputs calibrate() observed: all it was given, or the whole batches of a fixed batch.
+  /// Not part of the JSON (0 after from_json).
+  int64_t samples = 0;
 
   /// {"format": "anvil-calibration", "version": 1,
   ///  "tensors": {name: {"min", "max", "count", "histogram": [kHistogramBins counts],
@@ -215,6 +218,8 @@ struct TensorSearchResult {
   double start_holdout_db = 0.0, holdout_db = 0.0;        ///< held-out SQNR at the start, after (NaN: none)
   std::vector<TensorChoice> rejected;  ///< changes the scoring inputs took and the held-out inputs refused
   int64_t evaluations = 0;                                ///< QDQ models built and scored
+  /// The scoring and held-out inputs used: those asked for, cut to whole batches of a fixed batch.
+  int64_t samples = 0, holdout = 0;
 };
 /// Starts from the candidate method with the best scoring SQNR, then visits the calibrated
 /// activations in topological order and gives each the candidate range (of the same calibration)

@@ -35,6 +35,12 @@ void NormOptions::add_to(CLI::App* app) {
       ->check(finite_number(true));
 }
 
+Dataset load_dataset_for(const onnx::ModelProto& model, const std::string& spec, Split split, int64_t count,
+                         const Normalization& norm) {
+  const std::vector<InputShape> inputs = fed_inputs(model);
+  return load_dataset(spec, split, count, norm, inputs.size() == 1 ? &inputs[0] : nullptr);
+}
+
 std::string device_spec_for_target(const std::string& target) {
   if (target == "warboy") return "warboy(1)*1";
   if (target == "warboy-2pe") return "npu0pe0-1";

@@ -17,6 +17,11 @@ struct NormOptions {
   Normalization get() const { return {mean, std}; }
 };
 
+/// load_dataset for `model`: the images take the shape of its graph input when it feeds exactly
+/// one (calibration feeds one; quant::calibrate names the problem otherwise).
+Dataset load_dataset_for(const onnx::ModelProto& model, const std::string& spec, Split split, int64_t count,
+                         const Normalization& norm);
+
 /// The runtime device spec for a compile target: "warboy" -> one PE, "warboy-2pe" -> a fused pair.
 std::string device_spec_for_target(const std::string& target);
 

@@ -33,12 +33,12 @@ void register_calibrate(CLI::App& app) {
   cmd->callback([o] {
     check_not_input(o->model, o->out, "-o");
     const onnx::ModelProto optimized = quant::optimize(load_float_model(o->model));
-    const Dataset calib = load_dataset(o->calib, Split::kTrain, o->calib_count, o->norm.get());
+    const Dataset calib = load_dataset_for(optimized, o->calib, Split::kTrain, o->calib_count, o->norm.get());
     quant::CalibrationTime time;
     const quant::Calibration c = quant::calibrate(optimized, calib.images, true, &time);
     const auto search_start = std::chrono::steady_clock::now();
     nlohmann::json j = c.to_json();
-    j["calibration_images"] = calib.images.dim(0);
+    j["calibration_images"] = c.samples;
     j["percentile"] = o->percentile;
     nlohmann::json ranges = nlohmann::json::object();
     for (int m = 0; m <= static_cast<int>(quant::Method::kMseSym); ++m) {
@@ -50,7 +50,7 @@ void register_calibrate(CLI::App& app) {
     j["ranges"] = ranges;
     const double search_s = seconds_since(search_start);
     write_file(o->out, j.dump(1) + "\n");
-    std::cout << "calibrated " << o->model << " on " << calib.images.dim(0) << " images: " << c.tensors.size()
+    std::cout << "calibrated " << o->model << " on " << c.samples << " images: " << c.tensors.size()
               << " tensors, ranges for 10 methods -> " << o->out << '\n'
               << fmt("wall time: one FP32 pass with statistics %.3f s, range searches %.2f s "
                      "(statistics: %.3f s of thread time)\n",

@@ -18,6 +18,8 @@
 ///              runs it), for models whose integer lowering is not supported yet; no cycles.
 /// With several models, a summary in the form of FuriosaAI's accuracy table follows: model, FP32
 /// top-1, the best INT8 top-1 and the method that reached it, INT8/FP32, one column per method.
+/// A model whose input has a fixed batch (no dynamic batch axis) runs every FP32, calibration and
+/// backend run, and its compiled program, on that batch; --batch of another size is an error.
 /// --sweep (npu only) re-runs each method's program on the first evaluation batch with every value
 /// of one hardware parameter (rt::sweep: a fresh device per value) and prints cycles per inference.
 #include <nlohmann/json.hpp>
@@ -57,6 +59,13 @@ Tensor batch_rows(const Tensor& x, int64_t begin, int64_t batch) {
   return Tensor::concat0({part, Tensor(x.dtype(), pad_shape)});
 }
 
+/// The rows of x one executor run takes from `begin`: a model with a fixed batch takes exactly
+/// `batch` rows (batch_rows pads the last run; its extra outputs are not scored), a dynamic batch
+/// at most `batch`.
+Tensor run_rows(const Tensor& x, int64_t begin, int64_t batch, bool fixed) {
+  return fixed ? batch_rows(x, begin, batch) : x.slice0(begin, std::min(begin + batch, x.dim(0)));
+}
+
 /// The golden integer run covers every model the compiler takes: regions without integer ops run
 /// in float on the host, as in the compiled program's host segments.
 ref::LowerOptions host_fallback() {
@@ -83,7 +92,8 @@ const char* backend_label(Backend b) {
   return "";
 }
 
-/// Images per executor call for the reference and qdq backends (the NPU uses --batch).
+/// Images per executor call for FP32 and the reference and qdq backends (the NPU uses --batch), for
+/// a model with a dynamic batch; a fixed batch is the only one its model takes.
 constexpr int64_t kHostBatch = 100;
 
 struct MethodResult {
@@ -149,7 +159,12 @@ struct EvalSetup {
   hw::HwConfig config;
   std::string device_spec;
   std::pair<std::string, std::vector<std::string>> sweep;
-  Dataset test, calib;
+  // Per model:
+  InputShape input;         ///< the graph input the images feed
+  int64_t host_batch = kHostBatch;  ///< images per FP32 / reference / qdq run: the input's fixed batch, or kHostBatch
+  int64_t npu_batch = 1;    ///< the compiled program's batch: the input's fixed batch, or --batch
+  Dataset test, calib;      ///< shaped for `input` (load_dataset)
+  bool fixed_batch() const { return input.fixed_batch() > 0; }
 };
 
 /// Runs one method's quantized model on every test image with the chosen backend.
@@ -165,20 +180,21 @@ void run_method(const Opts& o, const EvalSetup& setup, const onnx::ModelProto& q
     const std::string in_name = qdq.input_names().at(0), out_name = qdq.output_names().at(0);
     r.compile_s = seconds_since(t);
     t = Clock::now();
-    for (int64_t i = 0; i < n; i += kHostBatch) {
-      const int64_t b = std::min(kHostBatch, n - i);
-      r.score(qdq.run({{in_name, test.images.slice0(i, i + b)}}).value().at(out_name), b, i, labels, fp32_all);
+    for (int64_t i = 0; i < n; i += setup.host_batch) {
+      const int64_t b = std::min(setup.host_batch, n - i);
+      const Tensor x = run_rows(test.images, i, setup.host_batch, setup.fixed_batch());
+      r.score(qdq.run({{in_name, x}}).value().at(out_name), b, i, labels, fp32_all);
       progress.advance(b);
     }
   } else if (setup.backend == Backend::kReference) {
-    const ref::Int8Graph golden = ref::lower_qdq(qmodel, kHostBatch, host_fallback()).value();
+    const ref::Int8Graph golden = ref::lower_qdq(qmodel, setup.host_batch, host_fallback()).value();
     const ref::QuantParams in_q = golden.values.at(golden.inputs.at(0)).q;
     const ref::QuantParams out_q = golden.values.at(golden.outputs.at(0)).q;
     r.compile_s = seconds_since(t);
     t = Clock::now();
-    for (int64_t i = 0; i < n; i += kHostBatch) {
-      const int64_t valid = std::min(kHostBatch, n - i);
-      const Tensor q = ref::quantize_tensor(batch_rows(test.images, i, kHostBatch), in_q);
+    for (int64_t i = 0; i < n; i += setup.host_batch) {
+      const int64_t valid = std::min(setup.host_batch, n - i);
+      const Tensor q = ref::quantize_tensor(batch_rows(test.images, i, setup.host_batch), in_q);
       const Tensor y = ref::run_int8(golden, {{golden.input_names.at(0), q}}).value().at(golden.output_names.at(0));
       r.score(as_float(y, out_q), valid, i, labels, fp32_all);
       progress.advance(valid);
@@ -186,18 +202,19 @@ void run_method(const Opts& o, const EvalSetup& setup, const onnx::ModelProto& q
   } else {
     compiler::CompileOptions copt;
     copt.target = compiler::Target::from_name(o.target);
-    copt.batch = o.batch;
+    copt.batch = setup.npu_batch;
     copt.model_name = r.method;
     const compiler::CompileResult compiled = compiler::compile(qmodel, copt).value();
-    const ref::Int8Graph golden = ref::lower_qdq(qmodel, o.batch, host_fallback()).value();
+    const ref::Int8Graph golden = ref::lower_qdq(qmodel, setup.npu_batch, host_fallback()).value();
     r.compile_s = seconds_since(t);
     t = Clock::now();
     rt::Session session(device, compiled.program);
     const isa::TensorDesc& in_desc = compiled.program.inputs.at(0);
     const isa::TensorDesc& out_desc = compiled.program.outputs.at(0);
-    for (int64_t i = 0; i < n; i += o.batch) {
-      const int64_t valid = std::min(o.batch, n - i);
-      const Tensor q = ref::quantize_tensor(batch_rows(test.images, i, o.batch), {in_desc.scale, in_desc.zero_point});
+    for (int64_t i = 0; i < n; i += setup.npu_batch) {
+      const int64_t valid = std::min(setup.npu_batch, n - i);
+      const Tensor q =
+          ref::quantize_tensor(batch_rows(test.images, i, setup.npu_batch), {in_desc.scale, in_desc.zero_point});
       const Tensor y = session.run({{in_desc.name, q}}).at(out_desc.name);
       const Tensor want = ref::run_int8(golden, {{golden.input_names.at(0), q}}).value().at(golden.output_names.at(0));
       const rt::RunStats& s = session.last_stats();
@@ -259,15 +276,16 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
   int64_t fp32_correct = 0;
   {
     Progress progress("FP32 (reference)", n);
-    for (int64_t i = 0; i < n; i += kHostBatch) {
-      const int64_t b = std::min(kHostBatch, n - i);
-      Tensor logits = fp32.run({{in_name, test.images.slice0(i, i + b)}}).value().at(out_name);
-      if (logits.dtype() != DType::kFloat32 || logits.rank() < 2 || logits.dim(0) != b)
+    for (int64_t i = 0; i < n; i += setup.host_batch) {
+      const int64_t b = std::min(setup.host_batch, n - i);
+      const Tensor x = run_rows(test.images, i, setup.host_batch, setup.fixed_batch());
+      Tensor logits = fp32.run({{in_name, x}}).value().at(out_name);
+      if (logits.dtype() != DType::kFloat32 || logits.rank() < 2 || logits.dim(0) != x.dim(0))
         fail(ErrorCode::kInvalidArgument, model_path + ": output '" + out_name + "' is " + shape_str(logits.shape()) +
                                               ", eval needs N x classes float32 logits");
-      if (i == 0) check_labels_below(test, logits.numel() / b, model_path);
+      if (i == 0) check_labels_below(test, logits.numel() / x.dim(0), model_path);
       for (int64_t r = 0; r < b; ++r) fp32_correct += argmax_row(logits, r) == labels[i + r];
-      fp32_logits.push_back(logits);
+      fp32_logits.push_back(logits.dim(0) == b ? logits : logits.slice0(0, b));  // a padded run's rows past n
       progress.advance(b);
     }
   }
@@ -298,6 +316,7 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
     run_method(o, setup, qmodel, fp32_all, device, r);
     results.push_back(std::move(r));
   }
+  int64_t searched = 0, searched_holdout = 0;  // the inputs the search scored (whole batches of a fixed batch)
   if (o.per_tensor_search) {  // beyond the suite: the ten methods' ranges chosen per tensor
     MethodResult r;
     r.method = "PER_TENSOR_SEARCH";
@@ -310,7 +329,8 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
     const quant::TensorSearchResult found =
         quant::search_tensor_ranges(optimized, calibration, setup.calib.images, sopt).value();
     r.range_search_s = seconds_since(t);
-    std::cout << search_summary(found, std::min(o.search_samples, setup.calib.images.dim(0)), o.search_holdout)
+    searched = found.samples, searched_holdout = found.holdout;
+    std::cout << search_summary(found, found.samples, found.holdout)
               << fmt("  search time %.1f s\n", r.range_search_s);
     const quant::QuantizeOptions qopt = quantize_options(o, found.grid);
     t = Clock::now();
@@ -325,7 +345,8 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
     device.close();
     for (MethodResult& r : results) {
       const isa::TensorDesc& in_desc = r.program.inputs.at(0);
-      const Tensor q = ref::quantize_tensor(batch_rows(test.images, 0, o.batch), {in_desc.scale, in_desc.zero_point});
+      const Tensor q =
+          ref::quantize_tensor(batch_rows(test.images, 0, setup.npu_batch), {in_desc.scale, in_desc.zero_point});
       r.sweep = rt::sweep(setup.device_spec, setup.config, sweep.first, sweep.second, r.program, {{in_desc.name, q}});
     }
   }
@@ -344,12 +365,12 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
   report["float_residual_sums"] = o.float_residual_sums;
   report["exclude_nodes"] = o.exclude_nodes;
   if (o.per_tensor_search) {
-    report["search_samples"] = std::min(o.search_samples, setup.calib.images.dim(0));
-    report["search_holdout"] = o.search_holdout;
+    report["search_samples"] = searched;
+    report["search_holdout"] = searched_holdout;
   }
   report["target"] = o.target;
-  report["batch"] = o.batch;
-  report["calib_count"] = setup.calib.images.dim(0);
+  report["batch"] = setup.npu_batch;
+  report["calib_count"] = calibration.samples;
   report["eval_count"] = n;
   report["fp32_top1"] = fp32_top1;
   report["results"] = nlohmann::json::array();
@@ -370,7 +391,7 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
                                  percent_or_dash(top1 / fp32_top1),
                                  fmt("%.4f", static_cast<double>(r.agree) / r.evaluated), fmt("%.1f", sqnr)};
     if (npu) {
-      const double cycles_per_inf = static_cast<double>(r.cycles) / (r.requests * o.batch);
+      const double cycles_per_inf = static_cast<double>(r.cycles) / (r.requests * setup.npu_batch);
       const double util = r.utilization_sum / r.requests;
       for (const std::string& cell :
            {fmt("%.0f", cycles_per_inf), fmt("%.2f", cycles_per_inf / clock_hz * 1e6), fmt("%.1f%%", 100.0 * util),
@@ -389,8 +410,8 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
   }
   std::cout << "\nanvil eval: " << model_path << " on " << n << " test images of " << o.dataset << ", backend "
             << o.backend;
-  if (npu) std::cout << ", target " << o.target << " (" << setup.config.clock_ghz << " GHz), batch " << o.batch;
-  std::cout << ", calibrated on " << setup.calib.images.dim(0) << " training images";
+  if (npu) std::cout << ", target " << o.target << " (" << setup.config.clock_ghz << " GHz), batch " << setup.npu_batch;
+  std::cout << ", calibrated on " << calibration.samples << " training images";
   // The quantizer options every row was made with, as the command line spells them.
   std::string quantized_with;
   if (o.percentile != quant::QuantizeOptions{}.percentile) quantized_with += fmt(" --percentile %g", o.percentile);
@@ -406,8 +427,8 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
             << fmt("\nhost time: FP32 %.1f s (%.2f ms/image); calibration %.1f s for all methods (one FP32 pass with "
                    "statistics over %lld images, %.2f ms/image; %.2f s of thread time in the statistics), range "
                    "search %.2f s in total",
-                   fp32_s, 1e3 * fp32_s / n, calib_s, static_cast<long long>(setup.calib.images.dim(0)),
-                   1e3 * calib_time.pass_s / setup.calib.images.dim(0), calib_time.statistics_s, search_s);
+                   fp32_s, 1e3 * fp32_s / n, calib_s, static_cast<long long>(calibration.samples),
+                   1e3 * calib_time.pass_s / calibration.samples, calib_time.statistics_s, search_s);
   for (const MethodResult& r : results)
     std::cout << fmt("\n  %s %.1f s (range search %.2f, quantize %.2f, compile %.2f, run%s %.1f)", r.method.c_str(),
                      r.range_search_s + r.quantize_s + r.compile_s + r.run_s, r.range_search_s, r.quantize_s,
@@ -426,13 +447,13 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
       hw::HwConfig c = setup.config;
       c.set(sweep.first + "=" + sweep.second[v]);
       for (const MethodResult& r : results) {
-        const double per_inf = static_cast<double>(r.sweep[v].stats.cycles) / o.batch;
+        const double per_inf = static_cast<double>(r.sweep[v].stats.cycles) / setup.npu_batch;
         row.push_back(fmt("%.0f", per_inf));
         point[r.method] = {{"cycles_per_inference", per_inf}, {"latency_us", per_inf / (c.clock_ghz * 1e3)},
                            {"mac_utilization", r.sweep[v].stats.mac_utilization}};
       }
       for (const MethodResult& r : results)
-        row.push_back(fmt("%.2f", static_cast<double>(r.sweep[v].stats.cycles) / o.batch / (c.clock_ghz * 1e3)));
+        row.push_back(fmt("%.2f", static_cast<double>(r.sweep[v].stats.cycles) / setup.npu_batch / (c.clock_ghz * 1e3)));
       sweep_rows.push_back(row);
       sj.push_back(point);
     }
@@ -538,14 +559,18 @@ void register_eval(CLI::App& app) {
       ->check(image_count());
   cmd->add_option("--count", o->count, "evaluation images: the first N of the test split (default: all)")
       ->check(image_count());
-  cmd->add_option("--batch", o->batch, "batch size of the compiled program")->check(CLI::Range(1, 1024));
+  CLI::Option* batch_opt =
+      cmd->add_option("--batch", o->batch,
+                      "batch size of the compiled program (default 1); a model whose input has a fixed batch is "
+                      "compiled for that batch, and a different --batch is an error")
+          ->check(CLI::Range(1, 1024));
   cmd->add_option("--json", o->json, "write the report as JSON (several models: {\"models\": [...], \"summary\": [...]})")
       ->check(writable_output());
   cmd->add_option("--sweep", o->sweep, "key=v1,v2,...: after the evaluation, run each method's program on the first "
                                        "test batch with each value of one hardware parameter (a fresh device per "
                                        "value) and print cycles per inference for each (npu backend)");
   o->norm.add_to(cmd);
-  cmd->callback([o] {
+  cmd->callback([o, batch_opt] {
     EvalSetup setup;
     if (o->methods == "all") {
       for (int m = 0; m <= static_cast<int>(quant::Method::kMseSym); ++m)
@@ -571,14 +596,34 @@ void register_eval(CLI::App& app) {
         c.validate();
       }
     }
-    for (const std::string& m : o->models) load_onnx(m);  // a bad path fails now, not after an hour
-    setup.test = load_dataset(o->dataset, Split::kTest, o->count, o->norm.get());
-    if (setup.test.labels.empty()) fail(ErrorCode::kInvalidArgument, o->dataset + ": the test split has no labels");
-    setup.calib = load_dataset(o->dataset, Split::kTrain, o->calib_count, o->norm.get());
+    // Per model, before the (long) evaluation: its input, its batches, and the images shaped for
+    // that input. A fixed batch (an export without a dynamic batch axis) is the only one the model
+    // runs on, so FP32, calibration and every backend use it; --batch asks for a program of
+    // another batch, which such a model cannot give (as `anvil compile --batch` refuses it).
+    std::vector<EvalSetup> per_model;
+    for (const std::string& m : o->models) {
+      const onnx::ModelProto model = load_onnx(m);  // a bad path fails now, not after an hour
+      const std::vector<InputShape> inputs = fed_inputs(model);
+      if (inputs.empty()) fail(ErrorCode::kInvalidArgument, m + ": the model has no input to feed");
+      EvalSetup s = setup;
+      s.input = inputs[0];
+      const int64_t fixed = s.input.fixed_batch();
+      if (fixed && s.backend == Backend::kNpu && batch_opt->count() > 0 && o->batch != fixed)
+        fail(ErrorCode::kInvalidArgument, "--batch " + std::to_string(o->batch) + ": input '" + s.input.name + "' of " +
+                                              m + " has a fixed batch of " + std::to_string(fixed) +
+                                              " (leave --batch out to compile for it, or export the model with a "
+                                              "dynamic batch axis)");
+      s.host_batch = fixed ? fixed : kHostBatch;
+      s.npu_batch = fixed ? fixed : o->batch;
+      s.test = load_dataset(o->dataset, Split::kTest, o->count, o->norm.get(), &s.input);
+      if (s.test.labels.empty()) fail(ErrorCode::kInvalidArgument, o->dataset + ": the test split has no labels");
+      s.calib = load_dataset(o->dataset, Split::kTrain, o->calib_count, o->norm.get(), &s.input);
+      per_model.push_back(std::move(s));
+    }
 
     std::vector<nlohmann::json> reports, summary;
-    for (const std::string& m : o->models) {
-      reports.push_back(evaluate_model(*o, setup, m));
+    for (size_t i = 0; i < o->models.size(); ++i) {
+      reports.push_back(evaluate_model(*o, per_model[i], o->models[i]));
       summary.push_back(summary_row(reports.back()));
     }
     if (o->models.size() > 1) print_summary(summary, setup.methods);

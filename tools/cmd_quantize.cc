@@ -154,9 +154,9 @@ void register_quantize(CLI::App& app) {
         options.percentile = p;
       }
     } else {
-      calib = load_dataset(o->calib, Split::kTrain, o->calib_count, o->norm.get());
+      calib = load_dataset_for(optimized, o->calib, Split::kTrain, o->calib_count, o->norm.get());
       calibration = quant::calibrate(optimized, calib->images, false);
-      source = std::to_string(calib->images.dim(0)) + " calibration images";
+      source = std::to_string(calibration.samples) + " calibration images";
     }
     if ((o->per_tensor_search || !o->sensitivity.empty()) && !calib)
       fail(ErrorCode::kInvalidArgument, "quantize: --per-tensor-search and --sensitivity need --calib (they run the model)");
@@ -207,7 +207,7 @@ void register_quantize(CLI::App& app) {
       sopt.holdout = o->search_holdout;
       const quant::TensorSearchResult found =
           quant::search_tensor_ranges(optimized, calibration, calib->images, sopt).value();
-      std::cout << search_summary(found, std::min(o->search_samples, calib->images.dim(0)), o->search_holdout);
+      std::cout << search_summary(found, found.samples, found.holdout);
       options.method = found.grid;
       q = quant::quantize(optimized, found.ranges, options, &float_nodes, &calibration).value();
     } else if (listed) {

@@ -89,21 +89,36 @@ Tensor read_idx(const std::string& path, int64_t count) {
   return t;
 }
 
-Tensor to_nchw_float(const Tensor& images, const std::string& what) {
-  Tensor x;
-  if (images.dtype() == DType::kUInt8) {
-    x = images.cast(DType::kFloat32);
-    float* p = x.data<float>();
-    for (int64_t i = 0; i < x.numel(); ++i) p[i] /= 255.0f;
-  } else if (images.dtype() == DType::kFloat32) {
-    x = images;
-  } else {
+/// uint8 pixels scaled to [0, 1]; float32 as it is.
+Tensor to_float(const Tensor& images, const std::string& what) {
+  if (images.dtype() == DType::kFloat32) return images;
+  if (images.dtype() != DType::kUInt8)
     fail(ErrorCode::kUnsupported, what + ": images must be uint8 pixels or float32 in [0,1], got " +
                                       dtype_name(images.dtype()));
-  }
-  if (x.rank() == 3) x = x.reshaped({x.dim(0), 1, x.dim(1), x.dim(2)});  // N x H x W -> N x 1 x H x W
-  if (x.rank() < 2) fail(ErrorCode::kInvalidArgument, what + ": images need a batch axis, got shape " + shape_str(x.shape()));
+  Tensor x = images.cast(DType::kFloat32);
+  float* p = x.data<float>();
+  for (int64_t i = 0; i < x.numel(); ++i) p[i] /= 255.0f;
   return x;
+}
+
+/// The samples `x` (N x ..., read from `file`) in the shape of the graph input they feed
+/// (load_dataset in dataset.h says how). The batch axis is not compared: the caller feeds a fixed
+/// batch in batches of its size.
+Tensor fit_to_input(const Tensor& x, const InputShape* input, const std::string& what, const std::string& file) {
+  if (x.rank() < 2) fail(ErrorCode::kInvalidArgument, what + ": images need a batch axis, got shape " + shape_str(x.shape()));
+  if (!input || !input->has_shape)  // nothing says otherwise: N x H x W is grey images
+    return x.rank() == 3 ? x.reshaped({x.dim(0), 1, x.dim(1), x.dim(2)}) : x;
+  const std::vector<int64_t>& want = input->dims;
+  Shape fitted = x.shape();
+  if (x.rank() + 1 == want.size() && (want[1] == 1 || want[1] < 0)) fitted.insert(fitted.begin() + 1, 1);
+  bool ok = fitted.size() == want.size();
+  for (size_t i = 1; ok && i < want.size(); ++i) ok = want[i] < 0 || want[i] == fitted[i];
+  if (!ok)
+    fail(ErrorCode::kInvalidArgument, what + ": " + file + ": data of shape " + shape_str(x.shape()) +
+                                          " does not fit input '" + input->name + "' of shape " + input->str() +
+                                          " (samples must have the input's shape past its batch axis, or lack only "
+                                          "its channel axis of 1)");
+  return fitted == x.shape() ? x : x.reshaped(fitted);
 }
 
 void normalize(Tensor& x, const Normalization& norm, const std::string& what) {
@@ -155,7 +170,8 @@ Tensor read_npy_labels(const std::string& path, int64_t images, const std::strin
 
 }  // namespace
 
-Dataset load_dataset(const std::string& spec, Split split, int64_t count, const Normalization& norm) {
+Dataset load_dataset(const std::string& spec, Split split, int64_t count, const Normalization& norm,
+                     const InputShape* input) {
   const auto colon = spec.find(':');
   if (colon == std::string::npos)
     fail(ErrorCode::kInvalidArgument, "dataset '" + spec + "': expected fashion-mnist:DIR or npy:DIR");
@@ -166,7 +182,8 @@ Dataset load_dataset(const std::string& spec, Split split, int64_t count, const 
   const std::string s = split == Split::kTrain ? "train" : "test";
   if (kind == "fashion-mnist") {
     const std::string stem = split == Split::kTrain ? "train" : "t10k";
-    ds.images = to_nchw_float(read_idx(find_idx(dir, stem + "-images-idx3-ubyte"), count), spec);
+    const std::string images = find_idx(dir, stem + "-images-idx3-ubyte");
+    ds.images = fit_to_input(to_float(read_idx(images, count), spec), input, "dataset '" + spec + "'", images);
     ds.labels_file = find_idx(dir, stem + "-labels-idx1-ubyte");
     Tensor labels = read_idx(ds.labels_file, count);
     if (labels.numel() != ds.images.dim(0))
@@ -176,6 +193,7 @@ Dataset load_dataset(const std::string& spec, Split split, int64_t count, const 
   } else if (kind == "npy") {
     const std::string images = dir + "/" + s + "_images.npy", labels = dir + "/" + s + "_labels.npy";
     Tensor raw;
+    std::string source = images;  // the file (or the folder of files) the samples came from, for messages
     if (fs::exists(images)) {
       raw = read_npy(images);
       if (raw.rank() < 2)
@@ -188,6 +206,7 @@ Dataset load_dataset(const std::string& spec, Split split, int64_t count, const 
         if (e.path().extension() == ".npy") files.push_back(e.path().string());
       std::sort(files.begin(), files.end());
       if (files.empty()) fail(ErrorCode::kNotFound, "dataset '" + spec + "': no .npy files in " + dir);
+      source = dir + "/*.npy";
       std::vector<Tensor> parts;
       Tensor first;  // the first file as read: every other file's samples must match its shape and dtype
       for (const std::string& f : files) {
@@ -207,7 +226,7 @@ Dataset load_dataset(const std::string& spec, Split split, int64_t count, const 
     }
     if (count >= 0 && raw.dim(0) > count) raw = raw.slice0(0, count);
     if (!ds.labels.empty()) ds.labels = ds.labels.slice0(0, raw.dim(0));
-    ds.images = to_nchw_float(raw, spec);
+    ds.images = fit_to_input(to_float(raw, spec), input, "dataset '" + spec + "'", source);
   } else {
     fail(ErrorCode::kInvalidArgument, "dataset '" + spec + "': unknown kind '" + kind + "' (fashion-mnist or npy)");
   }

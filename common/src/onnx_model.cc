@@ -3,6 +3,9 @@
 #include <google/protobuf/unknown_field_set.h>
 #include <onnx/checker.h>
 
+#include <set>
+
+#include "anvil/common/graph_input.h"
 #include "anvil/common/tensor_io.h"
 
 namespace anvil {
@@ -184,6 +187,41 @@ ValueKind value_kind_of(const onnx::TypeProto& type, const std::string& what) {
   }
   const char* kind = type.has_map_type() ? "map" : type.has_sparse_tensor_type() ? "sparse tensor" : "opaque";
   fail(ErrorCode::kUnsupported, what + ": data type " + kind + " is not supported (tensor, sequence or optional only)");
+}
+
+}  // namespace anvil
+
+namespace anvil {
+
+std::string InputShape::str() const {
+  if (!has_shape) return "[unknown]";
+  std::string s;
+  for (int64_t d : dims) s += (s.empty() ? "" : ", ") + (d < 0 ? std::string("?") : std::to_string(d));
+  return "[" + s + "]";
+}
+
+std::vector<InputShape> fed_inputs(const onnx::ModelProto& model) {
+  std::set<std::string> initializers;
+  for (const auto& t : model.graph().initializer()) initializers.insert(t.name());
+  std::vector<InputShape> out;
+  for (const onnx::ValueInfoProto& vi : model.graph().input()) {
+    if (initializers.count(vi.name())) continue;
+    InputShape in;
+    in.name = vi.name();
+    const auto& tt = vi.type().tensor_type();
+    if (vi.type().has_tensor_type() && tt.has_shape()) {
+      in.has_shape = true;
+      for (const auto& d : tt.shape().dim()) in.dims.push_back(d.has_dim_value() && d.dim_value() > 0 ? d.dim_value() : -1);
+    }
+    out.push_back(std::move(in));
+  }
+  return out;
+}
+
+InputShape fed_input(const onnx::ModelProto& model, const std::string& name) {
+  for (InputShape& in : fed_inputs(model))
+    if (in.name == name) return in;
+  fail(ErrorCode::kInvalidArgument, "the model has no graph input '" + name + "'");
 }
 
 }  // namespace anvil

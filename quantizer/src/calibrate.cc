@@ -14,6 +14,7 @@
 #include "anvil/common/log.h"
 #include "anvil/quantizer/quantizer.h"
 #include "anvil/reference/executor.h"
+#include "batches.h"
 #include "graph.h"
 #include "histogram.h"
 
@@ -177,9 +178,12 @@ Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, b
     });
   };
 
-  const int64_t n = inputs.dim(0);
-  const int64_t image_bytes = std::max<int64_t>(1, inputs.numel() / n * static_cast<int64_t>(sizeof(float)));
-  const int64_t batch = std::clamp<int64_t>(kMaxBatchBytes / image_bytes, 1, kMaxBatch);
+  const int64_t image_bytes = std::max<int64_t>(1, inputs.numel() / inputs.dim(0) * static_cast<int64_t>(sizeof(float)));
+  // A fixed batch is the only one the model runs on (batches.h); the statistics do not depend on
+  // the batching (histogram.h), so a fixed batch of 1 gives what a dynamic one does.
+  const Batches plan = plan_batches(optimized, input_name, inputs.dim(0),
+                                    std::clamp<int64_t>(kMaxBatchBytes / image_bytes, 1, kMaxBatch), "calibrate");
+  const int64_t n = plan.used, batch = plan.size;
   Progress progress("calibrating", n, !show_progress);
   double pass_s = 0.0;
   for (int64_t begin = 0; begin < n; begin += batch) {
@@ -199,6 +203,7 @@ Calibration calibrate(const onnx::ModelProto& optimized, const Tensor& inputs, b
   }
   progress.done();
   if (time) *time = {pass_s, static_cast<double>(statistics_ns.load()) * 1e-9};
+  calib.samples = n;
   log().info("quantizer: calibrated {} tensors on {} samples", calib.tensors.size(), n);
   return calib;
 }

@@ -9,6 +9,7 @@
 #include "anvil/common/log.h"
 #include "anvil/quantizer/quantizer.h"
 #include "anvil/reference/executor.h"
+#include "batches.h"
 #include "qdq.h"
 #include "quant_params.h"
 
@@ -16,15 +17,15 @@ namespace anvil::quant {
 
 namespace {
 
-constexpr int64_t kBatch = 64;  // inputs per Executor::run
+constexpr int64_t kBatch = 64;  // inputs per Executor::run (a dynamic batch)
 
 /// Output SQNR against the FP32 model on a fixed slice of the inputs.
 class SqnrScorer {
  public:
-  /// Inputs [first, first + count) and the FP32 model's outputs for them.
-  SqnrScorer(const ref::Executor& fp32, const Tensor& inputs, int64_t first, int64_t count) {
-    for (int64_t b = first; b < first + count; b += kBatch)
-      batches_.push_back(inputs.slice0(b, std::min(first + count, b + kBatch)));
+  /// Inputs [first, first + count), `batch` per run, and the FP32 model's outputs for them.
+  SqnrScorer(const ref::Executor& fp32, const Tensor& inputs, int64_t first, int64_t count, int64_t batch) {
+    for (int64_t b = first; b < first + count; b += batch)
+      batches_.push_back(inputs.slice0(b, std::min(first + count, b + batch)));
     for (const Tensor& x : batches_) reference_.push_back(fp32.run({{fp32.input_names()[0], x}}).value());
   }
 
@@ -76,9 +77,17 @@ class Scorer {
     if (fp32.input_names().size() != 1)
       fail(ErrorCode::kInvalidArgument, "per-tensor search: the model has " +
                                             std::to_string(fp32.input_names().size()) + " inputs; it feeds exactly one");
-    const int64_t n = std::min(samples, inputs.dim(0));
-    scoring_.emplace(fp32, inputs, 0, n);
-    if (holdout > 0) holdout_.emplace(fp32, inputs, n, holdout);
+    // A fixed batch scores whole batches only (batches.h): each set is cut to a multiple of it.
+    const std::string& input = fp32.input_names()[0];
+    const Batches scoring = plan_batches(optimized, input, std::min(samples, inputs.dim(0)), kBatch,
+                                         "per-tensor search: scoring inputs");
+    scoring_.emplace(fp32, inputs, 0, scoring.used, scoring.size);
+    samples_ = scoring.used;
+    if (holdout > 0) {
+      const Batches held = plan_batches(optimized, input, holdout, kBatch, "per-tensor search: held-out inputs");
+      holdout_.emplace(fp32, inputs, samples, held.used, held.size);  // samples <= N here (checked above)
+      holdout_samples_ = held.used;
+    }
   }
 
   /// The QDQ model of `ranges` on `grid`'s activation grid, ready to run.
@@ -93,6 +102,8 @@ class Scorer {
   double holdout_db(const ref::Executor& exec) const { return holdout_ ? holdout_->sqnr_db(exec) : NAN; }
   double sqnr_db(const std::map<std::string, Range>& ranges, Method grid) { return scoring_db(build(ranges, grid)); }
   int64_t evaluations() const { return evaluations_; }
+  int64_t samples() const { return samples_; }
+  int64_t holdout_samples() const { return holdout_samples_; }
 
  private:
   const onnx::ModelProto& optimized_;
@@ -100,6 +111,7 @@ class Scorer {
   QuantizeOptions base_;
   std::optional<SqnrScorer> scoring_, holdout_;
   int64_t evaluations_ = 0;
+  int64_t samples_ = 0, holdout_samples_ = 0;  // the scoring and held-out inputs used
 };
 
 std::vector<Method> candidate_methods(const std::vector<Method>& given) {
@@ -129,6 +141,8 @@ Expected<TensorSearchResult> search_tensor_ranges(const onnx::ModelProto& optimi
     // Start from the best single method on the scoring inputs; its grid (symmetric or not) is
     // kept for every tensor.
     TensorSearchResult result;
+    result.samples = scorer.samples();
+    result.holdout = scorer.holdout_samples();
     result.start_sqnr_db = -INFINITY;
     size_t start = 0;
     std::optional<ref::Executor> start_model;

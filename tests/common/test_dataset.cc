@@ -240,3 +240,81 @@ TEST(Dataset, StdMustBeFiniteAndPositive) {
     }
   }
 }
+
+namespace {
+/// A graph input `name` of shape `dims` (-1: dynamic), as anvil::fed_inputs describes one.
+InputShape input_of(const std::string& name, const std::vector<int64_t>& dims) {
+  InputShape in;
+  in.name = name;
+  in.has_shape = true;
+  in.dims = dims;
+  return in;
+}
+}  // namespace
+
+TEST(Dataset, SamplesOfTheInputsRankKeepTheirShape) {
+  // A Conv1d input [N, 2, 8] and 8 x 2 x 8 data: no channel axis is added (it was N x 1 x 2 x 8).
+  const std::string dir = make_dir("anvil_ds_conv1d");
+  write_npy(dir + "/train_images.npy", Tensor(DType::kFloat32, {8, 2, 8}));
+  const InputShape conv1d = input_of("x", {-1, 2, 8});
+  EXPECT_EQ(load_dataset("npy:" + dir, Split::kTrain, -1, {}, &conv1d).images.shape(), (Shape{8, 2, 8}));
+  // A fixed batch is not compared: the caller feeds batches of its size.
+  const InputShape fixed = input_of("x", {1, 2, 8});
+  EXPECT_EQ(load_dataset("npy:" + dir, Split::kTrain, 3, {}, &fixed).images.shape(), (Shape{3, 2, 8}));
+}
+
+TEST(Dataset, TheChannelAxisIsAddedWhereTheInputHasOne) {
+  // N x H x W pixels for an [N, 1, H, W] input (dynamic or fixed batch, or a dynamic channel axis).
+  const std::string dir = idx_dir("anvil_ds_fit_idx", 3, false);
+  for (const InputShape& in : {input_of("input", {-1, 1, 2, 2}), input_of("input", {1, 1, 2, 2}),
+                               input_of("input", {-1, -1, 2, 2})}) {
+    const Dataset ds = load_dataset("fashion-mnist:" + dir, Split::kTrain, -1, {}, &in);
+    EXPECT_EQ(ds.images.shape(), (Shape{3, 1, 2, 2})) << in.str();
+  }
+  // ... and the same for a folder of H x W samples, or N x L data for an [N, 1, L] input.
+  const std::string files = make_dir("anvil_ds_fit_files");
+  for (int i = 0; i < 2; ++i) write_npy(files + "/s" + std::to_string(i) + ".npy", Tensor(DType::kUInt8, {2, 2}));
+  const InputShape image = input_of("input", {-1, 1, 2, 2});
+  EXPECT_EQ(load_dataset("npy:" + files, Split::kTrain, -1, {}, &image).images.shape(), (Shape{2, 1, 2, 2}));
+  const std::string lines = make_dir("anvil_ds_fit_1d");
+  write_npy(lines + "/test_images.npy", Tensor(DType::kFloat32, {5, 16}));
+  const InputShape line = input_of("s", {-1, 1, 16});
+  EXPECT_EQ(load_dataset("npy:" + lines, Split::kTest, -1, {}, &line).images.shape(), (Shape{5, 1, 16}));
+  // Without an input, or one without a shape, N x H x W stays grey images (N x 1 x H x W).
+  InputShape unknown;
+  unknown.name = "input";
+  EXPECT_EQ(load_dataset("fashion-mnist:" + dir, Split::kTrain, -1, {}, &unknown).images.shape(), (Shape{3, 1, 2, 2}));
+  EXPECT_EQ(load_dataset("fashion-mnist:" + dir, Split::kTrain, -1, {}).images.shape(), (Shape{3, 1, 2, 2}));
+}
+
+TEST(Dataset, DataThatDoesNotFitTheInputNamesTheFileAndBothShapes) {
+  const std::string dir = make_dir("anvil_ds_misfit"), images = dir + "/train_images.npy";
+  write_npy(images, Tensor(DType::kFloat32, {8, 2, 8}));
+  auto message = [&](const InputShape& in) {
+    try {
+      load_dataset("npy:" + dir, Split::kTrain, -1, {}, &in);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  for (const InputShape& in : {input_of("x", {-1, 3, 8}), input_of("x", {-1, 2, 2, 8}), input_of("x", {-1, 16})}) {
+    const std::string e = message(in);
+    EXPECT_NE(e.find("dataset 'npy:" + dir + "': " + images + ": data of shape [8, 2, 8] does not fit input 'x' of shape " +
+                     in.str()),
+              std::string::npos)
+        << e;
+  }
+  // A folder of samples is named by its pattern.
+  const std::string files = make_dir("anvil_ds_misfit_files");
+  write_npy(files + "/a.npy", Tensor(DType::kUInt8, {4, 4}));
+  const InputShape in = input_of("x", {-1, 1, 2, 2});
+  try {
+    load_dataset("npy:" + files, Split::kTrain, -1, {}, &in);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(files + "/*.npy: data of shape [1, 4, 4] does not fit input 'x' of shape [?, 1, 2, 2]"),
+              std::string::npos) << e.what();
+  }
+}

@@ -80,6 +80,17 @@ inline void set_string(onnx::NodeProto& n, const std::string& name, const std::s
   a->set_s(v);
 }
 
+/// A copy of `model` whose graph inputs and outputs have the fixed leading dimension `batch` in place
+/// of the dynamic one, as a model exported without a dynamic batch axis has.
+inline onnx::ModelProto with_fixed_batch(onnx::ModelProto model, int64_t batch) {
+  auto fix = [batch](onnx::ValueInfoProto& v) {
+    v.mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(0)->set_dim_value(batch);
+  };
+  for (auto& v : *model.mutable_graph()->mutable_input()) fix(v);
+  for (auto& v : *model.mutable_graph()->mutable_output()) fix(v);
+  return model;
+}
+
 /// Uniform random float32 tensor in [lo, hi) from a fixed seed.
 inline Tensor random_tensor(const Shape& shape, float lo, float hi, unsigned seed) {
   std::mt19937 rng(seed);

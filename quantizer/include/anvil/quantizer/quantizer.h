@@ -71,6 +71,9 @@ struct TensorStats {
 /// Everything the range methods need, for every float tensor the FP32 model produces.
 struct Calibration {
   std::map<std::string, TensorStats> tensors;  ///< by ONNX tensor name
+  /// The inputs calibrate() observed: all it was given, or the whole batches of a fixed batch.
+  /// Not part of the JSON (0 after from_json).
+  int64_t samples = 0;
 
   /// {"format": "anvil-calibration", "version": 1,
   ///  "tensors": {name: {"min", "max", "count", "histogram": [kHistogramBins counts],
@@ -99,7 +102,10 @@ struct CalibrationTime {
 };
 
 /// Runs the (optimized) FP32 model on `inputs` (N x ..., float32, fed to its single graph input in
-/// batches of up to 64 images and 8 MiB) through the reference executor ONCE and records every
+/// batches of up to 64 images and 8 MiB; when that input has a fixed leading dimension B, as a
+/// model exported without a dynamic batch axis has, in batches of exactly B over the first
+/// N - N % B inputs, with a warning when some are left out, and kInvalidArgument for N < B; the
+/// statistics do not depend on the batching) through the reference executor ONCE and records every
 /// float tensor it produces: min/max, count and a histogram that grows (pairwise merge of bins, no
 /// count lost) when a later batch widens the range; everything all ten methods need. The executor keeps its
 /// fast paths (ref::RunOptions::observe_fast_paths), so a Conv/Gemm output read only by a Relu/Clip
@@ -184,7 +190,10 @@ struct TensorSearchOptions {
   /// kept in float (exclude_nodes, extend_float_regions), whose tensors are not searched.
   /// quantize.method is ignored (the search chooses the grid).
   QuantizeOptions quantize;
-  int64_t samples = 64;            ///< scoring inputs: the first N of the calibration inputs
+  /// Scoring inputs: the first N of the calibration inputs. A model whose input has a fixed batch
+  /// B is scored on whole batches: the scoring and held-out sets are cut to multiples of B (a
+  /// warning says so), and a set smaller than B is kInvalidArgument.
+  int64_t samples = 64;
   /// Held-out check (0: none): inputs [samples, samples + holdout) of the calibration inputs. A
   /// change the scoring inputs accept is kept only if it raises the held-out SQNR as well, so
   /// that the search does not fit the noise of a small scoring set.
@@ -209,6 +218,8 @@ struct TensorSearchResult {
   double start_holdout_db = 0.0, holdout_db = 0.0;        ///< held-out SQNR at the start, after (NaN: none)
   std::vector<TensorChoice> rejected;  ///< changes the scoring inputs took and the held-out inputs refused
   int64_t evaluations = 0;                                ///< QDQ models built and scored
+  /// The scoring and held-out inputs used: those asked for, cut to whole batches of a fixed batch.
+  int64_t samples = 0, holdout = 0;
 };
 /// Starts from the candidate method with the best scoring SQNR, then visits the calibrated
 /// activations in topological order and gives each the candidate range (of the same calibration)

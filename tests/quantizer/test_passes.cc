@@ -278,6 +278,26 @@ TEST(FoldConstants, FoldsAConstantSubgraph) {
   EXPECT_LE(max_abs_diff(run1(b.model(), x), run1(m, x)), 0.0f);
 }
 
+// A node without inputs is a constant too: a Constant of the value_float form, which
+// constants-to-initializers leaves as a node, becomes an initializer. (Mutation testing: folding
+// only nodes with inputs failed no test.)
+TEST(FoldConstants, FoldsANodeWithoutInputs) {
+  ModelBuilder b;
+  b.input("x", {3}).output("y", {3});
+  set_float(b.node("Constant", {}, {"k"}), "value_float", 2.5f);
+  b.node("Mul", {"x", "k"}, {"y"});
+  onnx::ModelProto m = b.model();
+  passes::constants_to_initializers(m);
+  ASSERT_EQ(m.graph().node_size(), 2);  // value_float is not the tensor form: still a node
+  passes::fold_constants(m);
+  ASSERT_EQ(m.graph().node_size(), 1);
+  EXPECT_EQ(m.graph().node(0).op_type(), "Mul");
+  EXPECT_EQ(initializer(m, "k").to_vector<float>(), (std::vector<float>{2.5f}));
+  EXPECT_NO_THROW(check_onnx(m, "after fold-constants"));
+  const Tensor x = random_tensor({2, 3}, -1, 1, 3);
+  EXPECT_LE(max_abs_diff(run1(b.model(), x), run1(m, x)), 0.0f);
+}
+
 TEST(FoldConstants, KeepsWhatTheExecutorCannotRunAndGraphOutputs) {
   ModelBuilder b;
   b.input("x", {3}).output("y", {3}).output("k", {3});

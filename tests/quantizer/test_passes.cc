@@ -54,6 +54,23 @@ TEST(RemoveIdentity, RewiresReadersAndKeepsOutputName) {
   EXPECT_NO_THROW(check_onnx(m, "after remove-identity"));
 }
 
+// An Identity writing a graph output: its input's producer writes the output name, and the other
+// readers of the input read the output name too. (Mutation testing: not renaming those readers
+// failed no test; the graph then read a value nothing writes.)
+TEST(RemoveIdentity, OtherReadersOfTheInputFollowTheRenamedOutput) {
+  ModelBuilder b;
+  b.input("x", {4}).output("y", {4}).output("z", {4});
+  b.node("Relu", {"x"}, {"r"});
+  b.node("Identity", {"r"}, {"y"});
+  b.node("Neg", {"r"}, {"z"});
+  onnx::ModelProto m = b.model();
+  passes::remove_identity(m);
+  ASSERT_EQ(m.graph().node_size(), 2);
+  EXPECT_EQ(m.graph().node(0).output(0), "y");
+  EXPECT_EQ(m.graph().node(1).input(0), "y");
+  EXPECT_NO_THROW(check_onnx(m, "after remove-identity"));
+}
+
 TEST(RemoveIdentity, KeepsIdentityFromGraphInputToGraphOutput) {
   ModelBuilder b;
   b.input("x", {4}).output("y", {4});

@@ -19,6 +19,22 @@ TEST(Requant, MultiplierRepresentsTheRealValue) {
   EXPECT_EQ(quantize_multiplier(0.0).multiplier, 0);
 }
 
+// The Q31 mantissa is m rounded to nearest: within half a unit of its last place, also where the
+// rounding carries into the next power of two (m just below 1 becomes 2^30 * 2^(1 - 31), not
+// 2^31 - 1, which is 2^-31 off). Mutation testing: dropping the carry's ++exponent survived the
+// 1e-9 relative tolerance above.
+TEST(Requant, MultiplierIsTheNearestQ31ValueAcrossTheCarry) {
+  for (double m : {1.0 - std::ldexp(1.0, -40), 0.5 - std::ldexp(1.0, -41), 2.0 - std::ldexp(1.0, -39), 0.75, 0.3}) {
+    const QuantizedMultiplier q = quantize_multiplier(m);
+    ASSERT_GE(q.multiplier, 1 << 30) << m;
+    const double unit = std::ldexp(1.0, q.shift - 31);  // the value of the mantissa's last bit
+    EXPECT_LE(std::fabs(q.multiplier * unit - m), unit / 2) << m;
+  }
+  const QuantizedMultiplier one = quantize_multiplier(1.0 - std::ldexp(1.0, -40));
+  EXPECT_EQ(one.multiplier, 1 << 30);
+  EXPECT_EQ(one.shift, 1);
+}
+
 TEST(Requant, RoundingShiftRoundsHalfToEven) {
   EXPECT_EQ(rounding_shift_right(5, 1), 2);     // 2.5 -> 2
   EXPECT_EQ(rounding_shift_right(7, 1), 4);     // 3.5 -> 4
@@ -113,6 +129,22 @@ TEST(Requant, QuantizeFloatRoundsHalfToEvenAndSaturates) {
   EXPECT_EQ(quantize_float(1000.0f, 1.0f, 0), 127);
   EXPECT_EQ(quantize_float(-1000.0f, 1.0f, 0), -128);
   EXPECT_EQ(quantize_float(0.0f, 0.1f, -5), -5);
+}
+
+// The int32 bias rule: saturate_int32(round_half_to_even(b / scale)), the division in double.
+// Mutation testing: rounding ties away from zero and dropping the int32 saturation both survived
+// tests/common (only the quantizer's tests reached this function).
+TEST(Requant, QuantizeBiasRoundsHalfToEvenAndSaturatesToInt32) {
+  EXPECT_EQ(quantize_bias(2.5f, 1.0f), 2);
+  EXPECT_EQ(quantize_bias(3.5f, 1.0f), 4);
+  EXPECT_EQ(quantize_bias(-2.5f, 1.0f), -2);
+  EXPECT_EQ(quantize_bias(0.75f, 0.5f), 2);   // 1.5 -> 2
+  EXPECT_EQ(quantize_bias(0.25f, 0.5f), 0);   // 0.5 -> 0
+  EXPECT_EQ(quantize_bias(1.0f, 0.1f), 10);   // 1 / 0.1f in double is 9.99999985...: 10, no float rounding first
+  EXPECT_EQ(quantize_bias(1e10f, 1.0f), std::numeric_limits<int32_t>::max());
+  EXPECT_EQ(quantize_bias(-1e10f, 1.0f), std::numeric_limits<int32_t>::min());
+  EXPECT_EQ(quantize_bias(1.0f, 1e-12f), std::numeric_limits<int32_t>::max());
+  EXPECT_EQ(quantize_bias(3e9f, 1.0f), std::numeric_limits<int32_t>::max());  // fits int64, not int32
 }
 
 // quantize_float rounds without libm; its definition is saturate(nearbyint(x / scale) + zp).

@@ -192,6 +192,27 @@ TEST(CalibrationJson, RejectsAHistogramThatDoesNotAddUpToItsCount) {
   EXPECT_EQ(refused({4, 6}, ""), "accepted");
 }
 
+// A NaN or infinite min/max (a NaN put in by a program, or a double beyond float's range that
+// becomes +-Inf as a float) is a parse error naming the tensor. (Mutation testing: dropping the
+// finiteness check failed no test.)
+TEST(CalibrationJson, RejectsNonFiniteMinAndMax) {
+  const double bad[] = {std::nan(""), 1e300, -1e300};
+  for (double v : bad)
+    for (const char* field : {"min", "max"}) {
+      SCOPED_TRACE(std::string(field) + " = " + std::to_string(v));
+      nlohmann::json j = Calibration{}.to_json();
+      j["tensors"]["t"] = {{"min", -1.0}, {"max", 1.0}, {"count", 4}};
+      j["tensors"]["t"][field] = v;
+      try {
+        Calibration::from_json(j);
+        ADD_FAILURE() << "accepted";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ErrorCode::kParseError);
+        EXPECT_NE(std::string(e.what()).find("'t'"), std::string::npos) << e.what();
+      }
+    }
+}
+
 namespace {
 /// x [N,3,8,8] -> Conv 3->8 (3x3, pad 1) -> c1 -> Relu -> r1 -> Conv 8->8 -> c2 -> Add(r1, c2) -> s
 /// -> Flatten -> f -> Gemm (B 512 x 10) -> g -> Relu -> y. The executor's fast paths: a Conv chain

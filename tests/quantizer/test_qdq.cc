@@ -96,6 +96,39 @@ TEST(Quantize, ReluIsFusedIntoConvAndAdd) {
   EXPECT_NE(q_of(m, "c2"), nullptr);  // Conv output read by Add: quantized
 }
 
+// A Conv output read by a Relu and by another node is not fused: the other reader needs the
+// Conv's own values, so the Conv output gets its own Q/DQ. (Mutation testing: fusing whatever the
+// number of readers failed no test.)
+TEST(Quantize, ConvOutputWithASecondReaderIsNotFused) {
+  ModelBuilder b;
+  b.input("x", {2, 6, 6}).output("y", {3, 6, 6}).output("z", {3, 6, 6});
+  b.init("w", random_tensor({3, 2, 1, 1}, -1.0f, 1.0f, 51));
+  b.node("Conv", {"x", "w"}, {"c"});
+  b.node("Relu", {"c"}, {"y"});
+  b.node("Sigmoid", {"c"}, {"z"});
+  const onnx::ModelProto m = quantized(b.model());
+  EXPECT_NE(q_of(m, "c"), nullptr);
+}
+
+// With a SYM method an Add's constant operand is quantized symmetrically too: zero point 0 and
+// scale max|c| / 127. (Mutation testing: quantizing it asymmetrically failed no test.)
+TEST(Quantize, AddConstantIsSymmetricUnderASymMethod) {
+  ModelBuilder b;
+  b.input("x", {4}).output("y", {4});
+  b.init("k", Tensor::from_vector<float>({4}, {-1.0f, 0.5f, 2.0f, 3.0f}));
+  b.node("Relu", {"x"}, {"r"});
+  b.node("Add", {"r", "k"}, {"y"});
+  const onnx::ModelProto m = quantized(b.model(), Method::kMinMaxSym, nullptr, random_tensor({8, 4}, -1, 1, 52));
+  const onnx::NodeProto* add = nullptr;
+  for (const auto& n : m.graph().node())
+    if (n.op_type() == "Add") add = &n;
+  ASSERT_NE(add, nullptr);
+  const onnx::NodeProto* dq = producer(m, add->input(1));
+  ASSERT_TRUE(dq && dq->op_type() == "DequantizeLinear");
+  EXPECT_FLOAT_EQ(scalar_f(m, dq->input(1)), 3.0f / 127.0f);
+  EXPECT_EQ(initializer(m, dq->input(2)).data<int8_t>()[0], 0);
+}
+
 TEST(Quantize, WeightsPerChannelInt8AndBiasInt32) {
   const onnx::ModelProto m = quantized(small_cnn());
   const onnx::NodeProto* conv = producer(m, "c1");

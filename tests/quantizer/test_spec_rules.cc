@@ -171,8 +171,21 @@ onnx::ModelProto same_scale_model(const SameScaleCase& c) {
     b.init("axes", Tensor::from_vector<int64_t>({1}, {1}));
     inputs.push_back("axes");
   }
+  if (op == "Slice") {  // rows 1..2
+    b.init("starts", Tensor::from_vector<int64_t>({1}, {1})).init("ends", Tensor::from_vector<int64_t>({1}, {3}));
+    b.init("axes", Tensor::from_vector<int64_t>({1}, {2}));
+    inputs.insert(inputs.end(), {"starts", "ends", "axes"});
+  }
+  if (op == "Pad") {  // one zero on each side of H and W; 0 is inside the input's range
+    b.init("pads", Tensor::from_vector<int64_t>({8}, {0, 0, 1, 1, 0, 0, 1, 1}));
+    inputs.push_back("pads");
+  }
+  if (op == "Resize") {  // nearest, x2
+    b.init("scales", Tensor::from_vector<float>({4}, {1, 1, 2, 2}));
+    inputs.insert(inputs.end(), {"", "scales"});
+  }
   onnx::NodeProto& n = b.node(op, inputs, {"y"});
-  if (op == "AveragePool") set_ints(n, "kernel_shape", {2, 2});
+  if (op == "AveragePool" || op == "MaxPool") set_ints(n, "kernel_shape", {2, 2});
   if (op == "Transpose") set_ints(n, "perm", {0, 1, 3, 2});
   if (op == "Flatten") set_int(n, "axis", 1);
   return b.model();
@@ -180,11 +193,16 @@ onnx::ModelProto same_scale_model(const SameScaleCase& c) {
 
 }  // namespace
 
-// TFLite: AVERAGE_POOL_2D, RESHAPE, TRANSPOSE and SQUEEZE keep the input's scale and zero point,
-// and so do Unsqueeze and Flatten (reshapes). The output's own statistics would give another grid.
+// TFLite: MAX_POOL_2D, AVERAGE_POOL_2D, RESHAPE, TRANSPOSE, SQUEEZE, SLICE, PAD and RESIZE keep the
+// input's scale and zero point, and so do Unsqueeze and Flatten (reshapes). The output's own
+// statistics would give another grid. (MaxPool, Slice, Pad and Resize were added when mutation
+// testing found that taking Pad out of the same-scale set failed no test: with real calibration a
+// zero-padded tensor's range equals its input's, so only hand-made statistics tell them apart.)
 TEST(SpecSameScale, OutputTakesTheInputsScaleAndZeroPoint) {
   const SameScaleCase cases[] = {{"AveragePool", {1, 3, 3}}, {"Reshape", {16}},       {"Transpose", {1, 4, 4}},
-                                 {"Squeeze", {4, 4}},        {"Unsqueeze", {1, 1, 4, 4}}, {"Flatten", {16}}};
+                                 {"Squeeze", {4, 4}},        {"Unsqueeze", {1, 1, 4, 4}}, {"Flatten", {16}},
+                                 {"MaxPool", {1, 3, 3}},     {"Slice", {1, 2, 4}},        {"Pad", {1, 6, 6}},
+                                 {"Resize", {1, 8, 8}}};
   Calibration calib;  // hand-made, so that the output's range differs from the input's
   calib.tensors["x"] = TensorStats{-1.0f, 3.0f, 16, {}, 0.0f, {}, 0};
   calib.tensors["y"] = TensorStats{-0.25f, 0.5f, 16, {}, 0.0f, {}, 0};

@@ -242,10 +242,11 @@ class QdqLowering {
         (i == 1 ? fmin : fmax) = float_scalar(*t, i == 1 ? "min" : "max");
       }
     }
-    // quantize_float saturates to int8, so infinite bounds become -128 / 127.
+    // ONNX: with min > max every element becomes max, as the clamp to [max, max] gives.
+    fmin = std::min(fmin, fmax);
+    // quantize_float saturates to int8, so infinite bounds become -128 / 127; it is monotonic, so lo <= hi.
     *lo = math::quantize_float(fmin, q.scale, q.zero_point);
     *hi = math::quantize_float(fmax, q.scale, q.zero_point);
-    if (*lo > *hi) malformed(act, "Clip min is above max");
   }
 
   /// Concrete shape of a graph input: the dynamic first dimension becomes the batch.

@@ -1430,12 +1430,15 @@ class QdqLowering {
   // its consumers see constant operands (a Reshape's shape, a Slice's starts and ends), so the
   // patterns that need constants take them; a kHost op that reads one holds it as an initializer.
 
-  /// Operators folded when their inputs are static: shape arithmetic on small integer tensors.
+  /// Operators folded when their inputs are static: shape arithmetic on small integer tensors (and
+  /// the Floor/Ceil/Round of float sizes exporters write). ref::Executor runs the fold, so every
+  /// one must be in its table (reference/src/op_registry.cc).
   static bool foldable(const std::string& op) {
     static const std::set<std::string> kFoldable{
         "Shape", "Size", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Reshape", "Identity",
-        "Add", "Sub", "Mul", "Div", "Neg", "Equal", "Less", "Greater", "Not", "Where", "Min", "Max",
-        "ConstantOfShape", "Range", "Expand"};
+        "Add", "Sub", "Mul", "Div", "Neg", "Abs", "Floor", "Ceil", "Round", "Equal", "Less", "LessOrEqual",
+        "Greater", "GreaterOrEqual", "Not", "And", "Or", "Where", "Min", "Max", "ConstantOfShape", "Range",
+        "Expand"};
     return kFoldable.count(op) > 0;
   }
 

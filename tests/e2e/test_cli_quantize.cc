@@ -349,3 +349,28 @@ TEST(CliQuantize, AbsAndPReluBetweenConvsStayFloat) {
   ASSERT_EQ(r.fp32.shape(), r.quantized.shape());
   EXPECT_LE(max_diff_in_steps(r.quantized, r.fp32), 4.0);
 }
+
+TEST(CliQuantize, ConvThenClipWithMinAboveMaxGivesMaxEverywhere) {
+  // ONNX: Clip(0.5, 0.1) makes every element 0.1. Calibration runs the Conv and Clip fused; the
+  // quantized model, its compiled program on the NPU emulator and the FP32 model all give 0.1.
+  ModelBuilder b;
+  b.input("x", {1, 4, 4}).output("y", {2, 4, 4});
+  b.init("w", Tensor::from_vector<float>({2, 1, 1, 1}, {0.5f, -1.5f}));
+  b.init("lo", Tensor::scalar<float>(0.5f));
+  b.init("hi", Tensor::scalar<float>(0.1f));
+  b.node("Conv", {"x", "w"}, {"c"});
+  b.node("Clip", {"c", "lo", "hi"}, {"y"});
+  const QuantizedRun r = quantize_and_run(b.model(), "clip_min_above_max");
+  ASSERT_EQ(r.quantized.numel(), 8 * 2 * 4 * 4);
+  for (int64_t i = 0; i < r.fp32.numel(); ++i) ASSERT_EQ(r.fp32.data<float>()[i], 0.1f) << i;
+  for (int64_t i = 0; i < r.quantized.numel(); ++i) ASSERT_NEAR(r.quantized.data<float>()[i], 0.1f, 1e-6f) << i;
+  const std::string dir = tmpdir() + "/clip_min_above_max";
+  const test::CliResult c = anvil_cmd("compile " + dir + "/q.onnx --batch 8 -o " + dir + "/q.anvil");
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  const test::CliResult run =
+      anvil_cmd("run " + dir + "/q.anvil --input " + dir + "/in/x.npy --dequantize -o " + dir + "/npu.npy");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const Tensor npu = read_npy(dir + "/npu.npy");
+  ASSERT_EQ(npu.numel(), r.quantized.numel());
+  for (int64_t i = 0; i < npu.numel(); ++i) ASSERT_NEAR(npu.data<float>()[i], 0.1f, 1e-6f) << i;
+}

@@ -184,14 +184,16 @@ bool clip_bounds(const onnx::NodeProto& node, int64_t opset, const std::map<std:
   if (opset < 11) {
     *lo = attr_float(node, "min", *lo);
     *hi = attr_float(node, "max", *hi);
-    return true;
   }
-  for (int i = 1; i <= 2 && i < node.input_size(); ++i) {
+  for (int i = 1; opset >= 11 && i <= 2 && i < node.input_size(); ++i) {
     if (node.input(i).empty()) continue;
     auto it = constants.find(node.input(i));
     if (it == constants.end() || it->second->dtype() != DType::kFloat32 || it->second->numel() != 1) return false;
     (i == 1 ? *lo : *hi) = it->second->data<float>()[0];
   }
+  // ONNX: with min > max every element becomes max, which min(max(x, max), max) also gives; oneDNN's
+  // clip post-op (and admissible_bounds) take only lo <= hi.
+  *lo = std::min(*lo, *hi);
   return true;
 }
 

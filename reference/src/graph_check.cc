@@ -18,7 +18,9 @@ struct SameType {
 const SameType kSameType[] = {
     {"Add", {-1}},    {"Sub", {-1}},           {"Mul", {-1}},       {"Div", {-1}},        {"MatMul", {-1}},
     {"Gemm", {-1}},   {"Conv", {-1}},          {"ConvTranspose", {-1}}, {"Concat", {-1}}, {"Where", {1, 2}},
-    {"Clip", {-1}},
+    {"Clip", {-1}},   {"PRelu", {-1}},         {"Min", {-1}},       {"Max", {-1}},        {"Equal", {-1}},
+    {"Less", {-1}},   {"LessOrEqual", {-1}},   {"Greater", {-1}},   {"GreaterOrEqual", {-1}}, {"And", {-1}},
+    {"Or", {-1}},     {"Range", {-1}},
 };
 
 /// Operators whose output 0 has the type of input 0.
@@ -30,14 +32,23 @@ const std::set<std::string> kLikeInput0 = {
     "LogSoftmax",  "Identity",           "Dropout",        "Clip",          "Pad",
     "Slice",       "Transpose",          "Resize",         "BatchNormalization", "LayerNormalization",
     "MaxPool",     "AveragePool",        "GlobalAveragePool", "GlobalMaxPool", "Conv",
-    "ConvTranspose", "Pow"};
+    "ConvTranspose", "Pow",              "Neg",            "Abs",           "Sign",
+    "Reciprocal",  "Floor",              "Ceil",           "Round",         "Log",
+    "Softplus",    "Elu",                "Selu",           "PRelu",         "Not"};
 /// Of those, the ones that keep input 0's rank.
 const std::set<std::string> kKeepsRank = {
     "Relu",       "LeakyRelu",   "Sigmoid",     "Tanh",          "Exp",     "Sqrt",          "Erf",
     "HardSigmoid", "HardSwish",  "Softmax",     "LogSoftmax",    "Identity", "Dropout",      "Clip",
     "Pad",        "Slice",       "Transpose",   "Resize",        "BatchNormalization", "LayerNormalization",
     "MaxPool",    "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Conv", "ConvTranspose", "Cast", "CastLike",
-    "QuantizeLinear", "DequantizeLinear", "ConvInteger", "QLinearConv"};
+    "QuantizeLinear", "DequantizeLinear", "ConvInteger", "QLinearConv", "Neg", "Abs", "Sign", "Reciprocal", "Floor",
+    "Ceil",       "Round",       "Log",         "Softplus",      "Elu",     "Selu",          "PRelu",   "Not"};
+/// Operators with numpy-broadcast operands: the output's rank is the largest input rank.
+const std::set<std::string> kBroadcasts = {"Add",  "Sub",  "Mul",         "Div",     "Where",          "Min",
+                                           "Max",  "Equal", "Less",       "LessOrEqual", "Greater", "GreaterOrEqual",
+                                           "And",  "Or"};
+/// Operators whose output is bool.
+const std::set<std::string> kGivesBool = {"Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or"};
 
 std::string input_name(const onnx::NodeProto& node, int i) { return "'" + node.input(i) + "'"; }
 
@@ -56,6 +67,9 @@ class Checker {
     if (kKeepsRank.count(op) && node.input_size() > 0) out_rank = fact(node, 0).rank;
     if (op == "Gemm" || op == "Flatten") out_rank = 2;
     if (op == "Shape") out_type = DType::kInt64, out_rank = 1;
+    if (op == "Size") out_type = DType::kInt64, out_rank = 0;
+    if (op == "Range") out_rank = 1;
+    if (kGivesBool.count(op)) out_type = DType::kBool;
     if (op == "Cast") out_type = static_cast<DType>(attr_int(node, "to", 0));
     if (op == "CastLike") out_type = fact(node, 1).dtype;
     if (op == "DequantizeLinear") out_type = DType::kFloat32;
@@ -64,7 +78,7 @@ class Checker {
     if (op == "QuantizeLinear") out_type = node.input_size() > 2 && !node.input(2).empty() ? fact(node, 2).dtype
                                                                                            : DType::kUInt8;
     if (op == "QLinearConv" || op == "QLinearMatMul") out_type = node.input_size() > 7 ? fact(node, 7).dtype : out_type;
-    if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div" || op == "Where") out_rank = broadcast_rank(node);
+    if (kBroadcasts.count(op)) out_rank = broadcast_rank(node);
     // A type anvil's Tensor lacks (float16, string, ...) stays unknown: the kernels reject it.
     if (std::string(dtype_name(out_type)) == "undefined") out_type = DType::kUndefined;
     if (node.output_size() > 0 && !node.output(0).empty()) facts_[node.output(0)] = {out_type, out_rank};

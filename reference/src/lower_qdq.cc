@@ -242,10 +242,11 @@ class QdqLowering {
         (i == 1 ? fmin : fmax) = float_scalar(*t, i == 1 ? "min" : "max");
       }
     }
-    // quantize_float saturates to int8, so infinite bounds become -128 / 127.
+    // ONNX: with min > max every element becomes max, as the clamp to [max, max] gives.
+    fmin = std::min(fmin, fmax);
+    // quantize_float saturates to int8, so infinite bounds become -128 / 127; it is monotonic, so lo <= hi.
     *lo = math::quantize_float(fmin, q.scale, q.zero_point);
     *hi = math::quantize_float(fmax, q.scale, q.zero_point);
-    if (*lo > *hi) malformed(act, "Clip min is above max");
   }
 
   /// Concrete shape of a graph input: the dynamic first dimension becomes the batch.
@@ -1429,12 +1430,15 @@ class QdqLowering {
   // its consumers see constant operands (a Reshape's shape, a Slice's starts and ends), so the
   // patterns that need constants take them; a kHost op that reads one holds it as an initializer.
 
-  /// Operators folded when their inputs are static: shape arithmetic on small integer tensors.
+  /// Operators folded when their inputs are static: shape arithmetic on small integer tensors (and
+  /// the Floor/Ceil/Round of float sizes exporters write). ref::Executor runs the fold, so every
+  /// one must be in its table (reference/src/op_registry.cc).
   static bool foldable(const std::string& op) {
     static const std::set<std::string> kFoldable{
         "Shape", "Size", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Reshape", "Identity",
-        "Add", "Sub", "Mul", "Div", "Neg", "Equal", "Less", "Greater", "Not", "Where", "Min", "Max",
-        "ConstantOfShape", "Range", "Expand"};
+        "Add", "Sub", "Mul", "Div", "Neg", "Abs", "Floor", "Ceil", "Round", "Equal", "Less", "LessOrEqual",
+        "Greater", "GreaterOrEqual", "Not", "And", "Or", "Where", "Min", "Max", "ConstantOfShape", "Range",
+        "Expand"};
     return kFoldable.count(op) > 0;
   }
 

@@ -13,6 +13,7 @@
 #include "attributes.h"
 #include "broadcast.h"
 #include "kernels.h"
+#include "type_dispatch.h"
 
 namespace anvil::ref {
 
@@ -69,7 +70,9 @@ BroadcastRows broadcast_rows(const Shape& a, const Shape& b, const Shape& out) {
   return r;
 }
 
-template <typename T, typename Op>
+/// y = op(a, b) with numpy broadcasting, for operands of type T and a result of type R (bool for
+/// the comparisons).
+template <typename T, typename R = T, typename Op>
 Tensor binary_typed(const Tensor& a, const Tensor& b, Op op, Tensor* reuse_a = nullptr, Tensor* reuse_b = nullptr) {
   const T* ad = a.data<T>();
   const T* bd = b.data<T>();
@@ -77,8 +80,8 @@ Tensor binary_typed(const Tensor& a, const Tensor& b, Op op, Tensor* reuse_a = n
   const BroadcastRows r = broadcast_rows(a.shape(), b.shape(), out);
   // In place only into an operand of the output's own shape: element i reads its position i.
   // (After this, a or b may be the moved-from tensor: only ad and bd are used.)
-  Tensor y = output_like(reuse_a, reuse_b, dtype_of<T>(), out);
-  T* yd = y.data<T>();
+  Tensor y = output_like(reuse_a, reuse_b, dtype_of<R>(), out);
+  R* yd = y.data<R>();
   if (y.numel() == 0) return y;
   const size_t depth = r.outer.size();
   // Whole rows per task, at least ~4096 elements each.
@@ -94,20 +97,20 @@ Tensor binary_typed(const Tensor& a, const Tensor& b, Op op, Tensor* reuse_a = n
       ob += idx[k] * r.outer_b[k];
     }
     for (int64_t row = range.begin(); row < range.end(); ++row) {
-      T* yr = yd + row * r.inner;
+      R* yr = yd + row * r.inner;
       const T* ar = ad + oa;
       const T* br = bd + ob;
       const int64_t n = r.inner;
       if (r.step_a && r.step_b) {
-        for (int64_t i = 0; i < n; ++i) yr[i] = static_cast<T>(op(ar[i], br[i]));
+        for (int64_t i = 0; i < n; ++i) yr[i] = static_cast<R>(op(ar[i], br[i]));
       } else if (r.step_a) {
         const T bv = br[0];
-        for (int64_t i = 0; i < n; ++i) yr[i] = static_cast<T>(op(ar[i], bv));
+        for (int64_t i = 0; i < n; ++i) yr[i] = static_cast<R>(op(ar[i], bv));
       } else if (r.step_b) {
         const T av = ar[0];
-        for (int64_t i = 0; i < n; ++i) yr[i] = static_cast<T>(op(av, br[i]));
+        for (int64_t i = 0; i < n; ++i) yr[i] = static_cast<R>(op(av, br[i]));
       } else {
-        const T v = static_cast<T>(op(ar[0], br[0]));
+        const R v = static_cast<R>(op(ar[0], br[0]));
         std::fill_n(yr, n, v);
       }
       for (int64_t k = static_cast<int64_t>(depth) - 1; k >= 0; --k) {
@@ -123,26 +126,25 @@ Tensor binary_typed(const Tensor& a, const Tensor& b, Op op, Tensor* reuse_a = n
   return y;
 }
 
-/// Runs a numpy-broadcasting binary operator on operands of one type (float32/64, int8, uint8,
-/// int32, int64). Integer results wrap to the type, as in ONNX Runtime.
-template <typename Op>
-void binary(KernelContext& ctx, Op op) {
-  const Tensor& a = ctx.input(0);
-  const Tensor& b = ctx.input(1);
+/// A numpy-broadcasting binary operator on two operands of one type from kAccepted: op's result
+/// converted to the operands' type, or to bool when kToBool (the comparisons). Integer results wrap
+/// to the type, as in ONNX Runtime. Used by the kernels and, operand pair by operand pair, by the
+/// variadic Min and Max.
+template <Elements kAccepted, bool kToBool = false, typename Op>
+Tensor binary_tensors(const Tensor& a, const Tensor& b, Op op, Tensor* reuse_a = nullptr, Tensor* reuse_b = nullptr) {
   if (a.dtype() != b.dtype())
     fail(ErrorCode::kInvalidArgument, std::string("operand types differ: ") + dtype_name(a.dtype()) + " and " +
                                           dtype_name(b.dtype()));
-  Tensor* ra = ctx.reusable(0);
-  Tensor* rb = ctx.reusable(1);
-  switch (a.dtype()) {
-    case DType::kFloat32: ctx.outputs[0] = binary_typed<float>(a, b, op, ra, rb); break;
-    case DType::kFloat64: ctx.outputs[0] = binary_typed<double>(a, b, op, ra, rb); break;
-    case DType::kInt8: ctx.outputs[0] = binary_typed<int8_t>(a, b, op, ra, rb); break;
-    case DType::kUInt8: ctx.outputs[0] = binary_typed<uint8_t>(a, b, op, ra, rb); break;
-    case DType::kInt32: ctx.outputs[0] = binary_typed<int32_t>(a, b, op, ra, rb); break;
-    case DType::kInt64: ctx.outputs[0] = binary_typed<int64_t>(a, b, op, ra, rb); break;
-    default: fail(ErrorCode::kUnsupported, std::string("dtype ") + dtype_name(a.dtype()) + " is not supported");
-  }
+  return visit_numeric<kAccepted>(a.dtype(), [&](auto type) {
+    using T = decltype(type);
+    return binary_typed<T, std::conditional_t<kToBool, bool, T>>(a, b, op, reuse_a, reuse_b);
+  });
+}
+
+/// Runs binary_tensors on the node's two inputs (arithmetic: float and integer types).
+template <Elements kAccepted = Elements::kNumeric, bool kToBool = false, typename Op>
+void binary(KernelContext& ctx, Op op) {
+  ctx.outputs[0] = binary_tensors<kAccepted, kToBool>(ctx.input(0), ctx.input(1), op, ctx.reusable(0), ctx.reusable(1));
 }
 
 const Tensor& float_input(const KernelContext& ctx, size_t i) {
@@ -152,18 +154,32 @@ const Tensor& float_input(const KernelContext& ctx, size_t i) {
   return t;
 }
 
-/// y = f(x) for every element of a float32 input, in parallel.
+/// y = f(x) for every element of x, of type T, in parallel; f's result is converted to T.
+template <typename T, typename F>
+Tensor unary_typed(const Tensor& x, Tensor* reuse, F f) {
+  const T* xd = x.data<T>();
+  const int64_t total = x.numel();
+  Tensor y = output_like(reuse, nullptr, dtype_of<T>(), x.shape());  // x is not read after this
+  T* yd = y.data<T>();
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, total, 4096), [&](const tbb::blocked_range<int64_t>& r) {
+    for (int64_t i = r.begin(); i < r.end(); ++i) yd[i] = static_cast<T>(f(xd[i]));
+  });
+  return y;
+}
+
+/// y = f(x) for every element of a float32 input.
 template <typename F>
 void unary_float(KernelContext& ctx, F f) {
-  const Tensor& x = float_input(ctx, 0);
-  const float* xd = x.data<float>();
-  const int64_t total = x.numel();
-  Tensor y = output_like(ctx.reusable(0), nullptr, DType::kFloat32, x.shape());  // x is not read after this
-  float* yd = y.data<float>();
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, total, 4096), [&](const tbb::blocked_range<int64_t>& r) {
-    for (int64_t i = r.begin(); i < r.end(); ++i) yd[i] = f(xd[i]);
+  ctx.outputs[0] = unary_typed<float>(float_input(ctx, 0), ctx.reusable(0), f);
+}
+
+/// y = f(x) for an input whose type is in kAccepted; f is generic (called with that type).
+template <Elements kAccepted, typename F>
+void unary(KernelContext& ctx, F f) {
+  const Tensor& x = ctx.input(0);
+  ctx.outputs[0] = visit_numeric<kAccepted>(x.dtype(), [&](auto type) {
+    return unary_typed<decltype(type)>(x, ctx.reusable(0), f);
   });
-  ctx.outputs[0] = std::move(y);
 }
 
 }  // namespace
@@ -299,6 +315,160 @@ void where_kernel(KernelContext& ctx) {
                           std::memcpy(r.raw() + i * es, (c[oc] ? x.raw() + ox * es : y.raw() + oy * es), es);
                         });
   ctx.outputs[0] = std::move(r);
+}
+
+namespace {
+template <typename T>
+bool is_negative(T x) {
+  if constexpr (std::is_unsigned_v<T>) return false;
+  else return x < T(0);
+}
+template <typename T>
+bool is_nan(T x) {
+  if constexpr (std::is_floating_point_v<T>) return std::isnan(x);
+  else return false;
+}
+}  // namespace
+
+// Elementwise operators of ONNX's math and logic sections: each is one expression, which unary() /
+// binary() instantiate for the element types the operator takes.
+void neg_kernel(KernelContext& ctx) { unary<Elements::kNumeric>(ctx, [](auto x) { return -x; }); }
+void abs_kernel(KernelContext& ctx) {
+  unary<Elements::kNumeric>(ctx, [](auto x) {
+    if constexpr (std::is_floating_point_v<decltype(x)>) return std::fabs(x);  // -0.0 too
+    else return is_negative(x) ? -x : x;
+  });
+}
+void sign_kernel(KernelContext& ctx) {
+  unary<Elements::kNumeric>(ctx, [](auto x) {
+    using T = decltype(x);
+    return is_nan(x) ? x : is_negative(x) ? T(-1) : x > T(0) ? T(1) : T(0);
+  });
+}
+void reciprocal_kernel(KernelContext& ctx) {
+  unary<Elements::kFloat>(ctx, [](auto x) { return decltype(x)(1) / x; });
+}
+void floor_kernel(KernelContext& ctx) { unary<Elements::kFloat>(ctx, [](auto x) { return std::floor(x); }); }
+void ceil_kernel(KernelContext& ctx) { unary<Elements::kFloat>(ctx, [](auto x) { return std::ceil(x); }); }
+void round_kernel(KernelContext& ctx) {
+  // Halves to even, as ONNX says: nearbyint rounds in the current mode, FE_TONEAREST (ties to even),
+  // which nothing in anvil changes.
+  unary<Elements::kFloat>(ctx, [](auto x) { return std::nearbyint(x); });
+}
+void log_kernel(KernelContext& ctx) { unary<Elements::kFloat>(ctx, [](auto x) { return std::log(x); }); }
+void softplus_kernel(KernelContext& ctx) {
+  // log(1 + e^x), written so e^x never overflows: x + log(1 + e^-x) for x > 0.
+  unary<Elements::kFloat>(ctx, [](auto x) {
+    return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
+  });
+}
+void elu_kernel(KernelContext& ctx) {
+  const float alpha = attr_float(ctx.node, "alpha", 1.0f);
+  unary<Elements::kFloat>(ctx, [alpha](auto x) { return x < 0 ? alpha * std::expm1(x) : x; });
+}
+void selu_kernel(KernelContext& ctx) {
+  // ONNX's defaults: the float32 values of the constants in Klambauer et al. (2017).
+  const float alpha = attr_float(ctx.node, "alpha", 1.67326319217681884765625f);
+  const float gamma = attr_float(ctx.node, "gamma", 1.05070102214813232421875f);
+  unary<Elements::kFloat>(ctx, [=](auto x) { return gamma * (x > 0 ? x : alpha * std::expm1(x)); });
+}
+
+void prelu_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  const Shape x_shape = x.shape();  // x may be moved into the output below
+  const Tensor* slope = &ctx.input(1);
+  // Opsets 1-6 (PyTorch 0.3's exports): a 1-D slope of C values is one per channel (axis 1), not
+  // numpy-broadcast from the last axis.
+  Tensor per_channel;
+  if (ctx.opset < 7 && slope->rank() == 1 && x_shape.size() > 2 && slope->dim(0) == x_shape[1] && x_shape[1] != 1) {
+    Shape s(x_shape.size() - 1, 1);
+    s[0] = x_shape[1];
+    per_channel = slope->reshaped(s);
+    slope = &per_channel;
+  }
+  // The slope broadcasts to X (ONNX: unidirectionally), so the output has X's shape.
+  Tensor y = binary_tensors<Elements::kNumeric>(x, *slope, [](auto v, auto k) { return is_negative(v) ? k * v : v; },
+                                                      ctx.reusable(0));
+  if (y.shape() != x_shape)
+    fail(ErrorCode::kInvalidArgument, "slope of shape " + shape_str(slope->shape()) + " does not broadcast to X of shape " +
+                                          shape_str(x_shape));
+  ctx.outputs[0] = std::move(y);
+}
+
+namespace {
+/// Min / Max of one or more inputs with numpy broadcasting, folded pair by pair left to right (the
+/// order does not change the result). One input is copied. A NaN operand gives NaN, as in ONNX Runtime.
+template <typename Pick>
+void variadic(KernelContext& ctx, Pick pick) {
+  auto op = [pick](auto a, auto b) { return is_nan(a) ? a : is_nan(b) ? b : pick(a, b); };
+  if (ctx.num_inputs() == 1) return identity_kernel(ctx);
+  Tensor y = binary_tensors<Elements::kNumeric>(ctx.input(0), ctx.input(1), op, ctx.reusable(0), ctx.reusable(1));
+  for (size_t i = 2; i < ctx.num_inputs(); ++i)
+    y = binary_tensors<Elements::kNumeric>(y, ctx.input(i), op, &y, ctx.reusable(i));
+  ctx.outputs[0] = std::move(y);
+}
+
+/// Throws kInvalidArgument naming the first input of a logical operator that is not bool.
+void expect_bool_inputs(const KernelContext& ctx) {
+  for (size_t i = 0; i < ctx.num_inputs(); ++i)
+    if (ctx.input(i).dtype() != DType::kBool)
+      fail(ErrorCode::kInvalidArgument, "input '" + ctx.node.input(static_cast<int>(i)) + "' is " +
+                                            dtype_name(ctx.input(i).dtype()) + ", expected bool");
+}
+}  // namespace
+
+void min_kernel(KernelContext& ctx) { variadic(ctx, [](auto a, auto b) { return b < a ? b : a; }); }
+void max_kernel(KernelContext& ctx) { variadic(ctx, [](auto a, auto b) { return b > a ? b : a; }); }
+
+// Comparisons give bool; Equal also compares bools (opset 11+).
+void equal_kernel(KernelContext& ctx) {
+  binary<Elements::kNumericAndBool, true>(ctx, [](auto a, auto b) { return a == b; });
+}
+void less_kernel(KernelContext& ctx) { binary<Elements::kNumeric, true>(ctx, [](auto a, auto b) { return a < b; }); }
+void less_or_equal_kernel(KernelContext& ctx) {
+  binary<Elements::kNumeric, true>(ctx, [](auto a, auto b) { return a <= b; });
+}
+void greater_kernel(KernelContext& ctx) {
+  binary<Elements::kNumeric, true>(ctx, [](auto a, auto b) { return a > b; });
+}
+void greater_or_equal_kernel(KernelContext& ctx) {
+  binary<Elements::kNumeric, true>(ctx, [](auto a, auto b) { return a >= b; });
+}
+void not_kernel(KernelContext& ctx) {
+  expect_bool_inputs(ctx);
+  ctx.outputs[0] = unary_typed<bool>(ctx.input(0), ctx.reusable(0), [](bool a) { return !a; });
+}
+void and_kernel(KernelContext& ctx) {
+  expect_bool_inputs(ctx);
+  binary<Elements::kNumericAndBool>(ctx, [](bool a, bool b) { return a && b; });
+}
+void or_kernel(KernelContext& ctx) {
+  expect_bool_inputs(ctx);
+  binary<Elements::kNumericAndBool>(ctx, [](bool a, bool b) { return a || b; });
+}
+
+void range_kernel(KernelContext& ctx) {
+  const Tensor& start = ctx.input(0);
+  for (size_t i = 0; i < 3; ++i) {
+    const Tensor& t = ctx.input(i);
+    if (t.numel() != 1 || t.dtype() != start.dtype())
+      fail(ErrorCode::kInvalidArgument, std::string(i == 0 ? "start" : i == 1 ? "limit" : "delta") + " must be one " +
+                                            dtype_name(start.dtype()) + " value, got " + dtype_name(t.dtype()) + " " +
+                                            shape_str(t.shape()));
+  }
+  ctx.outputs[0] = visit_numeric<Elements::kNumeric>(start.dtype(), [&](auto type) {
+    using T = decltype(type);
+    const T first = start.data<T>()[0], limit = ctx.input(1).data<T>()[0], delta = ctx.input(2).data<T>()[0];
+    if (delta == T(0)) fail(ErrorCode::kInvalidArgument, "delta is 0");
+    // ONNX: max(ceil((limit - start) / delta), 0) elements, start + i * delta; the count in double, as
+    // ONNX Runtime computes it (exact for the integer ranges a tensor can hold).
+    const double count = std::ceil((static_cast<double>(limit) - static_cast<double>(first)) / static_cast<double>(delta));
+    const int64_t n = count > 0 ? static_cast<int64_t>(count) : 0;
+    Tensor y = Tensor::uninitialized(dtype_of<T>(), {n});
+    T* yd = y.data<T>();
+    for (int64_t i = 0; i < n; ++i) yd[i] = static_cast<T>(first + static_cast<T>(i) * delta);
+    return y;
+  });
 }
 
 void relu_kernel(KernelContext& ctx) { unary_float(ctx, [](float x) { return std::max(x, 0.0f); }); }

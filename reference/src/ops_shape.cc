@@ -471,6 +471,8 @@ void shape_kernel(KernelContext& ctx) {
   ctx.outputs[0] = Tensor::from_vector<int64_t>({static_cast<int64_t>(dims.size())}, dims);
 }
 
+void size_kernel(KernelContext& ctx) { ctx.outputs[0] = Tensor::scalar<int64_t>(ctx.input(0).numel()); }
+
 void cast_kernel(KernelContext& ctx) {
   const auto to = static_cast<DType>(attr_int(ctx.node, "to", 0));
   if (std::string(dtype_name(to)) == "undefined")  // complex, float8, ... or not a type at all

@@ -330,3 +330,120 @@ TEST(CliQuantize, SearchAndSensitivityNeedTheCalibrationImages) {
                                  " --method MIN_MAX_ASYM" + flag),
                        {"need --calib"});
 }
+
+namespace {
+/// Quantizes `model` (written under `tag`) with the 40-image dataset of fixture(), then runs the
+/// FP32 model and the quantized one with `anvil ref` on 8 images of the same distribution.
+/// Returns the quantizer's stderr (ANVIL_LOG=info) and both outputs named `y`.
+struct QuantizedRun {
+  std::string log;
+  Tensor fp32, quantized;
+};
+QuantizedRun quantize_and_run(const onnx::ModelProto& model, const std::string& tag) {
+  QuantizedRun r;
+  const std::string dir = tmpdir() + "/" + tag;
+  fs::create_directories(dir + "/in");
+  save_onnx(model, dir + "/fp32.onnx");
+  write_npy(dir + "/in/x.npy", random_tensor({8, 1, 4, 4}, 0.0f, 1.0f, 17));
+  setenv("ANVIL_LOG", "info", 1);  // the quantizer names the nodes that stay float
+  const test::CliResult q =
+      anvil_cmd("quantize " + dir + "/fp32.onnx --calib npy:" + fixture().data + " -o " + dir + "/q.onnx");
+  unsetenv("ANVIL_LOG");
+  EXPECT_EQ(q.exit_code, 0) << q.err;
+  r.log = q.err;
+  for (const char* which : {"fp32", "q"}) {
+    const test::CliResult run = anvil_cmd(std::string("ref ") + dir + "/" + which + ".onnx --input-dir " + dir +
+                                          "/in -o " + dir + "/out_" + which);
+    EXPECT_EQ(run.exit_code, 0) << run.err;
+    if (run.exit_code != 0) return r;
+  }
+  r.fp32 = read_npy(dir + "/out_fp32/y.npy");
+  r.quantized = read_npy(dir + "/out_q/y.npy");
+  return r;
+}
+
+/// Largest |a - b| in units of one quantization step of b's range over 255 levels.
+double max_diff_in_steps(const Tensor& a, const Tensor& b) {
+  const std::vector<float> va = a.to_vector<float>(), vb = b.to_vector<float>();
+  const auto [lo, hi] = std::minmax_element(vb.begin(), vb.end());
+  const double step = (std::max(*hi, 0.0f) - std::min(*lo, 0.0f)) / 255.0;
+  double worst = 0;
+  for (size_t i = 0; i < va.size(); ++i) worst = std::max(worst, std::abs(double(va[i]) - vb[i]) / step);
+  return worst;
+}
+}  // namespace
+
+TEST(CliQuantize, ConstantNegMinRangeSubgraphIsFolded) {
+  // A bias computed from constants: Neg(k), Min(-k, 0.1) and Range(0, 2, 1) * 0.05, added to the
+  // Conv's output. Constant folding runs them on the reference executor.
+  ModelBuilder b;
+  b.input("x", {1, 4, 4}).output("y", {2, 4, 4});
+  b.init("w", Tensor::from_vector<float>({2, 1, 1, 1}, {0.5f, -1.5f}));
+  b.init("k", Tensor::from_vector<float>({2, 1, 1}, {0.3f, -0.2f}));
+  b.init("cap", Tensor::scalar<float>(0.1f));
+  b.init("start", Tensor::scalar<float>(0.0f));
+  b.init("limit", Tensor::scalar<float>(2.0f));
+  b.init("delta", Tensor::scalar<float>(1.0f));
+  b.init("shape", Tensor::from_vector<int64_t>({3}, {2, 1, 1}));
+  b.init("tenth", Tensor::scalar<float>(0.05f));
+  b.node("Conv", {"x", "w"}, {"c"});
+  b.node("Neg", {"k"}, {"nk"});
+  b.node("Min", {"nk", "cap"}, {"m"});
+  b.node("Range", {"start", "limit", "delta"}, {"r"});
+  b.node("Reshape", {"r", "shape"}, {"r3"});
+  b.node("Mul", {"r3", "tenth"}, {"rs"});
+  b.node("Add", {"m", "rs"}, {"bias"});
+  b.node("Add", {"c", "bias"}, {"y"});
+  const QuantizedRun r = quantize_and_run(b.model(), "fold");
+  ASSERT_EQ(r.fp32.shape(), r.quantized.shape());
+  EXPECT_LE(max_diff_in_steps(r.quantized, r.fp32), 3.0);
+  // The folded subgraph leaves nothing to keep in float.
+  EXPECT_NE(r.log.find("quantizer:"), std::string::npos) << r.log;
+  EXPECT_EQ(r.log.find("stays float"), std::string::npos) << r.log;
+}
+
+TEST(CliQuantize, AbsAndPReluBetweenConvsStayFloat) {
+  // Conv -> Abs -> Conv -> PRelu (a slope per channel) -> Conv: Abs and PRelu have no int8 form,
+  // so they run in float between DequantizeLinear and QuantizeLinear.
+  ModelBuilder b;
+  b.input("x", {1, 4, 4}).output("y", {2, 4, 4});
+  b.init("w1", Tensor::from_vector<float>({2, 1, 1, 1}, {0.5f, -1.5f}));
+  b.init("w2", Tensor::from_vector<float>({2, 2, 1, 1}, {1.0f, -0.5f, 0.25f, -1.0f}));
+  b.init("w3", Tensor::from_vector<float>({2, 2, 1, 1}, {0.75f, 0.5f, -0.25f, 1.0f}));
+  b.init("slope", Tensor::from_vector<float>({2, 1, 1}, {0.1f, 0.3f}));
+  b.node("Conv", {"x", "w1"}, {"c1"});
+  b.node("Abs", {"c1"}, {"a"});
+  b.node("Conv", {"a", "w2"}, {"c2"});
+  b.node("PRelu", {"c2", "slope"}, {"p"});
+  b.node("Conv", {"p", "w3"}, {"y"});
+  const QuantizedRun r = quantize_and_run(b.model(), "float_ops");
+  EXPECT_NE(r.log.find("stays float: 'Abs_2' (Abs)"), std::string::npos) << r.log;
+  EXPECT_NE(r.log.find("stays float: 'PRelu_4' (PRelu)"), std::string::npos) << r.log;
+  ASSERT_EQ(r.fp32.shape(), r.quantized.shape());
+  EXPECT_LE(max_diff_in_steps(r.quantized, r.fp32), 4.0);
+}
+
+TEST(CliQuantize, ConvThenClipWithMinAboveMaxGivesMaxEverywhere) {
+  // ONNX: Clip(0.5, 0.1) makes every element 0.1. Calibration runs the Conv and Clip fused; the
+  // quantized model, its compiled program on the NPU emulator and the FP32 model all give 0.1.
+  ModelBuilder b;
+  b.input("x", {1, 4, 4}).output("y", {2, 4, 4});
+  b.init("w", Tensor::from_vector<float>({2, 1, 1, 1}, {0.5f, -1.5f}));
+  b.init("lo", Tensor::scalar<float>(0.5f));
+  b.init("hi", Tensor::scalar<float>(0.1f));
+  b.node("Conv", {"x", "w"}, {"c"});
+  b.node("Clip", {"c", "lo", "hi"}, {"y"});
+  const QuantizedRun r = quantize_and_run(b.model(), "clip_min_above_max");
+  ASSERT_EQ(r.quantized.numel(), 8 * 2 * 4 * 4);
+  for (int64_t i = 0; i < r.fp32.numel(); ++i) ASSERT_EQ(r.fp32.data<float>()[i], 0.1f) << i;
+  for (int64_t i = 0; i < r.quantized.numel(); ++i) ASSERT_NEAR(r.quantized.data<float>()[i], 0.1f, 1e-6f) << i;
+  const std::string dir = tmpdir() + "/clip_min_above_max";
+  const test::CliResult c = anvil_cmd("compile " + dir + "/q.onnx --batch 8 -o " + dir + "/q.anvil");
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  const test::CliResult run =
+      anvil_cmd("run " + dir + "/q.anvil --input " + dir + "/in/x.npy --dequantize -o " + dir + "/npu.npy");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const Tensor npu = read_npy(dir + "/npu.npy");
+  ASSERT_EQ(npu.numel(), r.quantized.numel());
+  for (int64_t i = 0; i < npu.numel(); ++i) ASSERT_NEAR(npu.data<float>()[i], 0.1f, 1e-6f) << i;
+}

@@ -471,3 +471,34 @@ TEST(ConvChain, ObserverOnTheFastPathsSeesTheChainValues) {
   // CPU (with the image as one chunk they can be the same), so `differ` is only reported.
   RecordProperty("values_differing_from_node_by_node", differ);
 }
+
+TEST(ConvFusion, ClipWithMinimumAboveMaximumGivesMaximum) {
+  // ONNX: Clip(min=0.5, max=0.1) makes every element 0.1. Fused into the Conv (and its oneDNN clip
+  // post-op, which needs lo <= hi) it must give the same, opset 13 bounds and opset 6 attributes alike.
+  for (const int64_t opset : {13, 6}) {
+    ModelBuilder b(opset);
+    b.input("x", DType::kFloat32, {-1, 2, 6, 6}).output("y");
+    conv(b, "x", "c", 2, 4, 3, 1, 1, 1, true, 91);
+    if (opset >= 11) {
+      b.initializer("lo", Tensor::scalar<float>(0.5f));
+      b.initializer("hi", Tensor::scalar<float>(0.1f));
+      b.node("Clip", {"c", "lo", "hi"}, {"y"}, "y");
+    } else {
+      auto& n = b.node("Clip", {"c"}, {"y"}, "y");
+      ModelBuilder::attr(n, "min", 0.5f);
+      ModelBuilder::attr(n, "max", 0.1f);
+    }
+    TensorMap inits;
+    for (const auto& t : b.model().graph().initializer()) inits[t.name()] = tensor_from_proto(t);
+    std::vector<const onnx::NodeProto*> nodes;
+    for (const auto& node : b.model().graph().node()) nodes.push_back(&node);
+    ASSERT_EQ(ref::ConvChain::fusions(nodes, opset, inits, {"y"}).size(), 1u) << "opset " << opset;
+    auto exec = ref::Executor::create(b.model());
+    ASSERT_TRUE(exec.ok()) << exec.error().what();
+    auto out = exec->run({{"x", random_tensor({2, 2, 6, 6}, 92, 2.0f)}});
+    ASSERT_TRUE(out.ok()) << "opset " << opset << ": " << out.error().what();
+    const Tensor& y = out->at("y");
+    ASSERT_EQ(y.numel(), 2 * 4 * 6 * 6);
+    for (int64_t i = 0; i < y.numel(); ++i) ASSERT_EQ(y.data<float>()[i], 0.1f) << "opset " << opset << ", element " << i;
+  }
+}

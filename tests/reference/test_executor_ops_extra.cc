@@ -270,3 +270,147 @@ TEST(ExecutorOpsExtra, GatherShapeCastConstantOfShapeExpandWhere) {
   EXPECT_EQ(y.shape(), (Shape{2, 2}));
   expect_floats(y, {1, 0, 2, 0});
 }
+
+namespace {
+Tensor booleans(Shape s, std::vector<bool> v) { return Tensor::from_vector<bool>(std::move(s), v); }
+std::vector<bool> bools_of(const Tensor& t) {
+  EXPECT_EQ(t.dtype(), DType::kBool);
+  return std::vector<bool>(t.data<bool>(), t.data<bool>() + t.numel());
+}
+/// The output of `op` on the given inputs (graph inputs, in order).
+Tensor apply(const std::string& op, std::vector<Tensor> inputs,
+             std::function<void(onnx::NodeProto&)> attrs = {}) {
+  OneNode n;
+  for (size_t i = 0; i < inputs.size(); ++i) n.in("x" + std::to_string(i), inputs[i]);
+  auto& node = n.node(op);
+  if (attrs) attrs(node);
+  return n.run1();
+}
+std::string apply_error(const std::string& op, std::vector<Tensor> inputs) {
+  OneNode n;
+  for (size_t i = 0; i < inputs.size(); ++i) n.in("x" + std::to_string(i), inputs[i]);
+  n.node(op);
+  return n.error();
+}
+}  // namespace
+
+TEST(ExecutorOpsExtra, MathUnaryFunctions) {
+  const Tensor x = f32({6}, {-2.5f, -1.5f, -0.5f, 0.5f, 1.5f, 2.5f});
+  expect_floats(apply("Neg", {x}), {2.5f, 1.5f, 0.5f, -0.5f, -1.5f, -2.5f});
+  expect_floats(apply("Abs", {x}), {2.5f, 1.5f, 0.5f, 0.5f, 1.5f, 2.5f});
+  expect_floats(apply("Floor", {x}), {-3, -2, -1, 0, 1, 2});
+  expect_floats(apply("Ceil", {x}), {-2, -1, 0, 1, 2, 3});
+  // Round: halves go to the even neighbour, not away from zero.
+  expect_floats(apply("Round", {x}), {-2, -2, 0, 0, 2, 2});
+  expect_floats(apply("Round", {f32({4}, {0.4999f, 0.5001f, -0.5001f, 3.5f})}), {0, 1, -1, 4});
+  expect_floats(apply("Reciprocal", {x}), {-0.4f, -1 / 1.5f, -2, 2, 1 / 1.5f, 0.4f});
+  const Tensor s = apply("Sign", {f32({4}, {-3.0f, 0.0f, 2.0f, NAN})});
+  EXPECT_EQ(s.data<float>()[0], -1.0f);
+  EXPECT_EQ(s.data<float>()[1], 0.0f);
+  EXPECT_EQ(s.data<float>()[2], 1.0f);
+  EXPECT_TRUE(std::isnan(s.data<float>()[3]));
+  expect_floats(apply("Log", {f32({3}, {1.0f, std::exp(2.0f), 0.5f})}), {0, 2, std::log(0.5f)});
+  EXPECT_TRUE(std::isinf(apply("Log", {f32({1}, {0.0f})}).data<float>()[0]));
+  // Softplus does not overflow where e^x does.
+  expect_floats(apply("Softplus", {f32({4}, {-100.0f, 0.0f, 1.0f, 100.0f})}),
+                {std::log1p(std::exp(-100.0f)), std::log(2.0f), std::log1p(std::exp(1.0f)), 100.0f});
+  expect_floats(apply("Elu", {f32({3}, {-1.0f, 0.0f, 2.0f})}), {std::exp(-1.0f) - 1, 0, 2});
+  expect_floats(apply("Elu", {f32({2}, {-1.0f, 2.0f})}, [](onnx::NodeProto& n) { ModelBuilder::attr(n, "alpha", 2.0f); }),
+                {2 * (std::exp(-1.0f) - 1), 2});
+  const float alpha = 1.67326319217681884765625f, gamma = 1.05070102214813232421875f;
+  expect_floats(apply("Selu", {f32({3}, {-1.0f, 0.0f, 2.0f})}), {gamma * alpha * (std::exp(-1.0f) - 1), 0, gamma * 2});
+  // The float-only functions reject integers with kUnsupported (a data-type gap).
+  EXPECT_NE(apply_error("Floor", {i64({1}, {1})}).find("dtype int64 is not supported"), std::string::npos);
+}
+
+TEST(ExecutorOpsExtra, IntegerNegAbsSign) {
+  // Shape arithmetic runs these on int64; int8 wraps like the other integer operators.
+  EXPECT_EQ(apply("Neg", {i64({3}, {-4, 0, 7})}).to_vector<int64_t>(), (std::vector<int64_t>{4, 0, -7}));
+  EXPECT_EQ(apply("Abs", {i64({3}, {-4, 0, 7})}).to_vector<int64_t>(), (std::vector<int64_t>{4, 0, 7}));
+  EXPECT_EQ(apply("Sign", {i64({3}, {-4, 0, 7})}).to_vector<int64_t>(), (std::vector<int64_t>{-1, 0, 1}));
+  const Tensor n = apply("Neg", {Tensor::from_vector<int8_t>({2}, {-128, 5})});
+  ASSERT_EQ(n.dtype(), DType::kInt8);
+  EXPECT_EQ(n.to_vector<int8_t>(), (std::vector<int8_t>{-128, -5}));
+}
+
+TEST(ExecutorOpsExtra, PReluSlopeBroadcasts) {
+  // One slope per channel ([C, 1, 1]) over N x C x H x W.
+  const Tensor y = apply("PRelu", {f32({1, 2, 1, 2}, {-1, 2, -3, 4}), f32({2, 1, 1}, {0.5f, 0.25f})});
+  EXPECT_EQ(y.shape(), (Shape{1, 2, 1, 2}));
+  expect_floats(y, {-0.5f, 2, -0.75f, 4});
+  expect_floats(apply("PRelu", {f32({3}, {-2, 0, 2}), f32({}, {0.1f})}), {-0.2f, 0, 2});
+  // The slope broadcasts to X, never X to the slope.
+  EXPECT_NE(apply_error("PRelu", {f32({3}, {-2, 0, 2}), f32({2, 3}, {1, 1, 1, 1, 1, 1})}).find("does not broadcast"),
+            std::string::npos);
+}
+
+TEST(ExecutorOpsExtra, MinMaxVariadic) {
+  // One input: a copy.
+  expect_floats(apply("Min", {f32({2}, {3, -1})}), {3, -1});
+  expect_floats(apply("Max", {f32({2}, {3, -1})}), {3, -1});
+  // Three inputs broadcast together: [2, 1], [3] and a scalar give [2, 3].
+  const Tensor a = f32({2, 1}, {1, 5}), b = f32({3}, {0, 2, 6}), c = f32({}, {4});
+  Tensor y = apply("Min", {a, b, c});
+  EXPECT_EQ(y.shape(), (Shape{2, 3}));
+  expect_floats(y, {0, 1, 1, 0, 2, 4});
+  expect_floats(apply("Max", {a, b, c}), {4, 4, 6, 5, 5, 6});
+  EXPECT_EQ(apply("Max", {i64({2}, {3, -9}), i64({1}, {0})}).to_vector<int64_t>(), (std::vector<int64_t>{3, 0}));
+  // A NaN in either place gives NaN.
+  y = apply("Min", {f32({2}, {NAN, 1}), f32({2}, {0, NAN})});
+  EXPECT_TRUE(std::isnan(y.data<float>()[0]) && std::isnan(y.data<float>()[1]));
+  EXPECT_NE(apply_error("Max", {f32({1}, {1}), i64({1}, {1})}).find("Max needs one element type"), std::string::npos);
+}
+
+TEST(ExecutorOpsExtra, ComparisonsAndLogic) {
+  const Tensor a = f32({2, 2}, {1, 2, 3, 4}), b = f32({2}, {2, 3});
+  EXPECT_EQ(bools_of(apply("Equal", {a, b})), (std::vector<bool>{false, false, false, false}));
+  EXPECT_EQ(bools_of(apply("Equal", {a, f32({}, {3})})), (std::vector<bool>{false, false, true, false}));
+  EXPECT_EQ(bools_of(apply("Less", {a, b})), (std::vector<bool>{true, true, false, false}));
+  EXPECT_EQ(bools_of(apply("LessOrEqual", {a, b})), (std::vector<bool>{true, true, false, false}));
+  EXPECT_EQ(bools_of(apply("Greater", {a, b})), (std::vector<bool>{false, false, true, true}));
+  EXPECT_EQ(bools_of(apply("GreaterOrEqual", {a, f32({2, 1}, {2, 4})})), (std::vector<bool>{false, true, false, true}));
+  EXPECT_EQ(bools_of(apply("Less", {i64({3}, {-1, 0, 1}), i64({}, {0})})), (std::vector<bool>{true, false, false}));
+  EXPECT_EQ(bools_of(apply("Equal", {booleans({2}, {true, false}), booleans({}, {false})})),
+            (std::vector<bool>{false, true}));
+  const Tensor p = booleans({2, 2}, {true, true, false, false}), q = booleans({2}, {true, false});
+  EXPECT_EQ(bools_of(apply("And", {p, q})), (std::vector<bool>{true, false, false, false}));
+  EXPECT_EQ(bools_of(apply("Or", {p, q})), (std::vector<bool>{true, true, true, false}));
+  EXPECT_EQ(bools_of(apply("Not", {q})), (std::vector<bool>{false, true}));
+  EXPECT_NE(apply_error("And", {p, f32({1}, {1})}).find("And needs one element type"), std::string::npos);
+  EXPECT_NE(apply_error("Not", {f32({1}, {1})}).find("is float32, expected bool"), std::string::npos);
+}
+
+TEST(ExecutorOpsExtra, WhereBroadcastsAllThree) {
+  // cond [2, 1, 1], x [1, 3, 1] and y [1, 1, 2] broadcast to [2, 3, 2]; int64 values.
+  const Tensor y = apply("Where", {booleans({2, 1, 1}, {true, false}), i64({1, 3, 1}, {1, 2, 3}), i64({1, 1, 2}, {-1, -2})});
+  EXPECT_EQ(y.shape(), (Shape{2, 3, 2}));
+  EXPECT_EQ(y.to_vector<int64_t>(), (std::vector<int64_t>{1, 1, 2, 2, 3, 3, -1, -2, -1, -2, -1, -2}));
+}
+
+TEST(ExecutorOpsExtra, RangeAndSize) {
+  auto range = [](const Tensor& start, const Tensor& limit, const Tensor& delta) {
+    OneNode n;
+    n.constant("s", start).constant("l", limit).constant("d", delta);
+    n.node("Range");
+    return n;
+  };
+  Tensor y = range(i64({}, {10}), i64({}, {4}), i64({}, {-3})).run1();  // a negative delta counts down
+  EXPECT_EQ(y.to_vector<int64_t>(), (std::vector<int64_t>{10, 7}));
+  y = range(i64({}, {10}), i64({}, {3}), i64({}, {-3})).run1();  // ceil(7 / 3) = 3 elements
+  EXPECT_EQ(y.to_vector<int64_t>(), (std::vector<int64_t>{10, 7, 4}));
+  y = range(f32({}, {1}), f32({}, {2}), f32({}, {0.25f})).run1();
+  expect_floats(y, {1, 1.25f, 1.5f, 1.75f});
+  y = range(i64({}, {5}), i64({}, {5}), i64({}, {1})).run1();  // empty, also when delta points away
+  EXPECT_EQ(y.shape(), (Shape{0}));
+  EXPECT_EQ(range(i64({}, {0}), i64({}, {5}), i64({}, {-1})).run1().shape(), (Shape{0}));
+  EXPECT_NE(range(i64({}, {0}), i64({}, {5}), i64({}, {0})).error().find("delta is 0"), std::string::npos);
+  EXPECT_NE(range(i64({}, {0}), f32({}, {5}), i64({}, {1})).error().find("float32"), std::string::npos);
+
+  OneNode empty;
+  empty.constant("x", f32({2, 3, 0}, {}));
+  y = (empty.node("Size"), empty.run1());
+  ASSERT_EQ(y.dtype(), DType::kInt64);
+  EXPECT_EQ(y.shape(), Shape{});
+  EXPECT_EQ(y.to_vector<int64_t>(), std::vector<int64_t>{0});
+  EXPECT_EQ(apply("Size", {f32({2, 3}, {1, 2, 3, 4, 5, 6})}).to_vector<int64_t>(), std::vector<int64_t>{6});
+}

@@ -110,3 +110,48 @@ TEST(FoldShapes, AFoldThatFailsNamesTheNode) {
   const std::string what = g.error().what();
   EXPECT_NE(what.find("node 'gather' (Gather): folding its static value at batch 2: "), std::string::npos) << what;
 }
+
+TEST(FoldShapes, MathAndLogicOperatorsFold) {
+  // A Reshape's shape computed from constants through Neg, Abs, Min, Max, Range, Size, Greater,
+  // Where, Not, Or, Equal, Floor and Cast: every node folds (each runs on ref::Executor's kernels)
+  // and the Reshape of the quantized value is a kReshape.
+  test::ActParams p;
+  p["x"] = {0.02f, 0};
+  p["y"] = {0.02f, 0};
+  test::QdqBuilder q(p);
+  q.b.input("x", DType::kFloat32, {-1, 8});
+  auto i64 = [](int64_t v) { return Tensor::from_vector<int64_t>({1}, {v}); };
+  q.b.initializer("minus2", i64(-2));
+  q.b.initializer("minus4", i64(-4));
+  q.b.initializer("eight", i64(8));
+  q.b.initializer("one", i64(1));
+  q.b.initializer("zero", Tensor::scalar<int64_t>(0));
+  q.b.initializer("three", Tensor::scalar<int64_t>(3));
+  q.b.initializer("half", Tensor::from_vector<float>({1}, {2.5f}));
+  q.b.node("Neg", {"minus2"}, {"two"}, "neg");                      // [2]
+  q.b.node("Abs", {"minus4"}, {"four"}, "abs");                     // [4]
+  q.b.node("Min", {"four", "eight"}, {"min4"}, "min");              // [4]
+  q.b.node("Max", {"min4", "one", "one"}, {"max4"}, "max");         // [4]
+  q.b.node("Range", {"zero", "three", "one_s"}, {"r"}, "range");    // [0, 1, 2]
+  q.b.initializer("one_s", Tensor::scalar<int64_t>(1));
+  q.b.node("Size", {"r"}, {"size3"}, "size");                       // 3
+  q.b.node("Greater", {"two", "size3"}, {"gt"}, "greater");         // [false]
+  q.b.node("Not", {"gt"}, {"ngt"}, "not");                          // [true]
+  q.b.node("Equal", {"four", "max4"}, {"eq"}, "equal");             // [true]
+  q.b.node("Or", {"ngt", "eq"}, {"either"}, "or");                  // [true]
+  q.b.node("Where", {"either", "two", "size3"}, {"rows"}, "where"); // [2]
+  q.b.node("Floor", {"half"}, {"fl"}, "floor");                     // [2.0]
+  auto& cast = q.b.node("Cast", {"fl"}, {"fl64"}, "cast");          // [2]
+  test::ModelBuilder::attr(cast, "to", int64_t{7});
+  q.b.node("Mul", {"max4", "fl64"}, {"cols"}, "mul");               // [8]
+  q.b.node("Div", {"cols", "rows"}, {"cols4"}, "div");              // [4]
+  auto& concat = q.b.node("Concat", {"rows", "cols4"}, {"shape"}, "concat");  // [2, 4]
+  test::ModelBuilder::attr(concat, "axis", int64_t{0});
+  q.b.node("Reshape", {q.qdq("x"), "shape"}, {"y"}, "reshape");
+  q.b.output(q.qdq("y"));
+  auto g = ref::lower_qdq(q.b.model(), 1, fallback(true));
+  ASSERT_TRUE(g.ok()) << g.error().what();
+  ASSERT_EQ(g->ops.size(), 1u);
+  EXPECT_EQ(g->ops[0].kind, ref::Int8OpKind::kReshape);
+  EXPECT_EQ(g->values[g->ops[0].output].shape, (Shape{2, 4}));
+}

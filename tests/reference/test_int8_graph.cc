@@ -42,7 +42,7 @@ void expect_within_one_step(const Build& build, const std::vector<std::string>& 
 
 std::vector<float> random_vector(int64_t n, uint32_t seed) { return random_tensor({n}, -0.5f, 0.5f, seed).to_vector<float>(); }
 
-/// x -> Conv(+bias) -> [activation] -> Q; activation "Relu", "Clip" or "".
+/// x -> Conv(+bias) -> [activation] -> Q; activation "Relu", "Clip" (0, 0.6), "ClipMinAboveMax" (0.5, 0.1) or "".
 onnx::ModelProto conv_model(const ActParams& p, const Shape& x_shape, const Shape& w_shape, int64_t group,
                             const std::vector<int64_t>& pads, const std::vector<int64_t>& strides,
                             const std::vector<int64_t>& dilations, const std::string& activation) {
@@ -61,9 +61,10 @@ onnx::ModelProto conv_model(const ActParams& p, const Shape& x_shape, const Shap
   if (activation == "Relu") {
     q.b.node("Relu", {"conv_out"}, {"act_out"}, "act");
     out = "act_out";
-  } else if (activation == "Clip") {
-    q.b.initializer("lo", Tensor::scalar<float>(0.0f));
-    q.b.initializer("hi", Tensor::scalar<float>(0.6f));
+  } else if (activation == "Clip" || activation == "ClipMinAboveMax") {
+    const bool inverted = activation == "ClipMinAboveMax";
+    q.b.initializer("lo", Tensor::scalar<float>(inverted ? 0.5f : 0.0f));
+    q.b.initializer("hi", Tensor::scalar<float>(inverted ? 0.1f : 0.6f));
     q.b.node("Clip", {"conv_out", "lo", "hi"}, {"act_out"}, "act");
     out = "act_out";
   }
@@ -107,6 +108,22 @@ TEST(Int8Graph, ReluAndClipFuseAsOutputBounds) {
   ASSERT_TRUE(g.ok()) << g.error().what();
   EXPECT_EQ(g->ops[0].act_min, 0);
   EXPECT_EQ(g->ops[0].act_max, 127);
+}
+
+TEST(Int8Graph, ClipWithMinAboveMaxClampsToMax) {
+  // ONNX: Clip(0.5, 0.1) makes every element 0.1; the fused bounds are [quantize(0.1), quantize(0.1)].
+  ActParams p;
+  p["x"] = {0.02f, 3};
+  p["act_out"] = {0.01f, -20};
+  const onnx::ModelProto model = conv_model(p, {2, 2, 5, 5}, {2, 2, 1, 1}, 1, {0, 0, 0, 0}, {1, 1}, {1, 1},
+                                            "ClipMinAboveMax");
+  auto g = ref::lower_qdq(model, 2);
+  ASSERT_TRUE(g.ok()) << g.error().what();
+  ASSERT_EQ(g->ops.size(), 1u);
+  EXPECT_EQ(g->ops[0].act_min, -10);  // 0.1 / 0.01 - 20
+  EXPECT_EQ(g->ops[0].act_max, -10);
+  const Agreement a = compare(model, random_tensor({2, 2, 5, 5}, -1.0f, 1.0f, 5));
+  EXPECT_EQ(a.max_diff, 0);
 }
 
 namespace {

@@ -4,6 +4,7 @@
 // never hangs; a client that vanishes leaves the server usable.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -12,6 +13,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -221,6 +223,110 @@ TEST(RemoteDevice, ProtocolVersionMismatchIsAClearErrorOnBothSides) {
   fake_server.join();
   ::close(listener);
   ::unlink(fake.c_str());
+}
+
+/// A scripted device server on a thread: answers HELLO, then hands every other request to
+/// `handle` until the runtime hangs up (HOST_FREE and BYE are ignored / answered for it).
+struct FakeServer {
+  using Handler = std::function<void(int socket, const proto::Message& request)>;
+  FakeServer(const std::string& p, Handler handle) : path(p) {
+    listener = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    const sockaddr_un addr = proto::unix_address(path);
+    ::unlink(path.c_str());
+    if (::bind(listener, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 || ::listen(listener, 1) != 0)
+      throw std::runtime_error("fake server: cannot listen at " + path);
+    thread = std::thread([this, handle] {
+      const int c = ::accept(listener, nullptr, nullptr);
+      proto::Message m;
+      try {
+        while (proto::receive_message(c, m)) {
+          if (m.op == proto::kHello)
+            proto::send_message(c, proto::kReply, m.seq, proto::Writer().u32(proto::kVersion).str("{}").take());
+          else if (m.op == proto::kBye) proto::send_message(c, proto::kReply, m.seq, {});
+          else if (m.op != proto::kHostFree) handle(c, m);
+        }
+      } catch (const Error&) {
+      }
+      ::close(c);
+    });
+  }
+  ~FakeServer() {
+    thread.join();
+    ::close(listener);
+    ::unlink(path.c_str());
+  }
+  std::string path;
+  int listener = -1;
+  std::thread thread;
+};
+
+/// A memfd of `bytes` bytes named `name` (the caller closes it).
+int memfd_of(const char* name, uint64_t bytes) {
+  const int fd = ::memfd_create(name, MFD_CLOEXEC);
+  if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(bytes)) != 0) throw std::runtime_error("memfd_create");
+  return fd;
+}
+
+/// Descriptors of this process whose target mentions `name`.
+int open_fds_named(const std::string& name) {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    if (std::filesystem::read_symlink(e.path(), ec).string().find(name) != std::string::npos) n++;
+  }
+  return n;
+}
+
+TEST(RemoteDevice, AServerThatAnswersBadlyGetsTypedErrorsNeitherACrashNorALeak) {
+  const std::string path = socket_path("liar");
+  {
+    FakeServer fake(path, [](int c, const proto::Message& m) {
+      switch (m.op) {
+        case proto::kHostAlloc: {  // a buffer smaller than asked: 1 byte, or a memfd shorter than it claims
+          const uint64_t bytes = proto::Reader(m).u64();
+          const int fd = memfd_of("anvil-test-short", 1);
+          proto::send_message(c, proto::kReply, m.seq, proto::Writer().u64(0x1000).u64(bytes == 4096 ? 1 : bytes).take(), fd);
+          ::close(fd);
+          return;
+        }
+        case proto::kRead32:  // an error code no anvil::ErrorCode has
+          proto::send_message(c, proto::kError, m.seq, proto::Writer().u32(78).str("strange").take());
+          return;
+        case proto::kWrite32: {  // descriptors on an interrupt and on a reply that carries none
+          const int fd = memfd_of("anvil-test-stray", 16);
+          proto::send_message(c, proto::kInterrupt, 0, proto::Writer().u32(0).take(), fd);
+          proto::send_message(c, proto::kReply, m.seq, {}, fd);
+          ::close(fd);
+          return;
+        }
+        default:
+          proto::send_message(c, proto::kReply, m.seq, proto::Writer().u8(1).take());
+      }
+    });
+    RemoteLink link(path);
+    for (const uint64_t bytes : {uint64_t{4096}, uint64_t{8192}}) {
+      try {
+        link.host_alloc(bytes);
+        ADD_FAILURE() << "a short HOST_ALLOC reply was mapped";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ErrorCode::kDeviceError);
+        EXPECT_NE(std::string(e.what()).find(path + ": HOST_ALLOC of " + std::to_string(bytes) + " bytes answered"),
+                  std::string::npos) << e.what();
+      }
+    }
+    try {
+      link.read32(0);
+      ADD_FAILURE() << "an ERROR reply was not thrown";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kDeviceError);
+      EXPECT_NE(std::string(e.what()).find(path + ": ERROR reply to READ32 with unknown error code 78: strange"),
+                std::string::npos) << e.what();
+    }
+    link.write32(0, 0);
+    EXPECT_TRUE(link.idle());  // served after the write's messages: every descriptor has arrived
+    EXPECT_EQ(open_fds_named("anvil-test-stray"), 0);
+    EXPECT_EQ(open_fds_named("anvil-test-short"), 0);
+  }
 }
 
 TEST(RemoteDevice, AClientThatVanishesLeavesTheServerUsableAndASecondProcessIsRefusedAsBusy) {

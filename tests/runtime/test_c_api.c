@@ -122,6 +122,24 @@ int main(void) {
     bad.name = "z";
     CHECK(anvil_session_submit(s, &bad, 1, NULL, &r) == ANVIL_ERR_INVALID_ARGUMENT);
     CHECK(strstr(anvil_last_error(), "'z'") != NULL);
+    /* NULL output buffer with NULL sizes: an error, not a crash. */
+    {
+      void* no_outputs[1] = {NULL};
+      CHECK(anvil_session_run(s, &in, 1, no_outputs, NULL, 1) == ANVIL_ERR_INVALID_ARGUMENT);
+      CHECK(strstr(anvil_last_error(), "output_bytes") != NULL);
+      CHECK(anvil_session_run(s, &in, 1, no_outputs, output_bytes, 1) == ANVIL_ERR_INVALID_ARGUMENT);
+      CHECK(strstr(anvil_last_error(), "NULL buffer") != NULL);
+      CHECK(anvil_session_run(s, &in, 1, NULL, output_bytes, 1) == ANVIL_ERR_INVALID_ARGUMENT);
+    }
+    /* Dims far larger than the data: rejected against the program's shape before any copy. */
+    {
+      const int64_t huge_dims[4] = {1, 3, 8, (int64_t)1 << 50};
+      bad = in;
+      bad.dims = huge_dims;
+      CHECK(anvil_session_run(s, &bad, 1, outputs, output_bytes, 1) == ANVIL_ERR_INVALID_ARGUMENT);
+      CHECK(strstr(anvil_last_error(), "the program expects [1, 3, 8, 8]") != NULL);
+      CHECK(anvil_session_submit(s, &bad, 1, NULL, &r) == ANVIL_ERR_INVALID_ARGUMENT);
+    }
   }
 
   /* Asynchronous: four requests with their contexts, received in completion order. */

@@ -1,5 +1,6 @@
 #include "driver.h"
 
+#include <cmath>
 #include <cstring>
 
 namespace anvil::rt {
@@ -27,6 +28,15 @@ bool needs_reset(uint32_t status) {
   return e == isa::DeviceError::kDmaFault || e == isa::DeviceError::kTimeout || e == isa::DeviceError::kInternal;
 }
 }  // namespace
+
+Clock::time_point deadline_after(double seconds, const char* what) {
+  if (std::isnan(seconds)) fail(ErrorCode::kInvalidArgument, std::string(what) + " is NaN");
+  if (seconds >= kNoTimeoutS) return Clock::time_point::max();
+  const auto now = Clock::now();
+  if (seconds <= 0) return now;
+  // Below kNoTimeoutS (1e9 s) the nanosecond count cannot overflow: int64 ns reach 9.2e9 s.
+  return now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+}
 
 uint64_t DramAllocator::allocate(uint64_t bytes, const std::string& what) {
   const uint64_t size = ((bytes ? bytes : 1) + kGranule - 1) / kGranule * kGranule;
@@ -211,7 +221,7 @@ CommandResult Device::Impl::execute(const isa::SubmissionEntry& e, double timeou
     CommandResult r;
   };
   auto w = std::make_shared<Wait>();
-  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
+  const auto deadline = deadline_after(timeout_s, "device_timeout_s");
   post(e, false,
        [w](const CommandResult& r) {
          std::lock_guard<std::mutex> lock(w->m);
@@ -222,7 +232,8 @@ CommandResult Device::Impl::execute(const isa::SubmissionEntry& e, double timeou
        deadline, deadline);
   std::unique_lock<std::mutex> lock(w->m);
   // The completion thread fails the command at its deadline; the extra second only covers that.
-  if (!w->cv.wait_until(lock, deadline + std::chrono::seconds(1), [&] { return w->done; }))
+  const auto grace = deadline == Clock::time_point::max() ? deadline : deadline + std::chrono::seconds(1);
+  if (!w->cv.wait_until(lock, grace, [&] { return w->done; }))
     fail(ErrorCode::kTimeout, "device '" + spec + "': no completion for a command within " + std::to_string(timeout_s) + " s");
   return w->r;
 }

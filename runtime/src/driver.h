@@ -20,6 +20,11 @@
 
 namespace anvil::rt {
 
+/// The steady-clock time `seconds` host seconds from now, saturating: kNoTimeoutS or more (or
+/// +inf) is time_point::max() (no limit), 0 or less is now. Throws kInvalidArgument for NaN,
+/// naming `what` (the timeout's name).
+std::chrono::steady_clock::time_point deadline_after(double seconds, const char* what);
+
 /// First-fit allocator over device DRAM, 4 KiB granules.
 class DramAllocator {
  public:

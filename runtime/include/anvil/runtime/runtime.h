@@ -126,6 +126,11 @@ struct TensorInfo {
   uint64_t bytes = 0;          ///< on the device
 };
 
+/// Timeouts. Every timeout in this API (SessionOptions, Request::wait, Session::receive) is in host
+/// seconds: 0 or less does not wait, kNoTimeoutS or more (+infinity included) means no limit, and
+/// NaN is kInvalidArgument. Values are never converted to a clock count that could overflow.
+constexpr double kNoTimeoutS = 1e9;  ///< about 31.7 years
+
 struct SessionOptions {
   /// Requests of this session in flight at once (each has its own IO and scratch memory), 1..63.
   uint32_t queue_depth = 2;

@@ -70,7 +70,9 @@ void run_stream(const isa::Program& program, const hw::HwConfig& config, const s
   std::vector<double> latency_us;
   TensorMap first;
   for (int done = 0; done < requests; ++done) {
-    const rt::Request r = session.receive(session.options().device_timeout_s);
+    // timeout_s, not device_timeout_s: the host waits past the device deadline so that a request
+    // the device never completes is reported as the device fault it is (session_options()).
+    const rt::Request r = session.receive(session.options().timeout_s);
     const TensorMap& outputs = r.outputs();  // throws the request's error
     if (first.empty()) first = outputs;
     for (const auto& [name, t] : outputs)

@@ -74,6 +74,9 @@ Device::Impl::Impl(std::string s, const hw::HwConfig& cfg, std::vector<uint32_t>
       pes_per_unit(units.at(0) == 3 ? 2 : 1),
       unit_load_(units.size(), 0),
       dram_(cfg.dram_bytes) {
+  // The reset and the generation it made are one step: another open in between would leave both
+  // devices holding the same generation, each "owning" the chip.
+  std::unique_lock<std::shared_mutex> power(platform.power_mutex());
   platform.reset(config);
   generation = platform.generation();
   const uint32_t id = platform.read32(reg::DEVICE_ID), fw = platform.read32(reg::FW_VERSION);
@@ -92,6 +95,7 @@ Device::Impl::Impl(std::string s, const hw::HwConfig& cfg, std::vector<uint32_t>
     }
   });
   init_rings();
+  power.unlock();
   completion_thread_ = std::thread([this] { completion_loop(); });
 }
 

@@ -3,6 +3,7 @@
 // executor produce, bit for bit; lost, missing, busy and wrong-version servers are typed errors,
 // never hangs; a client that vanishes leaves the server usable.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -40,12 +41,17 @@ std::string socket_path(const char* name) {
 
 /// A device server on a thread of this process, stopped and removed at scope end.
 struct ServerThread {
-  explicit ServerThread(const std::string& path, hw::HwConfig config = hw::HwConfig::preset("warboy-2pe")) {
+  explicit ServerThread(const std::string& path, hw::HwConfig config = hw::HwConfig::preset("warboy-2pe"))
+      : ServerThread(options_for(path, config)) {}
+  explicit ServerThread(const ServeOptions& o) {
+    server = std::make_unique<DeviceServer>(o);
+    thread = std::thread([this] { server->run(); });
+  }
+  static ServeOptions options_for(const std::string& path, const hw::HwConfig& config) {
     ServeOptions o;
     o.socket_path = path;
     o.config = config;
-    server = std::make_unique<DeviceServer>(o);
-    thread = std::thread([this] { server->run(); });
+    return o;
   }
   ~ServerThread() {
     server->stop();
@@ -327,6 +333,53 @@ TEST(RemoteDevice, AServerThatAnswersBadlyGetsTypedErrorsNeitherACrashNorALeak) 
     EXPECT_EQ(open_fds_named("anvil-test-stray"), 0);
     EXPECT_EQ(open_fds_named("anvil-test-short"), 0);
   }
+}
+
+/// A connection to the Unix socket at `path` (the caller closes it).
+int connect_to(const std::string& path) {
+  const int c = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  const sockaddr_un addr = proto::unix_address(path);
+  if (::connect(c, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("connect");
+  return c;
+}
+
+TEST(RemoteDevice, AConnectionThatNeverSaysHelloIsDroppedAndDoesNotHoldTheDevice) {
+  ServeOptions o = ServerThread::options_for(socket_path("silent"), hw::HwConfig::preset("warboy"));
+  o.hello_timeout_s = 0.2;
+  ServerThread server(o);
+  const int silent = connect_to(o.socket_path);
+  // The server hangs up on it after hello_timeout_s (the 10 s bound only fails the test).
+  pollfd p{silent, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 10000), 1) << "the silent connection was never dropped";
+  char c;
+  EXPECT_EQ(::read(silent, &c, 1), 0);
+  ::close(silent);
+  Device d = Device::open("unix:" + o.socket_path, {});
+  EXPECT_TRUE(static_cast<bool>(d));
+  EXPECT_EQ(server.server->clients_served(), 0u) << "a connection without HELLO is no client";
+}
+
+TEST(RemoteDevice, AOnceServerProbedByAnotherServerStillServesItsClient) {
+  ServeOptions o = ServerThread::options_for(socket_path("once"), hw::HwConfig::preset("warboy"));
+  o.once = true;
+  auto server = std::make_unique<DeviceServer>(o);
+  std::thread thread([&] { server->run(); });
+  try {  // a second server on the path probes the socket (connects and closes) and refuses to start
+    DeviceServer second(o);
+    ADD_FAILURE() << "two servers on one path";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("in use"), std::string::npos) << e.what();
+  }
+  {
+    Device d = Device::open("unix:" + o.socket_path, {});
+    const ConvLayer g = test_layer();
+    const isa::Program program = g.program();
+    const Tensor x = input_for(g, 4);
+    Session s(d, program);
+    EXPECT_TRUE(s.run({{"x", x}}).at("y") == reference_output(g, program, x));
+  }
+  thread.join();  // the client said BYE: a once server returns
+  EXPECT_EQ(server->clients_served(), 1u);
 }
 
 TEST(RemoteDevice, AClientThatVanishesLeavesTheServerUsableAndASecondProcessIsRefusedAsBusy) {

@@ -27,6 +27,9 @@ bool needs_reset(uint32_t status) {
   const auto e = static_cast<isa::DeviceError>(status);
   return e == isa::DeviceError::kDmaFault || e == isa::DeviceError::kTimeout || e == isa::DeviceError::kInternal;
 }
+
+/// A latched error as one value: STATUS.ERROR_CODE and ERROR_INFO (0: none).
+uint64_t latch_key(uint32_t code, uint32_t info) { return code ? static_cast<uint64_t>(code) << 32 | info : 0; }
 }  // namespace
 
 Clock::time_point deadline_after(double seconds, const char* what) {
@@ -280,15 +283,20 @@ void Device::Impl::reap(std::vector<std::pair<Pending, CommandResult>>& done) {
 
 std::vector<std::pair<Device::Impl::Pending, CommandResult>> Device::Impl::recover(const std::string& why, std::string* status_out) {
   std::lock_guard<std::mutex> ring(ring_mutex_);
-  // What the firmware latched, for the message: the status register names the fault too.
+  // What the firmware latched, for the message: the status register names the fault too. The
+  // latch stays until the reset, so it may still hold an error a completion already reported;
+  // that one belongs to an earlier request and is not quoted as this fault's.
   const uint32_t latched = platform.read32(reg::STATUS);
+  const uint64_t latch = latch_key((latched & field::STATUS_ERROR_CODE_MASK) >> field::STATUS_ERROR_CODE_SHIFT,
+                                   platform.read32(reg::ERROR_INFO));
   std::string status_note;
-  if (latched & field::STATUS_ERROR_MASK)
+  if ((latched & field::STATUS_ERROR_MASK) && latch != reported_latch_)
     status_note = std::string(" (STATUS latched ") +
                   isa::device_error_name(static_cast<isa::DeviceError>((latched & field::STATUS_ERROR_CODE_MASK) >>
                                                                        field::STATUS_ERROR_CODE_SHIFT)) + ")";
   if (status_out) *status_out = status_note;
   platform.write32(reg::CONTROL, field::CONTROL_RESET_MASK);
+  reported_latch_ = 0;  // the reset clears the latch
   platform.wait_idle();
   const uint32_t status = platform.read32(reg::STATUS);
   sq_tail_ = cq_head_ = 0;
@@ -377,6 +385,10 @@ void Device::Impl::completion_loop() {
         finish(aborted);
         continue;
       }
+      // The latch now holds the last error these completions reported (the firmware latches
+      // before it posts): a later fault must not quote it as its own.
+      for (const auto& [p, r] : done)
+        if (r.completion.status != 0) reported_latch_ = latch_key(r.completion.status, r.completion.error_info);
       finish(done);
       std::string lost;
       {

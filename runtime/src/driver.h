@@ -128,6 +128,9 @@ struct Device::Impl {
   uint32_t reserved_ = 0;
   std::vector<uint32_t> unit_load_;
   uint64_t recoveries_ = 0;
+  /// The STATUS latch (code << 32 | ERROR_INFO) of the last error a completion reported, 0 after a
+  /// reset; completion thread only. recover() does not quote it as a later fault's.
+  uint64_t reported_latch_ = 0;
   std::mutex dram_mutex_;
   DramAllocator dram_;
   std::thread completion_thread_;

@@ -169,10 +169,9 @@ anvil_status anvil_device_num_units(const anvil_device* device, size_t* out) {
 }
 
 anvil_status anvil_device_close(anvil_device* device) {
-  return guarded([&] {
-    need(device, "device").device.close();
-    delete device;
-  });
+  // Only the handle goes: a session holds the device too and keeps it open until it is
+  // destroyed (anvil_rt.h). Device::close() would end the sessions' device as well.
+  return guarded([&] { delete &need(device, "device"); });
 }
 
 void anvil_session_options_default(anvil_session_options* o) {

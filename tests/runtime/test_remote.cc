@@ -370,13 +370,16 @@ TEST(RemoteDevice, AOnceServerProbedByAnotherServerStillServesItsClient) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("in use"), std::string::npos) << e.what();
   }
-  {
+  try {
     Device d = Device::open("unix:" + o.socket_path, {});
     const ConvLayer g = test_layer();
     const isa::Program program = g.program();
     const Tensor x = input_for(g, 4);
     Session s(d, program);
     EXPECT_TRUE(s.run({{"x", x}}).at("y") == reference_output(g, program, x));
+  } catch (const Error& e) {
+    ADD_FAILURE() << "the once server did not serve its client: " << e.what();
+    server->stop();
   }
   thread.join();  // the client said BYE: a once server returns
   EXPECT_EQ(server->clients_served(), 1u);

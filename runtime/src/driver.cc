@@ -109,6 +109,7 @@ Device::Impl::~Impl() {
     irq_->cv.notify_all();
   }
   completion_thread_.join();
+  std::shared_lock<std::shared_mutex> power(platform.power_mutex());
   if (stale()) return;  // a later open() owns the platform now
   platform.set_interrupt_handler(nullptr);
   platform.host_free(sq_.bus_addr);
@@ -127,9 +128,13 @@ void Device::Impl::init_rings() {
 
 bool Device::Impl::stale() const { return platform.generation() != generation; }
 
+std::string Device::Impl::reset_by_later_open() const {
+  return "device '" + spec + "' was reset by a later Device::open";
+}
+
 void Device::Impl::check_open() const {
   if (closed) fail(ErrorCode::kClosed, "device '" + spec + "' is closed");
-  if (stale()) fail(ErrorCode::kClosed, "device '" + spec + "' was reset by a later Device::open");
+  if (stale()) fail(ErrorCode::kClosed, reset_by_later_open());
   if (const std::string lost = platform.lost(); !lost.empty()) fail(ErrorCode::kClosed, "device '" + spec + "': " + lost);
 }
 
@@ -143,10 +148,15 @@ void Device::Impl::dram_free(uint64_t addr) {
   dram_.release(addr);
 }
 
-hw::HostBuffer Device::Impl::host_alloc(uint64_t bytes) { return platform.host_alloc(bytes ? bytes : 1); }
+hw::HostBuffer Device::Impl::host_alloc(uint64_t bytes) {
+  hw::HostBuffer b;
+  with_host_memory([&] { b = platform.host_alloc(bytes ? bytes : 1); });  // not in a later open's generation
+  return b;
+}
 
 void Device::Impl::host_free(const hw::HostBuffer& b) {
-  if (!stale()) platform.host_free(b.bus_addr);
+  std::shared_lock<std::shared_mutex> power(platform.power_mutex());
+  if (!stale()) platform.host_free(b.bus_addr);  // after a power cycle its bus address may be another's
 }
 
 uint64_t Device::Impl::recoveries() const {
@@ -181,9 +191,13 @@ void Device::Impl::post(isa::SubmissionEntry e, bool on_unit, Callback done, Clo
       e.pe_mask = units[unit];
     }
   }
+  // The ring is written through its host pointer and the doorbell rung with the power mutex held:
+  // no later open can free the ring or take over the chip in between.
+  std::shared_lock<std::shared_mutex> power(platform.power_mutex(), std::defer_lock);
   std::unique_lock<std::mutex> ring(ring_mutex_, std::defer_lock);
   bool handed = false;  // the entry is in pending_: the completion thread may end it from now on
   try {
+    power.lock();
     ring.lock();
     check_open();
     e.tag = next_tag_++;
@@ -352,9 +366,12 @@ void Device::Impl::completion_loop() {
       if (pending_.empty() && !interrupted) continue;
     }
     std::vector<std::pair<Pending, CommandResult>> done;
+    // Held for the whole pass, callbacks included: the rings and the requests' host buffers stay
+    // this device's (no power cycle) from the stale() check to the last output copied.
+    std::shared_lock<std::shared_mutex> power(platform.power_mutex());
     try {
       if (stale()) {
-        fail_pending(ErrorCode::kClosed, "device '" + spec + "' was reset by a later Device::open", done);
+        fail_pending(ErrorCode::kClosed, reset_by_later_open(), done);
         finish(done);
         continue;
       }

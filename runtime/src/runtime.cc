@@ -451,7 +451,6 @@ Session::Session(Device device, const isa::Program& program, const SessionOption
     core.free_slots.push_back(static_cast<int>(options.queue_depth - 1 - i));
   }
   hw::HostBuffer staging = d.host_alloc(image.size());
-  std::memcpy(staging.data, image.data(), image.size());
   isa::SubmissionEntry e{};
   e.opcode = static_cast<uint32_t>(isa::CommandOp::kLoad);
   e.io_addr = s.program_addr;
@@ -459,6 +458,7 @@ Session::Session(Device device, const isa::Program& program, const SessionOption
   e.input_bytes = static_cast<uint32_t>(image.size());
   CommandResult r;
   try {
+    d.with_host_memory([&] { std::memcpy(staging.data, image.data(), image.size()); });
     r = d.execute(e, options.device_timeout_s);
   } catch (...) {
     d.host_free(staging);
@@ -541,7 +541,8 @@ void Session::Impl::write_inputs(const TensorMap& inputs, uint8_t* io) const {
 
 namespace {
 
-/// Runs on the device's completion thread when a request's command ended.
+/// Runs on the device's completion thread when a request's command ended, with the platform's
+/// power mutex held (driver.h): the slot's host buffer is still this device's while it is read.
 void complete(const std::shared_ptr<Request::State>& state, const CommandResult& r) {
   Core& core = *state->core;
   std::lock_guard<std::mutex> lock(core.mutex);
@@ -620,7 +621,6 @@ Request Session::submit(const TensorMap& inputs, std::any context) {
     return r;
   }
   const Slot& slot = core.slots[state->slot];
-  s.write_inputs(inputs, slot.io_host.data);
   isa::SubmissionEntry e{};
   e.opcode = static_cast<uint32_t>(isa::CommandOp::kRun);
   e.program_addr = s.program_addr;
@@ -631,6 +631,7 @@ Request Session::submit(const TensorMap& inputs, std::any context) {
   e.output_offset = s.output_offset;
   e.output_bytes = s.output_bytes;
   try {
+    s.device.impl_->with_host_memory([&] { s.write_inputs(inputs, slot.io_host.data); });
     s.device.impl_->post(e, true, [state](const CommandResult& r) { complete(state, r); }, wait_until,
                          deadline_after(s.options.device_timeout_s, "device_timeout_s"));
   } catch (...) {

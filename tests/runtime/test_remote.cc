@@ -12,6 +12,7 @@
 #include <tbb/task_arena.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -229,6 +230,51 @@ TEST(RemoteDevice, ProtocolVersionMismatchIsAClearErrorOnBothSides) {
   fake_server.join();
   ::close(listener);
   ::unlink(fake.c_str());
+}
+
+/// One thread streams requests on a device while this one power-cycles the chip with a second
+/// Device::open (which frees every host buffer of the first): the first device's calls and
+/// requests end with kClosed, never a use of freed or unmapped memory (run it under ASan too).
+void reopen_while_streaming(const std::string& spec) {
+  const ConvLayer g = test_layer();
+  const isa::Program program = g.program();
+  const Tensor x = input_for(g, 5);
+  for (int round = 0; round < 6; ++round) {
+    Device first = Device::open(spec, hw::HwConfig::preset("warboy"));
+    std::atomic<int> submitted{0};
+    std::atomic<bool> ended{false};
+    std::vector<ErrorCode> errors;  // written by the stream thread only, read after join
+    std::thread stream([&] {
+      try {
+        SessionOptions o;
+        o.queue_depth = 4;
+        Session s(first, program, o);
+        while (errors.empty()) {
+          std::vector<Request> requests;
+          for (int i = 0; i < 4; ++i, ++submitted) requests.push_back(s.submit({{"x", x}}));
+          for (const Request& r : requests)
+            if (r.wait(60.0) == RequestState::kError) errors.push_back(r.error_code());
+        }
+      } catch (const Error& e) {
+        errors.push_back(e.code());
+      }
+      ended = true;
+    });
+    while (submitted < 4 * (1 + round % 3) && !ended) std::this_thread::yield();
+    Device second = Device::open(spec, hw::HwConfig::preset("warboy"));
+    stream.join();
+    ASSERT_FALSE(errors.empty());
+    for (ErrorCode c : errors) EXPECT_EQ(c, ErrorCode::kClosed) << spec << ", round " << round << ": " << to_string(c);
+    Session s(second, program);
+    EXPECT_TRUE(s.run({{"x", x}}).at("y") == reference_output(g, program, x)) << spec << ", round " << round;
+  }
+}
+
+TEST(RemoteDevice, APowerCycleUnderAStreamingDeviceFailsItsWorkWithClosedLocallyAndRemotely) {
+  reopen_while_streaming("warboy(1)*1");
+  const std::string path = socket_path("reopen");
+  ServerThread server(path, hw::HwConfig::preset("warboy"));
+  reopen_while_streaming("unix:" + path);
 }
 
 /// A scripted device server on a thread: answers HELLO, then hands every other request to

@@ -81,7 +81,9 @@ class Device {  // value-type handle (shared pimpl), RAII
  public:
   Device() = default;
   /// Opens the virtual device (see parse_device_spec). Resets the platform with `config` (a power
-  /// cycle: every earlier Device becomes stale and throws kClosed). Throws kInvalidArgument for a
+  /// cycle: every earlier Device becomes stale and throws kClosed). The power cycle waits for the
+  /// earlier devices' accesses to their host buffers in progress; their requests in flight then
+  /// end with kClosed, and so does their later use. Throws kInvalidArgument for a
   /// bad spec or config (a PE the config does not have), kDeviceError if the device does not boot.
   /// A "unix:" spec attaches to a device server: its chip is the server's (config() reports it,
   /// `config` is not used); kDeviceError names the path when no server answers, kBusy when it

@@ -70,7 +70,9 @@ void run_stream(const isa::Program& program, const hw::HwConfig& config, const s
   std::vector<double> latency_us;
   TensorMap first;
   for (int done = 0; done < requests; ++done) {
-    const rt::Request r = session.receive(session.options().device_timeout_s);
+    // timeout_s, not device_timeout_s: the host waits past the device deadline so that a request
+    // the device never completes is reported as the device fault it is (session_options()).
+    const rt::Request r = session.receive(session.options().timeout_s);
     const TensorMap& outputs = r.outputs();  // throws the request's error
     if (first.empty()) first = outputs;
     for (const auto& [name, t] : outputs)
@@ -107,8 +109,8 @@ void run_stream(const isa::Program& program, const hw::HwConfig& config, const s
     j["latency_sim_us"] = {{"p50", p50}, {"p95", p95}, {"p99", p99}};
     j["requests_per_unit"] = st.per_unit;
     j["sim_cycles"] = st.last_end_cycle - st.first_submit_cycle;
-    j["clock_ghz"] = config.clock_ghz;
-    j["hw_config"] = config.to_json();
+    j["clock_ghz"] = device.config().clock_ghz;  // the chip's (a device server's own, for unix:)
+    j["hw_config"] = device.config().to_json();
     j["counters"] = device.counters();
     write_file(stats, j.dump(1) + "\n");
   }
@@ -285,6 +287,8 @@ void register_run(CLI::App& app) {
         layers = hw::layer_ranges_from_metadata(program.metadata);
     }
     rt::Device device = rt::Device::open(spec, config);
+    // Figures are the chip's: a device server (unix:) simulates its own configuration, not `config`.
+    const hw::HwConfig& chip = device.config();
     const bool tracing = !o->trace.empty() || !layers.empty() || !segment_layers.empty();
     if (tracing) device.set_trace(true);
     rt::Session session(device, program, session_options(o->timeout_s));
@@ -305,7 +309,7 @@ void register_run(CLI::App& app) {
     const rt::RunStats& s = session.last_stats();
     std::cout << fmt("%llu cycles on the PE (%.2f us at %.2f GHz), %llu cycles for the whole request (%.2f us), "
                      "%llu MACs, MAC utilisation %.1f%%\n",
-                     static_cast<unsigned long long>(s.cycles), s.cycles / (config.clock_ghz * 1e3), config.clock_ghz,
+                     static_cast<unsigned long long>(s.cycles), s.cycles / (chip.clock_ghz * 1e3), chip.clock_ghz,
                      static_cast<unsigned long long>(s.request_cycles), s.latency_us,
                      static_cast<unsigned long long>(s.macs), 100.0 * s.mac_utilization);
     if (!program.segments.empty())
@@ -329,7 +333,7 @@ void register_run(CLI::App& app) {
     nlohmann::json trace;
     if (tracing) trace = device.trace_json();
     std::vector<hw::LayerProfile> profile;
-    if (!layers.empty()) profile = hw::profile_layers(trace, layers, config);
+    if (!layers.empty()) profile = hw::profile_layers(trace, layers, chip);
     if (o->layers && segment_layers.empty()) std::cout << hw::format_layer_table(profile);
     // Partitioned: one block per segment, in order. NPU segment k's run is the PE's n-th run of
     // the request (trace cleared before each repeat), n counting the earlier NPU segments on that PE.
@@ -353,7 +357,7 @@ void register_run(CLI::App& app) {
         if (!segment_layers.empty()) {
           const int pe = (ss.pe_mask & 1) ? 0 : 1;
           const std::vector<hw::LayerProfile> p =
-              hw::profile_layers(trace, segment_layers[i].layers, config, pe, runs_on_pe[pe]++);
+              hw::profile_layers(trace, segment_layers[i].layers, chip, pe, runs_on_pe[pe]++);
           std::cout << fmt("segment %zu (npu): %llu cycles on the PE\n", i, static_cast<unsigned long long>(ss.cycles))
                     << hw::format_layer_table(p);
           sj["layers"] = hw::layer_profile_json(p);
@@ -372,8 +376,8 @@ void register_run(CLI::App& app) {
       j["macs"] = s.macs;
       j["mac_utilization"] = s.mac_utilization;
       j["host_us"] = s.host_us;
-      j["clock_ghz"] = config.clock_ghz;
-      j["hw_config"] = config.to_json();
+      j["clock_ghz"] = chip.clock_ghz;
+      j["hw_config"] = chip.to_json();
       j["counters"] = device.counters();
       j["host"] = {{"first_run_ms", first_ms}, {"repeat", o->repeat}, {"median_ms", median_ms},
                    {"min_ms", ms.empty() ? first_ms : ms.front()},

@@ -75,11 +75,22 @@ uint32_t Firmware::busy_pes() const {
 
 void Firmware::complete(isa::CompletionEntry c) {
   if (c.status != static_cast<uint32_t>(DeviceError::kOk)) latch_error(static_cast<DeviceError>(c.status), c.error_info);
-  // Wait for room in the completion ring (the host consumes entries and writes CQ_HEAD).
-  const uint32_t cq_size = hal_.reg_read(reg::CQ_SIZE);
-  while ((hal_.reg_read(reg::CQ_TAIL) + 1) % cq_size == hal_.reg_read(reg::CQ_HEAD) % cq_size) hal_.wait_event();
-  c.end_cycle = hal_.cycle();
-  post_completion(c);
+  // Wait for room in the completion ring (the host consumes entries and writes CQ_HEAD). The host
+  // may rewrite CQ_SIZE / CQ_TAIL at any time, a run in flight or not: the ring is checked on every
+  // pass, and without a valid one the completion is dropped with the error latched (as in serve_pending).
+  for (;;) {
+    const uint32_t cq_size = hal_.reg_read(reg::CQ_SIZE), tail = hal_.reg_read(reg::CQ_TAIL);
+    if (!queue_size_valid(cq_size) || tail >= cq_size) {
+      latch_error(DeviceError::kBadCommand, cq_size);
+      return;
+    }
+    if ((tail + 1) % cq_size != hal_.reg_read(reg::CQ_HEAD) % cq_size) {
+      c.end_cycle = hal_.cycle();
+      post_completion(c, cq_size, tail);
+      return;
+    }
+    hal_.wait_event();
+  }
 }
 
 bool Firmware::finish_runs() {
@@ -158,9 +169,8 @@ void Firmware::serve_pending() {
   if (active_.empty()) hal_.reg_write(reg::STATUS, hal_.reg_read(reg::STATUS) & ~field::STATUS_BUSY_MASK);
 }
 
-void Firmware::post_completion(const isa::CompletionEntry& entry) {
+void Firmware::post_completion(const isa::CompletionEntry& entry, uint32_t cq_size, uint32_t tail) {
   isa::CompletionEntry c = entry;
-  const uint32_t cq_size = hal_.reg_read(reg::CQ_SIZE), tail = hal_.reg_read(reg::CQ_TAIL);
   c.phase = cq_phase_;
   try {
     hal_.host_write(reg64(reg::CQ_BASE_LO) + static_cast<uint64_t>(tail) * sizeof c, &c, sizeof c);

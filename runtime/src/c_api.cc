@@ -1,6 +1,7 @@
 // The C API (anvil_rt.h): thin wrappers that catch every exception at the boundary.
 #include "anvil/runtime/anvil_rt.h"
 
+#include <algorithm>
 #include <any>
 #include <cstring>
 #include <string>
@@ -70,7 +71,10 @@ T* nonnull(T* p, const char* what) {
   return p;
 }
 
-anvil::TensorMap to_map(const anvil_tensor* inputs, size_t n) {
+/// The caller's inputs as tensors. Each name and shape is checked against the session's inputs
+/// before anything is allocated or copied: dims from C are untrusted, and a huge shape must be an
+/// invalid argument, not an allocation failure or a read past the caller's data.
+anvil::TensorMap to_map(const anvil_session& session, const anvil_tensor* inputs, size_t n) {
   if (n && !inputs) anvil::fail(anvil::ErrorCode::kInvalidArgument, "inputs is NULL");
   anvil::TensorMap m;
   for (size_t i = 0; i < n; ++i) {
@@ -81,7 +85,16 @@ anvil::TensorMap to_map(const anvil_tensor* inputs, size_t n) {
     if (dtype != anvil::DType::kInt8 && dtype != anvil::DType::kFloat32)
       anvil::fail(anvil::ErrorCode::kInvalidArgument, std::string("input '") + t.name + "': dtype " +
                                                           std::to_string(t.dtype) + " (expected int8 or float32)");
-    anvil::Tensor x(dtype, anvil::Shape(t.dims, t.dims + t.rank));
+    const anvil::Shape shape(t.dims, t.dims + t.rank);
+    const auto info = std::find_if(session.inputs.begin(), session.inputs.end(),
+                                   [&](const anvil::rt::TensorInfo& d) { return d.name == t.name; });
+    if (info == session.inputs.end())
+      anvil::fail(anvil::ErrorCode::kInvalidArgument, std::string("input '") + t.name + "' is not an input of the program");
+    if (shape != info->shape)
+      anvil::fail(anvil::ErrorCode::kInvalidArgument, std::string("input '") + t.name + "' has shape " +
+                                                          anvil::shape_str(shape) + ", the program expects " +
+                                                          anvil::shape_str(info->shape));
+    anvil::Tensor x(dtype, shape);
     std::memcpy(x.raw(), t.data, x.nbytes());
     m[t.name] = std::move(x);
   }
@@ -156,10 +169,9 @@ anvil_status anvil_device_num_units(const anvil_device* device, size_t* out) {
 }
 
 anvil_status anvil_device_close(anvil_device* device) {
-  return guarded([&] {
-    need(device, "device").device.close();
-    delete device;
-  });
+  // Only the handle goes: a session holds the device too and keeps it open until it is
+  // destroyed (anvil_rt.h). Device::close() would end the sessions' device as well.
+  return guarded([&] { delete &need(device, "device"); });
 }
 
 void anvil_session_options_default(anvil_session_options* o) {
@@ -224,12 +236,18 @@ anvil_status anvil_session_run(anvil_session* s, const anvil_tensor* inputs, siz
     if (num_outputs != h.outputs.size())
       anvil::fail(anvil::ErrorCode::kInvalidArgument, "num_outputs " + std::to_string(num_outputs) + ", the program has " +
                                                           std::to_string(h.outputs.size()));
-    for (size_t i = 0; i < num_outputs; ++i)
-      if (!nonnull(outputs, "outputs")[i] || nonnull(output_bytes, "output_bytes")[i] != h.outputs[i].bytes)
-        anvil::fail(anvil::ErrorCode::kInvalidArgument, "output '" + h.outputs[i].name + "': NULL buffer or " +
+    if (num_outputs) {
+      nonnull(outputs, "outputs");
+      nonnull(output_bytes, "output_bytes");
+    }
+    for (size_t i = 0; i < num_outputs; ++i) {
+      if (!outputs[i]) anvil::fail(anvil::ErrorCode::kInvalidArgument, "output '" + h.outputs[i].name + "': NULL buffer");
+      if (output_bytes[i] != h.outputs[i].bytes)
+        anvil::fail(anvil::ErrorCode::kInvalidArgument, "output '" + h.outputs[i].name + "': " +
                                                             std::to_string(output_bytes[i]) + " bytes, expected " +
                                                             std::to_string(h.outputs[i].bytes));
-    const anvil::TensorMap out = h.session.run(to_map(inputs, num_inputs));
+    }
+    const anvil::TensorMap out = h.session.run(to_map(h, inputs, num_inputs));
     for (size_t i = 0; i < num_outputs; ++i) std::memcpy(outputs[i], out.at(h.outputs[i].name).raw(), output_bytes[i]);
   });
 }
@@ -238,7 +256,8 @@ anvil_status anvil_session_submit(anvil_session* s, const anvil_tensor* inputs, 
                                   anvil_request** out) {
   return guarded([&] {
     need(out, "out");
-    anvil::rt::Request r = need(s, "session").session.submit(to_map(inputs, num_inputs), context);
+    anvil_session& h = need(s, "session");
+    anvil::rt::Request r = h.session.submit(to_map(h, inputs, num_inputs), context);
     *out = new anvil_request{std::move(r)};
   });
 }

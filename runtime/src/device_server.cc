@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <map>
@@ -54,6 +55,8 @@ class Client {
   }
   /// True once serve() returned (BYE, end of stream or broken connection).
   bool done() const { return done_; }
+  /// True once its HELLO was answered: a runtime, not a probe or a silent connection.
+  bool attached() const { return attached_; }
   /// Makes serve() see the end of the stream (it then resets the device and returns).
   void disconnect() { ::shutdown(socket_, SHUT_RDWR); }
 
@@ -84,15 +87,30 @@ class Client {
   std::map<uint64_t, std::pair<void*, uint64_t>> buffers_;  ///< bus address -> mapping, length
   std::shared_ptr<Irq> irq_ = std::make_shared<Irq>();
   std::thread interrupt_thread_;
-  std::atomic<bool> done_{false};
+  std::atomic<bool> done_{false}, attached_{false};
   std::thread thread_;  ///< last member: starts after the others exist
 };
+
+/// Sets the socket's receive timeout (0: none).
+void set_receive_timeout(int socket, double seconds) {
+  timeval tv{};
+  if (seconds > 0) {
+    const double whole = std::min(seconds, 1e6);  // timeval seconds; more is "very long" anyway
+    tv.tv_sec = static_cast<time_t>(whole);
+    tv.tv_usec = static_cast<suseconds_t>((whole - static_cast<double>(tv.tv_sec)) * 1e6);
+    if (tv.tv_sec == 0 && tv.tv_usec == 0) tv.tv_usec = 1;
+  }
+  ::setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
 
 void Client::serve() {
   bool attached = false;
   try {
     proto::Message m;
+    // Until HELLO the connection is nobody's client yet: it may not hold the device for long.
+    set_receive_timeout(socket_, options_.hello_timeout_s);
     if (proto::receive_message(socket_, m)) {
+      set_receive_timeout(socket_, 0);  // an attached runtime may be idle for as long as it likes
       if (m.fd >= 0) ::close(m.fd);
       uint32_t magic = 0, version = 0;
       if (m.op == proto::kHello && m.payload.size() >= 8) {
@@ -120,6 +138,7 @@ void Client::serve() {
         });
         interrupt_thread_ = std::thread([this] { interrupt_loop(); });
         attached = true;
+        attached_ = true;
         reply(m.seq, proto::Writer().u32(proto::kVersion).str(options_.config.to_json().dump()).take());
         while (proto::receive_message(socket_, m)) {
           if (m.fd >= 0) ::close(m.fd);  // runtimes pass none
@@ -260,6 +279,15 @@ struct DeviceServer::Impl {
   std::atomic<uint64_t> served{0};
   std::unique_ptr<Client> client;
 
+  /// Ends the current client; true when it was a runtime (attached with HELLO), which counts as
+  /// served. A probe or a silent connection does not.
+  bool finish_client() {
+    const bool attached = client->attached();
+    client.reset();
+    if (attached) served++;
+    return attached;
+  }
+
   /// Answers a second process's HELLO with kBusy and hangs up.
   void refuse(int socket) {
     timeval tv{kRefuseReadTimeoutS, 0};
@@ -332,16 +360,9 @@ void DeviceServer::run() {
       char c;
       bool quit = false, ended = false;
       while (::read(s.wake[0], &c, 1) == 1) (c == 'q' ? quit : ended) = true;
-      if (ended && s.client && s.client->done()) {
-        s.client.reset();
-        s.served++;
-        if (s.options.once) return;
-      }
+      if (ended && s.client && s.client->done() && s.finish_client() && s.options.once) return;
       if (quit) {
-        if (s.client) {
-          s.client.reset();
-          s.served++;
-        }
+        if (s.client) s.finish_client();
         return;
       }
     }
@@ -349,13 +370,9 @@ void DeviceServer::run() {
       const int socket = ::accept4(s.listener, nullptr, nullptr, SOCK_CLOEXEC);
       if (socket < 0) continue;
       // A client that already hung up (or crashed) is finished first, so the next one is served.
-      if (s.client && (s.client->done() || s.client->peer_gone())) {
-        s.client.reset();
-        s.served++;
-        if (s.options.once) {
-          s.refuse(socket);
-          return;
-        }
+      if (s.client && (s.client->done() || s.client->peer_gone()) && s.finish_client() && s.options.once) {
+        s.refuse(socket);
+        return;
       }
       if (s.client) s.refuse(socket);
       else s.client = std::make_unique<Client>(s.options, socket, s.wake[1]);

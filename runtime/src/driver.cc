@@ -1,5 +1,6 @@
 #include "driver.h"
 
+#include <cmath>
 #include <cstring>
 
 namespace anvil::rt {
@@ -26,7 +27,19 @@ bool needs_reset(uint32_t status) {
   const auto e = static_cast<isa::DeviceError>(status);
   return e == isa::DeviceError::kDmaFault || e == isa::DeviceError::kTimeout || e == isa::DeviceError::kInternal;
 }
+
+/// A latched error as one value: STATUS.ERROR_CODE and ERROR_INFO (0: none).
+uint64_t latch_key(uint32_t code, uint32_t info) { return code ? static_cast<uint64_t>(code) << 32 | info : 0; }
 }  // namespace
+
+Clock::time_point deadline_after(double seconds, const char* what) {
+  if (std::isnan(seconds)) fail(ErrorCode::kInvalidArgument, std::string(what) + " is NaN");
+  if (seconds >= kNoTimeoutS) return Clock::time_point::max();
+  const auto now = Clock::now();
+  if (seconds <= 0) return now;
+  // Below kNoTimeoutS (1e9 s) the nanosecond count cannot overflow: int64 ns reach 9.2e9 s.
+  return now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+}
 
 uint64_t DramAllocator::allocate(uint64_t bytes, const std::string& what) {
   const uint64_t size = ((bytes ? bytes : 1) + kGranule - 1) / kGranule * kGranule;
@@ -64,6 +77,9 @@ Device::Impl::Impl(std::string s, const hw::HwConfig& cfg, std::vector<uint32_t>
       pes_per_unit(units.at(0) == 3 ? 2 : 1),
       unit_load_(units.size(), 0),
       dram_(cfg.dram_bytes) {
+  // The reset and the generation it made are one step: another open in between would leave both
+  // devices holding the same generation, each "owning" the chip.
+  std::unique_lock<std::shared_mutex> power(platform.power_mutex());
   platform.reset(config);
   generation = platform.generation();
   const uint32_t id = platform.read32(reg::DEVICE_ID), fw = platform.read32(reg::FW_VERSION);
@@ -82,6 +98,7 @@ Device::Impl::Impl(std::string s, const hw::HwConfig& cfg, std::vector<uint32_t>
     }
   });
   init_rings();
+  power.unlock();
   completion_thread_ = std::thread([this] { completion_loop(); });
 }
 
@@ -92,6 +109,7 @@ Device::Impl::~Impl() {
     irq_->cv.notify_all();
   }
   completion_thread_.join();
+  std::shared_lock<std::shared_mutex> power(platform.power_mutex());
   if (stale()) return;  // a later open() owns the platform now
   platform.set_interrupt_handler(nullptr);
   platform.host_free(sq_.bus_addr);
@@ -110,9 +128,13 @@ void Device::Impl::init_rings() {
 
 bool Device::Impl::stale() const { return platform.generation() != generation; }
 
+std::string Device::Impl::reset_by_later_open() const {
+  return "device '" + spec + "' was reset by a later Device::open";
+}
+
 void Device::Impl::check_open() const {
   if (closed) fail(ErrorCode::kClosed, "device '" + spec + "' is closed");
-  if (stale()) fail(ErrorCode::kClosed, "device '" + spec + "' was reset by a later Device::open");
+  if (stale()) fail(ErrorCode::kClosed, reset_by_later_open());
   if (const std::string lost = platform.lost(); !lost.empty()) fail(ErrorCode::kClosed, "device '" + spec + "': " + lost);
 }
 
@@ -126,10 +148,15 @@ void Device::Impl::dram_free(uint64_t addr) {
   dram_.release(addr);
 }
 
-hw::HostBuffer Device::Impl::host_alloc(uint64_t bytes) { return platform.host_alloc(bytes ? bytes : 1); }
+hw::HostBuffer Device::Impl::host_alloc(uint64_t bytes) {
+  hw::HostBuffer b;
+  with_host_memory([&] { b = platform.host_alloc(bytes ? bytes : 1); });  // not in a later open's generation
+  return b;
+}
 
 void Device::Impl::host_free(const hw::HostBuffer& b) {
-  if (!stale()) platform.host_free(b.bus_addr);
+  std::shared_lock<std::shared_mutex> power(platform.power_mutex());
+  if (!stale()) platform.host_free(b.bus_addr);  // after a power cycle its bus address may be another's
 }
 
 uint64_t Device::Impl::recoveries() const {
@@ -164,9 +191,13 @@ void Device::Impl::post(isa::SubmissionEntry e, bool on_unit, Callback done, Clo
       e.pe_mask = units[unit];
     }
   }
+  // The ring is written through its host pointer and the doorbell rung with the power mutex held:
+  // no later open can free the ring or take over the chip in between.
+  std::shared_lock<std::shared_mutex> power(platform.power_mutex(), std::defer_lock);
   std::unique_lock<std::mutex> ring(ring_mutex_, std::defer_lock);
   bool handed = false;  // the entry is in pending_: the completion thread may end it from now on
   try {
+    power.lock();
     ring.lock();
     check_open();
     e.tag = next_tag_++;
@@ -211,7 +242,7 @@ CommandResult Device::Impl::execute(const isa::SubmissionEntry& e, double timeou
     CommandResult r;
   };
   auto w = std::make_shared<Wait>();
-  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
+  const auto deadline = deadline_after(timeout_s, "device_timeout_s");
   post(e, false,
        [w](const CommandResult& r) {
          std::lock_guard<std::mutex> lock(w->m);
@@ -222,7 +253,8 @@ CommandResult Device::Impl::execute(const isa::SubmissionEntry& e, double timeou
        deadline, deadline);
   std::unique_lock<std::mutex> lock(w->m);
   // The completion thread fails the command at its deadline; the extra second only covers that.
-  if (!w->cv.wait_until(lock, deadline + std::chrono::seconds(1), [&] { return w->done; }))
+  const auto grace = deadline == Clock::time_point::max() ? deadline : deadline + std::chrono::seconds(1);
+  if (!w->cv.wait_until(lock, grace, [&] { return w->done; }))
     fail(ErrorCode::kTimeout, "device '" + spec + "': no completion for a command within " + std::to_string(timeout_s) + " s");
   return w->r;
 }
@@ -265,15 +297,20 @@ void Device::Impl::reap(std::vector<std::pair<Pending, CommandResult>>& done) {
 
 std::vector<std::pair<Device::Impl::Pending, CommandResult>> Device::Impl::recover(const std::string& why, std::string* status_out) {
   std::lock_guard<std::mutex> ring(ring_mutex_);
-  // What the firmware latched, for the message: the status register names the fault too.
+  // What the firmware latched, for the message: the status register names the fault too. The
+  // latch stays until the reset, so it may still hold an error a completion already reported;
+  // that one belongs to an earlier request and is not quoted as this fault's.
   const uint32_t latched = platform.read32(reg::STATUS);
+  const uint64_t latch = latch_key((latched & field::STATUS_ERROR_CODE_MASK) >> field::STATUS_ERROR_CODE_SHIFT,
+                                   platform.read32(reg::ERROR_INFO));
   std::string status_note;
-  if (latched & field::STATUS_ERROR_MASK)
+  if ((latched & field::STATUS_ERROR_MASK) && latch != reported_latch_)
     status_note = std::string(" (STATUS latched ") +
                   isa::device_error_name(static_cast<isa::DeviceError>((latched & field::STATUS_ERROR_CODE_MASK) >>
                                                                        field::STATUS_ERROR_CODE_SHIFT)) + ")";
   if (status_out) *status_out = status_note;
   platform.write32(reg::CONTROL, field::CONTROL_RESET_MASK);
+  reported_latch_ = 0;  // the reset clears the latch
   platform.wait_idle();
   const uint32_t status = platform.read32(reg::STATUS);
   sq_tail_ = cq_head_ = 0;
@@ -329,9 +366,12 @@ void Device::Impl::completion_loop() {
       if (pending_.empty() && !interrupted) continue;
     }
     std::vector<std::pair<Pending, CommandResult>> done;
+    // Held for the whole pass, callbacks included: the rings and the requests' host buffers stay
+    // this device's (no power cycle) from the stale() check to the last output copied.
+    std::shared_lock<std::shared_mutex> power(platform.power_mutex());
     try {
       if (stale()) {
-        fail_pending(ErrorCode::kClosed, "device '" + spec + "' was reset by a later Device::open", done);
+        fail_pending(ErrorCode::kClosed, reset_by_later_open(), done);
         finish(done);
         continue;
       }
@@ -362,6 +402,10 @@ void Device::Impl::completion_loop() {
         finish(aborted);
         continue;
       }
+      // The latch now holds the last error these completions reported (the firmware latches
+      // before it posts): a later fault must not quote it as its own.
+      for (const auto& [p, r] : done)
+        if (r.completion.status != 0) reported_latch_ = latch_key(r.completion.status, r.completion.error_info);
       finish(done);
       std::string lost;
       {

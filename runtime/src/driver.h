@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,6 +20,11 @@
 #include "platform_link.h"
 
 namespace anvil::rt {
+
+/// The steady-clock time `seconds` host seconds from now, saturating: kNoTimeoutS or more (or
+/// +inf) is time_point::max() (no limit), 0 or less is now. Throws kInvalidArgument for NaN,
+/// naming `what` (the timeout's name).
+std::chrono::steady_clock::time_point deadline_after(double seconds, const char* what);
 
 /// First-fit allocator over device DRAM, 4 KiB granules.
 class DramAllocator {
@@ -55,7 +61,8 @@ struct Device::Impl {
   /// to a device server is lost.
   void check_open() const;
   /// Posts one submission entry (the tag is filled in) and returns; `done` runs on the completion
-  /// thread when it ends. on_unit: the entry runs on the least loaded unit (pe_mask filled in).
+  /// thread when it ends, with the power mutex held shared: a successful command's host buffers
+  /// stay valid (no power cycle) while it runs, so it may read them; it must not lock the mutex. on_unit: the entry runs on the least loaded unit (pe_mask filled in).
   /// Blocks while the device's rings are full, up to `wait_until` (then kTimeout). No completion
   /// by `device_deadline` is a device fault.
   void post(isa::SubmissionEntry e, bool on_unit, Callback done, std::chrono::steady_clock::time_point wait_until,
@@ -67,6 +74,15 @@ struct Device::Impl {
   void dram_free(uint64_t addr);
   hw::HostBuffer host_alloc(uint64_t bytes);
   void host_free(const hw::HostBuffer& b);
+  /// Runs f, which reads or writes this device's host buffers through their pointers, with the
+  /// power mutex held shared: a later Device::open cannot power-cycle the chip (which frees every
+  /// host buffer) while f runs. Throws kClosed, without running f, when one already did.
+  template <typename F>
+  void with_host_memory(F&& f) {
+    std::shared_lock<std::shared_mutex> power(platform.power_mutex());
+    if (stale()) fail(ErrorCode::kClosed, reset_by_later_open());
+    f();
+  }
   uint64_t recoveries() const;
 
   const std::shared_ptr<PlatformLink> link;
@@ -93,6 +109,7 @@ struct Device::Impl {
     bool stop = false;
   };
   bool stale() const;
+  std::string reset_by_later_open() const;
   void init_rings();
   uint64_t read_cycle();
   /// The completion thread: consumes the completion ring after interrupts, detects lost and
@@ -102,6 +119,7 @@ struct Device::Impl {
   /// before ours) and appends the finished commands to `done`, as it takes them: when the
   /// platform fails half way (a lost device server), the ones taken are still there to report.
   void reap(std::vector<std::pair<Pending, CommandResult>>& done);
+  /// Called with the power mutex held shared (the device not stale).
   /// CONTROL.RESET, waits for the firmware to boot, re-arms the rings; every command still in
   /// flight fails with `why`. Returns those commands; *status_note (optional) names the error
   /// STATUS had latched before the reset.
@@ -114,7 +132,9 @@ struct Device::Impl {
   std::shared_ptr<Irq> irq_ = std::make_shared<Irq>();
   hw::HostBuffer sq_, cq_;
   static constexpr uint32_t kQueueEntries = 64;
-  std::mutex ring_mutex_;  ///< SQ tail and doorbell; recovery holds it so nothing is posted meanwhile
+  /// SQ tail and doorbell; recovery holds it so nothing is posted meanwhile. Lock order: the
+  /// platform's power mutex (shared), then ring_mutex_, then pending_mutex_.
+  std::mutex ring_mutex_;
   uint32_t sq_tail_ = 0, cq_head_ = 0, cq_phase_ = 1, next_tag_ = 1;
   uint64_t post_seq_ = 0;
   mutable std::mutex pending_mutex_;  ///< pending_, reserved_, unit_load_, recoveries_
@@ -123,6 +143,9 @@ struct Device::Impl {
   uint32_t reserved_ = 0;
   std::vector<uint32_t> unit_load_;
   uint64_t recoveries_ = 0;
+  /// The STATUS latch (code << 32 | ERROR_INFO) of the last error a completion reported, 0 after a
+  /// reset; completion thread only. recover() does not quote it as a later fault's.
+  uint64_t reported_latch_ = 0;
   std::mutex dram_mutex_;
   DramAllocator dram_;
   std::thread completion_thread_;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <shared_mutex>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -16,6 +17,10 @@ namespace anvil::rt {
 class PlatformLink {
  public:
   virtual ~PlatformLink() = default;
+  /// Orders power cycles against the devices that use the chip: Device::open holds it exclusively
+  /// from reset() until it owns the chip (its generation read and its rings set up), so two opens
+  /// cannot both take one generation for their own.
+  std::shared_mutex& power_mutex() { return power_mutex_; }
   /// Power cycle (see hw::Platform::reset). A remote link resets with the server's config: the
   /// card's hardware is the server's, `config` is ignored there.
   virtual void reset(const hw::HwConfig& config) = 0;
@@ -38,6 +43,9 @@ class PlatformLink {
   virtual void clear_trace() = 0;
   /// "" while the link is usable, else why it is not (a remote server that went away).
   virtual std::string lost() const { return {}; }
+
+ private:
+  std::shared_mutex power_mutex_;
 };
 
 /// The process's own chip: every call goes straight to hw::Platform::instance().

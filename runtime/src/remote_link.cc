@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -97,6 +98,7 @@ void RemoteLink::reader_loop() {
     proto::Message m;
     while (proto::receive_message(socket_, m)) {
       if (m.op == proto::kInterrupt) {
+        if (m.fd >= 0) ::close(m.fd);  // an interrupt carries no descriptor
         const uint32_t bits = proto::Reader(m).u32();
         std::lock_guard<std::mutex> lock(irq_mutex_);
         if (irq_) irq_(bits);
@@ -151,11 +153,19 @@ proto::Message RemoteLink::call(uint32_t op, const std::string& payload, double 
     if (!lost_.empty()) fail(ErrorCode::kDeviceError, lost_ + " during " + proto::op_name(op));
     fail_link(std::string("no reply to ") + proto::op_name(op) + " within " + std::to_string(timeout_s) + " s");
   }
+  // Only a HOST_ALLOC reply carries a descriptor; any other one would leak.
+  if (reply->fd >= 0 && (reply->op != proto::kReply || op != proto::kHostAlloc)) {
+    ::close(reply->fd);
+    reply->fd = -1;
+  }
   if (reply->op == proto::kError) {
-    if (reply->fd >= 0) ::close(reply->fd);
     proto::Reader r(*reply);
-    const auto code = static_cast<ErrorCode>(r.u32());
-    throw Error(code, r.str());
+    const uint32_t code = r.u32();
+    const std::string message = r.str();
+    if (code > static_cast<uint32_t>(ErrorCode::kInternal))
+      fail_link(std::string("ERROR reply to ") + proto::op_name(op) + " with unknown error code " +
+                std::to_string(code) + ": " + message);
+    throw Error(static_cast<ErrorCode>(code), message);
   }
   if (reply->op != proto::kReply) fail_link(std::string("unexpected ") + proto::op_name(reply->op) + " message");
   return std::move(*reply);
@@ -195,6 +205,16 @@ hw::HostBuffer RemoteLink::host_alloc(uint64_t bytes) {
   b.bus_addr = r.u64();
   b.bytes = r.u64();
   if (m.fd < 0) fail_link("HOST_ALLOC reply without a shared-memory descriptor");
+  // The caller will touch `bytes` bytes: a smaller buffer (or a shorter memfd behind it, which would
+  // fault with SIGBUS) is the server's error, not a reason to write past the mapping.
+  struct stat st {};
+  const bool stat_ok = ::fstat(m.fd, &st) == 0;
+  if (b.bytes < bytes || !stat_ok || static_cast<uint64_t>(st.st_size) < bytes) {
+    ::close(m.fd);
+    host_free(b.bus_addr);
+    fail_link("HOST_ALLOC of " + std::to_string(bytes) + " bytes answered with a buffer of " + std::to_string(b.bytes) +
+              " bytes" + (stat_ok ? " (memfd of " + std::to_string(st.st_size) + " bytes)" : std::string()));
+  }
   const uint64_t length = page_round(b.bytes);
   void* p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, m.fd, 0);
   const int err = errno;

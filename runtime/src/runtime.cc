@@ -25,10 +25,6 @@ namespace {
 constexpr uint32_t kMaxQueueDepth = 63;  ///< the device rings hold 63 commands in flight
 constexpr int kPlatformPes = 2;          ///< PEs of the simulated chip (hw::WarboyChip::kMaxPes)
 
-Clock::time_point after(double seconds) {
-  return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-}
-
 /// Units of one comma-free spec item; empty when it is not one.
 std::vector<uint32_t> parse_item(const std::string& item) {
   static const std::regex warboy(R"(warboy\(([0-9]+)\)\*([0-9]+))"), npu(R"(npu0pe([0-9])(-([0-9]))?)");
@@ -256,7 +252,7 @@ Request::State& checked(const std::shared_ptr<Request::State>& s) {
 RequestState Request::wait(double timeout_s) const {
   State& s = checked(state_);
   std::unique_lock<std::mutex> lock(s.core->mutex);
-  if (!s.core->cv.wait_until(lock, after(timeout_s), [&] { return s.state != RequestState::kPending; }))
+  if (!s.core->cv.wait_until(lock, deadline_after(timeout_s, "timeout_s"), [&] { return s.state != RequestState::kPending; }))
     return RequestState::kTimeout;
   s.taken = true;
   return s.state;
@@ -455,7 +451,6 @@ Session::Session(Device device, const isa::Program& program, const SessionOption
     core.free_slots.push_back(static_cast<int>(options.queue_depth - 1 - i));
   }
   hw::HostBuffer staging = d.host_alloc(image.size());
-  std::memcpy(staging.data, image.data(), image.size());
   isa::SubmissionEntry e{};
   e.opcode = static_cast<uint32_t>(isa::CommandOp::kLoad);
   e.io_addr = s.program_addr;
@@ -463,6 +458,7 @@ Session::Session(Device device, const isa::Program& program, const SessionOption
   e.input_bytes = static_cast<uint32_t>(image.size());
   CommandResult r;
   try {
+    d.with_host_memory([&] { std::memcpy(staging.data, image.data(), image.size()); });
     r = d.execute(e, options.device_timeout_s);
   } catch (...) {
     d.host_free(staging);
@@ -545,7 +541,8 @@ void Session::Impl::write_inputs(const TensorMap& inputs, uint8_t* io) const {
 
 namespace {
 
-/// Runs on the device's completion thread when a request's command ended.
+/// Runs on the device's completion thread when a request's command ended, with the platform's
+/// power mutex held (driver.h): the slot's host buffer is still this device's while it is read.
 void complete(const std::shared_ptr<Request::State>& state, const CommandResult& r) {
   Core& core = *state->core;
   std::lock_guard<std::mutex> lock(core.mutex);
@@ -601,7 +598,7 @@ Request Session::submit(const TensorMap& inputs, std::any context) {
   auto state = std::make_shared<Request::State>();
   state->core = s.core;
   state->context = std::move(context);
-  const auto wait_until = after(s.options.timeout_s);
+  const auto wait_until = deadline_after(s.options.timeout_s, "timeout_s");
   {
     std::unique_lock<std::mutex> lock(core.mutex);
     if (core.free_slots.empty()) {
@@ -624,7 +621,6 @@ Request Session::submit(const TensorMap& inputs, std::any context) {
     return r;
   }
   const Slot& slot = core.slots[state->slot];
-  s.write_inputs(inputs, slot.io_host.data);
   isa::SubmissionEntry e{};
   e.opcode = static_cast<uint32_t>(isa::CommandOp::kRun);
   e.program_addr = s.program_addr;
@@ -635,8 +631,9 @@ Request Session::submit(const TensorMap& inputs, std::any context) {
   e.output_offset = s.output_offset;
   e.output_bytes = s.output_bytes;
   try {
+    s.device.impl_->with_host_memory([&] { s.write_inputs(inputs, slot.io_host.data); });
     s.device.impl_->post(e, true, [state](const CommandResult& r) { complete(state, r); }, wait_until,
-                         after(s.options.device_timeout_s));
+                         deadline_after(s.options.device_timeout_s, "device_timeout_s"));
   } catch (...) {
     std::lock_guard<std::mutex> lock(core.mutex);
     core.free_slots.push_back(state->slot);
@@ -792,7 +789,7 @@ Request Session::receive(double timeout_s) {
     while (!core.finished.empty() && core.finished.front()->taken) core.finished.pop_front();
     return !core.finished.empty();
   };
-  if (!core.cv.wait_until(lock, after(timeout_s), ready))
+  if (!core.cv.wait_until(lock, deadline_after(timeout_s, "timeout_s"), ready))
     fail(ErrorCode::kTimeout, "queue timeout: no request of the session finished within " + std::to_string(timeout_s) +
                                   " s (" + std::to_string(core.in_flight) + " in flight)");
   Request r;

@@ -319,6 +319,12 @@ TEST(CliErrors, RunTimeoutBoundsAHungPeWhoseWatchdogIsFarAway) {
                                " --set fault_pe_hang_at=1 --set watchdog_cycles=2000000000000000 --timeout 1"),
                      {"no completion for command", "before its deadline", "the device was reset"});
   expect_clear_error(anvil_cmd("run " + prog + " --input " + x + " --timeout 0"), {"--timeout"});
+  // The same with --requests: the stream's receive waits past the device deadline, so the device
+  // fault is what is reported, not a "queue timeout" racing it.
+  expect_clear_error(anvil_cmd("run " + prog + " --input " + x +
+                               " --set fault_pe_hang_at=1 --set watchdog_cycles=2000000000000000 --timeout 0.5"
+                               " --requests 3"),
+                     {"no completion for command", "before its deadline", "the device was reset"});
   // The same with --sweep: every point's session has the deadline.
   expect_clear_error(anvil_cmd("run " + prog + " --input " + x +
                                " --set fault_pe_hang_at=1 --set watchdog_cycles=2000000000000000 --timeout 1"

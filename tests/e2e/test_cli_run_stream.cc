@@ -1,7 +1,14 @@
 // anvil run --requests / --queue-depth / --device: a stream of requests through the runtime's
 // queue, its throughput and simulated latency percentiles on the terminal and in --stats; and a
 // clear one-line error for each bad value.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "anvil/common/tensor.h"
 #include "anvil/common/tensor_io.h"
@@ -36,7 +43,62 @@ std::string input_file() {
   return path;
 }
 
+/// `anvil device serve ARGS` as a child process, killed at scope end.
+struct ServeProcess {
+  explicit ServeProcess(std::vector<std::string> args) {
+    int err[2];
+    if (::pipe(err) != 0) throw std::runtime_error("pipe");
+    pid = ::fork();
+    if (pid == 0) {
+      ::dup2(err[1], 2);
+      ::close(err[0]);
+      ::close(err[1]);
+      args.insert(args.begin(), {ANVIL_BINARY_DIR "/tools/anvil", "device", "serve"});
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    ::close(err[1]);
+    stderr_fd = err[0];
+  }
+  /// stderr up to the first newline: the "listening" line once the socket accepts clients.
+  std::string first_line() {
+    std::string line;
+    char c;
+    while (::read(stderr_fd, &c, 1) == 1 && c != '\n') line += c;
+    return line;
+  }
+  ~ServeProcess() {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    ::close(stderr_fd);
+  }
+  pid_t pid = -1;
+  int stderr_fd = -1;
+};
+
 }  // namespace
+
+TEST(CliRunStream, FiguresOfADeviceServerUseTheServersChipNotTheLocalConfiguration) {
+  const std::string socket = "/tmp/anvil_cli_clock_" + std::to_string(::getpid()) + ".sock";
+  ServeProcess server({"--socket", socket, "--preset", "warboy", "--set", "clock_ghz=1.0"});
+  ASSERT_NE(server.first_line().find("listening"), std::string::npos);
+  const std::string prog = copy_program(), x = input_file(), stats = tmpdir() + "/remote.json";
+  // The local configuration (the program's preset) runs at 2 GHz; the server's chip at 1 GHz.
+  test::CliResult r = anvil_cmd("run " + prog + " --input " + x + " --device unix:" + socket + " --stats " + stats);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("at 1.00 GHz"), std::string::npos) << r.out;
+  nlohmann::json j = nlohmann::json::parse(read_file(stats));
+  EXPECT_EQ(j.at("clock_ghz").get<double>(), 1.0);
+  EXPECT_EQ(j.at("hw_config").at("clock_ghz").get<double>(), 1.0);
+  r = anvil_cmd("run " + prog + " --input " + x + " --device unix:" + socket + " --requests 2 --stats " + stats);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = nlohmann::json::parse(read_file(stats));
+  EXPECT_EQ(j.at("clock_ghz").get<double>(), 1.0);
+  EXPECT_EQ(j.at("hw_config").at("clock_ghz").get<double>(), 1.0);
+}
 
 TEST(CliRunStream, ThroughputAndLatencyPercentilesOnTheTerminalAndInStats) {
   const std::string prog = copy_program(), x = input_file();

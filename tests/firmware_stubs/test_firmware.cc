@@ -289,6 +289,29 @@ TEST_F(FirmwareTest, InvalidQueueSetupLatchesBadCommand) {
   EXPECT_TRUE(hal.runs.empty());
 }
 
+TEST_F(FirmwareTest, CompletionRingInvalidatedDuringARunLatchesBadCommandInsteadOfDividingByZero) {
+  for (const uint32_t cq_size : {0u, 3u}) {
+    hal.hold = true;
+    EXPECT_TRUE(submit({run_entry(1)}).empty());
+    hal.regs[reg::CQ_SIZE] = cq_size;  // the host breaks the ring while the run is in flight
+    hal.hold = false;
+    const uint32_t cq_tail = hal.regs[reg::CQ_TAIL];
+    fw.serve_pending();
+    EXPECT_EQ(error_code(), static_cast<uint32_t>(isa::DeviceError::kBadCommand));
+    EXPECT_EQ(hal.regs[reg::ERROR_INFO], cq_size);
+    EXPECT_EQ(hal.regs[reg::CQ_TAIL], cq_tail) << "no completion is posted without a ring";
+    EXPECT_FALSE(hal.regs[reg::STATUS] & field::STATUS_BUSY_MASK);
+    hal.regs[reg::CQ_SIZE] = 4;
+  }
+  // A CQ_TAIL outside the ring is caught the same way; a valid ring works again afterwards.
+  hal.regs[reg::CQ_TAIL] = 9;
+  hal.regs[reg::CQ_HEAD] = 9;
+  EXPECT_TRUE(submit({run_entry(2)}).empty());
+  EXPECT_EQ(hal.regs[reg::ERROR_INFO], 4u);
+  hal.regs[reg::CQ_TAIL] = hal.regs[reg::CQ_HEAD] = 0;
+  EXPECT_EQ(submit({run_entry(3)}).at(0).status, 0u);
+}
+
 TEST_F(FirmwareTest, RunsOnDifferentPesOverlapAndARunForABusyPeWaitsAtTheHead) {
   hal.hold = true;
   // PE 0, PE 1, then PE 0 again: the first two start at once, the third waits for PE 0.

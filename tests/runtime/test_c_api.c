@@ -122,6 +122,24 @@ int main(void) {
     bad.name = "z";
     CHECK(anvil_session_submit(s, &bad, 1, NULL, &r) == ANVIL_ERR_INVALID_ARGUMENT);
     CHECK(strstr(anvil_last_error(), "'z'") != NULL);
+    /* NULL output buffer with NULL sizes: an error, not a crash. */
+    {
+      void* no_outputs[1] = {NULL};
+      CHECK(anvil_session_run(s, &in, 1, no_outputs, NULL, 1) == ANVIL_ERR_INVALID_ARGUMENT);
+      CHECK(strstr(anvil_last_error(), "output_bytes") != NULL);
+      CHECK(anvil_session_run(s, &in, 1, no_outputs, output_bytes, 1) == ANVIL_ERR_INVALID_ARGUMENT);
+      CHECK(strstr(anvil_last_error(), "NULL buffer") != NULL);
+      CHECK(anvil_session_run(s, &in, 1, NULL, output_bytes, 1) == ANVIL_ERR_INVALID_ARGUMENT);
+    }
+    /* Dims far larger than the data: rejected against the program's shape before any copy. */
+    {
+      const int64_t huge_dims[4] = {1, 3, 8, (int64_t)1 << 50};
+      bad = in;
+      bad.dims = huge_dims;
+      CHECK(anvil_session_run(s, &bad, 1, outputs, output_bytes, 1) == ANVIL_ERR_INVALID_ARGUMENT);
+      CHECK(strstr(anvil_last_error(), "the program expects [1, 3, 8, 8]") != NULL);
+      CHECK(anvil_session_submit(s, &bad, 1, NULL, &r) == ANVIL_ERR_INVALID_ARGUMENT);
+    }
   }
 
   /* Asynchronous: four requests with their contexts, received in completion order. */
@@ -163,13 +181,17 @@ int main(void) {
   CHECK(anvil_session_receive(s, 0.01, &r) == ANVIL_ERR_TIMEOUT);
   CHECK(strstr(anvil_last_error(), "queue timeout") != NULL);
 
-  /* NULL handles and a closed device. */
+  /* NULL handles; a closed device handle leaves its session's device open (anvil_rt.h). */
   CHECK(anvil_session_num_inputs(NULL, &n) == ANVIL_ERR_INVALID_ARGUMENT);
   CHECK(anvil_request_wait(NULL, 1.0, &state) == ANVIL_ERR_INVALID_ARGUMENT);
+  CHECK(anvil_device_close(NULL) == ANVIL_ERR_INVALID_ARGUMENT);
   CHECK(anvil_device_close(dev) == ANVIL_OK);
   {
     anvil_tensor in = input(x[0]);
-    CHECK(anvil_session_submit(s, &in, 1, NULL, &r) == ANVIL_ERR_CLOSED);
+    anvil_test_conv_expected(x[0], want);
+    memset(y, 0, sizeof y);
+    CHECK(anvil_session_run(s, &in, 1, outputs, output_bytes, 1) == ANVIL_OK);
+    CHECK(memcmp(y, want, kOut) == 0);
   }
   CHECK(anvil_session_destroy(s) == ANVIL_OK);
   free(image);

@@ -86,6 +86,27 @@ TEST(FaultInjection, HangWithoutWatchdogIsCaughtByTheRuntimeDeadline) {
   EXPECT_EQ(dev.recoveries(), 1u);
 }
 
+TEST(FaultInjection, AnErrorAlreadyReportedIsNotQuotedAsTheLatchOfALaterUnrelatedFault) {
+  Fixture f;
+  hw::HwConfig cfg = hw::HwConfig::preset("warboy");
+  cfg.set("fault_run=2");  // the second PE run hangs; the firmware never answers
+  cfg.set("fault_pe_hang_at=1");
+  cfg.set("watchdog_cycles=100000000000000");
+  Device dev = Device::open("warboy(1)*1", cfg);
+  isa::Program bad = f.g.program();
+  bad.instructions[3].conv.out_addr = 0xFFFFFF00u;  // outside SRAM: a bad program (no reset)
+  Session bad_session(dev, bad);
+  const Error first = error_of_run(bad_session, f.in);
+  EXPECT_NE(std::string(first.what()).find("bad program"), std::string::npos) << first.what();
+  SessionOptions o;
+  o.device_timeout_s = 0.5;
+  Session s(dev, f.g.program(), o);
+  const std::string msg = error_of_run(s, f.in).what();
+  EXPECT_NE(msg.find("no completion"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("bad program"), std::string::npos) << "the earlier error, already reported: " << msg;
+  EXPECT_EQ(msg.find("STATUS latched"), std::string::npos) << msg;
+}
+
 TEST(FaultInjection, RequestsInFlightOnTheOtherPeFailWithTheResetAndLaterOnesSucceed) {
   Fixture f;
   hw::HwConfig cfg = hw::HwConfig::preset("warboy-2pe");

@@ -3,15 +3,19 @@
 // executor produce, bit for bit; lost, missing, busy and wrong-version servers are typed errors,
 // never hangs; a client that vanishes leaves the server usable.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <tbb/task_arena.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -38,12 +42,17 @@ std::string socket_path(const char* name) {
 
 /// A device server on a thread of this process, stopped and removed at scope end.
 struct ServerThread {
-  explicit ServerThread(const std::string& path, hw::HwConfig config = hw::HwConfig::preset("warboy-2pe")) {
+  explicit ServerThread(const std::string& path, hw::HwConfig config = hw::HwConfig::preset("warboy-2pe"))
+      : ServerThread(options_for(path, config)) {}
+  explicit ServerThread(const ServeOptions& o) {
+    server = std::make_unique<DeviceServer>(o);
+    thread = std::thread([this] { server->run(); });
+  }
+  static ServeOptions options_for(const std::string& path, const hw::HwConfig& config) {
     ServeOptions o;
     o.socket_path = path;
     o.config = config;
-    server = std::make_unique<DeviceServer>(o);
-    thread = std::thread([this] { server->run(); });
+    return o;
   }
   ~ServerThread() {
     server->stop();
@@ -221,6 +230,205 @@ TEST(RemoteDevice, ProtocolVersionMismatchIsAClearErrorOnBothSides) {
   fake_server.join();
   ::close(listener);
   ::unlink(fake.c_str());
+}
+
+/// One thread streams requests on a device while this one power-cycles the chip with a second
+/// Device::open (which frees every host buffer of the first): the first device's calls and
+/// requests end with kClosed, never a use of freed or unmapped memory (run it under ASan too).
+void reopen_while_streaming(const std::string& spec) {
+  const ConvLayer g = test_layer();
+  const isa::Program program = g.program();
+  const Tensor x = input_for(g, 5);
+  for (int round = 0; round < 6; ++round) {
+    Device first = Device::open(spec, hw::HwConfig::preset("warboy"));
+    std::atomic<int> submitted{0};
+    std::atomic<bool> ended{false};
+    std::vector<ErrorCode> errors;  // written by the stream thread only, read after join
+    std::thread stream([&] {
+      try {
+        SessionOptions o;
+        o.queue_depth = 4;
+        Session s(first, program, o);
+        while (errors.empty()) {
+          std::vector<Request> requests;
+          for (int i = 0; i < 4; ++i, ++submitted) requests.push_back(s.submit({{"x", x}}));
+          for (const Request& r : requests)
+            if (r.wait(60.0) == RequestState::kError) errors.push_back(r.error_code());
+        }
+      } catch (const Error& e) {
+        errors.push_back(e.code());
+      }
+      ended = true;
+    });
+    while (submitted < 4 * (1 + round % 3) && !ended) std::this_thread::yield();
+    Device second = Device::open(spec, hw::HwConfig::preset("warboy"));
+    stream.join();
+    ASSERT_FALSE(errors.empty());
+    for (ErrorCode c : errors) EXPECT_EQ(c, ErrorCode::kClosed) << spec << ", round " << round << ": " << to_string(c);
+    Session s(second, program);
+    EXPECT_TRUE(s.run({{"x", x}}).at("y") == reference_output(g, program, x)) << spec << ", round " << round;
+  }
+}
+
+TEST(RemoteDevice, APowerCycleUnderAStreamingDeviceFailsItsWorkWithClosedLocallyAndRemotely) {
+  reopen_while_streaming("warboy(1)*1");
+  const std::string path = socket_path("reopen");
+  ServerThread server(path, hw::HwConfig::preset("warboy"));
+  reopen_while_streaming("unix:" + path);
+}
+
+/// A scripted device server on a thread: answers HELLO, then hands every other request to
+/// `handle` until the runtime hangs up (HOST_FREE and BYE are ignored / answered for it).
+struct FakeServer {
+  using Handler = std::function<void(int socket, const proto::Message& request)>;
+  FakeServer(const std::string& p, Handler handle) : path(p) {
+    listener = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    const sockaddr_un addr = proto::unix_address(path);
+    ::unlink(path.c_str());
+    if (::bind(listener, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 || ::listen(listener, 1) != 0)
+      throw std::runtime_error("fake server: cannot listen at " + path);
+    thread = std::thread([this, handle] {
+      const int c = ::accept(listener, nullptr, nullptr);
+      proto::Message m;
+      try {
+        while (proto::receive_message(c, m)) {
+          if (m.op == proto::kHello)
+            proto::send_message(c, proto::kReply, m.seq, proto::Writer().u32(proto::kVersion).str("{}").take());
+          else if (m.op == proto::kBye) proto::send_message(c, proto::kReply, m.seq, {});
+          else if (m.op != proto::kHostFree) handle(c, m);
+        }
+      } catch (const Error&) {
+      }
+      ::close(c);
+    });
+  }
+  ~FakeServer() {
+    thread.join();
+    ::close(listener);
+    ::unlink(path.c_str());
+  }
+  std::string path;
+  int listener = -1;
+  std::thread thread;
+};
+
+/// A memfd of `bytes` bytes named `name` (the caller closes it).
+int memfd_of(const char* name, uint64_t bytes) {
+  const int fd = ::memfd_create(name, MFD_CLOEXEC);
+  if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(bytes)) != 0) throw std::runtime_error("memfd_create");
+  return fd;
+}
+
+/// Descriptors of this process whose target mentions `name`.
+int open_fds_named(const std::string& name) {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    if (std::filesystem::read_symlink(e.path(), ec).string().find(name) != std::string::npos) n++;
+  }
+  return n;
+}
+
+TEST(RemoteDevice, AServerThatAnswersBadlyGetsTypedErrorsNeitherACrashNorALeak) {
+  const std::string path = socket_path("liar");
+  {
+    FakeServer fake(path, [](int c, const proto::Message& m) {
+      switch (m.op) {
+        case proto::kHostAlloc: {  // a buffer smaller than asked: 1 byte, or a memfd shorter than it claims
+          const uint64_t bytes = proto::Reader(m).u64();
+          const int fd = memfd_of("anvil-test-short", 1);
+          proto::send_message(c, proto::kReply, m.seq, proto::Writer().u64(0x1000).u64(bytes == 4096 ? 1 : bytes).take(), fd);
+          ::close(fd);
+          return;
+        }
+        case proto::kRead32:  // an error code no anvil::ErrorCode has
+          proto::send_message(c, proto::kError, m.seq, proto::Writer().u32(78).str("strange").take());
+          return;
+        case proto::kWrite32: {  // descriptors on an interrupt and on a reply that carries none
+          const int fd = memfd_of("anvil-test-stray", 16);
+          proto::send_message(c, proto::kInterrupt, 0, proto::Writer().u32(0).take(), fd);
+          proto::send_message(c, proto::kReply, m.seq, {}, fd);
+          ::close(fd);
+          return;
+        }
+        default:
+          proto::send_message(c, proto::kReply, m.seq, proto::Writer().u8(1).take());
+      }
+    });
+    RemoteLink link(path);
+    for (const uint64_t bytes : {uint64_t{4096}, uint64_t{8192}}) {
+      try {
+        link.host_alloc(bytes);
+        ADD_FAILURE() << "a short HOST_ALLOC reply was mapped";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ErrorCode::kDeviceError);
+        EXPECT_NE(std::string(e.what()).find(path + ": HOST_ALLOC of " + std::to_string(bytes) + " bytes answered"),
+                  std::string::npos) << e.what();
+      }
+    }
+    try {
+      link.read32(0);
+      ADD_FAILURE() << "an ERROR reply was not thrown";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kDeviceError);
+      EXPECT_NE(std::string(e.what()).find(path + ": ERROR reply to READ32 with unknown error code 78: strange"),
+                std::string::npos) << e.what();
+    }
+    link.write32(0, 0);
+    EXPECT_TRUE(link.idle());  // served after the write's messages: every descriptor has arrived
+    EXPECT_EQ(open_fds_named("anvil-test-stray"), 0);
+    EXPECT_EQ(open_fds_named("anvil-test-short"), 0);
+  }
+}
+
+/// A connection to the Unix socket at `path` (the caller closes it).
+int connect_to(const std::string& path) {
+  const int c = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  const sockaddr_un addr = proto::unix_address(path);
+  if (::connect(c, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("connect");
+  return c;
+}
+
+TEST(RemoteDevice, AConnectionThatNeverSaysHelloIsDroppedAndDoesNotHoldTheDevice) {
+  ServeOptions o = ServerThread::options_for(socket_path("silent"), hw::HwConfig::preset("warboy"));
+  o.hello_timeout_s = 0.2;
+  ServerThread server(o);
+  const int silent = connect_to(o.socket_path);
+  // The server hangs up on it after hello_timeout_s (the 10 s bound only fails the test).
+  pollfd p{silent, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 10000), 1) << "the silent connection was never dropped";
+  char c;
+  EXPECT_EQ(::read(silent, &c, 1), 0);
+  ::close(silent);
+  Device d = Device::open("unix:" + o.socket_path, {});
+  EXPECT_TRUE(static_cast<bool>(d));
+  EXPECT_EQ(server.server->clients_served(), 0u) << "a connection without HELLO is no client";
+}
+
+TEST(RemoteDevice, AOnceServerProbedByAnotherServerStillServesItsClient) {
+  ServeOptions o = ServerThread::options_for(socket_path("once"), hw::HwConfig::preset("warboy"));
+  o.once = true;
+  auto server = std::make_unique<DeviceServer>(o);
+  std::thread thread([&] { server->run(); });
+  try {  // a second server on the path probes the socket (connects and closes) and refuses to start
+    DeviceServer second(o);
+    ADD_FAILURE() << "two servers on one path";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("in use"), std::string::npos) << e.what();
+  }
+  try {
+    Device d = Device::open("unix:" + o.socket_path, {});
+    const ConvLayer g = test_layer();
+    const isa::Program program = g.program();
+    const Tensor x = input_for(g, 4);
+    Session s(d, program);
+    EXPECT_TRUE(s.run({{"x", x}}).at("y") == reference_output(g, program, x));
+  } catch (const Error& e) {
+    ADD_FAILURE() << "the once server did not serve its client: " << e.what();
+    server->stop();
+  }
+  thread.join();  // the client said BYE: a once server returns
+  EXPECT_EQ(server->clients_served(), 1u);
 }
 
 TEST(RemoteDevice, AClientThatVanishesLeavesTheServerUsableAndASecondProcessIsRefusedAsBusy) {

@@ -2,7 +2,9 @@
 // expectations computed directly with common/requant.h.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
+#include <thread>
 
 #include "anvil/common/requant.h"
 #include "anvil/hw/platform.h"
@@ -131,6 +133,25 @@ TEST(Runtime, OpenCloseReopenManyTimes) {
     EXPECT_FALSE(static_cast<bool>(dev));
     EXPECT_EQ(code_of([&] { Session(dev, g.program()); }), ErrorCode::kClosed);
     previous = dev;
+  }
+}
+
+TEST(Runtime, OfTwoDevicesOpenedAtOnceOnlyTheLaterOwnsTheChip) {
+  for (int round = 0; round < 20; ++round) {
+    Device devices[2];
+    std::atomic<int> ready{0};
+    auto open = [&](int i) {
+      ready++;
+      while (ready < 2) std::this_thread::yield();
+      devices[i] = Device::open("warboy(1)*1", hw::HwConfig::preset("warboy"));
+    };
+    std::thread a(open, 0), b(open, 1);
+    a.join();
+    b.join();
+    // Exactly one reset came last: that device works, the other was reset under it.
+    int usable = 0;
+    for (const Device& d : devices) usable += code_of([&] { d.counters(); }) == static_cast<ErrorCode>(-1);
+    EXPECT_EQ(usable, 1) << "round " << round;
   }
 }
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <limits>
 #include <set>
 
 #include "anvil/hw/platform.h"
@@ -115,6 +116,31 @@ TEST(Session, WaitReturnsTheStateAndWaitedRequestsAreNotReceivedAgain) {
   EXPECT_EQ(r.id(), 0u);
   EXPECT_EQ(error_of([&] { s.receive(0.01); }).code(), ErrorCode::kTimeout);
   EXPECT_EQ(error_of([] { Request().wait(1.0); }).code(), ErrorCode::kClosed);
+}
+
+TEST(Session, HugeAndInfiniteTimeoutsMeanNoLimitAndNaNIsAnInvalidArgument) {
+  const ConvLayer g = layer(12);
+  Device dev = Device::open("warboy(1)*1", hw::HwConfig::preset("warboy"));
+  const double inf = std::numeric_limits<double>::infinity();
+  SessionOptions o;
+  o.timeout_s = inf;
+  o.device_timeout_s = 1e10;  // past int64 nanoseconds: once overflowed to a deadline in the past
+  Session s(dev, g.program(), o);
+  const TensorMap in = input_of(g, 3);
+  EXPECT_EQ(s.run(in).at("y").to_vector<int8_t>(), expected_of(g, in));
+  Request r = s.submit(in);
+  EXPECT_EQ(r.wait(1e10), RequestState::kCompleted);
+  s.submit(in);
+  s.submit(in);
+  EXPECT_EQ(s.receive(inf).state(), RequestState::kCompleted);
+  EXPECT_EQ(s.receive(kNoTimeoutS).state(), RequestState::kCompleted);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const Error bad_wait = error_of([&] { r.wait(nan); });
+  EXPECT_EQ(bad_wait.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(std::string(bad_wait.what()).find("timeout_s is NaN"), std::string::npos) << bad_wait.what();
+  EXPECT_EQ(error_of([&] { s.receive(nan); }).code(), ErrorCode::kInvalidArgument);
+  o.device_timeout_s = nan;
+  EXPECT_EQ(error_of([&] { Session(dev, g.program(), o); }).code(), ErrorCode::kInvalidArgument);
 }
 
 TEST(Session, PendingRequestTimesOutInWaitAndTheFullQueueIsBusyOrTimesOut) {

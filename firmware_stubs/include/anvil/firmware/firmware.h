@@ -18,6 +18,9 @@
 /// 2^32 - 1), so the host gets per-request PE cycles even with several requests in flight.
 /// A failing command latches STATUS.ERROR / ERROR_CODE / ERROR_INFO, raises INT_STATUS.ERROR and
 /// posts a completion with the error; later commands still run (the latch stays until reset).
+/// A completion ring the host made invalid (CQ_SIZE not a power of two in [2, 4096], or CQ_TAIL
+/// outside it), even while runs are in flight, latches kBadCommand with ERROR_INFO = CQ_SIZE and
+/// the completion is dropped: there is nowhere to post it.
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -62,7 +65,8 @@ class Firmware {
   void complete(isa::CompletionEntry c);
   uint32_t busy_pes() const;
   const ProgramInfo& validate(uint64_t program_addr);
-  void post_completion(const isa::CompletionEntry& c);
+  /// Writes c at ring slot tail (< cq_size, both checked by the caller) and advances CQ_TAIL.
+  void post_completion(const isa::CompletionEntry& c, uint32_t cq_size, uint32_t tail);
   void latch_error(isa::DeviceError code, uint32_t info);
   void raise(uint32_t int_bits);
   uint64_t reg64(uint32_t lo_offset);

@@ -95,7 +95,8 @@ anvil_status anvil_device_open(const char* spec, const char* preset, const char*
                                anvil_device** out);
 /** Units (PEs or fused pairs) requests are spread over. */
 anvil_status anvil_device_num_units(const anvil_device* device, size_t* out);
-/** Closes and frees the handle (sessions keep the device open until they are destroyed). */
+/** Frees the handle. Sessions created on it keep the device open and usable until they are
+ * destroyed; the device closes with its last session (a later anvil_device_open resets it anyway). */
 anvil_status anvil_device_close(anvil_device* device);
 
 void anvil_session_options_default(anvil_session_options* options);

@@ -15,11 +15,16 @@ namespace anvil::rt {
 struct ServeOptions {
   std::string socket_path;
   hw::HwConfig config = hw::HwConfig::preset("warboy-2pe");  ///< the chip clients see
-  bool once = false;  ///< return from run() after the first client disconnected
+  bool once = false;  ///< return from run() after the first client (one that said HELLO) disconnected
+  /// Host seconds a new connection has to send its HELLO; one that stays silent is dropped, so it
+  /// cannot hold the device from every other client.
+  double hello_timeout_s = 10.0;
 };
 
 /// One client (one runtime process) at a time: a second process that attaches meanwhile is
-/// refused with kBusy. When a client disconnects, orderly or by crashing, the device is reset
+/// refused with kBusy. A connection becomes the client once its HELLO is answered: one that
+/// closes or stays silent before (another server probing the socket, a stray program) is not
+/// counted as a client served and does not end a `once` server. When a client disconnects, orderly or by crashing, the device is reset
 /// (power cycle, host buffers dropped) before the next one is served.
 class DeviceServer {
  public:
@@ -37,7 +42,7 @@ class DeviceServer {
   /// Makes run() return after disconnecting the current client. Thread-safe and
   /// async-signal-safe (one write to a pipe): a SIGINT/SIGTERM handler may call it.
   void stop();
-  /// Clients served to the end so far.
+  /// Clients (attached with HELLO) served to the end so far.
   uint64_t clients_served() const;
 
   struct Impl;

@@ -81,7 +81,9 @@ class Device {  // value-type handle (shared pimpl), RAII
  public:
   Device() = default;
   /// Opens the virtual device (see parse_device_spec). Resets the platform with `config` (a power
-  /// cycle: every earlier Device becomes stale and throws kClosed). Throws kInvalidArgument for a
+  /// cycle: every earlier Device becomes stale and throws kClosed). The power cycle waits for the
+  /// earlier devices' accesses to their host buffers in progress; their requests in flight then
+  /// end with kClosed, and so does their later use. Throws kInvalidArgument for a
   /// bad spec or config (a PE the config does not have), kDeviceError if the device does not boot.
   /// A "unix:" spec attaches to a device server: its chip is the server's (config() reports it,
   /// `config` is not used); kDeviceError names the path when no server answers, kBusy when it
@@ -125,6 +127,11 @@ struct TensorInfo {
   int32_t zero_point = 0;
   uint64_t bytes = 0;          ///< on the device
 };
+
+/// Timeouts. Every timeout in this API (SessionOptions, Request::wait, Session::receive) is in host
+/// seconds: 0 or less does not wait, kNoTimeoutS or more (+infinity included) means no limit, and
+/// NaN is kInvalidArgument. Values are never converted to a clock count that could overflow.
+constexpr double kNoTimeoutS = 1e9;  ///< about 31.7 years
 
 struct SessionOptions {
   /// Requests of this session in flight at once (each has its own IO and scratch memory), 1..63.

@@ -321,6 +321,11 @@ struct Session::Impl {
     if (!device.impl_) return;
     drain();
     stop_workers();
+    {
+      // Finished requests nobody received hold the core, and it holds them: let go of them.
+      std::lock_guard<std::mutex> lock(core->mutex);
+      core->finished.clear();
+    }
     for (uint64_t a : dram_allocations) device.impl_->dram_free(a);
     for (const Slot& s : core->slots)
       if (s.io_host.data) device.impl_->host_free(s.io_host);

@@ -33,24 +33,14 @@ struct Fixture {
 };
 const Fixture& fixture() {
   static const Fixture f = [] {
-    ModelBuilder b;
-    b.input("x", {1, 8, 8}).output("y", {3});
-    b.init("w", random_tensor({4, 1, 3, 3}, -0.5f, 0.5f, 1));
-    b.init("b", random_tensor({4}, -0.1f, 0.1f, 2));
-    b.init("g", random_tensor({3, 4}, -2.0f, 2.0f, 3));
-    b.init("gb", random_tensor({3}, -0.1f, 0.1f, 4));
-    b.node("Conv", {"x", "w", "b"}, {"c"});
-    b.node("Relu", {"c"}, {"r"});
-    b.node("GlobalAveragePool", {"r"}, {"p"});
-    b.node("Flatten", {"p"}, {"f"});
-    set_int(b.node("Gemm", {"f", "g", "gb"}, {"y"}), "transB", 1);
+    const onnx::ModelProto model = small_cnn(2.0f);
     Fixture f;
     f.dynamic = tmpdir() + "/dynamic.onnx";
     f.batch1 = tmpdir() + "/batch1.onnx";
     f.batch4 = tmpdir() + "/batch4.onnx";
-    save_onnx(b.model(), f.dynamic);
-    save_onnx(with_fixed_batch(b.model(), 1), f.batch1);
-    save_onnx(with_fixed_batch(b.model(), 4), f.batch4);
+    save_onnx(model, f.dynamic);
+    save_onnx(with_fixed_batch(model, 1), f.batch1);
+    save_onnx(with_fixed_batch(model, 4), f.batch4);
     f.data = tmpdir() + "/data";
     fs::create_directories(f.data);
     for (const char* split : {"train", "test"}) {

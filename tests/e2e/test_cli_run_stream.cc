@@ -15,6 +15,7 @@
 #include "anvil/isa/program.h"
 #include "cli_harness.h"
 #include "copy_program.h"
+#include "serve_process_for_tests.h"
 
 using namespace anvil;
 using anvil::test::expect_clear_error;
@@ -43,41 +44,7 @@ std::string input_file() {
   return path;
 }
 
-/// `anvil device serve ARGS` as a child process, killed at scope end.
-struct ServeProcess {
-  explicit ServeProcess(std::vector<std::string> args) {
-    int err[2];
-    if (::pipe(err) != 0) throw std::runtime_error("pipe");
-    pid = ::fork();
-    if (pid == 0) {
-      ::dup2(err[1], 2);
-      ::close(err[0]);
-      ::close(err[1]);
-      args.insert(args.begin(), {ANVIL_BINARY_DIR "/tools/anvil", "device", "serve"});
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    ::close(err[1]);
-    stderr_fd = err[0];
-  }
-  /// stderr up to the first newline: the "listening" line once the socket accepts clients.
-  std::string first_line() {
-    std::string line;
-    char c;
-    while (::read(stderr_fd, &c, 1) == 1 && c != '\n') line += c;
-    return line;
-  }
-  ~ServeProcess() {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    ::close(stderr_fd);
-  }
-  pid_t pid = -1;
-  int stderr_fd = -1;
-};
+using test::ServeProcess;
 
 }  // namespace
 

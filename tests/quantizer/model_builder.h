@@ -131,4 +131,21 @@ inline Tensor initializer(const onnx::ModelProto& m, const std::string& name) {
   return Tensor();
 }
 
+/// x [N,1,8,8] -> Conv 3x3 (4) -> Relu -> GlobalAveragePool -> Flatten -> Gemm (3, weights in
+/// [-gemm_range, gemm_range]) -> y [N,3], with a dynamic batch: a small classifier.
+inline onnx::ModelProto small_cnn(float gemm_range) {
+  ModelBuilder b;
+  b.input("x", {1, 8, 8}).output("y", {3});
+  b.init("w", random_tensor({4, 1, 3, 3}, -0.5f, 0.5f, 1));
+  b.init("b", random_tensor({4}, -0.1f, 0.1f, 2));
+  b.init("g", random_tensor({3, 4}, -gemm_range, gemm_range, 3));
+  b.init("gb", random_tensor({3}, -0.1f, 0.1f, 4));
+  b.node("Conv", {"x", "w", "b"}, {"c"});
+  b.node("Relu", {"c"}, {"r"});
+  b.node("GlobalAveragePool", {"r"}, {"p"});
+  b.node("Flatten", {"p"}, {"f"});
+  set_int(b.node("Gemm", {"f", "g", "gb"}, {"y"}), "transB", 1);
+  return b.model();
+}
+
 }  // namespace anvil::quant::test

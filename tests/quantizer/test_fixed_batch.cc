@@ -15,22 +15,8 @@ using namespace anvil::quant::test;
 
 namespace {
 
-/// x [N,1,8,8] -> Conv 3x3 (4) -> Relu -> GlobalAveragePool -> Flatten -> Gemm (3) -> y [N,3],
-/// with a dynamic batch.
-onnx::ModelProto small_cnn() {
-  ModelBuilder b;
-  b.input("x", {1, 8, 8}).output("y", {3});
-  b.init("w", random_tensor({4, 1, 3, 3}, -0.5f, 0.5f, 1));
-  b.init("b", random_tensor({4}, -0.1f, 0.1f, 2));
-  b.init("g", random_tensor({3, 4}, -0.5f, 0.5f, 3));
-  b.init("gb", random_tensor({3}, -0.1f, 0.1f, 4));
-  b.node("Conv", {"x", "w", "b"}, {"c"});
-  b.node("Relu", {"c"}, {"r"});
-  b.node("GlobalAveragePool", {"r"}, {"p"});
-  b.node("Flatten", {"p"}, {"f"});
-  set_int(b.node("Gemm", {"f", "g", "gb"}, {"y"}), "transB", 1);
-  return b.model();
-}
+/// The small classifier of model_builder.h, with a dynamic batch.
+onnx::ModelProto small_cnn() { return test::small_cnn(0.5f); }
 
 std::string error_of(const std::function<void()>& f) {
   try {

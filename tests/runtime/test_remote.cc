@@ -28,6 +28,7 @@
 #include "golden_conv.h"
 #include "program_builder.h"
 #include "remote_link.h"
+#include "serve_process_for_tests.h"
 
 namespace anvil::rt {
 namespace {
@@ -475,54 +476,11 @@ TEST(RemoteDevice, AClientThatVanishesLeavesTheServerUsableAndASecondProcessIsRe
   EXPECT_TRUE(s.run({{"x", x}}).at("y") == reference_output(g, program, x));
 }
 
-/// `anvil device serve` as a child process; its stderr is read until it listens.
-struct ServerProcess {
-  explicit ServerProcess(const std::vector<std::string>& args) {
-    int err[2];
-    EXPECT_EQ(::pipe(err), 0);
-    pid = ::fork();
-    if (pid == 0) {
-      ::dup2(err[1], 2);
-      ::close(err[0]);
-      ::close(err[1]);
-      std::vector<std::string> argv{ANVIL_BINARY_DIR "/tools/anvil", "device", "serve"};
-      argv.insert(argv.end(), args.begin(), args.end());
-      std::vector<char*> raw;
-      for (auto& a : argv) raw.push_back(a.data());
-      raw.push_back(nullptr);
-      ::execv(raw[0], raw.data());
-      ::_exit(127);
-    }
-    ::close(err[1]);
-    stderr_fd = err[0];
-  }
-  /// stderr up to the first newline (the "listening" line, or the one-line error).
-  std::string first_line() {
-    std::string line;
-    char c;
-    while (::read(stderr_fd, &c, 1) == 1 && c != '\n') line += c;
-    return line;
-  }
-  int wait_exit() {
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    pid = -1;
-    return status;
-  }
-  ~ServerProcess() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-    ::close(stderr_fd);
-  }
-  pid_t pid = -1;
-  int stderr_fd = -1;
-};
+using test::ServeProcess;
 
 TEST(RemoteDevice, AServerKilledMidRunFailsEveryRequestWithATypedErrorAndNothingHangs) {
   const std::string path = socket_path("killed");
-  ServerProcess server({"--socket", path});
+  ServeProcess server({"--socket", path});
   ASSERT_NE(server.first_line().find("listening on " + path), std::string::npos);
   const ConvLayer g = test_layer();
   const isa::Program program = g.program();
@@ -534,7 +492,7 @@ TEST(RemoteDevice, AServerKilledMidRunFailsEveryRequestWithATypedErrorAndNothing
   Session s(d, program, opt);
   std::vector<Request> requests;
   for (int i = 0; i < 8; ++i) requests.push_back(s.submit({{"x", input_for(g, 300 + i)}}));
-  ::kill(server.pid, SIGKILL);
+  ::kill(server.pid(), SIGKILL);
   server.wait_exit();
   std::filesystem::remove(path);  // a killed server leaves its socket file behind
   for (const Request& r : requests) {
@@ -564,23 +522,23 @@ TEST(RemoteDevice, AServerKilledMidRunFailsEveryRequestWithATypedErrorAndNothing
 
 TEST(RemoteDevice, ServeCommandStopsCleanlyOnSigtermAndReportsAPathInUseAndABadConfig) {
   const std::string path = socket_path("cli");
-  ServerProcess first({"--socket", path});
+  ServeProcess first({"--socket", path});
   ASSERT_NE(first.first_line().find("listening"), std::string::npos);
   {
-    ServerProcess second({"--socket", path});
+    ServeProcess second({"--socket", path});
     const std::string line = second.first_line();
     EXPECT_NE(line.find("in use"), std::string::npos) << line;
     const int status = second.wait_exit();
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1);
   }
   {
-    ServerProcess bad({"--socket", socket_path("bad"), "--set", "num_pes=7"});
+    ServeProcess bad({"--socket", socket_path("bad"), "--set", "num_pes=7"});
     const std::string line = bad.first_line();
     EXPECT_NE(line.find("num_pes"), std::string::npos) << line;
     const int status = bad.wait_exit();
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1);
   }
-  ::kill(first.pid, SIGTERM);
+  ::kill(first.pid(), SIGTERM);
   const int status = first.wait_exit();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   EXPECT_NE(::access(path.c_str(), F_OK), 0) << "the socket file was left behind";

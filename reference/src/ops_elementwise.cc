@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <sstream>
 #include <string>
 #include <type_traits>
 
@@ -447,6 +448,8 @@ void or_kernel(KernelContext& ctx) {
   binary<Elements::kNumericAndBool>(ctx, [](bool a, bool b) { return a || b; });
 }
 
+constexpr int64_t kMaxRangeElements = int64_t{1} << 31;
+
 void range_kernel(KernelContext& ctx) {
   const Tensor& start = ctx.input(0);
   for (size_t i = 0; i < 3; ++i) {
@@ -463,6 +466,13 @@ void range_kernel(KernelContext& ctx) {
     // ONNX: max(ceil((limit - start) / delta), 0) elements, start + i * delta; the count in double, as
     // ONNX Runtime computes it (exact for the integer ranges a tensor can hold).
     const double count = std::ceil((static_cast<double>(limit) - static_cast<double>(first)) / static_cast<double>(delta));
+    // A count beyond what memory holds (or infinite: a float limit of inf) is an error here, not a
+    // bad_alloc or an undefined conversion.
+    if (count > static_cast<double>(kMaxRangeElements)) {
+      std::ostringstream what;
+      what << "Range of " << count << " elements (at most " << kMaxRangeElements << ")";
+      fail(ErrorCode::kInvalidArgument, what.str());
+    }
     const int64_t n = count > 0 ? static_cast<int64_t>(count) : 0;
     Tensor y = Tensor::uninitialized(dtype_of<T>(), {n});
     T* yd = y.data<T>();

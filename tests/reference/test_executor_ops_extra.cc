@@ -405,6 +405,11 @@ TEST(ExecutorOpsExtra, RangeAndSize) {
   EXPECT_EQ(range(i64({}, {0}), i64({}, {5}), i64({}, {-1})).run1().shape(), (Shape{0}));
   EXPECT_NE(range(i64({}, {0}), i64({}, {5}), i64({}, {0})).error().find("delta is 0"), std::string::npos);
   EXPECT_NE(range(i64({}, {0}), f32({}, {5}), i64({}, {1})).error().find("float32"), std::string::npos);
+  // Counts memory cannot hold are an error naming the count, not a bad_alloc or an undefined cast.
+  EXPECT_NE(range(i64({}, {0}), i64({}, {int64_t{1} << 40}), i64({}, {1})).error().find("Range of 1.09951e+12 elements"),
+            std::string::npos);
+  EXPECT_NE(range(f32({}, {0}), f32({}, {INFINITY}), f32({}, {1})).error().find("Range of inf elements"),
+            std::string::npos);
 
   OneNode empty;
   empty.constant("x", f32({2, 3, 0}, {}));

@@ -217,6 +217,11 @@ void register_run(CLI::App& app) {
     for (const auto& [given, option] : not_with_sweep)
       if (given && !o->sweep.empty())
         fail(ErrorCode::kInvalidArgument, std::string(option) + " and --sweep cannot be combined");
+    // A stream reports throughput and latency percentiles, not one request's layers or timings.
+    const std::pair<bool, const char*> not_with_requests[] = {{o->layers, "--layers"}, {o->repeat > 0, "--repeat"}};
+    for (const auto& [given, option] : not_with_requests)
+      if (given && !o->requests.empty())
+        fail(ErrorCode::kInvalidArgument, std::string(option) + " and --requests cannot be combined");
     const isa::Program program = isa::Program::load(o->program);
     if (o->inputs.size() > program.inputs.size())
       fail(ErrorCode::kInvalidArgument, o->program + ": the program has " + std::to_string(program.inputs.size()) +

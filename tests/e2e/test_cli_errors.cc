@@ -310,6 +310,14 @@ TEST(CliErrors, PerTensorSearchSummaryNamesTheSearchNotTheIgnoredMethod) {
   EXPECT_EQ(r.out.find("with MSE_SYM"), std::string::npos) << r.out;
 }
 
+TEST(CliErrors, RunRequestsRefusesLayersAndRepeat) {
+  // They were silently ignored: a stream prints throughput and latency percentiles only.
+  const std::string prog = write_copy_program(), x = tmpdir() + "/x_stream.npy";
+  write_npy(x, Tensor(DType::kInt8, {1, 4}));
+  expect_clear_error(anvil_cmd("run " + prog + " --input " + x + " --requests 3 --layers"), {"--layers", "--requests"});
+  expect_clear_error(anvil_cmd("run " + prog + " --input " + x + " --requests 3 --repeat 2"), {"--repeat", "--requests"});
+}
+
 TEST(CliErrors, RunTimeoutBoundsAHungPeWhoseWatchdogIsFarAway) {
   // A PE hang with a watchdog of 10^6 simulated s: without --timeout `anvil run` waits for the
   // runtime's deadlines (60 s, then 300 s); with it, one clear error after about that long.

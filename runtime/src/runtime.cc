@@ -276,7 +276,9 @@ const TensorMap& Request::outputs() const {
 const RunStats& Request::stats() const {
   State& s = checked(state_);
   std::lock_guard<std::mutex> lock(s.core->mutex);
-  return s.stats;
+  if (s.state == RequestState::kPending)
+    fail(ErrorCode::kBusy, "request " + std::to_string(s.id) + " is still pending (wait for it first)");
+  return s.stats;  // final: never written again
 }
 
 const std::any& Request::context() const { return checked(state_).context; }
@@ -288,9 +290,10 @@ ErrorCode Request::error_code() const {
 }
 
 const std::string& Request::error_message() const {
+  static const std::string kNone;
   State& s = checked(state_);
   std::lock_guard<std::mutex> lock(s.core->mutex);
-  return s.message;
+  return s.state == RequestState::kPending ? kNone : s.message;  // final once it is not pending
 }
 
 uint64_t Request::id() const { return checked(state_).id; }

@@ -154,6 +154,9 @@ TEST(Session, PendingRequestTimesOutInWaitAndTheFullQueueIsBusyOrTimesOut) {
   EXPECT_EQ(r.wait(0.0), RequestState::kTimeout);
   EXPECT_EQ(r.state(), RequestState::kPending);
   EXPECT_EQ(error_of([&] { r.outputs(); }).code(), ErrorCode::kBusy);
+  // Nothing the completion will write is handed out while it is pending.
+  EXPECT_EQ(error_of([&] { r.stats(); }).code(), ErrorCode::kBusy);
+  EXPECT_EQ(r.error_message(), "");
   const Error busy = error_of([&] { s.submit(input_of(g, 2), 2); });
   EXPECT_EQ(busy.code(), ErrorCode::kBusy);
   EXPECT_NE(std::string(busy.what()).find("device busy"), std::string::npos) << busy.what();

@@ -129,6 +129,7 @@ anvil_status anvil_request_context(const anvil_request* request, void** context)
 /** Copies output `name` (int8) into dst (bytes must equal its size). A failed request returns its
  * error (e.g. ANVIL_ERR_DEVICE_FAULT), a pending one ANVIL_ERR_BUSY. */
 anvil_status anvil_request_output(const anvil_request* request, const char* name, void* dst, size_t bytes);
+/** The request's run statistics; ANVIL_ERR_BUSY while it is pending. */
 anvil_status anvil_request_stats(const anvil_request* request, anvil_run_stats* out);
 anvil_status anvil_request_release(anvil_request* request);
 

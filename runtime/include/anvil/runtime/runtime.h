@@ -158,10 +158,12 @@ class Request {  // value-type handle
   RequestState state() const;
   /// The int8 outputs by name. Throws the request's error if it failed, kBusy if it is pending.
   const TensorMap& outputs() const;
+  /// Its statistics once it completed or failed; throws kBusy while it is pending (complete()
+  /// writes them then, so a reference handed out earlier would race with that write).
   const RunStats& stats() const;
   /// The context given to submit().
   const std::any& context() const;
-  /// The error of a failed request (code and message); kInternal/"" when it did not fail.
+  /// The error of a failed request (code and message); kInternal/"" when it did not fail or is pending.
   ErrorCode error_code() const;
   const std::string& error_message() const;
   /// Submission number within its session, from 0.

@@ -182,7 +182,8 @@ struct SessionStats {
   uint64_t completed = 0, failed = 0;
   uint64_t first_submit_cycle = 0, last_end_cycle = 0;
   double throughput_per_sim_s = 0.0;     ///< completed / (last_end - first_submit) at the clock
-  std::vector<uint64_t> per_unit;        ///< completed requests per unit (Device::units() order)
+  std::vector<uint64_t> per_unit;        ///< completed requests that ran on each unit (Device::units() order; a
+                                         ///< partitioned program's request counts on every unit a segment used)
 };
 
 /// A program loaded on a device. Thread-safe: any number of threads may run/submit/receive.

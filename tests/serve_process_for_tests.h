@@ -1,6 +1,8 @@
 #pragma once
 // `anvil device serve ARGS` as a child process of a test (ANVIL_BINARY_DIR must name the build
-// folder), with its stderr readable line by line; killed at scope end unless it already exited.
+// folder), with its stderr readable line by line. At scope end, unless it already exited, it is
+// asked to stop (SIGTERM: it removes its socket), then killed if it has not within 5 s, and a
+// socket file it left (killed by the test, say) is removed.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,6 +16,8 @@ namespace anvil::test {
 class ServeProcess {
  public:
   explicit ServeProcess(const std::vector<std::string>& args) {
+    for (size_t i = 0; i + 1 < args.size(); ++i)
+      if (args[i] == "--socket") socket_ = args[i + 1];
     int err[2];
     if (::pipe(err) != 0) throw std::runtime_error("pipe");
     pid_ = ::fork();
@@ -34,8 +38,20 @@ class ServeProcess {
   }
   ~ServeProcess() {
     if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
+      ::kill(pid_, SIGTERM);
+      int waited_ms = 0;
+      while (::waitpid(pid_, nullptr, WNOHANG) == 0) {
+        if (waited_ms >= 5000) {
+          ::kill(pid_, SIGKILL);
+          ::waitpid(pid_, nullptr, 0);
+          break;
+        }
+        ::usleep(10000);
+        waited_ms += 10;
+      }
+      // It served on the socket until now (a server that exited by itself, e.g. finding the path
+      // in use, never owned it): a SIGKILL leaves the file behind.
+      if (!socket_.empty()) ::unlink(socket_.c_str());
     }
     ::close(stderr_fd_);
   }
@@ -62,6 +78,7 @@ class ServeProcess {
  private:
   pid_t pid_ = -1;
   int stderr_fd_ = -1;
+  std::string socket_;
 };
 
 }  // namespace anvil::test

@@ -49,7 +49,7 @@ using test::ServeProcess;
 }  // namespace
 
 TEST(CliRunStream, FiguresOfADeviceServerUseTheServersChipNotTheLocalConfiguration) {
-  const std::string socket = "/tmp/anvil_cli_clock_" + std::to_string(::getpid()) + ".sock";
+  const std::string socket = tmpdir() + "/clock.sock";
   ServeProcess server({"--socket", socket, "--preset", "warboy", "--set", "clock_ghz=1.0"});
   ASSERT_NE(server.first_line().find("listening"), std::string::npos);
   const std::string prog = copy_program(), x = input_file(), stats = tmpdir() + "/remote.json";

@@ -448,7 +448,7 @@ void or_kernel(KernelContext& ctx) {
   binary<Elements::kNumericAndBool>(ctx, [](bool a, bool b) { return a || b; });
 }
 
-constexpr int64_t kMaxRangeElements = int64_t{1} << 31;
+constexpr int64_t kMaxRangeBytes = int64_t{1} << 32;  ///< 4 GiB: a Range is a shape or index helper
 
 void range_kernel(KernelContext& ctx) {
   const Tensor& start = ctx.input(0);
@@ -468,9 +468,11 @@ void range_kernel(KernelContext& ctx) {
     const double count = std::ceil((static_cast<double>(limit) - static_cast<double>(first)) / static_cast<double>(delta));
     // A count beyond what memory holds (or infinite: a float limit of inf) is an error here, not a
     // bad_alloc or an undefined conversion.
-    if (count > static_cast<double>(kMaxRangeElements)) {
+    const int64_t max_elements = kMaxRangeBytes / static_cast<int64_t>(sizeof(T));
+    if (count > static_cast<double>(max_elements)) {
       std::ostringstream what;
-      what << "Range of " << count << " elements (at most " << kMaxRangeElements << ")";
+      what << "Range of " << count << " elements (at most " << max_elements << " of " << dtype_name(dtype_of<T>())
+           << ", 4 GiB)";
       fail(ErrorCode::kInvalidArgument, what.str());
     }
     const int64_t n = count > 0 ? static_cast<int64_t>(count) : 0;

@@ -126,7 +126,10 @@ std::vector<std::string> discover(const hw::HwConfig& config) {
 }
 
 Device Device::open(const std::string& spec_in, const hw::HwConfig& config_in) {
-  config_in.validate();  // here, so that a bad setting is not blamed on $ANVIL_DEVICES below
+  // A local chip's settings are checked apart, so that a bad one is not blamed on $ANVIL_DEVICES
+  // below; a device server's chip has the server's settings and `config_in` does not apply.
+  const bool remote = naming_env(spec_in, [&] { return split_remote(resolve_spec(spec_in)).has_value(); });
+  if (!remote) config_in.validate();
   return naming_env(spec_in, [&] {
     const std::string spec = resolve_spec(spec_in);
     std::vector<uint32_t> units = parse_device_spec(spec);
@@ -726,7 +729,9 @@ void Session::Impl::run_chain(ChainJob& job) {
       TensorMap out;
       if (stage.npu) {
         Request r = stage.npu->submit(in);
-        if (r.wait(options.device_timeout_s) == RequestState::kTimeout)
+        // Past the segment's device deadline, where the driver fails it as the device fault it
+        // is: waiting exactly that long raced with it and reported a queue timeout instead.
+        if (r.wait(options.device_timeout_s + std::max(options.device_timeout_s, 1.0)) == RequestState::kTimeout)
           fail(ErrorCode::kTimeout, "queue timeout: an NPU segment of request " + std::to_string(job.state->id) +
                                         " did not finish within " + std::to_string(options.device_timeout_s) + " s");
         out = r.outputs();

@@ -94,6 +94,12 @@ TEST(RemoteDevice, RunMatchesTheInProcessDeviceAndTheReferenceBitForBit) {
   }
   const std::string path = socket_path("run");
   ServerThread server(path);
+  {
+    // The local settings do not apply to a server's chip, so invalid ones are not checked either.
+    hw::HwConfig invalid = hw::HwConfig::preset("warboy");
+    invalid.mac_rows = 0;
+    EXPECT_EQ(Device::open("unix:" + path, invalid).config().mac_rows, hw::HwConfig::preset("warboy-2pe").mac_rows);
+  }
   Device d = Device::open("unix:" + path, hw::HwConfig::preset("warboy"));  // the server's chip counts
   EXPECT_EQ(d.config().num_pes, 2u);
   EXPECT_EQ(d.units(), std::vector<uint32_t>{1});

@@ -152,14 +152,14 @@ std::vector<SegmentLayers> segment_layer_lists(const isa::Program& program, cons
   return out;
 }
 
-/// The runtime's options with --timeout T: the device deadline is T, and the host waits long
-/// enough past it (T + max(T, 1 s)) to report the device's error, not a race with its own wait.
+/// The runtime's options with --timeout T (default: the runtime's device deadline): the device
+/// deadline is T, and the host waits long enough past it (T + max(T, 1 s)) to report the device's
+/// error, not a race with its own wait, which gave up first with the runtime's defaults (60 s
+/// against 300 s) and reported a hung request as a queue timeout.
 rt::SessionOptions session_options(double timeout_s) {
   rt::SessionOptions options;
-  if (timeout_s > 0) {
-    options.device_timeout_s = timeout_s;
-    options.timeout_s = timeout_s + std::max(timeout_s, 1.0);
-  }
+  if (timeout_s > 0) options.device_timeout_s = timeout_s;
+  options.timeout_s = options.device_timeout_s + std::max(options.device_timeout_s, 1.0);
   return options;
 }
 

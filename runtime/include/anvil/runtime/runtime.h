@@ -129,8 +129,9 @@ struct TensorInfo {
 };
 
 /// Timeouts. Every timeout in this API (SessionOptions, Request::wait, Session::receive) is in host
-/// seconds: 0 or less does not wait, kNoTimeoutS or more (+infinity included) means no limit, and
-/// NaN is kInvalidArgument. Values are never converted to a clock count that could overflow.
+/// seconds: kNoTimeoutS or more (+infinity included) means no limit, and NaN is kInvalidArgument.
+/// For Request::wait and Session::receive 0 or less does not wait; SessionOptions' must be > 0.
+/// Values are never converted to a clock count that could overflow.
 constexpr double kNoTimeoutS = 1e9;  ///< about 31.7 years
 
 struct SessionOptions {

@@ -28,6 +28,8 @@
 #include <cmath>
 #include <cstring>
 #include <iostream>
+#include <map>
+#include <memory>
 #include <sstream>
 
 #include "anvil/common/log.h"
@@ -163,14 +165,15 @@ struct EvalSetup {
   InputShape input;         ///< the graph input the images feed
   int64_t host_batch = kHostBatch;  ///< images per FP32 / reference / qdq run: the input's fixed batch, or kHostBatch
   int64_t npu_batch = 1;    ///< the compiled program's batch: the input's fixed batch, or --batch
-  Dataset test, calib;      ///< shaped for `input` (load_dataset)
+  /// Shaped for `input` (load_dataset); shared by the models whose inputs take the same shape.
+  std::shared_ptr<const Dataset> test, calib;
   bool fixed_batch() const { return input.fixed_batch() > 0; }
 };
 
 /// Runs one method's quantized model on every test image with the chosen backend.
 void run_method(const Opts& o, const EvalSetup& setup, const onnx::ModelProto& qmodel, const Tensor& fp32_all,
                 rt::Device& device, MethodResult& r) {
-  const Dataset& test = setup.test;
+  const Dataset& test = *setup.test;
   const int64_t n = test.images.dim(0);
   const int64_t* labels = test.labels.data<int64_t>();
   Progress progress("INT8 " + r.method + " (" + backend_label(setup.backend) + ")", n);
@@ -263,7 +266,7 @@ void check_labels_below(const Dataset& test, int64_t classes, const std::string&
 
 nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::string& model_path) {
   const auto t_start = Clock::now();
-  const Dataset& test = setup.test;
+  const Dataset& test = *setup.test;
   const int64_t n = test.images.dim(0);
   const int64_t* labels = test.labels.data<int64_t>();
   const onnx::ModelProto model = load_onnx(model_path);
@@ -297,7 +300,7 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
   const auto t_calib = Clock::now();
   const onnx::ModelProto optimized = quant::optimize(model);
   quant::CalibrationTime calib_time;
-  const quant::Calibration calibration = quant::calibrate(optimized, setup.calib.images, true, &calib_time);
+  const quant::Calibration calibration = quant::calibrate(optimized, setup.calib->images, true, &calib_time);
   const double calib_s = seconds_since(t_calib);
 
   rt::Device device;
@@ -327,7 +330,7 @@ nlohmann::json evaluate_model(const Opts& o, const EvalSetup& setup, const std::
     sopt.quantize = quantize_options(o, quant::Method::kMinMaxAsym);  // the search chooses the method
     auto t = Clock::now();
     const quant::TensorSearchResult found =
-        quant::search_tensor_ranges(optimized, calibration, setup.calib.images, sopt).value();
+        quant::search_tensor_ranges(optimized, calibration, setup.calib->images, sopt).value();
     r.range_search_s = seconds_since(t);
     searched = found.samples, searched_holdout = found.holdout;
     std::cout << search_summary(found, found.samples, found.holdout)
@@ -601,6 +604,8 @@ void register_eval(CLI::App& app) {
     // runs on, so FP32, calibration and every backend use it; --batch asks for a program of
     // another batch, which such a model cannot give (as `anvil compile --batch` refuses it).
     std::vector<EvalSetup> per_model;
+    // The images, loaded once per input shape (all but the batch axis): not a copy per model.
+    std::map<std::string, std::pair<std::shared_ptr<const Dataset>, std::shared_ptr<const Dataset>>> loaded;
     for (const std::string& m : o->models) {
       const onnx::ModelProto model = load_onnx(m);  // a bad path fails now, not after an hour
       const std::vector<InputShape> inputs = fed_inputs(model);
@@ -615,9 +620,18 @@ void register_eval(CLI::App& app) {
                                               "dynamic batch axis)");
       s.host_batch = fixed ? fixed : kHostBatch;
       s.npu_batch = fixed ? fixed : o->batch;
-      s.test = load_dataset(o->dataset, Split::kTest, o->count, o->norm.get(), &s.input);
-      if (s.test.labels.empty()) fail(ErrorCode::kInvalidArgument, o->dataset + ": the test split has no labels");
-      s.calib = load_dataset(o->dataset, Split::kTrain, o->calib_count, o->norm.get(), &s.input);
+      std::string key = s.input.has_shape ? "" : "unknown";
+      for (size_t d = 1; d < s.input.dims.size(); ++d) key += std::to_string(s.input.dims[d]) + ",";
+      if (s.input.has_shape) key += "rank " + std::to_string(s.input.dims.size());
+      auto& [test, calib] = loaded[key];
+      if (!test) {
+        test = std::make_shared<const Dataset>(load_dataset(o->dataset, Split::kTest, o->count, o->norm.get(), &s.input));
+        if (test->labels.empty()) fail(ErrorCode::kInvalidArgument, o->dataset + ": the test split has no labels");
+        calib = std::make_shared<const Dataset>(
+            load_dataset(o->dataset, Split::kTrain, o->calib_count, o->norm.get(), &s.input));
+      }
+      s.test = test;
+      s.calib = calib;
       per_model.push_back(std::move(s));
     }
 

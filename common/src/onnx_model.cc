@@ -206,16 +206,20 @@ std::vector<InputShape> fed_inputs(const onnx::ModelProto& model) {
   std::vector<InputShape> out;
   for (const onnx::ValueInfoProto& vi : model.graph().input()) {
     if (initializers.count(vi.name())) continue;
-    InputShape in;
-    in.name = vi.name();
-    const auto& tt = vi.type().tensor_type();
-    if (vi.type().has_tensor_type() && tt.has_shape()) {
-      in.has_shape = true;
-      for (const auto& d : tt.shape().dim()) in.dims.push_back(d.has_dim_value() && d.dim_value() > 0 ? d.dim_value() : -1);
-    }
-    out.push_back(std::move(in));
+    out.push_back(input_shape(vi));
   }
   return out;
+}
+
+InputShape input_shape(const onnx::ValueInfoProto& vi) {
+  InputShape in;
+  in.name = vi.name();
+  const auto& tt = vi.type().tensor_type();
+  if (vi.type().has_tensor_type() && tt.has_shape()) {
+    in.has_shape = true;
+    for (const auto& d : tt.shape().dim()) in.dims.push_back(d.has_dim_value() ? d.dim_value() : -1);
+  }
+  return in;
 }
 
 InputShape fed_input(const onnx::ModelProto& model, const std::string& name) {

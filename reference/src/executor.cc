@@ -5,6 +5,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "anvil/common/graph_input.h"
 #include "anvil/common/onnx_model.h"
 #include "attributes.h"
 #include "conv_chain.h"
@@ -50,10 +51,9 @@ GraphInput describe_input(const onnx::ValueInfoProto& vi) {
   if (std::string(dtype_name(in.dtype)) == "undefined")  // complex, ...
     fail(ErrorCode::kUnsupported, "graph input '" + vi.name() + "': unsupported data type " +
                                       std::to_string(tt.elem_type()));
-  if (tt.has_shape()) {
-    in.has_shape = true;
-    for (const auto& d : tt.shape().dim()) in.dims.push_back(d.has_dim_value() ? d.dim_value() : -1);
-  }
+  const InputShape shape = input_shape(vi);
+  in.has_shape = shape.has_shape;
+  in.dims = shape.dims;
   return in;
 }
 

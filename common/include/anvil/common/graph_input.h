@@ -12,7 +12,7 @@ namespace anvil {
 struct InputShape {
   std::string name;
   bool has_shape = false;     ///< false: the model declares no shape (not even the rank)
-  std::vector<int64_t> dims;  ///< -1 where a dimension is dynamic (symbolic or not given)
+  std::vector<int64_t> dims;  ///< -1 where a dimension is dynamic (symbolic or not given); 0 is a size
 
   /// The size of a fixed leading (batch) dimension, or 0 when it is dynamic or unknown. A model
   /// exported without a dynamic batch axis (e.g. [1, 1, 28, 28]) only runs on batches of this size.
@@ -20,6 +20,10 @@ struct InputShape {
   /// "[?, 1, 28, 28]"; "[unknown]" without a shape.
   std::string str() const;
 };
+
+/// The declared shape of one graph input (also what the reference executor checks a fed tensor
+/// against).
+InputShape input_shape(const onnx::ValueInfoProto& vi);
 
 /// The graph inputs that are fed (initializers listed as inputs, IR version < 4, excluded), in
 /// graph order, with their declared shapes.

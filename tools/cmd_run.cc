@@ -89,7 +89,7 @@ void run_stream(const isa::Program& program, const hw::HwConfig& config, const s
   const double per_host_s = requests / host_s;
   std::cout << fmt("%d requests on %s (%zu unit(s), queue depth %d): %.1f inferences per simulated second, %.2f per "
                    "host second\n",
-                   requests, spec.c_str(), device.units().size(), depth, st.throughput_per_sim_s, per_host_s);
+                   requests, device.spec().c_str(), device.units().size(), depth, st.throughput_per_sim_s, per_host_s);
   std::cout << fmt("latency (submission to completion, simulated): p50 %.2f us, p95 %.2f us, p99 %.2f us\n", p50, p95, p99);
   std::string per_unit;
   for (size_t u = 0; u < st.per_unit.size(); ++u)
@@ -101,7 +101,7 @@ void run_stream(const isa::Program& program, const hw::HwConfig& config, const s
   if (!trace.empty()) write_file(trace, device.trace_json().dump() + "\n");
   if (!stats.empty()) {
     nlohmann::json j;
-    j["device"] = spec;
+    j["device"] = device.spec();
     j["requests"] = requests;
     j["queue_depth"] = depth;
     j["throughput_per_sim_s"] = st.throughput_per_sim_s;
@@ -243,18 +243,14 @@ void register_run(CLI::App& app) {
     std::unique_ptr<tbb::global_control> thread_limit;
     if (o->threads > 0)
       thread_limit = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism, o->threads);
+    // Without --device: $ANVIL_DEVICES, which the runtime reads for the empty spec and names in its
+    // errors, else the program's target.
     const char* env_devices = std::getenv("ANVIL_DEVICES");
-    const std::string spec = !o->device.empty()                ? o->device
-                             : env_devices && *env_devices     ? std::string(env_devices)
-                             : program.num_pes == 2            ? "npu0pe0-1"
-                                                               : "warboy(1)*1";
-    std::vector<uint32_t> units;
-    try {
-      units = rt::parse_device_spec(spec);
-    } catch (const Error& e) {
-      if (!o->device.empty() || !env_devices) throw;
-      fail(e.code(), std::string("ANVIL_DEVICES: ") + e.what());  // the user typed no --device
-    }
+    const std::string spec = !o->device.empty()            ? o->device
+                             : env_devices && *env_devices ? std::string()
+                             : program.num_pes == 2        ? "npu0pe0-1"
+                                                           : "warboy(1)*1";
+    const std::vector<uint32_t> units = rt::parse_device_spec(spec);
     uint32_t spec_pes = 0;
     for (uint32_t unit : units) spec_pes |= unit;
     if ((spec_pes & 2) && config.num_pes < 2) config.num_pes = 2;  // a spec naming PE 1 needs the two-PE chip

@@ -82,15 +82,7 @@ auto naming_env(const std::string& spec_in, F f) {
   }
 }
 
-std::vector<uint32_t> parse_resolved_spec(const std::string& resolved);
-
-}  // namespace
-
-std::vector<uint32_t> parse_device_spec(const std::string& spec_in) {
-  return naming_env(spec_in, [&] { return parse_resolved_spec(resolve_spec(spec_in)); });
-}
-
-namespace {
+/// The units of a spec already resolved (resolve_spec).
 std::vector<uint32_t> parse_resolved_spec(const std::string& resolved) {
   const std::optional<RemoteSpec> remote = split_remote(resolved);
   const std::string spec = remote ? remote->pes : resolved;
@@ -117,7 +109,12 @@ std::vector<uint32_t> parse_resolved_spec(const std::string& resolved) {
     fail(ErrorCode::kInvalidArgument, "device spec '" + spec + "' mixes the fused pair with single PEs");
   return units;
 }
+
 }  // namespace
+
+std::vector<uint32_t> parse_device_spec(const std::string& spec_in) {
+  return naming_env(spec_in, [&] { return parse_resolved_spec(resolve_spec(spec_in)); });
+}
 
 std::vector<std::string> discover(const hw::HwConfig& config) {
   std::vector<std::string> specs{"npu0pe0"};
@@ -126,17 +123,16 @@ std::vector<std::string> discover(const hw::HwConfig& config) {
 }
 
 Device Device::open(const std::string& spec_in, const hw::HwConfig& config_in) {
+  const std::string spec = resolve_spec(spec_in);
+  const std::optional<RemoteSpec> remote = naming_env(spec_in, [&] { return split_remote(spec); });
   // A local chip's settings are checked apart, so that a bad one is not blamed on $ANVIL_DEVICES
   // below; a device server's chip has the server's settings and `config_in` does not apply.
-  const bool remote = naming_env(spec_in, [&] { return split_remote(resolve_spec(spec_in)).has_value(); });
   if (!remote) config_in.validate();
   return naming_env(spec_in, [&] {
-    const std::string spec = resolve_spec(spec_in);
-    std::vector<uint32_t> units = parse_device_spec(spec);
-    // A remote device is the server's chip: its config is the card's, `config_in` does not apply.
+    std::vector<uint32_t> units = parse_resolved_spec(spec);
     std::shared_ptr<PlatformLink> link;
     hw::HwConfig config = config_in;
-    if (const std::optional<RemoteSpec> remote = split_remote(spec)) {
+    if (remote) {
       auto remote_link = RemoteLink::attach(remote->path);
       config = remote_link->server_config();
       link = std::move(remote_link);

@@ -189,10 +189,6 @@ ValueKind value_kind_of(const onnx::TypeProto& type, const std::string& what) {
   fail(ErrorCode::kUnsupported, what + ": data type " + kind + " is not supported (tensor, sequence or optional only)");
 }
 
-}  // namespace anvil
-
-namespace anvil {
-
 std::string InputShape::str() const {
   if (!has_shape) return "[unknown]";
   std::string s;

@@ -104,7 +104,6 @@ void set_receive_timeout(int socket, double seconds) {
 }
 
 void Client::serve() {
-  bool attached = false;
   try {
     proto::Message m;
     // Until HELLO the connection is nobody's client yet: it may not hold the device for long.
@@ -137,7 +136,6 @@ void Client::serve() {
           }
         });
         interrupt_thread_ = std::thread([this] { interrupt_loop(); });
-        attached = true;
         attached_ = true;
         reply(m.seq, proto::Writer().u32(proto::kVersion).str(options_.config.to_json().dump()).take());
         while (proto::receive_message(socket_, m)) {
@@ -153,7 +151,7 @@ void Client::serve() {
   } catch (const Error&) {
     // The connection broke (the client died): clean up as for an orderly end.
   }
-  if (attached) {
+  if (attached_) {
     try {
       reset_device();
     } catch (const Error&) {
@@ -290,8 +288,7 @@ struct DeviceServer::Impl {
 
   /// Answers a second process's HELLO with kBusy and hangs up.
   void refuse(int socket) {
-    timeval tv{kRefuseReadTimeoutS, 0};
-    ::setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    set_receive_timeout(socket, kRefuseReadTimeoutS);
     try {
       proto::Message m;
       std::mutex send_mutex;
